@@ -1,0 +1,56 @@
+//! The `pyrsia` command.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use pyrsia_core::reference::ImageRef;
+
+/// Pyrsia: a decentralized, verifiable registry mirror.
+#[derive(FromArgs, Debug)]
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+enum Command {
+    Reference(ReferenceCmd),
+}
+
+/// Show how an image reference is normalised (host, repository path, tag, digest), the way
+/// the node and docker read it.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "reference")]
+struct ReferenceCmd {
+    /// the image reference, e.g. `alpine:3.20` or `ghcr.io/o/app@sha256:…`
+    #[argh(positional)]
+    image: String,
+}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    match cli.command {
+        Command::Reference(cmd) => reference(&cmd.image),
+    }
+}
+
+fn reference(image: &str) -> ExitCode {
+    match ImageRef::parse(image) {
+        Ok(r) => {
+            println!("reference:  {r}");
+            println!("registry:   {}", r.host);
+            println!("repository: {}", r.repository_path());
+            println!("tag:        {}", r.tag.map_or("-", |t| t.as_str()));
+            match r.digest {
+                Some(d) => println!("digest:     {d}"),
+                None => println!("digest:     -"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pyrsia: invalid image reference {image:?}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
