@@ -6,3 +6,7 @@
 //! and the libp2p network join it with the registry-mirror and P2P issues.
 
 pub mod clock;
+pub mod metrics;
+pub mod mirror;
+pub mod store;
+pub mod upstream;

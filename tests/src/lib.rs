@@ -1,12 +1,20 @@
-//! Shared harness for the end-to-end tests in `tests/tests/`: finds the built binaries and
-//! runs them as separate processes, the way users and CI run them.
+//! Harness for the end-to-end tests in `tests/tests/`: real parts started as processes on
+//! 127.0.0.1 with free ports — Debian's `docker-registry` as the upstream, the `pyrsia`
+//! binary as the node, skopeo, podman and ctr as clients — and deterministic test images.
+
+pub mod clients;
+pub mod image;
+pub mod node;
+pub mod process;
+pub mod proxy;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Path of a workspace binary (`pyrsia`, ...), built by `cargo build --workspace --bins`
-/// before the tests run (the README's test command does this). `PYRSIA_TARGET_DIR` overrides
-/// the target directory.
+/// Path of a workspace binary (`pyrsia`, `pyrsia-lite`), built by
+/// `cargo build --workspace --bins` before the tests run (the README's test command does this).
+/// `PYRSIA_TARGET_DIR` overrides the target directory.
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("PYRSIA_TARGET_DIR")
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))

@@ -4,11 +4,13 @@
 //! digests, sizes and ranges.
 
 mod accept;
+mod challenge;
 mod error;
 pub mod range;
 mod route;
 
 pub use accept::AcceptSet;
+pub use challenge::{BearerChallenge, ChallengeError};
 pub use error::{Code, ErrorBody, OciError};
 pub use range::{ByteRange, ContentRange, RangeOutcome};
 pub use route::{Endpoint, Method, Route, route, split_target};

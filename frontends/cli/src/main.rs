@@ -1,9 +1,12 @@
 //! The `pyrsia` command.
 
+mod status;
+
 use std::process::ExitCode;
 
 use argh::FromArgs;
 use pyrsia_core::reference::ImageRef;
+use pyrsia_http::NodeOptions;
 
 /// Pyrsia: a decentralized, verifiable registry mirror.
 #[derive(FromArgs, Debug)]
@@ -15,6 +18,8 @@ struct Cli {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 enum Command {
+    Node(NodeOptions),
+    Status(status::StatusCmd),
     Reference(ReferenceCmd),
 }
 
@@ -31,6 +36,17 @@ struct ReferenceCmd {
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     match cli.command {
+        Command::Node(options) => {
+            pyrsia_http::init_logging();
+            match pyrsia_http::run_node(&options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pyrsia node: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Status(cmd) => status::run(&cmd),
         Command::Reference(cmd) => reference(&cmd.image),
     }
 }

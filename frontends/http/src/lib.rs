@@ -1,11 +1,27 @@
 //! # pyrsia-http
 //!
-//! The registry-mirror frontend: it turns HTTP requests into calls to
-//! [`pyrsia_core::registry::route`] and the core's answers back into HTTP. The tiny_http
-//! server and the lite mirror binary arrive with the registry-mirror issue; what is here is the
-//! part every server shares: how an OCI error becomes a response.
+//! The registry-mirror frontend: tiny_http serving the OCI pull API. Each request is routed by
+//! [`pyrsia_core::registry::route`] (validation first, so bad names never reach the store) and
+//! answered by [`pyrsia_std::mirror::Mirror`]. Besides `/v2/`, it serves `/metrics`
+//! (Prometheus), `/status` (JSON for `pyrsia status`) and `/healthz`.
+//!
+//! This crate has no libp2p dependency: [`run_node`] is the whole lite mirror, and the
+//! `pyrsia-lite` binary is that alone, for small Linux devices.
+
+pub mod abort;
+mod handler;
+pub mod options;
+mod reaper;
+pub mod server;
+
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use pyrsia_core::registry::OciError;
+use pyrsia_std::mirror::Mirror;
+
+pub use options::NodeOptions;
+pub use server::HttpServer;
 
 /// The `Content-Type` of OCI error bodies.
 pub const ERROR_CONTENT_TYPE: &str = "application/json; charset=utf-8";
@@ -29,6 +45,47 @@ impl From<&OciError> for ErrorResponse {
             body: error.json().to_string(),
         }
     }
+}
+
+/// Sets up logging for a binary: one line per request at info; `RUST_LOG` overrides.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a mirror node with `options` until Ctrl-C or SIGTERM, then stops cleanly.
+pub fn run_node(options: &NodeOptions) -> Result<(), String> {
+    let config = options.mirror_config()?;
+    let data_dir = config.data_dir.clone();
+    let mirror = Mirror::open(config)
+        .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+    let mirror = Arc::new(mirror);
+    let server = HttpServer::start(options.http, options.http_workers, mirror.clone())
+        .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    tracing::info!(
+        http = %server.address(),
+        data_dir = %data_dir.display(),
+        offline = options.offline,
+        "pyrsia node ready"
+    );
+    let _ = stop_rx.recv();
+    tracing::info!("stopping");
+    server.shutdown();
+    drop(mirror);
+    tracing::info!("stopped");
+    Ok(())
 }
 
 #[cfg(test)]

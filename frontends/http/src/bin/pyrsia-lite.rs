@@ -1,0 +1,34 @@
+//! `pyrsia-lite`: the registry mirror alone (HTTP + store + upstream client, no libp2p), for
+//! small Linux devices. Point `--upstream` at a full node or a registry.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use pyrsia_http::{NodeOptions, init_logging, run_node};
+
+/// A Pyrsia registry mirror without the P2P network, for constrained Linux devices.
+#[derive(FromArgs)]
+struct Lite {
+    #[argh(subcommand)]
+    command: LiteCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum LiteCommand {
+    Node(NodeOptions),
+}
+
+fn main() -> ExitCode {
+    let Lite {
+        command: LiteCommand::Node(options),
+    } = argh::from_env();
+    init_logging();
+    match run_node(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pyrsia-lite: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

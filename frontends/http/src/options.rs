@@ -1,0 +1,152 @@
+//! The node's command-line options, shared by `pyrsia node` and `pyrsia-lite`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+use pyrsia_core::reference::Host;
+use pyrsia_std::mirror::MirrorConfig;
+use pyrsia_std::upstream::Timeouts;
+
+/// Run a Pyrsia node: a registry mirror on --http (default 127.0.0.1:7888) that pulls through
+/// from Docker Hub (or --upstream) and keeps serving what it cached when the upstream is down.
+#[derive(FromArgs, Debug, Clone)]
+#[argh(subcommand, name = "node")]
+pub struct NodeOptions {
+    /// where the store lives (default: the platform's user data dir, e.g. ~/.local/share/pyrsia)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+
+    /// the HTTP listen address (default 127.0.0.1:7888)
+    #[argh(option, default = "default_http()")]
+    pub http: SocketAddr,
+
+    /// upstream for docker.io as URL, or HOST=URL for another registry host (repeatable)
+    #[argh(option)]
+    pub upstream: Vec<String>,
+
+    /// never contact an upstream: serve only what is cached
+    #[argh(switch)]
+    pub offline: bool,
+
+    /// keep the store under this size (e.g. 20G, 512M); least recently used blobs are evicted
+    #[argh(option, from_str_fn(parse_size))]
+    pub max_disk: Option<u64>,
+
+    /// seconds to wait for an upstream connection (default 10)
+    #[argh(option, default = "10")]
+    pub upstream_connect_timeout: u64,
+
+    /// seconds an upstream may stay silent mid-request before it is given up (default 30)
+    #[argh(option, default = "30")]
+    pub upstream_read_timeout: u64,
+
+    /// HTTP worker threads, i.e. requests served at once (default 128)
+    #[argh(option, default = "128")]
+    pub http_workers: usize,
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7888))
+}
+
+/// Parses `512M`, `20G`, `1T`, `1048576` (binary multiples).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        "T" | "TB" | "TIB" => 1 << 40,
+        _ => return Err(format!("invalid size unit in {text:?} (use K, M, G or T)")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+impl NodeOptions {
+    /// The mirror configuration these options describe.
+    pub fn mirror_config(&self) -> Result<MirrorConfig, String> {
+        let data_dir = match &self.data_dir {
+            Some(dir) => dir.clone(),
+            None => dirs::data_dir()
+                .ok_or("no user data directory on this platform; pass --data-dir")?
+                .join("pyrsia"),
+        };
+        let mut config = MirrorConfig::new(data_dir);
+        for spec in &self.upstream {
+            let (host, url) = match spec.split_once('=') {
+                Some((host, url)) => (
+                    Host::parse(host).map_err(|e| format!("--upstream {spec}: {e}"))?,
+                    url,
+                ),
+                None => (Host::docker_hub(), spec.as_str()),
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--upstream {spec}: the URL must start with http:// or https://"
+                ));
+            }
+            config.upstreams.push((host, url.to_string()));
+        }
+        config.offline = self.offline;
+        config.max_disk_bytes = self.max_disk;
+        config.timeouts = Timeouts {
+            connect: Duration::from_secs(self.upstream_connect_timeout),
+            read: Duration::from_secs(self.upstream_read_timeout),
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("20G"), Ok(20 << 30));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("3 KiB"), Ok(3 << 10));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn upstreams() {
+        let options = NodeOptions {
+            data_dir: Some("/tmp/x".into()),
+            http: default_http(),
+            upstream: vec![
+                "http://127.0.0.1:5000".into(),
+                "ghcr.io=http://127.0.0.1:5001".into(),
+            ],
+            offline: false,
+            max_disk: None,
+            upstream_connect_timeout: 1,
+            upstream_read_timeout: 2,
+            http_workers: 4,
+        };
+        let config = options.mirror_config().unwrap();
+        assert_eq!(config.upstreams[0].0.as_str(), "docker.io");
+        assert_eq!(config.upstreams[1].0.as_str(), "ghcr.io");
+        assert_eq!(config.upstreams[1].1, "http://127.0.0.1:5001");
+        let bad = NodeOptions {
+            upstream: vec!["ftp://x".into()],
+            ..options
+        };
+        assert!(bad.mirror_config().is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! The HTTP server: tiny_http accepting connections, a pool of worker threads answering
+//! requests, and a clean stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pyrsia_std::mirror::Mirror;
+
+use crate::handler::handle;
+use crate::reaper::{ActivePeers, Reaper};
+
+/// How long a client may refuse to read before its connection is dropped, so that a stalled
+/// client cannot hold a worker forever.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running HTTP server. Stop it with [`HttpServer::shutdown`].
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    address: SocketAddr,
+    _reaper: Reaper,
+}
+
+impl HttpServer {
+    /// Binds `address` and starts `workers` threads answering requests from `mirror`.
+    pub fn start(
+        address: SocketAddr,
+        workers: usize,
+        mirror: Arc<Mirror>,
+    ) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(address)?;
+        set_send_timeout(&listener)?;
+        let server =
+            tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
+        let address = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("not listening on an IP address"))?;
+        let server = Arc::new(server);
+        let peers = ActivePeers::default();
+        let workers = (0..workers.max(1))
+            .map(|i| {
+                let (server, mirror, peers) = (server.clone(), mirror.clone(), peers.clone());
+                std::thread::Builder::new()
+                    .name(format!("http-{i}"))
+                    .spawn(move || {
+                        while let Ok(request) = server.recv() {
+                            if let Some(peer) = request.remote_addr() {
+                                peers.saw(*peer);
+                            }
+                            handle(&mirror, request);
+                        }
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let reaper = Reaper::start(address, peers)?;
+        Ok(HttpServer {
+            server,
+            workers,
+            address,
+            _reaper: reaper,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops accepting requests, lets the workers finish what they are answering, and joins
+    /// them.
+    pub fn shutdown(self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Sets the send timeout on the listening socket; accepted sockets inherit it. (A receive
+/// timeout would also apply to `accept` itself, which tiny_http does not survive.)
+#[cfg(target_os = "linux")]
+fn set_send_timeout(listener: &TcpListener) -> std::io::Result<()> {
+    use rustix::net::sockopt::{Timeout, set_socket_timeout};
+    set_socket_timeout(listener, Timeout::Send, Some(SEND_TIMEOUT))?;
+    Ok(())
+}
+
+/// Elsewhere accepted sockets may not inherit the listener's timeouts; none is set.
+#[cfg(not(target_os = "linux"))]
+fn set_send_timeout(_listener: &TcpListener) -> std::io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The node's counters, exported in the Prometheus text format at `GET /metrics` and
+//! summarised by `pyrsia status`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Every metric the mirror maintains. Cheap to update from any thread.
+pub struct Metrics {
+    registry: Registry,
+    /// Registry API requests answered.
+    pub requests: Counter,
+    /// Manifests and blobs served from the local store.
+    pub cache_hits: Counter,
+    /// Manifests and blobs that had to be fetched.
+    pub cache_misses: Counter,
+    /// Upstream fetches started (manifests and blobs).
+    pub upstream_fetches: Counter,
+    /// Upstream requests that failed (unreachable, 5xx, broken transfer).
+    pub upstream_errors: Counter,
+    /// Upstream content that failed digest verification and was discarded.
+    pub verification_failures: Counter,
+    /// Body bytes sent to clients.
+    pub bytes_served: Counter,
+    /// Bytes received from upstreams.
+    pub upstream_bytes: Counter,
+    /// Blobs and manifests held (updated when scraped).
+    pub store_blobs: Gauge,
+    /// Bytes held (updated when scraped).
+    pub store_bytes: Gauge,
+    /// 1 when the last upstream request succeeded, 0 when it failed.
+    pub upstream_up: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `pyrsia_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pyrsia");
+        let metrics = Metrics {
+            requests: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            upstream_fetches: Counter::default(),
+            upstream_errors: Counter::default(),
+            verification_failures: Counter::default(),
+            bytes_served: Counter::default(),
+            upstream_bytes: Counter::default(),
+            store_blobs: Gauge::default(),
+            store_bytes: Gauge::default(),
+            upstream_up: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Registry API requests answered",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Manifests and blobs served from the local store",
+            metrics.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Manifests and blobs fetched from elsewhere",
+            metrics.cache_misses.clone(),
+        );
+        registry.register(
+            "upstream_fetches",
+            "Upstream fetches started",
+            metrics.upstream_fetches.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed upstream requests",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "verification_failures",
+            "Upstream content discarded for a digest mismatch",
+            metrics.verification_failures.clone(),
+        );
+        registry.register(
+            "served_bytes",
+            "Body bytes sent to clients",
+            metrics.bytes_served.clone(),
+        );
+        registry.register(
+            "upstream_bytes",
+            "Bytes received from upstreams",
+            metrics.upstream_bytes.clone(),
+        );
+        registry.register(
+            "store_blobs",
+            "Blobs and manifests in the store",
+            metrics.store_blobs.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Bytes in the store",
+            metrics.store_bytes.clone(),
+        );
+        registry.register(
+            "upstream_up",
+            "Whether the last upstream request succeeded",
+            metrics.upstream_up.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::new();
+        m.cache_hits.inc();
+        m.store_bytes.set(42);
+        let text = m.render();
+        assert!(text.contains("pyrsia_cache_hits_total 1"), "{text}");
+        assert!(text.contains("pyrsia_store_bytes 42"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+}

@@ -1,0 +1,347 @@
+//! One upstream download per blob, however many clients ask for it at once.
+//!
+//! The first request for a missing blob starts a [`Flight`]: a thread that downloads into the
+//! store's temp file while hashing. Every request for that blob — the first included — reads
+//! the temp file as it grows. The last byte is held back until the digest has been checked, so
+//! no client ever receives a complete body that failed verification; on a failure every reader
+//! gets an error and its connection is aborted.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyrsia_core::digest::Digest;
+
+use crate::metrics::Metrics;
+use crate::store::{BlobKind, Store, StoreError};
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Attempts per download; later attempts resume with a `Range` request.
+const ATTEMPTS: u32 = 3;
+/// Pause before the second and third attempt.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+/// Bytes copied per read from the upstream.
+const CHUNK: usize = 256 * 1024;
+
+/// The downloads in progress, by digest.
+#[derive(Default)]
+pub(super) struct Flights {
+    active: Arc<Mutex<HashMap<Digest, Arc<Flight>>>>,
+}
+
+/// How a download ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Still downloading.
+    Running,
+    /// Verified and in the store.
+    Stored,
+    /// Failed; nothing was stored.
+    Failed(FlightError),
+}
+
+/// Why a download failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum FlightError {
+    /// The upstream could not deliver.
+    Upstream(UpstreamError),
+    /// The bytes did not match the digest.
+    Mismatch,
+    /// The local store failed (disk full, ...).
+    Store(String),
+}
+
+impl std::fmt::Display for FlightError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlightError::Upstream(e) => e.fmt(f),
+            FlightError::Mismatch => {
+                f.write_str("upstream blob does not match its digest; discarded")
+            }
+            FlightError::Store(e) => write!(f, "store failure: {e}"),
+        }
+    }
+}
+
+struct State {
+    temp_path: Option<PathBuf>,
+    size: Option<u64>,
+    written: u64,
+    outcome: Outcome,
+}
+
+/// One blob download that any number of readers follow.
+pub(super) struct Flight {
+    digest: Digest,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// What a request gets when it joins a flight.
+pub(super) enum Joined {
+    /// The blob is stored now: read it from the store.
+    Stored,
+    /// Follow the download: total size and a reader positioned at `offset`.
+    Following(u64, FlightReader),
+    /// The download failed.
+    Failed(FlightError),
+}
+
+impl Flights {
+    /// Joins the download of `digest`, starting it if none is running, and waits until its
+    /// size is known (or it ends).
+    pub(super) fn join(
+        &self,
+        store: &Store,
+        upstream: Arc<Upstream>,
+        metrics: Arc<Metrics>,
+        repository: String,
+        digest: Digest,
+    ) -> Arc<Flight> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = active.get(&digest) {
+            return flight.clone();
+        }
+        let flight = Arc::new(Flight {
+            digest,
+            state: Mutex::new(State {
+                temp_path: None,
+                size: None,
+                written: 0,
+                outcome: Outcome::Running,
+            }),
+            changed: Condvar::new(),
+        });
+        active.insert(digest, flight.clone());
+        drop(active);
+        let (store, worker, registry) = (store.clone(), flight.clone(), self.active.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
+            .spawn(move || {
+                worker.run(&store, &upstream, &metrics, &repository);
+                // Finished: the next request for this digest reads the store or starts afresh.
+                let mut active = registry.lock().unwrap_or_else(|p| p.into_inner());
+                if active
+                    .get(&worker.digest)
+                    .is_some_and(|f| Arc::ptr_eq(f, &worker))
+                {
+                    active.remove(&worker.digest);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a download thread");
+            self.active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&digest);
+            flight.update(|s| {
+                s.outcome = Outcome::Failed(FlightError::Store(format!("no download thread: {e}")))
+            });
+        }
+        flight
+    }
+}
+
+impl Flight {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Waits until the size is known or the download ended, then opens a reader at `offset`.
+    pub(super) fn follow(self: &Arc<Self>, offset: u64) -> Joined {
+        let mut state = self.lock();
+        loop {
+            match &state.outcome {
+                Outcome::Stored => return Joined::Stored,
+                Outcome::Failed(e) => return Joined::Failed(e.clone()),
+                Outcome::Running => {}
+            }
+            // The temp file may have been renamed into the store between our checks; then
+            // this fails and the next wake-up sees the outcome.
+            if let (Some(size), Some(path)) = (state.size, &state.temp_path)
+                && let Ok(file) =
+                    File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
+            {
+                let reader = FlightReader {
+                    flight: self.clone(),
+                    file,
+                    position: offset,
+                };
+                return Joined::Following(size, reader);
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(500))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// The download itself, on its own thread.
+    fn run(&self, store: &Store, upstream: &Upstream, metrics: &Metrics, repository: &str) {
+        metrics.upstream_fetches.inc();
+        let outcome = match self.download(store, upstream, metrics, repository) {
+            Ok(()) => {
+                tracing::info!(digest = %self.digest, %repository, "blob fetched from upstream and verified");
+                Outcome::Stored
+            }
+            Err(e) => {
+                if e == FlightError::Mismatch {
+                    metrics.verification_failures.inc();
+                }
+                metrics.upstream_errors.inc();
+                tracing::warn!(digest = %self.digest, %repository, error = %e, "blob fetch failed; nothing stored");
+                Outcome::Failed(e)
+            }
+        };
+        self.update(|s| s.outcome = outcome);
+    }
+
+    fn download(
+        &self,
+        store: &Store,
+        upstream: &Upstream,
+        metrics: &Metrics,
+        repository: &str,
+    ) -> Result<(), FlightError> {
+        let mut writer = store
+            .writer(self.digest, BlobKind::Blob)
+            .map_err(|e| FlightError::Store(e.to_string()))?;
+        let temp_path = writer.temp_path().to_path_buf();
+        self.update(|s| s.temp_path = Some(temp_path));
+        let mut buf = vec![0u8; CHUNK];
+        let mut last_error = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(BACKOFF[attempt as usize - 1]);
+                tracing::info!(digest = %self.digest, offset = writer.written(), attempt, "resuming blob download");
+            }
+            let mut body = match upstream.get_blob(repository, &self.digest, writer.written()) {
+                Ok(body) => body,
+                Err(e @ (UpstreamError::NotFound | UpstreamError::Denied(_))) => {
+                    return Err(FlightError::Upstream(e));
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    continue;
+                }
+            };
+            if attempt == 0 || self.lock().size.is_none() {
+                let total = body.len.map(|len| len + writer.written());
+                self.update(|s| s.size = total);
+            }
+            loop {
+                match body.reader.read(&mut buf) {
+                    Ok(0) => return self.finish_download(writer),
+                    Ok(n) => {
+                        writer
+                            .write_all(&buf[..n])
+                            .map_err(|e| FlightError::Store(e.to_string()))?;
+                        metrics.upstream_bytes.inc_by(n as u64);
+                        let written = writer.written();
+                        if self.lock().size.is_some_and(|size| written > size) {
+                            return Err(FlightError::Upstream(UpstreamError::Protocol(
+                                "blob longer than announced".into(),
+                            )));
+                        }
+                        self.update(|s| s.written = written);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        last_error =
+                            Some(UpstreamError::Unreachable(format!("transfer broke: {e}")));
+                        break;
+                    }
+                }
+            }
+        }
+        Err(FlightError::Upstream(last_error.unwrap_or_else(|| {
+            UpstreamError::Unreachable("no attempt made".into())
+        })))
+    }
+
+    fn finish_download(&self, writer: crate::store::BlobWriter) -> Result<(), FlightError> {
+        let written = writer.written();
+        let size = self.lock().size;
+        if size.is_some_and(|size| size != written) {
+            return Err(FlightError::Upstream(UpstreamError::Unreachable(format!(
+                "blob ended after {written} of {} bytes",
+                size.unwrap_or_default()
+            ))));
+        }
+        match writer.commit() {
+            Ok(()) => {
+                self.update(|s| s.size = Some(written));
+                Ok(())
+            }
+            Err(StoreError::Mismatch { .. }) => Err(FlightError::Mismatch),
+            Err(e) => Err(FlightError::Store(e.to_string())),
+        }
+    }
+}
+
+/// Reads a blob from its growing temp file, never past what has been written, and never its
+/// last byte before the digest has been verified.
+pub struct FlightReader {
+    flight: Arc<Flight>,
+    file: File,
+    position: u64,
+}
+
+impl FlightReader {
+    /// Moves to byte `offset` (the start of a requested range).
+    pub(super) fn seek_to(&mut self, offset: u64) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset))?;
+        self.position = offset;
+        Ok(())
+    }
+}
+
+impl Read for FlightReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut state = self.flight.lock();
+        loop {
+            let size = state.size.unwrap_or(u64::MAX);
+            let readable = match &state.outcome {
+                Outcome::Failed(e) => return Err(io::Error::other(e.to_string())),
+                Outcome::Stored => size,
+                Outcome::Running => state.written.min(size.saturating_sub(1)),
+            };
+            if self.position >= size {
+                return Ok(0);
+            }
+            if self.position < readable {
+                drop(state);
+                let want = usize::try_from(readable - self.position)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                let n = self.file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "download file shorter than recorded",
+                    ));
+                }
+                self.position += n as u64;
+                return Ok(n);
+            }
+            state = self
+                .flight
+                .changed
+                .wait_timeout(state, Duration::from_millis(500))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}

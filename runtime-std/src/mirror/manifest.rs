@@ -1,0 +1,217 @@
+//! Manifest requests: by digest from the store or the upstream (checked against the digest);
+//! by tag resolved upstream when it answers, else from the node's last observation.
+
+use std::io::Read;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::manifest::Manifest;
+use pyrsia_core::media_type::MediaType;
+use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath, Tag};
+use pyrsia_core::registry::{Code, OciError};
+
+use super::{Mirror, upstream_error};
+use crate::store::{BlobKind, TagObservation, now_ms, tag_key};
+use crate::upstream::UpstreamError;
+
+/// A manifest ready to send.
+#[derive(Clone, Debug)]
+pub struct ManifestReply {
+    /// Its digest (`Docker-Content-Digest`).
+    pub digest: Digest,
+    /// Its media type (`Content-Type`).
+    pub media_type: MediaType,
+    /// Its exact bytes.
+    pub bytes: Vec<u8>,
+}
+
+const MANIFEST_UNKNOWN: OciError = OciError::new(Code::ManifestUnknown, "manifest unknown");
+
+impl Mirror {
+    /// Answers a manifest request for `name` on registry `host`.
+    pub fn manifest(
+        &self,
+        host: &Host,
+        name: Name<'_>,
+        reference: Reference<'_>,
+    ) -> Result<ManifestReply, OciError> {
+        let repository = RepositoryPath::new(host, name).to_string();
+        match reference {
+            Reference::Digest(digest) => self.manifest_by_digest(host, &repository, digest),
+            Reference::Tag(tag) => self.manifest_by_tag(host, &repository, tag),
+        }
+    }
+
+    fn manifest_by_digest(
+        &self,
+        host: &Host,
+        repository: &str,
+        digest: Digest,
+    ) -> Result<ManifestReply, OciError> {
+        if let Some(reply) = self.stored_manifest(&digest) {
+            self.metrics.cache_hits.inc();
+            return Ok(reply);
+        }
+        self.metrics.cache_misses.inc();
+        if self.config.offline {
+            return Err(OciError::new(
+                Code::ManifestUnknown,
+                "manifest not cached (node is offline)",
+            ));
+        }
+        self.fetch_manifest(host, repository, &digest.to_string(), Some(digest))
+            .map_err(|e| upstream_error(&e, MANIFEST_UNKNOWN))
+    }
+
+    fn manifest_by_tag(
+        &self,
+        host: &Host,
+        repository: &str,
+        tag: Tag<'_>,
+    ) -> Result<ManifestReply, OciError> {
+        let key = tag_key(host.as_str(), repository, tag.as_str());
+        let failure = if self.config.offline {
+            None
+        } else {
+            match self.resolve_tag_upstream(host, repository, tag) {
+                Ok(reply) => {
+                    self.observe(&key, reply.digest);
+                    return Ok(reply);
+                }
+                Err(UpstreamError::NotFound) => return Err(MANIFEST_UNKNOWN),
+                Err(e) => Some(e),
+            }
+        };
+        // Upstream down (or offline): the tag's last observed digest, if its manifest is here.
+        let cached = self
+            .store
+            .tag(&key)
+            .and_then(|observation| self.stored_manifest(&observation.digest));
+        match (cached, failure) {
+            (Some(reply), failure) => {
+                if let Some(e) = failure {
+                    tracing::info!(%key, digest = %reply.digest, error = %e, "upstream failed; serving the last observed digest");
+                }
+                self.metrics.cache_hits.inc();
+                Ok(reply)
+            }
+            (None, Some(e)) => Err(upstream_error(&e, MANIFEST_UNKNOWN)),
+            (None, None) => Err(OciError::new(
+                Code::ManifestUnknown,
+                "tag not cached (node is offline)",
+            )),
+        }
+    }
+
+    /// Resolves a tag with a HEAD (which Docker Hub does not count against pull limits), then
+    /// serves the digest from the store or fetches it.
+    fn resolve_tag_upstream(
+        &self,
+        host: &Host,
+        repository: &str,
+        tag: Tag<'_>,
+    ) -> Result<ManifestReply, UpstreamError> {
+        let upstream = self.upstream(host);
+        let head = self.upstream_result(upstream.head_manifest(
+            repository,
+            tag.as_str(),
+            &MediaType::PULLABLE,
+        ))?;
+        if let Some(digest) = head {
+            if let Some(reply) = self.stored_manifest(&digest) {
+                self.metrics.cache_hits.inc();
+                return Ok(reply);
+            }
+            self.metrics.cache_misses.inc();
+            return self.fetch_manifest(host, repository, &digest.to_string(), Some(digest));
+        }
+        self.metrics.cache_misses.inc();
+        self.fetch_manifest(host, repository, tag.as_str(), None)
+    }
+
+    /// Fetches a manifest, checks it against `expected` (or the upstream's
+    /// `Docker-Content-Digest`), parses it, and stores it. Nothing is stored on any failure.
+    fn fetch_manifest(
+        &self,
+        host: &Host,
+        repository: &str,
+        reference: &str,
+        expected: Option<Digest>,
+    ) -> Result<ManifestReply, UpstreamError> {
+        self.metrics.upstream_fetches.inc();
+        let fetched = self.upstream_result(self.upstream(host).get_manifest(
+            repository,
+            reference,
+            &MediaType::PULLABLE,
+        ))?;
+        self.metrics
+            .upstream_bytes
+            .inc_by(fetched.bytes.len() as u64);
+        let digest = Digest::sha256(&fetched.bytes);
+        if let Some(claimed) = expected.or(fetched.digest_header)
+            && claimed != digest
+        {
+            self.metrics.verification_failures.inc();
+            tracing::warn!(%repository, reference, %claimed, actual = %digest, "upstream manifest does not match its digest; discarded");
+            return Err(UpstreamError::Protocol(format!(
+                "manifest digest mismatch: expected {claimed}, got {digest}"
+            )));
+        }
+        let manifest = Manifest::parse(&fetched.bytes, fetched.content_type.as_deref()).map_err(|e| {
+            tracing::warn!(%repository, reference, error = %e, "upstream manifest is malformed; discarded");
+            UpstreamError::Protocol(format!("malformed manifest: {e}"))
+        })?;
+        let media_type = manifest.media_type();
+        if let Err(e) = self.store.put_bytes(
+            digest,
+            &fetched.bytes,
+            BlobKind::Manifest(media_type.into()),
+        ) {
+            tracing::error!(%digest, error = %e, "could not store manifest; serving it uncached");
+        }
+        tracing::info!(%repository, reference, %digest, %media_type, "fetched manifest from upstream");
+        Ok(ManifestReply {
+            digest,
+            media_type,
+            bytes: fetched.bytes,
+        })
+    }
+
+    /// A manifest from the store. A blob adopted after a crash has lost its media type: it is
+    /// recovered by parsing, and a blob that is no manifest is not served as one.
+    fn stored_manifest(&self, digest: &Digest) -> Option<ManifestReply> {
+        let mut stored = self.store.open_blob(digest)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(stored.record.size).unwrap_or(0));
+        if let Err(e) = stored.file.read_to_end(&mut bytes) {
+            tracing::error!(%digest, error = %e, "could not read stored manifest");
+            return None;
+        }
+        let media_type = match stored.record.kind {
+            BlobKind::Manifest(m) => m.into(),
+            BlobKind::Blob => {
+                let media_type = Manifest::parse(&bytes, None).ok()?.media_type();
+                if let Err(e) = self
+                    .store
+                    .set_kind(digest, BlobKind::Manifest(media_type.into()))
+                {
+                    tracing::warn!(%digest, error = %e, "could not record manifest kind");
+                }
+                media_type
+            }
+        };
+        Some(ManifestReply {
+            digest: *digest,
+            media_type,
+            bytes,
+        })
+    }
+
+    fn observe(&self, key: &str, digest: Digest) {
+        let observation = TagObservation {
+            digest,
+            observed_ms: now_ms(),
+        };
+        if let Err(e) = self.store.record_tag(key, observation) {
+            tracing::error!(key, error = %e, "could not record tag observation");
+        }
+    }
+}

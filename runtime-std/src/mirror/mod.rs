@@ -1,0 +1,236 @@
+//! The registry mirror: answers the pull API from the local store, pulling through from the
+//! upstream on a miss, and from the last observations when the upstream is down.
+//!
+//! Every rule about names, digests and content negotiation comes from `pyrsia-core`; this
+//! module only decides where bytes come from and moves them.
+
+mod blob;
+mod flight;
+mod manifest;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pyrsia_core::reference::{Host, Name, RepositoryPath};
+use pyrsia_core::registry::{Code, OciError};
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
+
+pub use blob::{BlobReader, BlobReply};
+pub use manifest::ManifestReply;
+
+/// How a mirror is set up.
+#[derive(Clone, Debug)]
+pub struct MirrorConfig {
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// Upstream URL per registry host; `docker.io` defaults to Docker Hub, any other host to
+    /// `https://<host>`.
+    pub upstreams: Vec<(Host, String)>,
+    /// Never contact an upstream: serve only what is cached.
+    pub offline: bool,
+    /// Keep the store under this many bytes (LRU eviction).
+    pub max_disk_bytes: Option<u64>,
+    /// Upstream connect and read timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl MirrorConfig {
+    /// A configuration with Docker Hub as the only upstream.
+    pub fn new(data_dir: PathBuf) -> Self {
+        MirrorConfig {
+            data_dir,
+            upstreams: Vec::new(),
+            offline: false,
+            max_disk_bytes: None,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A summary of the mirror's state for `pyrsia status`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MirrorStatus {
+    /// Blobs and manifests stored.
+    pub blobs: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// The disk budget, if any.
+    pub max_bytes: Option<u64>,
+    /// Requests served from the store.
+    pub hits: u64,
+    /// Requests that needed a fetch.
+    pub misses: u64,
+    /// Whether the node runs with `--offline`.
+    pub offline: bool,
+    /// Whether the last upstream request succeeded (`None`: none made yet).
+    pub upstream_up: Option<bool>,
+    /// The upstreams by host.
+    pub upstreams: Vec<(String, String)>,
+}
+
+/// The mirror service. Share it between HTTP workers with an `Arc`.
+pub struct Mirror {
+    store: Store,
+    config: MirrorConfig,
+    upstreams: Mutex<HashMap<Host, Arc<Upstream>>>,
+    flights: flight::Flights,
+    metrics: Arc<Metrics>,
+    upstream_used: std::sync::atomic::AtomicBool,
+}
+
+impl Mirror {
+    /// Opens the store (recovering from any crash) and prepares the upstream clients.
+    pub fn open(config: MirrorConfig) -> Result<Mirror, StoreError> {
+        let store = Store::open(&config.data_dir, config.max_disk_bytes)?;
+        let mut upstreams = HashMap::new();
+        upstreams.insert(
+            Host::docker_hub(),
+            Arc::new(Upstream::new(DOCKER_HUB_URL, config.timeouts)),
+        );
+        for (host, url) in &config.upstreams {
+            upstreams.insert(host.clone(), Arc::new(Upstream::new(url, config.timeouts)));
+        }
+        Ok(Mirror {
+            store,
+            config,
+            upstreams: Mutex::new(upstreams),
+            flights: flight::Flights::default(),
+            metrics: Arc::new(Metrics::new()),
+            upstream_used: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The store, for inspection.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics, for `/metrics` and request accounting.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The upstream for a registry host (created on first use for unmapped hosts).
+    fn upstream(&self, host: &Host) -> Arc<Upstream> {
+        let mut upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        upstreams
+            .entry(host.clone())
+            .or_insert_with(|| {
+                Arc::new(Upstream::new(
+                    &format!("https://{host}"),
+                    self.config.timeouts,
+                ))
+            })
+            .clone()
+    }
+
+    /// Notes the outcome of an upstream request for health reporting and metrics.
+    fn upstream_result<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
+        self.upstream_used
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        match &result {
+            Ok(_) | Err(UpstreamError::NotFound) => {
+                self.metrics.upstream_up.set(1);
+            }
+            Err(UpstreamError::Unreachable(why)) => {
+                self.metrics.upstream_up.set(0);
+                self.metrics.upstream_errors.inc();
+                tracing::warn!(error = %why, "upstream unreachable");
+            }
+            Err(e) => {
+                self.metrics.upstream_errors.inc();
+                tracing::warn!(error = %e, "upstream error");
+            }
+        }
+        result
+    }
+
+    /// The mirror's state.
+    pub fn status(&self) -> MirrorStatus {
+        let stats = self.store.stats();
+        let used = self
+            .upstream_used
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut listed: Vec<(String, String)> = upstreams
+            .iter()
+            .map(|(host, u)| (host.to_string(), u.base_url().to_string()))
+            .collect();
+        listed.sort();
+        MirrorStatus {
+            blobs: stats.blobs,
+            bytes: stats.bytes,
+            max_bytes: stats.max_bytes,
+            hits: self.metrics.cache_hits.get(),
+            misses: self.metrics.cache_misses.get(),
+            offline: self.config.offline,
+            upstream_up: used.then(|| self.metrics.upstream_up.get() == 1),
+            upstreams: listed,
+        }
+    }
+
+    /// The metrics in Prometheus text format, with store gauges refreshed.
+    pub fn render_metrics(&self) -> String {
+        let stats = self.store.stats();
+        self.metrics
+            .store_blobs
+            .set(i64::try_from(stats.blobs).unwrap_or(i64::MAX));
+        self.metrics
+            .store_bytes
+            .set(i64::try_from(stats.bytes).unwrap_or(i64::MAX));
+        self.metrics.render()
+    }
+
+    /// `tags/list`: passed through from the upstream; offline, the tags this node observed.
+    pub fn tags(&self, host: &Host, name: Name<'_>, query: &str) -> Result<Vec<u8>, OciError> {
+        let repository = RepositoryPath::new(host, name).to_string();
+        if !self.config.offline {
+            match self.upstream_result(self.upstream(host).tags_list(&repository, query)) {
+                Ok(body) => return Ok(body),
+                Err(UpstreamError::NotFound) => {
+                    return Err(OciError::new(
+                        Code::NameUnknown,
+                        "repository not found upstream",
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        let tags = self.store.observed_tags(host.as_str(), &repository);
+        if tags.is_empty() {
+            return Err(OciError::new(
+                Code::NameUnknown,
+                "no tags cached for this repository",
+            ));
+        }
+        let body = serde_json::json!({ "name": name.as_str(), "tags": tags });
+        Ok(body.to_string().into_bytes())
+    }
+}
+
+/// The OCI error for an upstream failure when nothing cached can stand in.
+fn upstream_error(e: &UpstreamError, not_found: OciError) -> OciError {
+    match e {
+        UpstreamError::NotFound => not_found,
+        UpstreamError::Denied(_) => {
+            OciError::new(Code::Denied, "the upstream registry denied access")
+        }
+        UpstreamError::TooManyRequests => OciError::new(
+            Code::TooManyRequests,
+            "the upstream registry is rate-limiting this node",
+        ),
+        UpstreamError::Unreachable(_) => OciError::new(
+            Code::Unavailable,
+            "not cached, and the upstream registry is unreachable",
+        ),
+        UpstreamError::Protocol(_) => OciError::new(
+            Code::Unavailable,
+            "not cached, and the upstream registry answered badly",
+        )
+        .with_status(502),
+    }
+}

@@ -1,0 +1,123 @@
+use std::io::{Read, Write};
+
+use super::*;
+
+fn blob(byte: u8, len: usize) -> (Vec<u8>, Digest) {
+    let data = vec![byte; len];
+    let digest = Digest::sha256(&data);
+    (data, digest)
+}
+
+fn read_all(store: &Store, digest: &Digest) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .open_blob(digest)
+        .expect("stored")
+        .file
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn stores_verified_blobs_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, digest) = blob(7, 10_000);
+    {
+        let store = Store::open(dir.path(), None).unwrap();
+        let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+        w.write_all(&data[..5000]).unwrap();
+        w.write_all(&data[5000..]).unwrap();
+        w.commit().unwrap();
+        assert_eq!(read_all(&store, &digest), data);
+        store
+            .record_tag(
+                "docker.io/library/a:1",
+                TagObservation {
+                    digest,
+                    observed_ms: 5,
+                },
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), None).unwrap();
+    assert_eq!(read_all(&store, &digest), data);
+    assert_eq!(store.record(&digest).unwrap().size, 10_000);
+    assert_eq!(store.tag("docker.io/library/a:1").unwrap().digest, digest);
+    assert_eq!(store.observed_tags("docker.io", "library/a"), ["1"]);
+    assert_eq!(store.stats().blobs, 1);
+}
+
+#[test]
+fn mismatched_bytes_are_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    let (_, digest) = blob(1, 100);
+    let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+    w.write_all(&[2u8; 100]).unwrap();
+    let temp = w.temp_path().to_path_buf();
+    assert!(matches!(w.commit(), Err(StoreError::Mismatch { .. })));
+    assert!(store.open_blob(&digest).is_none());
+    assert!(!store.blob_path(&digest).exists());
+    assert!(!temp.exists(), "temp file removed");
+}
+
+#[test]
+fn abandoned_writes_leave_nothing_and_partials_are_cleaned_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, digest) = blob(3, 100);
+    {
+        let store = Store::open(dir.path(), None).unwrap();
+        let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+        w.write_all(&data[..50]).unwrap();
+        let temp = w.temp_path().to_path_buf();
+        drop(w);
+        assert!(!temp.exists());
+        // What a kill -9 leaves: a partial in tmp/.
+        std::fs::write(dir.path().join("tmp/partial.part"), b"half").unwrap();
+    }
+    let store = Store::open(dir.path(), None).unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert!(store.open_blob(&digest).is_none());
+}
+
+#[test]
+fn adopts_verified_files_whose_record_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, digest) = blob(9, 64);
+    {
+        let store = Store::open(dir.path(), None).unwrap();
+        // A crash after rename but before the record: the file is there, the record is not.
+        std::fs::write(store.blob_path(&digest), &data).unwrap();
+    }
+    let store = Store::open(dir.path(), None).unwrap();
+    assert_eq!(read_all(&store, &digest), data);
+}
+
+#[test]
+fn evicts_least_recently_used_but_never_a_pinned_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Some(2_500)).unwrap();
+    let (a, da) = blob(1, 1000);
+    let (b, db) = blob(2, 1000);
+    let (c, dc) = blob(3, 1000);
+    store.put_bytes(da, &a, BlobKind::Blob).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    store.put_bytes(db, &b, BlobKind::Blob).unwrap();
+    // `a` is being served: pinned.
+    let serving = store.open_blob(&da).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    store.put_bytes(dc, &c, BlobKind::Blob).unwrap();
+    assert!(store.record(&da).is_some(), "pinned blob kept");
+    assert!(
+        store.record(&db).is_none(),
+        "least recently used unpinned blob evicted"
+    );
+    assert!(!store.blob_path(&db).exists());
+    assert!(store.record(&dc).is_some());
+    drop(serving);
+    assert_eq!(store.stats().bytes, 2000);
+}

@@ -1,0 +1,127 @@
+//! Writing a blob: bytes go to a temp file while they are hashed; only on a digest match is
+//! the file fsynced and renamed under the digest's name.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pyrsia_core::digest::{Digest, Verification, Verifier};
+
+use super::meta::{BlobKind, BlobRecord};
+use super::{Store, StoreError, now_ms};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A blob being written. Feed it bytes with [`Write`], then [`BlobWriter::commit`]. Dropped
+/// without a successful commit, it removes its temp file: nothing partial stays behind.
+pub struct BlobWriter {
+    store: Store,
+    expected: Digest,
+    kind: BlobKind,
+    temp_path: PathBuf,
+    file: Option<File>,
+    verifier: Verifier,
+}
+
+impl BlobWriter {
+    pub(super) fn create(
+        store: Store,
+        expected: Digest,
+        kind: BlobKind,
+    ) -> Result<Self, StoreError> {
+        let unique = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp_path = store.temp_dir().join(format!(
+            "{}.{}.{unique}.part",
+            expected.hex(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)?;
+        Ok(BlobWriter {
+            store,
+            expected,
+            kind,
+            temp_path,
+            file: Some(file),
+            verifier: Verifier::new(expected),
+        })
+    }
+
+    /// The temp file, for readers that follow the download as it grows.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.verifier.bytes_seen()
+    }
+
+    /// The digest the bytes must match.
+    pub fn expected(&self) -> Digest {
+        self.expected
+    }
+
+    /// Checks the digest; on a match fsyncs, renames into place and records the blob. On a
+    /// mismatch the temp file is removed and [`StoreError::Mismatch`] returned.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer already closed"))?;
+        let size = self.verifier.bytes_seen();
+        let verifier = std::mem::replace(&mut self.verifier, Verifier::new(self.expected));
+        if let Verification::Mismatch { actual } = verifier.finish() {
+            return Err(StoreError::Mismatch {
+                expected: self.expected,
+                actual,
+            });
+        }
+        file.sync_all()?;
+        drop(file);
+        let final_path = self.store.blob_path(&self.expected);
+        fs::rename(&self.temp_path, &final_path)?;
+        if let Some(dir) = final_path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.temp_path = PathBuf::new();
+        self.store.admit(
+            self.expected,
+            BlobRecord {
+                size,
+                last_access_ms: now_ms(),
+                kind: self.kind,
+            },
+        )
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer closed"))?;
+        let n = file.write(buf)?;
+        self.verifier.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.temp_path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! A Pyrsia node (`pyrsia node`) as a separate process.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::binary;
+use crate::process::{Daemon, free_port, wait_http_ok};
+
+/// A running node with its data dir and log.
+pub struct Node {
+    daemon: Daemon,
+    /// Its HTTP port on 127.0.0.1.
+    pub port: u16,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Starts `pyrsia node` with data in `dir`, on a free port, with `args` added (e.g.
+    /// `--upstream URL`, `--offline`).
+    pub fn start(dir: &Path, args: &[&str]) -> Node {
+        Self::start_binary("pyrsia", dir, free_port(), args)
+    }
+
+    /// Starts a node binary (`pyrsia` or `pyrsia-lite`) on `port`.
+    pub fn start_binary(name: &str, dir: &Path, port: u16, args: &[&str]) -> Node {
+        let data_dir = dir.join("data");
+        let mut command = Command::new(binary(name));
+        command
+            .arg("node")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{port}"))
+            .args([
+                "--upstream-connect-timeout",
+                "2",
+                "--upstream-read-timeout",
+                "5",
+            ])
+            .args(args)
+            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn");
+        let daemon = Daemon::spawn(command, &dir.join(format!("{name}.log")));
+        let node = Node {
+            daemon,
+            port,
+            data_dir,
+        };
+        wait_http_ok(
+            &format!("{}/healthz", node.url()),
+            Duration::from_secs(20),
+            &|| node.log(),
+        );
+        node
+    }
+
+    /// Restarts the node with new arguments on the same port and data.
+    pub fn restart(mut self, dir: &Path, args: &[&str]) -> Node {
+        assert!(
+            self.daemon.terminate(),
+            "node did not stop cleanly:\n{}",
+            self.log()
+        );
+        Self::start_binary("pyrsia", dir, self.port, args)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn authority(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        self.daemon.log_text()
+    }
+
+    /// SIGTERM; true when it stopped cleanly.
+    pub fn terminate(&mut self) -> bool {
+        self.daemon.terminate()
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// Files under the blob store (name = hex digest).
+    pub fn stored_blobs(&self) -> Vec<String> {
+        std::fs::read_dir(self.data_dir.join("blobs/sha256"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Files left in the temp directory.
+    pub fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.data_dir.join("tmp")).map_or(0, Iterator::count)
+    }
+}

@@ -1,0 +1,184 @@
+//! A small HTTP proxy in front of the upstream registry that can corrupt or cut blob
+//! transfers, to test what the node does with a bad upstream.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tiny_http::{Header, Response, Server, StatusCode};
+
+/// What the proxy does to blob downloads (`GET …/blobs/…` answered 200).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass everything through unchanged.
+    None,
+    /// Flip the bits of the byte at this offset.
+    FlipByte(u64),
+    /// Send this many bytes, then close the connection.
+    CutAfter(u64),
+}
+
+/// The proxy, listening on 127.0.0.1.
+pub struct FaultProxy {
+    server: Arc<Server>,
+    fault: Arc<Mutex<Fault>>,
+    workers: Vec<JoinHandle<()>>,
+    /// Its port.
+    pub port: u16,
+}
+
+impl FaultProxy {
+    /// Proxies to `upstream` (`http://127.0.0.1:port`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let server = Arc::new(Server::http("127.0.0.1:0").expect("proxy listen"));
+        let port = server.server_addr().to_ip().expect("ip").port();
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        let workers = (0..16)
+            .map(|_| {
+                let (server, fault, agent, upstream) = (
+                    server.clone(),
+                    fault.clone(),
+                    agent.clone(),
+                    upstream.to_string(),
+                );
+                std::thread::spawn(move || {
+                    while let Ok(request) = server.recv() {
+                        forward(&agent, &upstream, &fault, request);
+                    }
+                })
+            })
+            .collect();
+        FaultProxy {
+            server,
+            fault,
+            workers,
+            port,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Changes what happens to the next blob downloads.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.fault.lock().expect("fault lock") = fault;
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn forward(agent: &ureq::Agent, upstream: &str, fault: &Mutex<Fault>, request: tiny_http::Request) {
+    let url = format!("{upstream}{}", request.url());
+    let is_blob = request.url().contains("/blobs/sha256:");
+    let method = request.method().as_str().to_string();
+    let mut builder = ureq::http::Request::builder()
+        .method(method.as_str())
+        .uri(&url);
+    for h in request.headers() {
+        let name = h.field.as_str().as_str();
+        if ["accept", "authorization", "range"].contains(&name.to_ascii_lowercase().as_str()) {
+            builder = builder.header(name, h.value.as_str());
+        }
+    }
+    let Ok(upstream_request) = builder.body(()) else {
+        return;
+    };
+    let response = match agent.run(upstream_request) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = request.respond(Response::empty(StatusCode(502)));
+            return;
+        }
+    };
+    let status = response.status().as_u16();
+    let mut headers = Vec::new();
+    for name in [
+        "content-type",
+        "docker-content-digest",
+        "www-authenticate",
+        "location",
+        "content-range",
+        "docker-distribution-api-version",
+    ] {
+        if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok())
+            && let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes())
+        {
+            headers.push(h);
+        }
+    }
+    let len: Option<usize> = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(u64::MAX)
+        .reader();
+    let active = if is_blob && method == "GET" && status == 200 {
+        *fault.lock().expect("fault lock")
+    } else {
+        Fault::None
+    };
+    let peer = request.remote_addr().copied();
+    let reader = Faulty {
+        inner: body,
+        fault: active,
+        position: 0,
+    };
+    let response = Response::new(StatusCode(status), headers, reader, len, None)
+        .with_chunked_threshold(usize::MAX);
+    if request.respond(response).is_err()
+        && let Some(peer) = peer
+    {
+        pyrsia_http::abort::abort_connection(peer);
+    }
+}
+
+struct Faulty<R> {
+    inner: R,
+    fault: Fault,
+    position: u64,
+}
+
+impl<R: Read> Read for Faulty<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let limit = match self.fault {
+            Fault::CutAfter(n) if self.position >= n => {
+                return Err(io::Error::other("cut by the fault proxy"));
+            }
+            Fault::CutAfter(n) => buf
+                .len()
+                .min(usize::try_from(n - self.position).unwrap_or(usize::MAX)),
+            _ => buf.len(),
+        };
+        let n = self.inner.read(&mut buf[..limit])?;
+        if let Fault::FlipByte(at) = self.fault
+            && at >= self.position
+            && at < self.position + n as u64
+        {
+            buf[(at - self.position) as usize] ^= 0xff;
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,82 @@
+//! Debian's `docker-registry` (CNCF distribution 2.8) as the upstream, on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{Daemon, free_port, wait_http_ok};
+
+/// A running distribution registry with its storage in a directory of the test's.
+pub struct Registry {
+    daemon: Daemon,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    /// Starts a registry storing under `dir` (kept across restarts of the same directory).
+    pub fn start(dir: &Path) -> Registry {
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts a registry on a given port (to bring one back where it was).
+    pub fn start_on(dir: &Path, port: u16) -> Registry {
+        std::fs::create_dir_all(dir.join("storage")).expect("registry dir");
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .expect("registry config");
+        let mut command = Command::new("docker-registry");
+        command.arg("serve").arg(&config);
+        let daemon = Daemon::spawn(command, &dir.join("registry.log"));
+        let registry = Registry {
+            daemon,
+            port,
+            dir: dir.to_path_buf(),
+        };
+        wait_http_ok(
+            &format!("{}/v2/", registry.url()),
+            Duration::from_secs(20),
+            &|| registry.daemon.log_text(),
+        );
+        registry
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:<port>`, as skopeo names it.
+    pub fn authority(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the registry (the upstream goes down).
+    pub fn stop(&mut self) {
+        self.daemon.kill();
+    }
+
+    /// The directory it stores in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many `GET` requests for this blob's path the registry has answered (access log).
+    pub fn blob_gets(&self, digest: &str) -> usize {
+        let needle = format!("/blobs/{digest} ");
+        self.daemon
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("\"GET ") && l.contains(&needle))
+            .count()
+    }
+}

@@ -1,0 +1,154 @@
+//! The node as a registry mirror for real clients, with a real upstream: skopeo, podman and
+//! ctr pull through it; then the upstream goes away and they pull again from the cache; then
+//! the node restarts offline and they pull once more.
+
+use pyrsia_tests::clients::{Containerd, Podman, remote_digest, skopeo_copy};
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+
+#[test]
+fn skopeo_podman_and_ctr_pull_through_then_offline() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let node_dir = work.path().join("node");
+    let node = Node::start(&node_dir, &["--upstream", &registry.url()]);
+
+    // skopeo straight at the node: every image, every platform, same digests as upstream.
+    for image in &images {
+        let out = skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join("copy"),
+        );
+        assert!(
+            out.status.success(),
+            "skopeo {}: {}\n{}",
+            image.reference,
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        assert_eq!(
+            remote_digest(&node.authority(), &image.reference),
+            image.digest,
+            "{}",
+            image.reference
+        );
+    }
+    // Every layer the node served is now in its store, verified.
+    let stored = node.stored_blobs();
+    for layer in images
+        .iter()
+        .flat_map(|i| &i.layers)
+        .filter(|l| l.blob.size > 0)
+    {
+        let hex = layer.blob.digest.hex().to_string();
+        let pulled_by_skopeo = images[..2]
+            .iter()
+            .any(|i| i.layers.iter().any(|l| l.blob.digest == layer.blob.digest));
+        if pulled_by_skopeo {
+            assert!(stored.contains(&hex), "layer {} stored", layer.blob.digest);
+        }
+    }
+
+    // podman with a registries.conf mirror; ctr with hosts.toml.
+    let podman = Podman::new(&work.path().join("podman"), &node.authority());
+    let containerd = Containerd::start(&work.path().join("containerd"), &node.authority());
+    for reference in [
+        "library/small:small",
+        "team/multi:multi",
+        "library/multiarch:multiarch",
+    ] {
+        let out = podman.pull(reference);
+        assert!(
+            out.status.success(),
+            "podman {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let out = containerd.pull(reference);
+        assert!(
+            out.status.success(),
+            "ctr {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+    }
+
+    // The upstream goes down: everything pulled before still pulls, with each client.
+    registry.stop();
+    podman.remove_all();
+    for reference in [
+        "library/small:small",
+        "team/multi:multi",
+        "library/multiarch:multiarch",
+    ] {
+        containerd.remove(reference);
+        let out = skopeo_copy(&node.authority(), reference, &work.path().join("copy"));
+        assert!(
+            out.status.success(),
+            "offline skopeo {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let out = podman.pull(reference);
+        assert!(
+            out.status.success(),
+            "offline podman {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let out = containerd.pull(reference);
+        assert!(
+            out.status.success(),
+            "offline ctr {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+    }
+    assert!(
+        node.log().contains("serving the last observed digest"),
+        "tags resolved from observations"
+    );
+
+    // Something never pulled is a clear OCI error, not a hang.
+    let out = skopeo_copy(
+        &node.authority(),
+        "library/never:1",
+        &work.path().join("copy"),
+    );
+    assert!(!out.status.success());
+
+    // Restart the node with --offline: still serves it all.
+    let node = node.restart(&node_dir, &["--offline"]);
+    podman.remove_all();
+    for reference in [
+        "library/small:small",
+        "team/multi:multi",
+        "library/multiarch:multiarch",
+    ] {
+        containerd.remove(reference);
+        let out = skopeo_copy(&node.authority(), reference, &work.path().join("copy"));
+        assert!(
+            out.status.success(),
+            "restarted skopeo {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let out = podman.pull(reference);
+        assert!(
+            out.status.success(),
+            "restarted podman {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+        let out = containerd.pull(reference);
+        assert!(
+            out.status.success(),
+            "restarted ctr {reference}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+    }
+}
