@@ -105,18 +105,26 @@ impl Layout {
         }
     }
 
-    /// An uncompressed layer with one file of `size` pseudo-random bytes from `seed`, streamed
-    /// to disk (for the large image).
+    /// A layer with one file of `size` pseudo-random bytes from `seed`, gzip-framed without
+    /// compression (the data is incompressible; registries clients would otherwise recompress
+    /// an uncompressed layer on push), streamed to disk.
     pub fn large_layer(&self, size: u64, seed: u64) -> Layer {
         let temp = self.dir.join("large.tmp");
-        let file = File::create(&temp).expect("large layer");
-        let mut out = HashingWriter {
-            inner: io::BufWriter::new(file),
+        let file = HashingWriter {
+            inner: io::BufWriter::new(File::create(&temp).expect("large layer")),
+            hasher: Hasher::new(),
+            len: 0,
+        };
+        let gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(file, flate2::Compression::none());
+        let mut tar_out = HashingWriter {
+            inner: gz,
             hasher: Hasher::new(),
             len: 0,
         };
         {
-            let mut builder = tar::Builder::new(&mut out);
+            let mut builder = tar::Builder::new(&mut tar_out);
             let mut header = file_header("data.bin", size);
             header.set_cksum();
             builder
@@ -124,10 +132,11 @@ impl Layout {
                 .expect("large layer");
             builder.finish().expect("tar");
         }
-        out.flush().expect("flush");
-        let digest = out.hasher.clone().finish();
-        let len = out.len;
-        drop(out);
+        let diff_id = tar_out.hasher.clone().finish();
+        let mut file = tar_out.inner.finish().expect("gzip");
+        file.flush().expect("flush");
+        let (digest, len) = (file.hasher.clone().finish(), file.len);
+        drop(file);
         fs::rename(
             &temp,
             self.dir.join("blobs/sha256").join(digest.hex().as_str()),
@@ -135,8 +144,8 @@ impl Layout {
         .expect("rename");
         Layer {
             blob: Blob { digest, size: len },
-            diff_id: digest,
-            media_type: "application/vnd.oci.image.layer.v1.tar",
+            diff_id,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
         }
     }
 

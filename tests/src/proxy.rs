@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tiny_http::{Header, Response, Server, StatusCode};
 
-/// What the proxy does to blob downloads (`GET …/blobs/…` answered 200).
+/// What the proxy does to blob downloads (`GET …/blobs/…` answered 200 or 206).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Pass everything through unchanged.
@@ -17,7 +17,16 @@ pub enum Fault {
     FlipByte(u64),
     /// Send this many bytes, then close the connection.
     CutAfter(u64),
+    /// Replace manifest bodies with malformed JSON; drop `Docker-Content-Digest` unless
+    /// `keep_digest` (then the body no longer matches the digest the registry announces).
+    GarbleManifests {
+        /// Keep the registry's digest header.
+        keep_digest: bool,
+    },
 }
+
+/// What [`Fault::GarbleManifests`] serves instead of a manifest.
+pub const GARBLED_MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":"nope"}"#;
 
 /// The proxy, listening on 127.0.0.1.
 pub struct FaultProxy {
@@ -88,6 +97,11 @@ impl Drop for FaultProxy {
 fn forward(agent: &ureq::Agent, upstream: &str, fault: &Mutex<Fault>, request: tiny_http::Request) {
     let url = format!("{upstream}{}", request.url());
     let is_blob = request.url().contains("/blobs/sha256:");
+    let is_manifest = request.url().contains("/manifests/");
+    let garble = match *fault.lock().expect("fault lock") {
+        Fault::GarbleManifests { keep_digest } if is_manifest => Some(keep_digest),
+        _ => None,
+    };
     let method = request.method().as_str().to_string();
     let mut builder = ureq::http::Request::builder()
         .method(method.as_str())
@@ -118,23 +132,34 @@ fn forward(agent: &ureq::Agent, upstream: &str, fault: &Mutex<Fault>, request: t
         "content-range",
         "docker-distribution-api-version",
     ] {
-        if let Some(value) = response.headers().get(name).and_then(|v| v.to_str().ok())
+        let drop_digest = name == "docker-content-digest" && garble == Some(false);
+        if let Some(value) = response
+            .headers()
+            .get(name)
+            .filter(|_| !drop_digest)
+            .and_then(|v| v.to_str().ok())
             && let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes())
         {
             headers.push(h);
         }
     }
-    let len: Option<usize> = response
+    let mut len: Option<usize> = response
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(u64::MAX)
-        .reader();
-    let active = if is_blob && method == "GET" && status == 200 {
+    let mut body: Box<dyn Read + Send> = Box::new(
+        response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader(),
+    );
+    if garble.is_some() && status == 200 {
+        len = Some(GARBLED_MANIFEST.len());
+        body = Box::new(GARBLED_MANIFEST);
+    }
+    let active = if is_blob && method == "GET" && (status == 200 || status == 206) {
         *fault.lock().expect("fault lock")
     } else {
         Fault::None

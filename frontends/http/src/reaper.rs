@@ -1,45 +1,80 @@
 //! Closes connections that never send a request: see [`crate::abort`] for why tiny_http needs
 //! this (TLS probes from podman and skopeo would otherwise stall them for 10 s each).
+//!
+//! Silence alone is no proof: under load a real client's request can wait in tiny_http's
+//! queue. So a silent connection is closed only while the server is idle — no request being
+//! answered and none received for [`FIRST_REQUEST_TIMEOUT`] — which is when a probe arrives
+//! in practice (it is a client's first connection). A busy server leaves probes to the
+//! client's own timeout.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::abort::for_each_connection;
 
-/// How long a new connection may stay silent before it is closed.
-pub(crate) const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a new connection may stay silent (and the server idle) before it is closed.
+pub(crate) const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_millis(750);
 /// How often connections are checked.
 const SCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a peer is remembered after its last request when the reaper no longer sees its
+/// connection (a connection may open, ask and close between two scans).
+const PEER_MEMORY: Duration = Duration::from_secs(10);
 
-/// Peers that have sent at least one request, shared with the request handlers.
+/// What the request handlers tell the reaper: which peers sent requests, how many requests
+/// are being answered, and when the last one arrived.
 #[derive(Clone, Default)]
-pub(crate) struct ActivePeers(Arc<Mutex<HashSet<SocketAddr>>>);
+pub(crate) struct ActivePeers(Arc<Mutex<Activity>>);
+
+#[derive(Default)]
+struct Activity {
+    peers: HashMap<SocketAddr, Instant>,
+    in_progress: usize,
+    last_request: Option<Instant>,
+}
 
 impl ActivePeers {
-    /// Records that `peer` sent a request: its connection is a real HTTP client.
-    pub(crate) fn saw(&self, peer: SocketAddr) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(peer);
+    fn lock(&self) -> MutexGuard<'_, Activity> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn contains(&self, peer: &SocketAddr) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(peer)
+    /// Records that `peer` sent a request (its connection is a real HTTP client) and that a
+    /// request is being answered; call [`ActivePeers::done`] when it is.
+    pub(crate) fn started(&self, peer: Option<SocketAddr>) {
+        let now = Instant::now();
+        let mut activity = self.lock();
+        if let Some(peer) = peer {
+            activity.peers.insert(peer, now);
+        }
+        activity.in_progress += 1;
+        activity.last_request = Some(now);
     }
 
+    /// A request has been answered.
+    pub(crate) fn done(&self) {
+        let mut activity = self.lock();
+        activity.in_progress = activity.in_progress.saturating_sub(1);
+    }
+
+    /// Whether a silent connection from `peer` may be closed now.
+    fn may_close(&self, peer: &SocketAddr, now: Instant) -> bool {
+        let activity = self.lock();
+        let idle = activity.in_progress == 0
+            && activity
+                .last_request
+                .is_none_or(|t| now - t >= FIRST_REQUEST_TIMEOUT);
+        idle && !activity.peers.contains_key(peer)
+    }
+
+    /// Forgets peers whose connections are gone, keeping recent ones the scan may have missed.
     fn retain(&self, alive: &HashSet<SocketAddr>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|p| alive.contains(p));
+        let now = Instant::now();
+        self.lock()
+            .peers
+            .retain(|peer, last| alive.contains(peer) || now - *last < PEER_MEMORY);
     }
 }
 
@@ -50,30 +85,33 @@ pub(crate) struct Reaper {
 }
 
 impl Reaper {
-    /// Watches connections to `listen` and closes those silent for [`FIRST_REQUEST_TIMEOUT`].
+    /// Watches connections to `listen` and closes those silent for [`FIRST_REQUEST_TIMEOUT`]
+    /// while the server is idle.
     pub(crate) fn start(listen: SocketAddr, peers: ActivePeers) -> std::io::Result<Reaper> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("http-reaper".into()).spawn(move || {
-            let mut first_seen: HashMap<SocketAddr, Instant> = HashMap::new();
-            while !flag.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                let mut alive = HashSet::new();
-                for_each_connection(|local, peer, close| {
-                    if local.port() != listen.port() {
-                        return;
-                    }
-                    alive.insert(peer);
-                    let since = *first_seen.entry(peer).or_insert(now);
-                    if now - since >= FIRST_REQUEST_TIMEOUT && !peers.contains(&peer) && close() {
-                        tracing::debug!(%peer, "closed a connection that sent no request (TLS probe?)");
-                    }
-                });
-                first_seen.retain(|p, _| alive.contains(p));
-                peers.retain(&alive);
-                std::thread::sleep(SCAN_INTERVAL);
-            }
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("http-reaper".into())
+            .spawn(move || {
+                let mut first_seen: HashMap<SocketAddr, Instant> = HashMap::new();
+                while !flag.load(Ordering::Relaxed) {
+                    let now = Instant::now();
+                    let mut alive = HashSet::new();
+                    for_each_connection(|local, peer, close| {
+                        if local.port() != listen.port() {
+                            return;
+                        }
+                        alive.insert(peer);
+                        let since = *first_seen.entry(peer).or_insert(now);
+                        if now - since >= FIRST_REQUEST_TIMEOUT && peers.may_close(&peer, now) && close() {
+                            tracing::info!(%peer, "closed a connection that sent no request (a TLS probe?)");
+                        }
+                    });
+                    first_seen.retain(|p, _| alive.contains(p));
+                    peers.retain(&alive);
+                    std::thread::sleep(SCAN_INTERVAL);
+                }
+            })?;
         Ok(Reaper {
             stop,
             thread: Some(thread),

@@ -47,10 +47,9 @@ impl HttpServer {
                     .name(format!("http-{i}"))
                     .spawn(move || {
                         while let Ok(request) = server.recv() {
-                            if let Some(peer) = request.remote_addr() {
-                                peers.saw(*peer);
-                            }
+                            peers.started(request.remote_addr().copied());
                             handle(&mirror, request);
+                            peers.done();
                         }
                     })
             })
