@@ -9,6 +9,7 @@ pub mod node;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::process::{Daemon, free_port, wait_http_ok};
+use crate::token::{ISSUER, SERVICE, TokenServer};
 
 /// A running distribution registry with its storage in a directory of the test's.
 pub struct Registry {
@@ -22,6 +23,15 @@ impl Registry {
 
     /// Starts a registry on a given port (to bring one back where it was).
     pub fn start_on(dir: &Path, port: u16) -> Registry {
+        Self::start_with(dir, port, None)
+    }
+
+    /// Starts a registry that demands Bearer tokens from `tokens`, like Docker Hub.
+    pub fn start_with_token_auth(dir: &Path, port: u16, tokens: &TokenServer) -> Registry {
+        Self::start_with(dir, port, Some(tokens))
+    }
+
+    fn start_with(dir: &Path, port: u16, tokens: Option<&TokenServer>) -> Registry {
         std::fs::create_dir_all(dir.join("storage")).expect("registry dir");
         let config = dir.join("config.yml");
         std::fs::write(
@@ -29,8 +39,13 @@ impl Registry {
             format!(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
+                 http:\n  addr: 127.0.0.1:{port}\n{auth}",
+                dir.join("storage").display(),
+                auth = tokens.map_or(String::new(), |t| format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    t.realm,
+                    t.cert_path.display()
+                )),
             ),
         )
         .expect("registry config");
@@ -42,10 +57,15 @@ impl Registry {
             port,
             dir: dir.to_path_buf(),
         };
+        // With token auth /v2/ answers 401 until a token is shown; the root answers either way.
         wait_http_ok(
-            &format!("{}/v2/", registry.url()),
+            &format!("{}/", registry.url()),
             Duration::from_secs(20),
-            &|| registry.daemon.log_text(),
+            &|| {
+                let log = registry.daemon.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            },
         );
         registry
     }

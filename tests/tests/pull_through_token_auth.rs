@@ -1,0 +1,59 @@
+//! An upstream that behaves like Docker Hub: distribution behind Bearer token auth (`auth:
+//! token:`) with a token server handing out anonymous, repository-scoped pull tokens. The node
+//! follows the challenge, fetches one token per repository, reuses it, and the clients pull
+//! through it without any credentials of their own.
+
+use pyrsia_tests::clients::{Podman, skopeo_copy};
+use pyrsia_tests::http::get;
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+use pyrsia_tests::token::TokenServer;
+
+#[test]
+fn pulls_through_a_token_authenticated_upstream() {
+    let work = tempfile::tempdir().unwrap();
+    let registry_dir = work.path().join("registry");
+    // Push without auth, then bring the same storage back behind token auth.
+    let mut open_registry = Registry::start(&registry_dir);
+    let images = push_standard_images(work.path(), &open_registry.authority());
+    let port = open_registry.port;
+    open_registry.stop();
+    let tokens = TokenServer::start(&work.path().join("tokens"), 300);
+    let registry = Registry::start_with_token_auth(&registry_dir, port, &tokens);
+
+    // The upstream really demands a token.
+    let anonymous = get(&format!(
+        "{}/v2/library/small/manifests/small",
+        registry.url()
+    ))
+    .unwrap();
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+
+    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
+    for image in &images[..2] {
+        let out = skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join("copy"),
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}\n{}",
+            image.reference,
+            String::from_utf8_lossy(&out.stderr),
+            node.log()
+        );
+    }
+    let podman = Podman::new(&work.path().join("podman"), &node.authority());
+    let out = podman.pull("library/multiarch:multiarch");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        node.log()
+    );
+
+    // One token per repository, reused for every manifest and blob of that repository.
+    assert_eq!(tokens.requests(), 3, "tokens fetched: one per repository");
+}
