@@ -16,13 +16,15 @@ use std::process::{Command, Output};
 
 /// Path of a workspace binary (`pyrsia`, `pyrsia-lite`), built by
 /// `cargo build --workspace --bins` before the tests run (the README's test command does this).
-/// `PYRSIA_TARGET_DIR` overrides the target directory.
+/// `PYRSIA_TARGET_DIR` overrides the target directory, `PYRSIA_PROFILE` the profile (`debug`
+/// by default; the benchmark uses `release`).
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("PYRSIA_TARGET_DIR")
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target.join("debug").join(name);
+    let profile = std::env::var("PYRSIA_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` first",

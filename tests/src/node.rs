@@ -107,6 +107,20 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until a blob is in the store: a blob is served as soon as it is
+    /// verified and becomes durable just after. Returns whether it arrived.
+    pub fn wait_stored(&self, digest: &pyrsia_core::digest::Digest) -> bool {
+        let hex = digest.hex().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.stored_blobs().contains(&hex) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Files left in the temp directory.
     pub fn temp_files(&self) -> usize {
         std::fs::read_dir(self.data_dir.join("tmp")).map_or(0, Iterator::count)

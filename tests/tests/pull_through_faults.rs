@@ -78,10 +78,7 @@ fn corrupted_blob_fails_the_client_and_nothing_is_cached() {
     );
     let fetched = get(&blob_url).unwrap();
     assert_eq!((fetched.status, fetched.body_digest), (200, layer.digest));
-    assert!(
-        node.stored_blobs()
-            .contains(&layer.digest.hex().to_string())
-    );
+    assert!(node.wait_stored(&layer.digest));
 }
 
 #[test]
@@ -120,10 +117,7 @@ fn upstream_dying_mid_blob_is_resumed_or_fails_cleanly() {
         "{}",
         node.log()
     );
-    assert!(
-        node.stored_blobs()
-            .contains(&layer.digest.hex().to_string())
-    );
+    assert!(node.wait_stored(&layer.digest));
 }
 
 #[test]

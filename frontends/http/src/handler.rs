@@ -20,6 +20,8 @@ struct Reply {
     headers: Vec<(&'static str, String)>,
     body: Body,
     len: u64,
+    /// A blob body: sent on the raw stream with large writes.
+    stream: bool,
 }
 
 impl Reply {
@@ -29,6 +31,7 @@ impl Reply {
             headers: vec![("Content-Type", content_type.to_string())],
             len: bytes.len() as u64,
             body: Box::new(io::Cursor::new(bytes)),
+            stream: false,
         }
     }
 
@@ -42,6 +45,73 @@ impl Reply {
     }
 }
 
+/// The headers every response carries.
+const API_VERSION: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+
+/// Sends a reply through tiny_http's response writer.
+fn send(request: Request, reply: Reply) -> io::Result<()> {
+    let mut response = Response::new(
+        StatusCode(reply.status),
+        Vec::new(),
+        reply.body,
+        usize::try_from(reply.len).ok(),
+        None,
+    )
+    .with_chunked_threshold(usize::MAX);
+    for (name, value) in
+        std::iter::once(API_VERSION).chain(reply.headers.iter().map(|(n, v)| (*n, v.as_str())))
+    {
+        // Every value is a digest, media type, number or range: ASCII that always parses.
+        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    request.respond(response)
+}
+
+/// Bytes copied per write when streaming a blob: large writes go to the socket directly
+/// instead of through tiny_http's small buffers.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Sends a blob body on the raw connection with large writes (tiny_http's own path copies
+/// through 8 KiB buffers). The connection stays usable for the next request.
+fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
+    use std::io::Write;
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    for (name, value) in
+        std::iter::once(API_VERSION).chain(reply.headers.iter().map(|(n, v)| (*n, v.as_str())))
+    {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
+    let mut writer = request.into_writer();
+    writer.write_all(head.as_bytes())?;
+    let mut buf = vec![0u8; STREAM_CHUNK];
+    let mut left = reply.len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = reply.body.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob shorter than announced",
+            ));
+        }
+        writer.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    writer.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        416 => "Range Not Satisfiable",
+        _ => "",
+    }
+}
+
 /// Handles one request to completion, including aborting the connection when a body fails
 /// mid-transfer.
 pub(crate) fn handle(mirror: &Mirror, request: Request) {
@@ -51,30 +121,26 @@ pub(crate) fn handle(mirror: &Mirror, request: Request) {
     let peer = request.remote_addr().copied();
     let reply = respond_to(mirror, &request);
     let (status, len) = (reply.status, reply.len);
-    let mut response = Response::new(
-        StatusCode(status),
-        Vec::new(),
-        reply.body,
-        usize::try_from(len).ok(),
-        None,
-    )
-    .with_chunked_threshold(usize::MAX);
-    let api_version = ("Docker-Distribution-API-Version", "registry/2.0");
-    for (name, value) in
-        std::iter::once(api_version).chain(reply.headers.iter().map(|(n, v)| (*n, v.as_str())))
-    {
-        // Every value is a digest, media type, number or range: ASCII that always parses.
-        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(header);
-        }
-    }
     mirror.metrics().requests.inc();
-    match request.respond(response) {
+    let sent = if reply.stream && method == "GET" {
+        send_stream(request, reply)
+    } else {
+        send(request, reply)
+    };
+    match sent {
         Ok(()) => {
             if method != "HEAD" {
                 mirror.metrics().bytes_served.inc_by(len);
             }
             tracing::info!(%method, %target, status, bytes = len, ms = started.elapsed().as_millis() as u64, "request");
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            tracing::info!(%method, %target, status, ms = started.elapsed().as_millis() as u64, "client went away mid-response");
         }
         Err(e) => {
             let aborted = peer.is_some_and(abort_connection);
@@ -163,6 +229,7 @@ fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
                     headers,
                     len: blob.body_len(),
                     body: Box::new(blob.reader),
+                    stream: status != 416,
                 }
             })
         }

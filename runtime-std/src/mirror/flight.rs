@@ -35,7 +35,7 @@ pub(super) struct Flights {
 /// How a download ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Outcome {
-    /// Still downloading.
+    /// Still downloading (or verified and being made durable).
     Running,
     /// Verified and in the store.
     Stored,
@@ -70,6 +70,9 @@ struct State {
     temp_path: Option<PathBuf>,
     size: Option<u64>,
     written: u64,
+    /// Every byte is in and matched the digest: readers may have all of them, whatever
+    /// happens to the store afterwards.
+    verified: bool,
     outcome: Outcome,
 }
 
@@ -111,6 +114,7 @@ impl Flights {
                 temp_path: None,
                 size: None,
                 written: 0,
+                verified: false,
                 outcome: Outcome::Running,
             }),
             changed: Condvar::new(),
@@ -277,14 +281,20 @@ impl Flight {
                 size.unwrap_or_default()
             ))));
         }
-        match writer.commit() {
-            Ok(()) => {
-                self.update(|s| s.size = Some(written));
-                Ok(())
-            }
-            Err(StoreError::Mismatch { .. }) => Err(FlightError::Mismatch),
-            Err(e) => Err(FlightError::Store(e.to_string())),
-        }
+        let verified = match writer.verify() {
+            Ok(verified) => verified,
+            Err(StoreError::Mismatch { .. }) => return Err(FlightError::Mismatch),
+            Err(e) => return Err(FlightError::Store(e.to_string())),
+        };
+        // Readers may have the last byte as soon as the digest matched; durability (fsync,
+        // rename) need not delay them.
+        self.update(|s| {
+            s.size = Some(written);
+            s.verified = true;
+        });
+        verified
+            .persist()
+            .map_err(|e| FlightError::Store(e.to_string()))
     }
 }
 
@@ -314,6 +324,7 @@ impl Read for FlightReader {
         loop {
             let size = state.size.unwrap_or(u64::MAX);
             let readable = match &state.outcome {
+                _ if state.verified => size,
                 Outcome::Failed(e) => return Err(io::Error::other(e.to_string())),
                 Outcome::Stored => size,
                 Outcome::Running => state.written.min(size.saturating_sub(1)),

@@ -23,7 +23,7 @@ use pyrsia_core::digest::Digest;
 use index::Index;
 pub use index::StoreStats;
 pub use meta::{BlobKind, BlobRecord, StoredMediaType, TagObservation, tag_key};
-pub use writer::BlobWriter;
+pub use writer::{BlobWriter, VerifiedBlob};
 
 /// Why a store operation failed.
 #[derive(Debug)]

@@ -67,33 +67,59 @@ impl BlobWriter {
 
     /// Checks the digest; on a match fsyncs, renames into place and records the blob. On a
     /// mismatch the temp file is removed and [`StoreError::Mismatch`] returned.
-    pub fn commit(mut self) -> Result<(), StoreError> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("blob writer already closed"))?;
-        let size = self.verifier.bytes_seen();
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.verify()?.persist()
+    }
+
+    /// Checks the digest. On a match the bytes are known good (they may be served) and the
+    /// returned [`VerifiedBlob`] can be made durable; on a mismatch the temp file is removed.
+    pub fn verify(mut self) -> Result<VerifiedBlob, StoreError> {
         let verifier = std::mem::replace(&mut self.verifier, Verifier::new(self.expected));
+        let size = verifier.bytes_seen();
         if let Verification::Mismatch { actual } = verifier.finish() {
             return Err(StoreError::Mismatch {
                 expected: self.expected,
                 actual,
             });
         }
+        Ok(VerifiedBlob { writer: self, size })
+    }
+}
+
+/// A blob whose bytes matched their digest, still in its temp file. Dropped without
+/// [`VerifiedBlob::persist`], the temp file is removed.
+pub struct VerifiedBlob {
+    writer: BlobWriter,
+    size: u64,
+}
+
+impl VerifiedBlob {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Fsyncs, renames into place under the digest's name and records the blob.
+    pub fn persist(mut self) -> Result<(), StoreError> {
+        let w = &mut self.writer;
+        let file = w
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer already closed"))?;
         file.sync_all()?;
         drop(file);
-        let final_path = self.store.blob_path(&self.expected);
-        fs::rename(&self.temp_path, &final_path)?;
+        let final_path = w.store.blob_path(&w.expected);
+        fs::rename(&w.temp_path, &final_path)?;
         if let Some(dir) = final_path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        self.temp_path = PathBuf::new();
-        self.store.admit(
-            self.expected,
+        w.temp_path = PathBuf::new();
+        w.store.admit(
+            w.expected,
             BlobRecord {
-                size,
+                size: self.size,
                 last_access_ms: now_ms(),
-                kind: self.kind,
+                kind: w.kind,
             },
         )
     }

@@ -1,0 +1,133 @@
+//! `pyrsia-bench`: the registry-mirror benchmark, side by side with distribution on this
+//! machine. Run it through `scripts/bench` (release build). Prints a Markdown table.
+//!
+//! - warm: one 200 MiB blob fetched with curl from distribution and from a node that holds
+//!   it (both page-cached), sequentially and with 8 clients at once;
+//! - cold: the same blob through a node with an empty store (pull-through, verified while it
+//!   streams) against fetching it straight from distribution;
+//! - memory: the node's peak RSS while 8 clients stream the blob; the lite binary's size and
+//!   peak RSS under the same load.
+
+use std::process::Command;
+use std::time::Instant;
+
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::process::free_port;
+use pyrsia_tests::registry::Registry;
+
+const SIZE: u64 = 200 << 20;
+const ROUNDS: usize = 5;
+const CLIENTS: usize = 8;
+
+fn curl_seconds(url: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-w", "%{time_total}", url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {url} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("time")
+}
+
+/// Median GB/s over `ROUNDS` sequential downloads.
+fn sequential(url: &str, bytes: u64) -> f64 {
+    let mut rates: Vec<f64> = (0..ROUNDS)
+        .map(|_| bytes as f64 / curl_seconds(url) / 1e9)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[ROUNDS / 2]
+}
+
+/// Aggregate GB/s of `CLIENTS` simultaneous downloads.
+fn parallel(url: &str, bytes: u64) -> f64 {
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.to_string();
+            std::thread::spawn(move || curl_seconds(&url))
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    (bytes * CLIENTS as u64) as f64 / started.elapsed().as_secs_f64() / 1e9
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let layer = &image.layers[0].blob;
+    let path = format!("/v2/library/large/blobs/{}", layer.digest);
+    let direct = format!("{}{path}", registry.url());
+
+    // Cold: a node with an empty store, against the (page-cached) registry directly.
+    let _ = curl_seconds(&direct);
+    let direct_seconds = curl_seconds(&direct);
+    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
+    let cold_seconds = curl_seconds(&format!("{}{path}", node.url()));
+
+    // Warm: both serve from page cache.
+    let via_node = format!("{}{path}", node.url());
+    let _ = curl_seconds(&via_node);
+    let warm_registry = sequential(&direct, layer.size);
+    let warm_node = sequential(&via_node, layer.size);
+    let par_registry = parallel(&direct, layer.size);
+    let par_node = parallel(&via_node, layer.size);
+    let node_rss = peak_rss_mib(node.pid());
+
+    // The lite mirror chained behind the node, warmed, then loaded the same way.
+    let lite = Node::start_binary(
+        "pyrsia-lite",
+        &work.path().join("lite"),
+        free_port(),
+        &["--upstream", &node.url()],
+    );
+    let via_lite = format!("{}{path}", lite.url());
+    let _ = curl_seconds(&via_lite);
+    let par_lite = parallel(&via_lite, layer.size);
+    let lite_rss = peak_rss_mib(lite.pid());
+    let lite_size = std::fs::metadata(pyrsia_tests::binary("pyrsia-lite")).map_or(0, |m| m.len());
+    let node_size = std::fs::metadata(pyrsia_tests::binary("pyrsia")).map_or(0, |m| m.len());
+
+    println!("| measurement | distribution 2.8 | pyrsia node | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| warm GET, 1 client (GB/s, median of {ROUNDS}) | {warm_registry:.2} | {warm_node:.2} | {:.2}x |",
+        warm_node / warm_registry
+    );
+    println!(
+        "| warm GET, {CLIENTS} clients (GB/s, aggregate) | {par_registry:.2} | {par_node:.2} | {:.2}x |",
+        par_node / par_registry
+    );
+    println!(
+        "| cold pull-through vs direct (s) | {direct_seconds:.2} | {cold_seconds:.2} | {:.2}x |",
+        cold_seconds / direct_seconds
+    );
+    println!();
+    println!(
+        "| binary | size (MiB) | peak RSS under {CLIENTS}-client load (MiB) | warm {CLIENTS}-client GB/s |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| pyrsia (node) | {:.1} | {node_rss:.1} | {par_node:.2} |",
+        node_size as f64 / 1048576.0
+    );
+    println!(
+        "| pyrsia-lite | {:.1} | {lite_rss:.1} | {par_lite:.2} |",
+        lite_size as f64 / 1048576.0
+    );
+}
