@@ -43,12 +43,21 @@ impl std::fmt::Debug for Fetched {
 
 /// GETs `url` and hashes the body as it streams; the transfer may take up to 120 s.
 pub fn get(url: &str) -> Result<Fetched, String> {
+    get_with(url, &[])
+}
+
+/// [`get`] with extra request headers (e.g. `Range`).
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .new_agent();
-    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.call().map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let mut reader = response
         .into_body()

@@ -146,3 +146,34 @@ fn skopeo_podman_and_ctr_pull_through_then_offline() {
         );
     }
 }
+
+#[test]
+fn the_ns_parameter_selects_the_upstream_mapped_for_that_host() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let dead = format!("http://127.0.0.1:{}", pyrsia_tests::process::free_port());
+    let ghcr = format!("ghcr.io={}", registry.url());
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--upstream", &dead, "--upstream", &ghcr],
+    );
+
+    // containerd names the registry in ?ns=: ghcr.io is mapped to the live registry.
+    let url = format!("{}/v2/library/small/manifests/small?ns=ghcr.io", node.url());
+    let fetched = pyrsia_tests::http::get(&url).unwrap();
+    assert_eq!(
+        (fetched.status, fetched.body_digest),
+        (200, images[0].digest),
+        "{fetched:?}"
+    );
+    // docker.io (the default) is mapped to a dead upstream: a clear 503, not a hang.
+    let fetched =
+        pyrsia_tests::http::get(&format!("{}/v2/library/small/manifests/small", node.url()))
+            .unwrap();
+    assert_eq!(fetched.status, 503, "{fetched:?}");
+    assert!(
+        fetched.small_body.contains("\"code\":\"UNAVAILABLE\""),
+        "{fetched:?}"
+    );
+}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use pyrsia_tests::clients::skopeo_copy;
-use pyrsia_tests::http::{get, raw};
+use pyrsia_tests::http::{get, get_with, raw};
 use pyrsia_tests::image::{push_large_image, push_standard_images};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::proxy::{Fault, FaultProxy};
@@ -81,15 +81,30 @@ fn corrupted_blob_fails_the_client_and_nothing_is_cached() {
     assert!(node.wait_stored(&layer.digest));
 }
 
-#[test]
-fn upstream_dying_mid_blob_is_resumed_or_fails_cleanly() {
-    let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let large = push_large_image(work.path(), &registry.authority(), 20 << 20);
-    let layer = large.layers[0].blob.clone();
+/// A registry holding a 20 MiB image, a fault proxy in front of it, and a node behind that.
+fn large_setup(
+    work: &std::path::Path,
+) -> (
+    Registry,
+    FaultProxy,
+    Node,
+    pyrsia_tests::image::Blob,
+    String,
+) {
+    let registry = Registry::start(&work.join("registry"));
+    let layer = push_large_image(work, &registry.authority(), 20 << 20).layers[0]
+        .blob
+        .clone();
     let proxy = FaultProxy::start(&registry.url());
-    let node = Node::start(&work.path().join("node"), &["--upstream", &proxy.url()]);
+    let node = Node::start(&work.join("node"), &["--upstream", &proxy.url()]);
     let blob_url = format!("{}/v2/library/large/blobs/{}", node.url(), layer.digest);
+    (registry, proxy, node, layer, blob_url)
+}
+
+#[test]
+fn upstream_dying_mid_blob_fails_cleanly_and_ranges_wait_for_verification() {
+    let work = tempfile::tempdir().unwrap();
+    let (_registry, proxy, node, layer, blob_url) = large_setup(work.path());
 
     // Every upstream transfer dies after 1 MiB: three attempts cannot finish 20 MiB.
     proxy.set_fault(Fault::CutAfter(1 << 20));
@@ -105,6 +120,19 @@ fn upstream_dying_mid_blob_is_resumed_or_fails_cleanly() {
     );
     assert_eq!(node.temp_files(), 0);
 
+    // A range of a cold blob is served only once the whole blob has been verified.
+    proxy.set_fault(Fault::None);
+    let ranged = get_with(&blob_url, &[("Range", "bytes=1000-1999")]).unwrap();
+    assert_eq!((ranged.status, ranged.body_len), (206, 1000), "{ranged:?}");
+    assert!(node.wait_stored(&layer.digest));
+    let whole = get(&blob_url).unwrap();
+    assert_eq!((whole.status, whole.body_digest), (200, layer.digest));
+}
+
+#[test]
+fn transfers_cut_mid_blob_are_resumed_with_range_requests() {
+    let work = tempfile::tempdir().unwrap();
+    let (_registry, proxy, node, layer, blob_url) = large_setup(work.path());
     // Transfers die after 8 MiB: the node resumes with Range requests and completes.
     proxy.set_fault(Fault::CutAfter(8 << 20));
     let fetched = get(&blob_url).unwrap();

@@ -101,9 +101,11 @@ impl Mirror {
             Joined::Following(size, mut reader) => {
                 let range = range::evaluate(range_header, size);
                 let (start, len) = span(range, size);
-                reader.seek_to(start).map_err(|_| {
-                    OciError::new(Code::Unknown, "could not read the blob being downloaded")
-                })?;
+                if !matches!(range, RangeOutcome::Full) {
+                    reader.seek_to_verified_range(start).map_err(|_| {
+                        OciError::new(Code::Unknown, "could not read the blob being downloaded")
+                    })?;
+                }
                 Ok(BlobReply {
                     size,
                     range,

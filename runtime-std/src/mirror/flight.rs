@@ -178,6 +178,7 @@ impl Flight {
                     flight: self.clone(),
                     file,
                     position: offset,
+                    whole_verified_first: false,
                 };
                 return Joined::Following(size, reader);
             }
@@ -304,13 +305,18 @@ pub struct FlightReader {
     flight: Arc<Flight>,
     file: File,
     position: u64,
+    /// Serve nothing before the whole blob is verified (for ranges, which the client cannot
+    /// check against the digest itself).
+    whole_verified_first: bool,
 }
 
 impl FlightReader {
-    /// Moves to byte `offset` (the start of a requested range).
-    pub(super) fn seek_to(&mut self, offset: u64) -> io::Result<()> {
+    /// Moves to byte `offset` and serves nothing until the whole blob has been verified: for
+    /// a range, whose bytes the client cannot check against the digest itself.
+    pub(super) fn seek_to_verified_range(&mut self, offset: u64) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(offset))?;
         self.position = offset;
+        self.whole_verified_first = true;
         Ok(())
     }
 }
@@ -327,6 +333,7 @@ impl Read for FlightReader {
                 _ if state.verified => size,
                 Outcome::Failed(e) => return Err(io::Error::other(e.to_string())),
                 Outcome::Stored => size,
+                Outcome::Running if self.whole_verified_first => 0,
                 Outcome::Running => state.written.min(size.saturating_sub(1)),
             };
             if self.position >= size {

@@ -6,8 +6,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pyrsia_core::digest::{Digest, Verification, Verifier};
+use pyrsia_core::digest::{Digest, Verification};
 
+use super::hasher::BackgroundVerifier;
 use super::meta::{BlobKind, BlobRecord};
 use super::{Store, StoreError, now_ms};
 
@@ -21,7 +22,8 @@ pub struct BlobWriter {
     kind: BlobKind,
     temp_path: PathBuf,
     file: Option<File>,
-    verifier: Verifier,
+    verifier: Option<BackgroundVerifier>,
+    written: u64,
 }
 
 impl BlobWriter {
@@ -46,7 +48,8 @@ impl BlobWriter {
             kind,
             temp_path,
             file: Some(file),
-            verifier: Verifier::new(expected),
+            verifier: Some(BackgroundVerifier::start(expected)?),
+            written: 0,
         })
     }
 
@@ -57,7 +60,7 @@ impl BlobWriter {
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
-        self.verifier.bytes_seen()
+        self.written
     }
 
     /// The digest the bytes must match.
@@ -74,9 +77,12 @@ impl BlobWriter {
     /// Checks the digest. On a match the bytes are known good (they may be served) and the
     /// returned [`VerifiedBlob`] can be made durable; on a mismatch the temp file is removed.
     pub fn verify(mut self) -> Result<VerifiedBlob, StoreError> {
-        let verifier = std::mem::replace(&mut self.verifier, Verifier::new(self.expected));
+        let verifier = self
+            .verifier
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer already verified"))?;
         let size = verifier.bytes_seen();
-        if let Verification::Mismatch { actual } = verifier.finish() {
+        if let Verification::Mismatch { actual } = verifier.finish()? {
             return Err(StoreError::Mismatch {
                 expected: self.expected,
                 actual,
@@ -131,8 +137,13 @@ impl Write for BlobWriter {
             .file
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer closed"))?;
+        let verifier = self
+            .verifier
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already verified"))?;
         let n = file.write(buf)?;
-        self.verifier.update(&buf[..n]);
+        verifier.update(&buf[..n])?;
+        self.written += n as u64;
         Ok(n)
     }
 
