@@ -15,19 +15,42 @@ use std::net::SocketAddr;
 /// Closes the TCP connection whose peer is `peer`. Returns whether a socket was found.
 pub fn abort_connection(peer: SocketAddr) -> bool {
     let mut found = false;
-    for_each_connection(|_, remote, close| {
+    for_each_connection(|_, remote, socket| {
         if remote == peer {
-            found |= close();
+            found |= shutdown(socket);
         }
     });
     found
 }
 
-/// Calls `visit(local, peer, close)` for every connected TCP socket of this process; `close`
-/// shuts that connection down.
+/// A duplicate of the socket connected to `peer`, for writing to it directly (sendfile).
 #[cfg(target_os = "linux")]
-pub fn for_each_connection(mut visit: impl FnMut(SocketAddr, SocketAddr, &dyn Fn() -> bool)) {
-    use rustix::net::{Shutdown, getpeername, getsockname, shutdown};
+pub fn connection_socket(peer: SocketAddr) -> Option<std::os::fd::OwnedFd> {
+    let mut found = None;
+    for_each_connection(|_, remote, socket| {
+        if remote == peer && found.is_none() {
+            found = socket.try_clone().ok();
+        }
+    });
+    found
+}
+
+#[cfg(target_os = "linux")]
+/// Shuts a socket down in both directions; true on success.
+pub(crate) fn shutdown(socket: &std::os::fd::OwnedFd) -> bool {
+    rustix::net::shutdown(socket, rustix::net::Shutdown::Both).is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn shutdown(_socket: &()) -> bool {
+    false
+}
+
+/// Calls `visit(local, peer, socket)` for every connected TCP socket of this process, with a
+/// duplicate of its descriptor.
+#[cfg(target_os = "linux")]
+pub fn for_each_connection(mut visit: impl FnMut(SocketAddr, SocketAddr, &std::os::fd::OwnedFd)) {
+    use rustix::net::{getpeername, getsockname};
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
 
     let Ok(me) = pidfd_open(getpid(), PidfdFlags::empty()) else {
@@ -58,13 +81,13 @@ pub fn for_each_connection(mut visit: impl FnMut(SocketAddr, SocketAddr, &dyn Fn
         ) else {
             continue;
         };
-        visit(local, peer, &|| shutdown(&dup, Shutdown::Both).is_ok());
+        visit(local, peer, &dup);
     }
 }
 
 /// Elsewhere no socket can be reached; connections stay open until the client gives up.
 #[cfg(not(target_os = "linux"))]
-pub fn for_each_connection(_visit: impl FnMut(SocketAddr, SocketAddr, &dyn Fn() -> bool)) {}
+pub fn for_each_connection(_visit: impl FnMut(SocketAddr, SocketAddr, &())) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -78,6 +101,7 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_server_side, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
+        assert!(connection_socket(peer).is_some());
         assert!(abort_connection(peer));
         let mut buf = [0u8; 1];
         // The server side was shut down: the client reads EOF instead of blocking.

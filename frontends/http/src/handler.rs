@@ -6,13 +6,26 @@ use std::time::Instant;
 use pyrsia_core::reference::Host;
 use pyrsia_core::registry::range::{ContentRange, RangeOutcome};
 use pyrsia_core::registry::{Method, OciError, Route, route, split_target};
-use pyrsia_std::mirror::Mirror;
+use pyrsia_std::mirror::{BlobReader, Mirror};
 use tiny_http::{Header, Request, Response, StatusCode};
 
 use crate::ErrorResponse;
 use crate::abort::abort_connection;
 
-type Body = Box<dyn Read + Send>;
+/// A response body: bytes in memory, or a blob (a stored file or a download in progress).
+enum Body {
+    Bytes(io::Cursor<Vec<u8>>),
+    Blob(io::Take<BlobReader>),
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Body::Bytes(bytes) => bytes.read(buf),
+            Body::Blob(blob) => blob.read(buf),
+        }
+    }
+}
 
 /// What to send: status, headers, body and its length.
 struct Reply {
@@ -30,7 +43,7 @@ impl Reply {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
             len: bytes.len() as u64,
-            body: Box::new(io::Cursor::new(bytes)),
+            body: Body::Bytes(io::Cursor::new(bytes)),
             stream: false,
         }
     }
@@ -84,8 +97,15 @@ fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
+    let peer = request.remote_addr().copied();
     let mut writer = request.into_writer();
     writer.write_all(head.as_bytes())?;
+    if let Body::Blob(blob) = &mut reply.body
+        && let Some(peer) = peer
+        && send_file(&mut *writer, blob, peer)?
+    {
+        return Ok(());
+    }
     let mut buf = vec![0u8; STREAM_CHUNK];
     let mut left = reply.len;
     while left > 0 {
@@ -101,6 +121,53 @@ fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
         left -= n as u64;
     }
     writer.flush()
+}
+
+/// Sends a stored blob with `sendfile(2)`: page cache to socket without copying through this
+/// process. The headers are flushed first; tiny_http's writer stays held, so nothing else is
+/// written to the connection meanwhile. Returns false (nothing sent) when the blob is not a
+/// stored file or the socket cannot be reached, and the caller copies instead.
+#[cfg(target_os = "linux")]
+fn send_file(
+    writer: &mut dyn io::Write,
+    blob: &mut io::Take<BlobReader>,
+    peer: std::net::SocketAddr,
+) -> io::Result<bool> {
+    use std::io::Seek;
+    let left = blob.limit();
+    let BlobReader::Stored(stored) = blob.get_mut() else {
+        return Ok(false);
+    };
+    let Some(socket) = crate::abort::connection_socket(peer) else {
+        return Ok(false);
+    };
+    writer.flush()?;
+    let mut offset = stored.file.stream_position()?;
+    let end = offset + left;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        let sent = rustix::fs::sendfile(&socket, &stored.file, Some(&mut offset), want)?;
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stored blob shorter than recorded",
+            ));
+        }
+    }
+    blob.set_limit(0);
+    Ok(true)
+}
+
+/// Elsewhere blobs are always copied.
+#[cfg(not(target_os = "linux"))]
+fn send_file(
+    _writer: &mut dyn io::Write,
+    _blob: &mut io::Take<BlobReader>,
+    _peer: std::net::SocketAddr,
+) -> io::Result<bool> {
+    Ok(false)
 }
 
 fn reason(status: u16) -> &'static str {
@@ -228,7 +295,7 @@ fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
                     status,
                     headers,
                     len: blob.body_len(),
-                    body: Box::new(blob.reader),
+                    body: Body::Blob(blob.reader),
                     stream: status != 416,
                 }
             })

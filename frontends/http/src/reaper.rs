@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::abort::for_each_connection;
+use crate::abort::{for_each_connection, shutdown};
 
 /// How long a new connection may stay silent (and the server idle) before it is closed.
 pub(crate) const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_millis(750);
@@ -97,13 +97,13 @@ impl Reaper {
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     let mut alive = HashSet::new();
-                    for_each_connection(|local, peer, close| {
+                    for_each_connection(|local, peer, socket| {
                         if local.port() != listen.port() {
                             return;
                         }
                         alive.insert(peer);
                         let since = *first_seen.entry(peer).or_insert(now);
-                        if now - since >= FIRST_REQUEST_TIMEOUT && peers.may_close(&peer, now) && close() {
+                        if now - since >= FIRST_REQUEST_TIMEOUT && peers.may_close(&peer, now) && shutdown(socket) {
                             tracing::info!(%peer, "closed a connection that sent no request (a TLS probe?)");
                         }
                     });
