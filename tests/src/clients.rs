@@ -24,6 +24,17 @@ pub fn run_ok(command: &mut Command) -> Output {
     output
 }
 
+/// Asserts that a client command succeeded; on failure shows its stderr and `log` (the
+/// node's log, usually).
+pub fn assert_succeeded(out: &Output, what: &str, log: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}\n--- node log ---\n{log}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The manifest digest of `repository:tag` on a registry (`127.0.0.1:port`), per skopeo.
 pub fn remote_digest(registry: &str, reference: &str) -> Digest {
     let output = run_ok(Command::new("skopeo").args([

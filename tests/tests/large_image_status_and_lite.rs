@@ -1,7 +1,7 @@
 //! A ~200 MiB image through the node with skopeo and podman; what `pyrsia status` and
 //! `/metrics` then report; and the lite mirror (no libp2p) chained behind the node.
 
-use pyrsia_tests::clients::{Podman, skopeo_copy};
+use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::{push_large_image, push_standard_images};
 use pyrsia_tests::node::Node;
@@ -22,22 +22,12 @@ fn large_image_then_status_metrics_and_a_lite_mirror_behind_the_node() {
         &large.reference,
         &work.path().join("copy"),
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
+    assert_succeeded(&out, "skopeo large image", &node.log());
     let copied = std::fs::read_dir(work.path().join("copy")).unwrap().count();
     assert!(copied >= 3, "manifest, config and layer copied");
     let podman = Podman::new(&work.path().join("podman"), &node.authority());
     let out = podman.pull(&large.reference);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
+    assert_succeeded(&out, "podman large image", &node.log());
     assert_eq!(
         registry.blob_gets(&large.layers[0].blob.digest.to_string()),
         1,
@@ -108,12 +98,7 @@ fn large_image_then_status_metrics_and_a_lite_mirror_behind_the_node() {
         "library/small:small",
         &work.path().join("copy-lite"),
     );
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        lite.log()
-    );
+    assert_succeeded(&out, "skopeo through the lite mirror", &lite.log());
     let small_layer = images[0].layers[0].blob.digest;
     assert!(lite.wait_stored(&small_layer), "the lite mirror caches too");
 }

@@ -2,10 +2,45 @@
 //! ctr pull through it; then the upstream goes away and they pull again from the cache; then
 //! the node restarts offline and they pull once more.
 
-use pyrsia_tests::clients::{Containerd, Podman, remote_digest, skopeo_copy};
+use std::path::Path;
+
+use pyrsia_tests::clients::{Containerd, Podman, assert_succeeded, remote_digest, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::registry::Registry;
+
+const REFERENCES: [&str; 3] = [
+    "library/small:small",
+    "team/multi:multi",
+    "library/multiarch:multiarch",
+];
+
+/// Pulls every test image through `node` with skopeo, podman and ctr, each starting from an
+/// empty local store, so the node must serve everything.
+fn pull_with_every_client(
+    node: &Node,
+    podman: &Podman,
+    containerd: &Containerd,
+    work: &Path,
+    phase: &str,
+) {
+    podman.remove_all();
+    for reference in REFERENCES {
+        containerd.remove(reference);
+        let out = skopeo_copy(&node.authority(), reference, &work.join("copy"));
+        assert_succeeded(&out, &format!("{phase}: skopeo {reference}"), &node.log());
+        assert_succeeded(
+            &podman.pull(reference),
+            &format!("{phase}: podman {reference}"),
+            &node.log(),
+        );
+        assert_succeeded(
+            &containerd.pull(reference),
+            &format!("{phase}: ctr {reference}"),
+            &node.log(),
+        );
+    }
+}
 
 #[test]
 fn skopeo_podman_and_ctr_pull_through_then_offline() {
@@ -15,20 +50,14 @@ fn skopeo_podman_and_ctr_pull_through_then_offline() {
     let node_dir = work.path().join("node");
     let node = Node::start(&node_dir, &["--upstream", &registry.url()]);
 
-    // skopeo straight at the node: every image, every platform, same digests as upstream.
+    // skopeo straight at the node: every image, same digests as upstream.
     for image in &images {
         let out = skopeo_copy(
             &node.authority(),
             &image.reference,
             &work.path().join("copy"),
         );
-        assert!(
-            out.status.success(),
-            "skopeo {}: {}\n{}",
-            image.reference,
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
+        assert_succeeded(&out, &format!("skopeo {}", image.reference), &node.log());
         assert_eq!(
             remote_digest(&node.authority(), &image.reference),
             image.digest,
@@ -49,58 +78,11 @@ fn skopeo_podman_and_ctr_pull_through_then_offline() {
     // podman with a registries.conf mirror; ctr with hosts.toml.
     let podman = Podman::new(&work.path().join("podman"), &node.authority());
     let containerd = Containerd::start(&work.path().join("containerd"), &node.authority());
-    for reference in [
-        "library/small:small",
-        "team/multi:multi",
-        "library/multiarch:multiarch",
-    ] {
-        let out = podman.pull(reference);
-        assert!(
-            out.status.success(),
-            "podman {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        let out = containerd.pull(reference);
-        assert!(
-            out.status.success(),
-            "ctr {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-    }
+    pull_with_every_client(&node, &podman, &containerd, work.path(), "online");
 
     // The upstream goes down: everything pulled before still pulls, with each client.
     registry.stop();
-    podman.remove_all();
-    for reference in [
-        "library/small:small",
-        "team/multi:multi",
-        "library/multiarch:multiarch",
-    ] {
-        containerd.remove(reference);
-        let out = skopeo_copy(&node.authority(), reference, &work.path().join("copy"));
-        assert!(
-            out.status.success(),
-            "offline skopeo {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        let out = podman.pull(reference);
-        assert!(
-            out.status.success(),
-            "offline podman {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        let out = containerd.pull(reference);
-        assert!(
-            out.status.success(),
-            "offline ctr {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-    }
+    pull_with_every_client(&node, &podman, &containerd, work.path(), "upstream down");
     assert!(
         node.log().contains("serving the last observed digest"),
         "tags resolved from observations"
@@ -116,35 +98,13 @@ fn skopeo_podman_and_ctr_pull_through_then_offline() {
 
     // Restart the node with --offline: still serves it all.
     let node = node.restart(&node_dir, &["--offline"]);
-    podman.remove_all();
-    for reference in [
-        "library/small:small",
-        "team/multi:multi",
-        "library/multiarch:multiarch",
-    ] {
-        containerd.remove(reference);
-        let out = skopeo_copy(&node.authority(), reference, &work.path().join("copy"));
-        assert!(
-            out.status.success(),
-            "restarted skopeo {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        let out = podman.pull(reference);
-        assert!(
-            out.status.success(),
-            "restarted podman {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-        let out = containerd.pull(reference);
-        assert!(
-            out.status.success(),
-            "restarted ctr {reference}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
-    }
+    pull_with_every_client(
+        &node,
+        &podman,
+        &containerd,
+        work.path(),
+        "restarted offline",
+    );
 }
 
 #[test]

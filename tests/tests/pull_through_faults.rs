@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pyrsia_tests::clients::skopeo_copy;
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::{get, get_with, raw};
 use pyrsia_tests::image::{push_large_image, push_standard_images};
 use pyrsia_tests::node::Node;
@@ -71,11 +71,7 @@ fn corrupted_blob_fails_the_client_and_nothing_is_cached() {
         &multi.reference,
         &work.path().join("copy"),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out, "skopeo after the fault", &node.log());
     let fetched = get(&blob_url).unwrap();
     assert_eq!((fetched.status, fetched.body_digest), (200, layer.digest));
     assert!(node.wait_stored(&layer.digest));

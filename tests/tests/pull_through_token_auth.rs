@@ -3,7 +3,7 @@
 //! follows the challenge, fetches one token per repository, reuses it, and the clients pull
 //! through it without any credentials of their own.
 
-use pyrsia_tests::clients::{Podman, skopeo_copy};
+use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
@@ -37,22 +37,11 @@ fn pulls_through_a_token_authenticated_upstream() {
             &image.reference,
             &work.path().join("copy"),
         );
-        assert!(
-            out.status.success(),
-            "{}: {}\n{}",
-            image.reference,
-            String::from_utf8_lossy(&out.stderr),
-            node.log()
-        );
+        assert_succeeded(&out, &format!("skopeo {}", image.reference), &node.log());
     }
     let podman = Podman::new(&work.path().join("podman"), &node.authority());
     let out = podman.pull("library/multiarch:multiarch");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        node.log()
-    );
+    assert_succeeded(&out, "podman library/multiarch", &node.log());
 
     // One token per repository, reused for every manifest and blob of that repository.
     assert_eq!(tokens.requests(), 3, "tokens fetched: one per repository");
