@@ -45,6 +45,7 @@ pub mod reference;
 pub mod registry;
 pub mod rng;
 pub mod time;
+pub mod tlog;
 pub mod wire;
 
 mod percent;
