@@ -33,6 +33,22 @@ impl fmt::Display for ProofError {
 
 impl core::error::Error for ProofError {}
 
+/// One level of the RFC 9162 path walk over the node index `f_n` in a tree whose last index
+/// is `s_n`: returns whether this level's proof hash is the left sibling, and moves both
+/// indices up (past levels where the node has no right sibling).
+fn walk(f_n: &mut u64, s_n: &mut u64) -> bool {
+    let left = *f_n & 1 == 1 || *f_n == *s_n;
+    if left {
+        while *f_n & 1 == 0 && *f_n != 0 {
+            *f_n >>= 1;
+            *s_n >>= 1;
+        }
+    }
+    *f_n >>= 1;
+    *s_n >>= 1;
+    left
+}
+
 /// The root that `proof` and the leaf hash imply for a tree of `size` leaves.
 pub fn root_from_inclusion_proof(
     index: u64,
@@ -49,19 +65,11 @@ pub fn root_from_inclusion_proof(
         if s_n == 0 {
             return Err(ProofError::WrongLength);
         }
-        if f_n & 1 == 1 || f_n == s_n {
-            r = node_hash(p, &r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
+        r = if walk(&mut f_n, &mut s_n) {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        f_n >>= 1;
-        s_n >>= 1;
+            node_hash(&r, p)
+        };
     }
     if s_n != 0 {
         return Err(ProofError::WrongLength);
@@ -135,20 +143,12 @@ pub fn verify_consistency(
         if s_n == 0 {
             return Err(ProofError::WrongLength);
         }
-        if f_n & 1 == 1 || f_n == s_n {
+        if walk(&mut f_n, &mut s_n) {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        f_n >>= 1;
-        s_n >>= 1;
     }
     if s_n != 0 {
         return Err(ProofError::WrongLength);
