@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pyrsia_core::digest::Digest;
 
-use crate::process::{Daemon, wait_http_ok};
+use crate::process::Daemon;
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run_ok(command: &mut Command) -> Output {
@@ -213,9 +213,4 @@ impl Containerd {
             let _ = self.ctr().args(["content", "rm", digest]).output();
         }
     }
-}
-
-/// Waits for a URL to answer 200 (re-export for tests).
-pub fn wait_ok(url: &str) {
-    wait_http_ok(url, Duration::from_secs(20), &|| String::new());
 }

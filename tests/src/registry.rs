@@ -1,6 +1,6 @@
 //! Debian's `docker-registry` (CNCF distribution 2.8) as the upstream, on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ pub struct Registry {
     daemon: Daemon,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    dir: PathBuf,
 }
 
 impl Registry {
@@ -52,11 +51,7 @@ impl Registry {
         let mut command = Command::new("docker-registry");
         command.arg("serve").arg(&config);
         let daemon = Daemon::spawn(command, &dir.join("registry.log"));
-        let registry = Registry {
-            daemon,
-            port,
-            dir: dir.to_path_buf(),
-        };
+        let registry = Registry { daemon, port };
         // With token auth /v2/ answers 401 until a token is shown; the root answers either way.
         wait_http_ok(
             &format!("{}/", registry.url()),
@@ -83,11 +78,6 @@ impl Registry {
     /// Stops the registry (the upstream goes down).
     pub fn stop(&mut self) {
         self.daemon.kill();
-    }
-
-    /// The directory it stores in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// How many `GET` requests for this blob's path the registry has answered (access log).

@@ -47,11 +47,9 @@ impl Mirror {
         repository: &str,
         digest: Digest,
     ) -> Result<ManifestReply, OciError> {
-        if let Some(reply) = self.stored_manifest(&digest) {
-            self.metrics.cache_hits.inc();
+        if let Some(reply) = self.cached_manifest(&digest) {
             return Ok(reply);
         }
-        self.metrics.cache_misses.inc();
         if self.config.offline {
             return Err(OciError::new(
                 Code::ManifestUnknown,
@@ -85,13 +83,12 @@ impl Mirror {
         let cached = self
             .store
             .tag(&key)
-            .and_then(|observation| self.stored_manifest(&observation.digest));
+            .and_then(|observation| self.cached_manifest(&observation.digest));
         match (cached, failure) {
             (Some(reply), failure) => {
                 if let Some(e) = failure {
                     tracing::info!(%key, digest = %reply.digest, error = %e, "upstream failed; serving the last observed digest");
                 }
-                self.metrics.cache_hits.inc();
                 Ok(reply)
             }
             (None, Some(e)) => Err(upstream_error(&e, MANIFEST_UNKNOWN)),
@@ -117,12 +114,10 @@ impl Mirror {
             &MediaType::PULLABLE,
         ))?;
         if let Some(digest) = head {
-            if let Some(reply) = self.stored_manifest(&digest) {
-                self.metrics.cache_hits.inc();
-                return Ok(reply);
-            }
-            self.metrics.cache_misses.inc();
-            return self.fetch_manifest(host, repository, &digest.to_string(), Some(digest));
+            return match self.cached_manifest(&digest) {
+                Some(reply) => Ok(reply),
+                None => self.fetch_manifest(host, repository, &digest.to_string(), Some(digest)),
+            };
         }
         self.metrics.cache_misses.inc();
         self.fetch_manifest(host, repository, tag.as_str(), None)
@@ -174,6 +169,18 @@ impl Mirror {
             media_type,
             bytes: fetched.bytes,
         })
+    }
+
+    /// [`Mirror::stored_manifest`], counted as a cache hit or miss.
+    fn cached_manifest(&self, digest: &Digest) -> Option<ManifestReply> {
+        let reply = self.stored_manifest(digest);
+        let counter = if reply.is_some() {
+            &self.metrics.cache_hits
+        } else {
+            &self.metrics.cache_misses
+        };
+        counter.inc();
+        reply
     }
 
     /// A manifest from the store. A blob adopted after a crash has lost its media type: it is

@@ -63,11 +63,6 @@ impl BlobWriter {
         self.written
     }
 
-    /// The digest the bytes must match.
-    pub fn expected(&self) -> Digest {
-        self.expected
-    }
-
     /// Checks the digest; on a match fsyncs, renames into place and records the blob. On a
     /// mismatch the temp file is removed and [`StoreError::Mismatch`] returned.
     pub fn commit(self) -> Result<(), StoreError> {
@@ -100,11 +95,6 @@ pub struct VerifiedBlob {
 }
 
 impl VerifiedBlob {
-    /// Its size in bytes.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Fsyncs, renames into place under the digest's name and records the blob.
     pub fn persist(mut self) -> Result<(), StoreError> {
         let w = &mut self.writer;
