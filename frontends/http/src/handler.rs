@@ -123,11 +123,10 @@ fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
     writer.flush()
 }
 
-/// Sends a blob with `sendfile(2)`: page cache to socket without copying through this
-/// process, from the stored file or from the temp file of a download in progress (as its
-/// bytes become servable). The headers are flushed first; tiny_http's writer stays held, so
-/// nothing else is written to the connection meanwhile. Returns false (nothing sent) when the
-/// socket cannot be reached, and the caller copies instead.
+/// Sends a stored blob with `sendfile(2)`: page cache to socket without copying through this
+/// process. The headers are flushed first; tiny_http's writer stays held, so nothing else is
+/// written to the connection meanwhile. Returns false (nothing sent) when the blob is not a
+/// stored file or the socket cannot be reached, and the caller copies instead.
 #[cfg(target_os = "linux")]
 fn send_file(
     writer: &mut dyn io::Write,
@@ -135,54 +134,30 @@ fn send_file(
     peer: std::net::SocketAddr,
 ) -> io::Result<bool> {
     use std::io::Seek;
+    let left = blob.limit();
+    let BlobReader::Stored(stored) = blob.get_mut() else {
+        return Ok(false);
+    };
     let Some(socket) = crate::abort::connection_socket(peer) else {
         return Ok(false);
     };
     writer.flush()?;
-    let mut left = blob.limit();
-    match blob.get_mut() {
-        BlobReader::Stored(stored) => {
-            let mut offset = stored.file.stream_position()?;
-            while left > 0 {
-                let sent = sendfile(&socket, &stored.file, &mut offset, left)?;
-                left -= sent;
-            }
-        }
-        BlobReader::Following(download) => {
-            while left > 0 {
-                let Some((file, mut offset, available)) = download.next_span(left)? else {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "blob shorter than announced",
-                    ));
-                };
-                let sent = sendfile(&socket, file, &mut offset, available)?;
-                download.advance(sent)?;
-                left -= sent;
-            }
+    let mut offset = stored.file.stream_position()?;
+    let end = offset + left;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        let sent = rustix::fs::sendfile(&socket, &stored.file, Some(&mut offset), want)?;
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stored blob shorter than recorded",
+            ));
         }
     }
     blob.set_limit(0);
     Ok(true)
-}
-
-/// One `sendfile(2)` call of at most `count` bytes (and 1 GiB); errors on a short file.
-#[cfg(target_os = "linux")]
-fn sendfile(
-    socket: &std::os::fd::OwnedFd,
-    file: &std::fs::File,
-    offset: &mut u64,
-    count: u64,
-) -> io::Result<u64> {
-    let want = usize::try_from(count).unwrap_or(usize::MAX).min(1 << 30);
-    let sent = rustix::fs::sendfile(socket, file, Some(offset), want)?;
-    if sent == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "blob file shorter than recorded",
-        ));
-    }
-    Ok(sent as u64)
 }
 
 /// Elsewhere blobs are always copied.

@@ -321,10 +321,11 @@ impl FlightReader {
     }
 }
 
-impl FlightReader {
-    /// Waits until bytes past the current position may be served and returns how many (0 at
-    /// the end of the blob). Errors when the download failed.
-    fn wait_readable(&mut self) -> io::Result<u64> {
+impl Read for FlightReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         let mut state = self.flight.lock();
         loop {
             let size = state.size.unwrap_or(u64::MAX);
@@ -339,7 +340,19 @@ impl FlightReader {
                 return Ok(0);
             }
             if self.position < readable {
-                return Ok(readable - self.position);
+                drop(state);
+                let want = usize::try_from(readable - self.position)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                let n = self.file.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "download file shorter than recorded",
+                    ));
+                }
+                self.position += n as u64;
+                return Ok(n);
             }
             state = self
                 .flight
@@ -348,44 +361,5 @@ impl FlightReader {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-    }
-
-    /// For zero-copy sending: waits for servable bytes (at most `max`) and returns the temp
-    /// file, the offset to send from and how many bytes; then call
-    /// [`FlightReader::advance`] with what was sent. `None` at the end of the blob.
-    pub fn next_span(&mut self, max: u64) -> io::Result<Option<(&File, u64, u64)>> {
-        let available = self.wait_readable()?.min(max);
-        Ok((available > 0).then_some((&self.file, self.position, available)))
-    }
-
-    /// Records that `n` bytes from the current position were sent by other means.
-    pub fn advance(&mut self, n: u64) -> io::Result<()> {
-        self.position += n;
-        self.file.seek(SeekFrom::Start(self.position))?;
-        Ok(())
-    }
-}
-
-impl Read for FlightReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let available = self.wait_readable()?;
-        if available == 0 {
-            return Ok(0);
-        }
-        let want = usize::try_from(available)
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let n = self.file.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "download file shorter than recorded",
-            ));
-        }
-        self.position += n as u64;
-        Ok(n)
     }
 }

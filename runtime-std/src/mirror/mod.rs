@@ -20,7 +20,6 @@ use crate::store::{Store, StoreError};
 use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
 
 pub use blob::{BlobReader, BlobReply};
-pub use flight::FlightReader;
 pub use manifest::ManifestReply;
 
 /// How a mirror is set up.
