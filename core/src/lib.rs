@@ -38,9 +38,11 @@ extern crate alloc;
 
 pub mod digest;
 pub mod identity;
+pub mod light;
 #[cfg(feature = "alloc")]
 pub mod manifest;
 pub mod media_type;
+pub mod members;
 pub mod reference;
 pub mod registry;
 pub mod rng;

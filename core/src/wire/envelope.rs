@@ -50,13 +50,16 @@ impl<'a> Envelope<'a> {
             .verify(purpose, self.payload, &self.signature)
             .map_err(|_| WireError::BadSignature)?;
         let message: T = decode_payload(self.payload)?;
-        let canonical = postcard::serialize_with_flavor(&message, Compare::new(self.payload))
-            .map_err(|_| WireError::NonCanonical)?;
-        if !canonical {
+        if !is_canonical(&message, self.payload) {
             return Err(WireError::NonCanonical);
         }
         Ok(message)
     }
+}
+
+/// Whether `bytes` is exactly the postcard encoding of `message`: one value, one byte form.
+pub(crate) fn is_canonical<T: Serialize>(message: &T, bytes: &[u8]) -> bool {
+    postcard::serialize_with_flavor(message, Compare::new(bytes)).unwrap_or(false)
 }
 
 /// A postcard output "flavor" that compares the encoding against expected bytes as it is

@@ -1,0 +1,345 @@
+//! The light-client check (PROTOCOL.md §4), the one every verifier runs: `pyrsia verify`,
+//! mirrors in verified mode, the edge cache. It trusts only the genesis entry (its keys,
+//! fault bound and log name) and proceeds:
+//!
+//! 1. membership epochs from genesis, each change signed by 2f+1 of the previous epoch;
+//! 2. a checkpoint with 2f+1 valid signatures of distinct current members (unknown keys count
+//!    nothing); the first one must contain the genesis entry at index 0;
+//! 3. no rollback (a smaller tree, or another root at the same size), a consistency proof from
+//!    the last trusted checkpoint, and freshness against the caller's clock;
+//! 4. an inclusion proof of the `Commit` (or `TagObservation`) entry in that checkpoint;
+//! 5. the artifact's digest among the committed outputs; the caller hashes the bytes while
+//!    streaming them ([`crate::digest::Verifier`]) and compares.
+//!
+//! No allocator, no clock: `now` arrives as Unix seconds, proofs as slices.
+
+use core::fmt;
+
+use crate::digest::Digest;
+use crate::members::{MemberSet, MembershipError};
+use crate::tlog::checkpoint::{MAX_ORIGIN_LEN, SignedCheckpoint};
+use crate::tlog::entry::{Entry, EntryError, MembershipOp};
+use crate::tlog::{Hash, ProofError, leaf_hash, verify_consistency, verify_inclusion};
+
+/// How old a checkpoint may be (PROTOCOL.md §4 step 3), in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Policy {
+    /// T_fresh: online, an older checkpoint is refused (it may be a frozen view).
+    pub fresh_for: u64,
+    /// T_stale: offline, content under a checkpoint this old is still served, flagged stale.
+    pub stale_for: u64,
+    /// How far in the future a timestamp may be (clock skew between signer and verifier).
+    pub max_skew: u64,
+}
+
+impl Default for Policy {
+    /// One day fresh, thirty days stale, five minutes of skew. Members re-sign their latest
+    /// checkpoint hourly, so an honest log is never a day old.
+    fn default() -> Self {
+        Policy {
+            fresh_for: 24 * 3600,
+            stale_for: 30 * 24 * 3600,
+            max_skew: 300,
+        }
+    }
+}
+
+/// Whether the verifier can reach the network right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Connectivity {
+    /// A checkpoint older than T_fresh is refused.
+    Online,
+    /// A checkpoint older than T_fresh but within T_stale is accepted as stale.
+    Offline,
+}
+
+/// How current an accepted checkpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Freshness {
+    /// Within T_fresh.
+    Fresh,
+    /// Older than T_fresh, accepted offline: serve, but flag it.
+    Stale,
+}
+
+/// The checkpoint the client trusts now; persist it to resist rollback across restarts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Trusted {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// Newest signing time seen for this tree (Unix seconds).
+    pub timestamp: u64,
+}
+
+/// What the check refused, and at which step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum LightError {
+    /// The genesis bytes are not a genesis entry.
+    NotGenesis,
+    /// The genesis or a membership entry does not decode.
+    Entry(EntryError),
+    /// The genesis member set or a membership change is invalid.
+    Membership(MembershipError),
+    /// The checkpoint is for another log.
+    WrongOrigin,
+    /// Fewer than 2f+1 valid signatures of distinct current members.
+    NoQuorum {
+        /// Valid member signatures found.
+        have: u8,
+        /// Signatures needed.
+        need: u8,
+    },
+    /// The checkpoint's tree is smaller than the trusted one.
+    Rollback,
+    /// Same size as the trusted checkpoint with another root: the log forked. Keep both notes.
+    Fork,
+    /// The consistency proof from the trusted checkpoint does not hold.
+    Consistency(ProofError),
+    /// The first checkpoint does not contain the genesis entry at index 0.
+    GenesisNotIncluded(ProofError),
+    /// Older than the policy allows.
+    TooOld,
+    /// Signed further in the future than the allowed skew.
+    FromFuture,
+    /// No checkpoint accepted yet.
+    NoCheckpoint,
+    /// The entry's inclusion proof does not hold in the trusted checkpoint.
+    Inclusion(ProofError),
+    /// The included entry is not a commit.
+    NotACommit,
+    /// The commit does not list the digest.
+    NotCommitted,
+    /// The commit carries fewer than f+1 valid attestations of distinct members.
+    TooFewAttestations,
+}
+
+impl fmt::Display for LightError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LightError::NotGenesis => f.write_str("genesis file is not a genesis entry"),
+            LightError::Entry(e) => write!(f, "log entry: {e}"),
+            LightError::Membership(e) => write!(f, "membership: {e}"),
+            LightError::WrongOrigin => f.write_str("checkpoint is for another log"),
+            LightError::NoQuorum { have, need } => write!(
+                f,
+                "checkpoint has {have} valid member signatures, {need} needed"
+            ),
+            LightError::Rollback => f.write_str("checkpoint is older than the trusted one"),
+            LightError::Fork => f.write_str("checkpoint conflicts with the trusted one (fork)"),
+            LightError::Consistency(e) => write!(f, "consistency proof: {e}"),
+            LightError::GenesisNotIncluded(e) => write!(f, "genesis inclusion proof: {e}"),
+            LightError::TooOld => f.write_str("checkpoint is too old"),
+            LightError::FromFuture => f.write_str("checkpoint is signed in the future"),
+            LightError::NoCheckpoint => f.write_str("no trusted checkpoint yet"),
+            LightError::Inclusion(e) => write!(f, "inclusion proof: {e}"),
+            LightError::NotACommit => f.write_str("entry is not a commit"),
+            LightError::NotCommitted => f.write_str("digest is not among the committed outputs"),
+            LightError::TooFewAttestations => {
+                f.write_str("commit carries fewer than f+1 valid attestations")
+            }
+        }
+    }
+}
+
+impl core::error::Error for LightError {}
+
+/// A verifier's trust state: the genesis, the current member epoch, the trusted checkpoint.
+#[derive(Clone, Debug)]
+pub struct LightClient {
+    origin: heapless::String<MAX_ORIGIN_LEN>,
+    genesis_leaf: Hash,
+    members: MemberSet,
+    trusted: Option<Trusted>,
+    policy: Policy,
+}
+
+impl LightClient {
+    /// Trust rooted in the genesis entry's bytes (the genesis file).
+    pub fn new(genesis: &[u8], policy: Policy) -> Result<Self, LightError> {
+        let Entry::Genesis(g) = Entry::decode(genesis).map_err(LightError::Entry)? else {
+            return Err(LightError::NotGenesis);
+        };
+        let origin = heapless::String::try_from(g.origin).map_err(|_| LightError::WrongOrigin)?;
+        Ok(LightClient {
+            origin,
+            genesis_leaf: leaf_hash(genesis),
+            members: MemberSet::from_genesis(&g).map_err(LightError::Membership)?,
+            trusted: None,
+            policy,
+        })
+    }
+
+    /// Continues from a checkpoint trusted earlier (persisted by the caller).
+    pub fn with_trusted(mut self, trusted: Trusted) -> Self {
+        self.trusted = Some(trusted);
+        self
+    }
+
+    /// The log's name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The current member epoch.
+    pub fn members(&self) -> &MemberSet {
+        &self.members
+    }
+
+    /// The checkpoint trusted now.
+    pub fn trusted(&self) -> Option<&Trusted> {
+        self.trusted.as_ref()
+    }
+
+    /// Step 1: moves to the next epoch with an `AddMember`/`RemoveMember` entry.
+    pub fn apply_membership(&mut self, entry: &[u8]) -> Result<(), LightError> {
+        let (op, change) = match Entry::decode(entry).map_err(LightError::Entry)? {
+            Entry::AddMember(c) => (MembershipOp::Add, c),
+            Entry::RemoveMember(c) => (MembershipOp::Remove, c),
+            _ => return Err(LightError::Membership(MembershipError::NoChange)),
+        };
+        self.members = self
+            .members
+            .apply(&self.origin, op, &change)
+            .map_err(LightError::Membership)?;
+        Ok(())
+    }
+
+    /// Steps 2–3 without changing anything: would `note` be accepted? `link` is the
+    /// consistency proof from the trusted checkpoint, or before the first one, the inclusion
+    /// proof of the genesis entry at index 0.
+    pub fn check_checkpoint(
+        &self,
+        note: &SignedCheckpoint,
+        link: &[Hash],
+        now: u64,
+        connectivity: Connectivity,
+    ) -> Result<Freshness, LightError> {
+        let cp = &note.checkpoint;
+        if cp.origin.as_str() != self.origin.as_str() {
+            return Err(LightError::WrongOrigin);
+        }
+        let have = self.members.count_signers(
+            note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
+            |key, signature| {
+                cp.verify(
+                    key,
+                    &crate::tlog::checkpoint::Cosignature {
+                        key_id: key.key_id(),
+                        signature: *signature,
+                    },
+                )
+            },
+        );
+        let need = self.members.quorum();
+        if have < need {
+            return Err(LightError::NoQuorum {
+                have: have as u8,
+                need: need.min(255) as u8,
+            });
+        }
+        match &self.trusted {
+            None => verify_inclusion(0, cp.size, &self.genesis_leaf, link, &cp.root)
+                .map_err(LightError::GenesisNotIncluded)?,
+            Some(t) if cp.size < t.size => return Err(LightError::Rollback),
+            Some(t) if cp.size == t.size && cp.root != t.root => return Err(LightError::Fork),
+            Some(t) => verify_consistency(t.size, cp.size, link, &t.root, &cp.root)
+                .map_err(LightError::Consistency)?,
+        }
+        self.freshness(cp.timestamp, now, connectivity)
+    }
+
+    fn freshness(
+        &self,
+        timestamp: u64,
+        now: u64,
+        connectivity: Connectivity,
+    ) -> Result<Freshness, LightError> {
+        if timestamp > now.saturating_add(self.policy.max_skew) {
+            return Err(LightError::FromFuture);
+        }
+        let age = now.saturating_sub(timestamp);
+        if age <= self.policy.fresh_for {
+            Ok(Freshness::Fresh)
+        } else if connectivity == Connectivity::Offline && age <= self.policy.stale_for {
+            Ok(Freshness::Stale)
+        } else {
+            Err(LightError::TooOld)
+        }
+    }
+
+    /// Steps 2–3, then trusts `note`'s tree from now on.
+    pub fn accept_checkpoint(
+        &mut self,
+        note: &SignedCheckpoint,
+        link: &[Hash],
+        now: u64,
+        connectivity: Connectivity,
+    ) -> Result<Freshness, LightError> {
+        let freshness = self.check_checkpoint(note, link, now, connectivity)?;
+        let cp = &note.checkpoint;
+        let timestamp = match &self.trusted {
+            Some(t) if t.size == cp.size => t.timestamp.max(cp.timestamp),
+            _ => cp.timestamp,
+        };
+        self.trusted = Some(Trusted {
+            size: cp.size,
+            root: cp.root,
+            timestamp,
+        });
+        Ok(freshness)
+    }
+
+    /// Step 4: `entry` is at `index` in the trusted tree; returns it decoded.
+    pub fn check_entry<'e>(
+        &self,
+        entry: &'e [u8],
+        index: u64,
+        proof: &[Hash],
+    ) -> Result<Entry<'e>, LightError> {
+        let trusted = self.trusted.as_ref().ok_or(LightError::NoCheckpoint)?;
+        verify_inclusion(index, trusted.size, &leaf_hash(entry), proof, &trusted.root)
+            .map_err(LightError::Inclusion)?;
+        Entry::decode(entry).map_err(LightError::Entry)
+    }
+
+    /// Steps 4–5: `entry` is an included `Commit` listing `digest` among its outputs. The
+    /// caller then hashes the artifact's bytes and compares them with `digest`.
+    pub fn check_committed<'e>(
+        &self,
+        entry: &'e [u8],
+        index: u64,
+        proof: &[Hash],
+        digest: &Digest,
+    ) -> Result<Entry<'e>, LightError> {
+        let decoded = self.check_entry(entry, index, proof)?;
+        let Entry::Commit(commit) = &decoded else {
+            return Err(LightError::NotACommit);
+        };
+        if !commit.statement.outputs.contains(digest) {
+            return Err(LightError::NotCommitted);
+        }
+        // Members checked the attestations before cosigning; a commit of the current epoch is
+        // re-checked here too (older epochs' members may be gone from the current set).
+        if commit.statement.epoch == self.members.epoch() {
+            let attesters = self.members.count_signers(
+                crate::members::pairs(&commit.attestations),
+                |key, signature| commit.statement.verify(key, signature),
+            );
+            if attesters < self.members.commit_threshold() {
+                return Err(LightError::TooFewAttestations);
+            }
+        }
+        Ok(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests;
