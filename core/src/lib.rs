@@ -50,4 +50,4 @@ pub mod time;
 pub mod tlog;
 pub mod wire;
 
-mod percent;
+pub mod percent;

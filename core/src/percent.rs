@@ -1,10 +1,11 @@
-//! Percent-decoding of query values into a fixed-capacity buffer (RFC 3986 §2.1).
+//! Percent-decoding of query values into a fixed-capacity buffer (RFC 3986 §2.1), for every
+//! frontend that reads query parameters.
 
 use heapless::String;
 
 /// Why a percent-encoded value could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PercentError {
+pub enum PercentError {
     /// A `%` not followed by two hex digits.
     BadEscape,
     /// The decoded value does not fit the buffer.
@@ -14,7 +15,7 @@ pub(crate) enum PercentError {
 }
 
 /// Decodes `%XY` escapes in `encoded` into a string of at most `N` bytes.
-pub(crate) fn decode<const N: usize>(encoded: &str) -> Result<String<N>, PercentError> {
+pub fn decode<const N: usize>(encoded: &str) -> Result<String<N>, PercentError> {
     let mut bytes: heapless::Vec<u8, N> = heapless::Vec::new();
     let raw = encoded.as_bytes();
     let mut i = 0;

@@ -1,4 +1,5 @@
-//! The runtime's monotonic clock, expressed as the core's [`Instant`].
+//! The runtime's clocks: a monotonic one expressed as the core's [`Instant`], and wall time
+//! in Unix seconds for checkpoint timestamps and freshness checks.
 
 use pyrsia_core::time::Instant;
 
@@ -22,6 +23,13 @@ impl MonotonicClock {
         let micros = self.epoch.elapsed().as_micros();
         Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
+}
+
+/// Seconds since the Unix epoch (0 if the system clock is before it).
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! # pyrsia-std
 //!
 //! The server runtime. It owns every source of IO the core refuses to touch: the clock, the
-//! operating system's randomness, disks and sockets. Today it provides the clock that turns
-//! wall time into the core's [`pyrsia_core::time::Instant`]; the store, the upstream client
-//! and the libp2p network join it with the registry-mirror and P2P issues.
+//! operating system's randomness, disks and sockets: the clocks, the content store, the
+//! upstream client, the registry mirror and the node's copy of the transparency log.
 
 pub mod clock;
+pub mod log;
 pub mod metrics;
 pub mod mirror;
 pub mod store;

@@ -121,6 +121,27 @@ impl Node {
         false
     }
 
+    /// Waits (up to 30 s) until the node's log commits `name@digest` (`name` canonical, e.g.
+    /// `docker.io/library/small`); returns the commit's log index.
+    pub fn wait_committed(&self, name: &str, digest: &pyrsia_core::digest::Digest) -> Option<u64> {
+        let url = format!(
+            "{}/pyrsia/log/lookup?name={name}&digest={digest}",
+            self.url()
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(found) = crate::http::get(&url) {
+                let answer: serde_json::Value =
+                    serde_json::from_str(&found.small_body).unwrap_or_default();
+                if let Some(index) = answer["commit"].as_u64() {
+                    return Some(index);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Files left in the temp directory.
     pub fn temp_files(&self) -> usize {
         std::fs::read_dir(self.data_dir.join("tmp")).map_or(0, Iterator::count)

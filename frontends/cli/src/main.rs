@@ -1,6 +1,10 @@
 //! The `pyrsia` command.
 
+mod client;
+mod inspect;
+mod log;
 mod status;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -21,6 +25,9 @@ enum Command {
     Node(NodeOptions),
     Status(status::StatusCmd),
     Reference(ReferenceCmd),
+    Log(log::LogCmd),
+    InspectLog(inspect::InspectCmd),
+    Verify(verify::VerifyCmd),
 }
 
 /// Show how an image reference is normalised (host, repository path, tag, digest), the way
@@ -48,6 +55,9 @@ fn main() -> ExitCode {
         }
         Command::Status(cmd) => status::run(&cmd),
         Command::Reference(cmd) => reference(&cmd.image),
+        Command::Log(cmd) => log::run(&cmd),
+        Command::InspectLog(cmd) => inspect::run(&cmd),
+        Command::Verify(cmd) => verify::run(&cmd),
     }
 }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use pyrsia_http::node::LogStatus;
 use pyrsia_std::mirror::MirrorStatus;
 
 /// Show a node's state: up or not, cache size, hits and misses, upstream health.
@@ -28,7 +29,14 @@ pub(crate) fn run(cmd: &StatusCmd) -> ExitCode {
     }
 }
 
-fn fetch(node: &str) -> Result<MirrorStatus, String> {
+/// What `/status` answers.
+#[derive(serde::Deserialize)]
+struct NodeStatus {
+    mirror: MirrorStatus,
+    log: LogStatus,
+}
+
+fn fetch(node: &str) -> Result<NodeStatus, String> {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
@@ -42,7 +50,9 @@ fn fetch(node: &str) -> Result<MirrorStatus, String> {
     serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))
 }
 
-fn render(node: &str, s: &MirrorStatus) -> String {
+fn render(node: &str, status: &NodeStatus) -> String {
+    let s = &status.mirror;
+    let log = &status.log;
     let budget = s.max_bytes.map_or("unlimited".to_string(), human);
     let upstream = match (s.offline, s.upstream_up) {
         (true, _) => "offline mode (no upstream contacted)",
@@ -60,6 +70,23 @@ fn render(node: &str, s: &MirrorStatus) -> String {
     for (host, url) in &s.upstreams {
         out.push_str(&format!("           {host} -> {url}\n"));
     }
+    out.push_str(&format!(
+        "log:       {} ({} entries; {}; node key {})\nverify:    {} image(s) pending{}\n",
+        log.origin,
+        log.size,
+        if log.sole_member {
+            "standalone, this node is the only member"
+        } else {
+            "member of a larger network"
+        },
+        log.key_id,
+        log.pending_verifications,
+        if log.verified_only {
+            "; serving verified content only"
+        } else {
+            ""
+        },
+    ));
     out
 }
 

@@ -4,13 +4,16 @@ use std::io::{self, Read};
 use std::time::Instant;
 
 use pyrsia_core::reference::Host;
+use pyrsia_core::reference::Reference;
 use pyrsia_core::registry::range::{ContentRange, RangeOutcome};
-use pyrsia_core::registry::{Method, OciError, Route, route, split_target};
-use pyrsia_std::mirror::{BlobReader, Mirror};
+use pyrsia_core::registry::{Code, Method, OciError, Route, route, split_target};
+use pyrsia_std::mirror::BlobReader;
 use tiny_http::{Header, Request, Response, StatusCode};
 
 use crate::ErrorResponse;
 use crate::abort::abort_connection;
+use crate::log_api;
+use crate::node::Node;
 
 /// A response body: bytes in memory, or a blob (a stored file or a download in progress).
 enum Body {
@@ -181,12 +184,13 @@ fn reason(status: u16) -> &'static str {
 
 /// Handles one request to completion, including aborting the connection when a body fails
 /// mid-transfer.
-pub(crate) fn handle(mirror: &Mirror, request: Request) {
+pub(crate) fn handle(node: &Node, request: Request) {
+    let mirror = &node.mirror;
     let started = Instant::now();
     let method = request.method().as_str().to_string();
     let target = request.url().to_string();
     let peer = request.remote_addr().copied();
-    let reply = respond_to(mirror, &request);
+    let reply = respond_to(node, &request);
     let (status, len) = (reply.status, reply.len);
     mirror.metrics().requests.inc();
     let sent = if reply.stream && method == "GET" {
@@ -224,8 +228,32 @@ fn request_header<'r>(request: &'r Request, name: &'static str) -> impl Iterator
         .map(|h| h.value.as_str())
 }
 
-fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
+const NOT_VERIFIED_MANIFEST: OciError = OciError::new(
+    Code::ManifestUnknown,
+    "not committed to the transparency log yet (node serves verified content only); verification was requested",
+);
+const NOT_VERIFIED_BLOB: OciError = OciError::new(
+    Code::BlobUnknown,
+    "not committed to the transparency log (node serves verified content only)",
+);
+
+fn respond_to(node: &Node, request: &Request) -> Reply {
+    let mirror = &node.mirror;
     let (path, query) = split_target(request.url());
+    if let Some(rest) = path.strip_prefix(log_api::PREFIX) {
+        if !matches!(
+            request.method(),
+            tiny_http::Method::Get | tiny_http::Method::Head
+        ) {
+            return Reply::error(
+                &OciError::new(Code::Unsupported, "the log API is read-only").with_status(405),
+            );
+        }
+        return match log_api::respond(node, rest, query) {
+            Ok((content_type, body)) => Reply::bytes(200, content_type, body),
+            Err(e) => Reply::error(&e),
+        };
+    }
     match path {
         "/metrics" => {
             return Reply::bytes(
@@ -235,7 +263,11 @@ fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
             );
         }
         "/status" => {
-            let body = serde_json::to_vec_pretty(&mirror.status()).unwrap_or_default();
+            let status = serde_json::json!({
+                "mirror": mirror.status(),
+                "log": node.log_status(),
+            });
+            let body = serde_json::to_vec_pretty(&status).unwrap_or_default();
             return Reply::bytes(200, "application/json", body);
         }
         "/healthz" => return Reply::bytes(200, "text/plain", b"ok\n".to_vec()),
@@ -255,12 +287,20 @@ fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
             ..
         } => {
             let host = registry.unwrap_or_else(Host::docker_hub);
-            mirror.manifest(&host, name, reference).map(|m| {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t.as_str()),
+                Reference::Digest(_) => None,
+            };
+            mirror.manifest(&host, name, reference).and_then(|m| {
+                node.request_verification(&host, name.as_str(), m.digest, tag);
+                if !node.may_serve(&m.digest) {
+                    return Err(NOT_VERIFIED_MANIFEST);
+                }
                 let mut reply = Reply::bytes(200, m.media_type.as_str(), m.bytes);
                 reply
                     .headers
                     .push(("Docker-Content-Digest", m.digest.to_string()));
-                reply
+                Ok(reply)
             })
         }
         Route::Blob {
@@ -271,6 +311,9 @@ fn respond_to(mirror: &Mirror, request: &Request) -> Reply {
         } => {
             let host = registry.unwrap_or_else(Host::docker_hub);
             let range = request_header(request, "Range").next();
+            if !node.may_serve(&digest) {
+                return Reply::error(&NOT_VERIFIED_BLOB);
+            }
             mirror.blob(&host, name, digest, range).map(|blob| {
                 let mut headers = vec![
                     ("Content-Type", "application/octet-stream".to_string()),

@@ -3,13 +3,16 @@
 //! The registry-mirror frontend: tiny_http serving the OCI pull API. Each request is routed by
 //! [`pyrsia_core::registry::route`] (validation first, so bad names never reach the store) and
 //! answered by [`pyrsia_std::mirror::Mirror`]. Besides `/v2/`, it serves `/metrics`
-//! (Prometheus), `/status` (JSON for `pyrsia status`) and `/healthz`.
+//! (Prometheus), `/status` (JSON for `pyrsia status`), `/healthz` and the transparency log
+//! under `/pyrsia/log/` (checkpoints, entries, proofs: see the `log_api` module).
 //!
 //! This crate has no libp2p dependency: [`run_node`] is the whole lite mirror, and the
 //! `pyrsia-lite` binary is that alone, for small Linux devices.
 
 pub mod abort;
 mod handler;
+mod log_api;
+pub mod node;
 pub mod options;
 mod reaper;
 pub mod server;
@@ -17,10 +20,9 @@ pub mod server;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use pyrsia_core::registry::OciError;
-use pyrsia_std::mirror::Mirror;
-
+pub use node::Node;
 pub use options::NodeOptions;
+use pyrsia_core::registry::OciError;
 pub use server::HttpServer;
 
 /// The `Content-Type` of OCI error bodies.
@@ -62,12 +64,9 @@ pub fn init_logging() {
 
 /// Runs a mirror node with `options` until Ctrl-C or SIGTERM, then stops cleanly.
 pub fn run_node(options: &NodeOptions) -> Result<(), String> {
-    let config = options.mirror_config()?;
-    let data_dir = config.data_dir.clone();
-    let mirror = Mirror::open(config)
-        .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
-    let mirror = Arc::new(mirror);
-    let server = HttpServer::start(options.http, options.http_workers, mirror.clone())
+    let data_dir = options.mirror_config()?.data_dir;
+    let node = Arc::new(Node::open(options)?);
+    let server = HttpServer::start(options.http, options.http_workers, node.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
@@ -78,12 +77,16 @@ pub fn run_node(options: &NodeOptions) -> Result<(), String> {
         http = %server.address(),
         data_dir = %data_dir.display(),
         offline = options.offline,
+        log = %node.log.origin(),
+        log_size = node.log.size(),
+        key_id = %node.log.key_id(),
+        verified_only = node.verified_only,
         "pyrsia node ready"
     );
     let _ = stop_rx.recv();
     tracing::info!("stopping");
     server.shutdown();
-    drop(mirror);
+    drop(node);
     tracing::info!("stopped");
     Ok(())
 }

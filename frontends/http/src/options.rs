@@ -45,6 +45,16 @@ pub struct NodeOptions {
     /// HTTP worker threads, i.e. requests served at once (default 128)
     #[argh(option, default = "128")]
     pub http_workers: usize,
+
+    /// the network's genesis file (entry 0 of its log); without it the node starts a
+    /// standalone network of its own key (n=1) and commits what it verifies
+    #[argh(option)]
+    pub genesis: Option<PathBuf>,
+
+    /// serve only artifacts committed to the transparency log (others get 404 until
+    /// verified; verification is requested on the first pull)
+    #[argh(switch)]
+    pub verified_only: bool,
 }
 
 fn default_http() -> SocketAddr {
@@ -138,6 +148,8 @@ mod tests {
             upstream_connect_timeout: 1,
             upstream_read_timeout: 2,
             http_workers: 4,
+            genesis: None,
+            verified_only: false,
         };
         let config = options.mirror_config().unwrap();
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");

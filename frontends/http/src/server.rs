@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use pyrsia_std::mirror::Mirror;
-
 use crate::handler::handle;
+use crate::node::Node;
 use crate::reaper::{ActivePeers, Reaper};
 
 /// How long a client may refuse to read before its connection is dropped, so that a stalled
@@ -24,11 +23,11 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `address` and starts `workers` threads answering requests from `mirror`.
+    /// Binds `address` and starts `workers` threads answering requests for `node`.
     pub fn start(
         address: SocketAddr,
         workers: usize,
-        mirror: Arc<Mirror>,
+        node: Arc<Node>,
     ) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(address)?;
         set_send_timeout(&listener)?;
@@ -42,13 +41,13 @@ impl HttpServer {
         let peers = ActivePeers::default();
         let workers = (0..workers.max(1))
             .map(|i| {
-                let (server, mirror, peers) = (server.clone(), mirror.clone(), peers.clone());
+                let (server, node, peers) = (server.clone(), node.clone(), peers.clone());
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
                     .spawn(move || {
                         while let Ok(request) = server.recv() {
                             peers.started(request.remote_addr().copied());
-                            handle(&mirror, request);
+                            handle(&node, request);
                             peers.done();
                         }
                     })

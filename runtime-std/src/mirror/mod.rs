@@ -128,6 +128,11 @@ impl Mirror {
             .clone()
     }
 
+    /// The upstream URL used for a registry host (what commits record as their source).
+    pub fn upstream_url(&self, host: &Host) -> String {
+        self.upstream(host).base_url().to_string()
+    }
+
     /// Notes the outcome of an upstream request for health reporting and metrics.
     fn upstream_result<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
         self.upstream_used

@@ -1,0 +1,250 @@
+//! `pyrsia inspect-log docker --image NAME[:TAG|@DIGEST]`: the log's record of an image (tag
+//! observations, requests, commits) as JSON, CSV or a table. A listing, not a proof: run
+//! `pyrsia verify` to check signatures and inclusion.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use pyrsia_core::reference::ImageRef;
+use pyrsia_core::tlog::entry::Entry;
+use serde_json::{Map, Value};
+
+use crate::client::{DEFAULT_NODE, NodeClient};
+use crate::log::{describe, entry};
+
+/// Show what the transparency log records about an image.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "inspect-log")]
+pub(crate) struct InspectCmd {
+    /// the ecosystem: docker
+    #[argh(positional)]
+    ecosystem: String,
+    /// the image: NAME, NAME:TAG or NAME@DIGEST
+    #[argh(option)]
+    image: String,
+    /// output format: table (default), json or csv
+    #[argh(option, default = "String::from(\"table\")")]
+    format: String,
+    /// only the latest observation of the tag and the commit it points at
+    #[argh(switch)]
+    latest: bool,
+    /// comma-separated fields to show (default: index,kind,name,tag,version,digest,build_type,attestations,time)
+    #[argh(option)]
+    fields: Option<String>,
+    /// the node's URL (default http://127.0.0.1:7888)
+    #[argh(option, default = "String::from(DEFAULT_NODE)")]
+    node: String,
+}
+
+const DEFAULT_FIELDS: &str = "index,kind,name,tag,version,digest,build_type,attestations,time";
+
+pub(crate) fn run(cmd: &InspectCmd) -> ExitCode {
+    if cmd.ecosystem != "docker" {
+        eprintln!(
+            "pyrsia inspect-log: unknown ecosystem {:?} (supported: docker)",
+            cmd.ecosystem
+        );
+        return ExitCode::from(2);
+    }
+    if !matches!(cmd.format.as_str(), "table" | "json" | "csv") {
+        eprintln!("pyrsia inspect-log: --format must be table, json or csv");
+        return ExitCode::from(2);
+    }
+    let image = match ImageRef::parse(&cmd.image) {
+        Ok(image) => image,
+        Err(e) => {
+            eprintln!("pyrsia inspect-log: invalid image {:?}: {e}", cmd.image);
+            return ExitCode::from(2);
+        }
+    };
+    match rows(&NodeClient::new(&cmd.node), &image, cmd.latest) {
+        Ok(rows) => {
+            let fields: Vec<&str> = cmd
+                .fields
+                .as_deref()
+                .unwrap_or(DEFAULT_FIELDS)
+                .split(',')
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .collect();
+            print!("{}", render(&rows, &fields, &cmd.format));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pyrsia inspect-log: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The entries about `image`, described, oldest first.
+fn rows(
+    client: &NodeClient,
+    image: &ImageRef<'_>,
+    latest: bool,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let name = format!("{}/{}", image.host, image.repository_path());
+    let history = client.get_json(&format!("/pyrsia/log/history?name={name}"))?;
+    let indices: Vec<u64> = history["entries"]
+        .as_array()
+        .ok_or("unexpected history answer")?
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let mut all = Vec::new();
+    for index in indices {
+        let bytes = entry(client, index)?;
+        let decoded = Entry::decode(&bytes).map_err(|e| format!("entry {index}: {e}"))?;
+        all.push(describe(index, &decoded));
+    }
+    let tag = image.tag.map(|t| t.as_str().to_string());
+    let digest = image.digest.map(|d| d.to_string());
+    // The digests the tag was seen at (all of them, or the latest only).
+    let mut observations: Vec<&Map<String, Value>> = all
+        .iter()
+        .filter(|r| r["kind"] == "tag-observation" && tag.as_deref().is_none_or(|t| r["tag"] == t))
+        .collect();
+    if latest {
+        observations = observations.split_off(observations.len().saturating_sub(1));
+    }
+    let mut versions: Vec<String> = observations
+        .iter()
+        .filter_map(|r| r["digest"].as_str().map(str::to_string))
+        .collect();
+    if let Some(d) = &digest {
+        versions.retain(|v| v == d);
+        versions.push(d.clone());
+    }
+    let keep_all = tag.is_none() && digest.is_none() && !latest;
+    let kept = all
+        .iter()
+        .filter(|r| {
+            keep_all
+                || observations.contains(r)
+                || r["version"]
+                    .as_str()
+                    .is_some_and(|v| versions.iter().any(|x| x == v))
+        })
+        .cloned()
+        .collect();
+    Ok(kept)
+}
+
+fn cell(row: &Map<String, Value>, field: &str) -> String {
+    match row.get(field) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn render(rows: &[Map<String, Value>], fields: &[&str], format: &str) -> String {
+    match format {
+        "json" => {
+            let selected: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    let picked: Map<String, Value> = fields
+                        .iter()
+                        .filter_map(|f| r.get(*f).map(|v| (f.to_string(), v.clone())))
+                        .collect();
+                    Value::Object(picked)
+                })
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&selected).unwrap_or_default()
+            )
+        }
+        "csv" => {
+            let mut out = fields.join(",") + "\n";
+            for r in rows {
+                let line: Vec<String> = fields.iter().map(|f| csv_cell(&cell(r, f))).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            out
+        }
+        _ => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| fields.iter().map(|f| cell(r, f)).collect())
+                .collect();
+            let widths: Vec<usize> = fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    cells
+                        .iter()
+                        .map(|c| c[i].len())
+                        .chain([f.len()])
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let line = |values: &[String]| {
+                let padded: Vec<String> = values
+                    .iter()
+                    .zip(&widths)
+                    .map(|(v, w)| format!("{v:<w$}"))
+                    .collect();
+                padded.join("  ").trim_end().to_string() + "\n"
+            };
+            let header: Vec<String> = fields.iter().map(|f| f.to_uppercase()).collect();
+            let mut out = line(&header);
+            for c in &cells {
+                out.push_str(&line(c));
+            }
+            out
+        }
+    }
+}
+
+fn csv_cell(value: &str) -> String {
+    if value.contains([',', '"', '\n']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn formats_select_fields() {
+        let rows = vec![
+            row(json!({"index": 3, "kind": "commit", "outputs": ["sha256:a", "sha256:b"]})),
+            row(json!({"index": 4, "kind": "tag-observation", "tag": "v,1"})),
+        ];
+        let fields = ["index", "kind", "tag", "outputs"];
+        assert_eq!(
+            render(&rows, &fields, "csv"),
+            "index,kind,tag,outputs\n3,commit,,sha256:a sha256:b\n4,tag-observation,\"v,1\",\n"
+        );
+        let table = render(&rows, &fields[..2], "table");
+        assert_eq!(
+            table,
+            "INDEX  KIND\n3      commit\n4      tag-observation\n"
+        );
+        let parsed: Value = serde_json::from_str(&render(&rows, &["kind"], "json")).unwrap();
+        assert_eq!(
+            parsed,
+            json!([{"kind": "commit"}, {"kind": "tag-observation"}])
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! The transparency log over HTTP, for `pyrsia verify`, `pyrsia inspect-log`, lite mirrors
+//! and edge caches: everything a light client needs, none of which it has to trust (it checks
+//! signatures and proofs itself).
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/pyrsia/log/checkpoint` | the latest final checkpoint, a signed note (text) |
+//! | `/pyrsia/log/genesis` | entry 0's bytes |
+//! | `/pyrsia/log/entries/<index>` | an entry's bytes |
+//! | `/pyrsia/log/proof/inclusion?index=I&size=S` | `{"index","size","hashes":[hex]}` |
+//! | `/pyrsia/log/proof/consistency?from=A&to=B` | `{"from","to","hashes":[hex]}` |
+//! | `/pyrsia/log/lookup?name=N&tag=T` or `&digest=D` | `{"tag_observation","digest","commit","part_of"}` |
+//! | `/pyrsia/log/history?name=N` | `{"name","entries":[index]}` |
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::registry::{Code, OciError};
+use pyrsia_core::tlog::Hash;
+use serde_json::json;
+
+use crate::node::Node;
+
+/// Where the log API lives.
+pub(crate) const PREFIX: &str = "/pyrsia/log/";
+
+const NO_CHECKPOINT: OciError =
+    OciError::new(Code::Unavailable, "the log has no final checkpoint yet");
+const NOT_FOUND: OciError =
+    OciError::new(Code::NameUnknown, "no such log resource").with_status(404);
+const BAD_QUERY: OciError =
+    OciError::new(Code::Unsupported, "missing or malformed query parameter").with_status(400);
+const BAD_PROOF: OciError =
+    OciError::new(Code::Unsupported, "no proof for those indices and sizes").with_status(400);
+
+/// A log API answer: status, content type, body.
+pub(crate) type Answer = Result<(&'static str, Vec<u8>), OciError>;
+
+/// Answers a GET under [`PREFIX`]; `path` is what follows it.
+pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
+    let log = &node.log;
+    match path {
+        "checkpoint" => {
+            let note = log.checkpoint().ok_or(NO_CHECKPOINT)?;
+            Ok(("text/plain; charset=utf-8", note.to_string().into_bytes()))
+        }
+        "genesis" => Ok(("application/octet-stream", log.genesis())),
+        "proof/inclusion" => {
+            let (index, size) = (number(query, "index")?, number(query, "size")?);
+            let hashes = log.inclusion_proof(index, size).map_err(|_| BAD_PROOF)?;
+            json_answer(&json!({ "index": index, "size": size, "hashes": hex_list(&hashes) }))
+        }
+        "proof/consistency" => {
+            let (from, to) = (number(query, "from")?, number(query, "to")?);
+            let hashes = log.consistency_proof(from, to).map_err(|_| BAD_PROOF)?;
+            json_answer(&json!({ "from": from, "to": to, "hashes": hex_list(&hashes) }))
+        }
+        "lookup" => {
+            let name = text(query, "name")?;
+            let tag = text(query, "tag").ok();
+            let observed = tag.as_deref().and_then(|t| log.find_tag(&name, t));
+            let digest = match text(query, "digest") {
+                Ok(d) => Some(Digest::parse(&d).map_err(|_| BAD_QUERY)?),
+                Err(_) => observed.map(|(_, d)| d),
+            };
+            let commit = digest.and_then(|d| log.find_commit(&name, &d.to_string()));
+            // A digest that is part of a committed image (a child manifest, a blob).
+            let part_of = digest.and_then(|d| log.find_output(&d));
+            json_answer(&json!({
+                "name": name,
+                "tag": tag,
+                "tag_observation": observed.map(|(i, _)| i),
+                "digest": digest.map(|d| d.to_string()),
+                "commit": commit,
+                "part_of": part_of,
+            }))
+        }
+        "history" => {
+            let name = text(query, "name")?;
+            json_answer(&json!({ "name": name, "entries": log.history(&name) }))
+        }
+        _ => {
+            let index = path
+                .strip_prefix("entries/")
+                .and_then(|i| i.parse::<u64>().ok())
+                .ok_or(NOT_FOUND)?;
+            let entry = log.entry(index).ok_or(NOT_FOUND)?;
+            Ok(("application/octet-stream", entry))
+        }
+    }
+}
+
+fn json_answer(value: &serde_json::Value) -> Answer {
+    Ok(("application/json", value.to_string().into_bytes()))
+}
+
+fn hex_list(hashes: &[Hash]) -> Vec<String> {
+    hashes
+        .iter()
+        .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+        .collect()
+}
+
+/// The percent-decoded value of `key` in `query`.
+fn text(query: &str, key: &str) -> Result<String, OciError> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| pyrsia_core::percent::decode::<512>(v).ok())
+        .map(|v| v.as_str().to_string())
+        .ok_or(BAD_QUERY)
+}
+
+fn number(query: &str, key: &str) -> Result<u64, OciError> {
+    text(query, key)?.parse().map_err(|_| BAD_QUERY)
+}

@@ -1,0 +1,124 @@
+//! What one node serves: the mirror, its copy of the transparency log, the queue of images
+//! waiting to be verified, and whether only committed artifacts are served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::reference::Host;
+use pyrsia_std::clock::unix_seconds;
+use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, key};
+use pyrsia_std::mirror::Mirror;
+
+use crate::NodeOptions;
+
+/// How often a sole member re-signs its latest checkpoint, so that light clients' freshness
+/// checks (a day by default) pass on a quiet log.
+pub const CHECKPOINT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// The services behind the HTTP frontend.
+pub struct Node {
+    /// The registry mirror.
+    pub mirror: Arc<Mirror>,
+    /// The transparency log.
+    pub log: Arc<Log>,
+    verification: VerificationQueue,
+    /// Serve only committed artifacts (`--verified-only`).
+    pub verified_only: bool,
+}
+
+/// The log's state for `/status`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LogStatus {
+    /// The log's name.
+    pub origin: String,
+    /// Final entries.
+    pub size: u64,
+    /// This node's key id (hex, short).
+    pub key_id: String,
+    /// Whether this node is the only member (a standalone network).
+    pub sole_member: bool,
+    /// Images waiting for verification.
+    pub pending_verifications: usize,
+    /// Whether only committed artifacts are served.
+    pub verified_only: bool,
+}
+
+impl Node {
+    /// Opens the store and the log (creating the node key and, without `--genesis`, a
+    /// standalone genesis on first start) and starts the verification worker.
+    pub fn open(options: &NodeOptions) -> Result<Node, String> {
+        let config = options.mirror_config()?;
+        let data_dir = config.data_dir.clone();
+        let mirror = Arc::new(
+            Mirror::open(config)
+                .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?,
+        );
+        let node_key = key::load_or_create(&data_dir)
+            .map_err(|e| format!("cannot load the node key in {}: {e}", data_dir.display()))?;
+        let genesis = match &options.genesis {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read --genesis {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let log = Arc::new(
+            Log::open(&data_dir, node_key, genesis, unix_seconds())
+                .map_err(|e| format!("cannot open the transparency log: {e}"))?,
+        );
+        let refresher = log.clone();
+        std::thread::Builder::new()
+            .name("checkpoint-refresh".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(Duration::from_secs(60));
+                    if let Err(e) = refresher.refresh(unix_seconds(), CHECKPOINT_REFRESH.as_secs())
+                    {
+                        tracing::error!(error = %e, "could not re-sign the latest checkpoint");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the checkpoint refresher: {e}"))?;
+        let verification = VerificationQueue::start(mirror.clone(), log.clone());
+        Ok(Node {
+            mirror,
+            log,
+            verification,
+            verified_only: options.verified_only,
+        })
+    }
+
+    /// Whether `digest` may be served: always, unless `--verified-only` and not committed.
+    pub fn may_serve(&self, digest: &Digest) -> bool {
+        !self.verified_only || self.log.is_committed(digest)
+    }
+
+    /// Asks for the image whose manifest was just served to be verified and committed.
+    pub fn request_verification(
+        &self,
+        host: &Host,
+        name: &str,
+        manifest: Digest,
+        tag: Option<&str>,
+    ) {
+        self.verification.request(VerifyJob {
+            host: host.clone(),
+            name: name.to_string(),
+            manifest,
+            tag: tag.map(str::to_string),
+        });
+    }
+
+    /// The log's state.
+    pub fn log_status(&self) -> LogStatus {
+        LogStatus {
+            origin: self.log.origin(),
+            size: self.log.size(),
+            key_id: self.log.key_id().to_string(),
+            sole_member: self.log.is_sole_member(),
+            pending_verifications: self.verification.pending(),
+            verified_only: self.verified_only,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Committing what a sole member verified itself (build type `docker-fetch/v1`): the
+//! request, the commit with this node's attestation and, for a tag, the observation. With
+//! n = 1 and f = 0 one attestation is the f+1 the commit rule asks for and one signature the
+//! 2f+1 a checkpoint needs; larger networks commit through consensus instead.
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::tlog::entry::{
+    BuildRequest, Commit, Coordinates, DOCKER_FETCH_V1, DigestList, ECOSYSTEM_DOCKER, Entry,
+    SignatureList, Statement, TagObservation,
+};
+
+use super::{Log, LogError};
+
+/// A verified image: its manifest, every digest it consists of, and the tag it was pulled by.
+#[derive(Clone, Debug)]
+pub struct DockerCommit<'a> {
+    /// Canonical name, `registry/repository` (e.g. `docker.io/library/alpine`).
+    pub name: &'a str,
+    /// The top-level manifest or index digest (the immutable version).
+    pub manifest: Digest,
+    /// Every manifest, index, config and layer digest, the top-level one included.
+    pub outputs: Vec<Digest>,
+    /// The tag that resolved to `manifest`, when pulled by tag.
+    pub tag: Option<&'a str>,
+    /// Where it was fetched from (the upstream URL).
+    pub source: &'a str,
+}
+
+/// What a commit request changed in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new `Commit` at this index.
+    Committed(u64),
+    /// The coordinates were committed before, at this index: nothing new (PROTOCOL case 13).
+    AlreadyCommitted(u64),
+}
+
+impl Log {
+    /// Records a verified image. A second commit of the same coordinates is refused; a tag
+    /// that moved gets a new `TagObservation` either way.
+    pub fn commit_docker(
+        &self,
+        image: &DockerCommit<'_>,
+        now_secs: u64,
+    ) -> Result<Outcome, LogError> {
+        let mut state = self.lock();
+        if !self.is_sole_member_locked(&state) {
+            return Err(LogError::NotSoleMember);
+        }
+        let version = image.manifest.to_string();
+        let coordinates = Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            name: image.name,
+            version: &version,
+        };
+        let key_id = self.key.public().key_id();
+        let mut new = Vec::new();
+        let existing = state.index.commit(image.name, &version);
+        let size = state.tree.size();
+        if existing.is_none() {
+            let request_index = size;
+            new.push(
+                Entry::BuildRequest(BuildRequest {
+                    coordinates,
+                    build_type: DOCKER_FETCH_V1,
+                    source: image.source,
+                    requester: key_id,
+                })
+                .encode(),
+            );
+            let mut outputs = image.outputs.clone();
+            outputs.push(image.manifest);
+            outputs.sort();
+            outputs.dedup();
+            let outputs: Vec<u8> = outputs.iter().flat_map(|d| *d.as_bytes()).collect();
+            let (selection_size, selection_root) = state
+                .latest
+                .as_ref()
+                .map_or((0, [0; 32]), |c| (c.checkpoint.size, c.checkpoint.root));
+            let statement = Statement {
+                request_index,
+                coordinates,
+                build_type: DOCKER_FETCH_V1,
+                outputs: DigestList(&outputs),
+                epoch: state.members.epoch(),
+                selection_size,
+                selection_root,
+            };
+            let attestation = statement.sign(&self.key).to_bytes();
+            new.push(
+                Entry::Commit(Commit {
+                    statement,
+                    attestations: SignatureList(&attestation),
+                })
+                .encode(),
+            );
+        }
+        if let Some(tag) = image.tag {
+            let moved = state
+                .index
+                .tag(image.name, tag)
+                .is_none_or(|(_, digest)| digest != image.manifest);
+            if moved {
+                new.push(
+                    Entry::TagObservation(TagObservation {
+                        tag: Coordinates {
+                            version: tag,
+                            ..coordinates
+                        },
+                        digest: image.manifest,
+                        checkpoint_size: state.latest.as_ref().map_or(0, |c| c.checkpoint.size),
+                        observer: key_id,
+                        observed_at: now_secs,
+                    })
+                    .encode(),
+                );
+            }
+        }
+        if !new.is_empty() {
+            self.append_locked(&mut state, new, now_secs)?;
+        }
+        Ok(match existing {
+            Some(index) => Outcome::AlreadyCommitted(index),
+            None => Outcome::Committed(size + 1),
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! In-memory lookups over the log's entries, rebuilt from the entries at start: which entry
+//! committed an artifact, the latest observation of a tag, every committed digest.
+
+use std::collections::HashMap;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::tlog::entry::Entry;
+
+/// Lookups by name, version and digest. Keys are the coordinates' `name` and `version`.
+#[derive(Default, Debug)]
+pub(crate) struct LogIndex {
+    commits: HashMap<(String, String), u64>,
+    tags: HashMap<(String, String), (u64, Digest)>,
+    committed: HashMap<Digest, u64>,
+    by_name: HashMap<String, Vec<u64>>,
+}
+
+impl LogIndex {
+    /// Records entry `index`.
+    pub(crate) fn add(&mut self, index: u64, entry: &Entry<'_>) {
+        let name = match entry {
+            Entry::BuildRequest(r) => r.coordinates.name,
+            Entry::Commit(c) => {
+                let coordinates = &c.statement.coordinates;
+                self.commits
+                    .entry(key(coordinates.name, coordinates.version))
+                    .or_insert(index);
+                for output in c.statement.outputs.iter() {
+                    self.committed.entry(output).or_insert(index);
+                }
+                coordinates.name
+            }
+            Entry::TagObservation(t) => {
+                self.tags
+                    .insert(key(t.tag.name, t.tag.version), (index, t.digest));
+                t.tag.name
+            }
+            Entry::Dispute(d) | Entry::Unverifiable(d) => d.coordinates.name,
+            _ => return,
+        };
+        self.by_name
+            .entry(name.to_string())
+            .or_default()
+            .push(index);
+    }
+
+    /// The `Commit` of `name` at immutable `version`.
+    pub(crate) fn commit(&self, name: &str, version: &str) -> Option<u64> {
+        self.commits.get(&key(name, version)).copied()
+    }
+
+    /// The latest `TagObservation` of `name:tag` and the digest it recorded.
+    pub(crate) fn tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
+        self.tags.get(&key(name, tag)).copied()
+    }
+
+    /// The first commit that lists `digest` among its outputs.
+    pub(crate) fn committing(&self, digest: &Digest) -> Option<u64> {
+        self.committed.get(digest).copied()
+    }
+
+    /// Every entry about `name`, in log order.
+    pub(crate) fn history(&self, name: &str) -> &[u64] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn key(name: &str, version: &str) -> (String, String) {
+    (name.to_string(), version.to_string())
+}

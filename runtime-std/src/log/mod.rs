@@ -1,0 +1,410 @@
+//! The node's copy of the transparency log, persisted in fjall: entries by index, the latest
+//! final checkpoint, and the last checkpoint this node signed (so it never signs two roots for
+//! one size, or a tree that does not extend the last one, even across restarts).
+//!
+//! Only entries under the latest final checkpoint are visible. A crash between appending
+//! entries and signing their checkpoint leaves entries past it; they were never final, so
+//! opening the log drops them (PROTOCOL case 28) and their work is redone.
+
+mod commit;
+mod index;
+pub mod key;
+mod verifier;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use pyrsia_core::digest::Digest;
+use pyrsia_core::identity::{KeyId, SecretKey};
+use pyrsia_core::members::MemberSet;
+use pyrsia_core::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
+use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
+use pyrsia_core::tlog::tree::MerkleTree;
+use pyrsia_core::tlog::{Hash, ProofError};
+
+pub use commit::{DockerCommit, Outcome};
+use index::LogIndex;
+pub use verifier::{VerificationQueue, VerifyJob};
+
+/// Why the log could not be opened or written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LogError {
+    /// fjall failed.
+    Database(fjall::Error),
+    /// The stored log is inconsistent with itself or with the genesis given.
+    Corrupt(String),
+    /// This node cannot append alone: the network has other members (consensus decides).
+    NotSoleMember,
+    /// The entry is refused (decoding, duplicate commit).
+    Refused(String),
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Database(e) => write!(f, "log database: {e}"),
+            LogError::Corrupt(why) => write!(f, "log is inconsistent: {why}"),
+            LogError::NotSoleMember => {
+                f.write_str("this node is not the only member; it cannot commit alone")
+            }
+            LogError::Refused(why) => write!(f, "entry refused: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
+impl From<fjall::Error> for LogError {
+    fn from(e: fjall::Error) -> Self {
+        LogError::Database(e)
+    }
+}
+
+const SIGNED_KEY: &[u8] = b"last-signed";
+
+/// The transparency log as this node holds it. Share it with an `Arc`.
+pub struct Log {
+    db: Database,
+    entries: Keyspace,
+    checkpoints: Keyspace,
+    state_keyspace: Keyspace,
+    key: SecretKey,
+    state: Mutex<State>,
+}
+
+struct State {
+    tree: MerkleTree,
+    genesis: Vec<u8>,
+    origin: String,
+    members: MemberSet,
+    latest: Option<SignedCheckpoint>,
+    index: LogIndex,
+}
+
+impl Log {
+    /// Opens the log in `data_dir/log`. A new log starts from `genesis` (the entry bytes of a
+    /// `--genesis` file) or, without one, from a single-member genesis of this node's key:
+    /// a standalone network with n = 1, f = 0. An existing log must match `genesis`.
+    pub fn open(
+        data_dir: &Path,
+        key: SecretKey,
+        genesis: Option<Vec<u8>>,
+        now_secs: u64,
+    ) -> Result<Log, LogError> {
+        let db = Database::builder(data_dir.join("log")).open()?;
+        let entries = db.keyspace("entries", KeyspaceCreateOptions::default)?;
+        let checkpoints = db.keyspace("checkpoints", KeyspaceCreateOptions::default)?;
+        let state_keyspace = db.keyspace("state", KeyspaceCreateOptions::default)?;
+        let latest = match checkpoints.last_key_value() {
+            Some(guard) => {
+                let (_, value) = guard.into_inner()?;
+                let text = std::str::from_utf8(&value)
+                    .map_err(|_| LogError::Corrupt("checkpoint is not text".into()))?;
+                Some(
+                    SignedCheckpoint::parse(text)
+                        .map_err(|e| LogError::Corrupt(format!("checkpoint: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let final_size = latest.as_ref().map_or(0, |c| c.checkpoint.size);
+        let mut stored = Vec::new();
+        for guard in entries.iter() {
+            let (k, value) = guard.into_inner()?;
+            let index = u64::from_be_bytes(
+                k[..]
+                    .try_into()
+                    .map_err(|_| LogError::Corrupt("entry key".into()))?,
+            );
+            if index >= final_size {
+                tracing::warn!(
+                    index,
+                    final_size,
+                    "dropping a log entry appended after the last final checkpoint (crash before signing)"
+                );
+                entries.remove(k)?;
+                continue;
+            }
+            if index != stored.len() as u64 {
+                return Err(LogError::Corrupt(format!("entry {index} out of order")));
+            }
+            stored.push(value.to_vec());
+        }
+        if (stored.len() as u64) < final_size {
+            return Err(LogError::Corrupt(format!(
+                "{} entries stored, checkpoint covers {final_size}",
+                stored.len()
+            )));
+        }
+        db.persist(PersistMode::SyncAll)?;
+
+        let genesis_bytes = match (stored.first(), genesis) {
+            (Some(first), Some(given)) if *first != given => {
+                return Err(LogError::Corrupt(
+                    "the data dir holds another network's log than --genesis names".into(),
+                ));
+            }
+            (Some(first), _) => first.clone(),
+            (None, Some(given)) => given,
+            (None, None) => single_member_genesis(&key, now_secs),
+        };
+        let Ok(Entry::Genesis(genesis)) = Entry::decode(&genesis_bytes) else {
+            return Err(LogError::Corrupt("entry 0 is not a genesis entry".into()));
+        };
+        let members = MemberSet::from_genesis(&genesis)
+            .map_err(|e| LogError::Corrupt(format!("genesis: {e}")))?;
+        let mut state = State {
+            tree: MerkleTree::new(),
+            genesis: genesis_bytes.clone(),
+            origin: genesis.origin.to_string(),
+            members,
+            latest,
+            index: LogIndex::default(),
+        };
+        for (i, bytes) in stored.iter().enumerate() {
+            let entry =
+                Entry::decode(bytes).map_err(|e| LogError::Corrupt(format!("entry {i}: {e}")))?;
+            state.tree.push(bytes);
+            state.index.add(i as u64, &entry);
+        }
+        if let Some(latest) = &state.latest {
+            let root = state.tree.root(latest.checkpoint.size).ok();
+            if root != Some(latest.checkpoint.root) {
+                return Err(LogError::Corrupt(
+                    "checkpoint root does not match the entries".into(),
+                ));
+            }
+        }
+        let log = Log {
+            db,
+            entries,
+            checkpoints,
+            state_keyspace,
+            key,
+            state: Mutex::new(state),
+        };
+        if stored.is_empty() {
+            let mut state = log.lock();
+            if log.is_sole_member_locked(&state) {
+                log.append_locked(&mut state, vec![genesis_bytes], now_secs)?;
+            } else {
+                tracing::info!("joined a multi-member network; waiting for its log");
+            }
+        }
+        Ok(log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation completes before the lock is released or fails before changing the
+        // state, so a poisoned lock still guards a consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_sole_member_locked(&self, state: &State) -> bool {
+        matches!(state.members.keys(), [only] if *only == self.key.public())
+    }
+
+    /// Whether this node is the network's only member (it commits and signs alone).
+    pub fn is_sole_member(&self) -> bool {
+        self.is_sole_member_locked(&self.lock())
+    }
+
+    /// This node's key id.
+    pub fn key_id(&self) -> KeyId {
+        self.key.public().key_id()
+    }
+
+    /// The log's name.
+    pub fn origin(&self) -> String {
+        self.lock().origin.clone()
+    }
+
+    /// The genesis entry's bytes (what `--genesis` files hold).
+    pub fn genesis(&self) -> Vec<u8> {
+        self.lock().genesis.clone()
+    }
+
+    /// The latest final checkpoint.
+    pub fn checkpoint(&self) -> Option<SignedCheckpoint> {
+        self.lock().latest.clone()
+    }
+
+    /// Number of final entries.
+    pub fn size(&self) -> u64 {
+        self.lock().latest.as_ref().map_or(0, |c| c.checkpoint.size)
+    }
+
+    /// The bytes of final entry `index`.
+    pub fn entry(&self, index: u64) -> Option<Vec<u8>> {
+        if index >= self.size() {
+            return None;
+        }
+        Some(self.entries.get(index.to_be_bytes()).ok()??.to_vec())
+    }
+
+    /// The inclusion proof of entry `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        let state = self.lock();
+        if size > state.latest.as_ref().map_or(0, |c| c.checkpoint.size) {
+            return Err(ProofError::IndexOutOfRange);
+        }
+        state.tree.inclusion_proof(index, size)
+    }
+
+    /// The consistency proof from the tree of `from` entries to the tree of `to`.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
+        let state = self.lock();
+        if to > state.latest.as_ref().map_or(0, |c| c.checkpoint.size) {
+            return Err(ProofError::IndexOutOfRange);
+        }
+        state.tree.consistency_proof(from, to)
+    }
+
+    /// The index of the `Commit` of `name` (e.g. `docker.io/library/alpine`) at `version`.
+    pub fn find_commit(&self, name: &str, version: &str) -> Option<u64> {
+        self.lock().index.commit(name, version)
+    }
+
+    /// The latest `TagObservation` of `name:tag`: its index and the digest it recorded.
+    pub fn find_tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
+        self.lock().index.tag(name, tag)
+    }
+
+    /// Whether `digest` is an output of some commit: what `--verified-only` serves.
+    pub fn is_committed(&self, digest: &Digest) -> bool {
+        self.lock().index.committing(digest).is_some()
+    }
+
+    /// The index of the first `Commit` listing `digest` among its outputs (a child manifest
+    /// or a blob is committed as part of its image).
+    pub fn find_output(&self, digest: &Digest) -> Option<u64> {
+        self.lock().index.committing(digest)
+    }
+
+    /// Indices of every entry about `name`, oldest first.
+    pub fn history(&self, name: &str) -> Vec<u64> {
+        self.lock().index.history(name).to_vec()
+    }
+
+    /// Appends `new` entries and signs their checkpoint; only a sole member may. Entries are
+    /// durable before the checkpoint is signed, and the checkpoint before it is announced.
+    fn append_locked(
+        &self,
+        state: &mut State,
+        new: Vec<Vec<u8>>,
+        now_secs: u64,
+    ) -> Result<SignedCheckpoint, LogError> {
+        if !self.is_sole_member_locked(state) {
+            return Err(LogError::NotSoleMember);
+        }
+        let first = state.tree.size();
+        let decoded: Vec<Entry<'_>> = new
+            .iter()
+            .map(|b| Entry::decode(b).map_err(|e| LogError::Refused(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let mut batch = self.db.batch();
+        for (offset, bytes) in new.iter().enumerate() {
+            batch.insert(&self.entries, (first + offset as u64).to_be_bytes(), bytes);
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncAll)?;
+        for (offset, (bytes, entry)) in new.iter().zip(&decoded).enumerate() {
+            state.tree.push(bytes);
+            state.index.add(first + offset as u64, entry);
+        }
+        self.sign_locked(state, now_secs)
+    }
+
+    /// Signs the current tree with a fresh timestamp (same size and root when nothing was
+    /// appended: a heartbeat that keeps light clients' freshness checks passing).
+    fn sign_locked(&self, state: &mut State, now_secs: u64) -> Result<SignedCheckpoint, LogError> {
+        let size = state.tree.size();
+        let root = state
+            .tree
+            .root(size)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        if let Some(previous) = self.last_signed()? {
+            let old = &previous.checkpoint;
+            let extends = size >= old.size && state.tree.root(old.size).ok() == Some(old.root);
+            if !extends {
+                return Err(LogError::Corrupt(format!(
+                    "refusing to sign size {size}: it does not extend the checkpoint this node signed at size {}",
+                    old.size
+                )));
+            }
+        }
+        let checkpoint = Checkpoint::new(&state.origin, size, root, now_secs)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let mut note = SignedCheckpoint::unsigned(checkpoint.clone());
+        note.add(checkpoint.sign(&self.key))
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let text = note.to_string();
+        let mut batch = self.db.batch();
+        batch.insert(&self.state_keyspace, SIGNED_KEY, text.as_bytes());
+        batch.insert(&self.checkpoints, size.to_be_bytes(), text.as_bytes());
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncAll)?;
+        state.latest = Some(note.clone());
+        Ok(note)
+    }
+
+    fn last_signed(&self) -> Result<Option<SignedCheckpoint>, LogError> {
+        let Some(bytes) = self.state_keyspace.get(SIGNED_KEY)? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| LogError::Corrupt("last signed checkpoint is not text".into()))?;
+        SignedCheckpoint::parse(text)
+            .map(Some)
+            .map_err(|e| LogError::Corrupt(format!("last signed checkpoint: {e}")))
+    }
+
+    /// Re-signs the latest checkpoint with the current time when it is older than
+    /// `max_age_secs` (sole member only). Call it periodically.
+    pub fn refresh(&self, now_secs: u64, max_age_secs: u64) -> Result<(), LogError> {
+        let mut state = self.lock();
+        if !self.is_sole_member_locked(&state) {
+            return Ok(());
+        }
+        let age = state.latest.as_ref().map_or(u64::MAX, |c| {
+            now_secs.saturating_sub(c.checkpoint.timestamp)
+        });
+        if age >= max_age_secs {
+            self.sign_locked(&mut state, now_secs)?;
+        }
+        Ok(())
+    }
+
+    /// Appends entries without signing, as a crash right after the append would leave them.
+    #[cfg(test)]
+    fn append_unsigned_for_test(&self, new: Vec<Vec<u8>>) -> Result<(), LogError> {
+        let state = self.lock();
+        let first = state.tree.size();
+        for (offset, bytes) in new.iter().enumerate() {
+            self.entries
+                .insert((first + offset as u64).to_be_bytes(), bytes)?;
+        }
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+/// A genesis whose only member is `key`: n = 1, f = 0. Its origin names the key, so two
+/// standalone nodes never confuse their logs.
+fn single_member_genesis(key: &SecretKey, now_secs: u64) -> Vec<u8> {
+    let public = key.public().to_bytes();
+    let origin = format!("pyrsia/standalone/{}", key.public().key_id());
+    Entry::Genesis(Genesis {
+        origin: &origin,
+        faults: 0,
+        members: KeyList(&public),
+        created: now_secs,
+    })
+    .encode()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! The background `docker-fetch/v1` builder of a sole member: for each image the mirror
+//! passed through, fetch every manifest and blob it consists of from the trusted upstream
+//! (through the mirror, so the bytes land in the store), hash each one, and commit the
+//! outputs to the log. Pulls are never delayed by it; a failed job is retried by the next
+//! pull of the same image.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use pyrsia_core::digest::{Digest, Verification, Verifier};
+use pyrsia_core::manifest::Manifest;
+use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath};
+
+use super::{DockerCommit, Log, Outcome};
+use crate::clock::unix_seconds;
+use crate::mirror::Mirror;
+
+/// The most manifests one image may consist of (an index and its children).
+const MAX_MANIFESTS: usize = 256;
+
+/// One image to verify and commit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VerifyJob {
+    /// The registry host.
+    pub host: Host,
+    /// The repository name as clients write it (`alpine`, `team/app`).
+    pub name: String,
+    /// The manifest or index digest served.
+    pub manifest: Digest,
+    /// The tag it was requested by, if any.
+    pub tag: Option<String>,
+}
+
+impl VerifyJob {
+    /// The canonical name in coordinates: `docker.io/library/alpine`.
+    pub fn canonical_name(&self) -> Option<String> {
+        let name = Name::parse(&self.name).ok()?;
+        Some(format!(
+            "{}/{}",
+            self.host,
+            RepositoryPath::new(&self.host, name)
+        ))
+    }
+}
+
+/// The queue of images waiting for verification, and its worker thread.
+pub struct VerificationQueue {
+    sender: Mutex<Sender<VerifyJob>>,
+    pending: Arc<Mutex<HashSet<VerifyJob>>>,
+    log: Arc<Log>,
+}
+
+impl VerificationQueue {
+    /// Starts the worker. Only a sole member commits alone; in a larger network the
+    /// consensus issue's builders take over, and requests are dropped here.
+    pub fn start(mirror: Arc<Mirror>, log: Arc<Log>) -> VerificationQueue {
+        let (sender, receiver) = mpsc::channel();
+        let pending = Arc::new(Mutex::new(HashSet::new()));
+        let worker_pending = pending.clone();
+        let worker_log = log.clone();
+        thread::Builder::new()
+            .name("verify".into())
+            .spawn(move || worker(&receiver, &mirror, &worker_log, &worker_pending))
+            .map_err(|e| tracing::error!(error = %e, "could not start the verification worker"))
+            .ok();
+        VerificationQueue {
+            sender: Mutex::new(sender),
+            pending,
+            log,
+        }
+    }
+
+    /// Asks for `job` to be verified unless it is committed already (and its tag, if any,
+    /// last observed at the same digest) or already waiting.
+    pub fn request(&self, job: VerifyJob) {
+        if !self.log.is_sole_member() {
+            return;
+        }
+        let Some(name) = job.canonical_name() else {
+            return;
+        };
+        let committed = already_committed(&self.log, &name, &job);
+        let tag_current = job.tag.as_deref().is_none_or(|tag| {
+            self.log
+                .find_tag(&name, tag)
+                .is_some_and(|(_, d)| d == job.manifest)
+        });
+        if committed && tag_current {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.insert(job.clone()) {
+            let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+            if sender.send(job).is_err() {
+                tracing::error!("verification worker is gone");
+            }
+        }
+    }
+
+    /// How many images wait for verification.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Whether there is nothing to commit for `job`: its coordinates are committed, or, pulled
+/// by digest, it is an output of a commit already (a child manifest of a committed index).
+fn already_committed(log: &Log, name: &str, job: &VerifyJob) -> bool {
+    log.find_commit(name, &job.manifest.to_string()).is_some()
+        || (job.tag.is_none() && log.is_committed(&job.manifest))
+}
+
+fn worker(
+    receiver: &Receiver<VerifyJob>,
+    mirror: &Mirror,
+    log: &Log,
+    pending: &Mutex<HashSet<VerifyJob>>,
+) {
+    for job in receiver {
+        // An index queued before its child manifests commits them as its outputs.
+        let settled = job.tag.is_none()
+            && job
+                .canonical_name()
+                .is_some_and(|name| already_committed(log, &name, &job));
+        let result = if settled {
+            Ok(None)
+        } else {
+            verify(mirror, &job).map(Some)
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(outputs)) => commit(mirror, log, &job, outputs),
+            Err(why) => tracing::warn!(
+                name = %job.name, manifest = %job.manifest, %why,
+                "verification failed; the next pull retries it"
+            ),
+        }
+        pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&job);
+    }
+}
+
+fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, outputs: Vec<Digest>) {
+    let Some(name) = job.canonical_name() else {
+        return;
+    };
+    let source = mirror.upstream_url(&job.host);
+    let image = DockerCommit {
+        name: &name,
+        manifest: job.manifest,
+        outputs,
+        tag: job.tag.as_deref(),
+        source: &source,
+    };
+    match log.commit_docker(&image, unix_seconds()) {
+        Ok(Outcome::Committed(index)) => {
+            tracing::info!(%name, manifest = %job.manifest, index, "committed to the transparency log");
+        }
+        Ok(Outcome::AlreadyCommitted(_)) => {}
+        Err(e) => tracing::error!(%name, error = %e, "could not commit to the transparency log"),
+    }
+}
+
+/// Fetches and hashes every manifest and blob of the image; returns their digests.
+fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Vec<Digest>, String> {
+    let name = Name::parse(&job.name).map_err(|e| e.to_string())?;
+    let mut outputs = Vec::new();
+    let mut manifests = vec![job.manifest];
+    let mut seen = 0;
+    while let Some(digest) = manifests.pop() {
+        seen += 1;
+        if seen > MAX_MANIFESTS {
+            return Err(format!("more than {MAX_MANIFESTS} manifests"));
+        }
+        let reply = mirror
+            .manifest(&job.host, name, Reference::Digest(digest))
+            .map_err(|e| format!("manifest {digest}: {}", e.message()))?;
+        if Digest::sha256(&reply.bytes) != digest {
+            return Err(format!("manifest {digest} does not match its digest"));
+        }
+        let manifest = Manifest::parse(&reply.bytes, Some(reply.media_type.as_str()))
+            .map_err(|e| format!("manifest {digest}: {e}"))?;
+        outputs.push(digest);
+        if manifest.is_index() {
+            manifests.extend(manifest.manifests().iter().map(|d| d.digest));
+            continue;
+        }
+        for descriptor in manifest.config().into_iter().chain(manifest.layers()) {
+            fetch_and_hash(mirror, job, name, descriptor.digest)?;
+            outputs.push(descriptor.digest);
+        }
+    }
+    outputs.sort();
+    outputs.dedup();
+    Ok(outputs)
+}
+
+/// Streams one blob through the mirror (the store when present, else the upstream) and
+/// checks its bytes against the digest.
+fn fetch_and_hash(
+    mirror: &Mirror,
+    job: &VerifyJob,
+    name: Name<'_>,
+    digest: Digest,
+) -> Result<(), String> {
+    let reply = mirror
+        .blob(&job.host, name, digest, None)
+        .map_err(|e| format!("blob {digest}: {}", e.message()))?;
+    let mut reader = reply.reader;
+    let mut verifier = Verifier::new(digest);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => verifier.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("blob {digest}: {e}")),
+        }
+    }
+    match verifier.finish() {
+        Verification::Match => Ok(()),
+        other => Err(format!("blob {digest}: {other:?}")),
+    }
+}

@@ -1,0 +1,251 @@
+//! The transparency log end to end, on a standalone node (n = 1): pulling through it commits
+//! what it mirrors; `pyrsia verify` checks it as a light client and refuses what was never
+//! committed or was altered on disk; the log survives a restart; `--verified-only` serves only
+//! committed artifacts.
+
+use std::process::Output;
+
+use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::pyrsia;
+use pyrsia_tests::registry::Registry;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn verify(node: &Node, image: &str, extra: &[&str]) -> Output {
+    let url = node.url();
+    let mut args = vec!["verify", "docker", "--image", image, "--node", &url];
+    args.extend_from_slice(extra);
+    pyrsia(&args)
+}
+
+#[test]
+fn pulls_are_committed_and_verify_checks_them() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let node_dir = work.path().join("node");
+    let node = Node::start(&node_dir, &["--upstream", &registry.url()]);
+
+    // Before any pull, nothing is committed: verify refuses and says why.
+    let out = verify(&node, "library/small:small", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("never observed"), "{}", text(&out));
+
+    // skopeo pulls the single-platform image and the index (one platform of it).
+    for image in [&images[0], &images[2]] {
+        let out = skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join("copy"),
+        );
+        assert_succeeded(&out, &image.reference, &node.log());
+    }
+    let small = node
+        .wait_committed("docker.io/library/small", &images[0].digest)
+        .unwrap_or_else(|| panic!("small committed\n{}", node.log()));
+    node.wait_committed("docker.io/library/multiarch", &images[2].digest)
+        .unwrap_or_else(|| panic!("multiarch committed\n{}", node.log()));
+
+    // verify: checkpoint, tag observation, commit, every manifest and blob hashed.
+    let out = verify(&node, "library/small:small", &[]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}\n{}", node.log());
+    assert!(report.contains("trust on first use"), "{report}");
+    assert!(report.contains(&format!("entry #{small}")), "{report}");
+    assert!(
+        report.contains(&format!("{} ", images[0].layers[0].blob.digest)),
+        "{report}"
+    );
+    assert!(report.contains("VERIFIED"), "{report}");
+    // The index: both platforms were fetched and committed by the node's builder, although
+    // skopeo pulled one.
+    let out = verify(&node, "library/multiarch:multiarch", &[]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    for layer in &images[2].layers {
+        assert!(report.contains(&layer.blob.digest.to_string()), "{report}");
+    }
+    assert_eq!(report.matches("manifest    ").count(), 3, "{report}");
+
+    // Pinned genesis: the node's own, saved to a file, then a foreign one is refused.
+    let genesis = work.path().join("genesis.bin");
+    let raw = std::process::Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&genesis)
+        .arg(format!("{}/pyrsia/log/genesis", node.url()))
+        .status()
+        .unwrap();
+    assert!(raw.success());
+    let pinned = verify(
+        &node,
+        "library/small:small",
+        &["--genesis", genesis.to_str().unwrap()],
+    );
+    assert!(pinned.status.success(), "{}", text(&pinned));
+    assert!(text(&pinned).contains("pinned from"), "{}", text(&pinned));
+    let mut foreign = std::fs::read(&genesis).unwrap();
+    let last = foreign.len() - 1;
+    foreign[last] ^= 0x01; // another creation time: another network's genesis
+    std::fs::write(&genesis, &foreign).unwrap();
+    let out = verify(
+        &node,
+        "library/small:small",
+        &["--genesis", genesis.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("genesis inclusion proof"),
+        "{}",
+        text(&out)
+    );
+
+    // A never-pulled image is not committed.
+    let out = verify(&node, "team/multi:multi", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+
+    // `log checkpoint` prints a signed note; `inspect-log` lists the image's entries.
+    let url = node.url();
+    let out = pyrsia(&["log", "checkpoint", "--node", &url]);
+    assert!(out.status.success(), "{}", text(&out));
+    let note = SignedCheckpoint::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    // Genesis + 2 × (request, commit, tag): the child manifest skopeo pulled by digest is
+    // part of the index's commit, not a commit of its own.
+    assert_eq!(note.checkpoint.size, 7, "{note}");
+    assert_eq!(note.cosignatures.len(), 1);
+    let out = pyrsia(&[
+        "inspect-log",
+        "docker",
+        "--image",
+        "library/small:small",
+        "--format",
+        "json",
+        "--node",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["build-request", "commit", "tag-observation"],
+        "{rows}"
+    );
+    assert_eq!(rows[2]["digest"], images[0].digest.to_string());
+    let out = pyrsia(&[
+        "inspect-log",
+        "docker",
+        "--image",
+        "library/small:small",
+        "--format",
+        "csv",
+        "--fields",
+        "index,kind,build_type",
+        "--latest",
+        "--node",
+        &url,
+    ]);
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(csv.starts_with("index,kind,build_type\n"), "{csv}");
+    assert!(
+        csv.contains(&format!("{small},commit,docker-fetch/v1")),
+        "{csv}"
+    );
+
+    // The log survives a restart, size and all.
+    let node = node.restart(&node_dir, &["--upstream", &registry.url()]);
+    let out = pyrsia(&["log", "checkpoint", "--node", &url]);
+    let after = SignedCheckpoint::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        (after.checkpoint.size, after.checkpoint.root),
+        (note.checkpoint.size, note.checkpoint.root)
+    );
+    assert!(verify(&node, "library/small:small", &[]).status.success());
+
+    // A blob altered on disk (same size) is caught by the hash, and verify says which.
+    let layer = images[0].layers[0].blob.digest;
+    let path = node
+        .data_dir
+        .join("blobs/sha256")
+        .join(layer.hex().as_str());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = verify(&node, "library/small:small", &[]);
+    let report = text(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("blob {layer}: the bytes served hash to")),
+        "{report}"
+    );
+}
+
+#[test]
+fn verified_only_serves_committed_artifacts_only() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--upstream", &registry.url(), "--verified-only"],
+    );
+    // First pull: not verified yet, refused with the OCI error, and verification requested.
+    let out = skopeo_copy(
+        &node.authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert!(!out.status.success(), "served before it was committed");
+    let manifest = pyrsia_tests::http::get(&format!(
+        "{}/v2/library/small/manifests/{}",
+        node.url(),
+        images[0].digest
+    ))
+    .unwrap();
+    assert_eq!(manifest.status, 404, "{manifest:?}");
+    assert!(
+        manifest.small_body.contains("MANIFEST_UNKNOWN"),
+        "{manifest:?}"
+    );
+    assert!(
+        manifest.small_body.contains("verification was requested"),
+        "{manifest:?}"
+    );
+    let blob = pyrsia_tests::http::get(&format!(
+        "{}/v2/team/multi/blobs/{}",
+        node.url(),
+        images[1].layers[0].blob.digest
+    ))
+    .unwrap();
+    assert_eq!(blob.status, 404, "{blob:?}");
+    assert!(blob.small_body.contains("BLOB_UNKNOWN"), "{blob:?}");
+
+    // Once committed, it is served.
+    node.wait_committed("docker.io/library/small", &images[0].digest)
+        .unwrap_or_else(|| panic!("small committed\n{}", node.log()));
+    let out = skopeo_copy(
+        &node.authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small after commit", &node.log());
+    let status = pyrsia(&["status", "--node", &node.url()]);
+    assert!(
+        text(&status).contains("serving verified content only"),
+        "{}",
+        text(&status)
+    );
+}
