@@ -84,6 +84,13 @@ impl MerkleTree {
         self.leaves.len() as u64 - 1
     }
 
+    /// Drops every leaf from `size` on (undoing appends that turned out not to match a
+    /// checkpoint). Does nothing when the tree is not larger.
+    pub fn truncate(&mut self, size: u64) {
+        self.leaves
+            .truncate(usize::try_from(size).unwrap_or(usize::MAX));
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.leaves.len() as u64

@@ -2,13 +2,15 @@
 //! final checkpoint, and the last checkpoint this node signed (so it never signs two roots for
 //! one size, or a tree that does not extend the last one, even across restarts).
 //!
-//! Only entries under the latest final checkpoint are visible. A crash between appending
+//! Conflicting quorum-signed checkpoints are kept as evidence. Only entries under the latest
+//! final checkpoint are visible. A crash between appending
 //! entries and signing their checkpoint leaves entries past it; they were never final, so
 //! opening the log drops them (PROTOCOL case 28) and their work is redone.
 
 mod commit;
 mod index;
 pub mod key;
+mod replica;
 mod verifier;
 
 use std::fmt;
@@ -26,6 +28,7 @@ use pyrsia_core::tlog::{Hash, ProofError};
 
 pub use commit::{DockerCommit, Outcome};
 use index::LogIndex;
+pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub use verifier::{VerificationQueue, VerifyJob};
 
 /// Why the log could not be opened or written.
@@ -71,6 +74,7 @@ pub struct Log {
     entries: Keyspace,
     checkpoints: Keyspace,
     state_keyspace: Keyspace,
+    evidence: Keyspace,
     key: SecretKey,
     state: Mutex<State>,
 }
@@ -98,6 +102,7 @@ impl Log {
         let entries = db.keyspace("entries", KeyspaceCreateOptions::default)?;
         let checkpoints = db.keyspace("checkpoints", KeyspaceCreateOptions::default)?;
         let state_keyspace = db.keyspace("state", KeyspaceCreateOptions::default)?;
+        let evidence = db.keyspace("evidence", KeyspaceCreateOptions::default)?;
         let latest = match checkpoints.last_key_value() {
             Some(guard) => {
                 let (_, value) = guard.into_inner()?;
@@ -183,6 +188,7 @@ impl Log {
             entries,
             checkpoints,
             state_keyspace,
+            evidence,
             key,
             state: Mutex::new(state),
         };
@@ -243,6 +249,25 @@ impl Log {
             return None;
         }
         Some(self.entries.get(index.to_be_bytes()).ok()??.to_vec())
+    }
+
+    /// Up to `count` final entries from `start` on (fewer at the end of the log), at most
+    /// `limit_bytes` of them in total but always at least one: what a peer asks for to catch up.
+    pub fn entries(&self, start: u64, count: u64, limit_bytes: usize) -> Vec<Vec<u8>> {
+        let end = self.size().min(start.saturating_add(count));
+        let mut out = Vec::new();
+        let mut total = 0;
+        for index in start..end {
+            let Some(bytes) = self.entries.get(index.to_be_bytes()).ok().flatten() else {
+                break;
+            };
+            total += bytes.len();
+            if total > limit_bytes && !out.is_empty() {
+                break;
+            }
+            out.push(bytes.to_vec());
+        }
+        out
     }
 
     /// The inclusion proof of entry `index` in the tree of `size` entries.

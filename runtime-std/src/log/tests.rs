@@ -4,6 +4,7 @@ use pyrsia_core::light::{Connectivity, LightClient, Policy};
 use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
 
 use super::*;
+use pyrsia_core::tlog::checkpoint::Checkpoint;
 
 const NOW: u64 = 1_795_694_400;
 
@@ -189,4 +190,120 @@ fn a_member_of_a_larger_network_does_not_commit_alone() {
         NOW,
     );
     assert!(matches!(result, Err(LogError::NotSoleMember)));
+}
+
+/// A follower (another key, the leader's genesis) and the leader's log after one commit.
+fn leader_and_follower() -> (tempfile::TempDir, Log, Log) {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Log::open(&dir.path().join("a"), key(1), None, NOW).unwrap();
+    commit(&leader, "v1", b"m1");
+    let follower = Log::open(&dir.path().join("b"), key(2), Some(leader.genesis()), NOW).unwrap();
+    (dir, leader, follower)
+}
+
+#[test]
+fn a_follower_replicates_verified_checkpoints_and_entries() {
+    let (_dir, leader, follower) = leader_and_follower();
+    assert!(!follower.is_sole_member());
+    let note = leader.checkpoint().unwrap();
+    assert_eq!(follower.missing_for(&note), Some((0, 4)));
+    let entries = leader.entries(0, 4, usize::MAX);
+    assert_eq!(
+        follower.apply_checkpoint(&note, &entries).unwrap(),
+        Applied::Extended(4)
+    );
+    assert_eq!(follower.checkpoint(), Some(note.clone()));
+    assert!(follower.is_committed(&Digest::sha256(b"layer")));
+    verify(&follower, b"m1");
+    // Again: nothing new. A re-signed note of the same tree: refreshed.
+    assert_eq!(
+        follower.apply_checkpoint(&note, &[]).unwrap(),
+        Applied::Stale
+    );
+    leader.refresh(NOW + 7200, 3600).unwrap();
+    let refreshed = leader.checkpoint().unwrap();
+    assert_eq!(
+        follower.apply_checkpoint(&refreshed, &[]).unwrap(),
+        Applied::Refreshed
+    );
+    // The leader grows; the follower takes just the new entries, and keeps them on reopen.
+    commit(&leader, "v2", b"m2");
+    let note = leader.checkpoint().unwrap();
+    let (first, count) = follower.missing_for(&note).unwrap();
+    assert_eq!((first, count), (4, 3));
+    let batch = leader.entries(first, count, 1);
+    assert_eq!(batch.len(), 1, "a byte limit still returns one entry");
+    let entries = leader.entries(first, count, usize::MAX);
+    follower.apply_checkpoint(&note, &entries).unwrap();
+    verify(&follower, b"m2");
+}
+
+#[test]
+fn a_follower_refuses_what_does_not_check_out() {
+    let (_dir, leader, follower) = leader_and_follower();
+    let note = leader.checkpoint().unwrap();
+    let entries = leader.entries(0, 4, usize::MAX);
+    // Entries that do not hash to the root (one altered byte in the tag observation).
+    let mut altered = entries.clone();
+    let last = altered[3].len() - 1;
+    altered[3][last] ^= 1;
+    assert!(matches!(
+        follower.apply_checkpoint(&note, &altered),
+        Err(LogError::Refused(_))
+    ));
+    // Too few entries.
+    assert!(follower.apply_checkpoint(&note, &entries[..3]).is_err());
+    // Signed by a key that is not a member.
+    let mut forged = SignedCheckpoint::unsigned(note.checkpoint.clone());
+    forged.add(note.checkpoint.sign(&key(9))).unwrap();
+    assert!(follower.apply_checkpoint(&forged, &entries).is_err());
+    assert_eq!(follower.size(), 0, "nothing was stored");
+    // The genuine one still applies after the refusals.
+    follower.apply_checkpoint(&note, &entries).unwrap();
+    // A fork: the leader's key signs another root at the same size.
+    let other = Checkpoint::new(&leader.origin(), 4, [9; 32], NOW).unwrap();
+    let mut fork = SignedCheckpoint::unsigned(other.clone());
+    fork.add(other.sign(&key(1))).unwrap();
+    assert!(matches!(
+        follower.apply_checkpoint(&fork, &[]),
+        Err(LogError::Refused(_))
+    ));
+    assert_eq!(follower.checkpoint(), Some(note));
+}
+
+#[test]
+fn replicated_commits_need_valid_attestations() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Log::open(&dir.path().join("a"), key(1), None, NOW).unwrap();
+    let follower = Log::open(&dir.path().join("b"), key(2), Some(leader.genesis()), NOW).unwrap();
+    // A commit whose attestation is by a non-member, in a tree the leader signed anyway.
+    let outputs = Digest::sha256(b"x").as_bytes().to_vec();
+    let statement = pyrsia_core::tlog::entry::Statement {
+        request_index: 1,
+        coordinates: pyrsia_core::tlog::entry::Coordinates {
+            ecosystem: "docker",
+            name: "docker.io/library/x",
+            version: "sha256:00",
+        },
+        build_type: "docker-fetch/v1",
+        outputs: pyrsia_core::tlog::entry::DigestList(&outputs),
+        epoch: 0,
+        selection_size: 1,
+        selection_root: [0; 32],
+    };
+    let attestation = statement.sign(&key(7)).to_bytes();
+    let bad = Entry::Commit(pyrsia_core::tlog::entry::Commit {
+        statement,
+        attestations: pyrsia_core::tlog::entry::SignatureList(&attestation),
+    })
+    .encode();
+    let mut state = leader.lock();
+    leader
+        .append_locked(&mut state, vec![bad.clone()], NOW)
+        .unwrap();
+    drop(state);
+    let note = leader.checkpoint().unwrap();
+    let entries = leader.entries(0, 2, usize::MAX);
+    let refused = follower.apply_checkpoint(&note, &entries).unwrap_err();
+    assert!(refused.to_string().contains("attestations"), "{refused}");
 }
