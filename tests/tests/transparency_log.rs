@@ -249,3 +249,87 @@ fn verified_only_serves_committed_artifacts_only() {
         text(&status)
     );
 }
+
+#[test]
+fn a_lite_mirror_verifies_through_a_full_node() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let full = Node::start(&work.path().join("full"), &["--upstream", &registry.url()]);
+    let out = skopeo_copy(
+        &full.authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small through the full node", &full.log());
+    full.wait_committed("docker.io/library/small", &images[0].digest)
+        .unwrap_or_else(|| panic!("committed\n{}", full.log()));
+
+    // The lite mirror: the full node is its upstream and its log's source; it trusts only the
+    // genesis file and serves only what that log committed.
+    let genesis = work.path().join("genesis.bin");
+    let fetched = std::process::Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&genesis)
+        .arg(format!("{}/pyrsia/log/genesis", full.url()))
+        .status()
+        .unwrap();
+    assert!(fetched.success());
+    let lite = Node::start_binary(
+        "pyrsia-lite",
+        &work.path().join("lite"),
+        pyrsia_tests::process::free_port(),
+        &[
+            "--upstream",
+            &full.url(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+            "--log-from",
+            &full.url(),
+            "--verified-only",
+        ],
+    );
+    lite.wait_committed("docker.io/library/small", &images[0].digest)
+        .unwrap_or_else(|| panic!("replicated to the lite mirror\n{}", lite.log()));
+    let out = skopeo_copy(
+        &lite.authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small through the lite mirror", &lite.log());
+    let out = verify(
+        &lite,
+        "library/small:small",
+        &["--genesis", genesis.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), lite.log());
+    // The full node would pass team/multi through; the lite mirror refuses it: not committed.
+    let out = skopeo_copy(
+        &lite.authority(),
+        "team/multi:multi",
+        &work.path().join("copy"),
+    );
+    assert!(
+        !out.status.success(),
+        "uncommitted image served in verified mode"
+    );
+    // The full node commits it when it passes through there; the lite mirror follows.
+    let out = skopeo_copy(
+        &full.authority(),
+        "team/multi:multi",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "multi through the full node", &full.log());
+    lite.wait_committed("docker.io/team/multi", &images[1].digest)
+        .unwrap_or_else(|| panic!("multi replicated\n{}", lite.log()));
+    let out = skopeo_copy(
+        &lite.authority(),
+        "team/multi:multi",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(
+        &out,
+        "multi through the lite mirror after its commit",
+        &lite.log(),
+    );
+}

@@ -7,6 +7,7 @@
 //! | `/pyrsia/log/checkpoint` | the latest final checkpoint, a signed note (text) |
 //! | `/pyrsia/log/genesis` | entry 0's bytes |
 //! | `/pyrsia/log/entries/<index>` | an entry's bytes |
+//! | `/pyrsia/log/entries?start=S&count=C` | a batch of entries (one wire frame) |
 //! | `/pyrsia/log/proof/inclusion?index=I&size=S` | `{"index","size","hashes":[hex]}` |
 //! | `/pyrsia/log/proof/consistency?from=A&to=B` | `{"from","to","hashes":[hex]}` |
 //! | `/pyrsia/log/lookup?name=N&tag=T` or `&digest=D` | `{"tag_observation","digest","commit","part_of"}` |
@@ -15,6 +16,7 @@
 use pyrsia_core::digest::Digest;
 use pyrsia_core::registry::{Code, OciError};
 use pyrsia_core::tlog::Hash;
+use pyrsia_std::log::follow;
 use serde_json::json;
 
 use crate::node::Node;
@@ -72,6 +74,11 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 "commit": commit,
                 "part_of": part_of,
             }))
+        }
+        "entries" => {
+            let (start, count) = (number(query, "start")?, number(query, "count")?);
+            let entries = log.entries(start, count.min(follow::BATCH_ENTRIES), follow::BATCH_BYTES);
+            Ok(("application/octet-stream", follow::encode_batch(&entries)))
         }
         "history" => {
             let name = text(query, "name")?;

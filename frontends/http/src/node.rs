@@ -7,7 +7,7 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::reference::Host;
 use pyrsia_std::clock::unix_seconds;
-use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, key};
+use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
 
 use crate::NodeOptions;
@@ -15,6 +15,9 @@ use crate::NodeOptions;
 /// How often a sole member re-signs its latest checkpoint, so that light clients' freshness
 /// checks (a day by default) pass on a quiet log.
 pub const CHECKPOINT_REFRESH: Duration = Duration::from_secs(3600);
+
+/// How often a node started with `--log-from` reads its parent's checkpoint.
+pub const LOG_FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The services behind the HTTP frontend.
 pub struct Node {
@@ -80,6 +83,16 @@ impl Node {
                 }
             })
             .map_err(|e| format!("cannot start the checkpoint refresher: {e}"))?;
+        if let Some(parent) = &options.log_from {
+            if options.genesis.is_none() {
+                return Err(
+                    "--log-from needs --genesis: the parent's network must be named, not trusted"
+                        .into(),
+                );
+            }
+            follow::follow_http(log.clone(), parent.clone(), LOG_FOLLOW_INTERVAL)
+                .map_err(|e| format!("cannot start following {parent}: {e}"))?;
+        }
         let verification = VerificationQueue::start(mirror.clone(), log.clone());
         Ok(Node {
             mirror,

@@ -55,6 +55,11 @@ pub struct NodeOptions {
     /// verified; verification is requested on the first pull)
     #[argh(switch)]
     pub verified_only: bool,
+
+    /// follow the transparency log of the node at this URL over HTTP (needs --genesis): how
+    /// a lite mirror verifies through a full node
+    #[argh(option)]
+    pub log_from: Option<String>,
 }
 
 fn default_http() -> SocketAddr {
@@ -150,6 +155,7 @@ mod tests {
             http_workers: 4,
             genesis: None,
             verified_only: false,
+            log_from: None,
         };
         let config = options.mirror_config().unwrap();
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");

@@ -8,6 +8,7 @@
 //! opening the log drops them (PROTOCOL case 28) and their work is redone.
 
 mod commit;
+pub mod follow;
 mod index;
 pub mod key;
 mod replica;
