@@ -8,5 +8,6 @@ pub mod clock;
 pub mod log;
 pub mod metrics;
 pub mod mirror;
+pub mod network;
 pub mod store;
 pub mod upstream;

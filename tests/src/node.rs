@@ -14,6 +14,8 @@ pub struct Node {
     pub port: u16,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its P2P port on 127.0.0.1 (`pyrsia` only; the lite mirror has none).
+    pub p2p_port: Option<u16>,
 }
 
 impl Node {
@@ -25,6 +27,18 @@ impl Node {
 
     /// Starts a node binary (`pyrsia` or `pyrsia-lite`) on `port`.
     pub fn start_binary(name: &str, dir: &Path, port: u16, args: &[&str]) -> Node {
+        Self::start_with_p2p(name, dir, port, (name == "pyrsia").then(free_port), args)
+    }
+
+    /// Starts a node binary on `port`, with its P2P network on 127.0.0.1:`p2p_port` (mDNS off:
+    /// nodes of parallel tests must not find each other) unless `args` set it.
+    pub fn start_with_p2p(
+        name: &str,
+        dir: &Path,
+        port: u16,
+        p2p_port: Option<u16>,
+        args: &[&str],
+    ) -> Node {
         let data_dir = dir.join("data");
         let mut command = Command::new(binary(name));
         command
@@ -41,11 +55,19 @@ impl Node {
             ])
             .args(args)
             .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn");
+        if let Some(p2p) = p2p_port
+            && !args.contains(&"--p2p-listen")
+        {
+            command
+                .args(["--p2p-listen", &format!("/ip4/127.0.0.1/tcp/{p2p}")])
+                .arg("--no-mdns");
+        }
         let daemon = Daemon::spawn(command, &dir.join(format!("{name}.log")));
         let node = Node {
             daemon,
             port,
             data_dir,
+            p2p_port,
         };
         wait_http_ok(
             &format!("{}/healthz", node.url()),
@@ -62,7 +84,35 @@ impl Node {
             "node did not stop cleanly:\n{}",
             self.log()
         );
-        Self::start_binary("pyrsia", dir, self.port, args)
+        Self::start_with_p2p("pyrsia", dir, self.port, self.p2p_port, args)
+    }
+
+    /// The multiaddr other nodes dial this one on, with its peer id.
+    pub fn p2p_address(&self) -> String {
+        let port = self.p2p_port.expect("a pyrsia node with P2P");
+        let peers = crate::http::get(&format!("{}/peers", self.url())).expect("GET /peers");
+        let status: serde_json::Value =
+            serde_json::from_str(&peers.small_body).expect("peers JSON");
+        format!(
+            "/ip4/127.0.0.1/tcp/{port}/p2p/{}",
+            status["peer_id"].as_str().expect("peer id")
+        )
+    }
+
+    /// The peer ids connected to this node.
+    pub fn connected_peers(&self) -> Vec<String> {
+        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
+            return Vec::new();
+        };
+        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        status["peers"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| p["peer_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -3,6 +3,7 @@
 mod client;
 mod inspect;
 mod log;
+mod peers;
 mod status;
 mod verify;
 
@@ -24,6 +25,7 @@ struct Cli {
 enum Command {
     Node(NodeOptions),
     Status(status::StatusCmd),
+    Peers(peers::PeersCmd),
     Reference(ReferenceCmd),
     Log(log::LogCmd),
     InspectLog(inspect::InspectCmd),
@@ -45,7 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Node(options) => {
             pyrsia_http::init_logging();
-            match pyrsia_http::run_node(&options) {
+            match pyrsia_http::run_node_with(&options, |node| start_network(&options, node)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("pyrsia node: {e}");
@@ -54,11 +56,26 @@ fn main() -> ExitCode {
             }
         }
         Command::Status(cmd) => status::run(&cmd),
+        Command::Peers(cmd) => peers::run(&cmd),
         Command::Reference(cmd) => reference(&cmd.image),
         Command::Log(cmd) => log::run(&cmd),
         Command::InspectLog(cmd) => inspect::run(&cmd),
         Command::Verify(cmd) => verify::run(&cmd),
     }
+}
+
+/// Starts the P2P network for `node` (log replication; the lite mirror has none).
+fn start_network(
+    options: &NodeOptions,
+    node: &std::sync::Arc<pyrsia_http::Node>,
+) -> Result<(), String> {
+    let config =
+        pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
+    let key = pyrsia_std::log::key::load_or_create(&node.data_dir)
+        .map_err(|e| format!("cannot load the node key: {e}"))?;
+    let network = pyrsia_net::start(config, key.to_seed(), node.log.clone())?;
+    node.attach_network(std::sync::Arc::new(network));
+    Ok(())
 }
 
 fn reference(image: &str) -> ExitCode {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use pyrsia_http::node::LogStatus;
 use pyrsia_std::mirror::MirrorStatus;
+use pyrsia_std::network::NetworkStatus;
 
 /// Show a node's state: up or not, cache size, hits and misses, upstream health.
 #[derive(FromArgs, Debug)]
@@ -34,6 +35,7 @@ pub(crate) fn run(cmd: &StatusCmd) -> ExitCode {
 struct NodeStatus {
     mirror: MirrorStatus,
     log: LogStatus,
+    network: Option<NetworkStatus>,
 }
 
 fn fetch(node: &str) -> Result<NodeStatus, String> {
@@ -87,6 +89,16 @@ fn render(node: &str, status: &NodeStatus) -> String {
             ""
         },
     ));
+    match &status.network {
+        Some(n) => out.push_str(&format!(
+            "network:   peer {} on {}; {} peer(s) connected{}\n",
+            n.peer_id,
+            n.listen_addresses.join(", "),
+            n.peers.len(),
+            if n.mdns { ", mDNS on" } else { "" },
+        )),
+        None => out.push_str("network:   none (lite mirror)\n"),
+    }
     out
 }
 

@@ -266,11 +266,25 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
             let status = serde_json::json!({
                 "mirror": mirror.status(),
                 "log": node.log_status(),
+                "network": node.network_status(),
             });
             let body = serde_json::to_vec_pretty(&status).unwrap_or_default();
             return Reply::bytes(200, "application/json", body);
         }
         "/healthz" => return Reply::bytes(200, "text/plain", b"ok\n".to_vec()),
+        "/peers" => {
+            return match node.network_status() {
+                Some(network) => Reply::bytes(
+                    200,
+                    "application/json",
+                    serde_json::to_vec_pretty(&network).unwrap_or_default(),
+                ),
+                None => Reply::error(
+                    &OciError::new(Code::Unsupported, "this node runs without a P2P network")
+                        .with_status(404),
+                ),
+            };
+        }
         _ => {}
     }
     let method = Method::parse(request.method().as_str());

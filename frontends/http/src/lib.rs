@@ -64,8 +64,18 @@ pub fn init_logging() {
 
 /// Runs a mirror node with `options` until Ctrl-C or SIGTERM, then stops cleanly.
 pub fn run_node(options: &NodeOptions) -> Result<(), String> {
+    run_node_with(options, |_| Ok(()))
+}
+
+/// [`run_node`] with `attach` called once the node is open and before it serves: how the full
+/// node starts its P2P network ([`Node::attach_network`]) without this crate linking libp2p.
+pub fn run_node_with(
+    options: &NodeOptions,
+    attach: impl FnOnce(&Arc<Node>) -> Result<(), String>,
+) -> Result<(), String> {
     let data_dir = options.mirror_config()?.data_dir;
     let node = Arc::new(Node::open(options)?);
+    attach(&node)?;
     let server = HttpServer::start(options.http, options.http_workers, node.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
     let (stop_tx, stop_rx) = mpsc::channel();

@@ -1,7 +1,7 @@
 //! What one node serves: the mirror, its copy of the transparency log, the queue of images
 //! waiting to be verified, and whether only committed artifacts are served.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pyrsia_core::digest::Digest;
@@ -9,6 +9,7 @@ use pyrsia_core::reference::Host;
 use pyrsia_std::clock::unix_seconds;
 use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
+use pyrsia_std::network::{NetworkStatus, NetworkView};
 
 use crate::NodeOptions;
 
@@ -28,6 +29,9 @@ pub struct Node {
     verification: VerificationQueue,
     /// Serve only committed artifacts (`--verified-only`).
     pub verified_only: bool,
+    /// The data dir (where the node key lives).
+    pub data_dir: std::path::PathBuf,
+    network: OnceLock<Arc<dyn NetworkView>>,
 }
 
 /// The log's state for `/status`.
@@ -99,6 +103,8 @@ impl Node {
             log,
             verification,
             verified_only: options.verified_only,
+            data_dir,
+            network: OnceLock::new(),
         })
     }
 
@@ -121,6 +127,16 @@ impl Node {
             manifest,
             tag: tag.map(str::to_string),
         });
+    }
+
+    /// Makes the running P2P network visible in `/status` and `/peers` (once).
+    pub fn attach_network(&self, network: Arc<dyn NetworkView>) {
+        let _ = self.network.set(network);
+    }
+
+    /// The P2P network's state, when the node runs one.
+    pub fn network_status(&self) -> Option<NetworkStatus> {
+        self.network.get().map(|n| n.status())
     }
 
     /// The log's state.

@@ -60,7 +60,23 @@ pub struct NodeOptions {
     /// a lite mirror verifies through a full node
     #[argh(option)]
     pub log_from: Option<String>,
+
+    /// the P2P listen address (default /ip4/0.0.0.0/tcp/44000; `pyrsia` only, the lite mirror
+    /// has no P2P network)
+    #[argh(option, default = "String::from(DEFAULT_P2P_LISTEN)")]
+    pub p2p_listen: String,
+
+    /// a peer to connect to at start, as a multiaddr with or without /p2p/<id> (repeatable)
+    #[argh(option)]
+    pub peer: Vec<String>,
+
+    /// do not look for peers on the LAN with mDNS
+    #[argh(switch)]
+    pub no_mdns: bool,
 }
+
+/// The default P2P listen address.
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/0.0.0.0/tcp/44000";
 
 fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7888))
@@ -156,6 +172,9 @@ mod tests {
             genesis: None,
             verified_only: false,
             log_from: None,
+            p2p_listen: DEFAULT_P2P_LISTEN.into(),
+            peer: Vec::new(),
+            no_mdns: false,
         };
         let config = options.mirror_config().unwrap();
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");

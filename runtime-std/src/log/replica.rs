@@ -25,6 +25,12 @@ pub enum Applied {
 pub const MAX_ENTRIES_PER_APPLY: u64 = 100_000;
 
 impl Log {
+    /// Whether `note` is a checkpoint of this log with 2f+1 valid member signatures: what a
+    /// node checks before forwarding a gossiped checkpoint or asking for its entries.
+    pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogError> {
+        check_quorum(&self.lock(), note)
+    }
+
     /// The entries a peer must send so that `note` can be applied: `(first, count)`.
     pub fn missing_for(&self, note: &SignedCheckpoint) -> Option<(u64, u64)> {
         let have = self.lock().tree.size();
@@ -40,28 +46,8 @@ impl Log {
         entries: &[Vec<u8>],
     ) -> Result<Applied, LogError> {
         let mut state = self.lock();
+        check_quorum(&state, note)?;
         let cp = &note.checkpoint;
-        if cp.origin.as_str() != state.origin {
-            return Err(LogError::Refused("checkpoint of another log".into()));
-        }
-        let signers = state.members.count_signers(
-            note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
-            |key, signature| {
-                cp.verify(
-                    key,
-                    &pyrsia_core::tlog::checkpoint::Cosignature {
-                        key_id: key.key_id(),
-                        signature: *signature,
-                    },
-                )
-            },
-        );
-        if signers < state.members.quorum() {
-            return Err(LogError::Refused(format!(
-                "checkpoint has {signers} valid member signatures, {} needed",
-                state.members.quorum()
-            )));
-        }
         let have = state.tree.size();
         if cp.size < have {
             return Ok(Applied::Stale);
@@ -103,7 +89,10 @@ impl Log {
         let mut members = state.members.clone();
         for (offset, bytes) in entries.iter().enumerate() {
             let index = have + offset as u64;
-            check_entry(&state, &mut members, index, bytes)?;
+            if let Err(e) = check_entry(&state, &mut members, index, bytes) {
+                state.tree.truncate(have);
+                return Err(e);
+            }
             state.tree.push(bytes);
         }
         let root = state.tree.root(cp.size).ok();
@@ -138,6 +127,32 @@ impl Log {
         state.latest = Some(note.clone());
         Ok(Applied::Extended(cp.size))
     }
+}
+
+fn check_quorum(state: &State, note: &SignedCheckpoint) -> Result<(), LogError> {
+    let cp = &note.checkpoint;
+    if cp.origin.as_str() != state.origin {
+        return Err(LogError::Refused("checkpoint of another log".into()));
+    }
+    let signers = state.members.count_signers(
+        note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
+        |key, signature| {
+            cp.verify(
+                key,
+                &pyrsia_core::tlog::checkpoint::Cosignature {
+                    key_id: key.key_id(),
+                    signature: *signature,
+                },
+            )
+        },
+    );
+    if signers < state.members.quorum() {
+        return Err(LogError::Refused(format!(
+            "checkpoint has {signers} valid member signatures, {} needed",
+            state.members.quorum()
+        )));
+    }
+    Ok(())
 }
 
 /// One replicated entry: decodes; entry 0 is this log's genesis and no other entry is a

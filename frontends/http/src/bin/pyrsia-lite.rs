@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use argh::FromArgs;
+use pyrsia_http::options::DEFAULT_P2P_LISTEN;
 use pyrsia_http::{NodeOptions, init_logging, run_node};
 
 /// A Pyrsia registry mirror without the P2P network, for constrained Linux devices.
@@ -23,6 +24,12 @@ fn main() -> ExitCode {
     let Lite {
         command: LiteCommand::Node(options),
     } = argh::from_env();
+    if !options.peer.is_empty() || options.p2p_listen != DEFAULT_P2P_LISTEN {
+        eprintln!(
+            "pyrsia-lite: --peer and --p2p-listen need the P2P network of the full node (`pyrsia node`)"
+        );
+        return ExitCode::from(2);
+    }
     init_logging();
     match run_node(&options) {
         Ok(()) => ExitCode::SUCCESS,

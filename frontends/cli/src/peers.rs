@@ -1,0 +1,101 @@
+//! `pyrsia peers`: the node's connected peers, their addresses and the bytes exchanged.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use pyrsia_std::network::NetworkStatus;
+
+use crate::client::{DEFAULT_NODE, NodeClient};
+
+/// Show the node's P2P peers.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "peers")]
+pub(crate) struct PeersCmd {
+    /// the node's URL (default http://127.0.0.1:7888)
+    #[argh(option, default = "String::from(DEFAULT_NODE)")]
+    node: String,
+    /// print JSON instead of a table
+    #[argh(switch)]
+    json: bool,
+}
+
+pub(crate) fn run(cmd: &PeersCmd) -> ExitCode {
+    let client = NodeClient::new(&cmd.node);
+    let status: NetworkStatus = match client.get("/peers").and_then(|body| {
+        serde_json::from_slice(&body).map_err(|e| format!("unexpected answer: {e}"))
+    }) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("pyrsia peers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cmd.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    print!("{}", render(&status));
+    ExitCode::SUCCESS
+}
+
+fn render(status: &NetworkStatus) -> String {
+    let mut out = format!(
+        "this node: {} on {}\n",
+        status.peer_id,
+        status.listen_addresses.join(", ")
+    );
+    if status.peers.is_empty() {
+        out.push_str("no peers connected\n");
+    } else {
+        out.push_str(&format!(
+            "{:<54} {:>12} {:>12}  ADDRESSES\n",
+            "PEER", "SENT", "RECEIVED"
+        ));
+        for p in &status.peers {
+            out.push_str(&format!(
+                "{:<54} {:>12} {:>12}  {}\n",
+                p.peer_id,
+                p.bytes_sent,
+                p.bytes_received,
+                p.addresses.join(" ")
+            ));
+        }
+    }
+    for blocked in &status.blocked {
+        out.push_str(&format!("blocked:  {blocked}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyrsia_std::network::PeerInfo;
+
+    #[test]
+    fn lists_peers_and_blocked_ones() {
+        let status = NetworkStatus {
+            peer_id: "12D3KooWA".into(),
+            listen_addresses: vec!["/ip4/127.0.0.1/tcp/44000".into()],
+            mdns: false,
+            peers: vec![PeerInfo {
+                peer_id: "12D3KooWB".into(),
+                addresses: vec!["/ip4/127.0.0.1/tcp/44001".into()],
+                bytes_sent: 10,
+                bytes_received: 2048,
+            }],
+            blocked: vec!["12D3KooWC".into()],
+        };
+        let text = render(&status);
+        assert!(
+            text.starts_with("this node: 12D3KooWA on /ip4/127.0.0.1/tcp/44000\n"),
+            "{text}"
+        );
+        assert!(text.contains("12D3KooWB"), "{text}");
+        assert!(text.contains("2048  /ip4/127.0.0.1/tcp/44001"), "{text}");
+        assert!(text.ends_with("blocked:  12D3KooWC\n"), "{text}");
+    }
+}

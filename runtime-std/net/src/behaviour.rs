@@ -1,0 +1,89 @@
+//! The libp2p behaviours a node runs: identify (addresses and protocols), Kademlia (peer
+//! routing; content routing comes with piece transfers), mDNS (LAN discovery, optional),
+//! gossipsub (checkpoint announcements), log sync (request-response) and a block list for
+//! peers that misbehave.
+
+use std::time::Duration;
+
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, allow_block_list, gossipsub, identify, identity, kad, mdns, request_response,
+};
+
+use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
+
+/// The identify protocol version string.
+pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
+/// The Kademlia protocol name (a Pyrsia-only DHT, not the public IPFS one).
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/kad/1");
+/// The largest gossip message: a signed note with every cosignature fits well below it.
+pub(crate) const MAX_GOSSIP: usize = 16 * 1024;
+/// How long a log-sync request may take before the peer counts as stalled.
+pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the swarm runs.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) gossipsub: gossipsub::Behaviour,
+    pub(crate) sync: request_response::Behaviour<SyncCodec>,
+}
+
+impl Behaviour {
+    /// Builds the behaviours for `key`; mDNS only when `mdns` is set.
+    pub(crate) fn new(key: &identity::Keypair, mdns: bool) -> Result<Behaviour, String> {
+        let peer_id = key.public().to_peer_id();
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| format!("mDNS: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(MAX_GOSSIP)
+            .heartbeat_interval(Duration::from_secs(1))
+            .message_id_fn(|message: &gossipsub::Message| {
+                gossipsub::MessageId::from(
+                    pyrsia_core::digest::Digest::sha256(&message.data)
+                        .hex()
+                        .as_str()
+                        .to_string(),
+                )
+            })
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(|e| format!("gossipsub: {e}"))?;
+        let sync = request_response::Behaviour::new(
+            [(LOG_SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
+        );
+        Ok(Behaviour {
+            blocked: allow_block_list::Behaviour::default(),
+            identify: identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.into(),
+                key.public(),
+            )),
+            kad,
+            mdns: mdns.into(),
+            gossipsub,
+            sync,
+        })
+    }
+}

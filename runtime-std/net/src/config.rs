@@ -1,0 +1,59 @@
+//! How the network is set up: where it listens, whom it dials first, whether it looks for
+//! peers on the LAN.
+
+use libp2p::Multiaddr;
+
+/// The default P2P listen address.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/44000";
+
+/// Network settings (from `pyrsia node` options).
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Listen address.
+    pub listen: Multiaddr,
+    /// Bootstrap peers, with or without `/p2p/<id>`.
+    pub peers: Vec<Multiaddr>,
+    /// mDNS discovery on the LAN.
+    pub mdns: bool,
+}
+
+impl NetConfig {
+    /// Parses the option values; says which one is wrong.
+    pub fn parse(listen: &str, peers: &[String], mdns: bool) -> Result<NetConfig, String> {
+        let listen = listen
+            .parse()
+            .map_err(|e| format!("--p2p-listen {listen}: {e}"))?;
+        let peers = peers
+            .iter()
+            .map(|p| p.parse().map_err(|e| format!("--peer {p}: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(NetConfig {
+            listen,
+            peers,
+            mdns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses_and_names_the_bad_one() {
+        let ok = NetConfig::parse(
+            DEFAULT_LISTEN,
+            &[
+                "/ip4/127.0.0.1/tcp/44001".into(),
+                "/ip4/10.0.0.2/tcp/44000/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+                    .into(),
+            ],
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.peers.len(), 2);
+        let err = NetConfig::parse(DEFAULT_LISTEN, &["not-an-addr".into()], true).unwrap_err();
+        assert!(err.starts_with("--peer not-an-addr"), "{err}");
+        assert!(NetConfig::parse("tcp/1", &[], false).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! # pyrsia-net
+//!
+//! The full node's P2P network on libp2p 0.57, driven by smol: TCP + noise + yamux, identify,
+//! Kademlia, mDNS (optional), gossipsub and a framed request-response protocol. Today it
+//! replicates the transparency log: every node announces its latest checkpoint on the log's
+//! gossipsub topic, and a node that sees a newer one fetches the missing entries from the
+//! announcer and keeps them only if the checkpoint's quorum, the entries' rules and the root
+//! check out (see `pyrsia_std::log`). Peers that send invalid data are struck and blocked.
+//!
+//! It is a separate package so that the lite mirror (`pyrsia-lite`) never links libp2p; the
+//! node sees it through [`pyrsia_std::network::NetworkView`]. libp2p's tokio transports run
+//! under smol through `async-compat`, in one module (`compat`).
+
+mod behaviour;
+pub mod codec;
+mod compat;
+pub mod config;
+mod service;
+mod sync;
+
+pub use config::{DEFAULT_LISTEN, NetConfig};
+pub use service::{Network, checkpoint_topic, dial_address, start};

@@ -1,0 +1,442 @@
+//! The running network: a thread that drives the libp2p swarm on smol, announces this node's
+//! latest checkpoint over gossipsub, answers log-sync requests, and catches up with peers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, multiaddr::Protocol, noise, tcp,
+    yamux,
+};
+use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
+use pyrsia_std::log::Log;
+use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
+use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
+
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::codec::{SyncRequest, SyncResponse};
+use crate::config::NetConfig;
+use crate::sync::{Action, LogSync};
+
+/// Strikes after which a peer is blocked.
+pub(crate) const MAX_STRIKES: u32 = 3;
+/// How often the latest checkpoint is announced even when it did not change (late joiners,
+/// lost messages).
+pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
+
+/// How often bootstrap peers that are not connected are dialled again.
+pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
+
+/// A running network. Dropping it does not stop the thread; the process exit does.
+pub struct Network {
+    status: Arc<Mutex<NetworkStatus>>,
+    _thread: JoinHandle<()>,
+}
+
+impl NetworkView for Network {
+    fn status(&self) -> NetworkStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        status.peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        status
+    }
+}
+
+/// The gossipsub topic of a log's checkpoints.
+pub fn checkpoint_topic(origin: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("pyrsia/log/{origin}/checkpoints"))
+}
+
+/// Starts the network with the node key's `seed` (the same ed25519 key signs checkpoints and
+/// identifies the node to peers) and the node's `log`. Returns once it listens.
+pub fn start(config: NetConfig, seed: [u8; 32], log: Arc<Log>) -> Result<Network, String> {
+    let keypair =
+        identity::Keypair::ed25519_from_bytes(seed).map_err(|e| format!("node key: {e}"))?;
+    let status = Arc::new(Mutex::new(NetworkStatus {
+        peer_id: keypair.public().to_peer_id().to_string(),
+        mdns: config.mdns,
+        ..NetworkStatus::default()
+    }));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let shared = status.clone();
+    let thread = std::thread::Builder::new()
+        .name("p2p".into())
+        .spawn(move || {
+            crate::compat::block_on(async move {
+                let swarm = match build(keypair, &config, &log) {
+                    Ok(swarm) => {
+                        let _ = ready_tx.send(Ok(()));
+                        swarm
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                EventLoop::new(swarm, log, shared, config.peers).run().await;
+            });
+        })
+        .map_err(|e| format!("cannot start the network thread: {e}"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| "the network thread stopped while starting".to_string())??;
+    Ok(Network {
+        status,
+        _thread: thread,
+    })
+}
+
+fn build(
+    keypair: identity::Keypair,
+    config: &NetConfig,
+    log: &Log,
+) -> Result<Swarm<Behaviour>, String> {
+    let mdns = config.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| format!("transport: {e}"))?
+        .with_behaviour(|key| {
+            Behaviour::new(key, mdns).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        })
+        .map_err(|e| format!("behaviour: {e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm
+        .listen_on(config.listen.clone())
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&checkpoint_topic(&log.origin()))
+        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+    for address in &config.peers {
+        if let Some(Protocol::P2p(peer)) = address.iter().last() {
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, address.clone());
+        }
+    }
+    Ok(swarm)
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    log: Arc<Log>,
+    status: Arc<Mutex<NetworkStatus>>,
+    topic: gossipsub::IdentTopic,
+    sync: LogSync<OutboundRequestId>,
+    strikes: HashMap<PeerId, u32>,
+    checkpoint_requests: HashMap<OutboundRequestId, PeerId>,
+    announced: Option<(String, Instant)>,
+    bootstrap: Vec<Multiaddr>,
+    dialled: Option<Instant>,
+}
+
+impl EventLoop {
+    fn new(
+        swarm: Swarm<Behaviour>,
+        log: Arc<Log>,
+        status: Arc<Mutex<NetworkStatus>>,
+        bootstrap: Vec<Multiaddr>,
+    ) -> Self {
+        EventLoop {
+            topic: checkpoint_topic(&log.origin()),
+            sync: LogSync::new(log.clone()),
+            swarm,
+            log,
+            status,
+            strikes: HashMap::new(),
+            checkpoint_requests: HashMap::new(),
+            announced: None,
+            bootstrap,
+            dialled: None,
+        }
+    }
+
+    /// Dials the bootstrap peers that are not connected (all of them at start, then every
+    /// [`REDIAL_EVERY`]): a peer that starts later or restarts is found again.
+    fn redial(&mut self) {
+        if self.dialled.is_some_and(|at| at.elapsed() < REDIAL_EVERY) {
+            return;
+        }
+        self.dialled = Some(Instant::now());
+        let any_connected = self.swarm.connected_peers().next().is_some();
+        for address in self.bootstrap.clone() {
+            let connected = match address.iter().last() {
+                Some(Protocol::P2p(peer)) => self.swarm.is_connected(&peer),
+                _ => any_connected,
+            };
+            if !connected && let Err(e) = self.swarm.dial(address.clone()) {
+                tracing::warn!(%address, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        let mut tick = smol::Timer::interval(Duration::from_millis(500));
+        loop {
+            futures::select! {
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = tick.next().fuse() => {
+                    self.redial();
+                    self.announce();
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn count(&self, peer: &PeerId, sent: usize, received: usize) {
+        let id = peer.to_string();
+        let mut status = self.status();
+        if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id) {
+            info.bytes_sent += sent as u64;
+            info.bytes_received += received as u64;
+        }
+    }
+
+    /// Publishes the latest checkpoint when it changed, and every [`ANNOUNCE_EVERY`] anyway.
+    fn announce(&mut self) {
+        let Some(note) = self.log.checkpoint() else {
+            return;
+        };
+        let text = note.to_string();
+        let due = self
+            .announced
+            .as_ref()
+            .is_none_or(|(last, at)| *last != text || at.elapsed() >= ANNOUNCE_EVERY);
+        if !due {
+            return;
+        }
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.topic.clone(), text.as_bytes())
+        {
+            Ok(_) => {
+                tracing::debug!(size = note.checkpoint.size, "announced checkpoint");
+                self.announced = Some((text, Instant::now()));
+            }
+            // No subscribed peer yet: try again on the next tick.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(gossipsub::PublishError::Duplicate) => {
+                self.announced = Some((text, Instant::now()))
+            }
+            Err(e) => tracing::debug!(error = %e, "could not announce the checkpoint"),
+        }
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Request(peer, request) => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.sync.sent(id);
+            }
+            Action::Strike(peer, why) => self.strike(peer, &why),
+            Action::None => {}
+        }
+    }
+
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += 1;
+        tracing::warn!(%peer, strikes = *strikes, why, "peer sent invalid log data");
+        if *strikes >= MAX_STRIKES {
+            tracing::warn!(%peer, "blocking peer after repeated invalid data");
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.status().blocked.push(peer.to_string());
+        }
+    }
+
+    fn on_note_text(&mut self, peer: PeerId, text: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(text).map_err(|_| "checkpoint is not text".to_string())?;
+        let note = SignedCheckpoint::parse(text).map_err(|e| format!("checkpoint: {e}"))?;
+        let action = self.sync.on_note(peer, note);
+        if let Action::Strike(_, why) = &action {
+            return Err(why.clone());
+        }
+        self.perform(action);
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let peer_id = *self.swarm.local_peer_id();
+                tracing::info!(address = %address.clone().with(Protocol::P2p(peer_id)), "p2p listening");
+                self.status().listen_addresses.push(address.to_string());
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let address = endpoint.get_remote_address().to_string();
+                {
+                    let mut status = self.status();
+                    let id = peer_id.to_string();
+                    match status.peers.iter_mut().find(|p| p.peer_id == id) {
+                        Some(info) => info.addresses.push(address),
+                        None => status.peers.push(PeerInfo {
+                            peer_id: id,
+                            addresses: vec![address],
+                            ..PeerInfo::default()
+                        }),
+                    }
+                }
+                tracing::info!(peer = %peer_id, "peer connected");
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer_id, SyncRequest::Checkpoint);
+                self.checkpoint_requests.insert(id, peer_id);
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                let id = peer_id.to_string();
+                self.status().peers.retain(|p| p.peer_id != id);
+                tracing::info!(peer = %peer_id, "peer disconnected");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for address in info.listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, address);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, address) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::info!(%peer, %address, "found a peer on the LAN");
+                        let _ = self
+                            .swarm
+                            .dial(address.with_p2p(peer).unwrap_or_else(|a| a));
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.count(&propagation_source, 0, message.data.len());
+                // Fetch entries from the announcer: it holds what it announced.
+                let announcer = message
+                    .source
+                    .filter(|s| self.swarm.is_connected(s))
+                    .unwrap_or(propagation_source);
+                let acceptance = match self.on_note_text(announcer, &message.data) {
+                    Ok(()) => gossipsub::MessageAcceptance::Accept,
+                    Err(why) => {
+                        self.strike(propagation_source, &why);
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Sync(event) => self.on_sync(event),
+            _ => {}
+        }
+    }
+
+    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    let response = match request {
+                        SyncRequest::Checkpoint => {
+                            SyncResponse::Checkpoint(self.log.checkpoint().map(|c| c.to_string()))
+                        }
+                        SyncRequest::Entries { start, count } => SyncResponse::Entries(
+                            self.log
+                                .entries(start, count.min(BATCH_ENTRIES), BATCH_BYTES),
+                        ),
+                    };
+                    let size = match &response {
+                        SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),
+                        SyncResponse::Entries(e) => e.iter().map(Vec::len).sum(),
+                    };
+                    self.count(&peer, size, 0);
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => match response {
+                    SyncResponse::Checkpoint(text) => {
+                        self.checkpoint_requests.remove(&request_id);
+                        if let Some(text) = text {
+                            self.count(&peer, 0, text.len());
+                            if let Err(why) = self.on_note_text(peer, text.as_bytes()) {
+                                self.strike(peer, &why);
+                            }
+                        }
+                    }
+                    SyncResponse::Entries(batch) => {
+                        self.count(&peer, 0, batch.iter().map(Vec::len).sum());
+                        for action in self.sync.on_entries(request_id, batch) {
+                            self.perform(action);
+                        }
+                    }
+                },
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.checkpoint_requests.remove(&request_id);
+                tracing::info!(%peer, %error, "log-sync request failed");
+                let action = self.sync.on_failure(request_id);
+                self.perform(action);
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "log-sync request from peer failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// The `/p2p/<id>` address a peer can dial this node on.
+pub fn dial_address(listen: &Multiaddr, peer: PeerId) -> Multiaddr {
+    listen.clone().with(Protocol::P2p(peer))
+}

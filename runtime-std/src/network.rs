@@ -1,0 +1,39 @@
+//! What the P2P network shows the rest of the node (`/status`, `pyrsia peers`), as a trait so
+//! that the HTTP frontend and the lite mirror need no libp2p: the full node's network
+//! (package `pyrsia-net`) implements it.
+
+use serde::{Deserialize, Serialize};
+
+/// One connected peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's libp2p id.
+    pub peer_id: String,
+    /// Addresses it is connected on.
+    pub addresses: Vec<String>,
+    /// Pyrsia protocol bytes sent to it (log sync and gossip).
+    pub bytes_sent: u64,
+    /// Pyrsia protocol bytes received from it.
+    pub bytes_received: u64,
+}
+
+/// The network's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// This node's libp2p id.
+    pub peer_id: String,
+    /// Addresses it listens on.
+    pub listen_addresses: Vec<String>,
+    /// Whether mDNS discovery is on.
+    pub mdns: bool,
+    /// Connected peers, sorted by id.
+    pub peers: Vec<PeerInfo>,
+    /// Peers blocked for misbehaving.
+    pub blocked: Vec<String>,
+}
+
+/// A running network, seen from the node.
+pub trait NetworkView: Send + Sync {
+    /// A snapshot of its state.
+    fn status(&self) -> NetworkStatus;
+}
