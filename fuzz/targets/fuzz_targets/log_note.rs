@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let (text, entry) = data.split_at(split);
     if let Ok(text) = core::str::from_utf8(text) {
         if let Ok(note) = SignedCheckpoint::parse(text) {
-            assert_eq!(note.to_string(), text, "a parsed note formats back to its text");
+            assert_eq!(
+                note.to_string(),
+                text,
+                "a parsed note formats back to its text"
+            );
             let key = SecretKey::from_seed([1; 32]).public().to_bytes();
             let genesis = Entry::Genesis(Genesis {
                 origin: "fuzz",
@@ -25,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
             .encode();
             let client = LightClient::new(&genesis, Policy::default()).expect("valid genesis");
             // Nobody holding seed [1; 32]'s signature for fuzzer text is possible.
-            assert!(client.check_checkpoint(&note, &[], u64::MAX / 2, Connectivity::Offline).is_err());
+            assert!(
+                client
+                    .check_checkpoint(&note, &[], u64::MAX / 2, Connectivity::Offline)
+                    .is_err()
+            );
         }
     }
     if let Ok(decoded) = Entry::decode(entry) {
