@@ -9,5 +9,6 @@ pub mod log;
 pub mod metrics;
 pub mod mirror;
 pub mod network;
+pub mod peers;
 pub mod store;
 pub mod upstream;

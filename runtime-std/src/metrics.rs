@@ -25,6 +25,10 @@ pub struct Metrics {
     pub bytes_served: Counter,
     /// Bytes received from upstreams.
     pub upstream_bytes: Counter,
+    /// Blobs and manifests fetched from peers.
+    pub peer_fetches: Counter,
+    /// Bytes received from peers.
+    pub peer_bytes: Counter,
     /// Blobs and manifests held (updated when scraped).
     pub store_blobs: Gauge,
     /// Bytes held (updated when scraped).
@@ -52,6 +56,8 @@ impl Metrics {
             verification_failures: Counter::default(),
             bytes_served: Counter::default(),
             upstream_bytes: Counter::default(),
+            peer_fetches: Counter::default(),
+            peer_bytes: Counter::default(),
             store_blobs: Gauge::default(),
             store_bytes: Gauge::default(),
             upstream_up: Gauge::default(),
@@ -96,6 +102,16 @@ impl Metrics {
             "upstream_bytes",
             "Bytes received from upstreams",
             metrics.upstream_bytes.clone(),
+        );
+        registry.register(
+            "peer_fetches",
+            "Blobs and manifests fetched from peers",
+            metrics.peer_fetches.clone(),
+        );
+        registry.register(
+            "peer_bytes",
+            "Bytes received from peers",
+            metrics.peer_bytes.clone(),
         );
         registry.register(
             "store_blobs",

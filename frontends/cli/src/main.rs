@@ -73,8 +73,14 @@ fn start_network(
         pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
     let key = pyrsia_std::log::key::load_or_create(&node.data_dir)
         .map_err(|e| format!("cannot load the node key: {e}"))?;
-    let network = pyrsia_net::start(config, key.to_seed(), node.log.clone())?;
-    node.attach_network(std::sync::Arc::new(network));
+    let network = std::sync::Arc::new(pyrsia_net::start(
+        config,
+        key.to_seed(),
+        node.log.clone(),
+        node.mirror.store().clone(),
+    )?);
+    node.mirror.set_peer_network(network.clone());
+    node.attach_network(network);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The libp2p behaviours a node runs: identify (addresses and protocols), Kademlia (peer
-//! routing; content routing comes with piece transfers), mDNS (LAN discovery, optional),
+//! routing, and content routing: provider records for every digest held), mDNS (LAN discovery, optional),
 //! gossipsub (checkpoint announcements), log sync (request-response) and a block list for
 //! peers that misbehave.
 
@@ -19,6 +19,10 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/kad/1");
 /// The largest gossip message: a signed note with every cosignature fits well below it.
 pub(crate) const MAX_GOSSIP: usize = 16 * 1024;
+/// How often provider records are published again.
+pub(crate) const REPROVIDE_EVERY: Duration = Duration::from_secs(3600);
+/// The most digests a node provides.
+pub(crate) const MAX_PROVIDED: usize = 1_000_000;
 /// How long a log-sync request may take before the peer counts as stalled.
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,8 +43,17 @@ impl Behaviour {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(30));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad_config.set_provider_publication_interval(Some(REPROVIDE_EVERY));
+        // A node provides every digest it holds: far more than libp2p's default of 1024.
+        let store_config = kad::store::MemoryStoreConfig {
+            max_provided_keys: MAX_PROVIDED,
+            ..Default::default()
+        };
+        let mut kad = kad::Behaviour::with_config(
+            peer_id,
+            kad::store::MemoryStore::with_config(peer_id, store_config),
+            kad_config,
+        );
         kad.set_mode(Some(kad::Mode::Server));
         let mdns = if mdns {
             Some(

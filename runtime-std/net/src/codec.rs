@@ -1,4 +1,4 @@
-//! The log-sync request-response protocol: one wire frame each way (version, length, postcard
+//! The node-to-node request-response protocol (log sync and blob pieces): one wire frame each way (version, length, postcard
 //! payload). The length is checked against the protocol's maximum before any buffer is
 //! allocated; a malformed or oversized frame is an error that closes the stream.
 
@@ -11,7 +11,7 @@ use pyrsia_core::wire::{FRAME_HEADER_LEN, FRAME_LEN_MAX};
 use serde::{Deserialize, Serialize};
 
 /// The protocol name.
-pub const LOG_SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/log-sync/1");
+pub const LOG_SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/sync/1");
 
 /// The largest request frame (requests are a few bytes).
 const MAX_REQUEST: u32 = 1024;
@@ -28,6 +28,15 @@ pub enum SyncRequest {
         /// How many.
         count: u64,
     },
+    /// Bytes `offset..offset+len` of a stored, verified blob.
+    Piece {
+        /// The blob's SHA-256.
+        digest: [u8; 32],
+        /// First byte.
+        offset: u64,
+        /// How many (the server caps it).
+        len: u32,
+    },
 }
 
 /// A peer's answer.
@@ -37,6 +46,15 @@ pub enum SyncResponse {
     Checkpoint(Option<String>),
     /// The entries asked for (a prefix of them).
     Entries(Vec<Vec<u8>>),
+    /// A piece of a blob and the blob's size.
+    Piece {
+        /// The blob's size.
+        total: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// The peer does not hold that blob.
+    Missing,
 }
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.

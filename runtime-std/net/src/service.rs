@@ -17,6 +17,12 @@ use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
+use pyrsia_std::peers::PieceAnswer;
+
+mod content;
+
+use content::{Command, ProviderQuery};
+use pyrsia_std::store::{Store, StoreEvent};
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{SyncRequest, SyncResponse};
@@ -35,6 +41,7 @@ pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
 /// A running network. Dropping it does not stop the thread; the process exit does.
 pub struct Network {
     status: Arc<Mutex<NetworkStatus>>,
+    commands: smol::channel::Sender<Command>,
     _thread: JoinHandle<()>,
 }
 
@@ -56,8 +63,14 @@ pub fn checkpoint_topic(origin: &str) -> gossipsub::IdentTopic {
 }
 
 /// Starts the network with the node key's `seed` (the same ed25519 key signs checkpoints and
-/// identifies the node to peers) and the node's `log`. Returns once it listens.
-pub fn start(config: NetConfig, seed: [u8; 32], log: Arc<Log>) -> Result<Network, String> {
+/// identifies the node to peers), the node's `log` and its `store` (whose blobs it provides and
+/// serves). Returns once it listens.
+pub fn start(
+    config: NetConfig,
+    seed: [u8; 32],
+    log: Arc<Log>,
+    store: Store,
+) -> Result<Network, String> {
     let keypair =
         identity::Keypair::ed25519_from_bytes(seed).map_err(|e| format!("node key: {e}"))?;
     let status = Arc::new(Mutex::new(NetworkStatus {
@@ -67,6 +80,7 @@ pub fn start(config: NetConfig, seed: [u8; 32], log: Arc<Log>) -> Result<Network
     }));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let shared = status.clone();
+    let (commands, command_rx) = smol::channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("p2p".into())
         .spawn(move || {
@@ -81,7 +95,9 @@ pub fn start(config: NetConfig, seed: [u8; 32], log: Arc<Log>) -> Result<Network
                         return;
                     }
                 };
-                EventLoop::new(swarm, log, shared, config.peers).run().await;
+                EventLoop::new(swarm, log, shared, config.peers, store, command_rx)
+                    .run()
+                    .await;
             });
         })
         .map_err(|e| format!("cannot start the network thread: {e}"))?;
@@ -90,6 +106,7 @@ pub fn start(config: NetConfig, seed: [u8; 32], log: Arc<Log>) -> Result<Network
         .map_err(|_| "the network thread stopped while starting".to_string())??;
     Ok(Network {
         status,
+        commands,
         _thread: thread,
     })
 }
@@ -144,6 +161,12 @@ struct EventLoop {
     announced: Option<(String, Instant)>,
     bootstrap: Vec<Multiaddr>,
     dialled: Option<Instant>,
+    store: Store,
+    store_events: std::sync::mpsc::Receiver<StoreEvent>,
+    commands: smol::channel::Receiver<Command>,
+    provider_queries: HashMap<libp2p::kad::QueryId, ProviderQuery>,
+    piece_requests:
+        HashMap<OutboundRequestId, (u64, std::sync::mpsc::Sender<pyrsia_std::peers::PieceReply>)>,
 }
 
 impl EventLoop {
@@ -152,6 +175,8 @@ impl EventLoop {
         log: Arc<Log>,
         status: Arc<Mutex<NetworkStatus>>,
         bootstrap: Vec<Multiaddr>,
+        store: Store,
+        commands: smol::channel::Receiver<Command>,
     ) -> Self {
         EventLoop {
             topic: checkpoint_topic(&log.origin()),
@@ -164,6 +189,11 @@ impl EventLoop {
             announced: None,
             bootstrap,
             dialled: None,
+            store_events: store.watch(),
+            store,
+            commands,
+            provider_queries: HashMap::new(),
+            piece_requests: HashMap::new(),
         }
     }
 
@@ -187,13 +217,21 @@ impl EventLoop {
     }
 
     async fn run(mut self) {
-        let mut tick = smol::Timer::interval(Duration::from_millis(500));
+        let mut tick = smol::Timer::interval(Duration::from_millis(200));
+        let commands = self.commands.clone();
+        self.provide_all();
         loop {
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),
+                command = commands.recv().fuse() => match command {
+                    Ok(command) => self.on_command(command),
+                    Err(_) => return,
+                },
                 _ = tick.next().fuse() => {
                     self.redial();
                     self.announce();
+                    self.on_store_events();
+                    self.expire_provider_queries();
                 }
             }
         }
@@ -366,6 +404,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             BehaviourEvent::Sync(event) => self.on_sync(event),
+            BehaviourEvent::Kad(event) => self.on_kad(event),
             _ => {}
         }
     }
@@ -384,10 +423,17 @@ impl EventLoop {
                             self.log
                                 .entries(start, count.min(BATCH_ENTRIES), BATCH_BYTES),
                         ),
+                        SyncRequest::Piece {
+                            digest,
+                            offset,
+                            len,
+                        } => self.serve_piece(digest, offset, len),
                     };
                     let size = match &response {
                         SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),
                         SyncResponse::Entries(e) => e.iter().map(Vec::len).sum(),
+                        SyncResponse::Piece { bytes, .. } => bytes.len(),
+                        SyncResponse::Missing => 0,
                     };
                     self.count(&peer, size, 0);
                     let _ = self
@@ -415,6 +461,13 @@ impl EventLoop {
                             self.perform(action);
                         }
                     }
+                    SyncResponse::Piece { total, bytes } => {
+                        self.count(&peer, 0, bytes.len());
+                        self.on_piece_reply(request_id, Ok(PieceAnswer::Data { total, bytes }));
+                    }
+                    SyncResponse::Missing => {
+                        self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));
+                    }
                 },
             },
             request_response::Event::OutboundFailure {
@@ -424,6 +477,9 @@ impl EventLoop {
                 ..
             } => {
                 self.checkpoint_requests.remove(&request_id);
+                if self.on_piece_reply(request_id, Err(error.to_string())) {
+                    return;
+                }
                 tracing::info!(%peer, %error, "log-sync request failed");
                 let action = self.sync.on_failure(request_id);
                 self.perform(action);

@@ -78,6 +78,7 @@ impl Mirror {
         let flight = self.flights.join(
             &self.store,
             self.upstream(host),
+            self.peer_network(),
             self.metrics.clone(),
             repository,
             digest,

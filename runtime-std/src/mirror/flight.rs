@@ -1,4 +1,6 @@
-//! One upstream download per blob, however many clients ask for it at once.
+//! One download per blob, however many clients ask for it at once: from peers that hold it
+//! when the P2P network runs, from the upstream otherwise (or for the rest, when the peers could
+//! not deliver all of it).
 //!
 //! The first request for a missing blob starts a [`Flight`]: a thread that downloads into the
 //! store's temp file while hashing. Every request for that blob — the first included — reads
@@ -16,6 +18,7 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
+use crate::peers::{PeerNetwork, PieceFetcher};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -41,6 +44,14 @@ pub(super) enum Outcome {
     Stored,
     /// Failed; nothing was stored.
     Failed(FlightError),
+}
+
+/// Why copying from a source stopped early.
+enum CopyError {
+    /// The source failed: another source may continue from where it stopped.
+    Source(String),
+    /// The store failed: the download is over.
+    Store(FlightError),
 }
 
 /// Why a download failed.
@@ -100,6 +111,7 @@ impl Flights {
         &self,
         store: &Store,
         upstream: Arc<Upstream>,
+        peers: Option<Arc<dyn PeerNetwork>>,
         metrics: Arc<Metrics>,
         repository: String,
         digest: Digest,
@@ -125,7 +137,7 @@ impl Flights {
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
             .spawn(move || {
-                worker.run(&store, &upstream, &metrics, &repository);
+                worker.run(&store, &upstream, peers, &metrics, &repository);
                 // Finished: the next request for this digest reads the store or starts afresh.
                 let mut active = registry.lock().unwrap_or_else(|p| p.into_inner());
                 if active
@@ -191,11 +203,17 @@ impl Flight {
     }
 
     /// The download itself, on its own thread.
-    fn run(&self, store: &Store, upstream: &Upstream, metrics: &Metrics, repository: &str) {
-        metrics.upstream_fetches.inc();
-        let outcome = match self.download(store, upstream, metrics, repository) {
-            Ok(()) => {
-                tracing::info!(digest = %self.digest, %repository, "blob fetched from upstream and verified");
+    fn run(
+        &self,
+        store: &Store,
+        upstream: &Upstream,
+        peers: Option<Arc<dyn PeerNetwork>>,
+        metrics: &Metrics,
+        repository: &str,
+    ) {
+        let outcome = match self.download(store, upstream, peers, metrics, repository) {
+            Ok(source) => {
+                tracing::info!(digest = %self.digest, %repository, "blob fetched from {source} and verified");
                 Outcome::Stored
             }
             Err(e) => {
@@ -210,19 +228,49 @@ impl Flight {
         self.update(|s| s.outcome = outcome);
     }
 
+    /// Downloads from peers when any holds the blob, else (or for what they could not
+    /// deliver) from the upstream, resuming where the bytes stopped. Returns the source.
     fn download(
         &self,
         store: &Store,
         upstream: &Upstream,
+        peers: Option<Arc<dyn PeerNetwork>>,
         metrics: &Metrics,
         repository: &str,
-    ) -> Result<(), FlightError> {
+    ) -> Result<&'static str, FlightError> {
         let mut writer = store
             .writer(self.digest, BlobKind::Blob)
             .map_err(|e| FlightError::Store(e.to_string()))?;
         let temp_path = writer.temp_path().to_path_buf();
         self.update(|s| s.temp_path = Some(temp_path));
         let mut buf = vec![0u8; CHUNK];
+        if let Some(network) = peers
+            && let Some((total, mut fetcher)) = PieceFetcher::open(network.clone(), self.digest, 0)
+        {
+            metrics.peer_fetches.inc();
+            self.update(|s| s.size = Some(total));
+            match self.copy(&mut fetcher, &mut writer, &mut buf, &metrics.peer_bytes) {
+                Ok(()) => {
+                    return match self.finish_download(writer) {
+                        Ok(()) => Ok("peers"),
+                        Err(FlightError::Mismatch) => {
+                            // Without per-piece hashes the culprit is one of the contributors.
+                            for peer in fetcher.contributors() {
+                                network
+                                    .penalise(&peer, "served bytes that did not match the digest");
+                            }
+                            Err(FlightError::Mismatch)
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                Err(CopyError::Store(e)) => return Err(e),
+                Err(CopyError::Source(e)) => {
+                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers could not deliver the rest; resuming from the upstream");
+                }
+            }
+        }
+        metrics.upstream_fetches.inc();
         let mut last_error = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
@@ -245,7 +293,7 @@ impl Flight {
             }
             loop {
                 match body.reader.read(&mut buf) {
-                    Ok(0) => return self.finish_download(writer),
+                    Ok(0) => return self.finish_download(writer).map(|()| "upstream"),
                     Ok(n) => {
                         writer
                             .write_all(&buf[..n])
@@ -271,6 +319,34 @@ impl Flight {
         Err(FlightError::Upstream(last_error.unwrap_or_else(|| {
             UpstreamError::Unreachable("no attempt made".into())
         })))
+    }
+
+    /// Copies `source` into the temp file until it ends, publishing progress to readers.
+    fn copy(
+        &self,
+        source: &mut impl Read,
+        writer: &mut crate::store::BlobWriter,
+        buf: &mut [u8],
+        counter: &prometheus_client::metrics::counter::Counter,
+    ) -> Result<(), CopyError> {
+        loop {
+            match source.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    writer
+                        .write_all(&buf[..n])
+                        .map_err(|e| CopyError::Store(FlightError::Store(e.to_string())))?;
+                    counter.inc_by(n as u64);
+                    let written = writer.written();
+                    if self.lock().size.is_some_and(|size| written > size) {
+                        return Err(CopyError::Source("longer than announced".into()));
+                    }
+                    self.update(|s| s.written = written);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CopyError::Source(e.to_string())),
+            }
+        }
     }
 
     fn finish_download(&self, writer: crate::store::BlobWriter) -> Result<(), FlightError> {

@@ -10,8 +10,12 @@ use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath, Tag};
 use pyrsia_core::registry::{Code, OciError};
 
 use super::{Mirror, upstream_error};
+use crate::peers::PieceFetcher;
 use crate::store::{BlobKind, TagObservation, now_ms, tag_key};
 use crate::upstream::UpstreamError;
+
+/// The largest manifest accepted from peers.
+const MAX_MANIFEST_LEN: u64 = 4 << 20;
 
 /// A manifest ready to send.
 #[derive(Clone, Debug)]
@@ -48,6 +52,9 @@ impl Mirror {
         digest: Digest,
     ) -> Result<ManifestReply, OciError> {
         if let Some(reply) = self.cached_manifest(&digest) {
+            return Ok(reply);
+        }
+        if let Some(reply) = self.manifest_from_peers(digest) {
             return Ok(reply);
         }
         if self.config.offline {
@@ -168,6 +175,42 @@ impl Mirror {
             digest,
             media_type,
             bytes: fetched.bytes,
+        })
+    }
+
+    /// A manifest by digest from the peers that hold it, checked against the digest and parsed
+    /// before it is stored or served.
+    fn manifest_from_peers(&self, digest: Digest) -> Option<ManifestReply> {
+        let network = self.peer_network()?;
+        let (total, fetcher) = PieceFetcher::open(network, digest, 0)?;
+        if total > MAX_MANIFEST_LEN {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        if let Err(e) = fetcher.take(MAX_MANIFEST_LEN).read_to_end(&mut bytes) {
+            tracing::info!(%digest, error = %e, "peers could not deliver the manifest");
+            return None;
+        }
+        self.metrics.peer_fetches.inc();
+        self.metrics.peer_bytes.inc_by(bytes.len() as u64);
+        if Digest::sha256(&bytes) != digest {
+            self.metrics.verification_failures.inc();
+            tracing::warn!(%digest, "a peer's manifest does not match its digest; discarded");
+            return None;
+        }
+        let manifest = Manifest::parse(&bytes, None).ok()?;
+        let media_type = manifest.media_type();
+        if let Err(e) = self
+            .store
+            .put_bytes(digest, &bytes, BlobKind::Manifest(media_type.into()))
+        {
+            tracing::error!(%digest, error = %e, "could not store manifest; serving it uncached");
+        }
+        tracing::info!(%digest, %media_type, "fetched manifest from peers");
+        Some(ManifestReply {
+            digest,
+            media_type,
+            bytes,
         })
     }
 

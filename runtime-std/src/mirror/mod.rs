@@ -16,6 +16,7 @@ use pyrsia_core::reference::{Host, Name, RepositoryPath};
 use pyrsia_core::registry::{Code, OciError};
 
 use crate::metrics::Metrics;
+use crate::peers::PeerNetwork;
 use crate::store::{Store, StoreError};
 use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
 
@@ -80,6 +81,7 @@ pub struct Mirror {
     flights: flight::Flights,
     metrics: Arc<Metrics>,
     upstream_used: std::sync::atomic::AtomicBool,
+    peers: std::sync::OnceLock<Arc<dyn PeerNetwork>>,
 }
 
 impl Mirror {
@@ -101,7 +103,18 @@ impl Mirror {
             flights: flight::Flights::default(),
             metrics: Arc::new(Metrics::new()),
             upstream_used: std::sync::atomic::AtomicBool::new(false),
+            peers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets misses be fetched from other nodes before the upstream (set once, by the full
+    /// node when its P2P network runs).
+    pub fn set_peer_network(&self, network: Arc<dyn PeerNetwork>) {
+        let _ = self.peers.set(network);
+    }
+
+    fn peer_network(&self) -> Option<Arc<dyn PeerNetwork>> {
+        self.peers.get().cloned()
     }
 
     /// The store, for inspection.

@@ -33,6 +33,11 @@ impl Index {
     /// Loads records from fjall and reconciles them with the files on disk: a record whose
     /// file is gone is dropped; a file without a record (a crash between rename and record)
     /// is adopted, since only verified bytes are ever renamed into place.
+    /// Every digest with a record.
+    pub(super) fn digests(&self) -> Vec<Digest> {
+        self.records.keys().copied().collect()
+    }
+
     pub(super) fn recover(
         root: &Path,
         blobs: &Keyspace,

@@ -15,7 +15,7 @@ mod writer;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -83,6 +83,16 @@ struct Inner {
     blobs: Keyspace,
     tags: Keyspace,
     index: Mutex<Index>,
+    watchers: Mutex<Vec<mpsc::Sender<StoreEvent>>>,
+}
+
+/// A change to what the store holds, for whoever announces content (the P2P network).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A verified blob is now stored.
+    Stored(Digest),
+    /// A blob was evicted.
+    Evicted(Digest),
 }
 
 /// A stored blob opened for reading. While it is alive the blob is pinned: eviction skips it.
@@ -136,6 +146,7 @@ impl Store {
                 blobs,
                 tags,
                 index: Mutex::new(index),
+                watchers: Mutex::new(Vec::new()),
             }),
         };
         store.evict_over_budget(None)?;
@@ -146,6 +157,30 @@ impl Store {
         // A panic while holding the lock leaves the index consistent (every mutation is a
         // single step), so a poisoned lock is safe to keep using.
         self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events for every blob stored or evicted from now on.
+    pub fn watch(&self) -> mpsc::Receiver<StoreEvent> {
+        let (sender, receiver) = mpsc::channel();
+        self.inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sender);
+        receiver
+    }
+
+    fn notify(&self, event: StoreEvent) {
+        self.inner
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|w| w.send(event).is_ok());
+    }
+
+    /// Every digest stored now.
+    pub fn digests(&self) -> Vec<Digest> {
+        self.index().digests()
     }
 
     /// The path a verified blob lives at.
@@ -208,6 +243,7 @@ impl Store {
         )?;
         self.inner.db.persist(PersistMode::SyncAll)?;
         self.index().insert(digest, record);
+        self.notify(StoreEvent::Stored(digest));
         self.evict_over_budget(Some(digest))
     }
 
@@ -253,6 +289,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
             self.inner.blobs.remove(digest.as_bytes())?;
+            self.notify(StoreEvent::Evicted(digest));
         }
         Ok(())
     }

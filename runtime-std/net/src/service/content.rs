@@ -1,0 +1,285 @@
+//! Content over the network: provider records for every digest the store holds, provider
+//! lookups and piece requests for the mirror ([`PeerNetwork`]), and serving pieces of stored,
+//! verified blobs to peers.
+
+use std::collections::HashSet;
+use std::io;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use libp2p::{PeerId, kad};
+use pyrsia_core::digest::Digest;
+use pyrsia_std::peers::{PIECE_LEN, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
+use pyrsia_std::store::StoreEvent;
+
+use super::{EventLoop, Network};
+use crate::codec::{SyncRequest, SyncResponse};
+
+/// A provider lookup answers early once it found some providers and this long passed.
+const EARLY_ANSWER: Duration = Duration::from_millis(500);
+
+/// What other threads ask of the network thread.
+pub(crate) enum Command {
+    /// Find providers of a digest.
+    Providers {
+        digest: Digest,
+        timeout: Duration,
+        reply: mpsc::Sender<Vec<String>>,
+    },
+    /// Ask a peer for a piece.
+    Piece {
+        peer: PeerId,
+        request: PieceRequest,
+        tag: u64,
+        reply: mpsc::Sender<PieceReply>,
+    },
+    /// Count a misbehaviour.
+    Penalise { peer: PeerId, why: String },
+}
+
+/// A provider lookup in progress.
+pub(crate) struct ProviderQuery {
+    reply: mpsc::Sender<Vec<String>>,
+    found: HashSet<PeerId>,
+    started: Instant,
+    timeout: Duration,
+}
+
+pub(crate) fn record_key(digest: &Digest) -> kad::RecordKey {
+    kad::RecordKey::new(digest.as_bytes())
+}
+
+impl PeerNetwork for Network {
+    fn providers(&self, digest: &Digest, timeout: Duration) -> Vec<String> {
+        let (reply, answer) = mpsc::channel();
+        let command = Command::Providers {
+            digest: *digest,
+            timeout,
+            reply,
+        };
+        if self.commands.send_blocking(command).is_err() {
+            return Vec::new();
+        }
+        answer
+            .recv_timeout(timeout + Duration::from_secs(1))
+            .unwrap_or_default()
+    }
+
+    fn request_piece(
+        &self,
+        peer: &str,
+        request: PieceRequest,
+        tag: u64,
+        reply: mpsc::Sender<PieceReply>,
+    ) {
+        let Ok(peer) = peer.parse::<PeerId>() else {
+            let _ = reply.send(PieceReply {
+                tag,
+                result: Err(format!("bad peer id {peer}")),
+            });
+            return;
+        };
+        let command = Command::Piece {
+            peer,
+            request,
+            tag,
+            reply: reply.clone(),
+        };
+        if self.commands.send_blocking(command).is_err() {
+            let _ = reply.send(PieceReply {
+                tag,
+                result: Err("network stopped".into()),
+            });
+        }
+    }
+
+    fn penalise(&self, peer: &str, why: &str) {
+        if let Ok(peer) = peer.parse() {
+            let _ = self.commands.send_blocking(Command::Penalise {
+                peer,
+                why: why.to_string(),
+            });
+        }
+    }
+}
+
+impl EventLoop {
+    /// Announces every digest stored at start.
+    pub(super) fn provide_all(&mut self) {
+        let digests = self.store.digests();
+        tracing::info!(count = digests.len(), "providing stored content");
+        for digest in digests {
+            self.provide(&digest);
+        }
+    }
+
+    fn provide(&mut self, digest: &Digest) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(record_key(digest))
+        {
+            tracing::warn!(%digest, error = %e, "cannot provide");
+        }
+    }
+
+    /// Applies what the store did since the last tick: provide new blobs, withdraw evicted ones.
+    pub(super) fn on_store_events(&mut self) {
+        while let Ok(event) = self.store_events.try_recv() {
+            match event {
+                StoreEvent::Stored(digest) => self.provide(&digest),
+                StoreEvent::Evicted(digest) => {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .stop_providing(&record_key(&digest));
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Providers {
+                digest,
+                timeout,
+                reply,
+            } => {
+                if self.swarm.connected_peers().next().is_none() {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(record_key(&digest));
+                self.provider_queries.insert(
+                    id,
+                    ProviderQuery {
+                        reply,
+                        found: HashSet::new(),
+                        started: Instant::now(),
+                        timeout,
+                    },
+                );
+            }
+            Command::Piece {
+                peer,
+                request,
+                tag,
+                reply,
+            } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(
+                    &peer,
+                    SyncRequest::Piece {
+                        digest: *request.digest.as_bytes(),
+                        offset: request.offset,
+                        len: request.len,
+                    },
+                );
+                self.piece_requests.insert(id, (tag, reply));
+            }
+            Command::Penalise { peer, why } => self.strike(peer, &why),
+        }
+    }
+
+    /// Answers lookups that found providers a while ago or ran out of time.
+    pub(super) fn expire_provider_queries(&mut self) {
+        let due: Vec<kad::QueryId> = self
+            .provider_queries
+            .iter()
+            .filter(|(_, q)| {
+                let age = q.started.elapsed();
+                age >= q.timeout || (age >= EARLY_ANSWER && !q.found.is_empty())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.finish_provider_query(id);
+        }
+    }
+
+    fn finish_provider_query(&mut self, id: kad::QueryId) {
+        if let Some(query) = self.provider_queries.remove(&id) {
+            if let Some(mut running) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                running.finish();
+            }
+            let local = *self.swarm.local_peer_id();
+            let found: Vec<String> = query
+                .found
+                .into_iter()
+                .filter(|p| *p != local)
+                .map(|p| p.to_string())
+                .collect();
+            let _ = query.reply.send(found);
+        }
+    }
+
+    pub(super) fn on_kad(&mut self, event: kad::Event) {
+        if let kad::Event::OutboundQueryProgressed {
+            id,
+            result: kad::QueryResult::GetProviders(result),
+            step,
+            ..
+        } = event
+        {
+            if let (Ok(kad::GetProvidersOk::FoundProviders { providers, .. }), Some(query)) =
+                (&result, self.provider_queries.get_mut(&id))
+            {
+                query.found.extend(providers.iter().copied());
+            }
+            if step.last {
+                self.finish_provider_query(id);
+            }
+        }
+    }
+
+    /// A peer asks for a piece: served from a stored, verified blob only.
+    pub(super) fn serve_piece(&self, digest: [u8; 32], offset: u64, len: u32) -> SyncResponse {
+        let digest = Digest::from_sha256_bytes(digest);
+        let Some(stored) = self.store.open_blob(&digest) else {
+            return SyncResponse::Missing;
+        };
+        let total = stored.record.size;
+        if offset >= total {
+            return SyncResponse::Missing;
+        }
+        let len = u64::from(len.min(PIECE_LEN)).min(total - offset) as usize;
+        let mut bytes = vec![0u8; len];
+        match read_at(&stored.file, &mut bytes, offset) {
+            Ok(()) => SyncResponse::Piece { total, bytes },
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "cannot read a stored blob for a peer");
+                SyncResponse::Missing
+            }
+        }
+    }
+
+    /// A piece answer (or failure) for a request the mirror made.
+    pub(super) fn on_piece_reply(
+        &mut self,
+        request: libp2p::request_response::OutboundRequestId,
+        result: Result<PieceAnswer, String>,
+    ) -> bool {
+        let Some((tag, reply)) = self.piece_requests.remove(&request) else {
+            return false;
+        };
+        let _ = reply.send(PieceReply { tag, result });
+        true
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}

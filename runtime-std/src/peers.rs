@@ -1,0 +1,328 @@
+//! Fetching a blob from other nodes: the providers of its digest (found by the P2P network)
+//! each serve pieces of it; [`PieceFetcher`] asks several of them in parallel, a bounded window
+//! of pieces at a time, re-requests a piece elsewhere when its peer fails, stalls or answers
+//! badly, and yields the bytes in order as a [`Read`]. The flight that reads it hashes every
+//! byte and stores nothing unless the whole blob matches its digest.
+//!
+//! The network itself is behind [`PeerNetwork`] so that the mirror needs no libp2p (the full
+//! node's `pyrsia-net` implements it) and the scheduling is unit-tested without one.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use pyrsia_core::digest::Digest;
+
+/// Bytes per piece.
+pub const PIECE_LEN: u32 = 1 << 20;
+/// Pieces requested or waiting to be read, at most: bounds memory per download.
+pub const WINDOW: usize = 8;
+/// Pieces one peer is asked for at once.
+pub const PER_PEER: usize = 3;
+/// A peer that has not answered a piece in this long is dropped and its pieces go elsewhere.
+pub const PIECE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to look for providers before giving up on peers.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Failures after which a peer is dropped from a download.
+const MAX_FAILURES: u32 = 2;
+
+/// A request for part of a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceRequest {
+    /// The blob.
+    pub digest: Digest,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes wanted (at most [`PIECE_LEN`]).
+    pub len: u32,
+}
+
+/// A peer's answer to a [`PieceRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PieceAnswer {
+    /// The bytes, and the blob's total size.
+    Data {
+        /// The blob's size.
+        total: u64,
+        /// The piece.
+        bytes: Vec<u8>,
+    },
+    /// The peer does not hold the blob (any more).
+    Missing,
+}
+
+/// A reply delivered to the fetcher that asked.
+#[derive(Clone, Debug)]
+pub struct PieceReply {
+    /// The tag the fetcher gave the request.
+    pub tag: u64,
+    /// The answer, or why the request failed (timeout, disconnect, malformed frame).
+    pub result: Result<PieceAnswer, String>,
+}
+
+/// What the mirror needs from the P2P network.
+pub trait PeerNetwork: Send + Sync {
+    /// Peers that announced `digest`, found within `timeout` (never this node).
+    fn providers(&self, digest: &Digest, timeout: Duration) -> Vec<String>;
+    /// Sends `request` to `peer`; the reply (or failure) arrives on `reply` with `tag`.
+    fn request_piece(&self, peer: &str, request: PieceRequest, tag: u64, reply: Sender<PieceReply>);
+    /// Counts a misbehaviour against `peer` (the network blocks repeat offenders).
+    fn penalise(&self, peer: &str, why: &str);
+}
+
+struct Provider {
+    id: String,
+    in_flight: usize,
+    failures: u32,
+    dropped: bool,
+}
+
+struct InFlight {
+    offset: u64,
+    provider: usize,
+    sent: Instant,
+}
+
+/// An in-order reader over a blob fetched in pieces from several peers.
+pub struct PieceFetcher {
+    network: Arc<dyn PeerNetwork>,
+    digest: Digest,
+    total: u64,
+    providers: Vec<Provider>,
+    /// Next offset never requested yet.
+    next: u64,
+    /// Offsets to request again (their peer failed).
+    retry: VecDeque<u64>,
+    in_flight: HashMap<u64, InFlight>,
+    ready: BTreeMap<u64, Vec<u8>>,
+    /// Offset of the next byte to hand out, and the piece being handed out.
+    position: u64,
+    current: Vec<u8>,
+    current_at: usize,
+    next_tag: u64,
+    replies: Receiver<PieceReply>,
+    sender: Sender<PieceReply>,
+    /// Who served each piece (for blame when the whole blob does not match).
+    served_by: BTreeMap<u64, usize>,
+}
+
+impl PieceFetcher {
+    /// Finds providers of `digest` and starts fetching from `offset`. `None` when no peer has
+    /// it or none answers the first piece.
+    pub fn open(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+    ) -> Option<(u64, PieceFetcher)> {
+        let providers = network.providers(&digest, LOOKUP_TIMEOUT);
+        if providers.is_empty() {
+            return None;
+        }
+        let (sender, replies) = mpsc::channel();
+        let mut fetcher = PieceFetcher {
+            network,
+            digest,
+            total: 0,
+            providers: providers
+                .into_iter()
+                .map(|id| Provider {
+                    id,
+                    in_flight: 0,
+                    failures: 0,
+                    dropped: false,
+                })
+                .collect(),
+            next: offset,
+            retry: VecDeque::new(),
+            in_flight: HashMap::new(),
+            ready: BTreeMap::new(),
+            position: offset,
+            current: Vec::new(),
+            current_at: 0,
+            next_tag: 0,
+            replies,
+            sender,
+            served_by: BTreeMap::new(),
+        };
+        // The first piece tells the size; ask providers one by one until one has it.
+        for i in 0..fetcher.providers.len() {
+            fetcher.send(i, offset, PIECE_LEN);
+            fetcher.next = offset + u64::from(PIECE_LEN);
+            match fetcher.wait_one() {
+                Ok(()) if !fetcher.ready.is_empty() || fetcher.total > 0 => {
+                    return Some((fetcher.total, fetcher));
+                }
+                _ => {
+                    fetcher.next = offset;
+                    fetcher.retry.clear();
+                }
+            }
+        }
+        None
+    }
+
+    /// The peers that served at least one piece (to blame when the blob does not match).
+    pub fn contributors(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .served_by
+            .values()
+            .map(|&i| self.providers[i].id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn piece_len(&self, offset: u64) -> u32 {
+        if self.total == 0 {
+            return PIECE_LEN;
+        }
+        u32::try_from((self.total - offset).min(u64::from(PIECE_LEN))).unwrap_or(PIECE_LEN)
+    }
+
+    fn send(&mut self, provider: usize, offset: u64, len: u32) {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.providers[provider].in_flight += 1;
+        self.in_flight.insert(
+            tag,
+            InFlight {
+                offset,
+                provider,
+                sent: Instant::now(),
+            },
+        );
+        let request = PieceRequest {
+            digest: self.digest,
+            offset,
+            len,
+        };
+        self.network.request_piece(
+            &self.providers[provider].id,
+            request,
+            tag,
+            self.sender.clone(),
+        );
+    }
+
+    /// Requests pieces until the window is full or nothing is left to ask.
+    fn fill(&mut self) {
+        while self.in_flight.len() + self.ready.len() < WINDOW {
+            let offset = match self.retry.front() {
+                Some(&o) => o,
+                None if self.next < self.total => self.next,
+                None => return,
+            };
+            let Some(provider) = self
+                .providers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.dropped && p.in_flight < PER_PEER)
+                .min_by_key(|(_, p)| (p.in_flight, p.failures))
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            if self.retry.pop_front().is_none() {
+                self.next += u64::from(PIECE_LEN);
+            }
+            let len = self.piece_len(offset);
+            self.send(provider, offset, len);
+        }
+    }
+
+    fn fail(&mut self, provider: usize, offset: u64, why: &str, penalise: bool) {
+        let p = &mut self.providers[provider];
+        p.failures += 1;
+        if penalise {
+            self.network.penalise(&p.id, why);
+        }
+        if p.failures >= MAX_FAILURES || penalise {
+            p.dropped = true;
+        }
+        tracing::info!(peer = %p.id, digest = %self.digest, offset, why, "piece failed; asking another peer");
+        self.retry.push_back(offset);
+    }
+
+    /// Waits for one reply (or a stall) and files it.
+    fn wait_one(&mut self) -> io::Result<()> {
+        if self.providers.iter().all(|p| p.dropped) {
+            return Err(io::Error::other("no peer could deliver the blob"));
+        }
+        match self.replies.recv_timeout(PIECE_TIMEOUT) {
+            Ok(reply) => {
+                let Some(request) = self.in_flight.remove(&reply.tag) else {
+                    return Ok(());
+                };
+                let provider = request.provider;
+                self.providers[provider].in_flight -= 1;
+                match reply.result {
+                    Ok(PieceAnswer::Data { total, bytes }) => {
+                        if self.total == 0 && total > request.offset {
+                            self.total = total;
+                        }
+                        let expected = self.piece_len(request.offset) as usize;
+                        if total != self.total || bytes.len() != expected {
+                            self.fail(provider, request.offset, "piece of the wrong size", true);
+                        } else {
+                            self.served_by.insert(request.offset, provider);
+                            self.ready.insert(request.offset, bytes);
+                        }
+                    }
+                    Ok(PieceAnswer::Missing) => {
+                        self.providers[provider].dropped = true;
+                        self.retry.push_back(request.offset);
+                    }
+                    Err(why) => self.fail(provider, request.offset, &why, false),
+                }
+                Ok(())
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let stalled: Vec<u64> = self
+                    .in_flight
+                    .iter()
+                    .filter(|(_, r)| r.sent.elapsed() >= PIECE_TIMEOUT)
+                    .map(|(&tag, _)| tag)
+                    .collect();
+                for tag in stalled {
+                    if let Some(request) = self.in_flight.remove(&tag) {
+                        self.providers[request.provider].in_flight -= 1;
+                        self.providers[request.provider].dropped = true;
+                        self.fail(request.provider, request.offset, "stalled", false);
+                    }
+                }
+                Ok(())
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(io::Error::other("network gone")),
+        }
+    }
+}
+
+impl Read for PieceFetcher {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.current_at < self.current.len() {
+                let n = buf.len().min(self.current.len() - self.current_at);
+                buf[..n].copy_from_slice(&self.current[self.current_at..self.current_at + n]);
+                self.current_at += n;
+                return Ok(n);
+            }
+            if self.position >= self.total {
+                return Ok(0);
+            }
+            if let Some(bytes) = self.ready.remove(&self.position) {
+                self.position += bytes.len() as u64;
+                self.current = bytes;
+                self.current_at = 0;
+                continue;
+            }
+            self.fill();
+            self.wait_one()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! The piece scheduler against a fake network (peers that serve, stall, lie or lack the blob).
+
+use std::sync::Mutex;
+
+use super::*;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Serves,
+    Stalls,
+    ShortPieces,
+    Lacks,
+}
+
+struct FakeNetwork {
+    blob: Vec<u8>,
+    peers: Vec<(String, Behaviour)>,
+    served: Mutex<HashMap<String, usize>>,
+    penalised: Mutex<Vec<String>>,
+}
+
+impl PeerNetwork for FakeNetwork {
+    fn providers(&self, _: &Digest, _: Duration) -> Vec<String> {
+        self.peers.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    fn request_piece(
+        &self,
+        peer: &str,
+        request: PieceRequest,
+        tag: u64,
+        reply: Sender<PieceReply>,
+    ) {
+        let behaviour = self.peers.iter().find(|(id, _)| id == peer).unwrap().1;
+        let start = request.offset as usize;
+        let end = (start + request.len as usize).min(self.blob.len());
+        let result = match behaviour {
+            Behaviour::Stalls => return,
+            Behaviour::Lacks => Ok(PieceAnswer::Missing),
+            Behaviour::ShortPieces => Ok(PieceAnswer::Data {
+                total: self.blob.len() as u64,
+                bytes: self.blob[start..end - 1].to_vec(),
+            }),
+            Behaviour::Serves => {
+                *self
+                    .served
+                    .lock()
+                    .unwrap()
+                    .entry(peer.to_string())
+                    .or_default() += 1;
+                Ok(PieceAnswer::Data {
+                    total: self.blob.len() as u64,
+                    bytes: self.blob[start..end].to_vec(),
+                })
+            }
+        };
+        let _ = reply.send(PieceReply { tag, result });
+    }
+
+    fn penalise(&self, peer: &str, _: &str) {
+        self.penalised.lock().unwrap().push(peer.to_string());
+    }
+}
+
+fn network(peers: &[(&str, Behaviour)], len: usize) -> Arc<FakeNetwork> {
+    Arc::new(FakeNetwork {
+        blob: (0..len).map(|i| (i * 7 % 251) as u8).collect(),
+        peers: peers.iter().map(|(id, b)| (id.to_string(), *b)).collect(),
+        served: Mutex::new(HashMap::new()),
+        penalised: Mutex::new(Vec::new()),
+    })
+}
+
+fn fetch(net: &Arc<FakeNetwork>) -> io::Result<Vec<u8>> {
+    let digest = Digest::sha256(&net.blob);
+    let (total, mut fetcher) = PieceFetcher::open(net.clone(), digest, 0)
+        .ok_or_else(|| io::Error::other("no providers"))?;
+    assert_eq!(total, net.blob.len() as u64);
+    let mut out = Vec::new();
+    fetcher.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn pieces_come_from_several_peers_in_order() {
+    let len = 10 * PIECE_LEN as usize + 12_345;
+    let net = network(
+        &[
+            ("a", Behaviour::Serves),
+            ("b", Behaviour::Serves),
+            ("c", Behaviour::Serves),
+        ],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    let served = net.served.lock().unwrap();
+    assert_eq!(
+        served.values().sum::<usize>(),
+        11,
+        "each piece fetched once"
+    );
+    assert_eq!(served.len(), 3, "every peer served some: {:?}", *served);
+}
+
+#[test]
+fn liars_are_penalised_and_their_pieces_fetched_elsewhere() {
+    let len = 4 * PIECE_LEN as usize;
+    let net = network(
+        &[
+            ("liar", Behaviour::ShortPieces),
+            ("lacks", Behaviour::Lacks),
+            ("good", Behaviour::Serves),
+        ],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    assert_eq!(*net.penalised.lock().unwrap(), vec!["liar".to_string()]);
+}
+
+#[test]
+fn a_stalled_peer_costs_one_timeout() {
+    let len = 3 * PIECE_LEN as usize;
+    let net = network(
+        &[("good", Behaviour::Serves), ("stalls", Behaviour::Stalls)],
+        len,
+    );
+    let started = Instant::now();
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    assert!(
+        started.elapsed() < PIECE_TIMEOUT * 2 + Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn no_usable_peer_means_no_fetcher_or_an_error() {
+    let net = network(&[("lacks", Behaviour::Lacks)], 1000);
+    assert!(PieceFetcher::open(net.clone(), Digest::sha256(&net.blob), 0).is_none());
+    let none = network(&[], 1000);
+    assert!(PieceFetcher::open(none.clone(), Digest::sha256(&none.blob), 0).is_none());
+}

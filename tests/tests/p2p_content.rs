@@ -1,0 +1,124 @@
+//! Content between node processes over libp2p on 127.0.0.1: a node that pulled an image
+//! provides its blobs on the DHT; once the upstream is gone, another node serves the same
+//! image by digest to skopeo and podman with bytes fetched from its peers in pieces, each blob
+//! verified before it is stored or completed to a client.
+
+use std::time::{Duration, Instant};
+
+use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}\n{}", log());
+}
+
+fn metric(node: &Node, name: &str) -> u64 {
+    let body = pyrsia_tests::http::get(&format!("{}/metrics", node.url()))
+        .unwrap()
+        .small_body;
+    body.lines()
+        .find(|l| l.starts_with(&format!("pyrsia_{name}_total ")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    let a_address = a.p2p_address();
+    let a_id = a_address.rsplit('/').next().unwrap().to_string();
+    let b = Node::start(
+        &work.path().join("b"),
+        &["--upstream", &registry.url(), "--peer", &a_address],
+    );
+    let c = Node::start(
+        &work.path().join("c"),
+        &[
+            "--upstream",
+            &registry.url(),
+            "--peer",
+            &a_address,
+            "--peer",
+            &b.p2p_address(),
+        ],
+    );
+    for node in [&b, &c] {
+        wait_until(
+            "peers to connect",
+            Duration::from_secs(20),
+            || node.connected_peers().contains(&a_id),
+            || node.log(),
+        );
+    }
+
+    // A pulls the images from the upstream; its builder fetches every blob of them too.
+    for image in &images[..2] {
+        let out = skopeo_copy(&a.authority(), &image.reference, &work.path().join("copy"));
+        assert_succeeded(&out, &image.reference, &a.log());
+        a.wait_committed(
+            &format!("docker.io/{}", image.reference.split(':').next().unwrap()),
+            &image.digest,
+        )
+        .expect("A verified the image");
+    }
+    let upstream_gets_before = registry.blob_gets(&images[1].layers[0].blob.digest.to_string());
+    registry.stop();
+
+    // C, which never saw the upstream copy, serves both by digest from its peers.
+    let small = format!("library/small@{}", images[0].digest);
+    let out = skopeo_copy(&c.authority(), &small, &work.path().join("copy"));
+    assert_succeeded(&out, "skopeo by digest through C, upstream down", &c.log());
+    let podman = Podman::new(&work.path().join("podman"), &c.authority());
+    let multi = format!("team/multi@{}", images[1].digest);
+    assert_succeeded(
+        &podman.pull(&multi),
+        "podman by digest through C, upstream down",
+        &c.log(),
+    );
+    for layer in images[..2].iter().flat_map(|i| &i.layers) {
+        assert!(
+            c.wait_stored(&layer.blob.digest),
+            "C stored {} verified",
+            layer.blob.digest
+        );
+    }
+    assert!(
+        metric(&c, "peer_fetches") >= 6,
+        "manifests, configs and layers from peers\n{}",
+        c.log()
+    );
+    assert!(metric(&c, "peer_bytes") > 0);
+    assert!(
+        c.log().contains("fetched from peers and verified"),
+        "{}",
+        c.log()
+    );
+    assert!(
+        c.log().contains("fetched manifest from peers"),
+        "{}",
+        c.log()
+    );
+    assert_eq!(
+        registry.blob_gets(&images[1].layers[0].blob.digest.to_string()),
+        upstream_gets_before,
+        "nothing went to the upstream after it stopped"
+    );
+}
