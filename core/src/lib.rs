@@ -45,6 +45,7 @@ pub mod media_type;
 pub mod members;
 pub mod reference;
 pub mod registry;
+pub mod rendezvous;
 pub mod rng;
 pub mod time;
 pub mod tlog;

@@ -23,6 +23,9 @@ pub const WINDOW: usize = 8;
 pub const PER_PEER: usize = 3;
 /// A peer that has not answered a piece in this long is dropped and its pieces go elsewhere.
 pub const PIECE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for the node fetching from the upstream for the network: its pieces wait for the
+/// upstream's bytes.
+pub const UPSTREAM_PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for providers before giving up on peers.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Failures after which a peer is dropped from a download.
@@ -62,14 +65,53 @@ pub struct PieceReply {
     pub result: Result<PieceAnswer, String>,
 }
 
+/// Where a blob comes from upstream: sent along with a piece request to the node chosen to
+/// fetch it for the network, so that it can start that fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FetchHint {
+    /// The registry host (`docker.io`).
+    pub host: String,
+    /// The repository on it (`library/alpine`).
+    pub repository: String,
+}
+
 /// What the mirror needs from the P2P network.
 pub trait PeerNetwork: Send + Sync {
+    /// This node's peer id.
+    fn local_id(&self) -> String;
+    /// The peers connected now.
+    fn live_peers(&self) -> Vec<String>;
     /// Peers that announced `digest`, found within `timeout` (never this node).
     fn providers(&self, digest: &Digest, timeout: Duration) -> Vec<String>;
-    /// Sends `request` to `peer`; the reply (or failure) arrives on `reply` with `tag`.
-    fn request_piece(&self, peer: &str, request: PieceRequest, tag: u64, reply: Sender<PieceReply>);
+    /// Sends `request` to `peer` (with `hint` when the peer should fetch what it lacks); the
+    /// reply (or failure) arrives on `reply` with `tag`.
+    fn request_piece(
+        &self,
+        peer: &str,
+        request: PieceRequest,
+        hint: Option<&FetchHint>,
+        tag: u64,
+        reply: Sender<PieceReply>,
+    );
     /// Counts a misbehaviour against `peer` (the network blocks repeat offenders).
     fn penalise(&self, peer: &str, why: &str);
+}
+
+/// What serves pieces to peers: the mirror (stored blobs, and with a hint, blobs it fetches
+/// for the network as their bytes arrive). Blocking: the network calls it off its own thread.
+pub trait PieceSource: Send + Sync {
+    /// The piece, or [`PieceAnswer::Missing`].
+    fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer;
+}
+
+/// The node that fetches `digest` from the upstream for the whole network: the rendezvous
+/// winner among this node and its live peers. `None` when it is this node.
+pub fn upstream_fetcher(network: &dyn PeerNetwork, digest: &Digest) -> Option<String> {
+    let local = network.local_id();
+    let peers = network.live_peers();
+    let candidates = peers.iter().map(String::as_bytes).chain([local.as_bytes()]);
+    let winner = pyrsia_core::rendezvous::winner(digest.as_bytes(), candidates)?;
+    (winner != local.as_bytes()).then(|| String::from_utf8_lossy(winner).into_owned())
 }
 
 struct Provider {
@@ -106,6 +148,8 @@ pub struct PieceFetcher {
     sender: Sender<PieceReply>,
     /// Who served each piece (for blame when the whole blob does not match).
     served_by: BTreeMap<u64, usize>,
+    hint: Option<FetchHint>,
+    timeout: Duration,
 }
 
 impl PieceFetcher {
@@ -117,6 +161,35 @@ impl PieceFetcher {
         offset: u64,
     ) -> Option<(u64, PieceFetcher)> {
         let providers = network.providers(&digest, LOOKUP_TIMEOUT);
+        Self::start(network, digest, offset, providers, None, PIECE_TIMEOUT)
+    }
+
+    /// Fetches from `fetcher`, the node chosen to fetch `digest` from the upstream for the
+    /// network, which serves the bytes as they arrive there ([`upstream_fetcher`]).
+    pub fn through(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        fetcher: String,
+        hint: FetchHint,
+    ) -> Option<(u64, PieceFetcher)> {
+        Self::start(
+            network,
+            digest,
+            0,
+            vec![fetcher],
+            Some(hint),
+            UPSTREAM_PIECE_TIMEOUT,
+        )
+    }
+
+    fn start(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+        providers: Vec<String>,
+        hint: Option<FetchHint>,
+        timeout: Duration,
+    ) -> Option<(u64, PieceFetcher)> {
         if providers.is_empty() {
             return None;
         }
@@ -145,6 +218,8 @@ impl PieceFetcher {
             replies,
             sender,
             served_by: BTreeMap::new(),
+            hint,
+            timeout,
         };
         // The first piece tells the size; ask providers one by one until one has it.
         for i in 0..fetcher.providers.len() {
@@ -202,6 +277,7 @@ impl PieceFetcher {
         self.network.request_piece(
             &self.providers[provider].id,
             request,
+            self.hint.as_ref(),
             tag,
             self.sender.clone(),
         );
@@ -251,7 +327,7 @@ impl PieceFetcher {
         if self.providers.iter().all(|p| p.dropped) {
             return Err(io::Error::other("no peer could deliver the blob"));
         }
-        match self.replies.recv_timeout(PIECE_TIMEOUT) {
+        match self.replies.recv_timeout(self.timeout) {
             Ok(reply) => {
                 let Some(request) = self.in_flight.remove(&reply.tag) else {
                     return Ok(());
@@ -283,7 +359,7 @@ impl PieceFetcher {
                 let stalled: Vec<u64> = self
                     .in_flight
                     .iter()
-                    .filter(|(_, r)| r.sent.elapsed() >= PIECE_TIMEOUT)
+                    .filter(|(_, r)| r.sent.elapsed() >= self.timeout)
                     .map(|(&tag, _)| tag)
                     .collect();
                 for tag in stalled {

@@ -78,6 +78,7 @@ fn start_network(
         key.to_seed(),
         node.log.clone(),
         node.mirror.store().clone(),
+        node.mirror.clone(),
     )?);
     node.mirror.set_peer_network(network.clone());
     node.attach_network(network);

@@ -36,6 +36,9 @@ pub enum SyncRequest {
         offset: u64,
         /// How many (the server caps it).
         len: u32,
+        /// `(host, repository)` when the asker chose this node to fetch the blob from the
+        /// upstream for the network.
+        fetch: Option<(String, String)>,
     },
 }
 

@@ -17,7 +17,7 @@ use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
-use pyrsia_std::peers::PieceAnswer;
+use pyrsia_std::peers::{PieceAnswer, PieceSource};
 
 mod content;
 
@@ -41,6 +41,7 @@ pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
 /// A running network. Dropping it does not stop the thread; the process exit does.
 pub struct Network {
     status: Arc<Mutex<NetworkStatus>>,
+    local_id: String,
     commands: smol::channel::Sender<Command>,
     _thread: JoinHandle<()>,
 }
@@ -63,18 +64,20 @@ pub fn checkpoint_topic(origin: &str) -> gossipsub::IdentTopic {
 }
 
 /// Starts the network with the node key's `seed` (the same ed25519 key signs checkpoints and
-/// identifies the node to peers), the node's `log` and its `store` (whose blobs it provides and
-/// serves). Returns once it listens.
+/// identifies the node to peers), the node's `log`, its `store` (whose blobs it provides) and
+/// the `source` of the pieces it serves (the mirror). Returns once it listens.
 pub fn start(
     config: NetConfig,
     seed: [u8; 32],
     log: Arc<Log>,
     store: Store,
+    source: Arc<dyn PieceSource>,
 ) -> Result<Network, String> {
     let keypair =
         identity::Keypair::ed25519_from_bytes(seed).map_err(|e| format!("node key: {e}"))?;
+    let local_id = keypair.public().to_peer_id().to_string();
     let status = Arc::new(Mutex::new(NetworkStatus {
-        peer_id: keypair.public().to_peer_id().to_string(),
+        peer_id: local_id.clone(),
         mdns: config.mdns,
         ..NetworkStatus::default()
     }));
@@ -95,7 +98,7 @@ pub fn start(
                         return;
                     }
                 };
-                EventLoop::new(swarm, log, shared, config.peers, store, command_rx)
+                EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source)
                     .run()
                     .await;
             });
@@ -106,6 +109,7 @@ pub fn start(
         .map_err(|_| "the network thread stopped while starting".to_string())??;
     Ok(Network {
         status,
+        local_id,
         commands,
         _thread: thread,
     })
@@ -165,9 +169,21 @@ struct EventLoop {
     store_events: std::sync::mpsc::Receiver<StoreEvent>,
     commands: smol::channel::Receiver<Command>,
     provider_queries: HashMap<libp2p::kad::QueryId, ProviderQuery>,
-    piece_requests:
-        HashMap<OutboundRequestId, (u64, std::sync::mpsc::Sender<pyrsia_std::peers::PieceReply>)>,
+    piece_requests: HashMap<OutboundRequestId, (u64, PieceReplies)>,
+    source: Arc<dyn PieceSource>,
+    served: smol::channel::Sender<Served>,
+    served_rx: smol::channel::Receiver<Served>,
 }
+
+/// Where the answer to a piece request goes.
+type PieceReplies = std::sync::mpsc::Sender<pyrsia_std::peers::PieceReply>;
+
+/// A piece answered off the event loop, waiting to be sent.
+type Served = (
+    PeerId,
+    request_response::ResponseChannel<SyncResponse>,
+    SyncResponse,
+);
 
 impl EventLoop {
     fn new(
@@ -177,7 +193,9 @@ impl EventLoop {
         bootstrap: Vec<Multiaddr>,
         store: Store,
         commands: smol::channel::Receiver<Command>,
+        source: Arc<dyn PieceSource>,
     ) -> Self {
+        let (served, served_rx) = smol::channel::unbounded();
         EventLoop {
             topic: checkpoint_topic(&log.origin()),
             sync: LogSync::new(log.clone()),
@@ -194,6 +212,9 @@ impl EventLoop {
             commands,
             provider_queries: HashMap::new(),
             piece_requests: HashMap::new(),
+            source,
+            served,
+            served_rx,
         }
     }
 
@@ -219,6 +240,7 @@ impl EventLoop {
     async fn run(mut self) {
         let mut tick = smol::Timer::interval(Duration::from_millis(200));
         let commands = self.commands.clone();
+        let served = self.served_rx.clone();
         self.provide_all();
         loop {
             futures::select! {
@@ -226,6 +248,12 @@ impl EventLoop {
                 command = commands.recv().fuse() => match command {
                     Ok(command) => self.on_command(command),
                     Err(_) => return,
+                },
+                answer = served.recv().fuse() => if let Ok((peer, channel, response)) = answer {
+                    if let SyncResponse::Piece { bytes, .. } = &response {
+                        self.count(&peer, bytes.len(), 0);
+                    }
+                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                 },
                 _ = tick.next().fuse() => {
                     self.redial();
@@ -416,6 +444,20 @@ impl EventLoop {
                     request, channel, ..
                 } => {
                     let response = match request {
+                        SyncRequest::Piece {
+                            digest,
+                            offset,
+                            len,
+                            fetch,
+                        } => {
+                            let request = pyrsia_std::peers::PieceRequest {
+                                digest: pyrsia_core::digest::Digest::from_sha256_bytes(digest),
+                                offset,
+                                len,
+                            };
+                            self.serve_piece(peer, channel, request, fetch);
+                            return;
+                        }
                         SyncRequest::Checkpoint => {
                             SyncResponse::Checkpoint(self.log.checkpoint().map(|c| c.to_string()))
                         }
@@ -423,11 +465,6 @@ impl EventLoop {
                             self.log
                                 .entries(start, count.min(BATCH_ENTRIES), BATCH_BYTES),
                         ),
-                        SyncRequest::Piece {
-                            digest,
-                            offset,
-                            len,
-                        } => self.serve_piece(digest, offset, len),
                     };
                     let size = match &response {
                         SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),

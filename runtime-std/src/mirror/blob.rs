@@ -82,6 +82,7 @@ impl Mirror {
             self.metrics.clone(),
             repository,
             digest,
+            host.clone(),
         );
         match flight.follow(0) {
             Joined::Stored => {

@@ -18,9 +18,10 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{PeerNetwork, PieceFetcher};
+use crate::peers::{FetchHint, PeerNetwork, PieceFetcher, upstream_fetcher};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
+use pyrsia_core::reference::Host;
 
 /// Attempts per download; later attempts resume with a `Range` request.
 const ATTEMPTS: u32 = 3;
@@ -115,6 +116,7 @@ impl Flights {
         metrics: Arc<Metrics>,
         repository: String,
         digest: Digest,
+        host: Host,
     ) -> Arc<Flight> {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = active.get(&digest) {
@@ -137,7 +139,11 @@ impl Flights {
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
             .spawn(move || {
-                worker.run(&store, &upstream, peers, &metrics, &repository);
+                let hint = FetchHint {
+                    host: host.to_string(),
+                    repository,
+                };
+                worker.run(&store, &upstream, peers, &metrics, &hint);
                 // Finished: the next request for this digest reads the store or starts afresh.
                 let mut active = registry.lock().unwrap_or_else(|p| p.into_inner());
                 if active
@@ -209,9 +215,10 @@ impl Flight {
         upstream: &Upstream,
         peers: Option<Arc<dyn PeerNetwork>>,
         metrics: &Metrics,
-        repository: &str,
+        hint: &FetchHint,
     ) {
-        let outcome = match self.download(store, upstream, peers, metrics, repository) {
+        let repository = hint.repository.as_str();
+        let outcome = match self.download(store, upstream, peers, metrics, hint) {
             Ok(source) => {
                 tracing::info!(digest = %self.digest, %repository, "blob fetched from {source} and verified");
                 Outcome::Stored
@@ -236,17 +243,26 @@ impl Flight {
         upstream: &Upstream,
         peers: Option<Arc<dyn PeerNetwork>>,
         metrics: &Metrics,
-        repository: &str,
+        hint: &FetchHint,
     ) -> Result<&'static str, FlightError> {
+        let repository = hint.repository.as_str();
         let mut writer = store
             .writer(self.digest, BlobKind::Blob)
             .map_err(|e| FlightError::Store(e.to_string()))?;
         let temp_path = writer.temp_path().to_path_buf();
         self.update(|s| s.temp_path = Some(temp_path));
         let mut buf = vec![0u8; CHUNK];
-        if let Some(network) = peers
-            && let Some((total, mut fetcher)) = PieceFetcher::open(network.clone(), self.digest, 0)
-        {
+        // Peers that hold it; else the peer chosen to fetch it from the upstream for the
+        // network (rendezvous hashing over the live peers), which serves it as it arrives.
+        let from_peers = peers.and_then(|network| {
+            let fetcher = PieceFetcher::open(network.clone(), self.digest, 0).or_else(|| {
+                let chosen = upstream_fetcher(&*network, &self.digest)?;
+                tracing::info!(digest = %self.digest, peer = %chosen, "a peer fetches this blob from the upstream for the network");
+                PieceFetcher::through(network.clone(), self.digest, chosen, hint.clone())
+            })?;
+            Some((network, fetcher))
+        });
+        if let Some((network, (total, mut fetcher))) = from_peers {
             metrics.peer_fetches.inc();
             self.update(|s| s.size = Some(total));
             match self.copy(&mut fetcher, &mut writer, &mut buf, &metrics.peer_bytes) {

@@ -7,6 +7,7 @@
 mod blob;
 mod flight;
 mod manifest;
+mod serve;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

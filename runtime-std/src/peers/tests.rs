@@ -24,10 +24,19 @@ impl PeerNetwork for FakeNetwork {
         self.peers.iter().map(|(id, _)| id.clone()).collect()
     }
 
+    fn local_id(&self) -> String {
+        "me".into()
+    }
+
+    fn live_peers(&self) -> Vec<String> {
+        self.peers.iter().map(|(id, _)| id.clone()).collect()
+    }
+
     fn request_piece(
         &self,
         peer: &str,
         request: PieceRequest,
+        _: Option<&FetchHint>,
         tag: u64,
         reply: Sender<PieceReply>,
     ) {
@@ -139,4 +148,18 @@ fn no_usable_peer_means_no_fetcher_or_an_error() {
     assert!(PieceFetcher::open(net.clone(), Digest::sha256(&net.blob), 0).is_none());
     let none = network(&[], 1000);
     assert!(PieceFetcher::open(none.clone(), Digest::sha256(&none.blob), 0).is_none());
+}
+
+#[test]
+fn every_node_picks_the_same_upstream_fetcher() {
+    let net = network(&[("a", Behaviour::Serves), ("b", Behaviour::Serves)], 10);
+    let digest = Digest::sha256(b"blob");
+    let chosen = upstream_fetcher(&*net, &digest);
+    let expected =
+        pyrsia_core::rendezvous::winner(digest.as_bytes(), [&b"a"[..], &b"b"[..], &b"me"[..]])
+            .unwrap();
+    match chosen {
+        Some(peer) => assert_eq!(peer.as_bytes(), expected),
+        None => assert_eq!(expected, b"me"),
+    }
 }

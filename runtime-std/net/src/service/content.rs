@@ -3,13 +3,13 @@
 //! verified blobs to peers.
 
 use std::collections::HashSet;
-use std::io;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use libp2p::request_response::ResponseChannel;
 use libp2p::{PeerId, kad};
 use pyrsia_core::digest::Digest;
-use pyrsia_std::peers::{PIECE_LEN, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
+use pyrsia_std::peers::{FetchHint, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
 use pyrsia_std::store::StoreEvent;
 
 use super::{EventLoop, Network};
@@ -30,6 +30,7 @@ pub(crate) enum Command {
     Piece {
         peer: PeerId,
         request: PieceRequest,
+        hint: Option<FetchHint>,
         tag: u64,
         reply: mpsc::Sender<PieceReply>,
     },
@@ -50,6 +51,20 @@ pub(crate) fn record_key(digest: &Digest) -> kad::RecordKey {
 }
 
 impl PeerNetwork for Network {
+    fn local_id(&self) -> String {
+        self.local_id.clone()
+    }
+
+    fn live_peers(&self) -> Vec<String> {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .peers
+            .iter()
+            .map(|p| p.peer_id.clone())
+            .collect()
+    }
+
     fn providers(&self, digest: &Digest, timeout: Duration) -> Vec<String> {
         let (reply, answer) = mpsc::channel();
         let command = Command::Providers {
@@ -69,6 +84,7 @@ impl PeerNetwork for Network {
         &self,
         peer: &str,
         request: PieceRequest,
+        hint: Option<&FetchHint>,
         tag: u64,
         reply: mpsc::Sender<PieceReply>,
     ) {
@@ -82,6 +98,7 @@ impl PeerNetwork for Network {
         let command = Command::Piece {
             peer,
             request,
+            hint: hint.cloned(),
             tag,
             reply: reply.clone(),
         };
@@ -168,6 +185,7 @@ impl EventLoop {
             Command::Piece {
                 peer,
                 request,
+                hint,
                 tag,
                 reply,
             } => {
@@ -177,6 +195,7 @@ impl EventLoop {
                         digest: *request.digest.as_bytes(),
                         offset: request.offset,
                         len: request.len,
+                        fetch: hint.map(|h| (h.host, h.repository)),
                     },
                 );
                 self.piece_requests.insert(id, (tag, reply));
@@ -236,25 +255,28 @@ impl EventLoop {
         }
     }
 
-    /// A peer asks for a piece: served from a stored, verified blob only.
-    pub(super) fn serve_piece(&self, digest: [u8; 32], offset: u64, len: u32) -> SyncResponse {
-        let digest = Digest::from_sha256_bytes(digest);
-        let Some(stored) = self.store.open_blob(&digest) else {
-            return SyncResponse::Missing;
-        };
-        let total = stored.record.size;
-        if offset >= total {
-            return SyncResponse::Missing;
-        }
-        let len = u64::from(len.min(PIECE_LEN)).min(total - offset) as usize;
-        let mut bytes = vec![0u8; len];
-        match read_at(&stored.file, &mut bytes, offset) {
-            Ok(()) => SyncResponse::Piece { total, bytes },
-            Err(e) => {
-                tracing::warn!(%digest, error = %e, "cannot read a stored blob for a peer");
-                SyncResponse::Missing
-            }
-        }
+    /// A peer asks for a piece: answered off this thread by the mirror (which may wait for
+    /// the bytes of a download it makes for the network); the answer comes back through
+    /// `served`.
+    pub(super) fn serve_piece(
+        &self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        request: PieceRequest,
+        fetch: Option<(String, String)>,
+    ) {
+        let source = self.source.clone();
+        let served = self.served.clone();
+        smol::spawn(async move {
+            let hint = fetch.map(|(host, repository)| FetchHint { host, repository });
+            let answer = smol::unblock(move || source.piece(&request, hint.as_ref())).await;
+            let response = match answer {
+                PieceAnswer::Data { total, bytes } => SyncResponse::Piece { total, bytes },
+                PieceAnswer::Missing => SyncResponse::Missing,
+            };
+            let _ = served.send((peer, channel, response)).await;
+        })
+        .detach();
     }
 
     /// A piece answer (or failure) for a request the mirror made.
@@ -269,17 +291,4 @@ impl EventLoop {
         let _ = reply.send(PieceReply { tag, result });
         true
     }
-}
-
-#[cfg(unix)]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = file;
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(buf)
 }
