@@ -10,6 +10,7 @@ use pyrsia_core::registry::{Code, OciError};
 
 use super::flight::{FlightReader, Joined};
 use super::{Mirror, upstream_error};
+use crate::peers::FetchHint;
 use crate::store::StoredBlob;
 
 /// A blob ready to send: its total size, which part to send, and a reader positioned at the
@@ -80,9 +81,11 @@ impl Mirror {
             self.upstream(host),
             self.peer_network(),
             self.metrics.clone(),
-            repository,
+            FetchHint {
+                host: host.to_string(),
+                repository,
+            },
             digest,
-            host.clone(),
         );
         match flight.follow(0) {
             Joined::Stored => {

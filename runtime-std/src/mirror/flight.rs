@@ -21,7 +21,6 @@ use crate::metrics::Metrics;
 use crate::peers::{FetchHint, PeerNetwork, PieceFetcher, upstream_fetcher};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
-use pyrsia_core::reference::Host;
 
 /// Attempts per download; later attempts resume with a `Range` request.
 const ATTEMPTS: u32 = 3;
@@ -106,17 +105,17 @@ pub(super) enum Joined {
 }
 
 impl Flights {
-    /// Joins the download of `digest`, starting it if none is running, and waits until its
-    /// size is known (or it ends).
+    /// Joins the download of `digest`, starting it if none is running; `origin` names the
+    /// blob's registry host and repository (for the upstream, and for the peer that may fetch
+    /// it for the network).
     pub(super) fn join(
         &self,
         store: &Store,
         upstream: Arc<Upstream>,
         peers: Option<Arc<dyn PeerNetwork>>,
         metrics: Arc<Metrics>,
-        repository: String,
+        origin: FetchHint,
         digest: Digest,
-        host: Host,
     ) -> Arc<Flight> {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = active.get(&digest) {
@@ -139,11 +138,7 @@ impl Flights {
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
             .spawn(move || {
-                let hint = FetchHint {
-                    host: host.to_string(),
-                    repository,
-                };
-                worker.run(&store, &upstream, peers, &metrics, &hint);
+                worker.run(&store, &upstream, peers, &metrics, &origin);
                 // Finished: the next request for this digest reads the store or starts afresh.
                 let mut active = registry.lock().unwrap_or_else(|p| p.into_inner());
                 if active

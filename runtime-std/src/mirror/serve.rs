@@ -33,9 +33,8 @@ impl PieceSource for Mirror {
             self.upstream(&host),
             None,
             self.metrics.clone(),
-            hint.repository.clone(),
+            hint.clone(),
             request.digest,
-            host,
         );
         match flight.follow(request.offset) {
             Joined::Stored => match self.store.open_blob(&request.digest) {
