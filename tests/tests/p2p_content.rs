@@ -1,7 +1,7 @@
-//! Content between node processes over libp2p on 127.0.0.1: a node that pulled an image
-//! provides its blobs on the DHT; once the upstream is gone, another node serves the same
-//! image by digest to skopeo and podman with bytes fetched from its peers in pieces, each blob
-//! verified before it is stored or completed to a client.
+//! Content between node processes over libp2p on 127.0.0.1: nodes provide what they hold on
+//! the DHT and fetch misses from each other in pieces (a cold blob from the upstream once, by
+//! the rendezvous winner); once the upstream is gone, another node serves the images by digest
+//! to skopeo and podman from its peers, each blob verified before it is stored or completed.
 
 use std::time::{Duration, Instant};
 
@@ -100,22 +100,23 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
             layer.blob.digest
         );
     }
-    assert!(
-        metric(&c, "peer_fetches") >= 6,
-        "manifests, configs and layers from peers\n{}",
-        c.log()
-    );
+    // Blobs A pulled while C was the rendezvous winner were fetched by C for the network and
+    // are local to it now; the rest, and the manifests, came from peers.
+    assert!(metric(&c, "peer_fetches") >= 2, "{}", c.log());
     assert!(metric(&c, "peer_bytes") > 0);
-    assert!(
-        c.log().contains("fetched from peers and verified"),
-        "{}",
-        c.log()
-    );
     assert!(
         c.log().contains("fetched manifest from peers"),
         "{}",
         c.log()
     );
+    for layer in images[..2].iter().flat_map(|i| &i.layers) {
+        assert_eq!(
+            registry.blob_gets(&layer.blob.digest.to_string()),
+            1,
+            "{} crossed the upstream link once for the three nodes",
+            layer.blob.digest
+        );
+    }
     assert_eq!(
         registry.blob_gets(&images[1].layers[0].blob.digest.to_string()),
         upstream_gets_before,
