@@ -66,7 +66,8 @@ pub struct NodeOptions {
     #[argh(option, default = "String::from(DEFAULT_P2P_LISTEN)")]
     pub p2p_listen: String,
 
-    /// a peer to connect to at start, as a multiaddr with or without /p2p/<id> (repeatable)
+    /// a peer to connect to at start, as a multiaddr with or without /p2p/<id> (repeatable;
+    /// more can be listed in the data dir's `peers` file, one per line)
     #[argh(option)]
     pub peer: Vec<String>,
 

@@ -35,6 +35,24 @@ impl NetConfig {
     }
 }
 
+/// The bootstrap-peer file in the data dir: one multiaddr per line, `#` starts a comment.
+pub const PEERS_FILE: &str = "peers";
+
+/// The bootstrap peers listed in `data_dir/peers` (none when the file does not exist).
+pub fn peers_file(data_dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let path = data_dir.join(PEERS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +73,20 @@ mod tests {
         let err = NetConfig::parse(DEFAULT_LISTEN, &["not-an-addr".into()], true).unwrap_err();
         assert!(err.starts_with("--peer not-an-addr"), "{err}");
         assert!(NetConfig::parse("tcp/1", &[], false).is_err());
+    }
+
+    #[test]
+    fn the_peers_file_lists_one_address_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(peers_file(dir.path()).unwrap(), Vec::<String>::new());
+        std::fs::write(
+            dir.path().join(PEERS_FILE),
+            "# the office cache\n/ip4/10.0.0.2/tcp/44000\n\n  /ip6/fd00::2/tcp/44000  # rack 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            peers_file(dir.path()).unwrap(),
+            ["/ip4/10.0.0.2/tcp/44000", "/ip6/fd00::2/tcp/44000"]
+        );
     }
 }
