@@ -19,6 +19,8 @@ pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/kad/1");
 /// The largest gossip message: a signed note with every cosignature fits well below it.
 pub(crate) const MAX_GOSSIP: usize = 16 * 1024;
+/// How often mDNS asks the LAN who is there (libp2p's default is five minutes).
+pub(crate) const MDNS_QUERY_EVERY: Duration = Duration::from_secs(30);
 /// How often provider records are published again.
 pub(crate) const REPROVIDE_EVERY: Duration = Duration::from_secs(3600);
 /// The most digests a node provides.
@@ -57,8 +59,14 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
         let mdns = if mdns {
             Some(
-                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
-                    .map_err(|e| format!("mDNS: {e}"))?,
+                mdns::tokio::Behaviour::new(
+                    mdns::Config {
+                        query_interval: MDNS_QUERY_EVERY,
+                        ..Default::default()
+                    },
+                    peer_id,
+                )
+                .map_err(|e| format!("mDNS: {e}"))?,
             )
         } else {
             None
