@@ -6,3 +6,4 @@
 //! schedule and the invariant checks on top of it.
 
 pub mod net;
+pub mod pieces;
