@@ -1,0 +1,121 @@
+//! Faulty peers cost time, not the pull: a provider frozen mid-flight (SIGSTOP: its
+//! connections stay open and silent) and a provider killed (SIGKILL) while another node pulls
+//! from them. The pull completes from the remaining peer within bounded time.
+
+use std::time::{Duration, Instant};
+
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+
+fn signal(node: &Node, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_mesh(nodes: &[&Node]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes
+        .iter()
+        .any(|n| n.connected_peers().len() < nodes.len() - 1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "mesh not formed\n{}",
+            nodes[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_frozen_and_a_killed_provider_do_not_fail_the_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), 24 << 20);
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    let b = Node::start(
+        &work.path().join("b"),
+        &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
+    );
+    let mut providers = [a, b];
+    wait_mesh(&[&providers[0], &providers[1]]);
+    for node in &providers {
+        let out = skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join("copy"),
+        );
+        assert_succeeded(&out, "providers pull", &node.log());
+        assert!(node.wait_stored(&image.layers[0].blob.digest));
+    }
+    // Only the providers can serve it now.
+    registry.stop();
+    let peers: Vec<String> = providers.iter().map(Node::p2p_address).collect();
+    let c = Node::start(
+        &work.path().join("c"),
+        &[
+            "--upstream",
+            &registry.url(),
+            "--peer",
+            &peers[0],
+            "--peer",
+            &peers[1],
+        ],
+    );
+    wait_mesh(&[&providers[0], &providers[1], &c]);
+
+    // A freezes: its connections stay open, its answers never come.
+    signal(&providers[0], "-STOP");
+    let started = Instant::now();
+    // By digest: the upstream is gone, and C never observed the tag.
+    let by_digest = format!("library/large@{}", image.digest);
+    let out = skopeo_copy(&c.authority(), &by_digest, &work.path().join("copy-c"));
+    assert_succeeded(&out, "pull through C with a frozen provider", &c.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        c.log().contains("stalled"),
+        "the frozen peer was asked and dropped\n{}",
+        c.log()
+    );
+    signal(&providers[0], "-CONT");
+
+    // D pulls while B is killed: A (thawed) finishes it.
+    let d = Node::start(
+        &work.path().join("d"),
+        &[
+            "--upstream",
+            &registry.url(),
+            "--peer",
+            &peers[0],
+            "--peer",
+            &peers[1],
+        ],
+    );
+    wait_mesh(&[&providers[0], &providers[1], &d]);
+    let started = Instant::now();
+    let (authority, dest, reference) =
+        (d.authority(), work.path().join("copy-d"), by_digest.clone());
+    let pull = std::thread::spawn(move || skopeo_copy(&authority, &reference, &dest));
+    std::thread::sleep(Duration::from_millis(150));
+    providers[1].kill();
+    assert_succeeded(
+        &pull.join().unwrap(),
+        "pull through D with a killed provider",
+        &d.log(),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(d.wait_stored(&image.layers[0].blob.digest));
+}
