@@ -202,13 +202,8 @@ fn verified_only_serves_committed_artifacts_only() {
         &work.path().join("node"),
         &["--upstream", &registry.url(), "--verified-only"],
     );
-    // First pull: not verified yet, refused with the OCI error, and verification requested.
-    let out = skopeo_copy(
-        &node.authority(),
-        "library/small:small",
-        &work.path().join("copy"),
-    );
-    assert!(!out.status.success(), "served before it was committed");
+    // The first request for an artifact: not verified yet, refused with the OCI error, and
+    // verification requested (which commits it a moment later).
     let manifest = pyrsia_tests::http::get(&format!(
         "{}/v2/library/small/manifests/{}",
         node.url(),
@@ -232,6 +227,14 @@ fn verified_only_serves_committed_artifacts_only() {
     .unwrap();
     assert_eq!(blob.status, 404, "{blob:?}");
     assert!(blob.small_body.contains("BLOB_UNKNOWN"), "{blob:?}");
+
+    // A client's first pull of another image fails the same way.
+    let out = skopeo_copy(
+        &node.authority(),
+        "team/multi:multi",
+        &work.path().join("copy"),
+    );
+    assert!(!out.status.success(), "served before it was committed");
 
     // Once committed, it is served.
     node.wait_committed("docker.io/library/small", &images[0].digest)
