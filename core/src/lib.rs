@@ -43,6 +43,7 @@ pub mod light;
 pub mod manifest;
 pub mod media_type;
 pub mod members;
+pub mod pieces;
 pub mod reference;
 pub mod registry;
 pub mod rendezvous;

@@ -14,9 +14,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::pieces::piece_count;
+use pyrsia_core::tlog::{Hash, leaf_hash};
 
 /// Bytes per piece.
-pub const PIECE_LEN: u32 = 1 << 20;
+pub const PIECE_LEN: u32 = pyrsia_core::pieces::PIECE_LEN;
 /// Pieces requested or waiting to be read, at most: bounds memory per download.
 pub const WINDOW: usize = 8;
 /// Pieces one peer is asked for at once.
@@ -40,6 +42,8 @@ pub struct PieceRequest {
     pub offset: u64,
     /// Bytes wanted (at most [`PIECE_LEN`]).
     pub len: u32,
+    /// Ask for the blob's piece hash list instead of bytes (`offset` and `len` unused).
+    pub hashes: bool,
 }
 
 /// A peer's answer to a [`PieceRequest`].
@@ -52,6 +56,8 @@ pub enum PieceAnswer {
         /// The piece.
         bytes: Vec<u8>,
     },
+    /// The leaf hash of every piece, in order (answers a request with `hashes` set).
+    Hashes(Vec<Hash>),
     /// The peer does not hold the blob (any more).
     Missing,
 }
@@ -95,6 +101,16 @@ pub trait PeerNetwork: Send + Sync {
     );
     /// Counts a misbehaviour against `peer` (the network blocks repeat offenders).
     fn penalise(&self, peer: &str, why: &str);
+}
+
+/// How a flight may use the peers: the network, and the blob's committed piece root if the
+/// log has one (then every piece is checked on arrival).
+#[derive(Clone)]
+pub struct PeerFetch {
+    /// The P2P network.
+    pub network: Arc<dyn PeerNetwork>,
+    /// The committed piece root of the blob, if any.
+    pub piece_root: Option<Hash>,
 }
 
 /// What serves pieces to peers: the mirror (stored blobs, and with a hint, blobs it fetches
@@ -150,6 +166,9 @@ pub struct PieceFetcher {
     served_by: BTreeMap<u64, usize>,
     hint: Option<FetchHint>,
     timeout: Duration,
+    /// Every piece's leaf hash, checked against the committed piece root: each piece is
+    /// checked on arrival, and a bad one costs its peer, not the blob.
+    expected: Option<Vec<Hash>>,
 }
 
 impl PieceFetcher {
@@ -160,8 +179,24 @@ impl PieceFetcher {
         digest: Digest,
         offset: u64,
     ) -> Option<(u64, PieceFetcher)> {
+        Self::open_checked(network, digest, offset, None)
+    }
+
+    /// [`PieceFetcher::open`] for a blob whose piece root the log commits: the piece hash list
+    /// is taken from the first provider whose list hashes to `root`, and every piece is checked
+    /// against it on arrival.
+    pub fn open_checked(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+        root: Option<Hash>,
+    ) -> Option<(u64, PieceFetcher)> {
         let providers = network.providers(&digest, LOOKUP_TIMEOUT);
-        Self::start(network, digest, offset, providers, None, PIECE_TIMEOUT)
+        let mut fetcher = Self::new(network, digest, offset, providers, None, PIECE_TIMEOUT)?;
+        if let Some(root) = root {
+            fetcher.expected = Some(fetcher.hash_list(root)?);
+        }
+        fetcher.first_piece()
     }
 
     /// Fetches from `fetcher`, the node chosen to fetch `digest` from the upstream for the
@@ -172,29 +207,30 @@ impl PieceFetcher {
         fetcher: String,
         hint: FetchHint,
     ) -> Option<(u64, PieceFetcher)> {
-        Self::start(
+        Self::new(
             network,
             digest,
             0,
             vec![fetcher],
             Some(hint),
             UPSTREAM_PIECE_TIMEOUT,
-        )
+        )?
+        .first_piece()
     }
 
-    fn start(
+    fn new(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
         offset: u64,
         providers: Vec<String>,
         hint: Option<FetchHint>,
         timeout: Duration,
-    ) -> Option<(u64, PieceFetcher)> {
+    ) -> Option<PieceFetcher> {
         if providers.is_empty() {
             return None;
         }
         let (sender, replies) = mpsc::channel();
-        let mut fetcher = PieceFetcher {
+        let fetcher = PieceFetcher {
             network,
             digest,
             total: 0,
@@ -220,18 +256,68 @@ impl PieceFetcher {
             served_by: BTreeMap::new(),
             hint,
             timeout,
+            expected: None,
         };
-        // The first piece tells the size; ask providers one by one until one has it.
-        for i in 0..fetcher.providers.len() {
-            fetcher.send(i, offset, PIECE_LEN);
-            fetcher.next = offset + u64::from(PIECE_LEN);
-            match fetcher.wait_one() {
-                Ok(()) if !fetcher.ready.is_empty() || fetcher.total > 0 => {
-                    return Some((fetcher.total, fetcher));
+        Some(fetcher)
+    }
+
+    /// The piece hash list from the first provider whose list hashes to `root`; providers
+    /// with another list are penalised.
+    fn hash_list(&mut self, root: Hash) -> Option<Vec<Hash>> {
+        for i in 0..self.providers.len() {
+            let tag = self.next_tag;
+            self.next_tag += 1;
+            let request = PieceRequest {
+                digest: self.digest,
+                offset: 0,
+                len: 0,
+                hashes: true,
+            };
+            let id = self.providers[i].id.clone();
+            self.network
+                .request_piece(&id, request, None, tag, self.sender.clone());
+            let reply = loop {
+                match self.replies.recv_timeout(self.timeout) {
+                    Ok(reply) if reply.tag == tag => break Some(reply),
+                    Ok(_) => continue,
+                    Err(_) => break None,
+                }
+            };
+            match reply.map(|r| r.result) {
+                Some(Ok(PieceAnswer::Hashes(list)))
+                    if pyrsia_core::pieces::piece_root(&list) == root =>
+                {
+                    return Some(list);
+                }
+                Some(Ok(PieceAnswer::Hashes(_))) => {
+                    self.network
+                        .penalise(&id, "piece hash list does not match the committed root");
+                    self.providers[i].dropped = true;
+                }
+                _ => self.providers[i].dropped = true,
+            }
+        }
+        None
+    }
+
+    /// Fetches the first piece, which tells the size; asks providers one by one until one
+    /// has it.
+    fn first_piece(mut self) -> Option<(u64, PieceFetcher)> {
+        let offset = self.next;
+        for i in 0..self.providers.len() {
+            if self.providers[i].dropped {
+                continue;
+            }
+            let len = self.piece_len(offset);
+            self.send(i, offset, len);
+            self.next = offset + u64::from(PIECE_LEN);
+            match self.wait_one() {
+                Ok(()) if !self.ready.is_empty() || self.total > 0 => {
+                    return Some((self.total, self));
                 }
                 _ => {
-                    fetcher.next = offset;
-                    fetcher.retry.clear();
+                    self.next = offset;
+                    self.retry.clear();
                 }
             }
         }
@@ -273,6 +359,7 @@ impl PieceFetcher {
             digest: self.digest,
             offset,
             len,
+            hashes: false,
         };
         self.network.request_piece(
             &self.providers[provider].id,
@@ -340,12 +427,27 @@ impl PieceFetcher {
                             self.total = total;
                         }
                         let expected = self.piece_len(request.offset) as usize;
+                        let index = (request.offset / u64::from(PIECE_LEN)) as usize;
+                        let listed = self.expected.as_ref().map(|list| {
+                            list.len() as u64 == piece_count(total)
+                                && list.get(index) == Some(&leaf_hash(&bytes))
+                        });
                         if total != self.total || bytes.len() != expected {
                             self.fail(provider, request.offset, "piece of the wrong size", true);
+                        } else if listed == Some(false) {
+                            self.fail(
+                                provider,
+                                request.offset,
+                                "piece does not match its hash",
+                                true,
+                            );
                         } else {
                             self.served_by.insert(request.offset, provider);
                             self.ready.insert(request.offset, bytes);
                         }
+                    }
+                    Ok(PieceAnswer::Hashes(_)) => {
+                        self.fail(provider, request.offset, "answered bytes with hashes", true);
                     }
                     Ok(PieceAnswer::Missing) => {
                         self.providers[provider].dropped = true;

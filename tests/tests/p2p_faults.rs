@@ -1,6 +1,7 @@
 //! Faulty peers cost time, not the pull: a provider frozen mid-flight (SIGSTOP: its
-//! connections stay open and silent) and a provider killed (SIGKILL) while another node pulls
-//! from them. The pull completes from the remaining peer within bounded time.
+//! connections stay open and silent), a provider killed (SIGKILL) while another node pulls
+//! from them, and a provider whose copy rotted on disk, caught piece by piece against the piece
+//! root the log committed. The pull completes from the remaining peer within bounded time.
 
 use std::time::{Duration, Instant};
 
@@ -118,4 +119,76 @@ fn a_frozen_and_a_killed_provider_do_not_fail_the_pull() {
         started.elapsed()
     );
     assert!(d.wait_stored(&image.layers[0].blob.digest));
+}
+
+#[test]
+fn a_provider_with_rotten_bytes_is_caught_by_the_committed_piece_root() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), 12 << 20);
+    let layer = image.layers[0].blob.digest;
+    // A founds the network and commits the image, piece roots included.
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    let out = skopeo_copy(
+        &a.authority(),
+        &image.reference,
+        &work.path().join("copy-a"),
+    );
+    assert_succeeded(&out, "A pulls", &a.log());
+    a.wait_committed("docker.io/library/large", &image.digest)
+        .expect("A committed it");
+    let genesis = work.path().join("genesis.bin");
+    assert!(
+        std::process::Command::new("curl")
+            .args(["-sf", "-o"])
+            .arg(&genesis)
+            .arg(format!("{}/pyrsia/log/genesis", a.url()))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let upstream = registry.url();
+    let follower = |name: &str, peers: &[String]| {
+        let mut args = vec![
+            "--upstream".to_string(),
+            upstream.clone(),
+            "--genesis".to_string(),
+            genesis.display().to_string(),
+        ];
+        for peer in peers {
+            args.extend(["--peer".to_string(), peer.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Node::start(&work.path().join(name), &args)
+    };
+    // B follows A's log and holds the blob too, until its copy rots on disk (same size).
+    let b = follower("b", &[a.p2p_address()]);
+    let by_digest = format!("library/large@{}", image.digest);
+    let out = skopeo_copy(&b.authority(), &by_digest, &work.path().join("copy-b"));
+    assert_succeeded(&out, "B pulls", &b.log());
+    assert!(b.wait_stored(&layer));
+    let path = b.data_dir.join("blobs/sha256").join(layer.hex().as_str());
+    let mut bytes = std::fs::read(&path).unwrap();
+    for piece in bytes.chunks_mut(1 << 20) {
+        piece[7] ^= 0x40;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    registry.stop();
+
+    // C follows the log, so it knows the committed piece root, and asks both.
+    let c = follower("c", &[a.p2p_address(), b.p2p_address()]);
+    wait_mesh(&[&a, &b, &c]);
+    c.wait_committed("docker.io/library/large", &image.digest)
+        .expect("C replicated the commit");
+    let out = skopeo_copy(&c.authority(), &by_digest, &work.path().join("copy-c"));
+    assert_succeeded(&out, "C pulls with a rotten provider around", &c.log());
+    assert!(c.wait_stored(&layer));
+    let served = std::fs::read(c.data_dir.join("blobs/sha256").join(layer.hex().as_str())).unwrap();
+    assert_eq!(pyrsia_core::digest::Digest::sha256(&served), layer);
+    let log = c.log();
+    assert!(
+        log.contains("peer misbehaved")
+            && log.contains(&b.p2p_address().rsplit('/').next().unwrap().to_string()),
+        "B was caught and penalised\n{log}"
+    );
 }

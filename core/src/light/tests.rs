@@ -70,6 +70,7 @@ impl Log {
             epoch: 0,
             selection_size: 1,
             selection_root: [0; 32],
+            piece_roots: PieceRootList(&[]),
         };
         let signing = Statement {
             request_index: signed_index,

@@ -123,6 +123,9 @@ pub struct Statement<'a> {
     pub selection_size: u64,
     /// Root of that checkpoint.
     pub selection_root: Hash,
+    /// The piece root of every output larger than one piece ([`crate::pieces`]).
+    #[serde(borrow)]
+    pub piece_roots: PieceRootList<'a>,
 }
 
 /// Disagreement on a request, with the attestations as opaque evidence (their postcard
@@ -250,7 +253,11 @@ impl<'a> Entry<'a> {
     fn check_lists(&self) -> Result<(), EntryError> {
         let ok = match self {
             Entry::Genesis(g) => g.members.is_whole(),
-            Entry::Commit(c) => c.statement.outputs.is_whole() && c.attestations.is_whole(),
+            Entry::Commit(c) => {
+                c.statement.outputs.is_whole()
+                    && c.statement.piece_roots.is_whole()
+                    && c.attestations.is_whole()
+            }
             Entry::AddMember(m) | Entry::RemoveMember(m) => m.signatures.is_whole(),
             _ => true,
         };
@@ -412,6 +419,25 @@ record_list!(
         Some(Signed { signer, signature })
     }
 );
+
+record_list!(
+    /// Blob digests and their piece roots, 64 bytes each.
+    PieceRootList,
+    (Digest, Hash),
+    64,
+    |c: &[u8]| {
+        let digest = Digest::from_sha256_bytes(c[..32].try_into().ok()?);
+        let root: Hash = c[32..].try_into().ok()?;
+        Some((digest, root))
+    }
+);
+
+impl PieceRootList<'_> {
+    /// The piece root committed for `digest`.
+    pub fn root_of(&self, digest: &Digest) -> Option<Hash> {
+        self.iter().find(|(d, _)| d == digest).map(|(_, r)| r)
+    }
+}
 
 impl DigestList<'_> {
     /// Whether `digest` is one of the outputs.

@@ -111,6 +111,12 @@ fn every_entry_kind_round_trips() {
         .iter()
         .flat_map(|d| *d.as_bytes())
         .collect();
+    let roots: Vec<u8> = Digest::sha256(b"b")
+        .as_bytes()
+        .iter()
+        .chain(&[9u8; 32])
+        .copied()
+        .collect();
     let statement = Statement {
         request_index: 3,
         coordinates,
@@ -119,6 +125,7 @@ fn every_entry_kind_round_trips() {
         epoch: 0,
         selection_size: 3,
         selection_root: [1; 32],
+        piece_roots: PieceRootList(&roots),
     };
     let attestation = statement.sign(&key(1)).to_bytes();
     let change = MembershipChange {
@@ -177,6 +184,14 @@ fn every_entry_kind_round_trips() {
     };
     assert!(commit.statement.outputs.contains(&Digest::sha256(b"b")));
     assert!(!commit.statement.outputs.contains(&Digest::sha256(b"c")));
+    assert_eq!(
+        commit.statement.piece_roots.root_of(&Digest::sha256(b"b")),
+        Some([9; 32])
+    );
+    assert_eq!(
+        commit.statement.piece_roots.root_of(&Digest::sha256(b"a")),
+        None
+    );
     let signed = commit.attestations.iter().next().unwrap();
     assert!(commit.statement.verify(&key(1).public(), &signed.signature));
     let replayed = Statement {

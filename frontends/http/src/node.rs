@@ -97,6 +97,8 @@ impl Node {
             follow::follow_http(log.clone(), parent.clone(), LOG_FOLLOW_INTERVAL)
                 .map_err(|e| format!("cannot start following {parent}: {e}"))?;
         }
+        let roots = log.clone();
+        mirror.set_piece_roots(Arc::new(move |digest| roots.piece_root(digest)));
         let verification = VerificationQueue::start(mirror.clone(), log.clone());
         Ok(Node {
             mirror,

@@ -40,6 +40,12 @@ pub enum SyncRequest {
         /// upstream for the network.
         fetch: Option<(String, String)>,
     },
+    /// The leaf hash of every piece of a stored blob (checked by the asker against the
+    /// committed piece root).
+    PieceHashes {
+        /// The blob's SHA-256.
+        digest: [u8; 32],
+    },
 }
 
 /// A peer's answer.
@@ -56,6 +62,8 @@ pub enum SyncResponse {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// The piece hash list asked for.
+    PieceHashes(Vec<[u8; 32]>),
     /// The peer does not hold that blob.
     Missing,
 }

@@ -324,9 +324,9 @@ impl EventLoop {
     fn strike(&mut self, peer: PeerId, why: &str) {
         let strikes = self.strikes.entry(peer).or_default();
         *strikes += 1;
-        tracing::warn!(%peer, strikes = *strikes, why, "peer sent invalid log data");
+        tracing::warn!(%peer, strikes = *strikes, why, "peer misbehaved");
         if *strikes >= MAX_STRIKES {
-            tracing::warn!(%peer, "blocking peer after repeated invalid data");
+            tracing::warn!(%peer, "blocking peer after repeated misbehaviour");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.status().blocked.push(peer.to_string());
         }
@@ -454,8 +454,19 @@ impl EventLoop {
                                 digest: pyrsia_core::digest::Digest::from_sha256_bytes(digest),
                                 offset,
                                 len,
+                                hashes: false,
                             };
                             self.serve_piece(peer, channel, request, fetch);
+                            return;
+                        }
+                        SyncRequest::PieceHashes { digest } => {
+                            let request = pyrsia_std::peers::PieceRequest {
+                                digest: pyrsia_core::digest::Digest::from_sha256_bytes(digest),
+                                offset: 0,
+                                len: 0,
+                                hashes: true,
+                            };
+                            self.serve_piece(peer, channel, request, None);
                             return;
                         }
                         SyncRequest::Checkpoint => {
@@ -470,6 +481,7 @@ impl EventLoop {
                         SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),
                         SyncResponse::Entries(e) => e.iter().map(Vec::len).sum(),
                         SyncResponse::Piece { bytes, .. } => bytes.len(),
+                        SyncResponse::PieceHashes(list) => list.len() * 32,
                         SyncResponse::Missing => 0,
                     };
                     self.count(&peer, size, 0);
@@ -501,6 +513,10 @@ impl EventLoop {
                     SyncResponse::Piece { total, bytes } => {
                         self.count(&peer, 0, bytes.len());
                         self.on_piece_reply(request_id, Ok(PieceAnswer::Data { total, bytes }));
+                    }
+                    SyncResponse::PieceHashes(list) => {
+                        self.count(&peer, 0, list.len() * 32);
+                        self.on_piece_reply(request_id, Ok(PieceAnswer::Hashes(list)));
                     }
                     SyncResponse::Missing => {
                         self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));

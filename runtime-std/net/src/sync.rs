@@ -175,6 +175,7 @@ mod tests {
                     name: "docker.io/library/x",
                     manifest: Digest::sha256(b"m"),
                     outputs: vec![Digest::sha256(b"l")],
+                    piece_roots: Vec::new(),
                     tag: Some("v1"),
                     source: "http://127.0.0.1:1",
                 },

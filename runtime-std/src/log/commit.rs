@@ -6,7 +6,7 @@
 use pyrsia_core::digest::Digest;
 use pyrsia_core::tlog::entry::{
     BuildRequest, Commit, Coordinates, DOCKER_FETCH_V1, DigestList, ECOSYSTEM_DOCKER, Entry,
-    SignatureList, Statement, TagObservation,
+    PieceRootList, SignatureList, Statement, TagObservation,
 };
 
 use super::{Log, LogError};
@@ -20,6 +20,8 @@ pub struct DockerCommit<'a> {
     pub manifest: Digest,
     /// Every manifest, index, config and layer digest, the top-level one included.
     pub outputs: Vec<Digest>,
+    /// The piece root of every blob larger than one piece.
+    pub piece_roots: Vec<(Digest, pyrsia_core::tlog::Hash)>,
     /// The tag that resolved to `manifest`, when pulled by tag.
     pub tag: Option<&'a str>,
     /// Where it was fetched from (the upstream URL).
@@ -73,6 +75,13 @@ impl Log {
             outputs.sort();
             outputs.dedup();
             let outputs: Vec<u8> = outputs.iter().flat_map(|d| *d.as_bytes()).collect();
+            let mut roots = image.piece_roots.clone();
+            roots.sort();
+            roots.dedup();
+            let piece_roots: Vec<u8> = roots
+                .iter()
+                .flat_map(|(d, r)| d.as_bytes().iter().chain(r).copied().collect::<Vec<u8>>())
+                .collect();
             let (selection_size, selection_root) = state
                 .latest
                 .as_ref()
@@ -85,6 +94,7 @@ impl Log {
                 epoch: state.members.epoch(),
                 selection_size,
                 selection_root,
+                piece_roots: PieceRootList(&piece_roots),
             };
             let attestation = statement.sign(&self.key).to_bytes();
             new.push(

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::Entry;
 
 /// Lookups by name, version and digest. Keys are the coordinates' `name` and `version`.
@@ -12,6 +13,7 @@ pub(crate) struct LogIndex {
     commits: HashMap<(String, String), u64>,
     tags: HashMap<(String, String), (u64, Digest)>,
     committed: HashMap<Digest, u64>,
+    piece_roots: HashMap<Digest, Hash>,
     by_name: HashMap<String, Vec<u64>>,
 }
 
@@ -27,6 +29,9 @@ impl LogIndex {
                     .or_insert(index);
                 for output in c.statement.outputs.iter() {
                     self.committed.entry(output).or_insert(index);
+                }
+                for (digest, root) in c.statement.piece_roots.iter() {
+                    self.piece_roots.entry(digest).or_insert(root);
                 }
                 coordinates.name
             }
@@ -57,6 +62,11 @@ impl LogIndex {
     /// The first commit that lists `digest` among its outputs.
     pub(crate) fn committing(&self, digest: &Digest) -> Option<u64> {
         self.committed.get(digest).copied()
+    }
+
+    /// The committed piece root of a blob.
+    pub(crate) fn piece_root(&self, digest: &Digest) -> Option<Hash> {
+        self.piece_roots.get(digest).copied()
     }
 
     /// Every entry about `name`, in log order.

@@ -310,6 +310,11 @@ impl Log {
         self.lock().index.committing(digest)
     }
 
+    /// The piece root a commit lists for `digest` (blobs larger than one piece).
+    pub fn piece_root(&self, digest: &Digest) -> Option<Hash> {
+        self.lock().index.piece_root(digest)
+    }
+
     /// Indices of every entry about `name`, oldest first.
     pub fn history(&self, name: &str) -> Vec<u64> {
         self.lock().index.history(name).to_vec()

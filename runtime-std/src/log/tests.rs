@@ -28,6 +28,7 @@ fn commit(log: &Log, tag: &str, manifest: &[u8]) -> Outcome {
             name: "docker.io/library/small",
             manifest: m,
             outputs,
+            piece_roots: Vec::new(),
             tag: Some(&tag),
             source: "http://127.0.0.1:5000",
         },
@@ -184,6 +185,7 @@ fn a_member_of_a_larger_network_does_not_commit_alone() {
             name: "docker.io/library/small",
             manifest: m,
             outputs,
+            piece_roots: Vec::new(),
             tag: None,
             source: "x",
         },
@@ -290,6 +292,7 @@ fn replicated_commits_need_valid_attestations() {
         epoch: 0,
         selection_size: 1,
         selection_root: [0; 32],
+        piece_roots: pyrsia_core::tlog::entry::PieceRootList(&[]),
     };
     let attestation = statement.sign(&key(7)).to_bytes();
     let bad = Entry::Commit(pyrsia_core::tlog::entry::Commit {

@@ -12,7 +12,9 @@ use std::thread;
 
 use pyrsia_core::digest::{Digest, Verification, Verifier};
 use pyrsia_core::manifest::Manifest;
+use pyrsia_core::pieces::{PieceHasher, piece_root};
 use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath};
+use pyrsia_core::tlog::Hash;
 
 use super::{DockerCommit, Log, Outcome};
 use crate::clock::unix_seconds;
@@ -132,7 +134,7 @@ fn worker(
         };
         match result {
             Ok(None) => {}
-            Ok(Some(outputs)) => commit(mirror, log, &job, outputs),
+            Ok(Some(verified)) => commit(mirror, log, &job, verified),
             Err(why) => tracing::warn!(
                 name = %job.name, manifest = %job.manifest, %why,
                 "verification failed; the next pull retries it"
@@ -145,7 +147,7 @@ fn worker(
     }
 }
 
-fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, outputs: Vec<Digest>) {
+fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, verified: Verified) {
     let Some(name) = job.canonical_name() else {
         return;
     };
@@ -153,7 +155,8 @@ fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, outputs: Vec<Digest>) {
     let image = DockerCommit {
         name: &name,
         manifest: job.manifest,
-        outputs,
+        outputs: verified.outputs,
+        piece_roots: verified.piece_roots,
         tag: job.tag.as_deref(),
         source: &source,
     };
@@ -166,10 +169,17 @@ fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, outputs: Vec<Digest>) {
     }
 }
 
-/// Fetches and hashes every manifest and blob of the image; returns their digests.
-fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Vec<Digest>, String> {
+/// What verifying an image produced: every digest, and the piece roots of large blobs.
+struct Verified {
+    outputs: Vec<Digest>,
+    piece_roots: Vec<(Digest, Hash)>,
+}
+
+/// Fetches and hashes every manifest and blob of the image.
+fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, String> {
     let name = Name::parse(&job.name).map_err(|e| e.to_string())?;
     let mut outputs = Vec::new();
+    let mut piece_roots = Vec::new();
     let mut manifests = vec![job.manifest];
     let mut seen = 0;
     while let Some(digest) = manifests.pop() {
@@ -191,39 +201,51 @@ fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Vec<Digest>, String> {
             continue;
         }
         for descriptor in manifest.config().into_iter().chain(manifest.layers()) {
-            fetch_and_hash(mirror, job, name, descriptor.digest)?;
+            if let Some(root) = fetch_and_hash(mirror, job, name, descriptor.digest)? {
+                piece_roots.push((descriptor.digest, root));
+            }
             outputs.push(descriptor.digest);
         }
     }
     outputs.sort();
     outputs.dedup();
-    Ok(outputs)
+    Ok(Verified {
+        outputs,
+        piece_roots,
+    })
 }
 
-/// Streams one blob through the mirror (the store when present, else the upstream) and
-/// checks its bytes against the digest.
+/// Streams one blob through the mirror (the store when present, else the upstream), checks
+/// its bytes against the digest, and returns its piece root when it has more than one piece.
 fn fetch_and_hash(
     mirror: &Mirror,
     job: &VerifyJob,
     name: Name<'_>,
     digest: Digest,
-) -> Result<(), String> {
+) -> Result<Option<Hash>, String> {
     let reply = mirror
         .blob(&job.host, name, digest, None)
         .map_err(|e| format!("blob {digest}: {}", e.message()))?;
     let mut reader = reply.reader;
     let mut verifier = Verifier::new(digest);
+    let mut pieces = PieceHasher::new();
+    let mut leaves = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => verifier.update(&buf[..n]),
+            Ok(n) => {
+                verifier.update(&buf[..n]);
+                pieces.update(&buf[..n], |leaf| leaves.push(leaf));
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(format!("blob {digest}: {e}")),
         }
     }
+    let size = verifier.bytes_seen();
+    leaves.extend(pieces.finish(size));
     match verifier.finish() {
-        Verification::Match => Ok(()),
+        Verification::Match => Ok((leaves.len() > 1).then(|| piece_root(&leaves))),
         other => Err(format!("blob {digest}: {other:?}")),
     }
 }

@@ -79,7 +79,7 @@ impl Mirror {
         let flight = self.flights.join(
             &self.store,
             self.upstream(host),
-            self.peer_network(),
+            self.peer_fetch(&digest),
             self.metrics.clone(),
             FetchHint {
                 host: host.to_string(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{FetchHint, PeerNetwork, PieceFetcher, upstream_fetcher};
+use crate::peers::{FetchHint, PeerFetch, PieceFetcher, upstream_fetcher};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -112,7 +112,7 @@ impl Flights {
         &self,
         store: &Store,
         upstream: Arc<Upstream>,
-        peers: Option<Arc<dyn PeerNetwork>>,
+        peers: Option<PeerFetch>,
         metrics: Arc<Metrics>,
         origin: FetchHint,
         digest: Digest,
@@ -208,7 +208,7 @@ impl Flight {
         &self,
         store: &Store,
         upstream: &Upstream,
-        peers: Option<Arc<dyn PeerNetwork>>,
+        peers: Option<PeerFetch>,
         metrics: &Metrics,
         hint: &FetchHint,
     ) {
@@ -236,7 +236,7 @@ impl Flight {
         &self,
         store: &Store,
         upstream: &Upstream,
-        peers: Option<Arc<dyn PeerNetwork>>,
+        peers: Option<PeerFetch>,
         metrics: &Metrics,
         hint: &FetchHint,
     ) -> Result<&'static str, FlightError> {
@@ -249,8 +249,8 @@ impl Flight {
         let mut buf = vec![0u8; CHUNK];
         // Peers that hold it; else the peer chosen to fetch it from the upstream for the
         // network (rendezvous hashing over the live peers), which serves it as it arrives.
-        let from_peers = peers.and_then(|network| {
-            let fetcher = PieceFetcher::open(network.clone(), self.digest, 0).or_else(|| {
+        let from_peers = peers.and_then(|PeerFetch { network, piece_root }| {
+            let fetcher = PieceFetcher::open_checked(network.clone(), self.digest, 0, piece_root).or_else(|| {
                 let chosen = upstream_fetcher(&*network, &self.digest)?;
                 tracing::info!(digest = %self.digest, peer = %chosen, "a peer fetches this blob from the upstream for the network");
                 PieceFetcher::through(network.clone(), self.digest, chosen, hint.clone())

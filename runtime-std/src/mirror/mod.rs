@@ -17,7 +17,7 @@ use pyrsia_core::reference::{Host, Name, RepositoryPath};
 use pyrsia_core::registry::{Code, OciError};
 
 use crate::metrics::Metrics;
-use crate::peers::PeerNetwork;
+use crate::peers::{PeerFetch, PeerNetwork};
 use crate::store::{Store, StoreError};
 use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
 
@@ -83,7 +83,13 @@ pub struct Mirror {
     metrics: Arc<Metrics>,
     upstream_used: std::sync::atomic::AtomicBool,
     peers: std::sync::OnceLock<Arc<dyn PeerNetwork>>,
+    piece_roots: std::sync::OnceLock<PieceRoots>,
+    piece_hashes: Mutex<HashMap<pyrsia_core::digest::Digest, Arc<Vec<pyrsia_core::tlog::Hash>>>>,
 }
+
+/// Looks up the committed piece root of a blob (the node's transparency log).
+pub type PieceRoots =
+    Arc<dyn Fn(&pyrsia_core::digest::Digest) -> Option<pyrsia_core::tlog::Hash> + Send + Sync>;
 
 impl Mirror {
     /// Opens the store (recovering from any crash) and prepares the upstream clients.
@@ -105,6 +111,8 @@ impl Mirror {
             metrics: Arc::new(Metrics::new()),
             upstream_used: std::sync::atomic::AtomicBool::new(false),
             peers: std::sync::OnceLock::new(),
+            piece_roots: std::sync::OnceLock::new(),
+            piece_hashes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -114,8 +122,21 @@ impl Mirror {
         let _ = self.peers.set(network);
     }
 
+    /// Where committed piece roots come from (set once, by the node, from its log).
+    pub fn set_piece_roots(&self, roots: PieceRoots) {
+        let _ = self.piece_roots.set(roots);
+    }
+
     fn peer_network(&self) -> Option<Arc<dyn PeerNetwork>> {
         self.peers.get().cloned()
+    }
+
+    /// How a flight for `digest` may use the peers.
+    fn peer_fetch(&self, digest: &pyrsia_core::digest::Digest) -> Option<PeerFetch> {
+        Some(PeerFetch {
+            network: self.peer_network()?,
+            piece_root: self.piece_roots.get().and_then(|roots| roots(digest)),
+        })
     }
 
     /// The store, for inspection.

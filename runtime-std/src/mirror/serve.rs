@@ -5,7 +5,12 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
+use std::sync::Arc;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::pieces::PieceHasher;
 use pyrsia_core::reference::{Host, Name};
+use pyrsia_core::tlog::Hash;
 
 use super::Mirror;
 use super::flight::Joined;
@@ -13,6 +18,12 @@ use crate::peers::{FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource}
 
 impl PieceSource for Mirror {
     fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer {
+        if request.hashes {
+            return match self.piece_hashes(&request.digest) {
+                Some(list) => PieceAnswer::Hashes(list.to_vec()),
+                None => PieceAnswer::Missing,
+            };
+        }
         let want = u64::from(request.len.min(PIECE_LEN));
         if let Some(mut stored) = self.store.open_blob(&request.digest) {
             let total = stored.record.size;
@@ -57,6 +68,39 @@ impl PieceSource for Mirror {
             }
             Joined::Failed(_) => PieceAnswer::Missing,
         }
+    }
+}
+
+/// How many piece hash lists are kept in memory.
+const HASH_LISTS_KEPT: usize = 256;
+
+impl Mirror {
+    /// The leaf hash of every piece of a stored blob, computed once by reading it, then kept.
+    fn piece_hashes(&self, digest: &Digest) -> Option<Arc<Vec<Hash>>> {
+        let cache = self.piece_hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = cache.get(digest) {
+            return Some(list.clone());
+        }
+        drop(cache);
+        let mut stored = self.store.open_blob(digest)?;
+        let mut hasher = PieceHasher::new();
+        let mut leaves = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match stored.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n], |leaf| leaves.push(leaf)),
+                Err(_) => return None,
+            }
+        }
+        leaves.extend(hasher.finish(stored.record.size));
+        let list = Arc::new(leaves);
+        let mut cache = self.piece_hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= HASH_LISTS_KEPT {
+            cache.clear();
+        }
+        cache.insert(*digest, list.clone());
+        Some(list)
     }
 }
 

@@ -3,10 +3,15 @@
 use std::sync::Mutex;
 
 use super::*;
+use pyrsia_core::tlog::leaf_hash;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Behaviour {
     Serves,
+    /// Sends the true hash list but flips a byte in every piece.
+    CorruptPieces,
+    /// Its copy rotted: list and pieces come from a blob with one flipped byte.
+    Rotten,
     Stalls,
     ShortPieces,
     Lacks,
@@ -41,9 +46,38 @@ impl PeerNetwork for FakeNetwork {
         reply: Sender<PieceReply>,
     ) {
         let behaviour = self.peers.iter().find(|(id, _)| id == peer).unwrap().1;
+        let mut blob = self.blob.clone();
+        if behaviour == Behaviour::Rotten {
+            blob[10] ^= 1;
+        }
+        if request.hashes {
+            let source = if behaviour == Behaviour::Rotten {
+                &blob
+            } else {
+                &self.blob
+            };
+            let list = source.chunks(PIECE_LEN as usize).map(leaf_hash).collect();
+            let _ = reply.send(PieceReply {
+                tag,
+                result: Ok(PieceAnswer::Hashes(list)),
+            });
+            return;
+        }
         let start = request.offset as usize;
         let end = (start + request.len as usize).min(self.blob.len());
         let result = match behaviour {
+            Behaviour::CorruptPieces => {
+                let mut bytes = self.blob[start..end].to_vec();
+                bytes[0] ^= 0xff;
+                Ok(PieceAnswer::Data {
+                    total: self.blob.len() as u64,
+                    bytes,
+                })
+            }
+            Behaviour::Rotten => Ok(PieceAnswer::Data {
+                total: blob.len() as u64,
+                bytes: blob[start..end].to_vec(),
+            }),
             Behaviour::Stalls => return,
             Behaviour::Lacks => Ok(PieceAnswer::Missing),
             Behaviour::ShortPieces => Ok(PieceAnswer::Data {
@@ -162,4 +196,40 @@ fn every_node_picks_the_same_upstream_fetcher() {
         Some(peer) => assert_eq!(peer.as_bytes(), expected),
         None => assert_eq!(expected, b"me"),
     }
+}
+
+fn fetch_checked(net: &Arc<FakeNetwork>) -> io::Result<Vec<u8>> {
+    let digest = Digest::sha256(&net.blob);
+    let leaves: Vec<Hash> = net.blob.chunks(PIECE_LEN as usize).map(leaf_hash).collect();
+    let root = pyrsia_core::pieces::piece_root(&leaves);
+    let (_, mut fetcher) = PieceFetcher::open_checked(net.clone(), digest, 0, Some(root))
+        .ok_or_else(|| io::Error::other("no providers"))?;
+    let mut out = Vec::new();
+    fetcher.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[test]
+fn with_a_committed_piece_root_bad_pieces_cost_only_their_peer() {
+    let len = 6 * PIECE_LEN as usize + 99;
+    // The rotten peer comes first: its list is refused; the corrupting peer's list is true but
+    // its pieces are not, and each is caught on arrival.
+    let net = network(
+        &[
+            ("rotten", Behaviour::Rotten),
+            ("corrupt", Behaviour::CorruptPieces),
+            ("good", Behaviour::Serves),
+        ],
+        len,
+    );
+    assert_eq!(fetch_checked(&net).unwrap(), net.blob);
+    let mut penalised = net.penalised.lock().unwrap().clone();
+    penalised.sort();
+    penalised.dedup();
+    assert_eq!(penalised, ["corrupt", "rotten"]);
+    assert_eq!(
+        net.served.lock().unwrap().get("good"),
+        Some(&7),
+        "every piece from the good peer"
+    );
 }

@@ -189,15 +189,19 @@ impl EventLoop {
                 tag,
                 reply,
             } => {
-                let id = self.swarm.behaviour_mut().sync.send_request(
-                    &peer,
+                let message = if request.hashes {
+                    SyncRequest::PieceHashes {
+                        digest: *request.digest.as_bytes(),
+                    }
+                } else {
                     SyncRequest::Piece {
                         digest: *request.digest.as_bytes(),
                         offset: request.offset,
                         len: request.len,
                         fetch: hint.map(|h| (h.host, h.repository)),
-                    },
-                );
+                    }
+                };
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
                 self.piece_requests.insert(id, (tag, reply));
             }
             Command::Penalise { peer, why } => self.strike(peer, &why),
@@ -272,6 +276,7 @@ impl EventLoop {
             let answer = smol::unblock(move || source.piece(&request, hint.as_ref())).await;
             let response = match answer {
                 PieceAnswer::Data { total, bytes } => SyncResponse::Piece { total, bytes },
+                PieceAnswer::Hashes(list) => SyncResponse::PieceHashes(list),
                 PieceAnswer::Missing => SyncResponse::Missing,
             };
             let _ = served.send((peer, channel, response)).await;
