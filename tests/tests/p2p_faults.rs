@@ -180,8 +180,18 @@ fn a_provider_with_rotten_bytes_is_caught_by_the_committed_piece_root() {
     wait_mesh(&[&a, &b, &c]);
     c.wait_committed("docker.io/library/large", &image.digest)
         .expect("C replicated the commit");
-    let out = skopeo_copy(&c.authority(), &by_digest, &work.path().join("copy-c"));
+    // By tag: C never observed it and the upstream is gone; the log's observation resolves it.
+    let out = skopeo_copy(
+        &c.authority(),
+        &image.reference,
+        &work.path().join("copy-c"),
+    );
     assert_succeeded(&out, "C pulls with a rotten provider around", &c.log());
+    assert!(
+        c.log().contains("tag resolved from the transparency log"),
+        "{}",
+        c.log()
+    );
     assert!(c.wait_stored(&layer));
     let served = std::fs::read(c.data_dir.join("blobs/sha256").join(layer.hex().as_str())).unwrap();
     assert_eq!(pyrsia_core::digest::Digest::sha256(&served), layer);

@@ -99,6 +99,10 @@ impl Node {
         }
         let roots = log.clone();
         mirror.set_piece_roots(Arc::new(move |digest| roots.piece_root(digest)));
+        let tags = log.clone();
+        mirror.set_tag_resolver(Arc::new(move |name, tag| {
+            tags.find_tag(name, tag).map(|(_, digest)| digest)
+        }));
         let verification = VerificationQueue::start(mirror.clone(), log.clone());
         Ok(Node {
             mirror,

@@ -86,11 +86,22 @@ impl Mirror {
                 Err(e) => Some(e),
             }
         };
-        // Upstream down (or offline): the tag's last observed digest, if its manifest is here.
+        // Upstream down (or offline): the tag's last observed digest, if its manifest is here;
+        // else the latest observation the transparency log committed (verified by its
+        // members' quorum), its manifest from here or from peers.
         let cached = self
             .store
             .tag(&key)
-            .and_then(|observation| self.cached_manifest(&observation.digest));
+            .and_then(|observation| self.cached_manifest(&observation.digest))
+            .or_else(|| {
+                let resolve = self.tag_resolver.get()?;
+                let digest = resolve(&format!("{host}/{repository}"), tag.as_str())?;
+                let reply = self
+                    .cached_manifest(&digest)
+                    .or_else(|| self.manifest_from_peers(digest))?;
+                tracing::info!(%key, %digest, "tag resolved from the transparency log's latest observation");
+                Some(reply)
+            });
         match (cached, failure) {
             (Some(reply), failure) => {
                 if let Some(e) = failure {

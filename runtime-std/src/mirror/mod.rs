@@ -84,8 +84,12 @@ pub struct Mirror {
     upstream_used: std::sync::atomic::AtomicBool,
     peers: std::sync::OnceLock<Arc<dyn PeerNetwork>>,
     piece_roots: std::sync::OnceLock<PieceRoots>,
+    tag_resolver: std::sync::OnceLock<TagResolver>,
     piece_hashes: Mutex<HashMap<pyrsia_core::digest::Digest, Arc<Vec<pyrsia_core::tlog::Hash>>>>,
 }
+
+/// Resolves `registry/repository` and a tag to the digest the transparency log last observed.
+pub type TagResolver = Arc<dyn Fn(&str, &str) -> Option<pyrsia_core::digest::Digest> + Send + Sync>;
 
 /// Looks up the committed piece root of a blob (the node's transparency log).
 pub type PieceRoots =
@@ -112,6 +116,7 @@ impl Mirror {
             upstream_used: std::sync::atomic::AtomicBool::new(false),
             peers: std::sync::OnceLock::new(),
             piece_roots: std::sync::OnceLock::new(),
+            tag_resolver: std::sync::OnceLock::new(),
             piece_hashes: Mutex::new(HashMap::new()),
         })
     }
@@ -125,6 +130,12 @@ impl Mirror {
     /// Where committed piece roots come from (set once, by the node, from its log).
     pub fn set_piece_roots(&self, roots: PieceRoots) {
         let _ = self.piece_roots.set(roots);
+    }
+
+    /// Where tags resolve when the upstream cannot be asked and this node never observed them
+    /// (set once, by the node, from its log).
+    pub fn set_tag_resolver(&self, resolver: TagResolver) {
+        let _ = self.tag_resolver.set(resolver);
     }
 
     fn peer_network(&self) -> Option<Arc<dyn PeerNetwork>> {
