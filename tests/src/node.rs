@@ -99,6 +99,42 @@ impl Node {
         )
     }
 
+    /// Saves the node's genesis entry (`/pyrsia/log/genesis`) to `path`, for `--genesis`.
+    pub fn save_genesis(&self, path: &Path) {
+        let status = Command::new("curl")
+            .args(["-sf", "-o"])
+            .arg(path)
+            .arg(format!("{}/pyrsia/log/genesis", self.url()))
+            .status()
+            .expect("curl");
+        assert!(status.success(), "GET /pyrsia/log/genesis failed");
+    }
+
+    /// A counter from `/metrics` (`pyrsia_<name>_total`), 0 when absent.
+    pub fn metric(&self, name: &str) -> u64 {
+        let body = crate::http::get(&format!("{}/metrics", self.url()))
+            .map(|f| f.small_body)
+            .unwrap_or_default();
+        body.lines()
+            .find(|l| l.starts_with(&format!("pyrsia_{name}_total ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits (up to 30 s) until `peer_id` is connected to this node.
+    pub fn wait_connected(&self, peer_id: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.connected_peers().iter().any(|p| p == peer_id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{peer_id} never connected\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The peer ids connected to this node.
     pub fn connected_peers(&self) -> Vec<String> {
         let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
@@ -192,8 +228,31 @@ impl Node {
         None
     }
 
+    /// This node's peer id (the last part of [`Node::p2p_address`]).
+    pub fn peer_id(&self) -> String {
+        let address = self.p2p_address();
+        address.rsplit('/').next().unwrap_or_default().to_string()
+    }
+
     /// Files left in the temp directory.
     pub fn temp_files(&self) -> usize {
         std::fs::read_dir(self.data_dir.join("tmp")).map_or(0, Iterator::count)
+    }
+}
+
+/// Waits (up to 60 s) until every node in `nodes` is connected to every other.
+pub fn wait_mesh(nodes: &[&Node]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while nodes
+        .iter()
+        .any(|n| n.connected_peers().len() < nodes.len() - 1)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mesh of {} nodes did not form\n{}",
+            nodes.len(),
+            nodes[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

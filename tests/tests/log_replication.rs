@@ -3,29 +3,11 @@
 //! entries by request; it verifies before storing, serves in verified mode what the leader
 //! committed, and catches up after a restart.
 
-use std::time::{Duration, Instant};
-
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::pyrsia;
 use pyrsia_tests::registry::Registry;
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-    log: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}\n{}", log());
-}
 
 #[test]
 fn a_follower_replicates_the_log_and_serves_what_it_verified() {
@@ -37,13 +19,7 @@ fn a_follower_replicates_the_log_and_serves_what_it_verified() {
         &["--upstream", &registry.url()],
     );
     let genesis = work.path().join("genesis.bin");
-    let fetched = std::process::Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&genesis)
-        .arg(format!("{}/pyrsia/log/genesis", leader.url()))
-        .status()
-        .unwrap();
-    assert!(fetched.success());
+    leader.save_genesis(&genesis);
     let leader_address = leader.p2p_address();
     let follower_dir = work.path().join("follower");
     let follower_args = [
@@ -57,12 +33,7 @@ fn a_follower_replicates_the_log_and_serves_what_it_verified() {
     ];
     let follower = Node::start(&follower_dir, &follower_args);
     let leader_id = leader_address.rsplit('/').next().unwrap().to_string();
-    wait_until(
-        "the follower to connect",
-        Duration::from_secs(20),
-        || follower.connected_peers().contains(&leader_id),
-        || follower.log(),
-    );
+    follower.wait_connected(&leader_id);
 
     // Before the leader commits anything, the follower refuses to serve in verified mode.
     let out = skopeo_copy(

@@ -3,39 +3,10 @@
 //! the rendezvous winner); once the upstream is gone, another node serves the images by digest
 //! to skopeo and podman from its peers, each blob verified before it is stored or completed.
 
-use std::time::{Duration, Instant};
-
 use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::registry::Registry;
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut done: impl FnMut() -> bool,
-    log: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}\n{}", log());
-}
-
-fn metric(node: &Node, name: &str) -> u64 {
-    let body = pyrsia_tests::http::get(&format!("{}/metrics", node.url()))
-        .unwrap()
-        .small_body;
-    body.lines()
-        .find(|l| l.starts_with(&format!("pyrsia_{name}_total ")))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
@@ -61,12 +32,7 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
         ],
     );
     for node in [&b, &c] {
-        wait_until(
-            "peers to connect",
-            Duration::from_secs(20),
-            || node.connected_peers().contains(&a_id),
-            || node.log(),
-        );
+        node.wait_connected(&a_id);
     }
 
     // A pulls the images from the upstream; its builder fetches every blob of them too.
@@ -102,8 +68,8 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
     }
     // Blobs A pulled while C was the rendezvous winner were fetched by C for the network and
     // are local to it now; the rest, and the manifests, came from peers.
-    assert!(metric(&c, "peer_fetches") >= 2, "{}", c.log());
-    assert!(metric(&c, "peer_bytes") > 0);
+    assert!(c.metric("peer_fetches") >= 2, "{}", c.log());
+    assert!(c.metric("peer_bytes") > 0);
     assert!(
         c.log().contains("fetched manifest from peers"),
         "{}",

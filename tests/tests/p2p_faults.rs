@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
-use pyrsia_tests::node::Node;
+use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::registry::Registry;
 
 fn signal(node: &Node, signal: &str) {
@@ -16,21 +16,6 @@ fn signal(node: &Node, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn wait_mesh(nodes: &[&Node]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nodes
-        .iter()
-        .any(|n| n.connected_peers().len() < nodes.len() - 1)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "mesh not formed\n{}",
-            nodes[0].log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -138,15 +123,7 @@ fn a_provider_with_rotten_bytes_is_caught_by_the_committed_piece_root() {
     a.wait_committed("docker.io/library/large", &image.digest)
         .expect("A committed it");
     let genesis = work.path().join("genesis.bin");
-    assert!(
-        std::process::Command::new("curl")
-            .args(["-sf", "-o"])
-            .arg(&genesis)
-            .arg(format!("{}/pyrsia/log/genesis", a.url()))
-            .status()
-            .unwrap()
-            .success()
-    );
+    a.save_genesis(&genesis);
     let upstream = registry.url();
     let follower = |name: &str, peers: &[String]| {
         let mut args = vec![

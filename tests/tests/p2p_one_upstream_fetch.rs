@@ -2,11 +2,9 @@
 //! rendezvous winner for each blob fetches it from the upstream once and the other four fetch
 //! it from that node as its bytes arrive. The upstream's access log is the judge.
 
-use std::time::{Duration, Instant};
-
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
-use pyrsia_tests::node::Node;
+use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::registry::Registry;
 
 /// Big enough for many pieces (1 MiB each) in flight at once, small enough for a 2-core CI.
@@ -28,15 +26,7 @@ fn five_nodes_pulling_at_once_fetch_each_blob_from_the_upstream_once() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Node::start(&work.path().join(format!("node{i}")), &args));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while nodes.iter().any(|n| n.connected_peers().len() < NODES - 1) {
-        assert!(
-            Instant::now() < deadline,
-            "full mesh not formed\n{}",
-            nodes[0].log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_mesh(&nodes.iter().collect::<Vec<_>>());
 
     let pulls: Vec<_> = nodes
         .iter()

@@ -78,13 +78,7 @@ fn pulls_are_committed_and_verify_checks_them() {
 
     // Pinned genesis: the node's own, saved to a file, then a foreign one is refused.
     let genesis = work.path().join("genesis.bin");
-    let raw = std::process::Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&genesis)
-        .arg(format!("{}/pyrsia/log/genesis", node.url()))
-        .status()
-        .unwrap();
-    assert!(raw.success());
+    node.save_genesis(&genesis);
     let pinned = verify(
         &node,
         "library/small:small",
@@ -271,13 +265,7 @@ fn a_lite_mirror_verifies_through_a_full_node() {
     // The lite mirror: the full node is its upstream and its log's source; it trusts only the
     // genesis file and serves only what that log committed.
     let genesis = work.path().join("genesis.bin");
-    let fetched = std::process::Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&genesis)
-        .arg(format!("{}/pyrsia/log/genesis", full.url()))
-        .status()
-        .unwrap();
-    assert!(fetched.success());
+    full.save_genesis(&genesis);
     let lite = Node::start_binary(
         "pyrsia-lite",
         &work.path().join("lite"),

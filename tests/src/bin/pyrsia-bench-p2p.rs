@@ -5,10 +5,10 @@
 //! Run it through `scripts/bench` (release build). Prints a Markdown table.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pyrsia_tests::image::push_large_image;
-use pyrsia_tests::node::Node;
+use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 200 << 20;
@@ -22,17 +22,6 @@ fn curl(url: &str) {
     assert!(out.status.success(), "curl {url} failed");
 }
 
-fn metric(node: &Node, name: &str) -> u64 {
-    let body = pyrsia_tests::http::get(&format!("{}/metrics", node.url()))
-        .map(|f| f.small_body)
-        .unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with(&format!("pyrsia_{name}_total ")))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Starts `n` nodes in a full mesh behind `registry` and waits until every one sees the rest.
 fn mesh(work: &std::path::Path, registry: &Registry, n: usize) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
@@ -44,14 +33,7 @@ fn mesh(work: &std::path::Path, registry: &Registry, n: usize) -> Vec<Node> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Node::start(&work.join(format!("node{i}")), &args));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while nodes
-        .iter()
-        .any(|node| node.connected_peers().len() < n - 1)
-    {
-        assert!(Instant::now() < deadline, "the mesh of {n} did not form");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_mesh(&nodes.iter().collect::<Vec<_>>());
     nodes
 }
 
@@ -85,7 +67,7 @@ fn main() {
         let nodes = mesh(work.path(), &registry, n);
         let seconds = fetch_all(&nodes, &format!("/v2/library/large/blobs/{digest}"));
         let upstream = registry.blob_gets(&digest.to_string()) as f64;
-        let peer: u64 = nodes.iter().map(|node| metric(node, "peer_bytes")).sum();
+        let peer: u64 = nodes.iter().map(|node| node.metric("peer_bytes")).sum();
         let baseline = *alone.get_or_insert(seconds);
         println!(
             "| {n} | {seconds:.2} s | {:.2}× | {upstream:.2} | {:.2} |",
