@@ -423,7 +423,12 @@ impl PieceFetcher {
                 self.providers[provider].in_flight -= 1;
                 match reply.result {
                     Ok(PieceAnswer::Data { total, bytes }) => {
-                        if self.total == 0 && total > request.offset {
+                        // The first answer sets the size, unless it contradicts the piece list.
+                        let plausible = self
+                            .expected
+                            .as_ref()
+                            .is_none_or(|list| list.len() as u64 == piece_count(total));
+                        if self.total == 0 && total > request.offset && plausible {
                             self.total = total;
                         }
                         let expected = self.piece_len(request.offset) as usize;

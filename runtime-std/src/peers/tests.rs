@@ -12,6 +12,8 @@ enum Behaviour {
     CorruptPieces,
     /// Its copy rotted: list and pieces come from a blob with one flipped byte.
     Rotten,
+    /// Claims the blob is twice its size (true list, true bytes otherwise).
+    WrongTotal,
     Stalls,
     ShortPieces,
     Lacks,
@@ -74,6 +76,10 @@ impl PeerNetwork for FakeNetwork {
                     bytes,
                 })
             }
+            Behaviour::WrongTotal => Ok(PieceAnswer::Data {
+                total: 2 * self.blob.len() as u64,
+                bytes: self.blob[start..end].to_vec(),
+            }),
             Behaviour::Rotten => Ok(PieceAnswer::Data {
                 total: blob.len() as u64,
                 bytes: blob[start..end].to_vec(),
@@ -232,4 +238,15 @@ fn with_a_committed_piece_root_bad_pieces_cost_only_their_peer() {
         Some(&7),
         "every piece from the good peer"
     );
+}
+
+#[test]
+fn a_size_that_contradicts_the_piece_list_is_not_adopted() {
+    let len = 3 * PIECE_LEN as usize + 5;
+    let net = network(
+        &[("big", Behaviour::WrongTotal), ("good", Behaviour::Serves)],
+        len,
+    );
+    assert_eq!(fetch_checked(&net).unwrap(), net.blob);
+    assert_eq!(*net.penalised.lock().unwrap(), ["big".to_string()]);
 }
