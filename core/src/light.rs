@@ -226,18 +226,7 @@ impl LightClient {
         if cp.origin.as_str() != self.origin.as_str() {
             return Err(LightError::WrongOrigin);
         }
-        let have = self.members.count_signers(
-            note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
-            |key, signature| {
-                cp.verify(
-                    key,
-                    &crate::tlog::checkpoint::Cosignature {
-                        key_id: key.key_id(),
-                        signature: *signature,
-                    },
-                )
-            },
-        );
+        let have = self.members.checkpoint_signers(note);
         let need = self.members.quorum();
         if have < need {
             return Err(LightError::NoQuorum {
@@ -329,10 +318,7 @@ impl LightClient {
         // Members checked the attestations before cosigning; a commit of the current epoch is
         // re-checked here too (older epochs' members may be gone from the current set).
         if commit.statement.epoch == self.members.epoch() {
-            let attesters = self.members.count_signers(
-                crate::members::pairs(&commit.attestations),
-                |key, signature| commit.statement.verify(key, signature),
-            );
+            let attesters = self.members.attesters(commit);
             if attesters < self.members.commit_threshold() {
                 return Err(LightError::TooFewAttestations);
             }

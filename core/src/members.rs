@@ -6,8 +6,9 @@
 
 use core::fmt;
 
-use crate::identity::{KeyId, PublicKey, Signature};
-use crate::tlog::entry::{Genesis, MembershipChange, MembershipOp, SignatureList};
+use crate::identity::{KeyId, PublicKey, Purpose, Signature};
+use crate::tlog::checkpoint::SignedCheckpoint;
+use crate::tlog::entry::{Commit, Genesis, MembershipChange, MembershipOp, SignatureList};
 
 /// The most members an epoch may have.
 pub const MAX_MEMBERS: usize = 64;
@@ -141,6 +142,27 @@ impl MemberSet {
             }
         }
         count
+    }
+
+    /// How many distinct members validly cosigned `note` (the body is encoded once).
+    pub fn checkpoint_signers(&self, note: &SignedCheckpoint) -> usize {
+        let body = note.checkpoint.body();
+        self.count_signers(
+            note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
+            |key, signature| {
+                key.verify(Purpose::Checkpoint, body.as_bytes(), signature)
+                    .is_ok()
+            },
+        )
+    }
+
+    /// How many distinct members validly attested `commit`'s statement (hashed once).
+    pub fn attesters(&self, commit: &Commit<'_>) -> usize {
+        let statement = commit.statement.digest();
+        self.count_signers(pairs(&commit.attestations), |key, signature| {
+            key.verify(Purpose::Attestation, &statement, signature)
+                .is_ok()
+        })
     }
 
     /// The next epoch's member set, if `change` is a valid `op` for the log named `origin`.

@@ -4,7 +4,6 @@
 //! decodes and obeys the log's rules, and the entries hash to the checkpoint's root.
 
 use fjall::PersistMode;
-use pyrsia_core::members::pairs;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_core::tlog::entry::{Entry, MembershipOp};
 
@@ -134,18 +133,7 @@ fn check_quorum(state: &State, note: &SignedCheckpoint) -> Result<(), LogError> 
     if cp.origin.as_str() != state.origin {
         return Err(LogError::Refused("checkpoint of another log".into()));
     }
-    let signers = state.members.count_signers(
-        note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
-        |key, signature| {
-            cp.verify(
-                key,
-                &pyrsia_core::tlog::checkpoint::Cosignature {
-                    key_id: key.key_id(),
-                    signature: *signature,
-                },
-            )
-        },
-    );
+    let signers = state.members.checkpoint_signers(note);
     if signers < state.members.quorum() {
         return Err(LogError::Refused(format!(
             "checkpoint has {signers} valid member signatures, {} needed",
@@ -171,9 +159,7 @@ fn check_entry(
         Entry::Genesis(_) => Err(refuse("unexpected genesis".into())),
         _ if index == 0 => Err(refuse("entry 0 is not this network's genesis".into())),
         Entry::Commit(commit) => {
-            let attesters = members.count_signers(pairs(&commit.attestations), |key, sig| {
-                commit.statement.verify(key, sig)
-            });
+            let attesters = members.attesters(&commit);
             if commit.statement.epoch != members.epoch() || attesters < members.commit_threshold() {
                 return Err(refuse(format!(
                     "commit has {attesters} valid attestations of epoch {}, {} needed",
