@@ -37,6 +37,7 @@
 extern crate alloc;
 
 pub mod digest;
+pub mod edge;
 pub mod identity;
 pub mod light;
 #[cfg(feature = "alloc")]

@@ -1,53 +1,37 @@
 //! # pyrsia-embedded
 //!
-//! The edge-cache runtime for microcontrollers: `no_std`, no allocator. It drives
-//! `pyrsia-core` through small traits that a board support crate implements (a clock here;
-//! the framed link and the flash store arrive with the edge-cache issue).
+//! The edge cache for microcontrollers: `no_std`, no allocator, every buffer sized by a named
+//! constant. It trusts nothing but the genesis entry it was provisioned with:
+//!
+//! 1. [`EdgeCache::refresh`] asks the parent (a full node or another edge cache, over any
+//!    `embedded-io` stream: a UART, a socket) for its latest checkpoint and checks it with
+//!    [`pyrsia_core::light`]: membership epochs, a 2f+1 quorum, the link to the trusted tree,
+//!    freshness. The trusted checkpoint is saved in flash before it is used, so a reset never
+//!    rolls trust back.
+//! 2. [`EdgeCache::fetch`] gets the `Commit` listing a digest with its inclusion proof, then
+//!    every piece with its proof in the committed piece root, streaming each into flash while
+//!    hashing it; a piece is sealed only if it matches.
+//! 3. [`EdgeCache::serve`] answers LAN peers with the same protocol ([`pyrsia_core::edge`]),
+//!    from flash, pulling through the parent on a miss.
+//!
+//! The flash layout ([`store`]) survives power loss at any write or erase and spreads wear by
+//! writing as a circular log. `defmt` formatting of the public types is behind the `defmt`
+//! feature.
 #![no_std]
 #![forbid(unsafe_code)]
 
-use pyrsia_core::time::Instant;
+pub mod cache;
+pub mod clock;
+pub mod error;
+pub mod link;
+pub mod ram_flash;
+pub mod serve;
+pub mod store;
 
-/// A monotonic time source on the device (a SysTick counter, an RTC).
-pub trait Clock {
-    /// The current time. Must never go backwards.
-    fn now(&mut self) -> Instant;
-}
-
-/// A clock that advances a fixed step per reading: for host tests and for devices that count
-/// ticks of a known period.
-#[derive(Clone, Copy, Debug)]
-pub struct TickClock {
-    now: Instant,
-    step_micros: u64,
-}
-
-impl TickClock {
-    /// A clock at zero that advances `step_micros` per [`Clock::now`] call.
-    pub const fn new(step_micros: u64) -> Self {
-        TickClock {
-            now: Instant::ZERO,
-            step_micros,
-        }
-    }
-}
-
-impl Clock for TickClock {
-    fn now(&mut self) -> Instant {
-        let current = self.now;
-        self.now = Instant::from_micros(current.as_micros().saturating_add(self.step_micros));
-        current
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tick_clock_advances() {
-        let mut clock = TickClock::new(10);
-        assert_eq!(clock.now(), Instant::ZERO);
-        assert_eq!(clock.now(), Instant::from_micros(10));
-    }
-}
+pub use cache::EdgeCache;
+pub use clock::{Clock, TickClock};
+pub use error::EdgeError;
+pub use link::{Link, LinkError, ParentLink, PeerLink};
+pub use ram_flash::RamFlash;
+pub use serve::Served;
+pub use store::Store;

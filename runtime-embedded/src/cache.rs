@@ -1,0 +1,427 @@
+//! The edge cache: trust rooted in the genesis, a checkpoint refreshed from the parent, and
+//! artifacts fetched piece by piece, each verified before it is sealed in flash.
+
+use embedded_io::{Read, Write};
+use embedded_storage::nor_flash::NorFlash;
+use pyrsia_core::digest::{Digest, Hasher};
+use pyrsia_core::edge::{EDGE_VERSION, MAX_MESSAGE_LEN, MAX_PROOF_HASHES, Request, Response};
+use pyrsia_core::light::{Connectivity, Freshness, LightClient, Policy, Trusted};
+use pyrsia_core::pieces::{PIECE_LEN, piece_count};
+use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
+use pyrsia_core::tlog::entry::Entry;
+use pyrsia_core::tlog::{Hash, leaf_hash, verify_inclusion};
+
+use crate::error::EdgeError;
+use crate::link::ParentLink;
+use crate::store::{Kind, NewObject, Store};
+
+/// Membership changes applied per refresh at most; the rest on the next one.
+pub const MAX_EPOCH_STEPS: u32 = 16;
+
+/// Times a refresh retries when the parent's log grows between its two checkpoint answers.
+const REFRESH_ATTEMPTS: u32 = 3;
+
+/// A refresh saves a re-signed checkpoint of the same tree only when it is this much newer
+/// (seconds): members re-sign hourly and the journal need not wear at that pace.
+pub const RESAVE_AFTER: u64 = 6 * 3600;
+
+/// An edge cache over flash `F`.
+pub struct EdgeCache<F> {
+    pub(crate) light: LightClient,
+    pub(crate) store: Store<F>,
+    genesis_leaf: Hash,
+    /// Proof hashes kept across the answers that reuse the link's buffer.
+    proof: heapless::Vec<Hash, MAX_PROOF_HASHES>,
+    /// Room to read a note, an entry or a chunk from flash when answering a peer.
+    pub(crate) scratch: [u8; MAX_MESSAGE_LEN],
+}
+
+impl<F: NorFlash> EdgeCache<F> {
+    /// Opens the cache: trust from `genesis` (the genesis entry's bytes), the checkpoint saved
+    /// in flash (if any) resumed, every stored record's seal checked.
+    pub fn open(flash: F, genesis: &[u8], policy: Policy) -> Result<Self, EdgeError> {
+        let mut light = LightClient::new(genesis, policy)?;
+        let store = Store::open(flash)?;
+        if let Some(saved) = store.saved_state() {
+            light = light.with_trusted(saved.trusted);
+        }
+        Ok(EdgeCache {
+            light,
+            store,
+            genesis_leaf: leaf_hash(genesis),
+            proof: heapless::Vec::new(),
+            scratch: [0; MAX_MESSAGE_LEN],
+        })
+    }
+
+    /// The checkpoint trusted now.
+    pub fn trusted(&self) -> Option<Trusted> {
+        self.light.trusted().copied()
+    }
+
+    /// The flash store (what is cached).
+    pub fn store(&self) -> &Store<F> {
+        &self.store
+    }
+
+    /// The flash store, to read cached bytes.
+    pub fn store_mut(&mut self) -> &mut Store<F> {
+        &mut self.store
+    }
+
+    /// Gives the flash back (a test simulating a reset reopens it).
+    pub fn into_flash(self) -> F {
+        self.store.into_flash()
+    }
+
+    /// Starts a session with the parent: both sides speak [`EDGE_VERSION`].
+    pub fn hello<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+    ) -> Result<(), EdgeError> {
+        match parent.call(&Request::Hello {
+            version: EDGE_VERSION,
+        })? {
+            Response::Hello { version } if version == EDGE_VERSION => Ok(()),
+            Response::Error(code) => Err(EdgeError::Refused(code)),
+            _ => Err(EdgeError::Unexpected),
+        }
+    }
+
+    /// Brings trust up to the parent's latest checkpoint: walks membership changes, then checks
+    /// the checkpoint's quorum, its link to the trusted one (or to the genesis) and its
+    /// freshness at `now` (Unix seconds), saves it in flash, and only then trusts it.
+    pub fn refresh<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        now: u64,
+    ) -> Result<Freshness, EdgeError> {
+        self.walk_membership(parent)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_refresh(parent, now) {
+                Err(EdgeError::Unexpected) if attempt < REFRESH_ATTEMPTS => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn walk_membership<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+    ) -> Result<(), EdgeError> {
+        for _ in 0..MAX_EPOCH_STEPS {
+            let epoch = self.light.members().epoch();
+            match parent.call(&Request::Membership { epoch })? {
+                Response::Membership { entry: None } => return Ok(()),
+                Response::Membership { entry: Some(entry) } => {
+                    self.light.apply_membership(entry)?
+                }
+                Response::Error(code) => return Err(EdgeError::Refused(code)),
+                _ => return Err(EdgeError::Unexpected),
+            }
+        }
+        Ok(())
+    }
+
+    fn try_refresh<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        now: u64,
+    ) -> Result<Freshness, EdgeError> {
+        // First the genesis link of the parent's latest tree: a peer without trust needs it.
+        let (size, root) = match parent.call(&Request::Checkpoint { have: 0 })? {
+            Response::Checkpoint { note, link } => {
+                let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
+                self.proof = link.to_vec().ok_or(EdgeError::BadProof)?;
+                let cp = parsed.checkpoint;
+                verify_inclusion(0, cp.size, &self.genesis_leaf, &self.proof, &cp.root).map_err(
+                    |e| EdgeError::Light(pyrsia_core::light::LightError::GenesisNotIncluded(e)),
+                )?;
+                (cp.size, cp.root)
+            }
+            Response::Error(code) => return Err(EdgeError::Refused(code)),
+            _ => return Err(EdgeError::Unexpected),
+        };
+        let trusted = self.light.trusted().copied();
+        if trusted.is_some_and(|t| t.size == size && t.root == root) {
+            return self.refresh_same_tree(parent, now);
+        }
+        let have = trusted.map_or(0, |t| t.size);
+        let answer = parent.call(&Request::Checkpoint { have })?;
+        let Response::Checkpoint { note, link } = answer else {
+            return Err(match answer {
+                Response::Error(code) => EdgeError::Refused(code),
+                _ => EdgeError::Unexpected,
+            });
+        };
+        let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
+        if parsed.checkpoint.size != size || parsed.checkpoint.root != root {
+            return Err(EdgeError::Unexpected); // The log grew in between: ask again.
+        }
+        let link = link.to_vec().ok_or(EdgeError::BadProof)?;
+        let freshness = self
+            .light
+            .check_checkpoint(&parsed, &link, now, Connectivity::Online)?;
+        let next = Trusted {
+            size,
+            root,
+            timestamp: parsed.checkpoint.timestamp,
+        };
+        // Persist before trusting: a reset never rolls trust back.
+        self.store.save_state(next, note, &self.proof)?;
+        self.light
+            .accept_checkpoint(&parsed, &link, now, Connectivity::Online)?;
+        Ok(freshness)
+    }
+
+    /// The parent's tree is the trusted one: accept a newer signing time (freshness) and save
+    /// it once it is [`RESAVE_AFTER`] newer than the saved one.
+    fn refresh_same_tree<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        now: u64,
+    ) -> Result<Freshness, EdgeError> {
+        let Some(trusted) = self.light.trusted().copied() else {
+            return Err(EdgeError::NoCheckpoint);
+        };
+        let answer = parent.call(&Request::Checkpoint { have: trusted.size })?;
+        let Response::Checkpoint { note, link } = answer else {
+            return Err(EdgeError::Unexpected);
+        };
+        let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
+        let link = link.to_vec().ok_or(EdgeError::BadProof)?;
+        let freshness = self
+            .light
+            .accept_checkpoint(&parsed, &link, now, Connectivity::Online)?;
+        let saved = self.store.saved_state().map_or(0, |s| s.trusted.timestamp);
+        if parsed.checkpoint.timestamp >= saved.saturating_add(RESAVE_AFTER) {
+            let now_trusted = self
+                .light
+                .trusted()
+                .copied()
+                .ok_or(EdgeError::NoCheckpoint)?;
+            self.store.save_state(now_trusted, note, &self.proof)?;
+        }
+        Ok(freshness)
+    }
+
+    /// Whether `digest` is cached whole: its commit proof for the trusted tree and every piece.
+    pub fn holds(&self, digest: &Digest) -> bool {
+        let Some(trusted) = self.light.trusted() else {
+            return false;
+        };
+        let Some(proof) = self.store.proof(digest) else {
+            return false;
+        };
+        let Some(first) = self.store.piece(digest, 0) else {
+            return false;
+        };
+        proof.size == trusted.size
+            && (0..piece_count(first.size)).all(|i| self.store.piece(digest, i as u32).is_some())
+    }
+
+    /// Fetches `digest` from the parent unless cached: the `Commit` listing it, proven in the
+    /// trusted tree, then every piece, each checked against the committed piece root (or the
+    /// digest, for a blob of one piece) before it is sealed in flash.
+    pub fn fetch<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        digest: &Digest,
+    ) -> Result<(), EdgeError> {
+        if self.holds(digest) {
+            return Ok(());
+        }
+        let trusted = self
+            .light
+            .trusted()
+            .copied()
+            .ok_or(EdgeError::NoCheckpoint)?;
+        let piece_root = self.fetch_proof(parent, digest, trusted.size)?;
+        let blob_size = match self.store.piece(digest, 0) {
+            Some(first) => first.size,
+            None => self.fetch_piece(parent, digest, 0, None, piece_root)?,
+        };
+        for index in 1..piece_count(blob_size) as u32 {
+            if self.store.piece(digest, index).is_none() {
+                self.fetch_piece(parent, digest, index, Some(blob_size), piece_root)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches and checks the commit proof for `digest` in the tree of `tree_size`, stores it,
+    /// and returns the committed piece root, if the blob has one.
+    fn fetch_proof<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        digest: &Digest,
+        tree_size: u64,
+    ) -> Result<Option<Hash>, EdgeError> {
+        if let Some(stored) = self.store.proof(digest).filter(|p| p.size == tree_size) {
+            let mut root = None;
+            let len = stored.data_len() as usize;
+            if len > self.scratch.len() {
+                return Err(EdgeError::Unexpected);
+            }
+            self.store
+                .read(stored.data_at(), &mut self.scratch[..len])?;
+            if let Ok(Entry::Commit(commit)) = Entry::decode(&self.scratch[..len]) {
+                root = commit.statement.piece_roots.root_of(digest);
+            }
+            return Ok(root);
+        }
+        let answer = parent.call(&Request::Lookup {
+            digest: *digest,
+            tree_size,
+        })?;
+        let Response::Committed {
+            index,
+            tree_size: proven_size,
+            entry,
+            proof,
+        } = answer
+        else {
+            return Err(match answer {
+                Response::Error(code) => EdgeError::Refused(code),
+                _ => EdgeError::Unexpected,
+            });
+        };
+        if proven_size != tree_size {
+            return Err(EdgeError::Unexpected);
+        }
+        let hashes = proof.to_vec().ok_or(EdgeError::BadProof)?;
+        let decoded = self.light.check_committed(entry, index, &hashes, digest)?;
+        let Entry::Commit(commit) = decoded else {
+            return Err(EdgeError::Unexpected);
+        };
+        let root = commit.statement.piece_roots.root_of(digest);
+        let payload = (proof.0.len() + entry.len()) as u32;
+        let mut pending = self.store.begin(NewObject {
+            kind: Kind::Proof,
+            digest: *digest,
+            piece: 0,
+            size: tree_size,
+            entry_index: index,
+            proof_hashes: hashes.len() as u8,
+            payload_len: payload,
+        })?;
+        self.store.append(&mut pending, proof.0)?;
+        self.store.append(&mut pending, entry)?;
+        self.store.commit(pending)?;
+        Ok(root)
+    }
+
+    /// Fetches piece `index`, streaming it into flash while hashing it; seals it only if it
+    /// matches the piece root (or the digest). Returns the blob size the parent gave.
+    fn fetch_piece<IO: Read + Write>(
+        &mut self,
+        parent: &mut ParentLink<IO>,
+        digest: &Digest,
+        index: u32,
+        known_size: Option<u64>,
+        piece_root: Option<Hash>,
+    ) -> Result<u64, EdgeError> {
+        let answer = parent.call(&Request::Piece {
+            digest: *digest,
+            index,
+            offset: 0,
+        })?;
+        let Response::Piece {
+            blob_size,
+            offset: 0,
+            data,
+            proof,
+        } = answer
+        else {
+            return Err(match answer {
+                Response::Error(code) => EdgeError::Refused(code),
+                _ => EdgeError::Unexpected,
+            });
+        };
+        let count = piece_count(blob_size);
+        if known_size.is_some_and(|s| s != blob_size) || u64::from(index) >= count {
+            return Err(EdgeError::Unexpected);
+        }
+        if count > 1 && piece_root.is_none() {
+            return Err(EdgeError::NoPieceRoot);
+        }
+        self.proof = proof.to_vec().ok_or(EdgeError::BadProof)?;
+        if piece_root.is_none() && !self.proof.is_empty() {
+            return Err(EdgeError::BadProof);
+        }
+        let piece_len =
+            (blob_size - u64::from(index) * u64::from(PIECE_LEN)).min(u64::from(PIECE_LEN)) as u32;
+        if data.len() as u32 > piece_len || (data.is_empty() && piece_len > 0) {
+            return Err(EdgeError::Unexpected);
+        }
+        let mut hasher = Hasher::new();
+        if piece_root.is_some() {
+            hasher.update(&[0x00]); // RFC 9162 leaf prefix: pieces are leaves of the piece tree.
+        }
+        let mut pending = self.store.begin(NewObject {
+            kind: Kind::Piece,
+            digest: *digest,
+            piece: index,
+            size: blob_size,
+            entry_index: 0,
+            proof_hashes: self.proof.len() as u8,
+            payload_len: 32 * self.proof.len() as u32 + piece_len,
+        })?;
+        self.store.append(&mut pending, self.proof.as_flattened())?;
+        hasher.update(data);
+        self.store.append(&mut pending, data)?;
+        let mut offset = data.len() as u32;
+        while offset < piece_len {
+            let answer = parent.call(&Request::Piece {
+                digest: *digest,
+                index,
+                offset,
+            });
+            let data = match answer {
+                Ok(Response::Piece {
+                    blob_size: size,
+                    offset: at,
+                    data,
+                    ..
+                }) if size == blob_size
+                    && at == offset
+                    && !data.is_empty()
+                    && data.len() as u32 <= piece_len - offset =>
+                {
+                    data
+                }
+                Ok(Response::Error(code)) => {
+                    self.store.abandon(pending);
+                    return Err(EdgeError::Refused(code));
+                }
+                Ok(_) => {
+                    self.store.abandon(pending);
+                    return Err(EdgeError::Unexpected);
+                }
+                Err(e) => {
+                    self.store.abandon(pending);
+                    return Err(e.into());
+                }
+            };
+            hasher.update(data);
+            self.store.append(&mut pending, data)?;
+            offset += data.len() as u32;
+        }
+        let hash = hasher.finish();
+        let matches = match piece_root {
+            Some(root) => {
+                verify_inclusion(u64::from(index), count, hash.as_bytes(), &self.proof, &root)
+                    .is_ok()
+            }
+            None => hash == *digest,
+        };
+        if !matches {
+            self.store.abandon(pending);
+            return Err(EdgeError::BadPiece);
+        }
+        self.store.commit(pending)?;
+        Ok(blob_size)
+    }
+}
