@@ -181,8 +181,15 @@ impl<'a> Hashes<'a> {
         Hashes(hashes.as_flattened())
     }
 
-    /// The hashes, or `None` if the bytes are not whole hashes or more than
+    /// The hashes in place, or `None` if the bytes are not whole hashes or more than
     /// [`MAX_PROOF_HASHES`].
+    pub fn as_hashes(&self) -> Option<&'a [Hash]> {
+        let (hashes, rest) = self.0.as_chunks::<32>();
+        (rest.is_empty() && hashes.len() <= MAX_PROOF_HASHES).then_some(hashes)
+    }
+
+    /// The hashes copied out (to keep them past the buffer they arrived in), or `None` as for
+    /// [`Hashes::as_hashes`].
     pub fn to_vec(&self) -> Option<heapless::Vec<Hash, MAX_PROOF_HASHES>> {
         if !self.0.len().is_multiple_of(32) || self.0.len() / 32 > MAX_PROOF_HASHES {
             return None;
@@ -238,12 +245,13 @@ pub fn decode<'f, T: Deserialize<'f>>(frame: &'f mut [u8]) -> Result<T, FrameErr
     Ok(message)
 }
 
-/// Collects bytes from a stream into one frame at a time, refusing a frame longer than `N`
-/// before storing more of it. The caller feeds what it read and gets back how many bytes it
-/// consumed and whether a frame ended; bytes past a frame's end stay with the caller.
+/// Collects bytes from a stream into one frame at a time in a caller's buffer, refusing a
+/// frame longer than the buffer before storing more of it. The caller feeds what it read and
+/// gets back how many bytes were consumed and whether a frame ended; bytes past a frame's end
+/// stay with the caller.
 #[derive(Debug)]
-pub struct FrameReader<const N: usize> {
-    buf: [u8; N],
+pub struct FrameReader<'b> {
+    buf: &'b mut [u8],
     len: usize,
     overflowed: bool,
 }
@@ -258,24 +266,18 @@ pub enum Push {
         /// Bytes of the input used, the `0x00` included.
         consumed: usize,
     },
-    /// A frame longer than `N` ended after `consumed` bytes; it was dropped.
+    /// A frame longer than the buffer ended after `consumed` bytes; it was dropped.
     TooLong {
         /// Bytes of the input used, the `0x00` included.
         consumed: usize,
     },
 }
 
-impl<const N: usize> Default for FrameReader<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> FrameReader<N> {
-    /// An empty reader.
-    pub const fn new() -> Self {
+impl<'b> FrameReader<'b> {
+    /// An empty reader whose frames may be as long as `buf`.
+    pub fn new(buf: &'b mut [u8]) -> Self {
         FrameReader {
-            buf: [0; N],
+            buf,
             len: 0,
             overflowed: false,
         }
@@ -293,7 +295,7 @@ impl<const N: usize> FrameReader<N> {
                 }
                 return Push::Frame { consumed: i + 1 };
             }
-            if self.len == N {
+            if self.len == self.buf.len() {
                 self.overflowed = true;
             } else if !self.overflowed {
                 self.buf[self.len] = byte;

@@ -17,7 +17,7 @@ use core::fmt;
 
 use crate::digest::Digest;
 use crate::members::{MemberSet, MembershipError};
-use crate::tlog::checkpoint::{MAX_ORIGIN_LEN, SignedCheckpoint};
+use crate::tlog::checkpoint::{Checkpoint, MAX_ORIGIN_LEN, NoteView, SignedCheckpoint};
 use crate::tlog::entry::{Entry, EntryError, MembershipOp};
 use crate::tlog::{Hash, ProofError, leaf_hash, verify_consistency, verify_inclusion};
 
@@ -75,6 +75,33 @@ pub struct Trusted {
     pub root: Hash,
     /// Newest signing time seen for this tree (Unix seconds).
     pub timestamp: u64,
+}
+
+/// A checkpoint that passed the light-client check, not trusted yet: the proof of the check
+/// that [`LightClient::trust`] takes (only the check can make one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Checked {
+    size: u64,
+    root: Hash,
+    timestamp: u64,
+    freshness: Freshness,
+}
+
+impl Checked {
+    /// The checkpoint as it will be trusted.
+    pub fn trusted(&self) -> Trusted {
+        Trusted {
+            size: self.size,
+            root: self.root,
+            timestamp: self.timestamp,
+        }
+    }
+
+    /// How current it is.
+    pub fn freshness(&self) -> Freshness {
+        self.freshness
+    }
 }
 
 /// What the check refused, and at which step.
@@ -164,17 +191,37 @@ pub struct LightClient {
 impl LightClient {
     /// Trust rooted in the genesis entry's bytes (the genesis file).
     pub fn new(genesis: &[u8], policy: Policy) -> Result<Self, LightError> {
+        let mut slot = None;
+        Self::init_in(&mut slot, genesis, policy)?;
+        slot.ok_or(LightError::NotGenesis)
+    }
+
+    /// [`LightClient::new`] built in place in `slot` (a device's `static`): the member set
+    /// (4 KiB at most) never travels through the stack.
+    pub fn init_in<'s>(
+        slot: &'s mut Option<Self>,
+        genesis: &[u8],
+        policy: Policy,
+    ) -> Result<&'s mut Self, LightError> {
         let Entry::Genesis(g) = Entry::decode(genesis).map_err(LightError::Entry)? else {
             return Err(LightError::NotGenesis);
         };
         let origin = heapless::String::try_from(g.origin).map_err(|_| LightError::WrongOrigin)?;
-        Ok(LightClient {
-            origin,
-            genesis_leaf: leaf_hash(genesis),
-            members: MemberSet::from_genesis(&g).map_err(LightError::Membership)?,
-            trusted: None,
-            policy,
-        })
+        let filled = slot
+            .insert(LightClient {
+                origin,
+                genesis_leaf: leaf_hash(genesis),
+                members: MemberSet::EMPTY,
+                trusted: None,
+                policy,
+            })
+            .members
+            .fill_from_genesis(&g);
+        if let Err(e) = filled {
+            *slot = None;
+            return Err(LightError::Membership(e));
+        }
+        slot.as_mut().ok_or(LightError::NotGenesis)
     }
 
     /// Continues from a checkpoint trusted earlier (persisted by the caller).
@@ -205,11 +252,9 @@ impl LightClient {
             Entry::RemoveMember(c) => (MembershipOp::Remove, c),
             _ => return Err(LightError::Membership(MembershipError::NoChange)),
         };
-        self.members = self
-            .members
-            .apply(&self.origin, op, &change)
-            .map_err(LightError::Membership)?;
-        Ok(())
+        self.members
+            .apply_in_place(&self.origin, op, &change)
+            .map_err(LightError::Membership)
     }
 
     /// Steps 2–3 without changing anything: would `note` be accepted? `link` is the
@@ -222,11 +267,68 @@ impl LightClient {
         now: u64,
         connectivity: Connectivity,
     ) -> Result<Freshness, LightError> {
+        let signers = || self.members.checkpoint_signers(note);
+        self.check(&note.checkpoint, signers, link, now, connectivity)
+    }
+
+    /// [`LightClient::check_checkpoint`] on a note read in place (what a device uses). The
+    /// result is a [`Checked`] to hand to [`LightClient::trust`], after persisting it: the
+    /// signatures are verified once.
+    pub fn check_note(
+        &self,
+        note: &NoteView<'_>,
+        link: &[Hash],
+        now: u64,
+        connectivity: Connectivity,
+    ) -> Result<Checked, LightError> {
+        let signers = || {
+            self.members
+                .cosigners(&note.checkpoint, note.cosignatures())
+        };
         let cp = &note.checkpoint;
+        let freshness = self.check(cp, signers, link, now, connectivity)?;
+        Ok(Checked {
+            size: cp.size,
+            root: cp.root,
+            timestamp: cp.timestamp,
+            freshness,
+        })
+    }
+
+    /// Trusts a checkpoint [`LightClient::check_note`] accepted. Refused if the client moved
+    /// on in between to a tree this one would roll back or fork.
+    pub fn trust(&mut self, checked: Checked) -> Result<Freshness, LightError> {
+        match &self.trusted {
+            Some(t) if checked.size < t.size => return Err(LightError::Rollback),
+            Some(t) if checked.size == t.size && checked.root != t.root => {
+                return Err(LightError::Fork);
+            }
+            _ => {}
+        }
+        let timestamp = match &self.trusted {
+            Some(t) if t.size == checked.size => t.timestamp.max(checked.timestamp),
+            _ => checked.timestamp,
+        };
+        self.trusted = Some(Trusted {
+            size: checked.size,
+            root: checked.root,
+            timestamp,
+        });
+        Ok(checked.freshness)
+    }
+
+    fn check(
+        &self,
+        cp: &Checkpoint,
+        signers: impl FnOnce() -> usize,
+        link: &[Hash],
+        now: u64,
+        connectivity: Connectivity,
+    ) -> Result<Freshness, LightError> {
         if cp.origin.as_str() != self.origin.as_str() {
             return Err(LightError::WrongOrigin);
         }
-        let have = self.members.checkpoint_signers(note);
+        let have = signers();
         let need = self.members.quorum();
         if have < need {
             return Err(LightError::NoQuorum {
@@ -273,7 +375,11 @@ impl LightClient {
         connectivity: Connectivity,
     ) -> Result<Freshness, LightError> {
         let freshness = self.check_checkpoint(note, link, now, connectivity)?;
-        let cp = &note.checkpoint;
+        self.trust_checkpoint(&note.checkpoint);
+        Ok(freshness)
+    }
+
+    fn trust_checkpoint(&mut self, cp: &Checkpoint) {
         let timestamp = match &self.trusted {
             Some(t) if t.size == cp.size => t.timestamp.max(cp.timestamp),
             _ => cp.timestamp,
@@ -283,7 +389,16 @@ impl LightClient {
             root: cp.root,
             timestamp,
         });
-        Ok(freshness)
+    }
+
+    /// Resumes from a checkpoint trusted earlier (saved by the caller), in place.
+    pub fn resume(&mut self, trusted: Trusted) {
+        self.trusted = Some(trusted);
+    }
+
+    /// The genesis entry's leaf hash (index 0 of every tree of this log).
+    pub fn genesis_leaf(&self) -> &Hash {
+        &self.genesis_leaf
     }
 
     /// Step 4: `entry` is at `index` in the trusted tree; returns it decoded.

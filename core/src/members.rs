@@ -7,18 +7,41 @@
 use core::fmt;
 
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
-use crate::tlog::checkpoint::SignedCheckpoint;
+use crate::tlog::checkpoint::{Checkpoint, Cosignature, SignedCheckpoint};
 use crate::tlog::entry::{Commit, Genesis, MembershipChange, MembershipOp, SignatureList};
 
 /// The most members an epoch may have.
 pub const MAX_MEMBERS: usize = 64;
 
 /// The members of one epoch and the fault bound f.
+///
+/// Keys are kept compressed with their ids (64 bytes a member, 4 KiB at most, so an edge
+/// cache can afford the set) and decompressed only for the signatures actually checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSet {
     epoch: u64,
     faults: u32,
-    keys: heapless::Vec<PublicKey, MAX_MEMBERS>,
+    keys: heapless::Vec<Member, MAX_MEMBERS>,
+}
+
+/// One member: its key id and compressed key (checked to be a curve point on entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Member {
+    id: KeyId,
+    key: [u8; 32],
+}
+
+impl Member {
+    fn new(key: &PublicKey) -> Self {
+        Member {
+            id: key.key_id(),
+            key: key.to_bytes(),
+        }
+    }
+
+    fn public(&self) -> Option<PublicKey> {
+        PublicKey::from_bytes(&self.key).ok()
+    }
 }
 
 /// Why a member set or a change to it was refused.
@@ -56,29 +79,44 @@ impl fmt::Display for MembershipError {
 impl core::error::Error for MembershipError {}
 
 impl MemberSet {
+    /// No members: the state [`MemberSet::fill_from_genesis`] starts from.
+    pub(crate) const EMPTY: MemberSet = MemberSet {
+        epoch: 0,
+        faults: 0,
+        keys: heapless::Vec::new(),
+    };
+
     /// Epoch 0, from the genesis entry.
     pub fn from_genesis(genesis: &Genesis<'_>) -> Result<Self, MembershipError> {
+        let mut set = MemberSet::EMPTY;
+        set.fill_from_genesis(genesis)?;
+        Ok(set)
+    }
+
+    /// Epoch 0 from the genesis entry, built in place (a device keeps the set in a static).
+    pub(crate) fn fill_from_genesis(
+        &mut self,
+        genesis: &Genesis<'_>,
+    ) -> Result<(), MembershipError> {
+        self.epoch = 0;
+        self.faults = genesis.faults;
+        self.keys.clear();
         if genesis.members.len() > MAX_MEMBERS {
             return Err(MembershipError::TooManyMembers);
         }
-        let mut keys = heapless::Vec::new();
         for key in genesis.members.iter() {
-            if keys.contains(&key) {
+            let member = Member::new(&key);
+            if self.keys.contains(&member) {
                 return Err(MembershipError::BadKeyList);
             }
-            keys.push(key)
+            self.keys
+                .push(member)
                 .map_err(|_| MembershipError::TooManyMembers)?;
         }
-        if keys.len() != genesis.members.len() {
+        if self.keys.len() != genesis.members.len() {
             return Err(MembershipError::BadKeyList);
         }
-        let set = MemberSet {
-            epoch: 0,
-            faults: genesis.faults,
-            keys,
-        };
-        set.check_size()?;
-        Ok(set)
+        self.check_size()
     }
 
     fn check_size(&self) -> Result<(), MembershipError> {
@@ -100,9 +138,24 @@ impl MemberSet {
         self.faults
     }
 
-    /// The members' keys.
-    pub fn keys(&self) -> &[PublicKey] {
-        &self.keys
+    /// How many members the epoch has.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set is empty (never, for a valid set).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The members' keys, decompressed.
+    pub fn keys(&self) -> impl Iterator<Item = PublicKey> + '_ {
+        self.keys.iter().filter_map(Member::public)
+    }
+
+    /// Whether `key` is a member.
+    pub fn contains(&self, key: &PublicKey) -> bool {
+        self.keys.iter().any(|m| m.key == key.to_bytes())
     }
 
     /// 2f+1: signatures that make a checkpoint final or a membership change valid.
@@ -116,8 +169,8 @@ impl MemberSet {
     }
 
     /// The member with this key id, if any.
-    pub fn find(&self, key_id: &KeyId) -> Option<&PublicKey> {
-        self.keys.iter().find(|k| k.key_id() == *key_id)
+    pub fn find(&self, key_id: &KeyId) -> Option<PublicKey> {
+        self.keys.iter().find(|m| m.id == *key_id)?.public()
     }
 
     /// How many distinct members produced a valid signature among `signatures`, where
@@ -133,10 +186,16 @@ impl MemberSet {
         let mut seen = [false; MAX_MEMBERS];
         let mut count = 0;
         for (key_id, signature) in signatures {
-            let Some(i) = self.keys.iter().position(|k| k.key_id() == key_id) else {
+            let Some(i) = self.keys.iter().position(|m| m.id == key_id) else {
                 continue;
             };
-            if !seen[i] && valid(&self.keys[i], &signature) {
+            if seen[i] {
+                continue;
+            }
+            let Some(key) = self.keys[i].public() else {
+                continue;
+            };
+            if valid(&key, &signature) {
                 seen[i] = true;
                 count += 1;
             }
@@ -146,9 +205,19 @@ impl MemberSet {
 
     /// How many distinct members validly cosigned `note` (the body is encoded once).
     pub fn checkpoint_signers(&self, note: &SignedCheckpoint) -> usize {
-        let body = note.checkpoint.body();
+        self.cosigners(&note.checkpoint, note.cosignatures.iter().copied())
+    }
+
+    /// How many distinct members validly cosigned `checkpoint` among `cosignatures` (from a
+    /// [`crate::tlog::checkpoint::NoteView`], read one at a time).
+    pub fn cosigners(
+        &self,
+        checkpoint: &Checkpoint,
+        cosignatures: impl IntoIterator<Item = Cosignature>,
+    ) -> usize {
+        let body = checkpoint.body();
         self.count_signers(
-            note.cosignatures.iter().map(|c| (c.key_id, c.signature)),
+            cosignatures.into_iter().map(|c| (c.key_id, c.signature)),
             |key, signature| {
                 key.verify(Purpose::Checkpoint, body.as_bytes(), signature)
                     .is_ok()
@@ -172,6 +241,19 @@ impl MemberSet {
         op: MembershipOp,
         change: &MembershipChange<'_>,
     ) -> Result<MemberSet, MembershipError> {
+        let mut next = self.clone();
+        next.apply_in_place(origin, op, change)?;
+        Ok(next)
+    }
+
+    /// Moves this set to the next epoch if `change` is a valid `op` for the log named
+    /// `origin`; on error the set is unchanged.
+    pub fn apply_in_place(
+        &mut self,
+        origin: &str,
+        op: MembershipOp,
+        change: &MembershipChange<'_>,
+    ) -> Result<(), MembershipError> {
         if Some(change.epoch) != self.epoch.checked_add(1) {
             return Err(MembershipError::WrongEpoch);
         }
@@ -183,24 +265,26 @@ impl MemberSet {
         if signers < self.quorum() {
             return Err(MembershipError::NoQuorum);
         }
-        let mut next = MemberSet {
-            epoch: change.epoch,
-            faults: self.faults,
-            keys: self.keys.clone(),
-        };
-        let position = next.keys.iter().position(|k| *k == change.key);
+        let position = self
+            .keys
+            .iter()
+            .position(|m| m.key == change.key.to_bytes());
+        let needed = 3 * u64::from(self.faults) + 1;
         match (op, position) {
-            (MembershipOp::Add, None) => next
+            (MembershipOp::Add, None) => self
                 .keys
-                .push(change.key)
+                .push(Member::new(&change.key))
                 .map_err(|_| MembershipError::TooManyMembers)?,
+            (MembershipOp::Remove, Some(_)) if (self.keys.len() as u64 - 1) < needed => {
+                return Err(MembershipError::TooFewMembers);
+            }
             (MembershipOp::Remove, Some(i)) => {
-                next.keys.remove(i);
+                self.keys.remove(i);
             }
             _ => return Err(MembershipError::NoChange),
         }
-        next.check_size()?;
-        Ok(next)
+        self.epoch = change.epoch;
+        Ok(())
     }
 }
 

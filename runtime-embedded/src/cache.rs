@@ -4,15 +4,17 @@
 use embedded_io::{Read, Write};
 use embedded_storage::nor_flash::NorFlash;
 use pyrsia_core::digest::{Digest, Hasher};
-use pyrsia_core::edge::{EDGE_VERSION, MAX_MESSAGE_LEN, MAX_PROOF_HASHES, Request, Response};
-use pyrsia_core::light::{Connectivity, Freshness, LightClient, Policy, Trusted};
+use pyrsia_core::edge::{
+    EDGE_VERSION, Hashes, MAX_MESSAGE_LEN, MAX_PROOF_HASHES, Request, Response,
+};
+use pyrsia_core::light::{Connectivity, Freshness, LightClient, LightError, Trusted};
 use pyrsia_core::pieces::{PIECE_LEN, piece_count};
-use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
+use pyrsia_core::tlog::checkpoint::NoteView;
 use pyrsia_core::tlog::entry::Entry;
-use pyrsia_core::tlog::{Hash, leaf_hash, verify_inclusion};
+use pyrsia_core::tlog::{Hash, verify_inclusion};
 
 use crate::error::EdgeError;
-use crate::link::ParentLink;
+use crate::link::Link;
 use crate::store::{Kind, NewObject, Store};
 
 /// Membership changes applied per refresh at most; the rest on the next one.
@@ -25,33 +27,69 @@ const REFRESH_ATTEMPTS: u32 = 3;
 /// (seconds): members re-sign hourly and the journal need not wear at that pace.
 pub const RESAVE_AFTER: u64 = 6 * 3600;
 
-/// An edge cache over flash `F`.
-pub struct EdgeCache<F> {
-    pub(crate) light: LightClient,
-    pub(crate) store: Store<F>,
-    genesis_leaf: Hash,
-    /// Proof hashes kept across the answers that reuse the link's buffer.
-    proof: heapless::Vec<Hash, MAX_PROOF_HASHES>,
-    /// Room to read a note, an entry or a chunk from flash when answering a peer.
-    pub(crate) scratch: [u8; MAX_MESSAGE_LEN],
+/// The cache's working memory: room to read a note, an entry or a chunk from flash when
+/// answering a peer, and proof hashes kept across answers that reuse the link's buffer. The
+/// caller's (a `static` on a device), so the cache itself is a few pointers.
+pub struct Scratch {
+    pub(crate) bytes: [u8; MAX_MESSAGE_LEN],
+    pub(crate) proof: heapless::Vec<Hash, MAX_PROOF_HASHES>,
 }
 
-impl<F: NorFlash> EdgeCache<F> {
-    /// Opens the cache: trust from `genesis` (the genesis entry's bytes), the checkpoint saved
-    /// in flash (if any) resumed, every stored record's seal checked.
-    pub fn open(flash: F, genesis: &[u8], policy: Policy) -> Result<Self, EdgeError> {
-        let mut light = LightClient::new(genesis, policy)?;
-        let store = Store::open(flash)?;
-        if let Some(saved) = store.saved_state() {
-            light = light.with_trusted(saved.trusted);
+impl Scratch {
+    /// Zeroed; `const`, for a `static`.
+    pub const fn new() -> Self {
+        Scratch {
+            bytes: [0; MAX_MESSAGE_LEN],
+            proof: heapless::Vec::new(),
         }
-        Ok(EdgeCache {
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An edge cache: a light client, a flash store and scratch memory, all the caller's. On a
+/// device each lives in a `static` and is built in place there, so no large value ever
+/// travels through the stack.
+pub struct EdgeCache<'b, F> {
+    pub(crate) light: &'b mut LightClient,
+    pub(crate) store: &'b mut Store<F>,
+    pub(crate) scratch: &'b mut Scratch,
+}
+
+impl<'b, F: NorFlash> EdgeCache<'b, F> {
+    /// The cache over `light` (trust rooted in the genesis it was made from), `store` (opened
+    /// on the flash, every seal checked) and `scratch`. A client that trusts nothing yet
+    /// resumes from the checkpoint saved in flash.
+    pub fn new(
+        light: &'b mut LightClient,
+        store: &'b mut Store<F>,
+        scratch: &'b mut Scratch,
+    ) -> Self {
+        if light.trusted().is_none()
+            && let Some(saved) = store.saved_state()
+        {
+            light.resume(saved.trusted);
+        }
+        EdgeCache {
             light,
             store,
-            genesis_leaf: leaf_hash(genesis),
-            proof: heapless::Vec::new(),
-            scratch: [0; MAX_MESSAGE_LEN],
-        })
+            scratch,
+        }
+    }
+
+    /// Copies proof hashes out of the link's buffer into the scratch, to keep them past the
+    /// next answer.
+    fn keep_proof(&mut self, hashes: Hashes<'_>) -> Result<(), EdgeError> {
+        let hashes = hashes.as_hashes().ok_or(EdgeError::BadProof)?;
+        self.scratch.proof.clear();
+        self.scratch
+            .proof
+            .extend_from_slice(hashes)
+            .map_err(|_| EdgeError::BadProof)
     }
 
     /// The checkpoint trusted now.
@@ -61,24 +99,16 @@ impl<F: NorFlash> EdgeCache<F> {
 
     /// The flash store (what is cached).
     pub fn store(&self) -> &Store<F> {
-        &self.store
+        self.store
     }
 
     /// The flash store, to read cached bytes.
     pub fn store_mut(&mut self) -> &mut Store<F> {
-        &mut self.store
-    }
-
-    /// Gives the flash back (a test simulating a reset reopens it).
-    pub fn into_flash(self) -> F {
-        self.store.into_flash()
+        self.store
     }
 
     /// Starts a session with the parent: both sides speak [`EDGE_VERSION`].
-    pub fn hello<IO: Read + Write>(
-        &mut self,
-        parent: &mut ParentLink<IO>,
-    ) -> Result<(), EdgeError> {
+    pub fn hello<IO: Read + Write>(&mut self, parent: &mut Link<'_, IO>) -> Result<(), EdgeError> {
         match parent.call(&Request::Hello {
             version: EDGE_VERSION,
         })? {
@@ -93,7 +123,7 @@ impl<F: NorFlash> EdgeCache<F> {
     /// freshness at `now` (Unix seconds), saves it in flash, and only then trusts it.
     pub fn refresh<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         now: u64,
     ) -> Result<Freshness, EdgeError> {
         self.walk_membership(parent)?;
@@ -109,7 +139,7 @@ impl<F: NorFlash> EdgeCache<F> {
 
     fn walk_membership<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
     ) -> Result<(), EdgeError> {
         for _ in 0..MAX_EPOCH_STEPS {
             let epoch = self.light.members().epoch();
@@ -125,20 +155,29 @@ impl<F: NorFlash> EdgeCache<F> {
         Ok(())
     }
 
+    #[inline(never)] // Keeps its note and proofs out of the caller's frame on a device.
     fn try_refresh<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         now: u64,
     ) -> Result<Freshness, EdgeError> {
         // First the genesis link of the parent's latest tree: a peer without trust needs it.
         let (size, root) = match parent.call(&Request::Checkpoint { have: 0 })? {
             Response::Checkpoint { note, link } => {
-                let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
-                self.proof = link.to_vec().ok_or(EdgeError::BadProof)?;
+                let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
                 let cp = parsed.checkpoint;
-                verify_inclusion(0, cp.size, &self.genesis_leaf, &self.proof, &cp.root).map_err(
-                    |e| EdgeError::Light(pyrsia_core::light::LightError::GenesisNotIncluded(e)),
-                )?;
+                if cp.origin.as_str() != self.light.origin() {
+                    return Err(EdgeError::Light(LightError::WrongOrigin));
+                }
+                self.keep_proof(link)?;
+                verify_inclusion(
+                    0,
+                    cp.size,
+                    self.light.genesis_leaf(),
+                    &self.scratch.proof,
+                    &cp.root,
+                )
+                .map_err(|e| EdgeError::Light(LightError::GenesisNotIncluded(e)))?;
                 (cp.size, cp.root)
             }
             Response::Error(code) => return Err(EdgeError::Refused(code)),
@@ -156,31 +195,26 @@ impl<F: NorFlash> EdgeCache<F> {
                 _ => EdgeError::Unexpected,
             });
         };
-        let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
+        let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
         if parsed.checkpoint.size != size || parsed.checkpoint.root != root {
             return Err(EdgeError::Unexpected); // The log grew in between: ask again.
         }
-        let link = link.to_vec().ok_or(EdgeError::BadProof)?;
-        let freshness = self
+        let link = link.as_hashes().ok_or(EdgeError::BadProof)?;
+        let checked = self
             .light
-            .check_checkpoint(&parsed, &link, now, Connectivity::Online)?;
-        let next = Trusted {
-            size,
-            root,
-            timestamp: parsed.checkpoint.timestamp,
-        };
+            .check_note(&parsed, link, now, Connectivity::Online)?;
         // Persist before trusting: a reset never rolls trust back.
-        self.store.save_state(next, note, &self.proof)?;
-        self.light
-            .accept_checkpoint(&parsed, &link, now, Connectivity::Online)?;
-        Ok(freshness)
+        self.store
+            .save_state(checked.trusted(), note, &self.scratch.proof)?;
+        Ok(self.light.trust(checked)?)
     }
 
     /// The parent's tree is the trusted one: accept a newer signing time (freshness) and save
     /// it once it is [`RESAVE_AFTER`] newer than the saved one.
+    #[inline(never)] // Keeps its note and proofs out of the caller's frame on a device.
     fn refresh_same_tree<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         now: u64,
     ) -> Result<Freshness, EdgeError> {
         let Some(trusted) = self.light.trusted().copied() else {
@@ -190,11 +224,12 @@ impl<F: NorFlash> EdgeCache<F> {
         let Response::Checkpoint { note, link } = answer else {
             return Err(EdgeError::Unexpected);
         };
-        let parsed = SignedCheckpoint::parse(note).map_err(|_| EdgeError::BadNote)?;
-        let link = link.to_vec().ok_or(EdgeError::BadProof)?;
-        let freshness = self
+        let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
+        let link = link.as_hashes().ok_or(EdgeError::BadProof)?;
+        let checked = self
             .light
-            .accept_checkpoint(&parsed, &link, now, Connectivity::Online)?;
+            .check_note(&parsed, link, now, Connectivity::Online)?;
+        let freshness = self.light.trust(checked)?;
         let saved = self.store.saved_state().map_or(0, |s| s.trusted.timestamp);
         if parsed.checkpoint.timestamp >= saved.saturating_add(RESAVE_AFTER) {
             let now_trusted = self
@@ -202,7 +237,8 @@ impl<F: NorFlash> EdgeCache<F> {
                 .trusted()
                 .copied()
                 .ok_or(EdgeError::NoCheckpoint)?;
-            self.store.save_state(now_trusted, note, &self.proof)?;
+            self.store
+                .save_state(now_trusted, note, &self.scratch.proof)?;
         }
         Ok(freshness)
     }
@@ -227,7 +263,7 @@ impl<F: NorFlash> EdgeCache<F> {
     /// digest, for a blob of one piece) before it is sealed in flash.
     pub fn fetch<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         digest: &Digest,
     ) -> Result<(), EdgeError> {
         if self.holds(digest) {
@@ -253,21 +289,22 @@ impl<F: NorFlash> EdgeCache<F> {
 
     /// Fetches and checks the commit proof for `digest` in the tree of `tree_size`, stores it,
     /// and returns the committed piece root, if the blob has one.
+    #[inline(never)] // Keeps its answer's copies out of the caller's frame on a device.
     fn fetch_proof<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         digest: &Digest,
         tree_size: u64,
     ) -> Result<Option<Hash>, EdgeError> {
         if let Some(stored) = self.store.proof(digest).filter(|p| p.size == tree_size) {
             let mut root = None;
             let len = stored.data_len() as usize;
-            if len > self.scratch.len() {
+            if len > self.scratch.bytes.len() {
                 return Err(EdgeError::Unexpected);
             }
             self.store
-                .read(stored.data_at(), &mut self.scratch[..len])?;
-            if let Ok(Entry::Commit(commit)) = Entry::decode(&self.scratch[..len]) {
+                .read(stored.data_at(), &mut self.scratch.bytes[..len])?;
+            if let Ok(Entry::Commit(commit)) = Entry::decode(&self.scratch.bytes[..len]) {
                 root = commit.statement.piece_roots.root_of(digest);
             }
             return Ok(root);
@@ -291,8 +328,8 @@ impl<F: NorFlash> EdgeCache<F> {
         if proven_size != tree_size {
             return Err(EdgeError::Unexpected);
         }
-        let hashes = proof.to_vec().ok_or(EdgeError::BadProof)?;
-        let decoded = self.light.check_committed(entry, index, &hashes, digest)?;
+        let hashes = proof.as_hashes().ok_or(EdgeError::BadProof)?;
+        let decoded = self.light.check_committed(entry, index, hashes, digest)?;
         let Entry::Commit(commit) = decoded else {
             return Err(EdgeError::Unexpected);
         };
@@ -315,9 +352,10 @@ impl<F: NorFlash> EdgeCache<F> {
 
     /// Fetches piece `index`, streaming it into flash while hashing it; seals it only if it
     /// matches the piece root (or the digest). Returns the blob size the parent gave.
+    #[inline(never)] // Keeps its answer's copies out of the caller's frame on a device.
     fn fetch_piece<IO: Read + Write>(
         &mut self,
-        parent: &mut ParentLink<IO>,
+        parent: &mut Link<'_, IO>,
         digest: &Digest,
         index: u32,
         known_size: Option<u64>,
@@ -347,8 +385,8 @@ impl<F: NorFlash> EdgeCache<F> {
         if count > 1 && piece_root.is_none() {
             return Err(EdgeError::NoPieceRoot);
         }
-        self.proof = proof.to_vec().ok_or(EdgeError::BadProof)?;
-        if piece_root.is_none() && !self.proof.is_empty() {
+        self.keep_proof(proof)?;
+        if piece_root.is_none() && !self.scratch.proof.is_empty() {
             return Err(EdgeError::BadProof);
         }
         let piece_len =
@@ -366,10 +404,11 @@ impl<F: NorFlash> EdgeCache<F> {
             piece: index,
             size: blob_size,
             entry_index: 0,
-            proof_hashes: self.proof.len() as u8,
-            payload_len: 32 * self.proof.len() as u32 + piece_len,
+            proof_hashes: self.scratch.proof.len() as u8,
+            payload_len: 32 * self.scratch.proof.len() as u32 + piece_len,
         })?;
-        self.store.append(&mut pending, self.proof.as_flattened())?;
+        self.store
+            .append(&mut pending, self.scratch.proof.as_flattened())?;
         hasher.update(data);
         self.store.append(&mut pending, data)?;
         let mut offset = data.len() as u32;
@@ -411,10 +450,14 @@ impl<F: NorFlash> EdgeCache<F> {
         }
         let hash = hasher.finish();
         let matches = match piece_root {
-            Some(root) => {
-                verify_inclusion(u64::from(index), count, hash.as_bytes(), &self.proof, &root)
-                    .is_ok()
-            }
+            Some(root) => verify_inclusion(
+                u64::from(index),
+                count,
+                hash.as_bytes(),
+                &self.scratch.proof,
+                &root,
+            )
+            .is_ok(),
             None => hash == *digest,
         };
         if !matches {
@@ -423,5 +466,98 @@ impl<F: NorFlash> EdgeCache<F> {
         }
         self.store.commit(pending)?;
         Ok(blob_size)
+    }
+
+    /// Re-checks the saved checkpoint against the genesis: its note's quorum of member
+    /// signatures and that it is the trusted tree. For audits, and to measure the cost of a
+    /// checkpoint verification on the device.
+    #[inline(never)] // Keeps its note and proofs out of the caller's frame on a device.
+    pub fn audit_checkpoint(&mut self, now: u64) -> Result<Freshness, EdgeError> {
+        let saved = self.store.saved_state().ok_or(EdgeError::NoCheckpoint)?;
+        let note = &mut self.scratch.bytes[..usize::from(saved.note_len)];
+        self.store.read(saved.note_at, note)?;
+        let note = core::str::from_utf8(note).map_err(|_| EdgeError::BadNote)?;
+        let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
+        let checked = self
+            .light
+            .check_note(&parsed, &[], now, Connectivity::Offline)?;
+        Ok(checked.freshness())
+    }
+
+    /// Re-checks the stored commit proof of `digest` in the trusted tree: inclusion and the
+    /// f+1 attestations. Returns the committed piece root, if any.
+    pub fn audit_commit(&mut self, digest: &Digest) -> Result<Option<Hash>, EdgeError> {
+        let stored = self.store.proof(digest).ok_or(EdgeError::NoCheckpoint)?;
+        let entry_len = stored.data_len() as usize;
+        if entry_len > self.scratch.bytes.len()
+            || usize::from(stored.proof_hashes) > MAX_PROOF_HASHES
+        {
+            return Err(EdgeError::BadProof);
+        }
+        self.scratch.proof.clear();
+        for i in 0..u32::from(stored.proof_hashes) {
+            let mut hash = [0u8; 32];
+            self.store.read(stored.proof_at() + 32 * i, &mut hash)?;
+            let _ = self.scratch.proof.push(hash);
+        }
+        let entry = &mut self.scratch.bytes[..entry_len];
+        self.store.read(stored.data_at(), entry)?;
+        let Entry::Commit(commit) =
+            self.light
+                .check_committed(entry, stored.entry_index, &self.scratch.proof, digest)?
+        else {
+            return Err(EdgeError::Unexpected);
+        };
+        Ok(commit.statement.piece_roots.root_of(digest))
+    }
+
+    /// Re-hashes stored piece `index` of `digest` from flash and checks it against
+    /// `piece_root` (from [`EdgeCache::audit_commit`]) or, for a one-piece blob, the digest.
+    /// Catches bit rot; measures the cost of verifying a piece on the device.
+    pub fn audit_piece(
+        &mut self,
+        digest: &Digest,
+        index: u32,
+        piece_root: Option<Hash>,
+    ) -> Result<(), EdgeError> {
+        let piece = self.store.piece(digest, index).ok_or(EdgeError::BadPiece)?;
+        self.scratch.proof.clear();
+        for i in 0..u32::from(piece.proof_hashes) {
+            let mut hash = [0u8; 32];
+            self.store.read(piece.proof_at() + 32 * i, &mut hash)?;
+            self.scratch
+                .proof
+                .push(hash)
+                .map_err(|_| EdgeError::BadProof)?;
+        }
+        let mut hasher = Hasher::new();
+        if piece_root.is_some() {
+            hasher.update(&[0x00]);
+        }
+        let mut done = 0;
+        while done < piece.data_len() {
+            let take = (piece.data_len() - done).min(self.scratch.bytes.len() as u32);
+            let chunk = &mut self.scratch.bytes[..take as usize];
+            self.store.read(piece.data_at() + done, chunk)?;
+            hasher.update(chunk);
+            done += take;
+        }
+        let hash = hasher.finish();
+        let holds = match piece_root {
+            Some(root) => verify_inclusion(
+                u64::from(index),
+                piece_count(piece.size),
+                hash.as_bytes(),
+                &self.scratch.proof,
+                &root,
+            )
+            .is_ok(),
+            None => hash == *digest,
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(EdgeError::BadPiece)
+        }
     }
 }

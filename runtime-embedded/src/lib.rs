@@ -28,10 +28,10 @@ pub mod ram_flash;
 pub mod serve;
 pub mod store;
 
-pub use cache::EdgeCache;
+pub use cache::{EdgeCache, Scratch};
 pub use clock::{Clock, TickClock};
 pub use error::EdgeError;
-pub use link::{Link, LinkError, ParentLink, PeerLink};
+pub use link::{Link, LinkBuffers, LinkError, ParentBuffers, PeerBuffers};
 pub use ram_flash::RamFlash;
 pub use serve::Served;
 pub use store::Store;

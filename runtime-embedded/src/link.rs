@@ -1,7 +1,8 @@
 //! A framed link over any byte stream (`embedded-io` Read/Write: a UART, a socket): sends one
-//! message as a COBS frame, receives one frame into a fixed buffer. `RX` and `TX` are the
-//! largest frames each way, so a link to a parent (large answers, small requests) and a link
-//! to LAN peers (the reverse) each cost only what they need.
+//! message as a COBS frame, receives one frame into a fixed buffer. The buffers are the
+//! caller's ([`LinkBuffers`], a `static` on a device, so nothing large is ever on the stack),
+//! sized for the direction: a link to a parent receives the largest answers and sends small
+//! requests ([`ParentBuffers`]), a link to LAN peers the reverse ([`PeerBuffers`]).
 
 use embedded_io::{Error as _, ErrorKind, Read, Write};
 use pyrsia_core::edge::{
@@ -35,38 +36,63 @@ impl core::fmt::Display for LinkError {
     }
 }
 
-/// A framed link with an `RX`-byte receive buffer and a `TX`-byte send buffer.
-pub struct Link<IO, const RX: usize, const TX: usize> {
-    io: IO,
-    reader: FrameReader<RX>,
-    pending: [u8; READ_CHUNK],
-    start: usize,
-    end: usize,
+/// Receive and send buffers for one link.
+pub struct LinkBuffers<const RX: usize, const TX: usize> {
+    rx: [u8; RX],
     tx: [u8; TX],
 }
 
-/// The link to a parent: it asks small requests and receives the largest answers.
-pub type ParentLink<IO> = Link<IO, MAX_FRAME_LEN, MAX_REQUEST_FRAME_LEN>;
+impl<const RX: usize, const TX: usize> LinkBuffers<RX, TX> {
+    /// Zeroed buffers; `const`, so a device can keep them in a `static`.
+    pub const fn new() -> Self {
+        LinkBuffers {
+            rx: [0; RX],
+            tx: [0; TX],
+        }
+    }
+}
 
-/// The link to a LAN peer: it receives small requests and sends the largest answers.
-pub type PeerLink<IO> = Link<IO, MAX_REQUEST_FRAME_LEN, MAX_FRAME_LEN>;
+impl<const RX: usize, const TX: usize> Default for LinkBuffers<RX, TX> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
-impl<IO: Read + Write, const RX: usize, const TX: usize> Link<IO, RX, TX> {
-    /// A link over `io`.
-    pub const fn new(io: IO) -> Self {
+/// Buffers for the link to a parent: the largest answers in, requests out.
+pub type ParentBuffers = LinkBuffers<MAX_FRAME_LEN, MAX_REQUEST_FRAME_LEN>;
+
+/// Buffers for the link to a LAN peer: requests in, the largest answers out.
+pub type PeerBuffers = LinkBuffers<MAX_REQUEST_FRAME_LEN, MAX_FRAME_LEN>;
+
+/// A framed link over `IO`.
+pub struct Link<'b, IO> {
+    io: IO,
+    reader: FrameReader<'b>,
+    pending: [u8; READ_CHUNK],
+    start: usize,
+    end: usize,
+    tx: &'b mut [u8],
+}
+
+impl<'b, IO: Read + Write> Link<'b, IO> {
+    /// A link over `io` using `buffers`.
+    pub fn new<const RX: usize, const TX: usize>(
+        io: IO,
+        buffers: &'b mut LinkBuffers<RX, TX>,
+    ) -> Self {
         Link {
             io,
-            reader: FrameReader::new(),
+            reader: FrameReader::new(&mut buffers.rx),
             pending: [0; READ_CHUNK],
             start: 0,
             end: 0,
-            tx: [0; TX],
+            tx: &mut buffers.tx,
         }
     }
 
     /// Sends one message.
     pub fn send<T: Serialize>(&mut self, message: &T) -> Result<(), LinkError> {
-        let frame = encode(message, &mut self.tx).map_err(LinkError::Frame)?;
+        let frame = encode(message, self.tx).map_err(LinkError::Frame)?;
         self.io
             .write_all(frame)
             .map_err(|e| LinkError::Io(e.kind()))?;

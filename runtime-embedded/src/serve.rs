@@ -10,7 +10,7 @@ use pyrsia_core::edge::{CHUNK_LEN, EDGE_VERSION, ErrorCode, Hashes, Request, Res
 
 use crate::cache::EdgeCache;
 use crate::error::EdgeError;
-use crate::link::{LinkError, ParentLink, PeerLink};
+use crate::link::{Link, LinkError};
 
 /// What one [`EdgeCache::serve`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,16 +22,13 @@ pub enum Served {
     Goodbye,
 }
 
-/// The parent, when one is reachable.
-pub type Parent<'p, IO> = Option<&'p mut ParentLink<IO>>;
-
-impl<F: NorFlash> EdgeCache<F> {
+impl<F: NorFlash> EdgeCache<'_, F> {
     /// Reads one request from `peer` and answers it. A malformed or oversized request is
     /// answered with [`ErrorCode::BadRequest`]; a failing link is returned as an error.
     pub fn serve<P: Read + Write, U: Read + Write>(
         &mut self,
-        peer: &mut PeerLink<P>,
-        mut parent: Parent<'_, U>,
+        peer: &mut Link<'_, P>,
+        mut parent: Option<&mut Link<'_, U>>,
     ) -> Result<Served, EdgeError> {
         let request = match peer.receive::<Request>() {
             Ok(request) => request,
@@ -70,10 +67,10 @@ impl<F: NorFlash> EdgeCache<F> {
                     Some(stored) => {
                         let proof_len = 32 * stored.proof_hashes as usize;
                         let entry_len = stored.data_len() as usize;
-                        if proof_len + entry_len > self.scratch.len() {
+                        if proof_len + entry_len > self.scratch.bytes.len() {
                             peer.send(&Response::Error(ErrorCode::TooLarge))?;
                         } else {
-                            let (proof, rest) = self.scratch.split_at_mut(proof_len);
+                            let (proof, rest) = self.scratch.bytes.split_at_mut(proof_len);
                             self.store.read(stored.proof_at(), proof)?;
                             self.store.read(stored.data_at(), &mut rest[..entry_len])?;
                             peer.send(&Response::Committed {
@@ -105,7 +102,7 @@ impl<F: NorFlash> EdgeCache<F> {
                             0
                         };
                         let data_len = ((piece.data_len() - offset) as usize).min(CHUNK_LEN);
-                        let (proof, rest) = self.scratch.split_at_mut(proof_len);
+                        let (proof, rest) = self.scratch.bytes.split_at_mut(proof_len);
                         self.store.read(piece.proof_at(), proof)?;
                         self.store
                             .read(piece.data_at() + offset, &mut rest[..data_len])?;
@@ -128,8 +125,8 @@ impl<F: NorFlash> EdgeCache<F> {
     /// size); other sizes go to the parent.
     fn answer_checkpoint<P: Read + Write, U: Read + Write>(
         &mut self,
-        peer: &mut PeerLink<P>,
-        parent: Parent<'_, U>,
+        peer: &mut Link<'_, P>,
+        parent: Option<&mut Link<'_, U>>,
         have: u64,
     ) -> Result<(), EdgeError> {
         let Some(saved) = self.store.saved_state() else {
@@ -144,7 +141,7 @@ impl<F: NorFlash> EdgeCache<F> {
         } else {
             0
         };
-        let (note, rest) = self.scratch.split_at_mut(note_len);
+        let (note, rest) = self.scratch.bytes.split_at_mut(note_len);
         self.store.read(saved.note_at, note)?;
         self.store.read(saved.link_at, &mut rest[..link_len])?;
         match core::str::from_utf8(note) {
@@ -160,8 +157,8 @@ impl<F: NorFlash> EdgeCache<F> {
 
 /// Passes `request` to the parent and its answer back; without a parent, `Unavailable`.
 fn relay<P: Read + Write, U: Read + Write>(
-    peer: &mut PeerLink<P>,
-    parent: Parent<'_, U>,
+    peer: &mut Link<'_, P>,
+    parent: Option<&mut Link<'_, U>>,
     request: &Request,
 ) -> Result<(), EdgeError> {
     match parent {

@@ -7,11 +7,11 @@ use common::*;
 use embedded_storage::nor_flash::NorFlash;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::edge::{ErrorCode, Request, Response};
-use pyrsia_core::light::{Freshness, LightError, Policy};
+use pyrsia_core::light::{Freshness, LightError};
 use pyrsia_core::pieces::PIECE_LEN;
 use pyrsia_core::tlog::ProofError;
 use pyrsia_embedded::store::{Kind, STATE_BANK_LEN, StoreError};
-use pyrsia_embedded::{EdgeCache, EdgeError, ParentLink, PeerLink, RamFlash, Served};
+use pyrsia_embedded::{EdgeCache, EdgeError, Link, PeerBuffers, RamFlash, Served};
 
 const FLASH: usize = 2 * STATE_BANK_LEN as usize + 4 * 1024 * 1024;
 
@@ -26,7 +26,7 @@ fn parent_with(large: usize) -> (Parent, Digest, Digest) {
 }
 
 /// Reads a cached blob back from flash, piece by piece.
-fn read_back<F: NorFlash>(cache: &mut EdgeCache<F>, digest: &Digest) -> Vec<u8> {
+fn read_back<F: NorFlash>(cache: &mut EdgeCache<'_, F>, digest: &Digest) -> Vec<u8> {
     let first = cache.store().piece(digest, 0).expect("piece 0 cached");
     let count = pyrsia_core::pieces::piece_count(first.size) as u32;
     let mut out = Vec::new();
@@ -44,13 +44,8 @@ fn fetches_verifies_and_keeps_it_across_a_reset() {
     let (mut parent, small, large) = parent_with(2 * PIECE_LEN as usize + 5000);
     let mut memory = vec![0xFFu8; FLASH];
     {
-        let mut cache = EdgeCache::open(
-            RamFlash::new(&mut memory),
-            &parent.genesis,
-            Policy::default(),
-        )
-        .unwrap();
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         cache.hello(&mut link).unwrap();
         assert_eq!(
             cache.refresh(&mut link, NOW + 60).unwrap(),
@@ -65,18 +60,13 @@ fn fetches_verifies_and_keeps_it_across_a_reset() {
         assert_eq!(read_back(&mut cache, &small), parent.blob(&small));
     }
     // A reset: everything comes back from flash, trust included, without the parent.
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
     assert_eq!(cache.trusted().unwrap().size, parent.size());
     assert!(cache.holds(&small) && cache.holds(&large));
     assert_eq!(read_back(&mut cache, &large), parent.blob(&large));
     // Fetching again asks the parent for nothing.
     parent.piece_requests = 0;
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     cache.fetch(&mut link, &large).unwrap();
     drop(link);
     assert_eq!(parent.piece_requests, 0);
@@ -87,13 +77,8 @@ fn a_forged_checkpoint_is_refused_and_nothing_saved() {
     let (mut parent, small, _) = parent_with(10);
     parent.faults.forged_checkpoint = true;
     let mut memory = vec![0xFFu8; FLASH];
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     let err = cache.refresh(&mut link, NOW).unwrap_err();
     assert_eq!(
         err,
@@ -111,13 +96,8 @@ fn a_forged_checkpoint_is_refused_and_nothing_saved() {
 fn a_stale_checkpoint_is_refused_online() {
     let (mut parent, _, _) = parent_with(10);
     let mut memory = vec![0xFFu8; FLASH];
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     let err = cache.refresh(&mut link, NOW + 2 * 24 * 3600).unwrap_err();
     assert_eq!(err, EdgeError::Light(LightError::TooOld));
     assert!(cache.store().saved_state().is_none());
@@ -127,18 +107,13 @@ fn a_stale_checkpoint_is_refused_online() {
 fn a_bad_inclusion_proof_stores_nothing() {
     let (mut parent, small, _) = parent_with(10);
     let mut memory = vec![0xFFu8; FLASH];
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
     {
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         cache.refresh(&mut link, NOW).unwrap();
     }
     parent.faults.bad_inclusion = true;
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     let err = cache.fetch(&mut link, &small).unwrap_err();
     assert!(
         matches!(
@@ -159,19 +134,14 @@ fn a_bad_inclusion_proof_stores_nothing() {
 fn a_corrupted_piece_is_not_sealed_and_the_rest_is_kept() {
     let (mut parent, small, large) = parent_with(2 * PIECE_LEN as usize + 10);
     let mut memory = vec![0xFFu8; FLASH];
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
     {
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         cache.refresh(&mut link, NOW).unwrap();
     }
     parent.faults.corrupt_piece = Some(1);
     {
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         assert_eq!(
             cache.fetch(&mut link, &large).unwrap_err(),
             EdgeError::BadPiece
@@ -181,7 +151,7 @@ fn a_corrupted_piece_is_not_sealed_and_the_rest_is_kept() {
     assert!(cache.store().piece(&large, 1).is_none());
     parent.faults.corrupt_piece = Some(0);
     {
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         // A one-piece blob is checked against its digest.
         assert_eq!(
             cache.fetch(&mut link, &small).unwrap_err(),
@@ -192,7 +162,7 @@ fn a_corrupted_piece_is_not_sealed_and_the_rest_is_kept() {
     // The parent heals: only what is missing is fetched again.
     parent.faults.corrupt_piece = None;
     parent.piece_requests = 0;
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     cache.fetch(&mut link, &large).unwrap();
     cache.fetch(&mut link, &small).unwrap();
     drop(link);
@@ -210,13 +180,8 @@ fn a_full_flash_evicts_the_oldest_and_refuses_what_cannot_fit() {
     let (mut parent, small, large) = parent_with(2 * PIECE_LEN as usize + 10);
     // Room for the journal and 512 sectors: a 1 MiB piece record takes 257 of them.
     let mut memory = vec![0xFFu8; 2 * STATE_BANK_LEN as usize + 2 * PIECE_LEN as usize];
-    let mut cache = EdgeCache::open(
-        RamFlash::new(&mut memory),
-        &parent.genesis,
-        Policy::default(),
-    )
-    .unwrap();
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis).unwrap();
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     cache.refresh(&mut link, NOW).unwrap();
     cache.fetch(&mut link, &small).unwrap();
     cache.fetch(&mut link, &large).unwrap();
@@ -236,9 +201,8 @@ fn a_full_flash_evicts_the_oldest_and_refuses_what_cannot_fit() {
     }
     // A flash smaller than one piece refuses it cleanly.
     let mut tiny = vec![0xFFu8; 2 * STATE_BANK_LEN as usize + 512 * 1024];
-    let mut cache =
-        EdgeCache::open(RamFlash::new(&mut tiny), &parent.genesis, Policy::default()).unwrap();
-    let mut link = ParentLink::new(Loopback::new(&mut parent));
+    let mut cache = open_cache(RamFlash::new(&mut tiny), &parent.genesis).unwrap();
+    let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
     cache.refresh(&mut link, NOW).unwrap();
     assert_eq!(
         cache.fetch(&mut link, &large).unwrap_err(),
@@ -249,18 +213,18 @@ fn a_full_flash_evicts_the_oldest_and_refuses_what_cannot_fit() {
 }
 
 /// The whole job on `flash`: refresh, fetch both blobs. The cache is `None` if it did not open.
-fn run<F: NorFlash>(
+fn run<'m, F: NorFlash + 'm>(
     flash: F,
     parent: &mut Parent,
     small: &Digest,
     large: &Digest,
-) -> (Option<EdgeCache<F>>, Result<(), EdgeError>) {
+) -> (Option<EdgeCache<'m, F>>, Result<(), EdgeError>) {
     let genesis = parent.genesis.clone();
-    let mut cache = match EdgeCache::open(flash, &genesis, Policy::default()) {
+    let mut cache = match open_cache(flash, &genesis) {
         Ok(cache) => cache,
         Err(e) => return (None, Err(e)),
     };
-    let mut link = ParentLink::new(Loopback::new(parent));
+    let mut link = Link::new(Loopback::new(parent), parent_buffers());
     let result = cache
         .refresh(&mut link, NOW)
         .map(|_| ())
@@ -275,9 +239,8 @@ fn power_loss_at_every_flash_operation_loses_nothing_verified() {
     // A first run with a checkpoint already trusted, so cuts also hit a journal update.
     let mut base = vec![0xFFu8; 2 * STATE_BANK_LEN as usize + 3 * 1024 * 1024];
     {
-        let mut cache =
-            EdgeCache::open(RamFlash::new(&mut base), &parent.genesis, Policy::default()).unwrap();
-        let mut link = ParentLink::new(Loopback::new(&mut parent));
+        let mut cache = open_cache(RamFlash::new(&mut base), &parent.genesis).unwrap();
+        let mut link = Link::new(Loopback::new(&mut parent), parent_buffers());
         cache.refresh(&mut link, NOW).unwrap();
     }
     let old = parent.size();
@@ -287,14 +250,11 @@ fn power_loss_at_every_flash_operation_loses_nothing_verified() {
     // Count the operations of a clean run.
     let mut clean = base.clone();
     let ops = {
-        let (cache, result) = run(
-            PowerCut::new(&mut clean, None, Tear::Prefix),
-            &mut parent,
-            &small,
-            &large,
-        );
+        let flash = PowerCut::new(&mut clean, None, Tear::Prefix);
+        let counter = flash.ops.clone();
+        let (_, result) = run(flash, &mut parent, &small, &large);
         result.expect("clean run");
-        cache.expect("opened").into_flash().ops
+        counter.get()
     };
     assert!(ops > 10, "{ops} flash operations");
     for cut in 0..ops {
@@ -314,12 +274,8 @@ fn power_loss_at_every_flash_operation_loses_nothing_verified() {
             );
             assert!(outcome.is_err(), "cut at {cut} must interrupt the run");
             // Power comes back.
-            let mut cache = EdgeCache::open(
-                RamFlash::new(&mut memory),
-                &parent.genesis,
-                Policy::default(),
-            )
-            .unwrap_or_else(|e| panic!("cut at {cut} ({tear:?}): open failed: {e:?}"));
+            let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis)
+                .unwrap_or_else(|e| panic!("cut at {cut} ({tear:?}): open failed: {e:?}"));
             let size = cache.trusted().map(|t| t.size);
             assert!(
                 size == Some(old) || size == Some(new),
@@ -341,7 +297,8 @@ fn power_loss_at_every_flash_operation_loses_nothing_verified() {
                 }
             }
             // And the job completes on the same flash.
-            let (cache, resumed) = run(cache.into_flash(), &mut parent, &small, &large);
+            // The reopened cache is done with; the run below opens the same flash again.
+            let (cache, resumed) = run(RamFlash::new(&mut memory), &mut parent, &small, &large);
             resumed.unwrap_or_else(|e| panic!("cut at {cut} ({tear:?}): resume failed: {e:?}"));
             let mut cache = cache.expect("opened");
             assert!(cache.holds(&small) && cache.holds(&large), "cut at {cut}");
@@ -359,17 +316,12 @@ fn serves_a_lan_peer_with_the_same_protocol_pulling_through_on_a_miss() {
     let edge = std::thread::spawn(move || {
         let mut parent = parent;
         let mut memory = vec![0xFFu8; FLASH];
-        let mut cache = EdgeCache::open(
-            RamFlash::new(&mut memory),
-            &parent.genesis.clone(),
-            Policy::default(),
-        )
-        .unwrap();
-        let mut up = ParentLink::new(Loopback::new(&mut parent));
+        let mut cache = open_cache(RamFlash::new(&mut memory), &parent.genesis.clone()).unwrap();
+        let mut up = Link::new(Loopback::new(&mut parent), parent_buffers());
         cache.refresh(&mut up, NOW).unwrap();
         // Cached before the peer asks: the small blob. The large one is pulled through.
         cache.fetch(&mut up, &small).unwrap();
-        let mut peer = PeerLink::new(Stream(edge_side));
+        let mut peer = Link::new(Stream(edge_side), Box::leak(Box::<PeerBuffers>::default()));
         let mut answered = 0;
         while cache.serve(&mut peer, Some(&mut up)).unwrap() == Served::Answered {
             answered += 1;
@@ -377,9 +329,8 @@ fn serves_a_lan_peer_with_the_same_protocol_pulling_through_on_a_miss() {
         (answered, cache.holds(&large))
     });
     let mut memory = vec![0xFFu8; FLASH];
-    let mut child =
-        EdgeCache::open(RamFlash::new(&mut memory), &genesis, Policy::default()).unwrap();
-    let mut link = ParentLink::new(Stream(peer_side.try_clone().unwrap()));
+    let mut child = open_cache(RamFlash::new(&mut memory), &genesis).unwrap();
+    let mut link = Link::new(Stream(peer_side.try_clone().unwrap()), parent_buffers());
     child.hello(&mut link).unwrap();
     child.refresh(&mut link, NOW).unwrap();
     child.fetch(&mut link, &small).unwrap();

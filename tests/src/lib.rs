@@ -3,6 +3,7 @@
 //! binary as the node, skopeo, podman and ctr as clients — and deterministic test images.
 
 pub mod clients;
+pub mod edge;
 pub mod http;
 pub mod image;
 pub mod node;

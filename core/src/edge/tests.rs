@@ -146,6 +146,9 @@ fn malformed_frames_are_errors() {
     let many = [0u8; 32 * (MAX_PROOF_HASHES + 1)];
     assert!(Hashes(&many).to_vec().is_none());
     assert_eq!(Hashes(&[5u8; 64]).to_vec().unwrap().len(), 2);
+    assert_eq!(Hashes(&[5u8; 64]).as_hashes().unwrap(), &[[5u8; 32]; 2]);
+    assert!(Hashes(&[0u8; 33]).as_hashes().is_none());
+    assert!(Hashes(&many).as_hashes().is_none());
 }
 
 #[test]
@@ -155,7 +158,8 @@ fn the_frame_reader_splits_a_stream_and_drops_long_frames() {
     for request in [Request::Checkpoint { have: 1 }, Request::Goodbye] {
         at += encode(&request, &mut wire[at..]).unwrap().len();
     }
-    let mut reader = FrameReader::<MAX_REQUEST_LEN>::new();
+    let mut buf = [0u8; MAX_REQUEST_LEN];
+    let mut reader = FrameReader::new(&mut buf);
     // Byte by byte across the first frame.
     let mut consumed_total = 0;
     let first = loop {
@@ -175,7 +179,8 @@ fn the_frame_reader_splits_a_stream_and_drops_long_frames() {
     assert_eq!(consumed_total + consumed, at);
     assert_eq!(decode::<Request>(reader.frame()).unwrap(), Request::Goodbye);
 
-    let mut tiny = FrameReader::<4>::new();
+    let mut small = [0u8; 4];
+    let mut tiny = FrameReader::new(&mut small);
     let long = [1u8, 2, 3, 4, 5, 6, 0, 9];
     assert_eq!(tiny.push(&long), Push::TooLong { consumed: 7 });
     assert_eq!(tiny.push(&[0x01, 0x00]), Push::Frame { consumed: 2 });
@@ -187,7 +192,8 @@ proptest! {
     fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode::<Request>(&mut bytes.clone());
         let _ = decode::<Response<'_>>(&mut bytes);
-        let mut reader = FrameReader::<64>::new();
+        let mut buf = [0u8; 64];
+        let mut reader = FrameReader::new(&mut buf);
         let _ = reader.push(&bytes);
     }
 }

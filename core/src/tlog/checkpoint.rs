@@ -182,30 +182,10 @@ impl SignedCheckpoint {
     /// Parses a signed note. Only the syntax is checked here; whose signatures count is the
     /// light client's decision ([`crate::light`]).
     pub fn parse(note: &str) -> Result<Self, NoteError> {
-        if note.len() > MAX_NOTE_LEN {
-            return Err(NoteError::TooLong);
-        }
-        let (body, signatures) = note.split_once("\n\n").ok_or(NoteError::Malformed)?;
-        let mut lines = body.split('\n');
-        let origin = lines.next().ok_or(NoteError::Malformed)?;
-        let size = parse_number(lines.next().ok_or(NoteError::Malformed)?)?;
-        let root = parse_root(lines.next().ok_or(NoteError::Malformed)?)?;
-        let timestamp = lines
-            .next()
-            .and_then(|l| l.strip_prefix(TIMESTAMP_PREFIX))
-            .ok_or(NoteError::Malformed)?;
-        let timestamp = parse_number(timestamp)?;
-        if lines.next().is_some() {
-            return Err(NoteError::Malformed);
-        }
-        let mut signed =
-            SignedCheckpoint::unsigned(Checkpoint::new(origin, size, root, timestamp)?);
-        let signatures = signatures.strip_suffix('\n').ok_or(NoteError::Malformed)?;
-        for line in signatures.split('\n') {
-            signed.add(parse_signature_line(line)?)?;
-        }
-        if signed.cosignatures.is_empty() {
-            return Err(NoteError::Malformed);
+        let view = NoteView::parse(note)?;
+        let mut signed = SignedCheckpoint::unsigned(view.checkpoint.clone());
+        for cosignature in view.cosignatures() {
+            signed.add(cosignature)?;
         }
         Ok(signed)
     }
@@ -228,6 +208,77 @@ impl SignedCheckpoint {
         }
         Ok(())
     }
+}
+
+/// A signed note read in place: the checkpoint parsed, the cosignature lines kept as text and
+/// decoded one at a time. What a device verifies with: a [`SignedCheckpoint`] holds up to
+/// [`MAX_COSIGNATURES`] signatures at once (6 KiB), this holds the body and a slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoteView<'a> {
+    /// What was signed.
+    pub checkpoint: Checkpoint,
+    /// The signature lines, newline-separated, syntax already checked.
+    signatures: &'a str,
+}
+
+impl<'a> NoteView<'a> {
+    /// Parses a signed note, checking the syntax of every line (as [`SignedCheckpoint::parse`]
+    /// does: the same errors for the same notes).
+    pub fn parse(note: &'a str) -> Result<Self, NoteError> {
+        if note.len() > MAX_NOTE_LEN {
+            return Err(NoteError::TooLong);
+        }
+        let (body, signatures) = note.split_once("\n\n").ok_or(NoteError::Malformed)?;
+        let mut lines = body.split('\n');
+        let origin = lines.next().ok_or(NoteError::Malformed)?;
+        let size = parse_number(lines.next().ok_or(NoteError::Malformed)?)?;
+        let root = parse_root(lines.next().ok_or(NoteError::Malformed)?)?;
+        let timestamp = lines
+            .next()
+            .and_then(|l| l.strip_prefix(TIMESTAMP_PREFIX))
+            .ok_or(NoteError::Malformed)?;
+        let timestamp = parse_number(timestamp)?;
+        if lines.next().is_some() {
+            return Err(NoteError::Malformed);
+        }
+        let checkpoint = Checkpoint::new(origin, size, root, timestamp)?;
+        let signatures = signatures.strip_suffix('\n').ok_or(NoteError::Malformed)?;
+        if signatures.is_empty() {
+            return Err(NoteError::Malformed);
+        }
+        for (i, line) in signatures.split('\n').enumerate() {
+            if i == MAX_COSIGNATURES {
+                return Err(NoteError::TooManySignatures);
+            }
+            parse_signature_line(line)?;
+            // Key ids are canonical lowercase hex: equal ids are equal text.
+            if signatures
+                .split('\n')
+                .take(i)
+                .any(|earlier| signer_text(earlier) == signer_text(line))
+            {
+                return Err(NoteError::DuplicateSigner);
+            }
+        }
+        Ok(NoteView {
+            checkpoint,
+            signatures,
+        })
+    }
+
+    /// The cosignatures, decoded as they are read.
+    pub fn cosignatures(&self) -> impl Iterator<Item = Cosignature> + 'a {
+        self.signatures
+            .split('\n')
+            .filter_map(|line| parse_signature_line(line).ok())
+    }
+}
+
+/// The key-id text of a signature line.
+fn signer_text(line: &str) -> &str {
+    line.strip_prefix(SIGNATURE_PREFIX)
+        .and_then(|rest| rest.split_once(' '))
+        .map_or("", |(name, _)| name)
 }
 
 impl fmt::Display for SignedCheckpoint {

@@ -108,7 +108,7 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
         format!(
             "{} ({} member(s), f={}, checkpoints need {} signature(s), commits {} attestation(s))",
             light.origin(),
-            members.keys().len(),
+            members.len(),
             members.faults(),
             members.quorum(),
             members.commit_threshold()

@@ -76,6 +76,14 @@ pub fn run_node_with(
     let data_dir = options.mirror_config()?.data_dir;
     let node = Arc::new(Node::open(options)?);
     attach(&node)?;
+    if let Some(address) = options.edge_listen {
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|e| format!("cannot listen for edge caches on {address}: {e}"))?;
+        pyrsia_std::edge::EdgeServer::new(node.log.clone(), node.mirror.clone())
+            .spawn(listener)
+            .map_err(|e| format!("cannot start the edge server: {e}"))?;
+        tracing::info!(%address, "serving edge caches");
+    }
     let server = HttpServer::start(options.http, options.http_workers, node.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
     let (stop_tx, stop_rx) = mpsc::channel();

@@ -74,6 +74,11 @@ pub struct NodeOptions {
     /// do not look for peers on the LAN with mDNS
     #[argh(switch)]
     pub no_mdns: bool,
+
+    /// serve the edge protocol to edge caches on this TCP address (for example 0.0.0.0:7890;
+    /// off by default): checkpoints, commit proofs and pieces, all verifiable by the asker
+    #[argh(option)]
+    pub edge_listen: Option<SocketAddr>,
 }
 
 /// The default P2P listen address.
@@ -176,6 +181,7 @@ mod tests {
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
             no_mdns: false,
+            edge_listen: None,
         };
         let config = options.mirror_config().unwrap();
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");

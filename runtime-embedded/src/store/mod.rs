@@ -209,7 +209,16 @@ pub struct Store<F> {
 impl<F: NorFlash> Store<F> {
     /// Opens the store on `flash`, checking every record's seal and rebuilding the index.
     /// A blank flash opens empty.
-    pub fn open(mut flash: F) -> Result<Self, StoreError> {
+    pub fn open(flash: F) -> Result<Self, StoreError> {
+        let mut slot = None;
+        Self::open_in(&mut slot, flash)?;
+        slot.ok_or(StoreError::Corrupt)
+    }
+
+    /// [`Store::open`] built in place in `slot` (a device's `static`): the index never
+    /// travels through the stack. On error the slot is left empty.
+    pub fn open_in(slot: &mut Option<Self>, mut flash: F) -> Result<&mut Self, StoreError> {
+        *slot = None;
         let sector = F::ERASE_SIZE as u32;
         if sector == 0
             || !STATE_BANK_LEN.is_multiple_of(sector)
@@ -225,18 +234,23 @@ impl<F: NorFlash> Store<F> {
         }
         let mut scratch = [0u8; SCRATCH_LEN];
         let journal = Journal::open(&mut flash, &mut scratch)?;
-        let mut store = Store {
-            flash,
-            journal,
-            objects: heapless::Vec::new(),
-            sector,
-            area_start,
-            sectors: (capacity - area_start) / sector,
-            head: 0,
-            seq: 0,
-        };
-        store.scan(&mut scratch)?;
-        Ok(store)
+        let scanned = slot
+            .insert(Store {
+                flash,
+                journal,
+                objects: heapless::Vec::new(),
+                sector,
+                area_start,
+                sectors: (capacity - area_start) / sector,
+                head: 0,
+                seq: 0,
+            })
+            .scan(&mut scratch);
+        if let Err(e) = scanned {
+            *slot = None;
+            return Err(e);
+        }
+        slot.as_mut().ok_or(StoreError::Corrupt)
     }
 
     fn scan(&mut self, scratch: &mut [u8]) -> Result<(), StoreError> {

@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use pyrsia_core::digest::Digest;
 use pyrsia_core::edge::{
-    CHUNK_LEN, EDGE_VERSION, ErrorCode, FrameReader, Hashes, MAX_FRAME_LEN, MAX_REQUEST_LEN, Push,
-    Request, Response, decode, encode,
+    CHUNK_LEN, EDGE_VERSION, ErrorCode, Hashes, MAX_FRAME_LEN, MAX_REQUEST_LEN, Request, Response,
+    decode, encode,
 };
 use pyrsia_core::identity::SecretKey;
 use pyrsia_core::pieces::{PIECE_LEN, piece_count};
@@ -263,10 +263,33 @@ fn piece_tree(bytes: &[u8]) -> MerkleTree {
     tree
 }
 
+/// Scratch space for a cache under test (leaked: tests open many caches).
+pub fn scratch() -> &'static mut pyrsia_embedded::Scratch {
+    Box::leak(Box::default())
+}
+
+/// An edge cache over `flash` trusting `genesis` (its parts leaked: tests open many).
+pub fn open_cache<'m, F: NorFlash + 'm>(
+    flash: F,
+    genesis: &[u8],
+) -> Result<pyrsia_embedded::EdgeCache<'m, F>, pyrsia_embedded::EdgeError> {
+    let light = Box::leak(Box::new(pyrsia_core::light::LightClient::new(
+        genesis,
+        pyrsia_core::light::Policy::default(),
+    )?));
+    let store = Box::leak(Box::new(pyrsia_embedded::Store::open(flash)?));
+    Ok(pyrsia_embedded::EdgeCache::new(light, store, scratch()))
+}
+
+/// Buffers for a link to a parent under test.
+pub fn parent_buffers() -> &'static mut pyrsia_embedded::ParentBuffers {
+    Box::leak(Box::default())
+}
+
 /// The parent as an in-memory stream: each request written is answered at once.
 pub struct Loopback<'p> {
     pub parent: &'p mut Parent,
-    reader: Box<FrameReader<MAX_REQUEST_LEN>>,
+    frame: Vec<u8>,
     out: VecDeque<u8>,
     /// Fail every read and write (a parent that went away).
     pub down: bool,
@@ -276,7 +299,7 @@ impl<'p> Loopback<'p> {
     pub fn new(parent: &'p mut Parent) -> Self {
         Loopback {
             parent,
-            reader: Box::new(FrameReader::new()),
+            frame: Vec::new(),
             out: VecDeque::new(),
             down: false,
         }
@@ -288,22 +311,21 @@ impl embedded_io::ErrorType for Loopback<'_> {
 }
 
 impl embedded_io::Write for Loopback<'_> {
-    fn write(&mut self, mut buf: &[u8]) -> Result<usize, Self::Error> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         if self.down {
             return Err(embedded_io::ErrorKind::BrokenPipe);
         }
         let len = buf.len();
-        while !buf.is_empty() {
-            match self.reader.push(buf) {
-                Push::More => break,
-                Push::Frame { consumed } => {
-                    let mut frame = self.reader.frame().to_vec();
-                    let mut out = Vec::new();
-                    self.parent.answer(&mut frame, &mut out);
-                    self.out.extend(out);
-                    buf = &buf[consumed..];
-                }
-                Push::TooLong { consumed } => buf = &buf[consumed..],
+        for &byte in buf {
+            if byte != 0 {
+                self.frame.push(byte);
+                continue;
+            }
+            let mut frame = std::mem::take(&mut self.frame);
+            if frame.len() <= MAX_REQUEST_LEN {
+                let mut out = Vec::new();
+                self.parent.answer(&mut frame, &mut out);
+                self.out.extend(out);
             }
         }
         Ok(len)
@@ -340,7 +362,8 @@ pub enum Tear {
 /// torn, it and every later one fail.
 pub struct PowerCut<'m> {
     pub inner: RamFlash<'m>,
-    pub ops: u32,
+    /// Mutating operations so far (shared: the store owns the flash).
+    pub ops: std::rc::Rc<std::cell::Cell<u32>>,
     pub cut_at: Option<u32>,
     pub tear: Tear,
 }
@@ -349,15 +372,15 @@ impl<'m> PowerCut<'m> {
     pub fn new(memory: &'m mut [u8], cut_at: Option<u32>, tear: Tear) -> Self {
         PowerCut {
             inner: RamFlash::new(memory),
-            ops: 0,
+            ops: Default::default(),
             cut_at,
             tear,
         }
     }
 
     fn tick(&mut self) -> Option<bool> {
-        let op = self.ops;
-        self.ops += 1;
+        let op = self.ops.get();
+        self.ops.set(op + 1);
         match self.cut_at {
             Some(cut) if op > cut => None,
             Some(cut) if op == cut => Some(true),

@@ -15,6 +15,7 @@ pub(crate) struct LogIndex {
     committed: HashMap<Digest, u64>,
     piece_roots: HashMap<Digest, Hash>,
     by_name: HashMap<String, Vec<u64>>,
+    memberships: HashMap<u64, u64>,
 }
 
 impl LogIndex {
@@ -41,6 +42,10 @@ impl LogIndex {
                 t.tag.name
             }
             Entry::Dispute(d) | Entry::Unverifiable(d) => d.coordinates.name,
+            Entry::AddMember(c) | Entry::RemoveMember(c) => {
+                self.memberships.entry(c.epoch).or_insert(index);
+                return;
+            }
             _ => return,
         };
         self.by_name
@@ -67,6 +72,11 @@ impl LogIndex {
     /// The committed piece root of a blob.
     pub(crate) fn piece_root(&self, digest: &Digest) -> Option<Hash> {
         self.piece_roots.get(digest).copied()
+    }
+
+    /// The membership change that starts `epoch`.
+    pub(crate) fn membership(&self, epoch: u64) -> Option<u64> {
+        self.memberships.get(&epoch).copied()
     }
 
     /// Every entry about `name`, in log order.

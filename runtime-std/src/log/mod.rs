@@ -211,7 +211,7 @@ impl Log {
     }
 
     fn is_sole_member_locked(&self, state: &State) -> bool {
-        matches!(state.members.keys(), [only] if *only == self.key.public())
+        state.members.len() == 1 && state.members.contains(&self.key.public())
     }
 
     /// Whether this node is the network's only member (it commits and signs alone).
@@ -308,6 +308,12 @@ impl Log {
     /// or a blob is committed as part of its image).
     pub fn find_output(&self, digest: &Digest) -> Option<u64> {
         self.lock().index.committing(digest)
+    }
+
+    /// The log index of the membership change (`AddMember`/`RemoveMember`) that starts
+    /// `epoch`, if the log has one.
+    pub fn membership_change(&self, epoch: u64) -> Option<u64> {
+        self.lock().index.membership(epoch)
     }
 
     /// The piece root a commit lists for `digest` (blobs larger than one piece).
