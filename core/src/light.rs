@@ -305,15 +305,7 @@ impl LightClient {
             }
             _ => {}
         }
-        let timestamp = match &self.trusted {
-            Some(t) if t.size == checked.size => t.timestamp.max(checked.timestamp),
-            _ => checked.timestamp,
-        };
-        self.trusted = Some(Trusted {
-            size: checked.size,
-            root: checked.root,
-            timestamp,
-        });
+        self.set_trusted(checked.size, checked.root, checked.timestamp);
         Ok(checked.freshness)
     }
 
@@ -375,18 +367,20 @@ impl LightClient {
         connectivity: Connectivity,
     ) -> Result<Freshness, LightError> {
         let freshness = self.check_checkpoint(note, link, now, connectivity)?;
-        self.trust_checkpoint(&note.checkpoint);
+        let cp = &note.checkpoint;
+        self.set_trusted(cp.size, cp.root, cp.timestamp);
         Ok(freshness)
     }
 
-    fn trust_checkpoint(&mut self, cp: &Checkpoint) {
+    /// Trusts a checked tree, keeping the newest signing time seen for it.
+    fn set_trusted(&mut self, size: u64, root: Hash, timestamp: u64) {
         let timestamp = match &self.trusted {
-            Some(t) if t.size == cp.size => t.timestamp.max(cp.timestamp),
-            _ => cp.timestamp,
+            Some(t) if t.size == size => t.timestamp.max(timestamp),
+            _ => timestamp,
         };
         self.trusted = Some(Trusted {
-            size: cp.size,
-            root: cp.root,
+            size,
+            root,
             timestamp,
         });
     }

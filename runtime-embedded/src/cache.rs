@@ -15,7 +15,7 @@ use pyrsia_core::tlog::{Hash, verify_inclusion};
 
 use crate::error::EdgeError;
 use crate::link::Link;
-use crate::store::{Kind, NewObject, Store};
+use crate::store::{Object, Store};
 
 /// Membership changes applied per refresh at most; the rest on the next one.
 pub const MAX_EPOCH_STEPS: u32 = 16;
@@ -190,10 +190,7 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
         let have = trusted.map_or(0, |t| t.size);
         let answer = parent.call(&Request::Checkpoint { have })?;
         let Response::Checkpoint { note, link } = answer else {
-            return Err(match answer {
-                Response::Error(code) => EdgeError::Refused(code),
-                _ => EdgeError::Unexpected,
-            });
+            return Err(EdgeError::answered(&answer));
         };
         let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
         if parsed.checkpoint.size != size || parsed.checkpoint.root != root {
@@ -320,10 +317,7 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
             proof,
         } = answer
         else {
-            return Err(match answer {
-                Response::Error(code) => EdgeError::Refused(code),
-                _ => EdgeError::Unexpected,
-            });
+            return Err(EdgeError::answered(&answer));
         };
         if proven_size != tree_size {
             return Err(EdgeError::Unexpected);
@@ -335,15 +329,13 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
         };
         let root = commit.statement.piece_roots.root_of(digest);
         let payload = (proof.0.len() + entry.len()) as u32;
-        let mut pending = self.store.begin(NewObject {
-            kind: Kind::Proof,
-            digest: *digest,
-            piece: 0,
-            size: tree_size,
-            entry_index: index,
-            proof_hashes: hashes.len() as u8,
-            payload_len: payload,
-        })?;
+        let mut pending = self.store.begin(Object::proof(
+            *digest,
+            tree_size,
+            index,
+            hashes.len() as u8,
+            payload,
+        ))?;
         self.store.append(&mut pending, proof.0)?;
         self.store.append(&mut pending, entry)?;
         self.store.commit(pending)?;
@@ -373,10 +365,7 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
             proof,
         } = answer
         else {
-            return Err(match answer {
-                Response::Error(code) => EdgeError::Refused(code),
-                _ => EdgeError::Unexpected,
-            });
+            return Err(EdgeError::answered(&answer));
         };
         let count = piece_count(blob_size);
         if known_size.is_some_and(|s| s != blob_size) || u64::from(index) >= count {
@@ -398,15 +387,15 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
         if piece_root.is_some() {
             hasher.update(&[0x00]); // RFC 9162 leaf prefix: pieces are leaves of the piece tree.
         }
-        let mut pending = self.store.begin(NewObject {
-            kind: Kind::Piece,
-            digest: *digest,
-            piece: index,
-            size: blob_size,
-            entry_index: 0,
-            proof_hashes: self.scratch.proof.len() as u8,
-            payload_len: 32 * self.scratch.proof.len() as u32 + piece_len,
-        })?;
+        let proof_hashes = self.scratch.proof.len() as u8;
+        let payload = 32 * u32::from(proof_hashes) + piece_len;
+        let mut pending = self.store.begin(Object::piece(
+            *digest,
+            index,
+            blob_size,
+            proof_hashes,
+            payload,
+        ))?;
         self.store
             .append(&mut pending, self.scratch.proof.as_flattened())?;
         hasher.update(data);

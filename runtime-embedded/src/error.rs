@@ -34,6 +34,17 @@ pub enum EdgeError {
     NoCheckpoint,
 }
 
+impl EdgeError {
+    /// What an answer other than the expected one means: the parent's refusal, or
+    /// [`EdgeError::Unexpected`].
+    pub fn answered(answer: &pyrsia_core::edge::Response<'_>) -> Self {
+        match answer {
+            pyrsia_core::edge::Response::Error(code) => EdgeError::Refused(*code),
+            _ => EdgeError::Unexpected,
+        }
+    }
+}
+
 impl From<LinkError> for EdgeError {
     fn from(e: LinkError) -> Self {
         EdgeError::Link(e)

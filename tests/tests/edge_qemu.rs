@@ -30,7 +30,7 @@ fn node_refuses_malformed_edge_frames(edge_port: u16) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut read_frame = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+    let read_frame = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
         let mut frame = Vec::new();
         let mut byte = [0u8];
         loop {

@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
     let mut copy = data.to_vec();
     if let Ok(request) = decode::<Request>(&mut copy) {
         let mut buf = vec![0u8; MAX_FRAME_LEN];
-        let len = encode(&request, &mut buf).expect("a decoded request encodes").len();
+        let len = encode(&request, &mut buf)
+            .expect("a decoded request encodes")
+            .len();
         assert_eq!(decode::<Request>(&mut buf[..len - 1]).ok(), Some(request));
     }
     let mut copy = data.to_vec();

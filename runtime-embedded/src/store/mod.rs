@@ -114,6 +114,50 @@ pub struct Object {
 }
 
 impl Object {
+    /// A piece record to [`Store::begin`]: piece `index` of blob `digest` (`blob_size` bytes),
+    /// `proof_hashes` hashes of its proof then its bytes, `payload_len` in all.
+    pub fn piece(
+        digest: Digest,
+        index: u32,
+        blob_size: u64,
+        proof_hashes: u8,
+        payload_len: u32,
+    ) -> Self {
+        Object {
+            kind: Kind::Piece,
+            digest,
+            piece: index,
+            size: blob_size,
+            entry_index: 0,
+            proof_hashes,
+            payload_len,
+            at: 0,
+            seq: 0,
+        }
+    }
+
+    /// A commit-proof record to [`Store::begin`]: entry `entry_index` proven for `digest` in
+    /// the tree of `tree_size`, `proof_hashes` hashes then the entry, `payload_len` in all.
+    pub fn proof(
+        digest: Digest,
+        tree_size: u64,
+        entry_index: u64,
+        proof_hashes: u8,
+        payload_len: u32,
+    ) -> Self {
+        Object {
+            kind: Kind::Proof,
+            digest,
+            piece: 0,
+            size: tree_size,
+            entry_index,
+            proof_hashes,
+            payload_len,
+            at: 0,
+            seq: 0,
+        }
+    }
+
     /// Flash offset of the proof hashes.
     pub fn proof_at(&self) -> u32 {
         self.at + HEADER_LEN
@@ -166,25 +210,6 @@ impl Object {
     fn record_len(&self) -> u32 {
         HEADER_LEN + align_up(self.payload_len) + SEAL_LEN
     }
-}
-
-/// What a new record will hold (see [`Object`] for the fields).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NewObject {
-    /// Piece or proof.
-    pub kind: Kind,
-    /// The blob (piece) or the artifact the proof is for.
-    pub digest: Digest,
-    /// Piece index; 0 for a proof.
-    pub piece: u32,
-    /// Blob size (piece) or tree size (proof).
-    pub size: u64,
-    /// The entry's log index (proof); 0 for a piece.
-    pub entry_index: u64,
-    /// How many proof hashes start the payload.
-    pub proof_hashes: u8,
-    /// Payload bytes: the proof hashes then the data.
-    pub payload_len: u32,
 }
 
 /// A record being written: append its payload, then [`Store::commit`] or [`Store::abandon`].
@@ -356,24 +381,15 @@ impl<F: NorFlash> Store<F> {
         &self.objects
     }
 
-    /// Starts a record at the head, erasing (and so evicting) what its sectors held. The
-    /// proof hashes must be appended first, then the data.
-    pub fn begin(&mut self, new: NewObject) -> Result<Pending, StoreError> {
-        let payload_len = new.payload_len;
-        if payload_len < 32 * u32::from(new.proof_hashes) {
+    /// Starts writing `object` ([`Object::piece`], [`Object::proof`]) at the head, erasing
+    /// (and so evicting) what its sectors held. The proof hashes must be appended first, then
+    /// the data.
+    pub fn begin(&mut self, mut object: Object) -> Result<Pending, StoreError> {
+        let payload_len = object.payload_len;
+        if payload_len < 32 * u32::from(object.proof_hashes) {
             return Err(StoreError::Corrupt);
         }
-        let mut object = Object {
-            kind: new.kind,
-            digest: new.digest,
-            piece: new.piece,
-            size: new.size,
-            entry_index: new.entry_index,
-            proof_hashes: new.proof_hashes,
-            payload_len,
-            at: 0,
-            seq: self.seq,
-        };
+        object.seq = self.seq;
         let span = (HEADER_LEN + align_up(payload_len) + SEAL_LEN).div_ceil(self.sector);
         if span > self.sectors {
             return Err(StoreError::TooLarge);
