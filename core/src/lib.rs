@@ -36,6 +36,8 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[cfg(feature = "alloc")]
+pub mod consensus;
 pub mod digest;
 pub mod edge;
 pub mod identity;

@@ -1,9 +1,11 @@
 //! # pyrsia-sim
 //!
 //! The deterministic simulation harness. One seed derives every random choice, so a failing
-//! run is replayed exactly from its seed. Today it holds the seeded [`net::SimNet`] that will
-//! carry messages between simulated nodes; the consensus issue adds the nodes, the fault
-//! schedule and the invariant checks on top of it.
+//! run is replayed exactly from its seed. [`net::SimNet`] carries messages between simulated
+//! nodes; [`builds`] runs the verified-build rounds of `core::consensus` under faults and
+//! byzantine members, checking invariants after every step; [`pieces`] models piece
+//! scheduling at scale.
 
+pub mod builds;
 pub mod net;
 pub mod pieces;

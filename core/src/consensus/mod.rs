@@ -1,0 +1,15 @@
+//! The verified-build consensus (PROTOCOL.md §2), sans-IO: who builds a requested artifact
+//! ([`selection`]) and when their attestations commit it, dispute it or leave it unverifiable
+//! ([`build`]). Nothing here reads a clock or a socket: time arrives as [`crate::time::Instant`]
+//! values and what to do comes back as outputs the runtime carries out.
+//!
+//! Safety never depends on the selection's randomness: a `Commit` needs f+1 valid, distinct,
+//! matching attestations bound to the request, whoever was asked. Ordering of the log's
+//! checkpoints (PROTOCOL.md §3) is the next part of this module; until then the log's single
+//! member orders entries itself.
+
+pub mod build;
+pub mod selection;
+
+pub use build::{AttestationError, BuildOutput, BuildRound, RoundState};
+pub use selection::{DEFAULT_SLACK, builder_order, selection_seed};
