@@ -245,6 +245,45 @@ fn verified_only_serves_committed_artifacts_only() {
         "{}",
         text(&status)
     );
+
+    // `pyrsia build` asks for an image nobody pulled yet and waits until it is committed.
+    let url = node.url();
+    let build = |image: &str| {
+        pyrsia(&[
+            "build",
+            "docker",
+            "--image",
+            image,
+            "--node",
+            &url,
+            "--timeout",
+            "120",
+        ])
+    };
+    let out = build("library/multiarch:multiarch");
+    assert!(out.status.success(), "{}\n{}", text(&out), node.log());
+    assert!(text(&out).contains("requested"), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "committed    docker.io/library/multiarch@{}",
+            images[2].digest
+        )),
+        "{}",
+        text(&out)
+    );
+    let again = build("library/multiarch:multiarch");
+    assert!(
+        again.status.success() && text(&again).contains("(already)"),
+        "{}",
+        text(&again)
+    );
+    let absent = build("library/absent:1");
+    assert!(!absent.status.success(), "{}", text(&absent));
+    assert!(
+        text(&absent).contains("could not fetch the manifest"),
+        "{}",
+        text(&absent)
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The `pyrsia` command.
 
+mod build;
 mod client;
 mod inspect;
 mod log;
@@ -30,6 +31,7 @@ enum Command {
     Log(log::LogCmd),
     InspectLog(inspect::InspectCmd),
     Verify(verify::VerifyCmd),
+    Build(build::BuildCmd),
 }
 
 /// Show how an image reference is normalised (host, repository path, tag, digest), the way
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Log(cmd) => log::run(&cmd),
         Command::InspectLog(cmd) => inspect::run(&cmd),
         Command::Verify(cmd) => verify::run(&cmd),
+        Command::Build(cmd) => build::run(&cmd),
     }
 }
 

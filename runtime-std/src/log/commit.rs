@@ -9,7 +9,41 @@ use pyrsia_core::tlog::entry::{
     PieceRootList, SignatureList, Statement, TagObservation,
 };
 
+use pyrsia_core::consensus::{BuildOutput, BuildRound};
+use pyrsia_core::identity::SecretKey;
+use pyrsia_core::members::MemberSet;
+use pyrsia_core::time::{Duration, Instant};
+
 use super::{Log, LogError};
+
+/// The build round of a sole member, through the same commit rule as any network: the round
+/// selects this member, takes its attestation (checked: member, signature, binding to the
+/// request) and commits on f+1 = 1. Returns the attestations as the entry stores them.
+fn sole_member_round(
+    key: &SecretKey,
+    members: &MemberSet,
+    statement: &Statement<'_>,
+) -> Result<Vec<u8>, LogError> {
+    let mut round = BuildRound::start(
+        statement.request_index,
+        &statement.coordinates,
+        members,
+        statement.selection_size,
+        statement.selection_root,
+        Instant::ZERO,
+        Duration::from_secs(60),
+    );
+    let signed = statement.sign(key);
+    round
+        .handle_attestation(signed.signer, statement, signed.signature)
+        .map_err(|e| LogError::Refused(format!("own attestation: {e:?}")))?;
+    while let Some(output) = round.poll_output() {
+        if let BuildOutput::Commit { attestations, .. } = output {
+            return Ok(attestations.iter().flat_map(|a| a.to_bytes()).collect());
+        }
+    }
+    Err(LogError::Refused("the build round did not commit".into()))
+}
 
 /// A verified image: its manifest, every digest it consists of, and the tag it was pulled by.
 #[derive(Clone, Debug)]
@@ -96,11 +130,11 @@ impl Log {
                 selection_root,
                 piece_roots: PieceRootList(&piece_roots),
             };
-            let attestation = statement.sign(&self.key).to_bytes();
+            let attestations = sole_member_round(&self.key, &state.members, &statement)?;
             new.push(
                 Entry::Commit(Commit {
                     statement,
-                    attestations: SignatureList(&attestation),
+                    attestations: SignatureList(&attestations),
                 })
                 .encode(),
             );

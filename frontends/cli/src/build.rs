@@ -1,0 +1,140 @@
+//! `pyrsia build docker --image NAME:TAG`: asks a node to verify an image and shows progress
+//! until its log commits it, or the time runs out. The request is a manifest fetch through the
+//! node's mirror, which is how every image enters verification (a node serving
+//! `--verified-only` answers 404 and queues it all the same); then the command follows the
+//! node's queue and the log's lookup.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use pyrsia_core::media_type::MediaType;
+use pyrsia_core::reference::ImageRef;
+
+use crate::client::{DEFAULT_NODE, NodeClient};
+
+/// Ask a node to verify an image and wait until the log commits it.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "build")]
+pub(crate) struct BuildCmd {
+    /// the ecosystem: docker
+    #[argh(positional)]
+    ecosystem: String,
+    /// the image: NAME:TAG or NAME@DIGEST
+    #[argh(option)]
+    image: String,
+    /// the node's URL (default http://127.0.0.1:7888)
+    #[argh(option, default = "String::from(DEFAULT_NODE)")]
+    node: String,
+    /// seconds to wait for the commit (default 600)
+    #[argh(option, default = "600")]
+    timeout: u64,
+}
+
+/// How often the node is asked how far it got.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Polls with an empty queue and no commit before the command gives up.
+const IDLE_POLLS: u32 = 4;
+
+pub(crate) fn run(cmd: &BuildCmd) -> ExitCode {
+    if cmd.ecosystem != "docker" {
+        eprintln!(
+            "pyrsia build: unknown ecosystem {:?} (supported: docker)",
+            cmd.ecosystem
+        );
+        return ExitCode::from(2);
+    }
+    let image = match ImageRef::parse(&cmd.image) {
+        Ok(image) if image.tag.is_some() || image.digest.is_some() => image,
+        Ok(_) => {
+            eprintln!("pyrsia build: name a tag or a digest (NAME:TAG or NAME@DIGEST)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("pyrsia build: invalid image {:?}: {e}", cmd.image);
+            return ExitCode::from(2);
+        }
+    };
+    match build(cmd, &image) {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("pyrsia build: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The log's answer for the image: (digest, commit index).
+fn lookup(client: &NodeClient, query: &str) -> Result<(Option<String>, Option<u64>), String> {
+    let found = client.get_json(&format!("/pyrsia/log/lookup?{query}"))?;
+    Ok((
+        found["digest"].as_str().map(str::to_string),
+        found["commit"].as_u64(),
+    ))
+}
+
+fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
+    let client = NodeClient::new(&cmd.node);
+    let name = format!("{}/{}", image.host, image.repository_path());
+    let (reference, query) = match (image.digest, &image.tag) {
+        (Some(digest), _) => (digest.to_string(), format!("name={name}&digest={digest}")),
+        (None, Some(tag)) => (tag.to_string(), format!("name={name}&tag={tag}")),
+        (None, None) => return Err("name a tag or a digest".into()),
+    };
+    if let (Some(digest), Some(index)) = lookup(&client, &query)? {
+        return Ok(format!(
+            "committed    {name}@{digest}: entry #{index} (already)"
+        ));
+    }
+    let ns = if image.host.is_docker_hub() {
+        String::new()
+    } else {
+        format!("?ns={}", image.host)
+    };
+    let accept = MediaType::PULLABLE.map(MediaType::as_str).join(", ");
+    let path = format!("/v2/{}/manifests/{reference}{ns}", image.repository_path());
+    match client.open(&path, &[("Accept", &accept)]) {
+        Ok(_) => println!("requested    {name}:{reference} (the node fetched its manifest)"),
+        // A --verified-only node refuses what is not committed yet, and queues it.
+        Err(e) if e.contains("verification was requested") => {
+            println!("requested    {name}:{reference} (the node serves verified images only)")
+        }
+        Err(e) => return Err(format!("the node could not fetch the manifest: {e}")),
+    }
+    let deadline = Instant::now() + Duration::from_secs(cmd.timeout);
+    let mut last_pending = None;
+    let mut idle = 0;
+    loop {
+        if let (Some(digest), Some(index)) = lookup(&client, &query)? {
+            return Ok(format!("committed    {name}@{digest}: entry #{index}"));
+        }
+        let pending = client
+            .get_json("/status")
+            .ok()
+            .and_then(|s| s["log"]["pending_verifications"].as_u64());
+        if pending != last_pending {
+            if let Some(n) = pending {
+                println!("verifying    {n} image(s) in the node's queue");
+            }
+            last_pending = pending;
+        }
+        // The queue emptied without a commit: the builder failed (the node's log says why).
+        idle = if pending == Some(0) { idle + 1 } else { 0 };
+        if idle >= IDLE_POLLS {
+            return Err(format!(
+                "the node's builder finished without committing {name}:{reference} (see the node's log)"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{name}:{reference} not committed after {} s",
+                cmd.timeout
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+}
