@@ -4,11 +4,12 @@
 //! values and what to do comes back as outputs the runtime carries out.
 //!
 //! Safety never depends on the selection's randomness: a `Commit` needs f+1 valid, distinct,
-//! matching attestations bound to the request, whoever was asked. Ordering of the log's
-//! checkpoints (PROTOCOL.md §3) is the next part of this module; until then the log's single
-//! member orders entries itself.
+//! matching attestations bound to the request, whoever was asked. [`ordering`] decides the
+//! log's batches (PROTOCOL.md §3) with Tendermint; the runtime does not drive it yet (a sole
+//! member orders its own entries).
 
 pub mod build;
+pub mod ordering;
 pub mod selection;
 
 pub use build::{AttestationError, BuildOutput, BuildRound, RoundState};

@@ -3,9 +3,11 @@
 //! The deterministic simulation harness. One seed derives every random choice, so a failing
 //! run is replayed exactly from its seed. [`net::SimNet`] carries messages between simulated
 //! nodes; [`builds`] runs the verified-build rounds of `core::consensus` under faults and
-//! byzantine members, checking invariants after every step; [`pieces`] models piece
+//! byzantine members, checking invariants after every step; [`ordering`] runs Tendermint
+//! ordering the same way; [`pieces`] models piece
 //! scheduling at scale.
 
 pub mod builds;
 pub mod net;
+pub mod ordering;
 pub mod pieces;

@@ -1,9 +1,9 @@
 //! `pyrsia-sim`: the deterministic simulations.
 //!
-//! `pyrsia-sim --seeds N --nodes M --byzantine F` runs the verified-build rounds of
-//! `core::consensus` for seeds 1..=N with M members of which F are byzantine, under a seeded
-//! network with drops, delays, duplication and reordering that heals after two minutes; the
-//! invariants are checked after every step. `pyrsia-sim --seed S --nodes M --byzantine F`
+//! `pyrsia-sim --seeds N --nodes M --byzantine F` runs, for seeds 1..=N with M members of
+//! which F are byzantine, the verified-build rounds and the Tendermint ordering of
+//! `core::consensus` under a seeded network with drops, delays, duplication and reordering
+//! that then heals; the invariants are checked after every step. `pyrsia-sim --seed S --nodes M --byzantine F`
 //! replays one seed and prints its `trace` (a hash of the whole run: the same seed gives the
 //! same line). Any violation exits 1 with `reproduce with --seed S`.
 //!
@@ -11,8 +11,9 @@
 //! want it at once, for 4 to 3,000 nodes, with today's strategy (everyone fetches from the
 //! rendezvous winner) and with a swarm (every holder serves), in ticks of one piece per link.
 
-use pyrsia_sim::builds;
+use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Params, Strategy, run};
+use pyrsia_sim::{builds, ordering};
 
 const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim pieces [--seed S]";
 
@@ -62,21 +63,36 @@ fn main() {
             seed,
             adversary: None,
         });
-        steps += outcome.steps;
+        let ordered = ordering::run(ordering::Params {
+            nodes,
+            byzantine,
+            seed,
+        });
+        steps += outcome.steps + ordered.steps;
         committed += outcome.committed;
         unverifiable += outcome.unverifiable;
+        let mut trace = Hasher::new();
+        trace.update(&outcome.trace);
+        trace.update(&ordered.trace);
         if single {
             println!(
-                "seed {seed} nodes {nodes} byzantine {byzantine}: {} steps, {} messages, {} committed, {} unverifiable, trace {}",
+                "seed {seed} nodes {nodes} byzantine {byzantine}: builds {} steps, {} committed, {} unverifiable; ordering {} steps, {} heights decided at {} ms; trace {}",
                 outcome.steps,
-                outcome.messages,
                 outcome.committed,
                 outcome.unverifiable,
-                hex(&outcome.trace)
+                ordered.steps,
+                ordering::HEIGHTS,
+                ordered.finished_at.map_or(0, |t| t.as_micros() / 1000),
+                hex(trace.finish().as_bytes())
             );
         }
-        if !outcome.violations.is_empty() {
-            for violation in &outcome.violations {
+        let violations: Vec<&String> = outcome
+            .violations
+            .iter()
+            .chain(&ordered.violations)
+            .collect();
+        if !violations.is_empty() {
+            for violation in violations {
                 eprintln!("seed {seed}: {violation}");
             }
             eprintln!("reproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}");
@@ -85,8 +101,9 @@ fn main() {
     }
     if !single {
         println!(
-            "{} seeds, {nodes} members, {byzantine} byzantine: every invariant held; {steps} steps; honest rounds {committed} committed, {unverifiable} unverifiable",
-            seeds.len()
+            "{} seeds, {nodes} members, {byzantine} byzantine: every invariant held; {steps} steps; honest build rounds {committed} committed, {unverifiable} unverifiable; every honest member decided {} heights",
+            seeds.len(),
+            ordering::HEIGHTS
         );
     }
 }

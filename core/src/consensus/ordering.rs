@@ -1,0 +1,594 @@
+//! Ordering of the log's batches by Tendermint (Buchman, Kwon, Milosevic, "The latest gossip on
+//! BFT consensus", 2018, Algorithm 1), sans-IO: proposals rotate over the members by height and
+//! round, members prevote and precommit, lock on a value with 2f+1 prevotes, decide it with
+//! 2f+1 precommits, and time out with timeouts that grow per round.
+//!
+//! Values are opaque bytes (a batch of entries extending the last final checkpoint); the runtime
+//! says which are valid (it replays the batch). Senders are authenticated by the transport;
+//! every member is identified by its index in the epoch's member list. A member's own vote
+//! leaves only after the runtime confirms it persisted the state the vote depends on
+//! ([`OrderingOutput::Persist`] then [`Ordering::handle_persisted`]), so a restart never makes
+//! it vote twice differently. A member behind in height is not sent votes (they are not
+//! signed here) but the decisions it missed ([`OrderingOutput::SendDecision`]), which the
+//! runtime carries with their certificate (the checkpoint's 2f+1 cosignatures) and the member
+//! takes once the runtime checked it ([`Ordering::handle_decision`]).
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use crate::digest::Digest;
+use crate::time::{Duration, Instant};
+
+/// A value's identity: SHA-256 of its bytes.
+pub type ValueId = [u8; 32];
+
+/// Heights kept for catching up members that are behind.
+pub const KEPT_HEIGHTS: u64 = 16;
+
+/// Rounds ahead of the current one whose messages are kept; later ones are dropped, so a
+/// member sending votes for absurd rounds cannot grow the tables.
+pub const ROUNDS_AHEAD: u32 = 16;
+
+/// A message between members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// The round's proposer proposes `value`; `valid_round` is the round it was locked or
+    /// seen valid in, if any.
+    Proposal {
+        /// Height.
+        height: u64,
+        /// Round.
+        round: u32,
+        /// The batch.
+        value: Vec<u8>,
+        /// The round `value` got 2f+1 prevotes in, if it did.
+        valid_round: Option<u32>,
+    },
+    /// A prevote for a value id, or for nothing.
+    Prevote {
+        /// Height.
+        height: u64,
+        /// Round.
+        round: u32,
+        /// The value voted for; `None` is nil.
+        id: Option<ValueId>,
+    },
+    /// A precommit for a value id, or for nothing.
+    Precommit {
+        /// Height.
+        height: u64,
+        /// Round.
+        round: u32,
+        /// The value committed to; `None` is nil.
+        id: Option<ValueId>,
+    },
+}
+
+impl Message {
+    fn height_round(&self) -> (u64, u32) {
+        match self {
+            Message::Proposal { height, round, .. }
+            | Message::Prevote { height, round, .. }
+            | Message::Precommit { height, round, .. } => (*height, *round),
+        }
+    }
+}
+
+/// What the runtime must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderingOutput {
+    /// Persist the voting state (height, round, lock), then call
+    /// [`Ordering::handle_persisted`] with the ticket.
+    Persist {
+        /// Confirms this persist.
+        ticket: u64,
+        /// The state to persist.
+        state: VotingState,
+    },
+    /// Send `message` to every other member.
+    Broadcast(Message),
+    /// Member `to` is behind: send it the decision of `height` with its certificate.
+    SendDecision {
+        /// The member behind.
+        to: usize,
+        /// The height it missed.
+        height: u64,
+        /// The value decided there.
+        value: Vec<u8>,
+    },
+    /// `value` is final at `height`.
+    Decided {
+        /// Height.
+        height: u64,
+        /// The batch.
+        value: Vec<u8>,
+    },
+}
+
+/// What a member persists before its votes leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VotingState {
+    /// Current height.
+    pub height: u64,
+    /// Current round.
+    pub round: u32,
+    /// The round and value id this member is locked on.
+    pub locked: Option<(u32, ValueId)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Propose,
+    Prevote,
+    Precommit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Propose(u64, u32),
+    Prevote(u64, u32),
+    Precommit(u64, u32),
+    /// Send this height's messages again: messages lost before the network healed are
+    /// otherwise never repeated, and a member behind is noticed only by what it sends.
+    Resend(u64),
+}
+
+/// One member's Tendermint state machine.
+pub struct Ordering {
+    me: usize,
+    n: usize,
+    f: usize,
+    height: u64,
+    round: u32,
+    step: Step,
+    locked: Option<(u32, Vec<u8>)>,
+    valid: Option<(u32, Vec<u8>)>,
+    candidate: Option<Vec<u8>>,
+    proposals: BTreeMap<(u64, u32), (Vec<u8>, Option<u32>)>,
+    prevotes: BTreeMap<(u64, u32), BTreeMap<usize, Option<ValueId>>>,
+    precommits: BTreeMap<(u64, u32), BTreeMap<usize, Option<ValueId>>>,
+    decided: BTreeMap<u64, Vec<u8>>,
+    certified: BTreeMap<u64, Vec<u8>>,
+    fired: BTreeSet<(u8, u64, u32)>,
+    timers: BTreeSet<(Instant, Timer)>,
+    outputs: VecDeque<OrderingOutput>,
+    unsent: BTreeMap<u64, Message>,
+    sent: Vec<Message>,
+    ticket: u64,
+    timeout: Duration,
+    timeout_step: Duration,
+}
+
+fn id(value: &[u8]) -> ValueId {
+    *Digest::sha256(value).as_bytes()
+}
+
+impl Ordering {
+    /// Member `me` of `n` (f = (n-1)/3) starting at `height`; round timeouts are `timeout`
+    /// plus `timeout_step` per round. Call [`Ordering::start`] once the runtime is ready.
+    pub fn new(
+        me: usize,
+        n: usize,
+        height: u64,
+        timeout: Duration,
+        timeout_step: Duration,
+    ) -> Self {
+        Ordering {
+            me,
+            n,
+            f: n.saturating_sub(1) / 3,
+            height,
+            round: 0,
+            step: Step::Propose,
+            locked: None,
+            valid: None,
+            candidate: None,
+            proposals: BTreeMap::new(),
+            prevotes: BTreeMap::new(),
+            precommits: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            certified: BTreeMap::new(),
+            fired: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            unsent: BTreeMap::new(),
+            sent: Vec::new(),
+            ticket: 0,
+            timeout,
+            timeout_step,
+        }
+    }
+
+    /// The proposer of `height`, `round`: round-robin over the members.
+    pub fn proposer(&self, height: u64, round: u32) -> usize {
+        ((height + u64::from(round)) % self.n as u64) as usize
+    }
+
+    /// Proposals and votes held (for the simulation's bound on buffers).
+    pub fn buffered(&self) -> usize {
+        self.proposals.len()
+            + self.prevotes.values().map(BTreeMap::len).sum::<usize>()
+            + self.precommits.values().map(BTreeMap::len).sum::<usize>()
+    }
+
+    /// The current round.
+    pub fn round(&self) -> u32 {
+        self.round
+    }
+
+    /// The height being decided now.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The value decided at `height`, if any.
+    pub fn decision(&self, height: u64) -> Option<&[u8]> {
+        self.decided.get(&height).map(Vec::as_slice)
+    }
+
+    /// What this member proposes when it is the proposer (the next batch); kept until used.
+    pub fn set_candidate(&mut self, value: Vec<u8>) {
+        self.candidate = Some(value);
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<OrderingOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When the next timeout is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    /// Starts round 0 of the current height.
+    pub fn start(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
+        self.start_round(now, 0);
+        self.schedule(now, Timer::Resend(self.height), 0);
+        self.settle(now, valid);
+    }
+
+    /// The runtime persisted the state of `ticket`: the votes waiting for it leave.
+    pub fn handle_persisted(&mut self, ticket: u64) {
+        let ready: Vec<u64> = self.unsent.range(..=ticket).map(|(t, _)| *t).collect();
+        for t in ready {
+            if let Some(message) = self.unsent.remove(&t) {
+                if message.height_round().0 == self.height {
+                    self.sent.push(message.clone());
+                }
+                self.outputs.push_back(OrderingOutput::Broadcast(message));
+            }
+        }
+    }
+
+    /// A message from member `from`.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: usize,
+        message: Message,
+        valid: &dyn Fn(u64, &[u8]) -> bool,
+    ) {
+        if from >= self.n || from == self.me {
+            return;
+        }
+        let (height, round) = message.height_round();
+        if height < self.height {
+            self.catch_up(from, height);
+            return;
+        }
+        if height > self.height + KEPT_HEIGHTS
+            || (height == self.height && round > self.round.saturating_add(ROUNDS_AHEAD))
+            || (height > self.height && round > ROUNDS_AHEAD)
+        {
+            return;
+        }
+        match message {
+            Message::Proposal {
+                value, valid_round, ..
+            } => {
+                if from == self.proposer(height, round) {
+                    self.proposals
+                        .entry((height, round))
+                        .or_insert((value, valid_round));
+                }
+            }
+            Message::Prevote { id, .. } => {
+                self.prevotes
+                    .entry((height, round))
+                    .or_default()
+                    .entry(from)
+                    .or_insert(id);
+            }
+            Message::Precommit { id, .. } => {
+                self.precommits
+                    .entry((height, round))
+                    .or_default()
+                    .entry(from)
+                    .or_insert(id);
+            }
+        }
+        self.settle(now, valid);
+    }
+
+    /// Timeouts due by `now`.
+    pub fn handle_timeout(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
+        while let Some(&(at, timer)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, timer));
+            match timer {
+                Timer::Propose(h, r)
+                    if h == self.height && r == self.round && self.step == Step::Propose =>
+                {
+                    self.vote(Step::Prevote, None);
+                }
+                Timer::Prevote(h, r)
+                    if h == self.height && r == self.round && self.step == Step::Prevote =>
+                {
+                    self.vote(Step::Precommit, None);
+                }
+                Timer::Precommit(h, r) if h == self.height && r == self.round => {
+                    self.start_round(now, r + 1);
+                }
+                Timer::Resend(h) if h == self.height => {
+                    for message in &self.sent {
+                        self.outputs
+                            .push_back(OrderingOutput::Broadcast(message.clone()));
+                    }
+                    self.schedule(now, Timer::Resend(h), self.round);
+                }
+                _ => {}
+            }
+        }
+        self.settle(now, valid);
+    }
+
+    /// Member `to` sent a message of a height this member decided: it is behind.
+    fn catch_up(&mut self, to: usize, height: u64) {
+        if let Some(value) = self.decided.get(&height).cloned() {
+            self.outputs
+                .push_back(OrderingOutput::SendDecision { to, height, value });
+        }
+    }
+
+    /// A decision whose certificate the runtime checked (2f+1 members' signatures over it):
+    /// taken at once for the current height, kept for a later one.
+    pub fn handle_decision(
+        &mut self,
+        now: Instant,
+        height: u64,
+        value: Vec<u8>,
+        valid: &dyn Fn(u64, &[u8]) -> bool,
+    ) {
+        if height >= self.height && height <= self.height + KEPT_HEIGHTS {
+            self.certified.insert(height, value);
+        }
+        self.settle(now, valid);
+    }
+
+    /// Records `value` as final at the current height and starts the next one.
+    fn decide(&mut self, now: Instant, value: Vec<u8>) {
+        let h = self.height;
+        self.decided.insert(h, value.clone());
+        self.outputs
+            .push_back(OrderingOutput::Decided { height: h, value });
+        self.height += 1;
+        self.locked = None;
+        self.valid = None;
+        self.candidate = None;
+        let next = self.height;
+        let keep_from = next.saturating_sub(KEPT_HEIGHTS);
+        self.proposals.retain(|(ph, _), _| *ph >= next);
+        self.prevotes.retain(|(ph, _), _| *ph >= next);
+        self.precommits.retain(|(ph, _), _| *ph >= next);
+        self.certified.retain(|ph, _| *ph >= next);
+        self.decided.retain(|ph, _| *ph >= keep_from);
+        self.fired.retain(|(_, ph, _)| *ph >= next);
+        self.timers.retain(|(_, t)| match t {
+            Timer::Propose(th, _) | Timer::Prevote(th, _) | Timer::Precommit(th, _) => *th >= next,
+            Timer::Resend(th) => *th >= next,
+        });
+        self.sent.clear();
+        self.start_round(now, 0);
+        self.schedule(now, Timer::Resend(next), 0);
+    }
+
+    fn timeout_for(&self, round: u32) -> Duration {
+        Duration::from_micros(
+            self.timeout.as_micros() + self.timeout_step.as_micros() * u64::from(round),
+        )
+    }
+
+    fn schedule(&mut self, now: Instant, timer: Timer, round: u32) {
+        self.timers.insert((now + self.timeout_for(round), timer));
+    }
+
+    fn start_round(&mut self, now: Instant, round: u32) {
+        self.round = round;
+        self.step = Step::Propose;
+        let (h, r) = (self.height, round);
+        if self.proposer(h, r) == self.me {
+            let proposal = match &self.valid {
+                Some((vr, v)) => Some((v.clone(), Some(*vr))),
+                None => self.candidate.clone().map(|v| (v, None)),
+            };
+            if let Some((value, valid_round)) = proposal {
+                self.proposals.insert((h, r), (value.clone(), valid_round));
+                self.send_own(Message::Proposal {
+                    height: h,
+                    round: r,
+                    value,
+                    valid_round,
+                });
+            }
+        }
+        self.schedule(now, Timer::Propose(h, r), r);
+    }
+
+    /// Records and (after persisting) sends this member's vote, and moves to `step`.
+    fn vote(&mut self, step: Step, value_id: Option<ValueId>) {
+        let (h, r) = (self.height, self.round);
+        let message = match step {
+            Step::Prevote => {
+                self.prevotes
+                    .entry((h, r))
+                    .or_default()
+                    .insert(self.me, value_id);
+                Message::Prevote {
+                    height: h,
+                    round: r,
+                    id: value_id,
+                }
+            }
+            _ => {
+                self.precommits
+                    .entry((h, r))
+                    .or_default()
+                    .insert(self.me, value_id);
+                Message::Precommit {
+                    height: h,
+                    round: r,
+                    id: value_id,
+                }
+            }
+        };
+        self.step = step;
+        self.send_own(message);
+    }
+
+    fn send_own(&mut self, message: Message) {
+        self.ticket += 1;
+        self.outputs.push_back(OrderingOutput::Persist {
+            ticket: self.ticket,
+            state: VotingState {
+                height: self.height,
+                round: self.round,
+                locked: self.locked.as_ref().map(|(r, v)| (*r, id(v))),
+            },
+        });
+        self.unsent.insert(self.ticket, message);
+    }
+
+    fn count(
+        votes: Option<&BTreeMap<usize, Option<ValueId>>>,
+        want: Option<Option<ValueId>>,
+    ) -> usize {
+        votes.map_or(0, |v| {
+            v.values()
+                .filter(|id| want.is_none_or(|w| **id == w))
+                .count()
+        })
+    }
+
+    fn first_time(&mut self, rule: u8, h: u64, r: u32) -> bool {
+        self.fired.insert((rule, h, r))
+    }
+
+    /// Applies every rule of Algorithm 1 until none fires.
+    fn settle(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
+        let quorum = 2 * self.f + 1;
+        loop {
+            let (h, r) = (self.height, self.round);
+            // Decide: a certified decision, or a proposal with 2f+1 precommits, in any round.
+            if let Some(value) = self.certified.remove(&h) {
+                self.decide(now, value);
+                continue;
+            }
+            let decidable =
+                self.proposals
+                    .range((h, 0)..(h + 1, 0))
+                    .find_map(|((_, pr), (v, _))| {
+                        let votes = Self::count(self.precommits.get(&(h, *pr)), Some(Some(id(v))));
+                        (votes >= quorum && valid(h, v)).then(|| v.clone())
+                    });
+            if let Some(value) = decidable {
+                self.decide(now, value);
+                continue;
+            }
+            // f+1 messages of a later round: skip to it.
+            let later = self
+                .prevotes
+                .range((h, r + 1)..(h + 1, 0))
+                .chain(self.precommits.range((h, r + 1)..(h + 1, 0)))
+                .fold(
+                    BTreeMap::<u32, BTreeSet<usize>>::new(),
+                    |mut acc, ((_, vr), votes)| {
+                        acc.entry(*vr).or_default().extend(votes.keys().copied());
+                        acc
+                    },
+                )
+                .into_iter()
+                .find(|(_, senders)| senders.len() > self.f)
+                .map(|(vr, _)| vr);
+            if let Some(round) = later {
+                self.start_round(now, round);
+                continue;
+            }
+            let proposal = self.proposals.get(&(h, r)).cloned();
+            if self.step == Step::Propose
+                && let Some((v, vr)) = &proposal
+            {
+                let vid = id(v);
+                match vr {
+                    None => {
+                        let ok = valid(h, v) && self.locked.as_ref().is_none_or(|(_, lv)| lv == v);
+                        self.vote(Step::Prevote, ok.then_some(vid));
+                        continue;
+                    }
+                    Some(vr)
+                        if *vr < r
+                            && Self::count(self.prevotes.get(&(h, *vr)), Some(Some(vid)))
+                                >= quorum =>
+                    {
+                        let ok = valid(h, v)
+                            && self
+                                .locked
+                                .as_ref()
+                                .is_none_or(|(lr, lv)| lr <= vr || lv == v);
+                        self.vote(Step::Prevote, ok.then_some(vid));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if self.step == Step::Prevote
+                && Self::count(self.prevotes.get(&(h, r)), None) >= quorum
+                && self.first_time(0, h, r)
+            {
+                self.schedule(now, Timer::Prevote(h, r), r);
+            }
+            if self.step >= Step::Prevote
+                && let Some((v, _)) = &proposal
+            {
+                let vid = id(v);
+                if Self::count(self.prevotes.get(&(h, r)), Some(Some(vid))) >= quorum
+                    && valid(h, v)
+                    && self.first_time(1, h, r)
+                {
+                    self.valid = Some((r, v.clone()));
+                    if self.step == Step::Prevote {
+                        self.locked = Some((r, v.clone()));
+                        self.vote(Step::Precommit, Some(vid));
+                    }
+                    continue;
+                }
+            }
+            if self.step == Step::Prevote
+                && Self::count(self.prevotes.get(&(h, r)), Some(None)) >= quorum
+            {
+                self.vote(Step::Precommit, None);
+                continue;
+            }
+            if Self::count(self.precommits.get(&(h, r)), None) >= quorum && self.first_time(2, h, r)
+            {
+                self.schedule(now, Timer::Precommit(h, r), r);
+            }
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

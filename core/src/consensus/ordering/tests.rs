@@ -1,0 +1,198 @@
+//! Tendermint on a perfect in-memory network: the members decide the proposer's value, a
+//! silent proposer is replaced at the next round, a member behind catches up by decision,
+//! and votes leave only after their state was persisted.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::*;
+
+const T: Duration = Duration::from_secs(1);
+
+fn valid(_: u64, value: &[u8]) -> bool {
+    !value.starts_with(b"bad")
+}
+
+/// Delivers every output among `members` (skipping `down` ones) until quiet or `limit` steps.
+fn run(members: &mut [Ordering], down: &[usize], now: &mut Instant, limit: usize) {
+    for _ in 0..limit {
+        let mut moved = false;
+        for i in 0..members.len() {
+            while let Some(output) = members[i].poll_output() {
+                moved = true;
+                match output {
+                    OrderingOutput::Persist { ticket, .. } => members[i].handle_persisted(ticket),
+                    OrderingOutput::Broadcast(message) => {
+                        for (j, member) in members.iter_mut().enumerate() {
+                            if j != i && !down.contains(&j) && !down.contains(&i) {
+                                member.handle_message(*now, i, message.clone(), &valid);
+                            }
+                        }
+                    }
+                    OrderingOutput::SendDecision { to, height, value } => {
+                        if !down.contains(&to) {
+                            members[to].handle_decision(*now, height, value, &valid);
+                        }
+                    }
+                    OrderingOutput::Decided { height, .. } => {
+                        // The next batch to propose.
+                        members[i].set_candidate(vec![b'v', i as u8, height as u8 + 1]);
+                    }
+                }
+            }
+        }
+        if !moved {
+            // Nothing in flight: let time pass to the next timeout.
+            let next = members
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !down.contains(i))
+                .filter_map(|(_, m)| m.poll_timeout())
+                .min();
+            let Some(next) = next else { return };
+            *now = next;
+            for (i, m) in members.iter_mut().enumerate() {
+                if !down.contains(&i) {
+                    m.handle_timeout(*now, &valid);
+                }
+            }
+        }
+        if members
+            .iter()
+            .enumerate()
+            .all(|(i, m)| down.contains(&i) || m.height() >= 3)
+        {
+            return;
+        }
+    }
+}
+
+fn network(n: usize) -> Vec<Ordering> {
+    (0..n).map(|i| Ordering::new(i, n, 0, T, T)).collect()
+}
+
+fn start(members: &mut [Ordering], now: Instant) {
+    for (i, m) in members.iter_mut().enumerate() {
+        m.set_candidate(vec![b'v', i as u8]);
+        m.start(now, &valid);
+    }
+}
+
+#[test]
+fn four_members_decide_the_proposers_values() {
+    let mut members = network(4);
+    let mut now = Instant::ZERO;
+    start(&mut members, now);
+    run(&mut members, &[], &mut now, 1000);
+    for h in 0..3 {
+        let first = members[0].decision(h).map(<[u8]>::to_vec);
+        assert!(first.is_some(), "height {h} decided");
+        for m in &members {
+            assert_eq!(
+                m.decision(h).map(<[u8]>::to_vec),
+                first,
+                "agreement at height {h}"
+            );
+        }
+    }
+    assert_eq!(
+        members[0].decision(0),
+        Some(&[b'v', 0][..]),
+        "height 0's proposer is member 0"
+    );
+}
+
+#[test]
+fn a_silent_proposer_is_replaced_at_the_next_round() {
+    let mut members = network(4);
+    let mut now = Instant::ZERO;
+    start(&mut members, now);
+    // Member 0 (proposer of height 0, round 0) is down: round 1's proposer, member 1, decides.
+    run(&mut members, &[0], &mut now, 2000);
+    let decided = members[1]
+        .decision(0)
+        .expect("decided without member 0")
+        .to_vec();
+    assert_eq!(decided, [b'v', 1]);
+    assert!(now >= Instant::ZERO + T, "after the propose timeout");
+    for m in &members[1..] {
+        assert_eq!(m.decision(0), Some(&decided[..]));
+    }
+    // Member 0 comes back behind and catches up by decision.
+    members[0].handle_message(
+        now,
+        1,
+        Message::Prevote {
+            height: 0,
+            round: 9,
+            id: None,
+        },
+        &valid,
+    );
+    run(&mut members, &[], &mut now, 2000);
+    assert_eq!(members[0].decision(0), Some(&decided[..]));
+}
+
+#[test]
+fn an_invalid_proposal_is_never_decided() {
+    let mut members = network(4);
+    let mut now = Instant::ZERO;
+    members[0].set_candidate(b"bad batch".to_vec());
+    for (i, m) in members.iter_mut().enumerate().skip(1) {
+        m.set_candidate(vec![b'v', i as u8]);
+    }
+    for m in members.iter_mut() {
+        m.start(now, &valid);
+    }
+    run(&mut members, &[], &mut now, 2000);
+    let decided = members[1].decision(0).expect("decided");
+    assert!(!decided.starts_with(b"bad"));
+}
+
+#[test]
+fn votes_leave_only_after_their_state_is_persisted() {
+    let mut m = Ordering::new(1, 4, 0, T, T);
+    m.start(Instant::ZERO, &valid);
+    m.handle_message(
+        Instant::ZERO,
+        0,
+        Message::Proposal {
+            height: 0,
+            round: 0,
+            value: b"v0".to_vec(),
+            valid_round: None,
+        },
+        &valid,
+    );
+    let Some(OrderingOutput::Persist { ticket, state }) = m.poll_output() else {
+        panic!("persist first")
+    };
+    assert_eq!(state.height, 0);
+    assert_eq!(m.poll_output(), None, "the prevote waits for the persist");
+    m.handle_persisted(ticket);
+    assert!(matches!(
+        m.poll_output(),
+        Some(OrderingOutput::Broadcast(Message::Prevote {
+            id: Some(_),
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn only_the_rounds_proposer_is_heard() {
+    let mut m = Ordering::new(1, 4, 0, T, T);
+    m.start(Instant::ZERO, &valid);
+    m.handle_message(
+        Instant::ZERO,
+        2,
+        Message::Proposal {
+            height: 0,
+            round: 0,
+            value: b"v2".to_vec(),
+            valid_round: None,
+        },
+        &valid,
+    );
+    assert_eq!(m.poll_output(), None, "member 2 does not propose round 0");
+}
