@@ -109,6 +109,30 @@ impl embedded_io::Write for TcpIo {
     }
 }
 
+/// A node serving the edge protocol on a free port, with `image` pulled through it (skopeo)
+/// and committed. Returns the node, its edge port and its genesis entry.
+pub fn node_with_committed_image(
+    work: &Path,
+    registry: &crate::registry::Registry,
+    image: &crate::image::PushedImage,
+    name: &str,
+) -> (crate::node::Node, u16, Vec<u8>) {
+    let edge_port = free_port();
+    let edge_listen = format!("127.0.0.1:{edge_port}");
+    let node = crate::node::Node::start(
+        &work.join("node"),
+        &["--upstream", &registry.url(), "--edge-listen", &edge_listen],
+    );
+    let out = crate::clients::skopeo_copy(&node.authority(), &image.reference, &work.join("copy"));
+    crate::clients::assert_succeeded(&out, &image.reference, &node.log());
+    node.wait_committed(name, &image.digest)
+        .unwrap_or_else(|| panic!("{} committed\n{}", image.reference, node.log()));
+    let genesis_path = work.join("genesis.bin");
+    node.save_genesis(&genesis_path);
+    let genesis = std::fs::read(&genesis_path).expect("genesis");
+    (node, edge_port, genesis)
+}
+
 /// Current Unix time in seconds.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use pyrsia_core::identity::SecretKey;
 use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
-use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::edge::{
-    EXIT_AFTER_SESSION, run_firmware, start_qemu, unix_now, write_provisioning,
+    EXIT_AFTER_SESSION, node_with_committed_image, run_firmware, start_qemu, unix_now,
+    write_provisioning,
 };
 use pyrsia_tests::image::push_standard_images;
-use pyrsia_tests::node::Node;
 use pyrsia_tests::process::free_port;
 use pyrsia_tests::registry::Registry;
 
@@ -78,24 +77,9 @@ fn emulated_edge_cache_fetches_verifies_and_serves_an_image() {
     let images = push_standard_images(work.path(), &registry.authority());
     let image = &images[0];
     let layer = image.layers[0].blob.digest;
-    let edge_port = free_port();
-    let edge_listen = format!("127.0.0.1:{edge_port}");
-    let node = Node::start(
-        &work.path().join("node"),
-        &["--upstream", &registry.url(), "--edge-listen", &edge_listen],
-    );
-    let out = skopeo_copy(
-        &node.authority(),
-        &image.reference,
-        &work.path().join("copy"),
-    );
-    assert_succeeded(&out, &image.reference, &node.log());
-    node.wait_committed("docker.io/library/small", &image.digest)
-        .unwrap_or_else(|| panic!("image committed\n{}", node.log()));
+    let (_node, edge_port, genesis) =
+        node_with_committed_image(work.path(), &registry, image, "docker.io/library/small");
     node_refuses_malformed_edge_frames(edge_port);
-    let genesis_path = work.path().join("genesis.bin");
-    node.save_genesis(&genesis_path);
-    let genesis = std::fs::read(&genesis_path).unwrap();
 
     let log = run_firmware(
         work.path(),

@@ -152,8 +152,6 @@ pub fn run(params: Params) -> Outcome {
         delay_max: Duration::from_millis(1 + rng.below(5_000)),
     };
     let mut net: SimNet<Message> = SimNet::new(rng.next_u64(), faults);
-    let healed: SimNet<Message> =
-        SimNet::new(rng.next_u64(), Faults::reliable(Duration::from_millis(50)));
     let mut trace = Hasher::new();
     let mut rounds: Vec<Option<BuildRound>> = (0..n)
         .map(|i| {
@@ -181,7 +179,7 @@ pub fn run(params: Params) -> Outcome {
     };
     let mut committed: Vec<Option<[u8; 32]>> = vec![None; n];
     let mut now = Instant::ZERO;
-    let mut net_healed = Some(healed);
+    let mut healed = false;
     let bound = Instant::ZERO + FAULTY_FOR + TIMEOUT.saturating_mul(2 * n as u64 + 4);
     loop {
         // Outputs of every honest round become messages.
@@ -243,13 +241,9 @@ pub fn run(params: Params) -> Outcome {
             break;
         }
         // Heal after the faulty period: the remaining deliveries go through a clean network.
-        if now >= Instant::ZERO + FAULTY_FOR
-            && let Some(mut clean) = net_healed.take()
-        {
-            while let Some(d) = net.pop() {
-                clean.send(now, d.from, d.to, d.message);
-            }
-            net = clean;
+        if now >= Instant::ZERO + FAULTY_FOR && !healed {
+            net.heal(now, Faults::reliable(Duration::from_millis(50)));
+            healed = true;
         }
         let next_deadline = rounds
             .iter()

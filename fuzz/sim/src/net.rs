@@ -155,6 +155,16 @@ impl<M: Clone> SimNet<M> {
     pub fn is_empty(&self) -> bool {
         self.in_flight.is_empty()
     }
+
+    /// The network heals at `now`: from then on it behaves as `faults` says, and what is still
+    /// in flight is sent again under them (the same seed still gives the same history).
+    pub fn heal(&mut self, now: Instant, faults: Faults) {
+        self.faults = faults;
+        let pending: Vec<Delivery<M>> = std::iter::from_fn(|| self.pop()).collect();
+        for d in pending {
+            self.send(now, d.from, d.to, d.message);
+        }
+    }
 }
 
 #[cfg(test)]

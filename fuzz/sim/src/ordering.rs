@@ -91,10 +91,7 @@ pub fn run(params: Params) -> Outcome {
         delay_max: Duration::from_millis(1 + rng.below(3_000)),
     };
     let mut net: SimNet<Wire> = SimNet::new(rng.next_u64(), faults);
-    let mut healed = Some(SimNet::new(
-        rng.next_u64(),
-        Faults::reliable(Duration::from_millis(20)),
-    ));
+    let mut healed = false;
     let mut members: Vec<Ordering> = (0..n)
         .map(|i| Ordering::new(i, n, 0, TIMEOUT, TIMEOUT))
         .collect();
@@ -186,13 +183,9 @@ pub fn run(params: Params) -> Outcome {
             outcome.finished_at = Some(now);
             break;
         }
-        if now >= Instant::ZERO + FAULTY_FOR
-            && let Some(mut clean) = healed.take()
-        {
-            while let Some(d) = net.pop() {
-                clean.send(now, d.from, d.to, d.message);
-            }
-            net = clean;
+        if now >= Instant::ZERO + FAULTY_FOR && !healed {
+            net.heal(now, Faults::reliable(Duration::from_millis(20)));
+            healed = true;
         }
         let next_timer = (0..n)
             .filter(|i| byzantine[*i].is_none())

@@ -10,11 +10,8 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
-use pyrsia_tests::edge::{firmware, run_firmware};
+use pyrsia_tests::edge::{firmware, node_with_committed_image, run_firmware};
 use pyrsia_tests::image::push_large_image;
-use pyrsia_tests::node::Node;
-use pyrsia_tests::process::free_port;
 use pyrsia_tests::registry::Registry;
 
 /// Layer content: one full 1 MiB piece and a partial one.
@@ -57,23 +54,8 @@ fn main() {
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), LAYER);
     let layer = &image.layers[0].blob;
-    let edge_port = free_port();
-    let edge_listen = format!("127.0.0.1:{edge_port}");
-    let node = Node::start(
-        &work.path().join("node"),
-        &["--upstream", &registry.url(), "--edge-listen", &edge_listen],
-    );
-    let out = skopeo_copy(
-        &node.authority(),
-        &image.reference,
-        &work.path().join("copy"),
-    );
-    assert_succeeded(&out, &image.reference, &node.log());
-    node.wait_committed("docker.io/library/large", &image.digest)
-        .expect("image committed");
-    let genesis_path = work.path().join("genesis.bin");
-    node.save_genesis(&genesis_path);
-    let genesis = std::fs::read(&genesis_path).expect("genesis");
+    let (_node, edge_port, genesis) =
+        node_with_committed_image(work.path(), &registry, &image, "docker.io/library/large");
     let started = std::time::Instant::now();
     let log = run_firmware(
         work.path(),
