@@ -148,8 +148,7 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
                 Response::Membership { entry: Some(entry) } => {
                     self.light.apply_membership(entry)?
                 }
-                Response::Error(code) => return Err(EdgeError::Refused(code)),
-                _ => return Err(EdgeError::Unexpected),
+                other => return Err(EdgeError::answered(&other)),
             }
         }
         Ok(())
@@ -161,33 +160,41 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
         parent: &mut Link<'_, IO>,
         now: u64,
     ) -> Result<Freshness, EdgeError> {
-        // First the genesis link of the parent's latest tree: a peer without trust needs it.
-        let (size, root) = match parent.call(&Request::Checkpoint { have: 0 })? {
-            Response::Checkpoint { note, link } => {
-                let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
-                let cp = parsed.checkpoint;
-                if cp.origin.as_str() != self.light.origin() {
-                    return Err(EdgeError::Light(LightError::WrongOrigin));
-                }
-                self.keep_proof(link)?;
-                verify_inclusion(
-                    0,
-                    cp.size,
-                    self.light.genesis_leaf(),
-                    &self.scratch.proof,
-                    &cp.root,
-                )
-                .map_err(|e| EdgeError::Light(LightError::GenesisNotIncluded(e)))?;
-                (cp.size, cp.root)
-            }
-            Response::Error(code) => return Err(EdgeError::Refused(code)),
-            _ => return Err(EdgeError::Unexpected),
+        // First the parent's latest tree with its genesis link (a peer without trust needs it).
+        let answer = parent.call(&Request::Checkpoint { have: 0 })?;
+        let Response::Checkpoint { note, link } = answer else {
+            return Err(EdgeError::answered(&answer));
         };
+        let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
+        let cp = &parsed.checkpoint;
+        if cp.origin.as_str() != self.light.origin() {
+            return Err(EdgeError::Light(LightError::WrongOrigin));
+        }
+        self.keep_proof(link)?;
+        if self.light.trusted().is_none() {
+            // Nothing trusted yet: this answer is the whole check (the link is the genesis's).
+            let checked =
+                self.light
+                    .check_note(&parsed, &self.scratch.proof, now, Connectivity::Online)?;
+            self.store
+                .save_state(checked.trusted(), note, &self.scratch.proof)?;
+            return Ok(self.light.trust(checked)?);
+        }
+        verify_inclusion(
+            0,
+            cp.size,
+            self.light.genesis_leaf(),
+            &self.scratch.proof,
+            &cp.root,
+        )
+        .map_err(|e| EdgeError::Light(LightError::GenesisNotIncluded(e)))?;
+        let (size, root) = (cp.size, cp.root);
         let trusted = self.light.trusted().copied();
         if trusted.is_some_and(|t| t.size == size && t.root == root) {
             return self.refresh_same_tree(parent, now);
         }
         let have = trusted.map_or(0, |t| t.size);
+        // The same tree again, with the consistency proof from the trusted one.
         let answer = parent.call(&Request::Checkpoint { have })?;
         let Response::Checkpoint { note, link } = answer else {
             return Err(EdgeError::answered(&answer));
@@ -219,7 +226,7 @@ impl<'b, F: NorFlash> EdgeCache<'b, F> {
         };
         let answer = parent.call(&Request::Checkpoint { have: trusted.size })?;
         let Response::Checkpoint { note, link } = answer else {
-            return Err(EdgeError::Unexpected);
+            return Err(EdgeError::answered(&answer));
         };
         let parsed = NoteView::parse(note).map_err(|_| EdgeError::BadNote)?;
         let link = link.as_hashes().ok_or(EdgeError::BadProof)?;

@@ -251,11 +251,8 @@ pub fn run(params: Params) -> Outcome {
             .filter_map(BuildRound::deadline)
             .min();
         let next_delivery = net.next_at();
-        let next = match (next_delivery, next_deadline) {
-            (Some(d), Some(t)) => d.min(t),
-            (Some(d), None) => d,
-            (None, Some(t)) => t,
-            (None, None) => break,
+        let Some(next) = next_delivery.into_iter().chain(next_deadline).min() else {
+            break;
         };
         if next > bound {
             break;

@@ -191,11 +191,8 @@ pub fn run(params: Params) -> Outcome {
             .filter(|i| byzantine[*i].is_none())
             .filter_map(|i| members[i].poll_timeout())
             .min();
-        let next = match (net.next_at(), next_timer) {
-            (Some(d), Some(t)) => d.min(t),
-            (Some(d), None) => d,
-            (None, Some(t)) => t,
-            (None, None) => break,
+        let Some(next) = net.next_at().into_iter().chain(next_timer).min() else {
+            break;
         };
         if next > bound {
             break;
