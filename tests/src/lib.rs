@@ -6,6 +6,7 @@ pub mod clients;
 pub mod edge;
 pub mod http;
 pub mod image;
+pub mod members;
 pub mod node;
 pub mod process;
 pub mod proxy;

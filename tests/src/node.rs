@@ -210,11 +210,21 @@ impl Node {
     /// Waits (up to 30 s) until the node's log commits `name@digest` (`name` canonical, e.g.
     /// `docker.io/library/small`); returns the commit's log index.
     pub fn wait_committed(&self, name: &str, digest: &pyrsia_core::digest::Digest) -> Option<u64> {
+        self.wait_committed_within(name, digest, Duration::from_secs(30))
+    }
+
+    /// [`Node::wait_committed`] with another time limit.
+    pub fn wait_committed_within(
+        &self,
+        name: &str,
+        digest: &pyrsia_core::digest::Digest,
+        limit: Duration,
+    ) -> Option<u64> {
         let url = format!(
             "{}/pyrsia/log/lookup?name={name}&digest={digest}",
             self.url()
         );
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + limit;
         while std::time::Instant::now() < deadline {
             if let Ok(found) = crate::http::get(&url) {
                 let answer: serde_json::Value =
@@ -226,6 +236,15 @@ impl Node {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// The node's `/status` `log` object.
+    pub fn log_status(&self) -> serde_json::Value {
+        crate::http::get(&format!("{}/status", self.url()))
+            .ok()
+            .and_then(|f| serde_json::from_str::<serde_json::Value>(&f.small_body).ok())
+            .map(|s| s["log"].clone())
+            .unwrap_or_default()
     }
 
     /// This node's peer id (the last part of [`Node::p2p_address`]).

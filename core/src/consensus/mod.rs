@@ -5,12 +5,13 @@
 //!
 //! Safety never depends on the selection's randomness: a `Commit` needs f+1 valid, distinct,
 //! matching attestations bound to the request, whoever was asked. [`ordering`] decides the
-//! log's batches (PROTOCOL.md §3) with Tendermint; the runtime does not drive it yet (a sole
-//! member orders its own entries).
+//! log's batches (PROTOCOL.md §3) with Tendermint; [`wire`] is what members send each other
+//! and the batches they order.
 
 pub mod build;
 pub mod ordering;
 pub mod selection;
+pub mod wire;
 
 pub use build::{AttestationError, BuildOutput, BuildRound, RoundState};
 pub use selection::{DEFAULT_SLACK, builder_order, selection_seed};

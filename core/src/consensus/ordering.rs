@@ -141,7 +141,7 @@ pub struct Ordering {
     height: u64,
     round: u32,
     step: Step,
-    locked: Option<(u32, Vec<u8>)>,
+    locked: Option<(u32, ValueId)>,
     valid: Option<(u32, Vec<u8>)>,
     candidate: Option<Vec<u8>>,
     proposals: BTreeMap<(u64, u32), (Vec<u8>, Option<u32>)>,
@@ -157,9 +157,11 @@ pub struct Ordering {
     ticket: u64,
     timeout: Duration,
     timeout_step: Duration,
+    value_id: fn(&[u8]) -> ValueId,
 }
 
-fn id(value: &[u8]) -> ValueId {
+/// The default value identity: SHA-256 of the value's bytes.
+pub fn sha256_id(value: &[u8]) -> ValueId {
     *Digest::sha256(value).as_bytes()
 }
 
@@ -196,7 +198,35 @@ impl Ordering {
             ticket: 0,
             timeout,
             timeout_step,
+            value_id: sha256_id,
         }
+    }
+
+    /// Identifies values by `value_id` instead of SHA-256 of their bytes: the runtime's
+    /// batches are identified by the checkpoint they produce, so that a precommit for an id
+    /// is a signature over that checkpoint (see [`super::wire::Batch::id`]).
+    pub fn with_value_id(mut self, value_id: fn(&[u8]) -> ValueId) -> Self {
+        self.value_id = value_id;
+        self
+    }
+
+    /// A member restarting from its persisted [`VotingState`]: same height and lock, and the
+    /// round after the one it last voted in, so that it never votes twice in one round.
+    pub fn resume(
+        me: usize,
+        n: usize,
+        state: &VotingState,
+        timeout: Duration,
+        timeout_step: Duration,
+    ) -> Self {
+        let mut ordering = Ordering::new(me, n, state.height, timeout, timeout_step);
+        ordering.round = state.round.saturating_add(1);
+        ordering.locked = state.locked;
+        ordering
+    }
+
+    fn id(&self, value: &[u8]) -> ValueId {
+        (self.value_id)(value)
     }
 
     /// The proposer of `height`, `round`: round-robin over the members.
@@ -241,9 +271,10 @@ impl Ordering {
         self.timers.first().map(|(at, _)| *at)
     }
 
-    /// Starts round 0 of the current height.
+    /// Starts the current height at its round (0, or the one after the last vote when
+    /// resumed).
     pub fn start(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
-        self.start_round(now, 0);
+        self.start_round(now, self.round);
         self.schedule(now, Timer::Resend(self.height), 0);
         self.settle(now, valid);
     }
@@ -465,7 +496,7 @@ impl Ordering {
             state: VotingState {
                 height: self.height,
                 round: self.round,
-                locked: self.locked.as_ref().map(|(r, v)| (*r, id(v))),
+                locked: self.locked,
             },
         });
         self.unsent.insert(self.ticket, message);
@@ -500,7 +531,10 @@ impl Ordering {
                 self.proposals
                     .range((h, 0)..(h + 1, 0))
                     .find_map(|((_, pr), (v, _))| {
-                        let votes = Self::count(self.precommits.get(&(h, *pr)), Some(Some(id(v))));
+                        let votes = Self::count(
+                            self.precommits.get(&(h, *pr)),
+                            Some(Some((self.value_id)(v))),
+                        );
                         (votes >= quorum && valid(h, v)).then(|| v.clone())
                     });
             if let Some(value) = decidable {
@@ -530,10 +564,10 @@ impl Ordering {
             if self.step == Step::Propose
                 && let Some((v, vr)) = &proposal
             {
-                let vid = id(v);
+                let vid = self.id(v);
                 match vr {
                     None => {
-                        let ok = valid(h, v) && self.locked.as_ref().is_none_or(|(_, lv)| lv == v);
+                        let ok = valid(h, v) && self.locked.is_none_or(|(_, lv)| lv == vid);
                         self.vote(Step::Prevote, ok.then_some(vid));
                         continue;
                     }
@@ -543,10 +577,7 @@ impl Ordering {
                                 >= quorum =>
                     {
                         let ok = valid(h, v)
-                            && self
-                                .locked
-                                .as_ref()
-                                .is_none_or(|(lr, lv)| lr <= vr || lv == v);
+                            && self.locked.is_none_or(|(lr, lv)| lr <= *vr || lv == vid);
                         self.vote(Step::Prevote, ok.then_some(vid));
                         continue;
                     }
@@ -562,14 +593,14 @@ impl Ordering {
             if self.step >= Step::Prevote
                 && let Some((v, _)) = &proposal
             {
-                let vid = id(v);
+                let vid = self.id(v);
                 if Self::count(self.prevotes.get(&(h, r)), Some(Some(vid))) >= quorum
                     && valid(h, v)
                     && self.first_time(1, h, r)
                 {
                     self.valid = Some((r, v.clone()));
                     if self.step == Step::Prevote {
-                        self.locked = Some((r, v.clone()));
+                        self.locked = Some((r, vid));
                         self.vote(Step::Precommit, Some(vid));
                     }
                     continue;

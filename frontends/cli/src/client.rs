@@ -52,6 +52,26 @@ impl NodeClient {
         serde_json::from_slice(&self.get(path)?).map_err(|e| format!("{path}: not JSON: {e}"))
     }
 
+    /// POSTs an empty body to `path` and returns the JSON of a 2xx answer.
+    pub(crate) fn post_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut response = self
+            .agent
+            .post(&url)
+            .send_empty()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let mut body = String::new();
+        let _ = response
+            .body_mut()
+            .as_reader()
+            .take(MAX_SMALL_BODY)
+            .read_to_string(&mut body);
+        if !response.status().is_success() {
+            return Err(format!("{url}: HTTP {} {}", response.status(), body.trim()));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("{url}: not JSON: {e}"))
+    }
+
     /// GETs `path` with extra headers and returns a reader over the body of a 200 answer.
     pub(crate) fn open(
         &self,

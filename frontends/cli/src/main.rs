@@ -4,6 +4,7 @@ mod build;
 mod client;
 mod inspect;
 mod log;
+mod members;
 mod peers;
 mod status;
 mod verify;
@@ -32,6 +33,9 @@ enum Command {
     InspectLog(inspect::InspectCmd),
     Verify(verify::VerifyCmd),
     Build(build::BuildCmd),
+    Key(members::KeyCmd),
+    Genesis(members::GenesisCmd),
+    Authorize(members::AuthorizeCmd),
 }
 
 /// Show how an image reference is normalised (host, repository path, tag, digest), the way
@@ -64,6 +68,9 @@ fn main() -> ExitCode {
         Command::InspectLog(cmd) => inspect::run(&cmd),
         Command::Verify(cmd) => verify::run(&cmd),
         Command::Build(cmd) => build::run(&cmd),
+        Command::Key(cmd) => members::key(&cmd),
+        Command::Genesis(cmd) => members::genesis(&cmd),
+        Command::Authorize(cmd) => members::authorize(&cmd),
     }
 }
 
@@ -82,7 +89,11 @@ fn start_network(
         node.log.clone(),
         node.mirror.store().clone(),
         node.mirror.clone(),
+        node.member.clone(),
     )?);
+    if let Some(member) = &node.member {
+        member.attach_link(network.clone());
+    }
     node.mirror.set_peer_network(network.clone());
     node.attach_network(network);
     Ok(())

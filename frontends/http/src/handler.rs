@@ -238,6 +238,7 @@ const NOT_VERIFIED_BLOB: OciError = OciError::new(
 );
 
 fn respond_to(node: &Node, request: &Request) -> Reply {
+    use crate::members_api;
     let mirror = &node.mirror;
     let (path, query) = split_target(request.url());
     if let Some(rest) = path.strip_prefix(log_api::PREFIX) {
@@ -251,6 +252,12 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
         }
         return match log_api::respond(node, rest, query) {
             Ok((content_type, body)) => Reply::bytes(200, content_type, body),
+            Err(e) => Reply::error(&e),
+        };
+    }
+    if path == members_api::ENDORSE {
+        return match members_api::endorse(node, request.method(), query) {
+            Ok(body) => Reply::bytes(202, "application/json", body),
             Err(e) => Reply::error(&e),
         };
     }

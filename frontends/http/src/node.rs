@@ -7,6 +7,7 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::reference::Host;
 use pyrsia_std::clock::unix_seconds;
+use pyrsia_std::consensus::Member;
 use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
@@ -27,6 +28,8 @@ pub struct Node {
     /// The transparency log.
     pub log: Arc<Log>,
     verification: VerificationQueue,
+    /// The member thread, in a network of several members (voting once this node is one).
+    pub member: Option<Arc<Member>>,
     /// Serve only committed artifacts (`--verified-only`).
     pub verified_only: bool,
     /// The data dir (where the node key lives).
@@ -47,6 +50,16 @@ pub struct LogStatus {
     pub sole_member: bool,
     /// Images waiting for verification.
     pub pending_verifications: usize,
+    /// Members of the current epoch.
+    #[serde(default)]
+    pub members: usize,
+    /// Whether this node is one of them.
+    #[serde(default)]
+    pub member: bool,
+    /// Pieces of evidence of misbehaviour the log keeps (attestations contradicting commits,
+    /// conflicting checkpoints).
+    #[serde(default)]
+    pub evidence: usize,
     /// Whether only committed artifacts are served.
     pub verified_only: bool,
 }
@@ -63,6 +76,7 @@ impl Node {
         );
         let node_key = key::load_or_create(&data_dir)
             .map_err(|e| format!("cannot load the node key in {}: {e}", data_dir.display()))?;
+        let member_key = pyrsia_core::identity::SecretKey::from_seed(node_key.to_seed());
         let genesis = match &options.genesis {
             Some(path) => Some(
                 std::fs::read(path)
@@ -104,10 +118,30 @@ impl Node {
             tags.find_tag(name, tag).map(|(_, digest)| digest)
         }));
         let verification = VerificationQueue::start(mirror.clone(), log.clone());
+        // Every node of a multi-member network runs the member thread: a node that is not a
+        // member (yet) only follows, and starts voting once the log adds its key.
+        let member = if !log.is_sole_member() && options.log_from.is_none() {
+            let member = Member::start(
+                log.clone(),
+                mirror.clone(),
+                member_key,
+                options.member_config(),
+            )
+            .map_err(|e| format!("cannot start the member thread: {e}"))?;
+            tracing::info!(
+                members = log.members().len(),
+                member = log.is_member(),
+                "multi-member network: members build and vote"
+            );
+            Some(Arc::new(member))
+        } else {
+            None
+        };
         Ok(Node {
             mirror,
             log,
             verification,
+            member,
             verified_only: options.verified_only,
             data_dir,
             network: OnceLock::new(),
@@ -127,12 +161,16 @@ impl Node {
         manifest: Digest,
         tag: Option<&str>,
     ) {
-        self.verification.request(VerifyJob {
+        let job = VerifyJob {
             host: host.clone(),
             name: name.to_string(),
             manifest,
             tag: tag.map(str::to_string),
-        });
+        };
+        match &self.member {
+            Some(member) => member.request(job),
+            None => self.verification.request(job),
+        }
     }
 
     /// Makes the running P2P network visible in `/status` and `/peers` (once).
@@ -152,7 +190,13 @@ impl Node {
             size: self.log.size(),
             key_id: self.log.key_id().to_string(),
             sole_member: self.log.is_sole_member(),
-            pending_verifications: self.verification.pending(),
+            pending_verifications: self
+                .member
+                .as_ref()
+                .map_or_else(|| self.verification.pending(), |m| m.pending()),
+            members: self.log.members().len(),
+            member: self.log.is_member(),
+            evidence: self.log.evidence_count(),
             verified_only: self.verified_only,
         }
     }

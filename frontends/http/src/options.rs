@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use pyrsia_core::reference::Host;
+use pyrsia_std::consensus::{Byzantine, MemberConfig};
 use pyrsia_std::mirror::MirrorConfig;
 use pyrsia_std::upstream::Timeouts;
 
@@ -79,6 +80,30 @@ pub struct NodeOptions {
     /// off by default): checkpoints, commit proofs and pieces, all verifiable by the asker
     #[argh(option)]
     pub edge_listen: Option<SocketAddr>,
+
+    /// a member's first consensus round timeout in milliseconds; later rounds wait longer
+    /// (default 3000)
+    #[argh(option, default = "3000")]
+    pub round_timeout_ms: u64,
+
+    /// how long the builders selected for a request have before more are asked, in seconds
+    /// (default 300)
+    #[argh(option, default = "300")]
+    pub build_timeout: u64,
+
+    /// TESTING ONLY: make this member misbehave (`wrong-digest`: attest a wrong digest for
+    /// every build), to check that the network tolerates it
+    #[argh(option, from_str_fn(parse_byzantine))]
+    pub test_byzantine: Option<Byzantine>,
+}
+
+fn parse_byzantine(text: &str) -> Result<Byzantine, String> {
+    match text {
+        "wrong-digest" => Ok(Byzantine::WrongDigest),
+        _ => Err(format!(
+            "unknown misbehaviour {text:?} (known: wrong-digest)"
+        )),
+    }
 }
 
 /// The default P2P listen address.
@@ -112,6 +137,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl NodeOptions {
+    /// How this node runs as a member of a multi-member network.
+    pub fn member_config(&self) -> MemberConfig {
+        MemberConfig {
+            round_timeout: Duration::from_millis(self.round_timeout_ms.max(1)),
+            build_timeout: Duration::from_secs(self.build_timeout.max(1)),
+            byzantine: self.test_byzantine,
+        }
+    }
+
     /// The mirror configuration these options describe.
     pub fn mirror_config(&self) -> Result<MirrorConfig, String> {
         let data_dir = match &self.data_dir {
@@ -182,6 +216,9 @@ mod tests {
             peer: Vec::new(),
             no_mdns: false,
             edge_listen: None,
+            round_timeout_ms: 3000,
+            build_timeout: 300,
+            test_byzantine: None,
         };
         let config = options.mirror_config().unwrap();
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");

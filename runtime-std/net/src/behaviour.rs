@@ -17,8 +17,9 @@ use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
 /// The Kademlia protocol name (a Pyrsia-only DHT, not the public IPFS one).
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/kad/1");
-/// The largest gossip message: a signed note with every cosignature fits well below it.
-pub(crate) const MAX_GOSSIP: usize = 16 * 1024;
+/// The largest gossip message: a signed note with every cosignature, or a member message
+/// proposing a batch of at most `MAX_BATCH_BYTES`, fits below it.
+pub(crate) const MAX_GOSSIP: usize = 256 * 1024;
 /// How often mDNS asks the LAN who is there (libp2p's default is five minutes).
 pub(crate) const MDNS_QUERY_EVERY: Duration = Duration::from_secs(30);
 /// How often provider records are published again.

@@ -19,4 +19,4 @@ mod service;
 mod sync;
 
 pub use config::{DEFAULT_LISTEN, NetConfig};
-pub use service::{Network, checkpoint_topic, dial_address, start};
+pub use service::{Network, checkpoint_topic, dial_address, member_topic, start};

@@ -20,9 +20,13 @@ use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
 use pyrsia_std::peers::{PieceAnswer, PieceSource};
 
 mod content;
+mod members;
 
 use content::{Command, ProviderQuery};
+use pyrsia_std::consensus::Member;
 use pyrsia_std::store::{Store, StoreEvent};
+
+pub use members::member_topic;
 
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{SyncRequest, SyncResponse};
@@ -64,14 +68,17 @@ pub fn checkpoint_topic(origin: &str) -> gossipsub::IdentTopic {
 }
 
 /// Starts the network with the node key's `seed` (the same ed25519 key signs checkpoints and
-/// identifies the node to peers), the node's `log`, its `store` (whose blobs it provides) and
-/// the `source` of the pieces it serves (the mirror). Returns once it listens.
+/// identifies the node to peers), the node's `log`, its `store` (whose blobs it provides),
+/// the `source` of the pieces it serves (the mirror) and, on a member of a multi-member
+/// network, its `member` thread (which gets the member topic's messages). Returns once it
+/// listens.
 pub fn start(
     config: NetConfig,
     seed: [u8; 32],
     log: Arc<Log>,
     store: Store,
     source: Arc<dyn PieceSource>,
+    member: Option<Arc<Member>>,
 ) -> Result<Network, String> {
     let keypair =
         identity::Keypair::ed25519_from_bytes(seed).map_err(|e| format!("node key: {e}"))?;
@@ -98,9 +105,10 @@ pub fn start(
                         return;
                     }
                 };
-                EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source)
-                    .run()
-                    .await;
+                let mut event_loop =
+                    EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source);
+                event_loop.member = member;
+                event_loop.run().await;
             });
         })
         .map_err(|e| format!("cannot start the network thread: {e}"))?;
@@ -143,6 +151,11 @@ fn build(
         .gossipsub
         .subscribe(&checkpoint_topic(&log.origin()))
         .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&member_topic(&log.origin()))
+        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
     for address in &config.peers {
         if let Some(Protocol::P2p(peer)) = address.iter().last() {
             swarm
@@ -173,6 +186,7 @@ struct EventLoop {
     source: Arc<dyn PieceSource>,
     served: smol::channel::Sender<Served>,
     served_rx: smol::channel::Receiver<Served>,
+    member: Option<Arc<Member>>,
 }
 
 /// Where the answer to a piece request goes.
@@ -215,6 +229,7 @@ impl EventLoop {
             source,
             served,
             served_rx,
+            member: None,
         }
     }
 
@@ -414,6 +429,18 @@ impl EventLoop {
                 message,
             }) => {
                 self.count(&propagation_source, 0, message.data.len());
+                if message.topic == member_topic(&self.log.origin()).hash() {
+                    let acceptance = self.on_member_message(propagation_source, message.data);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                    return;
+                }
                 // Fetch entries from the announcer: it holds what it announced.
                 let announcer = message
                     .source

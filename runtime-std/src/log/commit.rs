@@ -45,6 +45,26 @@ fn sole_member_round(
     Err(LogError::Refused("the build round did not commit".into()))
 }
 
+/// The bytes of a statement's output list and piece-root list: sorted and distinct, so that
+/// every builder of the same image attests the same statement.
+pub(crate) fn statement_lists(
+    outputs: &[Digest],
+    piece_roots: &[(Digest, pyrsia_core::tlog::Hash)],
+) -> (Vec<u8>, Vec<u8>) {
+    let mut outputs = outputs.to_vec();
+    outputs.sort();
+    outputs.dedup();
+    let mut roots = piece_roots.to_vec();
+    roots.sort();
+    roots.dedup();
+    let outputs = outputs.iter().flat_map(|d| *d.as_bytes()).collect();
+    let roots = roots
+        .iter()
+        .flat_map(|(d, r)| d.as_bytes().iter().chain(r).copied().collect::<Vec<u8>>())
+        .collect();
+    (outputs, roots)
+}
+
 /// A verified image: its manifest, every digest it consists of, and the tag it was pulled by.
 #[derive(Clone, Debug)]
 pub struct DockerCommit<'a> {
@@ -106,16 +126,7 @@ impl Log {
             );
             let mut outputs = image.outputs.clone();
             outputs.push(image.manifest);
-            outputs.sort();
-            outputs.dedup();
-            let outputs: Vec<u8> = outputs.iter().flat_map(|d| *d.as_bytes()).collect();
-            let mut roots = image.piece_roots.clone();
-            roots.sort();
-            roots.dedup();
-            let piece_roots: Vec<u8> = roots
-                .iter()
-                .flat_map(|(d, r)| d.as_bytes().iter().chain(r).copied().collect::<Vec<u8>>())
-                .collect();
+            let (outputs, piece_roots) = statement_lists(&outputs, &image.piece_roots);
             let (selection_size, selection_root) = state
                 .latest
                 .as_ref()

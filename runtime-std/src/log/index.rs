@@ -1,7 +1,7 @@
 //! In-memory lookups over the log's entries, rebuilt from the entries at start: which entry
 //! committed an artifact, the latest observation of a tag, every committed digest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::tlog::Hash;
@@ -16,15 +16,26 @@ pub(crate) struct LogIndex {
     piece_roots: HashMap<Digest, Hash>,
     by_name: HashMap<String, Vec<u64>>,
     memberships: HashMap<u64, u64>,
+    requests: HashMap<(String, String), u64>,
+    open_requests: BTreeSet<u64>,
 }
 
 impl LogIndex {
     /// Records entry `index`.
     pub(crate) fn add(&mut self, index: u64, entry: &Entry<'_>) {
         let name = match entry {
-            Entry::BuildRequest(r) => r.coordinates.name,
+            Entry::BuildRequest(r) => {
+                let coordinates = key(r.coordinates.name, r.coordinates.version);
+                let settled = self.commits.contains_key(&coordinates);
+                if !self.requests.contains_key(&coordinates) && !settled {
+                    self.requests.insert(coordinates, index);
+                    self.open_requests.insert(index);
+                }
+                r.coordinates.name
+            }
             Entry::Commit(c) => {
                 let coordinates = &c.statement.coordinates;
+                self.settle(coordinates.name, coordinates.version);
                 self.commits
                     .entry(key(coordinates.name, coordinates.version))
                     .or_insert(index);
@@ -41,7 +52,11 @@ impl LogIndex {
                     .insert(key(t.tag.name, t.tag.version), (index, t.digest));
                 t.tag.name
             }
-            Entry::Dispute(d) | Entry::Unverifiable(d) => d.coordinates.name,
+            Entry::Dispute(d) => d.coordinates.name,
+            Entry::Unverifiable(d) => {
+                self.settle(d.coordinates.name, d.coordinates.version);
+                d.coordinates.name
+            }
             Entry::AddMember(c) | Entry::RemoveMember(c) => {
                 self.memberships.entry(c.epoch).or_insert(index);
                 return;
@@ -52,6 +67,22 @@ impl LogIndex {
             .entry(name.to_string())
             .or_default()
             .push(index);
+    }
+
+    fn settle(&mut self, name: &str, version: &str) {
+        if let Some(index) = self.requests.get(&key(name, version)) {
+            self.open_requests.remove(index);
+        }
+    }
+
+    /// The first `BuildRequest` of `name` at `version`.
+    pub(crate) fn request(&self, name: &str, version: &str) -> Option<u64> {
+        self.requests.get(&key(name, version)).copied()
+    }
+
+    /// The requests with neither a `Commit` nor an `Unverifiable` yet, oldest first.
+    pub(crate) fn open_requests(&self) -> Vec<u64> {
+        self.open_requests.iter().copied().collect()
     }
 
     /// The `Commit` of `name` at immutable `version`.

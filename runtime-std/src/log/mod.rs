@@ -11,6 +11,7 @@ mod commit;
 pub mod follow;
 mod index;
 pub mod key;
+mod member;
 mod replica;
 mod verifier;
 
@@ -27,10 +28,12 @@ use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
 use pyrsia_core::tlog::tree::MerkleTree;
 use pyrsia_core::tlog::{Hash, ProofError};
 
+pub(crate) use commit::statement_lists;
 pub use commit::{DockerCommit, Outcome};
 use index::LogIndex;
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub use verifier::{VerificationQueue, VerifyJob};
+pub(crate) use verifier::{Verified, verify};
 
 /// Why the log could not be opened or written.
 #[derive(Debug)]

@@ -146,7 +146,7 @@ fn check_quorum(state: &State, note: &SignedCheckpoint) -> Result<(), LogError> 
 /// One replicated entry: decodes; entry 0 is this log's genesis and no other entry is a
 /// genesis; commits carry f+1 valid attestations of the epoch; membership changes carry 2f+1
 /// signatures of the previous epoch (and move `members` to the next).
-fn check_entry(
+pub(super) fn check_entry(
     state: &State,
     members: &mut pyrsia_core::members::MemberSet,
     index: u64,

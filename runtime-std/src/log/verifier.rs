@@ -170,13 +170,17 @@ fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, verified: Verified) {
 }
 
 /// What verifying an image produced: every digest, and the piece roots of large blobs.
-struct Verified {
-    outputs: Vec<Digest>,
-    piece_roots: Vec<(Digest, Hash)>,
+#[derive(Clone, Debug)]
+pub(crate) struct Verified {
+    /// Every manifest, index, config and layer digest, sorted and distinct.
+    pub(crate) outputs: Vec<Digest>,
+    /// The piece root of every blob larger than one piece.
+    pub(crate) piece_roots: Vec<(Digest, Hash)>,
 }
 
-/// Fetches and hashes every manifest and blob of the image.
-fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, String> {
+/// Fetches and hashes every manifest and blob of the image: what a sole member commits and
+/// what a `docker-fetch/v1` builder attests.
+pub(crate) fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, String> {
     let name = Name::parse(&job.name).map_err(|e| e.to_string())?;
     let mut outputs = Vec::new();
     let mut piece_roots = Vec::new();

@@ -36,6 +36,8 @@ pub(crate) enum Command {
     },
     /// Count a misbehaviour.
     Penalise { peer: PeerId, why: String },
+    /// Publish a sealed member message on the member topic.
+    PublishMember(Vec<u8>),
 }
 
 /// A provider lookup in progress.
@@ -158,6 +160,7 @@ impl EventLoop {
 
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
+            Command::PublishMember(message) => self.publish_member(message),
             Command::Providers {
                 digest,
                 timeout,

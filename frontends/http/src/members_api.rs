@@ -1,0 +1,87 @@
+//! `POST /pyrsia/members/endorse?op=add&key=HEX`: this node's operator endorses a membership
+//! change (what `pyrsia authorize` calls). The member signs it for the next epoch and sends
+//! the signature to the others; 2f+1 endorsements put the change in the log.
+
+use pyrsia_core::identity::PublicKey;
+use pyrsia_core::registry::{Code, OciError};
+use pyrsia_core::tlog::entry::MembershipOp;
+use serde_json::json;
+
+use crate::node::Node;
+
+/// The endpoint's path.
+pub(crate) const ENDORSE: &str = "/pyrsia/members/endorse";
+
+const NOT_A_MEMBER: OciError = OciError::new(
+    Code::Denied,
+    "this node is not one of several members; only members endorse membership changes",
+)
+.with_status(409);
+const BAD_KEY: OciError = OciError::new(
+    Code::Unsupported,
+    "key must be a 64-digit hex ed25519 public key and op add or remove",
+)
+.with_status(400);
+const POST_ONLY: OciError = OciError::new(Code::Unsupported, "endorse with POST").with_status(405);
+
+/// Endorses the change `query` names; answers what was endorsed.
+pub(crate) fn endorse(
+    node: &Node,
+    method: &tiny_http::Method,
+    query: &str,
+) -> Result<Vec<u8>, OciError> {
+    if *method != tiny_http::Method::Post {
+        return Err(POST_ONLY);
+    }
+    let member = node
+        .member
+        .as_ref()
+        .filter(|_| node.log.is_member())
+        .ok_or(NOT_A_MEMBER)?;
+    let value = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let op = match value("op").unwrap_or("add") {
+        "add" => MembershipOp::Add,
+        "remove" => MembershipOp::Remove,
+        _ => return Err(BAD_KEY),
+    };
+    let key = value("key").and_then(parse_key).ok_or(BAD_KEY)?;
+    member.endorse(op, key);
+    let epoch = node.log.members().epoch() + 1;
+    Ok(json!({
+        "op": if op == MembershipOp::Add { "add" } else { "remove" },
+        "key_id": key.key_id().to_string(),
+        "epoch": epoch,
+    })
+    .to_string()
+    .into_bytes())
+}
+
+/// A public key from 64 hex digits.
+pub(crate) fn parse_key(text: &str) -> Option<PublicKey> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    PublicKey::from_bytes(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_64_hex_digits_of_a_valid_point() {
+        let key = pyrsia_core::identity::SecretKey::from_seed([3; 32]).public();
+        let hex: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_key(&hex), Some(key));
+        assert_eq!(parse_key(&hex[1..]), None);
+        assert_eq!(parse_key(&format!("{}zz", &hex[..62])), None);
+    }
+}

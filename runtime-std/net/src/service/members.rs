@@ -1,0 +1,54 @@
+//! The member topic: consensus messages between the log's members, sealed by their senders
+//! (see `pyrsia_core::consensus::wire`). The network relays what a current member signed and
+//! hands it to this node's member thread; anything else is rejected and its relay struck.
+
+use libp2p::{PeerId, gossipsub};
+use pyrsia_core::consensus::wire::Envelope;
+use pyrsia_std::consensus::MemberLink;
+
+use super::content::Command;
+use super::{EventLoop, Network};
+
+/// The gossipsub topic of a log's member messages.
+pub fn member_topic(origin: &str) -> gossipsub::IdentTopic {
+    gossipsub::IdentTopic::new(format!("pyrsia/log/{origin}/members"))
+}
+
+impl MemberLink for Network {
+    fn broadcast(&self, message: Vec<u8>) {
+        let _ = self.commands.try_send(Command::PublishMember(message));
+    }
+}
+
+impl EventLoop {
+    pub(super) fn publish_member(&mut self, message: Vec<u8>) {
+        let topic = member_topic(&self.log.origin());
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, message) {
+            Ok(_) => {}
+            // Lost messages are sent again by the consensus' own timers.
+            Err(e) => tracing::debug!(error = %e, "could not publish a member message"),
+        }
+    }
+
+    /// A member message from the topic: accepted (and delivered) when a current member sealed
+    /// it.
+    pub(super) fn on_member_message(
+        &mut self,
+        source: PeerId,
+        data: Vec<u8>,
+    ) -> gossipsub::MessageAcceptance {
+        let checked = Envelope::decode(&data).and_then(|e| e.open(&self.log.members()).map(|_| ()));
+        match checked {
+            Ok(()) => {
+                if let Some(member) = &self.member {
+                    member.deliver(data);
+                }
+                gossipsub::MessageAcceptance::Accept
+            }
+            Err(e) => {
+                self.strike(source, &e.to_string());
+                gossipsub::MessageAcceptance::Reject
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A member's part in the verified-build consensus (PROTOCOL.md §2–3), driving
+//! `pyrsia_core::consensus` with real time, the node's log and the P2P network.
+//!
+//! One thread owns the state machines. Members exchange signed postcard messages over the
+//! network's member topic ([`MemberLink`], [`Member::deliver`]):
+//! - entries to order (`Submit`): build requests for what the mirror passed through, the
+//!   commits and disputes build rounds produce, membership changes with 2f+1 endorsements;
+//! - Tendermint votes ordering batches of them; a precommit carries the member's cosignature
+//!   of the batch's checkpoint, so the decision's 2f+1 precommits are the final checkpoint;
+//! - attestations of the builders each request selects, who fetch the image from its
+//!   upstream themselves (`docker-fetch/v1`) and sign the digests they found.
+//!
+//! Votes leave only after the voting state they depend on is synced to disk; a restarted
+//! member resumes in the next round with its lock. A member that missed decisions catches up
+//! through log replication (the network's checkpoint announcements) and rejoins at the new
+//! height.
+
+mod builds;
+mod driver;
+mod mempool;
+
+use std::collections::HashSet;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pyrsia_core::identity::{PublicKey, SecretKey};
+use pyrsia_core::tlog::entry::MembershipOp;
+
+use crate::log::{Log, VerifyJob};
+use crate::mirror::Mirror;
+
+pub use driver::MAX_CLOCK_SKEW_SECS;
+
+/// Misbehaviour a test can switch on to check that the network tolerates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Byzantine {
+    /// Attest a wrong digest for every build (PROTOCOL case 3).
+    WrongDigest,
+}
+
+/// How a member runs.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// Tendermint's first-round timeout; each later round adds as much again.
+    pub round_timeout: Duration,
+    /// How long the selected builders have before the next ones are asked
+    /// (`docker-fetch/v1`: minutes).
+    pub build_timeout: Duration,
+    /// Test-only misbehaviour.
+    pub byzantine: Option<Byzantine>,
+}
+
+impl Default for MemberConfig {
+    fn default() -> Self {
+        MemberConfig {
+            round_timeout: Duration::from_secs(3),
+            build_timeout: Duration::from_secs(300),
+            byzantine: None,
+        }
+    }
+}
+
+/// Where a member's messages go: the network broadcasts them to every member.
+pub trait MemberLink: Send + Sync {
+    /// Sends a sealed member message to every other member.
+    fn broadcast(&self, message: Vec<u8>);
+}
+
+/// Inputs of the member thread.
+pub(crate) enum Input {
+    /// A sealed message from the network.
+    Message(Vec<u8>),
+    /// The mirror served an image: request its verification.
+    Request(VerifyJob),
+    /// This node's operator endorses a membership change.
+    Endorse(MembershipOp, PublicKey),
+    /// A build of this node finished.
+    Built(u64, Result<crate::log::Verified, String>),
+}
+
+/// A running member. Share it with an `Arc`.
+pub struct Member {
+    inputs: Mutex<Sender<Input>>,
+    link: Arc<OnceLock<Arc<dyn MemberLink>>>,
+    pending: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Member {
+    /// Starts the member thread for `key` (the node key, a member of `log`'s epoch), building
+    /// through `mirror`. Messages wait until [`Member::attach_link`] gives it a network.
+    pub fn start(
+        log: Arc<Log>,
+        mirror: Arc<Mirror>,
+        key: SecretKey,
+        config: MemberConfig,
+    ) -> std::io::Result<Member> {
+        let (sender, receiver) = mpsc::channel();
+        let link: Arc<OnceLock<Arc<dyn MemberLink>>> = Arc::new(OnceLock::new());
+        let pending = Arc::new(Mutex::new(HashSet::new()));
+        let mut driver = driver::Driver::new(
+            log,
+            mirror,
+            key,
+            config,
+            link.clone(),
+            sender.clone(),
+            pending.clone(),
+        );
+        std::thread::Builder::new()
+            .name("member".into())
+            .spawn(move || driver.run(&receiver))?;
+        Ok(Member {
+            inputs: Mutex::new(sender),
+            link,
+            pending,
+        })
+    }
+
+    fn send(&self, input: Input) {
+        let sender = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+        if sender.send(input).is_err() {
+            tracing::error!("the member thread is gone");
+        }
+    }
+
+    /// Connects the member to the network (once).
+    pub fn attach_link(&self, link: Arc<dyn MemberLink>) {
+        let _ = self.link.set(link);
+    }
+
+    /// A sealed member message received from the network.
+    pub fn deliver(&self, message: Vec<u8>) {
+        self.send(Input::Message(message));
+    }
+
+    /// Requests verification of an image the mirror served (ignored when committed).
+    pub fn request(&self, job: VerifyJob) {
+        self.send(Input::Request(job));
+    }
+
+    /// Endorses adding (or removing) `key`: signs the change for the next epoch and sends the
+    /// signature; once 2f+1 members endorsed it, the change is ordered into the log.
+    pub fn endorse(&self, op: MembershipOp, key: PublicKey) {
+        self.send(Input::Endorse(op, key));
+    }
+
+    /// Requests this member submitted that are not committed yet.
+    pub fn pending(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

@@ -1,0 +1,178 @@
+//! What a member's consensus driver asks of the log: the member set, the batch a proposer
+//! proposes and the check every member runs on it before voting (the entries obey the log's
+//! rules and hash to the batch's checkpoint), the requests waiting for builders, the voting
+//! state persisted before a vote leaves, and evidence.
+
+use std::collections::HashSet;
+
+use fjall::PersistMode;
+use pyrsia_core::consensus::ordering::VotingState;
+use pyrsia_core::consensus::wire::{Batch, CheckpointHead};
+use pyrsia_core::members::MemberSet;
+use pyrsia_core::tlog::Hash;
+use pyrsia_core::tlog::entry::Entry;
+
+use super::replica::check_entry;
+use super::{Log, LogError, State};
+
+const VOTING_KEY: &[u8] = b"voting-state";
+
+impl Log {
+    /// The members of the current epoch.
+    pub fn members(&self) -> MemberSet {
+        self.lock().members.clone()
+    }
+
+    /// Whether this node's key is a member of the current epoch.
+    pub fn is_member(&self) -> bool {
+        self.lock().members.contains(&self.key.public())
+    }
+
+    /// The checkpoint `entries` would produce on top of the final log, signed at `timestamp`;
+    /// refused when an entry breaks the log's rules (see [`Log::check_batch`]).
+    pub fn batch_head(
+        &self,
+        entries: &[&[u8]],
+        timestamp: u64,
+    ) -> Result<CheckpointHead, LogError> {
+        let mut state = self.lock();
+        let (size, root) = replay(&mut state, entries)?;
+        Ok(CheckpointHead {
+            size,
+            root,
+            timestamp,
+        })
+    }
+
+    /// What a member checks before voting for `batch`: it extends this node's final log, its
+    /// entries decode and obey the rules of replication (commits carry f+1 attestations of the
+    /// epoch and are bound to their request and its selection checkpoint, no coordinates are
+    /// committed twice, membership changes carry 2f+1 signatures), and they hash to the
+    /// batch's checkpoint, whose time is after the last final one.
+    pub fn check_batch(&self, batch: &Batch<'_>) -> Result<(), LogError> {
+        let mut state = self.lock();
+        let last = state.latest.as_ref().map_or(0, |c| c.checkpoint.timestamp);
+        if batch.head.timestamp <= last {
+            return Err(LogError::Refused(
+                "batch checkpoint is not newer than the last final one".into(),
+            ));
+        }
+        let (size, root) = replay(&mut state, &batch.entries)?;
+        if (size, root) != (batch.head.size, batch.head.root) {
+            return Err(LogError::Refused(
+                "batch entries do not produce its checkpoint".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The requests with no `Commit` or `Unverifiable` yet: their index and entry bytes.
+    pub fn open_requests(&self) -> Vec<(u64, Vec<u8>)> {
+        let indices = self.lock().index.open_requests();
+        indices
+            .into_iter()
+            .filter_map(|i| Some((i, self.entry(i)?)))
+            .collect()
+    }
+
+    /// The first `BuildRequest` of `name` at `version`.
+    pub fn find_request(&self, name: &str, version: &str) -> Option<u64> {
+        self.lock().index.request(name, version)
+    }
+
+    /// The checkpoint a request's builders are selected by: the tree that ends with the
+    /// request. Every member computes the same one from its log, whichever checkpoints it saw.
+    pub fn selection_checkpoint(&self, request_index: u64) -> Option<(u64, Hash)> {
+        let state = self.lock();
+        let size = request_index + 1;
+        let final_size = state.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+        if size > final_size {
+            return None;
+        }
+        Some((size, state.tree.root(size).ok()?))
+    }
+
+    /// Persists the voting state (synced) before the vote that depends on it leaves.
+    pub fn save_voting_state(&self, state: &VotingState) -> Result<(), LogError> {
+        let bytes = postcard::to_allocvec(&(state.height, state.round, state.locked))
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        self.state_keyspace.insert(VOTING_KEY, bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// The voting state persisted last, if any.
+    pub fn voting_state(&self) -> Option<VotingState> {
+        let bytes = self.state_keyspace.get(VOTING_KEY).ok()??;
+        let (height, round, locked) = postcard::from_bytes(&bytes).ok()?;
+        Some(VotingState {
+            height,
+            round,
+            locked,
+        })
+    }
+
+    /// Keeps `bytes` as evidence of misbehaviour under `key` (e.g. a member's attestation
+    /// that contradicts a commit).
+    pub fn keep_evidence(&self, key: &[u8], bytes: &[u8]) -> Result<(), LogError> {
+        self.evidence.insert(key, bytes)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// How many pieces of evidence the log keeps.
+    pub fn evidence_count(&self) -> usize {
+        self.evidence.iter().count()
+    }
+}
+
+/// Pushes `entries` on the tree to compute the size and root they produce, and takes them off
+/// again; every entry is checked as replication checks it, plus the consensus rules.
+fn replay(state: &mut State, entries: &[&[u8]]) -> Result<(u64, Hash), LogError> {
+    let have = state.tree.size();
+    let final_size = state.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+    if have != final_size {
+        return Err(LogError::Corrupt(
+            "entries past the final checkpoint".into(),
+        ));
+    }
+    let mut members = state.members.clone();
+    let mut committed = HashSet::new();
+    let result = (|| {
+        for (offset, bytes) in entries.iter().enumerate() {
+            let index = have + offset as u64;
+            check_entry(state, &mut members, index, bytes)?;
+            if let Ok(Entry::Commit(commit)) = Entry::decode(bytes) {
+                let statement = &commit.statement;
+                let name = statement.coordinates.name;
+                let version = statement.coordinates.version;
+                if !committed.insert((name.to_string(), version.to_string())) {
+                    return Err(LogError::Refused(format!(
+                        "entry {index}: commits {name}@{version} twice"
+                    )));
+                }
+                let request = state.index.request(name, version);
+                let selection = (statement.request_index < have)
+                    .then(|| state.tree.root(statement.request_index + 1).ok())
+                    .flatten();
+                if request != Some(statement.request_index)
+                    || selection != Some(statement.selection_root)
+                    || statement.selection_size != statement.request_index + 1
+                {
+                    return Err(LogError::Refused(format!(
+                        "entry {index}: commit is not bound to the request of {name}@{version}"
+                    )));
+                }
+            }
+            state.tree.push(bytes);
+        }
+        let size = state.tree.size();
+        state
+            .tree
+            .root(size)
+            .map(|root| (size, root))
+            .map_err(|e| LogError::Corrupt(e.to_string()))
+    })();
+    state.tree.truncate(have);
+    result
+}
