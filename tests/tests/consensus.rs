@@ -48,7 +48,8 @@ fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(&work.path().join("registry"));
     let images = push_standard_images(work.path(), &registry.authority());
-    let members = Members::start(work.path(), &registry.url(), 4, &none);
+    let refresh = |_| vec!["--checkpoint-refresh".to_string(), "4".to_string()];
+    let members = Members::start(work.path(), &registry.url(), 4, &refresh);
 
     // The CLI asks member 1 to verify; it follows the request until the members commit it.
     let out = pyrsia(&[
@@ -108,6 +109,37 @@ fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         members.nodes[0].log_status()["size"].as_u64().unwrap(),
+        size
+    );
+
+    // A quiet log still gets fresh checkpoints: the members order empty batches (heartbeats)
+    // once the last one is older than --checkpoint-refresh, cosigned like any other.
+    let timestamp = |note: &str| {
+        note.lines()
+            .find_map(|l| l.strip_prefix("timestamp "))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let first = timestamp(&note);
+    assert!(first > 0, "{note}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("{}/pyrsia/log/checkpoint", members.nodes[1].url());
+        let now = pyrsia_tests::http::get(&url).unwrap().small_body;
+        if timestamp(&now) > first + 3 {
+            let cosigned = now.lines().filter(|l| l.starts_with("— ")).count();
+            assert!(cosigned >= 3, "{now}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat checkpoint\n{now}\n{}",
+            members.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        members.nodes[1].log_status()["size"].as_u64().unwrap(),
         size
     );
 }

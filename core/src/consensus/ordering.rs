@@ -16,6 +16,8 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
+use serde::{Deserialize, Serialize};
+
 use crate::digest::Digest;
 use crate::time::{Duration, Instant};
 
@@ -105,8 +107,9 @@ pub enum OrderingOutput {
     },
 }
 
-/// What a member persists before its votes leave.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a member persists before its votes leave: enough to come back after a crash in the
+/// same round without ever sending a different vote there (it repeats the ones it cast).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VotingState {
     /// Current height.
     pub height: u64,
@@ -114,7 +117,26 @@ pub struct VotingState {
     pub round: u32,
     /// The round and value id this member is locked on.
     pub locked: Option<(u32, ValueId)>,
+    /// The votes this member cast at `height` (the latest [`MAX_RECAST_ROUNDS`] rounds): a
+    /// restarted member repeats them, since others may need them to prove a valid round.
+    pub votes: Vec<CastVote>,
+    /// Whether this member proposed in `round` (it does not propose again there).
+    pub proposed: bool,
 }
+
+/// A vote a member cast, as its voting state keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CastVote {
+    /// The round.
+    pub round: u32,
+    /// A precommit (else a prevote).
+    pub precommit: bool,
+    /// The value id, or nil.
+    pub id: Option<ValueId>,
+}
+
+/// Rounds of own votes a voting state keeps.
+pub const MAX_RECAST_ROUNDS: u32 = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Step {
@@ -133,6 +155,47 @@ enum Timer {
     Resend(u64),
 }
 
+/// A proposal as a member keeps it: the value, its valid round, its id.
+type Proposal = (Vec<u8>, Option<u32>, ValueId);
+
+/// The votes of one kind in one height and round: who voted what, and how many voted each
+/// value, so that counting a quorum takes no scan of the voters.
+#[derive(Default)]
+struct Tally {
+    cast: BTreeMap<usize, Option<ValueId>>,
+    counts: BTreeMap<Option<ValueId>, usize>,
+}
+
+impl Tally {
+    /// Records `from`'s vote unless it voted already (the first vote counts).
+    fn add(&mut self, from: usize, id: Option<ValueId>) {
+        if let alloc::collections::btree_map::Entry::Vacant(slot) = self.cast.entry(from) {
+            slot.insert(id);
+            *self.counts.entry(id).or_default() += 1;
+        }
+    }
+
+    fn get(&self, from: &usize) -> Option<&Option<ValueId>> {
+        self.cast.get(from)
+    }
+
+    fn len(&self) -> usize {
+        self.cast.len()
+    }
+
+    fn voters(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cast.keys().copied()
+    }
+
+    /// Votes for `want` (`None`: any value or nil).
+    fn count(&self, want: Option<Option<ValueId>>) -> usize {
+        match want {
+            None => self.cast.len(),
+            Some(id) => self.counts.get(&id).copied().unwrap_or(0),
+        }
+    }
+}
+
 /// One member's Tendermint state machine.
 pub struct Ordering {
     me: usize,
@@ -144,9 +207,11 @@ pub struct Ordering {
     locked: Option<(u32, ValueId)>,
     valid: Option<(u32, Vec<u8>)>,
     candidate: Option<Vec<u8>>,
-    proposals: BTreeMap<(u64, u32), (Vec<u8>, Option<u32>)>,
-    prevotes: BTreeMap<(u64, u32), BTreeMap<usize, Option<ValueId>>>,
-    precommits: BTreeMap<(u64, u32), BTreeMap<usize, Option<ValueId>>>,
+    proposals: BTreeMap<(u64, u32), Proposal>,
+    /// Whether each value id proposed at this height is valid (asked once per value).
+    validity: BTreeMap<ValueId, bool>,
+    prevotes: BTreeMap<(u64, u32), Tally>,
+    precommits: BTreeMap<(u64, u32), Tally>,
     decided: BTreeMap<u64, Vec<u8>>,
     certified: BTreeMap<u64, Vec<u8>>,
     fired: BTreeSet<(u8, u64, u32)>,
@@ -158,6 +223,8 @@ pub struct Ordering {
     timeout: Duration,
     timeout_step: Duration,
     value_id: fn(&[u8]) -> ValueId,
+    resumed: Option<VotingState>,
+    started: bool,
 }
 
 /// The default value identity: SHA-256 of the value's bytes.
@@ -186,6 +253,7 @@ impl Ordering {
             valid: None,
             candidate: None,
             proposals: BTreeMap::new(),
+            validity: BTreeMap::new(),
             prevotes: BTreeMap::new(),
             precommits: BTreeMap::new(),
             decided: BTreeMap::new(),
@@ -199,6 +267,8 @@ impl Ordering {
             timeout,
             timeout_step,
             value_id: sha256_id,
+            resumed: None,
+            started: false,
         }
     }
 
@@ -210,8 +280,9 @@ impl Ordering {
         self
     }
 
-    /// A member restarting from its persisted [`VotingState`]: same height and lock, and the
-    /// round after the one it last voted in, so that it never votes twice in one round.
+    /// A member restarting from its persisted [`VotingState`]: same height, round and lock;
+    /// [`Ordering::start`] repeats the votes it cast in that round (identical ones, so nothing
+    /// it sent before the crash is contradicted) and does not propose there again.
     pub fn resume(
         me: usize,
         n: usize,
@@ -220,8 +291,9 @@ impl Ordering {
         timeout_step: Duration,
     ) -> Self {
         let mut ordering = Ordering::new(me, n, state.height, timeout, timeout_step);
-        ordering.round = state.round.saturating_add(1);
+        ordering.round = state.round;
         ordering.locked = state.locked;
+        ordering.resumed = Some(state.clone());
         ordering
     }
 
@@ -237,8 +309,8 @@ impl Ordering {
     /// Proposals and votes held (for the simulation's bound on buffers).
     pub fn buffered(&self) -> usize {
         self.proposals.len()
-            + self.prevotes.values().map(BTreeMap::len).sum::<usize>()
-            + self.precommits.values().map(BTreeMap::len).sum::<usize>()
+            + self.prevotes.values().map(Tally::len).sum::<usize>()
+            + self.precommits.values().map(Tally::len).sum::<usize>()
     }
 
     /// The current round.
@@ -257,8 +329,18 @@ impl Ordering {
     }
 
     /// What this member proposes when it is the proposer (the next batch); kept until used.
+    /// Proposed at once when this member is the proposer of the round it is in and has not
+    /// proposed there yet (the candidate arrived after the round started).
     pub fn set_candidate(&mut self, value: Vec<u8>) {
         self.candidate = Some(value);
+        let (h, r) = (self.height, self.round);
+        if self.started
+            && self.step == Step::Propose
+            && self.proposer(h, r) == self.me
+            && !self.proposals.contains_key(&(h, r))
+        {
+            self.propose();
+        }
     }
 
     /// The next thing to do, if any.
@@ -274,9 +356,45 @@ impl Ordering {
     /// Starts the current height at its round (0, or the one after the last vote when
     /// resumed).
     pub fn start(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
-        self.start_round(now, self.round);
+        self.started = true;
+        let resumed = self.resumed.take();
+        let proposed = resumed.as_ref().is_some_and(|s| s.proposed);
+        self.enter_round(now, self.round, !proposed);
+        if let Some(state) = resumed {
+            let (height, current) = (self.height, self.round);
+            for vote in state.votes.iter().filter(|v| v.round <= current) {
+                let (step, message) = if vote.precommit {
+                    let round = vote.round;
+                    let id = vote.id;
+                    (Step::Precommit, Message::Precommit { height, round, id })
+                } else {
+                    let (round, id) = (vote.round, vote.id);
+                    (Step::Prevote, Message::Prevote { height, round, id })
+                };
+                self.recast(step, message);
+            }
+        }
         self.schedule(now, Timer::Resend(self.height), 0);
         self.settle(now, valid);
+    }
+
+    /// A vote persisted before a restart: counted and sent again as it was.
+    fn recast(&mut self, step: Step, message: Message) {
+        let (h, r) = message.height_round();
+        match &message {
+            Message::Prevote { id, .. } => {
+                self.prevotes.entry((h, r)).or_default().add(self.me, *id);
+            }
+            Message::Precommit { id, .. } => {
+                self.precommits.entry((h, r)).or_default().add(self.me, *id);
+            }
+            Message::Proposal { .. } => {}
+        }
+        if r == self.round {
+            self.step = self.step.max(step);
+        }
+        self.sent.push(message.clone());
+        self.outputs.push_back(OrderingOutput::Broadcast(message));
     }
 
     /// The runtime persisted the state of `ticket`: the votes waiting for it leave.
@@ -319,24 +437,23 @@ impl Ordering {
                 value, valid_round, ..
             } => {
                 if from == self.proposer(height, round) {
+                    let id = self.id(&value);
                     self.proposals
                         .entry((height, round))
-                        .or_insert((value, valid_round));
+                        .or_insert((value, valid_round, id));
                 }
             }
             Message::Prevote { id, .. } => {
                 self.prevotes
                     .entry((height, round))
                     .or_default()
-                    .entry(from)
-                    .or_insert(id);
+                    .add(from, id);
             }
             Message::Precommit { id, .. } => {
                 self.precommits
                     .entry((height, round))
                     .or_default()
-                    .entry(from)
-                    .or_insert(id);
+                    .add(from, id);
             }
         }
         self.settle(now, valid);
@@ -412,6 +529,7 @@ impl Ordering {
         let next = self.height;
         let keep_from = next.saturating_sub(KEPT_HEIGHTS);
         self.proposals.retain(|(ph, _), _| *ph >= next);
+        self.validity.clear();
         self.prevotes.retain(|(ph, _), _| *ph >= next);
         self.precommits.retain(|(ph, _), _| *ph >= next);
         self.certified.retain(|ph, _| *ph >= next);
@@ -437,25 +555,39 @@ impl Ordering {
     }
 
     fn start_round(&mut self, now: Instant, round: u32) {
+        self.enter_round(now, round, true);
+    }
+
+    /// Enters `round` at the propose step, proposing when this member is its proposer (and
+    /// `propose` allows: not again after a restart in the round it proposed in).
+    fn enter_round(&mut self, now: Instant, round: u32, propose: bool) {
         self.round = round;
         self.step = Step::Propose;
         let (h, r) = (self.height, round);
-        if self.proposer(h, r) == self.me {
-            let proposal = match &self.valid {
-                Some((vr, v)) => Some((v.clone(), Some(*vr))),
-                None => self.candidate.clone().map(|v| (v, None)),
-            };
-            if let Some((value, valid_round)) = proposal {
-                self.proposals.insert((h, r), (value.clone(), valid_round));
-                self.send_own(Message::Proposal {
-                    height: h,
-                    round: r,
-                    value,
-                    valid_round,
-                });
-            }
+        if propose && self.proposer(h, r) == self.me {
+            self.propose();
         }
         self.schedule(now, Timer::Propose(h, r), r);
+    }
+
+    /// Proposes the valid value, else the candidate, in the current round (if there is one).
+    fn propose(&mut self) {
+        let (h, r) = (self.height, self.round);
+        let proposal = match &self.valid {
+            Some((vr, v)) => Some((v.clone(), Some(*vr))),
+            None => self.candidate.clone().map(|v| (v, None)),
+        };
+        if let Some((value, valid_round)) = proposal {
+            let id = self.id(&value);
+            self.proposals
+                .insert((h, r), (value.clone(), valid_round, id));
+            self.send_own(Message::Proposal {
+                height: h,
+                round: r,
+                value,
+                valid_round,
+            });
+        }
     }
 
     /// Records and (after persisting) sends this member's vote, and moves to `step`.
@@ -466,7 +598,7 @@ impl Ordering {
                 self.prevotes
                     .entry((h, r))
                     .or_default()
-                    .insert(self.me, value_id);
+                    .add(self.me, value_id);
                 Message::Prevote {
                     height: h,
                     round: r,
@@ -477,7 +609,7 @@ impl Ordering {
                 self.precommits
                     .entry((h, r))
                     .or_default()
-                    .insert(self.me, value_id);
+                    .add(self.me, value_id);
                 Message::Precommit {
                     height: h,
                     round: r,
@@ -497,20 +629,48 @@ impl Ordering {
                 height: self.height,
                 round: self.round,
                 locked: self.locked,
+                votes: self.own_votes(),
+                proposed: self.proposer(self.height, self.round) == self.me
+                    && self.proposals.contains_key(&(self.height, self.round)),
             },
         });
         self.unsent.insert(self.ticket, message);
     }
 
-    fn count(
-        votes: Option<&BTreeMap<usize, Option<ValueId>>>,
-        want: Option<Option<ValueId>>,
-    ) -> usize {
-        votes.map_or(0, |v| {
-            v.values()
-                .filter(|id| want.is_none_or(|w| **id == w))
-                .count()
-        })
+    /// The votes this member cast at this height, in its latest rounds.
+    fn own_votes(&self) -> Vec<CastVote> {
+        let h = self.height;
+        let from = self.round.saturating_sub(MAX_RECAST_ROUNDS - 1);
+        let mut votes = Vec::new();
+        for (precommit, table) in [(false, &self.prevotes), (true, &self.precommits)] {
+            for ((_, round), cast) in table.range((h, from)..(h + 1, 0)) {
+                if let Some(id) = cast.get(&self.me) {
+                    votes.push(CastVote {
+                        round: *round,
+                        precommit,
+                        id: *id,
+                    });
+                }
+            }
+        }
+        votes
+    }
+
+    fn count(votes: Option<&Tally>, want: Option<Option<ValueId>>) -> usize {
+        votes.map_or(0, |t| t.count(want))
+    }
+
+    /// Whether the proposal at `key` is valid: asked of the runtime once per value.
+    fn proposal_valid(&mut self, key: (u64, u32), valid: &dyn Fn(u64, &[u8]) -> bool) -> bool {
+        let Some((value, _, id)) = self.proposals.get(&key) else {
+            return false;
+        };
+        if let Some(known) = self.validity.get(id) {
+            return *known;
+        }
+        let ok = valid(key.0, value);
+        self.validity.insert(*id, ok);
+        ok
     }
 
     fn first_time(&mut self, rule: u8, h: u64, r: u32) -> bool {
@@ -527,17 +687,21 @@ impl Ordering {
                 self.decide(now, value);
                 continue;
             }
-            let decidable =
-                self.proposals
-                    .range((h, 0)..(h + 1, 0))
-                    .find_map(|((_, pr), (v, _))| {
-                        let votes = Self::count(
-                            self.precommits.get(&(h, *pr)),
-                            Some(Some((self.value_id)(v))),
-                        );
-                        (votes >= quorum && valid(h, v)).then(|| v.clone())
-                    });
-            if let Some(value) = decidable {
+            let committed: Vec<u32> = self
+                .proposals
+                .range((h, 0)..(h + 1, 0))
+                .filter(|((_, pr), (_, _, id))| {
+                    Self::count(self.precommits.get(&(h, *pr)), Some(Some(*id))) >= quorum
+                })
+                .map(|((_, pr), _)| *pr)
+                .collect();
+            let decidable = committed
+                .into_iter()
+                .find(|pr| self.proposal_valid((h, *pr), valid));
+            if let Some(pr) = decidable
+                && let Some((value, _, _)) = self.proposals.get(&(h, pr))
+            {
+                let value = value.clone();
                 self.decide(now, value);
                 continue;
             }
@@ -549,7 +713,7 @@ impl Ordering {
                 .fold(
                     BTreeMap::<u32, BTreeSet<usize>>::new(),
                     |mut acc, ((_, vr), votes)| {
-                        acc.entry(*vr).or_default().extend(votes.keys().copied());
+                        acc.entry(*vr).or_default().extend(votes.voters());
                         acc
                     },
                 )
@@ -560,24 +724,24 @@ impl Ordering {
                 self.start_round(now, round);
                 continue;
             }
-            let proposal = self.proposals.get(&(h, r)).cloned();
+            let proposal = self.proposals.get(&(h, r)).map(|(_, vr, id)| (*vr, *id));
             if self.step == Step::Propose
-                && let Some((v, vr)) = &proposal
+                && let Some((vr, vid)) = proposal
             {
-                let vid = self.id(v);
                 match vr {
                     None => {
-                        let ok = valid(h, v) && self.locked.is_none_or(|(_, lv)| lv == vid);
+                        let ok = self.proposal_valid((h, r), valid)
+                            && self.locked.is_none_or(|(_, lv)| lv == vid);
                         self.vote(Step::Prevote, ok.then_some(vid));
                         continue;
                     }
                     Some(vr)
-                        if *vr < r
-                            && Self::count(self.prevotes.get(&(h, *vr)), Some(Some(vid)))
+                        if vr < r
+                            && Self::count(self.prevotes.get(&(h, vr)), Some(Some(vid)))
                                 >= quorum =>
                     {
-                        let ok = valid(h, v)
-                            && self.locked.is_none_or(|(lr, lv)| lr <= *vr || lv == vid);
+                        let ok = self.proposal_valid((h, r), valid)
+                            && self.locked.is_none_or(|(lr, lv)| lr <= vr || lv == vid);
                         self.vote(Step::Prevote, ok.then_some(vid));
                         continue;
                     }
@@ -591,20 +755,22 @@ impl Ordering {
                 self.schedule(now, Timer::Prevote(h, r), r);
             }
             if self.step >= Step::Prevote
-                && let Some((v, _)) = &proposal
+                && let Some((_, vid)) = proposal
+                && Self::count(self.prevotes.get(&(h, r)), Some(Some(vid))) >= quorum
+                && self.proposal_valid((h, r), valid)
+                && self.first_time(1, h, r)
             {
-                let vid = self.id(v);
-                if Self::count(self.prevotes.get(&(h, r)), Some(Some(vid))) >= quorum
-                    && valid(h, v)
-                    && self.first_time(1, h, r)
-                {
-                    self.valid = Some((r, v.clone()));
-                    if self.step == Step::Prevote {
-                        self.locked = Some((r, vid));
-                        self.vote(Step::Precommit, Some(vid));
-                    }
-                    continue;
+                let value = self
+                    .proposals
+                    .get(&(h, r))
+                    .map(|(v, _, _)| v.clone())
+                    .unwrap_or_default();
+                self.valid = Some((r, value));
+                if self.step == Step::Prevote {
+                    self.locked = Some((r, vid));
+                    self.vote(Step::Precommit, Some(vid));
                 }
+                continue;
             }
             if self.step == Step::Prevote
                 && Self::count(self.prevotes.get(&(h, r)), Some(None)) >= quorum

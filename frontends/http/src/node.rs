@@ -14,10 +14,6 @@ use pyrsia_std::network::{NetworkStatus, NetworkView};
 
 use crate::NodeOptions;
 
-/// How often a sole member re-signs its latest checkpoint, so that light clients' freshness
-/// checks (a day by default) pass on a quiet log.
-pub const CHECKPOINT_REFRESH: Duration = Duration::from_secs(3600);
-
 /// How often a node started with `--log-from` reads its parent's checkpoint.
 pub const LOG_FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -89,13 +85,13 @@ impl Node {
                 .map_err(|e| format!("cannot open the transparency log: {e}"))?,
         );
         let refresher = log.clone();
+        let refresh_after = options.checkpoint_refresh.max(1);
         std::thread::Builder::new()
             .name("checkpoint-refresh".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(Duration::from_secs(60));
-                    if let Err(e) = refresher.refresh(unix_seconds(), CHECKPOINT_REFRESH.as_secs())
-                    {
+                    std::thread::sleep(Duration::from_secs(refresh_after.min(60)));
+                    if let Err(e) = refresher.refresh(unix_seconds(), refresh_after) {
                         tracing::error!(error = %e, "could not re-sign the latest checkpoint");
                     }
                 }

@@ -91,6 +91,12 @@ pub struct NodeOptions {
     #[argh(option, default = "300")]
     pub build_timeout: u64,
 
+    /// re-sign (sole member) or re-order (members) the latest checkpoint when it is older
+    /// than this many seconds, so that light clients' freshness checks pass on a quiet log
+    /// (default 3600)
+    #[argh(option, default = "3600")]
+    pub checkpoint_refresh: u64,
+
     /// TESTING ONLY: make this member misbehave (`wrong-digest`: attest a wrong digest for
     /// every build), to check that the network tolerates it
     #[argh(option, from_str_fn(parse_byzantine))]
@@ -142,6 +148,7 @@ impl NodeOptions {
         MemberConfig {
             round_timeout: Duration::from_millis(self.round_timeout_ms.max(1)),
             build_timeout: Duration::from_secs(self.build_timeout.max(1)),
+            checkpoint_refresh: Duration::from_secs(self.checkpoint_refresh.max(1)),
             byzantine: self.test_byzantine,
         }
     }
@@ -218,6 +225,7 @@ mod tests {
             edge_listen: None,
             round_timeout_ms: 3000,
             build_timeout: 300,
+            checkpoint_refresh: 3600,
             test_byzantine: None,
         };
         let config = options.mirror_config().unwrap();

@@ -5,7 +5,9 @@
 //! equivocates. After every step the invariants of PROTOCOL.md §5 that concern builds are
 //! checked; after the faults stop, every honest round must finish within a bound.
 
-use pyrsia_core::consensus::{BuildOutput, BuildRound, RoundState};
+use pyrsia_core::consensus::{
+    BuildOutput, BuildRound, DEFAULT_SLACK, RoundState, builder_order, selection_seed,
+};
 use pyrsia_core::digest::{Digest, Hasher};
 use pyrsia_core::identity::{KeyId, SecretKey, Signature};
 use pyrsia_core::members::MemberSet;
@@ -56,6 +58,9 @@ pub enum Adversary {
     Replay,
     /// Attests the wrong digest, then the right one.
     Equivocate,
+    /// Grinds the selection seed (as a proposer placing the request could) so that the
+    /// byzantine members rank first, then colludes on the wrong digest (case 35).
+    Grind,
 }
 
 /// A message between members.
@@ -92,7 +97,7 @@ pub struct Outcome {
     pub violations: Vec<String>,
 }
 
-fn statement(outputs: &[u8; 32], request_index: u64) -> Statement<'_> {
+fn statement(outputs: &[u8; 32], request_index: u64, root: [u8; 32]) -> Statement<'_> {
     Statement {
         request_index,
         coordinates: COORDINATES,
@@ -100,7 +105,7 @@ fn statement(outputs: &[u8; 32], request_index: u64) -> Statement<'_> {
         outputs: DigestList(outputs),
         epoch: 0,
         selection_size: SELECTION_SIZE,
-        selection_root: SELECTION_ROOT,
+        selection_root: root,
         piece_roots: PieceRootList(&[]),
     }
 }
@@ -134,15 +139,21 @@ pub fn run(params: Params) -> Outcome {
     while chosen < params.byzantine {
         let i = rng.below(n as u64) as usize;
         if byzantine[i].is_none() {
-            byzantine[i] = Some(params.adversary.unwrap_or(match rng.below(4) {
+            byzantine[i] = Some(params.adversary.unwrap_or(match rng.below(5) {
                 0 => Adversary::Collude,
                 1 => Adversary::Silent,
                 2 => Adversary::Replay,
+                3 => Adversary::Grind,
                 _ => Adversary::Equivocate,
             }));
             chosen += 1;
         }
     }
+    let root = if byzantine.contains(&Some(Adversary::Grind)) {
+        grind(&members, &ids, &byzantine)
+    } else {
+        SELECTION_ROOT
+    };
     let honest_outputs = *Digest::sha256(b"the honest image").as_bytes();
     let wrong_outputs = *Digest::sha256(b"a colluding trojan").as_bytes();
     let faults = Faults {
@@ -161,7 +172,7 @@ pub fn run(params: Params) -> Outcome {
                     &COORDINATES,
                     &members,
                     SELECTION_SIZE,
-                    SELECTION_ROOT,
+                    root,
                     Instant::ZERO,
                     TIMEOUT,
                 )
@@ -267,7 +278,13 @@ pub fn run(params: Params) -> Outcome {
             let to = delivery.to;
             match delivery.message {
                 Message::Ask => {
-                    let answers = answer(byzantine[to], &keys[to], honest_outputs, wrong_outputs);
+                    let answers = answer(
+                        byzantine[to],
+                        &keys[to],
+                        honest_outputs,
+                        wrong_outputs,
+                        root,
+                    );
                     for message in answers {
                         for peer in 0..n {
                             net.send(now, to, peer, message.clone());
@@ -285,7 +302,7 @@ pub fn run(params: Params) -> Outcome {
                     if let Some(round) = rounds[to].as_mut() {
                         let _ = round.handle_attestation(
                             signer,
-                            &statement(&outputs, request_index),
+                            &statement(&outputs, request_index, root),
                             signature,
                         );
                     }
@@ -318,9 +335,10 @@ fn answer(
     key: &SecretKey,
     honest: [u8; 32],
     wrong: [u8; 32],
+    root: [u8; 32],
 ) -> Vec<Message> {
     let attest = |outputs: [u8; 32], request_index: u64| {
-        let signed = statement(&outputs, request_index).sign(key);
+        let signed = statement(&outputs, request_index, root).sign(key);
         Message::Attestation {
             signer: signed.signer,
             outputs,
@@ -330,13 +348,40 @@ fn answer(
     };
     match adversary {
         None => vec![attest(honest, REQUEST_INDEX)],
-        Some(Adversary::Collude) => vec![attest(wrong, REQUEST_INDEX)],
+        Some(Adversary::Collude | Adversary::Grind) => vec![attest(wrong, REQUEST_INDEX)],
         Some(Adversary::Silent) => Vec::new(),
         Some(Adversary::Replay) => vec![attest(honest, REQUEST_INDEX + 1)],
         Some(Adversary::Equivocate) => {
             vec![attest(wrong, REQUEST_INDEX), attest(honest, REQUEST_INDEX)]
         }
     }
+}
+
+/// The selection root, out of 1,024 a grinding proposer could produce, that ranks the most
+/// byzantine members among the first f+1+s builders.
+fn grind(members: &MemberSet, ids: &[KeyId], byzantine: &[Option<Adversary>]) -> [u8; 32] {
+    let k = members.commit_threshold() + DEFAULT_SLACK;
+    let mut best = (0, SELECTION_ROOT);
+    for attempt in 0u32..1024 {
+        let root = *Digest::sha256(&attempt.to_le_bytes()).as_bytes();
+        let order = builder_order(
+            &selection_seed(SELECTION_SIZE, &root, &COORDINATES),
+            members,
+        );
+        let ranked = order
+            .iter()
+            .take(k)
+            .filter(|(id, _)| {
+                ids.iter()
+                    .position(|x| x == id)
+                    .is_some_and(|i| byzantine[i].is_some())
+            })
+            .count();
+        if ranked > best.0 {
+            best = (ranked, root);
+        }
+    }
+    best.1
 }
 
 /// A commit carries f+1 valid, distinct attestations of members over its statement.

@@ -36,6 +36,31 @@ impl Faults {
     }
 }
 
+/// Who cannot reach whom while the network is partitioned (PROTOCOL cases 30, 31).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Partition {
+    /// Two sides; messages cross only within a side (symmetric).
+    Split(Vec<bool>),
+    /// Nodes on the `true` side cannot send to the `false` side; the other way works
+    /// (asymmetric).
+    OneWay(Vec<bool>),
+    /// One node can neither send nor receive.
+    Isolate(NodeIndex),
+}
+
+impl Partition {
+    /// Whether a message from `from` to `to` is lost.
+    pub fn blocks(&self, from: NodeIndex, to: NodeIndex) -> bool {
+        match self {
+            Partition::Split(side) => side.get(from) != side.get(to),
+            Partition::OneWay(side) => {
+                side.get(from) == Some(&true) && side.get(to) == Some(&false)
+            }
+            Partition::Isolate(node) => from == *node || to == *node,
+        }
+    }
+}
+
 /// A message in flight.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery<M> {
@@ -87,6 +112,7 @@ pub struct SimNet<M> {
     faults: Faults,
     sequence: u64,
     in_flight: BinaryHeap<Reverse<Queued<M>>>,
+    partition: Option<Partition>,
     /// Messages lost so far.
     pub dropped: u64,
 }
@@ -99,13 +125,15 @@ impl<M: Clone> SimNet<M> {
             faults,
             sequence: 0,
             in_flight: BinaryHeap::new(),
+            partition: None,
             dropped: 0,
         }
     }
 
     /// Sends `message` at `now`; it may be dropped, delayed or duplicated.
     pub fn send(&mut self, now: Instant, from: NodeIndex, to: NodeIndex, message: M) {
-        if self.rng.chance(self.faults.drop_per_mille, 1000) {
+        let cut = self.partition.as_ref().is_some_and(|p| p.blocks(from, to));
+        if cut || self.rng.chance(self.faults.drop_per_mille, 1000) {
             self.dropped += 1;
             return;
         }
@@ -156,10 +184,17 @@ impl<M: Clone> SimNet<M> {
         self.in_flight.is_empty()
     }
 
-    /// The network heals at `now`: from then on it behaves as `faults` says, and what is still
-    /// in flight is sent again under them (the same seed still gives the same history).
+    /// Partitions the network: from now on messages `partition` blocks are lost.
+    pub fn partition(&mut self, partition: Partition) {
+        self.partition = Some(partition);
+    }
+
+    /// The network heals at `now`: the partition ends, from then on it behaves as `faults`
+    /// says, and what is still in flight is sent again under them (the same seed still gives
+    /// the same history).
     pub fn heal(&mut self, now: Instant, faults: Faults) {
         self.faults = faults;
+        self.partition = None;
         let pending: Vec<Delivery<M>> = std::iter::from_fn(|| self.pop()).collect();
         for d in pending {
             self.send(now, d.from, d.to, d.message);
@@ -223,6 +258,24 @@ mod tests {
         let sent = 1_000 - dropped as usize;
         let duplicates = delivered - sent;
         assert!((20..80).contains(&duplicates), "duplicates {duplicates}");
+    }
+
+    #[test]
+    fn partitions_cut_what_they_say_until_healed() {
+        let split = Partition::Split(vec![true, true, false, false]);
+        assert!(!split.blocks(0, 1) && split.blocks(1, 2) && split.blocks(3, 0));
+        let one_way = Partition::OneWay(vec![true, false]);
+        assert!(one_way.blocks(0, 1) && !one_way.blocks(1, 0));
+        let isolated = Partition::Isolate(2);
+        assert!(isolated.blocks(2, 0) && isolated.blocks(1, 2) && !isolated.blocks(0, 1));
+        let mut net = SimNet::new(1, Faults::reliable(Duration::from_millis(1)));
+        net.partition(split);
+        net.send(Instant::ZERO, 0, 2, 1u8);
+        net.send(Instant::ZERO, 0, 1, 2u8);
+        assert_eq!((net.len(), net.dropped), (1, 1));
+        net.heal(Instant::ZERO, Faults::reliable(Duration::from_millis(1)));
+        net.send(Instant::ZERO, 0, 2, 3u8);
+        assert_eq!(net.len(), 2);
     }
 
     #[test]

@@ -1,23 +1,40 @@
 //! Tendermint ordering under faults: `n` members run `core::consensus::ordering` over a seeded
-//! [`SimNet`] that drops, delays, duplicates and reorders for a while and then heals. Up to f
-//! members are byzantine: silent (crashed), equivocating (a proposer sending different values
-//! to different members, votes for random values), or proposing invalid batches. After every
-//! step: no two honest members decide different values at a height, and no invalid value is
-//! decided; after healing every honest member decides every height within a bound.
+//! [`SimNet`] that, for a while, drops, delays, duplicates and reorders messages, partitions
+//! the members (symmetric split, one-way cut, or one member isolated), crashes honest members
+//! and restarts them with only what they had synced (votes wait for their state to be synced,
+//! so a crash loses unsent votes, never makes a member vote twice), and skews every member's
+//! clock by up to ±5 minutes; then it heals. Up to f members are byzantine: silent,
+//! equivocating (a proposer sending different values to different members, votes for random
+//! values), or proposing invalid batches.
+//!
+//! After every step: no two honest members decide different values at a height, no invalid
+//! value is decided, heights are decided in order, no honest member (even across a restart)
+//! sends two different votes for one height, round and step, and buffers stay bounded. After
+//! healing every honest member decides every height within a bound.
+
+use std::collections::HashMap;
 
 use pyrsia_core::consensus::ordering::{
-    KEPT_HEIGHTS, Message, Ordering, OrderingOutput, ROUNDS_AHEAD,
+    KEPT_HEIGHTS, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId, VotingState, sha256_id,
 };
+use pyrsia_core::consensus::wire::{CheckpointHead, MemberMessage, Vote};
 use pyrsia_core::digest::Hasher;
+use pyrsia_core::identity::Signature;
 use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 
-use crate::net::{Faults, SimNet};
+use crate::net::{Faults, Partition, SimNet};
 
 /// Heights every honest member must decide.
 pub const HEIGHTS: u64 = 3;
 const TIMEOUT: Duration = Duration::from_secs(2);
 const FAULTY_FOR: Duration = Duration::from_secs(60);
+/// Members' clocks differ from true time by up to this much either way (PROTOCOL case 29).
+pub const MAX_SKEW: Duration = Duration::from_secs(300);
+/// Local clocks start this far after true time zero, so a skewed clock never goes negative.
+const CLOCK_BASE: Duration = Duration::from_secs(600);
+/// What a signed envelope adds to every member message (sender id, nonce, signature, lengths).
+const ENVELOPE_BYTES: usize = 32 + 10 + 64 + 3;
 
 /// What a byzantine member does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +58,66 @@ pub struct Params {
     pub seed: u64,
 }
 
+/// The faults of a run: drawn from the seed, or none ([`Scenario::calm`], for measuring).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// The network's behaviour until it heals.
+    pub faults: Faults,
+    /// The partition until it heals.
+    pub partition: Option<Partition>,
+    /// Crash an honest member and restart it.
+    pub crashes: bool,
+    /// Skew every member's clock.
+    pub skew: bool,
+    /// Sync written voting state only at a later step, now and then (a crash in between
+    /// loses it); otherwise at once.
+    pub lazy_sync: bool,
+    /// Heights to decide.
+    pub heights: u64,
+    /// Bytes of each proposed value (a batch).
+    pub value_len: usize,
+}
+
+impl Scenario {
+    /// A network that delivers everything once after `delay`, with no partition, crash or skew.
+    pub fn calm(delay: Duration, heights: u64, value_len: usize) -> Scenario {
+        Scenario {
+            faults: Faults::reliable(delay),
+            partition: None,
+            crashes: false,
+            skew: false,
+            lazy_sync: false,
+            heights,
+            value_len,
+        }
+    }
+
+    fn from_seed(n: usize, rng: &mut Rng) -> Scenario {
+        let faults = Faults {
+            drop_per_mille: rng.below(150),
+            duplicate_per_mille: rng.below(100),
+            delay_min: Duration::from_millis(1),
+            delay_max: Duration::from_millis(1 + rng.below(3_000)),
+        };
+        let sides = |rng: &mut Rng| (0..n).map(|_| rng.chance(1, 2)).collect();
+        let partition = match rng.below(4) {
+            0 => None,
+            1 => Some(Partition::Split(sides(rng))),
+            2 => Some(Partition::OneWay(sides(rng))),
+            _ => Some(Partition::Isolate(rng.below(n as u64) as usize)),
+        };
+        Scenario {
+            faults,
+            partition,
+            crashes: rng.chance(1, 2),
+            skew: true,
+            lazy_sync: true,
+            heights: HEIGHTS,
+            value_len: 3,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -50,8 +127,14 @@ pub struct Outcome {
     pub steps: u64,
     /// Messages sent.
     pub messages: u64,
+    /// Bytes those messages take on the wire (signed member messages).
+    pub bytes: u64,
     /// Virtual time when the last honest member decided the last height.
     pub finished_at: Option<Instant>,
+    /// When the last honest member decided each height.
+    pub decided_at: Vec<Instant>,
+    /// Honest members crashed and restarted.
+    pub crashes: u32,
     /// Invariant violations.
     pub violations: Vec<String>,
 }
@@ -67,67 +150,236 @@ fn valid(_: u64, value: &[u8]) -> bool {
     value.first() == Some(&b'v')
 }
 
-/// Runs one simulation.
+/// What a message takes on the wire: the member message as `core::consensus::wire` encodes
+/// it (a precommit for a value carries a checkpoint head and a cosignature) in its envelope.
+fn wire_len(wire: &Wire) -> usize {
+    let head = CheckpointHead {
+        size: 0,
+        root: [0; 32],
+        timestamp: 0,
+    };
+    let signature = Signature::from_bytes(&[0; 64]);
+    let vote = match wire {
+        Wire::Consensus(Message::Proposal {
+            height,
+            round,
+            value,
+            valid_round,
+        }) => Vote::Proposal {
+            height: *height,
+            round: *round,
+            value,
+            valid_round: *valid_round,
+        },
+        Wire::Consensus(Message::Prevote { height, round, id }) => Vote::Prevote {
+            height: *height,
+            round: *round,
+            id: *id,
+        },
+        Wire::Consensus(Message::Precommit { height, round, id }) => Vote::Precommit {
+            height: *height,
+            round: *round,
+            value: id.map(|_| (head, signature)),
+        },
+        // A decision travels as its batch and final checkpoint (2f+1 signature lines).
+        Wire::Decision(_, value) => return ENVELOPE_BYTES + value.len() + 400,
+    };
+    ENVELOPE_BYTES
+        + postcard::to_allocvec(&MemberMessage::Vote(vote))
+            .map(|v| v.len())
+            .unwrap_or(0)
+}
+
+/// One simulated member.
+struct Member {
+    /// `None` while crashed, and for byzantine members.
+    ordering: Option<Ordering>,
+    adversary: Option<Adversary>,
+    /// The voting state on disk.
+    durable: Option<VotingState>,
+    /// Written but not synced yet: lost in a crash, and the votes waiting for it with it.
+    unsynced: Vec<(u64, VotingState)>,
+    /// Local clock minus true time minus [`CLOCK_BASE`], in microseconds.
+    skew: i64,
+    crash_at: Option<Instant>,
+    restart_at: Option<Instant>,
+    /// The decided values, in height order (the persisted log: it survives crashes).
+    decided: Vec<Vec<u8>>,
+}
+
+impl Member {
+    fn local(&self, now: Instant) -> Instant {
+        let base = CLOCK_BASE.as_micros() as i64;
+        Instant::from_micros((now.as_micros() as i64 + base + self.skew).max(0) as u64)
+    }
+
+    fn global(&self, local: Instant) -> Instant {
+        let base = CLOCK_BASE.as_micros() as i64;
+        Instant::from_micros((local.as_micros() as i64 - base - self.skew).max(0) as u64)
+    }
+
+    fn honest_and_up(&self) -> bool {
+        self.adversary.is_none() && self.ordering.is_some()
+    }
+
+    /// Syncs what was written: the votes waiting for it may leave.
+    fn sync(&mut self) {
+        let Some(ordering) = &mut self.ordering else {
+            return;
+        };
+        for (ticket, state) in self.unsynced.drain(..) {
+            self.durable = Some(state);
+            ordering.handle_persisted(ticket);
+        }
+    }
+}
+
+fn candidate(i: usize, height: u64, len: usize) -> Vec<u8> {
+    let mut value = vec![b'v', i as u8, height as u8];
+    value.resize(len.max(3), 0);
+    value
+}
+
+/// Runs one simulation with the faults its seed draws.
 pub fn run(params: Params) -> Outcome {
-    let n = params.nodes;
     let mut rng = Rng::seed_from_u64(params.seed ^ 0x0bd3_0bd3);
-    let mut byzantine: Vec<Option<Adversary>> = vec![None; n];
+    let scenario = Scenario::from_seed(params.nodes, &mut rng);
+    run_scenario(params, &scenario, &mut rng)
+}
+
+/// Runs one simulation under `scenario` (byzantine members and crash times still come from
+/// the seed).
+pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outcome {
+    let n = params.nodes;
+    let heights = scenario.heights;
+    let mut members: Vec<Member> = (0..n)
+        .map(|i| Member {
+            ordering: Some(Ordering::new(i, n, 0, TIMEOUT, TIMEOUT)),
+            adversary: None,
+            durable: None,
+            unsynced: Vec::new(),
+            skew: 0,
+            crash_at: None,
+            restart_at: None,
+            decided: Vec::new(),
+        })
+        .collect();
     let mut chosen = 0;
     while chosen < params.byzantine {
         let i = rng.below(n as u64) as usize;
-        if byzantine[i].is_none() {
-            byzantine[i] = Some(match rng.below(3) {
+        if members[i].adversary.is_none() {
+            members[i].adversary = Some(match rng.below(3) {
                 0 => Adversary::Silent,
                 1 => Adversary::Equivocate,
                 _ => Adversary::Invalid,
             });
+            members[i].ordering = None;
             chosen += 1;
         }
     }
-    let faults = Faults {
-        drop_per_mille: rng.below(150),
-        duplicate_per_mille: rng.below(100),
-        delay_min: Duration::from_millis(1),
-        delay_max: Duration::from_millis(1 + rng.below(3_000)),
-    };
-    let mut net: SimNet<Wire> = SimNet::new(rng.next_u64(), faults);
+    let skew_range = MAX_SKEW.as_micros() * 2 + 1;
+    for member in members.iter_mut() {
+        if scenario.skew {
+            member.skew = rng.below(skew_range) as i64 - MAX_SKEW.as_micros() as i64;
+        }
+    }
+    if scenario.crashes {
+        let honest: Vec<usize> = (0..n).filter(|i| members[*i].adversary.is_none()).collect();
+        let victim = honest[rng.below(honest.len() as u64) as usize];
+        let at = Instant::ZERO + Duration::from_micros(rng.below(FAULTY_FOR.as_micros()));
+        members[victim].crash_at = Some(at);
+        members[victim].restart_at = Some(at + Duration::from_micros(1 + rng.below(30_000_000)));
+    }
+    let mut net: SimNet<Wire> = SimNet::new(rng.next_u64(), scenario.faults);
+    if let Some(partition) = &scenario.partition {
+        net.partition(partition.clone());
+    }
     let mut healed = false;
-    let mut members: Vec<Ordering> = (0..n)
-        .map(|i| Ordering::new(i, n, 0, TIMEOUT, TIMEOUT))
-        .collect();
-    let mut decided: Vec<Vec<Vec<u8>>> = vec![Vec::new(); n];
+    let mut votes: HashMap<(usize, u8, u64, u32), Option<ValueId>> = HashMap::new();
+    // The first value decided at each height, and the member the last step touched (`None`:
+    // every member, after timers).
+    let mut agreed: Vec<Vec<u8>> = Vec::new();
+    let mut touched: Option<usize> = None;
     let mut trace = Hasher::new();
     let mut outcome = Outcome {
         trace: [0; 32],
         steps: 0,
         messages: 0,
+        bytes: 0,
         finished_at: None,
+        decided_at: Vec::new(),
+        crashes: 0,
         violations: Vec::new(),
     };
     let mut now = Instant::ZERO;
     for (i, m) in members.iter_mut().enumerate() {
-        if byzantine[i].is_none() {
-            m.set_candidate(vec![b'v', i as u8, 0]);
-            m.start(now, &valid);
+        let local = m.local(now);
+        if let Some(ordering) = &mut m.ordering {
+            ordering.set_candidate(candidate(i, 0, scenario.value_len));
+            ordering.start(local, &valid);
         }
     }
     let bound = Instant::ZERO + FAULTY_FOR + Duration::from_secs(600);
     loop {
         for i in 0..n {
-            if byzantine[i].is_some() {
-                continue;
+            let mut outputs = Vec::new();
+            loop {
+                let member = &mut members[i];
+                let Some(ordering) = member
+                    .ordering
+                    .as_mut()
+                    .filter(|_| member.adversary.is_none())
+                else {
+                    break;
+                };
+                match ordering.poll_output() {
+                    Some(OrderingOutput::Persist { ticket, state }) => {
+                        member.unsynced.push((ticket, state));
+                    }
+                    Some(output) => outputs.push(output),
+                    // Written state is synced now or at a later step (a crash in between
+                    // loses it, and the votes waiting for it are never sent).
+                    None if !member.unsynced.is_empty()
+                        && (!scenario.lazy_sync || rng.chance(1, 2)) =>
+                    {
+                        member.sync()
+                    }
+                    None => break,
+                }
             }
-            while let Some(output) = members[i].poll_output() {
+            for output in outputs {
                 match output {
-                    OrderingOutput::Persist { ticket, .. } => members[i].handle_persisted(ticket),
+                    OrderingOutput::Persist { .. } => {}
                     OrderingOutput::Broadcast(message) => {
+                        let (kind, height, round, id) = match &message {
+                            Message::Proposal {
+                                height,
+                                round,
+                                value,
+                                ..
+                            } => (0, *height, *round, Some(sha256_id(value))),
+                            Message::Prevote { height, round, id } => (1, *height, *round, *id),
+                            Message::Precommit { height, round, id } => (2, *height, *round, *id),
+                        };
+                        if let Some(earlier) = votes.insert((i, kind, height, round), id)
+                            && earlier != id
+                        {
+                            outcome.violations.push(format!(
+                                "honest member {i} sent two different votes (step {kind}) at height {height} round {round}"
+                            ));
+                        }
+                        let wire = Wire::Consensus(message);
+                        let len = wire_len(&wire) as u64;
                         for j in (0..n).filter(|j| *j != i) {
-                            net.send(now, i, j, Wire::Consensus(message.clone()));
+                            net.send(now, i, j, wire.clone());
                             outcome.messages += 1;
+                            outcome.bytes += len;
                         }
                     }
                     OrderingOutput::SendDecision { to, height, value } => {
-                        net.send(now, i, to, Wire::Decision(height, value));
+                        let wire = Wire::Decision(height, value);
+                        outcome.bytes += wire_len(&wire) as u64;
+                        net.send(now, i, to, wire);
                         outcome.messages += 1;
                     }
                     OrderingOutput::Decided { height, value } => {
@@ -139,46 +391,63 @@ pub fn run(params: Params) -> Outcome {
                                 .violations
                                 .push(format!("member {i} decided an invalid value at {height}"));
                         }
-                        if decided[i].len() as u64 != height {
+                        let member = &mut members[i];
+                        if member.decided.len() as u64 != height {
                             outcome
                                 .violations
                                 .push(format!("member {i} decided height {height} out of order"));
                         }
-                        decided[i].push(value);
-                        members[i].set_candidate(vec![b'v', i as u8, height as u8 + 1]);
+                        // Agreement: every honest decision at a height is the first one.
+                        match agreed.get(height as usize) {
+                            Some(first) if *first != value => outcome.violations.push(format!(
+                                "two honest members decided differently at height {height}"
+                            )),
+                            Some(_) => {}
+                            None => agreed.push(value.clone()),
+                        }
+                        member.decided.push(value);
+                        if let Some(ordering) = &mut member.ordering {
+                            ordering.set_candidate(candidate(i, height + 1, scenario.value_len));
+                        }
+                        let h = height as usize;
+                        let everyone = members
+                            .iter()
+                            .filter(|m| m.adversary.is_none())
+                            .all(|m| m.decided.len() > h);
+                        if everyone && outcome.decided_at.len() == h {
+                            outcome.decided_at.push(now);
+                        }
                     }
                 }
             }
         }
-        // Agreement.
-        for h in 0..HEIGHTS as usize {
-            let mut values = decided.iter().filter_map(|d| d.get(h));
-            if let Some(first) = values.next()
-                && values.any(|v| v != first)
-            {
-                outcome.violations.push(format!(
-                    "two honest members decided differently at height {h}"
-                ));
-            }
-        }
         // What an honest member holds: a proposal and two votes per member and round, for the
-        // rounds so far and the window ahead, over the heights kept.
-        for i in (0..n).filter(|i| byzantine[*i].is_none()) {
-            let rounds = members[i].round() as usize + ROUNDS_AHEAD as usize + 1;
+        // rounds so far and the window ahead, over the heights kept (checked for the members
+        // the last step touched: only their buffers changed).
+        for (i, m) in members
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.honest_and_up() && touched.is_none_or(|t| t == *i))
+        {
+            let Some(ordering) = &m.ordering else {
+                continue;
+            };
+            let rounds = ordering.round() as usize + ROUNDS_AHEAD as usize + 1;
             let most = (KEPT_HEIGHTS as usize + 1) * rounds * (2 * n + 1);
-            if members[i].buffered() > most {
+            if ordering.buffered() > most {
                 outcome.violations.push(format!(
                     "member {i} holds {} messages, more than {most}",
-                    members[i].buffered()
+                    ordering.buffered()
                 ));
             }
         }
         if !outcome.violations.is_empty() {
             break;
         }
-        let honest_done = (0..n)
-            .filter(|i| byzantine[*i].is_none())
-            .all(|i| decided[i].len() as u64 >= HEIGHTS);
+        let honest_done = members
+            .iter()
+            .filter(|m| m.adversary.is_none())
+            .all(|m| m.decided.len() as u64 >= heights);
         if honest_done {
             outcome.finished_at = Some(now);
             break;
@@ -187,50 +456,124 @@ pub fn run(params: Params) -> Outcome {
             net.heal(now, Faults::reliable(Duration::from_millis(20)));
             healed = true;
         }
-        let next_timer = (0..n)
-            .filter(|i| byzantine[*i].is_none())
-            .filter_map(|i| members[i].poll_timeout())
+        // The next event: a delivery, a member's timer (on its own clock), a crash or restart.
+        let next_timer = members
+            .iter()
+            .filter(|m| m.honest_and_up())
+            .filter_map(|m| m.ordering.as_ref()?.poll_timeout().map(|t| m.global(t)))
             .min();
-        let Some(next) = net.next_at().into_iter().chain(next_timer).min() else {
+        let next_fault = members
+            .iter()
+            .filter_map(|m| m.crash_at.or(m.restart_at))
+            .min();
+        let Some(next) = [net.next_at(), next_timer, next_fault]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
             break;
         };
         if next > bound {
             break;
         }
         now = now.max(next);
+        if let Some(i) = (0..n).find(|i| members[*i].crash_at.is_some_and(|at| at <= now)) {
+            // Crash: what was not synced is lost.
+            let member = &mut members[i];
+            member.crash_at = None;
+            member.ordering = None;
+            member.unsynced.clear();
+            outcome.crashes += 1;
+            trace.update(b"crash");
+            trace.update(&(i as u64).to_le_bytes());
+            continue;
+        }
+        if let Some(i) = (0..n).find(|i| {
+            members[*i].crash_at.is_none() && members[*i].restart_at.is_some_and(|at| at <= now)
+        }) {
+            let member = &mut members[i];
+            member.restart_at = None;
+            let height = member.decided.len() as u64;
+            let mut ordering = match &member.durable {
+                Some(state) if state.height == height => {
+                    Ordering::resume(i, n, state, TIMEOUT, TIMEOUT)
+                }
+                _ => Ordering::new(i, n, height, TIMEOUT, TIMEOUT),
+            };
+            ordering.set_candidate(candidate(i, height, scenario.value_len));
+            ordering.start(member.local(now), &valid);
+            member.ordering = Some(ordering);
+            trace.update(b"restart");
+            trace.update(&(i as u64).to_le_bytes());
+            continue;
+        }
+        touched = None;
         if net.next_at() == Some(next) {
             let Some(d) = net.pop() else { break };
+            touched = Some(d.to);
             outcome.steps += 1;
             trace.update(&d.at.as_micros().to_le_bytes());
             trace.update(&(d.from as u64).to_le_bytes());
             trace.update(&(d.to as u64).to_le_bytes());
-            match (byzantine[d.to], d.message) {
+            let member = &mut members[d.to];
+            let local = member.local(now);
+            match (member.adversary, d.message) {
                 (None, Wire::Consensus(message)) => {
-                    members[d.to].handle_message(now, d.from, message, &valid)
+                    if let Some(ordering) = &mut member.ordering {
+                        ordering.handle_message(local, d.from, message, &valid);
+                    }
                 }
                 (None, Wire::Decision(height, value)) => {
-                    members[d.to].handle_decision(now, height, value, &valid)
+                    if let Some(ordering) = &mut member.ordering {
+                        ordering.handle_decision(local, height, value, &valid);
+                    }
                 }
                 (Some(adversary), Wire::Consensus(message)) => {
-                    for (to, message) in attack(adversary, d.to, n, &message, &mut rng) {
-                        net.send(now, d.to, to, Wire::Consensus(message));
+                    for (to, message) in attack(adversary, d.to, n, &message, rng) {
+                        let wire = Wire::Consensus(message);
+                        outcome.bytes += wire_len(&wire) as u64;
+                        net.send(now, d.to, to, wire);
                         outcome.messages += 1;
                     }
                 }
                 (Some(_), Wire::Decision(..)) => {}
             }
         } else {
-            for i in (0..n).filter(|i| byzantine[*i].is_none()) {
-                members[i].handle_timeout(now, &valid);
+            for member in members.iter_mut().filter(|m| m.honest_and_up()) {
+                let local = member.local(now);
+                if let Some(ordering) = &mut member.ordering {
+                    ordering.handle_timeout(local, &valid);
+                }
             }
         }
     }
     if outcome.violations.is_empty() && outcome.finished_at.is_none() {
         let behind: Vec<usize> = (0..n)
-            .filter(|i| byzantine[*i].is_none() && (decided[*i].len() as u64) < HEIGHTS)
+            .filter(|i| {
+                members[*i].adversary.is_none() && (members[*i].decided.len() as u64) < heights
+            })
             .collect();
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            eprintln!("scenario {scenario:?} now {now:?} in flight {}", net.len());
+            for (i, m) in members.iter().enumerate() {
+                eprintln!(
+                    "member {i}: adversary {:?} up {} height {:?} round {:?} decided {} durable {:?} unsynced {} timeout {:?}",
+                    m.adversary,
+                    m.ordering.is_some(),
+                    m.ordering.as_ref().map(Ordering::height),
+                    m.ordering.as_ref().map(Ordering::round),
+                    m.decided.len(),
+                    m.durable,
+                    m.unsynced.len(),
+                    m.ordering
+                        .as_ref()
+                        .and_then(Ordering::poll_timeout)
+                        .map(|t| m.global(t))
+                );
+            }
+        }
         outcome.violations.push(format!(
-            "liveness: members {behind:?} did not decide {HEIGHTS} heights within the bound"
+            "liveness: members {behind:?} did not decide {heights} heights within the bound"
         ));
     }
     outcome.trace = *trace.finish().as_bytes();
@@ -256,7 +599,7 @@ fn attack(
         Adversary::Equivocate => {
             for to in (0..n).filter(|to| *to != me) {
                 let value = vec![b'v', me as u8, to as u8, rng.below(4) as u8];
-                let id = Some(*pyrsia_core::digest::Digest::sha256(&value).as_bytes());
+                let id = Some(sha256_id(&value));
                 out.push((
                     to,
                     Message::Proposal {
@@ -272,7 +615,7 @@ fn attack(
         }
         Adversary::Invalid => {
             let value = b"bad batch".to_vec();
-            let id = Some(*pyrsia_core::digest::Digest::sha256(&value).as_bytes());
+            let id = Some(sha256_id(&value));
             for to in (0..n).filter(|to| *to != me) {
                 out.push((
                     to,

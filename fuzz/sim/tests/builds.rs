@@ -40,6 +40,7 @@ fn each_adversary_alone_loses_to_the_honest_digest() {
         Adversary::Silent,
         Adversary::Replay,
         Adversary::Equivocate,
+        Adversary::Grind,
     ] {
         for seed in 1..=20 {
             let outcome = run(params(7, 2, seed, Some(adversary)));

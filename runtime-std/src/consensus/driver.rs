@@ -55,7 +55,11 @@ pub(crate) struct Driver {
     nonce: u64,
     origin: String,
     member_ids: Vec<KeyId>,
+    /// The height being ordered: the time of the last final checkpoint (every batch's
+    /// checkpoint is later than the one before, so heights never repeat).
     height: Option<u64>,
+    /// The final log's size at that height.
+    size: u64,
     ordering: Option<Ordering>,
     started: bool,
     future: Vec<(usize, Message)>,
@@ -66,13 +70,16 @@ pub(crate) struct Driver {
 }
 
 /// Whether `value` may be decided at `height`: a batch extending the final log (which must be
-/// at `height`), non-empty, timed no later than the skew allows, every entry valid.
-fn batch_is_valid(log: &Log, height: u64, value: &[u8], now_secs: u64) -> bool {
+/// at `height`), timed no later than the skew allows, every entry valid; an empty batch (a
+/// heartbeat that only refreshes the checkpoint's time) only once half of `refresh` has passed
+/// since the last final checkpoint.
+fn batch_is_valid(log: &Log, height: u64, value: &[u8], now_secs: u64, refresh: u64) -> bool {
     let Ok(batch) = Batch::decode(value) else {
         return false;
     };
-    height == log.size()
-        && !batch.entries.is_empty()
+    let heartbeat_allowed = now_secs >= height.saturating_add(refresh / 2);
+    height == log.consensus_height()
+        && (!batch.entries.is_empty() || heartbeat_allowed)
         && batch.head.timestamp <= now_secs + MAX_CLOCK_SKEW_SECS
         && log
             .check_batch(&batch)
@@ -115,6 +122,7 @@ impl Driver {
     ) -> Driver {
         let origin = log.origin();
         let members = log.members();
+        let log_size = log.size();
         // Distinct from every nonce sent before a restart.
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -137,6 +145,7 @@ impl Driver {
             origin,
             member_ids: Vec::new(),
             height: None,
+            size: log_size,
             ordering: None,
             started: false,
             future: Vec::new(),
@@ -151,6 +160,10 @@ impl Driver {
     pub(crate) fn run(&mut self, inputs: &Receiver<Input>) {
         loop {
             self.follow_log();
+            if !self.started && self.ordering.is_some() && self.heartbeat_due() {
+                self.refresh_candidate();
+                self.start();
+            }
             let wait = self.next_wait();
             match inputs.recv_timeout(wait) {
                 Ok(input) => self.on_input(input),
@@ -183,22 +196,24 @@ impl Driver {
     /// a peer), and the build rounds of new requests.
     fn follow_log(&mut self) {
         let size = self.log.size();
+        let height = self.log.consensus_height();
         let members = self.log.members();
-        if self.height == Some(size) && members.epoch() == self.members.epoch() {
+        if self.height == Some(height) && members.epoch() == self.members.epoch() {
             return;
         }
-        if let Some(previous) = self.height.filter(|h| *h < size) {
+        if size > self.size {
             // What the log took in is no longer waiting.
             let ordered: HashSet<Vec<u8>> = self
                 .log
-                .entries(previous, size - previous, usize::MAX)
+                .entries(self.size, size - self.size, usize::MAX)
                 .into_iter()
                 .collect();
             self.mempool.retain(|entry| !ordered.contains(entry));
         }
+        self.size = size;
         self.member_ids = members.keys().map(|k| k.key_id()).collect();
         self.members = members;
-        self.height = Some(size);
+        self.height = Some(height);
         self.started = false;
         let me = self.my_id();
         let Some(index) = self.member_ids.iter().position(|id| *id == me) else {
@@ -209,20 +224,22 @@ impl Driver {
         let n = self.member_ids.len();
         let timeout = core_duration(self.config.round_timeout);
         let ordering = match self.log.voting_state() {
-            Some(state) if state.height == size => {
+            Some(state) if state.height == height => {
                 tracing::info!(
-                    height = size,
+                    height,
                     round = state.round,
                     "resuming the height this member voted in before it stopped"
                 );
                 Ordering::resume(index, n, &state, timeout, timeout)
             }
-            _ => Ordering::new(index, n, size, timeout, timeout),
+            _ => Ordering::new(index, n, height, timeout, timeout),
         };
         self.ordering = Some(ordering.with_value_id(Batch::id));
-        self.cosignatures.retain(|_, (head, _)| head.size > size);
+        // Later batches are timed after the last final checkpoint.
+        self.cosignatures
+            .retain(|_, (head, _)| head.timestamp > height);
         self.values
-            .retain(|_, value| Batch::decode(value).is_ok_and(|b| b.head.size > size));
+            .retain(|_, value| Batch::decode(value).is_ok_and(|b| b.head.timestamp > height));
         if size == 0 {
             // A new network: its first batch is the genesis entry.
             self.mempool.add(self.log.genesis());
@@ -242,10 +259,19 @@ impl Driver {
             self.on_vote(from, message);
         }
         self.refresh_candidate();
-        if !self.mempool.is_empty() {
+        if !self.mempool.is_empty() || self.heartbeat_due() {
             self.start();
         }
         self.sync_rounds();
+    }
+
+    /// Whether the last final checkpoint is older than the refresh interval: then members
+    /// order an empty batch, so that light clients' freshness checks keep passing on a quiet
+    /// log.
+    fn heartbeat_due(&self) -> bool {
+        self.log.checkpoint().is_some_and(|c| {
+            unix_seconds() >= c.checkpoint.timestamp + self.config.checkpoint_refresh.as_secs()
+        })
     }
 
     fn on_input(&mut self, input: Input) {
@@ -319,6 +345,7 @@ impl Driver {
     /// What this member proposes when it is the proposer: the mempool's entries that are
     /// valid together, in order, under a checkpoint timed now.
     fn refresh_candidate(&mut self) {
+        let heartbeat = self.heartbeat_due();
         let Some(ordering) = &mut self.ordering else {
             return;
         };
@@ -335,7 +362,7 @@ impl Driver {
                 bytes += entry.len();
             }
         }
-        if chosen.is_empty() {
+        if chosen.is_empty() && !heartbeat {
             return;
         }
         let last = self.log.checkpoint().map_or(0, |c| c.checkpoint.timestamp);
@@ -363,8 +390,9 @@ impl Driver {
         self.started = true;
         let log = self.log.clone();
         let now_secs = unix_seconds();
+        let refresh = self.config.checkpoint_refresh.as_secs();
         ordering.start(self.clock.now(), &|h, v| {
-            batch_is_valid(&log, h, v, now_secs)
+            batch_is_valid(&log, h, v, now_secs, refresh)
         });
         self.drain();
     }
@@ -420,10 +448,11 @@ impl Driver {
         self.start();
         let log = self.log.clone();
         let now_secs = unix_seconds();
+        let refresh = self.config.checkpoint_refresh.as_secs();
         let now = self.clock.now();
         if let Some(ordering) = &mut self.ordering {
             ordering.handle_message(now, from, message, &|h, v| {
-                batch_is_valid(&log, h, v, now_secs)
+                batch_is_valid(&log, h, v, now_secs, refresh)
             });
         }
         self.drain();
@@ -437,7 +466,8 @@ impl Driver {
         {
             let log = self.log.clone();
             let now_secs = unix_seconds();
-            ordering.handle_timeout(now, &|h, v| batch_is_valid(&log, h, v, now_secs));
+            let refresh = self.config.checkpoint_refresh.as_secs();
+            ordering.handle_timeout(now, &|h, v| batch_is_valid(&log, h, v, now_secs, refresh));
             self.drain();
         }
         self.on_round_timeouts(now);

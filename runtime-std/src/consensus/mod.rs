@@ -47,6 +47,9 @@ pub struct MemberConfig {
     /// How long the selected builders have before the next ones are asked
     /// (`docker-fetch/v1`: minutes).
     pub build_timeout: Duration,
+    /// How old the last final checkpoint may get before members order an empty batch that
+    /// refreshes its time (light clients refuse stale checkpoints).
+    pub checkpoint_refresh: Duration,
     /// Test-only misbehaviour.
     pub byzantine: Option<Byzantine>,
 }
@@ -56,6 +59,7 @@ impl Default for MemberConfig {
         MemberConfig {
             round_timeout: Duration::from_secs(3),
             build_timeout: Duration::from_secs(300),
+            checkpoint_refresh: Duration::from_secs(3600),
             byzantine: None,
         }
     }

@@ -23,6 +23,16 @@ impl Log {
         self.lock().members.clone()
     }
 
+    /// The consensus height the members order next: the time of the last final checkpoint
+    /// (0 before the first). Every batch's checkpoint is later than the one before, so a
+    /// height is never ordered twice, heartbeats included.
+    pub fn consensus_height(&self) -> u64 {
+        self.lock()
+            .latest
+            .as_ref()
+            .map_or(0, |c| c.checkpoint.timestamp)
+    }
+
     /// Whether this node's key is a member of the current epoch.
     pub fn is_member(&self) -> bool {
         self.lock().members.contains(&self.key.public())
@@ -94,8 +104,7 @@ impl Log {
 
     /// Persists the voting state (synced) before the vote that depends on it leaves.
     pub fn save_voting_state(&self, state: &VotingState) -> Result<(), LogError> {
-        let bytes = postcard::to_allocvec(&(state.height, state.round, state.locked))
-            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let bytes = postcard::to_allocvec(state).map_err(|e| LogError::Corrupt(e.to_string()))?;
         self.state_keyspace.insert(VOTING_KEY, bytes)?;
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
@@ -104,12 +113,7 @@ impl Log {
     /// The voting state persisted last, if any.
     pub fn voting_state(&self) -> Option<VotingState> {
         let bytes = self.state_keyspace.get(VOTING_KEY).ok()??;
-        let (height, round, locked) = postcard::from_bytes(&bytes).ok()?;
-        Some(VotingState {
-            height,
-            round,
-            locked,
-        })
+        postcard::from_bytes(&bytes).ok()
     }
 
     /// Keeps `bytes` as evidence of misbehaviour under `key` (e.g. a member's attestation

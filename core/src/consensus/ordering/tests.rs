@@ -196,3 +196,46 @@ fn only_the_rounds_proposer_is_heard() {
     );
     assert_eq!(m.poll_output(), None, "member 2 does not propose round 0");
 }
+
+#[test]
+fn a_restarted_member_repeats_its_votes_and_does_not_propose_again() {
+    // Member 0 proposes at height 0, round 0 and prevotes its value; its persisted state
+    // says so. Restarted from it, it proposes nothing new and sends the same prevote.
+    let mut member = Ordering::new(0, 4, 0, T, T);
+    member.set_candidate(b"v0".to_vec());
+    member.start(Instant::ZERO, &valid);
+    let mut state = None;
+    let mut sent = Vec::new();
+    while let Some(output) = member.poll_output() {
+        match output {
+            OrderingOutput::Persist { ticket, state: s } => {
+                state = Some(s);
+                member.handle_persisted(ticket);
+            }
+            OrderingOutput::Broadcast(message) => sent.push(message),
+            _ => {}
+        }
+    }
+    let state = state.expect("persisted before sending");
+    assert!(state.proposed);
+    let prevote = sent
+        .iter()
+        .find(|m| matches!(m, Message::Prevote { .. }))
+        .cloned()
+        .expect("prevoted its own proposal");
+    assert_eq!(
+        state.votes,
+        [CastVote {
+            round: 0,
+            precommit: false,
+            id: Some(sha256_id(b"v0"))
+        }]
+    );
+
+    let mut restarted = Ordering::resume(0, 4, &state, T, T);
+    restarted.set_candidate(b"v1".to_vec());
+    restarted.start(Instant::ZERO, &valid);
+    let again: Vec<OrderingOutput> = core::iter::from_fn(|| restarted.poll_output()).collect();
+    assert_eq!(again, [OrderingOutput::Broadcast(prevote)]);
+    assert_eq!(restarted.round(), 0);
+}

@@ -15,7 +15,7 @@ use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Params, Strategy, run};
 use pyrsia_sim::{builds, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim pieces [--seed S]";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -35,6 +35,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("pieces") {
         return pieces(flag(&args, "--seed").unwrap_or(1));
+    }
+    if args.first().map(String::as_str) == Some("bench") {
+        let sizes: Vec<usize> = match flag(&args, "--nodes") {
+            Some(n) => vec![n as usize],
+            None => vec![4, 31, 100, 1000],
+        };
+        return bench(&sizes);
     }
     if args.iter().any(|a| {
         a.starts_with("--")
@@ -110,6 +117,76 @@ fn main() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ordering cost as members grow, on a calm network (every message once, after one delay):
+/// simulated node-steps per CPU second, commit latency in message delays, and messages and
+/// bytes per committed batch.
+fn bench(sizes: &[usize]) {
+    use pyrsia_core::time::Duration;
+    let delay = Duration::from_millis(10);
+    let value_len = 1024;
+    println!(
+        "Tendermint ordering, calm network (one delivery per message after {} ms), batches of {value_len} B, no byzantine member",
+        delay.as_millis()
+    );
+    println!();
+    println!(
+        "| members | heights | node-steps | CPU s | node-steps per CPU s | latency (message delays) | messages per commit | bytes per commit |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &nodes in sizes {
+        let heights = match nodes {
+            0..=10 => 50,
+            11..=40 => 10,
+            41..=200 => 4,
+            _ => 1,
+        };
+        let scenario = ordering::Scenario::calm(delay, heights, value_len);
+        let mut rng = pyrsia_core::rng::Rng::seed_from_u64(1);
+        let started = cpu_seconds();
+        let outcome = ordering::run_scenario(
+            ordering::Params {
+                nodes,
+                byzantine: 0,
+                seed: 1,
+            },
+            &scenario,
+            &mut rng,
+        );
+        let cpu = cpu_seconds() - started;
+        if !outcome.violations.is_empty() {
+            eprintln!("{nodes} members: {:?}", outcome.violations);
+            std::process::exit(1);
+        }
+        let mut previous = 0;
+        let latencies: Vec<u64> = outcome
+            .decided_at
+            .iter()
+            .map(|at| {
+                let took = at.as_micros() - previous;
+                previous = at.as_micros();
+                took
+            })
+            .collect();
+        let mean = latencies.iter().sum::<u64>() as f64 / latencies.len().max(1) as f64;
+        println!(
+            "| {nodes} | {heights} | {} | {cpu:.3} | {:.0} | {:.1} | {} | {} |",
+            outcome.steps,
+            outcome.steps as f64 / cpu.max(1e-9),
+            mean / delay.as_micros() as f64,
+            outcome.messages / heights,
+            outcome.bytes / heights,
+        );
+    }
+}
+
+/// CPU time the main thread used, in seconds (Linux `schedstat`, nanoseconds).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
 fn pieces(seed: u64) {
