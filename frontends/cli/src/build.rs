@@ -70,11 +70,33 @@ pub(crate) fn run(cmd: &BuildCmd) -> ExitCode {
 
 /// The log's answer for the image: (digest, commit index).
 fn lookup(client: &NodeClient, query: &str) -> Result<(Option<String>, Option<u64>), String> {
-    let found = client.get_json(&format!("/pyrsia/log/lookup?{query}"))?;
+    let found = lookup_json(client, query)?;
     Ok((
         found["digest"].as_str().map(str::to_string),
         found["commit"].as_u64(),
     ))
+}
+
+fn lookup_json(client: &NodeClient, query: &str) -> Result<serde_json::Value, String> {
+    client.get_json(&format!("/pyrsia/log/lookup?{query}"))
+}
+
+/// Where a verification stands in the log, as one line of progress.
+fn stage(found: &serde_json::Value) -> Option<String> {
+    if found["unverifiable"].as_bool() == Some(true) {
+        return Some(format!(
+            "unverifiable the builders never agreed: entry #{} (not served in verified mode)",
+            found["dispute"]
+        ));
+    }
+    if let Some(index) = found["dispute"].as_u64() {
+        return Some(format!(
+            "disputed     the first builders disagree: entry #{index}; every member is asked"
+        ));
+    }
+    found["request"].as_u64().map(|index| {
+        format!("ordered      the request is entry #{index}; the selected members build it")
+    })
 }
 
 fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
@@ -107,10 +129,22 @@ fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
     }
     let deadline = Instant::now() + Duration::from_secs(cmd.timeout);
     let mut last_pending = None;
+    let mut last_stage = None;
     let mut idle = 0;
     loop {
-        if let (Some(digest), Some(index)) = lookup(&client, &query)? {
+        let found = lookup_json(&client, &query)?;
+        if let (Some(digest), Some(index)) = (found["digest"].as_str(), found["commit"].as_u64()) {
             return Ok(format!("committed    {name}@{digest}: entry #{index}"));
+        }
+        let now = stage(&found);
+        if now.is_some() && now != last_stage {
+            if let Some(line) = &now {
+                println!("{line}");
+            }
+            last_stage = now;
+        }
+        if found["unverifiable"].as_bool() == Some(true) {
+            return Err(format!("{name}:{reference} is unverifiable"));
         }
         let pending = client
             .get_json("/status")

@@ -63,7 +63,10 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 Ok(d) => Some(Digest::parse(&d).map_err(|_| BAD_QUERY)?),
                 Err(_) => observed.map(|(_, d)| d),
             };
-            let commit = digest.and_then(|d| log.find_commit(&name, &d.to_string()));
+            let version = digest.map(|d| d.to_string());
+            let commit = version.as_ref().and_then(|v| log.find_commit(&name, v));
+            let request = version.as_ref().and_then(|v| log.find_request(&name, v));
+            let dispute = version.as_ref().and_then(|v| log.find_dispute(&name, v));
             // A digest that is part of a committed image (a child manifest, a blob).
             let part_of = digest.and_then(|d| log.find_output(&d));
             json_answer(&json!({
@@ -72,6 +75,9 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 "tag_observation": observed.map(|(i, _)| i),
                 "digest": digest.map(|d| d.to_string()),
                 "commit": commit,
+                "request": request,
+                "dispute": dispute.map(|(index, _)| index),
+                "unverifiable": dispute.is_some_and(|(_, final_)| final_),
                 "part_of": part_of,
             }))
         }

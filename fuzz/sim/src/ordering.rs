@@ -12,7 +12,7 @@
 //! sends two different votes for one height, round and step, and buffers stay bounded. After
 //! healing every honest member decides every height within a bound.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use pyrsia_core::consensus::ordering::{
     KEPT_HEIGHTS, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId, VotingState, sha256_id,
@@ -234,6 +234,29 @@ impl Member {
     }
 }
 
+/// Re-indexes member `i`'s next timer after it changed (or after it crashed).
+fn refresh_timer(
+    members: &[Member],
+    timers: &mut BTreeSet<(Instant, usize)>,
+    timer_of: &mut [Option<Instant>],
+    i: usize,
+) {
+    if let Some(old) = timer_of[i].take() {
+        timers.remove(&(old, i));
+    }
+    let member = &members[i];
+    let next = member
+        .ordering
+        .as_ref()
+        .filter(|_| member.adversary.is_none())
+        .and_then(Ordering::poll_timeout)
+        .map(|t| member.global(t));
+    if let Some(at) = next {
+        timers.insert((at, i));
+        timer_of[i] = Some(at);
+    }
+}
+
 fn candidate(i: usize, height: u64, len: usize) -> Vec<u8> {
     let mut value = vec![b'v', i as u8, height as u8];
     value.resize(len.max(3), 0);
@@ -283,9 +306,12 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             member.skew = rng.below(skew_range) as i64 - MAX_SKEW.as_micros() as i64;
         }
     }
+    let mut victim = None;
     if scenario.crashes {
         let honest: Vec<usize> = (0..n).filter(|i| members[*i].adversary.is_none()).collect();
-        let victim = honest[rng.below(honest.len() as u64) as usize];
+        let chosen = honest[rng.below(honest.len() as u64) as usize];
+        victim = Some(chosen);
+        let victim = chosen;
         let at = Instant::ZERO + Duration::from_micros(rng.below(FAULTY_FOR.as_micros()));
         members[victim].crash_at = Some(at);
         members[victim].restart_at = Some(at + Duration::from_micros(1 + rng.below(30_000_000)));
@@ -300,6 +326,12 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
     // every member, after timers).
     let mut agreed: Vec<Vec<u8>> = Vec::new();
     let mut touched: Option<usize> = None;
+    // Every live honest member's next timer (true time), indexed so that finding the next one
+    // costs no scan of the members.
+    let mut timers: BTreeSet<(Instant, usize)> = BTreeSet::new();
+    let mut timer_of: Vec<Option<Instant>> = vec![None; n];
+    let honest = members.iter().filter(|m| m.adversary.is_none()).count();
+    let mut finished = 0;
     let mut trace = Hasher::new();
     let mut outcome = Outcome {
         trace: [0; 32],
@@ -321,105 +353,123 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
     }
     let bound = Instant::ZERO + FAULTY_FOR + Duration::from_secs(600);
     loop {
-        for i in 0..n {
-            let mut outputs = Vec::new();
+        // Outputs of the members the last step touched (all of them after timers), until
+        // they have none left; then their next timers.
+        let scope: Vec<usize> = touched.map_or_else(|| (0..n).collect(), |t| vec![t]);
+        for i in scope {
             loop {
-                let member = &mut members[i];
-                let Some(ordering) = member
-                    .ordering
-                    .as_mut()
-                    .filter(|_| member.adversary.is_none())
-                else {
-                    break;
-                };
-                match ordering.poll_output() {
-                    Some(OrderingOutput::Persist { ticket, state }) => {
-                        member.unsynced.push((ticket, state));
-                    }
-                    Some(output) => outputs.push(output),
-                    // Written state is synced now or at a later step (a crash in between
-                    // loses it, and the votes waiting for it are never sent).
-                    None if !member.unsynced.is_empty()
-                        && (!scenario.lazy_sync || rng.chance(1, 2)) =>
-                    {
-                        member.sync()
-                    }
-                    None => break,
-                }
-            }
-            for output in outputs {
-                match output {
-                    OrderingOutput::Persist { .. } => {}
-                    OrderingOutput::Broadcast(message) => {
-                        let (kind, height, round, id) = match &message {
-                            Message::Proposal {
-                                height,
-                                round,
-                                value,
-                                ..
-                            } => (0, *height, *round, Some(sha256_id(value))),
-                            Message::Prevote { height, round, id } => (1, *height, *round, *id),
-                            Message::Precommit { height, round, id } => (2, *height, *round, *id),
-                        };
-                        if let Some(earlier) = votes.insert((i, kind, height, round), id)
-                            && earlier != id
+                let mut outputs = Vec::new();
+                loop {
+                    let member = &mut members[i];
+                    let Some(ordering) = member
+                        .ordering
+                        .as_mut()
+                        .filter(|_| member.adversary.is_none())
+                    else {
+                        break;
+                    };
+                    match ordering.poll_output() {
+                        Some(OrderingOutput::Persist { ticket, state }) => {
+                            member.unsynced.push((ticket, state));
+                        }
+                        Some(output) => outputs.push(output),
+                        // Written state is synced now or at a later step (a crash in between
+                        // loses it, and the votes waiting for it are never sent).
+                        None if !member.unsynced.is_empty()
+                            && (!scenario.lazy_sync || rng.chance(1, 2)) =>
                         {
-                            outcome.violations.push(format!(
-                                "honest member {i} sent two different votes (step {kind}) at height {height} round {round}"
-                            ));
+                            member.sync()
                         }
-                        let wire = Wire::Consensus(message);
-                        let len = wire_len(&wire) as u64;
-                        for j in (0..n).filter(|j| *j != i) {
-                            net.send(now, i, j, wire.clone());
+                        None => break,
+                    }
+                }
+                if outputs.is_empty() {
+                    break;
+                }
+                for output in outputs {
+                    match output {
+                        OrderingOutput::Persist { .. } => {}
+                        OrderingOutput::Broadcast(message) => {
+                            let (kind, height, round, id) = match &message {
+                                Message::Proposal {
+                                    height,
+                                    round,
+                                    value,
+                                    ..
+                                } => (0, *height, *round, Some(sha256_id(value))),
+                                Message::Prevote { height, round, id } => (1, *height, *round, *id),
+                                Message::Precommit { height, round, id } => {
+                                    (2, *height, *round, *id)
+                                }
+                            };
+                            if let Some(earlier) = votes.insert((i, kind, height, round), id)
+                                && earlier != id
+                            {
+                                outcome.violations.push(format!(
+                                    "honest member {i} sent two different votes (step {kind}) at height {height} round {round}"
+                                ));
+                            }
+                            let wire = Wire::Consensus(message);
+                            let len = wire_len(&wire) as u64;
+                            for j in (0..n).filter(|j| *j != i) {
+                                net.send(now, i, j, wire.clone());
+                                outcome.messages += 1;
+                                outcome.bytes += len;
+                            }
+                        }
+                        OrderingOutput::SendDecision { to, height, value } => {
+                            let wire = Wire::Decision(height, value);
+                            outcome.bytes += wire_len(&wire) as u64;
+                            net.send(now, i, to, wire);
                             outcome.messages += 1;
-                            outcome.bytes += len;
                         }
-                    }
-                    OrderingOutput::SendDecision { to, height, value } => {
-                        let wire = Wire::Decision(height, value);
-                        outcome.bytes += wire_len(&wire) as u64;
-                        net.send(now, i, to, wire);
-                        outcome.messages += 1;
-                    }
-                    OrderingOutput::Decided { height, value } => {
-                        trace.update(&(i as u64).to_le_bytes());
-                        trace.update(&height.to_le_bytes());
-                        trace.update(&value);
-                        if !valid(height, &value) {
-                            outcome
-                                .violations
-                                .push(format!("member {i} decided an invalid value at {height}"));
-                        }
-                        let member = &mut members[i];
-                        if member.decided.len() as u64 != height {
-                            outcome
-                                .violations
-                                .push(format!("member {i} decided height {height} out of order"));
-                        }
-                        // Agreement: every honest decision at a height is the first one.
-                        match agreed.get(height as usize) {
-                            Some(first) if *first != value => outcome.violations.push(format!(
-                                "two honest members decided differently at height {height}"
-                            )),
-                            Some(_) => {}
-                            None => agreed.push(value.clone()),
-                        }
-                        member.decided.push(value);
-                        if let Some(ordering) = &mut member.ordering {
-                            ordering.set_candidate(candidate(i, height + 1, scenario.value_len));
-                        }
-                        let h = height as usize;
-                        let everyone = members
-                            .iter()
-                            .filter(|m| m.adversary.is_none())
-                            .all(|m| m.decided.len() > h);
-                        if everyone && outcome.decided_at.len() == h {
-                            outcome.decided_at.push(now);
+                        OrderingOutput::Decided { height, value } => {
+                            trace.update(&(i as u64).to_le_bytes());
+                            trace.update(&height.to_le_bytes());
+                            trace.update(&value);
+                            if !valid(height, &value) {
+                                outcome.violations.push(format!(
+                                    "member {i} decided an invalid value at {height}"
+                                ));
+                            }
+                            let member = &mut members[i];
+                            if member.decided.len() as u64 != height {
+                                outcome.violations.push(format!(
+                                    "member {i} decided height {height} out of order"
+                                ));
+                            }
+                            // Agreement: every honest decision at a height is the first one.
+                            match agreed.get(height as usize) {
+                                Some(first) if *first != value => outcome.violations.push(format!(
+                                    "two honest members decided differently at height {height}"
+                                )),
+                                Some(_) => {}
+                                None => agreed.push(value.clone()),
+                            }
+                            member.decided.push(value);
+                            if member.decided.len() as u64 == heights {
+                                finished += 1;
+                            }
+                            if let Some(ordering) = &mut member.ordering {
+                                ordering.set_candidate(candidate(
+                                    i,
+                                    height + 1,
+                                    scenario.value_len,
+                                ));
+                            }
+                            let h = height as usize;
+                            let everyone = members
+                                .iter()
+                                .filter(|m| m.adversary.is_none())
+                                .all(|m| m.decided.len() > h);
+                            if everyone && outcome.decided_at.len() == h {
+                                outcome.decided_at.push(now);
+                            }
                         }
                     }
                 }
             }
+            refresh_timer(&members, &mut timers, &mut timer_of, i);
         }
         // What an honest member holds: a proposal and two votes per member and round, for the
         // rounds so far and the window ahead, over the heights kept (checked for the members
@@ -444,11 +494,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
         if !outcome.violations.is_empty() {
             break;
         }
-        let honest_done = members
-            .iter()
-            .filter(|m| m.adversary.is_none())
-            .all(|m| m.decided.len() as u64 >= heights);
-        if honest_done {
+        if finished == honest {
             outcome.finished_at = Some(now);
             break;
         }
@@ -457,15 +503,8 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             healed = true;
         }
         // The next event: a delivery, a member's timer (on its own clock), a crash or restart.
-        let next_timer = members
-            .iter()
-            .filter(|m| m.honest_and_up())
-            .filter_map(|m| m.ordering.as_ref()?.poll_timeout().map(|t| m.global(t)))
-            .min();
-        let next_fault = members
-            .iter()
-            .filter_map(|m| m.crash_at.or(m.restart_at))
-            .min();
+        let next_timer = timers.first().map(|(at, _)| *at);
+        let next_fault = victim.and_then(|v| members[v].crash_at.or(members[v].restart_at));
         let Some(next) = [net.next_at(), next_timer, next_fault]
             .into_iter()
             .flatten()
@@ -477,7 +516,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             break;
         }
         now = now.max(next);
-        if let Some(i) = (0..n).find(|i| members[*i].crash_at.is_some_and(|at| at <= now)) {
+        if let Some(i) = victim.filter(|v| members[*v].crash_at.is_some_and(|at| at <= now)) {
             // Crash: what was not synced is lost.
             let member = &mut members[i];
             member.crash_at = None;
@@ -486,10 +525,11 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             outcome.crashes += 1;
             trace.update(b"crash");
             trace.update(&(i as u64).to_le_bytes());
+            touched = Some(i);
             continue;
         }
-        if let Some(i) = (0..n).find(|i| {
-            members[*i].crash_at.is_none() && members[*i].restart_at.is_some_and(|at| at <= now)
+        if let Some(i) = victim.filter(|v| {
+            members[*v].crash_at.is_none() && members[*v].restart_at.is_some_and(|at| at <= now)
         }) {
             let member = &mut members[i];
             member.restart_at = None;
@@ -505,6 +545,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             member.ordering = Some(ordering);
             trace.update(b"restart");
             trace.update(&(i as u64).to_le_bytes());
+            touched = Some(i);
             continue;
         }
         touched = None;

@@ -18,6 +18,7 @@ pub(crate) struct LogIndex {
     memberships: HashMap<u64, u64>,
     requests: HashMap<(String, String), u64>,
     open_requests: BTreeSet<u64>,
+    disputes: HashMap<(String, String), (u64, bool)>,
 }
 
 impl LogIndex {
@@ -52,9 +53,18 @@ impl LogIndex {
                     .insert(key(t.tag.name, t.tag.version), (index, t.digest));
                 t.tag.name
             }
-            Entry::Dispute(d) => d.coordinates.name,
+            Entry::Dispute(d) => {
+                self.disputes
+                    .entry(key(d.coordinates.name, d.coordinates.version))
+                    .or_insert((index, false));
+                d.coordinates.name
+            }
             Entry::Unverifiable(d) => {
                 self.settle(d.coordinates.name, d.coordinates.version);
+                self.disputes.insert(
+                    key(d.coordinates.name, d.coordinates.version),
+                    (index, true),
+                );
                 d.coordinates.name
             }
             Entry::AddMember(c) | Entry::RemoveMember(c) => {
@@ -78,6 +88,12 @@ impl LogIndex {
     /// The first `BuildRequest` of `name` at `version`.
     pub(crate) fn request(&self, name: &str, version: &str) -> Option<u64> {
         self.requests.get(&key(name, version)).copied()
+    }
+
+    /// The `Dispute` (or, when final, `Unverifiable`) of `name` at `version`: its index and
+    /// whether it is final.
+    pub(crate) fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
+        self.disputes.get(&key(name, version)).copied()
     }
 
     /// The requests with neither a `Commit` nor an `Unverifiable` yet, oldest first.

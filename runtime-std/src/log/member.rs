@@ -90,6 +90,12 @@ impl Log {
         self.lock().index.request(name, version)
     }
 
+    /// The latest `Dispute` or `Unverifiable` of `name` at `version`: its index, and whether
+    /// the artifact is unverifiable (final).
+    pub fn find_dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
+        self.lock().index.dispute(name, version)
+    }
+
     /// The checkpoint a request's builders are selected by: the tree that ends with the
     /// request. Every member computes the same one from its log, whichever checkpoints it saw.
     pub fn selection_checkpoint(&self, request_index: u64) -> Option<(u64, Hash)> {

@@ -137,10 +137,10 @@ fn bench(sizes: &[usize]) {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &nodes in sizes {
         let heights = match nodes {
-            0..=10 => 50,
-            11..=40 => 10,
-            41..=200 => 4,
-            _ => 1,
+            0..=10 => 2000,
+            11..=40 => 100,
+            41..=200 => 10,
+            _ => 2,
         };
         let scenario = ordering::Scenario::calm(delay, heights, value_len);
         let mut rng = pyrsia_core::rng::Rng::seed_from_u64(1);
