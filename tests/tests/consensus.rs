@@ -96,6 +96,14 @@ fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
         "only {builders} members built\n{}",
         members.logs()
     );
+    // `pyrsia build` fetched only the manifest: every fetch of the layer from the upstream was
+    // a builder's own (they never take attested bytes from peers).
+    let layer = images[0].layers[0].blob.digest.to_string();
+    assert!(
+        registry.blob_gets(&layer) >= builders,
+        "{} upstream fetches of the layer for {builders} builders",
+        registry.blob_gets(&layer)
+    );
     // The log holds the genesis, the request, the tag observation and the commit, once.
     let size = members.nodes[0].log_status()["size"].as_u64().unwrap();
     assert_eq!(size, 4, "{}", members.logs());

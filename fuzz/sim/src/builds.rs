@@ -91,6 +91,8 @@ pub struct Outcome {
     pub committed: usize,
     /// Honest members that found it unverifiable.
     pub unverifiable: usize,
+    /// The build was not reproducible in this run (every honest builder had its own outputs).
+    pub nondeterministic: bool,
     /// When the last honest member committed (virtual time).
     pub last_commit: Option<Instant>,
     /// Invariant violations (empty when the run is correct).
@@ -155,6 +157,18 @@ pub fn run(params: Params) -> Outcome {
         SELECTION_ROOT
     };
     let honest_outputs = *Digest::sha256(b"the honest image").as_bytes();
+    // Now and then the build is not reproducible (PROTOCOL case 7): every honest builder gets
+    // outputs of its own, nothing may commit, and every honest round ends unverifiable.
+    let nondeterministic = params.adversary.is_none() && rng.chance(1, 10);
+    let own_outputs = |member: usize| {
+        if nondeterministic {
+            let mut seed = b"a nondeterministic build ".to_vec();
+            seed.extend_from_slice(&(member as u64).to_le_bytes());
+            *Digest::sha256(&seed).as_bytes()
+        } else {
+            honest_outputs
+        }
+    };
     let wrong_outputs = *Digest::sha256(b"a colluding trojan").as_bytes();
     let faults = Faults {
         drop_per_mille: rng.below(100),
@@ -185,6 +199,7 @@ pub fn run(params: Params) -> Outcome {
         messages: 0,
         committed: 0,
         unverifiable: 0,
+        nondeterministic,
         last_commit: None,
         violations: Vec::new(),
     };
@@ -281,7 +296,7 @@ pub fn run(params: Params) -> Outcome {
                     let answers = answer(
                         byzantine[to],
                         &keys[to],
-                        honest_outputs,
+                        own_outputs(to),
                         wrong_outputs,
                         root,
                     );

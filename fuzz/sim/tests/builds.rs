@@ -79,3 +79,25 @@ fn more_than_f_colluders_are_caught_by_the_checks() {
         "f+1 colluders commit a wrong digest for some seed, and the check sees it"
     );
 }
+
+#[test]
+fn case_7_a_nondeterministic_build_never_commits_and_ends_unverifiable() {
+    let mut seen = 0;
+    for seed in 1..=200 {
+        let outcome = run(params(4, 1, seed, None));
+        assert!(
+            outcome.violations.is_empty(),
+            "seed {seed}: {:?}",
+            outcome.violations
+        );
+        if outcome.nondeterministic {
+            seen += 1;
+            assert_eq!(outcome.committed, 0, "seed {seed}");
+            assert_eq!(
+                outcome.unverifiable, 3,
+                "seed {seed}: every honest round gives up"
+            );
+        }
+    }
+    assert!(seen > 5, "only {seen} nondeterministic runs");
+}

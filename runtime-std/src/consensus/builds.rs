@@ -17,7 +17,7 @@ use pyrsia_core::tlog::entry::{
 use super::driver::Driver;
 use super::{Byzantine, Input};
 use crate::clock::unix_seconds;
-use crate::log::{Verified, VerifyJob, statement_lists, verify};
+use crate::log::{BuildSource, Verified, VerifyJob, statement_lists, verify};
 
 /// Attestations for requests this member does not know yet, kept until it does.
 const MAX_EARLY_ATTESTATIONS: usize = 256;
@@ -347,7 +347,7 @@ impl Driver {
         let spawned = std::thread::Builder::new()
             .name("builder".into())
             .spawn(move || {
-                let result = verify(&mirror, &job);
+                let result = verify(&mirror, &job, BuildSource::Upstream);
                 let _ = inputs.send(Input::Built(index, result));
             });
         if let Err(e) = spawned {

@@ -186,3 +186,6 @@ fn replay(state: &mut State, entries: &[&[u8]]) -> Result<(u64, Hash), LogError>
     state.tree.truncate(have);
     result
 }
+
+#[cfg(test)]
+mod tests;

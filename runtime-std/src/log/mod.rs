@@ -32,8 +32,8 @@ pub(crate) use commit::statement_lists;
 pub use commit::{DockerCommit, Outcome};
 use index::LogIndex;
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
+pub(crate) use verifier::{BuildSource, Verified, verify};
 pub use verifier::{VerificationQueue, VerifyJob};
-pub(crate) use verifier::{Verified, verify};
 
 /// Why the log could not be opened or written.
 #[derive(Debug)]

@@ -130,7 +130,7 @@ fn worker(
         let result = if settled {
             Ok(None)
         } else {
-            verify(mirror, &job).map(Some)
+            verify(mirror, &job, BuildSource::Mirror).map(Some)
         };
         match result {
             Ok(None) => {}
@@ -178,9 +178,24 @@ pub(crate) struct Verified {
     pub(crate) piece_roots: Vec<(Digest, Hash)>,
 }
 
+/// Where a builder takes an image's bytes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BuildSource {
+    /// Through the mirror (its store, peers, the upstream): a sole member, whose pulls already
+    /// fetched the image.
+    Mirror,
+    /// The upstream itself (blobs this node stores excepted): a builder of a multi-member
+    /// network, which never takes its attested bytes from another node.
+    Upstream,
+}
+
 /// Fetches and hashes every manifest and blob of the image: what a sole member commits and
 /// what a `docker-fetch/v1` builder attests.
-pub(crate) fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, String> {
+pub(crate) fn verify(
+    mirror: &Mirror,
+    job: &VerifyJob,
+    source: BuildSource,
+) -> Result<Verified, String> {
     let name = Name::parse(&job.name).map_err(|e| e.to_string())?;
     let mut outputs = Vec::new();
     let mut piece_roots = Vec::new();
@@ -191,9 +206,11 @@ pub(crate) fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, Strin
         if seen > MAX_MANIFESTS {
             return Err(format!("more than {MAX_MANIFESTS} manifests"));
         }
-        let reply = mirror
-            .manifest(&job.host, name, Reference::Digest(digest))
-            .map_err(|e| format!("manifest {digest}: {}", e.message()))?;
+        let reply = match source {
+            BuildSource::Mirror => mirror.manifest(&job.host, name, Reference::Digest(digest)),
+            BuildSource::Upstream => mirror.manifest_from_upstream(&job.host, name, digest),
+        }
+        .map_err(|e| format!("manifest {digest}: {}", e.message()))?;
         if Digest::sha256(&reply.bytes) != digest {
             return Err(format!("manifest {digest} does not match its digest"));
         }
@@ -205,7 +222,7 @@ pub(crate) fn verify(mirror: &Mirror, job: &VerifyJob) -> Result<Verified, Strin
             continue;
         }
         for descriptor in manifest.config().into_iter().chain(manifest.layers()) {
-            if let Some(root) = fetch_and_hash(mirror, job, name, descriptor.digest)? {
+            if let Some(root) = fetch_and_hash(mirror, job, name, descriptor.digest, source)? {
                 piece_roots.push((descriptor.digest, root));
             }
             outputs.push(descriptor.digest);
@@ -226,10 +243,13 @@ fn fetch_and_hash(
     job: &VerifyJob,
     name: Name<'_>,
     digest: Digest,
+    source: BuildSource,
 ) -> Result<Option<Hash>, String> {
-    let reply = mirror
-        .blob(&job.host, name, digest, None)
-        .map_err(|e| format!("blob {digest}: {}", e.message()))?;
+    let reply = match source {
+        BuildSource::Mirror => mirror.blob(&job.host, name, digest, None),
+        BuildSource::Upstream => mirror.blob_from_upstream(&job.host, name, digest),
+    }
+    .map_err(|e| format!("blob {digest}: {}", e.message()))?;
     let mut reader = reply.reader;
     let mut verifier = Verifier::new(digest);
     let mut pieces = PieceHasher::new();

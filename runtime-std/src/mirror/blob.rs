@@ -64,6 +64,28 @@ impl Mirror {
         digest: Digest,
         range_header: Option<&str>,
     ) -> Result<BlobReply, OciError> {
+        self.blob_via(host, name, digest, range_header, true)
+    }
+
+    /// A blob for a `docker-fetch/v1` builder of a multi-member network: from the store when
+    /// this node holds it verified, else from the upstream itself (never from peers).
+    pub fn blob_from_upstream(
+        &self,
+        host: &Host,
+        name: Name<'_>,
+        digest: Digest,
+    ) -> Result<BlobReply, OciError> {
+        self.blob_via(host, name, digest, None, false)
+    }
+
+    fn blob_via(
+        &self,
+        host: &Host,
+        name: Name<'_>,
+        digest: Digest,
+        range_header: Option<&str>,
+        peers: bool,
+    ) -> Result<BlobReply, OciError> {
         if let Some(stored) = self.store.open_blob(&digest) {
             self.metrics.cache_hits.inc();
             return stored_reply(stored, range_header);
@@ -79,7 +101,11 @@ impl Mirror {
         let flight = self.flights.join(
             &self.store,
             self.upstream(host),
-            self.peer_fetch(&digest),
+            if peers {
+                self.peer_fetch(&digest)
+            } else {
+                None
+            },
             self.metrics.clone(),
             FetchHint {
                 host: host.to_string(),

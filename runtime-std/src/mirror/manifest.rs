@@ -45,6 +45,25 @@ impl Mirror {
         }
     }
 
+    /// The manifest `digest` of `name` as the upstream serves it now, never from the cache or
+    /// peers: what a `docker-fetch/v1` builder of a multi-member network attests to.
+    pub fn manifest_from_upstream(
+        &self,
+        host: &Host,
+        name: Name<'_>,
+        digest: Digest,
+    ) -> Result<ManifestReply, OciError> {
+        if self.config.offline {
+            return Err(OciError::new(
+                Code::Unavailable,
+                "the node is offline: a builder must fetch from the upstream",
+            ));
+        }
+        let repository = RepositoryPath::new(host, name).to_string();
+        self.fetch_manifest(host, &repository, &digest.to_string(), Some(digest))
+            .map_err(|e| upstream_error(&e, MANIFEST_UNKNOWN))
+    }
+
     fn manifest_by_digest(
         &self,
         host: &Host,
