@@ -1,12 +1,12 @@
 //! The consensus simulation driven by fuzzer bytes: they pick the seed (network faults,
 //! delays, which members are byzantine), the member count and the adversary; the build rounds
-//! and the Tendermint ordering run under them. With at most f byzantine members no invariant
+//! and the Tendermint ordering run under them, and light clients follow the final checkpoints. With at most f byzantine members no invariant
 //! may break.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pyrsia_sim::builds::{Adversary, Params, run};
-use pyrsia_sim::ordering;
+use pyrsia_sim::{clients, ordering};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 10 {
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         1 => Some(Adversary::Silent),
         2 => Some(Adversary::Replay),
         3 => Some(Adversary::Equivocate),
+        4 if data.len() > 10 && data[10] % 2 == 0 => Some(Adversary::Grind),
         _ => None,
     };
     let byzantine = (nodes - 1) / 3;
@@ -42,5 +43,15 @@ fuzz_target!(|data: &[u8]| {
         ordered.violations.is_empty(),
         "{:?}: reproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
         ordered.violations
+    );
+    let followed = clients::run(clients::Params {
+        nodes,
+        byzantine,
+        seed,
+    });
+    assert!(
+        followed.violations.is_empty(),
+        "{:?}: reproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
+        followed.violations
     );
 });

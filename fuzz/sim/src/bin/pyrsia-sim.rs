@@ -2,8 +2,10 @@
 //!
 //! `pyrsia-sim --seeds N --nodes M --byzantine F` runs, for seeds 1..=N with M members of
 //! which F are byzantine, the verified-build rounds and the Tendermint ordering of
-//! `core::consensus` under a seeded network with drops, delays, duplication and reordering
-//! that then heals; the invariants are checked after every step. `pyrsia-sim --seed S --nodes M --byzantine F`
+//! `core::consensus` under a seeded network with drops, delays, duplication, reordering,
+//! partitions, crashes and clock skew that then heals, and light clients following the final
+//! checkpoints against forged, older and frozen ones; the invariants are checked after every
+//! step. `pyrsia-sim --seed S --nodes M --byzantine F`
 //! replays one seed and prints its `trace` (a hash of the whole run: the same seed gives the
 //! same line). Any violation exits 1 with `reproduce with --seed S`.
 //!
@@ -13,7 +15,7 @@
 
 use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Params, Strategy, run};
-use pyrsia_sim::{builds, ordering};
+use pyrsia_sim::{builds, clients, ordering};
 
 const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]";
 
@@ -75,21 +77,33 @@ fn main() {
             byzantine,
             seed,
         });
-        steps += outcome.steps + ordered.steps;
+        let followed = clients::run(clients::Params {
+            nodes,
+            byzantine,
+            seed,
+        });
+        steps += outcome.steps + ordered.steps + followed.offers;
         committed += outcome.committed;
         unverifiable += outcome.unverifiable;
         let mut trace = Hasher::new();
         trace.update(&outcome.trace);
         trace.update(&ordered.trace);
+        trace.update(&followed.trace);
         if single {
             println!(
-                "seed {seed} nodes {nodes} byzantine {byzantine}: builds {} steps, {} committed, {} unverifiable; ordering {} steps, {} heights decided at {} ms; trace {}",
+                "seed {seed} nodes {nodes} byzantine {byzantine}: builds {} steps, {} committed, {} unverifiable; ordering {} steps, {} heights decided at {} ms, {} crashes; light clients {} offers, {} accepted, {} refused without quorum, {} rollbacks, {} too old; trace {}",
                 outcome.steps,
                 outcome.committed,
                 outcome.unverifiable,
                 ordered.steps,
                 ordering::HEIGHTS,
                 ordered.finished_at.map_or(0, |t| t.as_micros() / 1000),
+                ordered.crashes,
+                followed.offers,
+                followed.accepted,
+                followed.no_quorum,
+                followed.rollbacks,
+                followed.too_old,
                 hex(trace.finish().as_bytes())
             );
         }
@@ -97,6 +111,7 @@ fn main() {
             .violations
             .iter()
             .chain(&ordered.violations)
+            .chain(&followed.violations)
             .collect();
         if !violations.is_empty() {
             for violation in violations {
