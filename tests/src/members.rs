@@ -83,17 +83,13 @@ impl Members {
     }
 
     /// Starts member `i` (again) on its ports with the common options and `extra`, dialling
-    /// member 0 (or member 1, for member 0 itself when it restarts).
+    /// every other member that runs.
     pub fn start_member(&self, i: usize, extra: &[String]) -> Node {
         let mut args = self.args.clone();
         args.extend(extra.iter().cloned());
         let (http, p2p) = self.ports[i];
-        let dial = if i == 0 {
-            self.nodes.get(1)
-        } else {
-            self.nodes.first()
-        };
-        if let Some(peer) = dial {
+        // Every other running member, so that the mesh forms at once.
+        for (_, peer) in self.nodes.iter().enumerate().filter(|(j, _)| *j != i) {
             args.push("--peer".into());
             args.push(peer.p2p_address());
         }

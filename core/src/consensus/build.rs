@@ -40,6 +40,9 @@ pub enum BuildOutput {
     Dispute(Vec<(Vec<u8>, Vec<Signed>)>),
     /// Append `Unverifiable` with the same evidence: no f+1 agreement among all members.
     Unverifiable(Vec<(Vec<u8>, Vec<Signed>)>),
+    /// After the commit, a member's valid attestation of other outputs (its postcard
+    /// statement and signature): evidence against it (PROTOCOL §2.6).
+    Contradiction(Vec<u8>, Signed),
 }
 
 /// Where a round stands.
@@ -96,6 +99,11 @@ pub struct BuildRound {
     timeout: Duration,
     retries: u32,
     outputs: VecDeque<BuildOutput>,
+    /// The statement digest committed, once the round committed.
+    committed: Option<[u8; 32]>,
+    /// Members whose contradiction of the commit was reported (once each: with the commit,
+    /// or after it), so a member sending many cannot grow this round.
+    reported: Vec<KeyId>,
 }
 
 /// Deadlines of silence after every member was asked before the round disputes.
@@ -133,6 +141,8 @@ impl BuildRound {
             timeout,
             retries: 0,
             outputs: VecDeque::new(),
+            committed: None,
+            reported: Vec::new(),
         };
         round.ask_more(members.commit_threshold() + DEFAULT_SLACK);
         round
@@ -184,7 +194,7 @@ impl BuildRound {
         statement: &Statement<'_>,
         signature: Signature,
     ) -> Result<(), AttestationError> {
-        if matches!(self.state, RoundState::Committed | RoundState::Unverifiable) {
+        if self.state == RoundState::Unverifiable {
             return Err(AttestationError::Closed);
         }
         let key = self
@@ -201,6 +211,16 @@ impl BuildRound {
         }
         let digest = statement.digest();
         let signed = Signed { signer, signature };
+        if self.state == RoundState::Committed {
+            // Late: not counted, but a contradiction of the commit is evidence.
+            if self.committed != Some(digest) && !self.reported.contains(&signer) {
+                self.reported.push(signer);
+                let bytes = postcard::to_allocvec(statement).unwrap_or_default();
+                self.outputs
+                    .push_back(BuildOutput::Contradiction(bytes, signed));
+            }
+            return Err(AttestationError::Closed);
+        }
         if let Some(&(_, first)) = self.attested.iter().find(|(id, _)| *id == signer) {
             if first != digest {
                 // Equivocation: the other statement is kept as evidence, never counted.
@@ -230,6 +250,10 @@ impl BuildRound {
                 contradicting,
             });
             self.state = RoundState::Committed;
+            self.committed = Some(digest);
+            for g in self.groups.iter().filter(|g| g.digest != digest) {
+                self.reported.extend(g.signers.iter().map(|s| s.signer));
+            }
         } else if self.groups.len() > 1 && self.state == RoundState::Collecting {
             // A mismatch: ask the next member now rather than at the deadline.
             self.ask_more(1);

@@ -244,6 +244,15 @@ pub fn run(params: Params) -> Outcome {
                         committed[i] = Some(outputs);
                         outcome.last_commit = Some(now);
                     }
+                    BuildOutput::Contradiction(_, signed) => {
+                        // Only a byzantine member contradicts a commit of honest outputs.
+                        let signer = ids.iter().position(|x| *x == signed.signer);
+                        if signer.is_none_or(|s| byzantine[s].is_none()) {
+                            outcome.violations.push(format!(
+                                "node {i} blamed an honest member for contradicting the commit"
+                            ));
+                        }
+                    }
                     BuildOutput::Dispute(_) | BuildOutput::Unverifiable(_) => {}
                 }
             }

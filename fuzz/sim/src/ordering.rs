@@ -144,6 +144,10 @@ enum Wire {
     Consensus(Message),
     /// A decision with its certificate (modelled: only honest members send these).
     Decision(u64, Vec<u8>),
+    /// Log replication: the decisions from `.0` on, with their final checkpoints, for a
+    /// member further behind than the decisions the state machine keeps (as a node fetches
+    /// the entries under a newer checkpoint from a peer).
+    Sync(u64, Vec<Vec<u8>>),
 }
 
 fn valid(_: u64, value: &[u8]) -> bool {
@@ -183,6 +187,9 @@ fn wire_len(wire: &Wire) -> usize {
         },
         // A decision travels as its batch and final checkpoint (2f+1 signature lines).
         Wire::Decision(_, value) => return ENVELOPE_BYTES + value.len() + 400,
+        Wire::Sync(_, values) => {
+            return ENVELOPE_BYTES + values.iter().map(|v| v.len() + 8).sum::<usize>() + 400;
+        }
     };
     ENVELOPE_BYTES
         + postcard::to_allocvec(&MemberMessage::Vote(vote))
@@ -560,8 +567,27 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             let local = member.local(now);
             match (member.adversary, d.message) {
                 (None, Wire::Consensus(message)) => {
-                    if let Some(ordering) = &mut member.ordering {
+                    let (height, _) = message_height_round(&message);
+                    let decided = member.decided.len() as u64;
+                    if member.ordering.is_some() && height + KEPT_HEIGHTS < decided {
+                        // The sender is behind by more than the kept decisions: it gets the
+                        // log instead.
+                        let tail = member.decided[height as usize..].to_vec();
+                        let wire = Wire::Sync(height, tail);
+                        outcome.bytes += wire_len(&wire) as u64;
+                        net.send(now, d.to, d.from, wire);
+                        outcome.messages += 1;
+                    } else if let Some(ordering) = &mut member.ordering {
                         ordering.handle_message(local, d.from, message, &valid);
+                    }
+                }
+                (None, Wire::Sync(first, values)) => {
+                    if let Some(ordering) = &mut member.ordering {
+                        for (height, value) in (first..).zip(values) {
+                            if height == ordering.height() {
+                                ordering.handle_decision(local, height, value, &valid);
+                            }
+                        }
                     }
                 }
                 (None, Wire::Decision(height, value)) => {
@@ -577,7 +603,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                         outcome.messages += 1;
                     }
                 }
-                (Some(_), Wire::Decision(..)) => {}
+                (Some(_), Wire::Decision(..) | Wire::Sync(..)) => {}
             }
         } else {
             for member in members.iter_mut().filter(|m| m.honest_and_up()) {
@@ -619,6 +645,14 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
     }
     outcome.trace = *trace.finish().as_bytes();
     outcome
+}
+
+fn message_height_round(message: &Message) -> (u64, u32) {
+    match message {
+        Message::Proposal { height, round, .. }
+        | Message::Prevote { height, round, .. }
+        | Message::Precommit { height, round, .. } => (*height, *round),
+    }
 }
 
 /// What a byzantine member sends on hearing `heard`: lies in the same height and round.

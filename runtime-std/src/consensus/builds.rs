@@ -281,6 +281,9 @@ impl Driver {
                     );
                     self.submit(entry);
                 }
+                BuildOutput::Contradiction(statement, signed) => {
+                    self.keep_evidence(index, signed, statement);
+                }
                 BuildOutput::Dispute(evidence) | BuildOutput::Unverifiable(evidence) => {
                     let final_ = self.rounds.get(&index).is_some_and(|r| {
                         r.state() == pyrsia_core::consensus::RoundState::Unverifiable

@@ -246,14 +246,15 @@ impl Driver {
         }
         let log = self.log.clone();
         self.mempool.retain(|entry| still_wanted(&log, entry));
+        // A submitted request is pending until committed or found unverifiable.
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(name, version)| {
                 log.find_commit(name, version).is_none()
                     && log
-                        .find_request(name, version)
-                        .is_none_or(|i| log.open_requests().iter().any(|(o, _)| *o == i))
+                        .find_dispute(name, version)
+                        .is_none_or(|(_, unverifiable)| !unverifiable)
             });
         for (from, message) in std::mem::take(&mut self.future) {
             self.on_vote(from, message);

@@ -283,3 +283,36 @@ fn the_order_is_the_same_for_everyone_and_depends_on_the_checkpoint() {
         "{reordered} of 16 seeds reorder the members"
     );
 }
+
+#[test]
+fn a_contradiction_after_the_commit_is_still_evidence_once() {
+    let set = members(4, 1);
+    let mut r = round(&set);
+    let order = asked(&mut r, 4);
+    let (outputs, wrong) = (good(), bad());
+    let honest = statement(&outputs, 5, 0);
+    let lie = statement(&wrong, 5, 0);
+    attest(&mut r, order[0], &honest).unwrap();
+    attest(&mut r, order[1], &honest).unwrap();
+    assert!(matches!(r.poll_output(), Some(BuildOutput::Commit { .. })));
+    // A late attestation of other outputs: not counted, reported as evidence.
+    assert_eq!(
+        attest(&mut r, order[2], &lie),
+        Err(AttestationError::Closed)
+    );
+    let Some(BuildOutput::Contradiction(bytes, signed)) = r.poll_output() else {
+        panic!("a late contradiction is evidence");
+    };
+    assert_eq!(signed.signer, key(order[2]).public().key_id());
+    assert_eq!(bytes, postcard::to_allocvec(&lie).unwrap());
+    // The same liar again, or a late matching attestation: nothing more.
+    assert_eq!(
+        attest(&mut r, order[2], &lie),
+        Err(AttestationError::Closed)
+    );
+    assert_eq!(
+        attest(&mut r, order[3], &honest),
+        Err(AttestationError::Closed)
+    );
+    assert_eq!(r.poll_output(), None);
+}

@@ -3,7 +3,7 @@
 //! hands it to this node's member thread; anything else is rejected and its relay struck.
 
 use libp2p::{PeerId, gossipsub};
-use pyrsia_core::consensus::wire::Envelope;
+use pyrsia_core::consensus::wire::{Envelope, WireError};
 use pyrsia_std::consensus::MemberLink;
 
 use super::content::Command;
@@ -31,7 +31,9 @@ impl EventLoop {
     }
 
     /// A member message from the topic: accepted (and delivered) when a current member sealed
-    /// it.
+    /// it. A sender this node does not know as a member is ignored without blame (member sets
+    /// change, and nodes learn of a change at different times); a forged or malformed message
+    /// is rejected and its relay struck.
     pub(super) fn on_member_message(
         &mut self,
         source: PeerId,
@@ -45,6 +47,7 @@ impl EventLoop {
                 }
                 gossipsub::MessageAcceptance::Accept
             }
+            Err(WireError::NotAMember) => gossipsub::MessageAcceptance::Ignore,
             Err(e) => {
                 self.strike(source, &e.to_string());
                 gossipsub::MessageAcceptance::Reject
