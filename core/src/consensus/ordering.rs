@@ -67,7 +67,8 @@ pub enum Message {
 }
 
 impl Message {
-    fn height_round(&self) -> (u64, u32) {
+    /// The height and round the message is about.
+    pub fn height_round(&self) -> (u64, u32) {
         match self {
             Message::Proposal { height, round, .. }
             | Message::Prevote { height, round, .. }

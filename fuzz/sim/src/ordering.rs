@@ -567,7 +567,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             let local = member.local(now);
             match (member.adversary, d.message) {
                 (None, Wire::Consensus(message)) => {
-                    let (height, _) = message_height_round(&message);
+                    let (height, _) = message.height_round();
                     let decided = member.decided.len() as u64;
                     if member.ordering.is_some() && height + KEPT_HEIGHTS < decided {
                         // The sender is behind by more than the kept decisions: it gets the
@@ -647,14 +647,6 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
     outcome
 }
 
-fn message_height_round(message: &Message) -> (u64, u32) {
-    match message {
-        Message::Proposal { height, round, .. }
-        | Message::Prevote { height, round, .. }
-        | Message::Precommit { height, round, .. } => (*height, *round),
-    }
-}
-
 /// What a byzantine member sends on hearing `heard`: lies in the same height and round.
 fn attack(
     adversary: Adversary,
@@ -663,11 +655,7 @@ fn attack(
     heard: &Message,
     rng: &mut Rng,
 ) -> Vec<(usize, Message)> {
-    let (height, round) = match heard {
-        Message::Proposal { height, round, .. }
-        | Message::Prevote { height, round, .. }
-        | Message::Precommit { height, round, .. } => (*height, *round),
-    };
+    let (height, round) = heard.height_round();
     let mut out = Vec::new();
     match adversary {
         Adversary::Silent => {}

@@ -10,9 +10,7 @@ use std::time::Duration as StdDuration;
 
 use pyrsia_core::consensus::BuildRound;
 use pyrsia_core::consensus::ordering::{Message, Ordering, OrderingOutput, ValueId};
-use pyrsia_core::consensus::wire::{
-    Batch, CheckpointHead, Envelope, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MemberMessage, Vote,
-};
+use pyrsia_core::consensus::wire::{Batch, CheckpointHead, Envelope, MemberMessage, Vote};
 use pyrsia_core::identity::{KeyId, PublicKey, Purpose, SecretKey, Signature};
 use pyrsia_core::members::MemberSet;
 use pyrsia_core::time::{Duration, Instant};
@@ -350,26 +348,15 @@ impl Driver {
         let Some(ordering) = &mut self.ordering else {
             return;
         };
-        let mut chosen: Vec<&[u8]> = Vec::new();
-        let mut bytes = 0;
-        for entry in self.mempool.iter() {
-            if chosen.len() >= MAX_BATCH_ENTRIES || bytes + entry.len() > MAX_BATCH_BYTES {
-                break;
-            }
-            chosen.push(entry);
-            if self.log.batch_head(&chosen, 0).is_err() {
-                chosen.pop();
-            } else {
-                bytes += entry.len();
-            }
-        }
+        let candidates: Vec<&[u8]> = self.mempool.iter().collect();
+        let last = self.log.checkpoint().map_or(0, |c| c.checkpoint.timestamp);
+        let timestamp = unix_seconds().max(last + 1);
+        let Ok((chosen, head)) = self.log.choose_batch(&candidates, timestamp) else {
+            return;
+        };
         if chosen.is_empty() && !heartbeat {
             return;
         }
-        let last = self.log.checkpoint().map_or(0, |c| c.checkpoint.timestamp);
-        let Ok(head) = self.log.batch_head(&chosen, unix_seconds().max(last + 1)) else {
-            return;
-        };
         let value = Batch {
             head,
             entries: chosen,
@@ -432,11 +419,7 @@ impl Driver {
         let Some(height) = self.height else {
             return;
         };
-        let at = match &message {
-            Message::Proposal { height, .. }
-            | Message::Prevote { height, .. }
-            | Message::Precommit { height, .. } => *height,
-        };
+        let (at, _) = message.height_round();
         if at > height {
             if self.future.len() < MAX_FUTURE_VOTES {
                 self.future.push((from, message));

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use fjall::PersistMode;
 use pyrsia_core::consensus::ordering::VotingState;
-use pyrsia_core::consensus::wire::{Batch, CheckpointHead};
+use pyrsia_core::consensus::wire::{Batch, CheckpointHead, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use pyrsia_core::members::MemberSet;
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::Entry;
@@ -46,12 +46,33 @@ impl Log {
         timestamp: u64,
     ) -> Result<CheckpointHead, LogError> {
         let mut state = self.lock();
-        let (size, root) = replay(&mut state, entries)?;
+        let (_, size, root) = replay(&mut state, entries, OnInvalid::Refuse)?;
         Ok(CheckpointHead {
             size,
             root,
             timestamp,
         })
+    }
+
+    /// What a proposer proposes: the `candidates` that are valid together on top of the final
+    /// log, in order, within the batch limits (an invalid one is left out), and the
+    /// checkpoint they produce signed at `timestamp`. One replay, however many candidates.
+    pub fn choose_batch<'e>(
+        &self,
+        candidates: &[&'e [u8]],
+        timestamp: u64,
+    ) -> Result<(Vec<&'e [u8]>, CheckpointHead), LogError> {
+        let mut state = self.lock();
+        let (kept, size, root) = replay(&mut state, candidates, OnInvalid::Skip)?;
+        let chosen = kept.into_iter().map(|i| candidates[i]).collect();
+        Ok((
+            chosen,
+            CheckpointHead {
+                size,
+                root,
+                timestamp,
+            },
+        ))
     }
 
     /// What a member checks before voting for `batch`: it extends this node's final log, its
@@ -67,7 +88,7 @@ impl Log {
                 "batch checkpoint is not newer than the last final one".into(),
             ));
         }
-        let (size, root) = replay(&mut state, &batch.entries)?;
+        let (_, size, root) = replay(&mut state, &batch.entries, OnInvalid::Refuse)?;
         if (size, root) != (batch.head.size, batch.head.root) {
             return Err(LogError::Refused(
                 "batch entries do not produce its checkpoint".into(),
@@ -136,9 +157,23 @@ impl Log {
     }
 }
 
+/// How a replay treats an entry that breaks the rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnInvalid {
+    /// The whole batch is refused (a member checking a proposal).
+    Refuse,
+    /// The entry is left out (a proposer choosing its batch), up to the batch limits.
+    Skip,
+}
+
 /// Pushes `entries` on the tree to compute the size and root they produce, and takes them off
-/// again; every entry is checked as replication checks it, plus the consensus rules.
-fn replay(state: &mut State, entries: &[&[u8]]) -> Result<(u64, Hash), LogError> {
+/// again; every entry is checked as replication checks it, plus the consensus rules. Returns
+/// the offsets of the entries kept (all of them, unless `on_invalid` skips).
+fn replay(
+    state: &mut State,
+    entries: &[&[u8]],
+    on_invalid: OnInvalid,
+) -> Result<(Vec<usize>, u64, Hash), LogError> {
     let have = state.tree.size();
     let final_size = state.latest.as_ref().map_or(0, |c| c.checkpoint.size);
     if have != final_size {
@@ -148,33 +183,25 @@ fn replay(state: &mut State, entries: &[&[u8]]) -> Result<(u64, Hash), LogError>
     }
     let mut members = state.members.clone();
     let mut committed = HashSet::new();
+    let mut kept = Vec::new();
+    let mut bytes_kept = 0;
     let result = (|| {
         for (offset, bytes) in entries.iter().enumerate() {
-            let index = have + offset as u64;
-            check_entry(state, &mut members, index, bytes)?;
-            if let Ok(Entry::Commit(commit)) = Entry::decode(bytes) {
-                let statement = &commit.statement;
-                let name = statement.coordinates.name;
-                let version = statement.coordinates.version;
-                if !committed.insert((name.to_string(), version.to_string())) {
-                    return Err(LogError::Refused(format!(
-                        "entry {index}: commits {name}@{version} twice"
-                    )));
-                }
-                let request = state.index.request(name, version);
-                let selection = (statement.request_index < have)
-                    .then(|| state.tree.root(statement.request_index + 1).ok())
-                    .flatten();
-                if request != Some(statement.request_index)
-                    || selection != Some(statement.selection_root)
-                    || statement.selection_size != statement.request_index + 1
-                {
-                    return Err(LogError::Refused(format!(
-                        "entry {index}: commit is not bound to the request of {name}@{version}"
-                    )));
-                }
+            if on_invalid == OnInvalid::Skip
+                && (kept.len() >= MAX_BATCH_ENTRIES || bytes_kept + bytes.len() > MAX_BATCH_BYTES)
+            {
+                break;
             }
-            state.tree.push(bytes);
+            let index = have + kept.len() as u64;
+            match check_in_batch(state, &mut members, &mut committed, index, bytes) {
+                Ok(()) => {
+                    state.tree.push(bytes);
+                    kept.push(offset);
+                    bytes_kept += bytes.len();
+                }
+                Err(e) if on_invalid == OnInvalid::Refuse => return Err(e),
+                Err(_) => {}
+            }
         }
         let size = state.tree.size();
         state
@@ -184,7 +211,47 @@ fn replay(state: &mut State, entries: &[&[u8]]) -> Result<(u64, Hash), LogError>
             .map_err(|e| LogError::Corrupt(e.to_string()))
     })();
     state.tree.truncate(have);
-    result
+    result.map(|(size, root)| (kept, size, root))
+}
+
+/// One entry of a batch at `index`: the replication rules, and for a commit, bound to its
+/// request and selection checkpoint and not a second commit of coordinates in this batch.
+/// Nothing changes unless the entry is valid.
+fn check_in_batch(
+    state: &State,
+    members: &mut MemberSet,
+    committed: &mut HashSet<(String, String)>,
+    index: u64,
+    bytes: &[u8],
+) -> Result<(), LogError> {
+    // Only a valid membership change moves `members`; a commit leaves it as it is.
+    check_entry(state, members, index, bytes)?;
+    if let Ok(Entry::Commit(commit)) = Entry::decode(bytes) {
+        let statement = &commit.statement;
+        let name = statement.coordinates.name;
+        let version = statement.coordinates.version;
+        let key = (name.to_string(), version.to_string());
+        if committed.contains(&key) {
+            return Err(LogError::Refused(format!(
+                "entry {index}: commits {name}@{version} twice"
+            )));
+        }
+        let final_size = state.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+        let request = state.index.request(name, version);
+        let selection = (statement.request_index < final_size)
+            .then(|| state.tree.root(statement.request_index + 1).ok())
+            .flatten();
+        if request != Some(statement.request_index)
+            || selection != Some(statement.selection_root)
+            || statement.selection_size != statement.request_index + 1
+        {
+            return Err(LogError::Refused(format!(
+                "entry {index}: commit is not bound to the request of {name}@{version}"
+            )));
+        }
+        committed.insert(key);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

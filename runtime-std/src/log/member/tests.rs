@@ -160,6 +160,25 @@ fn members_refuse_batches_that_break_the_rules() {
 }
 
 #[test]
+fn a_proposer_leaves_invalid_entries_out_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = member_log(dir.path());
+    let request = request();
+    apply(&log, &[&request], NOW + 1, 3).unwrap();
+    let selection = log.selection_checkpoint(1).unwrap();
+    let weak = commit(&log, 1, &[2], selection);
+    let good = commit(&log, 1, &[2, 3], selection);
+    let second = commit(&log, 1, &[3, 4], selection);
+    let (chosen, head) = log
+        .choose_batch(&[&weak, &good, &second, &request], NOW + 2)
+        .unwrap();
+    // The weak commit and the second commit of the same coordinates are left out; the
+    // repeated request is valid (duplicates are ignored by the rounds) and stays.
+    assert_eq!(chosen, [good.as_slice(), request.as_slice()]);
+    assert_eq!(head, log.batch_head(&chosen, NOW + 2).unwrap());
+}
+
+#[test]
 fn the_voting_state_and_evidence_survive_a_reopen() {
     use pyrsia_core::consensus::ordering::{CastVote, VotingState};
     let dir = tempfile::tempdir().unwrap();
