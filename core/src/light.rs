@@ -2,8 +2,8 @@
 //! mirrors in verified mode, the edge cache. It trusts only the genesis entry (its keys,
 //! fault bound and log name) and proceeds:
 //!
-//! 1. membership epochs from genesis, each change signed by 2f+1 of the previous epoch;
-//! 2. a checkpoint with 2f+1 valid signatures of distinct current members (unknown keys count
+//! 1. membership epochs from genesis, each change signed by a quorum of the previous epoch;
+//! 2. a checkpoint with a quorum (q = ⌈(n+f+1)/2⌉) of valid signatures of distinct current members (unknown keys count
 //!    nothing); the first one must contain the genesis entry at index 0;
 //! 3. no rollback (a smaller tree, or another root at the same size), a consistency proof from
 //!    the last trusted checkpoint, and freshness against the caller's clock;
@@ -117,7 +117,7 @@ pub enum LightError {
     Membership(MembershipError),
     /// The checkpoint is for another log.
     WrongOrigin,
-    /// Fewer than 2f+1 valid signatures of distinct current members.
+    /// Fewer than a quorum (q = ⌈(n+f+1)/2⌉) of valid signatures of distinct current members.
     NoQuorum {
         /// Valid member signatures found.
         have: u8,

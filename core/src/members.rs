@@ -1,8 +1,17 @@
 //! Member sets by epoch: who may sign checkpoints and attestations, and the quorum sizes.
 //!
 //! Epoch 0 comes from the genesis entry. Each `AddMember`/`RemoveMember` starts the next
-//! epoch and is valid only with 2f+1 signatures of the previous epoch's members
-//! (PROTOCOL.md §1, case 18). Fixed maxima, no allocator: the edge cache walks epochs too.
+//! epoch and is valid only with a quorum of signatures of the previous epoch's members
+//! (docs/PROTOCOL.md §2, case 18). Fixed maxima, no allocator: the edge cache walks epochs too.
+//!
+//! **The quorum rule** is written once, here, and used by ordering, checkpoints, membership
+//! changes and light clients: an epoch of n members tolerates f = ⌊(n−1)/3⌋ byzantine ones
+//! ([`faults_for`]) and a quorum is q = ⌈(n+f+1)/2⌉ ([`quorum_for`]), the smallest size at
+//! which any two quorums share at least f+1 members, so at least one honest member that
+//! never signs two different roots for one size. q = 2f+1 only when n = 3f+1; at n = 5 it is
+//! 4, where 2f+1 = 3 would let one double-voting member finalise two different logs. f is
+//! derived from each epoch's size, never fixed at genesis: a network that grows from 4 to 10
+//! members tolerates 3 faults and needs 7 cosignatures.
 
 use core::fmt;
 
@@ -13,6 +22,19 @@ use crate::tlog::entry::{Commit, Genesis, MembershipChange, MembershipOp, Signat
 /// The most members an epoch may have.
 pub const MAX_MEMBERS: usize = 64;
 
+/// f for an epoch of `n` members: the byzantine members it tolerates, ⌊(n−1)/3⌋ (0 for n ≤ 3).
+pub const fn faults_for(n: usize) -> usize {
+    n.saturating_sub(1) / 3
+}
+
+/// q for an epoch of `n` members: ⌈(n+f+1)/2⌉ with f = [`faults_for`]`(n)`. Any two sets of q
+/// members share at least f+1 members (2q − n ≥ f+1), and the n−f honest ones alone are a
+/// quorum (q ≤ n−f), so a quorum is both safe and reachable for every n ≥ 1. What ordering
+/// decides on, what makes a checkpoint final and what a membership change needs.
+pub const fn quorum_for(n: usize) -> usize {
+    (n + faults_for(n) + 2) / 2
+}
+
 /// The members of one epoch and the fault bound f.
 ///
 /// Keys are kept compressed with their ids (64 bytes a member, 4 KiB at most, so an edge
@@ -20,7 +42,6 @@ pub const MAX_MEMBERS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberSet {
     epoch: u64,
-    faults: u32,
     keys: heapless::Vec<Member, MAX_MEMBERS>,
 }
 
@@ -49,8 +70,10 @@ impl Member {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum MembershipError {
-    /// No members, or fewer than 3f+1.
+    /// No members (a change may not remove the last one).
     TooFewMembers,
+    /// The genesis declares a fault bound other than ⌊(n−1)/3⌋ for its n members.
+    WrongFaultBound,
     /// More than [`MAX_MEMBERS`].
     TooManyMembers,
     /// A key is listed twice, or a key that is not a curve point is listed.
@@ -59,19 +82,22 @@ pub enum MembershipError {
     WrongEpoch,
     /// Added key already a member, or removed key not one.
     NoChange,
-    /// Fewer than 2f+1 valid signatures of distinct members of the previous epoch.
+    /// Fewer than a quorum (q = ⌈(n+f+1)/2⌉) of valid signatures of distinct members of the previous epoch.
     NoQuorum,
 }
 
 impl fmt::Display for MembershipError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            MembershipError::TooFewMembers => "member set smaller than 3f+1",
+            MembershipError::TooFewMembers => "member set would be empty",
+            MembershipError::WrongFaultBound => {
+                "genesis fault bound is not (n-1)/3 for its member count"
+            }
             MembershipError::TooManyMembers => "member set larger than the supported maximum",
             MembershipError::BadKeyList => "member keys are duplicated or invalid",
             MembershipError::WrongEpoch => "membership change does not start the next epoch",
             MembershipError::NoChange => "membership change changes nothing",
-            MembershipError::NoQuorum => "membership change lacks 2f+1 member signatures",
+            MembershipError::NoQuorum => "membership change lacks a quorum of member signatures",
         })
     }
 }
@@ -82,7 +108,6 @@ impl MemberSet {
     /// No members: the state [`MemberSet::fill_from_genesis`] starts from.
     pub(crate) const EMPTY: MemberSet = MemberSet {
         epoch: 0,
-        faults: 0,
         keys: heapless::Vec::new(),
     };
 
@@ -99,7 +124,6 @@ impl MemberSet {
         genesis: &Genesis<'_>,
     ) -> Result<(), MembershipError> {
         self.epoch = 0;
-        self.faults = genesis.faults;
         self.keys.clear();
         if genesis.members.len() > MAX_MEMBERS {
             return Err(MembershipError::TooManyMembers);
@@ -116,16 +140,15 @@ impl MemberSet {
         if self.keys.len() != genesis.members.len() {
             return Err(MembershipError::BadKeyList);
         }
-        self.check_size()
-    }
-
-    fn check_size(&self) -> Result<(), MembershipError> {
-        let needed = 3 * u64::from(self.faults) + 1;
-        if (self.keys.len() as u64) < needed {
-            Err(MembershipError::TooFewMembers)
-        } else {
-            Ok(())
+        if self.keys.is_empty() {
+            return Err(MembershipError::TooFewMembers);
         }
+        // The field is kept in the encoding (entry 0 of existing logs) but decides nothing:
+        // a genesis that claims another bound is refused rather than silently reinterpreted.
+        if genesis.faults as usize != faults_for(self.keys.len()) {
+            return Err(MembershipError::WrongFaultBound);
+        }
+        Ok(())
     }
 
     /// The epoch number.
@@ -133,9 +156,9 @@ impl MemberSet {
         self.epoch
     }
 
-    /// f, the number of byzantine members tolerated.
+    /// f, the number of byzantine members this epoch tolerates: [`faults_for`] its size.
     pub fn faults(&self) -> u32 {
-        self.faults
+        faults_for(self.keys.len()) as u32
     }
 
     /// How many members the epoch has.
@@ -158,14 +181,15 @@ impl MemberSet {
         self.keys.iter().any(|m| m.key == key.to_bytes())
     }
 
-    /// 2f+1: signatures that make a checkpoint final or a membership change valid.
+    /// q = [`quorum_for`] this epoch's size: signatures that make a checkpoint final or a
+    /// membership change valid.
     pub fn quorum(&self) -> usize {
-        2 * self.faults as usize + 1
+        quorum_for(self.keys.len())
     }
 
     /// f+1: matching attestations that commit an artifact.
     pub fn commit_threshold(&self) -> usize {
-        self.faults as usize + 1
+        faults_for(self.keys.len()) + 1
     }
 
     /// The member with this key id, if any.
@@ -269,13 +293,14 @@ impl MemberSet {
             .keys
             .iter()
             .position(|m| m.key == change.key.to_bytes());
-        let needed = 3 * u64::from(self.faults) + 1;
+        // f follows the new size (faults_for), so no change can leave more faults assumed
+        // than the epoch tolerates; only an empty set is refused.
         match (op, position) {
             (MembershipOp::Add, None) => self
                 .keys
                 .push(Member::new(&change.key))
                 .map_err(|_| MembershipError::TooManyMembers)?,
-            (MembershipOp::Remove, Some(_)) if (self.keys.len() as u64 - 1) < needed => {
+            (MembershipOp::Remove, Some(_)) if self.keys.len() <= 1 => {
                 return Err(MembershipError::TooFewMembers);
             }
             (MembershipOp::Remove, Some(i)) => {
@@ -291,4 +316,80 @@ impl MemberSet {
 /// A signature list as (signer, signature) pairs for [`MemberSet::count_signers`].
 pub fn pairs<'a>(list: &SignatureList<'a>) -> impl Iterator<Item = (KeyId, Signature)> + 'a {
     list.iter().map(|s| (s.signer, s.signature))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any two quorums share an honest member, the honest members alone are a quorum, and no
+    /// smaller size has the first property: for every epoch size the member set supports.
+    #[test]
+    fn any_two_quorums_intersect_in_an_honest_member() {
+        for n in 1..=MAX_MEMBERS {
+            let (f, q) = (faults_for(n), quorum_for(n));
+            assert!(n > 3 * f, "n = {n} tolerates f = {f}");
+            assert!(
+                2 * q >= n + f + 1,
+                "n = {n}: two quorums of {q} share f+1 members"
+            );
+            assert!(
+                q <= n - f,
+                "n = {n}: the {} honest members are a quorum of {q}",
+                n - f
+            );
+            assert!(
+                2 * (q - 1) < n + f + 1,
+                "n = {n}: {q} is the smallest such quorum"
+            );
+        }
+        let table: [(usize, usize); 8] = [
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (4, 3),
+            (5, 4),
+            (6, 4),
+            (7, 5),
+            (10, 7),
+        ];
+        for (n, q) in table {
+            assert_eq!(quorum_for(n), q, "quorum of {n}");
+        }
+    }
+
+    fn genesis_keys(n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                crate::identity::SecretKey::from_seed([i as u8 + 1; 32])
+                    .public()
+                    .to_bytes()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_fault_bound_follows_the_member_count_not_the_genesis() {
+        let keys = genesis_keys(5);
+        let genesis = |faults| Genesis {
+            origin: "test",
+            faults,
+            members: crate::tlog::entry::KeyList(&keys),
+            created: 0,
+        };
+        let set = MemberSet::from_genesis(&genesis(1)).expect("n = 5, f = 1");
+        assert_eq!(
+            (set.faults(), set.quorum(), set.commit_threshold()),
+            (1, 4, 2)
+        );
+        // A genesis that claims a weaker bound (f = 0: one signature would be final) is refused.
+        assert_eq!(
+            MemberSet::from_genesis(&genesis(0)),
+            Err(MembershipError::WrongFaultBound)
+        );
+        assert_eq!(
+            MemberSet::from_genesis(&genesis(2)),
+            Err(MembershipError::WrongFaultBound)
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! 1. [`EdgeCache::refresh`] asks the parent (a full node or another edge cache, over any
 //!    `embedded-io` stream: a UART, a socket) for its latest checkpoint and checks it with
-//!    [`pyrsia_core::light`]: membership epochs, a 2f+1 quorum, the link to the trusted tree,
+//!    [`pyrsia_core::light`]: membership epochs, the quorum q = ⌈(n+f+1)/2⌉, the link to the trusted tree,
 //!    freshness. The trusted checkpoint is saved in flash before it is used, so a reset never
 //!    rolls trust back.
 //! 2. [`EdgeCache::fetch`] gets the `Commit` listing a digest with its inclusion proof, then

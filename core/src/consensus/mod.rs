@@ -6,9 +6,10 @@
 //! Safety never depends on the selection's randomness: a `Commit` needs f+1 valid, distinct,
 //! matching attestations bound to the request, whoever was asked. [`ordering`] decides the
 //! log's batches (PROTOCOL.md §3) with Tendermint; [`wire`] is what members send each other
-//! and the batches they order.
+//! and the batches they order; [`evidence`] is what a `Dispute` or `Unverifiable` must prove.
 
 pub mod build;
+pub mod evidence;
 pub mod ordering;
 pub mod selection;
 pub mod wire;

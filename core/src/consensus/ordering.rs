@@ -1,7 +1,10 @@
 //! Ordering of the log's batches by Tendermint (Buchman, Kwon, Milosevic, "The latest gossip on
 //! BFT consensus", 2018, Algorithm 1), sans-IO: proposals rotate over the members by height and
-//! round, members prevote and precommit, lock on a value with 2f+1 prevotes, decide it with
-//! 2f+1 precommits, and time out with timeouts that grow per round.
+//! round, members prevote and precommit, lock on a value with a quorum of prevotes, decide it
+//! with a quorum of precommits, and time out with timeouts that grow per round. Every "2f+1"
+//! of the paper (which assumes n = 3f+1) is read as the quorum q = ⌈(n+f+1)/2⌉ of
+//! [`crate::members::quorum_for`]: at n = 5, 2f+1 = 3 would let one equivocating proposer
+//! that votes for both of its values get two values decided at one height.
 //!
 //! Values are opaque bytes (a batch of entries extending the last final checkpoint); the runtime
 //! says which are valid (it replays the batch). Senders are authenticated by the transport;
@@ -10,7 +13,7 @@
 //! ([`OrderingOutput::Persist`] then [`Ordering::handle_persisted`]), so a restart never makes
 //! it vote twice differently. A member behind in height is not sent votes (they are not
 //! signed here) but the decisions it missed ([`OrderingOutput::SendDecision`]), which the
-//! runtime carries with their certificate (the checkpoint's 2f+1 cosignatures) and the member
+//! runtime carries with their certificate (the checkpoint's quorum of cosignatures) and the member
 //! takes once the runtime checked it ([`Ordering::handle_decision`]).
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -19,6 +22,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::members::{faults_for, quorum_for};
 use crate::time::{Duration, Instant};
 
 /// A value's identity: SHA-256 of its bytes.
@@ -43,7 +47,7 @@ pub enum Message {
         round: u32,
         /// The batch.
         value: Vec<u8>,
-        /// The round `value` got 2f+1 prevotes in, if it did.
+        /// The round `value` got a quorum of prevotes in, if it did.
         valid_round: Option<u32>,
     },
     /// A prevote for a value id, or for nothing.
@@ -159,36 +163,58 @@ enum Timer {
 /// A proposal as a member keeps it: the value, its valid round, its id.
 type Proposal = (Vec<u8>, Option<u32>, ValueId);
 
-/// The votes of one kind in one height and round: who voted what, and how many voted each
-/// value, so that counting a quorum takes no scan of the voters.
+/// Distinct values one member's votes of one kind may count for in one height and round,
+/// unless another member voted the same value. An honest member casts one; an equivocating one
+/// may cast several, and every one of them must be countable: a member that locked on a value
+/// with such a vote in its quorum proposes it again later, and the others accept that only if
+/// they count the same quorum (Tendermint's liveness argument counts votes per value). The cap
+/// bounds what a byzantine member's junk votes can hold.
+pub const MAX_VALUES_PER_VOTER: usize = 4;
+
+/// The votes of one kind in one height and round: which values each member voted, and how
+/// many distinct members voted each value, so that counting a quorum takes no scan of the
+/// voters. Counting per value is safe: two values each with a quorum of voters share f+1
+/// voters, one of them honest, and an honest member never votes twice in a round.
 #[derive(Default)]
 struct Tally {
-    cast: BTreeMap<usize, Option<ValueId>>,
+    cast: BTreeMap<usize, Vec<Option<ValueId>>>,
     counts: BTreeMap<Option<ValueId>, usize>,
+    pairs: usize,
 }
 
 impl Tally {
-    /// Records `from`'s vote unless it voted already (the first vote counts).
+    /// Records `from`'s vote for `id` (again: nothing). A further value from an equivocating
+    /// member counts while it has fewer than [`MAX_VALUES_PER_VOTER`], or when another member
+    /// voted that value too.
     fn add(&mut self, from: usize, id: Option<ValueId>) {
-        if let alloc::collections::btree_map::Entry::Vacant(slot) = self.cast.entry(from) {
-            slot.insert(id);
-            *self.counts.entry(id).or_default() += 1;
+        let votes = self.cast.entry(from).or_default();
+        if votes.contains(&id) {
+            return;
         }
+        let others = self.counts.get(&id).copied().unwrap_or(0);
+        if votes.len() >= MAX_VALUES_PER_VOTER && others == 0 {
+            return;
+        }
+        votes.push(id);
+        self.pairs += 1;
+        *self.counts.entry(id).or_default() += 1;
     }
 
+    /// `from`'s first vote (an honest member's only one).
     fn get(&self, from: &usize) -> Option<&Option<ValueId>> {
-        self.cast.get(from)
+        self.cast.get(from).and_then(|votes| votes.first())
     }
 
+    /// Votes held (for the bound on buffers).
     fn len(&self) -> usize {
-        self.cast.len()
+        self.pairs
     }
 
     fn voters(&self) -> impl Iterator<Item = usize> + '_ {
         self.cast.keys().copied()
     }
 
-    /// Votes for `want` (`None`: any value or nil).
+    /// Members that voted `want` (`None`: members that voted anything).
     fn count(&self, want: Option<Option<ValueId>>) -> usize {
         match want {
             None => self.cast.len(),
@@ -202,6 +228,7 @@ pub struct Ordering {
     me: usize,
     n: usize,
     f: usize,
+    quorum: usize,
     height: u64,
     round: u32,
     step: Step,
@@ -234,7 +261,7 @@ pub fn sha256_id(value: &[u8]) -> ValueId {
 }
 
 impl Ordering {
-    /// Member `me` of `n` (f = (n-1)/3) starting at `height`; round timeouts are `timeout`
+    /// Member `me` of `n` (f and the quorum from [`crate::members`]) starting at `height`; round timeouts are `timeout`
     /// plus `timeout_step` per round. Call [`Ordering::start`] once the runtime is ready.
     pub fn new(
         me: usize,
@@ -246,7 +273,8 @@ impl Ordering {
         Ordering {
             me,
             n,
-            f: n.saturating_sub(1) / 3,
+            f: faults_for(n),
+            quorum: quorum_for(n),
             height,
             round: 0,
             step: Step::Propose,
@@ -502,7 +530,7 @@ impl Ordering {
         }
     }
 
-    /// A decision whose certificate the runtime checked (2f+1 members' signatures over it):
+    /// A decision whose certificate the runtime checked (a quorum of members' signatures):
     /// taken at once for the current height, kept for a later one.
     pub fn handle_decision(
         &mut self,
@@ -680,10 +708,10 @@ impl Ordering {
 
     /// Applies every rule of Algorithm 1 until none fires.
     fn settle(&mut self, now: Instant, valid: &dyn Fn(u64, &[u8]) -> bool) {
-        let quorum = 2 * self.f + 1;
+        let quorum = self.quorum;
         loop {
             let (h, r) = (self.height, self.round);
-            // Decide: a certified decision, or a proposal with 2f+1 precommits, in any round.
+            // Decide: a certified decision, or a proposal with a quorum of precommits, in any round.
             if let Some(value) = self.certified.remove(&h) {
                 self.decide(now, value);
                 continue;

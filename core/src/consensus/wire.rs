@@ -1,7 +1,7 @@
 //! What members send each other, and the batches they order: postcard messages in a signed
 //! [`Envelope`] (so that a relay cannot forge a member's vote or attestation), and the
 //! [`Batch`] a proposer proposes, identified by the checkpoint it produces so that a precommit
-//! for a batch carries the member's cosignature of that checkpoint (PROTOCOL.md §3: the 2f+1
+//! for a batch carries the member's cosignature of that checkpoint (PROTOCOL.md §3: the quorum of
 //! precommit signatures are the checkpoint's cosignatures).
 //!
 //! Decoding never panics and never allocates more than the message's length; every size is
@@ -160,7 +160,7 @@ pub enum Vote<'a> {
         /// The encoded [`Batch`].
         #[serde(borrow)]
         value: &'a [u8],
-        /// The round the value got 2f+1 prevotes in.
+        /// The round the value got a quorum of prevotes in.
         valid_round: Option<u32>,
     },
     /// See [`Message::Prevote`].

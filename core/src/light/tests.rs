@@ -22,7 +22,7 @@ fn genesis(members: u8) -> Vec<u8> {
         .collect();
     Entry::Genesis(Genesis {
         origin: ORIGIN,
-        faults: 1,
+        faults: crate::members::faults_for(members.into()) as u32,
         members: KeyList(&keys),
         created: NOW,
     })
@@ -415,7 +415,17 @@ fn case_17_unknown_and_removed_keys_do_not_count() {
     let note = log.note(size, NOW, &[1, 2, 8, 9]);
     assert_eq!(
         client.check_checkpoint(&note, &proof, NOW, Connectivity::Online),
-        Err(LightError::NoQuorum { have: 2, need: 3 })
+        Err(LightError::NoQuorum { have: 2, need: 4 })
+    );
+    // At n = 5 the quorum is 4 (not 2f+1 = 3): three signatures are not final.
+    assert_eq!(
+        client.check_checkpoint(
+            &log.note(size, NOW, &[1, 2, 3]),
+            &proof,
+            NOW,
+            Connectivity::Online
+        ),
+        Err(LightError::NoQuorum { have: 3, need: 4 })
     );
     // A signature by a member's key id that does not verify counts nothing.
     let mut bad = log.note(size, NOW, &[1, 2]);
@@ -428,9 +438,14 @@ fn case_17_unknown_and_removed_keys_do_not_count() {
         client.check_checkpoint(&bad, &proof, NOW, Connectivity::Online),
         Err(LightError::NoQuorum { have: 2, .. })
     ));
-    // Remove member 5 with 3 signatures; its signature no longer counts.
+    // Removing member 5 takes 4 signatures at n = 5; then its signature no longer counts.
+    assert!(
+        client
+            .apply_membership(&membership(MembershipOp::Remove, 5, &[1, 2, 3], 1))
+            .is_err()
+    );
     client
-        .apply_membership(&membership(MembershipOp::Remove, 5, &[1, 2, 3], 1))
+        .apply_membership(&membership(MembershipOp::Remove, 5, &[1, 2, 3, 4], 1))
         .unwrap();
     assert_eq!(client.members().epoch(), 1);
     assert_eq!(
@@ -503,10 +518,19 @@ fn case_18_membership_change_needs_two_f_plus_one() {
             crate::members::MembershipError::WrongEpoch
         ))
     );
-    // Removing to below 3f+1 is refused even with a quorum.
-    let too_small = membership(MembershipOp::Remove, 4, &[1, 2, 3], 1);
+    // Removing one of four leaves n = 3: f follows the size (0) and the quorum becomes 2.
+    let mut smaller = log.client();
+    smaller
+        .apply_membership(&membership(MembershipOp::Remove, 4, &[1, 2, 3], 1))
+        .unwrap();
     assert_eq!(
-        client.apply_membership(&too_small),
+        (smaller.members().faults(), smaller.members().quorum()),
+        (0, 2)
+    );
+    // The last member cannot be removed, even by itself.
+    let mut alone = Log::new(1).client();
+    assert_eq!(
+        alone.apply_membership(&membership(MembershipOp::Remove, 1, &[1], 1)),
         Err(LightError::Membership(
             crate::members::MembershipError::TooFewMembers
         ))

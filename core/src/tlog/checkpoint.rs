@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Every member signs the same body bytes (everything above the blank line) for
-//! [`Purpose::Checkpoint`]; a checkpoint is final when 2f+1 members of its epoch have. Parsing
+//! [`Purpose::Checkpoint`]; a checkpoint is final when a quorum of members of its epoch have. Parsing
 //! and formatting need no allocator: the light client on the edge cache reads notes as text.
 
 use core::fmt;

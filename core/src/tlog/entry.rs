@@ -44,10 +44,10 @@ pub enum Entry<'a> {
     /// A mutable tag pointed at a digest when a builder fetched it.
     #[serde(borrow)]
     TagObservation(TagObservation<'a>),
-    /// A key joins the member set (signed by 2f+1 members of the previous epoch).
+    /// A key joins the member set (signed by a quorum of members of the previous epoch).
     #[serde(borrow)]
     AddMember(MembershipChange<'a>),
-    /// A key leaves the member set (signed by 2f+1 members of the previous epoch).
+    /// A key leaves the member set (signed by a quorum of members of the previous epoch).
     #[serde(borrow)]
     RemoveMember(MembershipChange<'a>),
 }
@@ -165,7 +165,7 @@ pub struct MembershipChange<'a> {
     pub epoch: u64,
     /// The key added or removed.
     pub key: PublicKey,
-    /// 2f+1 signatures of the previous epoch's members.
+    /// A quorum of signatures of the previous epoch's members.
     #[serde(borrow)]
     pub signatures: SignatureList<'a>,
 }

@@ -4,7 +4,7 @@
 //! - `pyrsia genesis --origin NAME --member KEY ... --out FILE` writes the genesis entry every
 //!   member and client pins (`--genesis FILE`);
 //! - `pyrsia authorize --key KEY` endorses adding a member on this operator's node; once
-//!   2f+1 members' operators did, the `AddMember` entry is ordered into the log.
+//!   a quorum of members' operators did, the `AddMember` entry is ordered into the log.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,18 +31,16 @@ pub(crate) struct GenesisCmd {
     /// the log's name, e.g. `example.org/pyrsia`
     #[argh(option)]
     origin: String,
-    /// a member's public key as `pyrsia key` prints it (repeatable; n ≥ 3f+1)
+    /// a member's public key as `pyrsia key` prints it (repeatable; the network tolerates
+    /// f = (n-1)/3 byzantine members and needs q = ceil((n+f+1)/2) cosignatures)
     #[argh(option)]
     member: Vec<String>,
-    /// the faults tolerated, f (default: the most the members allow, (n-1)/3)
-    #[argh(option)]
-    faults: Option<u32>,
     /// where to write the genesis file
     #[argh(option)]
     out: PathBuf,
 }
 
-/// Endorse adding (or removing) a member; 2f+1 members' endorsements change the member set.
+/// Endorse adding (or removing) a member; a quorum of members' endorsements change the member set.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "authorize")]
 pub(crate) struct AuthorizeCmd {
@@ -110,7 +108,9 @@ fn write_genesis(cmd: &GenesisCmd) -> Result<String, String> {
         return Err("name the members with --member KEY".into());
     }
     let n = keys.len();
-    let faults = cmd.faults.unwrap_or(((n - 1) / 3) as u32);
+    // f is derived from n (never chosen): the genesis records it for readers.
+    let faults = pyrsia_core::members::faults_for(n) as u32;
+    let quorum = pyrsia_core::members::quorum_for(n);
     let list: Vec<u8> = keys.iter().flat_map(PublicKey::to_bytes).collect();
     let created = pyrsia_std::clock::unix_seconds();
     let entry = Entry::Genesis(Genesis {
@@ -127,7 +127,7 @@ fn write_genesis(cmd: &GenesisCmd) -> Result<String, String> {
     pyrsia_core::members::MemberSet::from_genesis(&decoded).map_err(|e| e.to_string())?;
     std::fs::write(&cmd.out, &entry).map_err(|e| format!("{}: {e}", cmd.out.display()))?;
     Ok(format!(
-        "wrote {}: log {}, {n} members, f = {faults}",
+        "wrote {}: log {}, {n} members, f = {faults}, quorum {quorum}",
         cmd.out.display(),
         cmd.origin
     ))
@@ -149,7 +149,7 @@ pub(crate) fn authorize(cmd: &AuthorizeCmd) -> ExitCode {
     match NodeClient::new(&cmd.node).post_json(&path) {
         Ok(answer) => {
             println!(
-                "endorsed     {op} {} for epoch {} (the change is ordered once 2f+1 members endorse it)",
+                "endorsed     {op} {} for epoch {} (the change is ordered once a quorum of members endorse it)",
                 answer["key_id"].as_str().unwrap_or("?"),
                 answer["epoch"]
             );

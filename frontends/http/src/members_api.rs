@@ -1,6 +1,6 @@
 //! `POST /pyrsia/members/endorse?op=add&key=HEX`: this node's operator endorses a membership
 //! change (what `pyrsia authorize` calls). The member signs it for the next epoch and sends
-//! the signature to the others; 2f+1 endorsements put the change in the log.
+//! the signature to the others; a quorum of endorsements put the change in the log.
 
 use pyrsia_core::identity::PublicKey;
 use pyrsia_core::registry::{Code, OciError};

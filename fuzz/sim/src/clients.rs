@@ -1,6 +1,6 @@
 //! Light clients against the members' final checkpoints (PROTOCOL cases 8–11, 33 and 34):
 //! the honest log is a real genesis followed by the decided batches, each final checkpoint
-//! cosigned by 2f+1 honest members of `n`; clients follow it while byzantine members and a
+//! cosigned by a quorum of honest members of `n`; clients follow it while byzantine members and a
 //! crowd of non-members feed them forged notes (another root at the same size, signed by the
 //! f byzantine members and by non-members), equivocations (byzantine members sign both roots),
 //! older notes (rollback) and notes replayed long after (freeze); some clients are eclipsed
@@ -148,14 +148,14 @@ pub fn run(params: Params) -> Outcome {
     };
     for step in 0..STEPS {
         // Now and then the members decide a batch: a new final checkpoint, cosigned by the
-        // honest members (2f+1 of them, whoever they are) and, equivocating, the byzantine ones.
+        // honest members (a quorum of them, whoever they are) and, equivocating, the byzantine ones.
         if finals.is_empty() || rng.chance(1, 4) {
             entries.push(step.to_le_bytes().to_vec());
             tree.push(&step.to_le_bytes());
             let size = tree.size();
             let cp = Checkpoint::new(ORIGIN, size, tree.root(size).expect("root"), now)
                 .expect("checkpoint");
-            let quorum = 2 * f + 1;
+            let quorum = pyrsia_core::members::quorum_for(n);
             let mut signers = honest.iter().take(quorum).map(|i| &keys[*i]);
             let mut note = sign(&cp, &mut signers);
             for i in &liars {
@@ -280,7 +280,10 @@ pub fn run(params: Params) -> Outcome {
     tree.push(b"the last batch");
     let size = tree.size();
     let cp = Checkpoint::new(ORIGIN, size, tree.root(size).expect("root"), now).expect("cp");
-    let mut signers = honest.iter().take(2 * f + 1).map(|i| &keys[*i]);
+    let mut signers = honest
+        .iter()
+        .take(pyrsia_core::members::quorum_for(n))
+        .map(|i| &keys[*i]);
     let last = sign(&cp, &mut signers);
     for (c, client) in clients.iter_mut().enumerate().filter(|(_, c)| !c.eclipsed) {
         let link = match client.light.trusted() {

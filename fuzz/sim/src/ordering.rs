@@ -5,7 +5,8 @@
 //! so a crash loses unsent votes, never makes a member vote twice), and skews every member's
 //! clock by up to ±5 minutes; then it heals. Up to f members are byzantine: silent,
 //! equivocating (a proposer sending different values to different members, votes for random
-//! values), or proposing invalid batches.
+//! values), proposing invalid batches, or splitting its proposals and votes between two halves
+//! of the members in every round.
 //!
 //! After every step: no two honest members decide different values at a height, no invalid
 //! value is decided, heights are decided in order, no honest member (even across a restart)
@@ -15,7 +16,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use pyrsia_core::consensus::ordering::{
-    KEPT_HEIGHTS, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId, VotingState, sha256_id,
+    KEPT_HEIGHTS, MAX_VALUES_PER_VOTER, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId,
+    VotingState, sha256_id,
 };
 use pyrsia_core::consensus::wire::{CheckpointHead, MemberMessage, Vote};
 use pyrsia_core::digest::Hasher;
@@ -45,6 +47,11 @@ pub enum Adversary {
     Equivocate,
     /// Proposes invalid batches and votes for them.
     Invalid,
+    /// The vote-splitter (PROTOCOL case 8): in every height and round it hears of, sends one
+    /// value to the lower half of the members and another to the upper half (as the proposal
+    /// when it is the round's proposer) and prevotes and precommits each half's value to that
+    /// half. With a quorum of 2f+1 at n = 5 this forks; with q = ⌈(n+f+1)/2⌉ it cannot.
+    SplitVotes,
 }
 
 /// One simulation's shape.
@@ -56,6 +63,8 @@ pub struct Params {
     pub byzantine: usize,
     /// Everything random derives from it.
     pub seed: u64,
+    /// What every byzantine member does; `None`: each draws one from the seed.
+    pub adversary: Option<Adversary>,
 }
 
 /// The faults of a run: drawn from the seed, or none ([`Scenario::calm`], for measuring).
@@ -142,6 +151,12 @@ pub struct Outcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Wire {
     Consensus(Message),
+    /// A byzantine member's message relayed by an honest one, as gossipsub floods every
+    /// signed message to the whole mesh: `.0` is the original sender. Tendermint's liveness
+    /// assumes such gossip (an honest member locked on a value eventually lets the others see
+    /// the prevotes it locked on); without it a vote-splitter's one-off votes leave members
+    /// locked on evidence the others never saw.
+    Relayed(usize, Message),
     /// A decision with its certificate (modelled: only honest members send these).
     Decision(u64, Vec<u8>),
     /// Log replication: the decisions from `.0` on, with their final checkpoints, for a
@@ -169,23 +184,34 @@ fn wire_len(wire: &Wire) -> usize {
             round,
             value,
             valid_round,
-        }) => Vote::Proposal {
+        })
+        | Wire::Relayed(
+            _,
+            Message::Proposal {
+                height,
+                round,
+                value,
+                valid_round,
+            },
+        ) => Vote::Proposal {
             height: *height,
             round: *round,
             value,
             valid_round: *valid_round,
         },
-        Wire::Consensus(Message::Prevote { height, round, id }) => Vote::Prevote {
+        Wire::Consensus(Message::Prevote { height, round, id })
+        | Wire::Relayed(_, Message::Prevote { height, round, id }) => Vote::Prevote {
             height: *height,
             round: *round,
             id: *id,
         },
-        Wire::Consensus(Message::Precommit { height, round, id }) => Vote::Precommit {
+        Wire::Consensus(Message::Precommit { height, round, id })
+        | Wire::Relayed(_, Message::Precommit { height, round, id }) => Vote::Precommit {
             height: *height,
             round: *round,
             value: id.map(|_| (head, signature)),
         },
-        // A decision travels as its batch and final checkpoint (2f+1 signature lines).
+        // A decision travels as its batch and final checkpoint (a quorum of signature lines).
         Wire::Decision(_, value) => return ENVELOPE_BYTES + value.len() + 400,
         Wire::Sync(_, values) => {
             return ENVELOPE_BYTES + values.iter().map(|v| v.len() + 8).sum::<usize>() + 400;
@@ -212,6 +238,27 @@ struct Member {
     restart_at: Option<Instant>,
     /// The decided values, in height order (the persisted log: it survives crashes).
     decided: Vec<Vec<u8>>,
+    /// Byzantine members' messages this member heard and relayed (gossip keeps them until
+    /// they are delivered: they are relayed again when the network heals).
+    relayed: Vec<(usize, Message)>,
+    /// What `relayed` holds, by sender and message digest, for the duplicate check.
+    relayed_keys: std::collections::HashSet<(usize, [u8; 32])>,
+}
+
+impl Member {
+    /// Keeps a byzantine member's message for gossip; false when it was kept already.
+    fn keep_relayed(&mut self, origin: usize, message: &Message) -> bool {
+        let mut hasher = Hasher::new();
+        hasher.update(format!("{message:?}").as_bytes());
+        if !self
+            .relayed_keys
+            .insert((origin, *hasher.finish().as_bytes()))
+        {
+            return false;
+        }
+        self.relayed.push((origin, message.clone()));
+        true
+    }
 }
 
 impl Member {
@@ -292,17 +339,21 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             crash_at: None,
             restart_at: None,
             decided: Vec::new(),
+            relayed: Vec::new(),
+            relayed_keys: Default::default(),
         })
         .collect();
     let mut chosen = 0;
     while chosen < params.byzantine {
         let i = rng.below(n as u64) as usize;
         if members[i].adversary.is_none() {
-            members[i].adversary = Some(match rng.below(3) {
+            let drawn = match rng.below(4) {
                 0 => Adversary::Silent,
                 1 => Adversary::Equivocate,
-                _ => Adversary::Invalid,
-            });
+                2 => Adversary::Invalid,
+                _ => Adversary::SplitVotes,
+            };
+            members[i].adversary = Some(params.adversary.unwrap_or(drawn));
             members[i].ordering = None;
             chosen += 1;
         }
@@ -313,6 +364,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             member.skew = rng.below(skew_range) as i64 - MAX_SKEW.as_micros() as i64;
         }
     }
+    let byzantine: Vec<bool> = members.iter().map(|m| m.adversary.is_some()).collect();
     let mut victim = None;
     if scenario.crashes {
         let honest: Vec<usize> = (0..n).filter(|i| members[*i].adversary.is_none()).collect();
@@ -328,6 +380,8 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
         net.partition(partition.clone());
     }
     let mut healed = false;
+    // The (splitter, height, round) a vote-splitter has split already: once per round.
+    let mut split: BTreeSet<(usize, u64, u32)> = BTreeSet::new();
     let mut votes: HashMap<(usize, u8, u64, u32), Option<ValueId>> = HashMap::new();
     // The first value decided at each height, and the member the last step touched (`None`:
     // every member, after timers).
@@ -490,7 +544,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                 continue;
             };
             let rounds = ordering.round() as usize + ROUNDS_AHEAD as usize + 1;
-            let most = (KEPT_HEIGHTS as usize + 1) * rounds * (2 * n + 1);
+            let most = (KEPT_HEIGHTS as usize + 1) * rounds * (2 * n * MAX_VALUES_PER_VOTER + 1);
             if ordering.buffered() > most {
                 outcome.violations.push(format!(
                     "member {i} holds {} messages, more than {most}",
@@ -507,6 +561,21 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
         }
         if now >= Instant::ZERO + FAULTY_FOR && !healed {
             net.heal(now, Faults::reliable(Duration::from_millis(20)));
+            // Gossip's repair: what was relayed before is delivered now.
+            for (j, member) in members.iter().enumerate() {
+                let height = member.decided.len() as u64;
+                for (origin, message) in &member.relayed {
+                    if message.height_round().0 < height {
+                        continue;
+                    }
+                    let wire = Wire::Relayed(*origin, message.clone());
+                    for k in (0..n).filter(|k| *k != j && k != origin) {
+                        outcome.bytes += wire_len(&wire) as u64;
+                        net.send(now, j, k, wire.clone());
+                        outcome.messages += 1;
+                    }
+                }
+            }
             healed = true;
         }
         // The next event: a delivery, a member's timer (on its own clock), a crash or restart.
@@ -550,6 +619,18 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             ordering.set_candidate(candidate(i, height, scenario.value_len));
             ordering.start(member.local(now), &valid);
             member.ordering = Some(ordering);
+            // Its peers sync their gossip with it when it reconnects: the byzantine votes
+            // they relayed (which may justify their locks) reach it again.
+            for (j, peer) in members.iter().enumerate().filter(|(j, _)| *j != i) {
+                for (origin, message) in &peer.relayed {
+                    if message.height_round().0 >= height && *origin != i {
+                        let wire = Wire::Relayed(*origin, message.clone());
+                        outcome.bytes += wire_len(&wire) as u64;
+                        net.send(now, j, i, wire);
+                        outcome.messages += 1;
+                    }
+                }
+            }
             trace.update(b"restart");
             trace.update(&(i as u64).to_le_bytes());
             touched = Some(i);
@@ -566,6 +647,31 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             let member = &mut members[d.to];
             let local = member.local(now);
             match (member.adversary, d.message) {
+                (None, Wire::Consensus(message)) if byzantine[d.from] => {
+                    // Relayed once to everyone else, then handled like any message.
+                    let (height, _) = message.height_round();
+                    if height + KEPT_HEIGHTS >= member.decided.len() as u64
+                        && member.keep_relayed(d.from, &message)
+                    {
+                        let wire = Wire::Relayed(d.from, message.clone());
+                        for k in (0..n).filter(|k| *k != d.to && *k != d.from) {
+                            outcome.bytes += wire_len(&wire) as u64;
+                            net.send(now, d.to, k, wire.clone());
+                            outcome.messages += 1;
+                        }
+                    }
+                    if let Some(ordering) = &mut member.ordering {
+                        ordering.handle_message(local, d.from, message, &valid);
+                    }
+                }
+                (None, Wire::Relayed(origin, message)) => {
+                    // Kept for the gossip sync with a peer that reconnects, not forwarded
+                    // again (gossip delivers each message once per member).
+                    member.keep_relayed(origin, &message);
+                    if let Some(ordering) = &mut member.ordering {
+                        ordering.handle_message(local, origin, message, &valid);
+                    }
+                }
                 (None, Wire::Consensus(message)) => {
                     let (height, _) = message.height_round();
                     let decided = member.decided.len() as u64;
@@ -595,6 +701,26 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                         ordering.handle_decision(local, height, value, &valid);
                     }
                 }
+                (Some(Adversary::SplitVotes), Wire::Consensus(message)) => {
+                    // Splits the round it hears of and, ahead of time, the next rounds and
+                    // the next height's first rounds that it proposes (honest members keep
+                    // early proposals, so its split values are there when their round starts).
+                    let (height, round) = message.height_round();
+                    let ahead = (round..round + 3)
+                        .map(|r| (height, r))
+                        .chain((0..3).map(|r| (height + 1, r)));
+                    for (h, r) in ahead {
+                        let proposer = ((h + u64::from(r)) % n as u64) as usize == d.to;
+                        if (proposer || (h, r) == (height, round)) && split.insert((d.to, h, r)) {
+                            for (to, message) in split_votes(d.to, n, h, r) {
+                                let wire = Wire::Consensus(message);
+                                outcome.bytes += wire_len(&wire) as u64;
+                                net.send(now, d.to, to, wire);
+                                outcome.messages += 1;
+                            }
+                        }
+                    }
+                }
                 (Some(adversary), Wire::Consensus(message)) => {
                     for (to, message) in attack(adversary, d.to, n, &message, rng) {
                         let wire = Wire::Consensus(message);
@@ -603,7 +729,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                         outcome.messages += 1;
                     }
                 }
-                (Some(_), Wire::Decision(..) | Wire::Sync(..)) => {}
+                (Some(_), Wire::Decision(..) | Wire::Sync(..) | Wire::Relayed(..)) => {}
             }
         } else {
             for member in members.iter_mut().filter(|m| m.honest_and_up()) {
@@ -647,6 +773,34 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
     outcome
 }
 
+/// What the vote-splitter `me` sends for `height`, `round`: each half of the members gets its
+/// own valid value, as the proposal when `me` proposes that round, and `me`'s prevote and
+/// precommit for it.
+fn split_votes(me: usize, n: usize, height: u64, round: u32) -> Vec<(usize, Message)> {
+    let proposer = ((height + u64::from(round)) % n as u64) as usize == me;
+    let mut out = Vec::new();
+    for to in (0..n).filter(|to| *to != me) {
+        let rank = to - usize::from(to > me);
+        let half = u8::from(rank >= (n - 1) / 2);
+        let value = vec![b'v', b'S', half, height as u8, round as u8];
+        let id = Some(sha256_id(&value));
+        if proposer {
+            out.push((
+                to,
+                Message::Proposal {
+                    height,
+                    round,
+                    value,
+                    valid_round: None,
+                },
+            ));
+        }
+        out.push((to, Message::Prevote { height, round, id }));
+        out.push((to, Message::Precommit { height, round, id }));
+    }
+    out
+}
+
 /// What a byzantine member sends on hearing `heard`: lies in the same height and round.
 fn attack(
     adversary: Adversary,
@@ -676,6 +830,7 @@ fn attack(
                 out.push((to, Message::Precommit { height, round, id }));
             }
         }
+        Adversary::SplitVotes => return split_votes(me, n, height, round),
         Adversary::Invalid => {
             let value = b"bad batch".to_vec();
             let id = Some(sha256_id(&value));

@@ -3,7 +3,7 @@
 //! duplication that then heal: agreement and validity after every step, every honest member
 //! decides every height after healing, and the same seed replays the same run.
 
-use pyrsia_sim::ordering::{Params, run};
+use pyrsia_sim::ordering::{Adversary, Params, run};
 
 #[test]
 fn a_few_hundred_seeds_agree_and_finish() {
@@ -14,6 +14,7 @@ fn a_few_hundred_seeds_agree_and_finish() {
                 nodes,
                 byzantine,
                 seed,
+                adversary: None,
             });
             assert!(
                 outcome.violations.is_empty(),
@@ -31,13 +32,15 @@ fn the_same_seed_replays_the_same_run() {
         nodes: 7,
         byzantine: 2,
         seed: 9,
+        adversary: None,
     });
     assert_eq!(
         a,
         run(Params {
             nodes: 7,
             byzantine: 2,
-            seed: 9
+            seed: 9,
+            adversary: None,
         })
     );
     assert_ne!(
@@ -45,7 +48,8 @@ fn the_same_seed_replays_the_same_run() {
         run(Params {
             nodes: 7,
             byzantine: 2,
-            seed: 10
+            seed: 10,
+            adversary: None,
         })
         .trace
     );
@@ -61,10 +65,55 @@ fn more_than_f_byzantine_members_break_it_and_the_checks_say_so() {
                 nodes: 4,
                 byzantine: 2,
                 seed,
+                adversary: None,
             })
             .violations
             .is_empty()
         })
         .count();
     assert!(failing > 0, "the checks see a broken run");
+}
+
+/// The vote-splitter in every byzantine seat, at sizes where 2f+1 is smaller than the quorum
+/// (5, 6, 8, 9) and where they are equal (4, 7): no two honest members ever decide differently
+/// and every height is still decided after healing.
+#[test]
+fn vote_splitters_never_fork_any_size() {
+    for (nodes, seeds) in [(4, 40), (5, 80), (6, 40), (7, 30), (8, 20), (9, 20)] {
+        let byzantine = (nodes - 1) / 3;
+        for seed in 1..=seeds {
+            let outcome = run(Params {
+                nodes,
+                byzantine,
+                seed,
+                adversary: Some(Adversary::SplitVotes),
+            });
+            assert!(
+                outcome.violations.is_empty(),
+                "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
+                outcome.violations
+            );
+        }
+    }
+}
+
+/// Every size from 1 to 13 members, with f byzantine members of every kind.
+#[test]
+fn every_size_from_one_to_thirteen_agrees_and_finishes() {
+    for nodes in 1..=13 {
+        let byzantine = (nodes - 1) / 3;
+        for seed in 1..=8 {
+            let outcome = run(Params {
+                nodes,
+                byzantine,
+                seed,
+                adversary: None,
+            });
+            assert!(
+                outcome.violations.is_empty(),
+                "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
+                outcome.violations
+            );
+        }
+    }
 }

@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         nodes,
         byzantine,
         seed,
+        adversary: None,
     });
     assert!(
         ordered.violations.is_empty(),

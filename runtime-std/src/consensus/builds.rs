@@ -28,20 +28,6 @@ fn wrong_digest() -> Digest {
     Digest::sha256(b"pyrsia test: a byzantine member's wrong digest")
 }
 
-/// Attestation evidence as `Dispute` entries keep it: each statement with its signers.
-fn encode_evidence(groups: &[(Vec<u8>, Vec<Signed>)]) -> Vec<u8> {
-    let groups: Vec<(&[u8], Vec<u8>)> = groups
-        .iter()
-        .map(|(statement, signers)| {
-            (
-                statement.as_slice(),
-                signers.iter().flat_map(Signed::to_bytes).collect(),
-            )
-        })
-        .collect();
-    postcard::to_allocvec(&groups).unwrap_or_default()
-}
-
 impl Driver {
     /// The mirror served an image: submit a `BuildRequest` (and the tag it was pulled by)
     /// unless it is committed or requested already.
@@ -294,7 +280,7 @@ impl Driver {
                     let Ok(Entry::BuildRequest(request)) = Entry::decode(&bytes) else {
                         continue;
                     };
-                    let evidence = encode_evidence(&evidence);
+                    let evidence = pyrsia_core::consensus::evidence::encode_evidence(&evidence);
                     let dispute = Dispute {
                         request_index: index,
                         coordinates: request.coordinates,

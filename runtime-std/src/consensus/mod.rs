@@ -4,9 +4,9 @@
 //! One thread owns the state machines. Members exchange signed postcard messages over the
 //! network's member topic ([`MemberLink`], [`Member::deliver`]):
 //! - entries to order (`Submit`): build requests for what the mirror passed through, the
-//!   commits and disputes build rounds produce, membership changes with 2f+1 endorsements;
+//!   commits and disputes build rounds produce, membership changes with a quorum of endorsements;
 //! - Tendermint votes ordering batches of them; a precommit carries the member's cosignature
-//!   of the batch's checkpoint, so the decision's 2f+1 precommits are the final checkpoint;
+//!   of the batch's checkpoint, so the decision's quorum of precommits are the final checkpoint;
 //! - attestations of the builders each request selects, who fetch the image from its
 //!   upstream themselves (`docker-fetch/v1`) and sign the digests they found.
 //!
@@ -144,7 +144,7 @@ impl Member {
     }
 
     /// Endorses adding (or removing) `key`: signs the change for the next epoch and sends the
-    /// signature; once 2f+1 members endorsed it, the change is ordered into the log.
+    /// signature; once a quorum of members endorsed it, the change is ordered into the log.
     pub fn endorse(&self, op: MembershipOp, key: PublicKey) {
         self.send(Input::Endorse(op, key));
     }

@@ -1,7 +1,7 @@
 //! Committing what a sole member verified itself (build type `docker-fetch/v1`): the
 //! request, the commit with this node's attestation and, for a tag, the observation. With
 //! n = 1 and f = 0 one attestation is the f+1 the commit rule asks for and one signature the
-//! 2f+1 a checkpoint needs; larger networks commit through consensus instead.
+//! quorum a checkpoint needs (q = 1 at n = 1); larger networks commit through consensus instead.
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::tlog::entry::{

@@ -78,7 +78,7 @@ impl Log {
     /// What a member checks before voting for `batch`: it extends this node's final log, its
     /// entries decode and obey the rules of replication (commits carry f+1 attestations of the
     /// epoch and are bound to their request and its selection checkpoint, no coordinates are
-    /// committed twice, membership changes carry 2f+1 signatures), and they hash to the
+    /// committed twice, membership changes carry a quorum of signatures), and they hash to the
     /// batch's checkpoint, whose time is after the last final one.
     pub fn check_batch(&self, batch: &Batch<'_>) -> Result<(), LogError> {
         let mut state = self.lock();

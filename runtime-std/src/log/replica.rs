@@ -4,6 +4,7 @@
 //! decodes and obeys the log's rules, and the entries hash to the checkpoint's root.
 
 use fjall::PersistMode;
+use pyrsia_core::consensus::evidence::{RequestBinding, check_dispute};
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_core::tlog::entry::{Entry, MembershipOp};
 
@@ -24,7 +25,7 @@ pub enum Applied {
 pub const MAX_ENTRIES_PER_APPLY: u64 = 100_000;
 
 impl Log {
-    /// Whether `note` is a checkpoint of this log with 2f+1 valid member signatures: what a
+    /// Whether `note` is a checkpoint of this log with a quorum of valid member signatures: what a
     /// node checks before forwarding a gossiped checkpoint or asking for its entries.
     pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogError> {
         check_quorum(&self.lock(), note)
@@ -36,7 +37,7 @@ impl Log {
         (note.checkpoint.size > have).then(|| (have, note.checkpoint.size - have))
     }
 
-    /// Checks `note` (origin, 2f+1 valid member signatures) and `entries` (the ones from this
+    /// Checks `note` (origin, a quorum of valid member signatures) and `entries` (the ones from this
     /// node's size up to the note's, each valid) and stores both. A checkpoint with another
     /// root at this node's size is a fork: refused and logged as evidence.
     pub fn apply_checkpoint(
@@ -144,8 +145,10 @@ fn check_quorum(state: &State, note: &SignedCheckpoint) -> Result<(), LogError> 
 }
 
 /// One replicated entry: decodes; entry 0 is this log's genesis and no other entry is a
-/// genesis; commits carry f+1 valid attestations of the epoch; membership changes carry 2f+1
-/// signatures of the previous epoch (and move `members` to the next).
+/// genesis; commits carry f+1 valid attestations of the epoch; disputes and unverifiable
+/// verdicts carry the evidence `core::consensus::evidence` asks for, about an open request;
+/// membership changes carry a quorum of signatures of the previous epoch (and move `members`
+/// to the next).
 pub(super) fn check_entry(
     state: &State,
     members: &mut pyrsia_core::members::MemberSet,
@@ -178,6 +181,31 @@ pub(super) fn check_entry(
                 return Err(refuse("duplicate commit of committed coordinates".into()));
             }
             Ok(())
+        }
+        Entry::Dispute(dispute) | Entry::Unverifiable(dispute) => {
+            let unverifiable = matches!(entry, Entry::Unverifiable(_));
+            let (name, version) = (dispute.coordinates.name, dispute.coordinates.version);
+            if state.index.request(name, version) != Some(dispute.request_index) {
+                return Err(refuse("dispute of no such request".into()));
+            }
+            if state.index.commit(name, version).is_some()
+                || state.index.dispute(name, version).is_some_and(|(_, u)| u)
+            {
+                return Err(refuse("dispute of a settled request".into()));
+            }
+            let selection_size = dispute.request_index + 1;
+            let selection_root = state
+                .tree
+                .root(selection_size)
+                .map_err(|e| refuse(e.to_string()))?;
+            let request = RequestBinding {
+                request_index: dispute.request_index,
+                coordinates: dispute.coordinates,
+                selection_size,
+                selection_root,
+            };
+            check_dispute(members, &request, dispute.evidence, unverifiable)
+                .map_err(|e| refuse(e.to_string()))
         }
         Entry::AddMember(change) | Entry::RemoveMember(change) => {
             let op = if matches!(entry, Entry::AddMember(_)) {

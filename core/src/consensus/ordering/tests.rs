@@ -239,3 +239,98 @@ fn a_restarted_member_repeats_its_votes_and_does_not_propose_again() {
     assert_eq!(again, [OrderingOutput::Broadcast(prevote)]);
     assert_eq!(restarted.round(), 0);
 }
+
+/// PROTOCOL case 8 at n = 5, where 2f+1 = 3 forks: the byzantine proposer of height 0 sends
+/// one value to members 1 and 2 and another to members 3 and 4, prevotes and precommits both,
+/// and the two halves hear nothing of each other for several rounds. With the quorum of 4
+/// neither half decides alone; once they hear each other, all decide one value.
+#[test]
+fn an_equivocating_proposer_cannot_fork_five_members() {
+    let n = 5;
+    let mut members: Vec<Ordering> = (0..n).map(|i| Ordering::new(i, n, 0, T, T)).collect();
+    let mut now = Instant::ZERO;
+    for (i, m) in members.iter_mut().enumerate().skip(1) {
+        m.set_candidate(vec![b'v', i as u8]);
+        m.start(now, &valid);
+    }
+    let side = |i: usize| i <= 2;
+    for (to, value) in [(1, b"v-one"), (2, b"v-one"), (3, b"v-two"), (4, b"v-two")] {
+        let id = Some(sha256_id(value));
+        let (height, round) = (0, 0);
+        for message in [
+            Message::Proposal {
+                height,
+                round,
+                value: value.to_vec(),
+                valid_round: None,
+            },
+            Message::Prevote { height, round, id },
+            Message::Precommit { height, round, id },
+        ] {
+            members[to].handle_message(now, 0, message, &valid);
+        }
+    }
+    let mut held: Vec<(usize, usize, Message)> = Vec::new();
+    let mut healed = false;
+    for _ in 0..20_000 {
+        let mut moved = false;
+        for i in 1..n {
+            while let Some(output) = members[i].poll_output() {
+                moved = true;
+                match output {
+                    OrderingOutput::Persist { ticket, .. } => members[i].handle_persisted(ticket),
+                    OrderingOutput::Broadcast(message) => {
+                        for j in (1..n).filter(|j| *j != i) {
+                            if healed || side(i) == side(j) {
+                                members[j].handle_message(now, i, message.clone(), &valid);
+                            } else {
+                                held.push((i, j, message.clone()));
+                            }
+                        }
+                    }
+                    OrderingOutput::SendDecision { to, height, value } => {
+                        if healed || side(i) == side(to) {
+                            members[to].handle_decision(now, height, value, &valid);
+                        }
+                    }
+                    OrderingOutput::Decided { .. } => {}
+                }
+            }
+        }
+        let decided: Vec<Option<Vec<u8>>> = members[1..]
+            .iter()
+            .map(|m| m.decision(0).map(<[u8]>::to_vec))
+            .collect();
+        let first = decided.iter().flatten().next();
+        for d in decided.iter().flatten() {
+            assert_eq!(
+                Some(d),
+                first,
+                "two values decided at height 0: {decided:?}"
+            );
+        }
+        if !healed {
+            assert!(first.is_none(), "a half of 2 honest + 1 liar decided alone");
+        }
+        if decided.iter().all(Option::is_some) {
+            assert!(healed);
+            return;
+        }
+        if !moved {
+            if !healed && now >= Instant::ZERO + Duration::from_secs(20) {
+                healed = true;
+                for (from, to, message) in held.drain(..) {
+                    members[to].handle_message(now, from, message, &valid);
+                }
+                continue;
+            }
+            let next = members[1..].iter().filter_map(Ordering::poll_timeout).min();
+            let Some(next) = next else { break };
+            now = next;
+            for m in &mut members[1..] {
+                m.handle_timeout(now, &valid);
+            }
+        }
+    }
+    panic!("the honest members did not decide height 0 after healing");
+}

@@ -76,6 +76,7 @@ fn main() {
             nodes,
             byzantine,
             seed,
+            adversary: None,
         });
         let followed = clients::run(clients::Params {
             nodes,
@@ -165,6 +166,7 @@ fn bench(sizes: &[usize]) {
                 nodes,
                 byzantine: 0,
                 seed: 1,
+                adversary: None,
             },
             &scenario,
             &mut rng,
