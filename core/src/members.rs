@@ -329,8 +329,10 @@ mod tests {
         for n in 1..=MAX_MEMBERS {
             let (f, q) = (faults_for(n), quorum_for(n));
             assert!(n > 3 * f, "n = {n} tolerates f = {f}");
+            let shared = 2 * q - n;
+            let honest_needed = f + 1;
             assert!(
-                2 * q >= n + f + 1,
+                shared >= honest_needed,
                 "n = {n}: two quorums of {q} share f+1 members"
             );
             assert!(

@@ -6,10 +6,13 @@
 //! Safety never depends on the selection's randomness: a `Commit` needs f+1 valid, distinct,
 //! matching attestations bound to the request, whoever was asked. [`ordering`] decides the
 //! log's batches (PROTOCOL.md §3) with Tendermint; [`wire`] is what members send each other
-//! and the batches they order; [`evidence`] is what a `Dispute` or `Unverifiable` must prove.
+//! and the batches they order; [`evidence`] is what a `Dispute` or `Unverifiable` must prove;
+//! [`limits`] holds the time rules and per-member budgets, [`mempool`] the entries waiting.
 
 pub mod build;
 pub mod evidence;
+pub mod limits;
+pub mod mempool;
 pub mod ordering;
 pub mod selection;
 pub mod wire;

@@ -98,7 +98,9 @@ pub struct NodeOptions {
     pub checkpoint_refresh: u64,
 
     /// TESTING ONLY: make this member misbehave (`wrong-digest`: attest a wrong digest for
-    /// every build), to check that the network tolerates it
+    /// every build; `split-votes`: propose and vote for two batches per round; `flood`: send
+    /// junk proposals, votes, requests and endorsements at full rate), to check that the
+    /// network tolerates it
     #[argh(option, from_str_fn(parse_byzantine))]
     pub test_byzantine: Option<Byzantine>,
 }
@@ -106,8 +108,10 @@ pub struct NodeOptions {
 fn parse_byzantine(text: &str) -> Result<Byzantine, String> {
     match text {
         "wrong-digest" => Ok(Byzantine::WrongDigest),
+        "split-votes" => Ok(Byzantine::SplitVotes),
+        "flood" => Ok(Byzantine::Flood),
         _ => Err(format!(
-            "unknown misbehaviour {text:?} (known: wrong-digest)"
+            "unknown misbehaviour {text:?} (known: wrong-digest, split-votes, flood)"
         )),
     }
 }

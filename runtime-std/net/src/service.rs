@@ -174,6 +174,9 @@ struct EventLoop {
     topic: gossipsub::IdentTopic,
     sync: LogSync<OutboundRequestId>,
     strikes: HashMap<PeerId, u32>,
+    /// Member messages per member, and the clock it is measured on.
+    member_rate: pyrsia_core::consensus::limits::RateLimit,
+    started: Instant,
     checkpoint_requests: HashMap<OutboundRequestId, PeerId>,
     announced: Option<(String, Instant)>,
     bootstrap: Vec<Multiaddr>,
@@ -217,6 +220,8 @@ impl EventLoop {
             log,
             status,
             strikes: HashMap::new(),
+            member_rate: Default::default(),
+            started: Instant::now(),
             checkpoint_requests: HashMap::new(),
             announced: None,
             bootstrap,

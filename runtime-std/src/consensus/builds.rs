@@ -3,6 +3,7 @@
 //! attestation, and submits the `Commit`, `Dispute` or `Unverifiable` the round produces.
 //! Attestations that contradict a commit are kept as evidence.
 
+use pyrsia_core::consensus::limits::MAX_CONCURRENT_BUILDS;
 use pyrsia_core::consensus::wire::MemberMessage;
 use pyrsia_core::consensus::{BuildOutput, BuildRound};
 use pyrsia_core::digest::Digest;
@@ -305,9 +306,15 @@ impl Driver {
     /// Builds request `index` on a thread of its own: the image is fetched and every digest
     /// checked, as `docker-fetch/v1` says.
     fn build(&mut self, index: u64) {
-        if !self.building.insert(index) || self.own_attestations.contains_key(&index) {
+        if self.building.contains(&index) || self.own_attestations.contains_key(&index) {
             return;
         }
+        if self.building.len() >= MAX_CONCURRENT_BUILDS {
+            // The round asks again at its next deadline.
+            tracing::debug!(index, "builds at their limit: this one waits");
+            return;
+        }
+        self.building.insert(index);
         let Some(bytes) = self.log.entry(index) else {
             return;
         };

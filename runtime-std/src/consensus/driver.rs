@@ -4,11 +4,15 @@
 //! endorsements. Build rounds are in [`super::builds`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration as StdDuration;
 
 use pyrsia_core::consensus::BuildRound;
+use pyrsia_core::consensus::limits::{
+    Budget, FUTURE_MESSAGES_PER_MEMBER, VALUES_PER_MEMBER, batch_time_ok, height_plausible,
+};
+use pyrsia_core::consensus::mempool::Mempool;
 use pyrsia_core::consensus::ordering::{Message, Ordering, OrderingOutput, ValueId};
 use pyrsia_core::consensus::wire::{Batch, CheckpointHead, Envelope, MemberMessage, Vote};
 use pyrsia_core::identity::{KeyId, PublicKey, Purpose, SecretKey, Signature};
@@ -17,20 +21,13 @@ use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::checkpoint::{Cosignature, SignedCheckpoint};
 use pyrsia_core::tlog::entry::{Entry, MembershipChange, MembershipOp, SignatureList};
 
-use super::mempool::Mempool;
 use super::{Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
 use crate::log::{Applied, Log};
 use crate::mirror::Mirror;
 
-/// How far in the future a proposed checkpoint's time may be: members' clocks may differ by
-/// this much without a valid proposal being refused (PROTOCOL case 29).
-pub const MAX_CLOCK_SKEW_SECS: u64 = 600;
-
-/// Votes of later heights kept until this member reaches them.
-const MAX_FUTURE_VOTES: usize = 4096;
-/// Proposed values and checkpoint cosignature sets kept per height.
-const MAX_VALUES: usize = 1024;
+/// Membership changes one member may have open endorsements for.
+const ENDORSEMENTS_PER_MEMBER: usize = 16;
 /// How often the thread looks at the log when nothing else happens (catching up by
 /// replication shows there).
 const POLL: StdDuration = StdDuration::from_millis(200);
@@ -41,7 +38,7 @@ pub(crate) struct Driver {
     pub(super) mirror: Arc<Mirror>,
     pub(super) key: SecretKey,
     pub(super) config: MemberConfig,
-    pub(super) inputs: Sender<Input>,
+    pub(super) inputs: SyncSender<Input>,
     pub(super) pending: Arc<Mutex<HashSet<(String, String)>>>,
     pub(super) members: MemberSet,
     pub(super) rounds: BTreeMap<u64, BuildRound>,
@@ -60,11 +57,19 @@ pub(crate) struct Driver {
     size: u64,
     ordering: Option<Ordering>,
     started: bool,
-    future: Vec<(usize, Message)>,
+    future: Vec<(KeyId, usize, Message)>,
+    /// Future messages held per sender.
+    future_budget: Budget,
     cosignatures: HashMap<ValueId, (CheckpointHead, BTreeMap<KeyId, Cosignature>)>,
-    values: HashMap<ValueId, Vec<u8>>,
+    pub(super) values: HashMap<ValueId, Vec<u8>>,
+    /// `--test-byzantine split-votes`: the twin of each batch this member proposed.
+    pub(super) twins: HashMap<ValueId, ValueId>,
+    /// Values and cosigned heads each member brought into the tables above, this height.
+    value_budget: Budget,
     mempool: Mempool,
     endorsements: HashMap<(bool, u64, [u8; 32]), BTreeMap<KeyId, Signature>>,
+    /// Endorsed changes each member opened.
+    endorsement_budget: Budget,
 }
 
 /// Whether `value` may be decided at `height`: a batch extending the final log (which must be
@@ -75,10 +80,14 @@ fn batch_is_valid(log: &Log, height: u64, value: &[u8], now_secs: u64, refresh: 
     let Ok(batch) = Batch::decode(value) else {
         return false;
     };
-    let heartbeat_allowed = now_secs >= height.saturating_add(refresh / 2);
     height == log.consensus_height()
-        && (!batch.entries.is_empty() || heartbeat_allowed)
-        && batch.head.timestamp <= now_secs + MAX_CLOCK_SKEW_SECS
+        && batch_time_ok(
+            height,
+            batch.head.timestamp,
+            batch.entries.is_empty(),
+            now_secs,
+            refresh,
+        )
         && log
             .check_batch(&batch)
             .map_err(|e| tracing::debug!(height, error = %e, "refusing a proposed batch"))
@@ -115,7 +124,7 @@ impl Driver {
         key: SecretKey,
         config: MemberConfig,
         link: Arc<OnceLock<Arc<dyn MemberLink>>>,
-        inputs: Sender<Input>,
+        inputs: SyncSender<Input>,
         pending: Arc<Mutex<HashSet<(String, String)>>>,
     ) -> Driver {
         let origin = log.origin();
@@ -147,22 +156,34 @@ impl Driver {
             ordering: None,
             started: false,
             future: Vec::new(),
+            future_budget: Budget::default(),
             cosignatures: HashMap::new(),
             values: HashMap::new(),
+            twins: HashMap::new(),
+            value_budget: Budget::default(),
             mempool: Mempool::default(),
             endorsements: HashMap::new(),
+            endorsement_budget: Budget::default(),
         }
     }
 
     /// Runs until the node stops.
     pub(crate) fn run(&mut self, inputs: &Receiver<Input>) {
+        let flooding = self.config.byzantine == Some(super::Byzantine::Flood);
+        if flooding {
+            tracing::warn!("TEST BYZANTINE MEMBER: flooding the other members at full rate");
+        }
         loop {
             self.follow_log();
             if !self.started && self.ordering.is_some() && self.heartbeat_due() {
                 self.refresh_candidate();
                 self.start();
             }
-            let wait = self.next_wait();
+            let mut wait = self.next_wait();
+            if flooding {
+                self.flood();
+                wait = wait.min(StdDuration::from_millis(5));
+            }
             match inputs.recv_timeout(wait) {
                 Ok(input) => self.on_input(input),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -174,6 +195,22 @@ impl Driver {
 
     pub(super) fn my_id(&self) -> KeyId {
         self.key.public().key_id()
+    }
+
+    /// The height being ordered, once known.
+    pub(super) fn height(&self) -> Option<u64> {
+        self.height
+    }
+
+    /// The log's name.
+    pub(super) fn origin(&self) -> String {
+        self.origin.clone()
+    }
+
+    /// A nonce never used before by this member (its messages must all differ).
+    pub(super) fn next_nonce(&mut self) -> u64 {
+        self.nonce += 1;
+        self.nonce
     }
 
     fn next_wait(&self) -> StdDuration {
@@ -209,6 +246,12 @@ impl Driver {
             self.mempool.retain(|entry| !ordered.contains(entry));
         }
         self.size = size;
+        if members.epoch() != self.members.epoch() {
+            // Endorsements of an epoch that has passed can no longer apply.
+            let epoch = members.epoch();
+            self.endorsements.retain(|(_, e, _), _| *e > epoch);
+            self.endorsement_budget.reset();
+        }
         self.member_ids = members.keys().map(|k| k.key_id()).collect();
         self.members = members;
         self.height = Some(height);
@@ -233,14 +276,16 @@ impl Driver {
             _ => Ordering::new(index, n, height, timeout, timeout),
         };
         self.ordering = Some(ordering.with_value_id(Batch::id));
-        // Later batches are timed after the last final checkpoint.
+        // Later batches are timed after the last final checkpoint; each member's share of
+        // the tables starts again (what is kept is at most the skew ahead of the clock).
         self.cosignatures
             .retain(|_, (head, _)| head.timestamp > height);
         self.values
             .retain(|_, value| Batch::decode(value).is_ok_and(|b| b.head.timestamp > height));
+        self.value_budget.reset();
         if size == 0 {
             // A new network: its first batch is the genesis entry.
-            self.mempool.add(self.log.genesis());
+            self.mempool.add(self.my_id(), self.log.genesis());
         }
         let log = self.log.clone();
         self.mempool.retain(|entry| still_wanted(&log, entry));
@@ -254,8 +299,9 @@ impl Driver {
                         .find_dispute(name, version)
                         .is_none_or(|(_, unverifiable)| !unverifiable)
             });
-        for (from, message) in std::mem::take(&mut self.future) {
-            self.on_vote(from, message);
+        self.future_budget.reset();
+        for (sender, from, message) in std::mem::take(&mut self.future) {
+            self.on_vote(sender, from, message);
         }
         self.refresh_candidate();
         if !self.mempool.is_empty() || self.heartbeat_due() {
@@ -293,7 +339,7 @@ impl Driver {
         };
         match message {
             MemberMessage::Submit { entry } => {
-                if still_wanted(&self.log, entry) && self.mempool.add(entry.to_vec()) {
+                if still_wanted(&self.log, entry) && self.mempool.add(sender, entry.to_vec()) {
                     self.refresh_candidate();
                     self.start();
                 }
@@ -314,7 +360,7 @@ impl Driver {
 
     /// Submits an entry of this member: into the mempool and to every member.
     pub(super) fn submit(&mut self, entry: Vec<u8>) {
-        if self.mempool.add(entry.clone()) {
+        if self.mempool.add(self.my_id(), entry.clone()) {
             self.broadcast(&MemberMessage::Submit { entry: &entry });
             self.refresh_candidate();
             self.start();
@@ -324,7 +370,6 @@ impl Driver {
     /// Whether an equivalent entry waits in the mempool (`same` says which are).
     pub(super) fn waiting(&self, same: impl Fn(&Entry<'_>) -> bool) -> bool {
         self.mempool
-            .iter()
             .any(|e| Entry::decode(e).is_ok_and(|e| same(&e)))
     }
 
@@ -348,7 +393,7 @@ impl Driver {
         let Some(ordering) = &mut self.ordering else {
             return;
         };
-        let candidates: Vec<&[u8]> = self.mempool.iter().collect();
+        let candidates: Vec<&[u8]> = self.mempool.fair_order();
         let last = self.log.checkpoint().map_or(0, |c| c.checkpoint.timestamp);
         let timestamp = unix_seconds().max(last + 1);
         let Ok((chosen, head)) = self.log.choose_batch(&candidates, timestamp) else {
@@ -389,10 +434,17 @@ impl Driver {
         let Some(from) = self.member_ids.iter().position(|id| *id == sender) else {
             return;
         };
+        let now_secs = unix_seconds();
+        let (height, _) = vote.to_message().height_round();
+        if !height_plausible(height, now_secs) {
+            tracing::debug!(member = %sender, height, "dropping a vote for an implausible height");
+            return;
+        }
         match vote.check_cosignature(&self.origin, &sender, &self.members) {
             Ok(Some((head, cosignature))) => {
-                if self.cosignatures.len() < MAX_VALUES
-                    || self.cosignatures.contains_key(&head.id())
+                let known = self.cosignatures.contains_key(&head.id());
+                if height_plausible(head.timestamp, now_secs)
+                    && (known || self.value_budget.take(sender, VALUES_PER_MEMBER))
                 {
                     self.cosignatures
                         .entry(head.id())
@@ -407,22 +459,28 @@ impl Driver {
                 return;
             }
         }
-        if let Vote::Proposal { value, .. } = vote
-            && self.values.len() < MAX_VALUES
-        {
-            self.values.insert(Batch::id(value), value.to_vec());
+        if let Vote::Proposal { value, .. } = vote {
+            let id = Batch::id(value);
+            let plausible =
+                Batch::decode(value).is_ok_and(|b| height_plausible(b.head.timestamp, now_secs));
+            if plausible
+                && !self.values.contains_key(&id)
+                && self.value_budget.take(sender, VALUES_PER_MEMBER)
+            {
+                self.values.insert(id, value.to_vec());
+            }
         }
-        self.on_vote(from, vote.to_message());
+        self.on_vote(sender, from, vote.to_message());
     }
 
-    fn on_vote(&mut self, from: usize, message: Message) {
+    fn on_vote(&mut self, sender: KeyId, from: usize, message: Message) {
         let Some(height) = self.height else {
             return;
         };
         let (at, _) = message.height_round();
         if at > height {
-            if self.future.len() < MAX_FUTURE_VOTES {
-                self.future.push((from, message));
+            if self.future_budget.take(sender, FUTURE_MESSAGES_PER_MEMBER) {
+                self.future.push((sender, from, message));
             }
             return;
         }
@@ -475,7 +533,13 @@ impl Driver {
                         }
                     }
                 }
-                OrderingOutput::Broadcast(message) => self.send_vote(message),
+                OrderingOutput::Broadcast(message) => {
+                    let extra = self.split_extra(&message);
+                    self.send_vote(message);
+                    if let Some(extra) = extra {
+                        self.send_vote(extra);
+                    }
+                }
                 // A member behind catches up through log replication.
                 OrderingOutput::SendDecision { .. } => {}
                 // The votes queued with it still leave: others may need this precommit.
@@ -615,8 +679,10 @@ impl Driver {
             return;
         }
         let add = op == MembershipOp::Add;
-        if self.endorsements.len() >= MAX_VALUES
-            && !self.endorsements.contains_key(&(add, epoch, key))
+        if !self.endorsements.contains_key(&(add, epoch, key))
+            && !self
+                .endorsement_budget
+                .take(sender, ENDORSEMENTS_PER_MEMBER)
         {
             return;
         }

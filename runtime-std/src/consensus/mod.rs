@@ -16,11 +16,12 @@
 //! height.
 
 mod builds;
+mod byzantine;
 mod driver;
-mod mempool;
 
 use std::collections::HashSet;
-use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -30,13 +31,19 @@ use pyrsia_core::tlog::entry::MembershipOp;
 use crate::log::{Log, VerifyJob};
 use crate::mirror::Mirror;
 
-pub use driver::MAX_CLOCK_SKEW_SECS;
+pub use pyrsia_core::consensus::limits::MAX_CLOCK_SKEW_SECS;
 
 /// Misbehaviour a test can switch on to check that the network tolerates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Byzantine {
     /// Attest a wrong digest for every build (PROTOCOL case 3).
     WrongDigest,
+    /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
+    /// of the same entries; prevote and precommit (with cosignatures) for both.
+    SplitVotes,
+    /// Flood the other members at full rate: proposals and votes for far-future heights,
+    /// cosigned junk checkpoints, junk `BuildRequest`s and membership endorsements.
+    Flood,
 }
 
 /// How a member runs.
@@ -83,9 +90,14 @@ pub(crate) enum Input {
     Built(u64, Result<crate::log::Verified, String>),
 }
 
+/// Inputs waiting for the member thread at most: past it, messages from the network are
+/// dropped (the senders' resend timers repeat what matters) and local inputs wait.
+pub const INPUT_QUEUE: usize = 4096;
+
 /// A running member. Share it with an `Arc`.
 pub struct Member {
-    inputs: Mutex<Sender<Input>>,
+    inputs: Mutex<SyncSender<Input>>,
+    dropped: AtomicU64,
     link: Arc<OnceLock<Arc<dyn MemberLink>>>,
     pending: Arc<Mutex<HashSet<(String, String)>>>,
 }
@@ -99,7 +111,7 @@ impl Member {
         key: SecretKey,
         config: MemberConfig,
     ) -> std::io::Result<Member> {
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::sync_channel(INPUT_QUEUE);
         let link: Arc<OnceLock<Arc<dyn MemberLink>>> = Arc::new(OnceLock::new());
         let pending = Arc::new(Mutex::new(HashSet::new()));
         let mut driver = driver::Driver::new(
@@ -116,6 +128,7 @@ impl Member {
             .spawn(move || driver.run(&receiver))?;
         Ok(Member {
             inputs: Mutex::new(sender),
+            dropped: AtomicU64::new(0),
             link,
             pending,
         })
@@ -133,9 +146,28 @@ impl Member {
         let _ = self.link.set(link);
     }
 
-    /// A sealed member message received from the network.
+    /// A sealed member message received from the network; dropped (and counted) when the
+    /// member thread is this far behind, so the network thread never waits on it.
     pub fn deliver(&self, message: Vec<u8>) {
-        self.send(Input::Message(message));
+        let sender = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+        match sender.try_send(Input::Message(message)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(1000)
+                {
+                    tracing::warn!("member input queue full: dropping member messages");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => tracing::error!("the member thread is gone"),
+        }
+    }
+
+    /// Member messages dropped because the input queue was full.
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Requests verification of an image the mirror served (ignored when committed).

@@ -1,9 +1,10 @@
 //! In-memory lookups over the log's entries, rebuilt from the entries at start: which entry
 //! committed an artifact, the latest observation of a tag, every committed digest.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::identity::KeyId;
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::Entry;
 
@@ -17,7 +18,10 @@ pub(crate) struct LogIndex {
     by_name: HashMap<String, Vec<u64>>,
     memberships: HashMap<u64, u64>,
     requests: HashMap<(String, String), u64>,
-    open_requests: BTreeSet<u64>,
+    /// Open requests by log index, with who asked.
+    open_requests: BTreeMap<u64, KeyId>,
+    /// How many open requests each requester has.
+    open_by_requester: HashMap<KeyId, usize>,
     disputes: HashMap<(String, String), (u64, bool)>,
 }
 
@@ -30,7 +34,8 @@ impl LogIndex {
                 let settled = self.commits.contains_key(&coordinates);
                 if !self.requests.contains_key(&coordinates) && !settled {
                     self.requests.insert(coordinates, index);
-                    self.open_requests.insert(index);
+                    self.open_requests.insert(index, r.requester);
+                    *self.open_by_requester.entry(r.requester).or_default() += 1;
                 }
                 r.coordinates.name
             }
@@ -80,9 +85,17 @@ impl LogIndex {
     }
 
     fn settle(&mut self, name: &str, version: &str) {
-        if let Some(index) = self.requests.get(&key(name, version)) {
-            self.open_requests.remove(index);
+        if let Some(index) = self.requests.get(&key(name, version))
+            && let Some(requester) = self.open_requests.remove(index)
+            && let Some(open) = self.open_by_requester.get_mut(&requester)
+        {
+            *open = open.saturating_sub(1);
         }
+    }
+
+    /// How many open requests `requester` has.
+    pub(crate) fn open_from(&self, requester: &KeyId) -> usize {
+        self.open_by_requester.get(requester).copied().unwrap_or(0)
     }
 
     /// The first `BuildRequest` of `name` at `version`.
@@ -98,7 +111,7 @@ impl LogIndex {
 
     /// The requests with neither a `Commit` nor an `Unverifiable` yet, oldest first.
     pub(crate) fn open_requests(&self) -> Vec<u64> {
-        self.open_requests.iter().copied().collect()
+        self.open_requests.keys().copied().collect()
     }
 
     /// The `Commit` of `name` at immutable `version`.

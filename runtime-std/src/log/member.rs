@@ -3,11 +3,13 @@
 //! rules and hash to the batch's checkpoint), the requests waiting for builders, the voting
 //! state persisted before a vote leaves, and evidence.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use fjall::PersistMode;
+use pyrsia_core::consensus::limits::request_allowed;
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::consensus::wire::{Batch, CheckpointHead, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use pyrsia_core::identity::KeyId;
 use pyrsia_core::members::MemberSet;
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::Entry;
@@ -183,6 +185,7 @@ fn replay(
     }
     let mut members = state.members.clone();
     let mut committed = HashSet::new();
+    let mut requested = HashMap::new();
     let mut kept = Vec::new();
     let mut bytes_kept = 0;
     let result = (|| {
@@ -193,7 +196,8 @@ fn replay(
                 break;
             }
             let index = have + kept.len() as u64;
-            match check_in_batch(state, &mut members, &mut committed, index, bytes) {
+            let seen = (&mut committed, &mut requested);
+            match check_in_batch(state, &mut members, seen, index, bytes) {
                 Ok(()) => {
                     state.tree.push(bytes);
                     kept.push(offset);
@@ -220,12 +224,27 @@ fn replay(
 fn check_in_batch(
     state: &State,
     members: &mut MemberSet,
-    committed: &mut HashSet<(String, String)>,
+    (committed, requested): (&mut HashSet<(String, String)>, &mut HashMap<KeyId, usize>),
     index: u64,
     bytes: &[u8],
 ) -> Result<(), LogError> {
     // Only a valid membership change moves `members`; a commit leaves it as it is.
     check_entry(state, members, index, bytes)?;
+    if let Ok(Entry::BuildRequest(request)) = Entry::decode(bytes) {
+        let requester = request.requester;
+        if members.find(&requester).is_none() {
+            return Err(LogError::Refused(format!(
+                "entry {index}: requested by a key that is not a member"
+            )));
+        }
+        let in_batch = requested.get(&requester).copied().unwrap_or(0);
+        if !request_allowed(in_batch, state.index.open_from(&requester)) {
+            return Err(LogError::Refused(format!(
+                "entry {index}: the requester has too many requests open or in this batch"
+            )));
+        }
+        *requested.entry(requester).or_default() += 1;
+    }
     if let Ok(Entry::Commit(commit)) = Entry::decode(bytes) {
         let statement = &commit.statement;
         let name = statement.coordinates.name;

@@ -1,0 +1,222 @@
+//! Byzantine members against real member processes on 127.0.0.1 (issue: consensus in the
+//! core). At n = 5 the quorum is 4 (q = ⌈(n+f+1)/2⌉, not 2f+1 = 3):
+//! - a vote-splitter (`--test-byzantine split-votes`) proposes two batches in every round it
+//!   leads and prevotes and precommits both, with cosignatures of both checkpoints;
+//! - a flooder (`--test-byzantine flood`) sends proposals and votes for far-future heights,
+//!   cosigned junk checkpoints, junk build requests and endorsements at full rate.
+//!
+//! In each case every honest member holds one and the same log (entry by entry), every
+//! light client (`pyrsia verify`, trusting only the genesis) accepts each honest member's
+//! checkpoint, no member reports a fork, and new requests still commit. Seven members with two
+//! byzantine ones (one of each) do the same.
+
+use std::time::{Duration, Instant};
+
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::members::Members;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::pyrsia;
+use pyrsia_tests::registry::Registry;
+
+const SMALL: &str = "docker.io/library/small";
+const MULTI: &str = "docker.io/team/multi";
+
+/// Options of member `i`: the byzantine ones misbehave as `roles` says; every member orders
+/// a heartbeat batch every 2 s, so that the byzantine ones lead many rounds.
+fn options(roles: &'static [(usize, &'static str)]) -> impl Fn(usize) -> Vec<String> {
+    move |i| {
+        let mut args = vec!["--checkpoint-refresh".to_string(), "2".to_string()];
+        if let Some((_, role)) = roles.iter().find(|(j, _)| *j == i) {
+            args.extend(["--test-byzantine".to_string(), role.to_string()]);
+        }
+        args
+    }
+}
+
+/// The log's size on `node`.
+fn size(node: &Node) -> u64 {
+    node.log_status()["size"].as_u64().unwrap_or(0)
+}
+
+/// Every honest member holds the same entries up to the smallest honest size (so the same
+/// roots at every size: no fork), none logged a fork, and `pyrsia verify` of `image` against
+/// each one passes (a light client accepts its latest checkpoint and the commit).
+fn assert_one_log(members: &Members, honest: &[usize], image: &str) {
+    let common = honest
+        .iter()
+        .map(|&i| size(&members.nodes[i]))
+        .min()
+        .unwrap();
+    assert!(common > 0);
+    for index in 0..common {
+        let digests: Vec<_> = honest
+            .iter()
+            .map(|&i| {
+                let url = format!("{}/pyrsia/log/entries/{index}", members.nodes[i].url());
+                pyrsia_tests::http::get(&url).unwrap().body_digest
+            })
+            .collect();
+        assert!(
+            digests.windows(2).all(|w| w[0] == w[1]),
+            "entry {index} differs between honest members: {digests:?}\n{}",
+            members.logs()
+        );
+    }
+    assert!(!members.logs().contains("FORK"), "{}", members.logs());
+    for &i in honest {
+        let out = pyrsia(&[
+            "verify",
+            "docker",
+            "--image",
+            image,
+            "--genesis",
+            members.genesis.to_str().unwrap(),
+            "--node",
+            &members.nodes[i].url(),
+        ]);
+        assert!(
+            out.status.success(),
+            "pyrsia verify against member {i}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Waits until every honest member's log grew by `heights` batches (heartbeats included)
+/// past `from`, so that the byzantine members have led rounds meanwhile.
+fn wait_growth(members: &Members, honest: &[usize], from: u64, heights: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let checkpoint = |i: usize| {
+        let url = format!("{}/pyrsia/log/checkpoint", members.nodes[i].url());
+        pyrsia_tests::http::get(&url)
+            .map(|r| r.small_body)
+            .unwrap_or_default()
+    };
+    let time = |note: &str| {
+        note.lines()
+            .find_map(|l| l.strip_prefix("timestamp "))
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    while honest
+        .iter()
+        .any(|&i| time(&checkpoint(i)) < from + heights)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the honest members stopped ordering\n{}",
+            members.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn five_members_with_a_vote_splitter_agree_on_one_log_and_keep_committing() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let members = Members::start(
+        work.path(),
+        &registry.url(),
+        5,
+        &options(&[(4, "split-votes")]),
+    );
+    let honest = [0, 1, 2, 3];
+    let out = skopeo_copy(
+        &members.nodes[1].authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small through member 1", &members.nodes[1].log());
+    members.wait_committed(&honest, SMALL, &images[0].digest);
+    // Heartbeats every 2 s: the splitter leads a round at least every fifth height.
+    wait_growth(&members, &honest, now_secs(), 12);
+    assert!(
+        members.nodes[4].log().contains("TEST BYZANTINE MEMBER"),
+        "the splitter never proposed\n{}",
+        members.logs()
+    );
+    // A new request still commits, through another member.
+    let out = skopeo_copy(
+        &members.nodes[3].authority(),
+        "team/multi:multi",
+        &work.path().join("copy2"),
+    );
+    assert_succeeded(&out, "multi through member 3", &members.nodes[3].log());
+    members.wait_committed(&honest, MULTI, &images[1].digest);
+    assert_one_log(&members, &honest, "team/multi:multi");
+}
+
+#[test]
+fn five_members_with_a_flooder_agree_on_one_log_and_keep_committing() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let members = Members::start(work.path(), &registry.url(), 5, &options(&[(2, "flood")]));
+    let honest = [0, 1, 3, 4];
+    wait_growth(&members, &honest, now_secs(), 6);
+    let out = skopeo_copy(
+        &members.nodes[0].authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small through member 0", &members.nodes[0].log());
+    members.wait_committed(&honest, SMALL, &images[0].digest);
+    let out = skopeo_copy(
+        &members.nodes[4].authority(),
+        "team/multi:multi",
+        &work.path().join("copy2"),
+    );
+    assert_succeeded(&out, "multi through member 4", &members.nodes[4].log());
+    members.wait_committed(&honest, MULTI, &images[1].digest);
+    assert_one_log(&members, &honest, "team/multi:multi");
+    // The flooder's junk requests took a bounded share of the log: at most
+    // OPEN_REQUESTS_PER_MEMBER of them are ever open (each batch also caps them).
+    let junk_bound = pyrsia_core::consensus::limits::OPEN_REQUESTS_PER_MEMBER as u64;
+    for &i in &honest {
+        let entries = size(&members.nodes[i]);
+        let batches = 200; // heartbeats and real entries of this test, generously
+        assert!(
+            entries <= junk_bound + batches,
+            "member {i} holds {entries} entries"
+        );
+    }
+    assert!(
+        members.nodes[2]
+            .log()
+            .contains("TEST BYZANTINE MEMBER: flooding")
+    );
+}
+
+#[test]
+fn seven_members_with_two_byzantine_agree_on_one_log_and_keep_committing() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let members = Members::start(
+        work.path(),
+        &registry.url(),
+        7,
+        &options(&[(1, "split-votes"), (5, "flood")]),
+    );
+    let honest = [0, 2, 3, 4, 6];
+    let out = skopeo_copy(
+        &members.nodes[2].authority(),
+        "library/small:small",
+        &work.path().join("copy"),
+    );
+    assert_succeeded(&out, "small through member 2", &members.nodes[2].log());
+    members.wait_committed(&honest, SMALL, &images[0].digest);
+    wait_growth(&members, &honest, now_secs(), 8);
+    assert_one_log(&members, &honest, "library/small:small");
+}
