@@ -127,6 +127,11 @@ pub struct VotingState {
     pub votes: Vec<CastVote>,
     /// Whether this member proposed in `round` (it does not propose again there).
     pub proposed: bool,
+    /// The value this member saw a quorum of prevotes for, and that round (Tendermint's
+    /// validValue; a lock is always on it). A restarted member proposes it again: without the
+    /// bytes, a member locked on a value could only propose others it cannot vote for, and
+    /// the height might never be decided.
+    pub valid: Option<(u32, Vec<u8>)>,
 }
 
 /// A vote a member cast, as its voting state keeps it.
@@ -322,6 +327,7 @@ impl Ordering {
         let mut ordering = Ordering::new(me, n, state.height, timeout, timeout_step);
         ordering.round = state.round;
         ordering.locked = state.locked;
+        ordering.valid = state.valid.clone();
         ordering.resumed = Some(state.clone());
         ordering
     }
@@ -661,6 +667,7 @@ impl Ordering {
                 votes: self.own_votes(),
                 proposed: self.proposer(self.height, self.round) == self.me
                     && self.proposals.contains_key(&(self.height, self.round)),
+                valid: self.valid.clone(),
             },
         });
         self.unsent.insert(self.ticket, message);

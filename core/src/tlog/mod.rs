@@ -2,12 +2,14 @@
 //! separation, and the verification of inclusion and consistency proofs without an
 //! allocator, for the light client down to the edge cache. With `alloc`, [`tree::MerkleTree`]
 //! computes roots and proofs. [`checkpoint`] holds the signed notes members cosign and
-//! [`entry`] the records the log holds.
+//! [`entry`] the records the log holds; [`rules`] what every entry must satisfy.
 
 pub mod checkpoint;
 pub mod entry;
 mod hash;
 mod proof;
+#[cfg(feature = "alloc")]
+pub mod rules;
 #[cfg(feature = "alloc")]
 pub mod tree;
 

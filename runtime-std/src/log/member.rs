@@ -3,21 +3,41 @@
 //! rules and hash to the batch's checkpoint), the requests waiting for builders, the voting
 //! state persisted before a vote leaves, and evidence.
 
-use std::collections::{HashMap, HashSet};
-
 use fjall::PersistMode;
-use pyrsia_core::consensus::limits::request_allowed;
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::consensus::wire::{Batch, CheckpointHead, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
-use pyrsia_core::identity::KeyId;
 use pyrsia_core::members::MemberSet;
 use pyrsia_core::tlog::Hash;
-use pyrsia_core::tlog::entry::Entry;
+use pyrsia_core::tlog::rules::BatchRules;
 
-use super::replica::check_entry;
+use super::replica::View;
 use super::{Log, LogError, State};
 
 const VOTING_KEY: &[u8] = b"voting-state";
+
+/// The voting state as members before the valid value was persisted wrote it: read once after
+/// an upgrade, so the member still repeats the votes it cast (it has no valid value then).
+#[derive(serde::Deserialize)]
+struct VotingStateV1 {
+    height: u64,
+    round: u32,
+    locked: Option<(u32, pyrsia_core::consensus::ordering::ValueId)>,
+    votes: Vec<pyrsia_core::consensus::ordering::CastVote>,
+    proposed: bool,
+}
+
+impl From<VotingStateV1> for VotingState {
+    fn from(old: VotingStateV1) -> Self {
+        VotingState {
+            height: old.height,
+            round: old.round,
+            locked: old.locked,
+            votes: old.votes,
+            proposed: old.proposed,
+            valid: None,
+        }
+    }
+}
 
 impl Log {
     /// The members of the current epoch.
@@ -142,7 +162,9 @@ impl Log {
     /// The voting state persisted last, if any.
     pub fn voting_state(&self) -> Option<VotingState> {
         let bytes = self.state_keyspace.get(VOTING_KEY).ok()??;
-        postcard::from_bytes(&bytes).ok()
+        postcard::from_bytes(&bytes)
+            .or_else(|_| postcard::from_bytes::<VotingStateV1>(&bytes).map(VotingState::from))
+            .ok()
     }
 
     /// Keeps `bytes` as evidence of misbehaviour under `key` (e.g. a member's attestation
@@ -184,8 +206,7 @@ fn replay(
         ));
     }
     let mut members = state.members.clone();
-    let mut committed = HashSet::new();
-    let mut requested = HashMap::new();
+    let mut rules = BatchRules::default();
     let mut kept = Vec::new();
     let mut bytes_kept = 0;
     let result = (|| {
@@ -196,8 +217,10 @@ fn replay(
                 break;
             }
             let index = have + kept.len() as u64;
-            let seen = (&mut committed, &mut requested);
-            match check_in_batch(state, &mut members, seen, index, bytes) {
+            let checked = rules
+                .check(&View(state), &mut members, index, bytes)
+                .map_err(|e| LogError::Refused(format!("entry {index}: {e}")));
+            match checked {
                 Ok(()) => {
                     state.tree.push(bytes);
                     kept.push(offset);
@@ -216,61 +239,6 @@ fn replay(
     })();
     state.tree.truncate(have);
     result.map(|(size, root)| (kept, size, root))
-}
-
-/// One entry of a batch at `index`: the replication rules, and for a commit, bound to its
-/// request and selection checkpoint and not a second commit of coordinates in this batch.
-/// Nothing changes unless the entry is valid.
-fn check_in_batch(
-    state: &State,
-    members: &mut MemberSet,
-    (committed, requested): (&mut HashSet<(String, String)>, &mut HashMap<KeyId, usize>),
-    index: u64,
-    bytes: &[u8],
-) -> Result<(), LogError> {
-    // Only a valid membership change moves `members`; a commit leaves it as it is.
-    check_entry(state, members, index, bytes)?;
-    if let Ok(Entry::BuildRequest(request)) = Entry::decode(bytes) {
-        let requester = request.requester;
-        if members.find(&requester).is_none() {
-            return Err(LogError::Refused(format!(
-                "entry {index}: requested by a key that is not a member"
-            )));
-        }
-        let in_batch = requested.get(&requester).copied().unwrap_or(0);
-        if !request_allowed(in_batch, state.index.open_from(&requester)) {
-            return Err(LogError::Refused(format!(
-                "entry {index}: the requester has too many requests open or in this batch"
-            )));
-        }
-        *requested.entry(requester).or_default() += 1;
-    }
-    if let Ok(Entry::Commit(commit)) = Entry::decode(bytes) {
-        let statement = &commit.statement;
-        let name = statement.coordinates.name;
-        let version = statement.coordinates.version;
-        let key = (name.to_string(), version.to_string());
-        if committed.contains(&key) {
-            return Err(LogError::Refused(format!(
-                "entry {index}: commits {name}@{version} twice"
-            )));
-        }
-        let final_size = state.latest.as_ref().map_or(0, |c| c.checkpoint.size);
-        let request = state.index.request(name, version);
-        let selection = (statement.request_index < final_size)
-            .then(|| state.tree.root(statement.request_index + 1).ok())
-            .flatten();
-        if request != Some(statement.request_index)
-            || selection != Some(statement.selection_root)
-            || statement.selection_size != statement.request_index + 1
-        {
-            return Err(LogError::Refused(format!(
-                "entry {index}: commit is not bound to the request of {name}@{version}"
-            )));
-        }
-        committed.insert(key);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

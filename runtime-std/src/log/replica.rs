@@ -4,9 +4,11 @@
 //! decodes and obeys the log's rules, and the entries hash to the checkpoint's root.
 
 use fjall::PersistMode;
-use pyrsia_core::consensus::evidence::{RequestBinding, check_dispute};
+use pyrsia_core::identity::KeyId;
+use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
-use pyrsia_core::tlog::entry::{Entry, MembershipOp};
+use pyrsia_core::tlog::entry::Entry;
+use pyrsia_core::tlog::rules::{self, LogView};
 
 use super::{Log, LogError, State};
 
@@ -144,80 +146,45 @@ fn check_quorum(state: &State, note: &SignedCheckpoint) -> Result<(), LogError> 
     Ok(())
 }
 
-/// One replicated entry: decodes; entry 0 is this log's genesis and no other entry is a
-/// genesis; commits carry f+1 valid attestations of the epoch; disputes and unverifiable
-/// verdicts carry the evidence `core::consensus::evidence` asks for, about an open request;
-/// membership changes carry a quorum of signatures of the previous epoch (and move `members`
-/// to the next).
+/// What the log's entry rules ask of this node's log (`pyrsia_core::tlog::rules`): the
+/// final state plus whatever entries a replay pushed on the tree.
+pub(super) struct View<'a>(pub(super) &'a State);
+
+impl LogView for View<'_> {
+    fn origin(&self) -> &str {
+        &self.0.origin
+    }
+    fn genesis(&self) -> &[u8] {
+        &self.0.genesis
+    }
+    fn request(&self, name: &str, version: &str) -> Option<u64> {
+        self.0.index.request(name, version)
+    }
+    fn commit(&self, name: &str, version: &str) -> Option<u64> {
+        self.0.index.commit(name, version)
+    }
+    fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
+        self.0.index.dispute(name, version)
+    }
+    fn final_size(&self) -> u64 {
+        self.0.latest.as_ref().map_or(0, |c| c.checkpoint.size)
+    }
+    fn root(&self, size: u64) -> Option<Hash> {
+        self.0.tree.root(size).ok()
+    }
+    fn open_requests_from(&self, requester: &KeyId) -> usize {
+        self.0.index.open_from(requester)
+    }
+}
+
+/// One replicated entry at `index`, by the log's entry rules (`tlog::rules::check_entry`);
+/// a valid membership change moves `members` to the next epoch.
 pub(super) fn check_entry(
     state: &State,
     members: &mut pyrsia_core::members::MemberSet,
     index: u64,
     bytes: &[u8],
 ) -> Result<(), LogError> {
-    let refuse = |why: String| LogError::Refused(format!("entry {index}: {why}"));
-    let entry = Entry::decode(bytes).map_err(|e| refuse(e.to_string()))?;
-    match entry {
-        Entry::Genesis(_) if index == 0 && bytes == state.genesis.as_slice() => Ok(()),
-        Entry::Genesis(_) => Err(refuse("unexpected genesis".into())),
-        _ if index == 0 => Err(refuse("entry 0 is not this network's genesis".into())),
-        Entry::Commit(commit) => {
-            let attesters = members.attesters(&commit);
-            if commit.statement.epoch != members.epoch() || attesters < members.commit_threshold() {
-                return Err(refuse(format!(
-                    "commit has {attesters} valid attestations of epoch {}, {} needed",
-                    members.epoch(),
-                    members.commit_threshold()
-                )));
-            }
-            if state
-                .index
-                .commit(
-                    commit.statement.coordinates.name,
-                    commit.statement.coordinates.version,
-                )
-                .is_some()
-            {
-                return Err(refuse("duplicate commit of committed coordinates".into()));
-            }
-            Ok(())
-        }
-        Entry::Dispute(dispute) | Entry::Unverifiable(dispute) => {
-            let unverifiable = matches!(entry, Entry::Unverifiable(_));
-            let (name, version) = (dispute.coordinates.name, dispute.coordinates.version);
-            if state.index.request(name, version) != Some(dispute.request_index) {
-                return Err(refuse("dispute of no such request".into()));
-            }
-            if state.index.commit(name, version).is_some()
-                || state.index.dispute(name, version).is_some_and(|(_, u)| u)
-            {
-                return Err(refuse("dispute of a settled request".into()));
-            }
-            let selection_size = dispute.request_index + 1;
-            let selection_root = state
-                .tree
-                .root(selection_size)
-                .map_err(|e| refuse(e.to_string()))?;
-            let request = RequestBinding {
-                request_index: dispute.request_index,
-                coordinates: dispute.coordinates,
-                selection_size,
-                selection_root,
-            };
-            check_dispute(members, &request, dispute.evidence, unverifiable)
-                .map_err(|e| refuse(e.to_string()))
-        }
-        Entry::AddMember(change) | Entry::RemoveMember(change) => {
-            let op = if matches!(entry, Entry::AddMember(_)) {
-                MembershipOp::Add
-            } else {
-                MembershipOp::Remove
-            };
-            *members = members
-                .apply(&state.origin, op, &change)
-                .map_err(|e| refuse(e.to_string()))?;
-            Ok(())
-        }
-        _ => Ok(()),
-    }
+    rules::check_entry(&View(state), members, index, bytes)
+        .map_err(|e| LogError::Refused(format!("entry {index}: {e}")))
 }

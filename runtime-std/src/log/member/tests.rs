@@ -192,6 +192,7 @@ fn the_voting_state_and_evidence_survive_a_reopen() {
             id: None,
         }],
         proposed: false,
+        valid: Some((1, b"the batch locked on".to_vec())),
     };
     {
         let log = member_log(dir.path());
@@ -202,4 +203,30 @@ fn the_voting_state_and_evidence_survive_a_reopen() {
     let log = Log::open(dir.path(), key(1), None, NOW).unwrap();
     assert_eq!(log.voting_state(), Some(state));
     assert_eq!(log.evidence_count(), 1);
+}
+
+#[test]
+fn a_voting_state_written_before_the_valid_value_was_kept_still_reads() {
+    use pyrsia_core::consensus::ordering::{CastVote, VotingState};
+    let dir = tempfile::tempdir().unwrap();
+    let votes = vec![CastVote {
+        round: 3,
+        precommit: true,
+        id: Some([9; 32]),
+    }];
+    // The former layout: height, round, lock, votes, proposed.
+    let old = postcard::to_allocvec(&(NOW, 3u32, Some((3u32, [9u8; 32])), &votes, true)).unwrap();
+    let log = member_log(dir.path());
+    log.state_keyspace.insert(super::VOTING_KEY, old).unwrap();
+    assert_eq!(
+        log.voting_state(),
+        Some(VotingState {
+            height: NOW,
+            round: 3,
+            locked: Some((3, [9; 32])),
+            votes,
+            proposed: true,
+            valid: None,
+        })
+    );
 }

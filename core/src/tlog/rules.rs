@@ -1,0 +1,374 @@
+//! The log's entry rules (docs/PROTOCOL.md §2), pure: what every entry must satisfy before
+//! it is replicated ([`check_entry`]) and, on top of that, before members order it in a batch
+//! ([`BatchRules::check`]). The log's storage is the runtime's; it answers the few questions
+//! the rules ask through [`LogView`] and gets typed rejections back.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::{String, ToString};
+
+use crate::consensus::evidence::{EvidenceError, RequestBinding, check_dispute};
+use crate::consensus::limits::request_allowed;
+use crate::identity::KeyId;
+use crate::members::{MemberSet, MembershipError};
+use crate::tlog::Hash;
+use crate::tlog::entry::{Entry, EntryError, MembershipOp};
+
+/// What the rules need to know of the log an entry would extend.
+pub trait LogView {
+    /// The log's name (checkpoints and membership signatures are bound to it).
+    fn origin(&self) -> &str;
+    /// Entry 0's bytes.
+    fn genesis(&self) -> &[u8];
+    /// The index of the first `BuildRequest` of these coordinates, if any.
+    fn request(&self, name: &str, version: &str) -> Option<u64>;
+    /// The index of the `Commit` of these coordinates, if any.
+    fn commit(&self, name: &str, version: &str) -> Option<u64>;
+    /// The latest `Dispute` or `Unverifiable` of these coordinates, and whether it is final.
+    fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)>;
+    /// The size of the last final checkpoint.
+    fn final_size(&self) -> u64;
+    /// The root of the tree's first `size` entries (the entries before the one checked).
+    fn root(&self, size: u64) -> Option<Hash>;
+    /// How many open requests `requester` has.
+    fn open_requests_from(&self, requester: &KeyId) -> usize;
+}
+
+/// Why an entry was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryRejection {
+    /// It does not decode.
+    Malformed(EntryError),
+    /// A genesis anywhere but at index 0, or not this network's.
+    UnexpectedGenesis,
+    /// Entry 0 is not this network's genesis.
+    NotGenesis,
+    /// A commit with fewer than f+1 valid attestations of the current epoch.
+    TooFewAttestations {
+        /// Valid, distinct attesters of the epoch.
+        attesters: usize,
+        /// f+1.
+        needed: usize,
+    },
+    /// Coordinates committed already (in the log or earlier in the batch).
+    DuplicateCommit,
+    /// A commit not bound to its request's index and selection checkpoint.
+    NotBoundToRequest,
+    /// A dispute of coordinates nobody requested at that index.
+    NoSuchRequest,
+    /// A dispute of a request committed or unverifiable already.
+    Settled,
+    /// A dispute's evidence does not hold.
+    Evidence(EvidenceError),
+    /// A membership change that does not apply.
+    Membership(MembershipError),
+    /// A build request by a key that is not a member.
+    RequesterNotAMember,
+    /// A requester over its share of a batch or of open requests.
+    TooManyRequests,
+}
+
+impl core::fmt::Display for EntryRejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EntryRejection::Malformed(e) => write!(f, "{e}"),
+            EntryRejection::UnexpectedGenesis => f.write_str("unexpected genesis"),
+            EntryRejection::NotGenesis => f.write_str("entry 0 is not this network's genesis"),
+            EntryRejection::TooFewAttestations { attesters, needed } => write!(
+                f,
+                "commit has {attesters} valid attestations of the epoch, {needed} needed"
+            ),
+            EntryRejection::DuplicateCommit => {
+                f.write_str("duplicate commit of committed coordinates")
+            }
+            EntryRejection::NotBoundToRequest => {
+                f.write_str("commit is not bound to its request and selection checkpoint")
+            }
+            EntryRejection::NoSuchRequest => f.write_str("dispute of no such request"),
+            EntryRejection::Settled => f.write_str("dispute of a settled request"),
+            EntryRejection::Evidence(e) => write!(f, "{e}"),
+            EntryRejection::Membership(e) => write!(f, "{e}"),
+            EntryRejection::RequesterNotAMember => {
+                f.write_str("requested by a key that is not a member")
+            }
+            EntryRejection::TooManyRequests => {
+                f.write_str("the requester has too many requests open or in this batch")
+            }
+        }
+    }
+}
+
+impl core::error::Error for EntryRejection {}
+
+/// The replication rules of the entry at `index`: it decodes; entry 0 is this log's genesis
+/// and no other entry is a genesis; a commit carries f+1 valid attestations of the epoch and
+/// commits coordinates not committed yet; a dispute or unverifiable verdict carries the
+/// evidence [`check_dispute`] asks for, about an open request; a membership change carries a
+/// quorum of the previous epoch and moves `members` to the next epoch. `members` changes only
+/// when the entry is valid.
+pub fn check_entry(
+    view: &impl LogView,
+    members: &mut MemberSet,
+    index: u64,
+    bytes: &[u8],
+) -> Result<(), EntryRejection> {
+    let entry = Entry::decode(bytes).map_err(EntryRejection::Malformed)?;
+    match entry {
+        Entry::Genesis(_) if index == 0 && bytes == view.genesis() => Ok(()),
+        Entry::Genesis(_) => Err(EntryRejection::UnexpectedGenesis),
+        _ if index == 0 => Err(EntryRejection::NotGenesis),
+        Entry::Commit(commit) => {
+            let attesters = members.attesters(&commit);
+            let needed = members.commit_threshold();
+            if commit.statement.epoch != members.epoch() || attesters < needed {
+                return Err(EntryRejection::TooFewAttestations { attesters, needed });
+            }
+            let coordinates = &commit.statement.coordinates;
+            if view.commit(coordinates.name, coordinates.version).is_some() {
+                return Err(EntryRejection::DuplicateCommit);
+            }
+            Ok(())
+        }
+        Entry::Dispute(dispute) | Entry::Unverifiable(dispute) => {
+            let unverifiable = matches!(entry, Entry::Unverifiable(_));
+            let (name, version) = (dispute.coordinates.name, dispute.coordinates.version);
+            if view.request(name, version) != Some(dispute.request_index) {
+                return Err(EntryRejection::NoSuchRequest);
+            }
+            if view.commit(name, version).is_some()
+                || view
+                    .dispute(name, version)
+                    .is_some_and(|(_, settled)| settled)
+            {
+                return Err(EntryRejection::Settled);
+            }
+            let selection_size = dispute.request_index + 1;
+            let selection_root = view
+                .root(selection_size)
+                .ok_or(EntryRejection::NoSuchRequest)?;
+            let request = RequestBinding {
+                request_index: dispute.request_index,
+                coordinates: dispute.coordinates,
+                selection_size,
+                selection_root,
+            };
+            check_dispute(members, &request, dispute.evidence, unverifiable)
+                .map_err(EntryRejection::Evidence)
+        }
+        Entry::AddMember(change) | Entry::RemoveMember(change) => {
+            let op = if matches!(entry, Entry::AddMember(_)) {
+                MembershipOp::Add
+            } else {
+                MembershipOp::Remove
+            };
+            members
+                .apply_in_place(view.origin(), op, &change)
+                .map_err(EntryRejection::Membership)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The rules members apply to a batch before ordering it, on top of [`check_entry`]: a commit
+/// is bound to its request's log index and selection checkpoint (the tree that ends with the
+/// request) and is the batch's only commit of its coordinates; a build request comes from a
+/// member within its share ([`request_allowed`]). One per batch, fed its entries in order.
+#[derive(Default)]
+pub struct BatchRules {
+    committed: BTreeSet<(String, String)>,
+    requested: BTreeMap<KeyId, usize>,
+}
+
+impl BatchRules {
+    /// Checks the batch's next entry, at log `index`; remembers it only when it is valid.
+    pub fn check(
+        &mut self,
+        view: &impl LogView,
+        members: &mut MemberSet,
+        index: u64,
+        bytes: &[u8],
+    ) -> Result<(), EntryRejection> {
+        // Only a membership change moves `members` (when valid), and no rule below applies
+        // to one.
+        check_entry(view, members, index, bytes)?;
+        match Entry::decode(bytes).map_err(EntryRejection::Malformed)? {
+            Entry::Commit(commit) => {
+                let statement = &commit.statement;
+                let name = statement.coordinates.name;
+                let version = statement.coordinates.version;
+                let key = (name.to_string(), version.to_string());
+                if self.committed.contains(&key) {
+                    return Err(EntryRejection::DuplicateCommit);
+                }
+                let selection = (statement.request_index < view.final_size())
+                    .then(|| view.root(statement.request_index + 1))
+                    .flatten();
+                if view.request(name, version) != Some(statement.request_index)
+                    || selection != Some(statement.selection_root)
+                    || statement.selection_size != statement.request_index + 1
+                {
+                    return Err(EntryRejection::NotBoundToRequest);
+                }
+                self.committed.insert(key);
+            }
+            Entry::BuildRequest(request) => {
+                let requester = request.requester;
+                if members.find(&requester).is_none() {
+                    return Err(EntryRejection::RequesterNotAMember);
+                }
+                let in_batch = self.requested.get(&requester).copied().unwrap_or(0);
+                if !request_allowed(in_batch, view.open_requests_from(&requester)) {
+                    return Err(EntryRejection::TooManyRequests);
+                }
+                *self.requested.entry(requester).or_default() += 1;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+    use crate::identity::SecretKey;
+    use crate::tlog::entry::{
+        BuildRequest, Coordinates, DOCKER_FETCH_V1, Dispute, ECOSYSTEM_DOCKER, Genesis, KeyList,
+    };
+
+    /// A log of a genesis and one open request (index 1) by member 1.
+    struct Fake {
+        genesis: Vec<u8>,
+        open: usize,
+    }
+
+    impl LogView for Fake {
+        fn origin(&self) -> &str {
+            "pyrsia.test/rules"
+        }
+        fn genesis(&self) -> &[u8] {
+            &self.genesis
+        }
+        fn request(&self, name: &str, _: &str) -> Option<u64> {
+            (name == "docker.io/library/a").then_some(1)
+        }
+        fn commit(&self, _: &str, _: &str) -> Option<u64> {
+            None
+        }
+        fn dispute(&self, _: &str, _: &str) -> Option<(u64, bool)> {
+            None
+        }
+        fn final_size(&self) -> u64 {
+            2
+        }
+        fn root(&self, _: u64) -> Option<Hash> {
+            Some([7; 32])
+        }
+        fn open_requests_from(&self, _: &KeyId) -> usize {
+            self.open
+        }
+    }
+
+    fn key(seed: u8) -> SecretKey {
+        SecretKey::from_seed([seed; 32])
+    }
+
+    fn setup(open: usize) -> (Fake, MemberSet) {
+        let keys: Vec<u8> = (1..=4).flat_map(|s| key(s).public().to_bytes()).collect();
+        let genesis = Genesis {
+            origin: "pyrsia.test/rules",
+            faults: 1,
+            members: KeyList(&keys),
+            created: 0,
+        };
+        let members = MemberSet::from_genesis(&genesis).unwrap();
+        let fake = Fake {
+            genesis: Entry::Genesis(genesis).encode(),
+            open,
+        };
+        (fake, members)
+    }
+
+    fn request(name: &str, requester: KeyId) -> Vec<u8> {
+        Entry::BuildRequest(BuildRequest {
+            coordinates: Coordinates {
+                ecosystem: ECOSYSTEM_DOCKER,
+                name,
+                version: "sha256:aa",
+            },
+            build_type: DOCKER_FETCH_V1,
+            source: "https://registry.invalid",
+            requester,
+        })
+        .encode()
+    }
+
+    #[test]
+    fn requests_come_from_members_within_their_share() {
+        let (log, mut members) = setup(0);
+        let member = key(1).public().key_id();
+        let mut rules = BatchRules::default();
+        let stranger = request("docker.io/x/y", key(9).public().key_id());
+        assert_eq!(
+            rules.check(&log, &mut members, 2, &stranger),
+            Err(EntryRejection::RequesterNotAMember)
+        );
+        let allowed = crate::consensus::limits::REQUESTS_PER_MEMBER_PER_BATCH;
+        for i in 0..allowed {
+            let entry = request(&alloc::format!("docker.io/x/y{i}"), member);
+            assert_eq!(
+                rules.check(&log, &mut members, 2 + i as u64, &entry),
+                Ok(())
+            );
+        }
+        let one_more = request("docker.io/x/last", member);
+        assert_eq!(
+            rules.check(&log, &mut members, 99, &one_more),
+            Err(EntryRejection::TooManyRequests)
+        );
+        // A requester with its open requests at the limit gets no more in any batch.
+        let (full, mut members) = setup(crate::consensus::limits::OPEN_REQUESTS_PER_MEMBER);
+        assert_eq!(
+            BatchRules::default().check(&full, &mut members, 2, &request("docker.io/x/z", member)),
+            Err(EntryRejection::TooManyRequests)
+        );
+    }
+
+    #[test]
+    fn genesis_only_at_zero_and_forged_verdicts_are_refused() {
+        let (log, mut members) = setup(0);
+        let genesis = log.genesis.clone();
+        assert_eq!(check_entry(&log, &mut members, 0, &genesis), Ok(()));
+        assert_eq!(
+            check_entry(&log, &mut members, 3, &genesis),
+            Err(EntryRejection::UnexpectedGenesis)
+        );
+        let verdict = |name| {
+            Entry::Unverifiable(Dispute {
+                request_index: 1,
+                coordinates: Coordinates {
+                    ecosystem: ECOSYSTEM_DOCKER,
+                    name,
+                    version: "sha256:aa",
+                },
+                evidence: &[0],
+            })
+            .encode()
+        };
+        // No evidence at all: an empty list of statement groups.
+        assert_eq!(
+            check_entry(&log, &mut members, 2, &verdict("docker.io/library/a")),
+            Err(EntryRejection::Evidence(EvidenceError::TooFewAttesters))
+        );
+        assert_eq!(
+            check_entry(&log, &mut members, 2, &verdict("docker.io/library/b")),
+            Err(EntryRejection::NoSuchRequest)
+        );
+        assert_eq!(
+            check_entry(&log, &mut members, 2, b"\xff"),
+            Err(EntryRejection::Malformed(EntryError::UnknownFormat))
+        );
+    }
+}
