@@ -1,9 +1,9 @@
 //! The verified-build consensus with member processes on 127.0.0.1 (n = 4, f = 1) and a real
 //! upstream registry: members order requests with Tendermint, the selected builders fetch the
 //! image themselves and attest, f+1 matching attestations commit it, and the checkpoint's
-//! cosignatures are the deciding precommits (2f+1). A byzantine member that attests a wrong
+//! cosignatures are the deciding precommits (a quorum: 3 of 4). A byzantine member that attests a wrong
 //! digest loses and is kept as evidence; a member killed mid-round does not stop the others,
-//! and catches up when it comes back; `pyrsia authorize` by 2f+1 operators adds a member.
+//! and catches up when it comes back; `pyrsia authorize` by a quorum of operators adds a member.
 
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
     assert!(printed.contains("committed"), "{printed}");
     members.wait_committed(&[0, 1, 2, 3], SMALL, &images[0].digest);
 
-    // The final checkpoint carries at least 2f+1 = 3 member cosignatures.
+    // The final checkpoint carries at least q = 3 member cosignatures (n = 4).
     let note =
         pyrsia_tests::http::get(&format!("{}/pyrsia/log/checkpoint", members.nodes[2].url()))
             .unwrap()
@@ -224,7 +224,7 @@ fn a_member_killed_mid_round_does_not_stop_the_others_and_catches_up() {
     members.nodes[3].kill();
     members.wait_committed(&[0, 1, 2], SMALL, &images[0].digest);
 
-    // The three left (2f+1) keep ordering: another image commits without member 3.
+    // The three left (a quorum of 4) keep ordering: another image commits without member 3.
     let out = skopeo_copy(
         &members.nodes[2].authority(),
         "team/multi:multi",
@@ -239,7 +239,7 @@ fn a_member_killed_mid_round_does_not_stop_the_others_and_catches_up() {
     members.wait_committed(&[3], MULTI, &images[1].digest);
     verify(&members, &members.nodes[3], "team/multi:multi");
 
-    // `pyrsia authorize` on 2f+1 = 3 members adds a fifth; the log orders the change.
+    // `pyrsia authorize` on q = 3 members adds a fifth (then q = 4 of 5); the log orders the change.
     let newcomer_dir = work.path().join("newcomer");
     let key = node_key(&newcomer_dir);
     for i in 0..3 {

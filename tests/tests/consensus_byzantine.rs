@@ -34,6 +34,40 @@ fn options(roles: &'static [(usize, &'static str)]) -> impl Fn(usize) -> Vec<Str
     }
 }
 
+/// A test network: its upstream registry with the standard images, and `n` members with the
+/// byzantine `roles`.
+struct Network {
+    work: tempfile::TempDir,
+    _registry: Registry,
+    images: Vec<pyrsia_tests::image::PushedImage>,
+    members: Members,
+}
+
+fn network(n: usize, roles: &'static [(usize, &'static str)]) -> Network {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let members = Members::start(work.path(), &registry.url(), n, &options(roles));
+    Network {
+        work,
+        _registry: registry,
+        images,
+        members,
+    }
+}
+
+impl Network {
+    /// Pulls `image` through member `via` with skopeo, and waits until every `honest` member
+    /// committed it as `name` at the digest of `self.images[which]`.
+    fn pull_and_commit(&self, via: usize, image: &str, name: &str, which: usize, honest: &[usize]) {
+        let into = self.work.path().join(format!("copy-{via}-{which}"));
+        let out = skopeo_copy(&self.members.nodes[via].authority(), image, &into);
+        assert_succeeded(&out, image, &self.members.nodes[via].log());
+        self.members
+            .wait_committed(honest, name, &self.images[which].digest);
+    }
+}
+
 /// The log's size on `node`.
 fn size(node: &Node) -> u64 {
     node.log_status()["size"].as_u64().unwrap_or(0)
@@ -122,69 +156,34 @@ fn now_secs() -> u64 {
 
 #[test]
 fn five_members_with_a_vote_splitter_agree_on_one_log_and_keep_committing() {
-    let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let images = push_standard_images(work.path(), &registry.authority());
-    let members = Members::start(
-        work.path(),
-        &registry.url(),
-        5,
-        &options(&[(4, "split-votes")]),
-    );
+    let net = network(5, &[(4, "split-votes")]);
     let honest = [0, 1, 2, 3];
-    let out = skopeo_copy(
-        &members.nodes[1].authority(),
-        "library/small:small",
-        &work.path().join("copy"),
-    );
-    assert_succeeded(&out, "small through member 1", &members.nodes[1].log());
-    members.wait_committed(&honest, SMALL, &images[0].digest);
+    net.pull_and_commit(1, "library/small:small", SMALL, 0, &honest);
     // Heartbeats every 2 s: the splitter leads a round at least every fifth height.
-    wait_growth(&members, &honest, now_secs(), 12);
+    wait_growth(&net.members, &honest, now_secs(), 12);
     assert!(
-        members.nodes[4].log().contains("TEST BYZANTINE MEMBER"),
+        net.members.nodes[4].log().contains("TEST BYZANTINE MEMBER"),
         "the splitter never proposed\n{}",
-        members.logs()
+        net.members.logs()
     );
     // A new request still commits, through another member.
-    let out = skopeo_copy(
-        &members.nodes[3].authority(),
-        "team/multi:multi",
-        &work.path().join("copy2"),
-    );
-    assert_succeeded(&out, "multi through member 3", &members.nodes[3].log());
-    members.wait_committed(&honest, MULTI, &images[1].digest);
-    assert_one_log(&members, &honest, "team/multi:multi");
+    net.pull_and_commit(3, "team/multi:multi", MULTI, 1, &honest);
+    assert_one_log(&net.members, &honest, "team/multi:multi");
 }
 
 #[test]
 fn five_members_with_a_flooder_agree_on_one_log_and_keep_committing() {
-    let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let images = push_standard_images(work.path(), &registry.authority());
-    let members = Members::start(work.path(), &registry.url(), 5, &options(&[(2, "flood")]));
+    let net = network(5, &[(2, "flood")]);
     let honest = [0, 1, 3, 4];
-    wait_growth(&members, &honest, now_secs(), 6);
-    let out = skopeo_copy(
-        &members.nodes[0].authority(),
-        "library/small:small",
-        &work.path().join("copy"),
-    );
-    assert_succeeded(&out, "small through member 0", &members.nodes[0].log());
-    members.wait_committed(&honest, SMALL, &images[0].digest);
-    let out = skopeo_copy(
-        &members.nodes[4].authority(),
-        "team/multi:multi",
-        &work.path().join("copy2"),
-    );
-    assert_succeeded(&out, "multi through member 4", &members.nodes[4].log());
-    members.wait_committed(&honest, MULTI, &images[1].digest);
-    assert_one_log(&members, &honest, "team/multi:multi");
+    wait_growth(&net.members, &honest, now_secs(), 6);
+    net.pull_and_commit(0, "library/small:small", SMALL, 0, &honest);
+    net.pull_and_commit(4, "team/multi:multi", MULTI, 1, &honest);
+    assert_one_log(&net.members, &honest, "team/multi:multi");
     // The flooder's junk requests took a bounded share of the log: at most
     // OPEN_REQUESTS_PER_MEMBER of them are ever open (each batch also caps them).
     let junk_bound = pyrsia_core::consensus::limits::OPEN_REQUESTS_PER_MEMBER as u64;
     for &i in &honest {
-        let entries = size(&members.nodes[i]);
+        let entries = size(&net.members.nodes[i]);
         let batches = 200; // heartbeats and real entries of this test, generously
         assert!(
             entries <= junk_bound + batches,
@@ -192,7 +191,7 @@ fn five_members_with_a_flooder_agree_on_one_log_and_keep_committing() {
         );
     }
     assert!(
-        members.nodes[2]
+        net.members.nodes[2]
             .log()
             .contains("TEST BYZANTINE MEMBER: flooding")
     );
@@ -200,23 +199,9 @@ fn five_members_with_a_flooder_agree_on_one_log_and_keep_committing() {
 
 #[test]
 fn seven_members_with_two_byzantine_agree_on_one_log_and_keep_committing() {
-    let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let images = push_standard_images(work.path(), &registry.authority());
-    let members = Members::start(
-        work.path(),
-        &registry.url(),
-        7,
-        &options(&[(1, "split-votes"), (5, "flood")]),
-    );
+    let net = network(7, &[(1, "split-votes"), (5, "flood")]);
     let honest = [0, 2, 3, 4, 6];
-    let out = skopeo_copy(
-        &members.nodes[2].authority(),
-        "library/small:small",
-        &work.path().join("copy"),
-    );
-    assert_succeeded(&out, "small through member 2", &members.nodes[2].log());
-    members.wait_committed(&honest, SMALL, &images[0].digest);
-    wait_growth(&members, &honest, now_secs(), 8);
-    assert_one_log(&members, &honest, "library/small:small");
+    net.pull_and_commit(2, "library/small:small", SMALL, 0, &honest);
+    wait_growth(&net.members, &honest, now_secs(), 8);
+    assert_one_log(&net.members, &honest, "library/small:small");
 }

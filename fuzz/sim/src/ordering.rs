@@ -783,22 +783,29 @@ fn split_votes(me: usize, n: usize, height: u64, round: u32) -> Vec<(usize, Mess
         let rank = to - usize::from(to > me);
         let half = u8::from(rank >= (n - 1) / 2);
         let value = vec![b'v', b'S', half, height as u8, round as u8];
-        let id = Some(sha256_id(&value));
-        if proposer {
-            out.push((
-                to,
-                Message::Proposal {
-                    height,
-                    round,
-                    value,
-                    valid_round: None,
-                },
-            ));
-        }
-        out.push((to, Message::Prevote { height, round, id }));
-        out.push((to, Message::Precommit { height, round, id }));
+        lie(&mut out, to, (height, round), value, proposer);
     }
     out
+}
+
+/// Pushes to `to` a byzantine member's prevote and precommit for `value` at `at` (height,
+/// round), after `value` as the proposal when `propose`.
+fn lie(out: &mut Vec<(usize, Message)>, to: usize, at: (u64, u32), value: Vec<u8>, propose: bool) {
+    let ((height, round), id) = (at, Some(sha256_id(&value)));
+    if propose {
+        let valid_round = None;
+        out.push((
+            to,
+            Message::Proposal {
+                height,
+                round,
+                value,
+                valid_round,
+            },
+        ));
+    }
+    out.push((to, Message::Prevote { height, round, id }));
+    out.push((to, Message::Precommit { height, round, id }));
 }
 
 /// What a byzantine member sends on hearing `heard`: lies in the same height and round.
@@ -816,36 +823,13 @@ fn attack(
         Adversary::Equivocate => {
             for to in (0..n).filter(|to| *to != me) {
                 let value = vec![b'v', me as u8, to as u8, rng.below(4) as u8];
-                let id = Some(sha256_id(&value));
-                out.push((
-                    to,
-                    Message::Proposal {
-                        height,
-                        round,
-                        value,
-                        valid_round: None,
-                    },
-                ));
-                out.push((to, Message::Prevote { height, round, id }));
-                out.push((to, Message::Precommit { height, round, id }));
+                lie(&mut out, to, (height, round), value, true);
             }
         }
         Adversary::SplitVotes => return split_votes(me, n, height, round),
         Adversary::Invalid => {
-            let value = b"bad batch".to_vec();
-            let id = Some(sha256_id(&value));
             for to in (0..n).filter(|to| *to != me) {
-                out.push((
-                    to,
-                    Message::Proposal {
-                        height,
-                        round,
-                        value: value.clone(),
-                        valid_round: None,
-                    },
-                ));
-                out.push((to, Message::Prevote { height, round, id }));
-                out.push((to, Message::Precommit { height, round, id }));
+                lie(&mut out, to, (height, round), b"bad batch".to_vec(), true);
             }
         }
     }

@@ -153,7 +153,7 @@ fn members_refuse_batches_that_break_the_rules() {
     assert!(apply(&log, &[&other], NOW + 3, 3).is_err());
     // A batch not later than the last final checkpoint: refused.
     assert!(apply(&log, &[&request], NOW + 2, 3).is_err());
-    // Two cosignatures are not a quorum of 2f+1 = 3: nothing is stored.
+    // Two cosignatures are not a quorum (3 of 4): nothing is stored.
     let size = log.size();
     assert!(apply(&log, &[], NOW + 10, 2).is_err());
     assert_eq!(log.size(), size);
