@@ -15,13 +15,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use pyrsia_core::consensus::limits::RateLimit;
 use pyrsia_core::consensus::ordering::{
     KEPT_HEIGHTS, MAX_VALUES_PER_VOTER, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId,
     VotingState, sha256_id,
 };
 use pyrsia_core::consensus::wire::{CheckpointHead, MemberMessage, Vote};
 use pyrsia_core::digest::Hasher;
-use pyrsia_core::identity::Signature;
+use pyrsia_core::identity::{KeyId, Signature};
 use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ use crate::net::{Faults, Partition, SimNet};
 pub const HEIGHTS: u64 = 3;
 const TIMEOUT: Duration = Duration::from_secs(2);
 const FAULTY_FOR: Duration = Duration::from_secs(60);
+/// Byzantine messages an honest member keeps for gossip (a bounded cache, as gossipsub's).
+const MAX_RELAYED: usize = 20_000;
 /// Members' clocks differ from true time by up to this much either way (PROTOCOL case 29).
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Local clocks start this far after true time zero, so a skewed clock never goes negative.
@@ -52,6 +55,10 @@ pub enum Adversary {
     /// when it is the round's proposer) and prevotes and precommits each half's value to that
     /// half. With a quorum of 2f+1 at n = 5 this forks; with q = ⌈(n+f+1)/2⌉ it cannot.
     SplitVotes,
+    /// The flooder: on every message it hears, sends each member junk prevotes and precommits
+    /// for random values over the rounds ahead and the next heights, and proposals for far
+    /// heights; when it is a round's proposer, only invalid values.
+    Flood,
 }
 
 /// One simulation's shape.
@@ -243,21 +250,41 @@ struct Member {
     relayed: Vec<(usize, Message)>,
     /// What `relayed` holds, by sender and message digest, for the duplicate check.
     relayed_keys: std::collections::HashSet<(usize, [u8; 32])>,
+    /// Each other member's message rate, as the network layer limits it.
+    rate: RateLimit,
 }
 
 impl Member {
-    /// Keeps a byzantine member's message for gossip; false when it was kept already.
-    fn keep_relayed(&mut self, origin: usize, message: &Message) -> bool {
-        let mut hasher = Hasher::new();
-        hasher.update(format!("{message:?}").as_bytes());
-        if !self
-            .relayed_keys
-            .insert((origin, *hasher.finish().as_bytes()))
+    /// Keeps a byzantine member's message for gossip: its key, or `None` when it was kept
+    /// already or falls outside what gossip relays.
+    fn keep_relayed(&mut self, origin: usize, message: &Message) -> Option<[u8; 32]> {
+        // Gossip relays what the receiving state machine would keep (the window of heights
+        // and rounds it holds), within a bounded cache.
+        let (height, round) = message.height_round();
+        let decided = self.decided.len() as u64;
+        if height + KEPT_HEIGHTS < decided
+            || height > decided + KEPT_HEIGHTS
+            || round > ROUNDS_AHEAD * 4
+            || self.relayed.len() >= MAX_RELAYED
         {
-            return false;
+            return None;
+        }
+        let mut hasher = Hasher::new();
+        let (kind, id) = match message {
+            Message::Proposal { value, .. } => (0u8, sha256_id(value)),
+            Message::Prevote { id, .. } => (1, id.unwrap_or_default()),
+            Message::Precommit { id, .. } => (2, id.unwrap_or_default()),
+        };
+        hasher.update(&[kind]);
+        hasher.update(&height.to_le_bytes());
+        hasher.update(&round.to_le_bytes());
+        hasher.update(&id);
+        let key = *hasher.finish().as_bytes();
+        if !self.relayed_keys.insert((origin, key)) {
+            return None;
         }
         self.relayed.push((origin, message.clone()));
-        true
+        Some(key)
     }
 }
 
@@ -341,16 +368,18 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             decided: Vec::new(),
             relayed: Vec::new(),
             relayed_keys: Default::default(),
+            rate: RateLimit::default(),
         })
         .collect();
     let mut chosen = 0;
     while chosen < params.byzantine {
         let i = rng.below(n as u64) as usize;
         if members[i].adversary.is_none() {
-            let drawn = match rng.below(4) {
+            let drawn = match rng.below(5) {
                 0 => Adversary::Silent,
                 1 => Adversary::Equivocate,
                 2 => Adversary::Invalid,
+                3 => Adversary::Flood,
                 _ => Adversary::SplitVotes,
             };
             members[i].adversary = Some(params.adversary.unwrap_or(drawn));
@@ -365,6 +394,8 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
         }
     }
     let byzantine: Vec<bool> = members.iter().map(|m| m.adversary.is_some()).collect();
+    // Byzantine messages some honest member relayed already.
+    let mut relayed_once: std::collections::HashSet<(usize, [u8; 32])> = Default::default();
     let mut victim = None;
     if scenario.crashes {
         let honest: Vec<usize> = (0..n).filter(|i| members[*i].adversary.is_none()).collect();
@@ -647,12 +678,19 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
             let member = &mut members[d.to];
             let local = member.local(now);
             match (member.adversary, d.message) {
+                // Over the sender's message rate (the same `RateLimit` the daemon's network
+                // applies per member): neither handled nor relayed.
+                (None, Wire::Consensus(_))
+                    if byzantine[d.from]
+                        && !member
+                            .rate
+                            .allow(KeyId([d.from as u8; 32]), now.as_micros()) => {}
                 (None, Wire::Consensus(message)) if byzantine[d.from] => {
                     // Relayed once to everyone else, then handled like any message.
-                    let (height, _) = message.height_round();
-                    if height + KEPT_HEIGHTS >= member.decided.len() as u64
-                        && member.keep_relayed(d.from, &message)
-                    {
+                    // The mesh delivers each message to each member about once: the first
+                    // honest member to receive it relays it to the others.
+                    let kept = member.keep_relayed(d.from, &message);
+                    if kept.is_some_and(|key| relayed_once.insert((d.from, key))) {
                         let wire = Wire::Relayed(d.from, message.clone());
                         for k in (0..n).filter(|k| *k != d.to && *k != d.from) {
                             outcome.bytes += wire_len(&wire) as u64;
@@ -667,7 +705,7 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                 (None, Wire::Relayed(origin, message)) => {
                     // Kept for the gossip sync with a peer that reconnects, not forwarded
                     // again (gossip delivers each message once per member).
-                    member.keep_relayed(origin, &message);
+                    let _ = member.keep_relayed(origin, &message);
                     if let Some(ordering) = &mut member.ordering {
                         ordering.handle_message(local, origin, message, &valid);
                     }
@@ -675,9 +713,13 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                 (None, Wire::Consensus(message)) => {
                     let (height, _) = message.height_round();
                     let decided = member.decided.len() as u64;
-                    if member.ordering.is_some() && height + KEPT_HEIGHTS < decided {
-                        // The sender is behind by more than the kept decisions: it gets the
-                        // log instead.
+                    let kept = member
+                        .ordering
+                        .as_ref()
+                        .is_some_and(|o| o.decision(height).is_some());
+                    if member.ordering.is_some() && height < decided && !kept {
+                        // The sender is behind by more than the decisions the state machine
+                        // keeps (it keeps none from before a restart): it gets the log.
                         let tail = member.decided[height as usize..].to_vec();
                         let wire = Wire::Sync(height, tail);
                         outcome.bytes += wire_len(&wire) as u64;
@@ -701,6 +743,9 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                         ordering.handle_decision(local, height, value, &valid);
                     }
                 }
+                // Byzantine members answer honest members only (two flooders answering each
+                // other would only measure the simulation).
+                (Some(_), Wire::Consensus(_)) if byzantine[d.from] => {}
                 (Some(Adversary::SplitVotes), Wire::Consensus(message)) => {
                     // Splits the round it hears of and, ahead of time, the next rounds and
                     // the next height's first rounds that it proposes (honest members keep
@@ -827,6 +872,23 @@ fn attack(
             }
         }
         Adversary::SplitVotes => return split_votes(me, n, height, round),
+        Adversary::Flood => {
+            // Answers every message (the others only now and then): that is the flood.
+            for to in (0..n).filter(|to| *to != me) {
+                let at = (
+                    height + rng.below(3),
+                    round + rng.below(u64::from(ROUNDS_AHEAD) + 4) as u32,
+                );
+                let junk = vec![b'j', rng.below(256) as u8, rng.below(256) as u8];
+                let propose = ((at.0 + u64::from(at.1)) % n as u64) as usize == me;
+                lie(&mut out, to, at, junk, propose);
+                if rng.chance(1, 4) {
+                    let far = (height + 1_000 + rng.below(1_000), 0);
+                    lie(&mut out, to, far, b"junk".to_vec(), true);
+                }
+            }
+            return out;
+        }
         Adversary::Invalid => {
             for to in (0..n).filter(|to| *to != me) {
                 lie(&mut out, to, (height, round), b"bad batch".to_vec(), true);

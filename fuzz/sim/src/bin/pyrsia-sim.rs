@@ -43,7 +43,8 @@ fn main() {
             Some(n) => vec![n as usize],
             None => vec![4, 31, 100, 1000],
         };
-        return bench(&sizes);
+        bench(&sizes);
+        return bench_flood();
     }
     if args.iter().any(|a| {
         a.starts_with("--")
@@ -195,6 +196,63 @@ fn bench(sizes: &[usize]) {
             outcome.messages / heights,
             outcome.bytes / heights,
         );
+    }
+}
+
+/// Commits per simulated minute on a calm network with no byzantine member, with f silent
+/// ones, and with f flooders (each answers every message it hears with junk votes and
+/// proposals): the flood should cost no more than silence (a member that does not take part
+/// already costs a propose timeout whenever it is the proposer).
+fn bench_flood() {
+    use pyrsia_core::time::Duration;
+    let delay = Duration::from_millis(10);
+    let heights = 300;
+    println!();
+    println!(
+        "Commits per simulated minute, calm network ({} ms per message), {heights} heights",
+        delay.as_millis()
+    );
+    println!();
+    println!("| members | byzantine | commits per minute | messages | rate against f silent |");
+    println!("|---:|---|---:|---:|---:|");
+    for nodes in [4, 7] {
+        let f = (nodes - 1) / 3;
+        let mut silent = 0.0;
+        for (label, byzantine, adversary) in [
+            ("none", 0, None),
+            ("f silent", f, Some(ordering::Adversary::Silent)),
+            ("f flooders", f, Some(ordering::Adversary::Flood)),
+        ] {
+            let scenario = ordering::Scenario::calm(delay, heights, 64);
+            let mut rng = pyrsia_core::rng::Rng::seed_from_u64(1);
+            let params = ordering::Params {
+                nodes,
+                byzantine,
+                seed: 1,
+                adversary,
+            };
+            let outcome = ordering::run_scenario(params, &scenario, &mut rng);
+            if !outcome.violations.is_empty() {
+                eprintln!("{nodes} members, {label}: {:?}", outcome.violations);
+                std::process::exit(1);
+            }
+            let minutes = outcome
+                .finished_at
+                .map_or(f64::INFINITY, |t| t.as_micros() as f64 / 60e6);
+            let rate = heights as f64 / minutes;
+            if adversary == Some(ordering::Adversary::Silent) {
+                silent = rate;
+            }
+            let share = if silent > 0.0 {
+                format!("{:.0}%", 100.0 * rate / silent)
+            } else {
+                "-".to_string()
+            };
+            println!(
+                "| {nodes} | {label} | {rate:.0} | {} | {share} |",
+                outcome.messages
+            );
+        }
     }
 }
 
