@@ -103,6 +103,22 @@ pub enum OrderingOutput {
         /// The value decided there.
         value: Vec<u8>,
     },
+    /// Send again, to every member, the prevotes of others this member holds for `id` at
+    /// `height`, `round`: the quorum that made `id` this member's valid value. Members that
+    /// missed one of those votes (an equivocator's, sent to some members only, lost in a
+    /// partition) could otherwise never accept the proposal of `id` this member makes again,
+    /// and the height might never be decided (Tendermint's liveness assumes such gossip).
+    /// Emitted with every resend while this member has a valid value.
+    RelayProof {
+        /// Height.
+        height: u64,
+        /// The round of the quorum.
+        round: u32,
+        /// The value.
+        id: ValueId,
+        /// The members whose prevotes for it to send (not this member: its own are resent).
+        voters: Vec<usize>,
+    },
     /// `value` is final at `height`.
     Decided {
         /// Height.
@@ -348,6 +364,31 @@ impl Ordering {
             + self.precommits.values().map(Tally::len).sum::<usize>()
     }
 
+    /// Members whose prevotes and precommits for `id` at `height`, `round` this member holds
+    /// (for diagnostics: the simulation prints them when a run fails).
+    pub fn tally(&self, height: u64, round: u32, id: Option<ValueId>) -> (usize, usize) {
+        let key = (height, round);
+        (
+            Self::count(self.prevotes.get(&key), Some(id)),
+            Self::count(self.precommits.get(&key), Some(id)),
+        )
+    }
+
+    /// The prevotes this member holds at `height`, `round`: each voter with the values it
+    /// voted (for diagnostics).
+    pub fn prevoters(&self, height: u64, round: u32) -> Vec<(usize, Vec<Option<ValueId>>)> {
+        self.prevotes
+            .get(&(height, round))
+            .map_or_else(Vec::new, |t| {
+                t.cast.iter().map(|(v, ids)| (*v, ids.clone())).collect()
+            })
+    }
+
+    /// Whether this member holds a proposal for `height`, `round`, and its id.
+    pub fn proposal_id(&self, height: u64, round: u32) -> Option<ValueId> {
+        self.proposals.get(&(height, round)).map(|(_, _, id)| *id)
+    }
+
     /// The current round.
     pub fn round(&self) -> u32 {
         self.round
@@ -519,6 +560,26 @@ impl Ordering {
                     for message in &self.sent {
                         self.outputs
                             .push_back(OrderingOutput::Broadcast(message.clone()));
+                    }
+                    if let Some((round, value)) = &self.valid {
+                        let (round, id) = (*round, self.id(value));
+                        let voters: Vec<usize> = self
+                            .prevotes
+                            .get(&(h, round))
+                            .map(|t| {
+                                t.cast
+                                    .iter()
+                                    .filter(|(v, ids)| **v != self.me && ids.contains(&Some(id)))
+                                    .map(|(v, _)| *v)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        self.outputs.push_back(OrderingOutput::RelayProof {
+                            height: h,
+                            round,
+                            id,
+                            voters,
+                        });
                     }
                     self.schedule(now, Timer::Resend(h), self.round);
                 }

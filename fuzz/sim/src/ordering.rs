@@ -509,6 +509,27 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                                 outcome.bytes += len;
                             }
                         }
+                        OrderingOutput::RelayProof {
+                            height,
+                            round,
+                            id,
+                            voters,
+                        } => {
+                            for voter in voters {
+                                let vote = Message::Prevote {
+                                    height,
+                                    round,
+                                    id: Some(id),
+                                };
+                                let wire = Wire::Relayed(voter, vote);
+                                let len = wire_len(&wire) as u64;
+                                for k in (0..n).filter(|k| *k != i && *k != voter) {
+                                    net.send(now, i, k, wire.clone());
+                                    outcome.messages += 1;
+                                    outcome.bytes += len;
+                                }
+                            }
+                        }
                         OrderingOutput::SendDecision { to, height, value } => {
                             let wire = Wire::Decision(height, value);
                             outcome.bytes += wire_len(&wire) as u64;
@@ -808,6 +829,30 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                         .and_then(Ordering::poll_timeout)
                         .map(|t| m.global(t))
                 );
+            }
+        }
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            for (i, m) in members.iter().enumerate() {
+                let Some(o) = &m.ordering else { continue };
+                let h = o.height();
+                for r in 0..=o.round().min(20) {
+                    let proposal = o.proposal_id(h, r);
+                    let lock =
+                        (0..=1u8).map(|half| sha256_id(&[b'v', b'S', half, h as u8, r as u8]));
+                    let tallies: Vec<_> = lock.map(|id| o.tally(h, r, Some(id))).collect();
+                    let voters: Vec<_> = o
+                        .prevoters(h, r)
+                        .into_iter()
+                        .map(|(v, ids)| {
+                            (v, ids.iter().map(|id| id.map(|x| x[0])).collect::<Vec<_>>())
+                        })
+                        .collect();
+                    eprintln!(
+                        "member {i} h {h} r {r}: proposal {:?} split tallies {tallies:?} proposal tally {:?} prevoters {voters:?}",
+                        proposal.map(|p| p[0]),
+                        proposal.map(|p| o.tally(h, r, Some(p)))
+                    );
+                }
             }
         }
         outcome.violations.push(format!(

@@ -66,6 +66,10 @@ pub(crate) struct Driver {
     pub(super) twins: HashMap<ValueId, ValueId>,
     /// Values and cosigned heads each member brought into the tables above, this height.
     value_budget: Budget,
+    /// Others' sealed prevotes for values, by height, round, value and sender: relayed as
+    /// the proof of this member's valid value.
+    prevotes: HashMap<(u64, u32, ValueId, KeyId), Vec<u8>>,
+    prevote_budget: Budget,
     mempool: Mempool,
     endorsements: HashMap<(bool, u64, [u8; 32]), BTreeMap<KeyId, Signature>>,
     /// Endorsed changes each member opened.
@@ -161,6 +165,8 @@ impl Driver {
             values: HashMap::new(),
             twins: HashMap::new(),
             value_budget: Budget::default(),
+            prevotes: HashMap::new(),
+            prevote_budget: Budget::default(),
             mempool: Mempool::default(),
             endorsements: HashMap::new(),
             endorsement_budget: Budget::default(),
@@ -283,6 +289,8 @@ impl Driver {
         self.values
             .retain(|_, value| Batch::decode(value).is_ok_and(|b| b.head.timestamp > height));
         self.value_budget.reset();
+        self.prevotes.retain(|(h, ..), _| *h >= height);
+        self.prevote_budget.reset();
         if size == 0 {
             // A new network: its first batch is the genesis entry.
             self.mempool.add(self.my_id(), self.log.genesis());
@@ -348,13 +356,52 @@ impl Driver {
                 statement,
                 signature,
             } => self.on_attestation(sender, statement.to_vec(), signature),
-            MemberMessage::Vote(vote) => self.on_vote_message(sender, &vote),
+            MemberMessage::Vote(vote) => {
+                if let Vote::Prevote {
+                    height,
+                    round,
+                    id: Some(id),
+                } = vote
+                {
+                    self.keep_prevote(sender, (height, round, id), bytes);
+                }
+                self.on_vote_message(sender, &vote)
+            }
             MemberMessage::Endorse {
                 op,
                 epoch,
                 key,
                 signature,
             } => self.on_endorsement(sender, op, epoch, key, signature),
+        }
+    }
+
+    /// Keeps the sealed prevote of `sender` for `(height, round, id)`, within the sender's
+    /// budget, so that it can be relayed as part of a lock's proof ([`OrderingOutput::RelayProof`]).
+    fn keep_prevote(&mut self, sender: KeyId, at: (u64, u32, ValueId), bytes: &[u8]) {
+        let key = (at.0, at.1, at.2, sender);
+        if at.0 >= self.height.unwrap_or(0)
+            && height_plausible(at.0, unix_seconds())
+            && !self.prevotes.contains_key(&key)
+            && self.prevote_budget.take(sender, VALUES_PER_MEMBER)
+        {
+            self.prevotes.insert(key, bytes.to_vec());
+        }
+    }
+
+    /// Publishes again the sealed prevotes of `voters` for `id` at `height`, `round` (their
+    /// senders' own envelopes, checked by every receiver as any member message).
+    fn relay_proof(&mut self, height: u64, round: u32, id: ValueId, voters: &[usize]) {
+        let Some(link) = self.link.get().cloned() else {
+            return;
+        };
+        for voter in voters {
+            let Some(sender) = self.member_ids.get(*voter) else {
+                continue;
+            };
+            if let Some(sealed) = self.prevotes.get(&(height, round, id, *sender)) {
+                link.broadcast(sealed.clone());
+            }
         }
     }
 
@@ -542,6 +589,12 @@ impl Driver {
                 }
                 // A member behind catches up through log replication.
                 OrderingOutput::SendDecision { .. } => {}
+                OrderingOutput::RelayProof {
+                    height,
+                    round,
+                    id,
+                    voters,
+                } => self.relay_proof(height, round, id, &voters),
                 // The votes queued with it still leave: others may need this precommit.
                 OrderingOutput::Decided { value, .. } => decided = Some(value),
             }

@@ -34,6 +34,7 @@ fn run(members: &mut [Ordering], down: &[usize], now: &mut Instant, limit: usize
                             members[to].handle_decision(*now, height, value, &valid);
                         }
                     }
+                    OrderingOutput::RelayProof { .. } => {}
                     OrderingOutput::Decided { height, .. } => {
                         // The next batch to propose.
                         members[i].set_candidate(vec![b'v', i as u8, height as u8 + 1]);
@@ -293,7 +294,7 @@ fn an_equivocating_proposer_cannot_fork_five_members() {
                             members[to].handle_decision(now, height, value, &valid);
                         }
                     }
-                    OrderingOutput::Decided { .. } => {}
+                    OrderingOutput::RelayProof { .. } | OrderingOutput::Decided { .. } => {}
                 }
             }
         }
