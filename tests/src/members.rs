@@ -97,6 +97,30 @@ impl Members {
         Node::start_with_p2p("pyrsia", &self.dirs[i], http, Some(p2p), &refs)
     }
 
+    /// `pyrsia verify` of `image` against `node`, trusting only this network's genesis
+    /// (checkpoint quorum, inclusion, every digest); panics with its output and every
+    /// member's log when it fails.
+    pub fn verify(&self, node: &Node, image: &str) {
+        let out = pyrsia(&[
+            "verify",
+            "docker",
+            "--image",
+            image,
+            "--genesis",
+            self.genesis.to_str().unwrap(),
+            "--node",
+            &node.url(),
+        ]);
+        assert!(
+            out.status.success(),
+            "pyrsia verify {image} against {}: {}\n{}\n{}",
+            node.url(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
     /// Every member's log, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes

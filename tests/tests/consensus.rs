@@ -21,28 +21,6 @@ fn none(_: usize) -> Vec<String> {
     Vec::new()
 }
 
-/// `pyrsia verify` against `node`, trusting only the genesis: checkpoint quorum, inclusion,
-/// every digest.
-fn verify(members: &Members, node: &Node, image: &str) {
-    let out = pyrsia(&[
-        "verify",
-        "docker",
-        "--image",
-        image,
-        "--genesis",
-        members.genesis.to_str().unwrap(),
-        "--node",
-        &node.url(),
-    ]);
-    assert!(
-        out.status.success(),
-        "pyrsia verify {image}: {}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        members.logs()
-    );
-}
-
 #[test]
 fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
     let work = tempfile::tempdir().unwrap();
@@ -83,7 +61,7 @@ fn four_members_build_attest_and_commit_with_a_cosigned_checkpoint() {
         cosignatures >= 3,
         "checkpoint with {cosignatures} cosignatures:\n{note}"
     );
-    verify(&members, &members.nodes[3], "library/small:small");
+    members.verify(&members.nodes[3], "library/small:small");
 
     // Every member built it itself: each attested from its own fetch of the upstream.
     let builders = members
@@ -173,7 +151,7 @@ fn a_byzantine_member_attesting_a_wrong_digest_loses_and_is_kept_as_evidence() {
     assert_succeeded(&out, "multi through member 0", &members.nodes[0].log());
     members.wait_committed(&[0, 1, 2, 3], MULTI, &images[1].digest);
     // The correct digests were committed: the image verifies blob by blob.
-    verify(&members, &members.nodes[1], "team/multi:multi");
+    members.verify(&members.nodes[1], "team/multi:multi");
     assert!(
         members.nodes[3].log().contains("TEST BYZANTINE MEMBER"),
         "{}",
@@ -237,7 +215,7 @@ fn a_member_killed_mid_round_does_not_stop_the_others_and_catches_up() {
     let restarted = members.start_member(3, &[]);
     members.nodes[3] = restarted;
     members.wait_committed(&[3], MULTI, &images[1].digest);
-    verify(&members, &members.nodes[3], "team/multi:multi");
+    members.verify(&members.nodes[3], "team/multi:multi");
 
     // `pyrsia authorize` on q = 3 members adds a fifth (then q = 4 of 5); the log orders the change.
     let newcomer_dir = work.path().join("newcomer");

@@ -16,7 +16,6 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::members::Members;
 use pyrsia_tests::node::Node;
-use pyrsia_tests::pyrsia;
 use pyrsia_tests::registry::Registry;
 
 const SMALL: &str = "docker.io/library/small";
@@ -99,22 +98,7 @@ fn assert_one_log(members: &Members, honest: &[usize], image: &str) {
     }
     assert!(!members.logs().contains("FORK"), "{}", members.logs());
     for &i in honest {
-        let out = pyrsia(&[
-            "verify",
-            "docker",
-            "--image",
-            image,
-            "--genesis",
-            members.genesis.to_str().unwrap(),
-            "--node",
-            &members.nodes[i].url(),
-        ]);
-        assert!(
-            out.status.success(),
-            "pyrsia verify against member {i}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        members.verify(&members.nodes[i], image);
     }
 }
 

@@ -1,28 +1,35 @@
 //! Tendermint ordering in the simulation, in the normal test suite: a few hundred seeds with f
-//! byzantine members (silent, equivocating, proposing invalid batches) under drops, delays and
+//! byzantine members (silent, equivocating, proposing invalid batches, splitting votes,
+//! flooding) under drops, delays and
 //! duplication that then heal: agreement and validity after every step, every honest member
 //! decides every height after healing, and the same seed replays the same run.
 
 use pyrsia_sim::ordering::{Adversary, Params, run};
 
+/// Runs seeds `1..=seeds` with `nodes` members, f of them byzantine (`adversary`, or drawn per
+/// seed), and asserts that every invariant held and every honest member finished.
+fn every_seed_holds(nodes: usize, seeds: u64, adversary: Option<Adversary>) {
+    let byzantine = (nodes - 1) / 3;
+    for seed in 1..=seeds {
+        let outcome = run(Params {
+            nodes,
+            byzantine,
+            seed,
+            adversary,
+        });
+        assert!(
+            outcome.violations.is_empty(),
+            "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
+            outcome.violations
+        );
+        assert!(outcome.finished_at.is_some());
+    }
+}
+
 #[test]
 fn a_few_hundred_seeds_agree_and_finish() {
     for (nodes, seeds) in [(4, 120), (7, 60), (10, 20)] {
-        let byzantine = (nodes - 1) / 3;
-        for seed in 1..=seeds {
-            let outcome = run(Params {
-                nodes,
-                byzantine,
-                seed,
-                adversary: None,
-            });
-            assert!(
-                outcome.violations.is_empty(),
-                "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
-                outcome.violations
-            );
-            assert!(outcome.finished_at.is_some());
-        }
+        every_seed_holds(nodes, seeds, None);
     }
 }
 
@@ -80,20 +87,7 @@ fn more_than_f_byzantine_members_break_it_and_the_checks_say_so() {
 #[test]
 fn vote_splitters_never_fork_any_size() {
     for (nodes, seeds) in [(4, 40), (5, 80), (6, 40), (7, 30), (8, 20), (9, 20)] {
-        let byzantine = (nodes - 1) / 3;
-        for seed in 1..=seeds {
-            let outcome = run(Params {
-                nodes,
-                byzantine,
-                seed,
-                adversary: Some(Adversary::SplitVotes),
-            });
-            assert!(
-                outcome.violations.is_empty(),
-                "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
-                outcome.violations
-            );
-        }
+        every_seed_holds(nodes, seeds, Some(Adversary::SplitVotes));
     }
 }
 
@@ -101,19 +95,6 @@ fn vote_splitters_never_fork_any_size() {
 #[test]
 fn every_size_from_one_to_thirteen_agrees_and_finishes() {
     for nodes in 1..=13 {
-        let byzantine = (nodes - 1) / 3;
-        for seed in 1..=4 {
-            let outcome = run(Params {
-                nodes,
-                byzantine,
-                seed,
-                adversary: None,
-            });
-            assert!(
-                outcome.violations.is_empty(),
-                "{:?}\nreproduce with --seed {seed} --nodes {nodes} --byzantine {byzantine}",
-                outcome.violations
-            );
-        }
+        every_seed_holds(nodes, 4, None);
     }
 }
