@@ -92,6 +92,15 @@ impl Mempool {
         self.queues.is_empty()
     }
 
+    /// The entries `submitter` has waiting, oldest first.
+    pub fn entries_from(&self, submitter: &KeyId) -> impl Iterator<Item = &[u8]> + '_ {
+        self.queues
+            .get(submitter)
+            .into_iter()
+            .flatten()
+            .map(Vec::as_slice)
+    }
+
     /// How many entries `submitter` has waiting.
     pub fn waiting_from(&self, submitter: &KeyId) -> usize {
         self.queues.get(submitter).map_or(0, VecDeque::len)

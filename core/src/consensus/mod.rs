@@ -7,12 +7,15 @@
 //! matching attestations bound to the request, whoever was asked. [`ordering`] decides the
 //! log's batches (PROTOCOL.md §3) with Tendermint; [`wire`] is what members send each other
 //! and the batches they order; [`evidence`] is what a `Dispute` or `Unverifiable` must prove;
-//! [`limits`] holds the time rules and per-member budgets, [`mempool`] the entries waiting.
+//! [`limits`] holds the time rules and per-member budgets, [`mempool`] the entries waiting;
+//! [`node`] is the member node that puts them together, which daemons and the simulation run.
 
 pub mod build;
 pub mod evidence;
 pub mod limits;
 pub mod mempool;
+#[cfg(feature = "alloc")]
+pub mod node;
 pub mod ordering;
 pub mod selection;
 pub mod wire;

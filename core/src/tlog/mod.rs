@@ -7,9 +7,13 @@
 pub mod checkpoint;
 pub mod entry;
 mod hash;
+#[cfg(feature = "alloc")]
+pub mod index;
 mod proof;
 #[cfg(feature = "alloc")]
 pub mod rules;
+#[cfg(feature = "alloc")]
+pub mod state;
 #[cfg(feature = "alloc")]
 pub mod tree;
 

@@ -113,6 +113,18 @@ impl MerkleTree {
         Ok(subtree_root(self.prefix(size)?))
     }
 
+    /// The root the tree would have with `extra` leaf hashes appended, without appending them
+    /// (what a batch of new entries would produce).
+    pub fn root_extended(&self, extra: &[Hash]) -> Hash {
+        if extra.is_empty() {
+            return subtree_root(&self.leaves);
+        }
+        let mut leaves = Vec::with_capacity(self.leaves.len() + extra.len());
+        leaves.extend_from_slice(&self.leaves);
+        leaves.extend_from_slice(extra);
+        subtree_root(&leaves)
+    }
+
     /// The inclusion proof of leaf `index` in the first `size` leaves.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         let leaves = self.prefix(size)?;

@@ -10,6 +10,7 @@
 
 pub mod builds;
 pub mod clients;
+pub mod members;
 pub mod net;
 pub mod ordering;
 pub mod pieces;

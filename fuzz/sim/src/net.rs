@@ -46,6 +46,10 @@ pub enum Partition {
     OneWay(Vec<bool>),
     /// One node can neither send nor receive.
     Isolate(NodeIndex),
+    /// Two sides as [`Partition::Split`], except that the nodes listed reach, and are
+    /// reached by, everyone (byzantine members that talk to both sides of a split they
+    /// exploit).
+    SplitExcept(Vec<bool>, Vec<NodeIndex>),
 }
 
 impl Partition {
@@ -57,6 +61,9 @@ impl Partition {
                 side.get(from) == Some(&true) && side.get(to) == Some(&false)
             }
             Partition::Isolate(node) => from == *node || to == *node,
+            Partition::SplitExcept(side, bridges) => {
+                !bridges.contains(&from) && !bridges.contains(&to) && side.get(from) != side.get(to)
+            }
         }
     }
 }
@@ -266,6 +273,8 @@ mod tests {
         assert!(!split.blocks(0, 1) && split.blocks(1, 2) && split.blocks(3, 0));
         let one_way = Partition::OneWay(vec![true, false]);
         assert!(one_way.blocks(0, 1) && !one_way.blocks(1, 0));
+        let bridged = Partition::SplitExcept(vec![true, true, false, false], vec![1]);
+        assert!(bridged.blocks(0, 2) && !bridged.blocks(1, 2) && !bridged.blocks(3, 1));
         let isolated = Partition::Isolate(2);
         assert!(isolated.blocks(2, 0) && isolated.blocks(1, 2) && !isolated.blocks(0, 1));
         let mut net = SimNet::new(1, Faults::reliable(Duration::from_millis(1)));

@@ -1,5 +1,6 @@
-//! A member's part in the verified-build consensus (PROTOCOL.md §2–3), driving
-//! `pyrsia_core::consensus` with real time, the node's log and the P2P network.
+//! A member's part in the verified-build consensus (PROTOCOL.md §2–3): the IO around
+//! `pyrsia_core::consensus::node::MemberNode`, which decides everything, with real time, the
+//! node's log and the P2P network.
 //!
 //! One thread owns the state machines. Members exchange signed postcard messages over the
 //! network's member topic ([`MemberLink`], [`Member::deliver`]):
@@ -15,12 +16,9 @@
 //! through log replication (the network's checkpoint announcements) and rejoins at the new
 //! height.
 
-mod builds;
-mod byzantine;
 mod driver;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -39,7 +37,8 @@ pub enum Byzantine {
     /// Attest a wrong digest for every build (PROTOCOL case 3).
     WrongDigest,
     /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
-    /// of the same entries; prevote and precommit (with cosignatures) for both.
+    /// (the second with the entries reversed, or without the only one); prevote and precommit (with
+    /// cosignatures) for both.
     SplitVotes,
     /// Flood the other members at full rate: proposals and votes for far-future heights,
     /// cosigned junk checkpoints, junk `BuildRequest`s and membership endorsements.
@@ -99,7 +98,7 @@ pub struct Member {
     inputs: Mutex<SyncSender<Input>>,
     dropped: AtomicU64,
     link: Arc<OnceLock<Arc<dyn MemberLink>>>,
-    pending: Arc<Mutex<HashSet<(String, String)>>>,
+    pending: Arc<AtomicUsize>,
 }
 
 impl Member {
@@ -113,12 +112,12 @@ impl Member {
     ) -> std::io::Result<Member> {
         let (sender, receiver) = mpsc::sync_channel(INPUT_QUEUE);
         let link: Arc<OnceLock<Arc<dyn MemberLink>>> = Arc::new(OnceLock::new());
-        let pending = Arc::new(Mutex::new(HashSet::new()));
+        let pending = Arc::new(AtomicUsize::new(0));
         let mut driver = driver::Driver::new(
             log,
             mirror,
             key,
-            config,
+            &config,
             link.clone(),
             sender.clone(),
             pending.clone(),
@@ -183,6 +182,6 @@ impl Member {
 
     /// Requests this member submitted that are not committed yet.
     pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.pending.load(Ordering::Relaxed)
     }
 }

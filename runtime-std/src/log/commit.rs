@@ -9,6 +9,7 @@ use pyrsia_core::tlog::entry::{
     PieceRootList, SignatureList, Statement, TagObservation,
 };
 
+use pyrsia_core::consensus::node::statement_lists;
 use pyrsia_core::consensus::{BuildOutput, BuildRound};
 use pyrsia_core::identity::SecretKey;
 use pyrsia_core::members::MemberSet;
@@ -43,26 +44,6 @@ fn sole_member_round(
         }
     }
     Err(LogError::Refused("the build round did not commit".into()))
-}
-
-/// The bytes of a statement's output list and piece-root list: sorted and distinct, so that
-/// every builder of the same image attests the same statement.
-pub(crate) fn statement_lists(
-    outputs: &[Digest],
-    piece_roots: &[(Digest, pyrsia_core::tlog::Hash)],
-) -> (Vec<u8>, Vec<u8>) {
-    let mut outputs = outputs.to_vec();
-    outputs.sort();
-    outputs.dedup();
-    let mut roots = piece_roots.to_vec();
-    roots.sort();
-    roots.dedup();
-    let outputs = outputs.iter().flat_map(|d| *d.as_bytes()).collect();
-    let roots = roots
-        .iter()
-        .flat_map(|(d, r)| d.as_bytes().iter().chain(r).copied().collect::<Vec<u8>>())
-        .collect();
-    (outputs, roots)
 }
 
 /// A verified image: its manifest, every digest it consists of, and the tag it was pulled by.
@@ -111,8 +92,8 @@ impl Log {
         };
         let key_id = self.key.public().key_id();
         let mut new = Vec::new();
-        let existing = state.index.commit(image.name, &version);
-        let size = state.tree.size();
+        let existing = state.index().commit(image.name, &version);
+        let size = state.tree().size();
         if existing.is_none() {
             let request_index = size;
             new.push(
@@ -128,20 +109,19 @@ impl Log {
             outputs.push(image.manifest);
             let (outputs, piece_roots) = statement_lists(&outputs, &image.piece_roots);
             let (selection_size, selection_root) = state
-                .latest
-                .as_ref()
+                .latest()
                 .map_or((0, [0; 32]), |c| (c.checkpoint.size, c.checkpoint.root));
             let statement = Statement {
                 request_index,
                 coordinates,
                 build_type: DOCKER_FETCH_V1,
                 outputs: DigestList(&outputs),
-                epoch: state.members.epoch(),
+                epoch: state.members().epoch(),
                 selection_size,
                 selection_root,
                 piece_roots: PieceRootList(&piece_roots),
             };
-            let attestations = sole_member_round(&self.key, &state.members, &statement)?;
+            let attestations = sole_member_round(&self.key, state.members(), &statement)?;
             new.push(
                 Entry::Commit(Commit {
                     statement,
@@ -152,7 +132,7 @@ impl Log {
         }
         if let Some(tag) = image.tag {
             let moved = state
-                .index
+                .index()
                 .tag(image.name, tag)
                 .is_none_or(|(_, digest)| digest != image.manifest);
             if moved {
@@ -163,7 +143,7 @@ impl Log {
                             ..coordinates
                         },
                         digest: image.manifest,
-                        checkpoint_size: state.latest.as_ref().map_or(0, |c| c.checkpoint.size),
+                        checkpoint_size: state.final_size(),
                         observer: key_id,
                         observed_at: now_secs,
                     })

@@ -9,7 +9,6 @@
 
 mod commit;
 pub mod follow;
-mod index;
 pub mod key;
 mod member;
 mod replica;
@@ -22,15 +21,12 @@ use std::sync::{Mutex, MutexGuard};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use pyrsia_core::digest::Digest;
 use pyrsia_core::identity::{KeyId, SecretKey};
-use pyrsia_core::members::MemberSet;
 use pyrsia_core::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
-use pyrsia_core::tlog::tree::MerkleTree;
+use pyrsia_core::tlog::state::LogState;
 use pyrsia_core::tlog::{Hash, ProofError};
 
-pub(crate) use commit::statement_lists;
 pub use commit::{DockerCommit, Outcome};
-use index::LogIndex;
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub(crate) use verifier::{BuildSource, Verified, verify};
 pub use verifier::{VerificationQueue, VerifyJob};
@@ -80,16 +76,7 @@ pub struct Log {
     state_keyspace: Keyspace,
     evidence: Keyspace,
     key: SecretKey,
-    state: Mutex<State>,
-}
-
-struct State {
-    tree: MerkleTree,
-    genesis: Vec<u8>,
-    origin: String,
-    members: MemberSet,
-    latest: Option<SignedCheckpoint>,
-    index: LogIndex,
+    state: Mutex<LogState>,
 }
 
 impl Log {
@@ -160,32 +147,21 @@ impl Log {
             (None, Some(given)) => given,
             (None, None) => single_member_genesis(&key, now_secs),
         };
-        let Ok(Entry::Genesis(genesis)) = Entry::decode(&genesis_bytes) else {
-            return Err(LogError::Corrupt("entry 0 is not a genesis entry".into()));
-        };
-        let members = MemberSet::from_genesis(&genesis)
+        let mut state = LogState::new(genesis_bytes.clone())
             .map_err(|e| LogError::Corrupt(format!("genesis: {e}")))?;
-        let mut state = State {
-            tree: MerkleTree::new(),
-            genesis: genesis_bytes.clone(),
-            origin: genesis.origin.to_string(),
-            members,
-            latest,
-            index: LogIndex::default(),
-        };
         for (i, bytes) in stored.iter().enumerate() {
-            let entry =
-                Entry::decode(bytes).map_err(|e| LogError::Corrupt(format!("entry {i}: {e}")))?;
-            state.tree.push(bytes);
-            state.index.add(i as u64, &entry);
+            state
+                .append_trusted(bytes)
+                .map_err(|e| LogError::Corrupt(format!("entry {i}: {e}")))?;
         }
-        if let Some(latest) = &state.latest {
-            let root = state.tree.root(latest.checkpoint.size).ok();
+        if let Some(latest) = latest {
+            let root = state.tree().root(latest.checkpoint.size).ok();
             if root != Some(latest.checkpoint.root) {
                 return Err(LogError::Corrupt(
                     "checkpoint root does not match the entries".into(),
                 ));
             }
+            state.set_latest(latest);
         }
         let log = Log {
             db,
@@ -207,14 +183,14 @@ impl Log {
         Ok(log)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, LogState> {
         // Every mutation completes before the lock is released or fails before changing the
         // state, so a poisoned lock still guards a consistent state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is_sole_member_locked(&self, state: &State) -> bool {
-        state.members.len() == 1 && state.members.contains(&self.key.public())
+    fn is_sole_member_locked(&self, state: &LogState) -> bool {
+        state.members().len() == 1 && state.members().contains(&self.key.public())
     }
 
     /// Whether this node is the network's only member (it commits and signs alone).
@@ -229,22 +205,22 @@ impl Log {
 
     /// The log's name.
     pub fn origin(&self) -> String {
-        self.lock().origin.clone()
+        self.lock().origin().to_string()
     }
 
     /// The genesis entry's bytes (what `--genesis` files hold).
     pub fn genesis(&self) -> Vec<u8> {
-        self.lock().genesis.clone()
+        self.lock().genesis().to_vec()
     }
 
     /// The latest final checkpoint.
     pub fn checkpoint(&self) -> Option<SignedCheckpoint> {
-        self.lock().latest.clone()
+        self.lock().latest().cloned()
     }
 
     /// Number of final entries.
     pub fn size(&self) -> u64 {
-        self.lock().latest.as_ref().map_or(0, |c| c.checkpoint.size)
+        self.lock().final_size()
     }
 
     /// The bytes of final entry `index`.
@@ -277,98 +253,102 @@ impl Log {
     /// The inclusion proof of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         let state = self.lock();
-        if size > state.latest.as_ref().map_or(0, |c| c.checkpoint.size) {
+        if size > state.final_size() {
             return Err(ProofError::IndexOutOfRange);
         }
-        state.tree.inclusion_proof(index, size)
+        state.tree().inclusion_proof(index, size)
     }
 
     /// The consistency proof from the tree of `from` entries to the tree of `to`.
     pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, ProofError> {
         let state = self.lock();
-        if to > state.latest.as_ref().map_or(0, |c| c.checkpoint.size) {
+        if to > state.final_size() {
             return Err(ProofError::IndexOutOfRange);
         }
-        state.tree.consistency_proof(from, to)
+        state.tree().consistency_proof(from, to)
     }
 
     /// The index of the `Commit` of `name` (e.g. `docker.io/library/alpine`) at `version`.
     pub fn find_commit(&self, name: &str, version: &str) -> Option<u64> {
-        self.lock().index.commit(name, version)
+        self.lock().index().commit(name, version)
     }
 
     /// The latest `TagObservation` of `name:tag`: its index and the digest it recorded.
     pub fn find_tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
-        self.lock().index.tag(name, tag)
+        self.lock().index().tag(name, tag)
     }
 
     /// Whether `digest` is an output of some commit: what `--verified-only` serves.
     pub fn is_committed(&self, digest: &Digest) -> bool {
-        self.lock().index.committing(digest).is_some()
+        self.lock().index().committing(digest).is_some()
     }
 
     /// The index of the first `Commit` listing `digest` among its outputs (a child manifest
     /// or a blob is committed as part of its image).
     pub fn find_output(&self, digest: &Digest) -> Option<u64> {
-        self.lock().index.committing(digest)
+        self.lock().index().committing(digest)
     }
 
     /// The log index of the membership change (`AddMember`/`RemoveMember`) that starts
     /// `epoch`, if the log has one.
     pub fn membership_change(&self, epoch: u64) -> Option<u64> {
-        self.lock().index.membership(epoch)
+        self.lock().index().membership(epoch)
     }
 
     /// The piece root a commit lists for `digest` (blobs larger than one piece).
     pub fn piece_root(&self, digest: &Digest) -> Option<Hash> {
-        self.lock().index.piece_root(digest)
+        self.lock().index().piece_root(digest)
     }
 
     /// Indices of every entry about `name`, oldest first.
     pub fn history(&self, name: &str) -> Vec<u64> {
-        self.lock().index.history(name).to_vec()
+        self.lock().index().history(name).to_vec()
     }
 
     /// Appends `new` entries and signs their checkpoint; only a sole member may. Entries are
     /// durable before the checkpoint is signed, and the checkpoint before it is announced.
     fn append_locked(
         &self,
-        state: &mut State,
+        state: &mut LogState,
         new: Vec<Vec<u8>>,
         now_secs: u64,
     ) -> Result<SignedCheckpoint, LogError> {
         if !self.is_sole_member_locked(state) {
             return Err(LogError::NotSoleMember);
         }
-        let first = state.tree.size();
-        let decoded: Vec<Entry<'_>> = new
-            .iter()
-            .map(|b| Entry::decode(b).map_err(|e| LogError::Refused(e.to_string())))
-            .collect::<Result<_, _>>()?;
+        let first = state.tree().size();
+        for bytes in &new {
+            Entry::decode(bytes).map_err(|e| LogError::Refused(e.to_string()))?;
+        }
         let mut batch = self.db.batch();
         for (offset, bytes) in new.iter().enumerate() {
             batch.insert(&self.entries, (first + offset as u64).to_be_bytes(), bytes);
         }
         batch.commit()?;
         self.db.persist(PersistMode::SyncAll)?;
-        for (offset, (bytes, entry)) in new.iter().zip(&decoded).enumerate() {
-            state.tree.push(bytes);
-            state.index.add(first + offset as u64, entry);
+        for bytes in &new {
+            state
+                .append_trusted(bytes)
+                .map_err(|e| LogError::Refused(e.to_string()))?;
         }
         self.sign_locked(state, now_secs)
     }
 
     /// Signs the current tree with a fresh timestamp (same size and root when nothing was
     /// appended: a heartbeat that keeps light clients' freshness checks passing).
-    fn sign_locked(&self, state: &mut State, now_secs: u64) -> Result<SignedCheckpoint, LogError> {
-        let size = state.tree.size();
+    fn sign_locked(
+        &self,
+        state: &mut LogState,
+        now_secs: u64,
+    ) -> Result<SignedCheckpoint, LogError> {
+        let size = state.tree().size();
         let root = state
-            .tree
+            .tree()
             .root(size)
             .map_err(|e| LogError::Corrupt(e.to_string()))?;
         if let Some(previous) = self.last_signed()? {
             let old = &previous.checkpoint;
-            let extends = size >= old.size && state.tree.root(old.size).ok() == Some(old.root);
+            let extends = size >= old.size && state.tree().root(old.size).ok() == Some(old.root);
             if !extends {
                 return Err(LogError::Corrupt(format!(
                     "refusing to sign size {size}: it does not extend the checkpoint this node signed at size {}",
@@ -376,7 +356,7 @@ impl Log {
                 )));
             }
         }
-        let checkpoint = Checkpoint::new(&state.origin, size, root, now_secs)
+        let checkpoint = Checkpoint::new(state.origin(), size, root, now_secs)
             .map_err(|e| LogError::Corrupt(e.to_string()))?;
         let mut note = SignedCheckpoint::unsigned(checkpoint.clone());
         note.add(checkpoint.sign(&self.key))
@@ -387,7 +367,7 @@ impl Log {
         batch.insert(&self.checkpoints, size.to_be_bytes(), text.as_bytes());
         batch.commit()?;
         self.db.persist(PersistMode::SyncAll)?;
-        state.latest = Some(note.clone());
+        state.set_latest(note.clone());
         Ok(note)
     }
 
@@ -409,7 +389,7 @@ impl Log {
         if !self.is_sole_member_locked(&state) {
             return Ok(());
         }
-        let age = state.latest.as_ref().map_or(u64::MAX, |c| {
+        let age = state.latest().map_or(u64::MAX, |c| {
             now_secs.saturating_sub(c.checkpoint.timestamp)
         });
         if age >= max_age_secs {
@@ -422,7 +402,7 @@ impl Log {
     #[cfg(test)]
     fn append_unsigned_for_test(&self, new: Vec<Vec<u8>>) -> Result<(), LogError> {
         let state = self.lock();
-        let first = state.tree.size();
+        let first = state.tree().size();
         for (offset, bytes) in new.iter().enumerate() {
             self.entries
                 .insert((first + offset as u64).to_be_bytes(), bytes)?;

@@ -1,8 +1,9 @@
 //! `pyrsia-sim`: the deterministic simulations.
 //!
 //! `pyrsia-sim --seeds N --nodes M --byzantine F` runs, for seeds 1..=N with M members of
-//! which F are byzantine, the verified-build rounds and the Tendermint ordering of
-//! `core::consensus` under a seeded network with drops, delays, duplication, reordering,
+//! which F are byzantine, the member node the daemon runs (`core::consensus::node`, with
+//! byzantine members running it with a misbehaviour), and the verified-build rounds and the
+//! Tendermint ordering of `core::consensus` on their own, under a seeded network with drops, delays, duplication, reordering,
 //! partitions, crashes and clock skew that then heals, and light clients following the final
 //! checkpoints against forged, older and frozen ones; the invariants are checked after every
 //! step. `pyrsia-sim --seed S --nodes M --byzantine F`
@@ -17,7 +18,7 @@ use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Params, Strategy, run};
 use pyrsia_sim::{builds, clients, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -37,6 +38,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("pieces") {
         return pieces(flag(&args, "--seed").unwrap_or(1));
+    }
+    if args.first().map(String::as_str) == Some("members") {
+        return members(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("bench") {
         let sizes: Vec<usize> = match flag(&args, "--nodes") {
@@ -84,16 +88,24 @@ fn main() {
             byzantine,
             seed,
         });
-        steps += outcome.steps + ordered.steps + followed.offers;
+        let nodes_run = pyrsia_sim::members::run(pyrsia_sim::members::Params {
+            nodes,
+            byzantine,
+            seed,
+            adversary: None,
+            faults: true,
+        });
+        steps += outcome.steps + ordered.steps + followed.offers + nodes_run.steps;
         committed += outcome.committed;
         unverifiable += outcome.unverifiable;
         let mut trace = Hasher::new();
         trace.update(&outcome.trace);
         trace.update(&ordered.trace);
         trace.update(&followed.trace);
+        trace.update(&nodes_run.trace);
         if single {
             println!(
-                "seed {seed} nodes {nodes} byzantine {byzantine}: builds {} steps, {} committed, {} unverifiable; ordering {} steps, {} heights decided at {} ms, {} crashes; light clients {} offers, {} accepted, {} refused without quorum, {} rollbacks, {} too old; trace {}",
+                "seed {seed} nodes {nodes} byzantine {byzantine}: builds {} steps, {} committed, {} unverifiable; ordering {} steps, {} heights decided at {} ms, {} crashes; light clients {} offers, {} accepted, {} refused without quorum, {} rollbacks, {} too old; member nodes {} deliveries, {} final checkpoints; trace {}",
                 outcome.steps,
                 outcome.committed,
                 outcome.unverifiable,
@@ -106,6 +118,8 @@ fn main() {
                 followed.no_quorum,
                 followed.rollbacks,
                 followed.too_old,
+                nodes_run.steps,
+                nodes_run.checkpoints,
                 hex(trace.finish().as_bytes())
             );
         }
@@ -114,6 +128,7 @@ fn main() {
             .iter()
             .chain(&ordered.violations)
             .chain(&followed.violations)
+            .chain(&nodes_run.violations)
             .collect();
         if !violations.is_empty() {
             for violation in violations {
@@ -125,9 +140,74 @@ fn main() {
     }
     if !single {
         println!(
-            "{} seeds, {nodes} members, {byzantine} byzantine: every invariant held; {steps} steps; honest build rounds {committed} committed, {unverifiable} unverifiable; every honest member decided {} heights",
+            "{} seeds, {nodes} members, {byzantine} byzantine: every invariant held; {steps} steps; honest build rounds {committed} committed, {unverifiable} unverifiable; every honest member decided {} heights; member nodes committed every request",
             seeds.len(),
             ordering::HEIGHTS
+        );
+    }
+}
+
+/// `pyrsia-sim members`: the member node itself (`core::consensus::node`) under seeded faults
+/// and byzantine members running the same node with a misbehaviour.
+fn members(args: &[String]) {
+    let nodes = flag(args, "--nodes").unwrap_or(4) as usize;
+    let f = pyrsia_core::members::faults_for(nodes);
+    let byzantine = flag(args, "--byzantine").unwrap_or(f as u64) as usize;
+    if nodes < 1 || byzantine > f {
+        eprintln!("--byzantine must be at most f = {f} for {nodes} members");
+        std::process::exit(2);
+    }
+    let seeds: Vec<u64> = match (flag(args, "--seed"), flag(args, "--seeds")) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(count)) => (1..=count).collect(),
+        (None, None) => (1..=20).collect(),
+    };
+    let calm = args.iter().any(|a| a == "--calm");
+    let adversary = args.iter().position(|a| a == "--adversary").map(|i| {
+        match args.get(i + 1).map(String::as_str) {
+            Some("silent") => pyrsia_sim::members::Adversary::Silent,
+            Some("split-votes") => pyrsia_sim::members::Adversary::SplitVotes,
+            Some("flood") => pyrsia_sim::members::Adversary::Flood,
+            Some("wrong-digest") => pyrsia_sim::members::Adversary::WrongDigest,
+            Some("forger") => pyrsia_sim::members::Adversary::Forger,
+            _ => usage(),
+        }
+    });
+    let mut steps = 0;
+    for &seed in &seeds {
+        let started = cpu_seconds();
+        let outcome = pyrsia_sim::members::run(pyrsia_sim::members::Params {
+            nodes,
+            byzantine,
+            seed,
+            adversary,
+            faults: !calm,
+        });
+        steps += outcome.steps;
+        if seeds.len() == 1 {
+            println!(
+                "seed {seed} nodes {nodes} byzantine {byzantine}: {} deliveries, {} final checkpoints, done at {} ms, {:.1} CPU s; trace {}",
+                outcome.steps,
+                outcome.checkpoints,
+                outcome.finished_at.map_or(0, |t| t.as_micros() / 1000),
+                cpu_seconds() - started,
+                hex(&outcome.trace)
+            );
+        }
+        if !outcome.violations.is_empty() {
+            for violation in &outcome.violations {
+                eprintln!("seed {seed}: {violation}");
+            }
+            eprintln!(
+                "reproduce with pyrsia-sim members --seed {seed} --nodes {nodes} --byzantine {byzantine}"
+            );
+            std::process::exit(1);
+        }
+    }
+    if seeds.len() > 1 {
+        println!(
+            "member nodes: {} seeds, {nodes} members, {byzantine} byzantine: every invariant held; {steps} deliveries",
+            seeds.len()
         );
     }
 }

@@ -169,9 +169,14 @@ fn a_proposer_leaves_invalid_entries_out_of_its_batch() {
     let weak = commit(&log, 1, &[2], selection);
     let good = commit(&log, 1, &[2, 3], selection);
     let second = commit(&log, 1, &[3, 4], selection);
-    let (chosen, head) = log
-        .choose_batch(&[&weak, &good, &second, &request], NOW + 2)
-        .unwrap();
+    let (chosen, head) = log.with_state(|state| {
+        let (chosen, head) = state.choose_batch(&[&weak, &good, &second, &request], NOW + 2);
+        (
+            chosen.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+            head,
+        )
+    });
+    let chosen: Vec<&[u8]> = chosen.iter().map(Vec::as_slice).collect();
     // The weak commit and the second commit of the same coordinates are left out; the
     // repeated request is valid (duplicates are ignored by the rounds) and stays.
     assert_eq!(chosen, [good.as_slice(), request.as_slice()]);

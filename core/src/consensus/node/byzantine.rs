@@ -1,28 +1,47 @@
-//! Test-only misbehaviour of a member (`--test-byzantine`), so that end-to-end tests can
-//! attack real member processes: the vote-splitter equivocates in every round it proposes,
-//! the flooder sends junk at full rate. Nothing here runs unless a test switches it on.
+//! Test-only misbehaviour of a member, so that end-to-end tests (`--test-byzantine`) and the
+//! simulation attack real member nodes: a wrong digest in every attestation, the
+//! vote-splitter equivocating in every round it proposes, the flooder sending junk at full
+//! rate. Nothing here runs unless a test switches it on.
 
-use pyrsia_core::consensus::ordering::{Message, ValueId};
-use pyrsia_core::consensus::wire::{Batch, CheckpointHead, MemberMessage, Vote};
-use pyrsia_core::digest::Digest;
-use pyrsia_core::identity::SecretKey;
-use pyrsia_core::tlog::entry::{
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use crate::consensus::ordering::{Message, ValueId};
+use crate::consensus::wire::{Batch, CheckpointHead, MemberMessage, Vote};
+use crate::digest::Digest;
+use crate::identity::SecretKey;
+use crate::tlog::entry::{
     BuildRequest, Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, Entry, MembershipChange,
     MembershipOp, SignatureList,
 };
+use crate::tlog::state::LogState;
 
-use super::Byzantine;
-use super::driver::Driver;
+use super::MemberNode;
 
-/// Junk messages a flooder sends each time its thread wakes (every few milliseconds).
+/// Junk messages a flooder sends on every tick.
 const FLOOD_BURST: u64 = 4;
 
-impl Driver {
-    /// The vote-splitter's second message for an own `message`: a twin proposal (the same
-    /// entries under a checkpoint one second later, so another value), or the same vote for
-    /// the twin of the value voted for. `None` when not splitting or there is no twin.
-    pub(super) fn split_extra(&mut self, message: &Message) -> Option<Message> {
-        if self.config.byzantine != Some(Byzantine::SplitVotes) {
+/// Misbehaviour a test switches on to check that the network tolerates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Attest a wrong digest for every build (PROTOCOL case 3).
+    WrongDigest,
+    /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
+    /// (the second with the entries reversed, or without the only one); prevote and precommit (with
+    /// cosignatures) for both.
+    SplitVotes,
+    /// Flood the other members at full rate: proposals and votes for far-future heights,
+    /// cosigned junk checkpoints, junk `BuildRequest`s and membership endorsements.
+    Flood,
+}
+
+impl MemberNode {
+    /// The vote-splitter's second message for an own `message`: a twin proposal (another
+    /// batch: without the last entry, under a checkpoint one second later), or the same vote
+    /// for the twin of the value voted for. `None` when not splitting or there is no twin.
+    pub(super) fn split_extra(&mut self, log: &LogState, message: &Message) -> Option<Message> {
+        if self.config.misbehaviour != Some(Misbehaviour::SplitVotes) {
             return None;
         }
         match message {
@@ -33,22 +52,19 @@ impl Driver {
                 valid_round,
             } => {
                 let batch = Batch::decode(value).ok()?;
-                let head = self
-                    .log
-                    .batch_head(&batch.entries, batch.head.timestamp + 1)
-                    .ok()?;
-                let twin = Batch {
-                    head,
-                    entries: batch.entries.clone(),
+                // Another log where it can: the entries in reverse order (the same size, another
+                // root), a single entry left out, or an empty batch under a later time.
+                let mut entries = batch.entries.clone();
+                if entries.len() >= 2 {
+                    entries.reverse();
+                } else {
+                    entries.pop();
                 }
-                .encode();
+                let head = log.batch_head(&entries, batch.head.timestamp + 1).ok()?;
+                let twin = Batch { head, entries }.encode();
                 self.twins.insert(batch.head.id(), head.id());
                 self.values.insert(head.id(), twin.clone());
-                tracing::warn!(
-                    height,
-                    round,
-                    "TEST BYZANTINE MEMBER: proposing two batches"
-                );
+                self.misbehaved += 1;
                 Some(Message::Proposal {
                     height: *height,
                     round: *round,
@@ -81,10 +97,11 @@ impl Driver {
     /// One burst of the flooder's junk: proposals and prevotes for far-future or absurd
     /// heights and rounds, precommits with valid cosignatures of junk checkpoints, junk
     /// build requests, and endorsements of random keys.
-    pub(super) fn flood(&mut self) {
-        let height = self.height().unwrap_or(0);
+    pub(super) fn flood(&mut self, log: &LogState) {
+        let height = self.height.unwrap_or(0);
+        self.misbehaved += 1;
         for _ in 0..FLOOD_BURST {
-            let n = self.next_nonce();
+            let n = self.nonce.wrapping_add(1);
             let junk_id: ValueId = *Digest::sha256(&n.to_be_bytes()).as_bytes();
             let head = CheckpointHead {
                 size: n,
@@ -96,23 +113,18 @@ impl Driver {
                 entries: Vec::new(),
             }
             .encode();
-            let messages = [
-                MemberMessage::Vote(Vote::Proposal {
-                    height: u64::MAX - n,
-                    round: 0,
-                    value: &value,
-                    valid_round: None,
-                }),
-                MemberMessage::Vote(Vote::Prevote {
-                    height,
-                    round: (n % 10_000) as u32,
-                    id: Some(junk_id),
-                }),
-            ];
-            for message in &messages {
-                self.broadcast(message);
-            }
-            if let Some(checkpoint) = head.checkpoint(&self.origin()) {
+            self.broadcast(&MemberMessage::Vote(Vote::Proposal {
+                height: u64::MAX - n,
+                round: 0,
+                value: &value,
+                valid_round: None,
+            }));
+            self.broadcast(&MemberMessage::Vote(Vote::Prevote {
+                height,
+                round: (n % 10_000) as u32,
+                id: Some(junk_id),
+            }));
+            if let Some(checkpoint) = head.checkpoint(log.origin()) {
                 let cosignature = checkpoint.sign(&self.key);
                 self.broadcast(&MemberMessage::Vote(Vote::Precommit {
                     height: height + 1 + n % 600,
@@ -130,7 +142,7 @@ impl Driver {
                 },
                 build_type: DOCKER_FETCH_V1,
                 source: "https://127.0.0.1:1",
-                requester: self.my_id(),
+                requester: self.id(),
             })
             .encode();
             self.broadcast(&MemberMessage::Submit { entry: &request });
@@ -141,7 +153,7 @@ impl Driver {
                 key,
                 signatures: SignatureList(&[]),
             };
-            let signed = change.sign(&self.origin(), MembershipOp::Add, &self.key);
+            let signed = change.sign(log.origin(), MembershipOp::Add, &self.key);
             self.broadcast(&MemberMessage::Endorse {
                 op: MembershipOp::Add,
                 epoch,

@@ -1,40 +1,44 @@
-//! In-memory lookups over the log's entries, rebuilt from the entries at start: which entry
-//! committed an artifact, the latest observation of a tag, every committed digest.
+//! Lookups over a log's entries, kept up to date entry by entry ([`LogIndex::add`]): which
+//! entry committed an artifact, the latest observation of a tag, every committed digest, the
+//! requests still open (with their bytes, which build rounds need) and who opened them.
 
-use std::collections::{BTreeMap, HashMap};
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
-use pyrsia_core::digest::Digest;
-use pyrsia_core::identity::KeyId;
-use pyrsia_core::tlog::Hash;
-use pyrsia_core::tlog::entry::Entry;
+use crate::digest::Digest;
+use crate::identity::KeyId;
+use crate::tlog::Hash;
+use crate::tlog::entry::Entry;
 
 /// Lookups by name, version and digest. Keys are the coordinates' `name` and `version`.
-#[derive(Default, Debug)]
-pub(crate) struct LogIndex {
-    commits: HashMap<(String, String), u64>,
-    tags: HashMap<(String, String), (u64, Digest)>,
-    committed: HashMap<Digest, u64>,
-    piece_roots: HashMap<Digest, Hash>,
-    by_name: HashMap<String, Vec<u64>>,
-    memberships: HashMap<u64, u64>,
-    requests: HashMap<(String, String), u64>,
-    /// Open requests by log index, with who asked.
-    open_requests: BTreeMap<u64, KeyId>,
+#[derive(Clone, Default, Debug)]
+pub struct LogIndex {
+    commits: BTreeMap<(String, String), (u64, Digest)>,
+    tags: BTreeMap<(String, String), (u64, Digest)>,
+    committed: BTreeMap<Digest, u64>,
+    piece_roots: BTreeMap<Digest, Hash>,
+    by_name: BTreeMap<String, Vec<u64>>,
+    memberships: BTreeMap<u64, u64>,
+    requests: BTreeMap<(String, String), u64>,
+    /// Open requests by log index: who asked, and the entry's bytes.
+    open_requests: BTreeMap<u64, (KeyId, Vec<u8>)>,
     /// How many open requests each requester has.
-    open_by_requester: HashMap<KeyId, usize>,
-    disputes: HashMap<(String, String), (u64, bool)>,
+    open_by_requester: BTreeMap<KeyId, usize>,
+    disputes: BTreeMap<(String, String), (u64, bool)>,
 }
 
 impl LogIndex {
-    /// Records entry `index`.
-    pub(crate) fn add(&mut self, index: u64, entry: &Entry<'_>) {
+    /// Records entry `index` (`bytes`, decoded as `entry`). Call it for every entry, in order.
+    pub fn add(&mut self, index: u64, bytes: &[u8], entry: &Entry<'_>) {
         let name = match entry {
             Entry::BuildRequest(r) => {
                 let coordinates = key(r.coordinates.name, r.coordinates.version);
                 let settled = self.commits.contains_key(&coordinates);
                 if !self.requests.contains_key(&coordinates) && !settled {
                     self.requests.insert(coordinates, index);
-                    self.open_requests.insert(index, r.requester);
+                    self.open_requests
+                        .insert(index, (r.requester, bytes.to_vec()));
                     *self.open_by_requester.entry(r.requester).or_default() += 1;
                 }
                 r.coordinates.name
@@ -44,7 +48,7 @@ impl LogIndex {
                 self.settle(coordinates.name, coordinates.version);
                 self.commits
                     .entry(key(coordinates.name, coordinates.version))
-                    .or_insert(index);
+                    .or_insert((index, Digest::sha256(c.statement.outputs.0)));
                 for output in c.statement.outputs.iter() {
                     self.committed.entry(output).or_insert(index);
                 }
@@ -86,7 +90,7 @@ impl LogIndex {
 
     fn settle(&mut self, name: &str, version: &str) {
         if let Some(index) = self.requests.get(&key(name, version))
-            && let Some(requester) = self.open_requests.remove(index)
+            && let Some((requester, _)) = self.open_requests.remove(index)
             && let Some(open) = self.open_by_requester.get_mut(&requester)
         {
             *open = open.saturating_sub(1);
@@ -94,53 +98,71 @@ impl LogIndex {
     }
 
     /// How many open requests `requester` has.
-    pub(crate) fn open_from(&self, requester: &KeyId) -> usize {
+    pub fn open_from(&self, requester: &KeyId) -> usize {
         self.open_by_requester.get(requester).copied().unwrap_or(0)
     }
 
     /// The first `BuildRequest` of `name` at `version`.
-    pub(crate) fn request(&self, name: &str, version: &str) -> Option<u64> {
+    pub fn request(&self, name: &str, version: &str) -> Option<u64> {
         self.requests.get(&key(name, version)).copied()
     }
 
     /// The `Dispute` (or, when final, `Unverifiable`) of `name` at `version`: its index and
     /// whether it is final.
-    pub(crate) fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
+    pub fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
         self.disputes.get(&key(name, version)).copied()
     }
 
-    /// The requests with neither a `Commit` nor an `Unverifiable` yet, oldest first.
-    pub(crate) fn open_requests(&self) -> Vec<u64> {
-        self.open_requests.keys().copied().collect()
+    /// The requests with neither a `Commit` nor an `Unverifiable` yet, oldest first: index
+    /// and entry bytes.
+    pub fn open_requests(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.open_requests
+            .iter()
+            .map(|(index, (_, bytes))| (*index, bytes.as_slice()))
+    }
+
+    /// The open request at `index`: its entry bytes.
+    pub fn open_request(&self, index: u64) -> Option<&[u8]> {
+        self.open_requests
+            .get(&index)
+            .map(|(_, bytes)| bytes.as_slice())
     }
 
     /// The `Commit` of `name` at immutable `version`.
-    pub(crate) fn commit(&self, name: &str, version: &str) -> Option<u64> {
+    pub fn commit(&self, name: &str, version: &str) -> Option<u64> {
+        self.commits
+            .get(&key(name, version))
+            .map(|(index, _)| *index)
+    }
+
+    /// The `Commit` of `name` at `version` and the SHA-256 of its outputs list (to tell
+    /// whether an attestation contradicts it).
+    pub fn commit_outputs(&self, name: &str, version: &str) -> Option<(u64, Digest)> {
         self.commits.get(&key(name, version)).copied()
     }
 
     /// The latest `TagObservation` of `name:tag` and the digest it recorded.
-    pub(crate) fn tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
+    pub fn tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
         self.tags.get(&key(name, tag)).copied()
     }
 
     /// The first commit that lists `digest` among its outputs.
-    pub(crate) fn committing(&self, digest: &Digest) -> Option<u64> {
+    pub fn committing(&self, digest: &Digest) -> Option<u64> {
         self.committed.get(digest).copied()
     }
 
     /// The committed piece root of a blob.
-    pub(crate) fn piece_root(&self, digest: &Digest) -> Option<Hash> {
+    pub fn piece_root(&self, digest: &Digest) -> Option<Hash> {
         self.piece_roots.get(digest).copied()
     }
 
     /// The membership change that starts `epoch`.
-    pub(crate) fn membership(&self, epoch: u64) -> Option<u64> {
+    pub fn membership(&self, epoch: u64) -> Option<u64> {
         self.memberships.get(&epoch).copied()
     }
 
     /// Every entry about `name`, in log order.
-    pub(crate) fn history(&self, name: &str) -> &[u64] {
+    pub fn history(&self, name: &str) -> &[u64] {
         self.by_name.get(name).map_or(&[], Vec::as_slice)
     }
 }

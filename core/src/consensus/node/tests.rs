@@ -1,0 +1,321 @@
+//! The member node's rules, one by one, on members exchanging their real sealed messages.
+
+use alloc::vec::Vec;
+
+use super::*;
+use crate::consensus::limits::VALUES_PER_MEMBER;
+use crate::consensus::wire::Vote;
+use crate::digest::Digest;
+use crate::members::faults_for;
+use crate::tlog::entry::{Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList};
+use crate::tlog::state::Offer;
+
+const WALL: u64 = 1_800_000_000;
+
+fn key(i: usize) -> SecretKey {
+    SecretKey::from_seed([i as u8 + 1; 32])
+}
+
+fn genesis(n: usize) -> LogState {
+    let keys: Vec<u8> = (0..n).flat_map(|i| key(i).public().to_bytes()).collect();
+    let genesis = Entry::Genesis(Genesis {
+        origin: "pyrsia.test/node",
+        faults: faults_for(n) as u32,
+        members: KeyList(&keys),
+        created: WALL,
+    })
+    .encode();
+    LogState::new(genesis).unwrap()
+}
+
+fn at(millis: u64) -> Now {
+    Now {
+        mono: Instant::from_millis(millis),
+        wall_secs: WALL + millis / 1000,
+    }
+}
+
+/// `n` members on one network that delivers everything at once; a member persists at once.
+struct Net {
+    nodes: Vec<MemberNode>,
+    logs: Vec<LogState>,
+    builds: Vec<(usize, u64, Vec<u8>)>,
+    decided: usize,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        Net {
+            nodes: (0..n)
+                .map(|i| MemberNode::new(key(i), NodeConfig::default(), 1, None))
+                .collect(),
+            logs: (0..n).map(|_| genesis(n)).collect(),
+            builds: Vec::new(),
+            decided: 0,
+        }
+    }
+
+    /// Carries out every output until nothing is left, delivering broadcasts to the others.
+    fn settle(&mut self, now: Now) {
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for i in 0..self.nodes.len() {
+                while let Some(output) = self.nodes[i].poll_output() {
+                    progress = true;
+                    match output {
+                        NodeOutput::Persist { ticket, state } => {
+                            self.nodes[i].persisted(&self.logs[i], now, ticket, state)
+                        }
+                        NodeOutput::Broadcast(sealed) => {
+                            for j in 0..self.nodes.len() {
+                                if j != i {
+                                    let _ =
+                                        self.nodes[j].handle_message(&self.logs[j], now, &sealed);
+                                }
+                            }
+                        }
+                        NodeOutput::Build { index, request } => {
+                            self.builds.push((i, index, request))
+                        }
+                        NodeOutput::Decided {
+                            checkpoint,
+                            entries,
+                        } => {
+                            let Ok(Offer::Extend(checked)) =
+                                self.logs[i].check_offer(&checkpoint, &entries)
+                            else {
+                                panic!("member {i} decided a batch its log refuses");
+                            };
+                            self.logs[i].extend(checked, *checkpoint, &entries);
+                            self.decided += 1;
+                            self.nodes[i].tick(&self.logs[i], now);
+                        }
+                        NodeOutput::Evidence { .. } => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Now) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].tick(&self.logs[i], now);
+        }
+        self.settle(now);
+    }
+}
+
+fn artifact(name: &str) -> ArtifactRequest<'_> {
+    ArtifactRequest {
+        name,
+        manifest: Digest::sha256(name.as_bytes()),
+        tag: None,
+        source: "https://registry.test",
+    }
+}
+
+#[test]
+fn four_members_order_the_genesis_then_a_request_with_a_quorum_certificate() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    assert!(
+        net.logs.iter().all(|l| l.final_size() == 1),
+        "genesis ordered"
+    );
+    net.nodes[2].request(&net.logs[2], at(1000), &artifact("docker.io/a/b"));
+    net.settle(at(1000));
+    for log in &net.logs {
+        assert_eq!(log.final_size(), 2);
+        let note = log.latest().unwrap();
+        assert!(log.members().checkpoint_signers(note) >= log.members().quorum());
+        assert!(
+            log.index()
+                .request(
+                    "docker.io/a/b",
+                    &Digest::sha256(b"docker.io/a/b").to_string()
+                )
+                .is_some()
+        );
+    }
+    // Every member follows the request's build round; the selected ones are asked to build.
+    assert!(!net.builds.is_empty());
+}
+
+#[test]
+fn a_vote_leaves_only_after_its_state_is_persisted() {
+    let mut net = Net::new(1);
+    let log = &net.logs[0];
+    net.nodes[0].tick(log, at(0));
+    let outputs: Vec<NodeOutput> = core::iter::from_fn(|| net.nodes[0].poll_output()).collect();
+    let persist = outputs
+        .iter()
+        .position(|o| matches!(o, NodeOutput::Persist { .. }))
+        .expect("the proposal's state is persisted first");
+    let is_vote = |o: &NodeOutput| match o {
+        NodeOutput::Broadcast(sealed) => {
+            let envelope = Envelope::decode(sealed).unwrap();
+            matches!(
+                envelope.open(net.logs[0].members()),
+                Ok(MemberMessage::Vote(_))
+            )
+        }
+        _ => false,
+    };
+    assert!(
+        !outputs[..persist].iter().any(is_vote),
+        "no vote is sent before the state it depends on is on disk"
+    );
+    assert!(
+        outputs[persist..].iter().all(|o| !is_vote(o)),
+        "nor before persisted() says so"
+    );
+}
+
+#[test]
+fn a_sole_member_decides_alone_and_builds_its_requests() {
+    let mut net = Net::new(1);
+    net.tick(at(0));
+    net.nodes[0].request(&net.logs[0], at(10), &artifact("docker.io/x/y"));
+    net.settle(at(10));
+    assert_eq!(net.logs[0].final_size(), 2);
+    let (_, index, _) = net.builds.pop().expect("the sole member builds");
+    let outputs = alloc::vec![Digest::sha256(b"docker.io/x/y")];
+    net.nodes[0].built(
+        &net.logs[0],
+        at(20),
+        index,
+        Ok(BuildResult {
+            outputs,
+            piece_roots: Vec::new(),
+        }),
+    );
+    net.settle(at(20));
+    let version = Digest::sha256(b"docker.io/x/y").to_string();
+    assert!(
+        net.logs[0]
+            .index()
+            .commit("docker.io/x/y", &version)
+            .is_some()
+    );
+    assert_eq!(net.nodes[0].pending(), 0);
+}
+
+#[test]
+fn forged_verdicts_and_implausible_heights_are_refused() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    net.nodes[0].request(&net.logs[0], at(1000), &artifact("docker.io/a/b"));
+    net.settle(at(1000));
+    let (index, bytes) = net.logs[1]
+        .index()
+        .open_requests()
+        .map(|(i, b)| (i, b.to_vec()))
+        .next()
+        .unwrap();
+    let Ok(Entry::BuildRequest(request)) = Entry::decode(&bytes) else {
+        panic!()
+    };
+    let forged = Entry::Unverifiable(Dispute {
+        request_index: index,
+        coordinates: Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            ..request.coordinates
+        },
+        evidence: &[0],
+    })
+    .encode();
+    let sealed = Envelope::seal(&key(3), 99, &MemberMessage::Submit { entry: &forged });
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(1100), &sealed),
+        Err(Rejection::UnwantedEntry)
+    );
+    let far = Envelope::seal(
+        &key(3),
+        100,
+        &MemberMessage::Vote(Vote::Prevote {
+            height: u64::MAX - 5,
+            round: 0,
+            id: None,
+        }),
+    );
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(1100), &far),
+        Err(Rejection::ImplausibleHeight)
+    );
+    let stranger = Envelope::seal(&key(9), 1, &MemberMessage::Submit { entry: &forged });
+    assert!(matches!(
+        net.nodes[1].handle_message(&net.logs[1], at(1100), &stranger),
+        Err(Rejection::Wire(_))
+    ));
+}
+
+#[test]
+fn one_members_proposals_fill_only_its_share_of_the_value_table() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    let height = net.logs[1].consensus_height();
+    for n in 0..(VALUES_PER_MEMBER as u64 + 10) {
+        let value = Batch {
+            head: CheckpointHead {
+                size: n,
+                root: [n as u8; 32],
+                timestamp: height + 1 + n,
+            },
+            entries: Vec::new(),
+        }
+        .encode();
+        let sealed = Envelope::seal(
+            &key(3),
+            1000 + n,
+            &MemberMessage::Vote(Vote::Proposal {
+                height: height + 1 + n,
+                round: 0,
+                value: &value,
+                valid_round: None,
+            }),
+        );
+        let _ = net.nodes[1].handle_message(&net.logs[1], at(1000), &sealed);
+    }
+    assert!(net.nodes[1].values.len() <= VALUES_PER_MEMBER + 1);
+    // The honest members still order a request.
+    net.nodes[0].request(&net.logs[0], at(2000), &artifact("docker.io/a/c"));
+    net.settle(at(2000));
+    assert!(net.logs.iter().all(|l| l.final_size() == 2));
+}
+
+#[test]
+fn builds_run_at_most_the_cap_at_once_and_the_next_starts_when_one_ends() {
+    let mut node = MemberNode::new(key(0), NodeConfig::default(), 1, None);
+    let mut log = genesis(1);
+    node.tick(&log, at(0));
+    let mut net = Net {
+        nodes: alloc::vec![node],
+        logs: alloc::vec![log.clone()],
+        builds: Vec::new(),
+        decided: 0,
+    };
+    net.settle(at(0));
+    for i in 0..12 {
+        let name = alloc::format!("docker.io/junk/{i}");
+        net.nodes[0].request(&net.logs[0], at(10 + i), &artifact(&name));
+        net.settle(at(10 + i));
+    }
+    // Entries that arrived together are ordered once the candidate is chosen again.
+    net.tick(at(1200));
+    log = net.logs[0].clone();
+    assert_eq!(log.index().open_requests().count(), 12);
+    assert_eq!(
+        net.builds.len(),
+        crate::consensus::limits::MAX_CONCURRENT_BUILDS,
+        "at most the cap of builds at once"
+    );
+    // A finished build starts the next queued one.
+    let (_, index, _) = net.builds.remove(0);
+    net.nodes[0].built(&net.logs[0], at(1300), index, Err(()));
+    net.settle(at(1300));
+    assert_eq!(
+        net.builds.len(),
+        crate::consensus::limits::MAX_CONCURRENT_BUILDS
+    );
+}

@@ -1,0 +1,407 @@
+//! The log's state as every node holds it, pure: the Merkle tree, the index, the member set
+//! and the last final checkpoint. The runtime persists entries and checkpoints and calls
+//! [`LogState::check_offer`] before, [`LogState::extend`] after; members check and choose
+//! batches on it ([`LogState::check_batch`], [`LogState::choose_batch`]) without changing it.
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::consensus::wire::{Batch, CheckpointHead, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use crate::identity::KeyId;
+use crate::members::{MemberSet, MembershipError};
+use crate::tlog::checkpoint::SignedCheckpoint;
+use crate::tlog::entry::{Entry, EntryError, MembershipOp};
+use crate::tlog::index::LogIndex;
+use crate::tlog::rules::{BatchRules, EntryRejection, LogView, check_entry};
+use crate::tlog::tree::MerkleTree;
+use crate::tlog::{Hash, leaf_hash};
+
+/// The most entries one checkpoint may add at once.
+pub const MAX_ENTRIES_PER_APPLY: u64 = 100_000;
+
+/// Why a checkpoint, its entries or a batch were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogRejection {
+    /// Entry 0 is not a genesis this node accepts.
+    BadGenesis(MembershipError),
+    /// A checkpoint of another log.
+    OtherLog,
+    /// Fewer valid member signatures than the epoch's quorum.
+    TooFewSignatures {
+        /// Valid, distinct member signatures.
+        signers: usize,
+        /// The epoch's quorum.
+        needed: usize,
+    },
+    /// A quorum-signed checkpoint with another root at this log's size: a fork.
+    Fork,
+    /// Not as many entries as the checkpoint needs (or more than one apply takes).
+    EntryCount {
+        /// Entries offered.
+        offered: u64,
+        /// Entries needed.
+        needed: u64,
+    },
+    /// An entry breaks the log's rules.
+    Entry {
+        /// Its log index.
+        index: u64,
+        /// Which rule.
+        rejection: EntryRejection,
+    },
+    /// The entries do not hash to the checkpoint's (or batch's) root.
+    RootMismatch,
+    /// A batch whose checkpoint is not newer than the last final one.
+    NotNewer,
+}
+
+impl core::fmt::Display for LogRejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LogRejection::BadGenesis(e) => write!(f, "genesis: {e}"),
+            LogRejection::OtherLog => f.write_str("checkpoint of another log"),
+            LogRejection::TooFewSignatures { signers, needed } => write!(
+                f,
+                "checkpoint has {signers} valid member signatures, {needed} needed"
+            ),
+            LogRejection::Fork => f.write_str("checkpoint conflicts with this log (fork)"),
+            LogRejection::EntryCount { offered, needed } => {
+                write!(f, "{offered} entries offered, {needed} needed")
+            }
+            LogRejection::Entry { index, rejection } => write!(f, "entry {index}: {rejection}"),
+            LogRejection::RootMismatch => f.write_str("entries do not hash to the checkpoint"),
+            LogRejection::NotNewer => {
+                f.write_str("batch checkpoint is not newer than the last final one")
+            }
+        }
+    }
+}
+
+impl core::error::Error for LogRejection {}
+
+/// What an offered checkpoint would change, once checked ([`LogState::check_offer`]).
+#[derive(Clone, Debug)]
+pub enum Offer {
+    /// It adds the offered entries; store them and the checkpoint, then [`LogState::extend`].
+    Extend(Extension),
+    /// Same tree, newer signing time: store it, then [`LogState::set_latest`].
+    Refresh,
+    /// Not newer than this log: nothing to do.
+    Stale,
+}
+
+/// Checked entries' effect on the member set, carried from [`LogState::check_offer`] to
+/// [`LogState::extend`] so nothing is checked twice.
+#[derive(Clone, Debug)]
+pub struct Extension {
+    members: Box<MemberSet>,
+}
+
+/// How a replay treats an entry that breaks the rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnInvalid {
+    Refuse,
+    Skip,
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct LogState {
+    tree: MerkleTree,
+    genesis: Vec<u8>,
+    origin: String,
+    members: MemberSet,
+    latest: Option<SignedCheckpoint>,
+    index: LogIndex,
+}
+
+impl LogState {
+    /// An empty log of the network `genesis` (entry 0's bytes) names.
+    pub fn new(genesis: Vec<u8>) -> Result<LogState, LogRejection> {
+        let Ok(Entry::Genesis(decoded)) = Entry::decode(&genesis) else {
+            return Err(LogRejection::Entry {
+                index: 0,
+                rejection: EntryRejection::NotGenesis,
+            });
+        };
+        let members = MemberSet::from_genesis(&decoded).map_err(LogRejection::BadGenesis)?;
+        let origin = decoded.origin.to_string();
+        Ok(LogState {
+            tree: MerkleTree::new(),
+            genesis,
+            origin,
+            members,
+            latest: None,
+            index: LogIndex::default(),
+        })
+    }
+
+    /// Appends an entry this node already holds (read back from its storage at start, or
+    /// appended by a sole member): indexed, and a membership change moves the member set.
+    pub fn append_trusted(&mut self, bytes: &[u8]) -> Result<(), EntryError> {
+        let entry = Entry::decode(bytes)?;
+        let index = self.tree.push(bytes);
+        self.index.add(index, bytes, &entry);
+        if let Entry::AddMember(change) | Entry::RemoveMember(change) = &entry {
+            let op = if matches!(entry, Entry::AddMember(_)) {
+                MembershipOp::Add
+            } else {
+                MembershipOp::Remove
+            };
+            // Stored entries were checked when they came in.
+            let _ = self.members.apply_in_place(&self.origin, op, change);
+        }
+        Ok(())
+    }
+
+    /// Sets the last final checkpoint (read back at start, or signed by a sole member).
+    pub fn set_latest(&mut self, note: SignedCheckpoint) {
+        self.latest = Some(note);
+    }
+
+    /// The log's name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Entry 0's bytes.
+    pub fn genesis(&self) -> &[u8] {
+        &self.genesis
+    }
+
+    /// The members of the current epoch.
+    pub fn members(&self) -> &MemberSet {
+        &self.members
+    }
+
+    /// The last final checkpoint.
+    pub fn latest(&self) -> Option<&SignedCheckpoint> {
+        self.latest.as_ref()
+    }
+
+    /// The size of the last final checkpoint.
+    pub fn final_size(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |c| c.checkpoint.size)
+    }
+
+    /// The consensus height members order next: the time of the last final checkpoint (0
+    /// before the first). Every batch's checkpoint is later than the one before, so a height
+    /// is never ordered twice, heartbeats included.
+    pub fn consensus_height(&self) -> u64 {
+        self.latest.as_ref().map_or(0, |c| c.checkpoint.timestamp)
+    }
+
+    /// The tree of every entry held.
+    pub fn tree(&self) -> &MerkleTree {
+        &self.tree
+    }
+
+    /// Lookups over the entries.
+    pub fn index(&self) -> &LogIndex {
+        &self.index
+    }
+
+    /// The checkpoint a request's builders are selected by: the tree that ends with the
+    /// request. Every member computes the same one from its log, whichever checkpoints it saw.
+    pub fn selection_checkpoint(&self, request_index: u64) -> Option<(u64, Hash)> {
+        let size = request_index + 1;
+        if size > self.final_size() {
+            return None;
+        }
+        Some((size, self.tree.root(size).ok()?))
+    }
+
+    /// Whether `note` is a checkpoint of this log with a quorum of valid member signatures.
+    pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogRejection> {
+        if note.checkpoint.origin.as_str() != self.origin {
+            return Err(LogRejection::OtherLog);
+        }
+        let signers = self.members.checkpoint_signers(note);
+        let needed = self.members.quorum();
+        if signers < needed {
+            return Err(LogRejection::TooFewSignatures { signers, needed });
+        }
+        Ok(())
+    }
+
+    /// Checks an offered checkpoint and the entries from this log's size up to it: a quorum of
+    /// the epoch signed it, every entry obeys the rules of replication, and they hash to its
+    /// root. Changes nothing.
+    pub fn check_offer(
+        &self,
+        note: &SignedCheckpoint,
+        entries: &[Vec<u8>],
+    ) -> Result<Offer, LogRejection> {
+        self.check_note(note)?;
+        let checkpoint = &note.checkpoint;
+        let have = self.tree.size();
+        if checkpoint.size < have {
+            return Ok(Offer::Stale);
+        }
+        if checkpoint.size == have {
+            if self.tree.root(have).ok() != Some(checkpoint.root) {
+                return Err(LogRejection::Fork);
+            }
+            let newer = self
+                .latest
+                .as_ref()
+                .is_none_or(|l| checkpoint.timestamp > l.checkpoint.timestamp);
+            return Ok(if newer { Offer::Refresh } else { Offer::Stale });
+        }
+        let needed = checkpoint.size - have;
+        let offered = entries.len() as u64;
+        if needed > MAX_ENTRIES_PER_APPLY || offered != needed {
+            return Err(LogRejection::EntryCount { offered, needed });
+        }
+        let mut members = self.members.clone();
+        let mut leaves = Vec::with_capacity(entries.len());
+        for (offset, bytes) in entries.iter().enumerate() {
+            let index = have + offset as u64;
+            check_entry(self, &mut members, index, bytes)
+                .map_err(|rejection| LogRejection::Entry { index, rejection })?;
+            leaves.push(leaf_hash(bytes));
+        }
+        if self.tree.root_extended(&leaves) != checkpoint.root {
+            return Err(LogRejection::RootMismatch);
+        }
+        Ok(Offer::Extend(Extension {
+            members: Box::new(members),
+        }))
+    }
+
+    /// Takes in entries and their checkpoint checked by [`LogState::check_offer`] (and stored).
+    pub fn extend(&mut self, checked: Extension, note: SignedCheckpoint, entries: &[Vec<u8>]) {
+        for bytes in entries {
+            let index = self.tree.push(bytes);
+            if let Ok(entry) = Entry::decode(bytes) {
+                self.index.add(index, bytes, &entry);
+            }
+        }
+        self.members = *checked.members;
+        self.latest = Some(note);
+    }
+
+    /// What a proposer proposes: the `candidates` that are valid together on top of the final
+    /// log, in order, within the batch limits (an invalid one is left out), and the checkpoint
+    /// they produce signed at `timestamp`. One replay, however many candidates.
+    pub fn choose_batch<'e>(
+        &self,
+        candidates: &[&'e [u8]],
+        timestamp: u64,
+    ) -> (Vec<&'e [u8]>, CheckpointHead) {
+        let (kept, size, root) = self
+            .replay(candidates, OnInvalid::Skip)
+            .unwrap_or_else(|_| (Vec::new(), self.tree.size(), self.tree.root_extended(&[])));
+        let chosen = kept.into_iter().map(|i| candidates[i]).collect();
+        (
+            chosen,
+            CheckpointHead {
+                size,
+                root,
+                timestamp,
+            },
+        )
+    }
+
+    /// What a member checks before voting for `batch`: it extends the final log, its entries
+    /// decode and obey the rules of replication and of batches ([`BatchRules`]), and they hash
+    /// to the batch's checkpoint, whose time is after the last final one.
+    pub fn check_batch(&self, batch: &Batch<'_>) -> Result<(), LogRejection> {
+        if batch.head.timestamp <= self.consensus_height() {
+            return Err(LogRejection::NotNewer);
+        }
+        if self.tree.size() == 0 && batch.entries.is_empty() {
+            // A log starts with its genesis entry.
+            return Err(LogRejection::Entry {
+                index: 0,
+                rejection: EntryRejection::NotGenesis,
+            });
+        }
+        let (_, size, root) = self.replay(&batch.entries, OnInvalid::Refuse)?;
+        if (size, root) != (batch.head.size, batch.head.root) {
+            return Err(LogRejection::RootMismatch);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint `entries` would produce on top of the final log; refused when an entry
+    /// breaks the rules.
+    pub fn batch_head(
+        &self,
+        entries: &[&[u8]],
+        timestamp: u64,
+    ) -> Result<CheckpointHead, LogRejection> {
+        let (_, size, root) = self.replay(entries, OnInvalid::Refuse)?;
+        Ok(CheckpointHead {
+            size,
+            root,
+            timestamp,
+        })
+    }
+
+    /// Checks `entries` in order on top of the final log, as members check a batch; returns
+    /// the offsets of the entries kept (all of them, unless `on_invalid` skips) and the size
+    /// and root they produce.
+    fn replay(
+        &self,
+        entries: &[&[u8]],
+        on_invalid: OnInvalid,
+    ) -> Result<(Vec<usize>, u64, Hash), LogRejection> {
+        let have = self.tree.size();
+        let mut members = self.members.clone();
+        let mut rules = BatchRules::default();
+        let mut kept = Vec::new();
+        let mut leaves = Vec::new();
+        let mut bytes_kept = 0;
+        for (offset, bytes) in entries.iter().enumerate() {
+            if on_invalid == OnInvalid::Skip
+                && (kept.len() >= MAX_BATCH_ENTRIES || bytes_kept + bytes.len() > MAX_BATCH_BYTES)
+            {
+                break;
+            }
+            let index = have + kept.len() as u64;
+            match rules.check(self, &mut members, index, bytes) {
+                Ok(()) => {
+                    leaves.push(leaf_hash(bytes));
+                    kept.push(offset);
+                    bytes_kept += bytes.len();
+                }
+                Err(rejection) if on_invalid == OnInvalid::Refuse => {
+                    return Err(LogRejection::Entry { index, rejection });
+                }
+                Err(_) => {}
+            }
+        }
+        let root = self.tree.root_extended(&leaves);
+        Ok((kept, have + leaves.len() as u64, root))
+    }
+}
+
+impl LogView for LogState {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+    fn genesis(&self) -> &[u8] {
+        &self.genesis
+    }
+    fn request(&self, name: &str, version: &str) -> Option<u64> {
+        self.index.request(name, version)
+    }
+    fn commit(&self, name: &str, version: &str) -> Option<u64> {
+        self.index.commit(name, version)
+    }
+    fn dispute(&self, name: &str, version: &str) -> Option<(u64, bool)> {
+        self.index.dispute(name, version)
+    }
+    fn final_size(&self) -> u64 {
+        LogState::final_size(self)
+    }
+    fn root(&self, size: u64) -> Option<Hash> {
+        self.tree.root(size).ok()
+    }
+    fn open_requests_from(&self, requester: &KeyId) -> usize {
+        self.index.open_from(requester)
+    }
+}
