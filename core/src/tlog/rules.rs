@@ -66,6 +66,9 @@ pub enum EntryRejection {
     RequesterNotAMember,
     /// A requester over its share of a batch or of open requests.
     TooManyRequests,
+    /// A tag observation by a key that is not a member, or of a digest the log (with the
+    /// batch) has not committed under that name.
+    UncommittedTag,
 }
 
 impl core::fmt::Display for EntryRejection {
@@ -94,6 +97,9 @@ impl core::fmt::Display for EntryRejection {
             EntryRejection::TooManyRequests => {
                 f.write_str("the requester has too many requests open or in this batch")
             }
+            EntryRejection::UncommittedTag => f.write_str(
+                "tag observation of an uncommitted digest, or by a key that is not a member",
+            ),
         }
     }
 }
@@ -172,7 +178,10 @@ pub fn check_entry(
 /// The rules members apply to a batch before ordering it, on top of [`check_entry`]: a commit
 /// is bound to its request's log index and selection checkpoint (the tree that ends with the
 /// request) and is the batch's only commit of its coordinates; a build request comes from a
-/// member within its share ([`request_allowed`]). One per batch, fed its entries in order.
+/// member within its share ([`request_allowed`]); a tag observation comes from a member and
+/// points the tag at a digest committed under that name (in the log or earlier in the batch),
+/// so a tag can only ever resolve to what f+1 builders attested. One per batch, fed its
+/// entries in order.
 #[derive(Default)]
 pub struct BatchRules {
     committed: BTreeSet<(String, String)>,
@@ -221,6 +230,16 @@ impl BatchRules {
                     return Err(EntryRejection::TooManyRequests);
                 }
                 *self.requested.entry(requester).or_default() += 1;
+            }
+            Entry::TagObservation(tag) => {
+                let version = tag.digest.to_string();
+                let committed = view.commit(tag.tag.name, &version).is_some()
+                    || self
+                        .committed
+                        .contains(&(tag.tag.name.to_string(), version));
+                if members.find(&tag.observer).is_none() || !committed {
+                    return Err(EntryRejection::UncommittedTag);
+                }
             }
             _ => {}
         }

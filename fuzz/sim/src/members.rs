@@ -19,7 +19,8 @@
 //! decided batch is a valid
 //! extension of the deciding member's log; after healing, every honest member's log commits
 //! every artifact honest members requested (honest requests keep committing under a flooder)
-//! and holds the same entries.
+//! and observed the tag it was pulled by, and holds the same entries; every tag in an honest
+//! log points at a committed digest, and no honest request ends under a forged verdict.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -36,7 +37,9 @@ use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
-use pyrsia_core::tlog::entry::{Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList};
+use pyrsia_core::tlog::entry::{
+    Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList, TagObservation,
+};
 use pyrsia_core::tlog::state::{LogState, Offer};
 
 use crate::net::{Faults, Partition, SimNet};
@@ -407,6 +410,7 @@ impl Sim {
             if healed && requests.is_empty() && crash.is_none() && self.all_committed() {
                 self.check_same_logs();
                 self.check_light_clients();
+                self.check_tags_and_verdicts();
                 return Some(now);
             }
             if now >= deadline {
@@ -553,12 +557,27 @@ impl Sim {
                 evidence: &[0],
             })
             .encode();
-            member.nonce += 1;
-            sealed.push(Envelope::seal(
-                &member.key,
-                member.nonce,
-                &MemberMessage::Submit { entry: &forged },
-            ));
+            // And the tag steered to a digest no builder attested.
+            let tag = Entry::TagObservation(TagObservation {
+                tag: Coordinates {
+                    ecosystem: ECOSYSTEM_DOCKER,
+                    name: request.coordinates.name,
+                    version: "latest",
+                },
+                digest: Digest::sha256(b"a forged tag target"),
+                checkpoint_size: member.log.final_size(),
+                observer: member.key.public().key_id(),
+                observed_at: WALL_BASE,
+            })
+            .encode();
+            for entry in [forged, tag] {
+                member.nonce += 1;
+                sealed.push(Envelope::seal(
+                    &member.key,
+                    member.nonce,
+                    &MemberMessage::Submit { entry: &entry },
+                ));
+            }
         }
         for message in sealed {
             self.broadcast(now, i, message);
@@ -801,11 +820,43 @@ impl Sim {
         self.honest().all(|i| {
             let log = &self.members[i].log;
             self.requested.iter().all(|name| {
-                log.index()
-                    .commit(name, &upstream_digest(name).to_string())
-                    .is_some()
+                let digest = upstream_digest(name);
+                log.index().commit(name, &digest.to_string()).is_some()
+                    && log.index().tag(name, "latest").map(|(_, d)| d) == Some(digest)
             })
         })
+    }
+
+    /// Every tag in honest logs points at a digest committed under its name, and no request
+    /// an honest member made ended unverifiable (no forged verdict was ordered).
+    fn check_tags_and_verdicts(&mut self) {
+        for i in self.honest().collect::<Vec<_>>() {
+            for bytes in &self.members[i].entries {
+                match Entry::decode(bytes) {
+                    Ok(Entry::TagObservation(t))
+                        if self.members[i]
+                            .log
+                            .index()
+                            .commit(t.tag.name, &t.digest.to_string())
+                            .is_none() =>
+                    {
+                        self.violations.push(format!(
+                            "member {i}'s log points {}:{} at an uncommitted digest",
+                            t.tag.name, t.tag.version
+                        ));
+                    }
+                    Ok(Entry::Unverifiable(d)) | Ok(Entry::Dispute(d))
+                        if d.coordinates.name.starts_with(UPSTREAM_IMAGES) =>
+                    {
+                        self.violations.push(format!(
+                            "member {i}'s log holds a verdict against {}, which honest builders agree on",
+                            d.coordinates.name
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// Every honest member's log is a prefix of the longest one.

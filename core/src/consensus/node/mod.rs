@@ -139,6 +139,8 @@ pub struct NodeStatus {
 
 /// Membership changes one member may have open endorsements for.
 const ENDORSEMENTS_PER_MEMBER: usize = 16;
+/// Tags this member saw and waits to observe in the log (their digest is not committed yet).
+const MAX_PENDING_TAGS: usize = 1024;
 /// Attestations for requests this member does not know yet, kept until it does.
 const MAX_EARLY_ATTESTATIONS: usize = 256;
 
@@ -184,6 +186,9 @@ pub struct MemberNode {
     own_attestations: BTreeMap<u64, (Vec<u8>, Signature)>,
     /// Requests this member asked for that are not committed or unverifiable yet.
     pending: BTreeSet<(String, String)>,
+    /// Tags this member's mirror resolved, by name and tag: the digest and when, observed in
+    /// the log once that digest is committed.
+    pending_tags: BTreeMap<(String, String), (crate::digest::Digest, u64)>,
     /// The vote-splitter's twin of each batch it proposed.
     twins: BTreeMap<ValueId, ValueId>,
     outputs: VecDeque<NodeOutput>,
@@ -233,6 +238,7 @@ impl MemberNode {
             early_attestations: Vec::new(),
             own_attestations: BTreeMap::new(),
             pending: BTreeSet::new(),
+            pending_tags: BTreeMap::new(),
             twins: BTreeMap::new(),
             outputs: VecDeque::new(),
             misbehaved: 0,
@@ -434,6 +440,7 @@ impl MemberNode {
         for (sender, from, message) in core::mem::take(&mut self.future) {
             self.on_vote(log, now, sender, from, message);
         }
+        self.submit_committed_tags(log, now);
         self.refresh_candidate(log, now);
         if !self.mempool.is_empty() || self.heartbeat_due(log, now) {
             self.start(log, now);

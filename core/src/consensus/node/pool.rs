@@ -16,7 +16,9 @@ use crate::tlog::entry::{
 };
 use crate::tlog::state::LogState;
 
-use super::{CANDIDATE_EVERY, ENDORSEMENTS_PER_MEMBER, MemberNode, Now, Rejection};
+use super::{
+    CANDIDATE_EVERY, ENDORSEMENTS_PER_MEMBER, MAX_PENDING_TAGS, MemberNode, Now, Rejection,
+};
 
 /// An artifact this member's mirror served and asks the members to verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,27 +64,17 @@ impl MemberNode {
         let me = self.id();
         let index = log.index();
         if let Some(tag) = artifact.tag {
+            // Observed now, ordered once the digest is committed (members refuse a tag that
+            // points at anything f+1 builders did not attest).
             let moved = index
                 .tag(name, tag)
                 .is_none_or(|(_, digest)| digest != artifact.manifest);
-            let waiting = self.waiting(|e| {
-                matches!(e, Entry::TagObservation(t)
-                    if t.tag.name == name && t.tag.version == tag && t.digest == artifact.manifest)
-            });
-            if moved && !waiting {
-                let entry = Entry::TagObservation(TagObservation {
-                    tag: Coordinates {
-                        ecosystem: ECOSYSTEM_DOCKER,
-                        name,
-                        version: tag,
-                    },
-                    digest: artifact.manifest,
-                    checkpoint_size: log.final_size(),
-                    observer: me,
-                    observed_at: now.wall_secs,
-                })
-                .encode();
-                self.submit(log, now, entry);
+            if moved && self.pending_tags.len() < MAX_PENDING_TAGS {
+                self.pending_tags.insert(
+                    (String::from(name), String::from(tag)),
+                    (artifact.manifest, now.wall_secs),
+                );
+                self.submit_committed_tags(log, now);
             }
         }
         if index.commit(name, &version).is_some()
@@ -106,6 +98,44 @@ impl MemberNode {
         })
         .encode();
         self.submit(log, now, entry);
+    }
+
+    /// The tags this member saw whose digest is committed now: their observations are
+    /// submitted (once per height until ordered, as every own entry).
+    pub(super) fn submit_committed_tags(&mut self, log: &LogState, now: Now) {
+        let index = log.index();
+        self.pending_tags.retain(|(name, tag), (digest, _)| {
+            index.tag(name, tag).is_none_or(|(_, d)| d != *digest)
+        });
+        let ready: Vec<(String, String, Digest, u64)> = self
+            .pending_tags
+            .iter()
+            .filter(|((name, _), (digest, _))| index.commit(name, &digest.to_string()).is_some())
+            .map(|((name, tag), (digest, at))| (name.clone(), tag.clone(), *digest, *at))
+            .collect();
+        let me = self.id();
+        for (name, tag, digest, observed_at) in ready {
+            let waiting = self.waiting(|e| {
+                matches!(e, Entry::TagObservation(t)
+                    if t.tag.name == name && t.tag.version == tag && t.digest == digest)
+            });
+            if waiting {
+                continue;
+            }
+            let entry = Entry::TagObservation(TagObservation {
+                tag: Coordinates {
+                    ecosystem: ECOSYSTEM_DOCKER,
+                    name: &name,
+                    version: &tag,
+                },
+                digest,
+                checkpoint_size: log.final_size(),
+                observer: me,
+                observed_at,
+            })
+            .encode();
+            self.submit(log, now, entry);
+        }
     }
 
     /// Submits an entry of this member: into the mempool and to every member.

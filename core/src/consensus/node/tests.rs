@@ -202,7 +202,7 @@ fn a_sole_member_decides_alone_and_builds_its_requests() {
 }
 
 #[test]
-fn forged_verdicts_and_implausible_heights_are_refused() {
+fn forged_verdicts_and_tags_and_implausible_heights_are_refused() {
     let mut net = Net::new(4);
     net.tick(at(0));
     net.nodes[0].request(&net.logs[0], at(1000), &artifact("docker.io/a/b"));
@@ -226,6 +226,24 @@ fn forged_verdicts_and_implausible_heights_are_refused() {
     })
     .encode();
     let sealed = Envelope::seal(&key(3), 99, &MemberMessage::Submit { entry: &forged });
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(1100), &sealed),
+        Err(Rejection::UnwantedEntry)
+    );
+    // A tag pointed at a digest nobody committed: refused, whoever observed it.
+    let tag = Entry::TagObservation(crate::tlog::entry::TagObservation {
+        tag: Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            name: "docker.io/a/b",
+            version: "latest",
+        },
+        digest: Digest::sha256(b"not what the builders found"),
+        checkpoint_size: 1,
+        observer: key(3).public().key_id(),
+        observed_at: WALL,
+    })
+    .encode();
+    let sealed = Envelope::seal(&key(3), 98, &MemberMessage::Submit { entry: &tag });
     assert_eq!(
         net.nodes[1].handle_message(&net.logs[1], at(1100), &sealed),
         Err(Rejection::UnwantedEntry)
