@@ -1,5 +1,5 @@
 //! The member protocol's time rules and per-member budgets, written once here so that the
-//! daemon and the simulation apply the same ones (docs/PROTOCOL.md §3.4).
+//! daemon and the simulation apply the same ones (docs/PROTOCOL.md §3.2).
 //!
 //! Heights are the Unix time of the last final checkpoint, so a message's height is a claim
 //! about time: nothing honest is timed later than the skew allows past this member's clock,

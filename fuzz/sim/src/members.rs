@@ -105,6 +105,20 @@ pub struct Params {
     pub faults: bool,
 }
 
+/// What clients ask for during a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// [`REQUESTS`] artifacts at times drawn from the seed in the first 50 s.
+    Seeded,
+    /// `count` artifacts, one every `every` from 1 s on (for measuring).
+    Steady {
+        /// Artifacts requested.
+        count: usize,
+        /// Between two requests.
+        every: Duration,
+    },
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -116,6 +130,12 @@ pub struct Outcome {
     pub checkpoints: usize,
     /// When every honest member had every request committed.
     pub finished_at: Option<Instant>,
+    /// Member messages sent (each broadcast once, relays not counted) and their bytes.
+    pub messages: u64,
+    /// See `messages`.
+    pub bytes: u64,
+    /// For each request: from the pull to every honest member holding its commit.
+    pub latencies: Vec<Duration>,
     /// Invariant violations.
     pub violations: Vec<String>,
 }
@@ -178,6 +198,11 @@ struct Sim {
     /// Every final checkpoint any honest member reached: size → root.
     finals: BTreeMap<u64, Hash>,
     requested: Vec<String>,
+    /// When each request was made, and when every honest member first held its commit.
+    requested_at: Vec<Instant>,
+    committed_at: Vec<Option<Instant>>,
+    messages: u64,
+    bytes: u64,
     /// Every checkpoint any member validly cosigned in a precommit, with its cosigners: what
     /// anyone (a byzantine member too) can assemble into a note for light clients.
     cosigned: BTreeMap<(u64, Hash), BTreeSet<KeyId>>,
@@ -190,6 +215,11 @@ struct Sim {
 
 /// Runs one simulation.
 pub fn run(params: Params) -> Outcome {
+    run_workload(params, Workload::Seeded)
+}
+
+/// Runs one simulation with `workload`'s requests.
+pub fn run_workload(params: Params, workload: Workload) -> Outcome {
     let mut rng = Rng::seed_from_u64(params.seed ^ 0x006d_656d_6265_7273);
     let n = params.nodes;
     let keys: Vec<SecretKey> = (0..n)
@@ -260,6 +290,10 @@ pub fn run(params: Params) -> Outcome {
         finals: BTreeMap::new(),
         decisions: BTreeMap::new(),
         requested: Vec::new(),
+        requested_at: Vec::new(),
+        committed_at: Vec::new(),
+        messages: 0,
+        bytes: 0,
         cosigned: BTreeMap::new(),
         recorded: HashSet::new(),
         trace: Hasher::new(),
@@ -271,12 +305,16 @@ pub fn run(params: Params) -> Outcome {
         let config = sim.config(i);
         sim.members[i].start_node(config);
     }
-    let finished_at = sim.run_until_done();
+    let finished_at = sim.run_until_done(workload);
+    let latencies = sim.latencies();
     Outcome {
         trace: *sim.trace.finish().as_bytes(),
         steps: sim.steps,
         checkpoints: sim.finals.len(),
         finished_at,
+        messages: sim.messages,
+        bytes: sim.bytes,
+        latencies,
         violations: sim.violations,
     }
 }
@@ -301,17 +339,25 @@ impl Sim {
         (0..self.members.len()).filter(|i| self.members[*i].adversary.is_none())
     }
 
-    fn run_until_done(&mut self) -> Option<Instant> {
+    fn run_until_done(&mut self, workload: Workload) -> Option<Instant> {
         let n = self.members.len();
         let heal_at = Instant::ZERO + FAULTY_FOR;
         let deadline = heal_at + LIVENESS_BOUND;
         // Seeded events: when each request is made and by whom, the partition, a crash.
-        let mut requests: Vec<(Instant, usize)> = (0..REQUESTS)
-            .map(|_| {
-                let at = Instant::from_millis(1_000 + self.rng.below(50_000));
-                (at, self.rng.below(n as u64) as usize)
-            })
-            .collect();
+        let mut requests: Vec<(Instant, usize)> = match workload {
+            Workload::Seeded => (0..REQUESTS)
+                .map(|_| {
+                    let at = Instant::from_millis(1_000 + self.rng.below(50_000));
+                    (at, self.rng.below(n as u64) as usize)
+                })
+                .collect(),
+            Workload::Steady { count, every } => (0..count as u64)
+                .map(|i| {
+                    let at = Instant::from_millis(1_000) + every.saturating_mul(i);
+                    (at, self.rng.below(n as u64) as usize)
+                })
+                .collect(),
+        };
         requests.sort();
         let mut crash: Option<(Instant, Instant, usize)> = None;
         if self.params.faults {
@@ -377,6 +423,7 @@ impl Sim {
                 }
             }
             if now >= next_tick {
+                self.note_commits(now);
                 ticks += 1;
                 for i in 0..n {
                     // A flooder's burst every fourth tick is already past the rate its
@@ -408,6 +455,7 @@ impl Sim {
                 self.deliver(now, delivery.from, delivery.to, &delivery.message);
             }
             if healed && requests.is_empty() && crash.is_none() && self.all_committed() {
+                self.note_commits(now);
                 self.check_same_logs();
                 self.check_light_clients();
                 self.check_tags_and_verdicts();
@@ -455,6 +503,10 @@ impl Sim {
                 name
             }
         };
+        if again.is_none() {
+            self.requested_at.push(now);
+            self.committed_at.push(None);
+        }
         let manifest = upstream_digest(&name);
         self.with_node(who, now, |node, log, at| {
             node.request(
@@ -585,6 +637,8 @@ impl Sim {
     }
 
     fn broadcast(&mut self, now: Instant, from: usize, sealed: Vec<u8>) {
+        self.messages += 1;
+        self.bytes += sealed.len() as u64;
         let id = *Digest::sha256(&sealed).as_bytes();
         self.members[from].seen.insert(id);
         let n = self.members.len();
@@ -769,6 +823,31 @@ impl Sim {
             .unwrap_or_default();
         self.apply(i, &note, &entries, false);
         self.with_node(i, now, |node, log, at| node.tick(log, at));
+    }
+
+    /// Notes when each request became committed on every honest member.
+    fn note_commits(&mut self, now: Instant) {
+        for r in 0..self.requested.len() {
+            if self.committed_at[r].is_some() {
+                continue;
+            }
+            let name = &self.requested[r];
+            let version = upstream_digest(name).to_string();
+            let everywhere = self
+                .honest()
+                .all(|i| self.members[i].log.index().commit(name, &version).is_some());
+            if everywhere {
+                self.committed_at[r] = Some(now);
+            }
+        }
+    }
+
+    fn latencies(&self) -> Vec<Duration> {
+        self.requested_at
+            .iter()
+            .zip(&self.committed_at)
+            .filter_map(|(at, done)| done.map(|d| d.saturating_since(*at)))
+            .collect()
     }
 
     /// Each member's state, for a liveness report.

@@ -18,7 +18,7 @@ use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Params, Strategy, run};
 use pyrsia_sim::{builds, clients, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -42,13 +42,17 @@ fn main() {
     if args.first().map(String::as_str) == Some("members") {
         return members(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("bench-members") {
+        return bench_members();
+    }
     if args.first().map(String::as_str) == Some("bench") {
         let sizes: Vec<usize> = match flag(&args, "--nodes") {
             Some(n) => vec![n as usize],
             None => vec![4, 31, 100, 1000],
         };
         bench(&sizes);
-        return bench_flood();
+        bench_flood();
+        return bench_members();
     }
     if args.iter().any(|a| {
         a.starts_with("--")
@@ -333,6 +337,72 @@ fn bench_flood() {
                 outcome.messages
             );
         }
+    }
+}
+
+/// The member node itself (`core::consensus::node`, real signatures and batches) on a calm
+/// network (up to `MAX_MEMBERS`, 64, the largest member set): per size, commit latency (pull to every honest member holding the commit),
+/// member messages and bytes per final checkpoint; and, at 4 and 7 members, honest requests
+/// committed per simulated minute with f silent members against f flooders.
+fn bench_members() {
+    use pyrsia_core::time::Duration;
+    use pyrsia_sim::members::{Adversary, Params, Workload, run_workload};
+    println!();
+    println!(
+        "Member nodes (core::consensus::node), calm network (10 ms per message), one request every 2 s"
+    );
+    println!();
+    println!(
+        "| members | byzantine | requests | mean latency ms | final checkpoints | messages per checkpoint | bytes per checkpoint | CPU s |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    let cases: [(usize, usize, Option<Adversary>, usize); 9] = [
+        (4, 0, None, 20),
+        (31, 0, None, 6),
+        (pyrsia_core::members::MAX_MEMBERS, 0, None, 2),
+        (4, 1, Some(Adversary::Silent), 20),
+        (4, 1, Some(Adversary::Flood), 20),
+        (7, 0, None, 20),
+        (7, 2, Some(Adversary::Silent), 20),
+        (7, 2, Some(Adversary::Flood), 20),
+        (7, 2, Some(Adversary::SplitVotes), 20),
+    ];
+    for (nodes, byzantine, adversary, count) in cases {
+        let started = cpu_seconds();
+        let outcome = run_workload(
+            Params {
+                nodes,
+                byzantine,
+                seed: 1,
+                adversary,
+                faults: false,
+            },
+            Workload::Steady {
+                count,
+                every: Duration::from_secs(2),
+            },
+        );
+        let cpu = cpu_seconds() - started;
+        if !outcome.violations.is_empty() {
+            eprintln!("{nodes} members, {adversary:?}: {:?}", outcome.violations);
+            std::process::exit(1);
+        }
+        let latencies = &outcome.latencies;
+        let mean = latencies.iter().map(|d| d.as_micros()).sum::<u64>() as f64
+            / latencies.len().max(1) as f64
+            / 1000.0;
+        let checkpoints = outcome.checkpoints.max(1) as u64;
+        let label = match adversary {
+            None => "none".to_string(),
+            Some(a) => format!("{byzantine} {a:?}"),
+        };
+        println!(
+            "| {nodes} | {label} | {} | {mean:.0} | {} | {} | {} | {cpu:.1} |",
+            latencies.len(),
+            outcome.checkpoints,
+            outcome.messages / checkpoints,
+            outcome.bytes / checkpoints,
+        );
     }
 }
 
