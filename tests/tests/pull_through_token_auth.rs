@@ -46,3 +46,35 @@ fn pulls_through_a_token_authenticated_upstream() {
     // One token per repository, reused for every manifest and blob of that repository.
     assert_eq!(tokens.requests(), 3, "tokens fetched: one per repository");
 }
+
+#[test]
+fn a_token_claiming_an_absurd_lifetime_is_used_safely_and_the_node_keeps_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let registry_dir = work.path().join("registry");
+    let mut open_registry = Registry::start(&registry_dir);
+    let images = push_standard_images(work.path(), &open_registry.authority());
+    let port = open_registry.port;
+    open_registry.stop();
+    // Tokens valid for 300 s that claim to expire in u64::MAX seconds.
+    let tokens = TokenServer::start_claiming(&work.path().join("tokens"), 300, u64::MAX);
+    let registry = Registry::start_with_token_auth(&registry_dir, port, &tokens);
+    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
+    for (round, image) in images[..2].iter().enumerate() {
+        let out = skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join(format!("copy{round}")),
+        );
+        assert_succeeded(&out, &format!("skopeo {}", image.reference), &node.log());
+    }
+    // The node still answers, every worker alive: the health check and a cached manifest.
+    let health = get(&format!("{}/healthz", node.url())).unwrap();
+    assert_eq!(health.status, 200);
+    let cached = get(&format!("{}/v2/library/small/manifests/small", node.url())).unwrap();
+    assert_eq!(cached.status, 200, "{cached:?}");
+    assert!(
+        !node.log().contains("panicked"),
+        "the node panicked:\n{}",
+        node.log()
+    );
+}

@@ -138,15 +138,13 @@ impl Flights {
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
             .spawn(move || {
-                worker.run(&store, &upstream, peers, &metrics, &origin);
-                // Finished: the next request for this digest reads the store or starts afresh.
-                let mut active = registry.lock().unwrap_or_else(|p| p.into_inner());
-                if active
-                    .get(&worker.digest)
-                    .is_some_and(|f| Arc::ptr_eq(f, &worker))
-                {
-                    active.remove(&worker.digest);
-                }
+                let ended = FlightEnded {
+                    flight: worker,
+                    registry,
+                };
+                ended
+                    .flight
+                    .run(&store, &upstream, peers, &metrics, &origin);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start a download thread");
@@ -159,6 +157,32 @@ impl Flights {
             });
         }
         flight
+    }
+}
+
+/// Ends a flight when its thread does, however it does: a flight still running (its thread
+/// panicked) fails, so its readers get an error instead of waiting forever, and the next
+/// request for the digest reads the store or starts afresh.
+struct FlightEnded {
+    flight: Arc<Flight>,
+    registry: Arc<Mutex<HashMap<Digest, Arc<Flight>>>>,
+}
+
+impl Drop for FlightEnded {
+    fn drop(&mut self) {
+        if self.flight.lock().outcome == Outcome::Running {
+            tracing::error!(digest = %self.flight.digest, "a download thread ended without an outcome; failing its readers");
+            self.flight.update(|s| {
+                s.outcome = Outcome::Failed(FlightError::Store("the download thread failed".into()))
+            });
+        }
+        let mut active = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if active
+            .get(&self.flight.digest)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            active.remove(&self.flight.digest);
+        }
     }
 }
 

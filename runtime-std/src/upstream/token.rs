@@ -14,6 +14,20 @@ use super::UpstreamError;
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 /// What the token spec says to assume when the server gives no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest a token is reused, whatever the server claims (an absurd `expires_in` must
+/// neither overflow the clock nor pin a token forever).
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Until when a token the server says expires in `expires_in` seconds is reused: its stated
+/// lifetime less a margin, at most [`MAX_LIFETIME`] (no arithmetic on the server's number
+/// can overflow).
+fn valid_until(now: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = expires_in
+        .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+        .min(MAX_LIFETIME);
+    now.checked_add(lifetime.saturating_sub(EXPIRY_MARGIN))
+        .unwrap_or(now)
+}
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -79,10 +93,7 @@ impl TokenCache {
             .or(parsed.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| UpstreamError::Protocol("token response has no token".into()))?;
-        let lifetime = parsed
-            .expires_in
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-        let valid_until = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
+        let valid_until = valid_until(Instant::now(), parsed.expires_in);
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         tokens.insert(
             scope.to_string(),
@@ -92,5 +103,24 @@ impl TokenCache {
             },
         );
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_stated_lifetime_is_capped_and_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(
+            valid_until(now, Some(u64::MAX)),
+            now + MAX_LIFETIME - EXPIRY_MARGIN
+        );
+        assert_eq!(valid_until(now, Some(0)), now);
+        assert_eq!(
+            valid_until(now, None),
+            now + DEFAULT_LIFETIME - EXPIRY_MARGIN
+        );
     }
 }
