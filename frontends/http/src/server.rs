@@ -2,6 +2,7 @@
 //! requests, and a clean stop.
 
 use std::net::{SocketAddr, TcpListener};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -47,7 +48,14 @@ impl HttpServer {
                     .spawn(move || {
                         while let Ok(request) = server.recv() {
                             peers.started(request.remote_addr().copied());
-                            handle(&node, request);
+                            // A handler that panics loses its request (tiny_http answers an
+                            // unanswered request 500), never the worker.
+                            let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                handle(&node, request)
+                            }));
+                            if answered.is_err() {
+                                tracing::error!("a request handler panicked; the worker goes on");
+                            }
                             peers.done();
                         }
                     })
