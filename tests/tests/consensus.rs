@@ -220,13 +220,39 @@ fn a_member_killed_mid_round_does_not_stop_the_others_and_catches_up() {
     // `pyrsia authorize` on q = 3 members adds a fifth (then q = 4 of 5); the log orders the change.
     let newcomer_dir = work.path().join("newcomer");
     let key = node_key(&newcomer_dir);
+    // Only the operator endorses: without the data dir's token, or from a web page (an
+    // Origin, as a browser sends on a cross-site or DNS-rebound request), it is refused.
+    let endorse = format!("POST /pyrsia/members/endorse?op=add&key={key} HTTP/1.1");
+    let token = std::fs::read_to_string(members.dirs[0].join("data/operator-token")).unwrap();
+    let attempts = [
+        endorse.clone(),
+        format!("{endorse}\r\nAuthorization: Bearer {}", "0".repeat(64)),
+        format!(
+            "{endorse}\r\nAuthorization: Bearer {}\r\nOrigin: http://rebound.example",
+            token.trim()
+        ),
+    ];
+    for attempt in &attempts {
+        let (status, body) = pyrsia_tests::http::raw(&members.nodes[0].authority(), attempt);
+        assert_eq!(status, 403, "{attempt}: {body}");
+    }
+    assert!(
+        !members.nodes[0]
+            .log()
+            .contains("endorsing a membership change"),
+        "an endorsement without the operator token was signed\n{}",
+        members.nodes[0].log()
+    );
     for i in 0..3 {
+        let data_dir = members.dirs[i].join("data");
         let out = pyrsia(&[
             "authorize",
             "--key",
             &key,
             "--node",
             &members.nodes[i].url(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "authorize on member {i}: {out:?}");
     }
@@ -259,12 +285,16 @@ fn a_member_killed_mid_round_does_not_stop_the_others_and_catches_up() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let stranger = node_key(&work.path().join("stranger"));
+    let outsider_dir = work.path().join("outsider");
+    let outsider = Node::start(&outsider_dir, &[]);
     let refused = pyrsia(&[
         "authorize",
         "--key",
         &stranger,
         "--node",
-        &Node::start(&work.path().join("outsider"), &[]).url(),
+        &outsider.url(),
+        "--data-dir",
+        outsider_dir.join("data").to_str().unwrap(),
     ]);
     assert!(
         !refused.status.success(),

@@ -53,13 +53,17 @@ impl NodeClient {
     }
 
     /// POSTs an empty body to `path` and returns the JSON of a 2xx answer.
-    pub(crate) fn post_json(&self, path: &str) -> Result<serde_json::Value, String> {
+    pub(crate) fn post_json(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
         let url = format!("{}{path}", self.base);
-        let mut response = self
-            .agent
-            .post(&url)
-            .send_empty()
-            .map_err(|e| format!("{url}: {e}"))?;
+        let mut request = self.agent.post(&url);
+        if let Some(token) = bearer {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send_empty().map_err(|e| format!("{url}: {e}"))?;
         let mut body = String::new();
         let _ = response
             .body_mut()

@@ -53,6 +53,9 @@ pub(crate) struct AuthorizeCmd {
     /// this operator's node (default http://127.0.0.1:7888)
     #[argh(option, default = "String::from(DEFAULT_NODE)")]
     node: String,
+    /// the node's data dir, where its operator token is (default: the node's default)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -146,7 +149,29 @@ pub(crate) fn authorize(cmd: &AuthorizeCmd) -> ExitCode {
         "/pyrsia/members/endorse?op={op}&key={}",
         hex(&key.to_bytes())
     );
-    match NodeClient::new(&cmd.node).post_json(&path) {
+    let data_dir = match cmd
+        .data_dir
+        .clone()
+        .map_or_else(pyrsia_http::options::default_data_dir, Ok)
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("pyrsia authorize: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let token_path = data_dir.join(pyrsia_std::operator::TOKEN_FILE);
+    let token = match std::fs::read_to_string(&token_path) {
+        Ok(token) => token.trim().to_string(),
+        Err(e) => {
+            eprintln!(
+                "pyrsia authorize: cannot read the operator token {}: {e} (run it as the node's user, with --data-dir of the node)",
+                token_path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match NodeClient::new(&cmd.node).post_json(&path, Some(&token)) {
         Ok(answer) => {
             println!(
                 "endorsed     {op} {} for epoch {} (the change is ordered once a quorum of members endorse it)",

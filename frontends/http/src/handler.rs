@@ -256,7 +256,7 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
         };
     }
     if path == members_api::ENDORSE {
-        return match members_api::endorse(node, request.method(), query) {
+        return match members_api::endorse(node, request, query) {
             Ok(body) => Reply::bytes(202, "application/json", body),
             Err(e) => Reply::error(&e),
         };

@@ -1,6 +1,7 @@
 //! `POST /pyrsia/members/endorse?op=add&key=HEX`: this node's operator endorses a membership
 //! change (what `pyrsia authorize` calls). The member signs it for the next epoch and sends
-//! the signature to the others; a quorum of endorsements put the change in the log.
+//! the signature to the others; a quorum of endorsements put the change in the log. Only the
+//! operator may: the request carries the data dir's operator token and no `Origin`.
 
 use pyrsia_core::identity::PublicKey;
 use pyrsia_core::registry::{Code, OciError};
@@ -23,15 +24,45 @@ const BAD_KEY: OciError = OciError::new(
 )
 .with_status(400);
 const POST_ONLY: OciError = OciError::new(Code::Unsupported, "endorse with POST").with_status(405);
+const NOT_THE_OPERATOR: OciError = OciError::new(
+    Code::Denied,
+    "endorsing needs the operator token (Authorization: Bearer, from the data dir's operator-token) and no cross-site Origin",
+)
+.with_status(403);
+
+/// Whether the request comes from this node's operator: it presents the operator token and is
+/// not a browser's cross-site request (no `Origin`: a page cannot read the token, and DNS
+/// rebinding does not get it one).
+fn from_operator(node: &Node, request: &tiny_http::Request) -> bool {
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().trim().to_string())
+    };
+    if header("Origin").is_some() {
+        return false;
+    }
+    let Ok(token) = pyrsia_std::operator::load_or_create(&node.data_dir) else {
+        return false;
+    };
+    header("Authorization")
+        .and_then(|value| value.strip_prefix("Bearer ").map(str::to_string))
+        .is_some_and(|presented| pyrsia_std::operator::matches(&token, presented.trim()))
+}
 
 /// Endorses the change `query` names; answers what was endorsed.
 pub(crate) fn endorse(
     node: &Node,
-    method: &tiny_http::Method,
+    request: &tiny_http::Request,
     query: &str,
 ) -> Result<Vec<u8>, OciError> {
-    if *method != tiny_http::Method::Post {
+    if *request.method() != tiny_http::Method::Post {
         return Err(POST_ONLY);
+    }
+    if !from_operator(node, request) {
+        return Err(NOT_THE_OPERATOR);
     }
     let member = node
         .member

@@ -73,6 +73,13 @@ impl Node {
         let node_key = key::load_or_create(&data_dir)
             .map_err(|e| format!("cannot load the node key in {}: {e}", data_dir.display()))?;
         let member_key = pyrsia_core::identity::SecretKey::from_seed(node_key.to_seed());
+        // The operator's CLI reads it from the data dir for admin requests.
+        pyrsia_std::operator::load_or_create(&data_dir).map_err(|e| {
+            format!(
+                "cannot create the operator token in {}: {e}",
+                data_dir.display()
+            )
+        })?;
         let genesis = match &options.genesis {
             Some(path) => Some(
                 std::fs::read(path)

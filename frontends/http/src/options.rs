@@ -161,9 +161,7 @@ impl NodeOptions {
     pub fn mirror_config(&self) -> Result<MirrorConfig, String> {
         let data_dir = match &self.data_dir {
             Some(dir) => dir.clone(),
-            None => dirs::data_dir()
-                .ok_or("no user data directory on this platform; pass --data-dir")?
-                .join("pyrsia"),
+            None => default_data_dir()?,
         };
         let mut config = MirrorConfig::new(data_dir);
         for spec in &self.upstream {
@@ -189,6 +187,13 @@ impl NodeOptions {
         };
         Ok(config)
     }
+}
+
+/// The data dir a node uses without `--data-dir`: the user's data directory's `pyrsia`.
+pub fn default_data_dir() -> Result<PathBuf, String> {
+    dirs::data_dir()
+        .map(|dir| dir.join("pyrsia"))
+        .ok_or_else(|| "no user data directory on this platform; pass --data-dir".to_string())
 }
 
 #[cfg(test)]
