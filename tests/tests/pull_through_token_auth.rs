@@ -10,17 +10,27 @@ use pyrsia_tests::node::Node;
 use pyrsia_tests::registry::Registry;
 use pyrsia_tests::token::TokenServer;
 
+/// The standard images in a registry behind token auth whose token server claims its
+/// 300-second tokens expire in `claimed_secs`: pushed without auth, then the same storage
+/// brought back behind the tokens.
+fn token_upstream(
+    work: &std::path::Path,
+    claimed_secs: u64,
+) -> (Registry, TokenServer, Vec<pyrsia_tests::image::PushedImage>) {
+    let registry_dir = work.join("registry");
+    let mut open_registry = Registry::start(&registry_dir);
+    let images = push_standard_images(work, &open_registry.authority());
+    let port = open_registry.port;
+    open_registry.stop();
+    let tokens = TokenServer::start_claiming(&work.join("tokens"), 300, claimed_secs);
+    let registry = Registry::start_with_token_auth(&registry_dir, port, &tokens);
+    (registry, tokens, images)
+}
+
 #[test]
 fn pulls_through_a_token_authenticated_upstream() {
     let work = tempfile::tempdir().unwrap();
-    let registry_dir = work.path().join("registry");
-    // Push without auth, then bring the same storage back behind token auth.
-    let mut open_registry = Registry::start(&registry_dir);
-    let images = push_standard_images(work.path(), &open_registry.authority());
-    let port = open_registry.port;
-    open_registry.stop();
-    let tokens = TokenServer::start(&work.path().join("tokens"), 300);
-    let registry = Registry::start_with_token_auth(&registry_dir, port, &tokens);
+    let (registry, tokens, images) = token_upstream(work.path(), 300);
 
     // The upstream really demands a token.
     let anonymous = get(&format!(
@@ -50,14 +60,8 @@ fn pulls_through_a_token_authenticated_upstream() {
 #[test]
 fn a_token_claiming_an_absurd_lifetime_is_used_safely_and_the_node_keeps_serving() {
     let work = tempfile::tempdir().unwrap();
-    let registry_dir = work.path().join("registry");
-    let mut open_registry = Registry::start(&registry_dir);
-    let images = push_standard_images(work.path(), &open_registry.authority());
-    let port = open_registry.port;
-    open_registry.stop();
     // Tokens valid for 300 s that claim to expire in u64::MAX seconds.
-    let tokens = TokenServer::start_claiming(&work.path().join("tokens"), 300, u64::MAX);
-    let registry = Registry::start_with_token_auth(&registry_dir, port, &tokens);
+    let (registry, _tokens, images) = token_upstream(work.path(), u64::MAX);
     let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
     for (round, image) in images[..2].iter().enumerate() {
         let out = skopeo_copy(

@@ -19,7 +19,7 @@ use pyrsia_core::reference::Host;
 use pyrsia_core::time::Duration;
 use pyrsia_core::tlog::entry::Entry;
 
-use super::{Byzantine, Input, MemberConfig, MemberLink};
+use super::{Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
 use crate::log::{Applied, BuildSource, Log, VerifyJob, verify};
 use crate::mirror::Mirror;
@@ -71,11 +71,7 @@ impl Driver {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-        let misbehaviour = config.byzantine.map(|b| match b {
-            Byzantine::WrongDigest => Misbehaviour::WrongDigest,
-            Byzantine::SplitVotes => Misbehaviour::SplitVotes,
-            Byzantine::Flood => Misbehaviour::Flood,
-        });
+        let misbehaviour = config.byzantine;
         let node_config = NodeConfig {
             round_timeout: core_duration(config.round_timeout),
             build_timeout: core_duration(config.build_timeout),

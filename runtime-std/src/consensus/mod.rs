@@ -31,19 +31,9 @@ use crate::mirror::Mirror;
 
 pub use pyrsia_core::consensus::limits::MAX_CLOCK_SKEW_SECS;
 
-/// Misbehaviour a test can switch on to check that the network tolerates it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Byzantine {
-    /// Attest a wrong digest for every build (PROTOCOL case 3).
-    WrongDigest,
-    /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
-    /// (the second with the entries reversed, or without the only one); prevote and precommit (with
-    /// cosignatures) for both.
-    SplitVotes,
-    /// Flood the other members at full rate: proposals and votes for far-future heights,
-    /// cosigned junk checkpoints, junk `BuildRequest`s and membership endorsements.
-    Flood,
-}
+/// Misbehaviour a test can switch on (`--test-byzantine`) to check that the network
+/// tolerates it: the core node's [`Misbehaviour`](pyrsia_core::consensus::node::Misbehaviour).
+pub use pyrsia_core::consensus::node::Misbehaviour as Byzantine;
 
 /// How a member runs.
 #[derive(Clone, Debug)]
