@@ -101,24 +101,38 @@ impl Members {
     /// (checkpoint quorum, inclusion, every digest); panics with its output and every
     /// member's log when it fails.
     pub fn verify(&self, node: &Node, image: &str) {
-        let out = pyrsia(&[
-            "verify",
-            "docker",
-            "--image",
-            image,
-            "--genesis",
-            self.genesis.to_str().unwrap(),
-            "--node",
-            &node.url(),
-        ]);
-        assert!(
-            out.status.success(),
-            "pyrsia verify {image} against {}: {}\n{}\n{}",
-            node.url(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
+        // A tag is observed in the log once its digest is committed: in the commit's batch
+        // or a later one, so a verification by tag may wait for it a little.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = pyrsia(&[
+                "verify",
+                "docker",
+                "--image",
+                image,
+                "--genesis",
+                self.genesis.to_str().unwrap(),
+                "--node",
+                &node.url(),
+            ]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success()
+                && stdout.contains("was never observed in the log")
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+            assert!(
+                out.status.success(),
+                "pyrsia verify {image} against {}: {}\n{}\n{}",
+                node.url(),
+                stdout,
+                String::from_utf8_lossy(&out.stderr),
+                self.logs()
+            );
+            return;
+        }
     }
 
     /// Every member's log, for failure messages.

@@ -115,6 +115,16 @@ impl<'a> Envelope<'a> {
     }
 }
 
+impl MemberMessage<'_> {
+    /// The rate budget this message is charged to.
+    pub fn class(&self) -> crate::consensus::limits::MessageClass {
+        match self {
+            MemberMessage::Vote(_) => crate::consensus::limits::MessageClass::Vote,
+            _ => crate::consensus::limits::MessageClass::Other,
+        }
+    }
+}
+
 /// A message between members.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberMessage<'a> {

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use pyrsia_core::consensus::limits::RateLimit;
+use pyrsia_core::consensus::limits::{MessageClass, RateLimit};
 use pyrsia_core::consensus::node::{
     ArtifactRequest, BuildResult, MemberNode, Misbehaviour, NodeConfig, NodeOutput, Now, Rejection,
 };
@@ -152,6 +152,8 @@ struct Member {
     seen: HashSet<[u8; 32]>,
     rate: RateLimit,
     nonce: u64,
+    /// Messages of each sender this member's rate limit ignored.
+    limited: BTreeMap<KeyId, u64>,
     /// A vote-splitter's values and the half each goes to.
     halves: BTreeMap<[u8; 32], bool>,
 }
@@ -273,6 +275,7 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
             rate: RateLimit::default(),
             nonce: 0,
             halves: BTreeMap::new(),
+            limited: BTreeMap::new(),
         });
     }
     let mut halves = vec![false; n];
@@ -688,7 +691,10 @@ impl Sim {
             self.record_cosignature(&envelope);
         }
         let member = &mut self.members[to];
-        if !member.rate.allow(envelope.sender, now.as_micros()) {
+        let class = postcard::from_bytes::<MemberMessage<'_>>(envelope.body)
+            .map_or(MessageClass::Other, |m| m.class());
+        if !member.rate.allow(envelope.sender, class, now.as_micros()) {
+            *member.limited.entry(envelope.sender).or_default() += 1;
             return;
         }
         let mut signed = true;
@@ -874,13 +880,13 @@ impl Sim {
                 })
                 .count();
             out.push_str(&format!(
-                "\n  member {i} {:?}: size {} height {} up {} voting {} mempool {} requested {requested}/{} committed {committed} open {}",
+                "\n  member {i} {:?}: size {} height {} up {} voting {} status {:?} requested {requested}/{} committed {committed} open {}",
                 m.adversary,
                 m.log.final_size(),
                 m.log.consensus_height(),
                 m.node.is_some(),
                 m.node.as_ref().is_some_and(MemberNode::is_voting),
-                m.node.as_ref().map_or(0, MemberNode::mempool_len),
+                m.node.as_ref().map(MemberNode::status),
                 self.requested.len(),
                 index.open_requests().count(),
             ));
@@ -891,6 +897,13 @@ impl Sim {
                     .or_default() += 1;
             }
             out.push_str(&format!(" entries {kinds:?}"));
+            let limited: Vec<(usize, u64)> = self
+                .members
+                .iter()
+                .enumerate()
+                .filter_map(|(j, o)| Some((j, *m.limited.get(&o.key.public().key_id())?)))
+                .collect();
+            out.push_str(&format!(" rate-limited {limited:?}"));
         }
         out
     }
@@ -1009,6 +1022,15 @@ mod tests {
             let outcome = run(params(5, seed, Some(Adversary::SplitVotes), true));
             assert_eq!(outcome.violations, Vec::<String>::new(), "seed {seed}");
         }
+    }
+
+    #[test]
+    fn forgers_spending_their_message_rate_do_not_stall_seven_members() {
+        // Two forgers used up their rate at every member; with one budget for all their
+        // messages their votes reached some members and not others (nor did the relays of
+        // them), and honest members stayed locked apart for good.
+        let outcome = run(params(7, 111, None, true));
+        assert_eq!(outcome.violations, Vec::<String>::new());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use pyrsia_core::consensus::limits::RateLimit;
+use pyrsia_core::consensus::limits::{MessageClass, RateLimit};
 use pyrsia_core::consensus::ordering::{
     KEPT_HEIGHTS, MAX_VALUES_PER_VOTER, Message, Ordering, OrderingOutput, ROUNDS_AHEAD, ValueId,
     VotingState, sha256_id,
@@ -703,9 +703,11 @@ pub fn run_scenario(params: Params, scenario: &Scenario, rng: &mut Rng) -> Outco
                 // applies per member): neither handled nor relayed.
                 (None, Wire::Consensus(_))
                     if byzantine[d.from]
-                        && !member
-                            .rate
-                            .allow(KeyId([d.from as u8; 32]), now.as_micros()) => {}
+                        && !member.rate.allow(
+                            KeyId([d.from as u8; 32]),
+                            MessageClass::Vote,
+                            now.as_micros(),
+                        ) => {}
                 (None, Wire::Consensus(message)) if byzantine[d.from] => {
                     // Relayed once to everyone else, then handled like any message.
                     // The mesh delivers each message to each member about once: the first

@@ -440,7 +440,7 @@ impl MemberNode {
         for (sender, from, message) in core::mem::take(&mut self.future) {
             self.on_vote(log, now, sender, from, message);
         }
-        self.submit_committed_tags(log, now);
+        self.submit_committed_tags(log, now, None);
         self.refresh_candidate(log, now);
         if !self.mempool.is_empty() || self.heartbeat_due(log, now) {
             self.start(log, now);

@@ -74,7 +74,7 @@ impl MemberNode {
                     (String::from(name), String::from(tag)),
                     (artifact.manifest, now.wall_secs),
                 );
-                self.submit_committed_tags(log, now);
+                self.submit_committed_tags(log, now, None);
             }
         }
         if index.commit(name, &version).is_some()
@@ -102,7 +102,15 @@ impl MemberNode {
 
     /// The tags this member saw whose digest is committed now: their observations are
     /// submitted (once per height until ordered, as every own entry).
-    pub(super) fn submit_committed_tags(&mut self, log: &LogState, now: Now) {
+    ///
+    /// `just_committed` names a commit this member has just submitted (name and version): its
+    /// tags go with it, to be ordered in the same batch after it.
+    pub(super) fn submit_committed_tags(
+        &mut self,
+        log: &LogState,
+        now: Now,
+        just_committed: Option<(&str, &str)>,
+    ) {
         let index = log.index();
         self.pending_tags.retain(|(name, tag), (digest, _)| {
             index.tag(name, tag).is_none_or(|(_, d)| d != *digest)
@@ -110,7 +118,11 @@ impl MemberNode {
         let ready: Vec<(String, String, Digest, u64)> = self
             .pending_tags
             .iter()
-            .filter(|((name, _), (digest, _))| index.commit(name, &digest.to_string()).is_some())
+            .filter(|((name, _), (digest, _))| {
+                let version = digest.to_string();
+                index.commit(name, &version).is_some()
+                    || just_committed == Some((name.as_str(), version.as_str()))
+            })
             .map(|((name, tag), (digest, at))| (name.clone(), tag.clone(), *digest, *at))
             .collect();
         let me = self.id();

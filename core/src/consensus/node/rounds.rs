@@ -194,12 +194,19 @@ impl MemberNode {
                     };
                     let signatures: Vec<u8> =
                         attestations.iter().flat_map(Signed::to_bytes).collect();
+                    let coordinates = statement.coordinates;
                     let entry = Entry::Commit(Commit {
                         statement,
                         attestations: SignatureList(&signatures),
                     })
                     .encode();
                     self.submit(log, now, entry);
+                    // The tags this member saw for it follow in the same batch.
+                    self.submit_committed_tags(
+                        log,
+                        now,
+                        Some((coordinates.name, coordinates.version)),
+                    );
                 }
                 BuildOutput::Contradiction(statement, signed) => {
                     self.keep_evidence(index, signed, statement);

@@ -39,12 +39,12 @@ impl EventLoop {
         source: PeerId,
         data: Vec<u8>,
     ) -> gossipsub::MessageAcceptance {
-        let checked =
-            Envelope::decode(&data).and_then(|e| e.open(&self.log.members()).map(|_| e.sender));
+        let checked = Envelope::decode(&data)
+            .and_then(|e| e.open(&self.log.members()).map(|m| (e.sender, m.class())));
         match checked {
-            Ok(sender) => {
+            Ok((sender, class)) => {
                 let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                if !self.member_rate.allow(sender, now_us) {
+                if !self.member_rate.allow(sender, class, now_us) {
                     // Over its rate: neither relayed nor handled; a burst is no offence.
                     tracing::debug!(member = %sender, "member over its message rate: ignored");
                     return gossipsub::MessageAcceptance::Ignore;
