@@ -10,7 +10,9 @@ pub mod members;
 pub mod node;
 pub mod process;
 pub mod proxy;
+pub mod raw_peer;
 pub mod registry;
+pub mod tarpit;
 pub mod token;
 
 use std::path::PathBuf;

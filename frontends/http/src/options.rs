@@ -27,6 +27,12 @@ pub struct NodeOptions {
     #[argh(option)]
     pub upstream: Vec<String>,
 
+    /// another registry host this node may fetch from, at https://HOST (repeatable); without
+    /// it only docker.io and the --upstream hosts are ever contacted, whatever a client's
+    /// ?ns=, a peer or a member asks
+    #[argh(option, from_str_fn(parse_host))]
+    pub allow_upstream: Vec<Host>,
+
     /// never contact an upstream: serve only what is cached
     #[argh(switch)]
     pub offline: bool,
@@ -105,6 +111,10 @@ pub struct NodeOptions {
     pub test_byzantine: Option<Byzantine>,
 }
 
+fn parse_host(text: &str) -> Result<Host, String> {
+    Host::parse(text).map_err(|e| format!("--allow-upstream {text}: {e}"))
+}
+
 fn parse_byzantine(text: &str) -> Result<Byzantine, String> {
     match text {
         "wrong-digest" => Ok(Byzantine::WrongDigest),
@@ -179,6 +189,7 @@ impl NodeOptions {
             }
             config.upstreams.push((host, url.to_string()));
         }
+        config.allowed_upstreams = self.allow_upstream.clone();
         config.offline = self.offline;
         config.max_disk_bytes = self.max_disk;
         config.timeouts = Timeouts {
@@ -220,6 +231,7 @@ mod tests {
                 "http://127.0.0.1:5000".into(),
                 "ghcr.io=http://127.0.0.1:5001".into(),
             ],
+            allow_upstream: vec![parse_host("quay.io").unwrap()],
             offline: false,
             max_disk: None,
             upstream_connect_timeout: 1,
@@ -241,6 +253,8 @@ mod tests {
         assert_eq!(config.upstreams[0].0.as_str(), "docker.io");
         assert_eq!(config.upstreams[1].0.as_str(), "ghcr.io");
         assert_eq!(config.upstreams[1].1, "http://127.0.0.1:5001");
+        assert_eq!(config.allowed_upstreams[0].as_str(), "quay.io");
+        assert!(parse_host("not a host").is_err());
         let bad = NodeOptions {
             upstream: vec!["ftp://x".into()],
             ..options

@@ -150,7 +150,9 @@ impl Driver {
                 let Some(name) = job.canonical_name() else {
                     return;
                 };
-                let source = self.mirror.upstream_url(&job.host);
+                let Some(source) = self.mirror.upstream_url(&job.host) else {
+                    return;
+                };
                 let request = ArtifactRequest {
                     name: &name,
                     manifest: job.manifest,
@@ -301,6 +303,13 @@ impl Driver {
                 .try_send(Input::Built(index, Err("not a docker image".into())));
             return;
         };
+        if !self.mirror.allows_upstream(&job.host) {
+            tracing::warn!(index, host = %job.host, "cannot build: this node does not fetch from that host (--allow-upstream)");
+            let _ = self
+                .inputs
+                .try_send(Input::Built(index, Err("host not allowed".into())));
+            return;
+        }
         tracing::info!(index, name = %job.name, "selected to build: fetching from the upstream");
         let mirror = self.mirror.clone();
         let inputs = self.inputs.clone();

@@ -151,7 +151,9 @@ fn commit(mirror: &Mirror, log: &Log, job: &VerifyJob, verified: Verified) {
     let Some(name) = job.canonical_name() else {
         return;
     };
-    let source = mirror.upstream_url(&job.host);
+    let Some(source) = mirror.upstream_url(&job.host) else {
+        return;
+    };
     let image = DockerCommit {
         name: &name,
         manifest: job.manifest,

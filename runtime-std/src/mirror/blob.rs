@@ -98,9 +98,12 @@ impl Mirror {
             ));
         }
         let repository = RepositoryPath::new(host, name).to_string();
+        let upstream = self
+            .upstream(host)
+            .map_err(|e| upstream_error(&e, BLOB_UNKNOWN))?;
         let flight = self.flights.join(
             &self.store,
-            self.upstream(host),
+            upstream,
             if peers {
                 self.peer_fetch(&digest)
             } else {

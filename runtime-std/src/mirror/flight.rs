@@ -29,11 +29,16 @@ const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(
 /// Bytes copied per read from the upstream.
 const CHUNK: usize = 256 * 1024;
 
-/// The downloads in progress, by digest.
+/// The downloads in progress, by digest and source: a request joins only a download of the
+/// same blob from the same registry host and repository, so a peer that names another source
+/// for a digest (one that is slow, or lacks it) never holds up a local pull of it.
 #[derive(Default)]
 pub(super) struct Flights {
-    active: Arc<Mutex<HashMap<Digest, Arc<Flight>>>>,
+    active: Arc<Mutex<HashMap<FlightKey, Arc<Flight>>>>,
 }
+
+/// What identifies a download: the blob and where it comes from.
+type FlightKey = (Digest, FetchHint);
 
 /// How a download ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +95,7 @@ struct State {
 /// One blob download that any number of readers follow.
 pub(super) struct Flight {
     digest: Digest,
+    origin: FetchHint,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -105,9 +111,9 @@ pub(super) enum Joined {
 }
 
 impl Flights {
-    /// Joins the download of `digest`, starting it if none is running; `origin` names the
-    /// blob's registry host and repository (for the upstream, and for the peer that may fetch
-    /// it for the network).
+    /// Joins the download of `digest` from `origin`, starting it if none is running; `origin`
+    /// names the blob's registry host and repository (for the upstream, and for the peer that
+    /// may fetch it for the network).
     pub(super) fn join(
         &self,
         store: &Store,
@@ -118,11 +124,13 @@ impl Flights {
         digest: Digest,
     ) -> Arc<Flight> {
         let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(flight) = active.get(&digest) {
+        let key = (digest, origin.clone());
+        if let Some(flight) = active.get(&key) {
             return flight.clone();
         }
         let flight = Arc::new(Flight {
             digest,
+            origin: origin.clone(),
             state: Mutex::new(State {
                 temp_path: None,
                 size: None,
@@ -132,7 +140,7 @@ impl Flights {
             }),
             changed: Condvar::new(),
         });
-        active.insert(digest, flight.clone());
+        active.insert(key.clone(), flight.clone());
         drop(active);
         let (store, worker, registry) = (store.clone(), flight.clone(), self.active.clone());
         let spawned = std::thread::Builder::new()
@@ -151,7 +159,7 @@ impl Flights {
             self.active
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&digest);
+                .remove(&key);
             flight.update(|s| {
                 s.outcome = Outcome::Failed(FlightError::Store(format!("no download thread: {e}")))
             });
@@ -165,7 +173,7 @@ impl Flights {
 /// request for the digest reads the store or starts afresh.
 struct FlightEnded {
     flight: Arc<Flight>,
-    registry: Arc<Mutex<HashMap<Digest, Arc<Flight>>>>,
+    registry: Arc<Mutex<HashMap<FlightKey, Arc<Flight>>>>,
 }
 
 impl Drop for FlightEnded {
@@ -176,12 +184,13 @@ impl Drop for FlightEnded {
                 s.outcome = Outcome::Failed(FlightError::Store("the download thread failed".into()))
             });
         }
+        let key = (self.flight.digest, self.flight.origin.clone());
         let mut active = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if active
-            .get(&self.flight.digest)
+            .get(&key)
             .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
         {
-            active.remove(&self.flight.digest);
+            active.remove(&key);
         }
     }
 }

@@ -144,7 +144,7 @@ impl Mirror {
         repository: &str,
         tag: Tag<'_>,
     ) -> Result<ManifestReply, UpstreamError> {
-        let upstream = self.upstream(host);
+        let upstream = self.upstream(host)?;
         let head = self.upstream_result(upstream.head_manifest(
             repository,
             tag.as_str(),
@@ -170,11 +170,9 @@ impl Mirror {
         expected: Option<Digest>,
     ) -> Result<ManifestReply, UpstreamError> {
         self.metrics.upstream_fetches.inc();
-        let fetched = self.upstream_result(self.upstream(host).get_manifest(
-            repository,
-            reference,
-            &MediaType::PULLABLE,
-        ))?;
+        let fetched = self.upstream_result(self.upstream(host).and_then(|upstream| {
+            upstream.get_manifest(repository, reference, &MediaType::PULLABLE)
+        }))?;
         self.metrics
             .upstream_bytes
             .inc_by(fetched.bytes.len() as u64);

@@ -29,9 +29,12 @@ pub use manifest::ManifestReply;
 pub struct MirrorConfig {
     /// Where the store lives.
     pub data_dir: PathBuf,
-    /// Upstream URL per registry host; `docker.io` defaults to Docker Hub, any other host to
-    /// `https://<host>`.
+    /// Upstream URL per registry host (`--upstream`); `docker.io` defaults to Docker Hub.
     pub upstreams: Vec<(Host, String)>,
+    /// More registry hosts this node may fetch from, at `https://<host>`
+    /// (`--allow-upstream`). No other host is ever contacted: not for a client's `?ns=`, not
+    /// for a peer's fetch hint, not for a member's build request.
+    pub allowed_upstreams: Vec<Host>,
     /// Never contact an upstream: serve only what is cached.
     pub offline: bool,
     /// Keep the store under this many bytes (LRU eviction).
@@ -46,6 +49,7 @@ impl MirrorConfig {
         MirrorConfig {
             data_dir,
             upstreams: Vec::new(),
+            allowed_upstreams: Vec::new(),
             offline: false,
             max_disk_bytes: None,
             timeouts: Timeouts::default(),
@@ -70,7 +74,7 @@ pub struct MirrorStatus {
     pub offline: bool,
     /// Whether the last upstream request succeeded (`None`: none made yet).
     pub upstream_up: Option<bool>,
-    /// The upstreams by host.
+    /// The upstreams by host: every registry host this node fetches from, and nothing else.
     pub upstreams: Vec<(String, String)>,
 }
 
@@ -78,7 +82,8 @@ pub struct MirrorStatus {
 pub struct Mirror {
     store: Store,
     config: MirrorConfig,
-    upstreams: Mutex<HashMap<Host, Arc<Upstream>>>,
+    /// The allowlist: one client per registry host this node may fetch from.
+    upstreams: HashMap<Host, Arc<Upstream>>,
     flights: flight::Flights,
     metrics: Arc<Metrics>,
     upstream_used: std::sync::atomic::AtomicBool,
@@ -104,13 +109,19 @@ impl Mirror {
             Host::docker_hub(),
             Arc::new(Upstream::new(DOCKER_HUB_URL, config.timeouts)),
         );
+        for host in &config.allowed_upstreams {
+            upstreams.insert(
+                host.clone(),
+                Arc::new(Upstream::new(&format!("https://{host}"), config.timeouts)),
+            );
+        }
         for (host, url) in &config.upstreams {
             upstreams.insert(host.clone(), Arc::new(Upstream::new(url, config.timeouts)));
         }
         Ok(Mirror {
             store,
             config,
-            upstreams: Mutex::new(upstreams),
+            upstreams,
             flights: flight::Flights::default(),
             metrics: Arc::new(Metrics::new()),
             upstream_used: std::sync::atomic::AtomicBool::new(false),
@@ -160,27 +171,33 @@ impl Mirror {
         &self.metrics
     }
 
-    /// The upstream for a registry host (created on first use for unmapped hosts).
-    fn upstream(&self, host: &Host) -> Arc<Upstream> {
-        let mut upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        upstreams
-            .entry(host.clone())
-            .or_insert_with(|| {
-                Arc::new(Upstream::new(
-                    &format!("https://{host}"),
-                    self.config.timeouts,
-                ))
-            })
-            .clone()
+    /// The upstream for a registry host, if this node fetches from it: Docker Hub, hosts
+    /// mapped with `--upstream` and hosts listed with `--allow-upstream`. Every path that
+    /// contacts an upstream (client pulls, peers' fetch hints, member builds) goes through here.
+    fn upstream(&self, host: &Host) -> Result<Arc<Upstream>, UpstreamError> {
+        self.upstreams
+            .get(host)
+            .cloned()
+            .ok_or_else(|| UpstreamError::NotAllowed(host.to_string()))
     }
 
-    /// The upstream URL used for a registry host (what commits record as their source).
-    pub fn upstream_url(&self, host: &Host) -> String {
-        self.upstream(host).base_url().to_string()
+    /// Whether this node fetches from `host` (see [`MirrorConfig::allowed_upstreams`]).
+    pub fn allows_upstream(&self, host: &Host) -> bool {
+        self.upstreams.contains_key(host)
+    }
+
+    /// The upstream URL used for a registry host (what commits record as their source);
+    /// `None` for a host this node does not fetch from.
+    pub fn upstream_url(&self, host: &Host) -> Option<String> {
+        Some(self.upstream(host).ok()?.base_url().to_string())
     }
 
     /// Notes the outcome of an upstream request for health reporting and metrics.
     fn upstream_result<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
+        if let Err(UpstreamError::NotAllowed(host)) = &result {
+            tracing::info!(%host, "refused: not an upstream of this node");
+            return result;
+        }
         self.upstream_used
             .store(true, std::sync::atomic::Ordering::Relaxed);
         match &result {
@@ -206,8 +223,8 @@ impl Mirror {
         let used = self
             .upstream_used
             .load(std::sync::atomic::Ordering::Relaxed);
-        let upstreams = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        let mut listed: Vec<(String, String)> = upstreams
+        let mut listed: Vec<(String, String)> = self
+            .upstreams
             .iter()
             .map(|(host, u)| (host.to_string(), u.base_url().to_string()))
             .collect();
@@ -240,7 +257,10 @@ impl Mirror {
     pub fn tags(&self, host: &Host, name: Name<'_>, query: &str) -> Result<Vec<u8>, OciError> {
         let repository = RepositoryPath::new(host, name).to_string();
         if !self.config.offline {
-            match self.upstream_result(self.upstream(host).tags_list(&repository, query)) {
+            let listed = self
+                .upstream(host)
+                .and_then(|upstream| upstream.tags_list(&repository, query));
+            match self.upstream_result(listed) {
                 Ok(body) => return Ok(body),
                 Err(UpstreamError::NotFound) => {
                     return Err(OciError::new(
@@ -270,6 +290,10 @@ fn upstream_error(e: &UpstreamError, not_found: OciError) -> OciError {
         UpstreamError::Denied(_) => {
             OciError::new(Code::Denied, "the upstream registry denied access")
         }
+        UpstreamError::NotAllowed(_) => OciError::new(
+            Code::Denied,
+            "this node does not fetch from that registry host (its operator can add it with --allow-upstream HOST)",
+        ),
         UpstreamError::TooManyRequests => OciError::new(
             Code::TooManyRequests,
             "the upstream registry is rate-limiting this node",

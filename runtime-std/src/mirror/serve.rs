@@ -14,7 +14,9 @@ use pyrsia_core::tlog::Hash;
 
 use super::Mirror;
 use super::flight::Joined;
-use crate::peers::{FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource};
+use crate::peers::{
+    FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource, upstream_fetcher,
+};
 
 impl PieceSource for Mirror {
     fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer {
@@ -38,10 +40,23 @@ impl PieceSource for Mirror {
         if self.config.offline {
             return PieceAnswer::Missing;
         }
+        // Only for a host this node fetches from itself, and only when this node is the one
+        // the rendezvous picks among its live peers: a stranger cannot make it fetch from a
+        // host of the stranger's choosing, nor spread its fetches over every node.
+        let Ok(upstream) = self.upstream(&host) else {
+            tracing::info!(%host, digest = %request.digest, "a peer asked this node to fetch from a host it does not fetch from; refused");
+            return PieceAnswer::Missing;
+        };
+        if let Some(network) = self.peer_network()
+            && let Some(winner) = upstream_fetcher(&*network, &request.digest)
+        {
+            tracing::info!(digest = %request.digest, %winner, "a peer asked this node to fetch a blob another peer should fetch; refused");
+            return PieceAnswer::Missing;
+        }
         // This node fetches for the network: from its upstream only, never back from peers.
         let flight = self.flights.join(
             &self.store,
-            self.upstream(&host),
+            upstream,
             None,
             self.metrics.clone(),
             hint.clone(),

@@ -32,6 +32,9 @@ pub enum UpstreamError {
     TooManyRequests,
     /// The upstream answered something that breaks the protocol.
     Protocol(String),
+    /// This node does not fetch from that registry host: it is neither mapped with
+    /// `--upstream` nor listed with `--allow-upstream` (nothing was contacted).
+    NotAllowed(String),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -42,6 +45,10 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Denied(why) => write!(f, "upstream denied access: {why}"),
             UpstreamError::TooManyRequests => f.write_str("upstream rate limit reached"),
             UpstreamError::Protocol(why) => write!(f, "upstream protocol error: {why}"),
+            UpstreamError::NotAllowed(host) => write!(
+                f,
+                "this node does not fetch from {host} (the operator can add --allow-upstream {host})"
+            ),
         }
     }
 }

@@ -1,0 +1,149 @@
+//! A raw libp2p peer for attack tests: a stranger with its own identity that speaks the node's
+//! request-response protocol (`/pyrsia/sync/1`, the real codec) and nothing else, so a test
+//! can send a real node process exactly the requests a hostile peer would.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, identity, multiaddr::Protocol, noise, tcp, yamux};
+use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
+
+/// A peer identity an attack test controls.
+pub struct RawPeer {
+    keypair: identity::Keypair,
+}
+
+impl Default for RawPeer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RawPeer {
+    /// A peer with a fresh random identity.
+    pub fn new() -> RawPeer {
+        RawPeer {
+            keypair: identity::Keypair::generate_ed25519(),
+        }
+    }
+
+    /// The first fresh identity for which `accept` holds (an attacker grinding its peer id,
+    /// e.g. to win or lose a rendezvous). Panics after 10,000 tries: `accept` is unsatisfiable.
+    pub fn grind(accept: impl Fn(&str) -> bool) -> RawPeer {
+        for _ in 0..10_000 {
+            let peer = RawPeer::new();
+            if accept(&peer.peer_id()) {
+                return peer;
+            }
+        }
+        panic!("no identity in 10,000 satisfies the condition");
+    }
+
+    /// This peer's id, as the node prints and ranks it.
+    pub fn peer_id(&self) -> String {
+        self.keypair.public().to_peer_id().to_string()
+    }
+
+    /// Connects to the node at `address` (a multiaddr ending in `/p2p/<id>`), sends every
+    /// request at once and returns each answer, or why it failed, in request order. Gives up
+    /// on what has not answered within `timeout`.
+    pub fn ask(
+        &self,
+        address: &str,
+        requests: Vec<SyncRequest>,
+        timeout: Duration,
+    ) -> Vec<Result<SyncResponse, String>> {
+        let address: Multiaddr = address.parse().expect("node multiaddr");
+        let Some(Protocol::P2p(node)) = address.iter().last() else {
+            panic!("the node address has no /p2p/<id>: {address}");
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(self.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("transport")
+            .with_behaviour(|_| {
+                request_response::Behaviour::<SyncCodec>::new(
+                    [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default().with_request_timeout(timeout),
+                )
+            })
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(5)))
+            .build();
+        let mut answers: Vec<Option<Result<SyncResponse, String>>> =
+            requests.iter().map(|_| None).collect();
+        let deadline = Instant::now() + timeout + Duration::from_secs(5);
+        // libp2p's TCP transport runs on tokio: dial and poll inside its context.
+        smol::block_on(async_compat::Compat::new(async {
+            swarm.dial(address.clone()).expect("dial");
+            let mut pending: Vec<(OutboundRequestId, usize)> = Vec::new();
+            let mut requests = Some(requests);
+            while answers.iter().any(Option::is_none) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let event = futures::future::select(
+                    swarm.select_next_some(),
+                    Box::pin(smol::Timer::after(left)),
+                )
+                .await;
+                let futures::future::Either::Left((event, _)) = event else {
+                    break;
+                };
+                match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == node => {
+                        for (i, request) in requests.take().into_iter().flatten().enumerate() {
+                            let id = swarm.behaviour_mut().send_request(&node, request);
+                            pending.push((id, i));
+                        }
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        for answer in answers.iter_mut().filter(|a| a.is_none()) {
+                            *answer = Some(Err(format!("cannot connect: {error}")));
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) => {
+                        if let Some(&(_, i)) = pending.iter().find(|(id, _)| *id == request_id) {
+                            answers[i] = Some(Ok(response));
+                        }
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        error,
+                        ..
+                    }) => {
+                        if let Some(&(_, i)) = pending.iter().find(|(id, _)| *id == request_id) {
+                            answers[i] = Some(Err(error.to_string()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }));
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err("no answer in time".into())))
+            .collect()
+    }
+}
+
+/// Whether `node` wins the rendezvous for `digest` against every peer in `others`: the node
+/// the network asks to fetch that blob from the upstream (`pyrsia_core::rendezvous`, over
+/// peer ids as text, as nodes rank them).
+pub fn node_wins(digest: &pyrsia_core::digest::Digest, node: &str, others: &[&str]) -> bool {
+    let candidates = std::iter::once(node)
+        .chain(others.iter().copied())
+        .map(str::as_bytes);
+    pyrsia_core::rendezvous::winner(digest.as_bytes(), candidates) == Some(node.as_bytes())
+}
