@@ -238,3 +238,30 @@ pub fn run_firmware(
     assert!(log.contains("edge: session over"), "{log}");
     log
 }
+
+/// Sends one edge request on `stream` and reads the answer's frame (still COBS-encoded, for
+/// [`pyrsia_core::edge::decode`]); `None` when the connection ends first.
+pub fn edge_call(stream: &mut TcpStream, request: &Request) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut buf = [0u8; 256];
+    let frame = pyrsia_core::edge::encode(request, &mut buf).expect("encode");
+    stream.write_all(frame).ok()?;
+    read_edge_frame(stream)
+}
+
+/// Reads one edge frame (up to its zero delimiter, excluded); `None` when the connection ends
+/// first.
+pub fn read_edge_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut frame = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        if byte[0] == 0 {
+            return Some(frame);
+        }
+        frame.push(byte[0]);
+    }
+}

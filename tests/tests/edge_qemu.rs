@@ -23,48 +23,32 @@ use pyrsia_tests::registry::Registry;
 /// The node's edge port answers a frame that is not a request with BAD_REQUEST, a digest the
 /// log never committed with NOT_FOUND, and closes a session after three malformed frames.
 fn node_refuses_malformed_edge_frames(edge_port: u16) {
-    use pyrsia_core::edge::{ErrorCode, Request, Response, decode, encode};
-    use std::io::{Read, Write};
+    use pyrsia_core::edge::{ErrorCode, Request, Response, decode};
+    use pyrsia_tests::edge::{edge_call, read_edge_frame};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", edge_port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let read_frame = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
-        let mut frame = Vec::new();
-        let mut byte = [0u8];
-        loop {
-            if stream.read(&mut byte).ok()? == 0 {
-                return None;
-            }
-            if byte[0] == 0 {
-                return Some(frame);
-            }
-            frame.push(byte[0]);
-        }
-    };
-    let mut buf = [0u8; 128];
     let lookup = Request::Lookup {
         digest: pyrsia_core::digest::Digest::sha256(b"never"),
         tree_size: 1,
     };
-    stream
-        .write_all(encode(&lookup, &mut buf).unwrap())
-        .unwrap();
-    let mut frame = read_frame(&mut stream).expect("an answer");
+    let mut frame = edge_call(&mut stream, &lookup).expect("an answer");
     assert_eq!(
         decode::<Response<'_>>(&mut frame).unwrap(),
         Response::Error(ErrorCode::NotFound)
     );
     for _ in 0..3 {
         stream.write_all(&[0x05, 0xFF, 0x00]).unwrap();
-        let mut frame = read_frame(&mut stream).expect("an answer");
+        let mut frame = read_edge_frame(&mut stream).expect("an answer");
         assert_eq!(
             decode::<Response<'_>>(&mut frame).unwrap(),
             Response::Error(ErrorCode::BadRequest)
         );
     }
     assert_eq!(
-        read_frame(&mut stream),
+        read_edge_frame(&mut stream),
         None,
         "closed after three malformed frames"
     );

@@ -7,8 +7,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::edge::{
@@ -22,11 +21,20 @@ use crate::log::Log;
 use crate::mirror::Mirror;
 use crate::peers::{PieceAnswer, PieceRequest, PieceSource};
 
-/// Sessions served at once; more connections are closed at once.
+mod sessions;
+
+pub use sessions::EVICTABLE_AFTER;
+use sessions::{Session, Sessions};
+
+/// Sessions served at once; when all are taken, a new connection replaces the session idle
+/// the longest (see [`EVICTABLE_AFTER`]), or is closed if every session is active.
 pub const MAX_EDGE_SESSIONS: usize = 64;
 
 /// A session silent for this long is closed.
 pub const EDGE_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A session whose peer does not take an answer's bytes for this long is closed.
+pub const EDGE_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Malformed frames tolerated per session before it is closed.
 const MAX_BAD_FRAMES: u32 = 3;
@@ -36,7 +44,7 @@ const MAX_BAD_FRAMES: u32 = 3;
 pub struct EdgeServer {
     log: Arc<Log>,
     mirror: Arc<Mirror>,
-    sessions: Arc<AtomicUsize>,
+    sessions: Arc<Sessions>,
 }
 
 impl EdgeServer {
@@ -45,7 +53,7 @@ impl EdgeServer {
         EdgeServer {
             log,
             mirror,
-            sessions: Arc::new(AtomicUsize::new(0)),
+            sessions: Sessions::new(MAX_EDGE_SESSIONS),
         }
     }
 
@@ -56,33 +64,39 @@ impl EdgeServer {
             .spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
-                    if self.sessions.fetch_add(1, Ordering::SeqCst) >= MAX_EDGE_SESSIONS {
-                        self.sessions.fetch_sub(1, Ordering::SeqCst);
-                        tracing::warn!("edge: too many sessions, connection closed");
-                        continue;
-                    }
+                    let place = match self.sessions.admit(&stream, Instant::now()) {
+                        Ok(place) => place,
+                        Err(why) => {
+                            tracing::warn!(
+                                ?why,
+                                "edge: every session is active; connection closed"
+                            );
+                            continue;
+                        }
+                    };
                     let server = self.clone();
                     let spawned = std::thread::Builder::new()
                         .name("edge-session".into())
                         .spawn(move || {
                             let peer = stream.peer_addr().ok();
-                            if let Err(e) = server.session(stream) {
+                            if let Err(e) = server.session(stream, &place) {
                                 tracing::debug!(?peer, error = %e, "edge session ended");
                             }
-                            server.sessions.fetch_sub(1, Ordering::SeqCst);
                         });
-                    if spawned.is_err() {
-                        self.sessions.fetch_sub(1, Ordering::SeqCst);
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "edge: cannot start a session thread");
                     }
                 }
             })
             .map(|_| ())
     }
 
-    /// Serves one connection until the peer says goodbye, closes, idles out or misbehaves.
-    pub fn session(&self, mut stream: TcpStream) -> io::Result<()> {
+    /// Serves one connection until the peer says goodbye, closes, idles out, stops reading,
+    /// misbehaves or is evicted from `place`.
+    fn session(&self, mut stream: TcpStream, place: &Session) -> io::Result<()> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(EDGE_IDLE_TIMEOUT))?;
+        stream.set_write_timeout(Some(EDGE_WRITE_TIMEOUT))?;
         let mut frame_buf = vec![0u8; MAX_REQUEST_LEN + MAX_REQUEST_LEN / 254 + 2];
         let mut reader = FrameReader::new(&mut frame_buf);
         let mut input = [0u8; 512];
@@ -122,7 +136,9 @@ impl EdgeServer {
                     continue;
                 };
                 let goodbye = request == Request::Goodbye;
+                place.busy();
                 self.answer(&request, &mut stream, &mut out)?;
+                place.idle();
                 if goodbye {
                     return Ok(());
                 }
