@@ -29,6 +29,10 @@ pub struct Metrics {
     pub peer_fetches: Counter,
     /// Bytes received from peers.
     pub peer_bytes: Counter,
+    /// Stored bytes re-hashed by the scrubber.
+    pub scrubbed_bytes: Counter,
+    /// Stored blobs found rotten by the scrubber and quarantined.
+    pub scrub_quarantined: Counter,
     /// Blobs and manifests held (updated when scraped).
     pub store_blobs: Gauge,
     /// Bytes held (updated when scraped).
@@ -58,6 +62,8 @@ impl Metrics {
             upstream_bytes: Counter::default(),
             peer_fetches: Counter::default(),
             peer_bytes: Counter::default(),
+            scrubbed_bytes: Counter::default(),
+            scrub_quarantined: Counter::default(),
             store_blobs: Gauge::default(),
             store_bytes: Gauge::default(),
             upstream_up: Gauge::default(),
@@ -112,6 +118,16 @@ impl Metrics {
             "peer_bytes",
             "Bytes received from peers",
             metrics.peer_bytes.clone(),
+        );
+        registry.register(
+            "scrubbed_bytes",
+            "Stored bytes re-hashed by the scrubber",
+            metrics.scrubbed_bytes.clone(),
+        );
+        registry.register(
+            "scrub_quarantined",
+            "Stored blobs that no longer matched their digest, quarantined",
+            metrics.scrub_quarantined.clone(),
         );
         registry.register(
             "store_blobs",

@@ -8,6 +8,7 @@ use argh::FromArgs;
 use pyrsia_core::reference::Host;
 use pyrsia_std::consensus::{Byzantine, MemberConfig};
 use pyrsia_std::mirror::MirrorConfig;
+use pyrsia_std::store::ScrubConfig;
 use pyrsia_std::upstream::Timeouts;
 
 /// Run a Pyrsia node: a registry mirror on --http (default 127.0.0.1:7888) that pulls through
@@ -40,6 +41,17 @@ pub struct NodeOptions {
     /// keep the store under this size (e.g. 20G, 512M); least recently used blobs are evicted
     #[argh(option, from_str_fn(parse_size))]
     pub max_disk: Option<u64>,
+
+    /// re-hash stored blobs against bit rot at most this many bytes per second (default 16M;
+    /// 0 turns scrubbing off); a blob that no longer matches its digest is quarantined and
+    /// fetched again on its next request
+    #[argh(option, from_str_fn(parse_size), default = "16 << 20")]
+    pub scrub_rate: u64,
+
+    /// seconds between the starts of two scrub passes over the store (default 86400; the
+    /// first pass starts 10 minutes after start, or after this, if shorter)
+    #[argh(option, default = "86400")]
+    pub scrub_every: u64,
 
     /// seconds to wait for an upstream connection (default 10)
     #[argh(option, default = "10")]
@@ -190,6 +202,10 @@ impl NodeOptions {
             config.upstreams.push((host, url.to_string()));
         }
         config.allowed_upstreams = self.allow_upstream.clone();
+        config.scrub = ScrubConfig {
+            bytes_per_second: self.scrub_rate,
+            every: Duration::from_secs(self.scrub_every.max(1)),
+        };
         config.offline = self.offline;
         config.max_disk_bytes = self.max_disk;
         config.timeouts = Timeouts {
@@ -234,6 +250,8 @@ mod tests {
             allow_upstream: vec![parse_host("quay.io").unwrap()],
             offline: false,
             max_disk: None,
+            scrub_rate: 16 << 20,
+            scrub_every: 86400,
             upstream_connect_timeout: 1,
             upstream_read_timeout: 2,
             http_workers: 4,

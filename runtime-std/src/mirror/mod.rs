@@ -18,7 +18,7 @@ use pyrsia_core::registry::{Code, OciError};
 
 use crate::metrics::Metrics;
 use crate::peers::{PeerFetch, PeerNetwork};
-use crate::store::{Store, StoreError};
+use crate::store::{ScrubConfig, ScrubOutcome, Store, StoreError};
 use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
 
 pub use blob::{BlobReader, BlobReply};
@@ -41,6 +41,8 @@ pub struct MirrorConfig {
     pub max_disk_bytes: Option<u64>,
     /// Upstream connect and read timeouts.
     pub timeouts: Timeouts,
+    /// How stored blobs are re-hashed against bit rot.
+    pub scrub: ScrubConfig,
 }
 
 impl MirrorConfig {
@@ -53,6 +55,7 @@ impl MirrorConfig {
             offline: false,
             max_disk_bytes: None,
             timeouts: Timeouts::default(),
+            scrub: ScrubConfig::default(),
         }
     }
 }
@@ -118,12 +121,27 @@ impl Mirror {
         for (host, url) in &config.upstreams {
             upstreams.insert(host.clone(), Arc::new(Upstream::new(url, config.timeouts)));
         }
+        let metrics = Arc::new(Metrics::new());
+        let (scrubbed, quarantined) = (
+            metrics.scrubbed_bytes.clone(),
+            metrics.scrub_quarantined.clone(),
+        );
+        store.spawn_scrubber(config.scrub, move |outcome, size| match outcome {
+            ScrubOutcome::Intact => {
+                scrubbed.inc_by(size);
+            }
+            ScrubOutcome::Quarantined => {
+                scrubbed.inc_by(size);
+                quarantined.inc();
+            }
+            ScrubOutcome::Skipped => {}
+        })?;
         Ok(Mirror {
             store,
             config,
             upstreams,
             flights: flight::Flights::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             upstream_used: std::sync::atomic::AtomicBool::new(false),
             peers: std::sync::OnceLock::new(),
             piece_roots: std::sync::OnceLock::new(),

@@ -10,6 +10,7 @@
 mod hasher;
 mod index;
 mod meta;
+mod scrub;
 mod writer;
 
 use std::fs::{self, File};
@@ -24,6 +25,7 @@ use pyrsia_core::digest::Digest;
 use index::Index;
 pub use index::StoreStats;
 pub use meta::{BlobKind, BlobRecord, StoredMediaType, TagObservation, tag_key};
+pub use scrub::{FIRST_PASS_AFTER, Pace, ScrubConfig, ScrubOutcome};
 pub use writer::{BlobWriter, VerifiedBlob};
 
 /// Why a store operation failed.
@@ -91,7 +93,7 @@ struct Inner {
 pub enum StoreEvent {
     /// A verified blob is now stored.
     Stored(Digest),
-    /// A blob was evicted.
+    /// A blob is no longer held (evicted, or quarantined by the scrubber).
     Evicted(Digest),
 }
 

@@ -121,3 +121,59 @@ fn evicts_least_recently_used_but_never_a_pinned_blob() {
     drop(serving);
     assert_eq!(store.stats().bytes, 2000);
 }
+
+#[test]
+fn scrubbing_quarantines_a_rotten_blob_and_keeps_intact_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    let events = store.watch();
+    let (good, good_digest) = blob(1, 300_000);
+    let (bad, bad_digest) = blob(2, 300_000);
+    store.put_bytes(good_digest, &good, BlobKind::Blob).unwrap();
+    store.put_bytes(bad_digest, &bad, BlobKind::Blob).unwrap();
+    let mut rotten = bad.clone();
+    rotten[123_456] ^= 0x01;
+    std::fs::write(store.blob_path(&bad_digest), &rotten).unwrap();
+
+    let mut pace = Pace::new(0);
+    assert_eq!(
+        store.scrub_one(&good_digest, &mut pace),
+        ScrubOutcome::Intact
+    );
+    assert_eq!(
+        store.scrub_one(&bad_digest, &mut pace),
+        ScrubOutcome::Quarantined
+    );
+    assert!(store.open_blob(&bad_digest).is_none(), "never served again");
+    assert!(!store.blob_path(&bad_digest).exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(read_all(&store, &good_digest), good);
+    let evicted: Vec<StoreEvent> = events.try_iter().collect();
+    assert!(
+        evicted.contains(&StoreEvent::Evicted(bad_digest)),
+        "{evicted:?}"
+    );
+    // Stored again (fetched anew), it is served again.
+    store.put_bytes(bad_digest, &bad, BlobKind::Blob).unwrap();
+    assert_eq!(read_all(&store, &bad_digest), bad);
+    assert_eq!(
+        store.scrub_one(&bad_digest, &mut pace),
+        ScrubOutcome::Intact
+    );
+}
+
+#[test]
+fn the_scrub_pace_holds_its_rate() {
+    let mut pace = Pace::new(10 << 20);
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        pace.account(1 << 20);
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(390), "{took:?}");
+}
