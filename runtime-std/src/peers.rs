@@ -143,6 +143,27 @@ struct InFlight {
     sent: Instant,
 }
 
+/// What looking for a blob among the peers found.
+pub enum PeerLookup {
+    /// Providers answered: the blob's size and a reader over it.
+    Found(u64, Box<PieceFetcher>),
+    /// No peer holds it (or none answered).
+    NotFound,
+    /// Providers disagree on its size and nothing proves who is right: fetch it from the
+    /// upstream, blaming nobody.
+    Disputed,
+}
+
+impl PeerLookup {
+    /// The size and reader, if found.
+    pub fn found(self) -> Option<(u64, PieceFetcher)> {
+        match self {
+            PeerLookup::Found(total, fetcher) => Some((total, *fetcher)),
+            PeerLookup::NotFound | PeerLookup::Disputed => None,
+        }
+    }
+}
+
 /// An in-order reader over a blob fetched in pieces from several peers.
 pub struct PieceFetcher {
     network: Arc<dyn PeerNetwork>,
@@ -191,10 +212,27 @@ impl PieceFetcher {
         offset: u64,
         root: Option<Hash>,
     ) -> Option<(u64, PieceFetcher)> {
+        Self::lookup(network, digest, offset, root).found()
+    }
+
+    /// [`PieceFetcher::open_checked`], telling apart no provider from providers that
+    /// disagree on the blob's size (then no peer should be trusted to fetch it either).
+    pub fn lookup(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+        root: Option<Hash>,
+    ) -> PeerLookup {
         let providers = network.providers(&digest, LOOKUP_TIMEOUT);
-        let mut fetcher = Self::new(network, digest, offset, providers, None, PIECE_TIMEOUT)?;
+        let Some(mut fetcher) = Self::new(network, digest, offset, providers, None, PIECE_TIMEOUT)
+        else {
+            return PeerLookup::NotFound;
+        };
         if let Some(root) = root {
-            fetcher.expected = Some(fetcher.hash_list(root)?);
+            match fetcher.hash_list(root) {
+                Some(list) => fetcher.expected = Some(list),
+                None => return PeerLookup::NotFound,
+            }
         }
         fetcher.first_piece()
     }
@@ -216,6 +254,7 @@ impl PieceFetcher {
             UPSTREAM_PIECE_TIMEOUT,
         )?
         .first_piece()
+        .found()
     }
 
     fn new(
@@ -302,7 +341,7 @@ impl PieceFetcher {
 
     /// Fetches the first piece, which tells the size; asks providers one by one until one
     /// has it.
-    fn first_piece(mut self) -> Option<(u64, PieceFetcher)> {
+    fn first_piece(mut self) -> PeerLookup {
         let offset = self.next;
         for i in 0..self.providers.len() {
             if self.providers[i].dropped {
@@ -313,7 +352,10 @@ impl PieceFetcher {
             self.next = offset + u64::from(PIECE_LEN);
             match self.wait_one() {
                 Ok(()) if !self.ready.is_empty() || self.total > 0 => {
-                    return Some((self.total, self));
+                    if self.expected.is_none() && !self.size_confirmed(i) {
+                        return PeerLookup::Disputed;
+                    }
+                    return PeerLookup::Found(self.total, Box::new(self));
                 }
                 _ => {
                     self.next = offset;
@@ -321,7 +363,44 @@ impl PieceFetcher {
                 }
             }
         }
-        None
+        PeerLookup::NotFound
+    }
+
+    /// Without a piece list nothing proves the size the first answer claimed, and every reader
+    /// is told that size at once: so one more provider (if there is one) is asked for the
+    /// first byte, and when the two disagree the peers are given up for this blob and nobody
+    /// is blamed (either may be the liar). `first` is the provider that answered first.
+    fn size_confirmed(&mut self, first: usize) -> bool {
+        let Some(other) =
+            (0..self.providers.len()).find(|&j| j != first && !self.providers[j].dropped)
+        else {
+            return true;
+        };
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let request = PieceRequest {
+            digest: self.digest,
+            offset: 0,
+            len: 1,
+            hashes: false,
+        };
+        let id = self.providers[other].id.clone();
+        self.network
+            .request_piece(&id, request, None, tag, self.sender.clone());
+        let answer = loop {
+            match self.replies.recv_timeout(self.timeout) {
+                Ok(reply) if reply.tag == tag => break Some(reply.result),
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        match answer {
+            Some(Ok(PieceAnswer::Data { total, .. })) if total != self.total => {
+                tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.providers[first].id, other_peer = %id, "peers disagree on the blob's size; not fetching it from peers");
+                false
+            }
+            _ => true,
+        }
     }
 
     /// The peers that served at least one piece (to blame when the blob does not match).
@@ -437,7 +516,13 @@ impl PieceFetcher {
                             list.len() as u64 == piece_count(total)
                                 && list.get(index) == Some(&leaf_hash(&bytes))
                         });
-                        if total != self.total || bytes.len() != expected {
+                        if total != self.total {
+                            // Only a piece list proves which size is right; without one this
+                            // peer is not used further but not blamed either.
+                            let proven = self.expected.is_some();
+                            self.fail(provider, request.offset, "claims another blob size", proven);
+                            self.providers[provider].dropped = true;
+                        } else if bytes.len() != expected {
                             self.fail(provider, request.offset, "piece of the wrong size", true);
                         } else if listed == Some(false) {
                             self.fail(

@@ -147,3 +147,149 @@ pub fn node_wins(digest: &pyrsia_core::digest::Digest, node: &str, others: &[&st
         .map(str::as_bytes);
     pyrsia_core::rendezvous::winner(digest.as_bytes(), candidates) == Some(node.as_bytes())
 }
+
+/// What a [`LyingProvider`] runs: the node's DHT (to announce blobs) and its request-response
+/// protocol (to answer piece requests).
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct ProviderBehaviour {
+    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// A stranger that announces blobs on the DHT and answers every piece request for them with
+/// a size `extra` bytes larger than the truth (and that many junk bytes): a peer lying about a
+/// blob's size. Runs until dropped.
+pub struct LyingProvider {
+    peer_id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LyingProvider {
+    /// Connects to the node at `address` and announces `blobs` (digest and true size).
+    pub fn start(
+        address: &str,
+        blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
+        extra: u64,
+    ) -> LyingProvider {
+        use std::sync::atomic::Ordering;
+        let keypair = identity::Keypair::generate_ed25519();
+        let peer_id = keypair.public().to_peer_id();
+        let address: Multiaddr = address.parse().expect("node multiaddr");
+        let Some(Protocol::P2p(node)) = address.iter().last() else {
+            panic!("the node address has no /p2p/<id>: {address}");
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            smol::block_on(async_compat::Compat::new(async move {
+                let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+                    .with_tokio()
+                    .with_tcp(
+                        tcp::Config::default().nodelay(true),
+                        noise::Config::new,
+                        yamux::Config::default,
+                    )
+                    .expect("transport")
+                    .with_behaviour(|key| {
+                        let id = key.public().to_peer_id();
+                        let mut kad = libp2p::kad::Behaviour::with_config(
+                            id,
+                            libp2p::kad::store::MemoryStore::new(id),
+                            libp2p::kad::Config::new(libp2p::StreamProtocol::new("/pyrsia/kad/1")),
+                        );
+                        kad.set_mode(Some(libp2p::kad::Mode::Server));
+                        ProviderBehaviour {
+                            kad,
+                            sync: request_response::Behaviour::new(
+                                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Full)],
+                                request_response::Config::default(),
+                            ),
+                        }
+                    })
+                    .expect("behaviour")
+                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
+                    .build();
+                swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&node, address.clone());
+                swarm.dial(address).expect("dial");
+                let mut announced = false;
+                while !stopped.load(Ordering::Relaxed) {
+                    let event = futures::future::select(
+                        swarm.select_next_some(),
+                        Box::pin(smol::Timer::after(Duration::from_millis(100))),
+                    )
+                    .await;
+                    let futures::future::Either::Left((event, _)) = event else {
+                        continue;
+                    };
+                    match event {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. }
+                            if peer_id == node && !announced =>
+                        {
+                            announced = true;
+                            for (digest, _) in &blobs {
+                                let key = libp2p::kad::RecordKey::new(digest.as_bytes());
+                                let _ = swarm.behaviour_mut().kad.start_providing(key);
+                            }
+                        }
+                        SwarmEvent::Behaviour(ProviderBehaviourEvent::Sync(
+                            request_response::Event::Message {
+                                message:
+                                    request_response::Message::Request {
+                                        request, channel, ..
+                                    },
+                                ..
+                            },
+                        )) => {
+                            let response = match request {
+                                SyncRequest::Piece {
+                                    digest,
+                                    offset,
+                                    len,
+                                    ..
+                                } => match blobs.iter().find(|(d, _)| d.as_bytes() == &digest) {
+                                    Some((_, size)) => {
+                                        let total = size + extra;
+                                        let n = u64::from(len).min(total.saturating_sub(offset));
+                                        SyncResponse::Piece {
+                                            total,
+                                            bytes: vec![0x5a; n as usize],
+                                        }
+                                    }
+                                    None => SyncResponse::Missing,
+                                },
+                                SyncRequest::Checkpoint => SyncResponse::Checkpoint(None),
+                                _ => SyncResponse::Missing,
+                            };
+                            let _ = swarm.behaviour_mut().sync.send_response(channel, response);
+                        }
+                        _ => {}
+                    }
+                }
+            }));
+        });
+        LyingProvider {
+            peer_id: peer_id.to_string(),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Its peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+}
+
+impl Drop for LyingProvider {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -13,12 +13,12 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{FetchHint, PeerFetch, PieceFetcher, upstream_fetcher};
+use crate::peers::{FetchHint, PeerFetch, PeerLookup, PieceFetcher, upstream_fetcher};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -35,7 +35,15 @@ const CHUNK: usize = 256 * 1024;
 #[derive(Default)]
 pub(super) struct Flights {
     active: Arc<Mutex<HashMap<FlightKey, Arc<Flight>>>>,
+    /// Blobs whose bytes from peers failed their digest lately, and when: fetched from the
+    /// upstream only for [`SKIP_PEERS_FOR`].
+    peers_failed: Arc<Mutex<HashMap<Digest, Instant>>>,
 }
+
+/// How long a blob whose bytes from peers failed the digest is fetched from the upstream only.
+const SKIP_PEERS_FOR: Duration = Duration::from_secs(600);
+/// The most blobs remembered as failed from peers (the memory is cleared beyond).
+const PEER_FAILURES_KEPT: usize = 4096;
 
 /// What identifies a download: the blob and where it comes from.
 type FlightKey = (Digest, FetchHint);
@@ -90,6 +98,9 @@ struct State {
     /// happens to the store afterwards.
     verified: bool,
     outcome: Outcome,
+    /// Bytes from peers did not match the digest: the next flight for this blob goes to the
+    /// upstream.
+    peers_failed: bool,
 }
 
 /// One blob download that any number of readers follow.
@@ -128,6 +139,7 @@ impl Flights {
         if let Some(flight) = active.get(&key) {
             return flight.clone();
         }
+        let peers = peers.filter(|_| !self.peers_failed_lately(&digest));
         let flight = Arc::new(Flight {
             digest,
             origin: origin.clone(),
@@ -137,18 +149,21 @@ impl Flights {
                 written: 0,
                 verified: false,
                 outcome: Outcome::Running,
+                peers_failed: false,
             }),
             changed: Condvar::new(),
         });
         active.insert(key.clone(), flight.clone());
         drop(active);
         let (store, worker, registry) = (store.clone(), flight.clone(), self.active.clone());
+        let peers_failed = self.peers_failed.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("fetch-{}", &digest.hex().as_str()[..12]))
             .spawn(move || {
                 let ended = FlightEnded {
                     flight: worker,
                     registry,
+                    peers_failed,
                 };
                 ended
                     .flight
@@ -168,16 +183,39 @@ impl Flights {
     }
 }
 
+impl Flights {
+    /// Whether bytes from peers failed `digest` within [`SKIP_PEERS_FOR`].
+    fn peers_failed_lately(&self, digest: &Digest) -> bool {
+        let mut failed = self.peers_failed.lock().unwrap_or_else(|p| p.into_inner());
+        match failed.get(digest) {
+            Some(at) if at.elapsed() < SKIP_PEERS_FOR => true,
+            Some(_) => {
+                failed.remove(digest);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// Ends a flight when its thread does, however it does: a flight still running (its thread
 /// panicked) fails, so its readers get an error instead of waiting forever, and the next
 /// request for the digest reads the store or starts afresh.
 struct FlightEnded {
     flight: Arc<Flight>,
     registry: Arc<Mutex<HashMap<FlightKey, Arc<Flight>>>>,
+    peers_failed: Arc<Mutex<HashMap<Digest, Instant>>>,
 }
 
 impl Drop for FlightEnded {
     fn drop(&mut self) {
+        if self.flight.lock().peers_failed {
+            let mut failed = self.peers_failed.lock().unwrap_or_else(|p| p.into_inner());
+            if failed.len() >= PEER_FAILURES_KEPT {
+                failed.clear();
+            }
+            failed.insert(self.flight.digest, Instant::now());
+        }
         if self.flight.lock().outcome == Outcome::Running {
             tracing::error!(digest = %self.flight.digest, "a download thread ended without an outcome; failing its readers");
             self.flight.update(|s| {
@@ -282,12 +320,17 @@ impl Flight {
         let mut buf = vec![0u8; CHUNK];
         // Peers that hold it; else the peer chosen to fetch it from the upstream for the
         // network (rendezvous hashing over the live peers), which serves it as it arrives.
+        // When the holders disagree on its size, no peer is trusted with it: the upstream.
         let from_peers = peers.and_then(|PeerFetch { network, piece_root }| {
-            let fetcher = PieceFetcher::open_checked(network.clone(), self.digest, 0, piece_root).or_else(|| {
-                let chosen = upstream_fetcher(&*network, &self.digest)?;
-                tracing::info!(digest = %self.digest, peer = %chosen, "a peer fetches this blob from the upstream for the network");
-                PieceFetcher::through(network.clone(), self.digest, chosen, hint.clone())
-            })?;
+            let fetcher = match PieceFetcher::lookup(network.clone(), self.digest, 0, piece_root) {
+                PeerLookup::Found(total, fetcher) => (total, *fetcher),
+                PeerLookup::Disputed => return None,
+                PeerLookup::NotFound => {
+                    let chosen = upstream_fetcher(&*network, &self.digest)?;
+                    tracing::info!(digest = %self.digest, peer = %chosen, "a peer fetches this blob from the upstream for the network");
+                    PieceFetcher::through(network.clone(), self.digest, chosen, hint.clone())?
+                }
+            };
             Some((network, fetcher))
         });
         if let Some((network, (total, mut fetcher))) = from_peers {
@@ -298,11 +341,19 @@ impl Flight {
                     return match self.finish_download(writer) {
                         Ok(()) => Ok("peers"),
                         Err(FlightError::Mismatch) => {
-                            // Without per-piece hashes the culprit is one of the contributors.
-                            for peer in fetcher.contributors() {
-                                network
-                                    .penalise(&peer, "served bytes that did not match the digest");
+                            // Without per-piece hashes the culprit is one of the contributors:
+                            // blamed only when there is one. Either way the next request for
+                            // this blob skips the peers.
+                            let contributors = fetcher.contributors();
+                            if let [culprit] = contributors.as_slice() {
+                                network.penalise(
+                                    culprit,
+                                    "served bytes that did not match the digest",
+                                );
+                            } else {
+                                tracing::warn!(digest = %self.digest, ?contributors, "bytes from peers did not match the digest; one of them lied, which is unknown");
                             }
+                            self.lock().peers_failed = true;
                             Err(FlightError::Mismatch)
                         }
                         Err(e) => Err(e),

@@ -145,8 +145,8 @@ fn pieces_come_from_several_peers_in_order() {
     let served = net.served.lock().unwrap();
     assert_eq!(
         served.values().sum::<usize>(),
-        11,
-        "each piece fetched once"
+        11 + 1,
+        "each piece fetched once, and one probe confirming the size"
     );
     assert_eq!(served.len(), 3, "every peer served some: {:?}", *served);
 }
@@ -249,4 +249,27 @@ fn a_size_that_contradicts_the_piece_list_is_not_adopted() {
     );
     assert_eq!(fetch_checked(&net).unwrap(), net.blob);
     assert_eq!(*net.penalised.lock().unwrap(), ["big".to_string()]);
+}
+
+#[test]
+fn without_a_piece_list_a_size_dispute_blames_nobody_and_gives_up_the_peers() {
+    let len = 3 * PIECE_LEN as usize;
+    for order in [
+        [
+            ("liar", Behaviour::WrongTotal),
+            ("honest", Behaviour::Serves),
+        ],
+        [
+            ("honest", Behaviour::Serves),
+            ("liar", Behaviour::WrongTotal),
+        ],
+    ] {
+        let net = network(&order, len);
+        let digest = Digest::sha256(&net.blob);
+        assert!(
+            PieceFetcher::open(net.clone(), digest, 0).is_none(),
+            "no fetcher: the caller goes to the upstream"
+        );
+        assert!(net.penalised.lock().unwrap().is_empty(), "nobody blamed");
+    }
 }
