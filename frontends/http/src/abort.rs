@@ -3,8 +3,8 @@
 //! tiny_http does not expose its sockets, yet two situations need one closed:
 //! - a blob that turns out bad while it streams (digest mismatch, upstream gone): tiny_http
 //!   would keep the connection open and the client, promised N bytes, would wait forever;
-//! - a client that connects and never sends a request line (podman and skopeo probe an
-//!   `insecure` mirror with a TLS ClientHello first, which tiny_http waits on without limit).
+//! - a client that connects and never sends a request line (tiny_http waits on it without
+//!   limit).
 //!
 //! On Linux we find the socket among the process's file descriptors by its addresses,
 //! duplicate it with `pidfd_getfd` (no unsafe code), and shut it down: the client sees the

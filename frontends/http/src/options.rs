@@ -206,6 +206,7 @@ impl NodeOptions {
             bytes_per_second: self.scrub_rate,
             every: Duration::from_secs(self.scrub_every.max(1)),
         };
+        config.max_download_waiters = download_waiters(self.http_workers);
         config.offline = self.offline;
         config.max_disk_bytes = self.max_disk;
         config.timeouts = Timeouts {
@@ -214,6 +215,13 @@ impl NodeOptions {
         };
         Ok(config)
     }
+}
+
+/// How many of `workers` HTTP workers may wait on downloads at once: all but an eighth (at
+/// least one), which stay free for cached content, health checks and status.
+pub fn download_waiters(workers: usize) -> usize {
+    let workers = workers.max(1);
+    workers.saturating_sub((workers / 8).max(1)).max(1)
 }
 
 /// The data dir a node uses without `--data-dir`: the user's data directory's `pyrsia`.
@@ -272,6 +280,9 @@ mod tests {
         assert_eq!(config.upstreams[1].0.as_str(), "ghcr.io");
         assert_eq!(config.upstreams[1].1, "http://127.0.0.1:5001");
         assert_eq!(config.allowed_upstreams[0].as_str(), "quay.io");
+        assert_eq!(config.max_download_waiters, 3, "4 workers keep one free");
+        assert_eq!(download_waiters(128), 112);
+        assert_eq!(download_waiters(1), 1);
         assert!(parse_host("not a host").is_err());
         let bad = NodeOptions {
             upstream: vec!["ftp://x".into()],

@@ -1,5 +1,6 @@
 //! Closes connections that never send a request: see [`crate::abort`] for why tiny_http needs
-//! this (TLS probes from podman and skopeo would otherwise stall them for 10 s each).
+//! this. (A TLS probe from podman or skopeo no longer needs it: the patched tiny_http answers
+//! a ClientHello at once; this covers clients that connect and stay silent.)
 //!
 //! Silence alone is no proof: under load a real client's request can wait in tiny_http's
 //! queue. So a silent connection is closed only while the server is idle — no request being

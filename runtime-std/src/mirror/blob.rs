@@ -9,7 +9,7 @@ use pyrsia_core::registry::range::{self, RangeOutcome};
 use pyrsia_core::registry::{Code, OciError};
 
 use super::flight::{FlightReader, Joined};
-use super::{Mirror, upstream_error};
+use super::{DownloadSlot, Mirror, upstream_error};
 use crate::peers::FetchHint;
 use crate::store::StoredBlob;
 
@@ -40,15 +40,15 @@ impl BlobReply {
 pub enum BlobReader {
     /// A verified file in the store.
     Stored(StoredBlob),
-    /// A download in progress.
-    Following(FlightReader),
+    /// A download in progress, and the request's place among those following downloads.
+    Following(FlightReader, Option<DownloadSlot>),
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             BlobReader::Stored(blob) => blob.file.read(buf),
-            BlobReader::Following(reader) => reader.read(buf),
+            BlobReader::Following(reader, _) => reader.read(buf),
         }
     }
 }
@@ -101,6 +101,16 @@ impl Mirror {
         let upstream = self
             .upstream(host)
             .map_err(|e| upstream_error(&e, BLOB_UNKNOWN))?;
+        // Clients' requests hold HTTP workers while they wait (builders run on threads of
+        // their own, and are not counted).
+        let slot = if peers {
+            Some(
+                self.download_slot()
+                    .map_err(|e| upstream_error(&e, BLOB_UNKNOWN))?,
+            )
+        } else {
+            None
+        };
         let flight = self.flights.join(
             &self.store,
             upstream,
@@ -143,7 +153,7 @@ impl Mirror {
                 Ok(BlobReply {
                     size,
                     range,
-                    reader: BlobReader::Following(reader).take(len),
+                    reader: BlobReader::Following(reader, slot).take(len),
                 })
             }
         }

@@ -145,6 +145,7 @@ impl Mirror {
         tag: Tag<'_>,
     ) -> Result<ManifestReply, UpstreamError> {
         let upstream = self.upstream(host)?;
+        let _slot = self.download_slot()?;
         let head = self.upstream_result(upstream.head_manifest(
             repository,
             tag.as_str(),
@@ -169,6 +170,7 @@ impl Mirror {
         reference: &str,
         expected: Option<Digest>,
     ) -> Result<ManifestReply, UpstreamError> {
+        let _slot = self.download_slot()?;
         self.metrics.upstream_fetches.inc();
         let fetched = self.upstream_result(self.upstream(host).and_then(|upstream| {
             upstream.get_manifest(repository, reference, &MediaType::PULLABLE)

@@ -43,6 +43,10 @@ pub struct MirrorConfig {
     pub timeouts: Timeouts,
     /// How stored blobs are re-hashed against bit rot.
     pub scrub: ScrubConfig,
+    /// Requests that may wait on (or stream) a download at once; beyond, 429. Set it below
+    /// the HTTP worker count so that cached content and health checks always find a worker,
+    /// however slow an upstream.
+    pub max_download_waiters: usize,
 }
 
 impl MirrorConfig {
@@ -56,6 +60,7 @@ impl MirrorConfig {
             max_disk_bytes: None,
             timeouts: Timeouts::default(),
             scrub: ScrubConfig::default(),
+            max_download_waiters: usize::MAX,
         }
     }
 }
@@ -94,6 +99,18 @@ pub struct Mirror {
     piece_roots: std::sync::OnceLock<PieceRoots>,
     tag_resolver: std::sync::OnceLock<TagResolver>,
     piece_hashes: Mutex<HashMap<pyrsia_core::digest::Digest, Arc<Vec<pyrsia_core::tlog::Hash>>>>,
+    /// Requests waiting on or streaming a download now.
+    download_waiters: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A request's place among those that wait on a download ([`MirrorConfig::max_download_waiters`]);
+/// freed when dropped.
+pub struct DownloadSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DownloadSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Resolves `registry/repository` and a tag to the digest the transparency log last observed.
@@ -147,6 +164,7 @@ impl Mirror {
             piece_roots: std::sync::OnceLock::new(),
             tag_resolver: std::sync::OnceLock::new(),
             piece_hashes: Mutex::new(HashMap::new()),
+            download_waiters: Arc::default(),
         })
     }
 
@@ -199,6 +217,18 @@ impl Mirror {
             .ok_or_else(|| UpstreamError::NotAllowed(host.to_string()))
     }
 
+    /// A place among the requests that wait on a download, if one is free.
+    fn download_slot(&self) -> Result<DownloadSlot, UpstreamError> {
+        use std::sync::atomic::Ordering;
+        let waiting = self.download_waiters.fetch_add(1, Ordering::SeqCst);
+        let slot = DownloadSlot(self.download_waiters.clone());
+        if waiting >= self.config.max_download_waiters {
+            tracing::warn!(waiting, "too many requests wait on downloads; refusing one");
+            return Err(UpstreamError::Busy);
+        }
+        Ok(slot)
+    }
+
     /// Whether this node fetches from `host` (see [`MirrorConfig::allowed_upstreams`]).
     pub fn allows_upstream(&self, host: &Host) -> bool {
         self.upstreams.contains_key(host)
@@ -212,9 +242,13 @@ impl Mirror {
 
     /// Notes the outcome of an upstream request for health reporting and metrics.
     fn upstream_result<T>(&self, result: Result<T, UpstreamError>) -> Result<T, UpstreamError> {
-        if let Err(UpstreamError::NotAllowed(host)) = &result {
-            tracing::info!(%host, "refused: not an upstream of this node");
-            return result;
+        match &result {
+            Err(UpstreamError::NotAllowed(host)) => {
+                tracing::info!(%host, "refused: not an upstream of this node");
+                return result;
+            }
+            Err(UpstreamError::Busy) => return result,
+            _ => {}
         }
         self.upstream_used
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -275,9 +309,10 @@ impl Mirror {
     pub fn tags(&self, host: &Host, name: Name<'_>, query: &str) -> Result<Vec<u8>, OciError> {
         let repository = RepositoryPath::new(host, name).to_string();
         if !self.config.offline {
-            let listed = self
-                .upstream(host)
-                .and_then(|upstream| upstream.tags_list(&repository, query));
+            let listed = self.download_slot().and_then(|_slot| {
+                self.upstream(host)
+                    .and_then(|upstream| upstream.tags_list(&repository, query))
+            });
             match self.upstream_result(listed) {
                 Ok(body) => return Ok(body),
                 Err(UpstreamError::NotFound) => {
@@ -308,6 +343,10 @@ fn upstream_error(e: &UpstreamError, not_found: OciError) -> OciError {
         UpstreamError::Denied(_) => {
             OciError::new(Code::Denied, "the upstream registry denied access")
         }
+        UpstreamError::Busy => OciError::new(
+            Code::TooManyRequests,
+            "too many requests are waiting on upstream downloads; retry shortly",
+        ),
         UpstreamError::NotAllowed(_) => OciError::new(
             Code::Denied,
             "this node does not fetch from that registry host (its operator can add it with --allow-upstream HOST)",

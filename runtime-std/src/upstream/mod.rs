@@ -35,6 +35,9 @@ pub enum UpstreamError {
     /// This node does not fetch from that registry host: it is neither mapped with
     /// `--upstream` nor listed with `--allow-upstream` (nothing was contacted).
     NotAllowed(String),
+    /// Too many requests of this node already wait on upstream downloads: nothing was
+    /// contacted (the workers left are kept for what the node can answer itself).
+    Busy,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -45,6 +48,9 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Denied(why) => write!(f, "upstream denied access: {why}"),
             UpstreamError::TooManyRequests => f.write_str("upstream rate limit reached"),
             UpstreamError::Protocol(why) => write!(f, "upstream protocol error: {why}"),
+            UpstreamError::Busy => {
+                f.write_str("too many requests are waiting on upstream downloads")
+            }
             UpstreamError::NotAllowed(host) => write!(
                 f,
                 "this node does not fetch from {host} (the operator can add --allow-upstream {host})"

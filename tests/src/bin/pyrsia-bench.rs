@@ -6,12 +6,15 @@
 //! - cold: the same blob through a node with an empty store (pull-through, verified while it
 //!   streams) against fetching it straight from distribution;
 //! - memory: the node's peak RSS while 8 clients stream the blob; the lite binary's size and
-//!   peak RSS under the same load.
+//!   peak RSS under the same load;
+//! - clients: `skopeo inspect` and `podman pull` of a 2 MiB image through the node (warm)
+//!   and from distribution directly: both clients probe an insecure registry with a TLS
+//!   ClientHello first, which the node must answer as fast as Go's server does.
 
 use std::process::Command;
 use std::time::Instant;
 
-use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::image::{Layout, OCI_MANIFEST, push_large_image};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::free_port;
 use pyrsia_tests::registry::Registry;
@@ -59,6 +62,82 @@ fn parallel(url: &str, bytes: u64) -> f64 {
         c.join().expect("client");
     }
     (bytes * CLIENTS as u64) as f64 / started.elapsed().as_secs_f64() / 1e9
+}
+
+/// Seconds `command` took (it must succeed).
+fn command_seconds(command: &mut Command) -> f64 {
+    let started = Instant::now();
+    let out = command.output().expect("client");
+    assert!(out.status.success(), "{command:?}: {out:?}");
+    started.elapsed().as_secs_f64()
+}
+
+/// Median seconds of `skopeo inspect` and of a fresh `podman pull` (vfs storage) of
+/// `reference` from the registry at `authority`.
+fn client_seconds(authority: &str, reference: &str, work: &std::path::Path) -> (f64, f64) {
+    let image = format!("docker://{authority}/{reference}");
+    let inspect = median(
+        (0..ROUNDS)
+            .map(|_| {
+                command_seconds(Command::new("skopeo").args([
+                    "inspect",
+                    "--tls-verify=false",
+                    &image,
+                ]))
+            })
+            .collect(),
+    );
+    let pull = median(
+        (0..ROUNDS)
+            .map(|round| {
+                let root = work.join(format!("podman-{round}"));
+                let seconds = command_seconds(
+                    Command::new("podman")
+                        .arg("--root")
+                        .arg(root.join("root"))
+                        .arg("--runroot")
+                        .arg(root.join("run"))
+                        .args([
+                            "--storage-driver",
+                            "vfs",
+                            "pull",
+                            "-q",
+                            "--tls-verify=false",
+                        ])
+                        .arg(&image),
+                );
+                let _ = std::fs::remove_dir_all(&root);
+                seconds
+            })
+            .collect(),
+    );
+    (inspect, pull)
+}
+
+/// The client rows: a 2 MiB image through a warm node and from distribution directly.
+fn client_rows(work: &std::path::Path, registry: &Registry, node: &Node) {
+    let mut layout = Layout::new(&work.join("layout-probe"));
+    let layer = layout.large_layer(2 << 20, 0x9e0b);
+    let manifest = layout.manifest(std::slice::from_ref(&layer), "amd64");
+    layout.tag(&manifest, OCI_MANIFEST, "probe");
+    layout.push("probe", &registry.authority(), "library/probe", None);
+    let reference = "library/probe:probe";
+    let _ = client_seconds(&node.authority(), reference, work);
+    let (direct_inspect, direct_pull) = client_seconds(&registry.authority(), reference, work);
+    let (node_inspect, node_pull) = client_seconds(&node.authority(), reference, work);
+    println!();
+    println!(
+        "| client, 2 MiB image (s, median of {ROUNDS}) | distribution 2.8 | pyrsia node (warm) | ratio |"
+    );
+    println!("|---|---|---|---|");
+    println!(
+        "| `skopeo inspect` | {direct_inspect:.2} | {node_inspect:.2} | {:.2}x |",
+        node_inspect / direct_inspect
+    );
+    println!(
+        "| `podman pull` | {direct_pull:.2} | {node_pull:.2} | {:.2}x |",
+        node_pull / direct_pull
+    );
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -146,4 +225,5 @@ fn main() {
         "| pyrsia-lite | {:.1} | {lite_rss:.1} | {par_lite:.2} |",
         lite_size as f64 / 1048576.0
     );
+    client_rows(work.path(), &registry, &node);
 }
