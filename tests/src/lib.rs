@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod edge;
+pub mod fs;
 pub mod http;
 pub mod image;
 pub mod members;

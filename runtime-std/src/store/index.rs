@@ -156,6 +156,28 @@ impl Index {
         victims
     }
 
+    /// Removes least-recently-used unpinned records until `extra` more bytes fit the budget
+    /// too (room for downloads), and returns them for their files to be deleted.
+    pub(super) fn evict_to_fit(&mut self, extra: u64) -> Vec<(Digest, BlobRecord)> {
+        let Some(max) = self.max_bytes else {
+            return Vec::new();
+        };
+        let mut victims = Vec::new();
+        let candidates: Vec<Digest> = self.lru.iter().map(|(_, d)| *d).collect();
+        for digest in candidates {
+            if self.total_bytes + extra <= max {
+                break;
+            }
+            if self.pins.contains_key(&digest) {
+                continue;
+            }
+            if let Some(record) = self.remove(&digest) {
+                victims.push((digest, record));
+            }
+        }
+        victims
+    }
+
     pub(super) fn stats(&self) -> StoreStats {
         StoreStats {
             blobs: self.records.len() as u64,

@@ -11,6 +11,7 @@ mod hasher;
 mod index;
 mod meta;
 mod scrub;
+mod space;
 mod writer;
 
 use std::fs::{self, File};
@@ -26,6 +27,7 @@ use index::Index;
 pub use index::StoreStats;
 pub use meta::{BlobKind, BlobRecord, StoredMediaType, TagObservation, tag_key};
 pub use scrub::{FIRST_PASS_AFTER, Pace, ScrubConfig, ScrubOutcome};
+pub use space::{FREE_SPACE_CHECK_EVERY, MIN_FREE_RESERVE, free_space_reserve};
 pub use writer::{BlobWriter, VerifiedBlob};
 
 /// Why a store operation failed.
@@ -86,6 +88,8 @@ struct Inner {
     tags: Keyspace,
     index: Mutex<Index>,
     watchers: Mutex<Vec<mpsc::Sender<StoreEvent>>>,
+    /// Bytes downloads hold in `tmp/` (counted against `--max-disk`).
+    in_flight: std::sync::atomic::AtomicU64,
 }
 
 /// A change to what the store holds, for whoever announces content (the P2P network).
@@ -149,6 +153,7 @@ impl Store {
                 tags,
                 index: Mutex::new(index),
                 watchers: Mutex::new(Vec::new()),
+                in_flight: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         store.evict_over_budget(None)?;

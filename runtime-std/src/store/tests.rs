@@ -177,3 +177,36 @@ fn the_scrub_pace_holds_its_rate() {
     let took = started.elapsed();
     assert!(took >= std::time::Duration::from_millis(390), "{took:?}");
 }
+
+#[test]
+fn downloads_count_against_the_budget_evicting_old_blobs_or_failing_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Some(1 << 20)).unwrap();
+    let (old, old_digest) = blob(1, 800 << 10);
+    store.put_bytes(old_digest, &old, BlobKind::Blob).unwrap();
+
+    // 500 KiB more does not fit beside 800 KiB: the old blob makes room while it downloads.
+    let (new, new_digest) = blob(2, 500 << 10);
+    let mut w = store.writer(new_digest, BlobKind::Blob).unwrap();
+    w.write_all(&new).unwrap();
+    assert!(
+        store.record(&old_digest).is_none(),
+        "evicted for the download"
+    );
+    assert_eq!(store.downloading_bytes(), 500 << 10);
+    w.commit().unwrap();
+    assert_eq!(store.downloading_bytes(), 0);
+    assert_eq!(read_all(&store, &new_digest), new);
+
+    // A download larger than the budget fails and leaves nothing behind.
+    let (big, big_digest) = blob(3, 2 << 20);
+    let mut w = store.writer(big_digest, BlobKind::Blob).unwrap();
+    let err = w.write_all(&big).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
+    drop(w);
+    assert_eq!(store.downloading_bytes(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}

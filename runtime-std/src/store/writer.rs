@@ -24,6 +24,10 @@ pub struct BlobWriter {
     file: Option<File>,
     verifier: Option<BackgroundVerifier>,
     written: u64,
+    /// Bytes counted against the store's room for downloads, given back when dropped.
+    reserved: u64,
+    /// `written` when the filesystem's free space was last checked.
+    disk_checked_at: Option<u64>,
 }
 
 impl BlobWriter {
@@ -50,6 +54,8 @@ impl BlobWriter {
             file: Some(file),
             verifier: Some(BackgroundVerifier::start(expected)?),
             written: 0,
+            reserved: 0,
+            disk_checked_at: None,
         })
     }
 
@@ -110,6 +116,9 @@ impl VerifiedBlob {
             File::open(dir)?.sync_all()?;
         }
         w.temp_path = PathBuf::new();
+        // Now stored: counted as a stored blob, no longer as a download.
+        w.store.release_download(w.reserved);
+        w.reserved = 0;
         w.store.admit(
             w.expected,
             BlobRecord {
@@ -131,6 +140,14 @@ impl Write for BlobWriter {
             .verifier
             .as_mut()
             .ok_or_else(|| io::Error::other("blob writer already verified"))?;
+        let check_disk = self
+            .disk_checked_at
+            .is_none_or(|at| self.written - at >= super::FREE_SPACE_CHECK_EVERY);
+        self.store.reserve_download(buf.len() as u64, check_disk)?;
+        self.reserved += buf.len() as u64;
+        if check_disk {
+            self.disk_checked_at = Some(self.written);
+        }
         let n = file.write(buf)?;
         verifier.update(&buf[..n])?;
         self.written += n as u64;
@@ -147,6 +164,7 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        self.store.release_download(self.reserved);
         if !self.temp_path.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.temp_path);
         }
