@@ -71,6 +71,10 @@ pub fn sync_once(agent: &ureq::Agent, log: &Log, parent: &str) -> Result<Applied
         .read_to_string()
         .map_err(|e| e.to_string())?;
     let note = SignedCheckpoint::parse(&text).map_err(|e| format!("checkpoint: {e}"))?;
+    // Nothing a checkpoint names is fetched before a quorum of this log's members is seen to
+    // have signed it: a parent cannot make this node download for a forged one.
+    log.check_note(&note)
+        .map_err(|e| format!("checkpoint refused, nothing fetched: {e}"))?;
     let mut entries = Vec::new();
     if let Some((first, count)) = log.missing_for(&note) {
         if count > super::MAX_ENTRIES_PER_APPLY {
