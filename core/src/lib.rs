@@ -47,6 +47,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod members;
 pub mod pieces;
+pub mod rate;
 pub mod reference;
 pub mod registry;
 pub mod rendezvous;

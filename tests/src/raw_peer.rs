@@ -293,3 +293,144 @@ impl Drop for LyingProvider {
         }
     }
 }
+
+/// Writes request bytes as they are and reads whatever comes back: a peer that sends frames
+/// the node's codec must refuse.
+#[derive(Clone, Copy, Debug, Default)]
+struct JunkCodec;
+
+impl request_response::Codec for JunkCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Err(std::io::Error::other("this peer answers nothing"))
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        let mut out = Vec::new();
+        futures::AsyncReadExt::read_to_end(&mut futures::AsyncReadExt::take(io, 1 << 20), &mut out)
+            .await?;
+        Ok(out)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        futures::AsyncWriteExt::write_all(io, &bytes).await?;
+        futures::AsyncWriteExt::close(io).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+impl RawPeer {
+    /// Connects to the node at `address` and sends each of `frames`, byte for byte, as a
+    /// request on the node's request-response protocol, one after the other; returns how
+    /// each ended (the bytes of an answer, or why there was none).
+    pub fn send_raw(
+        &self,
+        address: &str,
+        frames: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Vec<Result<Vec<u8>, String>> {
+        let address: Multiaddr = address.parse().expect("node multiaddr");
+        let Some(Protocol::P2p(node)) = address.iter().last() else {
+            panic!("the node address has no /p2p/<id>: {address}");
+        };
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(self.keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .expect("transport")
+            .with_behaviour(|_| {
+                request_response::Behaviour::<JunkCodec>::new(
+                    [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default().with_request_timeout(timeout),
+                )
+            })
+            .expect("behaviour")
+            .build();
+        let mut results = Vec::new();
+        smol::block_on(async_compat::Compat::new(async {
+            swarm.dial(address.clone()).expect("dial");
+            let mut frames = frames.into_iter();
+            let mut pending = None;
+            let deadline = Instant::now() + timeout * 4;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let event = futures::future::select(
+                    swarm.select_next_some(),
+                    Box::pin(smol::Timer::after(left)),
+                )
+                .await;
+                let futures::future::Either::Left((event, _)) = event else {
+                    break;
+                };
+                let next = match event {
+                    SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == node => true,
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if Some(request_id) == pending => {
+                        results.push(Ok(response));
+                        true
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        error,
+                        ..
+                    }) if Some(request_id) == pending => {
+                        results.push(Err(error.to_string()));
+                        true
+                    }
+                    SwarmEvent::OutgoingConnectionError { error, .. } => {
+                        results.push(Err(format!("cannot connect: {error}")));
+                        true
+                    }
+                    _ => false,
+                };
+                if next {
+                    match frames.next() {
+                        Some(frame) if swarm.is_connected(&node) => {
+                            pending = Some(swarm.behaviour_mut().send_request(&node, frame));
+                        }
+                        Some(_) => results.push(Err("not connected".into())),
+                        None => break,
+                    }
+                }
+            }
+        }));
+        results
+    }
+}

@@ -9,6 +9,7 @@
 use alloc::collections::BTreeMap;
 
 use crate::identity::KeyId;
+use crate::rate::TokenBucket;
 
 /// How far ahead of this member's wall clock another member's clock may be: a batch timed
 /// later, or a message for a later height, is refused (PROTOCOL case 29: ±5 min tolerated).
@@ -89,29 +90,16 @@ pub enum MessageClass {
 /// [`MEMBER_MESSAGES_BURST`]; time comes in as monotonic microseconds.
 #[derive(Clone, Debug, Default)]
 pub struct RateLimit {
-    /// Per member and class: tokens in millionths of a message, and when they were counted.
-    buckets: BTreeMap<(KeyId, MessageClass), (u64, u64)>,
+    buckets: BTreeMap<(KeyId, MessageClass), TokenBucket>,
 }
 
 impl RateLimit {
     /// Whether `member` may send one more message of `class` at `now_us`; charges it if so.
     pub fn allow(&mut self, member: KeyId, class: MessageClass, now_us: u64) -> bool {
-        const SCALE: u64 = 1_000_000;
-        let full = MEMBER_MESSAGES_BURST * SCALE;
-        let (tokens, last) = self
-            .buckets
+        self.buckets
             .entry((member, class))
-            .or_insert((full, now_us));
-        let earned = now_us
-            .saturating_sub(*last)
-            .saturating_mul(MEMBER_MESSAGES_PER_SEC);
-        *tokens = tokens.saturating_add(earned).min(full);
-        *last = now_us.max(*last);
-        if *tokens < SCALE {
-            return false;
-        }
-        *tokens -= SCALE;
-        true
+            .or_insert_with(|| TokenBucket::full(MEMBER_MESSAGES_BURST, now_us))
+            .allow(now_us, MEMBER_MESSAGES_PER_SEC, MEMBER_MESSAGES_BURST)
     }
 }
 

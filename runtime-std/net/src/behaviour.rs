@@ -8,7 +8,8 @@ use std::time::Duration;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, gossipsub, identify, identity, kad, mdns, request_response,
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
+    request_response,
 };
 
 use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
@@ -29,10 +30,18 @@ pub(crate) const MAX_PROVIDED: usize = 1_000_000;
 /// How long a log-sync request may take before the peer counts as stalled.
 pub(crate) const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections established at once, in all.
+pub(crate) const MAX_CONNECTIONS: u32 = 1024;
+/// Connections established at once with one peer.
+pub(crate) const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Incoming connections still in their handshake at once.
+pub(crate) const MAX_PENDING_INCOMING: u32 = 128;
+
 /// Everything the swarm runs.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
@@ -98,6 +107,12 @@ impl Behaviour {
         );
         Ok(Behaviour {
             blocked: allow_block_list::Behaviour::default(),
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+                    .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
+            ),
             identify: identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.into(),
                 key.public(),

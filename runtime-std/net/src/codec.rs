@@ -46,6 +46,10 @@ pub enum SyncRequest {
         /// The blob's SHA-256.
         digest: [u8; 32],
     },
+    /// Not a request: what the codec hands over for a frame it could not decode (never on
+    /// the wire), so that the sender is struck. (libp2p reports no failure to read a request.)
+    #[serde(skip)]
+    Malformed(String),
 }
 
 /// A peer's answer.
@@ -106,7 +110,12 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, MAX_REQUEST).await
+        match read_frame(io, MAX_REQUEST).await {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Ok(SyncRequest::Malformed(e.to_string()))
+            }
+            result => result,
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
@@ -166,22 +175,22 @@ mod tests {
                 .unwrap();
             assert_eq!(read, response);
 
-            // A request header claiming 1 GiB: refused from the header alone.
+            // A request header claiming 1 GiB: refused from the header alone (handed over as
+            // malformed, so that the sender is struck).
             let mut huge = vec![pyrsia_core::wire::WIRE_VERSION];
             huge.extend_from_slice(&(1u32 << 30).to_le_bytes());
-            let err = codec
+            let read = codec
                 .read_request(&LOG_SYNC_PROTOCOL, &mut futures::io::Cursor::new(&huge))
                 .await
-                .unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-            // Garbage payload, truncated frame.
+                .unwrap();
+            assert!(matches!(read, SyncRequest::Malformed(_)), "{read:?}");
+            // Garbage payload: malformed; a truncated frame: an error (the stream broke).
             let garbage = [pyrsia_core::wire::WIRE_VERSION, 2, 0, 0, 0, 0xff, 0xff];
-            assert!(
-                codec
-                    .read_request(&LOG_SYNC_PROTOCOL, &mut futures::io::Cursor::new(&garbage))
-                    .await
-                    .is_err()
-            );
+            let read = codec
+                .read_request(&LOG_SYNC_PROTOCOL, &mut futures::io::Cursor::new(&garbage))
+                .await
+                .unwrap();
+            assert!(matches!(read, SyncRequest::Malformed(_)), "{read:?}");
             assert!(
                 codec
                     .read_request(

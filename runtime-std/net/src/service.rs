@@ -15,11 +15,11 @@ use libp2p::{
 };
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
-use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
 use pyrsia_std::peers::{PieceAnswer, PieceSource};
 
 mod content;
+mod limits;
 mod members;
 
 use content::{Command, ProviderQuery};
@@ -190,6 +190,10 @@ struct EventLoop {
     served: smol::channel::Sender<Served>,
     served_rx: smol::channel::Receiver<Served>,
     member: Option<Arc<Member>>,
+    /// Each connected peer's request budget.
+    peer_limits: limits::PeerLimits,
+    /// Piece and entry answers being prepared off the event loop.
+    preparing: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Where the answer to a piece request goes.
@@ -235,6 +239,8 @@ impl EventLoop {
             served,
             served_rx,
             member: None,
+            peer_limits: limits::PeerLimits::default(),
+            preparing: Arc::default(),
         }
     }
 
@@ -401,6 +407,7 @@ impl EventLoop {
             } => {
                 let id = peer_id.to_string();
                 self.status().peers.retain(|p| p.peer_id != id);
+                self.peer_limits.forget(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
@@ -475,6 +482,16 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    let now_us =
+                        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    match self.peer_limits.admit(peer, now_us) {
+                        limits::Admission::Answer => {}
+                        limits::Admission::Drop => return,
+                        limits::Admission::DropAndStrike => {
+                            self.strike(peer, "requests far over the rate limit");
+                            return;
+                        }
+                    }
                     let response = match request {
                         SyncRequest::Piece {
                             digest,
@@ -504,10 +521,14 @@ impl EventLoop {
                         SyncRequest::Checkpoint => {
                             SyncResponse::Checkpoint(self.log.checkpoint().map(|c| c.to_string()))
                         }
-                        SyncRequest::Entries { start, count } => SyncResponse::Entries(
-                            self.log
-                                .entries(start, count.min(BATCH_ENTRIES), BATCH_BYTES),
-                        ),
+                        SyncRequest::Entries { start, count } => {
+                            self.serve_entries(peer, channel, start, count);
+                            return;
+                        }
+                        SyncRequest::Malformed(why) => {
+                            self.strike(peer, &format!("malformed request frame: {why}"));
+                            return;
+                        }
                     };
                     let size = match &response {
                         SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),

@@ -12,8 +12,20 @@ use pyrsia_core::digest::Digest;
 use pyrsia_std::peers::{FetchHint, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
 use pyrsia_std::store::StoreEvent;
 
+use super::limits::MAX_ANSWERS_IN_PREPARATION;
 use super::{EventLoop, Network};
 use crate::codec::{SyncRequest, SyncResponse};
+use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
+use std::sync::Arc;
+
+/// A place among the answers being prepared off the event loop; freed when dropped.
+struct AnswerSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for AnswerSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 /// A provider lookup answers early once it found some providers and this long passed.
 const EARLY_ANSWER: Duration = Duration::from_millis(500);
@@ -266,17 +278,26 @@ impl EventLoop {
     /// the bytes of a download it makes for the network); the answer comes back through
     /// `served`.
     pub(super) fn serve_piece(
-        &self,
+        &mut self,
         peer: PeerId,
         channel: ResponseChannel<SyncResponse>,
         request: PieceRequest,
         fetch: Option<(String, String)>,
     ) {
+        let Some(slot) = self.answer_slot() else {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, SyncResponse::Missing);
+            return;
+        };
         let source = self.source.clone();
         let served = self.served.clone();
         smol::spawn(async move {
             let hint = fetch.map(|(host, repository)| FetchHint { host, repository });
             let answer = smol::unblock(move || source.piece(&request, hint.as_ref())).await;
+            drop(slot);
             let response = match answer {
                 PieceAnswer::Data { total, bytes } => SyncResponse::Piece { total, bytes },
                 PieceAnswer::Hashes(list) => SyncResponse::PieceHashes(list),
@@ -285,6 +306,40 @@ impl EventLoop {
             let _ = served.send((peer, channel, response)).await;
         })
         .detach();
+    }
+
+    /// A peer asks for log entries: read off this thread (fjall), answered through `served`.
+    pub(super) fn serve_entries(
+        &self,
+        peer: PeerId,
+        channel: ResponseChannel<SyncResponse>,
+        start: u64,
+        count: u64,
+    ) {
+        let Some(slot) = self.answer_slot() else {
+            // Too many answers in preparation: the peer asks again (or asks another peer).
+            drop(channel);
+            return;
+        };
+        let (log, served) = (self.log.clone(), self.served.clone());
+        smol::spawn(async move {
+            let entries =
+                smol::unblock(move || log.entries(start, count.min(BATCH_ENTRIES), BATCH_BYTES))
+                    .await;
+            drop(slot);
+            let _ = served
+                .send((peer, channel, SyncResponse::Entries(entries)))
+                .await;
+        })
+        .detach();
+    }
+
+    /// A place among the answers being prepared ([`MAX_ANSWERS_IN_PREPARATION`]), if free.
+    fn answer_slot(&self) -> Option<AnswerSlot> {
+        use std::sync::atomic::Ordering;
+        let preparing = self.preparing.fetch_add(1, Ordering::SeqCst);
+        let slot = AnswerSlot(self.preparing.clone());
+        (preparing < MAX_ANSWERS_IN_PREPARATION).then_some(slot)
     }
 
     /// A piece answer (or failure) for a request the mirror made.

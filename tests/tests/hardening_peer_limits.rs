@@ -1,0 +1,201 @@
+//! Issue 14, item 7: strangers on the P2P port cannot slow the log's gossip between honest
+//! nodes, and a peer that sends malformed frames is blocked. A leader and a follower (one log)
+//! are connected; 1,000 raw libp2p identities flood the follower with log-sync requests
+//! (30 entry requests each, 20 identities at a time), while the leader commits an image: the
+//! follower has the new checkpoint within 2 seconds. One identity over its request rate gets
+//! only a bounded share answered; a peer sending malformed frames is blocked.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pyrsia_net::codec::{SyncRequest, SyncResponse};
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::http::get;
+use pyrsia_tests::image::push_standard_images;
+use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::raw_peer::RawPeer;
+use pyrsia_tests::registry::Registry;
+
+const IDENTITIES: usize = 1000;
+const AT_ONCE: usize = 20;
+const REQUESTS_EACH: usize = 30;
+
+fn log_size(node: &Node) -> u64 {
+    node.log_status()["size"].as_u64().unwrap_or(0)
+}
+
+fn entries_requests(n: usize) -> Vec<SyncRequest> {
+    (0..n)
+        .map(|_| SyncRequest::Entries {
+            start: 0,
+            count: 512,
+        })
+        .collect()
+}
+
+fn blocked(node: &Node) -> Vec<String> {
+    let peers = get(&format!("{}/peers", node.url())).expect("GET /peers");
+    let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+    status["blocked"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let leader = Node::start(
+        &work.path().join("leader"),
+        &["--upstream", &registry.url()],
+    );
+    let out = skopeo_copy(
+        &leader.authority(),
+        &images[0].reference,
+        &work.path().join("c1"),
+    );
+    assert_succeeded(&out, "the first pull", &leader.log());
+    leader
+        .wait_committed("docker.io/library/small", &images[0].digest)
+        .expect("committed");
+    let genesis = work.path().join("genesis.bin");
+    leader.save_genesis(&genesis);
+    let follower = Node::start(
+        &work.path().join("follower"),
+        &[
+            "--genesis",
+            genesis.to_str().unwrap(),
+            "--peer",
+            &leader.p2p_address(),
+        ],
+    );
+    wait_mesh(&[&leader, &follower]);
+    let started = Instant::now();
+    while log_size(&follower) < log_size(&leader) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the follower caught up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let target = follower.p2p_address();
+
+    // The flood: 1,000 identities, 20 at a time, each asking for entries 30 times.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let identities = Arc::new(AtomicUsize::new(0));
+    let flooders: Vec<_> = (0..AT_ONCE)
+        .map(|_| {
+            let (target, answered, identities) =
+                (target.clone(), answered.clone(), identities.clone());
+            std::thread::spawn(move || {
+                while identities.fetch_add(1, Ordering::SeqCst) < IDENTITIES {
+                    let answers = RawPeer::new().ask(
+                        &target,
+                        entries_requests(REQUESTS_EACH),
+                        Duration::from_secs(2),
+                    );
+                    let ok = answers
+                        .iter()
+                        .filter(|a| matches!(a, Ok(SyncResponse::Entries(_))))
+                        .count();
+                    answered.fetch_add(ok, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Meanwhile the leader commits; the follower must have it within 2 s of the commit.
+    let before = log_size(&leader);
+    let out = skopeo_copy(
+        &leader.authority(),
+        &images[1].reference,
+        &work.path().join("c2"),
+    );
+    assert_succeeded(&out, "a pull during the flood", &leader.log());
+    let started = Instant::now();
+    while log_size(&leader) <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the leader committed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let committed = Instant::now();
+    let size = log_size(&leader);
+    while log_size(&follower) < size {
+        assert!(
+            committed.elapsed() < Duration::from_secs(10),
+            "the follower never got the checkpoint during the flood\n{}",
+            follower.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gossip = committed.elapsed();
+    let flooding = identities.load(Ordering::SeqCst).min(IDENTITIES);
+    // The flood runs to its end: all 1,000 identities.
+    for flooder in flooders {
+        flooder.join().unwrap();
+    }
+    eprintln!(
+        "checkpoint reached the follower {gossip:?} after the commit, {flooding} identities into the flood; {} entry answers to {IDENTITIES} identities",
+        answered.load(Ordering::SeqCst)
+    );
+    assert!(
+        flooding < IDENTITIES,
+        "the commit happened during the flood"
+    );
+    assert!(
+        gossip < Duration::from_secs(2),
+        "gossip took {gossip:?} under the flood"
+    );
+    assert!(
+        answered.load(Ordering::SeqCst) > 0,
+        "the flood was answered at all"
+    );
+
+    // One identity far over its rate: a bounded share is answered.
+    let greedy = RawPeer::new();
+    let asked = Instant::now();
+    let answers = greedy.ask(&target, entries_requests(1500), Duration::from_secs(3));
+    let took = asked.elapsed().as_secs() + 1;
+    let ok = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(SyncResponse::Entries(_))))
+        .count() as u64;
+    assert!(ok > 0, "{:?}", &answers[..3]);
+    assert!(
+        ok <= 400 + 200 * took,
+        "{ok} of 1,500 requests answered in {took} s: over the per-peer rate"
+    );
+
+    // Malformed frames: the sender is blocked.
+    let junk = RawPeer::new();
+    let frames = vec![
+        vec![0xff; 16],
+        vec![0x01, 0x00, 0x00, 0x00, 0x02, 0xc3, 0x00],
+        vec![0xff; 64],
+        vec![0xee; 8],
+    ];
+    let _ = junk.send_raw(&target, frames, Duration::from_secs(2));
+    let started = Instant::now();
+    while !blocked(&follower).contains(&junk.peer_id()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sender of malformed frames was not blocked\n{}",
+            follower.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !blocked(&follower).contains(&leader.peer_id()),
+        "the honest leader stays unblocked"
+    );
+}
