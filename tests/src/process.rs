@@ -124,3 +124,22 @@ pub fn wait_http_ok(url: &str, timeout: Duration, context: &dyn Fn() -> String) 
     }
     panic!("{url} did not become ready in {timeout:?}\n{}", context());
 }
+
+/// Polls `done` every 20 ms until it holds, or panics after `timeout` saying `what` never
+/// happened, with `context` (a node's log, say).
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    context: &dyn Fn() -> String,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

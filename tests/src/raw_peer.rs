@@ -55,27 +55,13 @@ impl RawPeer {
         requests: Vec<SyncRequest>,
         timeout: Duration,
     ) -> Vec<Result<SyncResponse, String>> {
-        let address: Multiaddr = address.parse().expect("node multiaddr");
-        let Some(Protocol::P2p(node)) = address.iter().last() else {
-            panic!("the node address has no /p2p/<id>: {address}");
-        };
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(self.keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
+        let (address, node) = node_address(address);
+        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+            request_response::Behaviour::<SyncCodec>::new(
+                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(timeout),
             )
-            .expect("transport")
-            .with_behaviour(|_| {
-                request_response::Behaviour::<SyncCodec>::new(
-                    [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
-                    request_response::Config::default().with_request_timeout(timeout),
-                )
-            })
-            .expect("behaviour")
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(5)))
-            .build();
+        });
         let mut answers: Vec<Option<Result<SyncResponse, String>>> =
             requests.iter().map(|_| None).collect();
         let deadline = Instant::now() + timeout + Duration::from_secs(5);
@@ -138,6 +124,36 @@ impl RawPeer {
     }
 }
 
+/// A swarm of `keypair` on TCP, noise and yamux (as nodes run) with `behaviour`, its
+/// connections kept while idle for up to a minute. Call inside the tokio context
+/// (`async_compat`).
+fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    keypair: identity::Keypair,
+    behaviour: impl FnOnce(&identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("transport")
+        .with_behaviour(behaviour)
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// A node's multiaddr and the peer id at its end (`/p2p/<id>`).
+fn node_address(address: &str) -> (Multiaddr, libp2p::PeerId) {
+    let address: Multiaddr = address.parse().expect("node multiaddr");
+    let Some(Protocol::P2p(node)) = address.iter().last() else {
+        panic!("the node address has no /p2p/<id>: {address}");
+    };
+    (address, node)
+}
+
 /// Whether `node` wins the rendezvous for `digest` against every peer in `others`: the node
 /// the network asks to fetch that blob from the upstream (`pyrsia_core::rendezvous`, over
 /// peer ids as text, as nodes rank them).
@@ -176,41 +192,27 @@ impl LyingProvider {
         use std::sync::atomic::Ordering;
         let keypair = identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
-        let address: Multiaddr = address.parse().expect("node multiaddr");
-        let Some(Protocol::P2p(node)) = address.iter().last() else {
-            panic!("the node address has no /p2p/<id>: {address}");
-        };
+        let (address, node) = node_address(address);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             smol::block_on(async_compat::Compat::new(async move {
-                let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-                    .with_tokio()
-                    .with_tcp(
-                        tcp::Config::default().nodelay(true),
-                        noise::Config::new,
-                        yamux::Config::default,
-                    )
-                    .expect("transport")
-                    .with_behaviour(|key| {
-                        let id = key.public().to_peer_id();
-                        let mut kad = libp2p::kad::Behaviour::with_config(
-                            id,
-                            libp2p::kad::store::MemoryStore::new(id),
-                            libp2p::kad::Config::new(libp2p::StreamProtocol::new("/pyrsia/kad/1")),
-                        );
-                        kad.set_mode(Some(libp2p::kad::Mode::Server));
-                        ProviderBehaviour {
-                            kad,
-                            sync: request_response::Behaviour::new(
-                                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Full)],
-                                request_response::Config::default(),
-                            ),
-                        }
-                    })
-                    .expect("behaviour")
-                    .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
-                    .build();
+                let mut swarm = build_swarm(keypair, |key| {
+                    let id = key.public().to_peer_id();
+                    let mut kad = libp2p::kad::Behaviour::with_config(
+                        id,
+                        libp2p::kad::store::MemoryStore::new(id),
+                        libp2p::kad::Config::new(libp2p::StreamProtocol::new("/pyrsia/kad/1")),
+                    );
+                    kad.set_mode(Some(libp2p::kad::Mode::Server));
+                    ProviderBehaviour {
+                        kad,
+                        sync: request_response::Behaviour::new(
+                            [(LOG_SYNC_PROTOCOL, ProtocolSupport::Full)],
+                            request_response::Config::default(),
+                        ),
+                    }
+                });
                 swarm
                     .behaviour_mut()
                     .kad
@@ -357,26 +359,13 @@ impl RawPeer {
         frames: Vec<Vec<u8>>,
         timeout: Duration,
     ) -> Vec<Result<Vec<u8>, String>> {
-        let address: Multiaddr = address.parse().expect("node multiaddr");
-        let Some(Protocol::P2p(node)) = address.iter().last() else {
-            panic!("the node address has no /p2p/<id>: {address}");
-        };
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(self.keypair.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
+        let (address, node) = node_address(address);
+        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+            request_response::Behaviour::<JunkCodec>::new(
+                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(timeout),
             )
-            .expect("transport")
-            .with_behaviour(|_| {
-                request_response::Behaviour::<JunkCodec>::new(
-                    [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
-                    request_response::Config::default().with_request_timeout(timeout),
-                )
-            })
-            .expect("behaviour")
-            .build();
+        });
         let mut results = Vec::new();
         smol::block_on(async_compat::Compat::new(async {
             swarm.dial(address.clone()).expect("dial");

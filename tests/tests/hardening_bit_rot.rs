@@ -3,12 +3,13 @@
 //! never serves those bytes as that digest again: with the upstream down the layer is
 //! unavailable (not rotten), and once the upstream is back it is fetched and served intact.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
 
 #[test]
@@ -53,15 +54,12 @@ fn a_rotten_stored_blob_is_quarantined_and_never_served_again() {
     std::fs::write(&path, &bytes).unwrap();
     registry.stop();
 
-    let started = Instant::now();
-    while node.metric("scrub_quarantined") == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the scrubber never found the rotten layer\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "the scrubber finds the rotten layer",
+        Duration::from_secs(20),
+        &|| node.log(),
+        || node.metric("scrub_quarantined") > 0,
+    );
     assert!(
         node.log().contains(&format!(
             "a stored blob no longer matches its digest (bit rot); quarantined, it will be fetched again digest={layer}"

@@ -13,7 +13,7 @@ use pyrsia_tests::fs::Tmpfs;
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::free_port;
+use pyrsia_tests::process::{free_port, wait_until};
 use pyrsia_tests::registry::Registry;
 
 /// Bytes without end.
@@ -52,15 +52,12 @@ fn endless_upstream() -> u16 {
 }
 
 fn wait_tmp_empty(node: &Node) {
-    let started = Instant::now();
-    while node.temp_files() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "tmp/ keeps a partial download\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "tmp/ is emptied of the partial download",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || node.temp_files() == 0,
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::raw_peer::{RawPeer, node_wins};
 use pyrsia_tests::registry::Registry;
 use pyrsia_tests::tarpit::Tarpit;
@@ -94,14 +95,12 @@ fn peers_and_clients_cannot_make_a_node_fetch_from_a_host_of_their_choosing() {
     // A stranger that ground its identity to make the node the rendezvous winner (once the
     // loser is gone from the node's live peers): a loopback hint is still refused...
     let loser_id = loser.peer_id();
-    let started = Instant::now();
-    while node.connected_peers().contains(&loser_id) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the loser left"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the loser leaves",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || !node.connected_peers().contains(&loser_id),
+    );
     let winner = RawPeer::grind(|id| node_wins(&layer, &node_id, &[id]));
     let answers = winner.ask(
         &address,
@@ -120,15 +119,12 @@ fn peers_and_clients_cannot_make_a_node_fetch_from_a_host_of_their_choosing() {
             Duration::from_secs(30),
         )
     });
-    let started = Instant::now();
-    while slow.connections() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "a winning peer's hint for a configured host should start a fetch\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "a winning peer's hint for a configured host starts a fetch",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || slow.connections() > 0,
+    );
 
     // A local pull of the same layer from its real source does not join the stranger's
     // stuck download: it completes while that one still hangs.
@@ -162,15 +158,12 @@ fn peers_and_clients_cannot_make_a_node_fetch_from_a_host_of_their_choosing() {
         !matches!(answers[0], Ok(SyncResponse::Piece { .. })),
         "{answers:?}"
     );
-    let started = Instant::now();
-    while node.temp_files() > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the stuck download never gave up\n{}",
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "the stuck download gives up",
+        Duration::from_secs(30),
+        &|| node.log(),
+        || node.temp_files() == 0,
+    );
     assert_eq!(
         sentinel.connections(),
         0,

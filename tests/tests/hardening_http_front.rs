@@ -16,6 +16,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
 use pyrsia_tests::tarpit::Tarpit;
 
@@ -131,16 +132,12 @@ fn slowloris_huge_headers_and_a_tarpit_upstream_leave_health_and_cache_answering
             let _ = done.send((status, started.elapsed()));
         });
     }
-    let started = Instant::now();
-    while tarpit.connections() < DOWNLOAD_WAITERS {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{} downloads reached the tarpit\n{}",
-            tarpit.connections(),
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        "the download budget's requests reach the tarpit",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || tarpit.connections() >= DOWNLOAD_WAITERS,
+    );
     std::thread::sleep(Duration::from_millis(300));
 
     // What the node answers by itself still comes within a second.

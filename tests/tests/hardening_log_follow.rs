@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::free_port;
+use pyrsia_tests::process::{free_port, wait_until};
 use pyrsia_tests::registry::Registry;
 
 /// A parent that serves `checkpoint` and counts requests for entries.
@@ -74,15 +74,12 @@ fn a_follower_fetches_nothing_for_a_checkpoint_without_a_quorum() {
             &parent,
         ],
     );
-    let started = Instant::now();
-    while !lite.log().contains("could not follow the parent's log") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the follower never judged the checkpoint\n{}",
-            lite.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        "the follower judges the checkpoint",
+        Duration::from_secs(30),
+        &|| lite.log(),
+        || lite.log().contains("could not follow the parent's log"),
+    );
     assert_eq!(
         entry_requests.load(Ordering::SeqCst),
         0,

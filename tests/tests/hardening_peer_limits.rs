@@ -14,6 +14,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::raw_peer::RawPeer;
 use pyrsia_tests::registry::Registry;
 
@@ -77,14 +78,12 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
         ],
     );
     wait_mesh(&[&leader, &follower]);
-    let started = Instant::now();
-    while log_size(&follower) < log_size(&leader) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the follower caught up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "the follower catches up",
+        Duration::from_secs(30),
+        &|| follower.log(),
+        || log_size(&follower) >= log_size(&leader),
+    );
     let target = follower.p2p_address();
 
     // The flood: 1,000 identities, 20 at a time, each asking for entries 30 times.
@@ -120,14 +119,12 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
         &work.path().join("c2"),
     );
     assert_succeeded(&out, "a pull during the flood", &leader.log());
-    let started = Instant::now();
-    while log_size(&leader) <= before {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the leader committed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        "the leader commits",
+        Duration::from_secs(30),
+        &|| leader.log(),
+        || log_size(&leader) > before,
+    );
     let committed = Instant::now();
     let size = log_size(&leader);
     while log_size(&follower) < size {
@@ -185,15 +182,12 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
         vec![0xee; 8],
     ];
     let _ = junk.send_raw(&target, frames, Duration::from_secs(2));
-    let started = Instant::now();
-    while !blocked(&follower).contains(&junk.peer_id()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the sender of malformed frames was not blocked\n{}",
-            follower.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "the sender of malformed frames is blocked",
+        Duration::from_secs(10),
+        &|| follower.log(),
+        || blocked(&follower).contains(&junk.peer_id()),
+    );
     assert!(
         !blocked(&follower).contains(&leader.peer_id()),
         "the honest leader stays unblocked"

@@ -7,6 +7,7 @@
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::raw_peer::LyingProvider;
 use pyrsia_tests::registry::Registry;
 
@@ -48,14 +49,12 @@ fn a_peer_lying_about_a_blob_size_gets_no_honest_peer_struck() {
         .map(|l| (l.blob.digest, l.blob.size))
         .collect();
     let liar = LyingProvider::start(&victim.p2p_address(), blobs, 4096);
-    let started = std::time::Instant::now();
-    while !victim.connected_peers().iter().any(|p| p == liar.peer_id()) {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the liar connected"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_until(
+        "the liar connects",
+        std::time::Duration::from_secs(10),
+        &|| victim.log(),
+        || victim.connected_peers().iter().any(|p| p == liar.peer_id()),
+    );
     // Let the liar's provider records reach the victim.
     std::thread::sleep(std::time::Duration::from_secs(1));
 
