@@ -74,10 +74,36 @@ pub fn piece_root(leaves: &[Hash]) -> Hash {
     tree.root(tree.size()).unwrap_or(crate::tlog::EMPTY_ROOT)
 }
 
+/// Who is to blame when a blob assembled from peers fails its digest and no piece list could
+/// check the pieces one by one: its only contributor, or nobody (any of several may have
+/// lied, and striking the honest ones is what a liar wants).
+pub fn blame_for_mismatch<T>(contributors: &[T]) -> Option<&T> {
+    match contributors {
+        [only] => Some(only),
+        _ => None,
+    }
+}
+
+/// Whether a peer whose answer contradicts the blob size already adopted is proven wrong
+/// (struck) or only disagrees (no longer asked, not blamed): only a committed piece list
+/// proves a size; without one, the first answer may be the lie.
+pub fn size_contradiction_proven(has_piece_list: bool) -> bool {
+    has_piece_list
+}
+
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
     use crate::tlog::leaf_hash;
+
+    #[test]
+    fn blame_needs_a_sole_contributor_or_a_piece_list() {
+        assert_eq!(blame_for_mismatch(&["a"]), Some(&"a"));
+        assert_eq!(blame_for_mismatch(&["a", "b"]), None);
+        assert_eq!(blame_for_mismatch::<&str>(&[]), None);
+        assert!(size_contradiction_proven(true));
+        assert!(!size_contradiction_proven(false));
+    }
 
     #[test]
     fn streaming_leaves_match_hashing_each_piece() {

@@ -37,6 +37,69 @@ impl TokenBucket {
     }
 }
 
+/// Requests per second one peer may have answered (sustained): a peer pulling a blob at full
+/// speed asks about 100 pieces of 1 MiB per second.
+pub const PEER_REQUESTS_PER_SEC: u64 = 200;
+/// The burst above [`PEER_REQUESTS_PER_SEC`].
+pub const PEER_REQUESTS_BURST: u64 = 400;
+/// Requests over the rate, from one peer, after which it is struck (and again every as many).
+pub const DROPPED_PER_STRIKE: u64 = 1000;
+
+/// What to do with a peer's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Answer it.
+    Answer,
+    /// Over the rate: drop it unanswered.
+    Drop,
+    /// Over the rate for long: drop it and strike the peer.
+    DropAndStrike,
+}
+
+/// Each connected peer's request budget over [`PEER_REQUESTS_PER_SEC`] and
+/// [`PEER_REQUESTS_BURST`], keyed by whatever names a peer (`K`). The runtime asks
+/// [`PeerRequests::admit`] for every request a peer sends and forgets peers that disconnect,
+/// so the table holds connected peers only.
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug)]
+pub struct PeerRequests<K> {
+    peers: alloc::collections::BTreeMap<K, (TokenBucket, u64)>,
+}
+
+#[cfg(feature = "alloc")]
+impl<K: Ord> Default for PeerRequests<K> {
+    fn default() -> Self {
+        PeerRequests {
+            peers: alloc::collections::BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<K: Ord> PeerRequests<K> {
+    /// Charges one request of `peer` at `now_us`.
+    pub fn admit(&mut self, peer: K, now_us: u64) -> Admission {
+        let (bucket, dropped) = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| (TokenBucket::full(PEER_REQUESTS_BURST, now_us), 0));
+        if bucket.allow(now_us, PEER_REQUESTS_PER_SEC, PEER_REQUESTS_BURST) {
+            return Admission::Answer;
+        }
+        *dropped += 1;
+        if dropped.is_multiple_of(DROPPED_PER_STRIKE) {
+            Admission::DropAndStrike
+        } else {
+            Admission::Drop
+        }
+    }
+
+    /// Forgets a peer that is no longer connected.
+    pub fn forget(&mut self, peer: &K) {
+        self.peers.remove(peer);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +118,28 @@ mod tests {
         );
         // A clock that goes back earns nothing.
         assert!(!bucket.allow(1, 2, 4));
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod peer_tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_peer_is_dropped_then_struck_and_others_are_unaffected() {
+        let mut limits = PeerRequests::default();
+        let outcomes: alloc::vec::Vec<Admission> = (0..PEER_REQUESTS_BURST + DROPPED_PER_STRIKE)
+            .map(|_| limits.admit("flooder", 0))
+            .collect();
+        let answered = outcomes.iter().filter(|a| **a == Admission::Answer).count();
+        assert_eq!(answered as u64, PEER_REQUESTS_BURST);
+        assert_eq!(outcomes.last(), Some(&Admission::DropAndStrike));
+        assert_eq!(limits.admit("other", 0), Admission::Answer);
+        limits.forget(&"flooder");
+        assert_eq!(
+            limits.admit("flooder", 0),
+            Admission::Answer,
+            "a fresh connection, a fresh budget"
+        );
     }
 }

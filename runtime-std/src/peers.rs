@@ -519,7 +519,9 @@ impl PieceFetcher {
                         if total != self.total {
                             // Only a piece list proves which size is right; without one this
                             // peer is not used further but not blamed either.
-                            let proven = self.expected.is_some();
+                            let proven = pyrsia_core::pieces::size_contradiction_proven(
+                                self.expected.is_some(),
+                            );
                             self.fail(provider, request.offset, "claims another blob size", proven);
                             self.providers[provider].dropped = true;
                         } else if bytes.len() != expected {

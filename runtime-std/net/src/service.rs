@@ -13,6 +13,7 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, multiaddr::Protocol, noise, tcp,
     yamux,
 };
+use pyrsia_core::rate::Admission;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
@@ -191,7 +192,7 @@ struct EventLoop {
     served_rx: smol::channel::Receiver<Served>,
     member: Option<Arc<Member>>,
     /// Each connected peer's request budget.
-    peer_limits: limits::PeerLimits,
+    peer_limits: pyrsia_core::rate::PeerRequests<PeerId>,
     /// Piece and entry answers being prepared off the event loop.
     preparing: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -239,7 +240,7 @@ impl EventLoop {
             served,
             served_rx,
             member: None,
-            peer_limits: limits::PeerLimits::default(),
+            peer_limits: pyrsia_core::rate::PeerRequests::default(),
             preparing: Arc::default(),
         }
     }
@@ -485,9 +486,9 @@ impl EventLoop {
                     let now_us =
                         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     match self.peer_limits.admit(peer, now_us) {
-                        limits::Admission::Answer => {}
-                        limits::Admission::Drop => return,
-                        limits::Admission::DropAndStrike => {
+                        Admission::Answer => {}
+                        Admission::Drop => return,
+                        Admission::DropAndStrike => {
                             self.strike(peer, "requests far over the rate limit");
                             return;
                         }

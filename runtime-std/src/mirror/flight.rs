@@ -345,7 +345,9 @@ impl Flight {
                             // blamed only when there is one. Either way the next request for
                             // this blob skips the peers.
                             let contributors = fetcher.contributors();
-                            if let [culprit] = contributors.as_slice() {
+                            if let Some(culprit) =
+                                pyrsia_core::pieces::blame_for_mismatch(&contributors)
+                            {
                                 network.penalise(
                                     culprit,
                                     "served bytes that did not match the digest",
