@@ -38,6 +38,23 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A command's stdout and stderr as text, for assertions and failure messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `pyrsia verify docker --image IMAGE --node URL` against `node`, with `extra` arguments.
+pub fn verify_image(node: &node::Node, image: &str, extra: &[&str]) -> Output {
+    let url = node.url();
+    let mut args = vec!["verify", "docker", "--image", image, "--node", &url];
+    args.extend_from_slice(extra);
+    pyrsia(&args)
+}
+
 /// Runs the `pyrsia` binary with `args` and returns its output.
 pub fn pyrsia(args: &[&str]) -> Output {
     Command::new(binary("pyrsia"))

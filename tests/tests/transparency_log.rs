@@ -3,29 +3,12 @@
 //! committed or was altered on disk; the log survives a restart; `--verified-only` serves only
 //! committed artifacts.
 
-use std::process::Output;
-
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
-use pyrsia_tests::pyrsia;
 use pyrsia_tests::registry::Registry;
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn verify(node: &Node, image: &str, extra: &[&str]) -> Output {
-    let url = node.url();
-    let mut args = vec!["verify", "docker", "--image", image, "--node", &url];
-    args.extend_from_slice(extra);
-    pyrsia(&args)
-}
+use pyrsia_tests::{output_text, pyrsia, verify_image};
 
 #[test]
 fn pulls_are_committed_and_verify_checks_them() {
@@ -36,9 +19,13 @@ fn pulls_are_committed_and_verify_checks_them() {
     let node = Node::start(&node_dir, &["--upstream", &registry.url()]);
 
     // Before any pull, nothing is committed: verify refuses and says why.
-    let out = verify(&node, "library/small:small", &[]);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("never observed"), "{}", text(&out));
+    let out = verify_image(&node, "library/small:small", &[]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("never observed"),
+        "{}",
+        output_text(&out)
+    );
 
     // skopeo pulls the single-platform image and the index (one platform of it).
     for image in [&images[0], &images[2]] {
@@ -56,8 +43,8 @@ fn pulls_are_committed_and_verify_checks_them() {
         .unwrap_or_else(|| panic!("multiarch committed\n{}", node.log()));
 
     // verify: checkpoint, tag observation, commit, every manifest and blob hashed.
-    let out = verify(&node, "library/small:small", &[]);
-    let report = text(&out);
+    let out = verify_image(&node, "library/small:small", &[]);
+    let report = output_text(&out);
     assert!(out.status.success(), "{report}\n{}", node.log());
     assert!(report.contains("trust on first use"), "{report}");
     assert!(report.contains(&format!("entry #{small}")), "{report}");
@@ -68,8 +55,8 @@ fn pulls_are_committed_and_verify_checks_them() {
     assert!(report.contains("VERIFIED"), "{report}");
     // The index: both platforms were fetched and committed by the node's builder, although
     // skopeo pulled one.
-    let out = verify(&node, "library/multiarch:multiarch", &[]);
-    let report = text(&out);
+    let out = verify_image(&node, "library/multiarch:multiarch", &[]);
+    let report = output_text(&out);
     assert!(out.status.success(), "{report}");
     for layer in &images[2].layers {
         assert!(report.contains(&layer.blob.digest.to_string()), "{report}");
@@ -79,37 +66,41 @@ fn pulls_are_committed_and_verify_checks_them() {
     // Pinned genesis: the node's own, saved to a file, then a foreign one is refused.
     let genesis = work.path().join("genesis.bin");
     node.save_genesis(&genesis);
-    let pinned = verify(
+    let pinned = verify_image(
         &node,
         "library/small:small",
         &["--genesis", genesis.to_str().unwrap()],
     );
-    assert!(pinned.status.success(), "{}", text(&pinned));
-    assert!(text(&pinned).contains("pinned from"), "{}", text(&pinned));
+    assert!(pinned.status.success(), "{}", output_text(&pinned));
+    assert!(
+        output_text(&pinned).contains("pinned from"),
+        "{}",
+        output_text(&pinned)
+    );
     let mut foreign = std::fs::read(&genesis).unwrap();
     let last = foreign.len() - 1;
     foreign[last] ^= 0x01; // another creation time: another network's genesis
     std::fs::write(&genesis, &foreign).unwrap();
-    let out = verify(
+    let out = verify_image(
         &node,
         "library/small:small",
         &["--genesis", genesis.to_str().unwrap()],
     );
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("genesis inclusion proof"),
+        output_text(&out).contains("genesis inclusion proof"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // A never-pulled image is not committed.
-    let out = verify(&node, "team/multi:multi", &[]);
-    assert!(!out.status.success(), "{}", text(&out));
+    let out = verify_image(&node, "team/multi:multi", &[]);
+    assert!(!out.status.success(), "{}", output_text(&out));
 
     // `log checkpoint` prints a signed note; `inspect-log` lists the image's entries.
     let url = node.url();
     let out = pyrsia(&["log", "checkpoint", "--node", &url]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let note = SignedCheckpoint::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
     // Genesis + 2 × (request, commit, tag): the child manifest skopeo pulled by digest is
     // part of the index's commit, not a commit of its own.
@@ -125,7 +116,7 @@ fn pulls_are_committed_and_verify_checks_them() {
         "--node",
         &url,
     ]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let kinds: Vec<&str> = rows
         .as_array()
@@ -167,7 +158,11 @@ fn pulls_are_committed_and_verify_checks_them() {
         (after.checkpoint.size, after.checkpoint.root),
         (note.checkpoint.size, note.checkpoint.root)
     );
-    assert!(verify(&node, "library/small:small", &[]).status.success());
+    assert!(
+        verify_image(&node, "library/small:small", &[])
+            .status
+            .success()
+    );
 
     // A blob altered on disk (same size) is caught by the hash, and verify says which.
     let layer = images[0].layers[0].blob.digest;
@@ -178,8 +173,8 @@ fn pulls_are_committed_and_verify_checks_them() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[10] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
-    let out = verify(&node, "library/small:small", &[]);
-    let report = text(&out);
+    let out = verify_image(&node, "library/small:small", &[]);
+    let report = output_text(&out);
     assert!(!out.status.success(), "{report}");
     assert!(
         report.contains(&format!("blob {layer}: the bytes served hash to")),
@@ -241,9 +236,9 @@ fn verified_only_serves_committed_artifacts_only() {
     assert_succeeded(&out, "small after commit", &node.log());
     let status = pyrsia(&["status", "--node", &node.url()]);
     assert!(
-        text(&status).contains("serving verified content only"),
+        output_text(&status).contains("serving verified content only"),
         "{}",
-        text(&status)
+        output_text(&status)
     );
 
     // `pyrsia build` asks for an image nobody pulled yet and waits until it is committed.
@@ -261,28 +256,37 @@ fn verified_only_serves_committed_artifacts_only() {
         ])
     };
     let out = build("library/multiarch:multiarch");
-    assert!(out.status.success(), "{}\n{}", text(&out), node.log());
-    assert!(text(&out).contains("requested"), "{}", text(&out));
     assert!(
-        text(&out).contains(&format!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        node.log()
+    );
+    assert!(
+        output_text(&out).contains("requested"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        output_text(&out).contains(&format!(
             "committed    docker.io/library/multiarch@{}",
             images[2].digest
         )),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let again = build("library/multiarch:multiarch");
     assert!(
-        again.status.success() && text(&again).contains("(already)"),
+        again.status.success() && output_text(&again).contains("(already)"),
         "{}",
-        text(&again)
+        output_text(&again)
     );
     let absent = build("library/absent:1");
-    assert!(!absent.status.success(), "{}", text(&absent));
+    assert!(!absent.status.success(), "{}", output_text(&absent));
     assert!(
-        text(&absent).contains("could not fetch the manifest"),
+        output_text(&absent).contains("could not fetch the manifest"),
         "{}",
-        text(&absent)
+        output_text(&absent)
     );
 }
 
@@ -327,12 +331,17 @@ fn a_lite_mirror_verifies_through_a_full_node() {
         &work.path().join("copy"),
     );
     assert_succeeded(&out, "small through the lite mirror", &lite.log());
-    let out = verify(
+    let out = verify_image(
         &lite,
         "library/small:small",
         &["--genesis", genesis.to_str().unwrap()],
     );
-    assert!(out.status.success(), "{}\n{}", text(&out), lite.log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        lite.log()
+    );
     // The full node would pass team/multi through; the lite mirror refuses it: not committed.
     let out = skopeo_copy(
         &lite.authority(),
