@@ -100,6 +100,51 @@ impl<K: Ord> PeerRequests<K> {
     }
 }
 
+/// Connections one address (an IP) may hold open at once: generous for peers behind one NAT,
+/// small against one host opening thousands.
+pub const CONNECTIONS_PER_ADDRESS: u32 = 64;
+
+/// Open connections per address, against a maximum. The runtime asks
+/// [`ConnectionsPerAddress::admit`] when a connection is established and calls
+/// [`ConnectionsPerAddress::release`] when it closes (or was refused after all).
+#[cfg(feature = "alloc")]
+#[derive(Clone, Debug)]
+pub struct ConnectionsPerAddress<K> {
+    max: u32,
+    open: alloc::collections::BTreeMap<K, u32>,
+}
+
+#[cfg(feature = "alloc")]
+impl<K: Ord> ConnectionsPerAddress<K> {
+    /// At most `max` connections per address.
+    pub fn new(max: u32) -> Self {
+        ConnectionsPerAddress {
+            max,
+            open: alloc::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Counts one more connection from `address` if it has fewer than the maximum.
+    pub fn admit(&mut self, address: K) -> bool {
+        let open = self.open.entry(address).or_default();
+        if *open >= self.max {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    /// A connection from `address` closed.
+    pub fn release(&mut self, address: &K) {
+        if let Some(open) = self.open.get_mut(address) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                self.open.remove(address);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -350,6 +350,34 @@ impl request_response::Codec for JunkCodec {
 }
 
 impl RawPeer {
+    /// Connects to the node at `address` and stays for `time`; returns whether the
+    /// connection was still open at the end (a node that refuses it closes it at once).
+    pub fn hold(&self, address: &str, time: Duration) -> bool {
+        let (address, node) = node_address(address);
+        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+            request_response::Behaviour::<SyncCodec>::new(
+                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            )
+        });
+        let deadline = Instant::now() + time;
+        smol::block_on(async_compat::Compat::new(async {
+            swarm.dial(address.clone()).expect("dial");
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let event = futures::future::select(
+                    swarm.select_next_some(),
+                    Box::pin(smol::Timer::after(left)),
+                )
+                .await;
+                if let futures::future::Either::Right(_) = event {
+                    break;
+                }
+            }
+        }));
+        swarm.is_connected(&node)
+    }
+
     /// Connects to the node at `address` and sends each of `frames`, byte for byte, as a
     /// request on the node's request-response protocol, one after the other; returns how
     /// each ended (the bytes of an answer, or why there was none).

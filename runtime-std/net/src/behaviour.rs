@@ -41,6 +41,7 @@ pub(crate) const MAX_PENDING_INCOMING: u32 = 128;
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub(crate) per_address: crate::per_address::PerAddressLimit,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -107,6 +108,9 @@ impl Behaviour {
         );
         Ok(Behaviour {
             blocked: allow_block_list::Behaviour::default(),
+            per_address: crate::per_address::PerAddressLimit::new(
+                pyrsia_core::rate::CONNECTIONS_PER_ADDRESS,
+            ),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(MAX_CONNECTIONS))

@@ -15,6 +15,7 @@ mod behaviour;
 pub mod codec;
 mod compat;
 pub mod config;
+mod per_address;
 mod service;
 mod sync;
 

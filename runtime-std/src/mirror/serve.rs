@@ -44,13 +44,13 @@ impl PieceSource for Mirror {
         // the rendezvous picks among its live peers: a stranger cannot make it fetch from a
         // host of the stranger's choosing, nor spread its fetches over every node.
         let Ok(upstream) = self.upstream(&host) else {
-            tracing::info!(%host, digest = %request.digest, "a peer asked this node to fetch from a host it does not fetch from; refused");
+            tracing::debug!(%host, digest = %request.digest, "a peer asked this node to fetch from a host it does not fetch from; refused");
             return PieceAnswer::Missing;
         };
         if let Some(network) = self.peer_network()
             && let Some(winner) = upstream_fetcher(&*network, &request.digest)
         {
-            tracing::info!(digest = %request.digest, %winner, "a peer asked this node to fetch a blob another peer should fetch; refused");
+            tracing::debug!(digest = %request.digest, %winner, "a peer asked this node to fetch a blob another peer should fetch; refused");
             return PieceAnswer::Missing;
         }
         // This node fetches for the network: from its upstream only, never back from peers.
