@@ -57,6 +57,15 @@ pub enum LogRejection {
     NotNewer,
 }
 
+impl LogRejection {
+    /// Whether the peer that sent the refused checkpoint or entries is at fault (struck).
+    /// A checkpoint of another log is not a fault: the peer answered about its own network,
+    /// which is not this one.
+    pub fn blames_sender(&self) -> bool {
+        !matches!(self, LogRejection::OtherLog)
+    }
+}
+
 impl core::fmt::Display for LogRejection {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -403,5 +412,24 @@ impl LogView for LogState {
     }
     fn open_requests_from(&self, requester: &KeyId) -> usize {
         self.index.open_from(requester)
+    }
+}
+
+#[cfg(test)]
+mod blame_tests {
+    use super::*;
+
+    #[test]
+    fn only_another_log_is_no_fault_of_the_sender() {
+        assert!(!LogRejection::OtherLog.blames_sender());
+        assert!(LogRejection::Fork.blames_sender());
+        assert!(LogRejection::RootMismatch.blames_sender());
+        assert!(
+            LogRejection::TooFewSignatures {
+                signers: 0,
+                needed: 1
+            }
+            .blames_sender()
+        );
     }
 }

@@ -52,6 +52,10 @@ impl<R: Copy + PartialEq> LogSync<R> {
     /// that fails is the peer's fault.
     pub(crate) fn on_note(&mut self, peer: PeerId, note: SignedCheckpoint) -> Action {
         if let Err(e) = self.log.check_note(&note) {
+            if !e.blames_sender() {
+                tracing::debug!(%peer, error = %e, "peer's checkpoint is not for this log");
+                return Action::None;
+            }
             return Action::Strike(peer, e.to_string());
         }
         let Some((first, count)) = self.log.missing_for(&note) else {

@@ -25,10 +25,8 @@ pub enum Applied {
 impl Log {
     /// Whether `note` is a checkpoint of this log with a quorum of valid member signatures: what a
     /// node checks before forwarding a gossiped checkpoint or asking for its entries.
-    pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogError> {
-        self.lock()
-            .check_note(note)
-            .map_err(|e| LogError::Refused(e.to_string()))
+    pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogRejection> {
+        self.lock().check_note(note)
     }
 
     /// The entries a peer must send so that `note` can be applied: `(first, count)`.
