@@ -29,6 +29,8 @@ pub enum Purpose {
     Vote,
     /// A membership change (AddMember, RemoveMember).
     Membership,
+    /// A member's word that a tag resolved to a digest at its upstream.
+    TagObservation,
 }
 
 impl Purpose {

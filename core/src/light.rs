@@ -7,7 +7,7 @@
 //!    nothing); the first one must contain the genesis entry at index 0;
 //! 3. no rollback (a smaller tree, or another root at the same size), a consistency proof from
 //!    the last trusted checkpoint, and freshness against the caller's clock;
-//! 4. an inclusion proof of the `Commit` (or `TagObservation`) entry in that checkpoint;
+//! 4. an inclusion proof of the `Commit` (or the attested `TagObservation`) entry in that checkpoint;
 //! 5. the artifact's digest among the committed outputs; the caller hashes the bytes while
 //!    streaming them ([`crate::digest::Verifier`]) and compares.
 //!
@@ -144,8 +144,11 @@ pub enum LightError {
     NotACommit,
     /// The commit does not list the digest.
     NotCommitted,
-    /// The commit carries fewer than f+1 valid attestations of distinct members.
+    /// The commit carries fewer than f+1 valid attestations of distinct members (or the tag
+    /// observation fewer than f+1 vouches with its observer's).
     TooFewAttestations,
+    /// The included entry is not an attested observation of the tag asked about.
+    NotATagObservation,
 }
 
 impl fmt::Display for LightError {
@@ -170,7 +173,10 @@ impl fmt::Display for LightError {
             LightError::NotACommit => f.write_str("entry is not a commit"),
             LightError::NotCommitted => f.write_str("digest is not among the committed outputs"),
             LightError::TooFewAttestations => {
-                f.write_str("commit carries fewer than f+1 valid attestations")
+                f.write_str("entry carries fewer than f+1 valid attestations")
+            }
+            LightError::NotATagObservation => {
+                f.write_str("entry is not an attested observation of that tag")
             }
         }
     }
@@ -429,6 +435,35 @@ impl LightClient {
         if commit.statement.epoch == self.members.epoch() {
             let attesters = self.members.attesters(commit);
             if attesters < self.members.commit_threshold() {
+                return Err(LightError::TooFewAttestations);
+            }
+        }
+        Ok(decoded)
+    }
+
+    /// Step 4 for a tag: `entry` is an included `TagObservation` of `name:tag`; returns it
+    /// decoded. The caller then checks the digest it names as committed
+    /// ([`LightClient::check_committed`]). One of the current epoch is re-checked for f+1
+    /// vouches with its observer's, as members checked it before ordering it.
+    pub fn check_tag<'e>(
+        &self,
+        entry: &'e [u8],
+        index: u64,
+        proof: &[Hash],
+        name: &str,
+        tag: &str,
+    ) -> Result<Entry<'e>, LightError> {
+        let decoded = self.check_entry(entry, index, proof)?;
+        let Entry::TagObservation(observation) = &decoded else {
+            return Err(LightError::NotATagObservation);
+        };
+        let statement = &observation.statement;
+        if statement.tag.name != name || statement.tag.version != tag {
+            return Err(LightError::NotATagObservation);
+        }
+        if statement.epoch == self.members.epoch() {
+            let (attesters, observer_signed) = self.members.tag_attesters(observation);
+            if attesters < self.members.commit_threshold() || !observer_signed {
                 return Err(LightError::TooFewAttestations);
             }
         }

@@ -17,7 +17,9 @@ use core::fmt;
 
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
 use crate::tlog::checkpoint::{Checkpoint, Cosignature, SignedCheckpoint};
-use crate::tlog::entry::{Commit, Genesis, MembershipChange, MembershipOp, SignatureList};
+use crate::tlog::entry::{
+    Commit, Genesis, MembershipChange, MembershipOp, SignatureList, TagObservation,
+};
 
 /// The most members an epoch may have.
 pub const MAX_MEMBERS: usize = 64;
@@ -256,6 +258,21 @@ impl MemberSet {
             key.verify(Purpose::Attestation, &statement, signature)
                 .is_ok()
         })
+    }
+
+    /// How many distinct members validly signed `tag`'s statement, and whether its observer
+    /// is one of them (hashed once).
+    pub fn tag_attesters(&self, tag: &TagObservation<'_>) -> (usize, bool) {
+        let statement = tag.statement.digest();
+        let mut observer_signed = false;
+        let count = self.count_signers(pairs(&tag.attestations), |key, signature| {
+            let valid = key
+                .verify(Purpose::TagObservation, &statement, signature)
+                .is_ok();
+            observer_signed |= valid && key.key_id() == tag.statement.observer;
+            valid
+        });
+        (count, observer_signed)
     }
 
     /// The next epoch's member set, if `change` is a valid `op` for the log named `origin`.

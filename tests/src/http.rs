@@ -89,6 +89,24 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> 
     })
 }
 
+/// GETs a small body (at most 1 MiB, e.g. a log entry) as bytes, with its status.
+pub fn get_bytes(url: &str) -> Result<(u16, Vec<u8>), String> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .into_with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((status, bytes))
+}
+
 /// Sends `request_line` (e.g. `GET /v2/../x HTTP/1.1`) byte for byte, unnormalised, and
 /// returns the status code and the body.
 pub fn raw(authority: &str, request_line: &str) -> (u16, String) {

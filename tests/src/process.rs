@@ -5,12 +5,28 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
+/// The ports [`free_port`] hands out: below Linux's default ephemeral range (32768–60999),
+/// so that no outgoing connection (the nodes dial each other all the time) takes a port
+/// between the check here and the daemon's bind. Port 0 would pick one inside that range;
+/// a node then failed with "Address already in use" now and then.
+const PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free TCP port on 127.0.0.1 (bound, released), never handed out twice by this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PORTS.end - PORTS.start;
+    // Test binaries run one after another; each starts elsewhere in the range.
+    let offset = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = PORTS.start + (offset + n) % span;
+        let port = u16::try_from(port).expect("the range is below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}")
 }
 
 /// A child process killed (SIGKILL) when dropped, with its output in a log file.

@@ -214,3 +214,94 @@ fn seven_members_with_two_byzantine_agree_on_one_log_and_keep_committing() {
     wait_growth(&net.members, &honest, now_secs(), 8);
     assert_one_log(&net.members, &honest, "library/small:small");
 }
+
+/// Every entry of `node`'s log, decoded by the test (not by the node).
+fn entries(node: &Node) -> Vec<Vec<u8>> {
+    (0..size(node))
+        .map(|index| {
+            let url = format!("{}/pyrsia/log/entries/{index}", node.url());
+            let (status, bytes) = pyrsia_tests::http::get_bytes(&url).unwrap();
+            assert_eq!(status, 200, "{url}");
+            bytes
+        })
+        .collect()
+}
+
+#[test]
+fn four_members_with_a_tag_forger_keep_every_tag_where_the_upstream_put_it() {
+    use pyrsia_core::tlog::entry::Entry;
+    // Member 3 submits, at every log size, observations pointing each tag elsewhere (the
+    // other image's digest, a digest nobody attested) and a tag the upstream does not have,
+    // with its one vouch and in the old unattested form; it vouches for every query unseen.
+    let net = network(4, &[(3, "forge-tags")]);
+    let honest = [0, 1, 2];
+    net.pull_and_commit(0, "library/small:small", SMALL, 0, &honest);
+    net.pull_and_commit(1, "team/multi:multi", MULTI, 1, &honest);
+    wait_growth(&net.members, &honest, now_secs(), 6);
+    assert!(
+        net.members.nodes[3]
+            .log()
+            .contains("TEST BYZANTINE MEMBER: forging tag observations"),
+        "the forger never forged\n{}",
+        net.members.logs()
+    );
+    let expected = [
+        (SMALL, "small", net.images[0].digest),
+        (MULTI, "multi", net.images[1].digest),
+    ];
+    for &i in &honest {
+        let node = &net.members.nodes[i];
+        for (name, tag, digest) in expected {
+            let url = format!("{}/pyrsia/log/lookup?name={name}&tag={tag}", node.url());
+            let answer: serde_json::Value =
+                serde_json::from_str(&pyrsia_tests::http::get(&url).unwrap().small_body).unwrap();
+            assert_eq!(
+                answer["digest"],
+                digest.to_string(),
+                "member {i}: {name}:{tag}"
+            );
+            let url = format!("{}/pyrsia/log/lookup?name={name}&tag=forged", node.url());
+            let answer: serde_json::Value =
+                serde_json::from_str(&pyrsia_tests::http::get(&url).unwrap().small_body)
+                    .unwrap_or_default();
+            assert!(
+                !answer["tag_observation"].is_u64(),
+                "member {i} observed the forged tag {name}:forged: {answer}"
+            );
+        }
+        // Every tag observation in the log is one the upstream serves, vouched for by f+1 = 2
+        // distinct members; none is one member's word.
+        let mut observed = 0;
+        for bytes in entries(node) {
+            match Entry::decode(&bytes).expect("entry decodes") {
+                Entry::TagObservation(t) => {
+                    let statement = t.statement;
+                    let want = expected
+                        .iter()
+                        .find(|(n, tag, _)| {
+                            *n == statement.tag.name && *tag == statement.tag.version
+                        })
+                        .unwrap_or_else(|| panic!("member {i} observed {:?}", statement.tag));
+                    assert_eq!(statement.digest, want.2, "member {i}: {:?}", statement.tag);
+                    let mut signers: Vec<_> = t.attestations.iter().map(|a| a.signer).collect();
+                    signers.sort();
+                    signers.dedup();
+                    assert!(signers.len() >= 2, "member {i}: {} vouches", signers.len());
+                    observed += 1;
+                }
+                Entry::UnattestedTag(t) => {
+                    panic!("member {i} ordered an unattested tag {:?}", t.tag)
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            observed >= 2,
+            "member {i} holds {observed} tag observations"
+        );
+    }
+    // New requests still commit and are observed; light clients verify by tag.
+    assert_one_log(&net.members, &honest, "library/small:small");
+    net.members
+        .verify(&net.members.nodes[2], "team/multi:multi");
+}

@@ -156,6 +156,16 @@ pub enum MemberMessage<'a> {
         /// The sender's signature over the change's message.
         signature: Signature,
     },
+    /// The sender's signature over a tag statement (a postcard `TagStatement`): a query when
+    /// the sender is the statement's observer, else its word that the tag resolved to the
+    /// statement's digest at its own upstream (PROTOCOL.md §2.1).
+    TagVouch {
+        /// The statement.
+        #[serde(borrow)]
+        statement: &'a [u8],
+        /// The sender's signature (purpose `TagObservation`).
+        signature: Signature,
+    },
 }
 
 /// A Tendermint message, with a precommit's cosignature.

@@ -41,15 +41,19 @@ pub enum Entry<'a> {
     /// Even after widening to every member no output reached f+1: never served as verified.
     #[serde(borrow)]
     Unverifiable(Dispute<'a>),
-    /// A mutable tag pointed at a digest when a builder fetched it.
+    /// A tag seen by one member alone (logs written before tag observations were
+    /// attested): history that replicates, never ordered again and never used to resolve a tag.
     #[serde(borrow)]
-    TagObservation(TagObservation<'a>),
+    UnattestedTag(UnattestedTag<'a>),
     /// A key joins the member set (signed by a quorum of members of the previous epoch).
     #[serde(borrow)]
     AddMember(MembershipChange<'a>),
     /// A key leaves the member set (signed by a quorum of members of the previous epoch).
     #[serde(borrow)]
     RemoveMember(MembershipChange<'a>),
+    /// A mutable tag pointed at a digest when f+1 members each resolved it at their upstream.
+    #[serde(borrow)]
+    TagObservation(TagObservation<'a>),
 }
 
 /// Entry 0 of every log.
@@ -141,9 +145,10 @@ pub struct Dispute<'a> {
     pub evidence: &'a [u8],
 }
 
-/// A tag seen pointing at a digest.
+/// A tag seen pointing at a digest by one member, as logs before attested tags recorded it
+/// ([`Entry::UnattestedTag`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagObservation<'a> {
+pub struct UnattestedTag<'a> {
     /// Ecosystem, name and the tag (in `version`).
     #[serde(borrow)]
     pub tag: Coordinates<'a>,
@@ -155,6 +160,38 @@ pub struct TagObservation<'a> {
     pub observer: KeyId,
     /// Unix seconds when it looked.
     pub observed_at: u64,
+}
+
+/// What a member signs when it vouches for a tag: it resolved `tag` at its own upstream and
+/// got `digest`. The observer (the member that asks the others) proposes the statement; each
+/// member that resolves the tag to the same digest signs it unchanged (PROTOCOL.md §2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagStatement<'a> {
+    /// Ecosystem, name and the tag (in `version`).
+    #[serde(borrow)]
+    pub tag: Coordinates<'a>,
+    /// What the tag resolved to.
+    pub digest: Digest,
+    /// The member epoch of the signers.
+    pub epoch: u64,
+    /// The observer's final log size when it asked: an observation is ordered only after every
+    /// earlier observation of its tag (a replayed old statement cannot move a tag back).
+    pub checkpoint_size: u64,
+    /// The member that asked, one of the signers.
+    pub observer: KeyId,
+    /// Unix seconds when the observer looked (informational).
+    pub observed_at: u64,
+}
+
+/// A tag seen pointing at a digest, vouched for by f+1 members of the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagObservation<'a> {
+    /// What the members saw.
+    #[serde(borrow)]
+    pub statement: TagStatement<'a>,
+    /// Their signatures over [`TagStatement::digest`] (purpose `TagObservation`).
+    #[serde(borrow)]
+    pub attestations: SignatureList<'a>,
 }
 
 /// A membership change and the previous epoch's signatures over
@@ -259,6 +296,7 @@ impl<'a> Entry<'a> {
                     && c.attestations.is_whole()
             }
             Entry::AddMember(m) | Entry::RemoveMember(m) => m.signatures.is_whole(),
+            Entry::TagObservation(t) => t.attestations.is_whole(),
             _ => true,
         };
         if ok { Ok(()) } else { Err(EntryError::BadList) }
@@ -272,10 +310,38 @@ impl<'a> Entry<'a> {
             Entry::Commit(_) => "commit",
             Entry::Dispute(_) => "dispute",
             Entry::Unverifiable(_) => "unverifiable",
-            Entry::TagObservation(_) => "tag-observation",
+            Entry::UnattestedTag(_) => "unattested-tag",
             Entry::AddMember(_) => "add-member",
             Entry::RemoveMember(_) => "remove-member",
+            Entry::TagObservation(_) => "tag-observation",
         }
+    }
+}
+
+impl TagStatement<'_> {
+    /// SHA-256 of the statement's postcard encoding: what members sign.
+    pub fn digest(&self) -> [u8; 32] {
+        encoding_digest(self)
+    }
+
+    /// Signs the statement: this member resolved the tag to the digest.
+    pub fn sign(&self, key: &SecretKey) -> Signed {
+        Signed {
+            signer: key.public().key_id(),
+            signature: key.sign(Purpose::TagObservation, &self.digest()),
+        }
+    }
+
+    /// Checks a signature by `key` over this statement.
+    pub fn verify(&self, key: &PublicKey, signature: &Signature) -> bool {
+        key.verify(Purpose::TagObservation, &self.digest(), signature)
+            .is_ok()
+    }
+
+    /// The statement's postcard bytes, as members send it to each other.
+    #[cfg(feature = "alloc")]
+    pub fn to_bytes(&self) -> alloc::vec::Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
     }
 }
 

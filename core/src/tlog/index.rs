@@ -58,10 +58,13 @@ impl LogIndex {
                 coordinates.name
             }
             Entry::TagObservation(t) => {
+                let tag = &t.statement.tag;
                 self.tags
-                    .insert(key(t.tag.name, t.tag.version), (index, t.digest));
-                t.tag.name
+                    .insert(key(tag.name, tag.version), (index, t.statement.digest));
+                tag.name
             }
+            // One member's word: history, not what a tag resolves to.
+            Entry::UnattestedTag(t) => t.tag.name,
             Entry::Dispute(d) => {
                 self.disputes
                     .entry(key(d.coordinates.name, d.coordinates.version))
@@ -144,6 +147,21 @@ impl LogIndex {
     /// The latest `TagObservation` of `name:tag` and the digest it recorded.
     pub fn tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
         self.tags.get(&key(name, tag)).copied()
+    }
+
+    /// Every tag observed, with the digest of its latest observation.
+    pub fn tags(&self) -> impl Iterator<Item = (&str, &str, Digest)> + '_ {
+        self.tags
+            .iter()
+            .map(|((name, tag), (_, digest))| (name.as_str(), tag.as_str(), *digest))
+    }
+
+    /// The committed versions of `name`.
+    pub fn committed_versions<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.commits
+            .range((name.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == name)
+            .map(|((_, version), _)| version.as_str())
     }
 
     /// The first commit that lists `digest` among its outputs.

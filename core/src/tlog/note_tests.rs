@@ -156,7 +156,7 @@ fn every_entry_kind_round_trips() {
             coordinates,
             evidence: b"",
         }),
-        Entry::TagObservation(TagObservation {
+        Entry::UnattestedTag(UnattestedTag {
             tag: Coordinates {
                 version: "latest",
                 ..coordinates
@@ -168,6 +168,20 @@ fn every_entry_kind_round_trips() {
         }),
         Entry::AddMember(change),
         Entry::RemoveMember(change),
+        Entry::TagObservation(TagObservation {
+            statement: TagStatement {
+                tag: Coordinates {
+                    version: "latest",
+                    ..coordinates
+                },
+                digest: Digest::sha256(b"m"),
+                epoch: 0,
+                checkpoint_size: 4,
+                observer: key(1).public().key_id(),
+                observed_at: 9,
+            },
+            attestations: SignatureList(&attestation),
+        }),
     ];
     for entry in entries {
         let bytes = entry.encode();

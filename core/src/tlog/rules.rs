@@ -31,6 +31,8 @@ pub trait LogView {
     fn root(&self, size: u64) -> Option<Hash>;
     /// How many open requests `requester` has.
     fn open_requests_from(&self, requester: &KeyId) -> usize;
+    /// The index of the latest `TagObservation` of `name:tag`, if any.
+    fn tag(&self, name: &str, tag: &str) -> Option<u64>;
 }
 
 /// Why an entry was refused.
@@ -66,9 +68,22 @@ pub enum EntryRejection {
     RequesterNotAMember,
     /// A requester over its share of a batch or of open requests.
     TooManyRequests,
-    /// A tag observation by a key that is not a member, or of a digest the log (with the
-    /// batch) has not committed under that name.
+    /// A tag observation of a digest the log (with the batch) has not committed under that
+    /// name.
     UncommittedTag,
+    /// A tag observation without f+1 valid signatures of the epoch's members, its observer's
+    /// among them.
+    TooFewTagAttesters {
+        /// Valid, distinct signers of the epoch.
+        attesters: usize,
+        /// f+1.
+        needed: usize,
+    },
+    /// A tag observation made before the tag's latest one was ordered (a replay, or a late
+    /// view), after the log the ordering members hold, or a second one of its tag in a batch.
+    StaleTag,
+    /// A tag seen by one member alone (the format before attested tags): never ordered.
+    UnattestedTag,
 }
 
 impl core::fmt::Display for EntryRejection {
@@ -97,9 +112,19 @@ impl core::fmt::Display for EntryRejection {
             EntryRejection::TooManyRequests => {
                 f.write_str("the requester has too many requests open or in this batch")
             }
-            EntryRejection::UncommittedTag => f.write_str(
-                "tag observation of an uncommitted digest, or by a key that is not a member",
+            EntryRejection::UncommittedTag => {
+                f.write_str("tag observation of a digest not committed under its name")
+            }
+            EntryRejection::TooFewTagAttesters { attesters, needed } => write!(
+                f,
+                "tag observation has {attesters} valid signatures of the epoch with its observer's, {needed} needed"
             ),
+            EntryRejection::StaleTag => f.write_str(
+                "tag observation older than the tag's latest, newer than the log, or repeated in a batch",
+            ),
+            EntryRejection::UnattestedTag => {
+                f.write_str("tag observation of one member alone (no longer ordered)")
+            }
         }
     }
 }
@@ -109,9 +134,10 @@ impl core::error::Error for EntryRejection {}
 /// The replication rules of the entry at `index`: it decodes; entry 0 is this log's genesis
 /// and no other entry is a genesis; a commit carries f+1 valid attestations of the epoch and
 /// commits coordinates not committed yet; a dispute or unverifiable verdict carries the
-/// evidence [`check_dispute`] asks for, about an open request; a membership change carries a
-/// quorum of the previous epoch and moves `members` to the next epoch. `members` changes only
-/// when the entry is valid.
+/// evidence [`check_dispute`] asks for, about an open request; a tag observation carries f+1
+/// valid signatures of the epoch's members, its observer's among them; a membership change
+/// carries a quorum of the previous epoch and moves `members` to the next epoch. `members`
+/// changes only when the entry is valid.
 pub fn check_entry(
     view: &impl LogView,
     members: &mut MemberSet,
@@ -161,6 +187,14 @@ pub fn check_entry(
             check_dispute(members, &request, dispute.evidence, unverifiable)
                 .map_err(EntryRejection::Evidence)
         }
+        Entry::TagObservation(tag) => {
+            let (attesters, observer_signed) = members.tag_attesters(&tag);
+            let needed = members.commit_threshold();
+            if tag.statement.epoch != members.epoch() || attesters < needed || !observer_signed {
+                return Err(EntryRejection::TooFewTagAttesters { attesters, needed });
+            }
+            Ok(())
+        }
         Entry::AddMember(change) | Entry::RemoveMember(change) => {
             let op = if matches!(entry, Entry::AddMember(_)) {
                 MembershipOp::Add
@@ -178,14 +212,17 @@ pub fn check_entry(
 /// The rules members apply to a batch before ordering it, on top of [`check_entry`]: a commit
 /// is bound to its request's log index and selection checkpoint (the tree that ends with the
 /// request) and is the batch's only commit of its coordinates; a build request comes from a
-/// member within its share ([`request_allowed`]); a tag observation comes from a member and
-/// points the tag at a digest committed under that name (in the log or earlier in the batch),
-/// so a tag can only ever resolve to what f+1 builders attested. One per batch, fed its
-/// entries in order.
+/// member within its share ([`request_allowed`]); a tag observation points the tag at a
+/// digest committed under that name (in the log or earlier in the batch), so a tag can only
+/// ever resolve to what f+1 builders attested, and it is fresh: its observer had seen the
+/// tag's latest observation (`checkpoint_size` beyond it, within the final log), and it is
+/// the batch's only observation of its tag. A tag seen by one member alone is never ordered.
+/// One per batch, fed its entries in order.
 #[derive(Default)]
 pub struct BatchRules {
     committed: BTreeSet<(String, String)>,
     requested: BTreeMap<KeyId, usize>,
+    tags: BTreeSet<(String, String)>,
 }
 
 impl BatchRules {
@@ -231,16 +268,28 @@ impl BatchRules {
                 }
                 *self.requested.entry(requester).or_default() += 1;
             }
-            Entry::TagObservation(tag) => {
-                let version = tag.digest.to_string();
-                let committed = view.commit(tag.tag.name, &version).is_some()
-                    || self
-                        .committed
-                        .contains(&(tag.tag.name.to_string(), version));
-                if members.find(&tag.observer).is_none() || !committed {
+            Entry::TagObservation(observation) => {
+                let statement = &observation.statement;
+                let (name, tag) = (statement.tag.name, statement.tag.version);
+                let version = statement.digest.to_string();
+                let committed = view.commit(name, &version).is_some()
+                    || self.committed.contains(&(name.to_string(), version));
+                if !committed {
                     return Err(EntryRejection::UncommittedTag);
                 }
+                let after_latest = view
+                    .tag(name, tag)
+                    .is_none_or(|latest| statement.checkpoint_size > latest);
+                let key = (name.to_string(), tag.to_string());
+                if !after_latest
+                    || statement.checkpoint_size > view.final_size()
+                    || self.tags.contains(&key)
+                {
+                    return Err(EntryRejection::StaleTag);
+                }
+                self.tags.insert(key);
             }
+            Entry::UnattestedTag(_) => return Err(EntryRejection::UnattestedTag),
             _ => {}
         }
         Ok(())
@@ -255,12 +304,15 @@ mod tests {
     use crate::identity::SecretKey;
     use crate::tlog::entry::{
         BuildRequest, Coordinates, DOCKER_FETCH_V1, Dispute, ECOSYSTEM_DOCKER, Genesis, KeyList,
+        SignatureList, TagObservation, TagStatement, UnattestedTag,
     };
 
-    /// A log of a genesis and one open request (index 1) by member 1.
+    /// A log of a genesis and one open request (index 1) by member 1; with `committed`, its
+    /// coordinates are committed and `docker.io/library/a:latest` was observed at index 3.
     struct Fake {
         genesis: Vec<u8>,
         open: usize,
+        committed: bool,
     }
 
     impl LogView for Fake {
@@ -273,20 +325,24 @@ mod tests {
         fn request(&self, name: &str, _: &str) -> Option<u64> {
             (name == "docker.io/library/a").then_some(1)
         }
-        fn commit(&self, _: &str, _: &str) -> Option<u64> {
-            None
+        fn commit(&self, name: &str, version: &str) -> Option<u64> {
+            (self.committed && name == "docker.io/library/a" && version == digest_a().to_string())
+                .then_some(2)
         }
         fn dispute(&self, _: &str, _: &str) -> Option<(u64, bool)> {
             None
         }
         fn final_size(&self) -> u64 {
-            2
+            if self.committed { 8 } else { 2 }
         }
         fn root(&self, _: u64) -> Option<Hash> {
             Some([7; 32])
         }
         fn open_requests_from(&self, _: &KeyId) -> usize {
             self.open
+        }
+        fn tag(&self, name: &str, tag: &str) -> Option<u64> {
+            (self.committed && name == "docker.io/library/a" && tag == "latest").then_some(3)
         }
     }
 
@@ -306,6 +362,7 @@ mod tests {
         let fake = Fake {
             genesis: Entry::Genesis(genesis).encode(),
             open,
+            committed: false,
         };
         (fake, members)
     }
@@ -322,6 +379,106 @@ mod tests {
             requester,
         })
         .encode()
+    }
+
+    fn digest_a() -> crate::digest::Digest {
+        crate::digest::Digest::sha256(b"a")
+    }
+
+    /// An observation of `docker.io/library/a:latest` at `digest`, made at log size
+    /// `checkpoint_size` by member `signers[0]`, signed by `signers`.
+    fn observation(digest: crate::digest::Digest, checkpoint_size: u64, signers: &[u8]) -> Vec<u8> {
+        let statement = TagStatement {
+            tag: Coordinates {
+                ecosystem: ECOSYSTEM_DOCKER,
+                name: "docker.io/library/a",
+                version: "latest",
+            },
+            digest,
+            epoch: 0,
+            checkpoint_size,
+            observer: key(signers[0]).public().key_id(),
+            observed_at: 0,
+        };
+        let signatures: Vec<u8> = signers
+            .iter()
+            .flat_map(|s| statement.sign(&key(*s)).to_bytes())
+            .collect();
+        Entry::TagObservation(TagObservation {
+            statement,
+            attestations: SignatureList(&signatures),
+        })
+        .encode()
+    }
+
+    #[test]
+    fn tags_need_f_plus_one_vouches_a_committed_digest_and_a_fresh_view() {
+        let (mut log, mut members) = setup(0);
+        log.committed = true;
+        let good = observation(digest_a(), 5, &[1, 2]);
+        assert_eq!(
+            BatchRules::default().check(&log, &mut members, 8, &good),
+            Ok(())
+        );
+        // One member's word, a signer repeated, a stranger's vouch, or the observer missing.
+        for signers in [&[1][..], &[1, 1], &[1, 9]] {
+            assert_eq!(
+                check_entry(&log, &mut members, 8, &observation(digest_a(), 5, signers)),
+                Err(EntryRejection::TooFewTagAttesters {
+                    attesters: 1,
+                    needed: 2
+                })
+            );
+        }
+        let without_observer = observation(digest_a(), 5, &[9, 2, 3]);
+        assert!(matches!(
+            check_entry(&log, &mut members, 8, &without_observer),
+            Err(EntryRejection::TooFewTagAttesters { .. })
+        ));
+        // Not committed under the name.
+        let elsewhere = observation(crate::digest::Digest::sha256(b"b"), 5, &[1, 2]);
+        assert_eq!(
+            BatchRules::default().check(&log, &mut members, 8, &elsewhere),
+            Err(EntryRejection::UncommittedTag)
+        );
+        // Made before the latest observation (index 3) or after the final log (size 8).
+        for size in [3, 9] {
+            assert_eq!(
+                BatchRules::default().check(
+                    &log,
+                    &mut members,
+                    8,
+                    &observation(digest_a(), size, &[1, 2])
+                ),
+                Err(EntryRejection::StaleTag)
+            );
+        }
+        // One observation of a tag per batch.
+        let mut rules = BatchRules::default();
+        assert_eq!(rules.check(&log, &mut members, 8, &good), Ok(()));
+        let again = observation(digest_a(), 6, &[2, 3]);
+        assert_eq!(
+            rules.check(&log, &mut members, 9, &again),
+            Err(EntryRejection::StaleTag)
+        );
+        // The old single-member form replicates but is never ordered.
+        let unattested = Entry::UnattestedTag(UnattestedTag {
+            tag: Coordinates {
+                ecosystem: ECOSYSTEM_DOCKER,
+                name: "docker.io/library/a",
+                version: "latest",
+            },
+            digest: digest_a(),
+            checkpoint_size: 5,
+            observer: key(1).public().key_id(),
+            observed_at: 0,
+        })
+        .encode();
+        assert_eq!(check_entry(&log, &mut members, 8, &unattested), Ok(()));
+        assert_eq!(
+            BatchRules::default().check(&log, &mut members, 8, &unattested),
+            Err(EntryRejection::UnattestedTag)
+        );
     }
 
     #[test]

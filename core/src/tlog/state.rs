@@ -413,6 +413,9 @@ impl LogView for LogState {
     fn open_requests_from(&self, requester: &KeyId) -> usize {
         self.index.open_from(requester)
     }
+    fn tag(&self, name: &str, tag: &str) -> Option<u64> {
+        self.index.tag(name, tag).map(|(index, _)| index)
+    }
 }
 
 #[cfg(test)]

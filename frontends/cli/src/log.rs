@@ -128,6 +128,14 @@ pub(crate) fn describe(index: u64, entry: &Entry<'_>) -> Map<String, Value> {
             "request": d.request_index,
         }),
         Entry::TagObservation(t) => json!({
+            "name": t.statement.tag.name,
+            "tag": t.statement.tag.version,
+            "digest": t.statement.digest.to_string(),
+            "by": t.statement.observer.to_string(),
+            "vouched_by": t.attestations.iter().map(|a| a.signer.to_string()).collect::<Vec<_>>().join(" "),
+            "time": t.statement.observed_at,
+        }),
+        Entry::UnattestedTag(t) => json!({
             "name": t.tag.name,
             "tag": t.tag.version,
             "digest": t.digest.to_string(),

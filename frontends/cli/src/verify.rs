@@ -144,22 +144,21 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
             let bytes = entry(&client, index)?;
             let proof = inclusion_proof(&client, index, size)?;
             let Entry::TagObservation(observation) = light
-                .check_entry(&bytes, index, &proof)
+                .check_tag(&bytes, index, &proof, &name, tag.as_str())
                 .map_err(|e| format!("tag observation #{index}: {e}"))?
             else {
                 return Err(format!("entry #{index} is not a tag observation"));
             };
-            if observation.tag.name != name || observation.tag.version != tag.as_str() {
-                return Err(format!("entry #{index} observes another tag"));
-            }
+            let statement = observation.statement;
             step(
                 "tag",
                 format!(
-                    "{name}:{tag} -> {} (entry #{index}, inclusion proof ok)",
-                    observation.digest
+                    "{name}:{tag} -> {} (entry #{index}, seen by {} member(s), inclusion proof ok)",
+                    statement.digest,
+                    observation.attestations.len()
                 ),
             );
-            observation.digest
+            statement.digest
         }
         (None, None) => unreachable!("checked by the caller"),
     };

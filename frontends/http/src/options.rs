@@ -117,8 +117,9 @@ pub struct NodeOptions {
 
     /// TESTING ONLY: make this member misbehave (`wrong-digest`: attest a wrong digest for
     /// every build; `split-votes`: propose and vote for two batches per round; `flood`: send
-    /// junk proposals, votes, requests and endorsements at full rate), to check that the
-    /// network tolerates it
+    /// junk proposals, votes, requests and endorsements at full rate; `forge-tags`: point
+    /// tags elsewhere on its own word and vouch for every tag query unseen), to check that
+    /// the network tolerates it
     #[argh(option, from_str_fn(parse_byzantine))]
     pub test_byzantine: Option<Byzantine>,
 }
@@ -132,8 +133,9 @@ fn parse_byzantine(text: &str) -> Result<Byzantine, String> {
         "wrong-digest" => Ok(Byzantine::WrongDigest),
         "split-votes" => Ok(Byzantine::SplitVotes),
         "flood" => Ok(Byzantine::Flood),
+        "forge-tags" => Ok(Byzantine::ForgeTags),
         _ => Err(format!(
-            "unknown misbehaviour {text:?} (known: wrong-digest, split-votes, flood)"
+            "unknown misbehaviour {text:?} (known: wrong-digest, split-votes, flood, forge-tags)"
         )),
     }
 }

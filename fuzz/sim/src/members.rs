@@ -11,7 +11,8 @@
 //! Up to f members are byzantine and run the same node with a misbehaviour switched on: the
 //! vote-splitter, the flooder (junk proposals, far-future heights, junk requests and
 //! endorsements at full rate), a builder attesting wrong digests; or the forger, who submits
-//! `Unverifiable` verdicts without evidence for every open request; or silence.
+//! `Unverifiable` verdicts without evidence for every open request and runs the node's tag
+//! forger (tag observations on its own word, vouches for every query unseen); or silence.
 //!
 //! Invariants: no two honest members decide different batches at one height; no two
 //! checkpoints of one size with different roots each carry a quorum of valid cosignatures
@@ -20,7 +21,8 @@
 //! extension of the deciding member's log; after healing, every honest member's log commits
 //! every artifact honest members requested (honest requests keep committing under a flooder)
 //! and observed the tag it was pulled by, and holds the same entries; every tag in an honest
-//! log points at a committed digest, and no honest request ends under a forged verdict.
+//! log points at the digest the upstream serves for it (f+1 members resolved it; a forger's
+//! word alone never moves a tag), and no honest request ends under a forged verdict.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -37,9 +39,7 @@ use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
-use pyrsia_core::tlog::entry::{
-    Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList, TagObservation,
-};
+use pyrsia_core::tlog::entry::{Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList};
 use pyrsia_core::tlog::state::{LogState, Offer};
 
 use crate::net::{Faults, Partition, SimNet};
@@ -62,6 +62,8 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(240);
 const PULL_EVERY: Duration = Duration::from_secs(20);
 /// How long a build takes.
 const BUILD_TIME: Duration = Duration::from_millis(300);
+/// How long a member's tag lookup at its upstream takes.
+const LOOKUP_TIME: Duration = Duration::from_millis(50);
 /// Artifacts honest members request during a run.
 pub const REQUESTS: usize = 3;
 
@@ -76,8 +78,8 @@ pub enum Adversary {
     Flood,
     /// The node with [`Misbehaviour::WrongDigest`].
     WrongDigest,
-    /// An honest node that also submits an `Unverifiable` without evidence for every open
-    /// request it sees (censorship by forged verdict).
+    /// The node with [`Misbehaviour::ForgeTags`] that also submits an `Unverifiable` without
+    /// evidence for every open request it sees (censorship by forged verdict).
     Forger,
 }
 
@@ -136,6 +138,9 @@ pub struct Outcome {
     pub bytes: u64,
     /// For each request: from the pull to every honest member holding its commit.
     pub latencies: Vec<Duration>,
+    /// Acts of misbehaviour of the byzantine members' nodes (twin proposals, wrong
+    /// attestations, junk bursts, forged tags): what shows an adversary attacked.
+    pub misbehaved: u64,
     /// Invariant violations.
     pub violations: Vec<String>,
 }
@@ -195,6 +200,8 @@ struct Sim {
     /// The two halves of the honest members a vote-splitter plays against each other.
     halves: Vec<bool>,
     builds: Vec<(Instant, usize, u64, Result<BuildResult, ()>)>,
+    /// Tag lookups members carry out for others' queries: when, who, ticket, what they find.
+    lookups: Vec<(Instant, usize, Vec<u8>, Option<Digest>)>,
     /// What honest members decided at each height: size and root.
     decisions: BTreeMap<u64, (u64, Hash)>,
     /// Every final checkpoint any honest member reached: size → root.
@@ -290,6 +297,7 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
         partition: None,
         members,
         builds: Vec::new(),
+        lookups: Vec::new(),
         finals: BTreeMap::new(),
         decisions: BTreeMap::new(),
         requested: Vec::new(),
@@ -310,7 +318,15 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
     }
     let finished_at = sim.run_until_done(workload);
     let latencies = sim.latencies();
+    let misbehaved = sim
+        .members
+        .iter()
+        .filter(|m| m.adversary.is_some())
+        .filter_map(|m| m.node.as_ref())
+        .map(MemberNode::misbehaved)
+        .sum();
     Outcome {
+        misbehaved,
         trace: *sim.trace.finish().as_bytes(),
         steps: sim.steps,
         checkpoints: sim.finals.len(),
@@ -328,6 +344,7 @@ impl Sim {
             Some(Adversary::SplitVotes) => Some(Misbehaviour::SplitVotes),
             Some(Adversary::Flood) => Some(Misbehaviour::Flood),
             Some(Adversary::WrongDigest) => Some(Misbehaviour::WrongDigest),
+            Some(Adversary::Forger) => Some(Misbehaviour::ForgeTags),
             _ => None,
         };
         NodeConfig {
@@ -453,6 +470,15 @@ impl Sim {
                 let (_, who, index, result) = self.builds.remove(b);
                 self.with_node(who, now, |node, log, at| node.built(log, at, index, result));
             }
+            let found: Vec<usize> = (0..self.lookups.len())
+                .filter(|l| self.lookups[*l].0 <= now)
+                .collect();
+            for l in found.into_iter().rev() {
+                let (_, who, ticket, digest) = self.lookups.remove(l);
+                self.with_node(who, now, |node, log, at| {
+                    node.tag_resolved(log, at, &ticket, digest)
+                });
+            }
             while self.net.next_at().is_some_and(|at| at <= now) {
                 let delivery = self.net.pop().expect("a delivery");
                 self.deliver(now, delivery.from, delivery.to, &delivery.message);
@@ -478,6 +504,7 @@ impl Sim {
                 Some(next_sync),
                 self.net.next_at(),
                 self.builds.iter().map(|b| b.0).min(),
+                self.lookups.iter().map(|l| l.0).min(),
             ]
             .into_iter()
             .flatten()
@@ -581,6 +608,12 @@ impl Sim {
                     checkpoint,
                     entries,
                 } => self.apply(i, &checkpoint, &entries, true),
+                NodeOutput::ResolveTag { name, tag, ticket } => {
+                    // The upstream has one tag per image.
+                    let digest = (name.starts_with(UPSTREAM_IMAGES) && tag == "latest")
+                        .then(|| upstream_digest(&name));
+                    self.lookups.push((now + LOOKUP_TIME, i, ticket, digest));
+                }
                 NodeOutput::Evidence { .. } => {}
             }
         }
@@ -612,27 +645,12 @@ impl Sim {
                 evidence: &[0],
             })
             .encode();
-            // And the tag steered to a digest no builder attested.
-            let tag = Entry::TagObservation(TagObservation {
-                tag: Coordinates {
-                    ecosystem: ECOSYSTEM_DOCKER,
-                    name: request.coordinates.name,
-                    version: "latest",
-                },
-                digest: Digest::sha256(b"a forged tag target"),
-                checkpoint_size: member.log.final_size(),
-                observer: member.key.public().key_id(),
-                observed_at: WALL_BASE,
-            })
-            .encode();
-            for entry in [forged, tag] {
-                member.nonce += 1;
-                sealed.push(Envelope::seal(
-                    &member.key,
-                    member.nonce,
-                    &MemberMessage::Submit { entry: &entry },
-                ));
-            }
+            member.nonce += 1;
+            sealed.push(Envelope::seal(
+                &member.key,
+                member.nonce,
+                &MemberMessage::Submit { entry: &forged },
+            ));
         }
         for message in sealed {
             self.broadcast(now, i, message);
@@ -926,14 +944,18 @@ impl Sim {
             for bytes in &self.members[i].entries {
                 match Entry::decode(bytes) {
                     Ok(Entry::TagObservation(t))
-                        if self.members[i]
-                            .log
-                            .index()
-                            .commit(t.tag.name, &t.digest.to_string())
-                            .is_none() =>
+                        if t.statement.tag.version != "latest"
+                            || t.statement.digest != upstream_digest(t.statement.tag.name) =>
                     {
+                        let tag = t.statement.tag;
                         self.violations.push(format!(
-                            "member {i}'s log points {}:{} at an uncommitted digest",
+                            "member {i}'s log points {}:{} at a digest the upstream does not serve for it",
+                            tag.name, tag.version
+                        ));
+                    }
+                    Ok(Entry::UnattestedTag(t)) => {
+                        self.violations.push(format!(
+                            "member {i}'s log holds an unattested tag {}:{}",
                             t.tag.name, t.tag.version
                         ));
                     }
@@ -997,6 +1019,13 @@ mod tests {
                     "{nodes} members, {adversary:?}"
                 );
                 assert!(outcome.finished_at.is_some());
+                // Every adversary but the silent one acted (the vote-splitter only when it
+                // proposed, which a short calm run may not reach).
+                let acts = !matches!(adversary, Adversary::Silent | Adversary::SplitVotes);
+                assert!(
+                    !acts || outcome.misbehaved > 0,
+                    "{nodes} members, {adversary:?}: the adversary never acted"
+                );
             }
         }
     }

@@ -15,7 +15,7 @@ use pyrsia_core::consensus::node::{
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::identity::SecretKey;
-use pyrsia_core::reference::Host;
+use pyrsia_core::reference::{Host, Name, Tag};
 use pyrsia_core::time::Duration;
 use pyrsia_core::tlog::entry::Entry;
 
@@ -31,6 +31,8 @@ const POLL: StdDuration = StdDuration::from_millis(200);
 const REPORT_EVERY: StdDuration = StdDuration::from_secs(10);
 /// How often a flooder (`--test-byzantine flood`) sends a burst.
 const FLOOD_EVERY: StdDuration = StdDuration::from_millis(5);
+/// Tag lookups for other members running at once (each is a HEAD at the upstream).
+const MAX_TAG_LOOKUPS: usize = 16;
 
 /// The member thread's state. See the module documentation.
 pub(crate) struct Driver {
@@ -42,6 +44,8 @@ pub(crate) struct Driver {
     clock: MonotonicClock,
     node: MemberNode,
     flooding: bool,
+    /// Tag lookups running.
+    lookups: usize,
     node_misbehaviour: Option<Misbehaviour>,
     /// A voting state that could not be persisted (disk full): retried on every pass, and
     /// the votes that depend on it wait; nobody is blamed.
@@ -95,6 +99,7 @@ impl Driver {
             clock: MonotonicClock::start(),
             node: MemberNode::new(key, node_config, nonce, saved),
             flooding: misbehaviour == Some(Misbehaviour::Flood),
+            lookups: 0,
             node_misbehaviour: misbehaviour,
             unsaved: None,
             misbehaved: 0,
@@ -178,6 +183,11 @@ impl Driver {
                 self.log
                     .with_state(|log| node.built(log, now, index, result));
             }
+            Input::TagResolved(ticket, resolved) => {
+                self.lookups = self.lookups.saturating_sub(1);
+                self.log
+                    .with_state(|log| node.tag_resolved(log, now, &ticket, resolved));
+            }
         }
         self.carry_out();
     }
@@ -193,6 +203,9 @@ impl Driver {
                     }
                 }
                 NodeOutput::Build { index, request } => self.build(index, &request),
+                NodeOutput::ResolveTag { name, tag, ticket } => {
+                    self.resolve_tag(&name, &tag, ticket)
+                }
                 NodeOutput::Decided {
                     checkpoint,
                     entries,
@@ -225,6 +238,7 @@ impl Driver {
                 Some(Misbehaviour::WrongDigest) => "attesting a wrong digest",
                 Some(Misbehaviour::SplitVotes) => "proposing two batches",
                 Some(Misbehaviour::Flood) => "flooding the other members at full rate",
+                Some(Misbehaviour::ForgeTags) => "forging tag observations",
                 None => "misbehaving",
             };
             tracing::warn!(times = misbehaved, "TEST BYZANTINE MEMBER: {kind}");
@@ -278,6 +292,50 @@ impl Driver {
         if let Some((ticket, state)) = self.unsaved.take() {
             self.persist(ticket, state);
             self.carry_out();
+        }
+    }
+
+    /// Resolves `name:tag` at this node's upstream on a thread of its own, for another
+    /// member's tag query; hosts this node does not fetch from, and lookups beyond
+    /// [`MAX_TAG_LOOKUPS`] at once, resolve to nothing.
+    fn resolve_tag(&mut self, name: &str, tag: &str, ticket: Vec<u8>) {
+        let lookup = (|| {
+            let (host, path) = name.split_once('/')?;
+            let host = Host::parse(host).ok()?;
+            Name::parse(path).ok()?;
+            Tag::parse(tag).ok()?;
+            self.mirror
+                .allows_upstream(&host)
+                .then(|| (host, path.to_string(), tag.to_string()))
+        })();
+        let Some((host, path, tag)) = lookup else {
+            tracing::debug!(%name, %tag, "tag query for a host or name this node does not fetch");
+            let _ = self.inputs.try_send(Input::TagResolved(ticket, None));
+            return;
+        };
+        if self.lookups >= MAX_TAG_LOOKUPS {
+            let _ = self.inputs.try_send(Input::TagResolved(ticket, None));
+            return;
+        }
+        self.lookups += 1;
+        let mirror = self.mirror.clone();
+        let inputs = self.inputs.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tag-lookup".into())
+            .spawn(move || {
+                // Both parsed before the thread started.
+                let digest = match (Name::parse(&path), Tag::parse(&tag)) {
+                    (Ok(name), Ok(tag)) => mirror
+                        .tag_from_upstream(&host, name, tag)
+                        .map_err(|e| tracing::info!(%path, %tag, error = %e, "cannot resolve a tag another member asked about"))
+                        .ok(),
+                    _ => None,
+                };
+                let _ = inputs.send(Input::TagResolved(ticket, digest));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a tag lookup");
+            self.lookups -= 1;
         }
     }
 

@@ -9,7 +9,9 @@
 //! - Tendermint votes ordering batches of them; a precommit carries the member's cosignature
 //!   of the batch's checkpoint, so the decision's quorum of precommits are the final checkpoint;
 //! - attestations of the builders each request selects, who fetch the image from its
-//!   upstream themselves (`docker-fetch/v1`) and sign the digests they found.
+//!   upstream themselves (`docker-fetch/v1`) and sign the digests they found;
+//! - tag vouches: a member that served an image by tag asks the others, who resolve the tag
+//!   at their own upstream and sign what they found (f+1 make a `TagObservation`).
 //!
 //! Votes leave only after the voting state they depend on is synced to disk; a restarted
 //! member resumes in the next round with its lock. A member that missed decisions catches up
@@ -77,6 +79,8 @@ pub(crate) enum Input {
     Endorse(MembershipOp, PublicKey),
     /// A build of this node finished.
     Built(u64, Result<crate::log::Verified, String>),
+    /// A tag lookup another member asked for finished: the ticket and the digest found.
+    TagResolved(Vec<u8>, Option<pyrsia_core::digest::Digest>),
 }
 
 /// Inputs waiting for the member thread at most: past it, messages from the network are

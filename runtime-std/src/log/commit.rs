@@ -1,12 +1,13 @@
 //! Committing what a sole member verified itself (build type `docker-fetch/v1`): the
-//! request, the commit with this node's attestation and, for a tag, the observation. With
+//! request, the commit with this node's attestation and, for a tag, the observation with
+//! this node's vouch. With
 //! n = 1 and f = 0 one attestation is the f+1 the commit rule asks for and one signature the
 //! quorum a checkpoint needs (q = 1 at n = 1); larger networks commit through consensus instead.
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::tlog::entry::{
     BuildRequest, Commit, Coordinates, DOCKER_FETCH_V1, DigestList, ECOSYSTEM_DOCKER, Entry,
-    PieceRootList, SignatureList, Statement, TagObservation,
+    PieceRootList, SignatureList, Statement, TagObservation, TagStatement,
 };
 
 use pyrsia_core::consensus::node::statement_lists;
@@ -136,16 +137,23 @@ impl Log {
                 .tag(image.name, tag)
                 .is_none_or(|(_, digest)| digest != image.manifest);
             if moved {
+                // The sole member's own resolution is the f+1 = 1 vouches the rule asks for.
+                let statement = TagStatement {
+                    tag: Coordinates {
+                        version: tag,
+                        ..coordinates
+                    },
+                    digest: image.manifest,
+                    epoch: state.members().epoch(),
+                    checkpoint_size: state.final_size(),
+                    observer: key_id,
+                    observed_at: now_secs,
+                };
+                let vouch = statement.sign(&self.key).to_bytes();
                 new.push(
                     Entry::TagObservation(TagObservation {
-                        tag: Coordinates {
-                            version: tag,
-                            ..coordinates
-                        },
-                        digest: image.manifest,
-                        checkpoint_size: state.final_size(),
-                        observer: key_id,
-                        observed_at: now_secs,
+                        statement,
+                        attestations: SignatureList(&vouch),
                     })
                     .encode(),
                 );

@@ -123,7 +123,7 @@ fn case_28_crash_between_append_and_checkpoint() {
         commit(&log, "v1", b"m1");
         // The process dies after the entries are durable, before their checkpoint is signed.
         let (m, outputs, _) = image("v2", b"m2");
-        let orphan = Entry::TagObservation(pyrsia_core::tlog::entry::TagObservation {
+        let orphan = Entry::UnattestedTag(pyrsia_core::tlog::entry::UnattestedTag {
             tag: pyrsia_core::tlog::entry::Coordinates {
                 ecosystem: "docker",
                 name: "docker.io/library/small",

@@ -64,6 +64,27 @@ impl Mirror {
             .map_err(|e| upstream_error(&e, MANIFEST_UNKNOWN))
     }
 
+    /// What `name:tag` resolves to at the upstream now, never from the cache, peers or the
+    /// node's last observation: what a member vouches for when another member asks
+    /// (PROTOCOL.md §2.1). The manifest is fetched (and checked) when it is not stored yet.
+    pub fn tag_from_upstream(
+        &self,
+        host: &Host,
+        name: Name<'_>,
+        tag: Tag<'_>,
+    ) -> Result<Digest, OciError> {
+        if self.config.offline {
+            return Err(OciError::new(
+                Code::Unavailable,
+                "the node is offline: a tag is resolved at the upstream",
+            ));
+        }
+        let repository = RepositoryPath::new(host, name).to_string();
+        self.resolve_tag_upstream(host, &repository, tag)
+            .map(|reply| reply.digest)
+            .map_err(|e| upstream_error(&e, MANIFEST_UNKNOWN))
+    }
+
     fn manifest_by_digest(
         &self,
         host: &Host,

@@ -1,10 +1,11 @@
 //! Test-only misbehaviour of a member, so that end-to-end tests (`--test-byzantine`) and the
 //! simulation attack real member nodes: a wrong digest in every attestation, the
 //! vote-splitter equivocating in every round it proposes, the flooder sending junk at full
-//! rate. Nothing here runs unless a test switches it on.
+//! rate, the tag forger steering tags on its own word. Nothing here runs unless a test
+//! switches it on.
 
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::consensus::ordering::{Message, ValueId};
@@ -13,7 +14,7 @@ use crate::digest::Digest;
 use crate::identity::SecretKey;
 use crate::tlog::entry::{
     BuildRequest, Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, Entry, MembershipChange,
-    MembershipOp, SignatureList,
+    MembershipOp, SignatureList, TagObservation, TagStatement, UnattestedTag,
 };
 use crate::tlog::state::LogState;
 
@@ -21,6 +22,8 @@ use super::MemberNode;
 
 /// Junk messages a flooder sends on every tick.
 const FLOOD_BURST: u64 = 4;
+/// Tags the tag forger steers per log size at most.
+const FORGED_TAGS_PER_HEIGHT: usize = 16;
 
 /// Misbehaviour a test switches on to check that the network tolerates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,12 @@ pub enum Misbehaviour {
     /// Flood the other members at full rate: proposals and votes for far-future heights,
     /// cosigned junk checkpoints, junk `BuildRequest`s and membership endorsements.
     Flood,
+    /// Steer tags on its own word (PROTOCOL.md §2.1): whenever the log grows, submit for every
+    /// observed tag an observation pointing it elsewhere (another committed version of the
+    /// name, and a digest nobody attested) and one of a tag the upstream does not have, each
+    /// with its one vouch and in the old unattested form; and vouch for every other member's
+    /// tag query without looking.
+    ForgeTags,
 }
 
 impl MemberNode {
@@ -160,6 +169,61 @@ impl MemberNode {
                 key: key.to_bytes(),
                 signature: signed.signature,
             });
+        }
+    }
+
+    /// The tag forger's entries for the log as it is now (once per log size), sent as
+    /// submissions to every member.
+    pub(super) fn forge_tags(&mut self, log: &LogState) {
+        if self.forged_at == Some(log.final_size()) || self.ordering.is_none() {
+            return;
+        }
+        self.forged_at = Some(log.final_size());
+        let index = log.index();
+        let mut targets: Vec<(String, String, Digest)> = Vec::new();
+        for (name, tag, digest) in index.tags() {
+            let elsewhere = index
+                .committed_versions(name)
+                .filter_map(|v| Digest::parse(v).ok())
+                .find(|d| *d != digest);
+            targets.extend(elsewhere.map(|d| (name.to_string(), tag.to_string(), d)));
+            let forged = Digest::sha256(b"a forged tag target");
+            targets.push((name.to_string(), tag.to_string(), forged));
+            targets.push((name.to_string(), "forged".to_string(), digest));
+        }
+        let me = self.id();
+        let epoch = self.members.epoch();
+        for (name, tag, digest) in targets.into_iter().take(FORGED_TAGS_PER_HEIGHT) {
+            let statement = TagStatement {
+                tag: Coordinates {
+                    ecosystem: ECOSYSTEM_DOCKER,
+                    name: &name,
+                    version: &tag,
+                },
+                digest,
+                epoch,
+                checkpoint_size: log.final_size(),
+                observer: me,
+                observed_at: 0,
+            };
+            let vouch = statement.sign(&self.key).to_bytes();
+            let attested = Entry::TagObservation(TagObservation {
+                statement,
+                attestations: SignatureList(&vouch),
+            })
+            .encode();
+            let unattested = Entry::UnattestedTag(UnattestedTag {
+                tag: statement.tag,
+                digest,
+                checkpoint_size: statement.checkpoint_size,
+                observer: me,
+                observed_at: 0,
+            })
+            .encode();
+            self.misbehaved += 1;
+            for entry in [attested, unattested] {
+                self.broadcast(&MemberMessage::Submit { entry: &entry });
+            }
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Rejection {
     OverBudget,
     /// An endorsement that does not verify or is not for the next epoch.
     BadEndorsement,
+    /// A tag vouch whose statement is malformed, of another epoch or ecosystem, or not signed
+    /// by its sender.
+    BadTagVouch,
 }
 
 impl core::fmt::Display for Rejection {
@@ -40,6 +43,9 @@ impl core::fmt::Display for Rejection {
             Rejection::OverBudget => f.write_str("sender over its share"),
             Rejection::BadEndorsement => {
                 f.write_str("endorsement invalid or not for the next epoch")
+            }
+            Rejection::BadTagVouch => {
+                f.write_str("tag vouch malformed, of another epoch, or badly signed")
             }
         }
     }
@@ -92,6 +98,10 @@ impl MemberNode {
                 key,
                 signature,
             } => self.on_endorsement(log, now, sender, op, epoch, key, signature),
+            MemberMessage::TagVouch {
+                statement,
+                signature,
+            } => self.on_tag_vouch(log, now, sender, statement, signature),
         }
     }
 

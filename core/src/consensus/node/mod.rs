@@ -17,6 +17,7 @@ mod byzantine;
 mod intake;
 mod pool;
 mod rounds;
+mod tags;
 #[cfg(test)]
 mod tests;
 mod votes;
@@ -42,6 +43,7 @@ pub use byzantine::Misbehaviour;
 pub use intake::Rejection;
 pub use pool::ArtifactRequest;
 pub use rounds::{BuildResult, statement_lists};
+pub use tags::{TAG_CHECKS_PER_MEMBER, TAG_QUERY_TIMEOUT};
 
 /// The time a call happens at: the monotonic clock (timeouts) and the wall clock in Unix
 /// seconds (checkpoint times, the skew horizon). The simulation skews the wall clock per node.
@@ -106,6 +108,17 @@ pub enum NodeOutput {
         checkpoint: Box<SignedCheckpoint>,
         /// The batch's entries.
         entries: Vec<Vec<u8>>,
+    },
+    /// Another member asks whether `name:tag` resolves where it says: resolve the tag at this
+    /// node's upstream (never from a cache), then call [`MemberNode::tag_resolved`] with
+    /// `ticket`. Hosts the node does not fetch from resolve to nothing.
+    ResolveTag {
+        /// The canonical name (e.g. `docker.io/library/alpine`).
+        name: String,
+        /// The tag.
+        tag: String,
+        /// Passed back with the answer.
+        ticket: Vec<u8>,
     },
     /// Keep `bytes` as evidence of misbehaviour under `key`.
     Evidence {
@@ -186,14 +199,17 @@ pub struct MemberNode {
     own_attestations: BTreeMap<u64, (Vec<u8>, Signature)>,
     /// Requests this member asked for that are not committed or unverifiable yet.
     pending: BTreeSet<(String, String)>,
-    /// Tags this member's mirror resolved, by name and tag: the digest and when, observed in
-    /// the log once that digest is committed.
-    pending_tags: BTreeMap<(String, String), (crate::digest::Digest, u64)>,
+    /// Tags this member's mirror resolved, by name and tag, until the log observes them.
+    pending_tags: BTreeMap<(String, String), tags::PendingTag>,
+    /// Other members' tag queries this member is resolving, by statement.
+    tag_checks: BTreeMap<Vec<u8>, tags::TagCheck>,
     /// The vote-splitter's twin of each batch it proposed.
     twins: BTreeMap<ValueId, ValueId>,
     outputs: VecDeque<NodeOutput>,
     /// Acts of test misbehaviour so far.
     misbehaved: u64,
+    /// The log size the tag forger last forged at.
+    forged_at: Option<u64>,
 }
 
 impl MemberNode {
@@ -239,9 +255,11 @@ impl MemberNode {
             own_attestations: BTreeMap::new(),
             pending: BTreeSet::new(),
             pending_tags: BTreeMap::new(),
+            tag_checks: BTreeMap::new(),
             twins: BTreeMap::new(),
             outputs: VecDeque::new(),
             misbehaved: 0,
+            forged_at: None,
         }
     }
 
@@ -307,6 +325,7 @@ impl MemberNode {
                     .filter(|_| self.candidate_stale)
                     .and_then(|at| at.checked_add(CANDIDATE_EVERY)),
             )
+            .chain(self.tag_deadline())
             .min()
     }
 
@@ -338,8 +357,14 @@ impl MemberNode {
             self.drain(log, now);
         }
         self.on_round_timeouts(log, now);
+        if self.tag_deadline().is_some_and(|at| at <= now.mono) {
+            self.submit_committed_tags(log, now, None);
+        }
         if self.config.misbehaviour == Some(Misbehaviour::Flood) {
             self.flood(log);
+        }
+        if self.config.misbehaviour == Some(Misbehaviour::ForgeTags) {
+            self.forge_tags(log);
         }
     }
 

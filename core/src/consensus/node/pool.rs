@@ -12,13 +12,11 @@ use crate::digest::Digest;
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
 use crate::tlog::entry::{
     BuildRequest, Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, Entry, MembershipChange,
-    MembershipOp, SignatureList, Signed, TagObservation,
+    MembershipOp, SignatureList, Signed,
 };
 use crate::tlog::state::LogState;
 
-use super::{
-    CANDIDATE_EVERY, ENDORSEMENTS_PER_MEMBER, MAX_PENDING_TAGS, MemberNode, Now, Rejection,
-};
+use super::{CANDIDATE_EVERY, ENDORSEMENTS_PER_MEMBER, MemberNode, Now, Rejection};
 
 /// An artifact this member's mirror served and asks the members to verify.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,11 +42,12 @@ pub(super) fn still_wanted(log: &LogState, entry: &[u8]) -> bool {
             .index()
             .request(request.coordinates.name, request.coordinates.version)
             .is_none(),
-        Ok(Entry::TagObservation(tag)) => {
+        Ok(Entry::TagObservation(observation)) => {
+            let tag = &observation.statement.tag;
             log.index()
-                .tag(tag.tag.name, tag.tag.version)
+                .tag(tag.name, tag.version)
                 .map(|(_, digest)| digest)
-                != Some(tag.digest)
+                != Some(observation.statement.digest)
         }
         _ => true,
     }
@@ -64,18 +63,9 @@ impl MemberNode {
         let me = self.id();
         let index = log.index();
         if let Some(tag) = artifact.tag {
-            // Observed now, ordered once the digest is committed (members refuse a tag that
-            // points at anything f+1 builders did not attest).
-            let moved = index
-                .tag(name, tag)
-                .is_none_or(|(_, digest)| digest != artifact.manifest);
-            if moved && self.pending_tags.len() < MAX_PENDING_TAGS {
-                self.pending_tags.insert(
-                    (String::from(name), String::from(tag)),
-                    (artifact.manifest, now.wall_secs),
-                );
-                self.submit_committed_tags(log, now, None);
-            }
+            // Vouched for by f+1 members now, ordered once the digest is committed (members
+            // refuse a tag that points at anything f+1 builders did not attest).
+            self.saw_tag(log, now, name, tag, artifact.manifest);
         }
         if index.commit(name, &version).is_some()
             || (artifact.tag.is_none() && index.committing(&artifact.manifest).is_some())
@@ -100,56 +90,6 @@ impl MemberNode {
         self.submit(log, now, entry);
     }
 
-    /// The tags this member saw whose digest is committed now: their observations are
-    /// submitted (once per height until ordered, as every own entry).
-    ///
-    /// `just_committed` names a commit this member has just submitted (name and version): its
-    /// tags go with it, to be ordered in the same batch after it.
-    pub(super) fn submit_committed_tags(
-        &mut self,
-        log: &LogState,
-        now: Now,
-        just_committed: Option<(&str, &str)>,
-    ) {
-        let index = log.index();
-        self.pending_tags.retain(|(name, tag), (digest, _)| {
-            index.tag(name, tag).is_none_or(|(_, d)| d != *digest)
-        });
-        let ready: Vec<(String, String, Digest, u64)> = self
-            .pending_tags
-            .iter()
-            .filter(|((name, _), (digest, _))| {
-                let version = digest.to_string();
-                index.commit(name, &version).is_some()
-                    || just_committed == Some((name.as_str(), version.as_str()))
-            })
-            .map(|((name, tag), (digest, at))| (name.clone(), tag.clone(), *digest, *at))
-            .collect();
-        let me = self.id();
-        for (name, tag, digest, observed_at) in ready {
-            let waiting = self.waiting(|e| {
-                matches!(e, Entry::TagObservation(t)
-                    if t.tag.name == name && t.tag.version == tag && t.digest == digest)
-            });
-            if waiting {
-                continue;
-            }
-            let entry = Entry::TagObservation(TagObservation {
-                tag: Coordinates {
-                    ecosystem: ECOSYSTEM_DOCKER,
-                    name: &name,
-                    version: &tag,
-                },
-                digest,
-                checkpoint_size: log.final_size(),
-                observer: me,
-                observed_at,
-            })
-            .encode();
-            self.submit(log, now, entry);
-        }
-    }
-
     /// Submits an entry of this member: into the mempool and to every member.
     pub(super) fn submit(&mut self, log: &LogState, now: Now, entry: Vec<u8>) {
         if self.mempool.add(self.id(), entry.clone()) {
@@ -172,12 +112,6 @@ impl MemberNode {
             self.candidate_stale = true;
         }
         self.start(log, now);
-    }
-
-    /// Whether an equivalent entry waits in the mempool (`same` says which are).
-    fn waiting(&self, same: impl Fn(&Entry<'_>) -> bool) -> bool {
-        self.mempool
-            .any(|e| Entry::decode(e).is_ok_and(|e| same(&e)))
     }
 
     /// What this member proposes when it is the proposer: the mempool's entries that are

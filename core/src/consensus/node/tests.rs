@@ -41,6 +41,20 @@ struct Net {
     logs: Vec<LogState>,
     builds: Vec<(usize, u64, Vec<u8>)>,
     decided: usize,
+    /// Members whose upstream serves another digest for every tag (the tag moved for them).
+    moved_for: Vec<usize>,
+    /// The entries member 0 stored, in order.
+    ordered: Vec<Vec<u8>>,
+}
+
+/// What an upstream serves for any tag of `name`: the artifact's digest, or another one once
+/// the tag moved.
+fn upstream_tag(name: &str, moved: bool) -> Digest {
+    if moved {
+        Digest::sha256(b"the tag moved")
+    } else {
+        Digest::sha256(name.as_bytes())
+    }
 }
 
 impl Net {
@@ -52,6 +66,8 @@ impl Net {
             logs: (0..n).map(|_| genesis(n)).collect(),
             builds: Vec::new(),
             decided: 0,
+            moved_for: Vec::new(),
+            ordered: Vec::new(),
         }
     }
 
@@ -88,8 +104,15 @@ impl Net {
                                 panic!("member {i} decided a batch its log refuses");
                             };
                             self.logs[i].extend(checked, *checkpoint, &entries);
+                            if i == 0 {
+                                self.ordered.extend(entries);
+                            }
                             self.decided += 1;
                             self.nodes[i].tick(&self.logs[i], now);
+                        }
+                        NodeOutput::ResolveTag { name, ticket, .. } => {
+                            let digest = upstream_tag(&name, self.moved_for.contains(&i));
+                            self.nodes[i].tag_resolved(&self.logs[i], now, &ticket, Some(digest));
                         }
                         NodeOutput::Evidence { .. } => {}
                     }
@@ -230,19 +253,13 @@ fn forged_verdicts_and_tags_and_implausible_heights_are_refused() {
         net.nodes[1].handle_message(&net.logs[1], at(1100), &sealed),
         Err(Rejection::UnwantedEntry)
     );
-    // A tag pointed at a digest nobody committed: refused, whoever observed it.
-    let tag = Entry::TagObservation(crate::tlog::entry::TagObservation {
-        tag: Coordinates {
-            ecosystem: ECOSYSTEM_DOCKER,
-            name: "docker.io/a/b",
-            version: "latest",
-        },
-        digest: Digest::sha256(b"not what the builders found"),
-        checkpoint_size: 1,
-        observer: key(3).public().key_id(),
-        observed_at: WALL,
-    })
-    .encode();
+    // A tag pointed at a digest nobody committed: refused, even with every member's word.
+    let tag = tag_observation(
+        "docker.io/a/b",
+        Digest::sha256(b"not what the builders found"),
+        1,
+        &[0, 1, 2, 3],
+    );
     let sealed = Envelope::seal(&key(3), 98, &MemberMessage::Submit { entry: &tag });
     assert_eq!(
         net.nodes[1].handle_message(&net.logs[1], at(1100), &sealed),
@@ -312,6 +329,8 @@ fn builds_run_at_most_the_cap_at_once_and_the_next_starts_when_one_ends() {
         logs: alloc::vec![log.clone()],
         builds: Vec::new(),
         decided: 0,
+        moved_for: Vec::new(),
+        ordered: Vec::new(),
     };
     net.settle(at(0));
     for i in 0..12 {
@@ -335,5 +354,195 @@ fn builds_run_at_most_the_cap_at_once_and_the_next_starts_when_one_ends() {
     assert_eq!(
         net.builds.len(),
         crate::consensus::limits::MAX_CONCURRENT_BUILDS
+    );
+}
+
+/// A `TagObservation` of `name:latest` by member `signers[0]`, signed by `signers`.
+fn tag_observation(name: &str, digest: Digest, checkpoint_size: u64, signers: &[usize]) -> Vec<u8> {
+    let statement = crate::tlog::entry::TagStatement {
+        tag: Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            name,
+            version: "latest",
+        },
+        digest,
+        epoch: 0,
+        checkpoint_size,
+        observer: key(signers[0]).public().key_id(),
+        observed_at: WALL,
+    };
+    let signatures: Vec<u8> = signers
+        .iter()
+        .flat_map(|i| statement.sign(&key(*i)).to_bytes())
+        .collect();
+    Entry::TagObservation(crate::tlog::entry::TagObservation {
+        statement,
+        attestations: crate::tlog::entry::SignatureList(&signatures),
+    })
+    .encode()
+}
+
+/// Requests `name` by tag at member 0 of four and builds it on every selected member.
+fn commit_by_tag(net: &mut Net, name: &str) {
+    net.tick(at(0));
+    let request = ArtifactRequest {
+        tag: Some("latest"),
+        ..artifact(name)
+    };
+    net.nodes[0].request(&net.logs[0], at(1000), &request);
+    net.settle(at(1000));
+    for (i, index, _) in core::mem::take(&mut net.builds) {
+        let outputs = alloc::vec![Digest::sha256(name.as_bytes())];
+        let result = Ok(BuildResult {
+            outputs,
+            piece_roots: Vec::new(),
+        });
+        net.nodes[i].built(&net.logs[i], at(2000), index, result);
+    }
+    net.settle(at(2000));
+    net.tick(at(2200));
+}
+
+#[test]
+fn a_tag_is_ordered_with_f_plus_one_members_who_resolved_it() {
+    let mut net = Net::new(4);
+    commit_by_tag(&mut net, "docker.io/a/t");
+    let digest = Digest::sha256(b"docker.io/a/t");
+    for log in &net.logs {
+        assert!(
+            log.index()
+                .commit("docker.io/a/t", &digest.to_string())
+                .is_some()
+        );
+        let (_, seen) = log
+            .index()
+            .tag("docker.io/a/t", "latest")
+            .expect("tag observed");
+        assert_eq!(seen, digest);
+    }
+    let (index, _) = net.logs[0].index().tag("docker.io/a/t", "latest").unwrap();
+    let Ok(Entry::TagObservation(observation)) = Entry::decode(&net.ordered[index as usize]) else {
+        panic!("the tag's entry is a TagObservation");
+    };
+    let (attesters, observer_signed) = net.logs[0].members().tag_attesters(&observation);
+    assert!(
+        attesters >= 2 && observer_signed,
+        "f+1 = 2 vouched, the observer among them"
+    );
+    // A replay of an older statement of the tag (made before that observation) pointing it
+    // elsewhere is refused, even signed by f+1 members; so is one member's word alone.
+    let log = &net.logs[1];
+    let latest = log.index().tag("docker.io/a/t", "latest").unwrap().0;
+    let replay = tag_observation("docker.io/a/t", digest, latest, &[2, 3]);
+    assert!(!pool::still_wanted(log, &replay));
+    let fresh_alone = tag_observation("docker.io/a/t", digest, log.final_size(), &[3]);
+    let sealed = Envelope::seal(
+        &key(3),
+        77,
+        &MemberMessage::Submit {
+            entry: &fresh_alone,
+        },
+    );
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(3000), &sealed),
+        Err(Rejection::UnwantedEntry)
+    );
+}
+
+#[test]
+fn a_tag_the_other_members_resolve_elsewhere_is_never_ordered() {
+    let mut net = Net::new(4);
+    net.moved_for = alloc::vec![1, 2, 3];
+    commit_by_tag(&mut net, "docker.io/a/m");
+    let version = Digest::sha256(b"docker.io/a/m").to_string();
+    // The image is committed (its builders fetched it by digest); its tag is not observed.
+    assert!(
+        net.logs[0]
+            .index()
+            .commit("docker.io/a/m", &version)
+            .is_some()
+    );
+    assert_eq!(net.logs[0].index().tag("docker.io/a/m", "latest"), None);
+    // The observer asks again when its query expires, then gives the tag up.
+    for minute in 1..=4 {
+        net.tick(at(2200 + minute * TAG_QUERY_TIMEOUT.as_millis()));
+    }
+    assert!(net.nodes[0].pending_tags.is_empty());
+    assert_eq!(net.nodes[0].tag_deadline(), None);
+    assert!(
+        net.logs
+            .iter()
+            .all(|l| l.index().tag("docker.io/a/m", "latest").is_none())
+    );
+}
+
+#[test]
+fn tag_queries_of_one_member_are_resolved_within_its_share() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    let mut asked = 0;
+    for i in 0..(TAG_CHECKS_PER_MEMBER + 4) {
+        let name = alloc::format!("docker.io/junk/{i}");
+        let statement = crate::tlog::entry::TagStatement {
+            tag: Coordinates {
+                ecosystem: ECOSYSTEM_DOCKER,
+                name: &name,
+                version: "latest",
+            },
+            digest: Digest::sha256(name.as_bytes()),
+            epoch: 0,
+            checkpoint_size: 1,
+            observer: key(3).public().key_id(),
+            observed_at: WALL,
+        };
+        let signature = statement.sign(&key(3)).signature;
+        let bytes = statement.to_bytes();
+        let sealed = Envelope::seal(
+            &key(3),
+            500 + i as u64,
+            &MemberMessage::TagVouch {
+                statement: &bytes,
+                signature,
+            },
+        );
+        if net.nodes[1]
+            .handle_message(&net.logs[1], at(100), &sealed)
+            .is_ok()
+        {
+            asked += 1;
+        }
+    }
+    let lookups = core::iter::from_fn(|| net.nodes[1].poll_output())
+        .filter(|o| matches!(o, NodeOutput::ResolveTag { .. }))
+        .count();
+    assert_eq!(
+        (asked, lookups),
+        (TAG_CHECKS_PER_MEMBER, TAG_CHECKS_PER_MEMBER)
+    );
+    // A vouch signed by someone other than its sender is refused.
+    let statement = crate::tlog::entry::TagStatement {
+        tag: Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            name: "docker.io/a/x",
+            version: "latest",
+        },
+        digest: Digest::sha256(b"x"),
+        epoch: 0,
+        checkpoint_size: 1,
+        observer: key(2).public().key_id(),
+        observed_at: WALL,
+    };
+    let bytes = statement.to_bytes();
+    let sealed = Envelope::seal(
+        &key(3),
+        900,
+        &MemberMessage::TagVouch {
+            statement: &bytes,
+            signature: statement.sign(&key(2)).signature,
+        },
+    );
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(200), &sealed),
+        Err(Rejection::BadTagVouch)
     );
 }
