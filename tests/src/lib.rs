@@ -7,6 +7,7 @@ pub mod edge;
 pub mod fs;
 pub mod http;
 pub mod image;
+pub mod long_log;
 pub mod members;
 pub mod node;
 pub mod process;

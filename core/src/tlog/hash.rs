@@ -29,3 +29,15 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     h.update(right);
     *h.finish().as_bytes()
 }
+
+/// A hash from its 64 lowercase or uppercase hex digits, as the log's HTTP API writes proofs.
+pub fn hash_from_hex(text: &str) -> Option<Hash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

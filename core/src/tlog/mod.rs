@@ -17,7 +17,7 @@ pub mod state;
 #[cfg(feature = "alloc")]
 pub mod tree;
 
-pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
+pub use hash::{EMPTY_ROOT, Hash, hash_from_hex, leaf_hash, node_hash};
 pub use proof::{ProofError, root_from_inclusion_proof, verify_consistency, verify_inclusion};
 
 #[cfg(all(test, feature = "alloc"))]

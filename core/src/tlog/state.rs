@@ -13,9 +13,10 @@ use crate::members::{MemberSet, MembershipError};
 use crate::tlog::checkpoint::SignedCheckpoint;
 use crate::tlog::entry::{Entry, EntryError, MembershipOp};
 use crate::tlog::index::LogIndex;
+use crate::tlog::proof::verify_consistency;
 use crate::tlog::rules::{BatchRules, EntryRejection, LogView, check_entry};
 use crate::tlog::tree::MerkleTree;
-use crate::tlog::{Hash, leaf_hash};
+use crate::tlog::{Hash, ProofError, leaf_hash};
 
 /// The most entries one checkpoint may add at once.
 pub const MAX_ENTRIES_PER_APPLY: u64 = 100_000;
@@ -55,6 +56,9 @@ pub enum LogRejection {
     RootMismatch,
     /// A batch whose checkpoint is not newer than the last final one.
     NotNewer,
+    /// Prefix entries whose tree the consistency proof does not show to be a prefix of the
+    /// checkpoint's tree.
+    NotAPrefix(ProofError),
 }
 
 impl LogRejection {
@@ -83,6 +87,9 @@ impl core::fmt::Display for LogRejection {
             LogRejection::RootMismatch => f.write_str("entries do not hash to the checkpoint"),
             LogRejection::NotNewer => {
                 f.write_str("batch checkpoint is not newer than the last final one")
+            }
+            LogRejection::NotAPrefix(e) => {
+                write!(f, "entries are not a prefix of the checkpoint's tree: {e}")
             }
         }
     }
@@ -264,6 +271,68 @@ impl LogState {
         if needed > MAX_ENTRIES_PER_APPLY || offered != needed {
             return Err(LogRejection::EntryCount { offered, needed });
         }
+        let (members, root) = self.check_entries(entries)?;
+        if root != checkpoint.root {
+            return Err(LogRejection::RootMismatch);
+        }
+        Ok(Offer::Extend(Extension {
+            members: Box::new(members),
+        }))
+    }
+
+    /// Checks the next entries of a checkpoint too far ahead to take in one apply: a quorum
+    /// signed `note`, the entries (from this log's size on, at most
+    /// [`MAX_ENTRIES_PER_APPLY`], fewer than the note covers) obey the rules of replication,
+    /// and `consistency` proves the tree they make with this log a prefix of the note's.
+    /// So a follower catches up with any length of log in bounded batches, each checked
+    /// against the one signed checkpoint. Changes nothing.
+    pub fn check_prefix(
+        &self,
+        note: &SignedCheckpoint,
+        entries: &[Vec<u8>],
+        consistency: &[Hash],
+    ) -> Result<Extension, LogRejection> {
+        self.check_note(note)?;
+        let have = self.tree.size();
+        let offered = entries.len() as u64;
+        let size = have + offered;
+        if offered == 0 || offered > MAX_ENTRIES_PER_APPLY || size >= note.checkpoint.size {
+            return Err(LogRejection::EntryCount {
+                offered,
+                needed: note.checkpoint.size.saturating_sub(have),
+            });
+        }
+        let (members, root) = self.check_entries(entries)?;
+        verify_consistency(
+            size,
+            note.checkpoint.size,
+            consistency,
+            &root,
+            &note.checkpoint.root,
+        )
+        .map_err(LogRejection::NotAPrefix)?;
+        Ok(Extension {
+            members: Box::new(members),
+        })
+    }
+
+    /// Takes in prefix entries checked by [`LogState::check_prefix`] (and stored). The last
+    /// final checkpoint stays until the checkpoint's own last entries arrive with it
+    /// ([`LogState::check_offer`] then [`LogState::extend`]).
+    pub fn extend_prefix(&mut self, checked: Extension, entries: &[Vec<u8>]) {
+        for bytes in entries {
+            let index = self.tree.push(bytes);
+            if let Ok(entry) = Entry::decode(bytes) {
+                self.index.add(index, bytes, &entry);
+            }
+        }
+        self.members = *checked.members;
+    }
+
+    /// The rules of replication over `entries` appended to this log, in order: the member
+    /// set they lead to and the root of the tree they make.
+    fn check_entries(&self, entries: &[Vec<u8>]) -> Result<(MemberSet, Hash), LogRejection> {
+        let have = self.tree.size();
         let mut members = self.members.clone();
         let mut leaves = Vec::with_capacity(entries.len());
         for (offset, bytes) in entries.iter().enumerate() {
@@ -272,23 +341,12 @@ impl LogState {
                 .map_err(|rejection| LogRejection::Entry { index, rejection })?;
             leaves.push(leaf_hash(bytes));
         }
-        if self.tree.root_extended(&leaves) != checkpoint.root {
-            return Err(LogRejection::RootMismatch);
-        }
-        Ok(Offer::Extend(Extension {
-            members: Box::new(members),
-        }))
+        Ok((members, self.tree.root_extended(&leaves)))
     }
 
     /// Takes in entries and their checkpoint checked by [`LogState::check_offer`] (and stored).
     pub fn extend(&mut self, checked: Extension, note: SignedCheckpoint, entries: &[Vec<u8>]) {
-        for bytes in entries {
-            let index = self.tree.push(bytes);
-            if let Ok(entry) = Entry::decode(bytes) {
-                self.index.add(index, bytes, &entry);
-            }
-        }
-        self.members = *checked.members;
+        self.extend_prefix(checked, entries);
         self.latest = Some(note);
     }
 
@@ -434,5 +492,120 @@ mod blame_tests {
             }
             .blames_sender()
         );
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+    use crate::identity::SecretKey;
+    use crate::tlog::checkpoint::Checkpoint;
+    use crate::tlog::entry::{BuildRequest, Coordinates, DOCKER_FETCH_V1, Genesis, KeyList};
+
+    /// A sole member's log of a genesis and `n` requests, and its checkpoint.
+    fn leader(n: u64) -> (LogState, Vec<Vec<u8>>, SignedCheckpoint) {
+        let key = SecretKey::from_seed([5; 32]);
+        let keys = key.public().to_bytes();
+        let genesis = Entry::Genesis(Genesis {
+            origin: "pyrsia.test/prefix",
+            faults: 0,
+            members: KeyList(&keys),
+            created: 0,
+        })
+        .encode();
+        let mut log = LogState::new(genesis.clone()).unwrap();
+        let mut entries = alloc::vec![genesis];
+        for i in 0..n {
+            let name = alloc::format!("docker.io/x/y{i}");
+            entries.push(
+                Entry::BuildRequest(BuildRequest {
+                    coordinates: Coordinates {
+                        ecosystem: "docker",
+                        name: &name,
+                        version: "sha256:aa",
+                    },
+                    build_type: DOCKER_FETCH_V1,
+                    source: "https://registry.invalid",
+                    requester: key.public().key_id(),
+                })
+                .encode(),
+            );
+        }
+        for bytes in &entries {
+            log.append_trusted(bytes).unwrap();
+        }
+        let checkpoint = Checkpoint {
+            origin: heapless::String::try_from("pyrsia.test/prefix").unwrap(),
+            size: log.tree().size(),
+            root: log.tree().root(log.tree().size()).unwrap(),
+            timestamp: 10,
+        };
+        let mut note = SignedCheckpoint::unsigned(checkpoint.clone());
+        note.add(checkpoint.sign(&key)).unwrap();
+        log.set_latest(note.clone());
+        (log, entries, note)
+    }
+
+    #[test]
+    fn a_follower_takes_a_long_log_in_prefixes_proven_against_one_checkpoint() {
+        let (leader, entries, note) = leader(40);
+        let size = note.checkpoint.size;
+        let mut follower = LogState::new(entries[0].clone()).unwrap();
+        let mut have = 0;
+        for chunk in [7, 13, 20] {
+            let batch = &entries[have..have + chunk];
+            let to = (have + chunk) as u64;
+            let proof = leader.tree().consistency_proof(to, size).unwrap();
+            let checked = follower.check_prefix(&note, batch, &proof).unwrap();
+            follower.extend_prefix(checked, batch);
+            have += chunk;
+            assert_eq!(follower.tree().size(), to);
+            assert_eq!(follower.final_size(), 0, "nothing is final before the note");
+        }
+        // The last entries come with the note itself.
+        let Ok(Offer::Extend(checked)) = follower.check_offer(&note, &entries[have..]) else {
+            panic!("the rest of the log extends to the note");
+        };
+        follower.extend(checked, note.clone(), &entries[have..]);
+        assert_eq!(follower.final_size(), size);
+        assert_eq!(
+            follower.tree().root(size).unwrap(),
+            leader.tree().root(size).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_prefix_that_is_not_the_checkpoints_is_refused() {
+        let (leader, entries, note) = leader(20);
+        let size = note.checkpoint.size;
+        let follower = LogState::new(entries[0].clone()).unwrap();
+        let proof = leader.tree().consistency_proof(10, size).unwrap();
+        // Entries swapped: valid by the rules, another tree.
+        let mut swapped = entries[..10].to_vec();
+        swapped.swap(3, 4);
+        assert!(matches!(
+            follower.check_prefix(&note, &swapped, &proof),
+            Err(LogRejection::NotAPrefix(_))
+        ));
+        // A proof for another size, the whole log as a prefix, nothing at all.
+        let wrong = leader.tree().consistency_proof(9, size).unwrap();
+        assert!(matches!(
+            follower.check_prefix(&note, &entries[..10], &wrong),
+            Err(LogRejection::NotAPrefix(_))
+        ));
+        assert!(matches!(
+            follower.check_prefix(&note, &entries, &[]),
+            Err(LogRejection::EntryCount { .. })
+        ));
+        assert!(matches!(
+            follower.check_prefix(&note, &[], &proof),
+            Err(LogRejection::EntryCount { .. })
+        ));
+        // An unsigned note proves nothing.
+        let unsigned = SignedCheckpoint::unsigned(note.checkpoint.clone());
+        assert!(matches!(
+            follower.check_prefix(&unsigned, &entries[..10], &proof),
+            Err(LogRejection::TooFewSignatures { .. })
+        ));
     }
 }

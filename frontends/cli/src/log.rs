@@ -78,20 +78,9 @@ fn hashes(answer: &Value) -> Result<Vec<Hash>, String> {
     list.iter()
         .map(|h| {
             let text = h.as_str().ok_or("proof hash is not a string")?;
-            parse_hash(text).ok_or_else(|| format!("bad proof hash {text:?}"))
+            pyrsia_core::tlog::hash_from_hex(text).ok_or_else(|| format!("bad proof hash {text:?}"))
         })
         .collect()
-}
-
-fn parse_hash(text: &str) -> Option<Hash> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// An entry as a flat JSON object: index, kind and the fields people look for.

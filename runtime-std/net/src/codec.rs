@@ -46,6 +46,14 @@ pub enum SyncRequest {
         /// The blob's SHA-256.
         digest: [u8; 32],
     },
+    /// The consistency proof from the tree of `from` entries to the tree of `to` (at most the
+    /// peer's final size): what a node catching up with a long log checks each chunk with.
+    Consistency {
+        /// The smaller tree's size.
+        from: u64,
+        /// The larger tree's size.
+        to: u64,
+    },
     /// Not a request: what the codec hands over for a frame it could not decode (never on
     /// the wire), so that the sender is struck. (libp2p reports no failure to read a request.)
     #[serde(skip)]
@@ -70,6 +78,8 @@ pub enum SyncResponse {
     PieceHashes(Vec<[u8; 32]>),
     /// The peer does not hold that blob.
     Missing,
+    /// The consistency proof asked for (empty when the peer cannot prove those sizes).
+    Consistency(Vec<[u8; 32]>),
 }
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.

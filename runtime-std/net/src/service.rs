@@ -526,6 +526,9 @@ impl EventLoop {
                             self.serve_entries(peer, channel, start, count);
                             return;
                         }
+                        SyncRequest::Consistency { from, to } => SyncResponse::Consistency(
+                            self.log.consistency_proof(from, to).unwrap_or_default(),
+                        ),
                         SyncRequest::Malformed(why) => {
                             self.strike(peer, &format!("malformed request frame: {why}"));
                             return;
@@ -537,6 +540,7 @@ impl EventLoop {
                         SyncResponse::Piece { bytes, .. } => bytes.len(),
                         SyncResponse::PieceHashes(list) => list.len() * 32,
                         SyncResponse::Missing => 0,
+                        SyncResponse::Consistency(proof) => proof.len() * 32,
                     };
                     self.count(&peer, size, 0);
                     let _ = self
@@ -574,6 +578,12 @@ impl EventLoop {
                     }
                     SyncResponse::Missing => {
                         self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));
+                    }
+                    SyncResponse::Consistency(proof) => {
+                        self.count(&peer, 0, proof.len() * 32);
+                        for action in self.sync.on_consistency(request_id, proof) {
+                            self.perform(action);
+                        }
                     }
                 },
             },

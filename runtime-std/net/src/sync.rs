@@ -1,5 +1,7 @@
 //! Catching up with a peer's log: one fetch at a time, in batches, from the peer that
-//! announced the newest checkpoint; the newest announcement seen meanwhile waits its turn.
+//! announced the newest checkpoint; the newest announcement seen meanwhile waits its turn. A
+//! gap longer than [`CATCH_UP_CHUNK`] is taken chunk by chunk, each stored once the peer's
+//! consistency proof shows it a prefix of the checkpoint's tree.
 //! Whatever arrives goes through [`Log::apply_checkpoint`]; a peer whose checkpoint or entries
 //! are refused gets a strike.
 
@@ -7,8 +9,8 @@ use std::sync::Arc;
 
 use libp2p::PeerId;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
-use pyrsia_std::log::follow::BATCH_ENTRIES;
-use pyrsia_std::log::{Applied, Log, MAX_ENTRIES_PER_APPLY};
+use pyrsia_std::log::follow::{BATCH_ENTRIES, CATCH_UP_CHUNK};
+use pyrsia_std::log::{Applied, Log};
 
 use crate::codec::SyncRequest;
 
@@ -23,18 +25,30 @@ pub(crate) enum Action {
     None,
 }
 
+/// A catch-up with one peer's checkpoint: the entries of the current chunk (from `first`, at
+/// most [`CATCH_UP_CHUNK`]), then, unless the chunk ends at the checkpoint, the consistency
+/// proof that stores it as a prefix.
 struct Fetch<R> {
     peer: PeerId,
     note: SignedCheckpoint,
     first: u64,
-    count: u64,
     entries: Vec<Vec<u8>>,
     request: Option<R>,
+    awaiting_proof: bool,
+}
+
+impl<R> Fetch<R> {
+    /// How many entries the current chunk has, in chunks of at most `limit`.
+    fn chunk(&self, limit: u64) -> u64 {
+        (self.note.checkpoint.size - self.first).min(limit)
+    }
 }
 
 /// The sync state; `R` identifies requests (libp2p's `OutboundRequestId`).
 pub(crate) struct LogSync<R> {
     log: Arc<Log>,
+    /// Entries per chunk ([`CATCH_UP_CHUNK`]).
+    chunk: u64,
     active: Option<Fetch<R>>,
     waiting: Option<(PeerId, SignedCheckpoint)>,
 }
@@ -43,6 +57,7 @@ impl<R: Copy + PartialEq> LogSync<R> {
     pub(crate) fn new(log: Arc<Log>) -> Self {
         LogSync {
             log,
+            chunk: CATCH_UP_CHUNK,
             active: None,
             waiting: None,
         }
@@ -58,16 +73,12 @@ impl<R: Copy + PartialEq> LogSync<R> {
             }
             return Action::Strike(peer, e.to_string());
         }
-        let Some((first, count)) = self.log.missing_for(&note) else {
+        let Some((first, _)) = self.log.missing_for(&note) else {
             return match self.log.apply_checkpoint(&note, &[]) {
                 Ok(_) => Action::None,
                 Err(e) => Action::Strike(peer, e.to_string()),
             };
         };
-        if count > MAX_ENTRIES_PER_APPLY {
-            tracing::warn!(%peer, count, "peer's log is too far ahead to fetch in one go");
-            return Action::None;
-        }
         if self.active.is_some() {
             let newer = self
                 .waiting
@@ -82,9 +93,9 @@ impl<R: Copy + PartialEq> LogSync<R> {
             peer,
             note,
             first,
-            count,
             entries: Vec::new(),
             request: None,
+            awaiting_proof: false,
         });
         self.next_request()
     }
@@ -94,7 +105,7 @@ impl<R: Copy + PartialEq> LogSync<R> {
             return Action::None;
         };
         let start = fetch.first + fetch.entries.len() as u64;
-        let count = (fetch.count - fetch.entries.len() as u64).min(BATCH_ENTRIES);
+        let count = (fetch.chunk(self.chunk) - fetch.entries.len() as u64).min(BATCH_ENTRIES);
         Action::Request(fetch.peer, SyncRequest::Entries { start, count })
     }
 
@@ -107,10 +118,14 @@ impl<R: Copy + PartialEq> LogSync<R> {
 
     /// Entries answered for `request`.
     pub(crate) fn on_entries(&mut self, request: R, batch: Vec<Vec<u8>>) -> Vec<Action> {
-        let Some(fetch) = self.active.as_mut().filter(|f| f.request == Some(request)) else {
+        let Some(fetch) = self
+            .active
+            .as_mut()
+            .filter(|f| f.request == Some(request) && !f.awaiting_proof)
+        else {
             return vec![];
         };
-        let asked = (fetch.count - fetch.entries.len() as u64).min(BATCH_ENTRIES);
+        let asked = (fetch.chunk(self.chunk) - fetch.entries.len() as u64).min(BATCH_ENTRIES);
         if batch.is_empty() || batch.len() as u64 > asked {
             let peer = fetch.peer;
             self.active = None;
@@ -123,8 +138,18 @@ impl<R: Copy + PartialEq> LogSync<R> {
             ];
         }
         fetch.entries.extend(batch);
-        if (fetch.entries.len() as u64) < fetch.count {
+        if (fetch.entries.len() as u64) < fetch.chunk(self.chunk) {
             return vec![self.next_request()];
+        }
+        if fetch.first + fetch.chunk(self.chunk) < fetch.note.checkpoint.size {
+            // A prefix of a long catch-up: stored once the peer proves it part of the tree.
+            fetch.awaiting_proof = true;
+            let from = fetch.first + fetch.chunk(self.chunk);
+            let to = fetch.note.checkpoint.size;
+            return vec![Action::Request(
+                fetch.peer,
+                SyncRequest::Consistency { from, to },
+            )];
         }
         let Some(done) = self.active.take() else {
             return vec![];
@@ -139,6 +164,33 @@ impl<R: Copy + PartialEq> LogSync<R> {
         }
         actions.push(self.start_waiting());
         actions
+    }
+
+    /// The consistency proof answered for `request`: the chunk is stored as a prefix of the
+    /// checkpoint's tree, and the next chunk asked for; entries the proof does not hold up
+    /// strike the peer.
+    pub(crate) fn on_consistency(&mut self, request: R, proof: Vec<[u8; 32]>) -> Vec<Action> {
+        let Some(fetch) = self
+            .active
+            .as_mut()
+            .filter(|f| f.request == Some(request) && f.awaiting_proof)
+        else {
+            return vec![];
+        };
+        let entries = std::mem::take(&mut fetch.entries);
+        fetch.awaiting_proof = false;
+        match self.log.apply_prefix(&fetch.note, &entries, &proof) {
+            Ok(size) => {
+                tracing::info!(peer = %fetch.peer, size, of = fetch.note.checkpoint.size, "catching up with a peer's log");
+                fetch.first = size;
+                vec![self.next_request()]
+            }
+            Err(e) => {
+                let peer = fetch.peer;
+                self.active = None;
+                vec![Action::Strike(peer, e.to_string()), self.start_waiting()]
+            }
+        }
     }
 
     /// The request failed (timeout, connection lost, malformed answer).
@@ -261,5 +313,71 @@ mod tests {
             vec![Action::None]
         );
         assert_eq!(follower.checkpoint(), Some(note));
+    }
+
+    #[test]
+    fn a_long_gap_is_taken_in_chunks_each_proven_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leader, follower) = leader_and_follower(dir.path());
+        for i in 0..3 {
+            let name = format!("docker.io/library/y{i}");
+            leader
+                .commit_docker(
+                    &DockerCommit {
+                        name: &name,
+                        manifest: Digest::sha256(name.as_bytes()),
+                        outputs: Vec::new(),
+                        piece_roots: Vec::new(),
+                        tag: None,
+                        source: "http://127.0.0.1:1",
+                    },
+                    NOW + 1 + i,
+                )
+                .unwrap();
+        }
+        let note = leader.checkpoint().unwrap();
+        let size = note.checkpoint.size;
+        assert!(size > 6);
+        let peer = PeerId::random();
+        let mut sync: LogSync<u64> = LogSync::new(follower.clone());
+        sync.chunk = 3;
+
+        // A proof that does not hold: the peer is struck, nothing becomes final.
+        assert_eq!(
+            sync.on_note(peer, note.clone()),
+            Action::Request(peer, SyncRequest::Entries { start: 0, count: 3 })
+        );
+        sync.sent(1);
+        assert_eq!(
+            sync.on_entries(1, leader.entries(0, 3, usize::MAX)),
+            vec![Action::Request(
+                peer,
+                SyncRequest::Consistency { from: 3, to: size }
+            )]
+        );
+        sync.sent(2);
+        let wrong = leader.consistency_proof(2, size).unwrap();
+        assert!(matches!(sync.on_consistency(2, wrong)[0], Action::Strike(p, _) if p == peer));
+        assert_eq!(follower.size(), 0);
+
+        // Honest chunks: each proven, then the last with the checkpoint.
+        let mut id = 10;
+        let mut action = sync.on_note(peer, note.clone());
+        while let Action::Request(_, request) = action {
+            sync.sent(id);
+            let next = match request {
+                SyncRequest::Entries { start, count } => {
+                    sync.on_entries(id, leader.entries(start, count, usize::MAX))
+                }
+                SyncRequest::Consistency { from, to } => {
+                    sync.on_consistency(id, leader.consistency_proof(from, to).unwrap())
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            id += 1;
+            action = next.into_iter().next().unwrap_or(Action::None);
+        }
+        assert_eq!(follower.checkpoint(), Some(note));
+        assert_eq!(follower.size(), size);
     }
 }

@@ -1,14 +1,16 @@
 //! Following another node's log over HTTP (`--log-from URL`): what a lite mirror or any node
 //! without P2P does to verify through a full node. Every few seconds it reads the parent's
 //! checkpoint, fetches the entries it lacks in batches, and offers both to
-//! [`Log::apply_checkpoint`], which trusts nothing the parent says without signatures and
-//! hashes.
+//! [`Log::apply_checkpoint`] (or, for a gap longer than [`CATCH_UP_CHUNK`], chunk by chunk
+//! with consistency proofs to [`Log::apply_prefix`]), which trust nothing the parent says
+//! without signatures, hashes and proofs.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use pyrsia_core::tlog::checkpoint::{MAX_NOTE_LEN, SignedCheckpoint};
+use pyrsia_core::tlog::{Hash, hash_from_hex};
 use pyrsia_core::wire::FRAME_LEN_MAX;
 
 use super::{Applied, Log};
@@ -17,6 +19,9 @@ use super::{Applied, Log};
 pub const BATCH_ENTRIES: u64 = 512;
 /// The most entry bytes one batch answer carries (a single larger entry still travels alone).
 pub const BATCH_BYTES: usize = 1 << 20;
+/// The most entries a follower holds in memory while catching up: a longer gap is taken in
+/// prefixes of this many, each proven against the one signed checkpoint.
+pub const CATCH_UP_CHUNK: u64 = 16_384;
 
 /// Encodes entries for a batch answer: one wire frame of a postcard list.
 pub fn encode_batch(entries: &[Vec<u8>]) -> Vec<u8> {
@@ -59,7 +64,11 @@ pub fn follow_http(
         })
 }
 
-/// One round: the parent's checkpoint, the missing entries, the check and the store.
+/// One round: the parent's checkpoint, then the missing entries in chunks of at most
+/// [`CATCH_UP_CHUNK`]: each chunk but the last is stored with the parent's consistency proof
+/// that it is a prefix of the checkpoint's tree ([`Log::apply_prefix`]), the last with the
+/// checkpoint itself ([`Log::apply_checkpoint`]). A log of any length is followed with
+/// bounded memory.
 pub fn sync_once(agent: &ureq::Agent, log: &Log, parent: &str) -> Result<Applied, String> {
     let text = agent
         .get(&format!("{parent}/pyrsia/log/checkpoint"))
@@ -75,37 +84,86 @@ pub fn sync_once(agent: &ureq::Agent, log: &Log, parent: &str) -> Result<Applied
     // have signed it: a parent cannot make this node download for a forged one.
     log.check_note(&note)
         .map_err(|e| format!("checkpoint refused, nothing fetched: {e}"))?;
+    while let Some((first, count)) = log.missing_for(&note) {
+        let chunk = count.min(CATCH_UP_CHUNK);
+        let entries = fetch_entries(agent, parent, first, chunk)?;
+        if chunk == count {
+            return log
+                .apply_checkpoint(&note, &entries)
+                .map_err(|e| e.to_string());
+        }
+        let to = note.checkpoint.size;
+        let proof = consistency_proof(agent, parent, first + chunk, to)?;
+        let size = log
+            .apply_prefix(&note, &entries, &proof)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%parent, size, of = to, "catching up with the parent's log");
+    }
+    log.apply_checkpoint(&note, &[]).map_err(|e| e.to_string())
+}
+
+/// Entries `first..first+count` from the parent, in batches of [`BATCH_ENTRIES`].
+fn fetch_entries(
+    agent: &ureq::Agent,
+    parent: &str,
+    first: u64,
+    count: u64,
+) -> Result<Vec<Vec<u8>>, String> {
     let mut entries = Vec::new();
-    if let Some((first, count)) = log.missing_for(&note) {
-        if count > super::MAX_ENTRIES_PER_APPLY {
+    while (entries.len() as u64) < count {
+        let start = first + entries.len() as u64;
+        let want = (count - entries.len() as u64).min(BATCH_ENTRIES);
+        let body = agent
+            .get(&format!(
+                "{parent}/pyrsia/log/entries?start={start}&count={want}"
+            ))
+            .call()
+            .map_err(|e| e.to_string())?
+            .body_mut()
+            .with_config()
+            .limit(u64::from(FRAME_LEN_MAX) + 5)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        let batch = decode_batch(&body)?;
+        if batch.is_empty() || batch.len() as u64 > want {
             return Err(format!(
-                "the parent is {count} entries ahead; too many at once"
+                "the parent sent {} entries for {want} asked",
+                batch.len()
             ));
         }
-        while (entries.len() as u64) < count {
-            let start = first + entries.len() as u64;
-            let want = (count - entries.len() as u64).min(BATCH_ENTRIES);
-            let body = agent
-                .get(&format!(
-                    "{parent}/pyrsia/log/entries?start={start}&count={want}"
-                ))
-                .call()
-                .map_err(|e| e.to_string())?
-                .body_mut()
-                .with_config()
-                .limit(u64::from(FRAME_LEN_MAX) + 5)
-                .read_to_vec()
-                .map_err(|e| e.to_string())?;
-            let batch = decode_batch(&body)?;
-            if batch.is_empty() || batch.len() as u64 > want {
-                return Err(format!(
-                    "the parent sent {} entries for {want} asked",
-                    batch.len()
-                ));
-            }
-            entries.extend(batch);
-        }
+        entries.extend(batch);
     }
-    log.apply_checkpoint(&note, &entries)
-        .map_err(|e| e.to_string())
+    Ok(entries)
+}
+
+/// The parent's consistency proof from the tree of `from` entries to the tree of `to`.
+fn consistency_proof(
+    agent: &ureq::Agent,
+    parent: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, String> {
+    let text = agent
+        .get(&format!(
+            "{parent}/pyrsia/log/proof/consistency?from={from}&to={to}"
+        ))
+        .call()
+        .map_err(|e| e.to_string())?
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let answer: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("consistency proof: {e}"))?;
+    answer["hashes"]
+        .as_array()
+        .ok_or("consistency proof without hashes")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(hash_from_hex)
+                .ok_or_else(|| format!("consistency proof: bad hash {h}"))
+        })
+        .collect()
 }

@@ -29,10 +29,38 @@ impl Log {
         self.lock().check_note(note)
     }
 
-    /// The entries a peer must send so that `note` can be applied: `(first, count)`.
+    /// The entries a peer must send so that `note` can be applied: `(first, count)`; from the
+    /// tree held, prefix entries of an unfinished catch-up included.
     pub fn missing_for(&self, note: &SignedCheckpoint) -> Option<(u64, u64)> {
         let have = self.lock().tree().size();
         (note.checkpoint.size > have).then(|| (have, note.checkpoint.size - have))
+    }
+
+    /// The next entries of a checkpoint too far ahead for one apply: checked by the log's
+    /// rules and by `consistency` (the proof that the tree they make is a prefix of `note`'s,
+    /// `LogState::check_prefix`), then stored. They stay past the last final checkpoint until
+    /// the note's own last entries arrive ([`Log::apply_checkpoint`]); a restart meanwhile
+    /// drops them, as any entry past it (PROTOCOL case 28), and the catch-up starts again.
+    /// Returns the size of the tree held.
+    pub fn apply_prefix(
+        &self,
+        note: &SignedCheckpoint,
+        entries: &[Vec<u8>],
+        consistency: &[pyrsia_core::tlog::Hash],
+    ) -> Result<u64, LogError> {
+        let mut state = self.lock();
+        let have = state.tree().size();
+        let checked = state
+            .check_prefix(note, entries, consistency)
+            .map_err(|e| LogError::Refused(e.to_string()))?;
+        let mut batch = self.db.batch();
+        for (offset, bytes) in entries.iter().enumerate() {
+            batch.insert(&self.entries, (have + offset as u64).to_be_bytes(), bytes);
+        }
+        // Not synced: the entries are not final yet, and a restart drops them anyway.
+        batch.commit()?;
+        state.extend_prefix(checked, entries);
+        Ok(state.tree().size())
     }
 
     /// Checks `note` and `entries` by the log's rules (`LogState::check_offer`: origin, a
