@@ -57,7 +57,11 @@ pub fn fill(dir: &Path, requests: u64, now_secs: u64) -> u64 {
         let applied = log
             .apply_checkpoint(&note, &entries)
             .expect("the history is a valid log");
-        assert_eq!(applied, Applied::Extended(size), "the history extends the log");
+        assert_eq!(
+            applied,
+            Applied::Extended(size),
+            "the history extends the log"
+        );
         done += chunk;
     }
     log.size()

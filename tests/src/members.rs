@@ -83,13 +83,18 @@ impl Members {
     }
 
     /// Starts member `i` (again) on its ports with the common options and `extra`, dialling
-    /// every other member that runs.
+    /// every other member that runs (not killed).
     pub fn start_member(&self, i: usize, extra: &[String]) -> Node {
         let mut args = self.args.clone();
         args.extend(extra.iter().cloned());
         let (http, p2p) = self.ports[i];
         // Every other running member, so that the mesh forms at once.
-        for (_, peer) in self.nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+        for (_, peer) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, peer)| *j != i && peer.is_running())
+        {
             args.push("--peer".into());
             args.push(peer.p2p_address());
         }
@@ -142,6 +147,38 @@ impl Members {
             .enumerate()
             .map(|(i, n)| format!("===== member {i}\n{}", n.log()))
             .collect()
+    }
+
+    /// Waits until every member in `which` holds a tag observation of `name:tag` at `digest`
+    /// (ordered once f+1 members vouched for it and the digest is committed).
+    pub fn wait_tag_observed(
+        &self,
+        which: &[usize],
+        name: &str,
+        tag: &str,
+        digest: &pyrsia_core::digest::Digest,
+    ) {
+        for &i in which {
+            let url = format!(
+                "{}/pyrsia/log/lookup?name={name}&tag={tag}",
+                self.nodes[i].url()
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let answer: serde_json::Value = crate::http::get(&url)
+                    .map(|r| serde_json::from_str(&r.small_body).unwrap_or_default())
+                    .unwrap_or_default();
+                if answer["tag_observation"].is_u64() && answer["digest"] == digest.to_string() {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "member {i} never observed {name}:{tag} at {digest}: {answer}\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// Waits until every member in `which` committed `name@digest`.

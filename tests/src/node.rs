@@ -176,6 +176,11 @@ impl Node {
         self.daemon.kill();
     }
 
+    /// Whether the node was not killed.
+    pub fn is_running(&self) -> bool {
+        self.daemon.is_running()
+    }
+
     /// The node's process id.
     pub fn pid(&self) -> u32 {
         self.daemon.pid()

@@ -88,6 +88,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the process was started and not killed (it may have exited by itself).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILL, as a crash or power loss would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -64,31 +64,10 @@ impl Network {
         assert_succeeded(&out, image, &self.members.nodes[via].log());
         let digest = &self.images[which].digest;
         self.members.wait_committed(honest, name, digest);
-        // The tag it was pulled by is observed once the digest is committed, and only then
-        // (members order no tag pointing at what the builders did not attest).
+        // The tag it was pulled by is observed once the digest is committed and f+1 members
+        // vouched for it, and only then.
         let tag = image.split_once(':').map_or("latest", |(_, t)| t);
-        for &i in honest {
-            let url = format!(
-                "{}/pyrsia/log/lookup?name={name}&tag={tag}",
-                self.members.nodes[i].url()
-            );
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let answer: serde_json::Value = pyrsia_tests::http::get(&url)
-                    .map(|r| serde_json::from_str(&r.small_body).unwrap_or_default())
-                    .unwrap_or_default();
-                if answer["tag_observation"].is_u64() {
-                    assert_eq!(answer["digest"], digest.to_string(), "member {i}");
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "member {i} never observed {name}:{tag}\n{}",
-                    self.members.logs()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+        self.members.wait_tag_observed(honest, name, tag, digest);
     }
 }
 
