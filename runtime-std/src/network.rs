@@ -15,6 +15,9 @@ pub struct PeerInfo {
     pub bytes_sent: u64,
     /// Pyrsia protocol bytes received from it.
     pub bytes_received: u64,
+    /// Its gossipsub peer score when it last sent gossip or was struck, rounded: below −80 its
+    /// gossip is ignored (graylisted); `None` before then.
+    pub gossip_score: Option<i64>,
 }
 
 /// The network's state.

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod edge;
 pub mod fs;
+pub mod gossip_attacker;
 pub mod http;
 pub mod image;
 pub mod long_log;

@@ -127,7 +127,7 @@ impl RawPeer {
 /// A swarm of `keypair` on TCP, noise and yamux (as nodes run) with `behaviour`, its
 /// connections kept while idle for up to a minute. Call inside the tokio context
 /// (`async_compat`).
-fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
+pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     keypair: identity::Keypair,
     behaviour: impl FnOnce(&identity::Keypair) -> B,
 ) -> libp2p::Swarm<B> {
@@ -146,7 +146,7 @@ fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
 }
 
 /// A node's multiaddr and the peer id at its end (`/p2p/<id>`).
-fn node_address(address: &str) -> (Multiaddr, libp2p::PeerId) {
+pub(crate) fn node_address(address: &str) -> (Multiaddr, libp2p::PeerId) {
     let address: Multiaddr = address.parse().expect("node multiaddr");
     let Some(Protocol::P2p(node)) = address.iter().last() else {
         panic!("the node address has no /p2p/<id>: {address}");

@@ -1,4 +1,5 @@
-//! `pyrsia peers`: the node's connected peers, their addresses and the bytes exchanged.
+//! `pyrsia peers`: the node's connected peers, their addresses, the bytes exchanged and their
+//! gossip scores (below −80 a peer's gossip is ignored).
 
 use std::process::ExitCode;
 
@@ -51,15 +52,17 @@ fn render(status: &NetworkStatus) -> String {
         out.push_str("no peers connected\n");
     } else {
         out.push_str(&format!(
-            "{:<54} {:>12} {:>12}  ADDRESSES\n",
-            "PEER", "SENT", "RECEIVED"
+            "{:<54} {:>12} {:>12} {:>6}  ADDRESSES\n",
+            "PEER", "SENT", "RECEIVED", "SCORE"
         ));
         for p in &status.peers {
+            let score = p.gossip_score.map_or("-".to_string(), |s| s.to_string());
             out.push_str(&format!(
-                "{:<54} {:>12} {:>12}  {}\n",
+                "{:<54} {:>12} {:>12} {:>6}  {}\n",
                 p.peer_id,
                 p.bytes_sent,
                 p.bytes_received,
+                score,
                 p.addresses.join(" ")
             ));
         }
@@ -86,6 +89,7 @@ mod tests {
                 addresses: vec!["/ip4/127.0.0.1/tcp/44001".into()],
                 bytes_sent: 10,
                 bytes_received: 2048,
+                gossip_score: Some(-130),
             }],
             blocked: vec!["12D3KooWC".into()],
         };
@@ -95,7 +99,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("12D3KooWB"), "{text}");
-        assert!(text.contains("2048  /ip4/127.0.0.1/tcp/44001"), "{text}");
+        assert!(
+            text.contains("2048   -130  /ip4/127.0.0.1/tcp/44001"),
+            "{text}"
+        );
         assert!(text.ends_with("blocked:  12D3KooWC\n"), "{text}");
     }
 }

@@ -97,11 +97,14 @@ impl Behaviour {
             })
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config,
         )
         .map_err(|e| format!("gossipsub: {e}"))?;
+        gossipsub
+            .with_peer_score(crate::scoring::params(), crate::scoring::thresholds())
+            .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
         let sync = request_response::Behaviour::new(
             [(LOG_SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
             request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),

@@ -16,6 +16,7 @@ pub mod codec;
 mod compat;
 pub mod config;
 mod per_address;
+mod scoring;
 mod service;
 mod sync;
 

@@ -147,16 +147,15 @@ fn build(
     swarm
         .listen_on(config.listen.clone())
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&checkpoint_topic(&log.origin()))
-        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&member_topic(&log.origin()))
-        .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+    for topic in [checkpoint_topic(&log.origin()), member_topic(&log.origin())] {
+        let gossipsub = &mut swarm.behaviour_mut().gossipsub;
+        gossipsub
+            .subscribe(&topic)
+            .map_err(|e| format!("gossipsub subscribe: {e}"))?;
+        gossipsub
+            .set_topic_params(topic, crate::scoring::topic())
+            .map_err(|e| format!("gossipsub topic scoring: {e}"))?;
+    }
     for address in &config.peers {
         if let Some(Protocol::P2p(peer)) = address.iter().last() {
             swarm
@@ -298,10 +297,12 @@ impl EventLoop {
 
     fn count(&self, peer: &PeerId, sent: usize, received: usize) {
         let id = peer.to_string();
+        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
         let mut status = self.status();
         if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id) {
             info.bytes_sent += sent as u64;
             info.bytes_received += received as u64;
+            info.gossip_score = score.map(|s| s.round() as i64);
         }
     }
 
@@ -351,11 +352,28 @@ impl EventLoop {
     fn strike(&mut self, peer: PeerId, why: &str) {
         let strikes = self.strikes.entry(peer).or_default();
         *strikes += 1;
-        tracing::warn!(%peer, strikes = *strikes, why, "peer misbehaved");
-        if *strikes >= MAX_STRIKES {
+        let strikes = *strikes;
+        tracing::warn!(%peer, strikes, why, "peer misbehaved");
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, crate::scoring::for_strikes(strikes));
+        self.show_score(&peer);
+        if strikes >= MAX_STRIKES {
             tracing::warn!(%peer, "blocking peer after repeated misbehaviour");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.status().blocked.push(peer.to_string());
+        }
+    }
+
+    /// Shows `peer`'s current gossip score in the network status (`/peers`).
+    fn show_score(&self, peer: &PeerId) {
+        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
+        let id = peer.to_string();
+        let mut status = self.status();
+        if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id) {
+            // Whole points are what an operator reads; the score is bounded well within i64.
+            info.gossip_score = score.map(|s| s.round() as i64);
         }
     }
 
@@ -452,6 +470,7 @@ impl EventLoop {
                             &propagation_source,
                             acceptance,
                         );
+                    self.show_score(&propagation_source);
                     return;
                 }
                 // Fetch entries from the announcer: it holds what it announced.
@@ -470,6 +489,7 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                self.show_score(&propagation_source);
             }
             BehaviourEvent::Sync(event) => self.on_sync(event),
             BehaviourEvent::Kad(event) => self.on_kad(event),
