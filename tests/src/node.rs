@@ -99,6 +99,18 @@ impl Node {
         )
     }
 
+    /// Starts a node in `dir` that joins `leader`'s network over P2P: the leader's genesis
+    /// (saved to `dir/genesis.bin`) and `--peer` the leader, then `args`.
+    pub fn start_follower(dir: &Path, leader: &Node, args: &[&str]) -> Node {
+        std::fs::create_dir_all(dir).expect("follower dir");
+        let genesis = dir.join("genesis.bin");
+        leader.save_genesis(&genesis);
+        let peer = leader.p2p_address();
+        let mut all = vec!["--genesis", genesis.to_str().unwrap(), "--peer", &peer];
+        all.extend_from_slice(args);
+        Node::start(dir, &all)
+    }
+
     /// Saves the node's genesis entry (`/pyrsia/log/genesis`) to `path`, for `--genesis`.
     pub fn save_genesis(&self, path: &Path) {
         let status = Command::new("curl")

@@ -34,17 +34,7 @@ fn a_peer_gossiping_forged_checkpoints_is_graylisted_after_the_first() {
     let registry = Registry::start(&work.path().join("registry"));
     let images = push_standard_images(work.path(), &registry.authority());
     let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
-    let genesis = work.path().join("genesis.bin");
-    node.save_genesis(&genesis);
-    let follower = Node::start(
-        &work.path().join("follower"),
-        &[
-            "--genesis",
-            genesis.to_str().unwrap(),
-            "--peer",
-            &node.p2p_address(),
-        ],
-    );
+    let follower = Node::start_follower(&work.path().join("follower"), &node, &[]);
     let follower_id = follower
         .p2p_address()
         .rsplit('/')

@@ -104,11 +104,7 @@ fn followers_150k_behind_catch_up_and_parallel_proofs_leave_commits_on_time() {
     let genesis = genesis.to_str().unwrap().to_string();
 
     // Two followers start from nothing: 150,001 entries behind.
-    let peer = leader.p2p_address();
-    let p2p = Node::start(
-        &work.path().join("p2p"),
-        &["--genesis", &genesis, "--peer", &peer],
-    );
+    let p2p = Node::start_follower(&work.path().join("p2p"), &leader, &[]);
     let lite = Node::start_binary(
         "pyrsia-lite",
         &work.path().join("lite"),

@@ -66,17 +66,7 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
     leader
         .wait_committed("docker.io/library/small", &images[0].digest)
         .expect("committed");
-    let genesis = work.path().join("genesis.bin");
-    leader.save_genesis(&genesis);
-    let follower = Node::start(
-        &work.path().join("follower"),
-        &[
-            "--genesis",
-            genesis.to_str().unwrap(),
-            "--peer",
-            &leader.p2p_address(),
-        ],
-    );
+    let follower = Node::start_follower(&work.path().join("follower"), &leader, &[]);
     wait_mesh(&[&leader, &follower]);
     wait_until(
         "the follower catches up",

@@ -423,6 +423,24 @@ impl Signed {
         out[32..].copy_from_slice(&self.signature.to_bytes());
         out
     }
+
+    /// The bytes of a [`SignatureList`] of `signatures` (signer and signature), in order:
+    /// what a commit, a tag observation or a membership change carries.
+    #[cfg(feature = "alloc")]
+    pub fn list_bytes<'s>(
+        signatures: impl IntoIterator<Item = (&'s KeyId, &'s Signature)>,
+    ) -> alloc::vec::Vec<u8> {
+        signatures
+            .into_iter()
+            .flat_map(|(signer, signature)| {
+                Signed {
+                    signer: *signer,
+                    signature: *signature,
+                }
+                .to_bytes()
+            })
+            .collect()
+    }
 }
 
 macro_rules! record_list {

@@ -10,7 +10,8 @@
 //! so one invalid message keeps a peer graylisted for about two minutes). The node's own strikes
 //! (bad log-sync answers, malformed frames) feed the application score (−30 each). The
 //! IP-colocation penalty is off: whole LANs and test networks sit behind one address, and
-//! connections per IP are bounded elsewhere (`rate::ConnectionsPerAddress`).
+//! connections per IP are bounded elsewhere (`rate::ConnectionsPerAddress`). The behaviour
+//! (broken promises) and slow-peer penalties are off: an honest peer under load earns them.
 
 use std::time::Duration;
 
@@ -28,6 +29,12 @@ pub(crate) fn params() -> PeerScoreParams {
     PeerScoreParams {
         app_specific_weight: 1.0,
         ip_colocation_factor_weight: 0.0,
+        // An honest peer under load breaks gossip promises and fills send queues too: under a
+        // flooder these two terms graylisted honest members from each other and consensus
+        // stalled (found by the five-member flooder test). Misbehaviour is scored by what it
+        // sends (P4, strikes), not by how slowly it reads.
+        behaviour_penalty_weight: 0.0,
+        slow_peer_weight: 0.0,
         decay_interval: Duration::from_secs(1),
         ..PeerScoreParams::default()
     }

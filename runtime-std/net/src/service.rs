@@ -286,6 +286,7 @@ impl EventLoop {
                     self.announce();
                     self.on_store_events();
                     self.expire_provider_queries();
+                    self.show_scores();
                 }
             }
         }
@@ -297,12 +298,10 @@ impl EventLoop {
 
     fn count(&self, peer: &PeerId, sent: usize, received: usize) {
         let id = peer.to_string();
-        let score = self.swarm.behaviour().gossipsub.peer_score(peer);
         let mut status = self.status();
         if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id) {
             info.bytes_sent += sent as u64;
             info.bytes_received += received as u64;
-            info.gossip_score = score.map(|s| s.round() as i64);
         }
     }
 
@@ -363,6 +362,17 @@ impl EventLoop {
             tracing::warn!(%peer, "blocking peer after repeated misbehaviour");
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.status().blocked.push(peer.to_string());
+        }
+    }
+
+    /// Shows every connected peer's gossip score in the network status (`/peers`).
+    fn show_scores(&self) {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let mut status = self.status();
+        for info in &mut status.peers {
+            if let Ok(peer) = info.peer_id.parse::<PeerId>() {
+                info.gossip_score = gossipsub.peer_score(&peer).map(|s| s.round() as i64);
+            }
         }
     }
 
@@ -470,7 +480,6 @@ impl EventLoop {
                             &propagation_source,
                             acceptance,
                         );
-                    self.show_score(&propagation_source);
                     return;
                 }
                 // Fetch entries from the announcer: it holds what it announced.
@@ -489,7 +498,6 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                self.show_score(&propagation_source);
             }
             BehaviourEvent::Sync(event) => self.on_sync(event),
             BehaviourEvent::Kad(event) => self.on_kad(event),

@@ -214,16 +214,7 @@ impl MemberNode {
         if signers.len() < self.members.quorum() {
             return Ok(());
         }
-        let signatures: Vec<u8> = signers
-            .iter()
-            .flat_map(|(signer, signature)| {
-                Signed {
-                    signer: *signer,
-                    signature: *signature,
-                }
-                .to_bytes()
-            })
-            .collect();
+        let signatures = Signed::list_bytes(signers.iter());
         let change = MembershipChange {
             signatures: SignatureList(&signatures),
             ..change

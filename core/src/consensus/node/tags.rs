@@ -211,17 +211,7 @@ impl MemberNode {
         let Some(statement) = decode_statement(&query.statement) else {
             return;
         };
-        let signatures: Vec<u8> = query
-            .vouches
-            .iter()
-            .flat_map(|(signer, signature)| {
-                Signed {
-                    signer: *signer,
-                    signature: *signature,
-                }
-                .to_bytes()
-            })
-            .collect();
+        let signatures = Signed::list_bytes(&query.vouches);
         let entry = Entry::TagObservation(TagObservation {
             statement,
             attestations: SignatureList(&signatures),
