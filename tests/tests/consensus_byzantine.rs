@@ -154,6 +154,27 @@ fn five_members_with_a_vote_splitter_agree_on_one_log_and_keep_committing() {
         "the splitter never proposed\n{}",
         net.members.logs()
     );
+    // Its twin votes for one round reach honest members, who keep both as evidence
+    // (PROTOCOL case 8); nobody accuses an honest member.
+    let caught = honest
+        .iter()
+        .filter(|&&i| {
+            net.members.nodes[i]
+                .log()
+                .contains("two different votes for one round")
+        })
+        .count();
+    assert!(
+        caught > 0,
+        "no honest member kept the splitter's equivocation\n{}",
+        net.members.logs()
+    );
+    assert!(
+        !net.members.nodes[4]
+            .log()
+            .contains("two different votes for one round"),
+        "the splitter accused an honest member?"
+    );
     // A new request still commits, through another member.
     net.pull_and_commit(3, "team/multi:multi", MULTI, 1, &honest);
     assert_one_log(&net.members, &honest, "team/multi:multi");

@@ -115,6 +115,28 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
         ),
     );
 
+    // The tag's latest observation is looked up before the checkpoint is read: the log only
+    // grows, so the checkpoint read after it covers that entry (read the other way round, a
+    // batch ordered in between left the observation outside the checkpoint).
+    let name = format!("{}/{}", image.host, image.repository_path());
+    // Likewise the commit of an image named by digest.
+    let digest_lookup = match image.digest {
+        Some(digest) => {
+            Some(client.get_json(&format!("/pyrsia/log/lookup?name={name}&digest={digest}"))?)
+        }
+        None => None,
+    };
+    let tag_observation = match (image.digest, image.tag) {
+        (None, Some(tag)) => {
+            let found = client.get_json(&format!("/pyrsia/log/lookup?name={name}&tag={tag}"))?;
+            let index = found["tag_observation"]
+                .as_u64()
+                .ok_or_else(|| format!("{name}:{tag} was never observed in the log"))?;
+            Some(index)
+        }
+        _ => None,
+    };
+
     let note = checkpoint(&client)?;
     let size = note.checkpoint.size;
     let genesis_proof = inclusion_proof(&client, 0, size)?;
@@ -133,14 +155,9 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
         ),
     );
 
-    let name = format!("{}/{}", image.host, image.repository_path());
-    let digest = match (image.digest, image.tag) {
-        (Some(digest), _) => digest,
-        (None, Some(tag)) => {
-            let found = client.get_json(&format!("/pyrsia/log/lookup?name={name}&tag={tag}"))?;
-            let index = found["tag_observation"]
-                .as_u64()
-                .ok_or_else(|| format!("{name}:{tag} was never observed in the log"))?;
+    let digest = match (image.digest, image.tag, tag_observation) {
+        (Some(digest), _, _) => digest,
+        (None, Some(tag), Some(index)) => {
             let bytes = entry(&client, index)?;
             let proof = inclusion_proof(&client, index, size)?;
             let Entry::TagObservation(observation) = light
@@ -160,10 +177,14 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
             );
             statement.digest
         }
-        (None, None) => unreachable!("checked by the caller"),
+        _ => unreachable!("checked by the caller; a tag was looked up above"),
     };
 
-    let found = client.get_json(&format!("/pyrsia/log/lookup?name={name}&digest={digest}"))?;
+    let found = match digest_lookup {
+        Some(found) => found,
+        // By tag: the commit precedes the tag's observation, which the checkpoint covers.
+        None => client.get_json(&format!("/pyrsia/log/lookup?name={name}&digest={digest}"))?,
+    };
     // The image's own commit, or (by digest) the commit of the image it is part of.
     let index = found["commit"]
         .as_u64()

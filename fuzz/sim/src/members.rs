@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use pyrsia_core::consensus::limits::{MessageClass, RateLimit};
 use pyrsia_core::consensus::node::{
-    ArtifactRequest, BuildResult, MemberNode, Misbehaviour, NodeConfig, NodeOutput, Now, Rejection,
+    ArtifactRequest, BuildResult, EvidenceKind, MemberNode, Misbehaviour, NodeConfig, NodeOutput,
+    Now, Rejection,
 };
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::consensus::wire::{Batch, Envelope, MemberMessage, Vote};
@@ -141,6 +142,8 @@ pub struct Outcome {
     /// Acts of misbehaviour of the byzantine members' nodes (twin proposals, wrong
     /// attestations, junk bursts, forged tags): what shows an adversary attacked.
     pub misbehaved: u64,
+    /// Pieces of equivocation evidence honest members kept (each naming a byzantine member).
+    pub equivocations: u64,
     /// Invariant violations.
     pub violations: Vec<String>,
 }
@@ -219,6 +222,8 @@ struct Sim {
     recorded: HashSet<[u8; 32]>,
     trace: Hasher,
     steps: u64,
+    /// Equivocation evidence honest members kept.
+    equivocations: u64,
     violations: Vec<String>,
 }
 
@@ -309,6 +314,7 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
         recorded: HashSet::new(),
         trace: Hasher::new(),
         steps: 0,
+        equivocations: 0,
         violations: Vec::new(),
         rng,
     };
@@ -327,6 +333,7 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
         .sum();
     Outcome {
         misbehaved,
+        equivocations: sim.equivocations,
         trace: *sim.trace.finish().as_bytes(),
         steps: sim.steps,
         checkpoints: sim.finals.len(),
@@ -614,7 +621,24 @@ impl Sim {
                         .then(|| upstream_digest(&name));
                     self.lookups.push((now + LOOKUP_TIME, i, ticket, digest));
                 }
-                NodeOutput::Evidence { .. } => {}
+                NodeOutput::Evidence { kind, key, .. } => {
+                    // Evidence of equivocation names the member that voted twice; it must
+                    // never name an honest one (they vote once per step, restarts included).
+                    if kind == EvidenceKind::Equivocation
+                        && member.adversary.is_none()
+                        && let Some(accused) = key.get(13..45)
+                    {
+                        let honest_accused = self.members.iter().position(|m| {
+                            m.adversary.is_none() && m.key.public().key_id().0 == accused
+                        });
+                        if let Some(j) = honest_accused {
+                            self.violations.push(format!(
+                                "member {i} holds evidence that honest member {j} equivocated"
+                            ));
+                        }
+                        self.equivocations += 1;
+                    }
+                }
             }
         }
         if self.members[i].adversary == Some(Adversary::Forger) {
@@ -1047,10 +1071,18 @@ mod tests {
     #[test]
     fn a_vote_splitter_between_two_cut_halves_never_forks_five_members() {
         // Under the old quorum of 2f+1 = 3 of 5, seeds 5, 12, 15 and 17 fork here.
+        let mut caught = 0;
         for seed in 1..=20 {
             let outcome = run(params(5, seed, Some(Adversary::SplitVotes), true));
             assert_eq!(outcome.violations, Vec::<String>::new(), "seed {seed}");
+            caught += outcome.equivocations;
         }
+        // Its twin votes reach honest members through relays: they keep the proof (and never
+        // one against an honest member, a violation above).
+        assert!(
+            caught > 0,
+            "the splitter's equivocation was never kept as evidence"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration as StdDuration;
 
 use pyrsia_core::consensus::node::{
-    ArtifactRequest, BuildResult, MemberNode, Misbehaviour, NodeConfig, NodeOutput, Now,
+    ArtifactRequest, BuildResult, EvidenceKind, MemberNode, Misbehaviour, NodeConfig, NodeOutput,
+    Now,
 };
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::digest::Digest;
@@ -219,10 +220,15 @@ impl Driver {
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "cannot store the decided checkpoint"),
                 },
-                NodeOutput::Evidence { key, bytes } => {
-                    tracing::warn!(
-                        "EVIDENCE: a member attested outputs that contradict a commit; kept"
-                    );
+                NodeOutput::Evidence { kind, key, bytes } => {
+                    match kind {
+                        EvidenceKind::ContradictingAttestation => tracing::warn!(
+                            "EVIDENCE: a member attested outputs that contradict a commit; kept"
+                        ),
+                        EvidenceKind::Equivocation => tracing::warn!(
+                            "EVIDENCE: a member sent two different votes for one round (equivocation); both kept"
+                        ),
+                    }
                     if let Err(e) = self.log.keep_evidence(&key, &bytes) {
                         tracing::error!(error = %e, "cannot keep evidence");
                     }

@@ -90,7 +90,11 @@ impl MemberNode {
                 {
                     self.keep_prevote(now, sender, (height, round, id), bytes);
                 }
-                self.on_vote_message(log, now, sender, &vote)
+                let counted = self.on_vote_message(log, now, sender, &vote);
+                if counted.is_ok() {
+                    self.watch_equivocation(sender, &vote, bytes);
+                }
+                counted
             }
             MemberMessage::Endorse {
                 op,

@@ -14,6 +14,7 @@
 //! applied to the log before the next call; then the node starts the next height.
 
 mod byzantine;
+mod equivocation;
 mod intake;
 mod pool;
 mod rounds;
@@ -122,11 +123,24 @@ pub enum NodeOutput {
     },
     /// Keep `bytes` as evidence of misbehaviour under `key`.
     Evidence {
+        /// What the evidence shows.
+        kind: EvidenceKind,
         /// Where to keep it.
         key: Vec<u8>,
-        /// The signed statement and signature.
+        /// The signed messages that show it.
         bytes: Vec<u8>,
     },
+}
+
+/// What a piece of evidence shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvidenceKind {
+    /// A member attested outputs that contradict a commit (PROTOCOL case 3): the statement and
+    /// the signed record.
+    ContradictingAttestation,
+    /// A member sent two different prevotes or precommits for one height and round (PROTOCOL
+    /// case 8): both sealed messages, a postcard pair of byte strings.
+    Equivocation,
 }
 
 /// How often, at most, the candidate batch is chosen again as entries arrive.
@@ -208,6 +222,11 @@ pub struct MemberNode {
     outputs: VecDeque<NodeOutput>,
     /// Acts of test misbehaviour so far.
     misbehaved: u64,
+    /// Each member's first prevote and precommit per round of the current height (what it
+    /// chose and the sealed message), within its share, and who was caught equivocating.
+    first_votes: equivocation::FirstVotes,
+    vote_budget: Budget,
+    equivocated: BTreeSet<equivocation::VoteSlot>,
     /// The log size the tag forger last forged at.
     forged_at: Option<u64>,
 }
@@ -260,6 +279,9 @@ impl MemberNode {
             outputs: VecDeque::new(),
             misbehaved: 0,
             forged_at: None,
+            first_votes: BTreeMap::new(),
+            vote_budget: Budget::default(),
+            equivocated: BTreeSet::new(),
         }
     }
 
@@ -441,6 +463,9 @@ impl MemberNode {
         self.value_budget.reset();
         self.prevotes.retain(|(h, ..), _| *h >= height);
         self.prevote_budget.reset();
+        self.first_votes.clear();
+        self.vote_budget.reset();
+        self.equivocated.clear();
         self.twins.clear();
         if size == 0 {
             // A new network: its first batch is the genesis entry.

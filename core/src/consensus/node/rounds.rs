@@ -166,7 +166,11 @@ impl MemberNode {
         key.extend_from_slice(&signed.signer.0);
         let mut bytes = statement;
         bytes.extend_from_slice(&signed.to_bytes());
-        self.outputs.push_back(NodeOutput::Evidence { key, bytes });
+        self.outputs.push_back(NodeOutput::Evidence {
+            kind: super::EvidenceKind::ContradictingAttestation,
+            key,
+            bytes,
+        });
     }
 
     fn drain_round(&mut self, log: &LogState, now: Now, index: u64) {

@@ -546,3 +546,57 @@ fn tag_queries_of_one_member_are_resolved_within_its_share() {
         Err(Rejection::BadTagVouch)
     );
 }
+
+#[test]
+fn two_different_votes_for_one_round_are_kept_as_evidence_and_a_resend_is_not() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    let height = net.logs[1].consensus_height();
+    let prevote = |nonce, id| {
+        Envelope::seal(
+            &key(3),
+            nonce,
+            &MemberMessage::Vote(Vote::Prevote {
+                height,
+                round: 0,
+                id,
+            }),
+        )
+    };
+    let evidence = |node: &mut MemberNode| {
+        core::iter::from_fn(|| node.poll_output())
+            .filter_map(|o| match o {
+                NodeOutput::Evidence { kind, key, bytes } => Some((kind, key, bytes)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let node = &mut net.nodes[1];
+    let log = &net.logs[1];
+    // The same vote sent again (another nonce): no evidence.
+    node.handle_message(log, at(100), &prevote(700, Some([1; 32])))
+        .unwrap();
+    node.handle_message(log, at(150), &prevote(701, Some([1; 32])))
+        .unwrap();
+    assert!(evidence(node).is_empty());
+    // Another value in the same round: both sealed votes are kept, once.
+    let second = prevote(702, Some([2; 32]));
+    node.handle_message(log, at(200), &second).unwrap();
+    node.handle_message(log, at(250), &prevote(703, None))
+        .unwrap();
+    let kept = evidence(node);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let (kind, key, bytes) = &kept[0];
+    assert_eq!(*kind, EvidenceKind::Equivocation);
+    assert_eq!(&key[13..45], &key_id_bytes(3));
+    let pair: [&[u8]; 2] = postcard::from_bytes(bytes).unwrap();
+    assert_eq!(pair[1], second.as_slice());
+    for sealed in pair {
+        let envelope = Envelope::decode(sealed).unwrap();
+        assert!(envelope.open(log.members()).is_ok(), "each vote checks out");
+    }
+}
+
+fn key_id_bytes(i: usize) -> [u8; 32] {
+    key(i).public().key_id().0
+}
