@@ -6,7 +6,10 @@
 use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
+
+use std::time::Duration;
 
 #[test]
 fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
@@ -48,7 +51,20 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
     let upstream_gets_before = registry.blob_gets(&images[1].layers[0].blob.digest.to_string());
     registry.stop();
 
-    // C, which never saw the upstream copy, serves both by digest from its peers.
+    // C, which never saw the upstream copy, serves both by digest from its peers, once A's
+    // provider records (announced on the DHT as A stores, every 200 ms) reached the network:
+    // right after A's commit they may not have, and C answers 503 until then.
+    let manifest = format!(
+        "{}/v2/library/small/manifests/{}",
+        c.url(),
+        images[0].digest
+    );
+    wait_until(
+        "C finds the manifest on its peers",
+        Duration::from_secs(20),
+        &|| c.log(),
+        || pyrsia_tests::http::get(&manifest).is_ok_and(|r| r.status == 200),
+    );
     let small = format!("library/small@{}", images[0].digest);
     let out = skopeo_copy(&c.authority(), &small, &work.path().join("copy"));
     assert_succeeded(&out, "skopeo by digest through C, upstream down", &c.log());
