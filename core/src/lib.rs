@@ -40,6 +40,7 @@ extern crate alloc;
 pub mod consensus;
 pub mod digest;
 pub mod edge;
+pub mod gossip_score;
 pub mod identity;
 pub mod light;
 #[cfg(feature = "alloc")]

@@ -356,7 +356,7 @@ impl EventLoop {
         self.swarm
             .behaviour_mut()
             .gossipsub
-            .set_application_score(&peer, crate::scoring::for_strikes(strikes));
+            .set_application_score(&peer, pyrsia_core::gossip_score::for_strikes(strikes));
         self.show_score(&peer);
         if strikes >= MAX_STRIKES {
             tracing::warn!(%peer, "blocking peer after repeated misbehaviour");
