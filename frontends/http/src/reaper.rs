@@ -4,9 +4,11 @@
 //!
 //! Silence alone is no proof: under load a real client's request can wait in tiny_http's
 //! queue. So a silent connection is closed only while the server is idle — no request being
-//! answered and none received for [`FIRST_REQUEST_TIMEOUT`] — which is when a probe arrives
-//! in practice (it is a client's first connection). A busy server leaves probes to the
-//! client's own timeout.
+//! answered, and none received or finished for [`FIRST_REQUEST_TIMEOUT`] — which is when a
+//! probe arrives in practice (it is a client's first connection). A busy server leaves probes
+//! to the client's own timeout. Counting finished requests as activity matters: when every
+//! worker finishes at once, requests queued behind them are picked up an instant later, and
+//! that instant is not idleness.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -34,7 +36,8 @@ pub(crate) struct ActivePeers(Arc<Mutex<Activity>>);
 struct Activity {
     peers: HashMap<SocketAddr, Instant>,
     in_progress: usize,
-    last_request: Option<Instant>,
+    /// When a request last started or finished being answered.
+    last_activity: Option<Instant>,
 }
 
 impl ActivePeers {
@@ -51,13 +54,14 @@ impl ActivePeers {
             activity.peers.insert(peer, now);
         }
         activity.in_progress += 1;
-        activity.last_request = Some(now);
+        activity.last_activity = Some(now);
     }
 
     /// A request has been answered.
     pub(crate) fn done(&self) {
         let mut activity = self.lock();
         activity.in_progress = activity.in_progress.saturating_sub(1);
+        activity.last_activity = Some(Instant::now());
     }
 
     /// Whether a silent connection from `peer` may be closed now.
@@ -65,7 +69,7 @@ impl ActivePeers {
         let activity = self.lock();
         let idle = activity.in_progress == 0
             && activity
-                .last_request
+                .last_activity
                 .is_none_or(|t| now - t >= FIRST_REQUEST_TIMEOUT);
         idle && !activity.peers.contains_key(peer)
     }
@@ -126,5 +130,32 @@ impl Drop for Reaper {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_silent_connection_may_close_only_after_the_server_has_been_idle() {
+        let peers = ActivePeers::default();
+        let start = Instant::now();
+        assert!(peers.may_close(&peer(1), start), "never busy: idle");
+        peers.started(Some(peer(2)));
+        let later = Instant::now() + FIRST_REQUEST_TIMEOUT * 2;
+        assert!(!peers.may_close(&peer(1), later), "a request is being answered");
+        peers.done();
+        // All workers just finished: a request queued behind them is about to be picked up.
+        assert!(!peers.may_close(&peer(1), Instant::now()));
+        assert!(peers.may_close(&peer(1), Instant::now() + FIRST_REQUEST_TIMEOUT));
+        assert!(
+            !peers.may_close(&peer(2), Instant::now() + FIRST_REQUEST_TIMEOUT),
+            "a peer that sent a request is a real client"
+        );
     }
 }
