@@ -13,5 +13,6 @@ pub mod mirror;
 pub mod network;
 pub mod operator;
 pub mod peers;
+mod reopen;
 pub mod store;
 pub mod upstream;

@@ -2,7 +2,9 @@
 //! An upstream whose blob body is endless (chunked, no length) makes the download stop short
 //! of the disk's reserve: the pull fails cleanly and `tmp/` is left empty. With the disk all
 //! but full (a filler file), pulls fail cleanly too; once the filler is gone, the node stores
-//! and commits again, without a restart.
+//! and commits again, without a restart. And when another process fills the disk to the last
+//! byte, the writes of the log's and the store's databases fail (fjall poisons them); once
+//! space returns the node reopens them and writes again, without a restart.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -125,6 +127,116 @@ fn a_full_disk_fails_pulls_cleanly_and_the_node_stores_again_once_space_returns(
         "committed again\n{}",
         node.log()
     );
+    drop(node);
+    drop(tmpfs);
+}
+
+/// Fills the filesystem holding `path` to the last byte; returns the filler's size.
+fn fill_completely(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut written = 0u64;
+    for chunk in [1usize << 20, 4096, 1] {
+        let bytes = vec![0u8; chunk];
+        while file.write_all(&bytes).is_ok() {
+            written += chunk as u64;
+        }
+    }
+    let _ = file.sync_all();
+    written
+}
+
+#[test]
+fn databases_poisoned_by_a_full_disk_are_reopened_once_space_returns() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let images = push_standard_images(work.path(), &registry.authority());
+    let (small, multi) = (&images[0], &images[1]);
+    let node_dir = work.path().join("node");
+    // Only the data dir is on the small disk: the node's own log file stays readable.
+    let tmpfs = Tmpfs::mount(&node_dir.join("data"), "64m");
+    // A sole member re-signs its checkpoint every second: the log writes all the time.
+    let upstream = registry.url();
+    let args = ["--upstream", &upstream, "--checkpoint-refresh", "1"];
+    let node = Node::start(&node_dir, &args);
+    let out = skopeo_copy(&node.authority(), &small.reference, &work.path().join("c1"));
+    assert_succeeded(&out, "a pull before the disk fills", &node.log());
+    let small_index = node
+        .wait_committed("docker.io/library/small", &small.digest)
+        .expect("committed");
+
+    // Another process fills the disk to the last byte: the databases' next writes fail.
+    let filler = node_dir.join("data/filler");
+    fill_completely(&filler);
+    // A cached pull still answers (its access-time write fails underneath).
+    let out = skopeo_copy(&node.authority(), &small.reference, &work.path().join("c2"));
+    assert_succeeded(&out, "a cached pull on a full disk", &node.log());
+    // Cached blobs keep being served while every access-time write fails, past the slack
+    // of the journal's last page.
+    let blob = format!(
+        "{}/v2/library/small/blobs/{}",
+        node.url(),
+        small.layers[0].blob.digest
+    );
+    let started = Instant::now();
+    while !node.log().contains("could not record blob access") {
+        let cached = get(&blob).expect("GET a cached blob");
+        assert_eq!(cached.status, 200, "a cached blob on a full disk");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            node.log()
+        );
+    }
+    wait_until(
+        "the log's writes fail on the full disk",
+        Duration::from_secs(20),
+        &|| node.log(),
+        || {
+            node.log()
+                .contains("could not re-sign the latest checkpoint")
+        },
+    );
+    let health = get(&format!("{}/healthz", node.url())).expect("GET /healthz");
+    assert_eq!(health.status, 200, "the node stays up");
+
+    // Space returns: the databases are reopened and the node stores and commits again.
+    std::fs::remove_file(&filler).unwrap();
+    wait_until(
+        "the log database is reopened",
+        Duration::from_secs(20),
+        &|| node.log(),
+        || {
+            let log = node.log();
+            log.contains("the log database failed a write and was reopened")
+                && log.contains("the store's database failed a write and was reopened")
+        },
+    );
+    let out = skopeo_copy(&node.authority(), &multi.reference, &work.path().join("c3"));
+    assert_succeeded(&out, "the pull once space returned", &node.log());
+    let multi_index = node
+        .wait_committed("docker.io/team/multi", &multi.digest)
+        .unwrap_or_else(|| panic!("committed without a restart\n{}", node.log()));
+    assert!(multi_index > small_index);
+
+    // What was written around the failure is consistent: a restart opens the same log.
+    let size = node.log_status()["size"].as_u64().expect("log size");
+    let node = node.restart(&node_dir, &args);
+    assert!(
+        node.log_status()["size"].as_u64().expect("log size") >= size,
+        "the log kept every committed entry across the restart\n{}",
+        node.log()
+    );
+    assert_eq!(
+        node.wait_committed("docker.io/team/multi", &multi.digest),
+        Some(multi_index)
+    );
+    // The store's records survived too: with the upstream gone, both images come from cache.
+    registry.stop();
+    for (image, copy) in [(small, "c4"), (multi, "c5")] {
+        let out = skopeo_copy(&node.authority(), &image.reference, &work.path().join(copy));
+        assert_succeeded(&out, "a cached pull after the restart", &node.log());
+    }
     drop(node);
     drop(tmpfs);
 }

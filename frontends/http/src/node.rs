@@ -104,6 +104,7 @@ impl Node {
                 }
             })
             .map_err(|e| format!("cannot start the checkpoint refresher: {e}"))?;
+        spawn_database_recovery(log.clone(), mirror.clone())?;
         if let Some(parent) = &options.log_from {
             if options.genesis.is_none() {
                 return Err(
@@ -203,4 +204,27 @@ impl Node {
             verified_only: self.verified_only,
         }
     }
+}
+
+/// How often the node checks whether a failed write poisoned its databases.
+const DATABASE_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reopens the log's and the store's databases once a failed write (a full disk) poisoned
+/// them and the disk has room again, so that the node writes again without a restart.
+fn spawn_database_recovery(log: Arc<Log>, mirror: Arc<Mirror>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("database-recovery".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(DATABASE_RECOVERY_INTERVAL);
+                if let Err(e) = log.recover_if_poisoned() {
+                    tracing::warn!(error = %e, "the log database is still failing; will retry");
+                }
+                if let Err(e) = mirror.store().recover_if_poisoned() {
+                    tracing::warn!(error = %e, "the store database is still failing; will retry");
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the database recovery thread: {e}"))
 }

@@ -148,7 +148,10 @@ mod tests {
         assert!(peers.may_close(&peer(1), start), "never busy: idle");
         peers.started(Some(peer(2)));
         let later = Instant::now() + FIRST_REQUEST_TIMEOUT * 2;
-        assert!(!peers.may_close(&peer(1), later), "a request is being answered");
+        assert!(
+            !peers.may_close(&peer(1), later),
+            "a request is being answered"
+        );
         peers.done();
         // All workers just finished: a request queued behind them is about to be picked up.
         assert!(!peers.may_close(&peer(1), Instant::now()));

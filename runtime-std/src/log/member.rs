@@ -108,14 +108,15 @@ impl Log {
     /// Persists the voting state (synced) before the vote that depends on it leaves.
     pub fn save_voting_state(&self, state: &VotingState) -> Result<(), LogError> {
         let bytes = postcard::to_allocvec(state).map_err(|e| LogError::Corrupt(e.to_string()))?;
-        self.state_keyspace.insert(VOTING_KEY, bytes)?;
-        self.db.persist(PersistMode::SyncAll)?;
+        let t = self.tables.get()?;
+        t.state.insert(VOTING_KEY, bytes)?;
+        t.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
     /// The voting state persisted last, if any.
     pub fn voting_state(&self) -> Option<VotingState> {
-        let bytes = self.state_keyspace.get(VOTING_KEY).ok()??;
+        let bytes = self.tables.get().ok()?.state.get(VOTING_KEY).ok()??;
         postcard::from_bytes(&bytes)
             .or_else(|_| postcard::from_bytes::<VotingStateV1>(&bytes).map(VotingState::from))
             .ok()
@@ -124,14 +125,15 @@ impl Log {
     /// Keeps `bytes` as evidence of misbehaviour under `key` (e.g. a member's attestation
     /// that contradicts a commit).
     pub fn keep_evidence(&self, key: &[u8], bytes: &[u8]) -> Result<(), LogError> {
-        self.evidence.insert(key, bytes)?;
-        self.db.persist(PersistMode::SyncAll)?;
+        let t = self.tables.get()?;
+        t.evidence.insert(key, bytes)?;
+        t.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
     /// How many pieces of evidence the log keeps.
     pub fn evidence_count(&self) -> usize {
-        self.evidence.iter().count()
+        self.tables.get().map_or(0, |t| t.evidence.iter().count())
     }
 }
 

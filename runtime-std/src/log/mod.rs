@@ -12,19 +12,24 @@ pub mod follow;
 pub mod key;
 mod member;
 mod replica;
+mod tables;
 mod verifier;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::PersistMode;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::identity::{KeyId, SecretKey};
 use pyrsia_core::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use pyrsia_core::tlog::entry::{Entry, Genesis, KeyList};
 use pyrsia_core::tlog::state::LogState;
 use pyrsia_core::tlog::{Hash, ProofError};
+
+use crate::reopen::Reopenable;
+
+use tables::LogTables;
 
 pub use commit::{DockerCommit, Outcome};
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
@@ -70,11 +75,7 @@ const SIGNED_KEY: &[u8] = b"last-signed";
 
 /// The transparency log as this node holds it. Share it with an `Arc`.
 pub struct Log {
-    db: Database,
-    entries: Keyspace,
-    checkpoints: Keyspace,
-    state_keyspace: Keyspace,
-    evidence: Keyspace,
+    tables: Reopenable<LogTables>,
     key: SecretKey,
     state: Mutex<LogState>,
 }
@@ -89,12 +90,9 @@ impl Log {
         genesis: Option<Vec<u8>>,
         now_secs: u64,
     ) -> Result<Log, LogError> {
-        let db = Database::builder(data_dir.join("log")).open()?;
-        let entries = db.keyspace("entries", KeyspaceCreateOptions::default)?;
-        let checkpoints = db.keyspace("checkpoints", KeyspaceCreateOptions::default)?;
-        let state_keyspace = db.keyspace("state", KeyspaceCreateOptions::default)?;
-        let evidence = db.keyspace("evidence", KeyspaceCreateOptions::default)?;
-        let latest = match checkpoints.last_key_value() {
+        let tables = Reopenable::<LogTables>::open(data_dir.join("log"))?;
+        let t = tables.get()?;
+        let latest = match t.checkpoints.last_key_value() {
             Some(guard) => {
                 let (_, value) = guard.into_inner()?;
                 let text = std::str::from_utf8(&value)
@@ -108,7 +106,7 @@ impl Log {
         };
         let final_size = latest.as_ref().map_or(0, |c| c.checkpoint.size);
         let mut stored = Vec::new();
-        for guard in entries.iter() {
+        for guard in t.entries.iter() {
             let (k, value) = guard.into_inner()?;
             let index = u64::from_be_bytes(
                 k[..]
@@ -121,7 +119,7 @@ impl Log {
                     final_size,
                     "dropping a log entry appended after the last final checkpoint (crash before signing)"
                 );
-                entries.remove(k)?;
+                t.entries.remove(k)?;
                 continue;
             }
             if index != stored.len() as u64 {
@@ -135,7 +133,8 @@ impl Log {
                 stored.len()
             )));
         }
-        db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
+        drop(t);
 
         let genesis_bytes = match (stored.first(), genesis) {
             (Some(first), Some(given)) if *first != given => {
@@ -164,11 +163,7 @@ impl Log {
             state.set_latest(latest);
         }
         let log = Log {
-            db,
-            entries,
-            checkpoints,
-            state_keyspace,
-            evidence,
+            tables,
             key,
             state: Mutex::new(state),
         };
@@ -228,7 +223,8 @@ impl Log {
         if index >= self.size() {
             return None;
         }
-        Some(self.entries.get(index.to_be_bytes()).ok()??.to_vec())
+        let t = self.tables.get().ok()?;
+        Some(t.entries.get(index.to_be_bytes()).ok()??.to_vec())
     }
 
     /// Up to `count` final entries from `start` on (fewer at the end of the log), at most
@@ -236,9 +232,12 @@ impl Log {
     pub fn entries(&self, start: u64, count: u64, limit_bytes: usize) -> Vec<Vec<u8>> {
         let end = self.size().min(start.saturating_add(count));
         let mut out = Vec::new();
+        let Ok(t) = self.tables.get() else {
+            return out;
+        };
         let mut total = 0;
         for index in start..end {
-            let Some(bytes) = self.entries.get(index.to_be_bytes()).ok().flatten() else {
+            let Some(bytes) = t.entries.get(index.to_be_bytes()).ok().flatten() else {
                 break;
             };
             total += bytes.len();
@@ -320,12 +319,14 @@ impl Log {
         for bytes in &new {
             Entry::decode(bytes).map_err(|e| LogError::Refused(e.to_string()))?;
         }
-        let mut batch = self.db.batch();
+        let t = self.tables.get()?;
+        let mut batch = t.db.batch();
         for (offset, bytes) in new.iter().enumerate() {
-            batch.insert(&self.entries, (first + offset as u64).to_be_bytes(), bytes);
+            batch.insert(&t.entries, (first + offset as u64).to_be_bytes(), bytes);
         }
         batch.commit()?;
-        self.db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
+        drop(t);
         for bytes in &new {
             state
                 .append_trusted(bytes)
@@ -362,17 +363,18 @@ impl Log {
         note.add(checkpoint.sign(&self.key))
             .map_err(|e| LogError::Corrupt(e.to_string()))?;
         let text = note.to_string();
-        let mut batch = self.db.batch();
-        batch.insert(&self.state_keyspace, SIGNED_KEY, text.as_bytes());
-        batch.insert(&self.checkpoints, size.to_be_bytes(), text.as_bytes());
+        let t = self.tables.get()?;
+        let mut batch = t.db.batch();
+        batch.insert(&t.state, SIGNED_KEY, text.as_bytes());
+        batch.insert(&t.checkpoints, size.to_be_bytes(), text.as_bytes());
         batch.commit()?;
-        self.db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
         state.set_latest(note.clone());
         Ok(note)
     }
 
     fn last_signed(&self) -> Result<Option<SignedCheckpoint>, LogError> {
-        let Some(bytes) = self.state_keyspace.get(SIGNED_KEY)? else {
+        let Some(bytes) = self.tables.get()?.state.get(SIGNED_KEY)? else {
             return Ok(None);
         };
         let text = std::str::from_utf8(&bytes)
@@ -403,11 +405,12 @@ impl Log {
     fn append_unsigned_for_test(&self, new: Vec<Vec<u8>>) -> Result<(), LogError> {
         let state = self.lock();
         let first = state.tree().size();
+        let t = self.tables.get()?;
         for (offset, bytes) in new.iter().enumerate() {
-            self.entries
+            t.entries
                 .insert((first + offset as u64).to_be_bytes(), bytes)?;
         }
-        self.db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 }

@@ -53,9 +53,10 @@ impl Log {
         let checked = state
             .check_prefix(note, entries, consistency)
             .map_err(|e| LogError::Refused(e.to_string()))?;
-        let mut batch = self.db.batch();
+        let t = self.tables.get()?;
+        let mut batch = t.db.batch();
         for (offset, bytes) in entries.iter().enumerate() {
-            batch.insert(&self.entries, (have + offset as u64).to_be_bytes(), bytes);
+            batch.insert(&t.entries, (have + offset as u64).to_be_bytes(), bytes);
         }
         // Not synced: the entries are not final yet, and a restart drops them anyway.
         batch.commit()?;
@@ -78,33 +79,36 @@ impl Log {
         match state.check_offer(note, entries) {
             Ok(Offer::Stale) => Ok(Applied::Stale),
             Ok(Offer::Refresh) => {
-                self.checkpoints
+                let t = self.tables.get()?;
+                t.checkpoints
                     .insert(cp.size.to_be_bytes(), note.to_string().as_bytes())?;
-                self.db.persist(PersistMode::SyncAll)?;
+                t.db.persist(PersistMode::SyncAll)?;
                 state.set_latest(note.clone());
                 Ok(Applied::Refreshed)
             }
             Ok(Offer::Extend(checked)) => {
-                let mut batch = self.db.batch();
+                let t = self.tables.get()?;
+                let mut batch = t.db.batch();
                 for (offset, bytes) in entries.iter().enumerate() {
-                    batch.insert(&self.entries, (have + offset as u64).to_be_bytes(), bytes);
+                    batch.insert(&t.entries, (have + offset as u64).to_be_bytes(), bytes);
                 }
                 batch.insert(
-                    &self.checkpoints,
+                    &t.checkpoints,
                     cp.size.to_be_bytes(),
                     note.to_string().as_bytes(),
                 );
                 batch
                     .commit()
-                    .and_then(|()| self.db.persist(PersistMode::SyncAll))?;
+                    .and_then(|()| t.db.persist(PersistMode::SyncAll))?;
                 state.extend(checked, note.clone(), entries);
                 Ok(Applied::Extended(cp.size))
             }
             Err(LogRejection::Fork) => {
                 tracing::error!(size = have, note = %note, "FORK: a quorum-signed checkpoint conflicts with this node's log; keeping it as evidence");
-                let _ = self
-                    .evidence
-                    .insert(cp.size.to_be_bytes(), note.to_string().as_bytes());
+                let _ = self.tables.get().and_then(|t| {
+                    t.evidence
+                        .insert(cp.size.to_be_bytes(), note.to_string().as_bytes())
+                });
                 Err(LogError::Refused(LogRejection::Fork.to_string()))
             }
             Err(e) => Err(LogError::Refused(e.to_string())),

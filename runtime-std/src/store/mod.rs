@@ -12,6 +12,7 @@ mod index;
 mod meta;
 mod scrub;
 mod space;
+mod tables;
 mod writer;
 
 use std::fs::{self, File};
@@ -20,10 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::PersistMode;
 use pyrsia_core::digest::Digest;
 
 use index::Index;
+use tables::StoreTables;
+
+use crate::reopen::Reopenable;
 pub use index::StoreStats;
 pub use meta::{BlobKind, BlobRecord, StoredMediaType, TagObservation, tag_key};
 pub use scrub::{FIRST_PASS_AFTER, Pace, ScrubConfig, ScrubOutcome};
@@ -35,7 +39,8 @@ pub use writer::{BlobWriter, VerifiedBlob};
 pub enum StoreError {
     /// A filesystem error (disk full, permissions, ...).
     Io(io::Error),
-    /// The metadata database failed; the store should not be trusted until restart.
+    /// The metadata database failed a write; it refuses writes until it is reopened
+    /// ([`Store::recover_if_poisoned`]).
     Database(fjall::Error),
     /// The bytes do not hash to the digest they were written under; nothing was stored.
     Mismatch {
@@ -83,9 +88,7 @@ pub struct Store {
 
 struct Inner {
     root: PathBuf,
-    db: Database,
-    blobs: Keyspace,
-    tags: Keyspace,
+    tables: Reopenable<StoreTables>,
     index: Mutex<Index>,
     watchers: Mutex<Vec<mpsc::Sender<StoreEvent>>>,
     /// Bytes downloads hold in `tmp/` (counted against `--max-disk`).
@@ -140,17 +143,15 @@ impl Store {
             tracing::info!(path = %path.display(), "removing partial download left by a previous run");
             fs::remove_file(&path)?;
         }
-        let db = Database::builder(root.join("meta")).open()?;
-        let blobs = db.keyspace("blobs", KeyspaceCreateOptions::default)?;
-        let tags = db.keyspace("tags", KeyspaceCreateOptions::default)?;
-        let index = Index::recover(root, &blobs, max_bytes)?;
-        db.persist(PersistMode::SyncAll)?;
+        let tables = Reopenable::<StoreTables>::open(root.join("meta"))?;
+        let t = tables.get()?;
+        let index = Index::recover(root, &t.blobs, max_bytes)?;
+        t.db.persist(PersistMode::SyncAll)?;
+        drop(t);
         let store = Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
-                db,
-                blobs,
-                tags,
+                tables,
                 index: Mutex::new(index),
                 watchers: Mutex::new(Vec::new()),
                 in_flight: std::sync::atomic::AtomicU64::new(0),
@@ -244,11 +245,13 @@ impl Store {
 
     /// Records that a verified file is now at its digest's path: called by [`BlobWriter`].
     fn admit(&self, digest: Digest, record: BlobRecord) -> Result<(), StoreError> {
-        self.inner.blobs.insert(
+        let t = self.inner.tables.get()?;
+        t.blobs.insert(
             digest.as_bytes(),
             postcard::to_stdvec(&record).unwrap_or_default(),
         )?;
-        self.inner.db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
+        drop(t);
         self.index().insert(digest, record);
         self.notify(StoreEvent::Stored(digest));
         self.evict_over_budget(Some(digest))
@@ -258,7 +261,7 @@ impl Store {
     pub fn set_kind(&self, digest: &Digest, kind: BlobKind) -> Result<(), StoreError> {
         if let Some(mut record) = self.record(digest) {
             record.kind = kind;
-            self.inner.blobs.insert(
+            self.inner.tables.get()?.blobs.insert(
                 digest.as_bytes(),
                 postcard::to_stdvec(&record).unwrap_or_default(),
             )?;
@@ -271,7 +274,8 @@ impl Store {
         // Last-access times steer eviction only; losing the latest on a crash is harmless, so
         // they reach fjall's buffers now and disk with the next synced write.
         if let Ok(bytes) = postcard::to_stdvec(record)
-            && let Err(e) = self.inner.blobs.insert(digest.as_bytes(), bytes)
+            && let Err(e) =
+                (self.inner.tables.get()).and_then(|t| t.blobs.insert(digest.as_bytes(), bytes))
         {
             tracing::warn!(%digest, error = %e, "could not record blob access");
         }
@@ -279,7 +283,7 @@ impl Store {
 
     fn forget(&self, digest: &Digest) {
         self.index().remove(digest);
-        if let Err(e) = self.inner.blobs.remove(digest.as_bytes()) {
+        if let Err(e) = (self.inner.tables.get()).and_then(|t| t.blobs.remove(digest.as_bytes())) {
             tracing::warn!(%digest, error = %e, "could not remove blob record");
         }
     }
@@ -295,7 +299,7 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            self.inner.blobs.remove(digest.as_bytes())?;
+            self.inner.tables.get()?.blobs.remove(digest.as_bytes())?;
             self.notify(StoreEvent::Evicted(digest));
         }
         Ok(())
@@ -303,25 +307,35 @@ impl Store {
 
     /// Records a tag observation durably (fsynced before it is relied on).
     pub fn record_tag(&self, key: &str, observation: TagObservation) -> Result<(), StoreError> {
-        self.inner.tags.insert(
+        let t = self.inner.tables.get()?;
+        t.tags.insert(
             key.as_bytes(),
             postcard::to_stdvec(&observation).unwrap_or_default(),
         )?;
-        self.inner.db.persist(PersistMode::SyncAll)?;
+        t.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 
     /// The latest observation of a tag (see [`tag_key`]).
     pub fn tag(&self, key: &str) -> Option<TagObservation> {
-        let bytes = self.inner.tags.get(key.as_bytes()).ok()??;
+        let bytes = self
+            .inner
+            .tables
+            .get()
+            .ok()?
+            .tags
+            .get(key.as_bytes())
+            .ok()??;
         postcard::from_bytes(&bytes).ok()
     }
 
     /// Tags observed for a repository, sorted: the offline answer to `tags/list`.
     pub fn observed_tags(&self, host: &str, repository: &str) -> Vec<String> {
         let prefix = format!("{host}/{repository}:");
-        let mut tags: Vec<String> = self
-            .inner
+        let Ok(t) = self.inner.tables.get() else {
+            return Vec::new();
+        };
+        let mut tags: Vec<String> = t
             .tags
             .prefix(prefix.as_bytes())
             .filter_map(|guard| guard.key().ok())

@@ -30,7 +30,7 @@ impl Store {
             for (digest, record) in victims {
                 tracing::info!(%digest, size = record.size, "evicting least recently used blob to make room for a download");
                 let _ = std::fs::remove_file(self.blob_path(&digest));
-                let _ = self.inner.blobs.remove(digest.as_bytes());
+                let _ = (self.inner.tables.get()).and_then(|t| t.blobs.remove(digest.as_bytes()));
                 self.notify(StoreEvent::Evicted(digest));
             }
             let stored = self.stats().bytes;

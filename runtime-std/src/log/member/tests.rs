@@ -222,7 +222,12 @@ fn a_voting_state_written_before_the_valid_value_was_kept_still_reads() {
     // The former layout: height, round, lock, votes, proposed.
     let old = postcard::to_allocvec(&(NOW, 3u32, Some((3u32, [9u8; 32])), &votes, true)).unwrap();
     let log = member_log(dir.path());
-    log.state_keyspace.insert(super::VOTING_KEY, old).unwrap();
+    log.tables
+        .get()
+        .unwrap()
+        .state
+        .insert(super::VOTING_KEY, old)
+        .unwrap();
     assert_eq!(
         log.voting_state(),
         Some(VotingState {
