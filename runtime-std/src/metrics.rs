@@ -39,6 +39,13 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// 1 when the last upstream request succeeded, 0 when it failed.
     pub upstream_up: Gauge,
+    /// HTTP worker threads alive (a handler that panics loses its request, not its worker).
+    pub http_workers: Gauge,
+    /// Request handlers that panicked.
+    pub handler_panics: Counter,
+    /// Databases (the log's, the store's) refusing writes after a failed one, until they are
+    /// reopened.
+    pub databases_failing: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +74,9 @@ impl Metrics {
             store_blobs: Gauge::default(),
             store_bytes: Gauge::default(),
             upstream_up: Gauge::default(),
+            http_workers: Gauge::default(),
+            handler_panics: Counter::default(),
+            databases_failing: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +153,21 @@ impl Metrics {
             "upstream_up",
             "Whether the last upstream request succeeded",
             metrics.upstream_up.clone(),
+        );
+        registry.register(
+            "http_workers",
+            "HTTP worker threads alive",
+            metrics.http_workers.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Request handlers that panicked (the worker survived)",
+            metrics.handler_panics.clone(),
+        );
+        registry.register(
+            "databases_failing",
+            "Databases refusing writes after a failed one, until reopened",
+            metrics.databases_failing.clone(),
         );
         Metrics {
             registry,

@@ -134,6 +134,17 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// A gauge from `/metrics` (`pyrsia_<name>`), `None` when absent.
+    pub fn gauge(&self, name: &str) -> Option<i64> {
+        let body = crate::http::get(&format!("{}/metrics", self.url()))
+            .map(|f| f.small_body)
+            .unwrap_or_default();
+        body.lines()
+            .find(|l| l.starts_with(&format!("pyrsia_{name} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Waits (up to 30 s) until `peer_id` is connected to this node.
     pub fn wait_connected(&self, peer_id: &str) {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

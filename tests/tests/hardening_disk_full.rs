@@ -119,6 +119,12 @@ fn a_full_disk_fails_pulls_cleanly_and_the_node_stores_again_once_space_returns(
 
     // Space returns: the same pull succeeds and is committed, without a restart.
     std::fs::remove_file(&filler).unwrap();
+    wait_until(
+        "the metrics report no database failing",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || node.gauge("databases_failing") == Some(0),
+    );
     let out = skopeo_copy(&node.authority(), &multi.reference, &work.path().join("c3"));
     assert_succeeded(&out, "the pull once space returned", &node.log());
     assert!(
@@ -199,6 +205,12 @@ fn databases_poisoned_by_a_full_disk_are_reopened_once_space_returns() {
     );
     let health = get(&format!("{}/healthz", node.url())).expect("GET /healthz");
     assert_eq!(health.status, 200, "the node stays up");
+    wait_until(
+        "the metrics report both databases failing",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || node.gauge("databases_failing") == Some(2),
+    );
 
     // Space returns: the databases are reopened and the node stores and commits again.
     std::fs::remove_file(&filler).unwrap();
@@ -211,6 +223,12 @@ fn databases_poisoned_by_a_full_disk_are_reopened_once_space_returns() {
             log.contains("the log database failed a write and was reopened")
                 && log.contains("the store's database failed a write and was reopened")
         },
+    );
+    wait_until(
+        "the metrics report no database failing",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || node.gauge("databases_failing") == Some(0),
     );
     let out = skopeo_copy(&node.authority(), &multi.reference, &work.path().join("c3"));
     assert_succeeded(&out, "the pull once space returned", &node.log());

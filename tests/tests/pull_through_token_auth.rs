@@ -3,10 +3,13 @@
 //! follows the challenge, fetches one token per repository, reuses it, and the clients pull
 //! through it without any credentials of their own.
 
+use std::time::Duration;
+
 use pyrsia_tests::clients::{Podman, assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
 use pyrsia_tests::token::TokenServer;
 
@@ -62,7 +65,17 @@ fn a_token_claiming_an_absurd_lifetime_is_used_safely_and_the_node_keeps_serving
     let work = tempfile::tempdir().unwrap();
     // Tokens valid for 300 s that claim to expire in u64::MAX seconds.
     let (registry, _tokens, images) = token_upstream(work.path(), u64::MAX);
-    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--upstream", &registry.url(), "--http-workers", "8"],
+    );
+    let workers = || node.gauge("http_workers");
+    wait_until(
+        "every HTTP worker started",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || workers() == Some(8),
+    );
     for (round, image) in images[..2].iter().enumerate() {
         let out = skopeo_copy(
             &node.authority(),
@@ -81,4 +94,6 @@ fn a_token_claiming_an_absurd_lifetime_is_used_safely_and_the_node_keeps_serving
         "the node panicked:\n{}",
         node.log()
     );
+    assert_eq!(workers(), Some(8), "the worker count is unchanged");
+    assert_eq!(node.metric("handler_panics"), 0);
 }

@@ -223,6 +223,9 @@ fn spawn_database_recovery(log: Arc<Log>, mirror: Arc<Mirror>) -> Result<(), Str
                 if let Err(e) = mirror.store().recover_if_poisoned() {
                     tracing::warn!(error = %e, "the store database is still failing; will retry");
                 }
+                let failing =
+                    i64::from(log.is_poisoned()) + i64::from(mirror.store().is_poisoned());
+                mirror.metrics().databases_failing.set(failing);
             }
         })
         .map(drop)

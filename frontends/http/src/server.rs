@@ -46,6 +46,9 @@ impl HttpServer {
                 std::thread::Builder::new()
                     .name(format!("http-{i}"))
                     .spawn(move || {
+                        let metrics = node.mirror.metrics();
+                        metrics.http_workers.inc();
+                        let _alive = WorkerAlive(metrics);
                         while let Ok(request) = server.recv() {
                             peers.started(request.remote_addr().copied());
                             // A handler that panics loses its request (tiny_http answers an
@@ -54,6 +57,7 @@ impl HttpServer {
                                 handle(&node, request)
                             }));
                             if answered.is_err() {
+                                metrics.handler_panics.inc();
                                 tracing::error!("a request handler panicked; the worker goes on");
                             }
                             peers.done();
@@ -84,6 +88,15 @@ impl HttpServer {
         for worker in self.workers {
             let _ = worker.join();
         }
+    }
+}
+
+/// Counts a worker out of `pyrsia_http_workers` when its thread ends, however it ends.
+struct WorkerAlive<'m>(&'m pyrsia_std::metrics::Metrics);
+
+impl Drop for WorkerAlive<'_> {
+    fn drop(&mut self) {
+        self.0.http_workers.dec();
     }
 }
 
