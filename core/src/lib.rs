@@ -47,6 +47,7 @@ pub mod light;
 pub mod manifest;
 pub mod media_type;
 pub mod members;
+pub mod package;
 pub mod pieces;
 pub mod rate;
 pub mod reference;

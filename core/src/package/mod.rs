@@ -1,0 +1,25 @@
+//! Package coordinates beyond container images: npm names and versions, PyPI project names,
+//! PEP 440 versions and distribution file names, and Maven coordinates with their
+//! repository path form. Each type is parsed by hand from borrowed text: holding one proves
+//! the text matches its ecosystem's grammar. Each type is also safe to use as a file-path
+//! component: no `..`, no separators where the grammar has none, no NUL or non-ASCII bytes.
+//!
+//! These are what the package frontends route by and what the log's coordinates name.
+
+mod maven;
+mod npm;
+mod pep440;
+mod pypi;
+
+pub use maven::{
+    Checksum, Gav, GavError, Group, MAVEN_PATH_LEN_MAX, MavenPath, MavenPathError, MavenSegment,
+};
+pub use npm::{NPM_NAME_LEN_MAX, NpmName, NpmNameError, NpmVersion, NpmVersionError};
+pub use pep440::{PEP440_LEN_MAX, Pep440, Pep440Error};
+pub use pypi::{
+    DistFile, DistFileError, Normalized, PROJECT_NAME_LEN_MAX, ProjectName, ProjectNameError,
+    SdistFormat,
+};
+
+#[cfg(test)]
+mod tests;

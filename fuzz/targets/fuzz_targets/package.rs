@@ -1,0 +1,53 @@
+//! Package coordinates (npm, PyPI, Maven): no panic, what parses formats back to what it
+//! read, and nothing that parses can climb out of a directory.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pyrsia_core::package::{DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(version) = Pep440::parse(text) {
+        assert_eq!(version.as_str(), text);
+    }
+    if let Ok(name) = ProjectName::parse(text) {
+        let normal = name.normalized().to_string();
+        let again = ProjectName::parse(&normal).expect("the normalised name parses");
+        assert!(again.is_normalized() && again.same_project(&name));
+    }
+    if let Ok(file) = DistFile::parse(text) {
+        assert!(!text.contains('/') && !file.project().as_str().is_empty());
+    }
+    if let Ok(name) = NpmName::parse(text) {
+        assert_eq!(name.to_string(), text);
+        let path = name.path_form().to_string();
+        assert_eq!(NpmName::parse_path(&path), Ok(name));
+        assert!(!name.bare().starts_with('.'));
+    }
+    if let Ok(version) = NpmVersion::parse(text) {
+        assert_eq!(version.as_str(), text);
+    }
+    if let Ok(gav) = Gav::parse(text) {
+        let path = gav.path().to_string();
+        assert!(
+            !path
+                .split('/')
+                .any(|s| s == ".." || s == "." || s.is_empty())
+        );
+        match MavenPath::parse(&path) {
+            Ok(MavenPath::Artifact { gav: parsed, .. }) => {
+                assert_eq!(parsed.to_string(), gav.to_string());
+            }
+            other => panic!("{path} from {text} parsed as {other:?}"),
+        }
+    }
+    if MavenPath::parse(text).is_ok() {
+        assert!(
+            !text
+                .split('/')
+                .any(|s| s == ".." || s == "." || s.is_empty())
+        );
+    }
+});
