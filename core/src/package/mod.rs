@@ -10,6 +10,8 @@ mod maven;
 mod npm;
 mod pep440;
 mod pypi;
+#[cfg(feature = "alloc")]
+pub mod simple;
 
 pub use maven::{
     Checksum, Gav, GavError, Group, MAVEN_PATH_LEN_MAX, MavenPath, MavenPathError, MavenSegment,
@@ -21,5 +23,7 @@ pub use pypi::{
     SdistFormat,
 };
 
+#[cfg(test)]
+mod simple_tests;
 #[cfg(test)]
 mod tests;

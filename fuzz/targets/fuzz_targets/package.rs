@@ -3,9 +3,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
 use pyrsia_core::package::{DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName};
 
 fuzz_target!(|data: &[u8]| {
+    // Upstream project pages in either format: an error or a page, never a panic; what
+    // parses survives this node's own rendering.
+    for format in [IndexFormat::Html, IndexFormat::Json] {
+        if let Ok(index) = ProjectIndex::parse(format, data, "http://up.example/simple/p/", "p") {
+            let stored = ProjectIndex::from_stored(&index.to_stored()).expect("stored page");
+            assert_eq!(stored.files.len(), index.files.len());
+        }
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
