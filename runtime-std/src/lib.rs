@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod network;
 pub mod operator;
 pub mod peers;
+pub mod pypi;
 mod reopen;
 pub mod store;
 pub mod upstream;

@@ -132,3 +132,24 @@ pub fn raw(authority: &str, request_line: &str) -> (u16, String) {
         .to_string();
     (status, body)
 }
+
+/// Sends `GET path` with `headers` and returns the whole response as text: status line,
+/// headers and body (for tests that check response headers).
+pub fn get_full(authority: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}

@@ -13,6 +13,7 @@ pub mod members;
 pub mod node;
 pub mod process;
 pub mod proxy;
+pub mod pypi;
 pub mod raw_peer;
 pub mod registry;
 pub mod tarpit;

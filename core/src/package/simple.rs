@@ -493,3 +493,32 @@ pub fn resolve(page_url: &str, href: &str) -> String {
     }
     format!("{origin}/{}/", segments.join("/"))
 }
+
+/// The root page (`/simple/`): links to `projects` (normalised names) in `format`.
+pub fn render_root(
+    format: IndexFormat,
+    projects: &[String],
+    project_url: impl Fn(&str) -> String,
+) -> Vec<u8> {
+    match format {
+        IndexFormat::Json => {
+            let listed: Vec<Value> = projects.iter().map(|p| json!({ "name": p })).collect();
+            serde_json::to_vec(&json!({ "meta": { "api-version": "1.1" }, "projects": listed }))
+                .unwrap_or_default()
+        }
+        IndexFormat::Html => {
+            let mut html = String::from(
+                "<!DOCTYPE html>\n<html><head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n",
+            );
+            for project in projects {
+                html += &format!(
+                    "<a href=\"{}\">{}</a><br>\n",
+                    escape(&project_url(project)),
+                    escape(project)
+                );
+            }
+            html += "</body></html>\n";
+            html.into_bytes()
+        }
+    }
+}

@@ -24,6 +24,10 @@ struct Cli {
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; argh cannot parse a boxed subcommand"
+)]
 enum Command {
     Node(NodeOptions),
     Status(status::StatusCmd),

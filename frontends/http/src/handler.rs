@@ -14,9 +14,10 @@ use crate::ErrorResponse;
 use crate::abort::abort_connection;
 use crate::log_api;
 use crate::node::Node;
+use crate::pypi_api;
 
 /// A response body: bytes in memory, or a blob (a stored file or a download in progress).
-enum Body {
+pub(crate) enum Body {
     Bytes(io::Cursor<Vec<u8>>),
     Blob(io::Take<BlobReader>),
 }
@@ -31,17 +32,17 @@ impl Read for Body {
 }
 
 /// What to send: status, headers, body and its length.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Body,
-    len: u64,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Body,
+    pub(crate) len: u64,
     /// A blob body: sent on the raw stream with large writes.
-    stream: bool,
+    pub(crate) stream: bool,
 }
 
 impl Reply {
-    fn bytes(status: u16, content_type: &str, bytes: Vec<u8>) -> Reply {
+    pub(crate) fn bytes(status: u16, content_type: &str, bytes: Vec<u8>) -> Reply {
         Reply {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
@@ -241,6 +242,9 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
     use crate::members_api;
     let mirror = &node.mirror;
     let (path, query) = split_target(request.url());
+    if let Some(rest) = path.strip_prefix(pypi_api::PREFIX) {
+        return pypi_api::respond(node, request, rest);
+    }
     if let Some(rest) = path.strip_prefix(log_api::PREFIX) {
         if !matches!(
             request.method(),

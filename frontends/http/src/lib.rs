@@ -15,6 +15,7 @@ mod log_api;
 mod members_api;
 pub mod node;
 pub mod options;
+mod pypi_api;
 mod reaper;
 pub mod server;
 

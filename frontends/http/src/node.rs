@@ -11,6 +11,7 @@ use pyrsia_std::consensus::Member;
 use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
+use pyrsia_std::pypi::Pypi;
 
 use crate::NodeOptions;
 
@@ -21,6 +22,8 @@ pub const LOG_FOLLOW_INTERVAL: Duration = Duration::from_secs(2);
 pub struct Node {
     /// The registry mirror.
     pub mirror: Arc<Mirror>,
+    /// The PyPI mirror (`/pypi/`), sharing the mirror's store.
+    pub pypi: Pypi,
     /// The transparency log.
     pub log: Arc<Log>,
     verification: VerificationQueue,
@@ -141,7 +144,14 @@ impl Node {
         } else {
             None
         };
+        let pypi_upstream = &options.pypi_upstream;
+        if !(pypi_upstream.starts_with("http://") || pypi_upstream.starts_with("https://")) {
+            return Err(format!(
+                "--pypi-upstream {pypi_upstream}: the URL must start with http:// or https://"
+            ));
+        }
         Ok(Node {
+            pypi: Pypi::new(mirror.clone(), pypi_upstream),
             mirror,
             log,
             verification,

@@ -34,6 +34,11 @@ pub struct NodeOptions {
     #[argh(option, from_str_fn(parse_host))]
     pub allow_upstream: Vec<Host>,
 
+    /// the PyPI simple index that /pypi/simple/ pulls through (default
+    /// https://pypi.org/simple/; may carry a path, e.g. a devpi index's /root/pypi/+simple/)
+    #[argh(option, default = "String::from(pyrsia_std::pypi::PYPI_SIMPLE_URL)")]
+    pub pypi_upstream: String,
+
     /// never contact an upstream: serve only what is cached
     #[argh(switch)]
     pub offline: bool,
@@ -258,6 +263,7 @@ mod tests {
                 "ghcr.io=http://127.0.0.1:5001".into(),
             ],
             allow_upstream: vec![parse_host("quay.io").unwrap()],
+            pypi_upstream: pyrsia_std::pypi::PYPI_SIMPLE_URL.into(),
             offline: false,
             max_disk: None,
             scrub_rate: 16 << 20,

@@ -217,8 +217,13 @@ impl Mirror {
             .ok_or_else(|| UpstreamError::NotAllowed(host.to_string()))
     }
 
+    /// The mirror's configuration.
+    pub fn config(&self) -> &MirrorConfig {
+        &self.config
+    }
+
     /// A place among the requests that wait on a download, if one is free.
-    fn download_slot(&self) -> Result<DownloadSlot, UpstreamError> {
+    pub(crate) fn download_slot(&self) -> Result<DownloadSlot, UpstreamError> {
         use std::sync::atomic::Ordering;
         let waiting = self.download_waiters.fetch_add(1, Ordering::SeqCst);
         let slot = DownloadSlot(self.download_waiters.clone());

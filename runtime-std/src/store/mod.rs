@@ -345,6 +345,19 @@ impl Store {
         tags
     }
 
+    /// Every observation key that starts with `prefix`, without it: what a frontend that keeps
+    /// its own mutable names there (PyPI project pages) has recorded.
+    pub fn tag_keys(&self, prefix: &str) -> Vec<String> {
+        let Ok(t) = self.inner.tables.get() else {
+            return Vec::new();
+        };
+        t.tags
+            .prefix(prefix.as_bytes())
+            .filter_map(|guard| guard.key().ok())
+            .filter_map(|key| String::from_utf8(key[prefix.len()..].to_vec()).ok())
+            .collect()
+    }
+
     /// Counts and sizes, for `pyrsia status` and metrics.
     pub fn stats(&self) -> StoreStats {
         self.index().stats()

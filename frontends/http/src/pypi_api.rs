@@ -1,0 +1,162 @@
+//! The PyPI simple repository API on the node's port, for pip, uv and other installers
+//! (`--index-url http://NODE/pypi/simple/`):
+//!
+//! - `GET /pypi/simple/`: the projects this node holds pages of;
+//! - `GET /pypi/simple/{project}/`: the project's page, PEP 691 JSON or PEP 503 HTML by
+//!   `Accept` (`Vary: Accept`), every file's URL on this node; a name that is not normalised
+//!   is redirected to the normalised one;
+//! - `GET /pypi/files/{project}/{file}` (and `{file}.metadata`): the file, checked against the
+//!   sha256 its page gives before it is stored or served.
+//!
+//! When the upstream is down the last page seen is served with `Warning: 110`.
+
+use pyrsia_core::package::ProjectName;
+use pyrsia_core::package::simple::{IndexFormat, render_root};
+use pyrsia_std::mirror::BlobReader;
+use pyrsia_std::pypi::{PypiError, Resource};
+use std::io::Read;
+use tiny_http::Request;
+
+use crate::handler::{Body, Reply};
+use crate::node::Node;
+
+/// Where the PyPI API lives on the node's port.
+pub(crate) const PREFIX: &str = "/pypi/";
+
+/// Answers a request whose path starts with [`PREFIX`] (`rest` is what follows it).
+pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
+    if !matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    ) {
+        return text(405, "the PyPI simple API is read-only");
+    }
+    let accept = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Accept"))
+        .map(|h| h.value.as_str());
+    let format = IndexFormat::negotiate(accept);
+    if rest == "simple/" || rest == "simple" {
+        let projects = node.pypi.known_projects();
+        let body = render_root(format, &projects, |p| format!("{PREFIX}simple/{p}/"));
+        return page_reply(format, body, false);
+    }
+    if let Some(name) = rest.strip_prefix("simple/") {
+        return project_page(node, name, format);
+    }
+    if let Some(path) = rest.strip_prefix("files/") {
+        return file(node, path);
+    }
+    text(404, "no such PyPI endpoint (the index is at /pypi/simple/)")
+}
+
+fn project_page(node: &Node, name: &str, format: IndexFormat) -> Reply {
+    let (name, slash) = match name.strip_suffix('/') {
+        Some(name) => (name, true),
+        None => (name, false),
+    };
+    let project = match ProjectName::parse(name) {
+        Ok(project) => project,
+        Err(e) => return text(404, &format!("{name:?}: {e}")),
+    };
+    // PEP 503: one URL per project, the normalised name with a trailing slash.
+    if !slash || !project.is_normalized() {
+        let mut reply = text(301, "moved to the normalised project URL");
+        reply.headers.push((
+            "Location",
+            format!("{PREFIX}simple/{}/", project.normalized()),
+        ));
+        return reply;
+    }
+    match node.pypi.project(&project) {
+        Ok(mut page) => {
+            // Metadata is offered only where its hash is known: only checked files are served.
+            for file in &mut page.index.files {
+                if file.metadata == Some(None) {
+                    file.metadata = None;
+                }
+            }
+            let normal = project.normalized();
+            let body = page.index.render(format, |file| {
+                format!("{PREFIX}files/{normal}/{}", file.filename)
+            });
+            page_reply(format, body, page.stale)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn file(node: &Node, path: &str) -> Reply {
+    let Some((name, filename)) = path.split_once('/') else {
+        return text(404, "expected /pypi/files/{project}/{file}");
+    };
+    let project = match ProjectName::parse(name) {
+        Ok(project) => project,
+        Err(e) => return text(404, &format!("{name:?}: {e}")),
+    };
+    if filename.is_empty() || filename.contains('/') {
+        return text(404, "expected /pypi/files/{project}/{file}");
+    }
+    let (filename, resource) = match filename.strip_suffix(".metadata") {
+        Some(file) => (file, Resource::Metadata),
+        None => (filename, Resource::File),
+    };
+    if node.verified_only {
+        return text(
+            404,
+            "not committed to the transparency log (node serves verified content only)",
+        );
+    }
+    match node.pypi.file(&project, filename, resource) {
+        Ok(blob) => {
+            let size = blob.record.size;
+            Reply {
+                status: 200,
+                headers: vec![
+                    ("Content-Type", content_type(filename, resource).to_string()),
+                    ("Cache-Control", "max-age=31536000, immutable".to_string()),
+                ],
+                len: size,
+                body: Body::Blob(BlobReader::Stored(blob).take(size)),
+                stream: true,
+            }
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn content_type(filename: &str, resource: Resource) -> &'static str {
+    match resource {
+        Resource::Metadata => "text/plain; charset=utf-8",
+        Resource::File if filename.ends_with(".tar.gz") => "application/gzip",
+        Resource::File if filename.ends_with(".whl") || filename.ends_with(".zip") => {
+            "application/zip"
+        }
+        Resource::File => "application/octet-stream",
+    }
+}
+
+fn page_reply(format: IndexFormat, body: Vec<u8>, stale: bool) -> Reply {
+    let mut reply = Reply::bytes(200, format.content_type(), body);
+    reply.headers.push(("Vary", "Accept".to_string()));
+    if stale {
+        reply.headers.push((
+            "Warning",
+            "110 pyrsia \"Response is Stale\" (the upstream index is unreachable)".to_string(),
+        ));
+    }
+    reply
+}
+
+fn error(e: &PypiError) -> Reply {
+    text(e.status(), &e.to_string())
+}
+
+fn text(status: u16, message: &str) -> Reply {
+    Reply::bytes(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{message}\n").into_bytes(),
+    )
+}
