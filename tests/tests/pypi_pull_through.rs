@@ -13,6 +13,7 @@ use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::free_port;
 use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
+use pyrsia_tests::tarpit::Tarpit;
 
 fn assert_installed(out: &std::process::Output, what: &str, logs: &dyn Fn() -> String) {
     assert!(
@@ -222,5 +223,80 @@ fn files_that_do_not_match_or_lack_their_index_hash_are_refused_and_never_stored
         node.log().contains("does not match the sha256"),
         "{}",
         node.log()
+    );
+}
+
+#[test]
+fn a_tarpit_file_host_gets_one_connection_and_cannot_take_every_worker() {
+    let work = tempfile::tempdir().unwrap();
+    let good = make_wheel(&work.path().join("good"), "slow", "0.9", &[]);
+    let good_bytes = std::fs::read(&good).unwrap();
+    let tarpit = Tarpit::start();
+    // The page lists one file served at once and one on a host that never answers.
+    let port = free_port();
+    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("page server");
+    let page = format!(
+        "<a href=\"/files/slow-0.9-py3-none-any.whl#sha256={}\">slow-0.9-py3-none-any.whl</a>\
+         <a href=\"{}/slow-1.0-py3-none-any.whl#sha256={}\">slow-1.0-py3-none-any.whl</a>",
+        sha256_hex(&good),
+        tarpit.url(),
+        "ab".repeat(32)
+    );
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let body = if request.url().starts_with("/files/") {
+                good_bytes.clone()
+            } else {
+                page.clone().into_bytes()
+            };
+            let _ = request.respond(tiny_http::Response::from_data(body));
+        }
+    });
+    let upstream = format!("http://127.0.0.1:{port}/simple/");
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--pypi-upstream", &upstream, "--http-workers", "8"],
+    );
+    let file_url = |name: &str| format!("{}/pypi/files/slow/{name}", node.url());
+    let cached = get(&file_url("slow-0.9-py3-none-any.whl")).unwrap();
+    assert_eq!(cached.status, 200, "{cached:?}");
+
+    // 16 clients ask for the file on the tarpit at once.
+    let stuck: Vec<_> = (0..16)
+        .map(|_| {
+            let url = file_url("slow-1.0-py3-none-any.whl");
+            std::thread::spawn(move || get(&url).map(|f| f.status).unwrap_or(0))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The node still answers, at once: health, and a cached file.
+    for url in [
+        format!("{}/healthz", node.url()),
+        file_url("slow-0.9-py3-none-any.whl"),
+    ] {
+        let started = std::time::Instant::now();
+        let answer = get(&url).unwrap();
+        assert_eq!(answer.status, 200, "{url}: {answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+    }
+    let statuses: Vec<u16> = stuck.into_iter().map(|t| t.join().unwrap()).collect();
+    // Requests beyond the download places were refused at once; the others failed when the
+    // upstream read timed out. None got bytes.
+    assert!(
+        statuses.iter().filter(|&&s| s == 429).count() >= 8,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 429 || s == 503),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        tarpit.connections(),
+        1,
+        "one download per file, however many ask"
     );
 }

@@ -12,6 +12,10 @@ use pyrsia_core::package::simple::IndexFile;
 use super::{Pypi, PypiError};
 use crate::store::{BlobKind, StoreError, StoredBlob};
 
+/// A download's gate: held by the request that downloads; what its failure was, for the
+/// requests that waited on it.
+pub(super) type Gate = Arc<Mutex<Option<PypiError>>>;
+
 /// Which of a listed file's resources a request wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
@@ -54,15 +58,30 @@ impl Pypi {
                 "{filename} (offline, not cached)"
             )));
         }
-        // One download per file: a request that finds one running waits for it.
+        // A request that waits on a download holds a download place, as one that downloads:
+        // however slow the upstream, waiting requests cannot take every HTTP worker.
+        let _slot = self.mirror.download_slot().map_err(|_| PypiError::Busy)?;
+        // One download per file: a request that finds one running waits for it, and shares
+        // its failure rather than trying again at once.
         let gate = self.download_gate(digest);
-        let _turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let mut turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(failed) = turn.clone() {
+            drop(turn);
+            self.release_gate(&digest);
+            return Err(failed);
+        }
         if let Some(blob) = store.open_blob(&digest) {
             self.mirror.metrics().cache_hits.inc();
+            drop(turn);
+            self.release_gate(&digest);
             return Ok(blob);
         }
         self.mirror.metrics().cache_misses.inc();
         let downloaded = self.download(&url, digest);
+        if let Err(e) = &downloaded {
+            *turn = Some(e.clone());
+        }
+        drop(turn);
         self.release_gate(&digest);
         downloaded?;
         store
@@ -71,7 +90,6 @@ impl Pypi {
     }
 
     fn download(&self, url: &str, digest: Digest) -> Result<(), PypiError> {
-        let _slot = self.mirror.download_slot().map_err(|_| PypiError::Busy)?;
         let metrics = self.mirror.metrics();
         metrics.upstream_fetches.inc();
         let mut response = self.agent.get(url).call().map_err(|e| {
@@ -117,7 +135,7 @@ impl Pypi {
         }
     }
 
-    fn download_gate(&self, digest: Digest) -> Arc<Mutex<()>> {
+    fn download_gate(&self, digest: Digest) -> Gate {
         self.downloads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -126,9 +144,11 @@ impl Pypi {
             .clone()
     }
 
+    /// Called by each request done with a gate, whatever the outcome: the last one removes it,
+    /// so that a later request downloads afresh.
     fn release_gate(&self, digest: &Digest) {
         let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and the downloader hold it: no request waits on it any more.
+        // Only the map and this request hold it: no request waits on it any more.
         if downloads
             .get(digest)
             .is_some_and(|g| Arc::strong_count(g) <= 2)

@@ -79,8 +79,9 @@ pub struct Pypi {
     /// The upstream's simple index URL, ending in `/`.
     upstream: String,
     agent: ureq::Agent,
-    /// One download per file at a time: later requests wait for it, then read the store.
-    downloads: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// One download per file at a time: later requests wait for it, then read the store (or
+    /// share its failure).
+    downloads: Mutex<HashMap<Digest, files::Gate>>,
 }
 
 impl Pypi {
