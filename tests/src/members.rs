@@ -110,16 +110,7 @@ impl Members {
         // or a later one, so a verification by tag may wait for it a little.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let out = pyrsia(&[
-                "verify",
-                "docker",
-                "--image",
-                image,
-                "--genesis",
-                self.genesis.to_str().unwrap(),
-                "--node",
-                &node.url(),
-            ]);
+            let out = self.verify_output(&node.url(), image);
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !out.status.success()
                 && stdout.contains("was never observed in the log")
@@ -138,6 +129,21 @@ impl Members {
             );
             return;
         }
+    }
+
+    /// What `pyrsia verify` of `image` through `node_url` prints, trusting only this network's
+    /// genesis (for tests that expect it to refuse).
+    pub fn verify_output(&self, node_url: &str, image: &str) -> std::process::Output {
+        pyrsia(&[
+            "verify",
+            "docker",
+            "--image",
+            image,
+            "--genesis",
+            self.genesis.to_str().unwrap(),
+            "--node",
+            node_url,
+        ])
     }
 
     /// Every member's log, for failure messages.

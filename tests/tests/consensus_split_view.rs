@@ -25,7 +25,6 @@ use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::members::{Members, ORIGIN};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::{free_port, wait_until};
-use pyrsia_tests::pyrsia;
 use pyrsia_tests::registry::Registry;
 
 const SMALL: &str = "docker.io/library/small";
@@ -94,18 +93,9 @@ fn split_view_server(honest: String, forgery: Arc<Mutex<Forgery>>) -> (String, A
     (format!("http://127.0.0.1:{port}"), entry_downloads)
 }
 
-/// `pyrsia verify` of `image` through `node_url`, trusting the network's genesis only.
+/// `pyrsia verify` of `image` through `node_url`: whether it verified, and what it printed.
 fn verify(members: &Members, node_url: &str, image: &str) -> (bool, String) {
-    let out = pyrsia(&[
-        "verify",
-        "docker",
-        "--image",
-        image,
-        "--genesis",
-        members.genesis.to_str().unwrap(),
-        "--node",
-        node_url,
-    ]);
+    let out = members.verify_output(node_url, image);
     (
         out.status.success(),
         format!(

@@ -69,47 +69,24 @@ fn json_pages_are_read_and_both_formats_written() {
     assert_eq!(index.files[1].sha256, None);
 
     let node_url = |file: &IndexFile| format!("/pypi/files/demo/{}", file.filename);
-    let json = index.render(IndexFormat::Json, node_url);
-    let again = ProjectIndex::parse(
-        IndexFormat::Json,
-        &json,
-        "http://node/pypi/simple/demo/",
-        "demo",
-    )
-    .unwrap();
-    assert_eq!(
-        again.files[0].url,
-        "http://node/pypi/files/demo/demo-1.0.tar.gz"
-    );
-    assert_eq!(again.files[0].sha256, index.files[0].sha256);
-    assert_eq!(
-        again.files[0].requires_python,
-        index.files[0].requires_python
-    );
-    assert_eq!(again.files[0].yanked, index.files[0].yanked);
-    assert_eq!(again.files[1].metadata, Some(None));
-
-    let html = index.render(IndexFormat::Html, node_url);
-    let text = String::from_utf8(html.clone()).unwrap();
-    assert!(text.contains("data-requires-python=\"&gt;=3.8\""), "{text}");
-    let again = ProjectIndex::parse(
-        IndexFormat::Html,
-        &html,
-        "http://node/pypi/simple/demo/",
-        "demo",
-    )
-    .unwrap();
-    assert_eq!(
-        again.files[0].url,
-        "http://node/pypi/files/demo/demo-1.0.tar.gz"
-    );
-    assert_eq!(again.files[0].sha256, index.files[0].sha256);
-    assert_eq!(
-        again.files[0].requires_python,
-        index.files[0].requires_python
-    );
-    assert_eq!(again.files[0].yanked, index.files[0].yanked);
-    assert_eq!(again.files[0].metadata, index.files[0].metadata);
+    for format in [IndexFormat::Json, IndexFormat::Html] {
+        let written = index.render(format, node_url);
+        let again =
+            ProjectIndex::parse(format, &written, "http://node/pypi/simple/demo/", "demo").unwrap();
+        assert_eq!(
+            again.files[0].url,
+            "http://node/pypi/files/demo/demo-1.0.tar.gz"
+        );
+        for (read, original) in again.files.iter().zip(&index.files) {
+            assert_eq!(read.filename, original.filename);
+            assert_eq!(read.sha256, original.sha256);
+            assert_eq!(read.requires_python, original.requires_python);
+            assert_eq!(read.yanked, original.yanked);
+            assert_eq!(read.metadata, original.metadata, "{format:?}");
+        }
+    }
+    let html = String::from_utf8(index.render(IndexFormat::Html, node_url)).unwrap();
+    assert!(html.contains("data-requires-python=\"&gt;=3.8\""), "{html}");
 
     let stored = ProjectIndex::from_stored(&index.to_stored()).unwrap();
     assert_eq!(stored, index);

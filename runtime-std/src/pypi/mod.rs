@@ -88,16 +88,7 @@ impl Pypi {
     /// A mirror of the simple index at `upstream` (`https://pypi.org/simple/`, or a private
     /// index such as devpi's `/root/pypi/+simple/`), storing into `mirror`'s store.
     pub fn new(mirror: Arc<Mirror>, upstream: &str) -> Pypi {
-        let timeouts = mirror.config().timeouts;
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_per_read(Some(timeouts.read))
-            .timeout_recv_response(Some(timeouts.read))
-            .max_redirects(10)
-            .user_agent(concat!("pyrsia/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::upstream::agent(mirror.config().timeouts);
         Pypi {
             mirror,
             upstream: format!("{}/", upstream.trim_end_matches('/')),

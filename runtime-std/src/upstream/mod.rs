@@ -100,6 +100,20 @@ pub struct BlobBody {
     pub partial: bool,
 }
 
+/// The HTTP client every upstream request uses: `timeouts`, redirects followed, statuses
+/// returned rather than raised, Pyrsia's user agent.
+pub(crate) fn agent(timeouts: Timeouts) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_per_read(Some(timeouts.read))
+        .timeout_recv_response(Some(timeouts.read))
+        .max_redirects(10)
+        .user_agent(concat!("pyrsia/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
 /// One upstream registry.
 pub struct Upstream {
     base_url: String,
@@ -111,18 +125,9 @@ impl Upstream {
     /// A client for the registry at `base_url` (`https://registry-1.docker.io`,
     /// `http://127.0.0.1:5000`).
     pub fn new(base_url: &str, timeouts: Timeouts) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(timeouts.connect))
-            .timeout_per_read(Some(timeouts.read))
-            .timeout_recv_response(Some(timeouts.read))
-            .max_redirects(10)
-            .user_agent(concat!("pyrsia/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
         Upstream {
             base_url: base_url.trim_end_matches('/').to_string(),
-            agent,
+            agent: agent(timeouts),
             tokens: TokenCache::default(),
         }
     }
