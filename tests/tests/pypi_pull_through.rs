@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use pyrsia_core::digest::Digest;
 use pyrsia_core::package::simple::SIMPLE_JSON;
 use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::node::Node;
@@ -299,4 +300,59 @@ fn a_tarpit_file_host_gets_one_connection_and_cannot_take_every_worker() {
         1,
         "one download per file, however many ask"
     );
+}
+
+#[test]
+fn pep_658_metadata_is_offered_with_its_hash_and_checked() {
+    let work = tempfile::tempdir().unwrap();
+    let metadata = b"Metadata-Version: 2.1\nName: meta\nVersion: 1.0\n".to_vec();
+    let good = Digest::sha256(&metadata).hex().as_str().to_string();
+    let port = free_port();
+    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("upstream");
+    // Two wheels advertise metadata; the second's metadata bytes do not match its hash.
+    let page = format!(
+        "<a href=\"/files/meta-1.0-py3-none-any.whl#sha256={h}\" data-dist-info-metadata=\"sha256={good}\">meta-1.0-py3-none-any.whl</a>\
+         <a href=\"/files/meta-0.9-py3-none-any.whl#sha256={h}\" data-core-metadata=\"sha256={bad}\">meta-0.9-py3-none-any.whl</a>\
+         <a href=\"/files/meta-0.8-py3-none-any.whl#sha256={h}\" data-core-metadata=\"true\">meta-0.8-py3-none-any.whl</a>",
+        h = "cd".repeat(32),
+        bad = "ef".repeat(32),
+    );
+    let served = metadata.clone();
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let body = if request.url().ends_with(".metadata") {
+                served.clone()
+            } else {
+                page.clone().into_bytes()
+            };
+            let _ = request.respond(tiny_http::Response::from_data(body));
+        }
+    });
+    let upstream = format!("http://127.0.0.1:{port}/simple/");
+    let node = Node::start(&work.path().join("node"), &["--pypi-upstream", &upstream]);
+
+    let page = get_full(
+        &node.authority(),
+        "/pypi/simple/meta/",
+        &[("Accept", SIMPLE_JSON)],
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(page.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(json["files"][0]["core-metadata"]["sha256"], good.as_str());
+    assert_eq!(
+        json["files"][0]["dist-info-metadata"]["sha256"],
+        good.as_str()
+    );
+    // Metadata whose hash the upstream does not give is not offered: it could not be checked.
+    assert!(json["files"][2].get("core-metadata").is_none(), "{page}");
+
+    let files = format!("{}/pypi/files/meta", node.url());
+    let fetched = get(&format!("{files}/meta-1.0-py3-none-any.whl.metadata")).unwrap();
+    assert_eq!(fetched.status, 200, "{fetched:?}");
+    assert_eq!(fetched.body_digest, Digest::sha256(&metadata));
+    let mismatched = get(&format!("{files}/meta-0.9-py3-none-any.whl.metadata")).unwrap();
+    assert_eq!(mismatched.status, 502, "{mismatched:?}");
+    let unhashed = get(&format!("{files}/meta-0.8-py3-none-any.whl.metadata")).unwrap();
+    assert_eq!(unhashed.status, 404, "{unhashed:?}");
+    assert!(!node.stored_blobs().contains(&"ef".repeat(32)));
 }
