@@ -8,6 +8,8 @@
 
 mod maven;
 mod npm;
+#[cfg(feature = "alloc")]
+pub mod npm_registry;
 mod pep440;
 mod pypi;
 #[cfg(feature = "alloc")]
@@ -23,6 +25,8 @@ pub use pypi::{
     SdistFormat,
 };
 
+#[cfg(test)]
+mod npm_registry_tests;
 #[cfg(test)]
 mod simple_tests;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pyrsia_core::package::npm_registry::{Integrity, Packument};
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
 use pyrsia_core::package::{DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName};
 
@@ -15,9 +16,27 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(stored.files.len(), index.files.len());
         }
     }
+    // npm packuments: what parses keeps its tarballs when pointed at the node.
+    if let Ok(packument) = Packument::parse(data)
+        && let Ok(tarballs) = packument.tarballs()
+    {
+        let moved = packument.with_tarballs_at(|file| format!("http://node/npm/p/-/{file}"));
+        let again = Packument::parse(&moved).expect("the rewritten packument parses");
+        let moved_tarballs = again.tarballs().expect("its tarballs too");
+        assert_eq!(moved_tarballs.len(), tarballs.len());
+        for (before, after) in tarballs.iter().zip(&moved_tarballs) {
+            assert_eq!(before.integrity, after.integrity);
+        }
+    }
     let Ok(text) = std::str::from_utf8(data) else {
+        if let Ok(sri) = std::str::from_utf8(&data[..data.len().min(200)]) {
+            let _ = Integrity::parse(sri);
+        }
         return;
     };
+    if let Ok(integrity) = Integrity::parse(text) {
+        assert_eq!(Integrity::parse(&integrity.to_string()), Ok(integrity));
+    }
     if let Ok(version) = Pep440::parse(text) {
         assert_eq!(version.as_str(), text);
     }

@@ -1,0 +1,269 @@
+//! The npm registry's package documents ("packuments") and tarball integrity, as a mirror
+//! needs them: the format a client asks for, every tarball URL pointed at the node with
+//! nothing else changed, a tarball found by file name, and Subresource Integrity strings
+//! (`sha512-…`) checked while the bytes stream.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use base64ct::{Base64, Encoding};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256, Sha512};
+
+/// The abbreviated ("corgi") packument media type npm and pnpm ask for when installing.
+pub const NPM_ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+
+/// Which form of a packument a client asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackumentFormat {
+    /// Every field of every version (`application/json`).
+    Full,
+    /// What installing needs ([`NPM_ABBREVIATED`]).
+    Abbreviated,
+}
+
+impl PackumentFormat {
+    /// The form an `Accept` header asks for: abbreviated when it names [`NPM_ABBREVIATED`]
+    /// with a weight above zero, else full.
+    pub fn negotiate(accept: Option<&str>) -> PackumentFormat {
+        let asks = accept.is_some_and(|accept| {
+            accept.split(',').any(|item| {
+                let mut parts = item.split(';');
+                parts.next().is_some_and(|m| m.trim() == NPM_ABBREVIATED)
+                    && !parts.any(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .and_then(|q| q.trim().parse::<f32>().ok())
+                            .is_some_and(|q| q <= 0.0)
+                    })
+            })
+        });
+        if asks {
+            PackumentFormat::Abbreviated
+        } else {
+            PackumentFormat::Full
+        }
+    }
+
+    /// The `Accept` to send upstream for this form, and the `Content-Type` to answer with.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            PackumentFormat::Full => "application/json",
+            PackumentFormat::Abbreviated => NPM_ABBREVIATED,
+        }
+    }
+}
+
+/// Why a packument was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackumentError {
+    /// Not JSON, or not an object with a `versions` object.
+    NotAPackument(String),
+    /// A version's `dist.tarball` is missing or not a URL with a file name.
+    Tarball(String),
+}
+
+impl fmt::Display for PackumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PackumentError::NotAPackument(why) => write!(f, "not an npm packument: {why}"),
+            PackumentError::Tarball(version) => {
+                write!(
+                    f,
+                    "version {version} of the packument has no usable dist.tarball"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for PackumentError {}
+
+/// A tarball a packument lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TarballRef {
+    /// The version it is the tarball of.
+    pub version: String,
+    /// Where the upstream serves it.
+    pub url: String,
+    /// Its `dist.integrity`, when given.
+    pub integrity: Option<Integrity>,
+}
+
+/// A parsed packument.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Packument {
+    document: Value,
+}
+
+impl Packument {
+    /// Reads a packument as the registry sent it.
+    pub fn parse(bytes: &[u8]) -> Result<Packument, PackumentError> {
+        let document: Value = serde_json::from_slice(bytes)
+            .map_err(|e| PackumentError::NotAPackument(e.to_string()))?;
+        if !document["versions"].is_object() {
+            return Err(PackumentError::NotAPackument("no versions object".into()));
+        }
+        Ok(Packument { document })
+    }
+
+    /// Every tarball listed, in version order as the document gives them.
+    pub fn tarballs(&self) -> Result<Vec<TarballRef>, PackumentError> {
+        let Some(versions) = self.document["versions"].as_object() else {
+            return Ok(Vec::new());
+        };
+        versions
+            .iter()
+            .map(|(version, manifest)| {
+                let dist = &manifest["dist"];
+                let url = dist["tarball"]
+                    .as_str()
+                    .filter(|url| file_name(url).is_some())
+                    .ok_or_else(|| PackumentError::Tarball(version.clone()))?;
+                Ok(TarballRef {
+                    version: version.clone(),
+                    url: url.to_string(),
+                    integrity: dist["integrity"]
+                        .as_str()
+                        .and_then(|sri| Integrity::parse(sri).ok()),
+                })
+            })
+            .collect()
+    }
+
+    /// The tarball whose URL ends in `file` (`name-1.0.0.tgz`).
+    pub fn tarball(&self, file: &str) -> Option<TarballRef> {
+        self.tarballs()
+            .ok()?
+            .into_iter()
+            .find(|t| file_name(&t.url) == Some(file))
+    }
+
+    /// The document with every `dist.tarball` replaced by `url_for(file name)`; integrity,
+    /// shasum and everything else are left exactly as they were.
+    pub fn with_tarballs_at(&self, url_for: impl Fn(&str) -> String) -> Vec<u8> {
+        let mut document = self.document.clone();
+        if let Some(versions) = document["versions"].as_object_mut() {
+            for manifest in versions.values_mut() {
+                let dist = &mut manifest["dist"];
+                if let Some(file) = dist["tarball"].as_str().and_then(file_name) {
+                    dist["tarball"] = Value::String(url_for(file));
+                }
+            }
+        }
+        serde_json::to_vec(&document).unwrap_or_default()
+    }
+}
+
+/// The last path segment of a URL, if it names a `.tgz` file.
+fn file_name(url: &str) -> Option<&str> {
+    let path = url.split(['?', '#']).next()?;
+    let file = path.rsplit('/').next()?;
+    (file.len() > 4 && file.ends_with(".tgz") && !file.contains('%')).then_some(file)
+}
+
+/// A Subresource Integrity value: the strongest hash it lists (sha512 over sha256 over sha1
+/// and anything else, which is ignored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// `sha512-…`
+    Sha512([u8; 64]),
+    /// `sha256-…`
+    Sha256([u8; 32]),
+}
+
+/// Why an integrity string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntegrityError;
+
+impl fmt::Display for IntegrityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no sha512 or sha256 value in the integrity string")
+    }
+}
+
+impl core::error::Error for IntegrityError {}
+
+impl Integrity {
+    /// Parses `sha512-BASE64` (space-separated alternatives allowed, options after `?`
+    /// ignored), keeping the strongest hash.
+    pub fn parse(sri: &str) -> Result<Integrity, IntegrityError> {
+        let mut best = None;
+        for token in sri.split_ascii_whitespace() {
+            let token = token.split('?').next().unwrap_or("");
+            let Some((algorithm, value)) = token.split_once('-') else {
+                continue;
+            };
+            let mut buf = [0u8; 64];
+            let candidate = match algorithm {
+                "sha512" => match Base64::decode(value, &mut buf) {
+                    Ok(bytes) if bytes.len() == 64 => Some(Integrity::Sha512(buf)),
+                    _ => None,
+                },
+                "sha256" => match Base64::decode(value, &mut buf) {
+                    Ok(bytes) if bytes.len() == 32 => {
+                        let mut hash = [0u8; 32];
+                        hash.copy_from_slice(bytes);
+                        Some(Integrity::Sha256(hash))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            best = match (best, candidate) {
+                (Some(Integrity::Sha512(h)), _) => Some(Integrity::Sha512(h)),
+                (_, Some(c)) => Some(c),
+                (b, None) => b,
+            };
+        }
+        best.ok_or(IntegrityError)
+    }
+
+    /// A hasher that checks streamed bytes against this value.
+    pub fn checker(&self) -> IntegrityChecker {
+        match self {
+            Integrity::Sha512(expected) => IntegrityChecker::Sha512(Sha512::new(), *expected),
+            Integrity::Sha256(expected) => IntegrityChecker::Sha256(Sha256::new(), *expected),
+        }
+    }
+}
+
+impl fmt::Display for Integrity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 88];
+        let (algorithm, bytes): (&str, &[u8]) = match self {
+            Integrity::Sha512(h) => ("sha512", h),
+            Integrity::Sha256(h) => ("sha256", h),
+        };
+        let encoded = Base64::encode(bytes, &mut buf).map_err(|_| fmt::Error)?;
+        write!(f, "{algorithm}-{encoded}")
+    }
+}
+
+/// Checks streamed bytes against an [`Integrity`]; see [`Integrity::checker`].
+#[derive(Clone, Debug)]
+pub enum IntegrityChecker {
+    /// Hashing with sha512.
+    Sha512(Sha512, [u8; 64]),
+    /// Hashing with sha256.
+    Sha256(Sha256, [u8; 32]),
+}
+
+impl IntegrityChecker {
+    /// Feeds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            IntegrityChecker::Sha512(hasher, _) => hasher.update(bytes),
+            IntegrityChecker::Sha256(hasher, _) => hasher.update(bytes),
+        }
+    }
+
+    /// Whether everything fed matches.
+    pub fn matches(self) -> bool {
+        match self {
+            IntegrityChecker::Sha512(hasher, expected) => hasher.finalize()[..] == expected[..],
+            IntegrityChecker::Sha256(hasher, expected) => hasher.finalize()[..] == expected[..],
+        }
+    }
+}

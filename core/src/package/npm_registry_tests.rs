@@ -1,0 +1,112 @@
+use base64ct::{Base64, Encoding};
+use sha2::{Digest as _, Sha256, Sha512};
+
+use super::npm_registry::*;
+
+fn b64(bytes: &[u8]) -> String {
+    let mut buf = [0u8; 128];
+    Base64::encode(bytes, &mut buf).unwrap().to_string()
+}
+
+fn sri512(bytes: &[u8]) -> String {
+    format!("sha512-{}", b64(&Sha512::digest(bytes)))
+}
+
+fn packument(integrity: &str) -> String {
+    format!(
+        r#"{{"name":"@scope/pkg","dist-tags":{{"latest":"1.1.0"}},"versions":{{
+            "1.0.0":{{"name":"@scope/pkg","version":"1.0.0","dist":{{"tarball":"http://up.example/@scope/pkg/-/pkg-1.0.0.tgz","shasum":"abc","integrity":"{integrity}"}}}},
+            "1.1.0":{{"name":"@scope/pkg","version":"1.1.0","dist":{{"tarball":"http://up.example/@scope%2fpkg/-/pkg-1.1.0.tgz?x=1","integrity":"sha1-AAAA"}}}}
+        }},"time":{{"1.0.0":"2020-01-01T00:00:00Z"}}}}"#
+    )
+}
+
+#[test]
+fn the_form_follows_accept() {
+    assert_eq!(PackumentFormat::negotiate(None), PackumentFormat::Full);
+    assert_eq!(
+        PackumentFormat::negotiate(Some("application/json")),
+        PackumentFormat::Full
+    );
+    // npm's own header.
+    assert_eq!(
+        PackumentFormat::negotiate(Some(
+            "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+        )),
+        PackumentFormat::Abbreviated
+    );
+    assert_eq!(
+        PackumentFormat::negotiate(Some("application/vnd.npm.install-v1+json;q=0")),
+        PackumentFormat::Full
+    );
+}
+
+#[test]
+fn tarballs_are_found_and_pointed_at_the_node_with_integrity_untouched() {
+    let sri = sri512(b"tarball bytes");
+    let doc = Packument::parse(packument(&sri).as_bytes()).unwrap();
+    let tarballs = doc.tarballs().unwrap();
+    assert_eq!(tarballs.len(), 2);
+    let first = doc.tarball("pkg-1.0.0.tgz").unwrap();
+    assert_eq!(first.version, "1.0.0");
+    assert_eq!(first.url, "http://up.example/@scope/pkg/-/pkg-1.0.0.tgz");
+    assert_eq!(first.integrity, Some(Integrity::parse(&sri).unwrap()));
+    let second = doc.tarball("pkg-1.1.0.tgz").unwrap();
+    assert_eq!(second.integrity, None, "sha1 alone is not trusted");
+
+    let rewritten = doc.with_tarballs_at(|file| format!("http://node/npm/@scope%2fpkg/-/{file}"));
+    let value: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
+    let dist = &value["versions"]["1.0.0"]["dist"];
+    assert_eq!(
+        dist["tarball"],
+        "http://node/npm/@scope%2fpkg/-/pkg-1.0.0.tgz"
+    );
+    assert_eq!(dist["integrity"], sri.as_str());
+    assert_eq!(dist["shasum"], "abc");
+    assert_eq!(
+        value["versions"]["1.1.0"]["dist"]["tarball"],
+        "http://node/npm/@scope%2fpkg/-/pkg-1.1.0.tgz"
+    );
+    assert_eq!(value["time"]["1.0.0"], "2020-01-01T00:00:00Z");
+    assert_eq!(value["dist-tags"]["latest"], "1.1.0");
+}
+
+#[test]
+fn bad_packuments_are_refused() {
+    for bad in [&b"nope"[..], br#"{"name":"x"}"#, br#"{"versions":[]}"#] {
+        assert!(matches!(
+            Packument::parse(bad),
+            Err(PackumentError::NotAPackument(_))
+        ));
+    }
+    let doc =
+        Packument::parse(br#"{"versions":{"1.0.0":{"dist":{"tarball":"http://x/"}}}}"#).unwrap();
+    assert_eq!(doc.tarballs(), Err(PackumentError::Tarball("1.0.0".into())));
+}
+
+#[test]
+fn integrity_strings_check_streamed_bytes() {
+    let bytes = b"the tarball";
+    let sri = sri512(bytes);
+    let integrity = Integrity::parse(&sri).unwrap();
+    assert_eq!(integrity.to_string(), sri);
+    let mut checker = integrity.checker();
+    checker.update(&bytes[..4]);
+    checker.update(&bytes[4..]);
+    assert!(checker.matches());
+    let mut tampered = integrity.checker();
+    tampered.update(b"the tarbalL");
+    assert!(!tampered.matches());
+
+    // The strongest of several wins; unknown algorithms and options are ignored.
+    let sha256 = format!("sha256-{}", b64(&Sha256::digest(bytes)));
+    let both = format!("sha1-AAAA {sha256} {sri}?opt");
+    assert_eq!(Integrity::parse(&both), Ok(integrity));
+    let weaker = Integrity::parse(&sha256).unwrap();
+    let mut checker = weaker.checker();
+    checker.update(bytes);
+    assert!(checker.matches());
+    for bad in ["", "sha1-AAAA", "sha512-short", "md5-xyz", "sha512"] {
+        assert_eq!(Integrity::parse(bad), Err(IntegrityError), "{bad}");
+    }
+}
