@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod mirror;
 pub mod network;
+pub mod npm;
 pub mod operator;
 pub mod peers;
 pub mod pypi;

@@ -11,6 +11,7 @@ pub mod image;
 pub mod long_log;
 pub mod members;
 pub mod node;
+pub mod npm;
 pub mod process;
 pub mod proxy;
 pub mod pypi;

@@ -14,6 +14,7 @@ use crate::ErrorResponse;
 use crate::abort::abort_connection;
 use crate::log_api;
 use crate::node::Node;
+use crate::npm_api;
 use crate::pypi_api;
 
 /// A response body: bytes in memory, or a blob (a stored file or a download in progress).
@@ -244,6 +245,9 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
     let (path, query) = split_target(request.url());
     if let Some(rest) = path.strip_prefix(pypi_api::PREFIX) {
         return pypi_api::respond(node, request, rest);
+    }
+    if let Some(rest) = path.strip_prefix(npm_api::PREFIX) {
+        return npm_api::respond(node, request, rest);
     }
     if let Some(rest) = path.strip_prefix(log_api::PREFIX) {
         if !matches!(

@@ -14,6 +14,7 @@ mod handler;
 mod log_api;
 mod members_api;
 pub mod node;
+mod npm_api;
 pub mod options;
 mod pypi_api;
 mod reaper;

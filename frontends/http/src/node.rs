@@ -11,6 +11,7 @@ use pyrsia_std::consensus::Member;
 use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
+use pyrsia_std::npm::Npm;
 use pyrsia_std::pypi::Pypi;
 
 use crate::NodeOptions;
@@ -24,6 +25,8 @@ pub struct Node {
     pub mirror: Arc<Mirror>,
     /// The PyPI mirror (`/pypi/`), sharing the mirror's store.
     pub pypi: Pypi,
+    /// The npm mirror (`/npm/`), sharing the mirror's store.
+    pub npm: Npm,
     /// The transparency log.
     pub log: Arc<Log>,
     verification: VerificationQueue,
@@ -144,14 +147,19 @@ impl Node {
         } else {
             None
         };
-        let pypi_upstream = &options.pypi_upstream;
-        if !(pypi_upstream.starts_with("http://") || pypi_upstream.starts_with("https://")) {
-            return Err(format!(
-                "--pypi-upstream {pypi_upstream}: the URL must start with http:// or https://"
-            ));
+        for (flag, url) in [
+            ("--pypi-upstream", &options.pypi_upstream),
+            ("--npm-upstream", &options.npm_upstream),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "{flag} {url}: the URL must start with http:// or https://"
+                ));
+            }
         }
         Ok(Node {
-            pypi: Pypi::new(mirror.clone(), pypi_upstream),
+            pypi: Pypi::new(mirror.clone(), &options.pypi_upstream),
+            npm: Npm::new(mirror.clone(), &options.npm_upstream),
             mirror,
             log,
             verification,

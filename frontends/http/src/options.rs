@@ -39,6 +39,10 @@ pub struct NodeOptions {
     #[argh(option, default = "String::from(pyrsia_std::pypi::PYPI_SIMPLE_URL)")]
     pub pypi_upstream: String,
 
+    /// the npm registry that /npm/ pulls through (default https://registry.npmjs.org/)
+    #[argh(option, default = "String::from(pyrsia_std::npm::NPM_REGISTRY_URL)")]
+    pub npm_upstream: String,
+
     /// never contact an upstream: serve only what is cached
     #[argh(switch)]
     pub offline: bool,
@@ -264,6 +268,7 @@ mod tests {
             ],
             allow_upstream: vec![parse_host("quay.io").unwrap()],
             pypi_upstream: pyrsia_std::pypi::PYPI_SIMPLE_URL.into(),
+            npm_upstream: pyrsia_std::npm::NPM_REGISTRY_URL.into(),
             offline: false,
             max_disk: None,
             scrub_rate: 16 << 20,

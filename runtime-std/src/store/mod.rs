@@ -231,6 +231,13 @@ impl Store {
         BlobWriter::create(self.clone(), expected, kind)
     }
 
+    /// Starts writing a blob whose sha256 is not known in advance; the caller checks the
+    /// bytes its own way and then calls [`BlobWriter::commit_computed`].
+    pub fn writer_computing(&self, kind: BlobKind) -> Result<BlobWriter, StoreError> {
+        // The placeholder only names the temp file; the digest stored under is computed.
+        BlobWriter::create(self.clone(), Digest::sha256(b""), kind)
+    }
+
     /// Stores small content held in memory (a manifest) under `expected`.
     pub fn put_bytes(
         &self,

@@ -210,3 +210,24 @@ fn downloads_count_against_the_budget_evicting_old_blobs_or_failing_cleanly() {
         0
     );
 }
+
+#[test]
+fn a_blob_of_unknown_digest_is_stored_under_its_sha256_only_when_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    let (data, digest) = blob(3, 70_000);
+    let mut w = store.writer_computing(BlobKind::Blob).unwrap();
+    w.write_all(&data).unwrap();
+    assert_eq!(w.commit_computed(true).unwrap(), digest);
+    assert_eq!(read_all(&store, &digest), data);
+
+    let (other, other_digest) = blob(4, 1000);
+    let mut w = store.writer_computing(BlobKind::Blob).unwrap();
+    w.write_all(&other).unwrap();
+    assert!(w.commit_computed(false).is_err());
+    assert!(store.open_blob(&other_digest).is_none(), "nothing stored");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}

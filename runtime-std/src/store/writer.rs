@@ -93,6 +93,32 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Stores the bytes under the sha256 they hash to, if `accepted` says the caller's own
+    /// check of the same bytes held (an npm tarball is named by its sha512 integrity, not by
+    /// its sha256); otherwise nothing is stored. Returns the digest. For writers from
+    /// [`Store::writer_computing`].
+    pub fn commit_computed(mut self, accepted: bool) -> Result<Digest, StoreError> {
+        let verifier = self
+            .verifier
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer already verified"))?;
+        let size = verifier.bytes_seen();
+        let actual = match verifier.finish()? {
+            Verification::Match => self.expected,
+            Verification::Mismatch { actual } => actual,
+        };
+        if !accepted {
+            return Err(StoreError::Io(io::Error::other(
+                "the bytes failed their integrity check; nothing stored",
+            )));
+        }
+        self.expected = actual;
+        VerifiedBlob { writer: self, size }.persist()?;
+        Ok(actual)
+    }
+}
+
 /// A blob whose bytes matched their digest, still in its temp file. Dropped without
 /// [`VerifiedBlob::persist`], the temp file is removed.
 pub struct VerifiedBlob {

@@ -1,0 +1,111 @@
+//! The npm registry API on the node's port, for npm, pnpm and yarn
+//! (`npm config set registry http://NODE/npm/`):
+//!
+//! - `GET /npm/{name}` (`@scope%2fname` for scoped packages): the packument, full or
+//!   abbreviated by `Accept`, every `dist.tarball` on this node and nothing else changed;
+//! - `GET /npm/{name}/-/{file}.tgz`: the tarball, checked against its `dist.integrity`
+//!   before it is stored or served.
+//!
+//! When the upstream is down the last packument seen is served with `Warning: 110`. Errors
+//! are npm's JSON `{"error": "…"}`.
+
+use std::io::Read;
+
+use pyrsia_core::package::NpmName;
+use pyrsia_core::package::npm_registry::PackumentFormat;
+use pyrsia_std::mirror::BlobReader;
+use pyrsia_std::npm::NpmError;
+use tiny_http::Request;
+
+use crate::handler::{Body, Reply};
+use crate::node::Node;
+
+/// Where the npm API lives on the node's port.
+pub(crate) const PREFIX: &str = "/npm/";
+
+/// Answers a request whose path starts with [`PREFIX`] (`rest` is what follows it).
+pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
+    if !matches!(
+        request.method(),
+        tiny_http::Method::Get | tiny_http::Method::Head
+    ) {
+        return error(405, "this registry mirror is read-only");
+    }
+    let header = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+    };
+    if let Some((name, file)) = rest.split_once("/-/") {
+        return tarball(node, name, file);
+    }
+    let name = match NpmName::parse_path(rest) {
+        Ok(name) => name,
+        Err(e) => return error(404, &format!("{rest:?}: {e}")),
+    };
+    let format = PackumentFormat::negotiate(header("Accept"));
+    match node.npm.packument(&name, format) {
+        Ok(document) => {
+            // Tarball URLs must be absolute for npm: this node, as the client reached it.
+            let base = header("Host").map_or_else(String::new, |host| format!("http://{host}"));
+            let path = name.path_form().to_string();
+            let body = document
+                .packument
+                .with_tarballs_at(|file| format!("{base}{PREFIX}{path}/-/{file}"));
+            let mut reply = Reply::bytes(200, format.media_type(), body);
+            reply.headers.push(("Vary", "Accept".to_string()));
+            if document.stale {
+                reply.headers.push((
+                    "Warning",
+                    "110 pyrsia \"Response is Stale\" (the upstream registry is unreachable)"
+                        .to_string(),
+                ));
+            }
+            reply
+        }
+        Err(e) => npm_error(&e),
+    }
+}
+
+fn tarball(node: &Node, name: &str, file: &str) -> Reply {
+    let name = match NpmName::parse_path(name) {
+        Ok(name) => name,
+        Err(e) => return error(404, &format!("{name:?}: {e}")),
+    };
+    if file.is_empty() || file.contains('/') || !file.ends_with(".tgz") {
+        return error(404, "expected /npm/{name}/-/{file}.tgz");
+    }
+    if node.verified_only {
+        return error(
+            404,
+            "not committed to the transparency log (node serves verified content only)",
+        );
+    }
+    match node.npm.tarball(&name, file) {
+        Ok(blob) => {
+            let size = blob.record.size;
+            Reply {
+                status: 200,
+                headers: vec![
+                    ("Content-Type", "application/octet-stream".to_string()),
+                    ("Cache-Control", "max-age=31536000, immutable".to_string()),
+                ],
+                len: size,
+                body: Body::Blob(BlobReader::Stored(blob).take(size)),
+                stream: true,
+            }
+        }
+        Err(e) => npm_error(&e),
+    }
+}
+
+fn npm_error(e: &NpmError) -> Reply {
+    error(e.status(), &e.to_string())
+}
+
+fn error(status: u16, message: &str) -> Reply {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default();
+    Reply::bytes(status, "application/json", body)
+}
