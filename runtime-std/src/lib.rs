@@ -17,4 +17,5 @@ pub mod peers;
 pub mod pypi;
 mod reopen;
 pub mod store;
+pub mod ttl_cache;
 pub mod upstream;

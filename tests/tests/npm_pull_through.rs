@@ -1,7 +1,8 @@
 //! Issue 15, npm: `npm install` through the node's `/npm/` with only `--registry` changed.
 //! The upstream is verdaccio with no uplink; a scoped package and a package that depends on
 //! it are published there by the npm CLI. Phases: online; upstream down; node restarted
-//! `--offline`. An upstream whose tarball fails its integrity gets nothing stored.
+//! `--offline`. An upstream whose tarball fails its integrity, or gives only a sha1, gets
+//! nothing stored.
 
 use pyrsia_core::package::npm_registry::NPM_ABBREVIATED;
 use pyrsia_tests::http::{get, get_full};
@@ -64,7 +65,8 @@ fn npm_installs_through_the_node_online_upstream_down_and_offline() {
 
     let node_dir = work.path().join("node");
     let upstream_url = upstream.url();
-    let args = ["--npm-upstream", upstream_url.as_str()];
+    // Every packument request asks the upstream (no --index-ttl), so that its outage shows.
+    let args = ["--npm-upstream", upstream_url.as_str(), "--index-ttl", "0"];
     let node = Node::start(&node_dir, &args);
     let registry = format!("{}/npm/", node.url());
     let verdaccio_log = upstream.log_file();
@@ -133,9 +135,14 @@ fn a_tarball_that_fails_its_integrity_is_refused_and_never_stored() {
     let served = b"not the tarball that was published".to_vec();
     let port = free_port();
     let server = tiny_http::Server::http(("127.0.0.1", port)).expect("lying registry");
+    // Version 0.9.0 has only a sha1, which is not trusted.
     let packument = format!(
-        r#"{{"name":"evil","dist-tags":{{"latest":"1.0.0"}},"versions":{{"1.0.0":{{"name":"evil","version":"1.0.0","dist":{{"tarball":"http://127.0.0.1:{port}/evil/-/evil-1.0.0.tgz","integrity":"sha512-{}"}}}}}}}}"#,
-        "A".repeat(86) + "=="
+        r#"{{"name":"evil","dist-tags":{{"latest":"1.0.0"}},"versions":{{
+            "1.0.0":{{"name":"evil","version":"1.0.0","dist":{{"tarball":"http://127.0.0.1:{port}/evil/-/evil-1.0.0.tgz","integrity":"sha512-{}"}}}},
+            "0.9.0":{{"name":"evil","version":"0.9.0","dist":{{"tarball":"http://127.0.0.1:{port}/evil/-/evil-0.9.0.tgz","shasum":"{}","integrity":"sha1-AAAAAAAAAAAAAAAAAAAAAAAAAAA="}}}}
+        }}}}"#,
+        "A".repeat(86) + "==",
+        "0".repeat(40)
     );
     let body = served.clone();
     std::thread::spawn(move || {
@@ -165,6 +172,14 @@ fn a_tarball_that_fails_its_integrity_is_refused_and_never_stored() {
     let tarball = get(&format!("{}/npm/evil/-/evil-1.0.0.tgz", node.url())).unwrap();
     assert_eq!(tarball.status, 502, "{tarball:?}");
     assert!(tarball.small_body.contains("integrity"), "{tarball:?}");
+    let sha1_only = get(&format!("{}/npm/evil/-/evil-0.9.0.tgz", node.url())).unwrap();
+    assert_eq!(sha1_only.status, 502, "{sha1_only:?}");
+    assert!(
+        sha1_only
+            .small_body
+            .contains("no sha512 or sha256 integrity"),
+        "{sha1_only:?}"
+    );
     let digest = pyrsia_core::digest::Digest::sha256(&served);
     assert!(!node.stored_blobs().contains(&digest.hex().to_string()));
     assert_eq!(node.temp_files(), 0);

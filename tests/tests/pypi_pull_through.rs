@@ -2,8 +2,9 @@
 //! `--index-url` changed. The upstream is pypiserver on 127.0.0.1. The packages are wheels
 //! built by the test: one of them depends on the other.
 //!
-//! The phases, in order: online; with `--require-hashes`; with the upstream down; with the
-//! node restarted `--offline`. An upstream that lies about a file's hash gets nothing
+//! The phases, in order: online; with `--require-hashes` (the page answered from memory
+//! within `--index-ttl`); with the upstream down; with the node restarted `--offline` (stored
+//! pages, marked stale). An upstream that lies about a file's hash gets nothing
 //! stored.
 
 use std::time::Duration;
@@ -119,14 +120,18 @@ fn pip_installs_through_the_node_online_with_hashes_upstream_down_and_offline() 
     };
     assert_eq!(fetches("demo_pkg-1.0-py3-none-any.whl"), 1, "{}", logs());
     assert_eq!(fetches("demo_dep-1.0-py3-none-any.whl"), 1, "{}", logs());
+    // Within --index-ttl (60 s by default) the page is not asked for again either.
+    let page_fetches = std::fs::read_to_string(&pypi_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"GET /simple/demo-pkg/"))
+        .count();
+    assert_eq!(page_fetches, 1, "{}", logs());
 
-    // The upstream goes down: the last pages seen, marked stale, and the stored files.
+    // The upstream goes down: the pages seen and the stored files.
     upstream.stop();
     let out = pip_install(&index, &work.path().join("t3"), &["demo-pkg"]);
     assert_installed(&out, "upstream down", &logs);
-    let stale = get_full(&node.authority(), "/pypi/simple/demo-pkg/", &[]);
-    assert!(stale.starts_with("HTTP/1.1 200"), "{stale}");
-    assert!(stale.contains("Warning: 110"), "{stale}");
 
     // Restarted --offline: the same, without ever asking the upstream.
     let mut offline_args = args.clone();
@@ -138,6 +143,12 @@ fn pip_installs_through_the_node_online_with_hashes_upstream_down_and_offline() 
         &["--require-hashes", "-r", requirements.to_str().unwrap()],
     );
     assert_installed(&out, "offline", &|| node.log());
+    let stale = get_full(&node.authority(), "/pypi/simple/demo-pkg/", &[]);
+    assert!(stale.starts_with("HTTP/1.1 200"), "{stale}");
+    assert!(
+        stale.contains("Warning: 110"),
+        "the stored page is marked stale: {stale}"
+    );
     let root = get_full(
         &node.authority(),
         "/pypi/simple/",

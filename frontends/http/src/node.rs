@@ -158,8 +158,16 @@ impl Node {
             }
         }
         Ok(Node {
-            pypi: Pypi::new(mirror.clone(), &options.pypi_upstream),
-            npm: Npm::new(mirror.clone(), &options.npm_upstream),
+            pypi: Pypi::new(
+                mirror.clone(),
+                &options.pypi_upstream,
+                Duration::from_secs(options.index_ttl),
+            ),
+            npm: Npm::new(
+                mirror.clone(),
+                &options.npm_upstream,
+                Duration::from_secs(options.index_ttl),
+            ),
             mirror,
             log,
             verification,

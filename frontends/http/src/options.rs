@@ -43,6 +43,11 @@ pub struct NodeOptions {
     #[argh(option, default = "String::from(pyrsia_std::npm::NPM_REGISTRY_URL)")]
     pub npm_upstream: String,
 
+    /// seconds a PyPI project page or npm packument fetched from the upstream is answered
+    /// from memory before it is asked again (default 60; 0 asks every time)
+    #[argh(option, default = "pyrsia_std::ttl_cache::DOCUMENT_TTL.as_secs()")]
+    pub index_ttl: u64,
+
     /// never contact an upstream: serve only what is cached
     #[argh(switch)]
     pub offline: bool,
@@ -269,6 +274,7 @@ mod tests {
             allow_upstream: vec![parse_host("quay.io").unwrap()],
             pypi_upstream: pyrsia_std::pypi::PYPI_SIMPLE_URL.into(),
             npm_upstream: pyrsia_std::npm::NPM_REGISTRY_URL.into(),
+            index_ttl: 60,
             offline: false,
             max_disk: None,
             scrub_rate: 16 << 20,

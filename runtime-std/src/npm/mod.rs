@@ -15,6 +15,7 @@ use pyrsia_core::package::npm_registry::{Packument, PackumentFormat};
 
 use crate::mirror::Mirror;
 use crate::store::{BlobKind, TagObservation, now_ms};
+use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
 
 /// The public registry, the default `--npm-upstream`.
 pub const NPM_REGISTRY_URL: &str = "https://registry.npmjs.org/";
@@ -80,23 +81,27 @@ pub struct Npm {
     agent: ureq::Agent,
     /// One download per tarball at a time, by integrity.
     downloads: Mutex<HashMap<String, tarball::Gate>>,
+    /// Packuments fetched within the last `ttl`, by package and form.
+    documents: TtlCache<Packument>,
 }
 
 impl Npm {
     /// A mirror of the registry at `upstream` (`https://registry.npmjs.org/`, a verdaccio),
-    /// storing into `mirror`'s store.
-    pub fn new(mirror: Arc<Mirror>, upstream: &str) -> Npm {
+    /// storing into `mirror`'s store; a packument fetched is answered from memory for `ttl`.
+    pub fn new(mirror: Arc<Mirror>, upstream: &str, ttl: std::time::Duration) -> Npm {
         let agent = crate::upstream::agent(mirror.config().timeouts);
         Npm {
             mirror,
             upstream: format!("{}/", upstream.trim_end_matches('/')),
             agent,
             downloads: Mutex::new(HashMap::new()),
+            documents: TtlCache::new(ttl, DOCUMENTS_HELD),
         }
     }
 
-    /// The packument of `name` in `format`: fresh from the upstream, else the last one
-    /// stored (in either form) when the upstream is down or the node is offline.
+    /// The packument of `name` in `format`: fetched from the upstream (or within the last
+    /// `ttl`), else the last one stored (in either form) when the upstream is down
+    /// or the node is offline.
     pub fn packument(
         &self,
         name: &NpmName<'_>,
@@ -113,9 +118,17 @@ impl Npm {
             return stale(format!("{name} is not cached (offline)"))
                 .map_err(|_| NpmError::NotFound(format!("{name} (offline, not cached)")));
         }
+        let key = packument_key(name, format);
+        if let Some(packument) = self.documents.fresh(&key) {
+            return Ok(Document {
+                packument: (*packument).clone(),
+                stale: false,
+            });
+        }
         match self.fetch(name, format) {
             Ok((packument, bytes)) => {
                 self.mirror.metrics().upstream_up.set(1);
+                self.documents.insert(key, Arc::new(packument.clone()));
                 if let Err(e) = self.store(name, format, &bytes) {
                     tracing::warn!(%name, error = %e, "could not store the packument");
                 }
@@ -187,6 +200,13 @@ impl Npm {
                 },
             )
             .map_err(|e| e.to_string())
+    }
+
+    /// A packument of `name` fetched within the last `ttl`, in either form.
+    fn recent(&self, name: &NpmName<'_>) -> Option<Arc<Packument>> {
+        [PackumentFormat::Abbreviated, PackumentFormat::Full]
+            .into_iter()
+            .find_map(|form| self.documents.fresh(&packument_key(name, form)))
     }
 
     /// The last packument of `name` stored, in `format` or else the other form.

@@ -18,10 +18,11 @@ impl Npm {
     /// The tarball `file` (`name-1.0.0.tgz`) of `name`, from the store or downloaded and
     /// checked against the integrity its packument gives.
     pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<StoredBlob, NpmError> {
-        let listed = match self
-            .stored(name, PackumentFormat::Abbreviated)
-            .and_then(|p| p.tarball(file))
-        {
+        let known = self.recent(name).and_then(|p| p.tarball(file)).or_else(|| {
+            self.stored(name, PackumentFormat::Abbreviated)
+                .and_then(|p| p.tarball(file))
+        });
+        let listed = match known {
             Some(listed) => listed,
             None => self
                 .packument(name, PackumentFormat::Abbreviated)?

@@ -35,10 +35,14 @@ impl Pypi {
         resource: Resource,
     ) -> Result<StoredBlob, PypiError> {
         let normal = project.normalized().to_string();
-        let listed = match self
-            .stored_page(&normal)
-            .and_then(|p| p.file(filename).cloned())
-        {
+        let recent = self
+            .pages
+            .fresh(&normal)
+            .and_then(|p| p.file(filename).cloned());
+        let listed = match recent.or_else(|| {
+            self.stored_page(&normal)
+                .and_then(|p| p.file(filename).cloned())
+        }) {
             Some(file) => file,
             None => self
                 .project(project)?

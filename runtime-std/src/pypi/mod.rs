@@ -16,6 +16,7 @@ use pyrsia_core::package::simple::{IndexFormat, ProjectIndex, UPSTREAM_ACCEPT};
 
 use crate::mirror::Mirror;
 use crate::store::{BlobKind, TagObservation, now_ms};
+use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
 
 /// The public index, the default `--pypi-upstream`.
 pub const PYPI_SIMPLE_URL: &str = "https://pypi.org/simple/";
@@ -82,18 +83,22 @@ pub struct Pypi {
     /// One download per file at a time: later requests wait for it, then read the store (or
     /// share its failure).
     downloads: Mutex<HashMap<Digest, files::Gate>>,
+    /// Pages fetched within the last `ttl`, answered without the upstream.
+    pages: TtlCache<ProjectIndex>,
 }
 
 impl Pypi {
     /// A mirror of the simple index at `upstream` (`https://pypi.org/simple/`, or a private
-    /// index such as devpi's `/root/pypi/+simple/`), storing into `mirror`'s store.
-    pub fn new(mirror: Arc<Mirror>, upstream: &str) -> Pypi {
+    /// index such as devpi's `/root/pypi/+simple/`), storing into `mirror`'s store; a page
+    /// fetched is answered from memory for `ttl`.
+    pub fn new(mirror: Arc<Mirror>, upstream: &str, ttl: std::time::Duration) -> Pypi {
         let agent = crate::upstream::agent(mirror.config().timeouts);
         Pypi {
             mirror,
             upstream: format!("{}/", upstream.trim_end_matches('/')),
             agent,
             downloads: Mutex::new(HashMap::new()),
+            pages: TtlCache::new(ttl, DOCUMENTS_HELD),
         }
     }
 
@@ -109,8 +114,9 @@ impl Pypi {
         projects
     }
 
-    /// The page of `project` (normalised name): fresh from the upstream, else the last one
-    /// stored when the upstream is down or the node is offline.
+    /// The page of `project` (normalised name): fetched from the upstream (or within the last
+    /// `ttl`), else the last one stored when the upstream is down or the node is
+    /// offline.
     pub fn project(&self, project: &ProjectName<'_>) -> Result<Page, PypiError> {
         let normal = project.normalized().to_string();
         if self.mirror.config().offline {
@@ -119,9 +125,16 @@ impl Pypi {
                 |index| Ok(Page { index, stale: true }),
             );
         }
+        if let Some(index) = self.pages.fresh(&normal) {
+            return Ok(Page {
+                index: (*index).clone(),
+                stale: false,
+            });
+        }
         match self.fetch_page(&normal) {
             Ok(index) => {
                 self.mirror.metrics().upstream_up.set(1);
+                self.pages.insert(normal.clone(), Arc::new(index.clone()));
                 if let Err(e) = self.store_page(&normal, &index) {
                     tracing::warn!(project = %normal, error = %e, "could not store the project page");
                 }
