@@ -23,15 +23,21 @@ pub mod token;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// The workspace's target directory (`PYRSIA_TARGET_DIR` or `CARGO_TARGET_DIR` override it):
+/// where the binaries and the test tools `scripts/test` installs (`test-tools/`) are.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("PYRSIA_TARGET_DIR")
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
 /// Path of a workspace binary (`pyrsia`, `pyrsia-lite`), built by
 /// `cargo build --workspace --bins` before the tests run (the README's test command does this).
 /// `PYRSIA_TARGET_DIR` overrides the target directory, `PYRSIA_PROFILE` the profile (`debug`
 /// by default; the benchmark uses `release`).
 pub fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("PYRSIA_TARGET_DIR")
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = target_dir();
     let profile = std::env::var("PYRSIA_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target.join(profile).join(name);
     assert!(

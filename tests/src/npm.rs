@@ -9,10 +9,7 @@ use std::time::Duration;
 use crate::process::{Daemon, free_port, wait_http_ok};
 
 fn tools() -> PathBuf {
-    let target = std::env::var_os("PYRSIA_TARGET_DIR")
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = crate::target_dir();
     let tools = target.join("test-tools/npm");
     assert!(
         tools.join("node_modules/.bin/verdaccio").exists(),

@@ -10,10 +10,7 @@ use crate::process::{Daemon, free_port, wait_http_ok};
 
 /// The venv holding pypiserver and pip.
 pub fn venv() -> PathBuf {
-    let target = std::env::var_os("PYRSIA_TARGET_DIR")
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = crate::target_dir();
     let venv = target.join("test-tools/pyvenv");
     assert!(
         venv.join("bin/pypi-server").exists(),
