@@ -184,3 +184,55 @@ fn a_tarball_that_fails_its_integrity_is_refused_and_never_stored() {
     assert!(!node.stored_blobs().contains(&digest.hex().to_string()));
     assert_eq!(node.temp_files(), 0);
 }
+
+#[test]
+fn hostile_package_paths_are_refused_without_contacting_the_upstream() {
+    let work = tempfile::tempdir().unwrap();
+    // The upstream never answers and counts connections: none may be made.
+    let sentinel = pyrsia_tests::tarpit::Tarpit::start();
+    let node = Node::start(
+        &work.path().join("node"),
+        &[
+            "--npm-upstream",
+            &sentinel.url(),
+            "--pypi-upstream",
+            &format!("{}/simple/", sentinel.url()),
+        ],
+    );
+    for path in [
+        "/npm/..%2f..%2fetc%2fpasswd",
+        "/npm/.hidden",
+        "/npm/@scope",
+        "/npm/a%20b",
+        "/npm/node_modules",
+        "/npm/x/-/..%2fescape.tgz",
+        "/npm/x/-/not-a-tarball.txt",
+        "/npm/x/-/a/b.tgz",
+        "/pypi/simple/..%2f..%2fetc/",
+        "/pypi/simple/-bad-/",
+        "/pypi/simple/a%00b/",
+        "/pypi/files/x/",
+        "/pypi/files/x/a/b.whl",
+        "/pypi/files/-x-/f.whl",
+        "/pypi/files/x/..%2fx-1.0.tar.gz",
+        "/pypi/files/x/other-1.0.tar.gz",
+        "/pypi/files/x/x-1.0.exe",
+        "/pypi/nothing-here",
+    ] {
+        let answer = get(&format!("{}{path}", node.url())).unwrap();
+        assert_eq!(answer.status, 404, "{path}: {answer:?}");
+    }
+    // Writes are refused on both APIs.
+    for path in ["/npm/x", "/pypi/simple/x/"] {
+        let (status, _) =
+            pyrsia_tests::http::raw(&node.authority(), &format!("PUT {path} HTTP/1.1"));
+        assert_eq!(status, 405, "PUT {path}");
+    }
+    assert_eq!(
+        sentinel.connections(),
+        0,
+        "no hostile path reached the upstream"
+    );
+    assert!(node.stored_blobs().is_empty());
+    assert!(!node.log().contains("panicked"), "{}", node.log());
+}

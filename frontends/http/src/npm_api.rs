@@ -74,8 +74,10 @@ fn tarball(node: &Node, name: &str, file: &str) -> Reply {
         Ok(name) => name,
         Err(e) => return error(404, &format!("{name:?}: {e}")),
     };
-    if file.is_empty() || file.contains('/') || !file.ends_with(".tgz") {
-        return error(404, "expected /npm/{name}/-/{file}.tgz");
+    // Only `{name}-{version}.tgz` names a tarball: anything else is refused before the
+    // upstream is asked.
+    if file.contains('/') || name.tarball_version(file).is_none() {
+        return error(404, &format!("{file:?} is not a tarball of {name}"));
     }
     if node.verified_only {
         return error(

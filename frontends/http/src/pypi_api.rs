@@ -10,8 +10,8 @@
 //!
 //! When the upstream is down the last page seen is served with `Warning: 110`.
 
-use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::{IndexFormat, render_root};
+use pyrsia_core::package::{DistFile, ProjectName};
 use pyrsia_std::mirror::BlobReader;
 use pyrsia_std::pypi::{PypiError, Resource};
 use std::io::Read;
@@ -102,6 +102,11 @@ fn file(node: &Node, path: &str) -> Reply {
         Some(file) => (file, Resource::Metadata),
         None => (filename, Resource::File),
     };
+    // Only a wheel or sdist of this project is looked up: anything else is refused before
+    // the upstream is asked.
+    if let Err(e) = DistFile::parse_for(&project, filename) {
+        return text(404, &format!("{filename:?}: {e}"));
+    }
     if node.verified_only {
         return text(
             404,
