@@ -153,3 +153,15 @@ pub fn get_full(authority: &str, path: &str, headers: &[(&str, &str)]) -> String
     let _ = stream.read_to_string(&mut response);
     response
 }
+
+/// A tiny_http server for a test's own upstream or attacker, bound at once to a port the
+/// system picks (no window in which another process can take it); returns it and its port.
+pub fn test_server() -> (tiny_http::Server, u16) {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("bind a test server");
+    let port = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.port())
+        .expect("an IP address");
+    (server, port)
+}

@@ -24,7 +24,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::members::{Members, ORIGIN};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::{free_port, wait_until};
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
 
 const SMALL: &str = "docker.io/library/small";
@@ -49,8 +49,7 @@ struct Forgery {
 /// The attacker: a log server that passes everything through to `honest` except the
 /// checkpoint. Returns its URL and a count of entry downloads it served.
 fn split_view_server(honest: String, forgery: Arc<Mutex<Forgery>>) -> (String, Arc<Mutex<usize>>) {
-    let port = free_port();
-    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("split-view server");
+    let (server, port) = pyrsia_tests::http::test_server();
     let entry_downloads = Arc::new(Mutex::new(0));
     let counted = entry_downloads.clone();
     std::thread::spawn(move || {

@@ -8,7 +8,6 @@ use pyrsia_core::package::npm_registry::NPM_ABBREVIATED;
 use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
-use pyrsia_tests::process::free_port;
 
 fn assert_installed(out: &std::process::Output, what: &str, logs: &dyn Fn() -> String) {
     assert!(
@@ -133,8 +132,7 @@ fn a_tarball_that_fails_its_integrity_is_refused_and_never_stored() {
     let work = tempfile::tempdir().unwrap();
     // The packument's integrity is of other bytes than the tarball served.
     let served = b"not the tarball that was published".to_vec();
-    let port = free_port();
-    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("lying registry");
+    let (server, port) = pyrsia_tests::http::test_server();
     // Version 0.9.0 has only a sha1, which is not trusted.
     let packument = format!(
         r#"{{"name":"evil","dist-tags":{{"latest":"1.0.0"}},"versions":{{

@@ -13,7 +13,6 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::package::simple::SIMPLE_JSON;
 use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::free_port;
 use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
 use pyrsia_tests::tarpit::Tarpit;
 
@@ -160,8 +159,7 @@ fn pip_installs_through_the_node_online_with_hashes_upstream_down_and_offline() 
 
 /// An upstream whose page gives the hash of one wheel and whose file URL serves another.
 fn lying_upstream(advertised: &str, served: Vec<u8>) -> String {
-    let port = free_port();
-    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("lying upstream");
+    let (server, port) = pyrsia_tests::http::test_server();
     let page = format!(
         "<html><body>\
          <a href=\"/files/evil-1.0-py3-none-any.whl#sha256={advertised}\">evil-1.0-py3-none-any.whl</a>\
@@ -245,8 +243,7 @@ fn a_tarpit_file_host_gets_one_connection_and_cannot_take_every_worker() {
     let good_bytes = std::fs::read(&good).unwrap();
     let tarpit = Tarpit::start();
     // The page lists one file served at once and one on a host that never answers.
-    let port = free_port();
-    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("page server");
+    let (server, port) = pyrsia_tests::http::test_server();
     let page = format!(
         "<a href=\"/files/slow-0.9-py3-none-any.whl#sha256={}\">slow-0.9-py3-none-any.whl</a>\
          <a href=\"{}/slow-1.0-py3-none-any.whl#sha256={}\">slow-1.0-py3-none-any.whl</a>",
@@ -318,8 +315,7 @@ fn pep_658_metadata_is_offered_with_its_hash_and_checked() {
     let work = tempfile::tempdir().unwrap();
     let metadata = b"Metadata-Version: 2.1\nName: meta\nVersion: 1.0\n".to_vec();
     let good = Digest::sha256(&metadata).hex().as_str().to_string();
-    let port = free_port();
-    let server = tiny_http::Server::http(("127.0.0.1", port)).expect("upstream");
+    let (server, port) = pyrsia_tests::http::test_server();
     // Two wheels advertise metadata; the second's metadata bytes do not match its hash.
     let page = format!(
         "<a href=\"/files/meta-1.0-py3-none-any.whl#sha256={h}\" data-dist-info-metadata=\"sha256={good}\">meta-1.0-py3-none-any.whl</a>\
