@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod network;
 pub mod npm;
 pub mod operator;
+pub mod packages;
 pub mod peers;
 pub mod pypi;
 mod reopen;

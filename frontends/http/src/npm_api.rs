@@ -14,7 +14,7 @@ use std::io::Read;
 use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::PackumentFormat;
 use pyrsia_std::mirror::BlobReader;
-use pyrsia_std::npm::NpmError;
+use pyrsia_std::packages::PackageError;
 use tiny_http::Request;
 
 use crate::handler::{Body, Reply};
@@ -103,7 +103,7 @@ fn tarball(node: &Node, name: &str, file: &str) -> Reply {
     }
 }
 
-fn npm_error(e: &NpmError) -> Reply {
+fn npm_error(e: &PackageError) -> Reply {
     error(e.status(), &e.to_string())
 }
 

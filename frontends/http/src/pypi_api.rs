@@ -13,7 +13,8 @@
 use pyrsia_core::package::simple::{IndexFormat, render_root};
 use pyrsia_core::package::{DistFile, ProjectName};
 use pyrsia_std::mirror::BlobReader;
-use pyrsia_std::pypi::{PypiError, Resource};
+use pyrsia_std::packages::PackageError;
+use pyrsia_std::pypi::Resource;
 use std::io::Read;
 use tiny_http::Request;
 
@@ -154,7 +155,7 @@ fn page_reply(format: IndexFormat, body: Vec<u8>, stale: bool) -> Reply {
     reply
 }
 
-fn error(e: &PypiError) -> Reply {
+fn error(e: &PackageError) -> Reply {
     text(e.status(), &e.to_string())
 }
 

@@ -2,22 +2,18 @@
 //! upstream when missing; the sha256 they are stored under is recorded by integrity.
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
 
 use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::{Integrity, IntegrityChecker, PackumentFormat};
 
-use super::{Npm, NpmError};
+use super::{Npm, PackageError};
+use crate::packages::get;
 use crate::store::{BlobKind, BlobWriter, StoreError, StoredBlob, TagObservation, now_ms};
-
-/// A download's gate: held by the request that downloads; what its failure was, for the
-/// requests that waited on it.
-pub(super) type Gate = Arc<Mutex<Option<NpmError>>>;
 
 impl Npm {
     /// The tarball `file` (`name-1.0.0.tgz`) of `name`, from the store or downloaded and
     /// checked against the integrity its packument gives.
-    pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<StoredBlob, NpmError> {
+    pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<StoredBlob, PackageError> {
         let known = self.recent(name).and_then(|p| p.tarball(file)).or_else(|| {
             self.stored(name, PackumentFormat::Abbreviated)
                 .and_then(|p| p.tarball(file))
@@ -28,10 +24,10 @@ impl Npm {
                 .packument(name, PackumentFormat::Abbreviated)?
                 .packument
                 .tarball(file)
-                .ok_or_else(|| NpmError::NotFound(format!("{file} of {name}")))?,
+                .ok_or_else(|| PackageError::NotFound(format!("{file} of {name}")))?,
         };
         let integrity = listed.integrity.ok_or_else(|| {
-            NpmError::BadUpstream(format!(
+            PackageError::BadUpstream(format!(
                 "the packument gives no sha512 or sha256 integrity for {file}; this node serves verified tarballs only"
             ))
         })?;
@@ -40,34 +36,27 @@ impl Npm {
             return Ok(blob);
         }
         if self.mirror.config().offline {
-            return Err(NpmError::NotFound(format!("{file} (offline, not cached)")));
+            return Err(PackageError::NotFound(format!(
+                "{file} (offline, not cached)"
+            )));
         }
-        // Waiting requests hold a download place too, and share a failure.
-        let _slot = self.mirror.download_slot().map_err(|_| NpmError::Busy)?;
-        let gate = self.gate(&key);
-        let mut turn = gate.lock().unwrap_or_else(|p| p.into_inner());
-        let outcome = match turn.clone() {
-            Some(failed) => Err(failed),
-            None => match self.stored_tarball(&key) {
-                Some(blob) => Ok(Some(blob)),
-                None => {
-                    self.mirror.metrics().cache_misses.inc();
-                    let downloaded = self.download(&listed.url, &integrity, &key);
-                    if let Err(e) = &downloaded {
-                        *turn = Some(e.clone());
-                    }
-                    downloaded.map(|()| None)
-                }
+        let _slot = self
+            .mirror
+            .download_slot()
+            .map_err(|_| PackageError::Busy)?;
+        let store = self.mirror.store();
+        self.downloads.once(
+            &self.mirror,
+            &key,
+            || {
+                store
+                    .tag(&tarball_key(&key))
+                    .is_some_and(|t| store.record(&t.digest).is_some())
             },
-        };
-        drop(turn);
-        self.release(&key);
-        match outcome? {
-            Some(blob) => Ok(blob),
-            None => self
-                .stored_tarball(&key)
-                .ok_or_else(|| NpmError::Store(format!("{file} vanished after it was stored"))),
-        }
+            || self.download(&listed.url, &integrity, &key),
+        )?;
+        self.stored_tarball(&key)
+            .ok_or_else(|| PackageError::Store(format!("{file} vanished after it was stored")))
     }
 
     /// The stored tarball whose integrity is `key`.
@@ -79,37 +68,17 @@ impl Npm {
         Some(blob)
     }
 
-    fn download(&self, url: &str, integrity: &Integrity, key: &str) -> Result<(), NpmError> {
+    fn download(&self, url: &str, integrity: &Integrity, key: &str) -> Result<(), PackageError> {
         let metrics = self.mirror.metrics();
-        metrics.upstream_fetches.inc();
-        let mut response = self.agent.get(url).call().map_err(|e| {
-            metrics.upstream_errors.inc();
-            NpmError::Unavailable(format!("{url}: {e}"))
-        })?;
-        match response.status().as_u16() {
-            200 => {}
-            404 | 410 => return Err(NpmError::NotFound(url.to_string())),
-            status => {
-                metrics.upstream_errors.inc();
-                return Err(NpmError::Unavailable(format!("{url} answered {status}")));
-            }
-        }
+        let fetched = get(&self.agent, metrics, url, None, url)?;
         let store = self.mirror.store();
         let mut checked = Checked {
             writer: store
                 .writer_computing(BlobKind::Blob)
-                .map_err(|e| NpmError::Store(e.to_string()))?,
+                .map_err(|e| PackageError::Store(e.to_string()))?,
             checker: integrity.checker(),
         };
-        let copied = io::copy(&mut response.body_mut().as_reader(), &mut checked).map_err(|e| {
-            if e.kind() == io::ErrorKind::StorageFull {
-                NpmError::Store(e.to_string())
-            } else {
-                metrics.upstream_errors.inc();
-                NpmError::Unavailable(format!("reading {url}: {e}"))
-            }
-        })?;
-        metrics.upstream_bytes.inc_by(copied);
+        let copied = fetched.copy_to(url, &mut checked, metrics)?;
         let Checked { writer, checker } = checked;
         let matched = checker.matches();
         if !matched {
@@ -127,32 +96,12 @@ impl Npm {
                             observed_ms: now_ms(),
                         },
                     )
-                    .map_err(|e| NpmError::Store(e.to_string()))
+                    .map_err(|e| PackageError::Store(e.to_string()))
             }
-            Err(StoreError::Io(_)) if !matched => Err(NpmError::BadUpstream(format!(
+            Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
                 "{url} does not match the integrity its packument gives; nothing stored"
             ))),
-            Err(e) => Err(NpmError::Store(e.to_string())),
-        }
-    }
-
-    fn gate(&self, key: &str) -> Gate {
-        self.downloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key.to_string())
-            .or_default()
-            .clone()
-    }
-
-    /// Called by each request done with a gate: the last one removes it.
-    fn release(&self, key: &str) {
-        let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
-        if downloads
-            .get(key)
-            .is_some_and(|g| Arc::strong_count(g) <= 2)
-        {
-            downloads.remove(key);
+            Err(e) => Err(PackageError::Store(e.to_string())),
         }
     }
 }

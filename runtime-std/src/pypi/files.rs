@@ -2,19 +2,13 @@
 //! project page gives, downloaded once from the upstream when missing, and stored only after
 //! the bytes matched it.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use pyrsia_core::digest::Digest;
 use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::IndexFile;
 
-use super::{Pypi, PypiError};
+use super::{PackageError, Pypi};
+use crate::packages::get;
 use crate::store::{BlobKind, StoreError, StoredBlob};
-
-/// A download's gate: held by the request that downloads; what its failure was, for the
-/// requests that waited on it.
-pub(super) type Gate = Arc<Mutex<Option<PypiError>>>;
 
 /// Which of a listed file's resources a request wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +27,7 @@ impl Pypi {
         project: &ProjectName<'_>,
         filename: &str,
         resource: Resource,
-    ) -> Result<StoredBlob, PypiError> {
+    ) -> Result<StoredBlob, PackageError> {
         let normal = project.normalized().to_string();
         let recent = self
             .pages
@@ -49,7 +43,7 @@ impl Pypi {
                 .index
                 .file(filename)
                 .cloned()
-                .ok_or_else(|| PypiError::NotFound(format!("{filename} of {normal}")))?,
+                .ok_or_else(|| PackageError::NotFound(format!("{filename} of {normal}")))?,
         };
         let (digest, url) = source(&listed, resource)?;
         let store = self.mirror.store();
@@ -58,71 +52,34 @@ impl Pypi {
             return Ok(blob);
         }
         if self.mirror.config().offline {
-            return Err(PypiError::NotFound(format!(
+            return Err(PackageError::NotFound(format!(
                 "{filename} (offline, not cached)"
             )));
         }
-        // A request that waits on a download holds a download place, as one that downloads:
-        // however slow the upstream, waiting requests cannot take every HTTP worker.
-        let _slot = self.mirror.download_slot().map_err(|_| PypiError::Busy)?;
-        // One download per file: a request that finds one running waits for it, and shares
-        // its failure rather than trying again at once.
-        let gate = self.download_gate(digest);
-        let mut turn = gate.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(failed) = turn.clone() {
-            drop(turn);
-            self.release_gate(&digest);
-            return Err(failed);
-        }
-        if let Some(blob) = store.open_blob(&digest) {
-            self.mirror.metrics().cache_hits.inc();
-            drop(turn);
-            self.release_gate(&digest);
-            return Ok(blob);
-        }
-        self.mirror.metrics().cache_misses.inc();
-        let downloaded = self.download(&url, digest);
-        if let Err(e) = &downloaded {
-            *turn = Some(e.clone());
-        }
-        drop(turn);
-        self.release_gate(&digest);
-        downloaded?;
+        let _slot = self
+            .mirror
+            .download_slot()
+            .map_err(|_| PackageError::Busy)?;
+        self.downloads.once(
+            &self.mirror,
+            digest.hex().as_str(),
+            || store.record(&digest).is_some(),
+            || self.download(&url, digest),
+        )?;
         store
             .open_blob(&digest)
-            .ok_or_else(|| PypiError::Store(format!("{filename} vanished after it was stored")))
+            .ok_or_else(|| PackageError::Store(format!("{filename} vanished after it was stored")))
     }
 
-    fn download(&self, url: &str, digest: Digest) -> Result<(), PypiError> {
+    fn download(&self, url: &str, digest: Digest) -> Result<(), PackageError> {
         let metrics = self.mirror.metrics();
-        metrics.upstream_fetches.inc();
-        let mut response = self.agent.get(url).call().map_err(|e| {
-            metrics.upstream_errors.inc();
-            PypiError::Unavailable(format!("{url}: {e}"))
-        })?;
-        match response.status().as_u16() {
-            200 => {}
-            404 | 410 => return Err(PypiError::NotFound(url.to_string())),
-            status => {
-                metrics.upstream_errors.inc();
-                return Err(PypiError::Unavailable(format!("{url} answered {status}")));
-            }
-        }
+        let fetched = get(&self.agent, metrics, url, None, url)?;
         let mut writer = self
             .mirror
             .store()
             .writer(digest, BlobKind::Blob)
-            .map_err(|e| PypiError::Store(e.to_string()))?;
-        let mut body = response.body_mut().as_reader();
-        let copied = io::copy(&mut body, &mut writer).map_err(|e| {
-            if e.kind() == io::ErrorKind::StorageFull {
-                PypiError::Store(e.to_string())
-            } else {
-                metrics.upstream_errors.inc();
-                PypiError::Unavailable(format!("reading {url}: {e}"))
-            }
-        })?;
-        metrics.upstream_bytes.inc_by(copied);
+            .map_err(|e| PackageError::Store(e.to_string()))?;
+        let copied = fetched.copy_to(url, &mut writer, metrics)?;
         match writer.commit() {
             Ok(()) => {
                 tracing::info!(%digest, %url, bytes = copied, "PyPI file fetched from upstream and verified");
@@ -131,50 +88,28 @@ impl Pypi {
             Err(StoreError::Mismatch { actual, .. }) => {
                 metrics.verification_failures.inc();
                 tracing::warn!(%url, expected = %digest, %actual, "PyPI file does not match the sha256 its index gives; discarded");
-                Err(PypiError::BadUpstream(format!(
+                Err(PackageError::BadUpstream(format!(
                     "{url} does not match the sha256 its index gives (got {actual}); nothing stored"
                 )))
             }
-            Err(e) => Err(PypiError::Store(e.to_string())),
-        }
-    }
-
-    fn download_gate(&self, digest: Digest) -> Gate {
-        self.downloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(digest)
-            .or_default()
-            .clone()
-    }
-
-    /// Called by each request done with a gate, whatever the outcome: the last one removes it,
-    /// so that a later request downloads afresh.
-    fn release_gate(&self, digest: &Digest) {
-        let mut downloads = self.downloads.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map and this request hold it: no request waits on it any more.
-        if downloads
-            .get(digest)
-            .is_some_and(|g| Arc::strong_count(g) <= 2)
-        {
-            downloads.remove(digest);
+            Err(e) => Err(PackageError::Store(e.to_string())),
         }
     }
 }
 
 /// The digest and upstream URL of what `resource` names; only what the page gives a sha256
 /// for is ever fetched, so nothing unverified reaches the store.
-fn source(file: &IndexFile, resource: Resource) -> Result<(Digest, String), PypiError> {
+fn source(file: &IndexFile, resource: Resource) -> Result<(Digest, String), PackageError> {
     match resource {
         Resource::File => file.sha256.map(|d| (d, file.url.clone())).ok_or_else(|| {
-            PypiError::BadUpstream(format!(
+            PackageError::BadUpstream(format!(
                 "the index gives no sha256 for {}; this node serves verified files only",
                 file.filename
             ))
         }),
         Resource::Metadata => match file.metadata {
             Some(Some(digest)) => Ok((digest, format!("{}.metadata", file.url))),
-            _ => Err(PypiError::NotFound(format!(
+            _ => Err(PackageError::NotFound(format!(
                 "metadata of {}",
                 file.filename
             ))),

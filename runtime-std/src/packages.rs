@@ -1,0 +1,213 @@
+//! What the package mirrors (PyPI, npm) share: their errors, the index documents they keep in
+//! the store for when the upstream is down, the upstream requests, and one download per file
+//! however many requests want it.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+
+use pyrsia_core::digest::Digest;
+
+use crate::metrics::Metrics;
+use crate::mirror::Mirror;
+use crate::store::{BlobKind, Store, TagObservation, now_ms};
+
+/// Why a package request failed; each maps to an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackageError {
+    /// The upstream does not know the package or file (404).
+    NotFound(String),
+    /// The upstream cannot be reached and nothing is cached (503).
+    Unavailable(String),
+    /// The upstream answered something unusable: an unreadable index, a file without a hash
+    /// this node can check, bytes that fail it (502).
+    BadUpstream(String),
+    /// Too many requests wait on downloads (429).
+    Busy,
+    /// The node's store failed (500).
+    Store(String),
+}
+
+impl PackageError {
+    /// The HTTP status to answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            PackageError::NotFound(_) => 404,
+            PackageError::Unavailable(_) => 503,
+            PackageError::BadUpstream(_) => 502,
+            PackageError::Busy => 429,
+            PackageError::Store(_) => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for PackageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PackageError::NotFound(what) => write!(f, "{what} not found"),
+            PackageError::Unavailable(why) => write!(f, "the upstream is unavailable: {why}"),
+            PackageError::BadUpstream(why) => write!(f, "the upstream misbehaved: {why}"),
+            PackageError::Busy => f.write_str("too many downloads in progress; retry"),
+            PackageError::Store(why) => write!(f, "store failure: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PackageError {}
+
+/// A successful upstream GET, its status checked.
+pub(crate) struct Fetched {
+    /// The `Content-Type` it came with.
+    pub(crate) content_type: Option<String>,
+    response: ureq::http::Response<ureq::Body>,
+}
+
+impl Fetched {
+    /// The whole body, at most `limit` bytes.
+    pub(crate) fn read_all(mut self, url: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
+        self.response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| PackageError::Unavailable(format!("reading {url}: {e}")))
+    }
+
+    /// Streams the body into `sink`; a full disk is the store's failure, anything else the
+    /// upstream's. Returns the bytes copied.
+    pub(crate) fn copy_to(
+        mut self,
+        url: &str,
+        sink: &mut impl Write,
+        metrics: &Metrics,
+    ) -> Result<u64, PackageError> {
+        let copied = io::copy(&mut self.response.body_mut().as_reader(), sink).map_err(|e| {
+            if e.kind() == io::ErrorKind::StorageFull {
+                PackageError::Store(e.to_string())
+            } else {
+                metrics.upstream_errors.inc();
+                PackageError::Unavailable(format!("reading {url}: {e}"))
+            }
+        })?;
+        metrics.upstream_bytes.inc_by(copied);
+        Ok(copied)
+    }
+}
+
+/// GETs `url` (with `accept`, if any): 200 is a [`Fetched`], 404 and 410 are
+/// [`PackageError::NotFound`] (of `what`), anything else the upstream being unavailable.
+pub(crate) fn get(
+    agent: &ureq::Agent,
+    metrics: &Metrics,
+    url: &str,
+    accept: Option<&str>,
+    what: &str,
+) -> Result<Fetched, PackageError> {
+    let mut request = agent.get(url);
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    let response = request.call().map_err(|e| {
+        metrics.upstream_errors.inc();
+        PackageError::Unavailable(format!("{url}: {e}"))
+    })?;
+    match response.status().as_u16() {
+        200 => Ok(Fetched {
+            content_type: response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            response,
+        }),
+        404 | 410 => Err(PackageError::NotFound(what.to_string())),
+        status => {
+            metrics.upstream_errors.inc();
+            Err(PackageError::Unavailable(format!(
+                "{url} answered {status}"
+            )))
+        }
+    }
+}
+
+/// Keeps `bytes` (an index document as fetched) in the store and records it under `key`, for
+/// when the upstream cannot be asked.
+pub(crate) fn keep_document(store: &Store, key: &str, bytes: &[u8]) -> Result<(), String> {
+    let digest = Digest::sha256(bytes);
+    if store.record(&digest).is_none() {
+        store
+            .put_bytes(digest, bytes, BlobKind::Blob)
+            .map_err(|e| e.to_string())?;
+    }
+    store
+        .record_tag(
+            key,
+            TagObservation {
+                digest,
+                observed_ms: now_ms(),
+            },
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The document last kept under `key`, at most `limit` bytes.
+pub(crate) fn kept_document(store: &Store, key: &str, limit: u64) -> Option<Vec<u8>> {
+    let blob = store.open_blob(&store.tag(key)?.digest)?;
+    let mut bytes = Vec::new();
+    (&blob.file).take(limit).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// A download's gate: held by the request that downloads; what its failure was, for the
+/// requests that waited on it.
+type Gate = Arc<Mutex<Option<PackageError>>>;
+
+/// One download per file at a time: later requests wait for it, then read the store (or
+/// share its failure rather than trying again at once).
+#[derive(Default)]
+pub(crate) struct Downloads {
+    gates: Mutex<HashMap<String, Gate>>,
+}
+
+impl Downloads {
+    /// Makes sure the file under `key` is stored: returns at once if `stored()` says it is,
+    /// else runs `download` unless a request is already running it, in which case it waits
+    /// for that one and shares its outcome. The caller holds a download place
+    /// ([`Mirror::download_slot`]) while it waits, so waiting requests cannot take every worker.
+    pub(crate) fn once(
+        &self,
+        mirror: &Mirror,
+        key: &str,
+        stored: impl Fn() -> bool,
+        download: impl FnOnce() -> Result<(), PackageError>,
+    ) -> Result<(), PackageError> {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let mut turn = gate.lock().unwrap_or_else(|p| p.into_inner());
+        let outcome = match turn.clone() {
+            Some(failed) => Err(failed),
+            None if stored() => Ok(()),
+            None => {
+                mirror.metrics().cache_misses.inc();
+                mirror.metrics().upstream_fetches.inc();
+                let downloaded = download();
+                if let Err(e) = &downloaded {
+                    *turn = Some(e.clone());
+                }
+                downloaded
+            }
+        };
+        drop(turn);
+        // The last request done with the gate removes it, so that a later one starts afresh.
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        if gates.get(key).is_some_and(|g| Arc::strong_count(g) <= 2) {
+            gates.remove(key);
+        }
+        outcome
+    }
+}
