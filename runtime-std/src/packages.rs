@@ -55,6 +55,14 @@ impl std::fmt::Display for PackageError {
 
 impl std::error::Error for PackageError {}
 
+/// A checked file of a package, open in the store, with the sha256 it is stored under.
+pub struct PackageBlob {
+    /// The file's sha256.
+    pub digest: Digest,
+    /// The stored file.
+    pub blob: crate::store::StoredBlob,
+}
+
 /// A successful upstream GET, its status checked.
 pub(crate) struct Fetched {
     /// The `Content-Type` it came with.

@@ -89,6 +89,24 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> 
     })
 }
 
+/// POSTs an empty body to `url`; returns the status and the (small) answer.
+pub fn post(url: &str) -> Result<(u16, String), String> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let response = agent.post(url).send_empty().map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
 /// GETs a small body (at most 1 MiB, e.g. a log entry) as bytes, with its status.
 pub fn get_bytes(url: &str) -> Result<(u16, Vec<u8>), String> {
     let agent = ureq::Agent::config_builder()

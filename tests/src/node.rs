@@ -252,18 +252,27 @@ impl Node {
             "{}/pyrsia/log/lookup?name={name}&digest={digest}",
             self.url()
         );
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            if let Ok(found) = crate::http::get(&url) {
-                let answer: serde_json::Value =
-                    serde_json::from_str(&found.small_body).unwrap_or_default();
-                if let Some(index) = answer["commit"].as_u64() {
-                    return Some(index);
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        wait_commit_at(&url, limit)
+    }
+
+    /// Waits up to `limit` until the node's log commits version `version` of the package
+    /// `name` of `ecosystem` (`npm`, `pypi`); returns the commit's log index.
+    pub fn wait_package_committed(
+        &self,
+        ecosystem: &str,
+        name: &str,
+        version: &str,
+        limit: Duration,
+    ) -> Option<u64> {
+        let subject = format!("{ecosystem}:{name}")
+            .replace(':', "%3A")
+            .replace('@', "%40")
+            .replace('/', "%2F");
+        let url = format!(
+            "{}/pyrsia/log/lookup?name={subject}&version={version}",
+            self.url()
+        );
+        wait_commit_at(&url, limit)
     }
 
     /// The node's `/status` `log` object.
@@ -302,4 +311,20 @@ pub fn wait_mesh(nodes: &[&Node]) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Polls the log lookup at `url` for up to `limit` until it names a commit; returns its index.
+fn wait_commit_at(url: &str, limit: Duration) -> Option<u64> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(found) = crate::http::get(url) {
+            let answer: serde_json::Value =
+                serde_json::from_str(&found.small_body).unwrap_or_default();
+            if let Some(index) = answer["commit"].as_u64() {
+                return Some(index);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }

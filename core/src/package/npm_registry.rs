@@ -91,6 +91,13 @@ pub struct TarballRef {
     pub integrity: Option<Integrity>,
 }
 
+impl TarballRef {
+    /// The tarball's file name (`name-1.0.0.tgz`), the last segment of its URL.
+    pub fn file(&self) -> Option<&str> {
+        file_name(&self.url)
+    }
+}
+
 /// A parsed packument.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Packument {
@@ -132,12 +139,46 @@ impl Packument {
             .collect()
     }
 
+    /// The tarball of `version`, if the packument lists it: what an `npm-fetch/v1` builder
+    /// fetches (and only with an integrity to check it against).
+    pub fn version_tarball(&self, version: &str) -> Option<TarballRef> {
+        self.tarballs()
+            .ok()?
+            .into_iter()
+            .find(|t| t.version == version)
+    }
+
     /// The tarball whose URL ends in `file` (`name-1.0.0.tgz`).
     pub fn tarball(&self, file: &str) -> Option<TarballRef> {
         self.tarballs()
             .ok()?
             .into_iter()
             .find(|t| file_name(&t.url) == Some(file))
+    }
+
+    /// The packument without the versions `keep` refuses, and without the dist-tags that
+    /// pointed at them (a `latest` naming a version that is not listed makes npm fail rather
+    /// than choose another): what a `--verified-only` node lists.
+    pub fn only_versions(&self, keep: impl Fn(&TarballRef) -> bool) -> Packument {
+        let kept: Vec<String> = self
+            .tarballs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| keep(t))
+            .map(|t| t.version)
+            .collect();
+        let mut document = self.document.clone();
+        if let Some(versions) = document["versions"].as_object_mut() {
+            versions.retain(|version, _| kept.contains(version));
+        }
+        if let Some(tags) = document["dist-tags"].as_object_mut() {
+            tags.retain(|_, version| {
+                version
+                    .as_str()
+                    .is_some_and(|v| kept.iter().any(|k| k == v))
+            });
+        }
+        Packument { document }
     }
 
     /// The document with every `dist.tarball` replaced by `url_for(file name)`; integrity,

@@ -110,3 +110,19 @@ fn integrity_strings_check_streamed_bytes() {
         assert_eq!(Integrity::parse(bad), Err(IntegrityError), "{bad}");
     }
 }
+
+#[test]
+fn a_version_tarball_is_found_and_verified_only_listings_drop_versions_and_their_tags() {
+    let document = Packument::parse(packument(&sri512(b"x")).as_bytes()).unwrap();
+    let tarball = document.version_tarball("1.0.0").unwrap();
+    assert_eq!(tarball.file(), Some("pkg-1.0.0.tgz"));
+    assert!(document.version_tarball("9.9.9").is_none());
+    let only = document.only_versions(|t| t.version == "1.0.0");
+    let json: serde_json::Value =
+        serde_json::from_slice(&only.with_tarballs_at(|f| f.into())).unwrap();
+    assert!(json["versions"]["1.0.0"].is_object());
+    assert!(json["versions"].get("1.1.0").is_none());
+    // `latest` named the dropped version: it goes too, rather than point at nothing.
+    assert!(json["dist-tags"].get("latest").is_none());
+    assert_eq!(json["name"], "@scope/pkg");
+}

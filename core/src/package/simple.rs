@@ -11,6 +11,14 @@ use core::fmt;
 use serde_json::{Map, Value, json};
 
 use crate::digest::Digest;
+use crate::package::{DistFile, ProjectName};
+
+/// The version of the release a distribution file belongs to, as log coordinates spell it:
+/// the file name's version in lower case (wheel and sdist names carry normalised versions
+/// since PEP 427 and PEP 625; lower case makes older names agree).
+pub fn release_version(file: &DistFile<'_>) -> String {
+    file.version().as_str().to_ascii_lowercase()
+}
 
 /// The PEP 691 JSON media type (version 1).
 pub const SIMPLE_JSON: &str = "application/vnd.pypi.simple.v1+json";
@@ -250,6 +258,30 @@ impl ProjectIndex {
     /// The file named `filename`, if listed.
     pub fn file(&self, filename: &str) -> Option<&IndexFile> {
         self.files.iter().find(|f| f.filename == filename)
+    }
+
+    /// The release `version` (as [`release_version`] spells it) of `project`: every listed
+    /// file whose name parses as a wheel or sdist of the project at that version, with the
+    /// sha256 the page gives. What a `pypi-fetch/v1` builder fetches and attests, and what
+    /// `--verified-only` checks a file against. Files the page gives no sha256 for are
+    /// never fetched, so they are left out, and listed in the second list by name.
+    pub fn release<'s>(
+        &'s self,
+        project: &ProjectName<'_>,
+        version: &str,
+    ) -> (Vec<(&'s IndexFile, Digest)>, Vec<&'s str>) {
+        let mut checked = Vec::new();
+        let mut unchecked = Vec::new();
+        for file in &self.files {
+            let of_release = DistFile::parse_for(project, &file.filename)
+                .is_ok_and(|d| d.version().as_str().eq_ignore_ascii_case(version));
+            match (of_release, file.sha256) {
+                (true, Some(digest)) => checked.push((file, digest)),
+                (true, None) => unchecked.push(file.filename.as_str()),
+                (false, _) => {}
+            }
+        }
+        (checked, unchecked)
     }
 
     /// The page in `format`, each file's URL given by `file_url(file)` (the node's own).

@@ -138,3 +138,34 @@ fn relative_urls_resolve_like_a_browser() {
         "http://h:1/simple/f.whl"
     );
 }
+
+#[test]
+fn a_release_is_the_project_files_of_its_version_with_a_sha256() {
+    let page = format!(
+        "<a href=\"/p/demo_pkg-1.0-py3-none-any.whl#sha256={HEX}\">demo_pkg-1.0-py3-none-any.whl</a>\
+         <a href=\"/p/demo-pkg-1.0.tar.gz\">demo-pkg-1.0.tar.gz</a>\
+         <a href=\"/p/demo_pkg-1.0RC1-py3-none-any.whl#sha256={HEX}\">demo_pkg-1.0RC1-py3-none-any.whl</a>\
+         <a href=\"/p/demo_pkg-1.0.1-py3-none-any.whl#sha256={HEX}\">demo_pkg-1.0.1-py3-none-any.whl</a>\
+         <a href=\"/p/other-1.0-py3-none-any.whl#sha256={HEX}\">other-1.0-py3-none-any.whl</a>"
+    );
+    let index = ProjectIndex::parse(
+        IndexFormat::Html,
+        page.as_bytes(),
+        "http://127.0.0.1/simple/demo-pkg/",
+        "demo-pkg",
+    )
+    .unwrap();
+    let project = crate::package::ProjectName::parse("Demo.Pkg").unwrap();
+    let (checked, unchecked) = index.release(&project, "1.0");
+    let names: Vec<&str> = checked.iter().map(|(f, _)| f.filename.as_str()).collect();
+    assert_eq!(names, ["demo_pkg-1.0-py3-none-any.whl"]);
+    assert_eq!(checked[0].1, sha(HEX));
+    // The sdist has no hash: never fetched, so not part of what is attested.
+    assert_eq!(unchecked, ["demo-pkg-1.0.tar.gz"]);
+    // Versions compare as file names spell them, in lower case.
+    let (rc, _) = index.release(&project, "1.0rc1");
+    assert_eq!(rc.len(), 1);
+    let file = crate::package::DistFile::parse("demo_pkg-1.0RC1-py3-none-any.whl").unwrap();
+    assert_eq!(release_version(&file), "1.0rc1");
+    assert!(index.release(&project, "2.0").0.is_empty());
+}

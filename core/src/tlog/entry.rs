@@ -21,6 +21,17 @@ pub const MAX_ENTRY_LEN: usize = 1 << 20;
 pub const DOCKER_FETCH_V1: &str = "docker-fetch/v1";
 /// The ecosystem name of OCI/Docker images in coordinates.
 pub const ECOSYSTEM_DOCKER: &str = "docker";
+/// The ecosystem name of npm packages: coordinates `npm`, `@scope/name`, semver version.
+pub const ECOSYSTEM_NPM: &str = "npm";
+/// The ecosystem name of PyPI projects: coordinates `pypi`, normalised project name, PEP 440
+/// version as the release's file names spell it (lower case).
+pub const ECOSYSTEM_PYPI: &str = "pypi";
+/// The build type of an npm version whose tarball was fetched from the upstream registry and
+/// checked against the packument's `dist.integrity`; the output is the tarball's sha256.
+pub const NPM_FETCH_V1: &str = "npm-fetch/v1";
+/// The build type of a PyPI release whose files were fetched from the upstream index and
+/// checked against the sha256 the project page gives; the outputs are those digests.
+pub const PYPI_FETCH_V1: &str = "pypi-fetch/v1";
 
 /// One record of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,6 +260,19 @@ impl fmt::Display for EntryError {
 impl core::error::Error for EntryError {}
 
 impl<'a> Entry<'a> {
+    /// The coordinates the entry is about: the artifact of a request, commit or verdict, the
+    /// tag of a tag observation; none for a genesis or a membership change.
+    pub fn coordinates(&self) -> Option<Coordinates<'a>> {
+        match self {
+            Entry::BuildRequest(r) => Some(r.coordinates),
+            Entry::Commit(c) => Some(c.statement.coordinates),
+            Entry::Dispute(d) | Entry::Unverifiable(d) => Some(d.coordinates),
+            Entry::UnattestedTag(t) => Some(t.tag),
+            Entry::TagObservation(t) => Some(t.statement.tag),
+            Entry::Genesis(_) | Entry::AddMember(_) | Entry::RemoveMember(_) => None,
+        }
+    }
+
     /// Decodes entry bytes: format byte, one canonical postcard `Entry`, nothing after it,
     /// every list whole.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, EntryError> {

@@ -11,7 +11,9 @@ use crate::identity::KeyId;
 use crate::tlog::Hash;
 use crate::tlog::entry::Entry;
 
-/// Lookups by name, version and digest. Keys are the coordinates' `name` and `version`.
+/// Lookups by name, version and digest. Keys are the coordinates' subject (an image's name,
+/// a package's `{ecosystem}:{name}`: [`crate::tlog::coordinates::subject`]) and `version`;
+/// every method's `name` is such a subject.
 #[derive(Clone, Default, Debug)]
 pub struct LogIndex {
     commits: BTreeMap<(String, String), (u64, Digest)>,
@@ -33,7 +35,8 @@ impl LogIndex {
     pub fn add(&mut self, index: u64, bytes: &[u8], entry: &Entry<'_>) {
         let name = match entry {
             Entry::BuildRequest(r) => {
-                let coordinates = key(r.coordinates.name, r.coordinates.version);
+                let subject = r.coordinates.subject();
+                let coordinates = key(&subject, r.coordinates.version);
                 let settled = self.commits.contains_key(&coordinates);
                 if !self.requests.contains_key(&coordinates) && !settled {
                     self.requests.insert(coordinates, index);
@@ -41,13 +44,14 @@ impl LogIndex {
                         .insert(index, (r.requester, bytes.to_vec()));
                     *self.open_by_requester.entry(r.requester).or_default() += 1;
                 }
-                r.coordinates.name
+                subject
             }
             Entry::Commit(c) => {
                 let coordinates = &c.statement.coordinates;
-                self.settle(coordinates.name, coordinates.version);
+                let subject = coordinates.subject();
+                self.settle(&subject, coordinates.version);
                 self.commits
-                    .entry(key(coordinates.name, coordinates.version))
+                    .entry(key(&subject, coordinates.version))
                     .or_insert((index, Digest::sha256(c.statement.outputs.0)));
                 for output in c.statement.outputs.iter() {
                     self.committed.entry(output).or_insert(index);
@@ -55,29 +59,30 @@ impl LogIndex {
                 for (digest, root) in c.statement.piece_roots.iter() {
                     self.piece_roots.entry(digest).or_insert(root);
                 }
-                coordinates.name
+                subject
             }
             Entry::TagObservation(t) => {
                 let tag = &t.statement.tag;
+                let subject = tag.subject();
                 self.tags
-                    .insert(key(tag.name, tag.version), (index, t.statement.digest));
-                tag.name
+                    .insert(key(&subject, tag.version), (index, t.statement.digest));
+                subject
             }
             // One member's word: history, not what a tag resolves to.
-            Entry::UnattestedTag(t) => t.tag.name,
+            Entry::UnattestedTag(t) => t.tag.subject(),
             Entry::Dispute(d) => {
+                let subject = d.coordinates.subject();
                 self.disputes
-                    .entry(key(d.coordinates.name, d.coordinates.version))
+                    .entry(key(&subject, d.coordinates.version))
                     .or_insert((index, false));
-                d.coordinates.name
+                subject
             }
             Entry::Unverifiable(d) => {
-                self.settle(d.coordinates.name, d.coordinates.version);
-                self.disputes.insert(
-                    key(d.coordinates.name, d.coordinates.version),
-                    (index, true),
-                );
-                d.coordinates.name
+                let subject = d.coordinates.subject();
+                self.settle(&subject, d.coordinates.version);
+                self.disputes
+                    .insert(key(&subject, d.coordinates.version), (index, true));
+                subject
             }
             Entry::AddMember(c) | Entry::RemoveMember(c) => {
                 self.memberships.entry(c.epoch).or_insert(index);
@@ -86,7 +91,7 @@ impl LogIndex {
             _ => return,
         };
         self.by_name
-            .entry(name.to_string())
+            .entry(name.into_owned())
             .or_default()
             .push(index);
     }

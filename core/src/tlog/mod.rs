@@ -5,6 +5,7 @@
 //! [`entry`] the records the log holds; [`rules`] what every entry must satisfy.
 
 pub mod checkpoint;
+pub mod coordinates;
 pub mod entry;
 mod hash;
 #[cfg(feature = "alloc")]

@@ -11,6 +11,7 @@ use crate::consensus::limits::request_allowed;
 use crate::identity::KeyId;
 use crate::members::{MemberSet, MembershipError};
 use crate::tlog::Hash;
+use crate::tlog::coordinates::CoordinatesError;
 use crate::tlog::entry::{Entry, EntryError, MembershipOp};
 
 /// What the rules need to know of the log an entry would extend.
@@ -84,6 +85,8 @@ pub enum EntryRejection {
     StaleTag,
     /// A tag seen by one member alone (the format before attested tags): never ordered.
     UnattestedTag,
+    /// Coordinates outside their ecosystem's grammar, or of an unknown ecosystem.
+    BadCoordinates(CoordinatesError),
 }
 
 impl core::fmt::Display for EntryRejection {
@@ -125,13 +128,15 @@ impl core::fmt::Display for EntryRejection {
             EntryRejection::UnattestedTag => {
                 f.write_str("tag observation of one member alone (no longer ordered)")
             }
+            EntryRejection::BadCoordinates(e) => write!(f, "coordinates: {e}"),
         }
     }
 }
 
 impl core::error::Error for EntryRejection {}
 
-/// The replication rules of the entry at `index`: it decodes; entry 0 is this log's genesis
+/// The replication rules of the entry at `index`: it decodes; its coordinates, if any, are
+/// valid in their ecosystem ([`crate::tlog::entry::Coordinates::check`]); entry 0 is this log's genesis
 /// and no other entry is a genesis; a commit carries f+1 valid attestations of the epoch and
 /// commits coordinates not committed yet; a dispute or unverifiable verdict carries the
 /// evidence [`check_dispute`] asks for, about an open request; a tag observation carries f+1
@@ -145,6 +150,11 @@ pub fn check_entry(
     bytes: &[u8],
 ) -> Result<(), EntryRejection> {
     let entry = Entry::decode(bytes).map_err(EntryRejection::Malformed)?;
+    if let Some(coordinates) = entry.coordinates() {
+        coordinates
+            .check()
+            .map_err(EntryRejection::BadCoordinates)?;
+    }
     match entry {
         Entry::Genesis(_) if index == 0 && bytes == view.genesis() => Ok(()),
         Entry::Genesis(_) => Err(EntryRejection::UnexpectedGenesis),
@@ -156,14 +166,18 @@ pub fn check_entry(
                 return Err(EntryRejection::TooFewAttestations { attesters, needed });
             }
             let coordinates = &commit.statement.coordinates;
-            if view.commit(coordinates.name, coordinates.version).is_some() {
+            if view
+                .commit(&coordinates.subject(), coordinates.version)
+                .is_some()
+            {
                 return Err(EntryRejection::DuplicateCommit);
             }
             Ok(())
         }
         Entry::Dispute(dispute) | Entry::Unverifiable(dispute) => {
             let unverifiable = matches!(entry, Entry::Unverifiable(_));
-            let (name, version) = (dispute.coordinates.name, dispute.coordinates.version);
+            let subject = dispute.coordinates.subject();
+            let (name, version) = (subject.as_ref(), dispute.coordinates.version);
             if view.request(name, version) != Some(dispute.request_index) {
                 return Err(EntryRejection::NoSuchRequest);
             }
@@ -240,7 +254,8 @@ impl BatchRules {
         match Entry::decode(bytes).map_err(EntryRejection::Malformed)? {
             Entry::Commit(commit) => {
                 let statement = &commit.statement;
-                let name = statement.coordinates.name;
+                let subject = statement.coordinates.subject();
+                let name = subject.as_ref();
                 let version = statement.coordinates.version;
                 let key = (name.to_string(), version.to_string());
                 if self.committed.contains(&key) {
@@ -270,7 +285,8 @@ impl BatchRules {
             }
             Entry::TagObservation(observation) => {
                 let statement = &observation.statement;
-                let (name, tag) = (statement.tag.name, statement.tag.version);
+                let subject = statement.tag.subject();
+                let (name, tag) = (subject.as_ref(), statement.tag.version);
                 let version = statement.digest.to_string();
                 let committed = view.commit(name, &version).is_some()
                     || self.committed.contains(&(name.to_string(), version));
@@ -409,6 +425,50 @@ mod tests {
             attestations: SignatureList(&signatures),
         })
         .encode()
+    }
+
+    #[test]
+    fn entries_with_coordinates_outside_their_ecosystem_are_refused() {
+        let (log, mut members) = setup(0);
+        let requester = key(1).public().key_id();
+        assert_eq!(
+            check_entry(
+                &log,
+                &mut members,
+                8,
+                &request("docker.io/library/a", requester)
+            ),
+            Ok(())
+        );
+        // A Docker name that would read as a package's index key, and an unknown ecosystem.
+        for (ecosystem, name, version, why) in [
+            (
+                "docker",
+                "npm:left-pad",
+                "sha256:aa",
+                CoordinatesError::BadName,
+            ),
+            ("maven", "g:a", "1", CoordinatesError::UnknownEcosystem),
+            ("npm", "left-pad", "latest", CoordinatesError::BadVersion),
+            ("pypi", "Demo_Pkg", "1.0", CoordinatesError::BadName),
+        ] {
+            let entry = Entry::BuildRequest(BuildRequest {
+                coordinates: Coordinates {
+                    ecosystem,
+                    name,
+                    version,
+                },
+                build_type: DOCKER_FETCH_V1,
+                source: "https://registry.invalid",
+                requester,
+            })
+            .encode();
+            assert_eq!(
+                check_entry(&log, &mut members, 8, &entry),
+                Err(EntryRejection::BadCoordinates(why)),
+                "{ecosystem} {name} {version}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! until its log commits it, or the time runs out. The request is a manifest fetch through the
 //! node's mirror, which is how every image enters verification (a node serving
 //! `--verified-only` answers 404 and queues it all the same); then the command follows the
-//! node's queue and the log's lookup.
+//! node's queue and the log's lookup. A package version (`npm|pypi --package`) is requested
+//! with `POST /pyrsia/packages/request`, which works on a `--verified-only` node too.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,17 +13,21 @@ use pyrsia_core::media_type::MediaType;
 use pyrsia_core::reference::ImageRef;
 
 use crate::client::{DEFAULT_NODE, NodeClient};
+use crate::packages::PackageSpec;
 
 /// Ask a node to verify an image and wait until the log commits it.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "build")]
 pub(crate) struct BuildCmd {
-    /// the ecosystem: docker
+    /// the ecosystem: docker, npm or pypi
     #[argh(positional)]
     ecosystem: String,
-    /// the image: NAME:TAG or NAME@DIGEST
+    /// the image (docker): NAME:TAG or NAME@DIGEST
     #[argh(option)]
-    image: String,
+    image: Option<String>,
+    /// the package version: NAME@VERSION (npm) or NAME==VERSION (pypi)
+    #[argh(option)]
+    package: Option<String>,
     /// the node's URL (default http://127.0.0.1:7888)
     #[argh(option, default = "String::from(DEFAULT_NODE)")]
     node: String,
@@ -39,24 +44,38 @@ const IDLE_POLLS: u32 = 4;
 
 pub(crate) fn run(cmd: &BuildCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
-        eprintln!(
-            "pyrsia build: unknown ecosystem {:?} (supported: docker)",
-            cmd.ecosystem
-        );
-        return ExitCode::from(2);
+        let spec = match &cmd.package {
+            Some(text) => PackageSpec::parse(&cmd.ecosystem, text, true),
+            None => Err(format!("name the package: {} --package …", cmd.ecosystem)),
+        };
+        return match spec {
+            Ok(spec) => report(build_package(cmd, &spec)),
+            Err(e) => {
+                eprintln!("pyrsia build: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
-    let image = match ImageRef::parse(&cmd.image) {
+    let Some(image) = &cmd.image else {
+        eprintln!("pyrsia build: name the image: docker --image NAME:TAG");
+        return ExitCode::from(2);
+    };
+    let image = match ImageRef::parse(image) {
         Ok(image) if image.tag.is_some() || image.digest.is_some() => image,
         Ok(_) => {
             eprintln!("pyrsia build: name a tag or a digest (NAME:TAG or NAME@DIGEST)");
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("pyrsia build: invalid image {:?}: {e}", cmd.image);
+            eprintln!("pyrsia build: invalid image {image:?}: {e}");
             return ExitCode::from(2);
         }
     };
-    match build(cmd, &image) {
+    report(build(cmd, &image))
+}
+
+fn report(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
         Ok(done) => {
             println!("{done}");
             ExitCode::SUCCESS
@@ -99,6 +118,26 @@ fn stage(found: &serde_json::Value) -> Option<String> {
     })
 }
 
+/// Requests a package version from the node (which checks that its upstream lists it with
+/// files it can check), then follows the log until it commits the version.
+fn build_package(cmd: &BuildCmd, spec: &PackageSpec) -> Result<String, String> {
+    let client = NodeClient::new(&cmd.node);
+    let label = spec.label();
+    let query = spec.lookup_query();
+    if let Some(index) = lookup_json(&client, &query)?["commit"].as_u64() {
+        return Ok(format!("committed    {label}: entry #{index} (already)"));
+    }
+    let requested = client.post_json(
+        &format!("/pyrsia/packages/request?{}", spec.request_query()),
+        None,
+    )?;
+    println!(
+        "requested    {label} ({} file(s) upstream)",
+        requested["files"].as_u64().unwrap_or(0)
+    );
+    follow(&client, cmd, &label, &label, &query)
+}
+
 fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
     let client = NodeClient::new(&cmd.node);
     let name = format!("{}/{}", image.host, image.repository_path());
@@ -127,14 +166,30 @@ fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
         }
         Err(e) => return Err(format!("the node could not fetch the manifest: {e}")),
     }
+    follow(&client, cmd, &name, &format!("{name}:{reference}"), &query)
+}
+
+/// Follows the log's lookup (`query`) and the node's queue until `label` is committed,
+/// found unverifiable, dropped by the builder, or the time runs out. An image's commit is
+/// named `name@digest`.
+fn follow(
+    client: &NodeClient,
+    cmd: &BuildCmd,
+    name: &str,
+    label: &str,
+    query: &str,
+) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(cmd.timeout);
     let mut last_pending = None;
     let mut last_stage = None;
     let mut idle = 0;
     loop {
-        let found = lookup_json(&client, &query)?;
-        if let (Some(digest), Some(index)) = (found["digest"].as_str(), found["commit"].as_u64()) {
-            return Ok(format!("committed    {name}@{digest}: entry #{index}"));
+        let found = lookup_json(client, query)?;
+        if let Some(index) = found["commit"].as_u64() {
+            return Ok(match found["digest"].as_str() {
+                Some(digest) => format!("committed    {name}@{digest}: entry #{index}"),
+                None => format!("committed    {label}: entry #{index}"),
+            });
         }
         let now = stage(&found);
         if now.is_some() && now != last_stage {
@@ -144,7 +199,7 @@ fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
             last_stage = now;
         }
         if found["unverifiable"].as_bool() == Some(true) {
-            return Err(format!("{name}:{reference} is unverifiable"));
+            return Err(format!("{label} is unverifiable"));
         }
         let pending = client
             .get_json("/status")
@@ -152,7 +207,7 @@ fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
             .and_then(|s| s["log"]["pending_verifications"].as_u64());
         if pending != last_pending {
             if let Some(n) = pending {
-                println!("verifying    {n} image(s) in the node's queue");
+                println!("verifying    {n} artifact(s) in the node's queue");
             }
             last_pending = pending;
         }
@@ -160,14 +215,11 @@ fn build(cmd: &BuildCmd, image: &ImageRef<'_>) -> Result<String, String> {
         idle = if pending == Some(0) { idle + 1 } else { 0 };
         if idle >= IDLE_POLLS {
             return Err(format!(
-                "the node's builder finished without committing {name}:{reference} (see the node's log)"
+                "the node's builder finished without committing {label} (see the node's log)"
             ));
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{name}:{reference} not committed after {} s",
-                cmd.timeout
-            ));
+            return Err(format!("{label} not committed after {} s", cmd.timeout));
         }
         std::thread::sleep(POLL);
     }

@@ -1,5 +1,5 @@
-//! `pyrsia inspect-log docker --image NAME[:TAG|@DIGEST]`: the log's record of an image (tag
-//! observations, requests, commits) as JSON, CSV or a table. A listing, not a proof: run
+//! `pyrsia inspect-log docker --image NAME[:TAG|@DIGEST]` (or `npm|pypi --package NAME[…]`):
+//! the log's record of an image or package (tag observations, requests, commits) as JSON, CSV or a table. A listing, not a proof: run
 //! `pyrsia verify` to check signatures and inclusion.
 
 use std::process::ExitCode;
@@ -11,17 +11,21 @@ use serde_json::{Map, Value};
 
 use crate::client::{DEFAULT_NODE, NodeClient};
 use crate::log::{describe, entry};
+use crate::packages::PackageSpec;
 
 /// Show what the transparency log records about an image.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "inspect-log")]
 pub(crate) struct InspectCmd {
-    /// the ecosystem: docker
+    /// the ecosystem: docker, npm or pypi
     #[argh(positional)]
     ecosystem: String,
-    /// the image: NAME, NAME:TAG or NAME@DIGEST
+    /// the image (docker): NAME, NAME:TAG or NAME@DIGEST
     #[argh(option)]
-    image: String,
+    image: Option<String>,
+    /// the package (npm, pypi): NAME or NAME@VERSION (npm), NAME or NAME==VERSION (pypi)
+    #[argh(option)]
+    package: Option<String>,
     /// output format: table (default), json or csv
     #[argh(option, default = "String::from(\"table\")")]
     format: String,
@@ -39,25 +43,40 @@ pub(crate) struct InspectCmd {
 const DEFAULT_FIELDS: &str = "index,kind,name,tag,version,digest,build_type,attestations,time";
 
 pub(crate) fn run(cmd: &InspectCmd) -> ExitCode {
-    if cmd.ecosystem != "docker" {
-        eprintln!(
-            "pyrsia inspect-log: unknown ecosystem {:?} (supported: docker)",
-            cmd.ecosystem
-        );
-        return ExitCode::from(2);
-    }
     if !matches!(cmd.format.as_str(), "table" | "json" | "csv") {
         eprintln!("pyrsia inspect-log: --format must be table, json or csv");
         return ExitCode::from(2);
     }
-    let image = match ImageRef::parse(&cmd.image) {
-        Ok(image) => image,
-        Err(e) => {
-            eprintln!("pyrsia inspect-log: invalid image {:?}: {e}", cmd.image);
+    let client = NodeClient::new(&cmd.node);
+    let found = if cmd.ecosystem == "docker" {
+        let Some(image) = &cmd.image else {
+            eprintln!("pyrsia inspect-log: name the image: docker --image NAME[:TAG]");
             return ExitCode::from(2);
+        };
+        match ImageRef::parse(image) {
+            Ok(image) => rows(&client, &image, cmd.latest),
+            Err(e) => {
+                eprintln!("pyrsia inspect-log: invalid image {image:?}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        let spec = match &cmd.package {
+            Some(text) => PackageSpec::parse(&cmd.ecosystem, text, false),
+            None => Err(format!(
+                "name the package: {} --package NAME",
+                cmd.ecosystem
+            )),
+        };
+        match spec {
+            Ok(spec) => package_rows(&client, &spec),
+            Err(e) => {
+                eprintln!("pyrsia inspect-log: {e}");
+                return ExitCode::from(2);
+            }
         }
     };
-    match rows(&NodeClient::new(&cmd.node), &image, cmd.latest) {
+    match found {
         Ok(rows) => {
             let fields: Vec<&str> = cmd
                 .fields
@@ -77,14 +96,13 @@ pub(crate) fn run(cmd: &InspectCmd) -> ExitCode {
     }
 }
 
-/// The entries about `image`, described, oldest first.
-fn rows(
-    client: &NodeClient,
-    image: &ImageRef<'_>,
-    latest: bool,
-) -> Result<Vec<Map<String, Value>>, String> {
-    let name = format!("{}/{}", image.host, image.repository_path());
-    let history = client.get_json(&format!("/pyrsia/log/history?name={name}"))?;
+/// Every entry about `subject` (an image's name, a package's `{ecosystem}:{name}`),
+/// described, oldest first.
+fn history(client: &NodeClient, subject: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let history = client.get_json(&format!(
+        "/pyrsia/log/history?name={}",
+        crate::packages::query_escape(subject)
+    ))?;
     let indices: Vec<u64> = history["entries"]
         .as_array()
         .ok_or("unexpected history answer")?
@@ -97,6 +115,29 @@ fn rows(
         let decoded = Entry::decode(&bytes).map_err(|e| format!("entry {index}: {e}"))?;
         all.push(describe(index, &decoded));
     }
+    Ok(all)
+}
+
+/// The entries about a package, or about one version of it, described, oldest first.
+fn package_rows(
+    client: &NodeClient,
+    spec: &PackageSpec,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let mut all = history(client, &spec.subject())?;
+    if let Some(version) = &spec.version {
+        all.retain(|r| r["version"] == version.as_str());
+    }
+    Ok(all)
+}
+
+/// The entries about `image`, described, oldest first.
+fn rows(
+    client: &NodeClient,
+    image: &ImageRef<'_>,
+    latest: bool,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let name = format!("{}/{}", image.host, image.repository_path());
+    let all = history(client, &name)?;
     let tag = image.tag.map(|t| t.as_str().to_string());
     let digest = image.digest.map(|d| d.to_string());
     // The digests the tag was seen at (all of them, or the latest only).

@@ -141,5 +141,8 @@ pub(crate) fn describe(index: u64, entry: &Entry<'_>) -> Map<String, Value> {
     if let Value::Object(fields) = fields {
         out.extend(fields);
     }
+    if let Some(coordinates) = entry.coordinates() {
+        out.insert("ecosystem".into(), json!(coordinates.ecosystem));
+    }
     out
 }

@@ -5,6 +5,7 @@ mod client;
 mod inspect;
 mod log;
 mod members;
+mod packages;
 mod peers;
 mod status;
 mod verify;

@@ -1,4 +1,5 @@
-//! `pyrsia verify docker --image NAME:TAG`: the light-client check (PROTOCOL.md §4) against a
+//! `pyrsia verify docker --image NAME:TAG` (or `npm --package NAME@VERSION`, `pypi --package
+//! NAME==VERSION`): the light-client check (PROTOCOL.md §4) against a
 //! node that is not trusted: genesis → checkpoint quorum, genesis inclusion and freshness →
 //! the tag's observation and the image's commit, each by inclusion proof → every manifest and
 //! blob hashed while streaming and found among the committed outputs. It prints each step and
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use pyrsia_core::digest::{Digest, Verification, Verifier};
+use pyrsia_core::digest::{Digest, Hasher, Verification, Verifier};
 use pyrsia_core::light::{Connectivity, Freshness, LightClient, Policy};
 use pyrsia_core::manifest::Manifest;
 use pyrsia_core::media_type::MediaType;
@@ -19,17 +20,21 @@ use pyrsia_std::clock::unix_seconds;
 
 use crate::client::{DEFAULT_NODE, NodeClient};
 use crate::log::{checkpoint, entry, inclusion_proof};
+use crate::packages::PackageSpec;
 
 /// Verify an image against the transparency log, trusting only the genesis.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
 pub(crate) struct VerifyCmd {
-    /// the ecosystem: docker
+    /// the ecosystem: docker, npm or pypi
     #[argh(positional)]
     ecosystem: String,
-    /// the image: NAME:TAG or NAME@DIGEST
+    /// the image (docker): NAME:TAG or NAME@DIGEST
     #[argh(option)]
-    image: String,
+    image: Option<String>,
+    /// the package version: NAME@VERSION (npm) or NAME==VERSION (pypi)
+    #[argh(option)]
+    package: Option<String>,
     /// the network's genesis file to trust; without it the node's own genesis is used (trust
     /// on first use, said in the output)
     #[argh(option)]
@@ -46,24 +51,38 @@ const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 pub(crate) fn run(cmd: &VerifyCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
-        eprintln!(
-            "pyrsia verify: unknown ecosystem {:?} (supported: docker)",
-            cmd.ecosystem
-        );
-        return ExitCode::from(2);
+        let spec = match &cmd.package {
+            Some(text) => PackageSpec::parse(&cmd.ecosystem, text, true),
+            None => Err(format!("name the package: {} --package …", cmd.ecosystem)),
+        };
+        return match spec {
+            Ok(spec) => report(verify_package(cmd, &spec)),
+            Err(e) => {
+                eprintln!("pyrsia verify: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
-    let image = match ImageRef::parse(&cmd.image) {
+    let Some(image) = &cmd.image else {
+        eprintln!("pyrsia verify: name the image: docker --image NAME:TAG");
+        return ExitCode::from(2);
+    };
+    let image = match ImageRef::parse(image) {
         Ok(image) if image.tag.is_some() || image.digest.is_some() => image,
         Ok(_) => {
             eprintln!("pyrsia verify: name a tag or a digest (NAME:TAG or NAME@DIGEST)");
             return ExitCode::from(2);
         }
         Err(e) => {
-            eprintln!("pyrsia verify: invalid image {:?}: {e}", cmd.image);
+            eprintln!("pyrsia verify: invalid image {image:?}: {e}");
             return ExitCode::from(2);
         }
     };
-    match verify(cmd, &image) {
+    report(verify(cmd, &image))
+}
+
+fn report(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
         Ok(summary) => {
             println!("VERIFIED     {summary}");
             ExitCode::SUCCESS
@@ -79,8 +98,8 @@ fn step(label: &str, text: impl std::fmt::Display) {
     println!("{label:<12} {text}");
 }
 
-fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
-    let client = NodeClient::new(&cmd.node);
+/// The light client of the network `cmd` trusts: its pinned genesis, or the node's (said).
+fn light_client(cmd: &VerifyCmd, client: &NodeClient) -> Result<LightClient, String> {
     let genesis = match &cmd.genesis {
         Some(path) => {
             let bytes =
@@ -100,7 +119,7 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
             bytes
         }
     };
-    let mut light =
+    let light =
         LightClient::new(&genesis, Policy::default()).map_err(|e| format!("genesis: {e}"))?;
     let members = light.members();
     step(
@@ -114,6 +133,110 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
             members.commit_threshold()
         ),
     );
+    Ok(light)
+}
+
+/// Reads the node's checkpoint and accepts it: a quorum's signatures, the genesis included,
+/// fresh enough. Returns its size.
+fn accept_checkpoint(client: &NodeClient, light: &mut LightClient) -> Result<u64, String> {
+    let note = checkpoint(client)?;
+    let size = note.checkpoint.size;
+    let genesis_proof = inclusion_proof(client, 0, size)?;
+    let freshness = light
+        .accept_checkpoint(&note, &genesis_proof, unix_seconds(), Connectivity::Online)
+        .map_err(|e| format!("checkpoint: {e}"))?;
+    step(
+        "checkpoint",
+        format!(
+            "size {size}, signed at {} by a quorum of members, contains this genesis, {}: ok",
+            note.checkpoint.timestamp,
+            match freshness {
+                Freshness::Fresh => "fresh",
+                Freshness::Stale => "stale",
+            }
+        ),
+    );
+    Ok(size)
+}
+
+/// The light-client check of a package version: its commit, by inclusion proof under an
+/// accepted checkpoint, names these coordinates, and every file of the version the node
+/// serves hashes to one of the committed outputs (and every output is served).
+fn verify_package(cmd: &VerifyCmd, spec: &PackageSpec) -> Result<String, String> {
+    let client = NodeClient::new(&cmd.node);
+    let mut light = light_client(cmd, &client)?;
+    let label = spec.label();
+    // Looked up before the checkpoint is read, so that the checkpoint covers it.
+    let found = client.get_json(&format!("/pyrsia/log/lookup?{}", spec.lookup_query()))?;
+    let index = found["commit"]
+        .as_u64()
+        .ok_or_else(|| format!("{label} is not committed to the log"))?;
+    let size = accept_checkpoint(&client, &mut light)?;
+    let bytes = entry(&client, index)?;
+    let proof = inclusion_proof(&client, index, size)?;
+    let Entry::Commit(commit) = light
+        .check_entry(&bytes, index, &proof)
+        .map_err(|e| format!("commit #{index}: {e}"))?
+    else {
+        return Err(format!("entry #{index} is not a commit"));
+    };
+    let coordinates = commit.statement.coordinates;
+    if coordinates != spec.coordinates() {
+        return Err(format!(
+            "commit #{index} is for {} {}@{}",
+            coordinates.ecosystem, coordinates.name, coordinates.version
+        ));
+    }
+    step(
+        "commit",
+        format!(
+            "entry #{index}, {} by {} attestation(s), {} file(s), inclusion proof ok",
+            commit.statement.build_type,
+            commit.attestations.len(),
+            commit.statement.outputs.len()
+        ),
+    );
+    let mut hashed = Vec::new();
+    let mut total = 0;
+    for (file, listed) in spec.files_on_node(&client)? {
+        let (digest, size) = hash_unknown(&client, &file.path)?;
+        if listed.is_some_and(|l| l != digest) {
+            return Err(format!(
+                "{}: the bytes served hash to {digest}, the index gives {}",
+                file.name,
+                listed.map(|d| d.to_string()).unwrap_or_default()
+            ));
+        }
+        light
+            .check_committed(&bytes, index, &proof, &digest)
+            .map_err(|e| format!("{} ({digest}): {e}", file.name))?;
+        step(
+            "file",
+            format!("{} ({size} bytes) {digest}: committed: ok", file.name),
+        );
+        hashed.push(digest);
+        total += size;
+    }
+    if let Some(missing) = commit
+        .statement
+        .outputs
+        .iter()
+        .find(|d| !hashed.contains(d))
+    {
+        return Err(format!(
+            "committed file {missing} is not among the files the node lists"
+        ));
+    }
+    Ok(format!(
+        "{} {label}: {} file(s) ({total} bytes) match commit #{index} under a checkpoint of size {size}",
+        spec.ecosystem,
+        hashed.len()
+    ))
+}
+
+fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
+    let client = NodeClient::new(&cmd.node);
+    let mut light = light_client(cmd, &client)?;
 
     // The tag's latest observation is looked up before the checkpoint is read: the log only
     // grows, so the checkpoint read after it covers that entry (read the other way round, a
@@ -137,23 +260,7 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
         _ => None,
     };
 
-    let note = checkpoint(&client)?;
-    let size = note.checkpoint.size;
-    let genesis_proof = inclusion_proof(&client, 0, size)?;
-    let freshness = light
-        .accept_checkpoint(&note, &genesis_proof, unix_seconds(), Connectivity::Online)
-        .map_err(|e| format!("checkpoint: {e}"))?;
-    step(
-        "checkpoint",
-        format!(
-            "size {size}, signed at {} by a quorum of members, contains this genesis, {}: ok",
-            note.checkpoint.timestamp,
-            match freshness {
-                Freshness::Fresh => "fresh",
-                Freshness::Stale => "stale",
-            }
-        ),
-    );
+    let size = accept_checkpoint(&client, &mut light)?;
 
     let digest = match (image.digest, image.tag, tag_observation) {
         (Some(digest), _, _) => digest,
@@ -285,6 +392,23 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
 
 fn repository_path(image: &ImageRef<'_>) -> String {
     image.repository_path().to_string()
+}
+
+/// Streams a file and hashes it; returns its sha256 and size.
+fn hash_unknown(client: &NodeClient, path: &str) -> Result<(Digest, u64), String> {
+    let mut response = client.open(path, &[])?;
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) => return Err(format!("{path}: {e}")),
+        }
+    }
+    let size = hasher.len();
+    Ok((hasher.finish(), size))
 }
 
 /// Streams a blob and hashes it; returns its size.

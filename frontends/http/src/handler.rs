@@ -263,6 +263,12 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
             Err(e) => Reply::error(&e),
         };
     }
+    if path == crate::package_request_api::PATH {
+        return match crate::package_request_api::request(node, request, query) {
+            Ok(body) => Reply::bytes(202, "application/json", body),
+            Err(e) => Reply::error(&e),
+        };
+    }
     if path == members_api::ENDORSE {
         return match members_api::endorse(node, request, query) {
             Ok(body) => Reply::bytes(202, "application/json", body),

@@ -16,6 +16,7 @@ mod members_api;
 pub mod node;
 mod npm_api;
 pub mod options;
+mod package_request_api;
 mod pypi_api;
 mod reaper;
 pub mod server;

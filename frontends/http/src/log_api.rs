@@ -10,7 +10,7 @@
 //! | `/pyrsia/log/entries?start=S&count=C` | a batch of entries (one wire frame) |
 //! | `/pyrsia/log/proof/inclusion?index=I&size=S` | `{"index","size","hashes":[hex]}` |
 //! | `/pyrsia/log/proof/consistency?from=A&to=B` | `{"from","to","hashes":[hex]}` |
-//! | `/pyrsia/log/lookup?name=N&tag=T` or `&digest=D` | `{"tag_observation","digest","commit","part_of"}` |
+//! | `/pyrsia/log/lookup?name=N&tag=T`, `&digest=D` or `&version=V` | `{"tag_observation","digest","commit","part_of"}` |
 //! | `/pyrsia/log/history?name=N` | `{"name","entries":[index]}` |
 
 use pyrsia_core::digest::Digest;
@@ -63,7 +63,10 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 Ok(d) => Some(Digest::parse(&d).map_err(|_| BAD_QUERY)?),
                 Err(_) => observed.map(|(_, d)| d),
             };
-            let version = digest.map(|d| d.to_string());
+            // A package version (`version=`), else an image's digest.
+            let version = text(query, "version")
+                .ok()
+                .or_else(|| digest.map(|d| d.to_string()));
             let commit = version.as_ref().and_then(|v| log.find_commit(&name, v));
             let request = version.as_ref().and_then(|v| log.find_request(&name, v));
             let dispute = version.as_ref().and_then(|v| log.find_dispute(&name, v));
@@ -113,7 +116,7 @@ fn hex_list(hashes: &[Hash]) -> Vec<String> {
 }
 
 /// The percent-decoded value of `key` in `query`.
-fn text(query: &str, key: &str) -> Result<String, OciError> {
+pub(crate) fn text(query: &str, key: &str) -> Result<String, OciError> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))

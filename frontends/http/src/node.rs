@@ -7,8 +7,8 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::reference::Host;
 use pyrsia_std::clock::unix_seconds;
-use pyrsia_std::consensus::Member;
-use pyrsia_std::log::{Log, VerificationQueue, VerifyJob, follow, key};
+use pyrsia_std::consensus::{BuildSources, Member};
+use pyrsia_std::log::{Log, PackageJob, PackageSources, VerificationQueue, VerifyJob, follow, key};
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
 use pyrsia_std::npm::Npm;
@@ -24,9 +24,11 @@ pub struct Node {
     /// The registry mirror.
     pub mirror: Arc<Mirror>,
     /// The PyPI mirror (`/pypi/`), sharing the mirror's store.
-    pub pypi: Pypi,
+    pub pypi: Arc<Pypi>,
     /// The npm mirror (`/npm/`), sharing the mirror's store.
-    pub npm: Npm,
+    pub npm: Arc<Npm>,
+    /// Both package mirrors, as the package builders use them.
+    pub packages: Arc<PackageSources>,
     /// The transparency log.
     pub log: Arc<Log>,
     verification: VerificationQueue,
@@ -127,26 +129,6 @@ impl Node {
         mirror.set_tag_resolver(Arc::new(move |name, tag| {
             tags.find_tag(name, tag).map(|(_, digest)| digest)
         }));
-        let verification = VerificationQueue::start(mirror.clone(), log.clone());
-        // Every node of a multi-member network runs the member thread: a node that is not a
-        // member (yet) only follows, and starts voting once the log adds its key.
-        let member = if !log.is_sole_member() && options.log_from.is_none() {
-            let member = Member::start(
-                log.clone(),
-                mirror.clone(),
-                member_key,
-                options.member_config(),
-            )
-            .map_err(|e| format!("cannot start the member thread: {e}"))?;
-            tracing::info!(
-                members = log.members().len(),
-                member = log.is_member(),
-                "multi-member network: members build and vote"
-            );
-            Some(Arc::new(member))
-        } else {
-            None
-        };
         for (flag, url) in [
             ("--pypi-upstream", &options.pypi_upstream),
             ("--npm-upstream", &options.npm_upstream),
@@ -157,17 +139,34 @@ impl Node {
                 ));
             }
         }
+        let ttl = Duration::from_secs(options.index_ttl);
+        let packages = Arc::new(PackageSources {
+            pypi: Arc::new(Pypi::new(mirror.clone(), &options.pypi_upstream, ttl)),
+            npm: Arc::new(Npm::new(mirror.clone(), &options.npm_upstream, ttl)),
+        });
+        let verification = VerificationQueue::start(mirror.clone(), packages.clone(), log.clone());
+        // Every node of a multi-member network runs the member thread: a node that is not a
+        // member (yet) only follows, and starts voting once the log adds its key.
+        let member = if !log.is_sole_member() && options.log_from.is_none() {
+            let sources = BuildSources {
+                mirror: mirror.clone(),
+                packages: packages.clone(),
+            };
+            let member = Member::start(log.clone(), sources, member_key, options.member_config())
+                .map_err(|e| format!("cannot start the member thread: {e}"))?;
+            tracing::info!(
+                members = log.members().len(),
+                member = log.is_member(),
+                "multi-member network: members build and vote"
+            );
+            Some(Arc::new(member))
+        } else {
+            None
+        };
         Ok(Node {
-            pypi: Pypi::new(
-                mirror.clone(),
-                &options.pypi_upstream,
-                Duration::from_secs(options.index_ttl),
-            ),
-            npm: Npm::new(
-                mirror.clone(),
-                &options.npm_upstream,
-                Duration::from_secs(options.index_ttl),
-            ),
+            pypi: packages.pypi.clone(),
+            npm: packages.npm.clone(),
+            packages,
             mirror,
             log,
             verification,
@@ -201,6 +200,24 @@ impl Node {
             Some(member) => member.request(job),
             None => self.verification.request(job),
         }
+    }
+
+    /// Asks for the package version a file was just served of to be verified and committed.
+    pub fn request_package_verification(&self, job: PackageJob) {
+        match &self.member {
+            Some(member) => member.request_package(job),
+            None => self.verification.request_package(job),
+        }
+    }
+
+    /// Whether a package file may be served: always, unless `--verified-only` and the commit
+    /// of the version it belongs to does not list its sha256.
+    pub fn may_serve_package(&self, job: &PackageJob, digest: &Digest) -> bool {
+        let coordinates = job.coordinates();
+        !self.verified_only
+            || self
+                .log
+                .commit_lists(&coordinates.subject(), coordinates.version, digest)
     }
 
     /// Makes the running P2P network visible in `/status` and `/peers` (once).

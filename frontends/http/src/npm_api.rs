@@ -13,8 +13,11 @@ use std::io::Read;
 
 use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::PackumentFormat;
+use pyrsia_core::tlog::coordinates::subject;
+use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
+use pyrsia_std::log::PackageJob;
 use pyrsia_std::mirror::BlobReader;
-use pyrsia_std::packages::PackageError;
+use pyrsia_std::packages::{PackageBlob, PackageError};
 use tiny_http::Request;
 
 use crate::handler::{Body, Reply};
@@ -47,7 +50,15 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
     };
     let format = PackumentFormat::negotiate(header("Accept"));
     match node.npm.packument(&name, format) {
-        Ok(document) => {
+        Ok(mut document) => {
+            if node.verified_only {
+                // Only the versions the log committed (their tarball's bytes are checked
+                // against the commit when downloaded).
+                let subject = subject(ECOSYSTEM_NPM, &name.to_string()).into_owned();
+                document.packument = document
+                    .packument
+                    .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some());
+            }
             // Tarball URLs must be absolute for npm: this node, as the client reached it.
             let base = header("Host").map_or_else(String::new, |host| format!("http://{host}"));
             let path = name.path_form().to_string();
@@ -76,17 +87,21 @@ fn tarball(node: &Node, name: &str, file: &str) -> Reply {
     };
     // Only `{name}-{version}.tgz` names a tarball: anything else is refused before the
     // upstream is asked.
-    if file.contains('/') || name.tarball_version(file).is_none() {
-        return error(404, &format!("{file:?} is not a tarball of {name}"));
-    }
-    if node.verified_only {
-        return error(
-            404,
-            "not committed to the transparency log (node serves verified content only)",
-        );
-    }
+    let version = match name.tarball_version(file) {
+        Some(version) if !file.contains('/') => version,
+        _ => return error(404, &format!("{file:?} is not a tarball of {name}")),
+    };
+    let release = PackageJob::npm(&name, version.as_str());
     match node.npm.tarball(&name, file) {
-        Ok(blob) => {
+        Ok(PackageBlob { digest, blob }) => {
+            let verified = node.may_serve_package(&release, &digest);
+            node.request_package_verification(release);
+            if !verified {
+                return error(
+                    404,
+                    "not committed to the transparency log (node serves verified content only); verification was requested",
+                );
+            }
             let size = blob.record.size;
             Reply {
                 status: 200,

@@ -12,8 +12,9 @@
 
 use pyrsia_core::package::simple::{IndexFormat, render_root};
 use pyrsia_core::package::{DistFile, ProjectName};
+use pyrsia_std::log::PackageJob;
 use pyrsia_std::mirror::BlobReader;
-use pyrsia_std::packages::PackageError;
+use pyrsia_std::packages::{PackageBlob, PackageError};
 use pyrsia_std::pypi::Resource;
 use std::io::Read;
 use tiny_http::Request;
@@ -78,6 +79,21 @@ fn project_page(node: &Node, name: &str, format: IndexFormat) -> Reply {
                     file.metadata = None;
                 }
             }
+            if node.verified_only {
+                // Only the files a commit of their release lists; no metadata, which no
+                // commit covers (installers read it from the verified file instead).
+                page.index.files.retain(|file| {
+                    let (Ok(dist), Some(digest)) =
+                        (DistFile::parse_for(&project, &file.filename), file.sha256)
+                    else {
+                        return false;
+                    };
+                    node.may_serve_package(&PackageJob::pypi(&dist), &digest)
+                });
+                for file in &mut page.index.files {
+                    file.metadata = None;
+                }
+            }
             let normal = project.normalized();
             let body = page.index.render(format, |file| {
                 format!("{PREFIX}files/{normal}/{}", file.filename)
@@ -105,17 +121,28 @@ fn file(node: &Node, path: &str) -> Reply {
     };
     // Only a wheel or sdist of this project is looked up: anything else is refused before
     // the upstream is asked.
-    if let Err(e) = DistFile::parse_for(&project, filename) {
-        return text(404, &format!("{filename:?}: {e}"));
-    }
-    if node.verified_only {
+    let release = match DistFile::parse_for(&project, filename) {
+        Ok(dist) => PackageJob::pypi(&dist),
+        Err(e) => return text(404, &format!("{filename:?}: {e}")),
+    };
+    if node.verified_only && resource == Resource::Metadata {
         return text(
             404,
-            "not committed to the transparency log (node serves verified content only)",
+            "metadata is not covered by the transparency log (node serves verified content only)",
         );
     }
     match node.pypi.file(&project, filename, resource) {
-        Ok(blob) => {
+        Ok(PackageBlob { digest, blob }) => {
+            if resource == Resource::File {
+                let verified = node.may_serve_package(&release, &digest);
+                node.request_package_verification(release);
+                if !verified {
+                    return text(
+                        404,
+                        "not committed to the transparency log (node serves verified content only); verification was requested",
+                    );
+                }
+            }
             let size = blob.record.size;
             Reply {
                 status: 200,

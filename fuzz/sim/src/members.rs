@@ -19,8 +19,8 @@
 //! (what a light client accepts), and none among honest members' final checkpoints; every
 //! decided batch is a valid
 //! extension of the deciding member's log; after healing, every honest member's log commits
-//! every artifact honest members requested (honest requests keep committing under a flooder)
-//! and observed the tag it was pulled by, and holds the same entries; every tag in an honest
+//! every artifact honest members requested, images and PyPI package versions (honest
+//! requests keep committing under a flooder), and observed the tag an image was pulled by, and holds the same entries; every tag in an honest
 //! log points at the digest the upstream serves for it (f+1 members resolved it; a forger's
 //! word alone never moves a tag), and no honest request ends under a forged verdict.
 
@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use pyrsia_core::consensus::limits::{MessageClass, RateLimit};
 use pyrsia_core::consensus::node::{
     ArtifactRequest, BuildResult, EvidenceKind, MemberNode, Misbehaviour, NodeConfig, NodeOutput,
-    Now, Rejection,
+    Now, PackageRequest, Rejection,
 };
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::consensus::wire::{Batch, Envelope, MemberMessage, Vote};
@@ -40,7 +40,9 @@ use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
-use pyrsia_core::tlog::entry::{Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList};
+use pyrsia_core::tlog::entry::{
+    Coordinates, Dispute, ECOSYSTEM_DOCKER, ECOSYSTEM_PYPI, Entry, Genesis, KeyList,
+};
 use pyrsia_core::tlog::state::{LogState, Offer};
 
 use crate::net::{Faults, Partition, SimNet};
@@ -189,9 +191,25 @@ impl Member {
 /// The images the upstream has (anything else is not found).
 const UPSTREAM_IMAGES: &str = "docker.io/sim/";
 
-/// The digest an honest upstream serves for an artifact.
+/// The PyPI projects the upstream has, requested as packages (every third new artifact):
+/// requested by `pypi:{name}` subject, at version [`PACKAGE_VERSION`].
+const UPSTREAM_PACKAGES: &str = "pypi:sim-pkg";
+/// The one version of each upstream package.
+const PACKAGE_VERSION: &str = "1.0";
+
+/// The digest an honest upstream serves for an artifact (an image's manifest, a package
+/// version's one file).
 fn upstream_digest(name: &str) -> Digest {
     Digest::sha256(name.as_bytes())
+}
+
+/// The version an artifact is committed at: a package's version, an image's manifest digest.
+fn committed_version(name: &str) -> String {
+    if name.starts_with(UPSTREAM_PACKAGES) {
+        PACKAGE_VERSION.to_string()
+    } else {
+        upstream_digest(name).to_string()
+    }
 }
 
 struct Sim {
@@ -535,7 +553,12 @@ impl Sim {
         let name = match again {
             Some(artifact) => self.requested[artifact].clone(),
             None => {
-                let name = format!("{UPSTREAM_IMAGES}image{}", self.requested.len());
+                let n = self.requested.len();
+                let name = if n % 3 == 2 {
+                    format!("{UPSTREAM_PACKAGES}{n}")
+                } else {
+                    format!("{UPSTREAM_IMAGES}image{n}")
+                };
                 self.requested.push(name.clone());
                 name
             }
@@ -543,6 +566,20 @@ impl Sim {
         if again.is_none() {
             self.requested_at.push(now);
             self.committed_at.push(None);
+        }
+        if let Some(project) = name.strip_prefix("pypi:") {
+            self.with_node(who, now, |node, log, at| {
+                let package = PackageRequest {
+                    coordinates: Coordinates {
+                        ecosystem: ECOSYSTEM_PYPI,
+                        name: project,
+                        version: PACKAGE_VERSION,
+                    },
+                    source: "https://pypi.sim/simple/",
+                };
+                node.request_package(log, at, &package);
+            });
+            return;
         }
         let manifest = upstream_digest(&name);
         self.with_node(who, now, |node, log, at| {
@@ -603,6 +640,15 @@ impl Sim {
                         {
                             Ok(BuildResult {
                                 outputs: vec![upstream_digest(r.coordinates.name)],
+                                piece_roots: Vec::new(),
+                            })
+                        }
+                        Ok(Entry::BuildRequest(r))
+                            if r.coordinates.subject().starts_with(UPSTREAM_PACKAGES)
+                                && r.coordinates.version == PACKAGE_VERSION =>
+                        {
+                            Ok(BuildResult {
+                                outputs: vec![upstream_digest(&r.coordinates.subject())],
                                 piece_roots: Vec::new(),
                             })
                         }
@@ -880,7 +926,7 @@ impl Sim {
                 continue;
             }
             let name = &self.requested[r];
-            let version = upstream_digest(name).to_string();
+            let version = committed_version(name);
             let everywhere = self
                 .honest()
                 .all(|i| self.members[i].log.index().commit(name, &version).is_some());
@@ -955,8 +1001,11 @@ impl Sim {
             let log = &self.members[i].log;
             self.requested.iter().all(|name| {
                 let digest = upstream_digest(name);
-                log.index().commit(name, &digest.to_string()).is_some()
-                    && log.index().tag(name, "latest").map(|(_, d)| d) == Some(digest)
+                let committed = log.index().commit(name, &committed_version(name)).is_some();
+                // Packages are requested without a tag.
+                committed
+                    && (name.starts_with(UPSTREAM_PACKAGES)
+                        || log.index().tag(name, "latest").map(|(_, d)| d) == Some(digest))
             })
         })
     }
@@ -984,7 +1033,8 @@ impl Sim {
                         ));
                     }
                     Ok(Entry::Unverifiable(d)) | Ok(Entry::Dispute(d))
-                        if d.coordinates.name.starts_with(UPSTREAM_IMAGES) =>
+                        if d.coordinates.name.starts_with(UPSTREAM_IMAGES)
+                            || d.coordinates.subject().starts_with(UPSTREAM_PACKAGES) =>
                     {
                         self.violations.push(format!(
                             "member {i}'s log holds a verdict against {}, which honest builders agree on",

@@ -11,18 +11,19 @@ use std::time::Duration as StdDuration;
 
 use pyrsia_core::consensus::node::{
     ArtifactRequest, BuildResult, EvidenceKind, MemberNode, Misbehaviour, NodeConfig, NodeOutput,
-    Now,
+    Now, PackageRequest,
 };
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::identity::SecretKey;
 use pyrsia_core::reference::{Host, Name, Tag};
 use pyrsia_core::time::Duration;
+use pyrsia_core::tlog::coordinates::fetch_build_type;
 use pyrsia_core::tlog::entry::Entry;
 
-use super::{Input, MemberConfig, MemberLink};
+use super::{BuildSources, Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
-use crate::log::{Applied, BuildSource, Log, VerifyJob, verify};
+use crate::log::{Applied, BuildSource, Log, PackageJob, PackageSources, VerifyJob, verify};
 use crate::mirror::Mirror;
 
 /// How often the thread looks at the log when nothing else happens (catching up by
@@ -39,6 +40,7 @@ const MAX_TAG_LOOKUPS: usize = 16;
 pub(crate) struct Driver {
     log: Arc<Log>,
     mirror: Arc<Mirror>,
+    packages: Arc<PackageSources>,
     inputs: SyncSender<Input>,
     link: Arc<OnceLock<Arc<dyn MemberLink>>>,
     pending: Arc<AtomicUsize>,
@@ -65,7 +67,7 @@ fn core_duration(d: StdDuration) -> Duration {
 impl Driver {
     pub(super) fn new(
         log: Arc<Log>,
-        mirror: Arc<Mirror>,
+        sources: BuildSources,
         key: SecretKey,
         config: &MemberConfig,
         link: Arc<OnceLock<Arc<dyn MemberLink>>>,
@@ -93,7 +95,8 @@ impl Driver {
         }
         Driver {
             log,
-            mirror,
+            mirror: sources.mirror,
+            packages: sources.packages,
             inputs,
             link,
             pending,
@@ -166,6 +169,17 @@ impl Driver {
                     source: &source,
                 };
                 self.log.with_state(|log| node.request(log, now, &request));
+            }
+            Input::RequestPackage(job) => {
+                let Some(source) = self.packages.upstream(job.ecosystem) else {
+                    return;
+                };
+                let request = PackageRequest {
+                    coordinates: job.coordinates(),
+                    source,
+                };
+                self.log
+                    .with_state(|log| node.request_package(log, now, &request));
             }
             Input::Endorse(op, key) => {
                 tracing::info!(key = %key.key_id(), ?op, "endorsing a membership change");
@@ -345,9 +359,18 @@ impl Driver {
         }
     }
 
-    /// Builds request `index` on a thread of its own: the image is fetched from this node's
-    /// upstream for the image's registry host and every digest checked (`docker-fetch/v1`).
+    /// Builds request `index` on a thread of its own: an image is fetched from this node's
+    /// upstream for the image's registry host and every digest checked (`docker-fetch/v1`);
+    /// a package version from this node's package upstream, every file checked against the
+    /// registry's digest (`npm-fetch/v1`, `pypi-fetch/v1`).
     fn build(&mut self, index: u64, request: &[u8]) {
+        if let Some(job) = package_job(request) {
+            tracing::info!(index, ecosystem = job.ecosystem, name = %job.name, version = %job.version,
+                "selected to build: fetching the package from the upstream");
+            let packages = self.packages.clone();
+            self.spawn_builder(index, move || packages.verify(&job));
+            return;
+        }
         let job = match Entry::decode(request) {
             Ok(Entry::BuildRequest(request)) => (|| {
                 let (host, name) = request.coordinates.name.split_once('/')?;
@@ -376,12 +399,20 @@ impl Driver {
         }
         tracing::info!(index, name = %job.name, "selected to build: fetching from the upstream");
         let mirror = self.mirror.clone();
+        self.spawn_builder(index, move || verify(&mirror, &job, BuildSource::Upstream));
+    }
+
+    /// Runs `build` on a thread of its own and hands its result back as [`Input::Built`].
+    fn spawn_builder(
+        &self,
+        index: u64,
+        build: impl FnOnce() -> Result<crate::log::Verified, String> + Send + 'static,
+    ) {
         let inputs = self.inputs.clone();
         let spawned = std::thread::Builder::new()
             .name("builder".into())
             .spawn(move || {
-                let result = verify(&mirror, &job, BuildSource::Upstream);
-                let _ = inputs.send(Input::Built(index, result));
+                let _ = inputs.send(Input::Built(index, build()));
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a builder");
@@ -390,4 +421,16 @@ impl Driver {
                 .try_send(Input::Built(index, Err(e.to_string())));
         }
     }
+}
+
+/// The package version a request asks to build, if it is one (`npm` or `pypi` with its
+/// fetch build type and valid coordinates).
+fn package_job(request: &[u8]) -> Option<PackageJob> {
+    let Ok(Entry::BuildRequest(request)) = Entry::decode(request) else {
+        return None;
+    };
+    let coordinates = request.coordinates;
+    (fetch_build_type(coordinates.ecosystem) == Some(request.build_type))
+        .then(|| PackageJob::from_coordinates(&coordinates))
+        .flatten()
 }

@@ -8,8 +8,9 @@
 //!   commits and disputes build rounds produce, membership changes with a quorum of endorsements;
 //! - Tendermint votes ordering batches of them; a precommit carries the member's cosignature
 //!   of the batch's checkpoint, so the decision's quorum of precommits are the final checkpoint;
-//! - attestations of the builders each request selects, who fetch the image from its
-//!   upstream themselves (`docker-fetch/v1`) and sign the digests they found;
+//! - attestations of the builders each request selects, who fetch the image or package
+//!   version from their own upstream (`docker-fetch/v1`, `npm-fetch/v1`, `pypi-fetch/v1`)
+//!   and sign the digests they found;
 //! - tag vouches: a member that served an image by tag asks the others, who resolve the tag
 //!   at their own upstream and sign what they found (f+1 make a `TagObservation`).
 //!
@@ -28,7 +29,7 @@ use std::time::Duration;
 use pyrsia_core::identity::{PublicKey, SecretKey};
 use pyrsia_core::tlog::entry::MembershipOp;
 
-use crate::log::{Log, VerifyJob};
+use crate::log::{Log, PackageJob, PackageSources, VerifyJob};
 use crate::mirror::Mirror;
 
 pub use pyrsia_core::consensus::limits::MAX_CLOCK_SKEW_SECS;
@@ -63,6 +64,16 @@ impl Default for MemberConfig {
     }
 }
 
+/// Where a member's builders fetch from: the registry mirror for images, the package mirrors
+/// for npm and PyPI versions (each with this node's own upstream).
+#[derive(Clone)]
+pub struct BuildSources {
+    /// The registry mirror.
+    pub mirror: Arc<Mirror>,
+    /// The package mirrors.
+    pub packages: Arc<PackageSources>,
+}
+
 /// Where a member's messages go: the network broadcasts them to every member.
 pub trait MemberLink: Send + Sync {
     /// Sends a sealed member message to every other member.
@@ -75,6 +86,8 @@ pub(crate) enum Input {
     Message(Vec<u8>),
     /// The mirror served an image: request its verification.
     Request(VerifyJob),
+    /// The mirror served a file of a package version: request its verification.
+    RequestPackage(PackageJob),
     /// This node's operator endorses a membership change.
     Endorse(MembershipOp, PublicKey),
     /// A build of this node finished.
@@ -97,10 +110,10 @@ pub struct Member {
 
 impl Member {
     /// Starts the member thread for `key` (the node key, a member of `log`'s epoch), building
-    /// through `mirror`. Messages wait until [`Member::attach_link`] gives it a network.
+    /// through `sources`. Messages wait until [`Member::attach_link`] gives it a network.
     pub fn start(
         log: Arc<Log>,
-        mirror: Arc<Mirror>,
+        sources: BuildSources,
         key: SecretKey,
         config: MemberConfig,
     ) -> std::io::Result<Member> {
@@ -109,7 +122,7 @@ impl Member {
         let pending = Arc::new(AtomicUsize::new(0));
         let mut driver = driver::Driver::new(
             log,
-            mirror,
+            sources,
             key,
             &config,
             link.clone(),
@@ -166,6 +179,12 @@ impl Member {
     /// Requests verification of an image the mirror served (ignored when committed).
     pub fn request(&self, job: VerifyJob) {
         self.send(Input::Request(job));
+    }
+
+    /// Requests verification of a package version the mirror served a file of (ignored when
+    /// committed).
+    pub fn request_package(&self, job: PackageJob) {
+        self.send(Input::RequestPackage(job));
     }
 
     /// Endorses adding (or removing) `key`: signs the change for the next epoch and sends the

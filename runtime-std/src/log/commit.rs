@@ -1,6 +1,6 @@
-//! Committing what a sole member verified itself (build type `docker-fetch/v1`): the
-//! request, the commit with this node's attestation and, for a tag, the observation with
-//! this node's vouch. With
+//! Committing what a sole member verified itself (build types `docker-fetch/v1`,
+//! `npm-fetch/v1`, `pypi-fetch/v1`): the request, the commit with this node's attestation
+//! and, for an image's tag, the observation with this node's vouch. With
 //! n = 1 and f = 0 one attestation is the f+1 the commit rule asks for and one signature the
 //! quorum a checkpoint needs (q = 1 at n = 1); larger networks commit through consensus instead.
 
@@ -15,6 +15,8 @@ use pyrsia_core::consensus::{BuildOutput, BuildRound};
 use pyrsia_core::identity::SecretKey;
 use pyrsia_core::members::MemberSet;
 use pyrsia_core::time::{Duration, Instant};
+use pyrsia_core::tlog::coordinates::fetch_build_type;
+use pyrsia_core::tlog::state::LogState;
 
 use super::{Log, LogError};
 
@@ -73,6 +75,20 @@ pub enum Outcome {
     AlreadyCommitted(u64),
 }
 
+/// A verified package version (`npm`/`pypi`): its coordinates and the sha256 of every file
+/// the builder fetched and checked against the registry's own digest.
+#[derive(Clone, Debug)]
+pub struct PackageCommit<'a> {
+    /// Ecosystem, name and version, valid in the ecosystem.
+    pub coordinates: Coordinates<'a>,
+    /// The sha256 of every file of the version.
+    pub outputs: Vec<Digest>,
+    /// The piece root of every file larger than one piece.
+    pub piece_roots: Vec<(Digest, pyrsia_core::tlog::Hash)>,
+    /// Where it was fetched from (the upstream registry or index URL).
+    pub source: &'a str,
+}
+
 impl Log {
     /// Records a verified image. A second commit of the same coordinates is refused; a tag
     /// that moved gets a new `TagObservation` either way.
@@ -92,44 +108,20 @@ impl Log {
             version: &version,
         };
         let key_id = self.key.public().key_id();
-        let mut new = Vec::new();
         let existing = state.index().commit(image.name, &version);
         let size = state.tree().size();
+        let mut new = Vec::new();
         if existing.is_none() {
-            let request_index = size;
-            new.push(
-                Entry::BuildRequest(BuildRequest {
-                    coordinates,
-                    build_type: DOCKER_FETCH_V1,
-                    source: image.source,
-                    requester: key_id,
-                })
-                .encode(),
-            );
             let mut outputs = image.outputs.clone();
             outputs.push(image.manifest);
-            let (outputs, piece_roots) = statement_lists(&outputs, &image.piece_roots);
-            let (selection_size, selection_root) = state
-                .latest()
-                .map_or((0, [0; 32]), |c| (c.checkpoint.size, c.checkpoint.root));
-            let statement = Statement {
-                request_index,
+            new = self.request_and_commit(
+                &state,
                 coordinates,
-                build_type: DOCKER_FETCH_V1,
-                outputs: DigestList(&outputs),
-                epoch: state.members().epoch(),
-                selection_size,
-                selection_root,
-                piece_roots: PieceRootList(&piece_roots),
-            };
-            let attestations = sole_member_round(&self.key, state.members(), &statement)?;
-            new.push(
-                Entry::Commit(Commit {
-                    statement,
-                    attestations: SignatureList(&attestations),
-                })
-                .encode(),
-            );
+                DOCKER_FETCH_V1,
+                image.source,
+                &outputs,
+                &image.piece_roots,
+            )?;
         }
         if let Some(tag) = image.tag {
             let moved = state
@@ -166,5 +158,83 @@ impl Log {
             Some(index) => Outcome::AlreadyCommitted(index),
             None => Outcome::Committed(size + 1),
         })
+    }
+
+    /// Records a verified package version (build type [`fetch_build_type`] of its
+    /// ecosystem). A second commit of the same coordinates changes nothing.
+    pub fn commit_package(
+        &self,
+        package: &PackageCommit<'_>,
+        now_secs: u64,
+    ) -> Result<Outcome, LogError> {
+        let coordinates = package.coordinates;
+        coordinates
+            .check()
+            .map_err(|e| LogError::Refused(format!("coordinates: {e}")))?;
+        let build_type = fetch_build_type(coordinates.ecosystem)
+            .ok_or_else(|| LogError::Refused("no fetch build type for the ecosystem".into()))?;
+        let mut state = self.lock();
+        if !self.is_sole_member_locked(&state) {
+            return Err(LogError::NotSoleMember);
+        }
+        if let Some(index) = state
+            .index()
+            .commit(&coordinates.subject(), coordinates.version)
+        {
+            return Ok(Outcome::AlreadyCommitted(index));
+        }
+        let size = state.tree().size();
+        let new = self.request_and_commit(
+            &state,
+            coordinates,
+            build_type,
+            package.source,
+            &package.outputs,
+            &package.piece_roots,
+        )?;
+        self.append_locked(&mut state, new, now_secs)?;
+        Ok(Outcome::Committed(size + 1))
+    }
+
+    /// The `BuildRequest` of `coordinates` at the next index and its `Commit` with this sole
+    /// member's attestation of `outputs`, encoded.
+    fn request_and_commit(
+        &self,
+        state: &LogState,
+        coordinates: Coordinates<'_>,
+        build_type: &str,
+        source: &str,
+        outputs: &[Digest],
+        piece_roots: &[(Digest, pyrsia_core::tlog::Hash)],
+    ) -> Result<Vec<Vec<u8>>, LogError> {
+        let request_index = state.tree().size();
+        let request = Entry::BuildRequest(BuildRequest {
+            coordinates,
+            build_type,
+            source,
+            requester: self.key.public().key_id(),
+        })
+        .encode();
+        let (outputs, piece_roots) = statement_lists(outputs, piece_roots);
+        let (selection_size, selection_root) = state
+            .latest()
+            .map_or((0, [0; 32]), |c| (c.checkpoint.size, c.checkpoint.root));
+        let statement = Statement {
+            request_index,
+            coordinates,
+            build_type,
+            outputs: DigestList(&outputs),
+            epoch: state.members().epoch(),
+            selection_size,
+            selection_root,
+            piece_roots: PieceRootList(&piece_roots),
+        };
+        let attestations = sole_member_round(&self.key, state.members(), &statement)?;
+        let commit = Entry::Commit(Commit {
+            statement,
+            attestations: SignatureList(&attestations),
+        })
+        .encode();
+        Ok(vec![request, commit])
     }
 }

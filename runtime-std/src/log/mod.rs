@@ -11,6 +11,7 @@ mod commit;
 pub mod follow;
 pub mod key;
 mod member;
+mod package_verifier;
 mod replica;
 mod tables;
 mod verifier;
@@ -31,7 +32,8 @@ use crate::reopen::Reopenable;
 
 use tables::LogTables;
 
-pub use commit::{DockerCommit, Outcome};
+pub use commit::{DockerCommit, Outcome, PackageCommit};
+pub use package_verifier::{PackageJob, PackageSources};
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub(crate) use verifier::{BuildSource, Verified, verify};
 pub use verifier::{VerificationQueue, VerifyJob};
@@ -270,6 +272,19 @@ impl Log {
     /// The index of the `Commit` of `name` (e.g. `docker.io/library/alpine`) at `version`.
     pub fn find_commit(&self, name: &str, version: &str) -> Option<u64> {
         self.lock().index().commit(name, version)
+    }
+
+    /// Whether the `Commit` of `subject` (an image name, or a package's
+    /// [`subject`](pyrsia_core::tlog::coordinates::subject)) at `version` lists `digest` among
+    /// its outputs: what `--verified-only` serves a package file by.
+    pub fn commit_lists(&self, subject: &str, version: &str, digest: &Digest) -> bool {
+        let Some(index) = self.find_commit(subject, version) else {
+            return false;
+        };
+        let Some(bytes) = self.entry(index) else {
+            return false;
+        };
+        matches!(Entry::decode(&bytes), Ok(Entry::Commit(c)) if c.statement.outputs.iter().any(|d| d == *digest))
     }
 
     /// The latest `TagObservation` of `name:tag`: its index and the digest it recorded.

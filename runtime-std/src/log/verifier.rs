@@ -1,5 +1,5 @@
-//! The background `docker-fetch/v1` builder of a sole member: for each image the mirror
-//! passed through, fetch every manifest and blob it consists of from the trusted upstream
+//! The background builder of a sole member: package versions go to the package builders
+//! ([`super::package_verifier`]); for each image the mirror passed through (`docker-fetch/v1`), fetch every manifest and blob it consists of from the trusted upstream
 //! (through the mirror, so the bytes land in the store), hash each one, and commit the
 //! outputs to the log. Pulls are never delayed by it; a failed job is retried by the next
 //! pull of the same image.
@@ -10,13 +10,14 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use pyrsia_core::digest::{Digest, Verification, Verifier};
+use pyrsia_core::digest::{Digest, Hasher};
 use pyrsia_core::manifest::Manifest;
 use pyrsia_core::pieces::{PieceHasher, piece_root};
 use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath};
 use pyrsia_core::tlog::Hash;
 
-use super::{DockerCommit, Log, Outcome};
+use super::package_verifier::{PackageJob, PackageSources};
+use super::{DockerCommit, Log, Outcome, PackageCommit};
 use crate::clock::unix_seconds;
 use crate::mirror::Mirror;
 
@@ -48,24 +49,37 @@ impl VerifyJob {
     }
 }
 
-/// The queue of images waiting for verification, and its worker thread.
+/// What the queue verifies: an image or a package version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Job {
+    Image(Box<VerifyJob>),
+    Package(PackageJob),
+}
+
+/// The queue of images and package versions waiting for verification, and its worker thread.
 pub struct VerificationQueue {
-    sender: Mutex<Sender<VerifyJob>>,
-    pending: Arc<Mutex<HashSet<VerifyJob>>>,
+    sender: Mutex<Sender<Job>>,
+    pending: Arc<Mutex<HashSet<Job>>>,
     log: Arc<Log>,
 }
 
 impl VerificationQueue {
     /// Starts the worker. Only a sole member commits alone; in a larger network the
     /// consensus issue's builders take over, and requests are dropped here.
-    pub fn start(mirror: Arc<Mirror>, log: Arc<Log>) -> VerificationQueue {
+    pub fn start(
+        mirror: Arc<Mirror>,
+        packages: Arc<PackageSources>,
+        log: Arc<Log>,
+    ) -> VerificationQueue {
         let (sender, receiver) = mpsc::channel();
         let pending = Arc::new(Mutex::new(HashSet::new()));
         let worker_pending = pending.clone();
         let worker_log = log.clone();
         thread::Builder::new()
             .name("verify".into())
-            .spawn(move || worker(&receiver, &mirror, &worker_log, &worker_pending))
+            .spawn(move || {
+                worker(&receiver, &mirror, &packages, &worker_log, &worker_pending);
+            })
             .map_err(|e| tracing::error!(error = %e, "could not start the verification worker"))
             .ok();
         VerificationQueue {
@@ -93,6 +107,27 @@ impl VerificationQueue {
         if committed && tag_current {
             return;
         }
+        self.enqueue(Job::Image(Box::new(job)));
+    }
+
+    /// Asks for the package version `job` to be verified unless it is committed already or
+    /// already waiting.
+    pub fn request_package(&self, job: PackageJob) {
+        if !self.log.is_sole_member() {
+            return;
+        }
+        let coordinates = job.coordinates();
+        if self
+            .log
+            .find_commit(&coordinates.subject(), coordinates.version)
+            .is_some()
+        {
+            return;
+        }
+        self.enqueue(Job::Package(job));
+    }
+
+    fn enqueue(&self, job: Job) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.insert(job.clone()) {
             let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,34 +151,75 @@ fn already_committed(log: &Log, name: &str, job: &VerifyJob) -> bool {
 }
 
 fn worker(
-    receiver: &Receiver<VerifyJob>,
+    receiver: &Receiver<Job>,
     mirror: &Mirror,
+    packages: &PackageSources,
     log: &Log,
-    pending: &Mutex<HashSet<VerifyJob>>,
+    pending: &Mutex<HashSet<Job>>,
 ) {
-    for job in receiver {
-        // An index queued before its child manifests commits them as its outputs.
-        let settled = job.tag.is_none()
-            && job
-                .canonical_name()
-                .is_some_and(|name| already_committed(log, &name, &job));
-        let result = if settled {
-            Ok(None)
-        } else {
-            verify(mirror, &job, BuildSource::Mirror).map(Some)
-        };
-        match result {
-            Ok(None) => {}
-            Ok(Some(verified)) => commit(mirror, log, &job, verified),
-            Err(why) => tracing::warn!(
-                name = %job.name, manifest = %job.manifest, %why,
-                "verification failed; the next pull retries it"
-            ),
+    for queued in receiver {
+        match &queued {
+            Job::Image(job) => verify_image(mirror, log, job),
+            Job::Package(job) => verify_package(packages, log, job),
         }
         pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&job);
+            .remove(&queued);
+    }
+}
+
+/// Verifies and commits a package version (a sole member's `npm-fetch/v1` or
+/// `pypi-fetch/v1` build).
+fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
+    let verified = match packages.verify(job) {
+        Ok(verified) => verified,
+        Err(why) => {
+            tracing::warn!(ecosystem = job.ecosystem, name = %job.name, version = %job.version, %why,
+                "package verification failed; the next download retries it");
+            return;
+        }
+    };
+    let Some(source) = packages.upstream(job.ecosystem) else {
+        return;
+    };
+    let package = PackageCommit {
+        coordinates: job.coordinates(),
+        outputs: verified.outputs,
+        piece_roots: verified.piece_roots,
+        source,
+    };
+    match log.commit_package(&package, unix_seconds()) {
+        Ok(Outcome::Committed(index)) => tracing::info!(
+            ecosystem = job.ecosystem, name = %job.name, version = %job.version, index,
+            "committed to the transparency log"
+        ),
+        Ok(Outcome::AlreadyCommitted(_)) => {}
+        Err(e) => {
+            tracing::error!(name = %job.name, error = %e, "could not commit to the transparency log")
+        }
+    }
+}
+
+/// Verifies and commits an image (a sole member's `docker-fetch/v1` build).
+fn verify_image(mirror: &Mirror, log: &Log, job: &VerifyJob) {
+    // An index queued before its child manifests commits them as its outputs.
+    let settled = job.tag.is_none()
+        && job
+            .canonical_name()
+            .is_some_and(|name| already_committed(log, &name, job));
+    let result = if settled {
+        Ok(None)
+    } else {
+        verify(mirror, job, BuildSource::Mirror).map(Some)
+    };
+    match result {
+        Ok(None) => {}
+        Ok(Some(verified)) => commit(mirror, log, job, verified),
+        Err(why) => tracing::warn!(
+            name = %job.name, manifest = %job.manifest, %why,
+            "verification failed; the next pull retries it"
+        ),
     }
 }
 
@@ -252,8 +328,18 @@ fn fetch_and_hash(
         BuildSource::Upstream => mirror.blob_from_upstream(&job.host, name, digest),
     }
     .map_err(|e| format!("blob {digest}: {}", e.message()))?;
-    let mut reader = reply.reader;
-    let mut verifier = Verifier::new(digest);
+    let (actual, root) =
+        hash_with_pieces(reply.reader).map_err(|e| format!("blob {digest}: {e}"))?;
+    if actual != digest {
+        return Err(format!("blob {digest}: the bytes hash to {actual}"));
+    }
+    Ok(root)
+}
+
+/// Reads `reader` to its end: the sha256 of its bytes and, when they span more than one
+/// piece, their piece root (what a commit lists for a large output).
+pub(crate) fn hash_with_pieces(mut reader: impl Read) -> io::Result<(Digest, Option<Hash>)> {
+    let mut hasher = Hasher::new();
     let mut pieces = PieceHasher::new();
     let mut leaves = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -261,17 +347,14 @@ fn fetch_and_hash(
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                verifier.update(&buf[..n]);
+                hasher.update(&buf[..n]);
                 pieces.update(&buf[..n], |leaf| leaves.push(leaf));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("blob {digest}: {e}")),
+            Err(e) => return Err(e),
         }
     }
-    let size = verifier.bytes_seen();
-    leaves.extend(pieces.finish(size));
-    match verifier.finish() {
-        Verification::Match => Ok((leaves.len() > 1).then(|| piece_root(&leaves))),
-        other => Err(format!("blob {digest}: {other:?}")),
-    }
+    leaves.extend(pieces.finish(hasher.len()));
+    let root = (leaves.len() > 1).then(|| piece_root(&leaves));
+    Ok((hasher.finish(), root))
 }

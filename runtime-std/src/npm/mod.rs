@@ -55,6 +55,11 @@ impl Npm {
         }
     }
 
+    /// The upstream registry URL.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
     /// The packument of `name` in `format`: fetched from the upstream (or within the last
     /// `ttl`), else the last one stored (in either form) when the upstream is down
     /// or the node is offline.

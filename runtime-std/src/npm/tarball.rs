@@ -7,13 +7,13 @@ use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::{Integrity, IntegrityChecker, PackumentFormat};
 
 use super::{Npm, PackageError};
-use crate::packages::get;
-use crate::store::{BlobKind, BlobWriter, StoreError, StoredBlob, TagObservation, now_ms};
+use crate::packages::{PackageBlob, get};
+use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
 
 impl Npm {
     /// The tarball `file` (`name-1.0.0.tgz`) of `name`, from the store or downloaded and
     /// checked against the integrity its packument gives.
-    pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<StoredBlob, PackageError> {
+    pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<PackageBlob, PackageError> {
         let known = self.recent(name).and_then(|p| p.tarball(file)).or_else(|| {
             self.stored(name, PackumentFormat::Abbreviated)
                 .and_then(|p| p.tarball(file))
@@ -60,12 +60,12 @@ impl Npm {
     }
 
     /// The stored tarball whose integrity is `key`.
-    fn stored_tarball(&self, key: &str) -> Option<StoredBlob> {
+    fn stored_tarball(&self, key: &str) -> Option<PackageBlob> {
         let store = self.mirror.store();
         let digest = store.tag(&tarball_key(key))?.digest;
         let blob = store.open_blob(&digest)?;
         self.mirror.metrics().cache_hits.inc();
-        Some(blob)
+        Some(PackageBlob { digest, blob })
     }
 
     fn download(&self, url: &str, integrity: &Integrity, key: &str) -> Result<(), PackageError> {

@@ -7,8 +7,8 @@ use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::IndexFile;
 
 use super::{PackageError, Pypi};
-use crate::packages::get;
-use crate::store::{BlobKind, StoreError, StoredBlob};
+use crate::packages::{PackageBlob, get};
+use crate::store::{BlobKind, StoreError};
 
 /// Which of a listed file's resources a request wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Pypi {
         project: &ProjectName<'_>,
         filename: &str,
         resource: Resource,
-    ) -> Result<StoredBlob, PackageError> {
+    ) -> Result<PackageBlob, PackageError> {
         let normal = project.normalized().to_string();
         let recent = self
             .pages
@@ -49,7 +49,7 @@ impl Pypi {
         let store = self.mirror.store();
         if let Some(blob) = store.open_blob(&digest) {
             self.mirror.metrics().cache_hits.inc();
-            return Ok(blob);
+            return Ok(PackageBlob { digest, blob });
         }
         if self.mirror.config().offline {
             return Err(PackageError::NotFound(format!(
@@ -68,6 +68,7 @@ impl Pypi {
         )?;
         store
             .open_blob(&digest)
+            .map(|blob| PackageBlob { digest, blob })
             .ok_or_else(|| PackageError::Store(format!("{filename} vanished after it was stored")))
     }
 

@@ -42,7 +42,7 @@ use crate::tlog::state::LogState;
 
 pub use byzantine::Misbehaviour;
 pub use intake::Rejection;
-pub use pool::ArtifactRequest;
+pub use pool::{ArtifactRequest, PackageRequest};
 pub use rounds::{BuildResult, statement_lists};
 pub use tags::{TAG_CHECKS_PER_MEMBER, TAG_QUERY_TIMEOUT};
 

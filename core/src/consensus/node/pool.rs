@@ -4,15 +4,16 @@
 //! submitter's quota), and the batch it proposes from them.
 
 use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use crate::consensus::wire::{Batch, MemberMessage};
 use crate::digest::Digest;
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
+use crate::tlog::coordinates::fetch_build_type;
 use crate::tlog::entry::{
-    BuildRequest, Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, Entry, MembershipChange,
-    MembershipOp, SignatureList, Signed,
+    BuildRequest, Coordinates, ECOSYSTEM_DOCKER, Entry, MembershipChange, MembershipOp,
+    SignatureList, Signed,
 };
 use crate::tlog::state::LogState;
 
@@ -31,6 +32,15 @@ pub struct ArtifactRequest<'a> {
     pub source: &'a str,
 }
 
+/// A package version this member's mirror served a file of, to be verified by the members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageRequest<'a> {
+    /// Its coordinates (`npm`/`pypi`, name, version), valid in the ecosystem.
+    pub coordinates: Coordinates<'a>,
+    /// The upstream registry or index the builders fetch it from.
+    pub source: &'a str,
+}
+
 /// Whether `entry` should still be ordered: valid on top of the final log, and not a request
 /// or tag observation the log already has (duplicates are ignored, PROTOCOL §2.1).
 pub(super) fn still_wanted(log: &LogState, entry: &[u8]) -> bool {
@@ -40,12 +50,12 @@ pub(super) fn still_wanted(log: &LogState, entry: &[u8]) -> bool {
     match Entry::decode(entry) {
         Ok(Entry::BuildRequest(request)) => log
             .index()
-            .request(request.coordinates.name, request.coordinates.version)
+            .request(&request.coordinates.subject(), request.coordinates.version)
             .is_none(),
         Ok(Entry::TagObservation(observation)) => {
             let tag = &observation.statement.tag;
             log.index()
-                .tag(tag.name, tag.version)
+                .tag(&tag.subject(), tag.version)
                 .map(|(_, digest)| digest)
                 != Some(observation.statement.digest)
         }
@@ -72,18 +82,59 @@ impl MemberNode {
         {
             return;
         }
-        self.pending.insert((String::from(name), version.clone()));
-        if index.request(name, &version).is_some() {
+        let coordinates = Coordinates {
+            ecosystem: ECOSYSTEM_DOCKER,
+            name,
+            version: &version,
+        };
+        self.submit_request(log, now, coordinates, artifact.source, me);
+    }
+
+    /// The mirror served a file of a package version: submit a `BuildRequest` of the
+    /// version (build type [`fetch_build_type`] of its ecosystem) unless it is committed or
+    /// requested already. Coordinates outside their ecosystem's grammar are ignored.
+    pub fn request_package(&mut self, log: &LogState, now: Now, package: &PackageRequest<'_>) {
+        self.follow_log(log, now);
+        let coordinates = package.coordinates;
+        if coordinates.check().is_err() || fetch_build_type(coordinates.ecosystem).is_none() {
             return;
         }
+        if log
+            .index()
+            .commit(&coordinates.subject(), coordinates.version)
+            .is_some()
+        {
+            return;
+        }
+        let me = self.id();
+        self.submit_request(log, now, coordinates, package.source, me);
+    }
+
+    /// Remembers the request as this member's pending one and submits it unless the log
+    /// has it already.
+    fn submit_request(
+        &mut self,
+        log: &LogState,
+        now: Now,
+        coordinates: Coordinates<'_>,
+        source: &str,
+        me: KeyId,
+    ) {
+        let subject = coordinates.subject();
+        self.pending.insert((
+            subject.clone().into_owned(),
+            coordinates.version.to_string(),
+        ));
+        if log.index().request(&subject, coordinates.version).is_some() {
+            return;
+        }
+        let Some(build_type) = fetch_build_type(coordinates.ecosystem) else {
+            return;
+        };
         let entry = Entry::BuildRequest(BuildRequest {
-            coordinates: Coordinates {
-                ecosystem: ECOSYSTEM_DOCKER,
-                name,
-                version: &version,
-            },
-            build_type: DOCKER_FETCH_V1,
-            source: artifact.source,
+            coordinates,
+            build_type,
+            source,
             requester: me,
         })
         .encode();

@@ -12,9 +12,9 @@ use crate::consensus::{BuildOutput, BuildRound, RoundState};
 use crate::digest::Digest;
 use crate::identity::{KeyId, Signature};
 use crate::tlog::Hash;
+use crate::tlog::coordinates::fetch_build_type;
 use crate::tlog::entry::{
-    Commit, DOCKER_FETCH_V1, DigestList, Dispute, Entry, PieceRootList, SignatureList, Signed,
-    Statement,
+    Commit, DigestList, Dispute, Entry, PieceRootList, SignatureList, Signed, Statement,
 };
 use crate::tlog::state::LogState;
 
@@ -73,7 +73,7 @@ impl MemberNode {
             let Ok(Entry::BuildRequest(request)) = Entry::decode(bytes) else {
                 continue;
             };
-            if request.build_type != DOCKER_FETCH_V1 {
+            if fetch_build_type(request.coordinates.ecosystem) != Some(request.build_type) {
                 continue;
             }
             let Some((size, root)) = log.selection_checkpoint(request_index) else {
@@ -134,10 +134,8 @@ impl MemberNode {
         };
         let index = decoded.request_index;
         let coordinates = decoded.coordinates;
-        if let Some((commit, outputs)) = log
-            .index()
-            .commit_outputs(coordinates.name, coordinates.version)
-        {
+        let subject = coordinates.subject();
+        if let Some((commit, outputs)) = log.index().commit_outputs(&subject, coordinates.version) {
             let signed_by_member = self
                 .members
                 .find(&signer)
@@ -148,7 +146,7 @@ impl MemberNode {
             return;
         }
         let Some(round) = self.rounds.get_mut(&index) else {
-            if log.index().request(coordinates.name, coordinates.version) != Some(index)
+            if log.index().request(&subject, coordinates.version) != Some(index)
                 && self.early_attestations.len() < MAX_EARLY_ATTESTATIONS
             {
                 self.early_attestations

@@ -600,3 +600,76 @@ fn two_different_votes_for_one_round_are_kept_as_evidence_and_a_resend_is_not() 
 fn key_id_bytes(i: usize) -> [u8; 32] {
     key(i).public().key_id().0
 }
+
+#[test]
+fn package_versions_are_requested_built_and_committed_under_their_ecosystem() {
+    use crate::tlog::entry::{ECOSYSTEM_NPM, ECOSYSTEM_PYPI, NPM_FETCH_V1};
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    let npm = Coordinates {
+        ecosystem: ECOSYSTEM_NPM,
+        name: "requests",
+        version: "1.0.0",
+    };
+    // The same name in another ecosystem is another artifact.
+    let pypi = Coordinates {
+        ecosystem: ECOSYSTEM_PYPI,
+        name: "requests",
+        version: "1.0.0",
+    };
+    for (who, coordinates) in [(0, npm), (1, pypi)] {
+        let request = PackageRequest {
+            coordinates,
+            source: "https://registry.test/",
+        };
+        net.nodes[who].request_package(&net.logs[who], at(1000), &request);
+    }
+    // Coordinates outside their grammar are never requested.
+    let bad = PackageRequest {
+        coordinates: Coordinates {
+            ecosystem: ECOSYSTEM_PYPI,
+            name: "Not Normal",
+            version: "1.0",
+        },
+        source: "https://registry.test/",
+    };
+    net.nodes[2].request_package(&net.logs[2], at(1000), &bad);
+    net.settle(at(1000));
+    let builds = core::mem::take(&mut net.builds);
+    assert!(!builds.is_empty());
+    for (i, index, request) in builds {
+        let Ok(Entry::BuildRequest(request)) = Entry::decode(&request) else {
+            panic!("a build of something other than a request");
+        };
+        assert_ne!(request.coordinates.name, "Not Normal");
+        if request.coordinates.ecosystem == ECOSYSTEM_NPM {
+            assert_eq!(request.build_type, NPM_FETCH_V1);
+        }
+        let outputs = alloc::vec![Digest::sha256(request.coordinates.ecosystem.as_bytes())];
+        let result = Ok(BuildResult {
+            outputs,
+            piece_roots: Vec::new(),
+        });
+        net.nodes[i].built(&net.logs[i], at(2000), index, result);
+    }
+    net.settle(at(2000));
+    net.tick(at(2200));
+    for log in &net.logs {
+        for coordinates in [npm, pypi] {
+            let subject = coordinates.subject();
+            let (index, _) = log
+                .index()
+                .commit_outputs(&subject, "1.0.0")
+                .expect("committed");
+            assert!(
+                log.index()
+                    .committing(&Digest::sha256(coordinates.ecosystem.as_bytes()))
+                    .is_some()
+            );
+            assert!(index > 0);
+        }
+        // An image lookup by the bare name finds neither.
+        assert!(log.index().commit("requests", "1.0.0").is_none());
+        assert!(log.index().request("pypi:not normal", "1.0").is_none());
+    }
+}

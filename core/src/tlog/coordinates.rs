@@ -1,0 +1,184 @@
+//! What makes [`Coordinates`] valid for their ecosystem, the build type that fetches each
+//! ecosystem, and the one name the log's index keys an artifact by ([`Coordinates::subject`]).
+//!
+//! A Docker image and a package can share nothing but their ecosystem field, so the index keys
+//! packages by `{ecosystem}:{name}` (`pypi:requests`, `npm:@scope/pkg`) and images by their
+//! canonical name as before. The keys cannot collide because [`Coordinates::check`] holds for
+//! every entry the log accepts: an image name has a `/` and no `@`, while a package key has
+//! either no `/` (`npm:left-pad`, `pypi:requests`) or an `@` (`npm:@scope/pkg`), and neither
+//! package grammar allows a `:` in a name.
+
+use core::fmt;
+
+use super::entry::{
+    Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_NPM, ECOSYSTEM_PYPI, NPM_FETCH_V1,
+    PYPI_FETCH_V1,
+};
+use crate::package::{NpmName, NpmVersion, Pep440, ProjectName};
+
+/// The longest name or version coordinates may carry, in bytes.
+pub const COORDINATE_LEN_MAX: usize = 512;
+
+/// Why coordinates were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum CoordinatesError {
+    /// An ecosystem this log does not know.
+    UnknownEcosystem,
+    /// A name that is not one of its ecosystem (for images: without a `/`, or with an `@`).
+    BadName,
+    /// A version that is not one of its ecosystem.
+    BadVersion,
+}
+
+impl fmt::Display for CoordinatesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CoordinatesError::UnknownEcosystem => "unknown ecosystem",
+            CoordinatesError::BadName => "name is not valid in its ecosystem",
+            CoordinatesError::BadVersion => "version is not valid in its ecosystem",
+        })
+    }
+}
+
+impl core::error::Error for CoordinatesError {}
+
+/// The build type that fetches an artifact of `ecosystem` from its upstream and checks the
+/// registry's own digest: what members build for a request of that ecosystem.
+pub fn fetch_build_type(ecosystem: &str) -> Option<&'static str> {
+    match ecosystem {
+        ECOSYSTEM_DOCKER => Some(DOCKER_FETCH_V1),
+        ECOSYSTEM_NPM => Some(NPM_FETCH_V1),
+        ECOSYSTEM_PYPI => Some(PYPI_FETCH_V1),
+        _ => None,
+    }
+}
+
+impl Coordinates<'_> {
+    /// Checks the coordinates against their ecosystem's grammar: an image name has a `/`
+    /// and no `@` (its version is a digest or, in a tag observation, a tag); an npm name and
+    /// semver version; a PyPI project name in normalised form and a PEP 440 version, in
+    /// lower case as file names spell it.
+    pub fn check(&self) -> Result<(), CoordinatesError> {
+        if self.name.len() > COORDINATE_LEN_MAX || self.version.len() > COORDINATE_LEN_MAX {
+            return Err(CoordinatesError::BadName);
+        }
+        match self.ecosystem {
+            ECOSYSTEM_DOCKER => {
+                if !self.name.contains('/') || self.name.contains('@') {
+                    return Err(CoordinatesError::BadName);
+                }
+            }
+            ECOSYSTEM_NPM => {
+                NpmName::parse(self.name).map_err(|_| CoordinatesError::BadName)?;
+                NpmVersion::parse(self.version).map_err(|_| CoordinatesError::BadVersion)?;
+            }
+            ECOSYSTEM_PYPI => {
+                let project =
+                    ProjectName::parse(self.name).map_err(|_| CoordinatesError::BadName)?;
+                if !project.is_normalized() {
+                    return Err(CoordinatesError::BadName);
+                }
+                Pep440::parse(self.version).map_err(|_| CoordinatesError::BadVersion)?;
+                if self.version.bytes().any(|c| c.is_ascii_uppercase()) {
+                    return Err(CoordinatesError::BadVersion);
+                }
+            }
+            _ => return Err(CoordinatesError::UnknownEcosystem),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl<'a> Coordinates<'a> {
+    /// The name the log's index keys these coordinates by (see the module documentation).
+    pub fn subject(&self) -> alloc::borrow::Cow<'a, str> {
+        subject(self.ecosystem, self.name)
+    }
+}
+
+/// The index key of `name` in `ecosystem`: the name itself for images, `{ecosystem}:{name}`
+/// for packages. Call it to look a package up by name in the log's index.
+#[cfg(feature = "alloc")]
+pub fn subject<'a>(ecosystem: &str, name: &'a str) -> alloc::borrow::Cow<'a, str> {
+    if ecosystem == ECOSYSTEM_DOCKER {
+        alloc::borrow::Cow::Borrowed(name)
+    } else {
+        alloc::borrow::Cow::Owned(alloc::format!("{ecosystem}:{name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of<'a>(ecosystem: &'a str, name: &'a str, version: &'a str) -> Coordinates<'a> {
+        Coordinates {
+            ecosystem,
+            name,
+            version,
+        }
+    }
+
+    #[test]
+    fn valid_coordinates_of_each_ecosystem_pass() {
+        for c in [
+            of("docker", "docker.io/library/alpine", "sha256:00"),
+            of("docker", "127.0.0.1:5000/team/app", "latest"),
+            of("npm", "left-pad", "1.3.0"),
+            of("npm", "@scope/pkg", "2.0.0-rc.1"),
+            of("pypi", "requests", "2.31.0"),
+            of("pypi", "zope-interface", "1!2.0rc1.post3"),
+        ] {
+            assert_eq!(c.check(), Ok(()), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn coordinates_outside_their_grammar_are_refused() {
+        for (c, why) in [
+            (of("maven", "g:a", "1"), CoordinatesError::UnknownEcosystem),
+            (
+                of("docker", "npm:left-pad", "sha256:00"),
+                CoordinatesError::BadName,
+            ),
+            (
+                of("docker", "npm:@scope/pkg", "sha256:00"),
+                CoordinatesError::BadName,
+            ),
+            (of("npm", "Left Pad", "1.0.0"), CoordinatesError::BadName),
+            (of("npm", "left-pad", "v1.0"), CoordinatesError::BadVersion),
+            (
+                of("pypi", "Zope.Interface", "1.0"),
+                CoordinatesError::BadName,
+            ),
+            (
+                of("pypi", "requests", "1.0RC1"),
+                CoordinatesError::BadVersion,
+            ),
+            (
+                of("pypi", "requests", "1.0 or so"),
+                CoordinatesError::BadVersion,
+            ),
+        ] {
+            assert_eq!(c.check(), Err(why), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn package_subjects_never_equal_an_image_name_or_each_other() {
+        assert_eq!(
+            subject("docker", "docker.io/library/x"),
+            "docker.io/library/x"
+        );
+        assert_eq!(subject("npm", "requests"), "npm:requests");
+        assert_eq!(subject("pypi", "requests"), "pypi:requests");
+        assert_eq!(of("npm", "@s/p", "1.0.0").subject(), "npm:@s/p");
+        // A valid image name has a '/' and no '@'; every package subject lacks one of them.
+        for s in ["npm:requests", "pypi:requests", "npm:@s/p"] {
+            assert!(of("docker", s, "sha256:00").check().is_err());
+        }
+    }
+}
