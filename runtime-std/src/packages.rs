@@ -55,6 +55,16 @@ impl std::fmt::Display for PackageError {
 
 impl std::error::Error for PackageError {}
 
+/// Where a package file missing from the store may come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileSource {
+    /// The peers that hold it, else the upstream: what clients get.
+    PeersThenUpstream,
+    /// The upstream only: a builder of a multi-member network, which never takes the bytes
+    /// it attests from another node.
+    UpstreamOnly,
+}
+
 /// A checked file of a package, open in the store, with the sha256 it is stored under.
 pub struct PackageBlob {
     /// The file's sha256.
@@ -134,6 +144,50 @@ pub(crate) fn get(
             Err(PackageError::Unavailable(format!(
                 "{url} answered {status}"
             )))
+        }
+    }
+}
+
+/// A package file's bytes from the peers that hold it, written to `sink` as they arrive
+/// (the sink checks them: the store's writer against the sha256, an integrity checker).
+/// Returns the sink once the peers delivered every byte; `None` when no peer holds it or they
+/// could not deliver all of it, and the caller fetches from the upstream instead. A failed
+/// check after delivery is the caller's to see ([`blame_peers`]).
+pub(crate) fn from_peers<W: Write>(
+    mirror: &Mirror,
+    digest: &Digest,
+    mut sink: W,
+) -> Option<(W, Vec<String>, Arc<dyn crate::peers::PeerNetwork>)> {
+    let (total, mut fetcher, network) = mirror.peer_holders(digest)?;
+    let metrics = mirror.metrics();
+    metrics.peer_fetches.inc();
+    match io::copy(&mut fetcher, &mut sink) {
+        Ok(copied) if copied == total => {
+            metrics.peer_bytes.inc_by(copied);
+            Some((sink, fetcher.contributors(), network))
+        }
+        Ok(copied) => {
+            tracing::info!(%digest, copied, total, "peers delivered part of a package file; fetching it from the upstream");
+            None
+        }
+        Err(e) => {
+            tracing::info!(%digest, error = %e, "peers could not deliver a package file; fetching it from the upstream");
+            None
+        }
+    }
+}
+
+/// Bytes from peers failed their check: the peer that served them is penalised when it alone
+/// did (with several, which one lied is unknown and nobody is blamed).
+pub(crate) fn blame_peers(
+    network: &dyn crate::peers::PeerNetwork,
+    contributors: &[String],
+    digest: &Digest,
+) {
+    match pyrsia_core::pieces::blame_for_mismatch(contributors) {
+        Some(culprit) => network.penalise(culprit, "served a package file that failed its check"),
+        None => {
+            tracing::warn!(%digest, ?contributors, "a package file from peers failed its check; one of them lied, which is unknown")
         }
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::reference::Host;
+use pyrsia_core::tlog::coordinates::subject;
+use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
 use pyrsia_std::clock::unix_seconds;
 use pyrsia_std::consensus::{BuildSources, Member};
 use pyrsia_std::log::{Log, PackageJob, PackageSources, VerificationQueue, VerifyJob, follow, key};
@@ -144,6 +146,16 @@ impl Node {
             pypi: Arc::new(Pypi::new(mirror.clone(), &options.pypi_upstream, ttl)),
             npm: Arc::new(Npm::new(mirror.clone(), &options.npm_upstream, ttl)),
         });
+        let committed = log.clone();
+        packages
+            .npm
+            .set_committed_tarballs(Arc::new(move |name, version| {
+                let subject = subject(ECOSYSTEM_NPM, name);
+                match committed.commit_outputs(&subject, version)?.as_slice() {
+                    [tarball] => Some(*tarball),
+                    _ => None,
+                }
+            }));
         let verification = VerificationQueue::start(mirror.clone(), packages.clone(), log.clone());
         // Every node of a multi-member network runs the member thread: a node that is not a
         // member (yet) only follows, and starts voting once the log adds its key.

@@ -368,7 +368,7 @@ impl Driver {
             tracing::info!(index, ecosystem = job.ecosystem, name = %job.name, version = %job.version,
                 "selected to build: fetching the package from the upstream");
             let packages = self.packages.clone();
-            self.spawn_builder(index, move || packages.verify(&job));
+            self.spawn_builder(index, move || packages.verify(&job, BuildSource::Upstream));
             return;
         }
         let job = match Entry::decode(request) {

@@ -278,13 +278,17 @@ impl Log {
     /// [`subject`](pyrsia_core::tlog::coordinates::subject)) at `version` lists `digest` among
     /// its outputs: what `--verified-only` serves a package file by.
     pub fn commit_lists(&self, subject: &str, version: &str, digest: &Digest) -> bool {
-        let Some(index) = self.find_commit(subject, version) else {
-            return false;
-        };
-        let Some(bytes) = self.entry(index) else {
-            return false;
-        };
-        matches!(Entry::decode(&bytes), Ok(Entry::Commit(c)) if c.statement.outputs.iter().any(|d| d == *digest))
+        self.commit_outputs(subject, version)
+            .is_some_and(|outputs| outputs.contains(digest))
+    }
+
+    /// The outputs of the `Commit` of `subject` at `version`, if committed.
+    pub fn commit_outputs(&self, subject: &str, version: &str) -> Option<Vec<Digest>> {
+        let bytes = self.entry(self.find_commit(subject, version)?)?;
+        match Entry::decode(&bytes) {
+            Ok(Entry::Commit(c)) => Some(c.statement.outputs.iter().collect()),
+            _ => None,
+        }
     }
 
     /// The latest `TagObservation` of `name:tag`: its index and the digest it recorded.

@@ -18,10 +18,10 @@ use pyrsia_core::package::{DistFile, NpmName, ProjectName};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
 
-use super::Verified;
 use super::verifier::hash_with_pieces;
+use super::{BuildSource, Verified};
 use crate::npm::Npm;
-use crate::packages::PackageBlob;
+use crate::packages::{FileSource, PackageBlob};
 use crate::pypi::{Pypi, Resource};
 
 /// The package mirrors a builder fetches through. Share it with an `Arc`.
@@ -123,12 +123,17 @@ impl PackageSources {
         }
     }
 
-    /// Fetches and checks every file of the version: what a sole member commits and what a
-    /// package builder attests.
-    pub(crate) fn verify(&self, job: &PackageJob) -> Result<Verified, String> {
+    /// Fetches and checks every file of the version: what a sole member commits (through
+    /// its mirror, peers included: `BuildSource::Mirror`) and what a package builder of a
+    /// multi-member network attests (`BuildSource::Upstream`: the files from its upstream).
+    pub(crate) fn verify(&self, job: &PackageJob, source: BuildSource) -> Result<Verified, String> {
+        let source = match source {
+            BuildSource::Mirror => FileSource::PeersThenUpstream,
+            BuildSource::Upstream => FileSource::UpstreamOnly,
+        };
         let files = match job.ecosystem {
-            ECOSYSTEM_PYPI => self.pypi_release(job)?,
-            ECOSYSTEM_NPM => vec![self.npm_tarball(job)?],
+            ECOSYSTEM_PYPI => self.pypi_release(job, source)?,
+            ECOSYSTEM_NPM => vec![self.npm_tarball(job, source)?],
             other => return Err(format!("no builder for ecosystem {other:?}")),
         };
         let mut outputs = Vec::new();
@@ -148,7 +153,11 @@ impl PackageSources {
         })
     }
 
-    fn pypi_release(&self, job: &PackageJob) -> Result<Vec<PackageBlob>, String> {
+    fn pypi_release(
+        &self,
+        job: &PackageJob,
+        source: FileSource,
+    ) -> Result<Vec<PackageBlob>, String> {
         let project = ProjectName::parse(&job.name).map_err(|e| e.to_string())?;
         let page = self.pypi.project(&project).map_err(|e| e.to_string())?;
         if page.stale {
@@ -169,13 +178,13 @@ impl PackageSources {
             .into_iter()
             .map(|(file, _)| {
                 self.pypi
-                    .file(&project, &file.filename, Resource::File)
+                    .file_via(&project, &file.filename, Resource::File, source)
                     .map_err(|e| format!("{}: {e}", file.filename))
             })
             .collect()
     }
 
-    fn npm_tarball(&self, job: &PackageJob) -> Result<PackageBlob, String> {
+    fn npm_tarball(&self, job: &PackageJob, source: FileSource) -> Result<PackageBlob, String> {
         let name = NpmName::parse(&job.name).map_err(|e| e.to_string())?;
         let document = self
             .npm
@@ -193,7 +202,9 @@ impl PackageSources {
         let file = tarball
             .file()
             .ok_or_else(|| format!("version {} has no tarball file name", job.version))?;
-        self.npm.tarball(&name, file).map_err(|e| e.to_string())
+        self.npm
+            .tarball_via(&name, file, source)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -172,7 +172,7 @@ fn worker(
 /// Verifies and commits a package version (a sole member's `npm-fetch/v1` or
 /// `pypi-fetch/v1` build).
 fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
-    let verified = match packages.verify(job) {
+    let verified = match packages.verify(job, BuildSource::Mirror) {
         Ok(verified) => verified,
         Err(why) => {
             tracing::warn!(ecosystem = job.ecosystem, name = %job.name, version = %job.version, %why,

@@ -189,6 +189,24 @@ impl Mirror {
         self.peers.get().cloned()
     }
 
+    /// The peers holding `digest`, as a reader over it (pieces checked against the committed
+    /// piece root when the log has one), with the network for blame; `None` without a P2P
+    /// network, when no peer holds it, or when the holders disagree on its size. For files
+    /// that have no registry host (package files): no peer is asked to fetch them for the
+    /// network.
+    pub(crate) fn peer_holders(
+        &self,
+        digest: &pyrsia_core::digest::Digest,
+    ) -> Option<(u64, crate::peers::PieceFetcher, Arc<dyn PeerNetwork>)> {
+        let PeerFetch {
+            network,
+            piece_root,
+        } = self.peer_fetch(digest)?;
+        let (total, fetcher) =
+            crate::peers::PieceFetcher::lookup(network.clone(), *digest, 0, piece_root).found()?;
+        Some((total, fetcher, network))
+    }
+
     /// How a flight for `digest` may use the peers.
     fn peer_fetch(&self, digest: &pyrsia_core::digest::Digest) -> Option<PeerFetch> {
         Some(PeerFetch {

@@ -6,7 +6,9 @@
 
 mod tarball;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use pyrsia_core::digest::Digest;
 
 use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::{Packument, PackumentFormat};
@@ -39,7 +41,13 @@ pub struct Npm {
     downloads: Downloads,
     /// Packuments fetched within the last `ttl`, by package and form.
     documents: TtlCache<Packument>,
+    /// The sha256 the log committed for a version's tarball, by name and version: what peers
+    /// are asked for (a packument gives only the sha512 integrity).
+    committed: OnceLock<CommittedTarball>,
 }
+
+/// Looks up the committed sha256 of `name@version`'s tarball.
+pub type CommittedTarball = Arc<dyn Fn(&str, &str) -> Option<Digest> + Send + Sync>;
 
 impl Npm {
     /// A mirror of the registry at `upstream` (`https://registry.npmjs.org/`, a verdaccio),
@@ -52,7 +60,14 @@ impl Npm {
             agent,
             downloads: Downloads::default(),
             documents: TtlCache::new(ttl, DOCUMENTS_HELD),
+            committed: OnceLock::new(),
         }
+    }
+
+    /// Lets tarballs of committed versions come from peers: `committed` gives the sha256 the
+    /// log committed for a version's tarball (set once, by the node that holds the log).
+    pub fn set_committed_tarballs(&self, committed: CommittedTarball) {
+        let _ = self.committed.set(committed);
     }
 
     /// The upstream registry URL.

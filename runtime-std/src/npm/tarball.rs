@@ -7,13 +7,23 @@ use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::{Integrity, IntegrityChecker, PackumentFormat};
 
 use super::{Npm, PackageError};
-use crate::packages::{PackageBlob, get};
+use crate::packages::{FileSource, PackageBlob, blame_peers, from_peers, get};
 use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
 
 impl Npm {
     /// The tarball `file` (`name-1.0.0.tgz`) of `name`, from the store or downloaded and
     /// checked against the integrity its packument gives.
     pub fn tarball(&self, name: &NpmName<'_>, file: &str) -> Result<PackageBlob, PackageError> {
+        self.tarball_via(name, file, FileSource::PeersThenUpstream)
+    }
+
+    /// [`Npm::tarball`], taking a missing tarball only from `source`.
+    pub fn tarball_via(
+        &self,
+        name: &NpmName<'_>,
+        file: &str,
+        source: FileSource,
+    ) -> Result<PackageBlob, PackageError> {
         let known = self.recent(name).and_then(|p| p.tarball(file)).or_else(|| {
             self.stored(name, PackumentFormat::Abbreviated)
                 .and_then(|p| p.tarball(file))
@@ -53,7 +63,14 @@ impl Npm {
                     .tag(&tarball_key(&key))
                     .is_some_and(|t| store.record(&t.digest).is_some())
             },
-            || self.download(&listed.url, &integrity, &key),
+            || {
+                if source == FileSource::PeersThenUpstream
+                    && self.stored_from_peers(name, &listed.version, &integrity, &key)?
+                {
+                    return Ok(());
+                }
+                self.download(&listed.url, &integrity, &key)
+            },
         )?;
         self.stored_tarball(&key)
             .ok_or_else(|| PackageError::Store(format!("{file} vanished after it was stored")))
@@ -101,6 +118,67 @@ impl Npm {
             Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
                 "{url} does not match the integrity its packument gives; nothing stored"
             ))),
+            Err(e) => Err(PackageError::Store(e.to_string())),
+        }
+    }
+}
+
+impl Npm {
+    /// Whether the peers delivered the tarball of `name@version` and it is stored: only when
+    /// the log committed the version, whose output is the sha256 peers are asked for; the
+    /// bytes must match both it and the packument's integrity.
+    fn stored_from_peers(
+        &self,
+        name: &NpmName<'_>,
+        version: &str,
+        integrity: &Integrity,
+        key: &str,
+    ) -> Result<bool, PackageError> {
+        let Some(digest) = self
+            .committed
+            .get()
+            .and_then(|committed| committed(&name.to_string(), version))
+        else {
+            return Ok(false);
+        };
+        let store = self.mirror.store();
+        let checked = Checked {
+            writer: store
+                .writer(digest, BlobKind::Blob)
+                .map_err(|e| PackageError::Store(e.to_string()))?,
+            checker: integrity.checker(),
+        };
+        let Some((Checked { writer, checker }, contributors, network)) =
+            from_peers(&self.mirror, &digest, checked)
+        else {
+            return Ok(false);
+        };
+        if !checker.matches() {
+            // The sha256 the log committed matched (or not), but the packument's integrity
+            // did not: the committed version is not what the registry lists now.
+            drop(writer);
+            tracing::warn!(%name, version, "a tarball from peers fails the packument's integrity; fetching from the upstream");
+            return Ok(false);
+        }
+        match writer.commit() {
+            Ok(()) => {
+                tracing::info!(%digest, %name, version, "npm tarball fetched from peers and verified");
+                store
+                    .record_tag(
+                        &tarball_key(key),
+                        TagObservation {
+                            digest,
+                            observed_ms: now_ms(),
+                        },
+                    )
+                    .map_err(|e| PackageError::Store(e.to_string()))?;
+                Ok(true)
+            }
+            Err(StoreError::Mismatch { .. }) => {
+                self.mirror.metrics().verification_failures.inc();
+                blame_peers(&*network, &contributors, &digest);
+                Ok(false)
+            }
             Err(e) => Err(PackageError::Store(e.to_string())),
         }
     }

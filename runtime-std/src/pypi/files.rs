@@ -7,7 +7,7 @@ use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::IndexFile;
 
 use super::{PackageError, Pypi};
-use crate::packages::{PackageBlob, get};
+use crate::packages::{FileSource, PackageBlob, blame_peers, from_peers, get};
 use crate::store::{BlobKind, StoreError};
 
 /// Which of a listed file's resources a request wants.
@@ -27,6 +27,17 @@ impl Pypi {
         project: &ProjectName<'_>,
         filename: &str,
         resource: Resource,
+    ) -> Result<PackageBlob, PackageError> {
+        self.file_via(project, filename, resource, FileSource::PeersThenUpstream)
+    }
+
+    /// [`Pypi::file`], taking a missing file only from `from`.
+    pub fn file_via(
+        &self,
+        project: &ProjectName<'_>,
+        filename: &str,
+        resource: Resource,
+        from: FileSource,
     ) -> Result<PackageBlob, PackageError> {
         let normal = project.normalized().to_string();
         let recent = self
@@ -64,7 +75,7 @@ impl Pypi {
             &self.mirror,
             digest.hex().as_str(),
             || store.record(&digest).is_some(),
-            || self.download(&url, digest),
+            || self.download(&url, digest, from),
         )?;
         store
             .open_blob(&digest)
@@ -72,7 +83,12 @@ impl Pypi {
             .ok_or_else(|| PackageError::Store(format!("{filename} vanished after it was stored")))
     }
 
-    fn download(&self, url: &str, digest: Digest) -> Result<(), PackageError> {
+    /// Stores the file `digest` from the peers that hold it (if `source` allows), else from
+    /// `url` upstream.
+    fn download(&self, url: &str, digest: Digest, source: FileSource) -> Result<(), PackageError> {
+        if source == FileSource::PeersThenUpstream && self.stored_from_peers(digest)? {
+            return Ok(());
+        }
         let metrics = self.mirror.metrics();
         let fetched = get(&self.agent, metrics, url, None, url)?;
         let mut writer = self
@@ -92,6 +108,33 @@ impl Pypi {
                 Err(PackageError::BadUpstream(format!(
                     "{url} does not match the sha256 its index gives (got {actual}); nothing stored"
                 )))
+            }
+            Err(e) => Err(PackageError::Store(e.to_string())),
+        }
+    }
+}
+
+impl Pypi {
+    /// Whether the peers delivered the file `digest` and it is stored (checked against it).
+    fn stored_from_peers(&self, digest: Digest) -> Result<bool, PackageError> {
+        let writer = self
+            .mirror
+            .store()
+            .writer(digest, BlobKind::Blob)
+            .map_err(|e| PackageError::Store(e.to_string()))?;
+        let Some((writer, contributors, network)) = from_peers(&self.mirror, &digest, writer)
+        else {
+            return Ok(false);
+        };
+        match writer.commit() {
+            Ok(()) => {
+                tracing::info!(%digest, "PyPI file fetched from peers and verified");
+                Ok(true)
+            }
+            Err(StoreError::Mismatch { .. }) => {
+                self.mirror.metrics().verification_failures.inc();
+                blame_peers(&*network, &contributors, &digest);
+                Ok(false)
             }
             Err(e) => Err(PackageError::Store(e.to_string())),
         }

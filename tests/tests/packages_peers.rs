@@ -1,0 +1,230 @@
+//! Issue 15: package files travel between nodes. A PyPI file (asked for by the sha256 its
+//! page gives) and an npm tarball of a committed version (asked for by the sha256 the log
+//! committed, and checked against the packument's integrity as well) come from the peers that
+//! hold them before the upstream is asked, so each crosses the upstream link once per
+//! network, and a node whose upstream is down still installs what its peers hold. A peer
+//! that serves junk for a file is struck and the file comes from the upstream.
+
+use std::time::Duration;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+use pyrsia_tests::process::wait_until;
+use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
+use pyrsia_tests::raw_peer::LyingProvider;
+
+fn assert_ok(out: &std::process::Output, what: &str, logs: &dyn Fn() -> String) {
+    assert!(
+        out.status.success(),
+        "{what} failed\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+}
+
+#[test]
+fn pypi_files_cross_the_upstream_once_per_network_and_come_from_peers_when_it_is_down() {
+    let work = tempfile::tempdir().unwrap();
+    let packages = work.path().join("packages");
+    let dep = make_wheel(&packages, "demo-dep", "1.0", &[]);
+    let pkg = make_wheel(&packages, "demo-pkg", "1.0", &["demo-dep>=1.0"]);
+    let mut upstream = PypiServer::start(&packages, work.path());
+    let simple = upstream.simple_url();
+    let a = Node::start(&work.path().join("a"), &["--pypi-upstream", &simple]);
+    let a_address = a.p2p_address();
+    let b = Node::start(
+        &work.path().join("b"),
+        &["--pypi-upstream", &simple, "--peer", &a_address],
+    );
+    let c = Node::start(
+        &work.path().join("c"),
+        &["--pypi-upstream", &simple, "--peer", &a_address],
+    );
+    wait_mesh(&[&a, &b, &c]);
+    let pypi_log = upstream.log_file();
+    let logs = || {
+        let pypi = std::fs::read_to_string(&pypi_log).unwrap_or_default();
+        format!(
+            "===== a\n{}\n===== b\n{}\n===== c\n{}\n----- pypiserver\n{pypi}",
+            a.log(),
+            b.log(),
+            c.log()
+        )
+    };
+    let index = |node: &Node| format!("{}/pypi/simple/", node.url());
+
+    // A installs from the upstream; B installs the same afterwards: its pages come from the
+    // upstream, its files from A.
+    assert_ok(
+        &pip_install(&index(&a), &work.path().join("ta"), &["demo-pkg"]),
+        "pip install through A",
+        &logs,
+    );
+    for wheel in [&dep, &pkg] {
+        let digest = Digest::parse(&format!("sha256:{}", sha256_hex(wheel))).unwrap();
+        assert!(a.wait_stored(&digest), "{}", logs());
+    }
+    assert_ok(
+        &pip_install(&index(&b), &work.path().join("tb"), &["demo-pkg"]),
+        "pip install through B",
+        &logs,
+    );
+    let file_fetches = |file: &str| {
+        std::fs::read_to_string(&pypi_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"GET /packages/") && l.contains(file))
+            .count()
+    };
+    for file in [
+        "demo_pkg-1.0-py3-none-any.whl",
+        "demo_dep-1.0-py3-none-any.whl",
+    ] {
+        assert_eq!(
+            file_fetches(file),
+            1,
+            "{file} crossed the upstream once\n{}",
+            logs()
+        );
+    }
+    assert_eq!(
+        b.log()
+            .matches("PyPI file fetched from peers and verified")
+            .count(),
+        2,
+        "{}",
+        logs()
+    );
+
+    // C has seen the pages but none of the files; then the upstream goes down. The pages
+    // are served as kept (stale), the files come from the peers.
+    for project in ["demo-pkg", "demo-dep"] {
+        let page = pyrsia_tests::http::get(&format!("{}{project}/", index(&c))).unwrap();
+        assert_eq!(page.status, 200, "{page:?}");
+    }
+    upstream.stop();
+    let target = work.path().join("tc");
+    assert_ok(
+        &pip_install(&index(&c), &target, &["demo-pkg"]),
+        "pip install through C with the upstream down",
+        &logs,
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("demo_dep/__init__.py")).unwrap(),
+        "VERSION = '1.0'\n"
+    );
+    assert!(
+        c.log()
+            .contains("PyPI file fetched from peers and verified"),
+        "{}",
+        logs()
+    );
+    assert!(c.metric("peer_fetches") >= 2, "{}", logs());
+}
+
+#[test]
+fn npm_tarballs_of_committed_versions_come_from_peers() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = Verdaccio::start(&work.path().join("verdaccio"));
+    let lib = work.path().join("src/lib");
+    write_package(&lib, "@demo/lib", "1.0.0", &[]);
+    upstream.publish(&lib);
+    let registry = upstream.url();
+    let a = Node::start(&work.path().join("a"), &["--npm-upstream", &registry]);
+    let logs = |nodes: &[&Node]| {
+        nodes
+            .iter()
+            .map(|n| n.log())
+            .collect::<Vec<_>>()
+            .join("\n=====\n")
+    };
+    let project = |dir: &str| {
+        let dir = work.path().join(dir);
+        write_package(&dir, "consumer", "0.0.0", &[("@demo/lib", "1.0.0")]);
+        dir
+    };
+    let out = npm_install(
+        &format!("{}/npm/", a.url()),
+        &project("p1"),
+        &work.path().join("cache1"),
+    );
+    assert_ok(&out, "npm install through A", &|| a.log());
+    a.wait_package_committed("npm", "@demo/lib", "1.0.0", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("not committed\n{}", a.log()));
+
+    // B replicates A's log, so it knows the committed sha256 of the tarball and asks the
+    // peers for it.
+    let b = Node::start_follower(&work.path().join("b"), &a, &["--npm-upstream", &registry]);
+    wait_mesh(&[&a, &b]);
+    b.wait_package_committed("npm", "@demo/lib", "1.0.0", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("B did not replicate the commit\n{}", logs(&[&a, &b])));
+    let out = npm_install(
+        &format!("{}/npm/", b.url()),
+        &project("p2"),
+        &work.path().join("cache2"),
+    );
+    assert_ok(&out, "npm install through B", &|| logs(&[&a, &b]));
+    let b_log = b.log();
+    assert!(
+        b_log.contains("npm tarball fetched from peers and verified"),
+        "{}",
+        logs(&[&a, &b])
+    );
+    assert!(
+        !b_log.contains("npm tarball fetched from upstream"),
+        "{}",
+        logs(&[&a, &b])
+    );
+}
+
+#[test]
+fn a_peer_serving_junk_for_a_package_file_is_struck_and_costs_the_install_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let packages = work.path().join("packages");
+    let wheel = make_wheel(&packages, "demo-dep", "1.0", &[]);
+    let upstream = PypiServer::start(&packages, work.path());
+    let victim = Node::start(
+        &work.path().join("victim"),
+        &["--pypi-upstream", &upstream.simple_url()],
+    );
+    let digest = Digest::parse(&format!("sha256:{}", sha256_hex(&wheel))).unwrap();
+    let size = std::fs::metadata(&wheel).unwrap().len();
+    // A stranger announces the wheel and answers every piece with junk of the right size.
+    let liar = LyingProvider::start(&victim.p2p_address(), vec![(digest, size)], 0);
+    wait_until(
+        "the liar connects",
+        Duration::from_secs(10),
+        &|| victim.log(),
+        || victim.connected_peers().iter().any(|p| p == liar.peer_id()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    let target = work.path().join("t");
+    assert_ok(
+        &pip_install(
+            &format!("{}/pypi/simple/", victim.url()),
+            &target,
+            &["demo-dep"],
+        ),
+        "pip install next to a liar",
+        &|| victim.log(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("demo_dep/__init__.py")).unwrap(),
+        "VERSION = '1.0'\n"
+    );
+    let log = victim.log();
+    assert!(
+        log.contains(&format!("peer misbehaved peer={}", liar.peer_id())),
+        "the liar, the file's only source, is struck\n{log}"
+    );
+    assert!(
+        log.contains("PyPI file fetched from upstream and verified"),
+        "{log}"
+    );
+    assert!(victim.metric("verification_failures") >= 1, "{log}");
+    assert_eq!(victim.temp_files(), 0, "nothing of the junk is left");
+    assert!(victim.stored_blobs().contains(&sha256_hex(&wheel)));
+}
