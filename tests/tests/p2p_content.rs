@@ -54,17 +54,17 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
     // C, which never saw the upstream copy, serves both by digest from its peers, once A's
     // provider records (announced on the DHT as A stores, every 200 ms) reached the network:
     // right after A's commit they may not have, and C answers 503 until then.
-    let manifest = format!(
-        "{}/v2/library/small/manifests/{}",
-        c.url(),
-        images[0].digest
-    );
-    wait_until(
-        "C finds the manifest on its peers",
-        Duration::from_secs(20),
-        &|| c.log(),
-        || pyrsia_tests::http::get(&manifest).is_ok_and(|r| r.status == 200),
-    );
+    // Both images' manifests: their records are announced one after the other (CI saw the
+    // second one missing when only the first was waited for).
+    for (path, image) in [("library/small", &images[0]), ("team/multi", &images[1])] {
+        let manifest = format!("{}/v2/{path}/manifests/{}", c.url(), image.digest);
+        wait_until(
+            "C finds the manifest on its peers",
+            Duration::from_secs(20),
+            &|| c.log(),
+            || pyrsia_tests::http::get(&manifest).is_ok_and(|r| r.status == 200),
+        );
+    }
     let small = format!("library/small@{}", images[0].digest);
     let out = skopeo_copy(&c.authority(), &small, &work.path().join("copy"));
     assert_succeeded(&out, "skopeo by digest through C, upstream down", &c.log());
