@@ -8,6 +8,7 @@ pub mod clock;
 pub mod consensus;
 pub mod edge;
 pub mod log;
+pub mod maven;
 pub mod metrics;
 pub mod mirror;
 pub mod network;

@@ -148,6 +148,49 @@ pub(crate) fn get(
     }
 }
 
+/// The stored file whose sha256 is recorded under the tag `key` (a cache hit), if any.
+pub(crate) fn stored_under(mirror: &Mirror, key: &str) -> Option<PackageBlob> {
+    let store = mirror.store();
+    let digest = store.tag(key)?.digest;
+    let blob = store.open_blob(&digest)?;
+    mirror.metrics().cache_hits.inc();
+    Some(PackageBlob { digest, blob })
+}
+
+/// The file recorded under the tag `key` (`what` names it in errors): from the store, else
+/// `download` runs (once, however many requests want it; it records the tag) unless the node
+/// is offline.
+pub(crate) fn fetch_under(
+    mirror: &Mirror,
+    downloads: &Downloads,
+    key: &str,
+    what: &str,
+    download: impl FnOnce() -> Result<(), PackageError>,
+) -> Result<PackageBlob, PackageError> {
+    if let Some(file) = stored_under(mirror, key) {
+        return Ok(file);
+    }
+    if mirror.config().offline {
+        return Err(PackageError::NotFound(format!(
+            "{what} (offline, not cached)"
+        )));
+    }
+    let _slot = mirror.download_slot().map_err(|_| PackageError::Busy)?;
+    let store = mirror.store();
+    downloads.once(
+        mirror,
+        key,
+        || {
+            store
+                .tag(key)
+                .is_some_and(|t| store.record(&t.digest).is_some())
+        },
+        download,
+    )?;
+    stored_under(mirror, key)
+        .ok_or_else(|| PackageError::Store(format!("{what} vanished after it was stored")))
+}
+
 /// A package file's bytes from the peers that hold it, written to `sink` as they arrive
 /// (the sink checks them: the store's writer against the sha256, an integrity checker).
 /// Returns the sink once the peers delivered every byte; `None` when no peer holds it or they

@@ -9,6 +9,7 @@ pub mod gossip_attacker;
 pub mod http;
 pub mod image;
 pub mod long_log;
+pub mod maven;
 pub mod members;
 pub mod node;
 pub mod npm;

@@ -7,6 +7,7 @@
 //! These are what the package frontends route by and what the log's coordinates name.
 
 mod maven;
+pub mod maven_checksum;
 mod npm;
 #[cfg(feature = "alloc")]
 pub mod npm_registry;

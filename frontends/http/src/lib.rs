@@ -12,6 +12,7 @@
 pub mod abort;
 mod handler;
 mod log_api;
+mod maven_api;
 mod members_api;
 pub mod node;
 mod npm_api;

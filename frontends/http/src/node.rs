@@ -11,6 +11,7 @@ use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
 use pyrsia_std::clock::unix_seconds;
 use pyrsia_std::consensus::{BuildSources, Member};
 use pyrsia_std::log::{Log, PackageJob, PackageSources, VerificationQueue, VerifyJob, follow, key};
+use pyrsia_std::maven::Maven;
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
 use pyrsia_std::npm::Npm;
@@ -29,6 +30,8 @@ pub struct Node {
     pub pypi: Arc<Pypi>,
     /// The npm mirror (`/npm/`), sharing the mirror's store.
     pub npm: Arc<Npm>,
+    /// The Maven mirror (`/maven2/`), sharing the mirror's store.
+    pub maven: Maven,
     /// Both package mirrors, as the package builders use them.
     pub packages: Arc<PackageSources>,
     /// The transparency log.
@@ -134,6 +137,7 @@ impl Node {
         for (flag, url) in [
             ("--pypi-upstream", &options.pypi_upstream),
             ("--npm-upstream", &options.npm_upstream),
+            ("--maven-upstream", &options.maven_upstream),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
@@ -178,6 +182,7 @@ impl Node {
         Ok(Node {
             pypi: packages.pypi.clone(),
             npm: packages.npm.clone(),
+            maven: Maven::new(mirror.clone(), &options.maven_upstream, ttl),
             packages,
             mirror,
             log,

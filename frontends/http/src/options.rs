@@ -43,7 +43,12 @@ pub struct NodeOptions {
     #[argh(option, default = "String::from(pyrsia_std::npm::NPM_REGISTRY_URL)")]
     pub npm_upstream: String,
 
-    /// seconds a PyPI project page or npm packument fetched from the upstream is answered
+    /// the Maven repository that /maven2/ pulls through (default
+    /// https://repo.maven.apache.org/maven2/)
+    #[argh(option, default = "String::from(pyrsia_std::maven::MAVEN_CENTRAL_URL)")]
+    pub maven_upstream: String,
+
+    /// seconds a PyPI project page, npm packument or maven-metadata.xml fetched from the upstream is answered
     /// from memory before it is asked again (default 60; 0 asks every time)
     #[argh(option, default = "pyrsia_std::ttl_cache::DOCUMENT_TTL.as_secs()")]
     pub index_ttl: u64,
@@ -274,6 +279,7 @@ mod tests {
             allow_upstream: vec![parse_host("quay.io").unwrap()],
             pypi_upstream: pyrsia_std::pypi::PYPI_SIMPLE_URL.into(),
             npm_upstream: pyrsia_std::npm::NPM_REGISTRY_URL.into(),
+            maven_upstream: pyrsia_std::maven::MAVEN_CENTRAL_URL.into(),
             index_ttl: 60,
             offline: false,
             max_disk: None,

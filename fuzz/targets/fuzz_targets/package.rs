@@ -1,11 +1,15 @@
-//! Package coordinates (npm, PyPI, Maven): no panic, what parses formats back to what it
+//! Package coordinates (npm, PyPI, Maven) and Maven checksum files: no panic, what parses formats back to what it
 //! read, and nothing that parses can climb out of a directory.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use pyrsia_core::package::maven_checksum::ExpectedChecksum;
 use pyrsia_core::package::npm_registry::{Integrity, Packument};
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
-use pyrsia_core::package::{DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName};
+use pyrsia_core::package::{
+    Checksum, DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName,
+};
+use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_DOCKER, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
 
 fuzz_target!(|data: &[u8]| {
     // Upstream project pages in either format: an error or a page, never a panic; what
@@ -28,6 +32,20 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(before.integrity, after.integrity);
         }
     }
+    // Checksum files: a digest of the algorithm's length, or an error, never a panic.
+    for algorithm in [
+        Checksum::Md5,
+        Checksum::Sha1,
+        Checksum::Sha256,
+        Checksum::Sha512,
+    ] {
+        if let Ok(expected) = ExpectedChecksum::parse(algorithm, data) {
+            assert_eq!(expected.algorithm(), algorithm);
+            let mut checker = expected.checker();
+            checker.update(data);
+            let _ = checker.matches();
+        }
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         if let Ok(sri) = std::str::from_utf8(&data[..data.len().min(200)]) {
             let _ = Integrity::parse(sri);
@@ -36,6 +54,22 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(integrity) = Integrity::parse(text) {
         assert_eq!(Integrity::parse(&integrity.to_string()), Ok(integrity));
+    }
+    // A valid image name is never a package's index key (`npm:…`, `pypi:…`).
+    let image = Coordinates {
+        ecosystem: ECOSYSTEM_DOCKER,
+        name: text,
+        version: "sha256:00",
+    };
+    if image.check().is_ok() {
+        for (ecosystem, prefix) in [(ECOSYSTEM_NPM, "npm:"), (ECOSYSTEM_PYPI, "pypi:")] {
+            let as_package = text.strip_prefix(prefix).map(|name| Coordinates {
+                ecosystem,
+                name,
+                version: "1.0.0",
+            });
+            assert!(as_package.is_none_or(|c| c.check().is_err()), "{text}");
+        }
     }
     if let Ok(version) = Pep440::parse(text) {
         assert_eq!(version.as_str(), text);

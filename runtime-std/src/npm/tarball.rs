@@ -7,7 +7,7 @@ use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::{Integrity, IntegrityChecker, PackumentFormat};
 
 use super::{Npm, PackageError};
-use crate::packages::{FileSource, PackageBlob, blame_peers, from_peers, get};
+use crate::packages::{FileSource, PackageBlob, blame_peers, fetch_under, from_peers, get};
 use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
 
 impl Npm {
@@ -42,27 +42,11 @@ impl Npm {
             ))
         })?;
         let key = integrity.to_string();
-        if let Some(blob) = self.stored_tarball(&key) {
-            return Ok(blob);
-        }
-        if self.mirror.config().offline {
-            return Err(PackageError::NotFound(format!(
-                "{file} (offline, not cached)"
-            )));
-        }
-        let _slot = self
-            .mirror
-            .download_slot()
-            .map_err(|_| PackageError::Busy)?;
-        let store = self.mirror.store();
-        self.downloads.once(
+        fetch_under(
             &self.mirror,
-            &key,
-            || {
-                store
-                    .tag(&tarball_key(&key))
-                    .is_some_and(|t| store.record(&t.digest).is_some())
-            },
+            &self.downloads,
+            &tarball_key(&key),
+            file,
             || {
                 if source == FileSource::PeersThenUpstream
                     && self.stored_from_peers(name, &listed.version, &integrity, &key)?
@@ -71,18 +55,7 @@ impl Npm {
                 }
                 self.download(&listed.url, &integrity, &key)
             },
-        )?;
-        self.stored_tarball(&key)
-            .ok_or_else(|| PackageError::Store(format!("{file} vanished after it was stored")))
-    }
-
-    /// The stored tarball whose integrity is `key`.
-    fn stored_tarball(&self, key: &str) -> Option<PackageBlob> {
-        let store = self.mirror.store();
-        let digest = store.tag(&tarball_key(key))?.digest;
-        let blob = store.open_blob(&digest)?;
-        self.mirror.metrics().cache_hits.inc();
-        Some(PackageBlob { digest, blob })
+        )
     }
 
     fn download(&self, url: &str, integrity: &Integrity, key: &str) -> Result<(), PackageError> {

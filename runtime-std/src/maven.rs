@@ -1,0 +1,239 @@
+//! The Maven pull-through mirror (`--maven-upstream`): release artifacts (jars, poms, any
+//! classifier and extension) are immutable, downloaded once, checked against the strongest
+//! checksum file the repository publishes next to them
+//! ([`pyrsia_core::package::maven_checksum`]), and stored under their sha256;
+//! `maven-metadata.xml`, checksum files and signatures are documents, kept as last seen and
+//! served from there when the upstream is down (metadata is mutable, like a tag). Snapshot
+//! artifacts are mutable too: they are documents, never cached as immutable.
+//! The repository layout's grammar is `pyrsia_core::package::MavenPath`; this module does the IO.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use pyrsia_core::package::MavenPath;
+use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ChecksumChecker, ExpectedChecksum};
+
+use crate::mirror::Mirror;
+use crate::packages::{
+    Downloads, PackageBlob, PackageError, fetch_under, get, keep_document, kept_document,
+};
+use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
+use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
+
+/// Maven Central, the default `--maven-upstream`.
+pub const MAVEN_CENTRAL_URL: &str = "https://repo.maven.apache.org/maven2/";
+/// The largest document (metadata, checksum, signature, snapshot file) read from the upstream.
+pub const MAX_DOCUMENT_LEN: u64 = 64 << 20;
+/// The largest checksum file read.
+const MAX_CHECKSUM_LEN: u64 = 1024;
+
+/// A document and whether it is the last one seen rather than a fresh one.
+pub struct Document {
+    /// Its bytes as the upstream sent them.
+    pub bytes: Vec<u8>,
+    /// True when the upstream could not be asked (down, or `--offline`).
+    pub stale: bool,
+}
+
+/// The Maven mirror.
+pub struct Maven {
+    mirror: Arc<Mirror>,
+    /// The upstream repository URL, ending in `/`.
+    upstream: String,
+    agent: ureq::Agent,
+    downloads: Downloads,
+    /// Documents fetched within the last `ttl`, by path.
+    documents: TtlCache<Vec<u8>>,
+}
+
+/// What a repository path names, for serving.
+pub enum Served {
+    /// A release artifact, checked and stored.
+    Artifact(PackageBlob),
+    /// A document (metadata, checksum, signature, snapshot file).
+    Document(Document),
+}
+
+impl Maven {
+    /// A mirror of the repository at `upstream`, storing into `mirror`'s store; a document
+    /// fetched is answered from memory for `ttl`.
+    pub fn new(mirror: Arc<Mirror>, upstream: &str, ttl: std::time::Duration) -> Maven {
+        let agent = crate::upstream::agent(mirror.config().timeouts);
+        Maven {
+            mirror,
+            upstream: format!("{}/", upstream.trim_end_matches('/')),
+            agent,
+            downloads: Downloads::default(),
+            documents: TtlCache::new(ttl, DOCUMENTS_HELD),
+        }
+    }
+
+    /// The upstream repository URL.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    /// What `path` (relative to the repository root, already parsed as `parsed`) names.
+    pub fn get(&self, path: &str, parsed: &MavenPath<'_>) -> Result<Served, PackageError> {
+        match parsed {
+            MavenPath::Artifact {
+                gav,
+                checksum: None,
+                signature: false,
+                ..
+            } if !gav.is_snapshot() => self.artifact(path).map(Served::Artifact),
+            _ => self.document(path).map(Served::Document),
+        }
+    }
+
+    /// A release artifact: from the store, or downloaded, checked and stored.
+    fn artifact(&self, path: &str) -> Result<PackageBlob, PackageError> {
+        fetch_under(
+            &self.mirror,
+            &self.downloads,
+            &artifact_key(path),
+            path,
+            || self.download(path),
+        )
+    }
+
+    /// The strongest checksum the upstream publishes for `path`.
+    fn expected_checksum(&self, path: &str) -> Result<ExpectedChecksum, PackageError> {
+        let metrics = self.mirror.metrics();
+        for algorithm in CHECKSUMS_TRUSTED {
+            let url = format!("{}{path}{}", self.upstream, algorithm.suffix());
+            match get(&self.agent, metrics, &url, None, &url) {
+                Ok(fetched) => {
+                    let text = fetched.read_all(&url, MAX_CHECKSUM_LEN)?;
+                    return ExpectedChecksum::parse(algorithm, &text)
+                        .map_err(|e| PackageError::BadUpstream(format!("{url}: {e}")));
+                }
+                Err(PackageError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(PackageError::BadUpstream(format!(
+            "the upstream publishes no sha512, sha256 or sha1 checksum for {path}; this node serves verified artifacts only"
+        )))
+    }
+
+    fn download(&self, path: &str) -> Result<(), PackageError> {
+        let expected = self.expected_checksum(path)?;
+        let url = format!("{}{path}", self.upstream);
+        let metrics = self.mirror.metrics();
+        let fetched = get(&self.agent, metrics, &url, None, path)?;
+        let store = self.mirror.store();
+        let mut checked = Checked {
+            writer: store
+                .writer_computing(BlobKind::Blob)
+                .map_err(|e| PackageError::Store(e.to_string()))?,
+            checker: expected.checker(),
+        };
+        let copied = fetched.copy_to(&url, &mut checked, metrics)?;
+        let Checked { writer, checker } = checked;
+        let matched = checker.matches();
+        if !matched {
+            metrics.verification_failures.inc();
+            tracing::warn!(%url, algorithm = ?expected.algorithm(), "Maven artifact does not match its checksum file; discarded");
+        }
+        match writer.commit_computed(matched) {
+            Ok(digest) => {
+                tracing::info!(%digest, %url, bytes = copied, "Maven artifact fetched from upstream and verified");
+                store
+                    .record_tag(
+                        &artifact_key(path),
+                        TagObservation {
+                            digest,
+                            observed_ms: now_ms(),
+                        },
+                    )
+                    .map_err(|e| PackageError::Store(e.to_string()))
+            }
+            Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
+                "{url} does not match its {} checksum file; nothing stored",
+                expected.algorithm().suffix()
+            ))),
+            Err(e) => Err(PackageError::Store(e.to_string())),
+        }
+    }
+
+    /// A document: fetched (or within the last `ttl`), else the last one kept when the
+    /// upstream is down or the node is offline.
+    fn document(&self, path: &str) -> Result<Document, PackageError> {
+        let key = document_key(path);
+        let kept = || kept_document(self.mirror.store(), &key, MAX_DOCUMENT_LEN);
+        if self.mirror.config().offline {
+            return kept()
+                .map(|bytes| Document { bytes, stale: true })
+                .ok_or_else(|| PackageError::NotFound(format!("{path} (offline, not cached)")));
+        }
+        if let Some(bytes) = self.documents.fresh(path) {
+            return Ok(Document {
+                bytes: (*bytes).clone(),
+                stale: false,
+            });
+        }
+        let url = format!("{}{path}", self.upstream);
+        let fetched = self
+            .mirror
+            .download_slot()
+            .map_err(|_| PackageError::Busy)
+            .and_then(|_slot| {
+                get(&self.agent, self.mirror.metrics(), &url, None, path)?
+                    .read_all(&url, MAX_DOCUMENT_LEN)
+            });
+        match fetched {
+            Ok(bytes) => {
+                self.mirror.metrics().upstream_up.set(1);
+                self.documents
+                    .insert(path.to_string(), Arc::new(bytes.clone()));
+                if let Err(e) = keep_document(self.mirror.store(), &key, &bytes) {
+                    tracing::warn!(%path, error = %e, "could not keep the Maven document");
+                }
+                Ok(Document {
+                    bytes,
+                    stale: false,
+                })
+            }
+            Err(PackageError::Unavailable(why)) => {
+                self.mirror.metrics().upstream_up.set(0);
+                match kept() {
+                    Some(bytes) => {
+                        tracing::info!(%path, %why, "upstream repository down; serving the last document seen");
+                        Ok(Document { bytes, stale: true })
+                    }
+                    None => Err(PackageError::Unavailable(why)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Where the sha256 of the release artifact at `path` is recorded.
+fn artifact_key(path: &str) -> String {
+    format!("maven-artifact/{path}")
+}
+
+/// Where the last document seen at `path` is recorded.
+fn document_key(path: &str) -> String {
+    format!("maven/{path}")
+}
+
+/// Bytes written to the store and fed to the checksum check at once.
+struct Checked {
+    writer: BlobWriter,
+    checker: ChecksumChecker,
+}
+
+impl Write for Checked {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.writer.write(buf)?;
+        self.checker.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
