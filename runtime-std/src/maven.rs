@@ -3,8 +3,9 @@
 //! checksum file the repository publishes next to them
 //! ([`pyrsia_core::package::maven_checksum`]), and stored under their sha256;
 //! `maven-metadata.xml`, checksum files and signatures are documents, kept as last seen and
-//! served from there when the upstream is down (metadata is mutable, like a tag). Snapshot
-//! artifacts are mutable too: they are documents, never cached as immutable.
+//! served from there when the upstream is down (metadata is mutable, like a tag). A
+//! timestamped snapshot file is immutable like a release; a bare `-SNAPSHOT` file name moves,
+//! so it is a document (held in memory, at most [`MAX_DOCUMENT_LEN`]).
 //! The repository layout's grammar is `pyrsia_core::package::MavenPath`; this module does the IO.
 
 use std::io::{self, Write};
@@ -76,12 +77,16 @@ impl Maven {
     /// What `path` (relative to the repository root, already parsed as `parsed`) names.
     pub fn get(&self, path: &str, parsed: &MavenPath<'_>) -> Result<Served, PackageError> {
         match parsed {
+            // A timestamped snapshot file (`1.0-20240102.030405-7.jar`) never changes either;
+            // only the bare `-SNAPSHOT` name moves.
             MavenPath::Artifact {
                 gav,
+                snapshot,
                 checksum: None,
                 signature: false,
-                ..
-            } if !gav.is_snapshot() => self.artifact(path).map(Served::Artifact),
+            } if !gav.is_snapshot() || snapshot.is_some() => {
+                self.artifact(path).map(Served::Artifact)
+            }
             _ => self.document(path).map(Served::Document),
         }
     }

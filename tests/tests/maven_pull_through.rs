@@ -128,12 +128,24 @@ fn artifacts_that_fail_or_lack_their_checksum_are_refused_and_never_stored() {
     std::fs::write(&jar, b"tampered bytes").unwrap();
     let unsummed = deploy(&root, "com.evil", "unsummed", "1.0", &[], b"no checksum");
     std::fs::remove_file(format!("{}.sha1", unsummed.display())).unwrap();
+    // A timestamped snapshot file never changes either: it is checked like a release.
+    let snapshot_dir = root.join("com/evil/snap/1.1-SNAPSHOT");
+    std::fs::create_dir_all(&snapshot_dir).unwrap();
+    let snapshot = snapshot_dir.join("snap-1.1-20261130.120000-1.jar");
+    std::fs::write(&snapshot, b"honest snapshot").unwrap();
+    pyrsia_tests::maven::write_sha1(&snapshot);
+    std::fs::write(&snapshot, b"tampered snapshot").unwrap();
     let upstream = StaticRepo::start(&root, work.path());
     let node = Node::start(
         &work.path().join("node"),
         &["--maven-upstream", &upstream.url()],
     );
     let mirror = format!("{}/maven2/", node.url());
+    let refused = get(&format!(
+        "{mirror}com/evil/snap/1.1-SNAPSHOT/snap-1.1-20261130.120000-1.jar"
+    ))
+    .unwrap();
+    assert_eq!(refused.status, 502, "{refused:?}");
 
     let (out, local) = mvn_get(&mirror, &work.path().join("m"), "com.evil:tampered:1.0");
     assert!(!out.status.success(), "mvn must not take tampered bytes");
@@ -152,7 +164,7 @@ fn artifacts_that_fail_or_lack_their_checksum_are_refused_and_never_stored() {
     assert_eq!(unchecked.status, 502, "{unchecked:?}");
     assert!(unchecked.small_body.contains("no sha512, sha256 or sha1"));
     let stored = node.stored_blobs();
-    for bytes in [&b"tampered bytes"[..], b"no checksum"] {
+    for bytes in [&b"tampered bytes"[..], b"no checksum", b"tampered snapshot"] {
         let hex = Digest::sha256(bytes).hex().as_str().to_string();
         assert!(!stored.contains(&hex), "nothing unverified is stored");
     }
