@@ -8,17 +8,16 @@
 //! so it is a document (held in memory, at most [`MAX_DOCUMENT_LEN`]).
 //! The repository layout's grammar is `pyrsia_core::package::MavenPath`; this module does the IO.
 
-use std::io::{self, Write};
 use std::sync::Arc;
 
 use pyrsia_core::package::MavenPath;
-use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ChecksumChecker, ExpectedChecksum};
+use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ExpectedChecksum};
 
 use crate::mirror::Mirror;
 use crate::packages::{
-    Downloads, PackageBlob, PackageError, fetch_under, get, keep_document, kept_document,
+    Downloads, PackageBlob, PackageError, download_checked, fetch_under, get, keep_document,
+    kept_document,
 };
-use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
 use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
 
 /// Maven Central, the default `--maven-upstream`.
@@ -124,42 +123,15 @@ impl Maven {
 
     fn download(&self, path: &str) -> Result<(), PackageError> {
         let expected = self.expected_checksum(path)?;
-        let url = format!("{}{path}", self.upstream);
-        let metrics = self.mirror.metrics();
-        let fetched = get(&self.agent, metrics, &url, None, path)?;
-        let store = self.mirror.store();
-        let mut checked = Checked {
-            writer: store
-                .writer_computing(BlobKind::Blob)
-                .map_err(|e| PackageError::Store(e.to_string()))?,
-            checker: expected.checker(),
-        };
-        let copied = fetched.copy_to(&url, &mut checked, metrics)?;
-        let Checked { writer, checker } = checked;
-        let matched = checker.matches();
-        if !matched {
-            metrics.verification_failures.inc();
-            tracing::warn!(%url, algorithm = ?expected.algorithm(), "Maven artifact does not match its checksum file; discarded");
-        }
-        match writer.commit_computed(matched) {
-            Ok(digest) => {
-                tracing::info!(%digest, %url, bytes = copied, "Maven artifact fetched from upstream and verified");
-                store
-                    .record_tag(
-                        &artifact_key(path),
-                        TagObservation {
-                            digest,
-                            observed_ms: now_ms(),
-                        },
-                    )
-                    .map_err(|e| PackageError::Store(e.to_string()))
-            }
-            Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
-                "{url} does not match its {} checksum file; nothing stored",
-                expected.algorithm().suffix()
-            ))),
-            Err(e) => Err(PackageError::Store(e.to_string())),
-        }
+        download_checked(
+            &self.mirror,
+            &self.agent,
+            &format!("{}{path}", self.upstream),
+            expected.checker(),
+            &artifact_key(path),
+            "Maven artifact",
+            &format!("its {} checksum file", expected.algorithm().suffix()),
+        )
     }
 
     /// A document: fetched (or within the last `ttl`), else the last one kept when the
@@ -223,22 +195,4 @@ fn artifact_key(path: &str) -> String {
 /// Where the last document seen at `path` is recorded.
 fn document_key(path: &str) -> String {
     format!("maven/{path}")
-}
-
-/// Bytes written to the store and fed to the checksum check at once.
-struct Checked {
-    writer: BlobWriter,
-    checker: ChecksumChecker,
-}
-
-impl Write for Checked {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer.write(buf)?;
-        self.checker.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
 }

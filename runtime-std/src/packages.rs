@@ -10,7 +10,7 @@ use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
 use crate::mirror::Mirror;
-use crate::store::{BlobKind, Store, TagObservation, now_ms};
+use crate::store::{BlobKind, BlobWriter, Store, StoreError, TagObservation, now_ms};
 
 /// Why a package request failed; each maps to an HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,18 +220,103 @@ pub(crate) fn from_peers<W: Write>(
     }
 }
 
-/// Bytes from peers failed their check: the peer that served them is penalised when it alone
-/// did (with several, which one lied is unknown and nobody is blamed).
-pub(crate) fn blame_peers(
-    network: &dyn crate::peers::PeerNetwork,
-    contributors: &[String],
-    digest: &Digest,
-) {
-    match pyrsia_core::pieces::blame_for_mismatch(contributors) {
-        Some(culprit) => network.penalise(culprit, "served a package file that failed its check"),
-        None => {
-            tracing::warn!(%digest, ?contributors, "a package file from peers failed its check; one of them lied, which is unknown")
+/// A check of a file's bytes against what its registry publishes for it (an npm integrity, a
+/// Maven checksum file), fed as they stream.
+pub(crate) trait StreamCheck {
+    /// Feeds the next bytes.
+    fn update(&mut self, bytes: &[u8]);
+    /// Whether the bytes fed match.
+    fn matches(self) -> bool;
+}
+
+impl StreamCheck for pyrsia_core::package::npm_registry::IntegrityChecker {
+    fn update(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+    fn matches(self) -> bool {
+        self.matches()
+    }
+}
+
+impl StreamCheck for pyrsia_core::package::maven_checksum::ChecksumChecker {
+    fn update(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+    fn matches(self) -> bool {
+        self.matches()
+    }
+}
+
+/// Bytes written to the store and fed to a check at once.
+pub(crate) struct Checked<C> {
+    /// Where the bytes are stored.
+    pub(crate) writer: BlobWriter,
+    /// What they are checked against.
+    pub(crate) checker: C,
+}
+
+impl<C: StreamCheck> Write for Checked<C> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.writer.write(buf)?;
+        self.checker.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// Records that the stored file `digest` is the one under the tag `key`.
+pub(crate) fn record_file(store: &Store, key: &str, digest: Digest) -> Result<(), PackageError> {
+    store
+        .record_tag(
+            key,
+            TagObservation {
+                digest,
+                observed_ms: now_ms(),
+            },
+        )
+        .map_err(|e| PackageError::Store(e.to_string()))
+}
+
+/// Downloads `url` into the store, checking its bytes with `checker` as they stream, and
+/// records it under the tag `key` only when they match; `what` names the file in logs and
+/// `against` what it is checked against in errors. Nothing is stored on a mismatch.
+pub(crate) fn download_checked<C: StreamCheck>(
+    mirror: &Mirror,
+    agent: &ureq::Agent,
+    url: &str,
+    checker: C,
+    key: &str,
+    what: &str,
+    against: &str,
+) -> Result<(), PackageError> {
+    let metrics = mirror.metrics();
+    let fetched = get(agent, metrics, url, None, url)?;
+    let store = mirror.store();
+    let mut checked = Checked {
+        writer: store
+            .writer_computing(BlobKind::Blob)
+            .map_err(|e| PackageError::Store(e.to_string()))?,
+        checker,
+    };
+    let copied = fetched.copy_to(url, &mut checked, metrics)?;
+    let Checked { writer, checker } = checked;
+    let matched = checker.matches();
+    if !matched {
+        metrics.verification_failures.inc();
+        tracing::warn!(%url, "{what} does not match {against}; discarded");
+    }
+    match writer.commit_computed(matched) {
+        Ok(digest) => {
+            tracing::info!(%digest, %url, bytes = copied, "{what} fetched from upstream and verified");
+            record_file(store, key, digest)
         }
+        Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
+            "{url} does not match {against}; nothing stored"
+        ))),
+        Err(e) => Err(PackageError::Store(e.to_string())),
     }
 }
 

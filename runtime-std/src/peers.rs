@@ -103,6 +103,18 @@ pub trait PeerNetwork: Send + Sync {
     fn penalise(&self, peer: &str, why: &str);
 }
 
+/// Bytes from peers failed the whole-file check of `digest`: the peer that served them is
+/// penalised when it alone did (core's `pieces::blame_for_mismatch`: with several, which one
+/// lied is unknown and nobody is blamed). For blobs and package files alike.
+pub fn blame_bad_bytes(network: &dyn PeerNetwork, contributors: &[String], digest: &Digest) {
+    match pyrsia_core::pieces::blame_for_mismatch(contributors) {
+        Some(culprit) => network.penalise(culprit, "served bytes that did not match the digest"),
+        None => {
+            tracing::warn!(%digest, ?contributors, "bytes from peers did not match the digest; one of them lied, which is unknown")
+        }
+    }
+}
+
 /// How a flight may use the peers: the network, and the blob's committed piece root if the
 /// log has one (then every piece is checked on arrival).
 #[derive(Clone)]

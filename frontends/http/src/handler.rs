@@ -53,6 +53,22 @@ impl Reply {
         }
     }
 
+    /// A stored, verified package file: streamed from the store (sendfile), and cacheable for
+    /// ever by clients (a file's bytes never change under its name).
+    pub(crate) fn immutable_file(content_type: &str, blob: pyrsia_std::store::StoredBlob) -> Reply {
+        let size = blob.record.size;
+        Reply {
+            status: 200,
+            headers: vec![
+                ("Content-Type", content_type.to_string()),
+                ("Cache-Control", "max-age=31536000, immutable".to_string()),
+            ],
+            len: size,
+            body: Body::Blob(io::Read::take(BlobReader::Stored(blob), size)),
+            stream: true,
+        }
+    }
+
     fn error(error: &OciError) -> Reply {
         let response = ErrorResponse::from(error);
         Reply::bytes(

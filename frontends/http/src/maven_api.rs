@@ -10,14 +10,11 @@
 //! The layout is read by `pyrsia_core::package::MavenPath`: anything else is refused before the
 //! upstream is asked. Errors are plain text, as repository managers answer.
 
-use std::io::Read;
-
 use pyrsia_core::package::MavenPath;
 use pyrsia_std::maven::Served;
-use pyrsia_std::mirror::BlobReader;
 use tiny_http::Request;
 
-use crate::handler::{Body, Reply};
+use crate::handler::Reply;
 use crate::node::Node;
 
 /// Where the Maven repository lives on the node's port.
@@ -42,19 +39,7 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
         );
     }
     match node.maven.get(rest, &parsed) {
-        Ok(Served::Artifact(file)) => {
-            let size = file.blob.record.size;
-            Reply {
-                status: 200,
-                headers: vec![
-                    ("Content-Type", content_type(rest).to_string()),
-                    ("Cache-Control", "max-age=31536000, immutable".to_string()),
-                ],
-                len: size,
-                body: Body::Blob(BlobReader::Stored(file.blob).take(size)),
-                stream: true,
-            }
-        }
+        Ok(Served::Artifact(file)) => Reply::immutable_file(content_type(rest), file.blob),
         Ok(Served::Document(document)) => {
             let mut reply = Reply::bytes(200, content_type(rest), document.bytes);
             if document.stale {

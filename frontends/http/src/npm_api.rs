@@ -9,18 +9,15 @@
 //! When the upstream is down the last packument seen is served with `Warning: 110`. Errors
 //! are npm's JSON `{"error": "…"}`.
 
-use std::io::Read;
-
 use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::PackumentFormat;
 use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
 use pyrsia_std::log::PackageJob;
-use pyrsia_std::mirror::BlobReader;
 use pyrsia_std::packages::{PackageBlob, PackageError};
 use tiny_http::Request;
 
-use crate::handler::{Body, Reply};
+use crate::handler::Reply;
 use crate::node::Node;
 
 /// Where the npm API lives on the node's port.
@@ -102,17 +99,7 @@ fn tarball(node: &Node, name: &str, file: &str) -> Reply {
                     "not committed to the transparency log (node serves verified content only); verification was requested",
                 );
             }
-            let size = blob.record.size;
-            Reply {
-                status: 200,
-                headers: vec![
-                    ("Content-Type", "application/octet-stream".to_string()),
-                    ("Cache-Control", "max-age=31536000, immutable".to_string()),
-                ],
-                len: size,
-                body: Body::Blob(BlobReader::Stored(blob).take(size)),
-                stream: true,
-            }
+            Reply::immutable_file("application/octet-stream", blob)
         }
         Err(e) => npm_error(&e),
     }

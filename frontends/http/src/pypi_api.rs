@@ -13,13 +13,11 @@
 use pyrsia_core::package::simple::{IndexFormat, render_root};
 use pyrsia_core::package::{DistFile, ProjectName};
 use pyrsia_std::log::PackageJob;
-use pyrsia_std::mirror::BlobReader;
 use pyrsia_std::packages::{PackageBlob, PackageError};
 use pyrsia_std::pypi::Resource;
-use std::io::Read;
 use tiny_http::Request;
 
-use crate::handler::{Body, Reply};
+use crate::handler::Reply;
 use crate::node::Node;
 
 /// Where the PyPI API lives on the node's port.
@@ -143,17 +141,7 @@ fn file(node: &Node, path: &str) -> Reply {
                     );
                 }
             }
-            let size = blob.record.size;
-            Reply {
-                status: 200,
-                headers: vec![
-                    ("Content-Type", content_type(filename, resource).to_string()),
-                    ("Cache-Control", "max-age=31536000, immutable".to_string()),
-                ],
-                len: size,
-                body: Body::Blob(BlobReader::Stored(blob).take(size)),
-                stream: true,
-            }
+            Reply::immutable_file(content_type(filename, resource), blob)
         }
         Err(e) => error(&e),
     }

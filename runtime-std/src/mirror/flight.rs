@@ -344,17 +344,11 @@ impl Flight {
                             // Without per-piece hashes the culprit is one of the contributors:
                             // blamed only when there is one. Either way the next request for
                             // this blob skips the peers.
-                            let contributors = fetcher.contributors();
-                            if let Some(culprit) =
-                                pyrsia_core::pieces::blame_for_mismatch(&contributors)
-                            {
-                                network.penalise(
-                                    culprit,
-                                    "served bytes that did not match the digest",
-                                );
-                            } else {
-                                tracing::warn!(digest = %self.digest, ?contributors, "bytes from peers did not match the digest; one of them lied, which is unknown");
-                            }
+                            crate::peers::blame_bad_bytes(
+                                &*network,
+                                &fetcher.contributors(),
+                                &self.digest,
+                            );
                             self.lock().peers_failed = true;
                             Err(FlightError::Mismatch)
                         }

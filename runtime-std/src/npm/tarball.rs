@@ -1,14 +1,15 @@
 //! Tarballs: served from the store once their integrity was checked, downloaded once from the
 //! upstream when missing; the sha256 they are stored under is recorded by integrity.
 
-use std::io::{self, Write};
-
 use pyrsia_core::package::NpmName;
-use pyrsia_core::package::npm_registry::{Integrity, IntegrityChecker, PackumentFormat};
+use pyrsia_core::package::npm_registry::{Integrity, PackumentFormat};
 
 use super::{Npm, PackageError};
-use crate::packages::{FileSource, PackageBlob, blame_peers, fetch_under, from_peers, get};
-use crate::store::{BlobKind, BlobWriter, StoreError, TagObservation, now_ms};
+use crate::packages::{
+    Checked, FileSource, PackageBlob, download_checked, fetch_under, from_peers, record_file,
+};
+use crate::peers::blame_bad_bytes;
+use crate::store::{BlobKind, StoreError};
 
 impl Npm {
     /// The tarball `file` (`name-1.0.0.tgz`) of `name`, from the store or downloaded and
@@ -59,40 +60,15 @@ impl Npm {
     }
 
     fn download(&self, url: &str, integrity: &Integrity, key: &str) -> Result<(), PackageError> {
-        let metrics = self.mirror.metrics();
-        let fetched = get(&self.agent, metrics, url, None, url)?;
-        let store = self.mirror.store();
-        let mut checked = Checked {
-            writer: store
-                .writer_computing(BlobKind::Blob)
-                .map_err(|e| PackageError::Store(e.to_string()))?,
-            checker: integrity.checker(),
-        };
-        let copied = fetched.copy_to(url, &mut checked, metrics)?;
-        let Checked { writer, checker } = checked;
-        let matched = checker.matches();
-        if !matched {
-            metrics.verification_failures.inc();
-            tracing::warn!(%url, %integrity, "npm tarball fails the integrity its packument gives; discarded");
-        }
-        match writer.commit_computed(matched) {
-            Ok(digest) => {
-                tracing::info!(%digest, %url, bytes = copied, "npm tarball fetched from upstream and verified");
-                store
-                    .record_tag(
-                        &tarball_key(key),
-                        TagObservation {
-                            digest,
-                            observed_ms: now_ms(),
-                        },
-                    )
-                    .map_err(|e| PackageError::Store(e.to_string()))
-            }
-            Err(StoreError::Io(_)) if !matched => Err(PackageError::BadUpstream(format!(
-                "{url} does not match the integrity its packument gives; nothing stored"
-            ))),
-            Err(e) => Err(PackageError::Store(e.to_string())),
-        }
+        download_checked(
+            &self.mirror,
+            &self.agent,
+            url,
+            integrity.checker(),
+            &tarball_key(key),
+            "npm tarball",
+            "the integrity its packument gives",
+        )
     }
 }
 
@@ -136,20 +112,12 @@ impl Npm {
         match writer.commit() {
             Ok(()) => {
                 tracing::info!(%digest, %name, version, "npm tarball fetched from peers and verified");
-                store
-                    .record_tag(
-                        &tarball_key(key),
-                        TagObservation {
-                            digest,
-                            observed_ms: now_ms(),
-                        },
-                    )
-                    .map_err(|e| PackageError::Store(e.to_string()))?;
+                record_file(store, &tarball_key(key), digest)?;
                 Ok(true)
             }
             Err(StoreError::Mismatch { .. }) => {
                 self.mirror.metrics().verification_failures.inc();
-                blame_peers(&*network, &contributors, &digest);
+                blame_bad_bytes(&*network, &contributors, &digest);
                 Ok(false)
             }
             Err(e) => Err(PackageError::Store(e.to_string())),
@@ -160,22 +128,4 @@ impl Npm {
 /// Where the sha256 of the tarball with integrity `key` is recorded.
 fn tarball_key(key: &str) -> String {
     format!("npm-tarball/{key}")
-}
-
-/// Bytes written to the store and fed to the integrity check at once.
-struct Checked {
-    writer: BlobWriter,
-    checker: IntegrityChecker,
-}
-
-impl Write for Checked {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer.write(buf)?;
-        self.checker.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
-    }
 }

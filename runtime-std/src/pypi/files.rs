@@ -7,7 +7,8 @@ use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::IndexFile;
 
 use super::{PackageError, Pypi};
-use crate::packages::{FileSource, PackageBlob, blame_peers, from_peers, get};
+use crate::packages::{FileSource, PackageBlob, from_peers, get};
+use crate::peers::blame_bad_bytes;
 use crate::store::{BlobKind, StoreError};
 
 /// Which of a listed file's resources a request wants.
@@ -133,7 +134,7 @@ impl Pypi {
             }
             Err(StoreError::Mismatch { .. }) => {
                 self.mirror.metrics().verification_failures.inc();
-                blame_peers(&*network, &contributors, &digest);
+                blame_bad_bytes(&*network, &contributors, &digest);
                 Ok(false)
             }
             Err(e) => Err(PackageError::Store(e.to_string())),
