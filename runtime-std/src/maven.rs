@@ -10,13 +10,14 @@
 
 use std::sync::Arc;
 
+use pyrsia_core::package::Checksum;
 use pyrsia_core::package::MavenPath;
-use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ExpectedChecksum};
+use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ChecksumWriter, ExpectedChecksum};
 
 use crate::mirror::Mirror;
 use crate::packages::{
-    Downloads, PackageBlob, PackageError, download_checked, fetch_under, get, keep_document,
-    kept_document,
+    Downloads, FileSource, PackageBlob, PackageError, download_checked, fetch_under, get,
+    keep_document, kept_document,
 };
 use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
 
@@ -83,15 +84,19 @@ impl Maven {
                 snapshot,
                 checksum: None,
                 signature: false,
-            } if !gav.is_snapshot() || snapshot.is_some() => {
-                self.artifact(path).map(Served::Artifact)
-            }
+            } if !gav.is_snapshot() || snapshot.is_some() => self
+                .artifact(path, FileSource::PeersThenUpstream)
+                .map(Served::Artifact),
             _ => self.document(path).map(Served::Document),
         }
     }
 
-    /// A release artifact: from the store, or downloaded, checked and stored.
-    fn artifact(&self, path: &str) -> Result<PackageBlob, PackageError> {
+    /// A release artifact at `path` (a pom, jar or any other immutable file): from the store,
+    /// or downloaded from `source`, checked and stored.
+    pub fn artifact(&self, path: &str, source: FileSource) -> Result<PackageBlob, PackageError> {
+        // Peers are asked only for what the log committed, which `Maven` does not look up
+        // yet: both sources are the upstream for now.
+        let _ = source;
         fetch_under(
             &self.mirror,
             &self.downloads,
@@ -185,6 +190,33 @@ impl Maven {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The checksum file of type `algorithm` for a stored artifact, made from its bytes (what a
+/// `--verified-only` node serves: the upstream's file was not part of what the log checked).
+/// Md5 is [`PackageError::NotFound`]: this node does not make one, and Maven then asks for
+/// the `.sha1`.
+pub fn checksum_of(file: &PackageBlob, algorithm: Checksum) -> Result<String, PackageError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut writer = ChecksumWriter::new(algorithm).ok_or_else(|| {
+        PackageError::NotFound(format!(
+            "{} checksum (not made by this node)",
+            algorithm.suffix()
+        ))
+    })?;
+    let mut handle = &file.blob.file;
+    let mut buffer = vec![0u8; 64 << 10];
+    let read_error =
+        |e: std::io::Error| PackageError::Store(format!("reading {}: {e}", file.digest));
+    handle.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    loop {
+        let n = handle.read(&mut buffer).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        writer.update(&buffer[..n]);
+    }
+    Ok(writer.finish().to_string())
 }
 
 /// Where the sha256 of the release artifact at `path` is recorded.

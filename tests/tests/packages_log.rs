@@ -234,7 +234,7 @@ fn a_sole_member_commits_pypi_releases_verifies_them_and_serves_only_them_when_v
     assert!(text(&out).contains("404"), "{}", text(&out));
     for query in [
         "ecosystem=pypi&name=Demo_Pkg&version=1.0",
-        "ecosystem=maven&name=g%3Aa&version=1",
+        "ecosystem=maven&name=g&version=1",
         "ecosystem=npm&name=x",
     ] {
         let url = format!("{}/pyrsia/packages/request?{query}", node.url());

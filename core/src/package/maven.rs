@@ -179,6 +179,51 @@ impl<'a> Gav<'a> {
         Ok(())
     }
 
+    /// The pom of the release the log names `name` (`groupId:artifactId`) at `version`:
+    /// what a Maven release's coordinates in the log must parse as. A snapshot version is
+    /// refused ([`MavenSegment::Version`]): it moves, so the log cannot commit it.
+    pub fn release(name: &'a str, version: &'a str) -> Result<Self, GavError> {
+        let (group, artifact) = name.split_once(':').ok_or(GavError::Parts)?;
+        let gav = Gav {
+            group: Group {
+                text: group,
+                separator: b'.',
+            },
+            artifact,
+            version,
+            classifier: None,
+            extension: "pom",
+        };
+        gav.check().map_err(GavError::Segment)?;
+        if gav.is_snapshot() {
+            return Err(GavError::Segment(MavenSegment::Version));
+        }
+        if gav.path_len() > MAVEN_PATH_LEN_MAX {
+            return Err(GavError::TooLong);
+        }
+        Ok(gav)
+    }
+
+    /// The same artifact and version with another classifier and extension (a release's
+    /// main artifact, from its pom).
+    pub fn with_file(&self, classifier: Option<&'a str>, extension: &'a str) -> Gav<'a> {
+        Gav {
+            classifier,
+            extension,
+            ..*self
+        }
+    }
+
+    /// This coordinate if its parts are valid and its path not too long (for one built from
+    /// parts rather than parsed).
+    pub(super) fn checked(self) -> Result<Self, GavError> {
+        self.check().map_err(GavError::Segment)?;
+        if self.path_len() > MAVEN_PATH_LEN_MAX {
+            return Err(GavError::TooLong);
+        }
+        Ok(self)
+    }
+
     /// Whether the version is a snapshot (mutable: resolved through metadata).
     pub fn is_snapshot(&self) -> bool {
         self.version.ends_with("-SNAPSHOT")

@@ -96,11 +96,8 @@ impl ExpectedChecksum {
 
     /// A checker to feed the artifact's bytes to.
     pub fn checker(&self) -> ChecksumChecker {
-        let hasher = match self.algorithm {
-            Checksum::Sha512 => Hasher::Sha512(Sha512::new()),
-            Checksum::Sha256 => Hasher::Sha256(Sha256::new()),
-            _ => Hasher::Sha1(Sha1::new()),
-        };
+        // `parse` refuses md5, the one algorithm without a hasher.
+        let hasher = Hasher::new(self.algorithm).unwrap_or(Hasher::Sha1(Sha1::new()));
         ChecksumChecker {
             hasher,
             expected: *self,
@@ -114,6 +111,71 @@ enum Hasher {
     Sha512(Sha512),
 }
 
+impl Hasher {
+    fn new(algorithm: Checksum) -> Option<Hasher> {
+        match algorithm {
+            Checksum::Sha512 => Some(Hasher::Sha512(Sha512::new())),
+            Checksum::Sha256 => Some(Hasher::Sha256(Sha256::new())),
+            Checksum::Sha1 => Some(Hasher::Sha1(Sha1::new())),
+            Checksum::Md5 => None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha1(h) => h.update(bytes),
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest, in the first bytes of the returned array; returns its length too.
+    fn finalize(self) -> ([u8; 64], usize) {
+        let mut out = [0u8; 64];
+        let len = match self {
+            Hasher::Sha1(h) => copy_into(&mut out, &h.finalize()),
+            Hasher::Sha256(h) => copy_into(&mut out, &h.finalize()),
+            Hasher::Sha512(h) => copy_into(&mut out, &h.finalize()),
+        };
+        (out, len)
+    }
+}
+
+fn copy_into(out: &mut [u8; 64], digest: &[u8]) -> usize {
+    out[..digest.len()].copy_from_slice(digest);
+    digest.len()
+}
+
+/// Makes the checksum file of bytes this node holds: what it serves as the `.sha1`, `.sha256`
+/// or `.sha512` of an artifact it verified, when the upstream's own file is not to be trusted
+/// or cannot be reached.
+pub struct ChecksumWriter {
+    hasher: Hasher,
+}
+
+impl ChecksumWriter {
+    /// A writer for `algorithm`; `None` for md5, which this node neither trusts nor makes.
+    pub fn new(algorithm: Checksum) -> Option<ChecksumWriter> {
+        Hasher::new(algorithm).map(|hasher| ChecksumWriter { hasher })
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+    }
+
+    /// The checksum file's content: the lower-case hex digest, as Maven writes it.
+    pub fn finish(self) -> heapless::String<128> {
+        let (digest, len) = self.hasher.finalize();
+        let mut hex = heapless::String::new();
+        for byte in &digest[..len] {
+            // 128 characters hold the longest digest, sha512's.
+            let _ = fmt::Write::write_fmt(&mut hex, format_args!("{byte:02x}"));
+        }
+        hex
+    }
+}
+
 /// Hashes an artifact's bytes as they stream and tells whether they match the checksum file.
 pub struct ChecksumChecker {
     hasher: Hasher,
@@ -123,22 +185,14 @@ pub struct ChecksumChecker {
 impl ChecksumChecker {
     /// Feeds the next bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        match &mut self.hasher {
-            Hasher::Sha1(h) => h.update(bytes),
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
-        }
+        self.hasher.update(bytes);
     }
 
     /// Whether the bytes fed match the expected digest.
     pub fn matches(self) -> bool {
         let len = self.expected.algorithm.digest_len();
-        let expected = &self.expected.digest[..len];
-        match self.hasher {
-            Hasher::Sha1(h) => h.finalize().as_slice() == expected,
-            Hasher::Sha256(h) => h.finalize().as_slice() == expected,
-            Hasher::Sha512(h) => h.finalize().as_slice() == expected,
-        }
+        let (digest, actual_len) = self.hasher.finalize();
+        actual_len == len && digest[..len] == self.expected.digest[..len]
     }
 }
 
@@ -171,6 +225,29 @@ mod tests {
                 assert!(!tampered.matches(), "{algorithm:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_written_checksum_file_checks_the_bytes_it_was_made_of() {
+        let data = b"a jar's bytes";
+        assert!(ChecksumWriter::new(Checksum::Md5).is_none());
+        for algorithm in [Checksum::Sha1, Checksum::Sha256, Checksum::Sha512] {
+            let mut writer = ChecksumWriter::new(algorithm).unwrap();
+            writer.update(data);
+            let text = writer.finish();
+            assert_eq!(text.len(), 2 * algorithm.digest_len());
+            let mut checker = ExpectedChecksum::parse(algorithm, text.as_bytes())
+                .unwrap()
+                .checker();
+            checker.update(data);
+            assert!(checker.matches(), "{algorithm:?}");
+        }
+        let mut sha1 = ChecksumWriter::new(Checksum::Sha1).unwrap();
+        sha1.update(b"abc");
+        assert_eq!(
+            sha1.finish().as_str(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod maven;
 pub mod maven_checksum;
+pub mod maven_pom;
 mod npm;
 #[cfg(feature = "alloc")]
 pub mod npm_registry;

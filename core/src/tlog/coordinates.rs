@@ -5,16 +5,16 @@
 //! packages by `{ecosystem}:{name}` (`pypi:requests`, `npm:@scope/pkg`) and images by their
 //! canonical name as before. The keys cannot collide because [`Coordinates::check`] holds for
 //! every entry the log accepts: an image name has a `/` and no `@`, while a package key has
-//! either no `/` (`npm:left-pad`, `pypi:requests`) or an `@` (`npm:@scope/pkg`), and neither
-//! package grammar allows a `:` in a name.
+//! either no `/` (`npm:left-pad`, `pypi:requests`, `maven:org.example:lib`) or an `@`
+//! (`npm:@scope/pkg`); no ecosystem name has a `:`, so the key's first `:` ends it.
 
 use core::fmt;
 
 use super::entry::{
-    Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_NPM, ECOSYSTEM_PYPI, NPM_FETCH_V1,
-    PYPI_FETCH_V1,
+    Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
+    MAVEN_FETCH_V1, NPM_FETCH_V1, PYPI_FETCH_V1,
 };
-use crate::package::{NpmName, NpmVersion, Pep440, ProjectName};
+use crate::package::{Gav, GavError, MavenSegment, NpmName, NpmVersion, Pep440, ProjectName};
 
 /// The longest name or version coordinates may carry, in bytes.
 pub const COORDINATE_LEN_MAX: usize = 512;
@@ -51,6 +51,7 @@ pub fn fetch_build_type(ecosystem: &str) -> Option<&'static str> {
         ECOSYSTEM_DOCKER => Some(DOCKER_FETCH_V1),
         ECOSYSTEM_NPM => Some(NPM_FETCH_V1),
         ECOSYSTEM_PYPI => Some(PYPI_FETCH_V1),
+        ECOSYSTEM_MAVEN => Some(MAVEN_FETCH_V1),
         _ => None,
     }
 }
@@ -59,7 +60,8 @@ impl Coordinates<'_> {
     /// Checks the coordinates against their ecosystem's grammar: an image name has a `/`
     /// and no `@` (its version is a digest or, in a tag observation, a tag); an npm name and
     /// semver version; a PyPI project name in normalised form and a PEP 440 version, in
-    /// lower case as file names spell it.
+    /// lower case as file names spell it; a Maven `groupId:artifactId` and a release version
+    /// (not a `-SNAPSHOT`).
     pub fn check(&self) -> Result<(), CoordinatesError> {
         if self.name.len() > COORDINATE_LEN_MAX || self.version.len() > COORDINATE_LEN_MAX {
             return Err(CoordinatesError::BadName);
@@ -85,6 +87,13 @@ impl Coordinates<'_> {
                     return Err(CoordinatesError::BadVersion);
                 }
             }
+            ECOSYSTEM_MAVEN => match Gav::release(self.name, self.version) {
+                Ok(_) => {}
+                Err(GavError::Segment(MavenSegment::Version)) => {
+                    return Err(CoordinatesError::BadVersion);
+                }
+                Err(_) => return Err(CoordinatesError::BadName),
+            },
             _ => return Err(CoordinatesError::UnknownEcosystem),
         }
         Ok(())
@@ -131,6 +140,8 @@ mod tests {
             of("npm", "@scope/pkg", "2.0.0-rc.1"),
             of("pypi", "requests", "2.31.0"),
             of("pypi", "zope-interface", "1!2.0rc1.post3"),
+            of("maven", "org.example:lib", "1.0"),
+            of("maven", "io.netty:netty-all", "4.1.100.Final"),
         ] {
             assert_eq!(c.check(), Ok(()), "{c:?}");
         }
@@ -139,7 +150,23 @@ mod tests {
     #[test]
     fn coordinates_outside_their_grammar_are_refused() {
         for (c, why) in [
-            (of("maven", "g:a", "1"), CoordinatesError::UnknownEcosystem),
+            (
+                of("cargo", "serde", "1.0.0"),
+                CoordinatesError::UnknownEcosystem,
+            ),
+            (of("maven", "org.example", "1.0"), CoordinatesError::BadName),
+            (
+                of("maven", "org.example:lib:jar", "1.0"),
+                CoordinatesError::BadName,
+            ),
+            (
+                of("maven", "org.example:lib", "1.0-SNAPSHOT"),
+                CoordinatesError::BadVersion,
+            ),
+            (
+                of("maven", "org.example:lib", "1/0"),
+                CoordinatesError::BadVersion,
+            ),
             (
                 of("docker", "npm:left-pad", "sha256:00"),
                 CoordinatesError::BadName,
@@ -177,7 +204,8 @@ mod tests {
         assert_eq!(subject("pypi", "requests"), "pypi:requests");
         assert_eq!(of("npm", "@s/p", "1.0.0").subject(), "npm:@s/p");
         // A valid image name has a '/' and no '@'; every package subject lacks one of them.
-        for s in ["npm:requests", "pypi:requests", "npm:@s/p"] {
+        assert_eq!(of("maven", "g:a", "1").subject(), "maven:g:a");
+        for s in ["npm:requests", "pypi:requests", "npm:@s/p", "maven:g:a"] {
             assert!(of("docker", s, "sha256:00").check().is_err());
         }
     }

@@ -32,6 +32,13 @@ pub const NPM_FETCH_V1: &str = "npm-fetch/v1";
 /// The build type of a PyPI release whose files were fetched from the upstream index and
 /// checked against the sha256 the project page gives; the outputs are those digests.
 pub const PYPI_FETCH_V1: &str = "pypi-fetch/v1";
+/// The ecosystem name of Maven releases: coordinates `maven`, `groupId:artifactId`, a release
+/// version (never a `-SNAPSHOT`: snapshots move).
+pub const ECOSYSTEM_MAVEN: &str = "maven";
+/// The build type of a Maven release whose pom and main artifact (the one the pom's packaging
+/// names) were fetched from the upstream repository and checked against its checksum files;
+/// the outputs are their sha256.
+pub const MAVEN_FETCH_V1: &str = "maven-fetch/v1";
 
 /// One record of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

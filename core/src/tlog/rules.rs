@@ -448,7 +448,13 @@ mod tests {
                 "sha256:aa",
                 CoordinatesError::BadName,
             ),
-            ("maven", "g:a", "1", CoordinatesError::UnknownEcosystem),
+            (
+                "cargo",
+                "serde",
+                "1.0.0",
+                CoordinatesError::UnknownEcosystem,
+            ),
+            ("maven", "g:a", "1-SNAPSHOT", CoordinatesError::BadVersion),
             ("npm", "left-pad", "latest", CoordinatesError::BadVersion),
             ("pypi", "Demo_Pkg", "1.0", CoordinatesError::BadName),
         ] {

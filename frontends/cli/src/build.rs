@@ -2,7 +2,7 @@
 //! until its log commits it, or the time runs out. The request is a manifest fetch through the
 //! node's mirror, which is how every image enters verification (a node serving
 //! `--verified-only` answers 404 and queues it all the same); then the command follows the
-//! node's queue and the log's lookup. A package version (`npm|pypi --package`) is requested
+//! node's queue and the log's lookup. A package version (`npm|pypi --package`, `maven --gav`) is requested
 //! with `POST /pyrsia/packages/request`, which works on a `--verified-only` node too.
 
 use std::process::ExitCode;
@@ -19,7 +19,7 @@ use crate::packages::PackageSpec;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "build")]
 pub(crate) struct BuildCmd {
-    /// the ecosystem: docker, npm or pypi
+    /// the ecosystem: docker, npm, pypi or maven
     #[argh(positional)]
     ecosystem: String,
     /// the image (docker): NAME:TAG or NAME@DIGEST
@@ -28,6 +28,9 @@ pub(crate) struct BuildCmd {
     /// the package version: NAME@VERSION (npm) or NAME==VERSION (pypi)
     #[argh(option)]
     package: Option<String>,
+    /// the Maven release (maven): GROUP:ARTIFACT:VERSION
+    #[argh(option)]
+    gav: Option<String>,
     /// the node's URL (default http://127.0.0.1:7888)
     #[argh(option, default = "String::from(DEFAULT_NODE)")]
     node: String,
@@ -44,9 +47,9 @@ const IDLE_POLLS: u32 = 4;
 
 pub(crate) fn run(cmd: &BuildCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
-        let spec = match &cmd.package {
+        let spec = match cmd.package.as_ref().or(cmd.gav.as_ref()) {
             Some(text) => PackageSpec::parse(&cmd.ecosystem, text, true),
-            None => Err(format!("name the package: {} --package …", cmd.ecosystem)),
+            None => Err(crate::packages::name_it(&cmd.ecosystem)),
         };
         return match spec {
             Ok(spec) => report(build_package(cmd, &spec)),

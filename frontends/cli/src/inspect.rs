@@ -1,4 +1,4 @@
-//! `pyrsia inspect-log docker --image NAME[:TAG|@DIGEST]` (or `npm|pypi --package NAME[…]`):
+//! `pyrsia inspect-log docker --image NAME[:TAG|@DIGEST]` (or `npm|pypi --package NAME[…]`, `maven --gav GROUP:ARTIFACT[:VERSION]`):
 //! the log's record of an image or package (tag observations, requests, commits) as JSON, CSV or a table. A listing, not a proof: run
 //! `pyrsia verify` to check signatures and inclusion.
 
@@ -17,7 +17,7 @@ use crate::packages::PackageSpec;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "inspect-log")]
 pub(crate) struct InspectCmd {
-    /// the ecosystem: docker, npm or pypi
+    /// the ecosystem: docker, npm, pypi or maven
     #[argh(positional)]
     ecosystem: String,
     /// the image (docker): NAME, NAME:TAG or NAME@DIGEST
@@ -26,6 +26,9 @@ pub(crate) struct InspectCmd {
     /// the package (npm, pypi): NAME or NAME@VERSION (npm), NAME or NAME==VERSION (pypi)
     #[argh(option)]
     package: Option<String>,
+    /// the Maven artifact (maven): GROUP:ARTIFACT or GROUP:ARTIFACT:VERSION
+    #[argh(option)]
+    gav: Option<String>,
     /// output format: table (default), json or csv
     #[argh(option, default = "String::from(\"table\")")]
     format: String,
@@ -61,12 +64,9 @@ pub(crate) fn run(cmd: &InspectCmd) -> ExitCode {
             }
         }
     } else {
-        let spec = match &cmd.package {
+        let spec = match cmd.package.as_ref().or(cmd.gav.as_ref()) {
             Some(text) => PackageSpec::parse(&cmd.ecosystem, text, false),
-            None => Err(format!(
-                "name the package: {} --package NAME",
-                cmd.ecosystem
-            )),
+            None => Err(crate::packages::name_it(&cmd.ecosystem)),
         };
         match spec {
             Ok(spec) => package_rows(&client, &spec),

@@ -1,23 +1,25 @@
-//! Packages on the command line (`pyrsia build|verify|inspect-log npm|pypi --package …`):
-//! reading `NAME@VERSION` (npm) and `NAME==VERSION` (PyPI) into log coordinates, and finding
-//! a version's files on a node (its project page or packument, through the node's own
-//! package API), for the commands to request, hash and check.
+//! Packages on the command line (`pyrsia build|verify|inspect-log npm|pypi --package …`,
+//! `maven --gav …`): reading `NAME@VERSION` (npm), `NAME==VERSION` (PyPI) and
+//! `GROUP:ARTIFACT:VERSION` (Maven) into log coordinates, and finding a version's files on a
+//! node (its project page, packument or pom, through the node's own package API), for the
+//! commands to request, hash and check.
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::package::maven_pom::{POM_LEN_MAX, release_files};
 use pyrsia_core::package::npm_registry::Packument;
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex, SIMPLE_JSON};
-use pyrsia_core::package::{NpmName, NpmVersion, Pep440, ProjectName};
+use pyrsia_core::package::{Gav, NpmName, NpmVersion, Pep440, ProjectName};
 use pyrsia_core::tlog::coordinates::subject;
-use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
+use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
 
 use crate::client::NodeClient;
 
 /// A package named on the command line, as the log's coordinates spell it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PackageSpec {
-    /// `npm` or `pypi`.
+    /// `npm`, `pypi` or `maven`.
     pub(crate) ecosystem: &'static str,
-    /// The npm name, or the normalised PyPI project name.
+    /// The npm name, the normalised PyPI project name, or the Maven `GROUP:ARTIFACT`.
     pub(crate) name: String,
     /// The version, when one was named.
     pub(crate) version: Option<String>,
@@ -34,7 +36,8 @@ pub(crate) struct NodeFile {
 impl PackageSpec {
     /// Reads `--package` of `ecosystem`: `NAME@VERSION` or `@scope/NAME@VERSION` for npm,
     /// `NAME==VERSION` for PyPI (the name is normalised, the version lower-cased as file
-    /// names spell it); the version may be left out where `versioned` is false.
+    /// names spell it), `--gav GROUP:ARTIFACT:VERSION` for Maven (a release version); the
+    /// version may be left out where `versioned` is false.
     pub(crate) fn parse(ecosystem: &str, text: &str, versioned: bool) -> Result<Self, String> {
         let (ecosystem, name, version) = match ecosystem {
             "npm" => {
@@ -64,15 +67,32 @@ impl PackageSpec {
                     version.map(str::to_ascii_lowercase),
                 )
             }
+            "maven" => {
+                let (name, version) = match text.split(':').count() {
+                    3 => text
+                        .rsplit_once(':')
+                        .map_or((text, None), |(n, v)| (n, Some(v))),
+                    _ => (text, None),
+                };
+                // A name alone is checked with a stand-in release version.
+                Gav::release(name, version.unwrap_or("1"))
+                    .map_err(|e| format!("{text:?}: {e} (GROUP:ARTIFACT:VERSION, a release)"))?;
+                (
+                    ECOSYSTEM_MAVEN,
+                    name.to_string(),
+                    version.map(str::to_string),
+                )
+            }
             other => {
                 return Err(format!(
-                    "unknown ecosystem {other:?} (supported: docker, npm, pypi)"
+                    "unknown ecosystem {other:?} (supported: docker, npm, pypi, maven)"
                 ));
             }
         };
         if versioned && version.is_none() {
             return Err(match ecosystem {
                 ECOSYSTEM_NPM => "name a version: --package NAME@VERSION".to_string(),
+                ECOSYSTEM_MAVEN => "name a version: --gav GROUP:ARTIFACT:VERSION".to_string(),
                 _ => "name a version: --package NAME==VERSION".to_string(),
             });
         }
@@ -97,12 +117,12 @@ impl PackageSpec {
         }
     }
 
-    /// `NAME@VERSION` or `NAME==VERSION`, as the user wrote it.
+    /// `NAME@VERSION`, `NAME==VERSION` or `GROUP:ARTIFACT:VERSION`, as the user wrote it.
     pub(crate) fn label(&self) -> String {
-        let separator = if self.ecosystem == ECOSYSTEM_NPM {
-            "@"
-        } else {
-            "=="
+        let separator = match self.ecosystem {
+            ECOSYSTEM_NPM => "@",
+            ECOSYSTEM_MAVEN => ":",
+            _ => "==",
         };
         match &self.version {
             Some(version) => format!("{}{separator}{version}", self.name),
@@ -130,13 +150,16 @@ impl PackageSpec {
     }
 
     /// The files of the named version as the node lists them: the release's files a project
-    /// page gives a sha256 for, or the version's tarball, with their expected digest when the
-    /// index gives a sha256.
+    /// page gives a sha256 for, the version's tarball, or a Maven release's pom and main
+    /// artifact, with their expected digest when the index gives a sha256.
     pub(crate) fn files_on_node(
         &self,
         client: &NodeClient,
     ) -> Result<Vec<(NodeFile, Option<Digest>)>, String> {
         let version = self.version.as_deref().unwrap_or("");
+        if self.ecosystem == ECOSYSTEM_MAVEN {
+            return self.maven_files_on_node(client, version);
+        }
         if self.ecosystem == ECOSYSTEM_PYPI {
             let path = format!("/pypi/simple/{}/", self.name);
             let mut response = client.open(&path, &[("Accept", SIMPLE_JSON)])?;
@@ -176,6 +199,48 @@ impl PackageSpec {
             },
             None,
         )])
+    }
+}
+
+impl PackageSpec {
+    /// A Maven release's files on the node: its pom, read for the packaging that names the
+    /// main artifact (core's [`release_files`]), and that artifact.
+    fn maven_files_on_node(
+        &self,
+        client: &NodeClient,
+        version: &str,
+    ) -> Result<Vec<(NodeFile, Option<Digest>)>, String> {
+        let release = Gav::release(&self.name, version).map_err(|e| e.to_string())?;
+        let pom_path = format!("/maven2/{}", release.path());
+        let mut response = client.open(&pom_path, &[])?;
+        let pom = response
+            .body_mut()
+            .with_config()
+            .limit(POM_LEN_MAX as u64)
+            .read_to_vec()
+            .map_err(|e| format!("{pom_path}: {e}"))?;
+        let files = release_files(&release, &pom).map_err(|e| format!("{pom_path}: {e}"))?;
+        Ok([Some(files.pom), files.main]
+            .into_iter()
+            .flatten()
+            .map(|gav| {
+                let path = gav.path().to_string();
+                let name = path.rsplit('/').next().unwrap_or_default().to_string();
+                let file = NodeFile {
+                    name,
+                    path: format!("/maven2/{path}"),
+                };
+                (file, None)
+            })
+            .collect())
+    }
+}
+
+/// What to say when a package command names no package: the option `ecosystem` takes.
+pub(crate) fn name_it(ecosystem: &str) -> String {
+    match ecosystem {
+        "maven" => "name the release: maven --gav GROUP:ARTIFACT:VERSION".to_string(),
+        other => format!("name the package: {other} --package …"),
     }
 }
 
@@ -239,11 +304,29 @@ mod tests {
             ("zope-interface", Some("1.0rc1"))
         );
         assert_eq!(p.coordinates().check(), Ok(()));
+        let p = PackageSpec::parse("maven", "org.example:lib:1.0", true).unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.version.as_deref()),
+            ("org.example:lib", Some("1.0"))
+        );
+        assert_eq!(
+            (p.subject(), p.label()),
+            (
+                "maven:org.example:lib".to_string(),
+                "org.example:lib:1.0".to_string()
+            )
+        );
+        assert_eq!(p.coordinates().check(), Ok(()));
+        let p = PackageSpec::parse("maven", "org.example:lib", false).unwrap();
+        assert_eq!(p.version, None);
         for (ecosystem, text) in [
             ("npm", "left-pad"),
             ("npm", "left-pad@v1"),
             ("pypi", "demo==not a version"),
-            ("maven", "g:a:1"),
+            ("maven", "g:a"),
+            ("maven", "g:a:1-SNAPSHOT"),
+            ("maven", "g:a:jar:1"),
+            ("cargo", "serde@1.0.0"),
         ] {
             assert!(PackageSpec::parse(ecosystem, text, true).is_err(), "{text}");
         }

@@ -1,5 +1,5 @@
 //! `pyrsia verify docker --image NAME:TAG` (or `npm --package NAME@VERSION`, `pypi --package
-//! NAME==VERSION`): the light-client check (PROTOCOL.md §4) against a
+//! NAME==VERSION`, `maven --gav GROUP:ARTIFACT:VERSION`): the light-client check (PROTOCOL.md §4) against a
 //! node that is not trusted: genesis → checkpoint quorum, genesis inclusion and freshness →
 //! the tag's observation and the image's commit, each by inclusion proof → every manifest and
 //! blob hashed while streaming and found among the committed outputs. It prints each step and
@@ -26,7 +26,7 @@ use crate::packages::PackageSpec;
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "verify")]
 pub(crate) struct VerifyCmd {
-    /// the ecosystem: docker, npm or pypi
+    /// the ecosystem: docker, npm, pypi or maven
     #[argh(positional)]
     ecosystem: String,
     /// the image (docker): NAME:TAG or NAME@DIGEST
@@ -35,6 +35,9 @@ pub(crate) struct VerifyCmd {
     /// the package version: NAME@VERSION (npm) or NAME==VERSION (pypi)
     #[argh(option)]
     package: Option<String>,
+    /// the Maven release (maven): GROUP:ARTIFACT:VERSION
+    #[argh(option)]
+    gav: Option<String>,
     /// the network's genesis file to trust; without it the node's own genesis is used (trust
     /// on first use, said in the output)
     #[argh(option)]
@@ -51,9 +54,9 @@ const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 pub(crate) fn run(cmd: &VerifyCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
-        let spec = match &cmd.package {
+        let spec = match cmd.package.as_ref().or(cmd.gav.as_ref()) {
             Some(text) => PackageSpec::parse(&cmd.ecosystem, text, true),
-            None => Err(format!("name the package: {} --package …", cmd.ecosystem)),
+            None => Err(crate::packages::name_it(&cmd.ecosystem)),
         };
         return match spec {
             Ok(spec) => report(verify_package(cmd, &spec)),

@@ -7,11 +7,19 @@
 //! - checksum files, `.asc` signatures, `maven-metadata.xml` and snapshot files: as the
 //!   upstream serves them, the last one seen when it is down (`Warning: 110`).
 //!
+//! Serving a release's file asks for the release to be verified and committed to the log
+//! (`maven-fetch/v1`: its pom and main artifact). With `--verified-only` the node serves a
+//! release file only when the release's commit lists its sha256, and the checksum files of
+//! such a file are computed from the stored bytes; metadata, signatures, snapshots and files
+//! no commit covers (classifiers) are refused.
+//!
 //! The layout is read by `pyrsia_core::package::MavenPath`: anything else is refused before the
 //! upstream is asked. Errors are plain text, as repository managers answer.
 
 use pyrsia_core::package::MavenPath;
+use pyrsia_std::log::PackageJob;
 use pyrsia_std::maven::Served;
+use pyrsia_std::packages::FileSource;
 use tiny_http::Request;
 
 use crate::handler::Reply;
@@ -33,13 +41,17 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
         Err(e) => return text(404, &format!("{rest:?}: {e}")),
     };
     if node.verified_only {
-        return text(
-            404,
-            "not committed to the transparency log (node serves verified content only; Maven artifacts are not in the log yet)",
-        );
+        return verified_only(node, rest, &parsed);
     }
     match node.maven.get(rest, &parsed) {
-        Ok(Served::Artifact(file)) => Reply::immutable_file(content_type(rest), file.blob),
+        Ok(Served::Artifact(file)) => {
+            if let MavenPath::Artifact { gav, .. } = &parsed
+                && let Some(release) = PackageJob::maven(gav)
+            {
+                node.request_package_verification(release);
+            }
+            Reply::immutable_file(content_type(rest), file.blob)
+        }
         Ok(Served::Document(document)) => {
             let mut reply = Reply::bytes(200, content_type(rest), document.bytes);
             if document.stale {
@@ -52,6 +64,54 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
             reply
         }
         Err(e) => text(e.status(), &e.to_string()),
+    }
+}
+
+/// A `--verified-only` answer: a release file whose sha256 the release's commit lists, or a
+/// checksum of one computed from its stored bytes; nothing else.
+fn verified_only(node: &Node, path: &str, parsed: &MavenPath<'_>) -> Reply {
+    const REFUSED: &str =
+        "not committed to the transparency log (node serves verified content only)";
+    let MavenPath::Artifact {
+        gav,
+        snapshot: None,
+        checksum,
+        signature: false,
+    } = parsed
+    else {
+        return text(
+            404,
+            &format!("{REFUSED}: metadata, signatures and snapshots are not committed"),
+        );
+    };
+    let Some(release) = PackageJob::maven(gav) else {
+        return text(404, &format!("{REFUSED}: a snapshot is never committed"));
+    };
+    let artifact_path = match checksum {
+        Some(algorithm) => &path[..path.len() - algorithm.suffix().len()],
+        None => path,
+    };
+    let file = match node
+        .maven
+        .artifact(artifact_path, FileSource::PeersThenUpstream)
+    {
+        Ok(file) => file,
+        Err(e) => return text(e.status(), &e.to_string()),
+    };
+    let verified = node.may_serve_package(&release, &file.digest);
+    node.request_package_verification(release);
+    if !verified {
+        return text(
+            404,
+            &format!("{REFUSED}; verification of the release was requested"),
+        );
+    }
+    match checksum {
+        None => Reply::immutable_file(content_type(path), file.blob),
+        Some(algorithm) => match pyrsia_std::maven::checksum_of(&file, *algorithm) {
+            Ok(hex) => Reply::bytes(200, "text/plain", hex.into_bytes()),
+            Err(e) => text(e.status(), &e.to_string()),
+        },
     }
 }
 

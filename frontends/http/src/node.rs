@@ -31,8 +31,8 @@ pub struct Node {
     /// The npm mirror (`/npm/`), sharing the mirror's store.
     pub npm: Arc<Npm>,
     /// The Maven mirror (`/maven2/`), sharing the mirror's store.
-    pub maven: Maven,
-    /// Both package mirrors, as the package builders use them.
+    pub maven: Arc<Maven>,
+    /// The package mirrors, as the package builders use them.
     pub packages: Arc<PackageSources>,
     /// The transparency log.
     pub log: Arc<Log>,
@@ -149,6 +149,7 @@ impl Node {
         let packages = Arc::new(PackageSources {
             pypi: Arc::new(Pypi::new(mirror.clone(), &options.pypi_upstream, ttl)),
             npm: Arc::new(Npm::new(mirror.clone(), &options.npm_upstream, ttl)),
+            maven: Arc::new(Maven::new(mirror.clone(), &options.maven_upstream, ttl)),
         });
         let committed = log.clone();
         packages
@@ -182,7 +183,7 @@ impl Node {
         Ok(Node {
             pypi: packages.pypi.clone(),
             npm: packages.npm.clone(),
-            maven: Maven::new(mirror.clone(), &options.maven_upstream, ttl),
+            maven: packages.maven.clone(),
             packages,
             mirror,
             log,

@@ -1,5 +1,6 @@
-//! `POST /pyrsia/packages/request?ecosystem=pypi&name=N&version=V` (or `npm`): asks the node
-//! to verify a package version nobody downloaded yet, as `pyrsia build npm|pypi` does. It is
+//! `POST /pyrsia/packages/request?ecosystem=pypi&name=N&version=V` (or `npm`, or `maven` with
+//! `name=GROUP:ARTIFACT`): asks the node to verify a package version nobody downloaded yet, as
+//! `pyrsia build npm|pypi|maven` does. It is
 //! the request a download makes, without the download: a node serving `--verified-only` lists
 //! only committed versions, so a client cannot name the files of a new one. The version must
 //! exist upstream with at least one file the node can check, so that nobody fills the log
@@ -19,7 +20,7 @@ const POST_ONLY: OciError =
     OciError::new(Code::Unsupported, "request a verification with POST").with_status(405);
 const BAD_COORDINATES: OciError = OciError::new(
     Code::NameInvalid,
-    "ecosystem must be npm or pypi, with a name and a version valid in it (PyPI: normalised name, lower-case version)",
+    "ecosystem must be npm, pypi or maven, with a name and a version valid in it (PyPI: normalised name, lower-case version; Maven: GROUP:ARTIFACT and a release version)",
 )
 .with_status(400);
 

@@ -41,7 +41,8 @@ use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_core::tlog::entry::{
-    Coordinates, Dispute, ECOSYSTEM_DOCKER, ECOSYSTEM_PYPI, Entry, Genesis, KeyList,
+    Coordinates, Dispute, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_PYPI, Entry, Genesis,
+    KeyList,
 };
 use pyrsia_core::tlog::state::{LogState, Offer};
 
@@ -191,9 +192,14 @@ impl Member {
 /// The images the upstream has (anything else is not found).
 const UPSTREAM_IMAGES: &str = "docker.io/sim/";
 
-/// The PyPI projects the upstream has, requested as packages (every third new artifact):
-/// requested by `pypi:{name}` subject, at version [`PACKAGE_VERSION`].
-const UPSTREAM_PACKAGES: &str = "pypi:sim-pkg";
+/// The packages the upstream has, by the start of their subject, requested as packages (every
+/// third new artifact, PyPI projects and Maven releases in turn) at [`PACKAGE_VERSION`].
+const UPSTREAM_PACKAGES: [&str; 2] = ["pypi:sim-pkg", "maven:sim.group:pkg"];
+
+/// Whether the upstream has the package `subject` names.
+fn is_upstream_package(subject: &str) -> bool {
+    UPSTREAM_PACKAGES.iter().any(|p| subject.starts_with(p))
+}
 /// The one version of each upstream package.
 const PACKAGE_VERSION: &str = "1.0";
 
@@ -205,7 +211,7 @@ fn upstream_digest(name: &str) -> Digest {
 
 /// The version an artifact is committed at: a package's version, an image's manifest digest.
 fn committed_version(name: &str) -> String {
-    if name.starts_with(UPSTREAM_PACKAGES) {
+    if is_upstream_package(name) {
         PACKAGE_VERSION.to_string()
     } else {
         upstream_digest(name).to_string()
@@ -555,7 +561,7 @@ impl Sim {
             None => {
                 let n = self.requested.len();
                 let name = if n % 3 == 2 {
-                    format!("{UPSTREAM_PACKAGES}{n}")
+                    format!("{}{n}", UPSTREAM_PACKAGES[(n / 3) % 2])
                 } else {
                     format!("{UPSTREAM_IMAGES}image{n}")
                 };
@@ -567,15 +573,20 @@ impl Sim {
             self.requested_at.push(now);
             self.committed_at.push(None);
         }
-        if let Some(project) = name.strip_prefix("pypi:") {
+        let package = match name.split_once(':') {
+            Some(("pypi", project)) => Some((ECOSYSTEM_PYPI, project, "https://pypi.sim/simple/")),
+            Some(("maven", artifact)) => Some((ECOSYSTEM_MAVEN, artifact, "https://maven.sim/")),
+            _ => None,
+        };
+        if let Some((ecosystem, package_name, source)) = package {
             self.with_node(who, now, |node, log, at| {
                 let package = PackageRequest {
                     coordinates: Coordinates {
-                        ecosystem: ECOSYSTEM_PYPI,
-                        name: project,
+                        ecosystem,
+                        name: package_name,
                         version: PACKAGE_VERSION,
                     },
-                    source: "https://pypi.sim/simple/",
+                    source,
                 };
                 node.request_package(log, at, &package);
             });
@@ -644,7 +655,7 @@ impl Sim {
                             })
                         }
                         Ok(Entry::BuildRequest(r))
-                            if r.coordinates.subject().starts_with(UPSTREAM_PACKAGES)
+                            if is_upstream_package(&r.coordinates.subject())
                                 && r.coordinates.version == PACKAGE_VERSION =>
                         {
                             Ok(BuildResult {
@@ -1004,7 +1015,7 @@ impl Sim {
                 let committed = log.index().commit(name, &committed_version(name)).is_some();
                 // Packages are requested without a tag.
                 committed
-                    && (name.starts_with(UPSTREAM_PACKAGES)
+                    && (is_upstream_package(name)
                         || log.index().tag(name, "latest").map(|(_, d)| d) == Some(digest))
             })
         })
@@ -1034,7 +1045,7 @@ impl Sim {
                     }
                     Ok(Entry::Unverifiable(d)) | Ok(Entry::Dispute(d))
                         if d.coordinates.name.starts_with(UPSTREAM_IMAGES)
-                            || d.coordinates.subject().starts_with(UPSTREAM_PACKAGES) =>
+                            || is_upstream_package(&d.coordinates.subject()) =>
                     {
                         self.violations.push(format!(
                             "member {i}'s log holds a verdict against {}, which honest builders agree on",

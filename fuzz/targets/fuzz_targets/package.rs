@@ -4,12 +4,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrsia_core::package::maven_checksum::ExpectedChecksum;
+use pyrsia_core::package::maven_pom::release_files;
 use pyrsia_core::package::npm_registry::{Integrity, Packument};
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
 use pyrsia_core::package::{
     Checksum, DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName,
 };
-use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_DOCKER, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
+use pyrsia_core::tlog::entry::{
+    Coordinates, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
+};
 
 fuzz_target!(|data: &[u8]| {
     // Upstream project pages in either format: an error or a page, never a panic; what
@@ -30,6 +33,25 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(moved_tarballs.len(), tarballs.len());
         for (before, after) in tarballs.iter().zip(&moved_tarballs) {
             assert_eq!(before.integrity, after.integrity);
+        }
+    }
+    // Poms: the release's files are valid repository paths of its own directory.
+    let release = Gav::release("org.example:lib", "1.0").expect("a release");
+    if let Ok(files) = release_files(&release, data) {
+        for gav in [Some(files.pom), files.main].into_iter().flatten() {
+            let path = gav.path().to_string();
+            assert!(path.starts_with("org/example/lib/1.0/lib-1.0."), "{path}");
+            assert!(
+                matches!(
+                    MavenPath::parse(&path),
+                    Ok(MavenPath::Artifact {
+                        checksum: None,
+                        signature: false,
+                        ..
+                    })
+                ),
+                "{path}"
+            );
         }
     }
     // Checksum files: a digest of the algorithm's length, or an error, never a panic.
@@ -55,14 +77,18 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(integrity) = Integrity::parse(text) {
         assert_eq!(Integrity::parse(&integrity.to_string()), Ok(integrity));
     }
-    // A valid image name is never a package's index key (`npm:…`, `pypi:…`).
+    // A valid image name is never a package's index key (`npm:…`, `pypi:…`, `maven:…`).
     let image = Coordinates {
         ecosystem: ECOSYSTEM_DOCKER,
         name: text,
         version: "sha256:00",
     };
     if image.check().is_ok() {
-        for (ecosystem, prefix) in [(ECOSYSTEM_NPM, "npm:"), (ECOSYSTEM_PYPI, "pypi:")] {
+        for (ecosystem, prefix) in [
+            (ECOSYSTEM_NPM, "npm:"),
+            (ECOSYSTEM_PYPI, "pypi:"),
+            (ECOSYSTEM_MAVEN, "maven:"),
+        ] {
             let as_package = text.strip_prefix(prefix).map(|name| Coordinates {
                 ecosystem,
                 name,
@@ -90,6 +116,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(version) = NpmVersion::parse(text) {
         assert_eq!(version.as_str(), text);
+    }
+    if let Some((name, version)) = text.rsplit_once(' ')
+        && let Ok(gav) = Gav::release(name, version)
+    {
+        assert!(!gav.is_snapshot() && MavenPath::parse(&gav.path().to_string()).is_ok());
     }
     if let Ok(gav) = Gav::parse(text) {
         let path = gav.path().to_string();

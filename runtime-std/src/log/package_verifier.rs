@@ -1,25 +1,30 @@
-//! The package builders, `npm-fetch/v1` and `pypi-fetch/v1`: for a package version, read
-//! the index document from this node's own upstream (a fresh one: a page kept from before is
-//! not what the upstream serves now), fetch every file of the version the document gives a
-//! checkable digest for (the tarball and its `dist.integrity`; the release's files and their
-//! sha256), check each against it through the package mirror, and attest the files' sha256.
+//! The package builders, `npm-fetch/v1`, `pypi-fetch/v1` and `maven-fetch/v1`: for a package
+//! version, read the index document from this node's own upstream (a fresh one: a page kept
+//! from before is not what the upstream serves now), fetch every file of the version the
+//! document gives a checkable digest for (the tarball and its `dist.integrity`; the release's
+//! files and their sha256), check each against it through the package mirror, and attest the
+//! files' sha256. A Maven release has no index document: its files are its pom and the main
+//! artifact the pom's packaging names, each checked against the repository's checksum file.
 //! Which files make a version is core's rule ([`ProjectIndex::release`],
-//! [`Packument::version_tarball`]); this module does the IO.
+//! [`Packument::version_tarball`], [`release_files`]); this module does the IO.
 //!
 //! [`ProjectIndex::release`]: pyrsia_core::package::simple::ProjectIndex::release
 //! [`Packument::version_tarball`]: pyrsia_core::package::npm_registry::Packument::version_tarball
+//! [`release_files`]: pyrsia_core::package::maven_pom::release_files
 
 use std::sync::Arc;
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::package::maven_pom::{POM_LEN_MAX, release_files};
 use pyrsia_core::package::npm_registry::PackumentFormat;
 use pyrsia_core::package::simple::release_version;
-use pyrsia_core::package::{DistFile, NpmName, ProjectName};
+use pyrsia_core::package::{DistFile, Gav, NpmName, ProjectName};
 use pyrsia_core::tlog::Hash;
-use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
+use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
 
 use super::verifier::hash_with_pieces;
 use super::{BuildSource, Verified};
+use crate::maven::Maven;
 use crate::npm::Npm;
 use crate::packages::{FileSource, PackageBlob};
 use crate::pypi::{Pypi, Resource};
@@ -30,14 +35,16 @@ pub struct PackageSources {
     pub pypi: Arc<Pypi>,
     /// The npm mirror (`--npm-upstream`).
     pub npm: Arc<Npm>,
+    /// The Maven mirror (`--maven-upstream`).
+    pub maven: Arc<Maven>,
 }
 
 /// A package version to verify and commit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PackageJob {
-    /// [`ECOSYSTEM_NPM`] or [`ECOSYSTEM_PYPI`].
+    /// [`ECOSYSTEM_NPM`], [`ECOSYSTEM_PYPI`] or [`ECOSYSTEM_MAVEN`].
     pub ecosystem: &'static str,
-    /// The npm name, or the normalised PyPI project name.
+    /// The npm name, the normalised PyPI project name, or the Maven `groupId:artifactId`.
     pub name: String,
     /// The version as the log's coordinates spell it.
     pub version: String,
@@ -53,12 +60,13 @@ impl PackageJob {
         }
     }
 
-    /// The version `coordinates` name, if they are valid npm or PyPI coordinates.
+    /// The version `coordinates` name, if they are valid npm, PyPI or Maven coordinates.
     pub fn from_coordinates(coordinates: &Coordinates<'_>) -> Option<PackageJob> {
         coordinates.check().ok()?;
         let ecosystem = match coordinates.ecosystem {
             ECOSYSTEM_NPM => ECOSYSTEM_NPM,
             ECOSYSTEM_PYPI => ECOSYSTEM_PYPI,
+            ECOSYSTEM_MAVEN => ECOSYSTEM_MAVEN,
             _ => return None,
         };
         Some(PackageJob {
@@ -77,6 +85,18 @@ impl PackageJob {
         }
     }
 
+    /// The Maven release `gav` belongs to (`None` for a snapshot, which the log never
+    /// commits).
+    pub fn maven(gav: &Gav<'_>) -> Option<PackageJob> {
+        let name = format!("{}:{}", gav.group, gav.artifact);
+        Gav::release(&name, gav.version).ok()?;
+        Some(PackageJob {
+            ecosystem: ECOSYSTEM_MAVEN,
+            name,
+            version: gav.version.to_string(),
+        })
+    }
+
     /// Its coordinates in the log.
     pub fn coordinates(&self) -> Coordinates<'_> {
         Coordinates {
@@ -93,6 +113,7 @@ impl PackageSources {
         match ecosystem {
             ECOSYSTEM_NPM => Some(self.npm.upstream()),
             ECOSYSTEM_PYPI => Some(self.pypi.upstream()),
+            ECOSYSTEM_MAVEN => Some(self.maven.upstream()),
             _ => None,
         }
     }
@@ -119,6 +140,15 @@ impl PackageSources {
                     .is_some_and(|t| t.integrity.is_some())
                     .into())
             }
+            // The repository lists no files: the pom is what proves the release exists.
+            ECOSYSTEM_MAVEN => {
+                let release = Gav::release(&job.name, &job.version).map_err(|e| e.to_string())?;
+                let pom = release.path().to_string();
+                self.maven
+                    .artifact(&pom, FileSource::PeersThenUpstream)
+                    .map(|_| 1)
+                    .map_err(|e| format!("{pom}: {e}"))
+            }
             other => Err(format!("no builder for ecosystem {other:?}")),
         }
     }
@@ -134,6 +164,7 @@ impl PackageSources {
         let files = match job.ecosystem {
             ECOSYSTEM_PYPI => self.pypi_release(job, source)?,
             ECOSYSTEM_NPM => vec![self.npm_tarball(job, source)?],
+            ECOSYSTEM_MAVEN => self.maven_release(job, source)?,
             other => return Err(format!("no builder for ecosystem {other:?}")),
         };
         let mut outputs = Vec::new();
@@ -206,6 +237,51 @@ impl PackageSources {
             .tarball_via(&name, file, source)
             .map_err(|e| e.to_string())
     }
+}
+
+impl PackageSources {
+    /// The pom of the release and the main artifact its packaging names, each checked
+    /// against the repository's checksum file.
+    fn maven_release(
+        &self,
+        job: &PackageJob,
+        source: FileSource,
+    ) -> Result<Vec<PackageBlob>, String> {
+        let release = Gav::release(&job.name, &job.version).map_err(|e| e.to_string())?;
+        let pom_path = release.path().to_string();
+        let pom = self
+            .maven
+            .artifact(&pom_path, source)
+            .map_err(|e| format!("{pom_path}: {e}"))?;
+        let pom_bytes = read_small(&pom, POM_LEN_MAX).map_err(|e| format!("{pom_path}: {e}"))?;
+        let files = release_files(&release, &pom_bytes).map_err(|e| format!("{pom_path}: {e}"))?;
+        let mut blobs = vec![pom];
+        if let Some(main) = files.main {
+            let path = main.path().to_string();
+            blobs.push(
+                self.maven
+                    .artifact(&path, source)
+                    .map_err(|e| format!("{path}: {e}"))?,
+            );
+        }
+        Ok(blobs)
+    }
+}
+
+/// A stored file's bytes, when it is at most `limit` long; the file is left at its start.
+fn read_small(file: &PackageBlob, limit: usize) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut bytes = Vec::new();
+    let mut handle = &file.blob.file;
+    handle
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .and_then(|_| handle.seek(SeekFrom::Start(0)))
+        .map_err(|e| format!("reading {}: {e}", file.digest))?;
+    if bytes.len() > limit {
+        return Err(format!("longer than {limit} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// Reads a stored file once: its sha256 (which must be the one it is stored under) and its
