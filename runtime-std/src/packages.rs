@@ -220,6 +220,54 @@ pub(crate) fn from_peers<W: Write>(
     }
 }
 
+/// Whether the peers delivered the file `digest` (a `what`, for the log) and it is stored,
+/// checked against that digest; a peer whose bytes fail it is struck.
+pub(crate) fn stored_from_peers(
+    mirror: &Mirror,
+    digest: Digest,
+    what: &str,
+) -> Result<bool, PackageError> {
+    let writer = mirror
+        .store()
+        .writer(digest, BlobKind::Blob)
+        .map_err(|e| PackageError::Store(e.to_string()))?;
+    let Some((writer, contributors, network)) = from_peers(mirror, &digest, writer) else {
+        return Ok(false);
+    };
+    match writer.commit() {
+        Ok(()) => {
+            tracing::info!(%digest, "{what} fetched from peers and verified");
+            Ok(true)
+        }
+        Err(StoreError::Mismatch { .. }) => {
+            mirror.metrics().verification_failures.inc();
+            crate::peers::blame_bad_bytes(&*network, &contributors, &digest);
+            Ok(false)
+        }
+        Err(e) => Err(PackageError::Store(e.to_string())),
+    }
+}
+
+/// A stored file's bytes, or `None` when it is longer than `limit`; the file is left at its
+/// start.
+pub(crate) fn read_small(
+    file: &PackageBlob,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, PackageError> {
+    use std::io::{Seek, SeekFrom};
+    if file.blob.record.size > limit as u64 {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    let mut handle = &file.blob.file;
+    handle
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .and_then(|_| handle.seek(SeekFrom::Start(0)))
+        .map_err(|e| PackageError::Store(format!("reading {}: {e}", file.digest)))?;
+    Ok((bytes.len() <= limit).then_some(bytes))
+}
+
 /// A check of a file's bytes against what its registry publishes for it (an npm integrity, a
 /// Maven checksum file), fed as they stream.
 pub(crate) trait StreamCheck {

@@ -3,11 +3,14 @@
 //! committed, and checked against the packument's integrity as well) come from the peers that
 //! hold them before the upstream is asked, so each crosses the upstream link once per
 //! network, and a node whose upstream is down still installs what its peers hold. A peer
-//! that serves junk for a file is struck and the file comes from the upstream.
+//! that serves junk for a file is struck and the file comes from the upstream. A Maven
+//! release's pom and jar come from peers by the sha256 the log committed for the release.
 
 use std::time::Duration;
 
 use pyrsia_core::digest::Digest;
+use pyrsia_tests::http::get;
+use pyrsia_tests::maven::{StaticRepo, deploy, mvn_get};
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
 use pyrsia_tests::process::wait_until;
@@ -177,6 +180,86 @@ fn npm_tarballs_of_committed_versions_come_from_peers() {
         "{}",
         logs(&[&a, &b])
     );
+}
+
+#[test]
+fn maven_files_of_committed_releases_come_from_peers_when_the_upstream_is_down() {
+    const LIB_JAR: &[u8] = b"PK\x03\x04 demo-lib's classes";
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("upstream");
+    deploy(&root, "com.example", "demo-lib", "1.0", &[], LIB_JAR);
+    deploy(
+        &root,
+        "com.example",
+        "demo-app",
+        "1.0",
+        &["com.example:demo-lib:1.0"],
+        b"PK\x03\x04 demo-app's classes",
+    );
+    let mut upstream = StaticRepo::start(&root, work.path());
+    let url = upstream.url();
+    let a = Node::start(&work.path().join("a"), &["--maven-upstream", &url]);
+    let (out, _) = mvn_get(
+        &format!("{}/maven2/", a.url()),
+        &work.path().join("m1"),
+        "com.example:demo-app:1.0",
+    );
+    assert_ok(&out, "mvn through A", &|| a.log());
+    for artifact in ["com.example:demo-app", "com.example:demo-lib"] {
+        a.wait_package_committed("maven", artifact, "1.0", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{artifact} not committed\n{}", a.log()));
+    }
+
+    // The upstream goes down. B never saw the repository; it replicates A's log, so it knows
+    // the committed pom and jar of each release and asks the peers for them.
+    upstream.stop();
+    let b = Node::start_follower(&work.path().join("b"), &a, &["--maven-upstream", &url]);
+    wait_mesh(&[&a, &b]);
+    let logs = || format!("===== a\n{}\n===== b\n{}", a.log(), b.log());
+    for artifact in ["com.example:demo-app", "com.example:demo-lib"] {
+        b.wait_package_committed("maven", artifact, "1.0", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("B did not replicate {artifact}\n{}", logs()));
+    }
+    let (out, local) = mvn_get(
+        &format!("{}/maven2/", b.url()),
+        &work.path().join("m2"),
+        "com.example:demo-app:1.0",
+    );
+    assert_ok(&out, "mvn through B, upstream down", &logs);
+    assert_eq!(
+        std::fs::read(local.join("com/example/demo-lib/1.0/demo-lib-1.0.jar")).unwrap(),
+        LIB_JAR
+    );
+    let b_log = b.log();
+    assert!(
+        b_log.contains("Maven artifact fetched from peers and verified against the log's commit"),
+        "{}",
+        logs()
+    );
+    assert!(!b_log.contains("fetched from upstream"), "{}", logs());
+    // Its checksum files are made from the bytes the commit covers (the upstream's are out
+    // of reach) and agree with the upstream's.
+    let sha1 = get(&format!(
+        "{}/maven2/com/example/demo-lib/1.0/demo-lib-1.0.jar.sha1",
+        b.url()
+    ))
+    .unwrap();
+    assert_eq!(
+        (sha1.status, sha1.small_body.as_str()),
+        (
+            200,
+            std::fs::read_to_string(root.join("com/example/demo-lib/1.0/demo-lib-1.0.jar.sha1"))
+                .unwrap()
+                .as_str()
+        )
+    );
+    // A classifier no commit covers is not asked of the peers.
+    let sources = get(&format!(
+        "{}/maven2/com/example/demo-lib/1.0/demo-lib-1.0-sources.jar",
+        b.url()
+    ))
+    .unwrap();
+    assert_eq!(sources.status, 503, "{sources:?}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::reference::Host;
 use pyrsia_core::tlog::coordinates::subject;
-use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
+use pyrsia_core::tlog::entry::{ECOSYSTEM_MAVEN, ECOSYSTEM_NPM};
 use pyrsia_std::clock::unix_seconds;
 use pyrsia_std::consensus::{BuildSources, Member};
 use pyrsia_std::log::{Log, PackageJob, PackageSources, VerificationQueue, VerifyJob, follow, key};
@@ -160,6 +160,12 @@ impl Node {
                     [tarball] => Some(*tarball),
                     _ => None,
                 }
+            }));
+        let committed = log.clone();
+        packages
+            .maven
+            .set_committed_releases(Arc::new(move |name, version| {
+                committed.commit_outputs(&subject(ECOSYSTEM_MAVEN, name), version)
             }));
         let verification = VerificationQueue::start(mirror.clone(), packages.clone(), log.clone());
         // Every node of a multi-member network runs the member thread: a node that is not a

@@ -26,7 +26,7 @@ use super::verifier::hash_with_pieces;
 use super::{BuildSource, Verified};
 use crate::maven::Maven;
 use crate::npm::Npm;
-use crate::packages::{FileSource, PackageBlob};
+use crate::packages::{FileSource, PackageBlob, read_small};
 use crate::pypi::{Pypi, Resource};
 
 /// The package mirrors a builder fetches through. Share it with an `Arc`.
@@ -253,7 +253,9 @@ impl PackageSources {
             .maven
             .artifact(&pom_path, source)
             .map_err(|e| format!("{pom_path}: {e}"))?;
-        let pom_bytes = read_small(&pom, POM_LEN_MAX).map_err(|e| format!("{pom_path}: {e}"))?;
+        let pom_bytes = read_small(&pom, POM_LEN_MAX)
+            .map_err(|e| format!("{pom_path}: {e}"))?
+            .ok_or_else(|| format!("{pom_path}: longer than {POM_LEN_MAX} bytes"))?;
         let files = release_files(&release, &pom_bytes).map_err(|e| format!("{pom_path}: {e}"))?;
         let mut blobs = vec![pom];
         if let Some(main) = files.main {
@@ -266,22 +268,6 @@ impl PackageSources {
         }
         Ok(blobs)
     }
-}
-
-/// A stored file's bytes, when it is at most `limit` long; the file is left at its start.
-fn read_small(file: &PackageBlob, limit: usize) -> Result<Vec<u8>, String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut bytes = Vec::new();
-    let mut handle = &file.blob.file;
-    handle
-        .take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .and_then(|_| handle.seek(SeekFrom::Start(0)))
-        .map_err(|e| format!("reading {}: {e}", file.digest))?;
-    if bytes.len() > limit {
-        return Err(format!("longer than {limit} bytes"));
-    }
-    Ok(bytes)
 }
 
 /// Reads a stored file once: its sha256 (which must be the one it is stored under) and its

@@ -7,8 +7,7 @@ use pyrsia_core::package::ProjectName;
 use pyrsia_core::package::simple::IndexFile;
 
 use super::{PackageError, Pypi};
-use crate::packages::{FileSource, PackageBlob, from_peers, get};
-use crate::peers::blame_bad_bytes;
+use crate::packages::{FileSource, PackageBlob, get, stored_from_peers};
 use crate::store::{BlobKind, StoreError};
 
 /// Which of a listed file's resources a request wants.
@@ -87,7 +86,9 @@ impl Pypi {
     /// Stores the file `digest` from the peers that hold it (if `source` allows), else from
     /// `url` upstream.
     fn download(&self, url: &str, digest: Digest, source: FileSource) -> Result<(), PackageError> {
-        if source == FileSource::PeersThenUpstream && self.stored_from_peers(digest)? {
+        if source == FileSource::PeersThenUpstream
+            && stored_from_peers(&self.mirror, digest, "PyPI file")?
+        {
             return Ok(());
         }
         let metrics = self.mirror.metrics();
@@ -109,33 +110,6 @@ impl Pypi {
                 Err(PackageError::BadUpstream(format!(
                     "{url} does not match the sha256 its index gives (got {actual}); nothing stored"
                 )))
-            }
-            Err(e) => Err(PackageError::Store(e.to_string())),
-        }
-    }
-}
-
-impl Pypi {
-    /// Whether the peers delivered the file `digest` and it is stored (checked against it).
-    fn stored_from_peers(&self, digest: Digest) -> Result<bool, PackageError> {
-        let writer = self
-            .mirror
-            .store()
-            .writer(digest, BlobKind::Blob)
-            .map_err(|e| PackageError::Store(e.to_string()))?;
-        let Some((writer, contributors, network)) = from_peers(&self.mirror, &digest, writer)
-        else {
-            return Ok(false);
-        };
-        match writer.commit() {
-            Ok(()) => {
-                tracing::info!(%digest, "PyPI file fetched from peers and verified");
-                Ok(true)
-            }
-            Err(StoreError::Mismatch { .. }) => {
-                self.mirror.metrics().verification_failures.inc();
-                blame_bad_bytes(&*network, &contributors, &digest);
-                Ok(false)
             }
             Err(e) => Err(PackageError::Store(e.to_string())),
         }

@@ -8,7 +8,11 @@
 //! so it is a document (held in memory, at most [`MAX_DOCUMENT_LEN`]).
 //! The repository layout's grammar is `pyrsia_core::package::MavenPath`; this module does the IO.
 
-use std::sync::Arc;
+mod peers;
+
+use std::sync::{Arc, OnceLock};
+
+use pyrsia_core::digest::Digest;
 
 use pyrsia_core::package::Checksum;
 use pyrsia_core::package::MavenPath;
@@ -17,7 +21,7 @@ use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ChecksumWriter, Ex
 use crate::mirror::Mirror;
 use crate::packages::{
     Downloads, FileSource, PackageBlob, PackageError, download_checked, fetch_under, get,
-    keep_document, kept_document,
+    keep_document, kept_document, stored_under,
 };
 use crate::ttl_cache::{DOCUMENTS_HELD, TtlCache};
 
@@ -45,7 +49,13 @@ pub struct Maven {
     downloads: Downloads,
     /// Documents fetched within the last `ttl`, by path.
     documents: TtlCache<Vec<u8>>,
+    /// The outputs the log committed for a release: what peers are asked for.
+    committed: OnceLock<CommittedRelease>,
 }
+
+/// Looks up the outputs (the pom's and the main artifact's sha256) the log committed for the
+/// release `groupId:artifactId` at `version`.
+pub type CommittedRelease = Arc<dyn Fn(&str, &str) -> Option<Vec<Digest>> + Send + Sync>;
 
 /// What a repository path names, for serving.
 pub enum Served {
@@ -66,7 +76,14 @@ impl Maven {
             agent,
             downloads: Downloads::default(),
             documents: TtlCache::new(ttl, DOCUMENTS_HELD),
+            committed: OnceLock::new(),
         }
+    }
+
+    /// Lets the files of committed releases come from peers: `committed` gives the outputs
+    /// the log committed for a release (set once, by the node that holds the log).
+    pub fn set_committed_releases(&self, committed: CommittedRelease) {
+        let _ = self.committed.set(committed);
     }
 
     /// The upstream repository URL.
@@ -87,22 +104,45 @@ impl Maven {
             } if !gav.is_snapshot() || snapshot.is_some() => self
                 .artifact(path, FileSource::PeersThenUpstream)
                 .map(Served::Artifact),
+            MavenPath::Artifact {
+                checksum: Some(algorithm),
+                signature: false,
+                ..
+            } => self
+                .document(path)
+                .or_else(|e| self.made_checksum(path, *algorithm).ok_or(e))
+                .map(Served::Document),
             _ => self.document(path).map(Served::Document),
         }
+    }
+
+    /// The checksum file at `path` made from the stored artifact it is the checksum of, when
+    /// the upstream's cannot be had (down, offline, or never published in that algorithm):
+    /// the stored bytes were checked against the repository's checksum or the log's commit.
+    fn made_checksum(&self, path: &str, algorithm: Checksum) -> Option<Document> {
+        let artifact = path.strip_suffix(algorithm.suffix())?;
+        let file = stored_under(&self.mirror, &artifact_key(artifact))?;
+        let hex = checksum_of(&file, algorithm).ok()?;
+        Some(Document {
+            bytes: hex.into_bytes(),
+            stale: true,
+        })
     }
 
     /// A release artifact at `path` (a pom, jar or any other immutable file): from the store,
     /// or downloaded from `source`, checked and stored.
     pub fn artifact(&self, path: &str, source: FileSource) -> Result<PackageBlob, PackageError> {
-        // Peers are asked only for what the log committed, which `Maven` does not look up
-        // yet: both sources are the upstream for now.
-        let _ = source;
         fetch_under(
             &self.mirror,
             &self.downloads,
             &artifact_key(path),
             path,
-            || self.download(path),
+            || {
+                if source == FileSource::PeersThenUpstream && self.stored_from_peers(path)? {
+                    return Ok(());
+                }
+                self.download(path)
+            },
         )
     }
 
