@@ -1,6 +1,7 @@
 //! npm parts for the package tests: verdaccio with no uplink as the upstream registry
 //! (`scripts/test` installs it into `target/test-tools/npm` from `tests/tools/npm`), packages
-//! published to it by the real npm CLI, and `npm install` as the client.
+//! published to it by the real npm CLI, and `npm install`, `pnpm install` and `yarn install`
+//! (classic) as the clients.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -169,4 +170,40 @@ pub fn npm_install(registry: &str, project: &Path, cache: &Path) -> Output {
         .current_dir(project)
         .output()
         .expect("npm install")
+}
+
+/// `pnpm install` in `project` from `registry`, with its store and cache in `cache` and no
+/// user config.
+pub fn pnpm_install(registry: &str, project: &Path, cache: &Path) -> Output {
+    let empty = project.join(".empty-npmrc");
+    std::fs::write(&empty, "").expect("npmrc");
+    Command::new(tools().join("node_modules/.bin/pnpm"))
+        .arg("install")
+        .args(["--registry", registry, "--store-dir"])
+        .arg(cache.join("store"))
+        .arg("--cache-dir")
+        .arg(cache.join("cache"))
+        .args(["--config.fetch-retries=0", "--reporter=append-only"])
+        .env("npm_config_userconfig", &empty)
+        .current_dir(project)
+        .output()
+        .expect("pnpm install")
+}
+
+/// `yarn install` (classic) in `project` from `registry`, with a cache of its own in `cache`
+/// and no user config.
+pub fn yarn_install(registry: &str, project: &Path, cache: &Path) -> Output {
+    Command::new(tools().join("node_modules/.bin/yarn"))
+        .arg("install")
+        .args(["--registry", registry, "--cache-folder"])
+        .arg(cache)
+        .args([
+            "--no-default-rc",
+            "--non-interactive",
+            "--network-timeout",
+            "20000",
+        ])
+        .current_dir(project)
+        .output()
+        .expect("yarn install")
 }

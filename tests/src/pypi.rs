@@ -137,6 +137,27 @@ pub fn pip_install(index_url: &str, target: &Path, args: &[&str]) -> Output {
         .expect("pip")
 }
 
+/// `uv pip install ARGS` into `target` from `index_url`, with no cache and no user config.
+pub fn uv_pip_install(index_url: &str, target: &Path, args: &[&str]) -> Output {
+    Command::new(venv().join("bin/uv"))
+        .args([
+            "pip",
+            "install",
+            "--no-cache",
+            "--no-config",
+            "--python",
+            "/usr/bin/python3",
+        ])
+        .args(["--index-url", index_url, "--target"])
+        .arg(target)
+        .args(args)
+        .env_remove("UV_INDEX_URL")
+        .env_remove("UV_EXTRA_INDEX_URL")
+        .env("UV_HTTP_TIMEOUT", "20")
+        .output()
+        .expect("uv")
+}
+
 /// The sha256 (hex) of a file.
 pub fn sha256_hex(path: &Path) -> String {
     let bytes = std::fs::read(path).expect("read file");
