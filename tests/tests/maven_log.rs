@@ -60,6 +60,25 @@ fn a_sole_member_commits_maven_releases_verifies_them_and_serves_only_them_when_
         APP_JAR,
     );
     deploy(&root, "com.example", "demo-new", "1.0", &[], b"PK new");
+    // demo-lib 2.0 exists upstream too, and the metadata lists both; nobody asks for 2.0.
+    deploy(
+        &root,
+        "com.example",
+        "demo-lib",
+        "2.0",
+        &[],
+        b"PK demo-lib 2.0",
+    );
+    let metadata = root.join("com/example/demo-lib/maven-metadata.xml");
+    std::fs::write(
+        &metadata,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata>\n  <groupId>com.example</groupId>\n  \
+         <artifactId>demo-lib</artifactId>\n  <versioning>\n    <latest>2.0</latest>\n    \
+         <release>2.0</release>\n    <versions>\n      <version>1.0</version>\n      \
+         <version>2.0</version>\n    </versions>\n  </versioning>\n</metadata>\n",
+    )
+    .unwrap();
+    write_sha1(&metadata);
     deploy(&root, "com.example", "demo-built", "1.0", &[], b"PK built");
     let sources = root.join(path("demo-lib", "demo-lib-1.0-sources.jar"));
     std::fs::write(&sources, b"PK sources").unwrap();
@@ -176,12 +195,44 @@ fn a_sole_member_commits_maven_releases_verifies_them_and_serves_only_them_when_
         (sha256.status, sha256.small_body.as_str()),
         (200, sha256_hex(&lib_jar).as_str())
     );
-    // What no commit covers is refused: md5, a classifier, metadata, a signature.
+    // The metadata lists the committed version only (2.0 is newer upstream, never committed),
+    // and its checksum is the filtered document's.
+    let listed = get(&format!("{mirror}com/example/demo-lib/maven-metadata.xml")).unwrap();
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert!(
+        listed.small_body.contains("<version>1.0</version>"),
+        "{listed:?}"
+    );
+    assert!(!listed.small_body.contains("2.0"), "{listed:?}");
+    let listed_file = work.path().join("listed-metadata.xml");
+    std::fs::write(&listed_file, &listed.small_body).unwrap();
+    write_sha1(&listed_file);
+    let listed_sha1 = get(&format!(
+        "{mirror}com/example/demo-lib/maven-metadata.xml.sha1"
+    ))
+    .unwrap();
+    assert_eq!(
+        (listed_sha1.status, listed_sha1.small_body),
+        (
+            200,
+            std::fs::read_to_string(format!("{}.sha1", listed_file.display())).unwrap()
+        )
+    );
+    // mvn resolves a version range among the committed versions: 1.0, not 2.0.
+    let (out, local) = mvn_get(
+        &mirror,
+        &work.path().join("m3"),
+        "com.example:demo-lib:[1.0,)",
+    );
+    assert_ok(&out, "mvn dependency:get of a range (verified only)", &logs);
+    assert!(local.join(path("demo-lib", "demo-lib-1.0.jar")).exists());
+    assert!(!local.join("com/example/demo-lib/2.0").exists());
+    // What no commit covers is refused: md5, a classifier, a signature, a snapshot's metadata.
     for file in [
         path("demo-lib", "demo-lib-1.0.jar.md5"),
         path("demo-lib", "demo-lib-1.0-sources.jar"),
         path("demo-lib", "demo-lib-1.0.jar.asc"),
-        "com/example/demo-lib/maven-metadata.xml".to_string(),
+        "com/example/demo-lib/1.1-SNAPSHOT/maven-metadata.xml".to_string(),
     ] {
         let refused = get(&format!("{mirror}{file}")).unwrap();
         assert_eq!(refused.status, 404, "{file}: {refused:?}");

@@ -8,6 +8,8 @@
 
 mod maven;
 pub mod maven_checksum;
+#[cfg(feature = "alloc")]
+pub mod maven_metadata;
 pub mod maven_pom;
 mod npm;
 #[cfg(feature = "alloc")]

@@ -10,13 +10,19 @@
 //! Serving a release's file asks for the release to be verified and committed to the log
 //! (`maven-fetch/v1`: its pom and main artifact). With `--verified-only` the node serves a
 //! release file only when the release's commit lists its sha256, and the checksum files of
-//! such a file are computed from the stored bytes; metadata, signatures, snapshots and files
-//! no commit covers (classifiers) are refused.
+//! such a file are computed from the stored bytes; an artifact's `maven-metadata.xml` lists
+//! only committed versions (core's `maven_metadata::only_versions`, its checksum files made
+//! from the filtered document); signatures, snapshots and files no commit covers
+//! (classifiers) are refused.
 //!
 //! The layout is read by `pyrsia_core::package::MavenPath`: anything else is refused before the
 //! upstream is asked. Errors are plain text, as repository managers answer.
 
-use pyrsia_core::package::MavenPath;
+use pyrsia_core::package::maven_checksum::ChecksumWriter;
+use pyrsia_core::package::maven_metadata::only_versions;
+use pyrsia_core::package::{Checksum, Gav, MavenPath};
+use pyrsia_core::tlog::coordinates::subject;
+use pyrsia_core::tlog::entry::ECOSYSTEM_MAVEN;
 use pyrsia_std::log::PackageJob;
 use pyrsia_std::maven::Served;
 use pyrsia_std::packages::FileSource;
@@ -52,17 +58,10 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
             }
             Reply::immutable_file(content_type(rest), file.blob)
         }
-        Ok(Served::Document(document)) => {
-            let mut reply = Reply::bytes(200, content_type(rest), document.bytes);
-            if document.stale {
-                reply.headers.push((
-                    "Warning",
-                    "110 pyrsia \"Response is Stale\" (the upstream repository is unreachable)"
-                        .to_string(),
-                ));
-            }
-            reply
-        }
+        Ok(Served::Document(document)) => marked_stale(
+            Reply::bytes(200, content_type(rest), document.bytes),
+            document.stale,
+        ),
         Err(e) => text(e.status(), &e.to_string()),
     }
 }
@@ -72,6 +71,13 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
 fn verified_only(node: &Node, path: &str, parsed: &MavenPath<'_>) -> Reply {
     const REFUSED: &str =
         "not committed to the transparency log (node serves verified content only)";
+    if let MavenPath::Metadata {
+        directory,
+        checksum,
+    } = parsed
+    {
+        return committed_metadata(node, path, directory, *checksum);
+    }
     let MavenPath::Artifact {
         gav,
         snapshot: None,
@@ -81,7 +87,7 @@ fn verified_only(node: &Node, path: &str, parsed: &MavenPath<'_>) -> Reply {
     else {
         return text(
             404,
-            &format!("{REFUSED}: metadata, signatures and snapshots are not committed"),
+            &format!("{REFUSED}: signatures and snapshots are not committed"),
         );
     };
     let Some(release) = PackageJob::maven(gav) else {
@@ -113,6 +119,67 @@ fn verified_only(node: &Node, path: &str, parsed: &MavenPath<'_>) -> Reply {
             Err(e) => text(e.status(), &e.to_string()),
         },
     }
+}
+
+/// An artifact's `maven-metadata.xml` (or its checksum) listing only the versions the log
+/// committed; the metadata of a snapshot directory, or one this node cannot read, is refused.
+fn committed_metadata(
+    node: &Node,
+    path: &str,
+    directory: &str,
+    checksum: Option<Checksum>,
+) -> Reply {
+    let name = match directory.rsplit_once('/') {
+        Some((group, artifact)) => format!("{}:{artifact}", group.replace('/', ".")),
+        None => return text(404, "not an artifact's metadata"),
+    };
+    if Gav::release(&name, "1").is_err() {
+        return text(404, "not an artifact's metadata");
+    }
+    let document_path = match checksum {
+        Some(algorithm) => &path[..path.len() - algorithm.suffix().len()],
+        None => path,
+    };
+    let document = match node.maven.get(
+        document_path,
+        &MavenPath::Metadata {
+            directory,
+            checksum: None,
+        },
+    ) {
+        Ok(Served::Document(document)) => document,
+        Ok(Served::Artifact(_)) => return text(404, "not an artifact's metadata"),
+        Err(e) => return text(e.status(), &e.to_string()),
+    };
+    let subject = subject(ECOSYSTEM_MAVEN, &name);
+    let filtered = match only_versions(&document.bytes, |version| {
+        node.log.find_commit(&subject, version).is_some()
+    }) {
+        Ok(filtered) => filtered,
+        Err(e) => return text(404, &format!("{name}'s metadata: {e}")),
+    };
+    let (content_type, body) = match checksum {
+        None => ("text/xml", filtered),
+        Some(algorithm) => match ChecksumWriter::new(algorithm) {
+            Some(mut writer) => {
+                writer.update(&filtered);
+                ("text/plain", writer.finish().as_bytes().to_vec())
+            }
+            None => return text(404, "md5 checksums are not made by this node"),
+        },
+    };
+    marked_stale(Reply::bytes(200, content_type, body), document.stale)
+}
+
+/// `reply` with `Warning: 110` when what it carries is the last document seen, not a fresh one.
+fn marked_stale(mut reply: Reply, stale: bool) -> Reply {
+    if stale {
+        reply.headers.push((
+            "Warning",
+            "110 pyrsia \"Response is Stale\" (the upstream repository is unreachable)".to_string(),
+        ));
+    }
+    reply
 }
 
 fn content_type(path: &str) -> &'static str {

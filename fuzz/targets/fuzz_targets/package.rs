@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrsia_core::package::maven_checksum::ExpectedChecksum;
+use pyrsia_core::package::maven_metadata::only_versions;
 use pyrsia_core::package::maven_pom::release_files;
 use pyrsia_core::package::npm_registry::{Integrity, Packument};
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
@@ -53,6 +54,24 @@ fuzz_target!(|data: &[u8]| {
                 "{path}"
             );
         }
+    }
+    // Maven metadata filtered to no version lists none, whatever the document hid.
+    if let Ok(out) = only_versions(data, |_| false) {
+        let text = String::from_utf8(out).expect("the filter keeps UTF-8");
+        assert!(
+            !text.contains("<version>") || !text.contains("<versions>") || {
+                let (open, close) = (
+                    text.find("<versions>").unwrap(),
+                    text.find("</versions>").unwrap(),
+                );
+                !text[open..close].contains("version>")
+            },
+            "{text}"
+        );
+        assert!(
+            !text.contains("<latest>") && !text.contains("<release>"),
+            "{text}"
+        );
     }
     // Checksum files: a digest of the algorithm's length, or an error, never a panic.
     for algorithm in [
