@@ -13,6 +13,7 @@ pub mod maven;
 pub mod members;
 pub mod node;
 pub mod npm;
+pub mod output;
 pub mod process;
 pub mod proxy;
 pub mod pypi;

@@ -10,36 +10,19 @@
 //! member whose repository serves another jar under the same coordinates (with a checksum
 //! that matches it) does not change what is committed.
 
-use std::process::Output;
 use std::time::Duration;
 
 use pyrsia_tests::http::{get, post};
 use pyrsia_tests::maven::{StaticRepo, deploy, mvn_get, write_sha1};
 use pyrsia_tests::members::Members;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::output::{assert_ok, text};
 use pyrsia_tests::pypi::sha256_hex;
 use pyrsia_tests::pyrsia;
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
 const LIB_JAR: &[u8] = b"PK\x03\x04 demo-lib's classes";
 const APP_JAR: &[u8] = b"PK\x03\x04 demo-app's classes";
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_ok(out: &Output, what: &str, logs: &dyn Fn() -> String) {
-    assert!(
-        out.status.success(),
-        "{what} failed\n{}\n{}",
-        text(out),
-        logs()
-    );
-}
 
 /// The repository path of a file of `artifact` 1.0 in group `com.example`.
 fn path(artifact: &str, file: &str) -> String {

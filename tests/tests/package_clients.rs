@@ -4,21 +4,11 @@
 //! again from a fresh cache with the upstream down.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use pyrsia_tests::node::Node;
 use pyrsia_tests::npm::{Verdaccio, pnpm_install, write_package, yarn_install};
+use pyrsia_tests::output::assert_ok;
 use pyrsia_tests::pypi::{PypiServer, make_wheel, uv_pip_install};
-
-fn assert_ok(out: &Output, what: &str, logs: &dyn Fn() -> String) {
-    assert!(
-        out.status.success(),
-        "{what} failed\n{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
-}
 
 /// A project in `dir` depending on `demo-app`, which depends on the scoped `@demo/lib`.
 fn project(dir: PathBuf) -> PathBuf {

@@ -19,27 +19,11 @@ use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::members::Members;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+use pyrsia_tests::output::{assert_ok, text};
 use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
 use pyrsia_tests::pyrsia;
 
 const COMMIT_WAIT: Duration = Duration::from_secs(60);
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_ok(out: &Output, what: &str, logs: &dyn Fn() -> String) {
-    assert!(
-        out.status.success(),
-        "{what} failed\n{}\n{}",
-        text(out),
-        logs()
-    );
-}
 
 /// The files a node's project page lists (JSON), by name.
 fn listed_files(node: &Node, project: &str) -> Vec<String> {

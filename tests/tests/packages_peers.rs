@@ -13,19 +13,10 @@ use pyrsia_tests::http::get;
 use pyrsia_tests::maven::{StaticRepo, deploy, mvn_get};
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+use pyrsia_tests::output::assert_ok;
 use pyrsia_tests::process::wait_until;
 use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
 use pyrsia_tests::raw_peer::LyingProvider;
-
-fn assert_ok(out: &std::process::Output, what: &str, logs: &dyn Fn() -> String) {
-    assert!(
-        out.status.success(),
-        "{what} failed\n{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
-}
 
 #[test]
 fn pypi_files_cross_the_upstream_once_per_network_and_come_from_peers_when_it_is_down() {

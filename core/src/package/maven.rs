@@ -137,11 +137,7 @@ impl<'a> Gav<'a> {
             classifier,
             extension,
         };
-        gav.check().map_err(GavError::Segment)?;
-        if gav.path_len() > MAVEN_PATH_LEN_MAX {
-            return Err(GavError::TooLong);
-        }
-        Ok(gav)
+        gav.checked()
     }
 
     /// The length of [`Gav::path`] in bytes.
@@ -193,13 +189,10 @@ impl<'a> Gav<'a> {
             version,
             classifier: None,
             extension: "pom",
-        };
-        gav.check().map_err(GavError::Segment)?;
+        }
+        .checked()?;
         if gav.is_snapshot() {
             return Err(GavError::Segment(MavenSegment::Version));
-        }
-        if gav.path_len() > MAVEN_PATH_LEN_MAX {
-            return Err(GavError::TooLong);
         }
         Ok(gav)
     }

@@ -244,6 +244,14 @@ impl Node {
                 .commit_lists(&coordinates.subject(), coordinates.version, digest)
     }
 
+    /// The outputs the log committed for a package version, if it did (one read of the
+    /// commit, for a listing that checks many files of the version).
+    pub fn committed_outputs(&self, job: &PackageJob) -> Option<Vec<Digest>> {
+        let coordinates = job.coordinates();
+        self.log
+            .commit_outputs(&coordinates.subject(), coordinates.version)
+    }
+
     /// Makes the running P2P network visible in `/status` and `/peers` (once).
     pub fn attach_network(&self, network: Arc<dyn NetworkView>) {
         let _ = self.network.set(network);

@@ -10,6 +10,9 @@
 //!
 //! When the upstream is down the last page seen is served with `Warning: 110`.
 
+use std::collections::HashMap;
+
+use pyrsia_core::digest::Digest;
 use pyrsia_core::package::simple::{IndexFormat, render_root};
 use pyrsia_core::package::{DistFile, ProjectName};
 use pyrsia_std::log::PackageJob;
@@ -80,13 +83,20 @@ fn project_page(node: &Node, name: &str, format: IndexFormat) -> Reply {
             if node.verified_only {
                 // Only the files a commit of their release lists; no metadata, which no
                 // commit covers (installers read it from the verified file instead).
+                // Each release's commit is read once, however many files it has.
+                let mut committed: HashMap<String, Option<Vec<Digest>>> = HashMap::new();
                 page.index.files.retain(|file| {
                     let (Ok(dist), Some(digest)) =
                         (DistFile::parse_for(&project, &file.filename), file.sha256)
                     else {
                         return false;
                     };
-                    node.may_serve_package(&PackageJob::pypi(&dist), &digest)
+                    let release = PackageJob::pypi(&dist);
+                    committed
+                        .entry(release.version.clone())
+                        .or_insert_with(|| node.committed_outputs(&release))
+                        .as_ref()
+                        .is_some_and(|outputs| outputs.contains(&digest))
                 });
                 for file in &mut page.index.files {
                     file.metadata = None;
