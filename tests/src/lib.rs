@@ -3,6 +3,7 @@
 //! binary as the node, skopeo, podman and ctr as clients — and deterministic test images.
 
 pub mod clients;
+pub mod devpi;
 pub mod edge;
 pub mod fs;
 pub mod gossip_attacker;

@@ -24,6 +24,17 @@ pub fn venv() -> PathBuf {
 /// one module `{name}` (dashes as underscores) whose `VERSION` is `version`, requiring
 /// `requires`. The same arguments give the same bytes. Returns its path.
 pub fn make_wheel(dir: &Path, name: &str, version: &str, requires: &[&str]) -> PathBuf {
+    make_wheel_for_python(dir, name, version, requires, None)
+}
+
+/// [`make_wheel`], declaring `Requires-Python: {requires_python}` when given.
+pub fn make_wheel_for_python(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    requires: &[&str],
+    requires_python: Option<&str>,
+) -> PathBuf {
     std::fs::create_dir_all(dir).expect("wheel dir");
     let module = name.replace('-', "_");
     let file = dir.join(format!("{module}-{version}-py3-none-any.whl"));
@@ -32,8 +43,11 @@ import base64, hashlib, sys, zipfile
 path, name, module, version = sys.argv[1:5]
 requires = sys.argv[5:]
 info = f"{module}-{version}.dist-info"
+import os
 metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
     f"Requires-Dist: {r}\n" for r in requires)
+if os.environ.get("REQUIRES_PYTHON"):
+    metadata += f"Requires-Python: {os.environ['REQUIRES_PYTHON']}\n"
 files = {
     f"{module}/__init__.py": f"VERSION = {version!r}\n",
     f"{info}/METADATA": metadata,
@@ -57,6 +71,7 @@ with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
         .arg(&file)
         .args([name, &module, version])
         .args(requires)
+        .env("REQUIRES_PYTHON", requires_python.unwrap_or(""))
         .output()
         .expect("python");
     assert!(out.status.success(), "make_wheel: {out:?}");
