@@ -219,6 +219,13 @@ fn a_sole_member_commits_maven_releases_verifies_them_and_serves_only_them_when_
     ] {
         let refused = get(&format!("{mirror}{file}")).unwrap();
         assert_eq!(refused.status, 404, "{file}: {refused:?}");
+        if file.contains("SNAPSHOT") || file.ends_with(".asc") {
+            assert!(
+                refused.small_body.contains("never committed")
+                    || refused.small_body.contains("not committed"),
+                "{file}: {refused:?}"
+            );
+        }
     }
     // An uncommitted release's file is refused and its verification requested: once
     // committed, it is served.

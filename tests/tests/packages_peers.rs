@@ -254,6 +254,81 @@ fn maven_files_of_committed_releases_come_from_peers_when_the_upstream_is_down()
 }
 
 #[test]
+fn a_peer_serving_junk_for_a_committed_maven_release_is_struck_and_nothing_is_stored() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("upstream");
+    let jar = deploy(
+        &root,
+        "com.example",
+        "demo-lib",
+        "1.0",
+        &[],
+        b"PK honest classes",
+    );
+    let pom = root.join("com/example/demo-lib/1.0/demo-lib-1.0.pom");
+    let mut upstream = StaticRepo::start(&root, work.path());
+    let url = upstream.url();
+    let mut a = Node::start(&work.path().join("a"), &["--maven-upstream", &url]);
+    let jar_path = "/maven2/com/example/demo-lib/1.0/demo-lib-1.0.jar";
+    let served = get(&format!("{}{jar_path}", a.url())).unwrap();
+    assert_eq!(served.status, 200, "{served:?}");
+    a.wait_package_committed(
+        "maven",
+        "com.example:demo-lib",
+        "1.0",
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|| panic!("not committed\n{}", a.log()));
+
+    // B learns the commit from A; then A and the upstream are gone, and a stranger
+    // announces both committed files and answers with junk of the right size.
+    upstream.stop();
+    let b = Node::start_follower(&work.path().join("b"), &a, &["--maven-upstream", &url]);
+    wait_mesh(&[&a, &b]);
+    b.wait_package_committed(
+        "maven",
+        "com.example:demo-lib",
+        "1.0",
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|| panic!("B did not replicate the commit\n{}", b.log()));
+    a.kill();
+    let files: Vec<(Digest, u64)> = [&pom, &jar]
+        .iter()
+        .map(|f| {
+            let digest = Digest::parse(&format!("sha256:{}", sha256_hex(f))).unwrap();
+            (digest, std::fs::metadata(f).unwrap().len())
+        })
+        .collect();
+    let liar = LyingProvider::start(&b.p2p_address(), files.clone(), 0);
+    wait_until(
+        "the liar connects",
+        Duration::from_secs(10),
+        &|| b.log(),
+        || b.connected_peers().iter().any(|p| p == liar.peer_id()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The jar is refused as unavailable, never served as junk; the liar is struck.
+    let refused = get(&format!("{}{jar_path}", b.url())).unwrap();
+    assert_eq!(refused.status, 503, "{refused:?}\n{}", b.log());
+    let log = b.log();
+    assert!(
+        log.contains(&format!("peer misbehaved peer={}", liar.peer_id())),
+        "the liar, the files' only source, is struck\n{log}"
+    );
+    assert!(b.metric("verification_failures") >= 1, "{log}");
+    assert_eq!(b.temp_files(), 0, "nothing of the junk is left");
+    let stored = b.stored_blobs();
+    for (digest, _) in &files {
+        assert!(
+            !stored.contains(&digest.hex().to_string()),
+            "{digest} stored"
+        );
+    }
+}
+
+#[test]
 fn a_peer_serving_junk_for_a_package_file_is_struck_and_costs_the_install_nothing() {
     let work = tempfile::tempdir().unwrap();
     let packages = work.path().join("packages");

@@ -130,6 +130,9 @@ fn committed_metadata(
     checksum: Option<Checksum>,
 ) -> Reply {
     let name = match directory.rsplit_once('/') {
+        Some((_, version)) if version.ends_with("-SNAPSHOT") => {
+            return text(404, "a snapshot's metadata is never committed");
+        }
         Some((group, artifact)) => format!("{}:{artifact}", group.replace('/', ".")),
         None => return text(404, "not an artifact's metadata"),
     };

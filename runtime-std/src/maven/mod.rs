@@ -13,10 +13,8 @@ mod peers;
 use std::sync::{Arc, OnceLock};
 
 use pyrsia_core::digest::Digest;
-
-use pyrsia_core::package::Checksum;
-use pyrsia_core::package::MavenPath;
 use pyrsia_core::package::maven_checksum::{CHECKSUMS_TRUSTED, ChecksumWriter, ExpectedChecksum};
+use pyrsia_core::package::{Checksum, MavenPath};
 
 use crate::mirror::Mirror;
 use crate::packages::{
