@@ -52,9 +52,11 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
                 // Only the versions the log committed (their tarball's bytes are checked
                 // against the commit when downloaded).
                 let subject = subject(ECOSYSTEM_NPM, &name.to_string()).into_owned();
-                document.packument = document
-                    .packument
-                    .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some());
+                document.packument = std::sync::Arc::new(
+                    document
+                        .packument
+                        .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some()),
+                );
             }
             // Tarball URLs must be absolute for npm: this node, as the client reached it.
             let base = header("Host").map_or_else(String::new, |host| format!("http://{host}"));

@@ -25,8 +25,9 @@ pub const MAX_PACKUMENT_LEN: u64 = 128 << 20;
 
 /// A packument and whether it is the last one seen rather than a fresh one.
 pub struct Document {
-    /// The packument as the upstream sent it.
-    pub packument: Packument,
+    /// The packument as the upstream sent it, shared with the node's `--index-ttl` memory
+    /// (a hit costs no copy of what may be megabytes of JSON).
+    pub packument: Arc<Packument>,
     /// True when the upstream could not be asked (down, or `--offline`).
     pub stale: bool,
 }
@@ -85,7 +86,7 @@ impl Npm {
     ) -> Result<Document, PackageError> {
         let stale = |why: String| match self.stored(name, format) {
             Some(packument) => Ok(Document {
-                packument,
+                packument: Arc::new(packument),
                 stale: true,
             }),
             None => Err(PackageError::Unavailable(why)),
@@ -97,14 +98,15 @@ impl Npm {
         let key = packument_key(name, format);
         if let Some(packument) = self.documents.fresh(&key) {
             return Ok(Document {
-                packument: (*packument).clone(),
+                packument,
                 stale: false,
             });
         }
         match self.fetch(name, format) {
             Ok((packument, bytes)) => {
                 self.mirror.metrics().upstream_up.set(1);
-                self.documents.insert(key, Arc::new(packument.clone()));
+                let packument = Arc::new(packument);
+                self.documents.insert(key, packument.clone());
                 if let Err(e) = self.store(name, format, &bytes) {
                     tracing::warn!(%name, error = %e, "could not store the packument");
                 }
