@@ -284,6 +284,65 @@ fn a_sole_member_commits_maven_releases_verifies_them_and_serves_only_them_when_
 }
 
 #[test]
+fn a_release_the_repository_changed_after_the_node_stored_it_is_not_committed() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("upstream");
+    deploy(&root, "com.example", "demo-lib", "1.0", &[], LIB_JAR);
+    // The pom is missing at first, so the release cannot be verified yet.
+    let pom = root.join(path("demo-lib", "demo-lib-1.0.pom"));
+    std::fs::remove_file(&pom).unwrap();
+    std::fs::remove_file(format!("{}.sha1", pom.display())).unwrap();
+    let upstream = StaticRepo::start(&root, work.path());
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--maven-upstream", &upstream.url()],
+    );
+    let jar_url = format!(
+        "{}/maven2/{}",
+        node.url(),
+        path("demo-lib", "demo-lib-1.0.jar")
+    );
+    let first = get(&jar_url).unwrap();
+    assert_eq!(first.status, 200, "{first:?}");
+    pyrsia_tests::process::wait_until(
+        "the first verification fails on the missing pom",
+        COMMIT_WAIT,
+        &|| node.log(),
+        || node.log().contains("package verification failed"),
+    );
+
+    // The repository now publishes the pom and another jar under the same release.
+    deploy(
+        &root,
+        "com.example",
+        "demo-lib",
+        "1.0",
+        &[],
+        b"PK\x03\x04 swapped classes",
+    );
+    let again = get(&jar_url).unwrap();
+    assert_eq!(again.status, 200, "{again:?}");
+    pyrsia_tests::process::wait_until(
+        "the second verification sees the change",
+        COMMIT_WAIT,
+        &|| node.log(),
+        || node.log().contains("the repository changed a release"),
+    );
+    // Neither the stored bytes nor the new ones are committed for the release.
+    assert_eq!(
+        node.wait_package_committed(
+            "maven",
+            "com.example:demo-lib",
+            "1.0",
+            std::time::Duration::from_secs(2)
+        ),
+        None,
+        "{}",
+        node.log()
+    );
+}
+
+#[test]
 fn four_members_commit_a_maven_release_through_consensus_despite_a_lying_repository() {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("upstream");

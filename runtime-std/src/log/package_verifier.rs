@@ -241,18 +241,16 @@ impl PackageSources {
 
 impl PackageSources {
     /// The pom of the release and the main artifact its packaging names, each checked
-    /// against the repository's checksum file.
+    /// against the repository's checksum file as it is now (a stored file too).
     fn maven_release(
         &self,
         job: &PackageJob,
         source: FileSource,
     ) -> Result<Vec<PackageBlob>, String> {
         let release = Gav::release(&job.name, &job.version).map_err(|e| e.to_string())?;
+        let fetch = |path: &str| self.maven.artifact_as_published(path, source);
         let pom_path = release.path().to_string();
-        let pom = self
-            .maven
-            .artifact(&pom_path, source)
-            .map_err(|e| format!("{pom_path}: {e}"))?;
+        let pom = fetch(&pom_path).map_err(|e| format!("{pom_path}: {e}"))?;
         let pom_bytes = read_small(&pom, POM_LEN_MAX)
             .map_err(|e| format!("{pom_path}: {e}"))?
             .ok_or_else(|| format!("{pom_path}: longer than {POM_LEN_MAX} bytes"))?;
@@ -260,11 +258,7 @@ impl PackageSources {
         let mut blobs = vec![pom];
         if let Some(main) = files.main {
             let path = main.path().to_string();
-            blobs.push(
-                self.maven
-                    .artifact(&path, source)
-                    .map_err(|e| format!("{path}: {e}"))?,
-            );
+            blobs.push(fetch(&path).map_err(|e| format!("{path}: {e}"))?);
         }
         Ok(blobs)
     }

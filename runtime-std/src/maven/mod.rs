@@ -144,6 +144,29 @@ impl Maven {
         )
     }
 
+    /// A release artifact as the upstream publishes it now: from the store or `source`, and
+    /// checked against the upstream's current checksum file even when it was stored before
+    /// (a release the repository changed after this node stored it is not attested). What
+    /// `maven-fetch/v1` builds with; it needs the upstream, as the other builders need a
+    /// fresh index.
+    pub fn artifact_as_published(
+        &self,
+        path: &str,
+        source: FileSource,
+    ) -> Result<PackageBlob, PackageError> {
+        let file = self.artifact(path, source)?;
+        let expected = self.expected_checksum(path)?;
+        let mut checker = expected.checker();
+        feed(&file, |bytes| checker.update(bytes))?;
+        if !checker.matches() {
+            return Err(PackageError::BadUpstream(format!(
+                "the stored {path} is not what the upstream's {} checksum file gives now: the repository changed a release",
+                expected.algorithm().suffix()
+            )));
+        }
+        Ok(file)
+    }
+
     /// The strongest checksum the upstream publishes for `path`.
     fn expected_checksum(&self, path: &str) -> Result<ExpectedChecksum, PackageError> {
         let metrics = self.mirror.metrics();
@@ -235,13 +258,19 @@ impl Maven {
 /// Md5 is [`PackageError::NotFound`]: this node does not make one, and Maven then asks for
 /// the `.sha1`.
 pub fn checksum_of(file: &PackageBlob, algorithm: Checksum) -> Result<String, PackageError> {
-    use std::io::{Read, Seek, SeekFrom};
     let mut writer = ChecksumWriter::new(algorithm).ok_or_else(|| {
         PackageError::NotFound(format!(
             "{} checksum (not made by this node)",
             algorithm.suffix()
         ))
     })?;
+    feed(file, |bytes| writer.update(bytes))?;
+    Ok(writer.finish().to_string())
+}
+
+/// Reads a stored file from its start through `update`, and leaves it at its start again.
+fn feed(file: &PackageBlob, mut update: impl FnMut(&[u8])) -> Result<(), PackageError> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut handle = &file.blob.file;
     let mut buffer = vec![0u8; 64 << 10];
     let read_error =
@@ -252,9 +281,10 @@ pub fn checksum_of(file: &PackageBlob, algorithm: Checksum) -> Result<String, Pa
         if n == 0 {
             break;
         }
-        writer.update(&buffer[..n]);
+        update(&buffer[..n]);
     }
-    Ok(writer.finish().to_string())
+    handle.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    Ok(())
 }
 
 /// Where the sha256 of the release artifact at `path` is recorded.
