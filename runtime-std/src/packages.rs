@@ -401,11 +401,19 @@ pub(crate) fn kept_document(store: &Store, key: &str, limit: u64) -> Option<Vec<
 type Gate = Arc<Mutex<Option<PackageError>>>;
 
 /// One download per file at a time: later requests wait for it, then read the store (or
-/// share its failure rather than trying again at once).
+/// share its failure rather than trying again at once). A download the upstream failed is
+/// remembered for [`FAILED_DOWNLOAD_MEMORY`], so that requests arriving just after it (ones
+/// the HTTP server had queued while it ran) get its answer instead of asking a dead or
+/// stalling host again.
 #[derive(Default)]
 pub(crate) struct Downloads {
     gates: Mutex<HashMap<String, Gate>>,
+    failed: Mutex<HashMap<String, (std::time::Instant, PackageError)>>,
 }
+
+/// How long a download the upstream failed (unreachable, stalled, or serving bytes that fail
+/// their check) answers later requests for the same file with the same error.
+pub(crate) const FAILED_DOWNLOAD_MEMORY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Downloads {
     /// Makes sure the file under `key` is stored: returns at once if `stored()` says it is,
@@ -419,6 +427,9 @@ impl Downloads {
         stored: impl Fn() -> bool,
         download: impl FnOnce() -> Result<(), PackageError>,
     ) -> Result<(), PackageError> {
+        if let Some(failure) = self.recent_failure(key) {
+            return Err(failure);
+        }
         let gate = self
             .gates
             .lock()
@@ -436,6 +447,7 @@ impl Downloads {
                 let downloaded = download();
                 if let Err(e) = &downloaded {
                     *turn = Some(e.clone());
+                    self.remember_failure(key, e);
                 }
                 downloaded
             }
@@ -447,5 +459,26 @@ impl Downloads {
             gates.remove(key);
         }
         outcome
+    }
+
+    /// The upstream's failure of `key` within the last [`FAILED_DOWNLOAD_MEMORY`], if any.
+    fn recent_failure(&self, key: &str) -> Option<PackageError> {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.retain(|_, (at, _)| at.elapsed() < FAILED_DOWNLOAD_MEMORY);
+        failed.get(key).map(|(_, e)| e.clone())
+    }
+
+    /// Remembers a failure that was the upstream's (not this node's: a busy node or a full
+    /// disk is not the file's fault).
+    fn remember_failure(&self, key: &str, error: &PackageError) {
+        if matches!(
+            error,
+            PackageError::Unavailable(_) | PackageError::BadUpstream(_)
+        ) {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.to_string(), (std::time::Instant::now(), error.clone()));
+        }
     }
 }
