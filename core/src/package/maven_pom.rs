@@ -128,6 +128,40 @@ pub fn release_files<'a>(pom_gav: &Gav<'a>, pom: &'a [u8]) -> Result<ReleaseFile
     })
 }
 
+/// The most outputs a `maven-fetch/v1` commit has: the pom and the main artifact.
+pub const RELEASE_OUTPUTS_MAX: usize = 2;
+
+/// Which of a committed release's `outputs` is the `requested` file of it, given the output
+/// `pom_digest` whose bytes `pom` read as the release's pom (see [`release_files`]): the pom
+/// itself for the pom; for the extension the pom's packaging names, the one other output.
+/// `None` for any other file (a classifier is never committed) or a commit of another shape.
+/// What a node asks peers for when the upstream cannot be asked.
+pub fn committed_output(
+    pom_gav: &Gav<'_>,
+    pom: &[u8],
+    pom_digest: crate::digest::Digest,
+    outputs: &[crate::digest::Digest],
+    requested: &Gav<'_>,
+) -> Option<crate::digest::Digest> {
+    let same_release = requested.group.same_as(&pom_gav.group)
+        && requested.artifact == pom_gav.artifact
+        && requested.version == pom_gav.version
+        && requested.classifier.is_none();
+    if !same_release || outputs.len() > RELEASE_OUTPUTS_MAX || !outputs.contains(&pom_digest) {
+        return None;
+    }
+    let main = release_files(pom_gav, pom).ok()?.main;
+    let extension = requested.extension;
+    if extension == "pom" {
+        return Some(pom_digest);
+    }
+    let mut others = outputs.iter().filter(|d| **d != pom_digest);
+    match (main, others.next(), others.next()) {
+        (Some(main), Some(other), None) if main.extension == extension => Some(*other),
+        _ => None,
+    }
+}
+
 /// A Maven release's files in the log (see [`release_files`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReleaseFiles<'a> {
@@ -346,6 +380,54 @@ mod tests {
             PomFacts::parse(&[0xff, 0xfe]),
             Err(PomError::Unreadable),
             "not UTF-8"
+        );
+    }
+
+    #[test]
+    fn the_main_artifact_is_the_one_committed_output_that_is_not_the_pom() {
+        use crate::digest::Digest;
+        let gav = Gav::release("org.example:lib", "1.0").unwrap();
+        let (pom, jar, other) = (
+            Digest::sha256(b"pom"),
+            Digest::sha256(b"jar"),
+            Digest::sha256(b"x"),
+        );
+        let bytes = POM.as_bytes();
+        let file = |ext| gav.with_file(None, ext);
+        let both = [jar, pom];
+        assert_eq!(
+            committed_output(&gav, bytes, pom, &both, &file("pom")),
+            Some(pom)
+        );
+        assert_eq!(
+            committed_output(&gav, bytes, pom, &both, &file("jar")),
+            Some(jar)
+        );
+        // Not the extension the packaging names, a classifier, another release, a pom
+        // outside the commit, too many outputs.
+        assert_eq!(
+            committed_output(&gav, bytes, pom, &both, &file("war")),
+            None
+        );
+        let sources = gav.with_file(Some("sources"), "jar");
+        assert_eq!(committed_output(&gav, bytes, pom, &both, &sources), None);
+        let other_version = Gav::release("org.example:lib", "2.0").unwrap();
+        let other_jar = other_version.with_file(None, "jar");
+        assert_eq!(committed_output(&gav, bytes, pom, &both, &other_jar), None);
+        assert_eq!(
+            committed_output(&gav, bytes, other, &both, &file("jar")),
+            None
+        );
+        let three = [jar, pom, other];
+        assert_eq!(
+            committed_output(&gav, bytes, pom, &three, &file("jar")),
+            None
+        );
+        // A pom-packaged release has no main artifact.
+        let parent = "<project><artifactId>lib</artifactId><packaging>pom</packaging></project>";
+        assert_eq!(
+            committed_output(&gav, parent.as_bytes(), pom, &[pom], &file("jar")),
+            None
         );
     }
 

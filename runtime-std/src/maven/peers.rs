@@ -1,21 +1,19 @@
 //! Files of committed Maven releases from peers. A Maven file has no index that gives its
 //! digest, so peers are asked only for what the log committed for its release: the pom and
 //! the main artifact. Which committed output is which file is core's rule: the pom is the
-//! output that reads as this release's pom ([`release_files`]), the main artifact is the one
-//! other output, and only when the pom's packaging names the requested extension. Every byte
-//! from a peer is checked against the committed sha256 as it is stored; a peer whose bytes
-//! fail is struck.
+//! output that reads as this release's pom ([`release_files`]), the main artifact the one
+//! other output when the pom's packaging names the requested extension
+//! ([`committed_output`]; never a classifier). Every byte from a peer is checked against the
+//! committed sha256 as it is stored; a peer whose bytes fail is struck.
 
 use pyrsia_core::digest::Digest;
-use pyrsia_core::package::maven_pom::{POM_LEN_MAX, release_files};
+use pyrsia_core::package::maven_pom::{
+    POM_LEN_MAX, RELEASE_OUTPUTS_MAX, committed_output, release_files,
+};
 use pyrsia_core::package::{Gav, MavenPath};
 
 use super::{Maven, artifact_key};
 use crate::packages::{PackageBlob, PackageError, read_small, record_file, stored_from_peers};
-
-/// The most outputs a Maven release's commit is searched for its pom (a `maven-fetch/v1`
-/// commit has one or two).
-const RELEASE_OUTPUTS_MAX: usize = 2;
 
 impl Maven {
     /// Whether the peers delivered the file at `path` and it is stored and recorded: only a
@@ -30,9 +28,6 @@ impl Maven {
         else {
             return Ok(false);
         };
-        if gav.classifier.is_some() {
-            return Ok(false);
-        }
         let name = format!("{}:{}", gav.group, gav.artifact);
         let Ok(release) = Gav::release(&name, gav.version) else {
             return Ok(false);
@@ -46,19 +41,12 @@ impl Maven {
         let Some((pom, pom_bytes)) = self.committed_pom(&release, &outputs)? else {
             return Ok(false);
         };
-        let digest = if gav.extension == "pom" {
-            pom
-        } else {
-            let main_matches = release_files(&release, &pom_bytes)
-                .ok()
-                .and_then(|files| files.main)
-                .is_some_and(|main| main.extension == gav.extension);
-            let others: Vec<Digest> = outputs.iter().copied().filter(|d| *d != pom).collect();
-            match others.as_slice() {
-                [main] if main_matches && self.held_or_from_peers(*main)? => *main,
-                _ => return Ok(false),
-            }
+        let Some(digest) = committed_output(&release, &pom_bytes, pom, &outputs, &gav) else {
+            return Ok(false);
         };
+        if !self.held_or_from_peers(digest)? {
+            return Ok(false);
+        }
         record_file(self.mirror.store(), &artifact_key(path), digest)?;
         tracing::info!(%digest, %path, "Maven artifact fetched from peers and verified against the log's commit");
         Ok(true)
