@@ -275,6 +275,43 @@ impl Node {
         wait_commit_at(&url, limit)
     }
 
+    /// The version the log's latest observation of package tag `tag` of `name` (`npm`
+    /// dist-tag, Maven `release`/`latest`) names, if the log observed it.
+    pub fn package_tag(&self, ecosystem: &str, name: &str, tag: &str) -> Option<String> {
+        let subject = format!("{ecosystem}:{name}")
+            .replace(':', "%3A")
+            .replace('@', "%40")
+            .replace('/', "%2F");
+        let url = format!("{}/pyrsia/log/lookup?name={subject}&tag={tag}", self.url());
+        let answer: serde_json::Value = crate::http::get(&url)
+            .map(|r| serde_json::from_str(&r.small_body).unwrap_or_default())
+            .unwrap_or_default();
+        answer["tag_observation"].as_u64()?;
+        answer["version"].as_str().map(str::to_string)
+    }
+
+    /// Waits up to `limit` until the log's latest observation of package tag `tag` of
+    /// `name` names `version`; false when it never did.
+    pub fn wait_package_tag(
+        &self,
+        ecosystem: &str,
+        name: &str,
+        tag: &str,
+        version: &str,
+        limit: Duration,
+    ) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.package_tag(ecosystem, name, tag).as_deref() == Some(version) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The node's `/status` `log` object.
     pub fn log_status(&self) -> serde_json::Value {
         crate::http::get(&format!("{}/status", self.url()))

@@ -88,11 +88,18 @@ impl Verdaccio {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    /// Publishes the package in `package_dir` with the real npm CLI.
+    /// Publishes the package in `package_dir` with the real npm CLI (its dist-tag `latest`
+    /// then names it).
     pub fn publish(&self, package_dir: &Path) {
+        self.publish_tagged(package_dir, "latest");
+    }
+
+    /// Publishes the package in `package_dir` under dist-tag `tag`.
+    pub fn publish_tagged(&self, package_dir: &Path, tag: &str) {
         let out = Command::new("npm")
             .arg("publish")
             .arg(package_dir)
+            .args(["--tag", tag])
             .args(["--registry", &self.url(), "--userconfig"])
             .arg(&self.npmrc)
             .args(["--no-audit", "--no-fund", "--loglevel=error"])

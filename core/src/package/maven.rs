@@ -4,6 +4,10 @@
 
 use core::fmt;
 
+/// The tags a `maven-metadata.xml` sets, as the log records them: `<release>` (the newest
+/// release deployed) and `<latest>` (the newest version, which may be a snapshot).
+pub const MAVEN_TAGS: [&str; 2] = ["release", "latest"];
+
 /// The longest repository path accepted, in bytes.
 pub const MAVEN_PATH_LEN_MAX: usize = 1024;
 

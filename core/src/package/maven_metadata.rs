@@ -11,6 +11,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use super::maven::MAVEN_TAGS;
+
 /// The largest metadata document read, in bytes.
 pub const METADATA_LEN_MAX: usize = 4 << 20;
 
@@ -44,16 +46,7 @@ impl core::error::Error for MetadataError {}
 /// refuses, and without a `<latest>` or `<release>` naming one of them (as a packument drops
 /// the dist-tags of dropped versions: a client then resolves among the listed versions).
 pub fn only_versions(xml: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8>, MetadataError> {
-    if xml.len() > METADATA_LEN_MAX {
-        return Err(MetadataError::Unreadable);
-    }
-    let text = core::str::from_utf8(xml).map_err(|_| MetadataError::Unreadable)?;
-    if ["<!--", "<![CDATA[", "<!DOCTYPE", "<!ENTITY"]
-        .iter()
-        .any(|m| text.contains(m))
-    {
-        return Err(MetadataError::Unsupported);
-    }
+    let text = readable(xml)?;
     let open = single(text, "<versions>")?;
     let close = single(text, "</versions>")?;
     if close < open {
@@ -91,6 +84,56 @@ pub fn only_versions(xml: &[u8], keep: impl Fn(&str) -> bool) -> Result<Vec<u8>,
         return Err(MetadataError::Malformed);
     }
     Ok(out.into_bytes())
+}
+
+/// What the document's `<release>` and `<latest>` name, in [`MAVEN_TAGS`] order: (tag,
+/// version) for each present and not a `-SNAPSHOT` (the log commits releases only). Read
+/// with the same care as [`only_versions`]: a comment, CDATA or DTD is refused, and so is a
+/// second or decorated `<release>` or `<latest>`.
+pub fn tags(xml: &[u8]) -> Result<Vec<(&'static str, &str)>, MetadataError> {
+    let text = readable(xml)?;
+    let mut found = Vec::new();
+    for tag in MAVEN_TAGS {
+        if !plain(text, tag) {
+            return Err(MetadataError::Malformed);
+        }
+        let start_tag = alloc::format!("<{tag}>");
+        let Ok(start) = single(text, &start_tag) else {
+            if text.contains(start_tag.as_str()) {
+                return Err(MetadataError::Malformed);
+            }
+            continue;
+        };
+        let value_start = start + start_tag.len();
+        let end_tag = alloc::format!("</{tag}>");
+        let value_len = text[value_start..]
+            .find(&end_tag)
+            .ok_or(MetadataError::Malformed)?;
+        let value = text[value_start..value_start + value_len].trim();
+        if value.contains('<') {
+            return Err(MetadataError::Malformed);
+        }
+        if !value.is_empty() && !value.ends_with("-SNAPSHOT") {
+            found.push((tag, value));
+        }
+    }
+    Ok(found)
+}
+
+/// The document as text, when it is within [`METADATA_LEN_MAX`], UTF-8, and free of the
+/// comments, CDATA and DTDs Maven never writes.
+fn readable(xml: &[u8]) -> Result<&str, MetadataError> {
+    if xml.len() > METADATA_LEN_MAX {
+        return Err(MetadataError::Unreadable);
+    }
+    let text = core::str::from_utf8(xml).map_err(|_| MetadataError::Unreadable)?;
+    if ["<!--", "<![CDATA[", "<!DOCTYPE", "<!ENTITY"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        return Err(MetadataError::Unsupported);
+    }
+    Ok(text)
 }
 
 /// Whether every `<{tag}` in `text` is a plain `<{tag}>`.
@@ -153,6 +196,37 @@ mod tests {
     fn filtered(xml: &str, kept: &[&str]) -> Result<String, MetadataError> {
         only_versions(xml.as_bytes(), |v| kept.contains(&v))
             .map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn tags_are_release_and_latest_unless_a_snapshot() {
+        assert_eq!(
+            tags(METADATA.as_bytes()),
+            Ok(alloc::vec![("release", "2.0"), ("latest", "2.0")])
+        );
+        let snapshot = METADATA.replace("<latest>2.0</latest>", "<latest>2.1-SNAPSHOT</latest>");
+        assert_eq!(
+            tags(snapshot.as_bytes()),
+            Ok(alloc::vec![("release", "2.0")])
+        );
+        let untagged = METADATA
+            .replace("<latest>2.0</latest>", "")
+            .replace("<release>2.0</release>", "");
+        assert_eq!(tags(untagged.as_bytes()), Ok(alloc::vec![]));
+        for bad in [
+            METADATA.replace(
+                "<release>2.0</release>",
+                "<release>2.0</release><release>1.0</release>",
+            ),
+            METADATA.replace("<release>2.0</release>", "<release x=\"1\">1.0</release>"),
+            METADATA.replace(
+                "<release>2.0</release>",
+                "<release><!-- 1.0 -->2.0</release>",
+            ),
+            METADATA.replace("<release>2.0</release>", "<release>2.0"),
+        ] {
+            assert!(tags(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

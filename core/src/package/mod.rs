@@ -20,9 +20,13 @@ mod pypi;
 pub mod simple;
 
 pub use maven::{
-    Checksum, Gav, GavError, Group, MAVEN_PATH_LEN_MAX, MavenPath, MavenPathError, MavenSegment,
+    Checksum, Gav, GavError, Group, MAVEN_PATH_LEN_MAX, MAVEN_TAGS, MavenPath, MavenPathError,
+    MavenSegment,
 };
-pub use npm::{NPM_NAME_LEN_MAX, NpmName, NpmNameError, NpmVersion, NpmVersionError};
+pub use npm::{
+    NPM_DIST_TAG_LEN_MAX, NPM_NAME_LEN_MAX, NpmName, NpmNameError, NpmVersion, NpmVersionError,
+    is_dist_tag,
+};
 pub use pep440::{PEP440_LEN_MAX, Pep440, Pep440Error};
 pub use pypi::{
     DistFile, DistFileError, Normalized, PROJECT_NAME_LEN_MAX, ProjectName, ProjectNameError,

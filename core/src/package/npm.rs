@@ -179,6 +179,27 @@ fn is_url_safe(c: u8) -> bool {
         )
 }
 
+/// The longest dist-tag accepted, in bytes.
+pub const NPM_DIST_TAG_LEN_MAX: usize = 128;
+
+/// Whether `tag` is a dist-tag the log records (`latest`, `next`, `beta`, `v1-lts`): 1 to
+/// [`NPM_DIST_TAG_LEN_MAX`] letters, digits and `-._~` (what `encodeURIComponent` leaves
+/// alone, as npm requires), starting with a letter and not with `v` and a digit. npm refuses a
+/// tag that reads as a semver range; these rules refuse every such tag (`1.x`, `v2`, `=1`,
+/// `>=1`), so a tag can never be taken for the version it names.
+pub fn is_dist_tag(tag: &str) -> bool {
+    let bytes = tag.as_bytes();
+    let starts_as_version =
+        bytes.first() == Some(&b'v') && bytes.get(1).is_some_and(u8::is_ascii_digit);
+    !tag.is_empty()
+        && tag.len() <= NPM_DIST_TAG_LEN_MAX
+        && bytes[0].is_ascii_alphabetic()
+        && !starts_as_version
+        && bytes
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+}
+
 /// A validated semver version as npm publishes them: `MAJOR.MINOR.PATCH(-pre)?(+build)?`, no
 /// leading zeros in numbers, no leading `v` or `=`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]

@@ -9,6 +9,8 @@ use core::fmt;
 
 use base64ct::{Base64, Encoding};
 use serde_json::Value;
+
+use crate::package::NpmVersion;
 use sha2::{Digest as _, Sha256, Sha512};
 
 /// The abbreviated ("corgi") packument media type npm and pnpm ask for when installing.
@@ -98,6 +100,9 @@ impl TarballRef {
     }
 }
 
+/// The most dist-tags of one packument the node observes in the log.
+pub const DIST_TAGS_OBSERVED_MAX: usize = 8;
+
 /// A parsed packument.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Packument {
@@ -156,6 +161,32 @@ impl Packument {
             .find(|t| file_name(&t.url) == Some(file))
     }
 
+    /// The dist-tags the log may record: (tag, version) for each tag in the dist-tag grammar
+    /// ([`crate::package::is_dist_tag`]) naming a semver version, `latest` first, then in
+    /// document order, at most [`DIST_TAGS_OBSERVED_MAX`] (a packument with hundreds of
+    /// tags costs the members a bounded number of lookups).
+    pub fn dist_tags(&self) -> Vec<(String, String)> {
+        let Some(tags) = self.document["dist-tags"].as_object() else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, String)> = tags
+            .iter()
+            .filter_map(|(tag, version)| {
+                let version = version.as_str()?;
+                (crate::package::is_dist_tag(tag) && NpmVersion::parse(version).is_ok())
+                    .then(|| (tag.clone(), version.to_string()))
+            })
+            .collect();
+        found.sort_by_key(|(tag, _)| tag != "latest");
+        found.truncate(DIST_TAGS_OBSERVED_MAX);
+        found
+    }
+
+    /// The version dist-tag `tag` names, if the packument sets it.
+    pub fn dist_tag(&self, tag: &str) -> Option<&str> {
+        self.document["dist-tags"][tag].as_str()
+    }
+
     /// The packument without the versions `keep` refuses, and without the dist-tags that
     /// pointed at them (a `latest` naming a version that is not listed makes npm fail rather
     /// than choose another): what a `--verified-only` node lists.
@@ -178,6 +209,21 @@ impl Packument {
                     .is_some_and(|v| kept.iter().any(|k| k == v))
             });
         }
+        Packument { document }
+    }
+
+    /// The packument with its dist-tags set to `tags` (tag, version), keeping only those
+    /// naming a version it lists: what a `--verified-only` node serves, with the tags the log
+    /// observed instead of the upstream's current ones.
+    pub fn with_dist_tags(&self, tags: &[(String, String)]) -> Packument {
+        let mut document = self.document.clone();
+        let listed = |version: &str| document["versions"].get(version).is_some();
+        let kept: serde_json::Map<String, Value> = tags
+            .iter()
+            .filter(|(_, version)| listed(version))
+            .map(|(tag, version)| (tag.clone(), Value::String(version.clone())))
+            .collect();
+        document["dist-tags"] = Value::Object(kept);
         Packument { document }
     }
 

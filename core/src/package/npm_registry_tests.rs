@@ -126,3 +126,40 @@ fn a_version_tarball_is_found_and_verified_only_listings_drop_versions_and_their
     assert!(json["dist-tags"].get("latest").is_none());
     assert_eq!(json["name"], "@scope/pkg");
 }
+
+#[test]
+fn dist_tags_the_log_may_record_are_bounded_and_latest_comes_first() {
+    let mut tags: Vec<String> = (0..20).map(|i| format!("\"t{i}\": \"1.0.{i}\"")).collect();
+    tags.push("\"latest\": \"2.0.0\"".into());
+    tags.push("\"1.x\": \"1.0.0\"".into());
+    tags.push("\"bad\": \"not-semver\"".into());
+    tags.push("\"odd\": 7".into());
+    let document = format!(
+        "{{\"name\":\"p\",\"dist-tags\":{{{}}},\"versions\":{{}}}}",
+        tags.join(",")
+    );
+    let packument = Packument::parse(document.as_bytes()).unwrap();
+    let found = packument.dist_tags();
+    assert_eq!(found.len(), DIST_TAGS_OBSERVED_MAX);
+    assert_eq!(found[0], ("latest".to_string(), "2.0.0".to_string()));
+    assert!(
+        found
+            .iter()
+            .all(|(t, _)| t != "1.x" && t != "bad" && t != "odd")
+    );
+    assert_eq!(packument.dist_tag("latest"), Some("2.0.0"));
+    assert_eq!(packument.dist_tag("none"), None);
+}
+
+#[test]
+fn dist_tags_can_be_replaced_by_the_logs_naming_listed_versions_only() {
+    let document = "{\"name\":\"p\",\"dist-tags\":{\"latest\":\"2.0.0\"},\"versions\":{\"1.0.0\":{},\"2.0.0\":{}}}";
+    let packument = Packument::parse(document.as_bytes()).unwrap();
+    let tags = vec![
+        ("latest".to_string(), "1.0.0".to_string()),
+        ("next".to_string(), "3.0.0".to_string()),
+    ];
+    let set = packument.with_dist_tags(&tags);
+    assert_eq!(set.dist_tag("latest"), Some("1.0.0"));
+    assert_eq!(set.dist_tag("next"), None);
+}

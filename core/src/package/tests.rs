@@ -444,3 +444,49 @@ proptest! {
         prop_assert_eq!(parsed.to_string(), gav.to_string());
     }
 }
+
+#[test]
+fn dist_tags_are_names_that_never_read_as_versions_or_ranges() {
+    for good in [
+        "latest",
+        "next",
+        "beta",
+        "v-next",
+        "release-1.x",
+        "canary~2",
+        "Latest_1",
+    ] {
+        assert!(is_dist_tag(good), "{good}");
+    }
+    let too_long = "a".repeat(NPM_DIST_TAG_LEN_MAX + 1);
+    for bad in [
+        "",
+        "1.0.0",
+        "1.x",
+        "v1",
+        "v2.3",
+        "=1.0.0",
+        ">=1",
+        "^1",
+        "~1",
+        "*",
+        "latest tag",
+        "a/b",
+        "a%2fb",
+        "tag@1",
+        "_private",
+        ".hidden",
+        too_long.as_str(),
+    ] {
+        assert!(!is_dist_tag(bad), "{bad:?}");
+    }
+}
+
+proptest! {
+    /// Nothing npm accepts as a version is a dist-tag, so the log's tag and version spaces
+    /// never overlap.
+    #[test]
+    fn no_version_is_a_dist_tag(text in "[v=]?[0-9]{1,3}(\\.[0-9x*]{1,3}){0,2}(-[a-z0-9.]{1,8})?") {
+        prop_assert!(!is_dist_tag(&text));
+    }
+}

@@ -14,7 +14,10 @@ use super::entry::{
     Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
     MAVEN_FETCH_V1, NPM_FETCH_V1, PYPI_FETCH_V1,
 };
-use crate::package::{Gav, GavError, MavenSegment, NpmName, NpmVersion, Pep440, ProjectName};
+use crate::digest::Digest;
+use crate::package::{
+    Gav, GavError, MAVEN_TAGS, MavenSegment, NpmName, NpmVersion, Pep440, ProjectName, is_dist_tag,
+};
 
 /// The longest name or version coordinates may carry, in bytes.
 pub const COORDINATE_LEN_MAX: usize = 512;
@@ -30,6 +33,9 @@ pub enum CoordinatesError {
     BadName,
     /// A version that is not one of its ecosystem.
     BadVersion,
+    /// A tag an ecosystem does not have (PyPI has none; Maven's are `release` and `latest`;
+    /// an npm dist-tag never reads as a version).
+    BadTag,
 }
 
 impl fmt::Display for CoordinatesError {
@@ -38,6 +44,7 @@ impl fmt::Display for CoordinatesError {
             CoordinatesError::UnknownEcosystem => "unknown ecosystem",
             CoordinatesError::BadName => "name is not valid in its ecosystem",
             CoordinatesError::BadVersion => "version is not valid in its ecosystem",
+            CoordinatesError::BadTag => "tag is not one its ecosystem has",
         })
     }
 }
@@ -97,6 +104,38 @@ impl Coordinates<'_> {
             _ => return Err(CoordinatesError::UnknownEcosystem),
         }
         Ok(())
+    }
+}
+
+impl Coordinates<'_> {
+    /// Checks the coordinates of a tag observation (the tag in `version`): the name as
+    /// [`Coordinates::check`] wants it, and a tag of the ecosystem: any for images (the
+    /// registry's tag grammar is the mirror's), an npm dist-tag ([`is_dist_tag`]), Maven's
+    /// `release` or `latest` ([`MAVEN_TAGS`]); PyPI has no tags.
+    pub fn check_tag(&self) -> Result<(), CoordinatesError> {
+        let name_only = |version| Coordinates { version, ..*self }.check();
+        if self.version.is_empty() || self.version.len() > COORDINATE_LEN_MAX {
+            return Err(CoordinatesError::BadTag);
+        }
+        match self.ecosystem {
+            ECOSYSTEM_DOCKER => self.check(),
+            ECOSYSTEM_NPM if is_dist_tag(self.version) => name_only("0.0.0"),
+            ECOSYSTEM_MAVEN if MAVEN_TAGS.contains(&self.version) => name_only("1"),
+            ECOSYSTEM_NPM | ECOSYSTEM_MAVEN | ECOSYSTEM_PYPI => Err(CoordinatesError::BadTag),
+            _ => Err(CoordinatesError::UnknownEcosystem),
+        }
+    }
+}
+
+/// The digest a tag observation records when the tag names `version` of `ecosystem`: an
+/// image's manifest digest (its version in the log), else the SHA-256 of the outputs list
+/// of the version's `Commit` (`outputs`, the list's bytes; `None` while it is not committed).
+/// A package tag thus names one commit, whatever files the version has.
+pub fn tag_target(ecosystem: &str, version: &str, outputs: Option<&[u8]>) -> Option<Digest> {
+    if ecosystem == ECOSYSTEM_DOCKER {
+        Digest::parse(version).ok()
+    } else {
+        outputs.map(Digest::sha256)
     }
 }
 
@@ -208,5 +247,49 @@ mod tests {
         for s in ["npm:requests", "pypi:requests", "npm:@s/p", "maven:g:a"] {
             assert!(of("docker", s, "sha256:00").check().is_err());
         }
+    }
+
+    #[test]
+    fn tags_follow_their_ecosystems_tag_grammar() {
+        for c in [
+            of("docker", "docker.io/library/alpine", "3.19"),
+            of("npm", "left-pad", "latest"),
+            of("npm", "@scope/pkg", "next"),
+            of("maven", "org.example:lib", "release"),
+            of("maven", "org.example:lib", "latest"),
+        ] {
+            assert_eq!(c.check_tag(), Ok(()), "{c:?}");
+        }
+        for (c, error) in [
+            (of("npm", "left-pad", "1.0.0"), CoordinatesError::BadTag),
+            (of("npm", "left-pad", ""), CoordinatesError::BadTag),
+            (of("npm", "Left Pad", "latest"), CoordinatesError::BadName),
+            (of("pypi", "requests", "latest"), CoordinatesError::BadTag),
+            (
+                of("maven", "org.example:lib", "1.0"),
+                CoordinatesError::BadTag,
+            ),
+            (of("maven", "lib", "release"), CoordinatesError::BadName),
+            (
+                of("cargo", "serde", "latest"),
+                CoordinatesError::UnknownEcosystem,
+            ),
+        ] {
+            assert_eq!(c.check_tag(), Err(error), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn a_package_tag_target_is_its_commits_outputs_digest_and_an_image_tags_its_manifest() {
+        let manifest = Digest::sha256(b"manifest");
+        assert_eq!(
+            tag_target("docker", &manifest.to_string(), None),
+            Some(manifest)
+        );
+        assert_eq!(tag_target("npm", "1.0.0", None), None);
+        assert_eq!(
+            tag_target("npm", "1.0.0", Some(b"outputs")),
+            Some(Digest::sha256(b"outputs"))
+        );
     }
 }

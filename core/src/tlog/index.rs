@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use crate::digest::Digest;
 use crate::identity::KeyId;
 use crate::tlog::Hash;
+use crate::tlog::coordinates::tag_target;
 use crate::tlog::entry::Entry;
 
 /// Lookups by name, version and digest. Keys are the coordinates' subject (an image's name,
@@ -18,6 +19,8 @@ use crate::tlog::entry::Entry;
 pub struct LogIndex {
     commits: BTreeMap<(String, String), (u64, Digest)>,
     tags: BTreeMap<(String, String), (u64, Digest)>,
+    /// Each commit by its tag target ([`tag_target`]): its index and version.
+    targets: BTreeMap<(String, Digest), (u64, String)>,
     committed: BTreeMap<Digest, u64>,
     piece_roots: BTreeMap<Digest, Hash>,
     by_name: BTreeMap<String, Vec<u64>>,
@@ -53,6 +56,14 @@ impl LogIndex {
                 self.commits
                     .entry(key(&subject, coordinates.version))
                     .or_insert((index, Digest::sha256(c.statement.outputs.0)));
+                let outputs = Some(c.statement.outputs.0);
+                if let Some(target) =
+                    tag_target(coordinates.ecosystem, coordinates.version, outputs)
+                {
+                    self.targets
+                        .entry((subject.to_string(), target))
+                        .or_insert((index, coordinates.version.to_string()));
+                }
                 for output in c.statement.outputs.iter() {
                     self.committed.entry(output).or_insert(index);
                 }
@@ -152,6 +163,32 @@ impl LogIndex {
     /// The latest `TagObservation` of `name:tag` and the digest it recorded.
     pub fn tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
         self.tags.get(&key(name, tag)).copied()
+    }
+
+    /// The `Commit` under `name` whose tag target is `digest` ([`tag_target`]: an image's
+    /// manifest digest, a package version's outputs list digest): its index and version.
+    pub fn tagged(&self, name: &str, digest: &Digest) -> Option<(u64, &str)> {
+        self.targets
+            .get(&(name.to_string(), *digest))
+            .map(|(index, version)| (*index, version.as_str()))
+    }
+
+    /// The digest a tag observation records for `version` of `name` (in `ecosystem`): an
+    /// image's manifest digest, whether committed or not; a package version's outputs list
+    /// digest once it is committed ([`tag_target`]).
+    pub fn tag_target(&self, ecosystem: &str, name: &str, version: &str) -> Option<Digest> {
+        if ecosystem == crate::tlog::entry::ECOSYSTEM_DOCKER {
+            return tag_target(ecosystem, version, None);
+        }
+        self.commit_outputs(name, version).map(|(_, digest)| digest)
+    }
+
+    /// The tags of `name` observed, with the digest of each one's latest observation.
+    pub fn tags_of<'s>(&'s self, name: &'s str) -> impl Iterator<Item = (&'s str, Digest)> + 's {
+        self.tags
+            .range((name.to_string(), String::new())..)
+            .take_while(move |((n, _), _)| n == name)
+            .map(|((_, tag), (_, digest))| (tag.as_str(), *digest))
     }
 
     /// Every tag observed, with the digest of its latest observation.

@@ -8,10 +8,11 @@ use alloc::string::{String, ToString};
 
 use crate::consensus::evidence::{EvidenceError, RequestBinding, check_dispute};
 use crate::consensus::limits::request_allowed;
+use crate::digest::Digest;
 use crate::identity::KeyId;
 use crate::members::{MemberSet, MembershipError};
 use crate::tlog::Hash;
-use crate::tlog::coordinates::CoordinatesError;
+use crate::tlog::coordinates::{CoordinatesError, tag_target};
 use crate::tlog::entry::{Entry, EntryError, MembershipOp};
 
 /// What the rules need to know of the log an entry would extend.
@@ -34,6 +35,9 @@ pub trait LogView {
     fn open_requests_from(&self, requester: &KeyId) -> usize;
     /// The index of the latest `TagObservation` of `name:tag`, if any.
     fn tag(&self, name: &str, tag: &str) -> Option<u64>;
+    /// The index of the `Commit` under `name` whose tag target
+    /// ([`crate::tlog::coordinates::tag_target`]) is `digest`, if any.
+    fn tagged(&self, name: &str, digest: &Digest) -> Option<u64>;
 }
 
 /// Why an entry was refused.
@@ -69,8 +73,8 @@ pub enum EntryRejection {
     RequesterNotAMember,
     /// A requester over its share of a batch or of open requests.
     TooManyRequests,
-    /// A tag observation of a digest the log (with the batch) has not committed under that
-    /// name.
+    /// A tag observation of a digest that is not the tag target of a commit of the log (with
+    /// the batch) under that name.
     UncommittedTag,
     /// A tag observation without f+1 valid signatures of the epoch's members, its observer's
     /// among them.
@@ -151,9 +155,13 @@ pub fn check_entry(
 ) -> Result<(), EntryRejection> {
     let entry = Entry::decode(bytes).map_err(EntryRejection::Malformed)?;
     if let Some(coordinates) = entry.coordinates() {
-        coordinates
-            .check()
-            .map_err(EntryRejection::BadCoordinates)?;
+        let tag = matches!(entry, Entry::TagObservation(_) | Entry::UnattestedTag(_));
+        if tag {
+            coordinates.check_tag()
+        } else {
+            coordinates.check()
+        }
+        .map_err(EntryRejection::BadCoordinates)?;
     }
     match entry {
         Entry::Genesis(_) if index == 0 && bytes == view.genesis() => Ok(()),
@@ -226,15 +234,18 @@ pub fn check_entry(
 /// The rules members apply to a batch before ordering it, on top of [`check_entry`]: a commit
 /// is bound to its request's log index and selection checkpoint (the tree that ends with the
 /// request) and is the batch's only commit of its coordinates; a build request comes from a
-/// member within its share ([`request_allowed`]); a tag observation points the tag at a
-/// digest committed under that name (in the log or earlier in the batch), so a tag can only
-/// ever resolve to what f+1 builders attested, and it is fresh: its observer had seen the
+/// member within its share ([`request_allowed`]); a tag observation points the tag at the
+/// tag target of a commit under that name (in the log or earlier in the batch: an image's
+/// manifest digest, a package version's outputs list digest), so a tag can only ever
+/// resolve to what f+1 builders attested, and it is fresh: its observer had seen the
 /// tag's latest observation (`checkpoint_size` beyond it, within the final log), and it is
 /// the batch's only observation of its tag. A tag seen by one member alone is never ordered.
 /// One per batch, fed its entries in order.
 #[derive(Default)]
 pub struct BatchRules {
     committed: BTreeSet<(String, String)>,
+    /// The tag targets of the batch's commits.
+    targets: BTreeSet<(String, Digest)>,
     requested: BTreeMap<KeyId, usize>,
     tags: BTreeSet<(String, String)>,
 }
@@ -270,6 +281,10 @@ impl BatchRules {
                 {
                     return Err(EntryRejection::NotBoundToRequest);
                 }
+                let ecosystem = statement.coordinates.ecosystem;
+                if let Some(target) = tag_target(ecosystem, version, Some(statement.outputs.0)) {
+                    self.targets.insert((name.to_string(), target));
+                }
                 self.committed.insert(key);
             }
             Entry::BuildRequest(request) => {
@@ -287,9 +302,8 @@ impl BatchRules {
                 let statement = &observation.statement;
                 let subject = statement.tag.subject();
                 let (name, tag) = (subject.as_ref(), statement.tag.version);
-                let version = statement.digest.to_string();
-                let committed = view.commit(name, &version).is_some()
-                    || self.committed.contains(&(name.to_string(), version));
+                let committed = view.tagged(name, &statement.digest).is_some()
+                    || self.targets.contains(&(name.to_string(), statement.digest));
                 if !committed {
                     return Err(EntryRejection::UncommittedTag);
                 }
@@ -359,6 +373,9 @@ mod tests {
         }
         fn tag(&self, name: &str, tag: &str) -> Option<u64> {
             (self.committed && name == "docker.io/library/a" && tag == "latest").then_some(3)
+        }
+        fn tagged(&self, name: &str, digest: &Digest) -> Option<u64> {
+            self.commit(name, &digest.to_string())
         }
     }
 

@@ -474,6 +474,9 @@ impl LogView for LogState {
     fn tag(&self, name: &str, tag: &str) -> Option<u64> {
         self.index.tag(name, tag).map(|(index, _)| index)
     }
+    fn tagged(&self, name: &str, digest: &crate::digest::Digest) -> Option<u64> {
+        self.index.tagged(name, digest).map(|(index, _)| index)
+    }
 }
 
 #[cfg(test)]

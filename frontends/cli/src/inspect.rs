@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 use pyrsia_core::reference::ImageRef;
-use pyrsia_core::tlog::entry::Entry;
+use pyrsia_core::tlog::coordinates::tag_target;
+use pyrsia_core::tlog::entry::{ECOSYSTEM_DOCKER, Entry};
 use serde_json::{Map, Value};
 
 use crate::client::{DEFAULT_NODE, NodeClient};
@@ -110,10 +111,30 @@ fn history(client: &NodeClient, subject: &str) -> Result<Vec<Map<String, Value>>
         .filter_map(Value::as_u64)
         .collect();
     let mut all = Vec::new();
+    // A package tag names a version by its commit's tag target.
+    let mut targets = std::collections::HashMap::new();
     for index in indices {
         let bytes = entry(client, index)?;
         let decoded = Entry::decode(&bytes).map_err(|e| format!("entry {index}: {e}"))?;
-        all.push(describe(index, &decoded));
+        let mut row = describe(index, &decoded);
+        match &decoded {
+            Entry::Commit(c) => {
+                let coordinates = c.statement.coordinates;
+                let outputs = Some(c.statement.outputs.0);
+                if let Some(target) =
+                    tag_target(coordinates.ecosystem, coordinates.version, outputs)
+                {
+                    targets.insert(target, coordinates.version.to_string());
+                }
+            }
+            Entry::TagObservation(t) if t.statement.tag.ecosystem != ECOSYSTEM_DOCKER => {
+                if let Some(version) = targets.get(&t.statement.digest) {
+                    row.insert("version".into(), Value::from(version.as_str()));
+                }
+            }
+            _ => {}
+        }
+        all.push(row);
     }
     Ok(all)
 }
@@ -125,6 +146,7 @@ fn package_rows(
 ) -> Result<Vec<Map<String, Value>>, String> {
     let mut all = history(client, &spec.subject())?;
     if let Some(version) = &spec.version {
+        // The version's entries and the tags that name it.
         all.retain(|r| r["version"] == version.as_str());
     }
     Ok(all)

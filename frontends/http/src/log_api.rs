@@ -10,7 +10,7 @@
 //! | `/pyrsia/log/entries?start=S&count=C` | a batch of entries (one wire frame) |
 //! | `/pyrsia/log/proof/inclusion?index=I&size=S` | `{"index","size","hashes":[hex]}` |
 //! | `/pyrsia/log/proof/consistency?from=A&to=B` | `{"from","to","hashes":[hex]}` |
-//! | `/pyrsia/log/lookup?name=N&tag=T`, `&digest=D` or `&version=V` | `{"tag_observation","digest","commit","part_of"}` |
+//! | `/pyrsia/log/lookup?name=N&tag=T`, `&digest=D` or `&version=V` | `{"tag_observation","digest","version","commit","part_of"}` |
 //! | `/pyrsia/log/history?name=N` | `{"name","entries":[index]}` |
 
 use pyrsia_core::digest::Digest;
@@ -63,9 +63,12 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 Ok(d) => Some(Digest::parse(&d).map_err(|_| BAD_QUERY)?),
                 Err(_) => observed.map(|(_, d)| d),
             };
-            // A package version (`version=`), else an image's digest.
+            // A package version (`version=`, or the one a package tag names), else an
+            // image's digest.
+            let tagged = observed.and_then(|(_, d)| log.find_tagged(&name, &d));
             let version = text(query, "version")
                 .ok()
+                .or_else(|| tagged.map(|(_, v)| v))
                 .or_else(|| digest.map(|d| d.to_string()));
             let commit = version.as_ref().and_then(|v| log.find_commit(&name, v));
             let request = version.as_ref().and_then(|v| log.find_request(&name, v));
@@ -77,6 +80,7 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
                 "tag": tag,
                 "tag_observation": observed.map(|(i, _)| i),
                 "digest": digest.map(|d| d.to_string()),
+                "version": version,
                 "commit": commit,
                 "request": request,
                 "dispute": dispute.map(|(index, _)| index),

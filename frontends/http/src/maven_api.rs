@@ -23,7 +23,7 @@ use pyrsia_core::package::maven_metadata::only_versions;
 use pyrsia_core::package::{Checksum, Gav, MavenPath};
 use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::ECOSYSTEM_MAVEN;
-use pyrsia_std::log::PackageJob;
+use pyrsia_std::log::{PackageJob, PackageTags};
 use pyrsia_std::maven::Served;
 use pyrsia_std::packages::FileSource;
 use tiny_http::Request;
@@ -58,10 +58,22 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
             }
             Reply::immutable_file(content_type(rest), file.blob)
         }
-        Ok(Served::Document(document)) => marked_stale(
-            Reply::bytes(200, content_type(rest), document.bytes),
-            document.stale,
-        ),
+        Ok(Served::Document(document)) => {
+            if let MavenPath::Metadata {
+                directory,
+                checksum: None,
+            } = &parsed
+                && !document.stale
+                && let Some(tags) = artifact_name(directory)
+                    .and_then(|name| PackageTags::maven(&name, &document.bytes))
+            {
+                node.observe_package_tags(tags);
+            }
+            marked_stale(
+                Reply::bytes(200, content_type(rest), document.bytes),
+                document.stale,
+            )
+        }
         Err(e) => text(e.status(), &e.to_string()),
     }
 }
@@ -129,16 +141,12 @@ fn committed_metadata(
     directory: &str,
     checksum: Option<Checksum>,
 ) -> Reply {
-    let name = match directory.rsplit_once('/') {
-        Some((_, version)) if version.ends_with("-SNAPSHOT") => {
-            return text(404, "a snapshot's metadata is never committed");
-        }
-        Some((group, artifact)) => format!("{}:{artifact}", group.replace('/', ".")),
-        None => return text(404, "not an artifact's metadata"),
-    };
-    if Gav::release(&name, "1").is_err() {
-        return text(404, "not an artifact's metadata");
+    if directory.ends_with("-SNAPSHOT") {
+        return text(404, "a snapshot's metadata is never committed");
     }
+    let Some(name) = artifact_name(directory) else {
+        return text(404, "not an artifact's metadata");
+    };
     let document_path = match checksum {
         Some(algorithm) => &path[..path.len() - algorithm.suffix().len()],
         None => path,
@@ -172,6 +180,15 @@ fn committed_metadata(
         },
     };
     marked_stale(Reply::bytes(200, content_type, body), document.stale)
+}
+
+/// The Maven artifact (`groupId:artifactId`) whose `maven-metadata.xml` lives in `directory`
+/// (`org/example/lib`); `None` for a snapshot version's directory or anything else.
+fn artifact_name(directory: &str) -> Option<String> {
+    let (group, artifact) = directory.rsplit_once('/')?;
+    let name = format!("{}:{artifact}", group.replace('/', "."));
+    let artifact_directory = !directory.ends_with("-SNAPSHOT") && Gav::release(&name, "1").is_ok();
+    artifact_directory.then_some(name)
 }
 
 /// `reply` with `Warning: 110` when what it carries is the last document seen, not a fresh one.

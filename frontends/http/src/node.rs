@@ -10,7 +10,9 @@ use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::{ECOSYSTEM_MAVEN, ECOSYSTEM_NPM};
 use pyrsia_std::clock::unix_seconds;
 use pyrsia_std::consensus::{BuildSources, Member};
-use pyrsia_std::log::{Log, PackageJob, PackageSources, VerificationQueue, VerifyJob, follow, key};
+use pyrsia_std::log::{
+    Log, PackageJob, PackageSources, PackageTags, VerificationQueue, VerifyJob, follow, key,
+};
 use pyrsia_std::maven::Maven;
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
@@ -231,6 +233,16 @@ impl Node {
         match &self.member {
             Some(member) => member.request_package(job),
             None => self.verification.request_package(job),
+        }
+    }
+
+    /// Reports the tags a package's metadata set (a packument's dist-tags, Maven metadata's
+    /// `release` and `latest`) as the mirror served it fresh from the upstream, to be
+    /// observed in the log.
+    pub fn observe_package_tags(&self, tags: PackageTags) {
+        match &self.member {
+            Some(member) => member.saw_package_tags(tags),
+            None => self.verification.observe_package_tags(tags),
         }
     }
 

@@ -13,7 +13,7 @@ use pyrsia_core::package::NpmName;
 use pyrsia_core::package::npm_registry::PackumentFormat;
 use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::ECOSYSTEM_NPM;
-use pyrsia_std::log::PackageJob;
+use pyrsia_std::log::{PackageJob, PackageTags};
 use pyrsia_std::packages::{PackageBlob, PackageError};
 use tiny_http::Request;
 
@@ -48,14 +48,20 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
     let format = PackumentFormat::negotiate(header("Accept"));
     match node.npm.packument(&name, format) {
         Ok(mut document) => {
+            if !document.stale {
+                node.observe_package_tags(PackageTags::npm(&name, &document.packument));
+            }
             if node.verified_only {
                 // Only the versions the log committed (their tarball's bytes are checked
                 // against the commit when downloaded).
+                // Its dist-tags are the ones the log observed (f+1 members saw them), not
+                // the upstream's current ones.
                 let subject = subject(ECOSYSTEM_NPM, &name.to_string()).into_owned();
                 document.packument = std::sync::Arc::new(
                     document
                         .packument
-                        .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some()),
+                        .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some())
+                        .with_dist_tags(&node.log.package_tags(&subject)),
                 );
             }
             // Tarball URLs must be absolute for npm: this node, as the client reached it.

@@ -40,6 +40,7 @@ use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
+use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::{
     Coordinates, Dispute, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_PYPI, Entry, Genesis,
     KeyList,
@@ -202,6 +203,9 @@ fn is_upstream_package(subject: &str) -> bool {
 }
 /// The one version of each upstream package.
 const PACKAGE_VERSION: &str = "1.0";
+/// The tag every upstream Maven artifact's metadata sets (at [`PACKAGE_VERSION`]); PyPI has
+/// no tags.
+const PACKAGE_TAG: &str = "release";
 
 /// The digest an honest upstream serves for an artifact (an image's manifest, a package
 /// version's one file).
@@ -228,7 +232,7 @@ struct Sim {
     halves: Vec<bool>,
     builds: Vec<(Instant, usize, u64, Result<BuildResult, ()>)>,
     /// Tag lookups members carry out for others' queries: when, who, ticket, what they find.
-    lookups: Vec<(Instant, usize, Vec<u8>, Option<Digest>)>,
+    lookups: Vec<(Instant, usize, Vec<u8>, Option<String>)>,
     /// What honest members decided at each height: size and root.
     decisions: BTreeMap<u64, (u64, Hash)>,
     /// Every final checkpoint any honest member reached: size → root.
@@ -505,9 +509,9 @@ impl Sim {
                 .filter(|l| self.lookups[*l].0 <= now)
                 .collect();
             for l in found.into_iter().rev() {
-                let (_, who, ticket, digest) = self.lookups.remove(l);
+                let (_, who, ticket, named) = self.lookups.remove(l);
                 self.with_node(who, now, |node, log, at| {
-                    node.tag_resolved(log, at, &ticket, digest)
+                    node.tag_resolved(log, at, &ticket, named.as_deref())
                 });
             }
             while self.net.next_at().is_some_and(|at| at <= now) {
@@ -580,12 +584,21 @@ impl Sim {
         };
         if let Some((ecosystem, package_name, source)) = package {
             self.with_node(who, now, |node, log, at| {
+                let coordinates = Coordinates {
+                    ecosystem,
+                    name: package_name,
+                    version: PACKAGE_VERSION,
+                };
+                // A Maven client reads the artifact's metadata first: its `release` tag.
+                if ecosystem == ECOSYSTEM_MAVEN {
+                    let tag = Coordinates {
+                        version: PACKAGE_TAG,
+                        ..coordinates
+                    };
+                    node.saw_package_tag(log, at, tag, PACKAGE_VERSION);
+                }
                 let package = PackageRequest {
-                    coordinates: Coordinates {
-                        ecosystem,
-                        name: package_name,
-                        version: PACKAGE_VERSION,
-                    },
+                    coordinates,
                     source,
                 };
                 node.request_package(log, at, &package);
@@ -672,11 +685,23 @@ impl Sim {
                     checkpoint,
                     entries,
                 } => self.apply(i, &checkpoint, &entries, true),
-                NodeOutput::ResolveTag { name, tag, ticket } => {
-                    // The upstream has one tag per image.
-                    let digest = (name.starts_with(UPSTREAM_IMAGES) && tag == "latest")
-                        .then(|| upstream_digest(&name));
-                    self.lookups.push((now + LOOKUP_TIME, i, ticket, digest));
+                NodeOutput::ResolveTag {
+                    ecosystem,
+                    name,
+                    tag,
+                    ticket,
+                } => {
+                    // The upstream has one tag per image (`latest`) and per Maven artifact
+                    // (`release`).
+                    let subject = subject(&ecosystem, &name);
+                    let named = if ecosystem == ECOSYSTEM_DOCKER {
+                        (name.starts_with(UPSTREAM_IMAGES) && tag == "latest")
+                            .then(|| upstream_digest(&name).to_string())
+                    } else {
+                        (is_upstream_package(&subject) && tag == PACKAGE_TAG)
+                            .then(|| PACKAGE_VERSION.to_string())
+                    };
+                    self.lookups.push((now + LOOKUP_TIME, i, ticket, named));
                 }
                 NodeOutput::Evidence { kind, key, .. } => {
                     // Evidence of equivocation names the member that voted twice; it must
@@ -1007,16 +1032,37 @@ impl Sim {
         out
     }
 
+    /// Whether the upstream sets `tag` (coordinates with the tag in `version`) at what
+    /// `target` names in member `i`'s log: an image's `latest` at its manifest, a Maven
+    /// artifact's `release` at the commit of [`PACKAGE_VERSION`].
+    fn upstream_tags(&self, i: usize, tag: &Coordinates<'_>, target: Digest) -> bool {
+        if tag.ecosystem == ECOSYSTEM_DOCKER {
+            return tag.version == "latest" && target == upstream_digest(tag.name);
+        }
+        let subject = tag.subject();
+        let named = self.members[i].log.index().tagged(&subject, &target);
+        tag.ecosystem == ECOSYSTEM_MAVEN
+            && tag.version == PACKAGE_TAG
+            && named.is_some_and(|(_, version)| version == PACKAGE_VERSION)
+    }
+
     fn all_committed(&self) -> bool {
         self.honest().all(|i| {
             let log = &self.members[i].log;
             self.requested.iter().all(|name| {
-                let digest = upstream_digest(name);
-                let committed = log.index().commit(name, &committed_version(name)).is_some();
-                // Packages are requested without a tag.
-                committed
-                    && (is_upstream_package(name)
-                        || log.index().tag(name, "latest").map(|(_, d)| d) == Some(digest))
+                let index = log.index();
+                let committed = index.commit(name, &committed_version(name)).is_some();
+                let tag = |tag| index.tag(name, tag).map(|(_, d)| d);
+                let tagged = match name.split_once(':') {
+                    // PyPI has no tags.
+                    Some(("pypi", _)) => true,
+                    Some(("maven", _)) => {
+                        let target = index.tag_target(ECOSYSTEM_MAVEN, name, PACKAGE_VERSION);
+                        target.is_some() && tag(PACKAGE_TAG) == target
+                    }
+                    _ => tag("latest") == Some(upstream_digest(name)),
+                };
+                committed && tagged
             })
         })
     }
@@ -1028,8 +1074,7 @@ impl Sim {
             for bytes in &self.members[i].entries {
                 match Entry::decode(bytes) {
                     Ok(Entry::TagObservation(t))
-                        if t.statement.tag.version != "latest"
-                            || t.statement.digest != upstream_digest(t.statement.tag.name) =>
+                        if !self.upstream_tags(i, &t.statement.tag, t.statement.digest) =>
                     {
                         let tag = t.statement.tag;
                         self.violations.push(format!(

@@ -4,12 +4,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use pyrsia_core::package::maven_checksum::ExpectedChecksum;
-use pyrsia_core::package::maven_metadata::only_versions;
+use pyrsia_core::package::maven_metadata::{only_versions, tags as maven_tags};
 use pyrsia_core::package::maven_pom::release_files;
-use pyrsia_core::package::npm_registry::{Integrity, Packument};
+use pyrsia_core::package::npm_registry::{DIST_TAGS_OBSERVED_MAX, Integrity, Packument};
 use pyrsia_core::package::simple::{IndexFormat, ProjectIndex};
 use pyrsia_core::package::{
-    Checksum, DistFile, Gav, MavenPath, NpmName, NpmVersion, Pep440, ProjectName,
+    Checksum, DistFile, Gav, MAVEN_TAGS, MavenPath, NpmName, NpmVersion, Pep440, ProjectName,
 };
 use pyrsia_core::tlog::entry::{
     Coordinates, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
@@ -29,6 +29,26 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(tarballs) = packument.tarballs()
     {
         let moved = packument.with_tarballs_at(|file| format!("http://node/npm/p/-/{file}"));
+        // The dist-tags the log may record are bounded and valid in their grammars.
+        let tags = packument.dist_tags();
+        assert!(tags.len() <= DIST_TAGS_OBSERVED_MAX);
+        for (tag, version) in &tags {
+            let coordinates = Coordinates {
+                ecosystem: ECOSYSTEM_NPM,
+                name: "p",
+                version: tag,
+            };
+            assert_eq!(coordinates.check_tag(), Ok(()), "{tag:?}");
+            assert_eq!(
+                Coordinates {
+                    version,
+                    ..coordinates
+                }
+                .check(),
+                Ok(()),
+                "{version:?}"
+            );
+        }
         let again = Packument::parse(&moved).expect("the rewritten packument parses");
         let moved_tarballs = again.tarballs().expect("its tarballs too");
         assert_eq!(moved_tarballs.len(), tarballs.len());
@@ -52,6 +72,16 @@ fuzz_target!(|data: &[u8]| {
                     })
                 ),
                 "{path}"
+            );
+        }
+    }
+    // Maven metadata tags are Maven's two, naming release versions.
+    if let Ok(tags) = maven_tags(data) {
+        for (tag, version) in tags {
+            assert!(MAVEN_TAGS.contains(&tag));
+            assert!(
+                !version.ends_with("-SNAPSHOT") && !version.contains('<'),
+                "{version:?}"
             );
         }
     }

@@ -19,7 +19,7 @@ use pyrsia_core::identity::SecretKey;
 use pyrsia_core::reference::{Host, Name, Tag};
 use pyrsia_core::time::Duration;
 use pyrsia_core::tlog::coordinates::fetch_build_type;
-use pyrsia_core::tlog::entry::Entry;
+use pyrsia_core::tlog::entry::{ECOSYSTEM_DOCKER, Entry};
 
 use super::{BuildSources, Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
@@ -198,10 +198,17 @@ impl Driver {
                 self.log
                     .with_state(|log| node.built(log, now, index, result));
             }
+            Input::SawPackageTags(tags) => {
+                self.log.with_state(|log| {
+                    for (tag, version) in tags.each() {
+                        node.saw_package_tag(log, now, tag, version);
+                    }
+                });
+            }
             Input::TagResolved(ticket, resolved) => {
                 self.lookups = self.lookups.saturating_sub(1);
                 self.log
-                    .with_state(|log| node.tag_resolved(log, now, &ticket, resolved));
+                    .with_state(|log| node.tag_resolved(log, now, &ticket, resolved.as_deref()));
             }
         }
         self.carry_out();
@@ -218,9 +225,18 @@ impl Driver {
                     }
                 }
                 NodeOutput::Build { index, request } => self.build(index, &request),
-                NodeOutput::ResolveTag { name, tag, ticket } => {
-                    self.resolve_tag(&name, &tag, ticket)
-                }
+                NodeOutput::ResolveTag {
+                    ecosystem,
+                    name,
+                    tag,
+                    ticket,
+                } if ecosystem == ECOSYSTEM_DOCKER => self.resolve_tag(&name, &tag, ticket),
+                NodeOutput::ResolveTag {
+                    ecosystem,
+                    name,
+                    tag,
+                    ticket,
+                } => self.resolve_package_tag(ecosystem, name, tag, ticket),
                 NodeOutput::Decided {
                     checkpoint,
                     entries,
@@ -318,6 +334,26 @@ impl Driver {
     /// Resolves `name:tag` at this node's upstream on a thread of its own, for another
     /// member's tag query; hosts this node does not fetch from, and lookups beyond
     /// [`MAX_TAG_LOOKUPS`] at once, resolve to nothing.
+    /// Resolves another member's package tag query at this node's package upstream (the
+    /// packument or metadata document: `PackageSources::upstream_tag`).
+    fn resolve_package_tag(
+        &mut self,
+        ecosystem: String,
+        name: String,
+        tag: String,
+        ticket: Vec<u8>,
+    ) {
+        let packages = self.packages.clone();
+        self.spawn_lookup(ticket, move || {
+            packages
+                .upstream_tag(&ecosystem, &name, &tag)
+                .map_err(|e| tracing::info!(%ecosystem, %name, %tag, error = %e, "cannot resolve a package tag another member asked about"))
+                .ok()
+        });
+    }
+
+    /// Resolves another member's image tag query at the registry of the image's host, when
+    /// this node fetches from it.
     fn resolve_tag(&mut self, name: &str, tag: &str, ticket: Vec<u8>) {
         let lookup = (|| {
             let (host, path) = name.split_once('/')?;
@@ -333,25 +369,37 @@ impl Driver {
             let _ = self.inputs.try_send(Input::TagResolved(ticket, None));
             return;
         };
+        let mirror = self.mirror.clone();
+        self.spawn_lookup(ticket, move || {
+            // Both parsed before the thread started.
+            let (Ok(name), Ok(tag)) = (Name::parse(&path), Tag::parse(&tag)) else {
+                return None;
+            };
+            mirror
+                .tag_from_upstream(&host, name, tag)
+                .map_err(|e| tracing::info!(%path, %tag, error = %e, "cannot resolve a tag another member asked about"))
+                .ok()
+                .map(|digest| digest.to_string())
+        });
+    }
+
+    /// Runs `lookup` on a thread of its own, at most [`MAX_TAG_LOOKUPS`] at once (past that
+    /// the query resolves to nothing), and passes what it found back with `ticket`.
+    fn spawn_lookup(
+        &mut self,
+        ticket: Vec<u8>,
+        lookup: impl FnOnce() -> Option<String> + Send + 'static,
+    ) {
         if self.lookups >= MAX_TAG_LOOKUPS {
             let _ = self.inputs.try_send(Input::TagResolved(ticket, None));
             return;
         }
         self.lookups += 1;
-        let mirror = self.mirror.clone();
         let inputs = self.inputs.clone();
         let spawned = std::thread::Builder::new()
             .name("tag-lookup".into())
             .spawn(move || {
-                // Both parsed before the thread started.
-                let digest = match (Name::parse(&path), Tag::parse(&tag)) {
-                    (Ok(name), Ok(tag)) => mirror
-                        .tag_from_upstream(&host, name, tag)
-                        .map_err(|e| tracing::info!(%path, %tag, error = %e, "cannot resolve a tag another member asked about"))
-                        .ok(),
-                    _ => None,
-                };
-                let _ = inputs.send(Input::TagResolved(ticket, digest));
+                let _ = inputs.send(Input::TagResolved(ticket, lookup()));
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a tag lookup");

@@ -29,7 +29,7 @@ use std::time::Duration;
 use pyrsia_core::identity::{PublicKey, SecretKey};
 use pyrsia_core::tlog::entry::MembershipOp;
 
-use crate::log::{Log, PackageJob, PackageSources, VerifyJob};
+use crate::log::{Log, PackageJob, PackageSources, PackageTags, VerifyJob};
 use crate::mirror::Mirror;
 
 pub use pyrsia_core::consensus::limits::MAX_CLOCK_SKEW_SECS;
@@ -92,8 +92,11 @@ pub(crate) enum Input {
     Endorse(MembershipOp, PublicKey),
     /// A build of this node finished.
     Built(u64, Result<crate::log::Verified, String>),
-    /// A tag lookup another member asked for finished: the ticket and the digest found.
-    TagResolved(Vec<u8>, Option<pyrsia_core::digest::Digest>),
+    /// The mirror served a package's metadata, which set these tags.
+    SawPackageTags(PackageTags),
+    /// A tag lookup another member asked for finished: the ticket and what the tag names (an
+    /// image's manifest digest, a package's version).
+    TagResolved(Vec<u8>, Option<String>),
 }
 
 /// Inputs waiting for the member thread at most: past it, messages from the network are
@@ -185,6 +188,20 @@ impl Member {
     /// committed).
     pub fn request_package(&self, job: PackageJob) {
         self.send(Input::RequestPackage(job));
+    }
+
+    /// Reports the tags a package's metadata set when the mirror served it: each is observed
+    /// in the log once its version is committed and f+1 members resolve it alike.
+    /// Best effort: dropped when the member thread is busy (the next time the mirror serves
+    /// the metadata reports the tags again), so a packument hit never waits on consensus.
+    pub fn saw_package_tags(&self, tags: PackageTags) {
+        if tags.tags.is_empty() {
+            return;
+        }
+        let sender = self.inputs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(TrySendError::Full(_)) = sender.try_send(Input::SawPackageTags(tags)) {
+            tracing::debug!("member input queue full: package tags not reported this time");
+        }
     }
 
     /// Endorses adding (or removing) `key`: signs the change for the next epoch and sends the

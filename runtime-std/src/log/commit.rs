@@ -107,7 +107,6 @@ impl Log {
             name: image.name,
             version: &version,
         };
-        let key_id = self.key.public().key_id();
         let existing = state.index().commit(image.name, &version);
         let size = state.tree().size();
         let mut new = Vec::new();
@@ -129,26 +128,11 @@ impl Log {
                 .tag(image.name, tag)
                 .is_none_or(|(_, digest)| digest != image.manifest);
             if moved {
-                // The sole member's own resolution is the f+1 = 1 vouches the rule asks for.
-                let statement = TagStatement {
-                    tag: Coordinates {
-                        version: tag,
-                        ..coordinates
-                    },
-                    digest: image.manifest,
-                    epoch: state.members().epoch(),
-                    checkpoint_size: state.final_size(),
-                    observer: key_id,
-                    observed_at: now_secs,
+                let tag = Coordinates {
+                    version: tag,
+                    ..coordinates
                 };
-                let vouch = statement.sign(&self.key).to_bytes();
-                new.push(
-                    Entry::TagObservation(TagObservation {
-                        statement,
-                        attestations: SignatureList(&vouch),
-                    })
-                    .encode(),
-                );
+                new.push(self.sole_member_tag_observation(&state, tag, image.manifest, now_secs));
             }
         }
         if !new.is_empty() {
@@ -158,6 +142,65 @@ impl Log {
             Some(index) => Outcome::AlreadyCommitted(index),
             None => Outcome::Committed(size + 1),
         })
+    }
+
+    /// Records that package tag `tag` (the tag in `version`: an npm dist-tag, Maven's
+    /// `release` or `latest`) names the committed `version` now: `Ok(Some(index))` for a new
+    /// `TagObservation`, `Ok(None)` when the tag is outside its ecosystem's grammar, the
+    /// version is not committed, or the log's latest observation of the tag names it already.
+    pub fn observe_package_tag(
+        &self,
+        tag: Coordinates<'_>,
+        version: &str,
+        now_secs: u64,
+    ) -> Result<Option<u64>, LogError> {
+        if tag.ecosystem == ECOSYSTEM_DOCKER || tag.check_tag().is_err() {
+            return Ok(None);
+        }
+        let mut state = self.lock();
+        if !self.is_sole_member_locked(&state) {
+            return Err(LogError::NotSoleMember);
+        }
+        let subject = tag.subject();
+        let index = state.index();
+        let Some(target) = index.tag_target(tag.ecosystem, &subject, version) else {
+            return Ok(None);
+        };
+        if index
+            .tag(&subject, tag.version)
+            .is_some_and(|(_, latest)| latest == target)
+        {
+            return Ok(None);
+        }
+        let entry = self.sole_member_tag_observation(&state, tag, target, now_secs);
+        let at = state.tree().size();
+        self.append_locked(&mut state, vec![entry], now_secs)?;
+        Ok(Some(at))
+    }
+
+    /// A `TagObservation` of `tag` naming `target`, encoded: the sole member's own resolution
+    /// is the f+1 = 1 vouches the rule asks for.
+    fn sole_member_tag_observation(
+        &self,
+        state: &LogState,
+        tag: Coordinates<'_>,
+        target: Digest,
+        now_secs: u64,
+    ) -> Vec<u8> {
+        let statement = TagStatement {
+            tag,
+            digest: target,
+            epoch: state.members().epoch(),
+            checkpoint_size: state.final_size(),
+            observer: self.key.public().key_id(),
+            observed_at: now_secs,
+        };
+        let vouch = statement.sign(&self.key).to_bytes();
+        Entry::TagObservation(TagObservation {
+            statement,
+            attestations: SignatureList(&vouch),
+        })
+        .encode()
     }
 
     /// Records a verified package version (build type [`fetch_build_type`] of its

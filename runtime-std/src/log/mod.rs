@@ -11,6 +11,7 @@ mod commit;
 pub mod follow;
 pub mod key;
 mod member;
+mod package_tags;
 mod package_verifier;
 mod replica;
 mod tables;
@@ -33,6 +34,7 @@ use crate::reopen::Reopenable;
 use tables::LogTables;
 
 pub use commit::{DockerCommit, Outcome, PackageCommit};
+pub use package_tags::{PackageTags, maven_directory};
 pub use package_verifier::{PackageJob, PackageSources};
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub(crate) use verifier::{BuildSource, Verified, verify};
@@ -294,6 +296,29 @@ impl Log {
     /// The latest `TagObservation` of `name:tag`: its index and the digest it recorded.
     pub fn find_tag(&self, name: &str, tag: &str) -> Option<(u64, Digest)> {
         self.lock().index().tag(name, tag)
+    }
+
+    /// The tags of package `subject` the log observed, each with the version its latest
+    /// observation names (the version whose commit is its tag target): what a
+    /// `--verified-only` node sets a packument's dist-tags to.
+    pub fn package_tags(&self, subject: &str) -> Vec<(String, String)> {
+        let state = self.lock();
+        let index = state.index();
+        index
+            .tags_of(subject)
+            .filter_map(|(tag, digest)| {
+                let (_, version) = index.tagged(subject, &digest)?;
+                Some((tag.to_string(), version.to_string()))
+            })
+            .collect()
+    }
+
+    /// The version of `subject` whose commit is the tag target `digest`, and the commit's
+    /// index: what a package tag observation names.
+    pub fn find_tagged(&self, subject: &str, digest: &Digest) -> Option<(u64, String)> {
+        let state = self.lock();
+        let (index, version) = state.index().tagged(subject, digest)?;
+        Some((index, version.to_string()))
     }
 
     /// Whether `digest` is an output of some commit: what `--verified-only` serves.

@@ -16,6 +16,7 @@ use pyrsia_core::pieces::{PieceHasher, piece_root};
 use pyrsia_core::reference::{Host, Name, Reference, RepositoryPath};
 use pyrsia_core::tlog::Hash;
 
+use super::package_tags::PackageTags;
 use super::package_verifier::{PackageJob, PackageSources};
 use super::{DockerCommit, Log, Outcome, PackageCommit};
 use crate::clock::unix_seconds;
@@ -54,6 +55,7 @@ impl VerifyJob {
 enum Job {
     Image(Box<VerifyJob>),
     Package(PackageJob),
+    Tags(PackageTags),
 }
 
 /// The queue of images and package versions waiting for verification, and its worker thread.
@@ -127,6 +129,16 @@ impl VerificationQueue {
         self.enqueue(Job::Package(job));
     }
 
+    /// Records the tags a package's metadata set when the mirror served it, each naming a
+    /// version the log committed (a tag naming a version not committed yet is recorded when
+    /// that version's commit reads the upstream's tags).
+    pub fn observe_package_tags(&self, tags: PackageTags) {
+        if !self.log.is_sole_member() || tags.tags.is_empty() {
+            return;
+        }
+        self.enqueue(Job::Tags(tags));
+    }
+
     fn enqueue(&self, job: Job) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.insert(job.clone()) {
@@ -161,6 +173,7 @@ fn worker(
         match &queued {
             Job::Image(job) => verify_image(mirror, log, job),
             Job::Package(job) => verify_package(packages, log, job),
+            Job::Tags(tags) => observe_tags(log, tags, None),
         }
         pending
             .lock()
@@ -190,13 +203,37 @@ fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
         source,
     };
     match log.commit_package(&package, unix_seconds()) {
-        Ok(Outcome::Committed(index)) => tracing::info!(
-            ecosystem = job.ecosystem, name = %job.name, version = %job.version, index,
-            "committed to the transparency log"
-        ),
+        Ok(Outcome::Committed(index)) => {
+            tracing::info!(
+                ecosystem = job.ecosystem, name = %job.name, version = %job.version, index,
+                "committed to the transparency log"
+            );
+            // The tags the upstream points at this version now (npm, Maven).
+            if let Ok(tags) = packages.upstream_tags(job.ecosystem, &job.name) {
+                observe_tags(log, &tags, Some(&job.version));
+            }
+        }
         Ok(Outcome::AlreadyCommitted(_)) => {}
         Err(e) => {
             tracing::error!(name = %job.name, error = %e, "could not commit to the transparency log")
+        }
+    }
+}
+
+/// Records each of `tags` that names a committed version (`only`: just those naming that
+/// version) as a sole member's tag observation.
+fn observe_tags(log: &Log, tags: &PackageTags, only: Option<&str>) {
+    for (tag, version) in tags.each() {
+        if only.is_some_and(|only| only != version) {
+            continue;
+        }
+        match log.observe_package_tag(tag, version, unix_seconds()) {
+            Ok(Some(index)) => tracing::info!(
+                ecosystem = tag.ecosystem, name = %tag.name, tag = %tag.version, %version, index,
+                "tag observed in the transparency log"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(name = %tag.name, error = %e, "could not observe a tag"),
         }
     }
 }

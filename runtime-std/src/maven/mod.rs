@@ -114,6 +114,12 @@ impl Maven {
         }
     }
 
+    /// The `maven-metadata.xml` in `directory` (`org/example/lib`): as [`Maven::get`]
+    /// serves it (fresh within the TTL, else the last one kept, marked stale).
+    pub fn metadata(&self, directory: &str) -> Result<Document, PackageError> {
+        self.document(&format!("{directory}/maven-metadata.xml"))
+    }
+
     /// The checksum file at `path` made from the stored artifact it is the checksum of, when
     /// the upstream's cannot be had (down, offline, or never published in that algorithm):
     /// the stored bytes were checked against the repository's checksum or the log's commit.

@@ -44,7 +44,7 @@ pub use byzantine::Misbehaviour;
 pub use intake::Rejection;
 pub use pool::{ArtifactRequest, PackageRequest};
 pub use rounds::{BuildResult, statement_lists};
-pub use tags::{TAG_CHECKS_PER_MEMBER, TAG_QUERY_TIMEOUT};
+pub use tags::{TAG_CHECKS_PER_MEMBER, TAG_COMMIT_WAIT, TAG_QUERY_TIMEOUT};
 
 /// The time a call happens at: the monotonic clock (timeouts) and the wall clock in Unix
 /// seconds (checkpoint times, the skew horizon). The simulation skews the wall clock per node.
@@ -111,10 +111,16 @@ pub enum NodeOutput {
         entries: Vec<Vec<u8>>,
     },
     /// Another member asks whether `name:tag` resolves where it says: resolve the tag at this
-    /// node's upstream (never from a cache), then call [`MemberNode::tag_resolved`] with
-    /// `ticket`. Hosts the node does not fetch from resolve to nothing.
+    /// node's upstream (never from a cache): an image tag to its manifest digest, an npm
+    /// dist-tag to the version the packument names, a Maven `release` or `latest` to the
+    /// version the artifact's `maven-metadata.xml` names; then call
+    /// [`MemberNode::tag_resolved`] with `ticket`. Hosts the node does not fetch from resolve
+    /// to nothing.
     ResolveTag {
-        /// The canonical name (e.g. `docker.io/library/alpine`).
+        /// The ecosystem (`docker`, `npm`, `maven`).
+        ecosystem: String,
+        /// The name in the ecosystem (an image's canonical name, e.g.
+        /// `docker.io/library/alpine`; an npm package name; a Maven `groupId:artifactId`).
         name: String,
         /// The tag.
         tag: String,
@@ -213,7 +219,7 @@ pub struct MemberNode {
     own_attestations: BTreeMap<u64, (Vec<u8>, Signature)>,
     /// Requests this member asked for that are not committed or unverifiable yet.
     pending: BTreeSet<(String, String)>,
-    /// Tags this member's mirror resolved, by name and tag, until the log observes them.
+    /// Tags this member's mirror resolved, by subject and tag, until the log observes them.
     pending_tags: BTreeMap<(String, String), tags::PendingTag>,
     /// Other members' tag queries this member is resolving, by statement.
     tag_checks: BTreeMap<Vec<u8>, tags::TagCheck>,

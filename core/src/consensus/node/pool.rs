@@ -75,7 +75,12 @@ impl MemberNode {
         if let Some(tag) = artifact.tag {
             // Vouched for by f+1 members now, ordered once the digest is committed (members
             // refuse a tag that points at anything f+1 builders did not attest).
-            self.saw_tag(log, now, name, tag, artifact.manifest);
+            let tag = Coordinates {
+                ecosystem: ECOSYSTEM_DOCKER,
+                name,
+                version: tag,
+            };
+            self.saw_tag(log, now, tag, &version);
         }
         if index.commit(name, &version).is_some()
             || (artifact.tag.is_none() && index.committing(&artifact.manifest).is_some())
@@ -88,6 +93,25 @@ impl MemberNode {
             version: &version,
         };
         self.submit_request(log, now, coordinates, artifact.source, me);
+    }
+
+    /// The mirror served a package's metadata (an npm packument, a Maven
+    /// `maven-metadata.xml`) in which tag `tag.version` names `version`: observe the tag in the
+    /// log once the version is committed and f+1 members resolve it alike. A tag or version
+    /// outside the ecosystem's grammar is ignored.
+    pub fn saw_package_tag(
+        &mut self,
+        log: &LogState,
+        now: Now,
+        tag: Coordinates<'_>,
+        version: &str,
+    ) {
+        self.follow_log(log, now);
+        let named = Coordinates { version, ..tag };
+        if tag.ecosystem == ECOSYSTEM_DOCKER || tag.check_tag().is_err() || named.check().is_err() {
+            return;
+        }
+        self.saw_tag(log, now, tag, version);
     }
 
     /// The mirror served a file of a package version: submit a `BuildRequest` of the

@@ -203,12 +203,9 @@ impl MemberNode {
                     })
                     .encode();
                     self.submit(log, now, entry);
-                    // The tags this member saw for it follow in the same batch.
-                    self.submit_committed_tags(
-                        log,
-                        now,
-                        Some((coordinates.name, coordinates.version)),
-                    );
+                    // The image tags this member saw for it follow in the same batch.
+                    let subject = coordinates.subject();
+                    self.submit_committed_tags(log, now, Some((&subject, coordinates.version)));
                 }
                 BuildOutput::Contradiction(statement, signed) => {
                     self.keep_evidence(index, signed, statement);

@@ -1,9 +1,17 @@
 //! Tag observations (docs/PROTOCOL.md §2.1): a tag enters the log only as f+1 members saw it.
-//! The member whose mirror served an image by tag proposes a [`TagStatement`] and signs it
-//! (a `TagVouch` whose signer is the statement's observer is a query); every member that gets
-//! the query resolves the tag at its own upstream ([`NodeOutput::ResolveTag`]) and, when it
-//! gets the same digest, signs the statement unchanged and sends its vouch. Once f+1 members
-//! vouched and the digest is committed, the observer submits the `TagObservation`.
+//! The member whose mirror served an image by tag (or a package's tags: npm dist-tags, Maven
+//! metadata's `release` and `latest`) proposes a [`TagStatement`] and signs it (a `TagVouch`
+//! whose signer is the statement's observer is a query); every member that gets the query
+//! resolves the tag at its own upstream ([`NodeOutput::ResolveTag`]) and, when it names the
+//! same tag target ([`crate::tlog::coordinates::tag_target`]), signs the statement unchanged and sends its vouch. Once
+//! f+1 members vouched and the target is committed, the observer submits the
+//! `TagObservation`.
+//!
+//! An image tag's target is its manifest digest, known as the mirror resolves it, so the
+//! query goes out while the image is built. A package tag names a version; its target is the
+//! digest of that version's commit's outputs list, so the observer asks only once the commit
+//! is final (every member asked then holds it), and forgets a tag whose version is not
+//! committed within [`TAG_COMMIT_WAIT`].
 //!
 //! Each member checks at most [`TAG_CHECKS_PER_MEMBER`] queries of one observer at a time,
 //! so a member asking about junk tags costs the others a bounded number of upstream lookups.
@@ -19,6 +27,7 @@ use crate::time::{Duration, Instant};
 use crate::tlog::entry::{
     Coordinates, ECOSYSTEM_DOCKER, Entry, SignatureList, Signed, TagObservation, TagStatement,
 };
+use crate::tlog::index::LogIndex;
 use crate::tlog::state::LogState;
 
 use super::{MAX_PENDING_TAGS, MemberNode, NodeOutput, Now, Rejection, pool};
@@ -31,11 +40,21 @@ pub const TAG_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many times an observer asks about one tag before it gives the observation up (the
 /// tag moved upstream, or the others cannot reach it).
 const TAG_QUERY_ATTEMPTS: u8 = 3;
+/// How long a package tag waits for the version it names to be committed before it is
+/// forgotten (the next time the mirror serves the tag, it is seen again).
+pub const TAG_COMMIT_WAIT: Duration = Duration::from_secs(600);
 
 /// A tag this member's mirror resolved, waiting to be observed in the log.
 #[derive(Clone, Debug)]
 pub(super) struct PendingTag {
-    digest: Digest,
+    ecosystem: String,
+    /// The name in the ecosystem (the key is its subject).
+    name: String,
+    /// What the tag names: an image's manifest digest, a package's version.
+    version: String,
+    /// The tag target, once known (a package's once its version's commit is final).
+    digest: Option<Digest>,
+    seen_at: Instant,
     observed_at: u64,
     /// The statement asked about last, the vouches for it, and when it was asked.
     query: Option<Query>,
@@ -70,6 +89,25 @@ pub(super) struct TagCheck {
     asked_at: Instant,
 }
 
+/// The tag target of `version` in `index` when every member the observer asks holds it: an
+/// image's manifest digest at once, a package version's only once its commit is final.
+fn final_target(
+    index: &LogIndex,
+    final_size: u64,
+    ecosystem: &str,
+    subject: &str,
+    version: &str,
+) -> Option<Digest> {
+    if ecosystem != ECOSYSTEM_DOCKER
+        && index
+            .commit(subject, version)
+            .is_none_or(|at| at >= final_size)
+    {
+        return None;
+    }
+    index.tag_target(ecosystem, subject, version)
+}
+
 /// Decodes a statement a member sent: canonical postcard, nothing after it.
 fn decode_statement(bytes: &[u8]) -> Option<TagStatement<'_>> {
     let (statement, rest) = postcard::take_from_bytes::<TagStatement<'_>>(bytes).ok()?;
@@ -77,43 +115,71 @@ fn decode_statement(bytes: &[u8]) -> Option<TagStatement<'_>> {
 }
 
 impl MemberNode {
-    /// When the earliest query still short of f+1 vouches expires (and is asked again).
+    /// When the earliest query still short of f+1 vouches expires (and is asked again), or a
+    /// package tag's wait for its version's commit ends.
     pub(super) fn tag_deadline(&self) -> Option<Instant> {
         let threshold = self.members.commit_threshold();
-        self.pending_tags
+        let queries = self
+            .pending_tags
             .values()
             .filter_map(|p| p.query.as_ref())
             .filter(|q| q.vouches.len() < threshold)
-            .filter_map(|q| q.asked_at.checked_add(TAG_QUERY_TIMEOUT))
-            .min()
+            .filter_map(|q| q.asked_at.checked_add(TAG_QUERY_TIMEOUT));
+        let waits = self
+            .pending_tags
+            .values()
+            .filter(|p| p.digest.is_none())
+            .filter_map(|p| p.seen_at.checked_add(TAG_COMMIT_WAIT));
+        queries.chain(waits).min()
     }
 
-    /// The mirror resolved `name:tag` to `digest` now: remember it (when the log does not say
-    /// so already) and ask the members.
+    /// The mirror resolved `tag` (coordinates with the tag in `version`) to `version` now
+    /// (an image's manifest digest, a package's version): remember it (when the log does
+    /// not say so already) and ask the members.
     pub(super) fn saw_tag(
         &mut self,
         log: &LogState,
         now: Now,
-        name: &str,
-        tag: &str,
-        digest: Digest,
+        tag: Coordinates<'_>,
+        version: &str,
     ) {
-        let moved = log
-            .index()
-            .tag(name, tag)
-            .is_none_or(|(_, latest)| latest != digest);
-        let key = (String::from(name), String::from(tag));
+        let subject = tag.subject();
+        let index = log.index();
+        let moved = index.tag(&subject, tag.version).is_none_or(|(_, latest)| {
+            index.tag_target(tag.ecosystem, &subject, version) != Some(latest)
+        });
+        let key = (subject.into_owned(), String::from(tag.version));
         let same = self
             .pending_tags
             .get(&key)
-            .is_some_and(|p| p.digest == digest);
-        if !moved || same || self.pending_tags.len() >= MAX_PENDING_TAGS {
+            .is_some_and(|p| p.version == version);
+        if !moved || same {
             return;
         }
+        if self.pending_tags.len() >= MAX_PENDING_TAGS {
+            // Full: the package tag that has waited longest for its version's commit makes
+            // room (a packument names tags of versions nobody installs; the tags of what is
+            // being installed now are the ones worth keeping).
+            let oldest_waiting = self
+                .pending_tags
+                .iter()
+                .filter(|(_, p)| p.digest.is_none())
+                .min_by_key(|(_, p)| p.seen_at)
+                .map(|(key, _)| key.clone());
+            let Some(oldest) = oldest_waiting else {
+                return;
+            };
+            self.pending_tags.remove(&oldest);
+        }
+        let digest = final_target(index, log.final_size(), tag.ecosystem, &key.0, version);
         self.pending_tags.insert(
             key,
             PendingTag {
+                ecosystem: String::from(tag.ecosystem),
+                name: String::from(tag.name),
+                version: String::from(version),
                 digest,
+                seen_at: now.mono,
                 observed_at: now.wall_secs,
                 query: None,
                 attempts: 0,
@@ -126,8 +192,8 @@ impl MemberNode {
     /// often), asks again where a query expired, and submits the observations that have f+1
     /// vouches and a committed digest.
     ///
-    /// `just_committed` names a commit this member has just submitted (name and version): its
-    /// tags go with it, to be ordered in the same batch after it.
+    /// `just_committed` names a commit this member has just submitted (subject and version):
+    /// its image tags go with it, to be ordered in the same batch after it.
     pub(super) fn submit_committed_tags(
         &mut self,
         log: &LogState,
@@ -136,19 +202,30 @@ impl MemberNode {
     ) {
         let index = log.index();
         let (threshold, epoch) = (self.members.commit_threshold(), self.members.epoch());
-        self.pending_tags.retain(|(name, tag), pending| {
-            let shown = index
-                .tag(name, tag)
-                .is_some_and(|(_, d)| d == pending.digest);
+        self.pending_tags.retain(|(subject, tag), pending| {
+            if pending.digest.is_none() {
+                pending.digest = final_target(
+                    index,
+                    log.final_size(),
+                    &pending.ecosystem,
+                    subject,
+                    &pending.version,
+                );
+            }
+            let shown = pending
+                .digest
+                .is_some_and(|digest| index.tag(subject, tag).is_some_and(|(_, d)| d == digest));
             let unverifiable = index
-                .dispute(name, &pending.digest.to_string())
+                .dispute(subject, &pending.version)
                 .is_some_and(|(_, settled)| settled);
             let given_up = pending.attempts >= TAG_QUERY_ATTEMPTS
                 && pending
                     .query
                     .as_ref()
                     .is_none_or(|q| !q.live(now.mono, threshold, epoch));
-            !shown && !unverifiable && !given_up
+            let never_committed = pending.digest.is_none()
+                && now.mono.saturating_since(pending.seen_at) >= TAG_COMMIT_WAIT;
+            !shown && !unverifiable && !given_up && !never_committed
         });
         let keys: Vec<(String, String)> = self.pending_tags.keys().cloned().collect();
         for (name, tag) in keys {
@@ -169,11 +246,11 @@ impl MemberNode {
         let Some(pending) = self.pending_tags.get(&key) else {
             return;
         };
-        if log
-            .index()
-            .tag(name, tag)
-            .is_some_and(|(_, d)| d == pending.digest)
-        {
+        let Some(digest) = pending.digest else {
+            // A package version not committed yet: asked about once it is.
+            return;
+        };
+        if log.index().tag(name, tag).is_some_and(|(_, d)| d == digest) {
             self.pending_tags.remove(&key);
             return;
         }
@@ -186,7 +263,7 @@ impl MemberNode {
             self.ask(log, now, name, tag);
             return;
         }
-        let (digest, query) = (pending.digest, pending.query.clone());
+        let (version, query) = (pending.version.clone(), pending.query.clone());
         let Some(query) = query else {
             return;
         };
@@ -202,8 +279,7 @@ impl MemberNode {
         if query.vouches.len() < threshold {
             return;
         }
-        let version = digest.to_string();
-        let committed = log.index().commit(name, &version).is_some()
+        let committed = log.index().tagged(name, &digest).is_some()
             || just_committed == Some((name, version.as_str()));
         if !committed {
             return;
@@ -240,17 +316,20 @@ impl MemberNode {
         let Some(pending) = self.pending_tags.get_mut(&key) else {
             return;
         };
+        let Some(digest) = pending.digest else {
+            return;
+        };
         if pending.attempts >= TAG_QUERY_ATTEMPTS || self.ordering.is_none() {
             return;
         }
         pending.attempts += 1;
         let statement = TagStatement {
             tag: Coordinates {
-                ecosystem: ECOSYSTEM_DOCKER,
-                name,
+                ecosystem: &pending.ecosystem,
+                name: &pending.name,
                 version: tag,
             },
-            digest: pending.digest,
+            digest,
             epoch,
             checkpoint_size: log.final_size(),
             observer: me,
@@ -293,7 +372,7 @@ impl MemberNode {
         let me = self.id();
         if statement.observer == me {
             let key = (
-                String::from(statement.tag.name),
+                statement.tag.subject().into_owned(),
                 String::from(statement.tag.version),
             );
             let Some(query) = self
@@ -333,7 +412,7 @@ impl MemberNode {
             .values()
             .filter(|c| c.observer == sender)
             .count();
-        if statement.tag.ecosystem != ECOSYSTEM_DOCKER {
+        if statement.tag.check_tag().is_err() {
             return Err(Rejection::BadTagVouch);
         }
         if statement.checkpoint_size > log.final_size() {
@@ -353,6 +432,7 @@ impl MemberNode {
             },
         );
         self.outputs.push_back(NodeOutput::ResolveTag {
+            ecosystem: statement.tag.ecosystem.to_string(),
             name: statement.tag.name.to_string(),
             tag: statement.tag.version.to_string(),
             ticket: bytes.to_vec(),
@@ -361,27 +441,31 @@ impl MemberNode {
     }
 
     /// The caller resolved the tag of a [`NodeOutput::ResolveTag`] (`ticket` is the one it
-    /// carried) at this node's upstream: `resolved` is the digest, or `None` when the upstream
-    /// did not answer or does not have it. The same digest as the query's gets this member's
-    /// vouch.
+    /// carried) at this node's upstream: `resolved` is what the tag names there (an image's
+    /// manifest digest, a package's version), or `None` when the upstream did not answer or
+    /// does not have it. When its tag target in this member's log is the query's, this member
+    /// vouches.
     pub fn tag_resolved(
         &mut self,
         log: &LogState,
         now: Now,
         ticket: &[u8],
-        resolved: Option<Digest>,
+        resolved: Option<&str>,
     ) {
         self.follow_log(log, now);
         let Some(check) = self.tag_checks.remove(ticket) else {
             return;
         };
-        if resolved != Some(check.digest) {
-            return;
-        }
         let Some(statement) = decode_statement(ticket) else {
             return;
         };
-        if statement.epoch != self.members.epoch() {
+        let tag = statement.tag;
+        let target = resolved.and_then(|version| {
+            Coordinates { version, ..tag }.check().ok()?;
+            log.index()
+                .tag_target(tag.ecosystem, &tag.subject(), version)
+        });
+        if target != Some(check.digest) || statement.epoch != self.members.epoch() {
             return;
         }
         let signed = statement.sign(&self.key);

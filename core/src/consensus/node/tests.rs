@@ -47,6 +47,9 @@ struct Net {
     ordered: Vec<Vec<u8>>,
 }
 
+/// The version every package tag names upstream (`9.9.9` once the tag moved).
+const PACKAGE_VERSION: &str = "1.0.0";
+
 /// What an upstream serves for any tag of `name`: the artifact's digest, or another one once
 /// the tag moved.
 fn upstream_tag(name: &str, moved: bool) -> Digest {
@@ -110,9 +113,19 @@ impl Net {
                             self.decided += 1;
                             self.nodes[i].tick(&self.logs[i], now);
                         }
-                        NodeOutput::ResolveTag { name, ticket, .. } => {
-                            let digest = upstream_tag(&name, self.moved_for.contains(&i));
-                            self.nodes[i].tag_resolved(&self.logs[i], now, &ticket, Some(digest));
+                        NodeOutput::ResolveTag {
+                            ecosystem,
+                            name,
+                            ticket,
+                            ..
+                        } => {
+                            let moved = self.moved_for.contains(&i);
+                            let named = if ecosystem == ECOSYSTEM_DOCKER {
+                                upstream_tag(&name, moved).to_string()
+                            } else {
+                                String::from(if moved { "9.9.9" } else { PACKAGE_VERSION })
+                            };
+                            self.nodes[i].tag_resolved(&self.logs[i], now, &ticket, Some(&named));
                         }
                         NodeOutput::Evidence { .. } => {}
                     }
@@ -520,31 +533,37 @@ fn tag_queries_of_one_member_are_resolved_within_its_share() {
         (TAG_CHECKS_PER_MEMBER, TAG_CHECKS_PER_MEMBER)
     );
     // A vouch signed by someone other than its sender is refused.
-    let statement = crate::tlog::entry::TagStatement {
-        tag: Coordinates {
-            ecosystem: ECOSYSTEM_DOCKER,
-            name: "docker.io/a/x",
-            version: "latest",
-        },
-        digest: Digest::sha256(b"x"),
-        epoch: 0,
-        checkpoint_size: 1,
-        observer: key(2).public().key_id(),
-        observed_at: WALL,
+    let tag = Coordinates {
+        ecosystem: ECOSYSTEM_DOCKER,
+        name: "docker.io/a/x",
+        version: "latest",
     };
-    let bytes = statement.to_bytes();
-    let sealed = Envelope::seal(
-        &key(3),
-        900,
-        &MemberMessage::TagVouch {
-            statement: &bytes,
-            signature: statement.sign(&key(2)).signature,
-        },
-    );
+    let sealed = tag_query(tag, 2, 3, 900);
     assert_eq!(
         net.nodes[1].handle_message(&net.logs[1], at(200), &sealed),
         Err(Rejection::BadTagVouch)
     );
+}
+
+/// A query about `tag` observed and signed by member `observer`, sent by member `sender`.
+fn tag_query(tag: Coordinates<'_>, observer: usize, sender: usize, nonce: u64) -> Vec<u8> {
+    let statement = crate::tlog::entry::TagStatement {
+        tag,
+        digest: Digest::sha256(b"x"),
+        epoch: 0,
+        checkpoint_size: 1,
+        observer: key(observer).public().key_id(),
+        observed_at: WALL,
+    };
+    let bytes = statement.to_bytes();
+    Envelope::seal(
+        &key(sender),
+        nonce,
+        &MemberMessage::TagVouch {
+            statement: &bytes,
+            signature: statement.sign(&key(observer)).signature,
+        },
+    )
 }
 
 #[test]
@@ -672,4 +691,150 @@ fn package_versions_are_requested_built_and_committed_under_their_ecosystem() {
         assert!(log.index().commit("requests", "1.0.0").is_none());
         assert!(log.index().request("pypi:not normal", "1.0").is_none());
     }
+}
+
+/// Member 0's mirror serves `name`'s packument, whose `latest` names [`PACKAGE_VERSION`],
+/// then its tarball; every selected member builds the version.
+fn commit_package_with_tag(net: &mut Net, name: &str) {
+    net.tick(at(0));
+    let tag = Coordinates {
+        ecosystem: "npm",
+        name,
+        version: "latest",
+    };
+    net.nodes[0].saw_package_tag(&net.logs[0], at(500), tag, PACKAGE_VERSION);
+    let request = PackageRequest {
+        coordinates: Coordinates {
+            version: PACKAGE_VERSION,
+            ..tag
+        },
+        source: "https://registry.npmjs.test",
+    };
+    net.nodes[0].request_package(&net.logs[0], at(1000), &request);
+    net.settle(at(1000));
+    for (i, index, _) in core::mem::take(&mut net.builds) {
+        let outputs = alloc::vec![Digest::sha256(name.as_bytes())];
+        let result = Ok(BuildResult {
+            outputs,
+            piece_roots: Vec::new(),
+        });
+        net.nodes[i].built(&net.logs[i], at(2000), index, result);
+    }
+    net.settle(at(2000));
+    for step in 1..=4 {
+        net.tick(at(2000 + step * 200));
+    }
+}
+
+#[test]
+fn a_package_tag_is_ordered_once_its_version_is_committed_and_f_plus_one_resolved_it() {
+    let mut net = Net::new(4);
+    commit_package_with_tag(&mut net, "left-pad");
+    for log in &net.logs {
+        let index = log.index();
+        let (commit, _) = index
+            .commit_outputs("npm:left-pad", PACKAGE_VERSION)
+            .expect("the version is committed");
+        let (_, digest) = index.tag("npm:left-pad", "latest").expect("tag observed");
+        // The tag names the version's commit by its outputs list digest.
+        assert_eq!(
+            index.tagged("npm:left-pad", &digest),
+            Some((commit, PACKAGE_VERSION))
+        );
+        assert_eq!(
+            index.tag_target("npm", "npm:left-pad", PACKAGE_VERSION),
+            Some(digest)
+        );
+    }
+    let (index, _) = net.logs[0].index().tag("npm:left-pad", "latest").unwrap();
+    let Ok(Entry::TagObservation(observation)) = Entry::decode(&net.ordered[index as usize]) else {
+        panic!("the tag's entry is a TagObservation");
+    };
+    assert_eq!(observation.statement.tag.name, "left-pad");
+    assert!(net.logs[0].members().tag_attesters(&observation).0 >= 2);
+    assert!(net.nodes[0].pending_tags.is_empty());
+}
+
+#[test]
+fn a_package_tag_the_other_members_resolve_to_another_version_is_never_ordered() {
+    let mut net = Net::new(4);
+    net.moved_for = alloc::vec![1, 2, 3];
+    commit_package_with_tag(&mut net, "moved-pkg");
+    let index = net.logs[0].index();
+    assert!(index.commit("npm:moved-pkg", PACKAGE_VERSION).is_some());
+    assert_eq!(index.tag("npm:moved-pkg", "latest"), None);
+    for minute in 1..=4 {
+        net.tick(at(3000 + minute * TAG_QUERY_TIMEOUT.as_millis()));
+    }
+    assert!(net.nodes[0].pending_tags.is_empty());
+    assert!(
+        net.logs
+            .iter()
+            .all(|l| l.index().tag("npm:moved-pkg", "latest").is_none())
+    );
+}
+
+#[test]
+fn a_package_tag_waits_for_its_version_then_is_forgotten_and_bad_tags_are_ignored() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    let tag = |ecosystem, name, tag| Coordinates {
+        ecosystem,
+        name,
+        version: tag,
+    };
+    // Nothing requested the version: the tag waits, asking nobody, then is forgotten.
+    net.nodes[0].saw_package_tag(&net.logs[0], at(100), tag("npm", "idle", "next"), "2.0.0");
+    net.settle(at(100));
+    assert_eq!(net.nodes[0].pending_tags.len(), 1);
+    assert!(net.builds.is_empty());
+    net.tick(at(100 + TAG_COMMIT_WAIT.as_millis()));
+    assert!(net.nodes[0].pending_tags.is_empty());
+    // Outside the grammars: a tag that reads as a version, a PyPI tag, an image through
+    // the package door, a bad version, a Maven tag Maven has not.
+    for (coordinates, version) in [
+        (tag("npm", "idle", "1.0.0"), "1.0.0"),
+        (tag("pypi", "requests", "latest"), "2.0.0"),
+        (
+            tag(ECOSYSTEM_DOCKER, "docker.io/a/b", "latest"),
+            "sha256:00",
+        ),
+        (tag("npm", "idle", "latest"), "not-a-version"),
+        (tag("maven", "org.example:lib", "newest"), "1.0"),
+    ] {
+        net.nodes[0].saw_package_tag(&net.logs[0], at(200), coordinates, version);
+    }
+    assert!(net.nodes[0].pending_tags.is_empty());
+    // A query about a PyPI tag is refused as a bad vouch.
+    let sealed = tag_query(tag("pypi", "requests", "latest"), 3, 3, 901);
+    assert_eq!(
+        net.nodes[1].handle_message(&net.logs[1], at(300), &sealed),
+        Err(Rejection::BadTagVouch)
+    );
+}
+
+#[test]
+fn when_pending_tags_are_full_the_package_tag_waiting_longest_makes_room() {
+    let mut net = Net::new(4);
+    net.tick(at(0));
+    for i in 0..MAX_PENDING_TAGS {
+        let name = alloc::format!("pkg-{i}");
+        let tag = Coordinates {
+            ecosystem: "npm",
+            name: &name,
+            version: "latest",
+        };
+        net.nodes[0].saw_package_tag(&net.logs[0], at(100 + i as u64), tag, "1.0.0");
+    }
+    assert_eq!(net.nodes[0].pending_tags.len(), MAX_PENDING_TAGS);
+    let newest = Coordinates {
+        ecosystem: "npm",
+        name: "newest",
+        version: "latest",
+    };
+    net.nodes[0].saw_package_tag(&net.logs[0], at(5000), newest, "1.0.0");
+    let pending = &net.nodes[0].pending_tags;
+    assert_eq!(pending.len(), MAX_PENDING_TAGS);
+    assert!(pending.contains_key(&("npm:newest".into(), "latest".into())));
+    assert!(!pending.contains_key(&("npm:pkg-0".into(), "latest".into())));
 }
