@@ -214,3 +214,13 @@ pub fn yarn_install(registry: &str, project: &Path, cache: &Path) -> Output {
         .output()
         .expect("yarn install")
 }
+
+/// The integrity `project`'s `package-lock.json` records for `package` (empty when none).
+pub fn locked_integrity(project: &Path, package: &str) -> String {
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.join("package-lock.json")).unwrap()).unwrap();
+    lock["packages"][format!("node_modules/{package}")]["integrity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

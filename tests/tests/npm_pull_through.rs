@@ -7,7 +7,7 @@
 use pyrsia_core::package::npm_registry::NPM_ABBREVIATED;
 use pyrsia_tests::http::{get, get_full};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+use pyrsia_tests::npm::{Verdaccio, locked_integrity, npm_install, write_package};
 
 fn assert_installed(out: &std::process::Output, what: &str, logs: &dyn Fn() -> String) {
     assert!(
@@ -23,15 +23,6 @@ fn assert_installed(out: &std::process::Output, what: &str, logs: &dyn Fn() -> S
 fn project(dir: &std::path::Path) -> std::path::PathBuf {
     write_package(dir, "consumer", "0.0.0", &[("demo-app", "1.0.0")]);
     dir.to_path_buf()
-}
-
-fn locked_integrity(project: &std::path::Path, package: &str) -> String {
-    let lock: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(project.join("package-lock.json")).unwrap()).unwrap();
-    lock["packages"][format!("node_modules/{package}")]["integrity"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]

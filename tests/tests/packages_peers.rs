@@ -12,7 +12,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_tests::http::get;
 use pyrsia_tests::maven::{StaticRepo, deploy, mvn_get};
 use pyrsia_tests::node::{Node, wait_mesh};
-use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+use pyrsia_tests::npm::{Verdaccio, locked_integrity, npm_install, write_package};
 use pyrsia_tests::output::assert_ok;
 use pyrsia_tests::process::wait_until;
 use pyrsia_tests::pypi::{PypiServer, make_wheel, pip_install, sha256_hex};
@@ -118,13 +118,19 @@ fn pypi_files_cross_the_upstream_once_per_network_and_come_from_peers_when_it_is
     assert!(c.metric("peer_fetches") >= 2, "{}", logs());
 }
 
+/// An npm registry started in `work` that holds `@demo/lib` 1.0.0.
+fn registry_with_lib(work: &std::path::Path) -> Verdaccio {
+    let upstream = Verdaccio::start(&work.join("verdaccio"));
+    let lib = work.join("src/lib");
+    write_package(&lib, "@demo/lib", "1.0.0", &[]);
+    upstream.publish(&lib);
+    upstream
+}
+
 #[test]
 fn npm_tarballs_of_committed_versions_come_from_peers() {
     let work = tempfile::tempdir().unwrap();
-    let upstream = Verdaccio::start(&work.path().join("verdaccio"));
-    let lib = work.path().join("src/lib");
-    write_package(&lib, "@demo/lib", "1.0.0", &[]);
-    upstream.publish(&lib);
+    let upstream = registry_with_lib(work.path());
     let registry = upstream.url();
     let a = Node::start(&work.path().join("a"), &["--npm-upstream", &registry]);
     let logs = |nodes: &[&Node]| {
@@ -170,6 +176,140 @@ fn npm_tarballs_of_committed_versions_come_from_peers() {
         !b_log.contains("npm tarball fetched from upstream"),
         "{}",
         logs(&[&a, &b])
+    );
+}
+
+#[test]
+fn a_node_that_never_saw_a_packument_installs_committed_versions_from_the_log_and_its_peers() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = Verdaccio::start(&work.path().join("verdaccio"));
+    let lib = work.path().join("src/lib");
+    write_package(&lib, "@demo/lib", "1.0.0", &[]);
+    upstream.publish(&lib);
+    let app = work.path().join("src/app");
+    write_package(&app, "demo-app", "1.0.0", &[("@demo/lib", "^1.0.0")]);
+    upstream.publish(&app);
+    let registry = upstream.url();
+    let a = Node::start(&work.path().join("a"), &["--npm-upstream", &registry]);
+    let project = |dir: &str| {
+        let dir = work.path().join(dir);
+        write_package(&dir, "consumer", "0.0.0", &[("demo-app", "latest")]);
+        dir
+    };
+    let p1 = project("p1");
+    let out = npm_install(
+        &format!("{}/npm/", a.url()),
+        &p1,
+        &work.path().join("cache1"),
+    );
+    assert_ok(&out, "npm install through A", &|| a.log());
+    for name in ["@demo/lib", "demo-app"] {
+        a.wait_package_committed("npm", name, "1.0.0", Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{name} not committed\n{}", a.log()));
+        assert!(
+            a.wait_package_tag("npm", name, "latest", "1.0.0", Duration::from_secs(60)),
+            "{name}'s latest not observed\n{}",
+            a.log()
+        );
+    }
+
+    // B follows A's log, and its own upstream is unreachable: it never saw a packument.
+    let b = Node::start_follower(
+        &work.path().join("b"),
+        &a,
+        &["--npm-upstream", "http://127.0.0.1:9/"],
+    );
+    wait_mesh(&[&a, &b]);
+    let logs = || format!("{}\n=====\n{}", a.log(), b.log());
+    for name in ["@demo/lib", "demo-app"] {
+        assert!(
+            b.wait_package_tag("npm", name, "latest", "1.0.0", Duration::from_secs(60)),
+            "B did not replicate {name}'s tag\n{}",
+            logs()
+        );
+    }
+    // npm installs `demo-app@latest` and its dependency through B: packuments made from the
+    // log (the manifests read from the committed tarballs, which come from A), marked stale.
+    let p2 = project("p2");
+    let out = npm_install(
+        &format!("{}/npm/", b.url()),
+        &p2,
+        &work.path().join("cache2"),
+    );
+    assert_ok(&out, "npm install through B", &logs);
+    for name in ["@demo/lib", "demo-app"] {
+        assert_eq!(
+            locked_integrity(&p2, name),
+            locked_integrity(&p1, name),
+            "{name}: the integrity B computed is the registry's\n{}",
+            logs()
+        );
+    }
+    let b_log = b.log();
+    assert!(
+        b_log.contains("serving a packument made from the log"),
+        "{}",
+        logs()
+    );
+    assert!(
+        b_log.contains("fetched from peers and verified"),
+        "{}",
+        logs()
+    );
+    let served = pyrsia_tests::http::get_full(&b.authority(), "/npm/demo-app", &[]);
+    assert!(served.contains("Warning: 110"), "{served}");
+    // A package the log never committed is still unavailable, not invented.
+    let missing = get(&format!("{}/npm/left-pad", b.url())).unwrap();
+    assert_eq!(missing.status, 503, "{}", missing.small_body);
+}
+
+#[test]
+fn a_packument_is_not_made_from_junk_a_peer_serves_for_a_committed_tarball() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = registry_with_lib(work.path());
+    let registry = upstream.url();
+    let mut a = Node::start(&work.path().join("a"), &["--npm-upstream", &registry]);
+    let tarball = get(&format!("{}/npm/@demo%2flib/-/lib-1.0.0.tgz", a.url())).unwrap();
+    assert_eq!(tarball.status, 200, "{}", tarball.small_body);
+    a.wait_package_committed("npm", "@demo/lib", "1.0.0", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("not committed\n{}", a.log()));
+    let b = Node::start_follower(
+        &work.path().join("b"),
+        &a,
+        &["--npm-upstream", "http://127.0.0.1:9/"],
+    );
+    b.wait_package_committed("npm", "@demo/lib", "1.0.0", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("B did not replicate the commit\n{}", b.log()));
+    // The honest holder goes away; a stranger announces the committed tarball and answers
+    // every piece with junk of the right size.
+    a.kill();
+    let liar = LyingProvider::start(
+        &b.p2p_address(),
+        vec![(tarball.body_digest, tarball.body_len)],
+        0,
+    );
+    wait_until(
+        "the liar connects",
+        Duration::from_secs(10),
+        &|| b.log(),
+        || b.connected_peers().iter().any(|p| p == liar.peer_id()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let served = get(&format!("{}/npm/@demo%2flib", b.url())).unwrap();
+    assert_eq!(served.status, 503, "{}\n{}", served.small_body, b.log());
+    let log = b.log();
+    assert!(
+        log.contains(&format!("peer misbehaved peer={}", liar.peer_id())),
+        "the liar is struck\n{log}"
+    );
+    assert!(
+        !log.contains("serving a packument made from the log"),
+        "{log}"
+    );
+    assert_eq!(b.temp_files(), 0, "nothing of the junk is left");
+    assert!(
+        !b.stored_blobs()
+            .contains(&tarball.body_digest.hex().to_string())
     );
 }
 

@@ -100,6 +100,134 @@ impl TarballRef {
     }
 }
 
+/// The largest `package.json` read from a committed tarball.
+pub const PACKAGE_JSON_LEN_MAX: usize = 1 << 20;
+
+/// The `package.json` fields a packument's version manifest carries: what npm, pnpm and yarn
+/// read to resolve and install a version (the registry copies them at publish time).
+const MANIFEST_FIELDS: [&str; 16] = [
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "bundleDependencies",
+    "bundledDependencies",
+    "acceptDependencies",
+    "bin",
+    "directories",
+    "engines",
+    "os",
+    "cpu",
+    "deprecated",
+    "license",
+    "main",
+];
+
+/// Why a committed tarball's `package.json` makes no version manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not a JSON object, or longer than [`PACKAGE_JSON_LEN_MAX`].
+    NotJson,
+    /// Its `name` or `version` is not the committed coordinates'.
+    OtherPackage,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ManifestError::NotJson => "package.json is not a JSON object of bounded size",
+            ManifestError::OtherPackage => {
+                "package.json names another package or version than the commit"
+            }
+        })
+    }
+}
+
+impl core::error::Error for ManifestError {}
+
+/// The version manifest of `name@version` made from its tarball's `package.json`: the fields
+/// npm installs by ([`MANIFEST_FIELDS`]) as the publisher shipped them, and `dist` with the
+/// tarball `file` (`name-1.0.0.tgz`), its `integrity` and `shasum`
+/// ([`TarballDigests`]). What a node serves for a committed version when it has no packument
+/// from the upstream; a `package.json` of another package or version is refused.
+pub fn version_manifest(
+    package_json: &[u8],
+    name: &str,
+    version: &str,
+    file: &str,
+    digests: &(String, String),
+) -> Result<Value, ManifestError> {
+    if package_json.len() > PACKAGE_JSON_LEN_MAX {
+        return Err(ManifestError::NotJson);
+    }
+    let document: Value =
+        serde_json::from_slice(package_json).map_err(|_| ManifestError::NotJson)?;
+    let fields = document.as_object().ok_or(ManifestError::NotJson)?;
+    if fields.get("name").and_then(Value::as_str) != Some(name)
+        || fields.get("version").and_then(Value::as_str) != Some(version)
+    {
+        return Err(ManifestError::OtherPackage);
+    }
+    let mut manifest = serde_json::Map::new();
+    manifest.insert("name".into(), Value::String(name.into()));
+    manifest.insert("version".into(), Value::String(version.into()));
+    for field in MANIFEST_FIELDS {
+        if let Some(value) = fields.get(field) {
+            manifest.insert(field.into(), value.clone());
+        }
+    }
+    let (integrity, shasum) = digests;
+    manifest.insert(
+        "dist".into(),
+        serde_json::json!({
+            "tarball": alloc::format!("{name}/-/{file}"),
+            "integrity": integrity,
+            "shasum": shasum,
+        }),
+    );
+    Ok(Value::Object(manifest))
+}
+
+/// A tarball's `dist.integrity` (a sha512 Subresource Integrity string) and `dist.shasum`
+/// (sha1, lower-case hex), computed as its bytes stream.
+#[derive(Clone, Default)]
+pub struct TarballDigests {
+    sha512: Sha512,
+    sha1: sha1::Sha1,
+}
+
+impl TarballDigests {
+    /// A fresh pair of hashes.
+    pub fn new() -> TarballDigests {
+        TarballDigests::default()
+    }
+
+    /// Feeds the next bytes of the tarball.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha512.update(bytes);
+        self.sha1.update(bytes);
+    }
+
+    /// The integrity and the shasum.
+    pub fn finish(self) -> (String, String) {
+        let mut buf = [0u8; 128];
+        let sha512 = self.sha512.finalize();
+        let integrity = match Base64::encode(&sha512, &mut buf) {
+            Ok(encoded) => alloc::format!("sha512-{encoded}"),
+            Err(_) => String::new(),
+        };
+        let shasum = self
+            .sha1
+            .finalize()
+            .iter()
+            .map(|b| alloc::format!("{b:02x}"))
+            .collect();
+        (integrity, shasum)
+    }
+}
+
 /// The most dist-tags of one packument the node observes in the log.
 pub const DIST_TAGS_OBSERVED_MAX: usize = 8;
 
@@ -159,6 +287,19 @@ impl Packument {
             .ok()?
             .into_iter()
             .find(|t| file_name(&t.url) == Some(file))
+    }
+
+    /// A packument of `name` listing `manifests` (version, [`version_manifest`]), with the
+    /// `dist_tags` that name a listed version: what a node serves from the log when it has
+    /// no packument from the upstream.
+    pub fn from_manifests(
+        name: &str,
+        manifests: Vec<(String, Value)>,
+        dist_tags: &[(String, String)],
+    ) -> Packument {
+        let versions: serde_json::Map<String, Value> = manifests.into_iter().collect();
+        let document = serde_json::json!({ "name": name, "versions": versions });
+        Packument { document }.with_dist_tags(dist_tags)
     }
 
     /// The dist-tags the log may record: (tag, version) for each tag in the dist-tag grammar

@@ -163,3 +163,59 @@ fn dist_tags_can_be_replaced_by_the_logs_naming_listed_versions_only() {
     assert_eq!(set.dist_tag("latest"), Some("1.0.0"));
     assert_eq!(set.dist_tag("next"), None);
 }
+
+#[test]
+fn a_packument_from_the_log_lists_committed_manifests_as_their_package_json_says() {
+    let tarball = b"the tarball's bytes";
+    let mut digests = TarballDigests::new();
+    digests.update(&tarball[..4]);
+    digests.update(&tarball[4..]);
+    let digests = digests.finish();
+    assert_eq!(digests.0, sri512(tarball));
+    assert_eq!(digests.1.len(), 40);
+    let package_json = br#"{"name":"@demo/app","version":"1.0.0","dependencies":{"@demo/lib":"^1.0.0"},"scripts":{"x":"y"}}"#;
+    let manifest = version_manifest(
+        package_json,
+        "@demo/app",
+        "1.0.0",
+        "app-1.0.0.tgz",
+        &digests,
+    )
+    .unwrap();
+    assert_eq!(manifest["dependencies"]["@demo/lib"], "^1.0.0");
+    assert!(manifest.get("scripts").is_none());
+    let packument = Packument::from_manifests(
+        "@demo/app",
+        vec![("1.0.0".into(), manifest)],
+        &[
+            ("latest".into(), "1.0.0".into()),
+            ("next".into(), "2.0.0".into()),
+        ],
+    );
+    let tarball_ref = packument.version_tarball("1.0.0").unwrap();
+    assert_eq!(tarball_ref.file(), Some("app-1.0.0.tgz"));
+    assert_eq!(
+        tarball_ref.integrity,
+        Integrity::parse(&sri512(tarball)).ok()
+    );
+    assert_eq!(packument.dist_tag("latest"), Some("1.0.0"));
+    assert_eq!(packument.dist_tag("next"), None);
+    // A package.json of another package or version, or not JSON, makes no manifest.
+    for (bytes, error) in [
+        (
+            &br#"{"name":"other","version":"1.0.0"}"#[..],
+            ManifestError::OtherPackage,
+        ),
+        (
+            &br#"{"name":"@demo/app","version":"1.0.1"}"#[..],
+            ManifestError::OtherPackage,
+        ),
+        (&b"[1]"[..], ManifestError::NotJson),
+        (&b"{"[..], ManifestError::NotJson),
+    ] {
+        assert_eq!(
+            version_manifest(bytes, "@demo/app", "1.0.0", "app-1.0.0.tgz", &digests),
+            Err(error)
+        );
+    }
+}

@@ -16,7 +16,7 @@ use pyrsia_std::log::{
 use pyrsia_std::maven::Maven;
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
-use pyrsia_std::npm::Npm;
+use pyrsia_std::npm::{CommittedPackages, Npm};
 use pyrsia_std::pypi::Pypi;
 
 use crate::NodeOptions;
@@ -163,6 +163,23 @@ impl Node {
                     _ => None,
                 }
             }));
+        let (versions_log, tags_log) = (log.clone(), log.clone());
+        packages.npm.set_committed_packages(CommittedPackages {
+            versions: Arc::new(move |name| {
+                let subject = subject(ECOSYSTEM_NPM, name);
+                versions_log
+                    .committed_versions(&subject)
+                    .into_iter()
+                    .filter_map(|version| {
+                        match versions_log.commit_outputs(&subject, &version)?.as_slice() {
+                            [tarball] => Some((version, *tarball)),
+                            _ => None,
+                        }
+                    })
+                    .collect()
+            }),
+            tags: Arc::new(move |name| tags_log.package_tags(&subject(ECOSYSTEM_NPM, name))),
+        });
         let committed = log.clone();
         packages
             .maven

@@ -298,6 +298,15 @@ impl Log {
         self.lock().index().tag(name, tag)
     }
 
+    /// The versions of `subject` the log committed (in the index's order).
+    pub fn committed_versions(&self, subject: &str) -> Vec<String> {
+        self.lock()
+            .index()
+            .committed_versions(subject)
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The tags of package `subject` the log observed, each with the version its latest
     /// observation names (the version whose commit is its tag target): what a
     /// `--verified-only` node sets a packument's dist-tags to.

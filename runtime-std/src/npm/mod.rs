@@ -4,7 +4,11 @@
 //! stored under their sha256. Packument and integrity handling is
 //! `pyrsia_core::package::npm_registry`; this module does the IO.
 
+mod from_log;
 mod tarball;
+
+pub use from_log::{CommittedPackages, CommittedVersions, LOG_VERSIONS_MAX, ObservedTags};
+use tarball::tarball_key;
 
 use std::sync::{Arc, OnceLock};
 
@@ -45,6 +49,9 @@ pub struct Npm {
     /// The sha256 the log committed for a version's tarball, by name and version: what peers
     /// are asked for (a packument gives only the sha512 integrity).
     committed: OnceLock<CommittedTarball>,
+    /// The log's committed versions and observed dist-tags: a packument made from them when
+    /// the upstream cannot be asked and none is stored.
+    log: OnceLock<CommittedPackages>,
 }
 
 /// Looks up the committed sha256 of `name@version`'s tarball.
@@ -62,6 +69,7 @@ impl Npm {
             downloads: Downloads::default(),
             documents: TtlCache::new(ttl, DOCUMENTS_HELD),
             committed: OnceLock::new(),
+            log: OnceLock::new(),
         }
     }
 
@@ -77,14 +85,17 @@ impl Npm {
     }
 
     /// The packument of `name` in `format`: fetched from the upstream (or within the last
-    /// `ttl`), else the last one stored (in either form) when the upstream is down
-    /// or the node is offline.
+    /// `ttl`), else the last one stored (in either form) when the upstream is down or the
+    /// node is offline, else one made from the log (its committed versions, stale too).
     pub fn packument(
         &self,
         name: &NpmName<'_>,
         format: PackumentFormat,
     ) -> Result<Document, PackageError> {
-        let stale = |why: String| match self.stored(name, format) {
+        let stale = |why: String| match self
+            .stored(name, format)
+            .or_else(|| self.packument_from_log(name))
+        {
             Some(packument) => Ok(Document {
                 packument: Arc::new(packument),
                 stale: true,

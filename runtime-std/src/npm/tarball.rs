@@ -126,6 +126,6 @@ impl Npm {
 }
 
 /// Where the sha256 of the tarball with integrity `key` is recorded.
-fn tarball_key(key: &str) -> String {
+pub(super) fn tarball_key(key: &str) -> String {
     format!("npm-tarball/{key}")
 }

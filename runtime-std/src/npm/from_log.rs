@@ -1,0 +1,150 @@
+//! A packument made from the log, for a node that has none from the upstream (it is down, or
+//! the node is `--offline`) and never stored one: every version the log committed (at most
+//! [`LOG_VERSIONS_MAX`]), each one's manifest read from the committed tarball's own
+//! `package.json` (from the store, else from peers by the sha256 the commit lists), its
+//! `dist.integrity` and `dist.shasum` computed from those bytes, and the dist-tags the log
+//! observed. It lists only what f+1 builders attested, with the dependencies its publisher
+//! shipped. Which fields make a manifest is core's rule
+//! ([`version_manifest`](pyrsia_core::package::npm_registry::version_manifest)); this module
+//! does the IO.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_core::package::NpmName;
+use pyrsia_core::package::npm_registry::{
+    PACKAGE_JSON_LEN_MAX, Packument, TarballDigests, version_manifest,
+};
+
+use super::{Npm, tarball_key};
+use crate::packages::{PackageError, record_file, stored_from_peers};
+
+/// The most committed versions one packument made from the log lists.
+pub const LOG_VERSIONS_MAX: usize = 64;
+
+/// Looks up the committed versions of an npm package and their tarball's sha256.
+pub type CommittedVersions = Arc<dyn Fn(&str) -> Vec<(String, Digest)> + Send + Sync>;
+/// Looks up the dist-tags of an npm package the log observed: (tag, version).
+pub type ObservedTags = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
+
+/// What the log holds about npm packages, for packuments made from it.
+pub struct CommittedPackages {
+    /// The committed versions of a package and their tarball's sha256.
+    pub versions: CommittedVersions,
+    /// The dist-tags of a package the log observed.
+    pub tags: ObservedTags,
+}
+
+impl Npm {
+    /// Lets the node make a packument from the log when it has none from the upstream
+    /// (set once, by the node that holds the log).
+    pub fn set_committed_packages(&self, committed: CommittedPackages) {
+        let _ = self.log.set(committed);
+    }
+
+    /// The packument of `name` made from the log, when it committed a version whose
+    /// tarball this node holds or its peers deliver.
+    pub(super) fn packument_from_log(&self, name: &NpmName<'_>) -> Option<Packument> {
+        let committed = self.log.get()?;
+        let text = name.to_string();
+        let mut manifests = Vec::new();
+        for (version, digest) in (committed.versions)(&text)
+            .into_iter()
+            .take(LOG_VERSIONS_MAX)
+        {
+            match self.committed_manifest(name, &version, digest) {
+                Ok(manifest) => manifests.push((version, manifest)),
+                Err(e) => {
+                    tracing::info!(%name, %version, error = %e, "a committed version is left out of the packument made from the log");
+                }
+            }
+        }
+        if manifests.is_empty() {
+            return None;
+        }
+        tracing::info!(%name, versions = manifests.len(), "serving a packument made from the log");
+        Some(Packument::from_manifests(
+            &text,
+            manifests,
+            &(committed.tags)(&text),
+        ))
+    }
+
+    /// The manifest of committed `name@version` from its tarball (sha256 `digest`), which is
+    /// then recorded under its integrity like any tarball this node downloaded.
+    fn committed_manifest(
+        &self,
+        name: &NpmName<'_>,
+        version: &str,
+        digest: Digest,
+    ) -> Result<serde_json::Value, PackageError> {
+        let store = self.mirror.store();
+        if store.open_blob(&digest).is_none()
+            && (self.mirror.config().offline
+                || !stored_from_peers(&self.mirror, digest, "npm tarball")?)
+        {
+            return Err(PackageError::NotFound(format!(
+                "the tarball of {name}@{version} is neither stored nor held by a peer"
+            )));
+        }
+        let mut file = store
+            .open_blob(&digest)
+            .ok_or_else(|| PackageError::Store(format!("{digest} vanished")))?
+            .file;
+        let mut digests = TarballDigests::new();
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let read = file.read(&mut chunk).map_err(store_error)?;
+            if read == 0 {
+                break;
+            }
+            digests.update(&chunk[..read]);
+        }
+        let digests = digests.finish();
+        file.seek(SeekFrom::Start(0)).map_err(store_error)?;
+        let package_json = package_json(file)?;
+        let file_name = format!("{}-{version}.tgz", name.bare());
+        let manifest = version_manifest(
+            &package_json,
+            &name.to_string(),
+            version,
+            &file_name,
+            &digests,
+        )
+        .map_err(|e| PackageError::BadUpstream(format!("{name}@{version}: {e}")))?;
+        record_file(store, &tarball_key(&digests.0), digest)?;
+        Ok(manifest)
+    }
+}
+
+/// The `package/package.json` of a gzipped npm tarball, at most [`PACKAGE_JSON_LEN_MAX`].
+fn package_json(tarball: impl Read) -> Result<Vec<u8>, PackageError> {
+    let bad = |why: String| PackageError::BadUpstream(format!("committed tarball: {why}"));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
+    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        let path = entry.path().map_err(|e| bad(e.to_string()))?;
+        // npm packs everything under one top directory (`package/`, sometimes another name).
+        let mut parts = path.components();
+        let top_level_package_json = parts.next().is_some()
+            && parts
+                .next()
+                .is_some_and(|p| p.as_os_str() == "package.json")
+            && parts.next().is_none();
+        if !top_level_package_json {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(PACKAGE_JSON_LEN_MAX as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        return Ok(bytes);
+    }
+    Err(bad("no package.json".into()))
+}
+
+fn store_error(e: std::io::Error) -> PackageError {
+    PackageError::Store(e.to_string())
+}
