@@ -339,6 +339,11 @@ fn maven_files_of_committed_releases_come_from_peers_when_the_upstream_is_down()
     for artifact in ["com.example:demo-app", "com.example:demo-lib"] {
         a.wait_package_committed("maven", artifact, "1.0", Duration::from_secs(60))
             .unwrap_or_else(|| panic!("{artifact} not committed\n{}", a.log()));
+        assert!(
+            a.wait_package_tag("maven", artifact, "release", "1.0", Duration::from_secs(60)),
+            "{artifact}'s release not observed\n{}",
+            a.log()
+        );
     }
 
     // The upstream goes down. B never saw the repository; it replicates A's log, so it knows
@@ -368,6 +373,29 @@ fn maven_files_of_committed_releases_come_from_peers_when_the_upstream_is_down()
         logs()
     );
     assert!(!b_log.contains("fetched from upstream"), "{}", logs());
+    // B never saw the artifact's metadata: it makes it from the log (committed versions, the
+    // observed release), marked stale, and a version range resolves among them.
+    let metadata = pyrsia_tests::http::get_full(
+        &b.authority(),
+        "/maven2/com/example/demo-lib/maven-metadata.xml",
+        &[],
+    );
+    assert!(metadata.contains("Warning: 110"), "{metadata}");
+    assert!(
+        metadata.contains("<release>1.0</release>") && metadata.contains("<version>1.0</version>"),
+        "{metadata}"
+    );
+    let (out, _) = mvn_get(
+        &format!("{}/maven2/", b.url()),
+        &work.path().join("m3"),
+        "com.example:demo-lib:[1.0,)",
+    );
+    assert_ok(&out, "mvn resolves a range through B, upstream down", &logs);
+    assert!(
+        b.log().contains("serving Maven metadata made from the log"),
+        "{}",
+        logs()
+    );
     // Its checksum files are made from the bytes the commit covers (the upstream's are out
     // of reach) and agree with the upstream's.
     let sha1 = get(&format!(

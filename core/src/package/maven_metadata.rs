@@ -120,6 +120,45 @@ pub fn tags(xml: &[u8]) -> Result<Vec<(&'static str, &str)>, MetadataError> {
     Ok(found)
 }
 
+/// The `maven-metadata.xml` of `group:artifact` made from the log: `versions` (the ones it
+/// committed) and the `<release>` and `<latest>` its `tags` (tag, version) name among them.
+/// What a node serves when it has no metadata from the upstream (down, or `--offline`) and
+/// never kept one, so version ranges resolve among what the network committed. Values that
+/// could be markup are left out (the log's grammar never lets them in).
+pub fn from_log(
+    group: &str,
+    artifact: &str,
+    versions: &[String],
+    tags: &[(String, String)],
+) -> String {
+    let plain_text = |value: &str| !value.is_empty() && !value.contains(['<', '>', '&']);
+    let listed: Vec<&str> = versions
+        .iter()
+        .map(String::as_str)
+        .filter(|v| plain_text(v))
+        .collect();
+    let mut out = alloc::format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<metadata>\n  <groupId>{group}</groupId>\n  <artifactId>{artifact}</artifactId>\n  <versioning>\n"
+    );
+    for tag in ["latest", "release"] {
+        if let Some((_, version)) = tags
+            .iter()
+            .find(|(t, v)| t == tag && listed.contains(&v.as_str()))
+        {
+            out.push_str(&alloc::format!("    <{tag}>{version}</{tag}>\n"));
+        }
+    }
+    out.push_str("    <versions>\n");
+    for version in listed {
+        out.push_str(&alloc::format!("      <version>{version}</version>\n"));
+    }
+    out.push_str("    </versions>\n  </versioning>\n</metadata>\n");
+    if !plain_text(group) || !plain_text(artifact) {
+        return String::new();
+    }
+    out
+}
+
 /// The document as text, when it is within [`METADATA_LEN_MAX`], UTF-8, and free of the
 /// comments, CDATA and DTDs Maven never writes.
 fn readable(xml: &[u8]) -> Result<&str, MetadataError> {
@@ -196,6 +235,23 @@ mod tests {
     fn filtered(xml: &str, kept: &[&str]) -> Result<String, MetadataError> {
         only_versions(xml.as_bytes(), |v| kept.contains(&v))
             .map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn metadata_made_from_the_log_lists_committed_versions_and_reads_back() {
+        let versions = alloc::vec![String::from("1.0"), String::from("2.0")];
+        let observed = alloc::vec![
+            (String::from("release"), String::from("2.0")),
+            (String::from("latest"), String::from("3.0")),
+        ];
+        let made = from_log("com.example", "lib", &versions, &observed);
+        assert!(made.contains("<groupId>com.example</groupId>"), "{made}");
+        // `latest` names a version the log did not commit: left out.
+        assert_eq!(tags(made.as_bytes()), Ok(alloc::vec![("release", "2.0")]));
+        let kept = only_versions(made.as_bytes(), |_| true).unwrap();
+        assert_eq!(String::from_utf8(kept).unwrap(), made);
+        assert!(made.contains("<version>1.0</version>") && made.contains("<version>2.0</version>"));
+        assert_eq!(from_log("com.example", "<x>", &versions, &observed), "");
     }
 
     #[test]

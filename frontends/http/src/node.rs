@@ -13,7 +13,7 @@ use pyrsia_std::consensus::{BuildSources, Member};
 use pyrsia_std::log::{
     Log, PackageJob, PackageSources, PackageTags, VerificationQueue, VerifyJob, follow, key,
 };
-use pyrsia_std::maven::Maven;
+use pyrsia_std::maven::{CommittedArtifacts, Maven};
 use pyrsia_std::mirror::Mirror;
 use pyrsia_std::network::{NetworkStatus, NetworkView};
 use pyrsia_std::npm::{CommittedPackages, Npm};
@@ -179,6 +179,13 @@ impl Node {
                     .collect()
             }),
             tags: Arc::new(move |name| tags_log.package_tags(&subject(ECOSYSTEM_NPM, name))),
+        });
+        let (versions_log, tags_log) = (log.clone(), log.clone());
+        packages.maven.set_committed_artifacts(CommittedArtifacts {
+            versions: Arc::new(move |name| {
+                versions_log.committed_versions(&subject(ECOSYSTEM_MAVEN, name))
+            }),
+            tags: Arc::new(move |name| tags_log.package_tags(&subject(ECOSYSTEM_MAVEN, name))),
         });
         let committed = log.clone();
         packages

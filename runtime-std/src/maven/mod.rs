@@ -8,7 +8,10 @@
 //! so it is a document (held in memory, at most [`MAX_DOCUMENT_LEN`]).
 //! The repository layout's grammar is `pyrsia_core::package::MavenPath`; this module does the IO.
 
+mod from_log;
 mod peers;
+
+pub use from_log::{CommittedArtifacts, CommittedVersions, ObservedTags};
 
 use std::sync::{Arc, OnceLock};
 
@@ -49,6 +52,9 @@ pub struct Maven {
     documents: TtlCache<Vec<u8>>,
     /// The outputs the log committed for a release: what peers are asked for.
     committed: OnceLock<CommittedRelease>,
+    /// The log's committed releases and observed tags: metadata made from them when the
+    /// upstream cannot be asked and none is kept.
+    log: OnceLock<CommittedArtifacts>,
 }
 
 /// Looks up the outputs (the pom's and the main artifact's sha256) the log committed for the
@@ -75,6 +81,7 @@ impl Maven {
             downloads: Downloads::default(),
             documents: TtlCache::new(ttl, DOCUMENTS_HELD),
             committed: OnceLock::new(),
+            log: OnceLock::new(),
         }
     }
 
@@ -110,6 +117,22 @@ impl Maven {
                 .document(path)
                 .or_else(|e| self.made_checksum(path, *algorithm).ok_or(e))
                 .map(Served::Document),
+            // An artifact's metadata: as the upstream serves it, the last one kept, or one
+            // made from the log when neither can be had.
+            MavenPath::Metadata {
+                directory,
+                checksum,
+            } => self
+                .document(path)
+                .or_else(|e| match e {
+                    PackageError::Unavailable(_) | PackageError::NotFound(_)
+                        if self.unreachable(&e) =>
+                    {
+                        self.metadata_from_log(directory, *checksum).ok_or(e)
+                    }
+                    e => Err(e),
+                })
+                .map(Served::Document),
             _ => self.document(path).map(Served::Document),
         }
     }
@@ -118,6 +141,12 @@ impl Maven {
     /// serves it (fresh within the TTL, else the last one kept, marked stale).
     pub fn metadata(&self, directory: &str) -> Result<Document, PackageError> {
         self.document(&format!("{directory}/maven-metadata.xml"))
+    }
+
+    /// Whether `error` means the upstream could not be asked (it is down, or the node is
+    /// offline), not that it answered.
+    fn unreachable(&self, error: &PackageError) -> bool {
+        matches!(error, PackageError::Unavailable(_)) || self.mirror.config().offline
     }
 
     /// The checksum file at `path` made from the stored artifact it is the checksum of, when
