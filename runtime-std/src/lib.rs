@@ -17,6 +17,7 @@ pub mod operator;
 pub mod packages;
 pub mod peers;
 pub mod pypi;
+pub mod rebuild;
 mod reopen;
 pub mod store;
 pub mod ttl_cache;

@@ -17,6 +17,8 @@ pub mod npm_registry;
 mod pep440;
 mod pypi;
 #[cfg(feature = "alloc")]
+pub mod rebuild;
+#[cfg(feature = "alloc")]
 pub mod simple;
 
 pub use maven::{
