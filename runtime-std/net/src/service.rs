@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, multiaddr::Protocol, noise, tcp,
     yamux,
@@ -458,9 +459,17 @@ impl EventLoop {
                 for (peer, address) in found {
                     if !self.swarm.is_connected(&peer) {
                         tracing::info!(%peer, %address, "found a peer on the LAN");
-                        let _ = self
-                            .swarm
-                            .dial(address.with_p2p(peer).unwrap_or_else(|a| a));
+                        // Two nodes on a LAN discover each other in the same instant and
+                        // dial at once. From their listening ports (libp2p's default port
+                        // reuse), with both listening on one port, the two SYNs make a single
+                        // TCP simultaneous open that both sides take as outbound; the
+                        // security handshake then fails on both and neither dials again. A
+                        // fresh source port keeps the two dials two connections.
+                        let dial = DialOpts::peer_id(peer)
+                            .addresses(vec![address])
+                            .allocate_new_port()
+                            .build();
+                        let _ = self.swarm.dial(dial);
                     }
                 }
             }
