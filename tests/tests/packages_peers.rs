@@ -258,6 +258,19 @@ fn a_node_that_never_saw_a_packument_installs_committed_versions_from_the_log_an
     );
     let served = pyrsia_tests::http::get_full(&b.authority(), "/npm/demo-app", &[]);
     assert!(served.contains("Warning: 110"), "{served}");
+    // Each packument was made once, however often npm and the tarball lookups asked for it:
+    // the log did not change meanwhile.
+    for name in ["@demo/lib", "demo-app"] {
+        let made = b
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains("serving a packument made from the log")
+                    && l.contains(&format!("name={name} "))
+            })
+            .count();
+        assert_eq!(made, 1, "{name}\n{}", logs());
+    }
     // A package the log never committed is still unavailable, not invented.
     let missing = get(&format!("{}/npm/left-pad", b.url())).unwrap();
     assert_eq!(missing.status, 503, "{}", missing.small_body);

@@ -4,12 +4,15 @@
 //! `package.json` (from the store, else from peers by the sha256 the commit lists), its
 //! `dist.integrity` and `dist.shasum` computed from those bytes, and the dist-tags the log
 //! observed. It lists only what f+1 builders attested, with the dependencies its publisher
-//! shipped. Which fields make a manifest is core's rule
+//! shipped. One made with every committed version is held in memory until the log commits
+//! another version or observes another tag ([`MadeFromLog`]), so requests while the upstream
+//! is down do not read every tarball again. Which fields make a manifest is core's rule
 //! ([`version_manifest`](pyrsia_core::package::npm_registry::version_manifest)); this module
 //! does the IO.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::package::NpmName;
@@ -22,6 +25,8 @@ use crate::packages::{PackageError, record_file, stored_from_peers};
 
 /// The most committed versions one packument made from the log lists.
 pub const LOG_VERSIONS_MAX: usize = 64;
+/// The most packuments made from the log held in memory.
+const MADE_HELD: usize = 256;
 
 /// Looks up the committed versions of an npm package and their tarball's sha256.
 pub type CommittedVersions = Arc<dyn Fn(&str) -> Vec<(String, Digest)> + Send + Sync>;
@@ -36,6 +41,44 @@ pub struct CommittedPackages {
     pub tags: ObservedTags,
 }
 
+/// Packuments made from the log, by package, with the committed versions and tags they were
+/// made of: one is reused while the log says the same.
+#[derive(Default)]
+pub(super) struct MadeFromLog {
+    held: Mutex<HashMap<String, Made>>,
+}
+
+struct Made {
+    versions: Vec<(String, Digest)>,
+    tags: Vec<(String, String)>,
+    packument: Arc<Packument>,
+}
+
+impl MadeFromLog {
+    fn get(
+        &self,
+        name: &str,
+        versions: &[(String, Digest)],
+        tags: &[(String, String)],
+    ) -> Option<Arc<Packument>> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(name)
+            .filter(|m| m.versions == versions && m.tags == tags)
+            .map(|m| m.packument.clone())
+    }
+
+    fn insert(&self, name: String, made: Made) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= MADE_HELD && !held.contains_key(&name) {
+            // Any one makes room: it is made again from the log when asked for.
+            if let Some(evicted) = held.keys().next().cloned() {
+                held.remove(&evicted);
+            }
+        }
+        held.insert(name, made);
+    }
+}
+
 impl Npm {
     /// Lets the node make a packument from the log when it has none from the upstream
     /// (set once, by the node that holds the log).
@@ -45,16 +88,19 @@ impl Npm {
 
     /// The packument of `name` made from the log, when it committed a version whose
     /// tarball this node holds or its peers deliver.
-    pub(super) fn packument_from_log(&self, name: &NpmName<'_>) -> Option<Packument> {
+    pub(super) fn packument_from_log(&self, name: &NpmName<'_>) -> Option<Arc<Packument>> {
         let committed = self.log.get()?;
         let text = name.to_string();
+        let mut versions = (committed.versions)(&text);
+        versions.truncate(LOG_VERSIONS_MAX);
+        let tags = (committed.tags)(&text);
+        if let Some(made) = self.made_from_log.get(&text, &versions, &tags) {
+            return Some(made);
+        }
         let mut manifests = Vec::new();
-        for (version, digest) in (committed.versions)(&text)
-            .into_iter()
-            .take(LOG_VERSIONS_MAX)
-        {
-            match self.committed_manifest(name, &version, digest) {
-                Ok(manifest) => manifests.push((version, manifest)),
+        for (version, digest) in &versions {
+            match self.committed_manifest(name, version, *digest) {
+                Ok(manifest) => manifests.push((version.clone(), manifest)),
                 Err(e) => {
                     tracing::info!(%name, %version, error = %e, "a committed version is left out of the packument made from the log");
                 }
@@ -64,11 +110,19 @@ impl Npm {
             return None;
         }
         tracing::info!(%name, versions = manifests.len(), "serving a packument made from the log");
-        Some(Packument::from_manifests(
-            &text,
-            manifests,
-            &(committed.tags)(&text),
-        ))
+        let whole = manifests.len() == versions.len();
+        let packument = Arc::new(Packument::from_manifests(&text, manifests, &tags));
+        // One that left a version out (its tarball could not be had) is made again next
+        // time, when a peer may hold it.
+        if whole {
+            let made = Made {
+                versions,
+                tags,
+                packument: packument.clone(),
+            };
+            self.made_from_log.insert(text, made);
+        }
+        Some(packument)
     }
 
     /// The manifest of committed `name@version` from its tarball (sha256 `digest`), which is

@@ -52,6 +52,8 @@ pub struct Npm {
     /// The log's committed versions and observed dist-tags: a packument made from them when
     /// the upstream cannot be asked and none is stored.
     log: OnceLock<CommittedPackages>,
+    /// Packuments made from the log, while it says the same.
+    made_from_log: from_log::MadeFromLog,
 }
 
 /// Looks up the committed sha256 of `name@version`'s tarball.
@@ -70,6 +72,7 @@ impl Npm {
             documents: TtlCache::new(ttl, DOCUMENTS_HELD),
             committed: OnceLock::new(),
             log: OnceLock::new(),
+            made_from_log: from_log::MadeFromLog::default(),
         }
     }
 
@@ -94,10 +97,11 @@ impl Npm {
     ) -> Result<Document, PackageError> {
         let stale = |why: String| match self
             .stored(name, format)
+            .map(Arc::new)
             .or_else(|| self.packument_from_log(name))
         {
             Some(packument) => Ok(Document {
-                packument: Arc::new(packument),
+                packument,
                 stale: true,
             }),
             None => Err(PackageError::Unavailable(why)),
