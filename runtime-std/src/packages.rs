@@ -148,6 +148,10 @@ pub(crate) fn get(
     }
 }
 
+/// Looks up the tags of a package (by its name in the ecosystem) the log observed: (tag,
+/// version). What a packument or metadata document made from the log sets.
+pub type ObservedTags = std::sync::Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
+
 /// The stored file whose sha256 is recorded under the tag `key` (a cache hit), if any.
 pub(crate) fn stored_under(mirror: &Mirror, key: &str) -> Option<PackageBlob> {
     let store = mirror.store();

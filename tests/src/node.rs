@@ -264,25 +264,23 @@ impl Node {
         version: &str,
         limit: Duration,
     ) -> Option<u64> {
+        let url = format!("{}&version={version}", self.package_lookup(ecosystem, name));
+        wait_commit_at(&url, limit)
+    }
+
+    /// The log lookup URL of package `name` of `ecosystem` (its subject, query-escaped).
+    fn package_lookup(&self, ecosystem: &str, name: &str) -> String {
         let subject = format!("{ecosystem}:{name}")
             .replace(':', "%3A")
             .replace('@', "%40")
             .replace('/', "%2F");
-        let url = format!(
-            "{}/pyrsia/log/lookup?name={subject}&version={version}",
-            self.url()
-        );
-        wait_commit_at(&url, limit)
+        format!("{}/pyrsia/log/lookup?name={subject}", self.url())
     }
 
     /// The version the log's latest observation of package tag `tag` of `name` (`npm`
     /// dist-tag, Maven `release`/`latest`) names, if the log observed it.
     pub fn package_tag(&self, ecosystem: &str, name: &str, tag: &str) -> Option<String> {
-        let subject = format!("{ecosystem}:{name}")
-            .replace(':', "%3A")
-            .replace('@', "%40")
-            .replace('/', "%2F");
-        let url = format!("{}/pyrsia/log/lookup?name={subject}&tag={tag}", self.url());
+        let url = format!("{}&tag={tag}", self.package_lookup(ecosystem, name));
         let answer: serde_json::Value = crate::http::get(&url)
             .map(|r| serde_json::from_str(&r.small_body).unwrap_or_default())
             .unwrap_or_default();

@@ -183,7 +183,13 @@ fn four_members_observe_npm_dist_tags_and_a_registry_pointing_latest_elsewhere_c
     let (registry, liar_registry) = (upstream.url(), liar.url());
     let members = Members::start(work.path(), "http://127.0.0.1:9", 4, &|i| {
         let registry = if i == 1 { &liar_registry } else { &registry };
-        vec!["--npm-upstream".into(), registry.clone()]
+        // Every packument served is fetched afresh, so serving it reports its tags.
+        vec![
+            "--npm-upstream".into(),
+            registry.clone(),
+            "--index-ttl".into(),
+            "0".into(),
+        ]
     });
     let logs = || members.logs();
 

@@ -118,6 +118,20 @@ fn pypi_files_cross_the_upstream_once_per_network_and_come_from_peers_when_it_is
     assert!(c.metric("peer_fetches") >= 2, "{}", logs());
 }
 
+/// A stranger that connects to `node`, announces `blobs` (digest and true size) and answers
+/// every piece with junk of the right size; returned once `node` lists it as a peer.
+fn connected_liar(node: &Node, blobs: Vec<(Digest, u64)>) -> LyingProvider {
+    let liar = LyingProvider::start(&node.p2p_address(), blobs, 0);
+    wait_until(
+        "the liar connects",
+        Duration::from_secs(10),
+        &|| node.log(),
+        || node.connected_peers().iter().any(|p| p == liar.peer_id()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    liar
+}
+
 /// An npm registry started in `work` that holds `@demo/lib` 1.0.0.
 fn registry_with_lib(work: &std::path::Path) -> Verdaccio {
     let upstream = Verdaccio::start(&work.join("verdaccio"));
@@ -296,18 +310,7 @@ fn a_packument_is_not_made_from_junk_a_peer_serves_for_a_committed_tarball() {
     // The honest holder goes away; a stranger announces the committed tarball and answers
     // every piece with junk of the right size.
     a.kill();
-    let liar = LyingProvider::start(
-        &b.p2p_address(),
-        vec![(tarball.body_digest, tarball.body_len)],
-        0,
-    );
-    wait_until(
-        "the liar connects",
-        Duration::from_secs(10),
-        &|| b.log(),
-        || b.connected_peers().iter().any(|p| p == liar.peer_id()),
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let liar = connected_liar(&b, vec![(tarball.body_digest, tarball.body_len)]);
     let served = get(&format!("{}/npm/@demo%2flib", b.url())).unwrap();
     assert_eq!(served.status, 503, "{}\n{}", served.small_body, b.log());
     let log = b.log();
@@ -481,14 +484,7 @@ fn a_peer_serving_junk_for_a_committed_maven_release_is_struck_and_nothing_is_st
             (digest, std::fs::metadata(f).unwrap().len())
         })
         .collect();
-    let liar = LyingProvider::start(&b.p2p_address(), files.clone(), 0);
-    wait_until(
-        "the liar connects",
-        Duration::from_secs(10),
-        &|| b.log(),
-        || b.connected_peers().iter().any(|p| p == liar.peer_id()),
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let liar = connected_liar(&b, files.clone());
 
     // The jar is refused as unavailable, never served as junk; the liar is struck.
     let refused = get(&format!("{}{jar_path}", b.url())).unwrap();
@@ -522,14 +518,7 @@ fn a_peer_serving_junk_for_a_package_file_is_struck_and_costs_the_install_nothin
     let digest = Digest::parse(&format!("sha256:{}", sha256_hex(&wheel))).unwrap();
     let size = std::fs::metadata(&wheel).unwrap().len();
     // A stranger announces the wheel and answers every piece with junk of the right size.
-    let liar = LyingProvider::start(&victim.p2p_address(), vec![(digest, size)], 0);
-    wait_until(
-        "the liar connects",
-        Duration::from_secs(10),
-        &|| victim.log(),
-        || victim.connected_peers().iter().any(|p| p == liar.peer_id()),
-    );
-    std::thread::sleep(Duration::from_secs(1));
+    let liar = connected_liar(&victim, vec![(digest, size)]);
 
     let target = work.path().join("t");
     assert_ok(

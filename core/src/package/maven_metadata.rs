@@ -120,6 +120,25 @@ pub fn tags(xml: &[u8]) -> Result<Vec<(&'static str, &str)>, MetadataError> {
     Ok(found)
 }
 
+/// The Maven artifact (`groupId:artifactId`) whose `maven-metadata.xml` lives in
+/// `directory` (`org/example/lib`); `None` for a snapshot version's directory or anything
+/// that is not an artifact's.
+pub fn artifact_of(directory: &str) -> Option<String> {
+    let (group, artifact) = directory.rsplit_once('/')?;
+    let name = alloc::format!("{}:{artifact}", group.replace('/', "."));
+    let artifact_directory =
+        !directory.ends_with("-SNAPSHOT") && crate::package::Gav::release(&name, "1").is_ok();
+    artifact_directory.then_some(name)
+}
+
+/// The directory of the Maven artifact `name` (`groupId:artifactId`) that holds its
+/// `maven-metadata.xml` (`org/example/lib`): the inverse of [`artifact_of`].
+pub fn directory_of(name: &str) -> Option<String> {
+    let (group, artifact) = name.split_once(':')?;
+    crate::package::Gav::release(name, "1").ok()?;
+    Some(alloc::format!("{}/{artifact}", group.replace('.', "/")))
+}
+
 /// The `maven-metadata.xml` of `group:artifact` made from the log: `versions` (the ones it
 /// committed) and the `<release>` and `<latest>` its `tags` (tag, version) name among them.
 /// What a node serves when it has no metadata from the upstream (down, or `--offline`) and
@@ -132,6 +151,9 @@ pub fn from_log(
     tags: &[(String, String)],
 ) -> String {
     let plain_text = |value: &str| !value.is_empty() && !value.contains(['<', '>', '&']);
+    if !plain_text(group) || !plain_text(artifact) {
+        return String::new();
+    }
     let listed: Vec<&str> = versions
         .iter()
         .map(String::as_str)
@@ -153,9 +175,6 @@ pub fn from_log(
         out.push_str(&alloc::format!("      <version>{version}</version>\n"));
     }
     out.push_str("    </versions>\n  </versioning>\n</metadata>\n");
-    if !plain_text(group) || !plain_text(artifact) {
-        return String::new();
-    }
     out
 }
 
@@ -235,6 +254,21 @@ mod tests {
     fn filtered(xml: &str, kept: &[&str]) -> Result<String, MetadataError> {
         only_versions(xml.as_bytes(), |v| kept.contains(&v))
             .map(|bytes| String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn an_artifacts_directory_and_name_map_to_each_other() {
+        assert_eq!(
+            artifact_of("org/example/lib").as_deref(),
+            Some("org.example:lib")
+        );
+        assert_eq!(
+            directory_of("org.example:lib").as_deref(),
+            Some("org/example/lib")
+        );
+        assert_eq!(artifact_of("org/example/lib/1.0-SNAPSHOT"), None);
+        assert_eq!(artifact_of("lib"), None);
+        assert_eq!(directory_of("lib"), None);
     }
 
     #[test]

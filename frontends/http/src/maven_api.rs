@@ -19,8 +19,8 @@
 //! upstream is asked. Errors are plain text, as repository managers answer.
 
 use pyrsia_core::package::maven_checksum::ChecksumWriter;
-use pyrsia_core::package::maven_metadata::only_versions;
-use pyrsia_core::package::{Checksum, Gav, MavenPath};
+use pyrsia_core::package::maven_metadata::{artifact_of, only_versions};
+use pyrsia_core::package::{Checksum, MavenPath};
 use pyrsia_core::tlog::coordinates::subject;
 use pyrsia_core::tlog::entry::ECOSYSTEM_MAVEN;
 use pyrsia_std::log::{PackageJob, PackageTags};
@@ -63,8 +63,8 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
                 directory,
                 checksum: None,
             } = &parsed
-                && !document.stale
-                && let Some(tags) = artifact_name(directory)
+                && document.fetched
+                && let Some(tags) = artifact_of(directory)
                     .and_then(|name| PackageTags::maven(&name, &document.bytes))
             {
                 node.observe_package_tags(tags);
@@ -144,7 +144,7 @@ fn committed_metadata(
     if directory.ends_with("-SNAPSHOT") {
         return text(404, "a snapshot's metadata is never committed");
     }
-    let Some(name) = artifact_name(directory) else {
+    let Some(name) = artifact_of(directory) else {
         return text(404, "not an artifact's metadata");
     };
     let document_path = match checksum {
@@ -180,15 +180,6 @@ fn committed_metadata(
         },
     };
     marked_stale(Reply::bytes(200, content_type, body), document.stale)
-}
-
-/// The Maven artifact (`groupId:artifactId`) whose `maven-metadata.xml` lives in `directory`
-/// (`org/example/lib`); `None` for a snapshot version's directory or anything else.
-fn artifact_name(directory: &str) -> Option<String> {
-    let (group, artifact) = directory.rsplit_once('/')?;
-    let name = format!("{}:{artifact}", group.replace('/', "."));
-    let artifact_directory = !directory.ends_with("-SNAPSHOT") && Gav::release(&name, "1").is_ok();
-    artifact_directory.then_some(name)
 }
 
 /// `reply` with `Warning: 110` when what it carries is the last document seen, not a fresh one.

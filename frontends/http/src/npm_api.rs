@@ -48,7 +48,8 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
     let format = PackumentFormat::negotiate(header("Accept"));
     match node.npm.packument(&name, format) {
         Ok(mut document) => {
-            if !document.stale {
+            // Once per fetch from the upstream, not on every hit of the TTL memory.
+            if document.fetched {
                 node.observe_package_tags(PackageTags::npm(&name, &document.packument));
             }
             if node.verified_only {

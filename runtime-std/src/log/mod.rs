@@ -34,7 +34,7 @@ use crate::reopen::Reopenable;
 use tables::LogTables;
 
 pub use commit::{DockerCommit, Outcome, PackageCommit};
-pub use package_tags::{PackageTags, maven_directory};
+pub use package_tags::PackageTags;
 pub use package_verifier::{PackageJob, PackageSources};
 pub use replica::{Applied, MAX_ENTRIES_PER_APPLY};
 pub(crate) use verifier::{BuildSource, Verified, verify};

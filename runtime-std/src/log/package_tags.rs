@@ -7,9 +7,9 @@
 //!
 //! [`Packument::dist_tags`]: pyrsia_core::package::npm_registry::Packument::dist_tags
 
+use pyrsia_core::package::NpmName;
 use pyrsia_core::package::maven_metadata;
 use pyrsia_core::package::npm_registry::{Packument, PackumentFormat};
-use pyrsia_core::package::{Gav, NpmName};
 use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM};
 
 use super::PackageSources;
@@ -62,14 +62,6 @@ impl PackageTags {
     }
 }
 
-/// The directory of the Maven artifact `name` (`groupId:artifactId`): where its
-/// `maven-metadata.xml` lives (`org/example/lib`).
-pub fn maven_directory(name: &str) -> Option<String> {
-    let pom = Gav::release(name, "1").ok()?.path().to_string();
-    let mut parts = pom.rsplitn(3, '/');
-    parts.nth(2).map(str::to_string)
-}
-
 impl PackageSources {
     /// The tags the upstream of `ecosystem` sets for `name` now: from a packument or
     /// metadata document fetched fresh (within `--index-ttl`, as the builders read them),
@@ -88,7 +80,7 @@ impl PackageSources {
                 Ok(PackageTags::npm(&name, &document.packument))
             }
             ECOSYSTEM_MAVEN => {
-                let directory = maven_directory(name)
+                let directory = maven_metadata::directory_of(name)
                     .ok_or_else(|| format!("{name:?}: not a Maven artifact"))?;
                 let document = self.maven.metadata(&directory).map_err(|e| e.to_string())?;
                 if document.stale {
@@ -109,19 +101,5 @@ impl PackageSources {
             .into_iter()
             .find_map(|(t, version)| (t == tag).then_some(version))
             .ok_or_else(|| format!("the upstream sets no tag {tag:?} for {name}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_maven_artifacts_directory_is_its_group_path_and_artifact() {
-        assert_eq!(
-            maven_directory("org.example:lib").as_deref(),
-            Some("org/example/lib")
-        );
-        assert_eq!(maven_directory("lib"), None);
     }
 }

@@ -7,16 +7,15 @@
 
 use std::sync::Arc;
 
+use pyrsia_core::package::Checksum;
 use pyrsia_core::package::maven_checksum::ChecksumWriter;
-use pyrsia_core::package::maven_metadata::from_log;
-use pyrsia_core::package::{Checksum, Gav};
+use pyrsia_core::package::maven_metadata::{artifact_of, from_log};
 
 use super::{Document, Maven};
+use crate::packages::ObservedTags;
 
 /// Looks up the versions of a Maven artifact (`groupId:artifactId`) the log committed.
 pub type CommittedVersions = Arc<dyn Fn(&str) -> Vec<String> + Send + Sync>;
-/// Looks up the tags of a Maven artifact the log observed: (tag, version).
-pub type ObservedTags = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
 
 /// What the log holds about Maven artifacts, for metadata made from it.
 pub struct CommittedArtifacts {
@@ -42,15 +41,13 @@ impl Maven {
         checksum: Option<Checksum>,
     ) -> Option<Document> {
         let committed = self.log.get()?;
-        let (group_path, artifact) = directory.rsplit_once('/')?;
-        let group = group_path.replace('/', ".");
-        let name = format!("{group}:{artifact}");
-        Gav::release(&name, "1").ok()?;
+        let name = artifact_of(directory)?;
+        let (group, artifact) = name.split_once(':')?;
         let versions = (committed.versions)(&name);
         if versions.is_empty() {
             return None;
         }
-        let made = from_log(&group, artifact, &versions, &(committed.tags)(&name));
+        let made = from_log(group, artifact, &versions, &(committed.tags)(&name));
         if made.is_empty() {
             return None;
         }
@@ -63,6 +60,6 @@ impl Maven {
                 writer.finish().as_bytes().to_vec()
             }
         };
-        Some(Document { bytes, stale: true })
+        Some(Document::stale(bytes))
     }
 }

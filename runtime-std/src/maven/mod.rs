@@ -11,7 +11,7 @@
 mod from_log;
 mod peers;
 
-pub use from_log::{CommittedArtifacts, CommittedVersions, ObservedTags};
+pub use from_log::{CommittedArtifacts, CommittedVersions};
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,6 +39,20 @@ pub struct Document {
     pub bytes: Vec<u8>,
     /// True when the upstream could not be asked (down, or `--offline`).
     pub stale: bool,
+    /// True when it was fetched from the upstream for this request (not answered from the
+    /// TTL memory or the store): when its tags are worth reporting.
+    pub fetched: bool,
+}
+
+impl Document {
+    /// One kept from before (or made here) because the upstream cannot be asked.
+    fn stale(bytes: Vec<u8>) -> Document {
+        Document {
+            bytes,
+            stale: true,
+            fetched: false,
+        }
+    }
 }
 
 /// The Maven mirror.
@@ -156,10 +170,7 @@ impl Maven {
         let artifact = path.strip_suffix(algorithm.suffix())?;
         let file = stored_under(&self.mirror, &artifact_key(artifact))?;
         let hex = checksum_of(&file, algorithm).ok()?;
-        Some(Document {
-            bytes: hex.into_bytes(),
-            stale: true,
-        })
+        Some(Document::stale(hex.into_bytes()))
     }
 
     /// A release artifact at `path` (a pom, jar or any other immutable file): from the store,
@@ -242,13 +253,14 @@ impl Maven {
         let kept = || kept_document(self.mirror.store(), &key, MAX_DOCUMENT_LEN);
         if self.mirror.config().offline {
             return kept()
-                .map(|bytes| Document { bytes, stale: true })
+                .map(Document::stale)
                 .ok_or_else(|| PackageError::NotFound(format!("{path} (offline, not cached)")));
         }
         if let Some(bytes) = self.documents.fresh(path) {
             return Ok(Document {
                 bytes: (*bytes).clone(),
                 stale: false,
+                fetched: false,
             });
         }
         let url = format!("{}{path}", self.upstream);
@@ -271,6 +283,7 @@ impl Maven {
                 Ok(Document {
                     bytes,
                     stale: false,
+                    fetched: true,
                 })
             }
             Err(PackageError::Unavailable(why)) => {
@@ -278,7 +291,7 @@ impl Maven {
                 match kept() {
                     Some(bytes) => {
                         tracing::info!(%path, %why, "upstream repository down; serving the last document seen");
-                        Ok(Document { bytes, stale: true })
+                        Ok(Document::stale(bytes))
                     }
                     None => Err(PackageError::Unavailable(why)),
                 }

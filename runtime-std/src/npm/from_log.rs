@@ -11,7 +11,7 @@
 //! does the IO.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use pyrsia_core::digest::Digest;
@@ -21,7 +21,7 @@ use pyrsia_core::package::npm_registry::{
 };
 
 use super::{Npm, tarball_key};
-use crate::packages::{PackageError, record_file, stored_from_peers};
+use crate::packages::{ObservedTags, PackageError, record_file, stored_from_peers};
 
 /// The most committed versions one packument made from the log lists.
 pub const LOG_VERSIONS_MAX: usize = 64;
@@ -30,8 +30,6 @@ const MADE_HELD: usize = 256;
 
 /// Looks up the committed versions of an npm package and their tarball's sha256.
 pub type CommittedVersions = Arc<dyn Fn(&str) -> Vec<(String, Digest)> + Send + Sync>;
-/// Looks up the dist-tags of an npm package the log observed: (tag, version).
-pub type ObservedTags = Arc<dyn Fn(&str) -> Vec<(String, String)> + Send + Sync>;
 
 /// What the log holds about npm packages, for packuments made from it.
 pub struct CommittedPackages {
@@ -142,22 +140,11 @@ impl Npm {
                 "the tarball of {name}@{version} is neither stored nor held by a peer"
             )));
         }
-        let mut file = store
+        let file = store
             .open_blob(&digest)
             .ok_or_else(|| PackageError::Store(format!("{digest} vanished")))?
             .file;
-        let mut digests = TarballDigests::new();
-        let mut chunk = vec![0u8; 64 << 10];
-        loop {
-            let read = file.read(&mut chunk).map_err(store_error)?;
-            if read == 0 {
-                break;
-            }
-            digests.update(&chunk[..read]);
-        }
-        let digests = digests.finish();
-        file.seek(SeekFrom::Start(0)).map_err(store_error)?;
-        let package_json = package_json(file)?;
+        let (package_json, digests) = read_tarball(file)?;
         let file_name = format!("{}-{version}.tgz", name.bare());
         let manifest = version_manifest(
             &package_json,
@@ -172,13 +159,26 @@ impl Npm {
     }
 }
 
-/// The `package/package.json` of a gzipped npm tarball, at most [`PACKAGE_JSON_LEN_MAX`].
-fn package_json(tarball: impl Read) -> Result<Vec<u8>, PackageError> {
+/// One pass over a gzipped npm tarball: its `package/package.json` (at most
+/// [`PACKAGE_JSON_LEN_MAX`]) and its integrity and shasum, every byte hashed as it is read.
+fn read_tarball(file: impl Read) -> Result<(Vec<u8>, (String, String)), PackageError> {
     let bad = |why: String| PackageError::BadUpstream(format!("committed tarball: {why}"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tarball));
-    for entry in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let entry = entry.map_err(|e| bad(e.to_string()))?;
-        let path = entry.path().map_err(|e| bad(e.to_string()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(Hashing {
+        inner: file,
+        digests: TarballDigests::new(),
+    }));
+    let package_json = package_json(&mut archive).map_err(bad)?;
+    // The rest of the file, which the tar reader did not need, goes through the hashes too.
+    let mut hashing = archive.into_inner().into_inner();
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| PackageError::Store(e.to_string()))?;
+    Ok((package_json, hashing.digests.finish()))
+}
+
+/// The first top-level `package.json` of `archive`.
+fn package_json(archive: &mut tar::Archive<impl Read>) -> Result<Vec<u8>, String> {
+    for entry in archive.entries().map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?;
         // npm packs everything under one top directory (`package/`, sometimes another name).
         let mut parts = path.components();
         let top_level_package_json = parts.next().is_some()
@@ -193,12 +193,22 @@ fn package_json(tarball: impl Read) -> Result<Vec<u8>, PackageError> {
         entry
             .take(PACKAGE_JSON_LEN_MAX as u64 + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         return Ok(bytes);
     }
-    Err(bad("no package.json".into()))
+    Err("no package.json".into())
 }
 
-fn store_error(e: std::io::Error) -> PackageError {
-    PackageError::Store(e.to_string())
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    digests: TarballDigests,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.digests.update(&buf[..read]);
+        Ok(read)
+    }
 }

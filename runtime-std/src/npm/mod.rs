@@ -7,7 +7,7 @@
 mod from_log;
 mod tarball;
 
-pub use from_log::{CommittedPackages, CommittedVersions, LOG_VERSIONS_MAX, ObservedTags};
+pub use from_log::{CommittedPackages, CommittedVersions, LOG_VERSIONS_MAX};
 use tarball::tarball_key;
 
 use std::sync::{Arc, OnceLock};
@@ -34,6 +34,9 @@ pub struct Document {
     pub packument: Arc<Packument>,
     /// True when the upstream could not be asked (down, or `--offline`).
     pub stale: bool,
+    /// True when it was fetched from the upstream for this request (not answered from the
+    /// `--index-ttl` memory or the store): when its tags are worth reporting.
+    pub fetched: bool,
 }
 
 /// The npm mirror.
@@ -103,6 +106,7 @@ impl Npm {
             Some(packument) => Ok(Document {
                 packument,
                 stale: true,
+                fetched: false,
             }),
             None => Err(PackageError::Unavailable(why)),
         };
@@ -115,6 +119,7 @@ impl Npm {
             return Ok(Document {
                 packument,
                 stale: false,
+                fetched: false,
             });
         }
         match self.fetch(name, format) {
@@ -128,6 +133,7 @@ impl Npm {
                 Ok(Document {
                     packument,
                     stale: false,
+                    fetched: true,
                 })
             }
             Err(PackageError::Unavailable(why)) => {

@@ -404,6 +404,13 @@ fn commit_by_tag(net: &mut Net, name: &str) {
     };
     net.nodes[0].request(&net.logs[0], at(1000), &request);
     net.settle(at(1000));
+    build_everywhere(net, name);
+    net.tick(at(2200));
+}
+
+/// Every selected member builds what it was asked for at 2 s, its one output the sha256 of
+/// `name`.
+fn build_everywhere(net: &mut Net, name: &str) {
     for (i, index, _) in core::mem::take(&mut net.builds) {
         let outputs = alloc::vec![Digest::sha256(name.as_bytes())];
         let result = Ok(BuildResult {
@@ -413,7 +420,6 @@ fn commit_by_tag(net: &mut Net, name: &str) {
         net.nodes[i].built(&net.logs[i], at(2000), index, result);
     }
     net.settle(at(2000));
-    net.tick(at(2200));
 }
 
 #[test]
@@ -712,15 +718,7 @@ fn commit_package_with_tag(net: &mut Net, name: &str) {
     };
     net.nodes[0].request_package(&net.logs[0], at(1000), &request);
     net.settle(at(1000));
-    for (i, index, _) in core::mem::take(&mut net.builds) {
-        let outputs = alloc::vec![Digest::sha256(name.as_bytes())];
-        let result = Ok(BuildResult {
-            outputs,
-            piece_roots: Vec::new(),
-        });
-        net.nodes[i].built(&net.logs[i], at(2000), index, result);
-    }
-    net.settle(at(2000));
+    build_everywhere(net, name);
     for step in 1..=4 {
         net.tick(at(2000 + step * 200));
     }
