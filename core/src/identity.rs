@@ -31,6 +31,8 @@ pub enum Purpose {
     Membership,
     /// A member's word that a tag resolved to a digest at its upstream.
     TagObservation,
+    /// A rebuilder's attestation of a rebuild verdict.
+    RebuildAttestation,
 }
 
 impl Purpose {

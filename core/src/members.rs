@@ -260,6 +260,15 @@ impl MemberSet {
         })
     }
 
+    /// How many distinct members of the set validly attested `rebuild`'s statement.
+    pub fn rebuild_attesters(&self, rebuild: &crate::tlog::rebuilt::RebuildCommit<'_>) -> usize {
+        let statement = rebuild.statement.digest();
+        self.count_signers(pairs(&rebuild.attestations), |key, signature| {
+            key.verify(Purpose::RebuildAttestation, &statement, signature)
+                .is_ok()
+        })
+    }
+
     /// How many distinct members validly signed `tag`'s statement, and whether its observer
     /// is one of them (hashed once).
     pub fn tag_attesters(&self, tag: &TagObservation<'_>) -> (usize, bool) {

@@ -18,6 +18,7 @@ use crate::members::MemberSet;
 use crate::time::{Duration, Instant};
 use crate::tlog::Hash;
 use crate::tlog::entry::{Coordinates, Signed, Statement};
+use crate::tlog::rebuilt::Claim;
 
 use super::selection::{DEFAULT_SLACK, builder_order, selection_seed};
 
@@ -176,7 +177,7 @@ impl BuildRound {
         self.asked = end;
     }
 
-    fn binds_this_request(&self, statement: &Statement<'_>) -> bool {
+    fn binds_this_request(&self, statement: &Claim<'_>) -> bool {
         statement.request_index == self.request_index
             && statement.epoch == self.epoch
             && statement.selection_size == self.selection_size
@@ -186,12 +187,25 @@ impl BuildRound {
             && statement.coordinates.version == self.version
     }
 
-    /// Counts `signer`'s attestation of `statement` if it is valid for this round; commits
-    /// on the f+1th matching one.
+    /// Counts `signer`'s attestation of a fetch `statement` if it is valid for this round;
+    /// commits on the f+1th matching one.
     pub fn handle_attestation(
         &mut self,
         signer: KeyId,
         statement: &Statement<'_>,
+        signature: Signature,
+    ) -> Result<(), AttestationError> {
+        let bytes = postcard::to_allocvec(statement).unwrap_or_default();
+        self.handle_statement(signer, &bytes, signature)
+    }
+
+    /// Counts `signer`'s attestation of the statement `bytes` (a fetch's or a rebuild's,
+    /// read as a [`Claim`]) if it is valid for this round; commits on the f+1th matching one.
+    /// Bytes that are neither statement are bound to no request.
+    pub fn handle_statement(
+        &mut self,
+        signer: KeyId,
+        bytes: &[u8],
         signature: Signature,
     ) -> Result<(), AttestationError> {
         if self.state == RoundState::Unverifiable {
@@ -203,33 +217,33 @@ impl BuildRound {
             .find(|(id, _)| *id == signer)
             .map(|(_, key)| *key)
             .ok_or(AttestationError::NotAMember)?;
-        if !self.binds_this_request(statement) {
+        let statement = Claim::decode(bytes).ok_or(AttestationError::WrongRequest)?;
+        if !self.binds_this_request(&statement) {
             return Err(AttestationError::WrongRequest);
         }
         if !statement.verify(&key, &signature) {
             return Err(AttestationError::BadSignature);
         }
-        let digest = statement.digest();
+        let digest = statement.digest;
         let signed = Signed { signer, signature };
         if self.state == RoundState::Committed {
             // Late: not counted, but a contradiction of the commit is evidence.
             if self.committed != Some(digest) && !self.reported.contains(&signer) {
                 self.reported.push(signer);
-                let bytes = postcard::to_allocvec(statement).unwrap_or_default();
                 self.outputs
-                    .push_back(BuildOutput::Contradiction(bytes, signed));
+                    .push_back(BuildOutput::Contradiction(bytes.to_vec(), signed));
             }
             return Err(AttestationError::Closed);
         }
         if let Some(&(_, first)) = self.attested.iter().find(|(id, _)| *id == signer) {
             if first != digest {
                 // Equivocation: the other statement is kept as evidence, never counted.
-                self.add_to_group(digest, statement, signed);
+                self.add_to_group(digest, bytes, signed);
             }
             return Err(AttestationError::Repeated);
         }
         self.attested.push((signer, digest));
-        let index = self.add_to_group(digest, statement, signed);
+        let index = self.add_to_group(digest, bytes, signed);
         let matching: Vec<Signed> = self.groups[index]
             .signers
             .iter()
@@ -262,18 +276,13 @@ impl BuildRound {
     }
 
     /// Adds `signed` to the group of `digest` (created with the statement's bytes).
-    fn add_to_group(
-        &mut self,
-        digest: [u8; 32],
-        statement: &Statement<'_>,
-        signed: Signed,
-    ) -> usize {
+    fn add_to_group(&mut self, digest: [u8; 32], statement: &[u8], signed: Signed) -> usize {
         let index = match self.groups.iter().position(|g| g.digest == digest) {
             Some(i) => i,
             None => {
                 self.groups.push(Group {
                     digest,
-                    statement: postcard::to_allocvec(statement).unwrap_or_default(),
+                    statement: statement.to_vec(),
                     signers: Vec::new(),
                 });
                 self.groups.len() - 1

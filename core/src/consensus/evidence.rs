@@ -17,10 +17,11 @@
 
 use alloc::vec::Vec;
 
-use crate::identity::{KeyId, Purpose};
+use crate::identity::KeyId;
 use crate::members::{MAX_MEMBERS, MemberSet};
 use crate::tlog::Hash;
-use crate::tlog::entry::{Coordinates, SignatureList, Signed, Statement};
+use crate::tlog::entry::{Coordinates, SignatureList, Signed};
+use crate::tlog::rebuilt::Claim;
 
 /// The request a dispute is about, as the log knows it: what the evidence must be bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,19 +99,17 @@ pub fn check_dispute(
     let mut attesters: Vec<KeyId> = Vec::new();
     let mut statements = 0usize;
     for (statement_bytes, signer_bytes) in &groups {
-        let statement: Statement<'_> =
-            postcard::from_bytes(statement_bytes).map_err(|_| EvidenceError::Malformed)?;
-        if !binds(&statement, members.epoch(), request) {
+        let claim = Claim::decode(statement_bytes).ok_or(EvidenceError::Malformed)?;
+        if !binds(&claim, members.epoch(), request) {
             return Err(EvidenceError::WrongRequest);
         }
         if signer_bytes.len() % 96 != 0 || signer_bytes.len() / 96 > MAX_MEMBERS {
             return Err(EvidenceError::Malformed);
         }
         let list = SignatureList(signer_bytes);
-        let digest = statement.digest();
         let listed = list.iter().count();
         let valid = members.count_signers(crate::members::pairs(&list), |key, signature| {
-            key.verify(Purpose::Attestation, &digest, signature).is_ok()
+            claim.verify(key, signature)
         });
         if valid != listed || listed == 0 {
             return Err(EvidenceError::BadAttestation);
@@ -134,7 +133,7 @@ pub fn check_dispute(
     Ok(())
 }
 
-fn binds(statement: &Statement<'_>, epoch: u64, request: &RequestBinding<'_>) -> bool {
+fn binds(statement: &Claim<'_>, epoch: u64, request: &RequestBinding<'_>) -> bool {
     statement.request_index == request.request_index
         && statement.coordinates == request.coordinates
         && statement.epoch == epoch

@@ -50,7 +50,7 @@ pub enum Verdict {
 }
 
 /// An entry's side of a difference: its size and sha256.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Side {
     /// Uncompressed size.
     pub size: u64,
@@ -59,7 +59,7 @@ pub struct Side {
 }
 
 /// One entry that differs: present on one side only, or on both with other content.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntryDiff {
     /// The entry's path.
     pub name: String,
@@ -71,7 +71,7 @@ pub struct EntryDiff {
 
 /// What differs between the upstream's archive and the rebuild, named entry by entry (at
 /// most [`DIFF_ENTRIES_MAX`], in name order).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Diff {
     /// The differing entries named.
     pub entries: Vec<EntryDiff>,
@@ -95,6 +95,44 @@ impl Diff {
         self.entries
             .iter()
             .filter(|e| e.upstream.is_some() && e.rebuilt.is_some())
+    }
+}
+
+/// The diff as a rebuild statement carries it ([`crate::tlog::rebuilt::RebuildStatement::diff`]):
+/// postcard, at most [`crate::tlog::rebuilt::DIFF_LEN_MAX`] bytes (named entries beyond that
+/// are counted in `more`). Empty for a diff with nothing in it.
+pub fn encode_diff(diff: &Diff) -> Vec<u8> {
+    if diff.entries.is_empty() && diff.more == 0 {
+        return Vec::new();
+    }
+    let mut diff = diff.clone();
+    loop {
+        let bytes = postcard::to_allocvec(&diff).unwrap_or_default();
+        if bytes.len() <= crate::tlog::rebuilt::DIFF_LEN_MAX || diff.entries.is_empty() {
+            return bytes;
+        }
+        diff.entries.pop();
+        diff.more += 1;
+    }
+}
+
+/// Reads a rebuild statement's diff ([`encode_diff`]); `None` when it does not decode.
+pub fn decode_diff(bytes: &[u8]) -> Option<Diff> {
+    if bytes.is_empty() {
+        return Some(Diff::default());
+    }
+    postcard::from_bytes(bytes).ok()
+}
+
+impl Verdict {
+    /// The log's verdict for this comparison's.
+    pub fn in_log(self) -> crate::tlog::rebuilt::RebuildVerdict {
+        use crate::tlog::rebuilt::RebuildVerdict;
+        match self {
+            Verdict::Reproduced => RebuildVerdict::Reproduced,
+            Verdict::ReproducedStabilized => RebuildVerdict::ReproducedStabilized,
+            Verdict::NotReproduced => RebuildVerdict::NotReproduced,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use super::entry::{
     Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
     MAVEN_FETCH_V1, NPM_FETCH_V1, PYPI_FETCH_V1,
 };
+use super::rebuilt::{ECOSYSTEM_PYPI_REBUILD, PYPI_REBUILD_V1};
 use crate::digest::Digest;
 use crate::package::{
     Gav, GavError, MAVEN_TAGS, MavenSegment, NpmName, NpmVersion, Pep440, ProjectName, is_dist_tag,
@@ -51,14 +52,16 @@ impl fmt::Display for CoordinatesError {
 
 impl core::error::Error for CoordinatesError {}
 
-/// The build type that fetches an artifact of `ecosystem` from its upstream and checks the
-/// registry's own digest: what members build for a request of that ecosystem.
+/// The build type members run for a request of `ecosystem`: for a package ecosystem the one
+/// that fetches an artifact from its upstream and checks the registry's own digest; for a
+/// rebuild ecosystem ([`crate::tlog::rebuilt`]) the one that rebuilds it from its source.
 pub fn fetch_build_type(ecosystem: &str) -> Option<&'static str> {
     match ecosystem {
         ECOSYSTEM_DOCKER => Some(DOCKER_FETCH_V1),
         ECOSYSTEM_NPM => Some(NPM_FETCH_V1),
         ECOSYSTEM_PYPI => Some(PYPI_FETCH_V1),
         ECOSYSTEM_MAVEN => Some(MAVEN_FETCH_V1),
+        ECOSYSTEM_PYPI_REBUILD => Some(PYPI_REBUILD_V1),
         _ => None,
     }
 }
@@ -68,7 +71,8 @@ impl Coordinates<'_> {
     /// and no `@` (its version is a digest or, in a tag observation, a tag); an npm name and
     /// semver version; a PyPI project name in normalised form and a PEP 440 version, in
     /// lower case as file names spell it; a Maven `groupId:artifactId` and a release version
-    /// (not a `-SNAPSHOT`).
+    /// (not a `-SNAPSHOT`). A rebuild ecosystem's coordinates are those of the ecosystem it
+    /// rebuilds ([`crate::tlog::rebuilt`]).
     pub fn check(&self) -> Result<(), CoordinatesError> {
         if self.name.len() > COORDINATE_LEN_MAX || self.version.len() > COORDINATE_LEN_MAX {
             return Err(CoordinatesError::BadName);
@@ -83,7 +87,7 @@ impl Coordinates<'_> {
                 NpmName::parse(self.name).map_err(|_| CoordinatesError::BadName)?;
                 NpmVersion::parse(self.version).map_err(|_| CoordinatesError::BadVersion)?;
             }
-            ECOSYSTEM_PYPI => {
+            ECOSYSTEM_PYPI | ECOSYSTEM_PYPI_REBUILD => {
                 let project =
                     ProjectName::parse(self.name).map_err(|_| CoordinatesError::BadName)?;
                 if !project.is_normalized() {
@@ -121,7 +125,9 @@ impl Coordinates<'_> {
             ECOSYSTEM_DOCKER => self.check(),
             ECOSYSTEM_NPM if is_dist_tag(self.version) => name_only("0.0.0"),
             ECOSYSTEM_MAVEN if MAVEN_TAGS.contains(&self.version) => name_only("1"),
-            ECOSYSTEM_NPM | ECOSYSTEM_MAVEN | ECOSYSTEM_PYPI => Err(CoordinatesError::BadTag),
+            ECOSYSTEM_NPM | ECOSYSTEM_MAVEN | ECOSYSTEM_PYPI | ECOSYSTEM_PYPI_REBUILD => {
+                Err(CoordinatesError::BadTag)
+            }
             _ => Err(CoordinatesError::UnknownEcosystem),
         }
     }

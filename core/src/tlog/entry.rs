@@ -72,6 +72,9 @@ pub enum Entry<'a> {
     /// A mutable tag pointed at a digest when f+1 members each resolved it at their upstream.
     #[serde(borrow)]
     TagObservation(TagObservation<'a>),
+    /// A rebuild verdict f+1 rebuilders attested alike (issue 16).
+    #[serde(borrow)]
+    Rebuilt(super::rebuilt::RebuildCommit<'a>),
 }
 
 /// Entry 0 of every log.
@@ -276,6 +279,7 @@ impl<'a> Entry<'a> {
             Entry::Dispute(d) | Entry::Unverifiable(d) => Some(d.coordinates),
             Entry::UnattestedTag(t) => Some(t.tag),
             Entry::TagObservation(t) => Some(t.statement.tag),
+            Entry::Rebuilt(r) => Some(r.statement.coordinates),
             Entry::Genesis(_) | Entry::AddMember(_) | Entry::RemoveMember(_) => None,
         }
     }
@@ -328,6 +332,7 @@ impl<'a> Entry<'a> {
             }
             Entry::AddMember(m) | Entry::RemoveMember(m) => m.signatures.is_whole(),
             Entry::TagObservation(t) => t.attestations.is_whole(),
+            Entry::Rebuilt(r) => r.attestations.is_whole(),
             _ => true,
         };
         if ok { Ok(()) } else { Err(EntryError::BadList) }
@@ -345,6 +350,7 @@ impl<'a> Entry<'a> {
             Entry::AddMember(_) => "add-member",
             Entry::RemoveMember(_) => "remove-member",
             Entry::TagObservation(_) => "tag-observation",
+            Entry::Rebuilt(_) => "rebuilt",
         }
     }
 }
@@ -414,7 +420,7 @@ impl MembershipChange<'_> {
 }
 
 /// SHA-256 of a value's postcard encoding, computed while encoding.
-fn encoding_digest<T: Serialize>(value: &T) -> [u8; 32] {
+pub(crate) fn encoding_digest<T: Serialize>(value: &T) -> [u8; 32] {
     struct HashFlavor(Hasher);
     impl postcard::ser_flavors::Flavor for HashFlavor {
         type Output = Hasher;

@@ -11,6 +11,7 @@ use crate::identity::KeyId;
 use crate::tlog::Hash;
 use crate::tlog::coordinates::tag_target;
 use crate::tlog::entry::Entry;
+use crate::tlog::rebuilt::Claim;
 
 /// Lookups by name, version and digest. Keys are the coordinates' subject (an image's name,
 /// a package's `{ecosystem}:{name}`: [`crate::tlog::coordinates::subject`]) and `version`;
@@ -70,6 +71,16 @@ impl LogIndex {
                 for (digest, root) in c.statement.piece_roots.iter() {
                     self.piece_roots.entry(digest).or_insert(root);
                 }
+                subject
+            }
+            Entry::Rebuilt(r) => {
+                let coordinates = &r.statement.coordinates;
+                let subject = coordinates.subject();
+                self.settle(&subject, coordinates.version);
+                let outcome = Claim::of_rebuild(&r.statement).outcome;
+                self.commits
+                    .entry(key(&subject, coordinates.version))
+                    .or_insert((index, outcome));
                 subject
             }
             Entry::TagObservation(t) => {
@@ -154,8 +165,9 @@ impl LogIndex {
             .map(|(index, _)| *index)
     }
 
-    /// The `Commit` of `name` at `version` and the SHA-256 of its outputs list (to tell
-    /// whether an attestation contradicts it).
+    /// The `Commit` (or, for rebuild coordinates, `Rebuilt`) of `name` at `version` and what
+    /// it committed, [`Claim::outcome`]: a fetch's outputs list SHA-256, a rebuild's statement
+    /// digest (to tell whether an attestation contradicts it).
     pub fn commit_outputs(&self, name: &str, version: &str) -> Option<(u64, Digest)> {
         self.commits.get(&key(name, version)).copied()
     }

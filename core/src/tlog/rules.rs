@@ -13,7 +13,9 @@ use crate::identity::KeyId;
 use crate::members::{MemberSet, MembershipError};
 use crate::tlog::Hash;
 use crate::tlog::coordinates::{CoordinatesError, tag_target};
-use crate::tlog::entry::{Entry, EntryError, MembershipOp};
+use crate::tlog::coordinates::fetch_build_type;
+use crate::tlog::entry::{Coordinates, Entry, EntryError, MembershipOp};
+use crate::tlog::rebuilt::{Claim, rebuilt_ecosystem};
 
 /// What the rules need to know of the log an entry would extend.
 pub trait LogView {
@@ -91,6 +93,12 @@ pub enum EntryRejection {
     UnattestedTag,
     /// Coordinates outside their ecosystem's grammar, or of an unknown ecosystem.
     BadCoordinates(CoordinatesError),
+    /// A fetch commit of rebuild coordinates, a rebuild verdict of a package's, a rebuild
+    /// statement out of its bounds or inconsistent with its verdict, or a request whose build
+    /// type is not its ecosystem's.
+    WrongKind,
+    /// A rebuild request of a version whose fetch is not committed (nothing to compare with).
+    NothingToRebuild,
 }
 
 impl core::fmt::Display for EntryRejection {
@@ -133,6 +141,12 @@ impl core::fmt::Display for EntryRejection {
                 f.write_str("tag observation of one member alone (no longer ordered)")
             }
             EntryRejection::BadCoordinates(e) => write!(f, "coordinates: {e}"),
+            EntryRejection::WrongKind => f.write_str(
+                "entry kind, build type or statement does not fit its coordinates' ecosystem",
+            ),
+            EntryRejection::NothingToRebuild => {
+                f.write_str("rebuild request of a version whose fetch is not committed")
+            }
         }
     }
 }
@@ -167,6 +181,31 @@ pub fn check_entry(
         Entry::Genesis(_) if index == 0 && bytes == view.genesis() => Ok(()),
         Entry::Genesis(_) => Err(EntryRejection::UnexpectedGenesis),
         _ if index == 0 => Err(EntryRejection::NotGenesis),
+        Entry::Commit(commit) if rebuilt_ecosystem(commit.statement.coordinates.ecosystem).is_some() => {
+            Err(EntryRejection::WrongKind)
+        }
+        Entry::Rebuilt(rebuilt) => {
+            let statement = &rebuilt.statement;
+            let coordinates = &statement.coordinates;
+            if rebuilt_ecosystem(coordinates.ecosystem).is_none()
+                || fetch_build_type(coordinates.ecosystem) != Some(statement.build_type)
+                || !statement.is_well_formed()
+            {
+                return Err(EntryRejection::WrongKind);
+            }
+            let attesters = members.rebuild_attesters(&rebuilt);
+            let needed = members.commit_threshold();
+            if statement.epoch != members.epoch() || attesters < needed {
+                return Err(EntryRejection::TooFewAttestations { attesters, needed });
+            }
+            if view
+                .commit(&coordinates.subject(), coordinates.version)
+                .is_some()
+            {
+                return Err(EntryRejection::DuplicateCommit);
+            }
+            Ok(())
+        }
         Entry::Commit(commit) => {
             let attesters = members.attesters(&commit);
             let needed = members.commit_threshold();
@@ -263,24 +302,18 @@ impl BatchRules {
         // to one.
         check_entry(view, members, index, bytes)?;
         match Entry::decode(bytes).map_err(EntryRejection::Malformed)? {
+            Entry::Rebuilt(rebuilt) => {
+                let statement = &rebuilt.statement;
+                let claim = Claim::of_rebuild(statement);
+                let key = self.bound_to_request(view, &claim)?;
+                self.committed.insert(key);
+            }
             Entry::Commit(commit) => {
                 let statement = &commit.statement;
                 let subject = statement.coordinates.subject();
                 let name = subject.as_ref();
                 let version = statement.coordinates.version;
-                let key = (name.to_string(), version.to_string());
-                if self.committed.contains(&key) {
-                    return Err(EntryRejection::DuplicateCommit);
-                }
-                let selection = (statement.request_index < view.final_size())
-                    .then(|| view.root(statement.request_index + 1))
-                    .flatten();
-                if view.request(name, version) != Some(statement.request_index)
-                    || selection != Some(statement.selection_root)
-                    || statement.selection_size != statement.request_index + 1
-                {
-                    return Err(EntryRejection::NotBoundToRequest);
-                }
+                let key = self.bound_to_request(view, &Claim::of_fetch(statement))?;
                 let ecosystem = statement.coordinates.ecosystem;
                 if let Some(target) = tag_target(ecosystem, version, Some(statement.outputs.0)) {
                     self.targets.insert((name.to_string(), target));
@@ -291,6 +324,20 @@ impl BatchRules {
                 let requester = request.requester;
                 if members.find(&requester).is_none() {
                     return Err(EntryRejection::RequesterNotAMember);
+                }
+                let coordinates = request.coordinates;
+                if fetch_build_type(coordinates.ecosystem) != Some(request.build_type) {
+                    return Err(EntryRejection::WrongKind);
+                }
+                if let Some(ecosystem) = rebuilt_ecosystem(coordinates.ecosystem) {
+                    let fetched = Coordinates {
+                        ecosystem,
+                        ..coordinates
+                    };
+                    let key = (fetched.subject().into_owned(), coordinates.version.to_string());
+                    if view.commit(&key.0, &key.1).is_none() && !self.committed.contains(&key) {
+                        return Err(EntryRejection::NothingToRebuild);
+                    }
                 }
                 let in_batch = self.requested.get(&requester).copied().unwrap_or(0);
                 if !request_allowed(in_batch, view.open_requests_from(&requester)) {
@@ -323,6 +370,31 @@ impl BatchRules {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A commit's or rebuild verdict's binding: the batch's only one of its coordinates,
+    /// bound to the coordinates' request index and to the final tree that ends with it.
+    /// Returns the coordinates' index key.
+    fn bound_to_request(
+        &self,
+        view: &impl LogView,
+        claim: &Claim<'_>,
+    ) -> Result<(String, String), EntryRejection> {
+        let subject = claim.coordinates.subject();
+        let key = (subject.to_string(), claim.coordinates.version.to_string());
+        if self.committed.contains(&key) {
+            return Err(EntryRejection::DuplicateCommit);
+        }
+        let selection = (claim.request_index < view.final_size())
+            .then(|| view.root(claim.request_index + 1))
+            .flatten();
+        if view.request(&key.0, &key.1) != Some(claim.request_index)
+            || selection != Some(claim.selection_root)
+            || claim.selection_size != claim.request_index + 1
+        {
+            return Err(EntryRejection::NotBoundToRequest);
+        }
+        Ok(key)
     }
 }
 

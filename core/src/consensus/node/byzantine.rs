@@ -28,7 +28,8 @@ const FORGED_TAGS_PER_HEIGHT: usize = 16;
 /// Misbehaviour a test switches on to check that the network tolerates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Misbehaviour {
-    /// Attest a wrong digest for every build (PROTOCOL case 3).
+    /// Attest a wrong digest for every build (PROTOCOL case 3), and `Reproduced` for every
+    /// rebuild whatever it found.
     WrongDigest,
     /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
     /// (the second with the entries reversed, or without the only one); prevote and precommit (with

@@ -17,6 +17,7 @@ mod byzantine;
 mod equivocation;
 mod intake;
 mod pool;
+mod rebuilds;
 mod rounds;
 mod tags;
 #[cfg(test)]
@@ -43,6 +44,7 @@ use crate::tlog::state::LogState;
 pub use byzantine::Misbehaviour;
 pub use intake::Rejection;
 pub use pool::{ArtifactRequest, PackageRequest};
+pub use rebuilds::{AWAITING_REBUILDS_MAX, REBUILD_FETCH_WAIT, RebuildResult};
 pub use rounds::{BuildResult, statement_lists};
 pub use tags::{TAG_CHECKS_PER_MEMBER, TAG_COMMIT_WAIT, TAG_QUERY_TIMEOUT};
 
@@ -219,6 +221,9 @@ pub struct MemberNode {
     own_attestations: BTreeMap<u64, (Vec<u8>, Signature)>,
     /// Requests this member asked for that are not committed or unverifiable yet.
     pending: BTreeSet<(String, String)>,
+    /// Rebuilds this member's mirror wants, by rebuild subject and version, until the
+    /// version's fetch commits.
+    awaiting_rebuilds: BTreeMap<(String, String), rebuilds::AwaitingRebuild>,
     /// Tags this member's mirror resolved, by subject and tag, until the log observes them.
     pending_tags: BTreeMap<(String, String), tags::PendingTag>,
     /// Other members' tag queries this member is resolving, by statement.
@@ -279,6 +284,7 @@ impl MemberNode {
             early_attestations: Vec::new(),
             own_attestations: BTreeMap::new(),
             pending: BTreeSet::new(),
+            awaiting_rebuilds: BTreeMap::new(),
             pending_tags: BTreeMap::new(),
             tag_checks: BTreeMap::new(),
             twins: BTreeMap::new(),
@@ -497,6 +503,7 @@ impl MemberNode {
             self.on_vote(log, now, sender, from, message);
         }
         self.submit_committed_tags(log, now, None);
+        self.request_awaited_rebuilds(log, now);
         self.refresh_candidate(log, now);
         if !self.mempool.is_empty() || self.heartbeat_due(log, now) {
             self.start(log, now);

@@ -11,6 +11,7 @@ use crate::consensus::wire::{Batch, MemberMessage};
 use crate::digest::Digest;
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
 use crate::tlog::coordinates::fetch_build_type;
+use crate::tlog::rebuilt::rebuilt_ecosystem;
 use crate::tlog::entry::{
     BuildRequest, Coordinates, ECOSYSTEM_DOCKER, Entry, MembershipChange, MembershipOp,
     SignatureList, Signed,
@@ -116,11 +117,16 @@ impl MemberNode {
 
     /// The mirror served a file of a package version: submit a `BuildRequest` of the
     /// version (build type [`fetch_build_type`] of its ecosystem) unless it is committed or
-    /// requested already. Coordinates outside their ecosystem's grammar are ignored.
+    /// requested already. Coordinates outside their ecosystem's grammar are ignored. Rebuild
+    /// coordinates (`pypi-rebuild`) are requested once the version's fetch is committed.
     pub fn request_package(&mut self, log: &LogState, now: Now, package: &PackageRequest<'_>) {
         self.follow_log(log, now);
         let coordinates = package.coordinates;
         if coordinates.check().is_err() || fetch_build_type(coordinates.ecosystem).is_none() {
+            return;
+        }
+        if rebuilt_ecosystem(coordinates.ecosystem).is_some() {
+            self.want_rebuild(log, now, coordinates, package.source);
             return;
         }
         if log
@@ -136,7 +142,7 @@ impl MemberNode {
 
     /// Remembers the request as this member's pending one and submits it unless the log
     /// has it already.
-    fn submit_request(
+    pub(super) fn submit_request(
         &mut self,
         log: &LogState,
         now: Now,

@@ -16,6 +16,7 @@ use crate::tlog::coordinates::fetch_build_type;
 use crate::tlog::entry::{
     Commit, DigestList, Dispute, Entry, PieceRootList, SignatureList, Signed, Statement,
 };
+use crate::tlog::rebuilt::{Claim, RebuildCommit, RebuildStatement, rebuilt_ecosystem};
 use crate::tlog::state::LogState;
 
 use super::{MAX_EARLY_ATTESTATIONS, MemberNode, Misbehaviour, NodeOutput, Now};
@@ -129,18 +130,18 @@ impl MemberNode {
         statement: Vec<u8>,
         signature: Signature,
     ) {
-        let Ok(decoded) = postcard::from_bytes::<Statement<'_>>(&statement) else {
+        let Some(decoded) = Claim::decode(&statement) else {
             return;
         };
         let index = decoded.request_index;
         let coordinates = decoded.coordinates;
         let subject = coordinates.subject();
-        if let Some((commit, outputs)) = log.index().commit_outputs(&subject, coordinates.version) {
+        if let Some((commit, outcome)) = log.index().commit_outputs(&subject, coordinates.version) {
             let signed_by_member = self
                 .members
                 .find(&signer)
                 .is_some_and(|key| decoded.verify(&key, &signature));
-            if signed_by_member && Digest::sha256(decoded.outputs.0) != outputs {
+            if signed_by_member && decoded.outcome != outcome {
                 self.keep_evidence(commit, Signed { signer, signature }, statement.clone());
             }
             return;
@@ -154,7 +155,7 @@ impl MemberNode {
             }
             return;
         };
-        let _ = round.handle_attestation(signer, &decoded, signature);
+        let _ = round.handle_statement(signer, &statement, signature);
         self.drain_round(log, now, index);
     }
 
@@ -191,11 +192,21 @@ impl MemberNode {
                             self.keep_evidence(index, signed, other.clone());
                         }
                     }
+                    let signatures: Vec<u8> =
+                        attestations.iter().flat_map(Signed::to_bytes).collect();
+                    if let Ok(statement) = postcard::from_bytes::<RebuildStatement<'_>>(&statement)
+                        && rebuilt_ecosystem(statement.coordinates.ecosystem).is_some()
+                    {
+                        let entry = Entry::Rebuilt(RebuildCommit {
+                            statement,
+                            attestations: SignatureList(&signatures),
+                        });
+                        self.submit(log, now, entry.encode());
+                        continue;
+                    }
                     let Ok(statement) = postcard::from_bytes::<Statement<'_>>(&statement) else {
                         continue;
                     };
-                    let signatures: Vec<u8> =
-                        attestations.iter().flat_map(Signed::to_bytes).collect();
                     let coordinates = statement.coordinates;
                     let entry = Entry::Commit(Commit {
                         statement,
@@ -256,7 +267,7 @@ impl MemberNode {
     }
 
     /// Starts queued builds while there are free slots, fairly across requesters.
-    fn start_builds(&mut self, log: &LogState) {
+    pub(super) fn start_builds(&mut self, log: &LogState) {
         while self.building.len() < MAX_CONCURRENT_BUILDS {
             let next = self
                 .build_queue
@@ -284,8 +295,9 @@ impl MemberNode {
         }
     }
 
-    /// A build of this member finished: attest its outputs (a failed build attests nothing;
-    /// the round asks the next builders at its deadline).
+    /// A fetch build of this member finished: attest its outputs (a failed build attests
+    /// nothing; the round asks the next builders at its deadline). A rebuild reports through
+    /// [`MemberNode::rebuilt`].
     pub fn built(&mut self, log: &LogState, now: Now, index: u64, result: Result<BuildResult, ()>) {
         self.follow_log(log, now);
         self.building.remove(&index);
@@ -321,6 +333,19 @@ impl MemberNode {
         };
         let signed = statement.sign(&self.key);
         let encoded = postcard::to_allocvec(&statement).unwrap_or_default();
+        self.attest(log, now, index, encoded, signed);
+    }
+
+    /// Keeps this member's attestation of the statement `encoded` (sent again at deadlines),
+    /// sends it to every member and counts it.
+    pub(super) fn attest(
+        &mut self,
+        log: &LogState,
+        now: Now,
+        index: u64,
+        encoded: Vec<u8>,
+        signed: Signed,
+    ) {
         self.own_attestations
             .insert(index, (encoded.clone(), signed.signature));
         self.broadcast(&MemberMessage::Attestation {

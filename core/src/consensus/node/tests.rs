@@ -836,3 +836,114 @@ fn when_pending_tags_are_full_the_package_tag_waiting_longest_makes_room() {
     assert!(pending.contains_key(&("npm:newest".into(), "latest".into())));
     assert!(!pending.contains_key(&("npm:pkg-0".into(), "latest".into())));
 }
+
+/// An honest rebuilder's result for the tampered wheel: not reproduced, the injected module
+/// named in the diff.
+fn not_reproduced() -> RebuildResult {
+    use crate::package::rebuild::{Diff, EntryDiff, Side, encode_diff};
+    use crate::tlog::rebuilt::RebuildVerdict;
+    let diff = Diff {
+        entries: alloc::vec![EntryDiff {
+            name: String::from("demo/injected.py"),
+            upstream: Some(Side {
+                size: 10,
+                sha256: Digest::sha256(b"import os"),
+            }),
+            rebuilt: None,
+        }],
+        more: 0,
+    };
+    RebuildResult {
+        artifact: String::from("demo-1.0.0-py3-none-any.whl"),
+        upstream: Digest::sha256(b"wheel"),
+        rebuilt: Some(Digest::sha256(b"rebuilt")),
+        stabilized: Some(Digest::sha256(b"stabilized")),
+        verdict: RebuildVerdict::NotReproduced,
+        recipe: String::from("flit_core 3.9.0; CPython 3.11"),
+        diff: encode_diff(&diff),
+        failure: String::new(),
+    }
+}
+
+#[test]
+fn a_rebuild_waits_for_its_fetch_then_the_honest_verdict_commits_over_a_byzantine_one() {
+    use crate::tlog::entry::ECOSYSTEM_PYPI;
+    use crate::tlog::rebuilt::{ECOSYSTEM_PYPI_REBUILD, PYPI_REBUILD_V1, RebuildVerdict};
+    let mut net = Net::new(4);
+    net.nodes[3] = MemberNode::new(
+        key(3),
+        NodeConfig {
+            misbehaviour: Some(Misbehaviour::WrongDigest),
+            ..NodeConfig::default()
+        },
+        1,
+        None,
+    );
+    net.tick(at(0));
+    let fetch = Coordinates {
+        ecosystem: ECOSYSTEM_PYPI,
+        name: "demo",
+        version: "1.0.0",
+    };
+    let rebuild = Coordinates {
+        ecosystem: ECOSYSTEM_PYPI_REBUILD,
+        ..fetch
+    };
+    for coordinates in [fetch, rebuild] {
+        let request = PackageRequest {
+            coordinates,
+            source: "https://pypi.test/simple/",
+        };
+        net.nodes[0].request_package(&net.logs[0], at(1000), &request);
+    }
+    net.settle(at(1000));
+    // Only the fetch is requested while it is not committed.
+    let requests = net.builds.iter().filter_map(|(_, _, r)| match Entry::decode(r) {
+        Ok(Entry::BuildRequest(r)) => Some(r.build_type),
+        _ => None,
+    });
+    assert!(requests.clone().all(|t| t != PYPI_REBUILD_V1));
+    assert!(requests.count() > 0);
+    build_everywhere(&mut net, "demo");
+    for step in 1..=4 {
+        net.tick(at(2000 + step * 200));
+    }
+    assert!(net.logs[0].index().commit("pypi:demo", "1.0.0").is_some());
+    // The fetch committed: the awaited rebuild is requested, and every selected member
+    // rebuilds (the byzantine one attests `Reproduced` whatever it found).
+    for step in 1..=4 {
+        net.tick(at(3000 + step * 200));
+    }
+    let rebuilds = core::mem::take(&mut net.builds);
+    assert!(rebuilds.len() >= 2, "rebuilders asked: {}", rebuilds.len());
+    for (i, index, request) in rebuilds {
+        let Ok(Entry::BuildRequest(request)) = Entry::decode(&request) else {
+            panic!("a build of something other than a request");
+        };
+        assert_eq!(request.build_type, PYPI_REBUILD_V1);
+        net.nodes[i].rebuilt(&net.logs[i], at(4000), index, Ok(not_reproduced()));
+    }
+    net.settle(at(4000));
+    for step in 1..=4 {
+        net.tick(at(4000 + step * 200));
+    }
+    for log in &net.logs {
+        let committed = log.index().commit_outputs("pypi-rebuild:demo", "1.0.0");
+        assert!(committed.is_some(), "the rebuild verdict is committed");
+    }
+    let rebuilt: Vec<&Vec<u8>> = net
+        .ordered
+        .iter()
+        .filter(|e| matches!(Entry::decode(e), Ok(Entry::Rebuilt(_))))
+        .collect();
+    assert_eq!(rebuilt.len(), 1);
+    let Ok(Entry::Rebuilt(rebuilt)) = Entry::decode(rebuilt[0]) else {
+        unreachable!()
+    };
+    assert_eq!(rebuilt.statement.verdict, RebuildVerdict::NotReproduced);
+    let diff = crate::package::rebuild::decode_diff(rebuilt.statement.diff).unwrap();
+    assert_eq!(diff.missing().next().unwrap().name, "demo/injected.py");
+    let liar = key(3).public().key_id();
+    assert!(rebuilt.attestations.iter().all(|s| s.signer != liar));
+    assert!(rebuilt.attestations.iter().count() >= 2);
+}
