@@ -142,6 +142,8 @@ pub enum LightError {
     Inclusion(ProofError),
     /// The included entry is not a commit.
     NotACommit,
+    /// The entry is not a rebuild verdict (`Rebuilt`) of an artifact with that digest.
+    NotARebuild,
     /// The commit does not list the digest.
     NotCommitted,
     /// The commit carries fewer than f+1 valid attestations of distinct members (or the tag
@@ -171,6 +173,9 @@ impl fmt::Display for LightError {
             LightError::NoCheckpoint => f.write_str("no trusted checkpoint yet"),
             LightError::Inclusion(e) => write!(f, "inclusion proof: {e}"),
             LightError::NotACommit => f.write_str("entry is not a commit"),
+            LightError::NotARebuild => {
+                f.write_str("entry is not a rebuild verdict of an artifact with that digest")
+            }
             LightError::NotCommitted => f.write_str("digest is not among the committed outputs"),
             LightError::TooFewAttestations => {
                 f.write_str("entry carries fewer than f+1 valid attestations")
@@ -439,6 +444,31 @@ impl LightClient {
             }
         }
         Ok(decoded)
+    }
+
+    /// A rebuild verdict: `entry` is an included `Rebuilt` entry whose upstream artifact is
+    /// `digest` (a file the caller hashed and found committed); one of the current epoch is
+    /// re-checked for f+1 rebuild attestations. Returns it decoded: the caller reads the
+    /// verdict.
+    pub fn check_rebuilt<'e>(
+        &self,
+        entry: &'e [u8],
+        index: u64,
+        proof: &[Hash],
+        digest: &Digest,
+    ) -> Result<crate::tlog::rebuilt::RebuildCommit<'e>, LightError> {
+        let Entry::Rebuilt(rebuilt) = self.check_entry(entry, index, proof)? else {
+            return Err(LightError::NotARebuild);
+        };
+        if rebuilt.statement.upstream != *digest || !rebuilt.statement.is_well_formed() {
+            return Err(LightError::NotARebuild);
+        }
+        if rebuilt.statement.epoch == self.members.epoch()
+            && self.members.rebuild_attesters(&rebuilt) < self.members.commit_threshold()
+        {
+            return Err(LightError::TooFewAttestations);
+        }
+        Ok(rebuilt)
     }
 
     /// Step 4 for a tag: `entry` is an included `TagObservation` of `name:tag`; returns it

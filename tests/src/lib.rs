@@ -19,6 +19,7 @@ pub mod process;
 pub mod proxy;
 pub mod pypi;
 pub mod raw_peer;
+pub mod rebuild;
 pub mod registry;
 pub mod tarpit;
 pub mod token;

@@ -19,6 +19,8 @@ mod pypi;
 #[cfg(feature = "alloc")]
 pub mod rebuild;
 #[cfg(feature = "alloc")]
+pub mod rebuild_pypi;
+#[cfg(feature = "alloc")]
 pub mod simple;
 
 pub use maven::{

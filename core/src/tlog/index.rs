@@ -11,7 +11,7 @@ use crate::identity::KeyId;
 use crate::tlog::Hash;
 use crate::tlog::coordinates::tag_target;
 use crate::tlog::entry::Entry;
-use crate::tlog::rebuilt::Claim;
+use crate::tlog::rebuilt::{Claim, RebuildVerdict};
 
 /// Lookups by name, version and digest. Keys are the coordinates' subject (an image's name,
 /// a package's `{ecosystem}:{name}`: [`crate::tlog::coordinates::subject`]) and `version`;
@@ -32,6 +32,8 @@ pub struct LogIndex {
     /// How many open requests each requester has.
     open_by_requester: BTreeMap<KeyId, usize>,
     disputes: BTreeMap<(String, String), (u64, bool)>,
+    /// Each committed rebuild verdict by its rebuild subject and version.
+    verdicts: BTreeMap<(String, String), (u64, RebuildVerdict)>,
 }
 
 impl LogIndex {
@@ -78,6 +80,9 @@ impl LogIndex {
                 let subject = coordinates.subject();
                 self.settle(&subject, coordinates.version);
                 let outcome = Claim::of_rebuild(&r.statement).outcome;
+                self.verdicts
+                    .entry(key(&subject, coordinates.version))
+                    .or_insert((index, r.statement.verdict));
                 self.commits
                     .entry(key(&subject, coordinates.version))
                     .or_insert((index, outcome));
@@ -216,6 +221,16 @@ impl LogIndex {
             .range((name.to_string(), String::new())..)
             .take_while(move |((n, _), _)| n == name)
             .map(|((_, version), _)| version.as_str())
+    }
+
+    /// Every committed rebuild verdict: rebuild subject (`pypi-rebuild:demo`), version, the
+    /// `Rebuilt` entry's index and its verdict.
+    pub fn rebuild_verdicts(&self) -> impl Iterator<Item = (&str, &str, u64, RebuildVerdict)> + '_ {
+        self.verdicts
+            .iter()
+            .map(|((name, version), (index, verdict))| {
+                (name.as_str(), version.as_str(), *index, *verdict)
+            })
     }
 
     /// The first commit that lists `digest` among its outputs.

@@ -12,8 +12,8 @@ use crate::digest::Digest;
 use crate::identity::KeyId;
 use crate::members::{MemberSet, MembershipError};
 use crate::tlog::Hash;
-use crate::tlog::coordinates::{CoordinatesError, tag_target};
 use crate::tlog::coordinates::fetch_build_type;
+use crate::tlog::coordinates::{CoordinatesError, tag_target};
 use crate::tlog::entry::{Coordinates, Entry, EntryError, MembershipOp};
 use crate::tlog::rebuilt::{Claim, rebuilt_ecosystem};
 
@@ -181,7 +181,9 @@ pub fn check_entry(
         Entry::Genesis(_) if index == 0 && bytes == view.genesis() => Ok(()),
         Entry::Genesis(_) => Err(EntryRejection::UnexpectedGenesis),
         _ if index == 0 => Err(EntryRejection::NotGenesis),
-        Entry::Commit(commit) if rebuilt_ecosystem(commit.statement.coordinates.ecosystem).is_some() => {
+        Entry::Commit(commit)
+            if rebuilt_ecosystem(commit.statement.coordinates.ecosystem).is_some() =>
+        {
             Err(EntryRejection::WrongKind)
         }
         Entry::Rebuilt(rebuilt) => {
@@ -334,7 +336,10 @@ impl BatchRules {
                         ecosystem,
                         ..coordinates
                     };
-                    let key = (fetched.subject().into_owned(), coordinates.version.to_string());
+                    let key = (
+                        fetched.subject().into_owned(),
+                        coordinates.version.to_string(),
+                    );
                     if view.commit(&key.0, &key.1).is_none() && !self.committed.contains(&key) {
                         return Err(EntryRejection::NothingToRebuild);
                     }

@@ -36,7 +36,7 @@ pub(crate) struct InspectCmd {
     /// only the latest observation of the tag and the commit it points at
     #[argh(switch)]
     latest: bool,
-    /// comma-separated fields to show (default: index,kind,name,tag,version,digest,build_type,attestations,time)
+    /// comma-separated fields to show (default: index,kind,name,tag,version,digest,build_type,attestations,verdict,time)
     #[argh(option)]
     fields: Option<String>,
     /// the node's URL (default http://127.0.0.1:7888)
@@ -44,7 +44,8 @@ pub(crate) struct InspectCmd {
     node: String,
 }
 
-const DEFAULT_FIELDS: &str = "index,kind,name,tag,version,digest,build_type,attestations,time";
+const DEFAULT_FIELDS: &str =
+    "index,kind,name,tag,version,digest,build_type,attestations,verdict,time";
 
 pub(crate) fn run(cmd: &InspectCmd) -> ExitCode {
     if !matches!(cmd.format.as_str(), "table" | "json" | "csv") {
@@ -145,6 +146,16 @@ fn package_rows(
     spec: &PackageSpec,
 ) -> Result<Vec<Map<String, Value>>, String> {
     let mut all = history(client, &spec.subject())?;
+    // The rebuilds of a rebuilt ecosystem's versions are entries of their own subject.
+    let coordinates = spec.coordinates();
+    if let Some(ecosystem) = pyrsia_core::tlog::rebuilt::rebuild_ecosystem(coordinates.ecosystem) {
+        let rebuild = pyrsia_core::tlog::entry::Coordinates {
+            ecosystem,
+            ..coordinates
+        };
+        all.extend(history(client, &rebuild.subject())?);
+        all.sort_by_key(|row| row["index"].as_u64());
+    }
     if let Some(version) = &spec.version {
         // The version's entries and the tags that name it.
         all.retain(|r| r["version"] == version.as_str());

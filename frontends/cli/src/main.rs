@@ -7,6 +7,7 @@ mod log;
 mod members;
 mod packages;
 mod peers;
+mod rebuilds;
 mod status;
 mod verify;
 
@@ -37,6 +38,7 @@ enum Command {
     Log(log::LogCmd),
     InspectLog(inspect::InspectCmd),
     Verify(verify::VerifyCmd),
+    Rebuilds(rebuilds::RebuildsCmd),
     Build(build::BuildCmd),
     Key(members::KeyCmd),
     Genesis(members::GenesisCmd),
@@ -54,7 +56,7 @@ struct ReferenceCmd {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = argh::from_env();
+    let cli: Cli = pyrsia_http::options::from_env_with_spellings();
     match cli.command {
         Command::Node(options) => {
             pyrsia_http::init_logging();
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Log(cmd) => log::run(&cmd),
         Command::InspectLog(cmd) => inspect::run(&cmd),
         Command::Verify(cmd) => verify::run(&cmd),
+        Command::Rebuilds(cmd) => rebuilds::run(&cmd),
         Command::Build(cmd) => build::run(&cmd),
         Command::Key(cmd) => members::key(&cmd),
         Command::Genesis(cmd) => members::genesis(&cmd),

@@ -130,6 +130,22 @@ impl PackageSpec {
         }
     }
 
+    /// The query of `/pyrsia/log/lookup` for the rebuild of the named version, when its
+    /// ecosystem is rebuilt.
+    pub(crate) fn rebuild_lookup_query(&self) -> Option<String> {
+        let coordinates = self.coordinates();
+        let ecosystem = pyrsia_core::tlog::rebuilt::rebuild_ecosystem(coordinates.ecosystem)?;
+        let rebuild = Coordinates {
+            ecosystem,
+            ..coordinates
+        };
+        Some(format!(
+            "name={}&version={}",
+            query_escape(&rebuild.subject()),
+            query_escape(rebuild.version)
+        ))
+    }
+
     /// The query of `/pyrsia/log/lookup` for the named version.
     pub(crate) fn lookup_query(&self) -> String {
         format!(

@@ -45,6 +45,10 @@ pub(crate) struct VerifyCmd {
     /// the node's URL (default http://127.0.0.1:7888)
     #[argh(option, default = "String::from(DEFAULT_NODE)")]
     node: String,
+    /// fail unless the network rebuilt the package from its source and the rebuild
+    /// reproduced the upstream's artifact (pypi: the pure-Python wheel)
+    #[argh(switch)]
+    require_reproduced: bool,
 }
 
 /// The most manifests followed in one image.
@@ -174,6 +178,10 @@ fn verify_package(cmd: &VerifyCmd, spec: &PackageSpec) -> Result<String, String>
     let index = found["commit"]
         .as_u64()
         .ok_or_else(|| format!("{label} is not committed to the log"))?;
+    let rebuild = match spec.rebuild_lookup_query() {
+        Some(query) => client.get_json(&format!("/pyrsia/log/lookup?{query}"))?,
+        None => serde_json::Value::Null,
+    };
     let size = accept_checkpoint(&client, &mut light)?;
     let bytes = entry(&client, index)?;
     let proof = inclusion_proof(&client, index, size)?;
@@ -230,11 +238,101 @@ fn verify_package(cmd: &VerifyCmd, spec: &PackageSpec) -> Result<String, String>
             "committed file {missing} is not among the files the node lists"
         ));
     }
+    let verdict = rebuild_verdict(cmd, &client, &light, &rebuild, &hashed, size)?;
     Ok(format!(
-        "{} {label}: {} file(s) ({total} bytes) match commit #{index} under a checkpoint of size {size}",
+        "{} {label}: {} file(s) ({total} bytes) match commit #{index} under a checkpoint of size {size}{verdict}",
         spec.ecosystem,
         hashed.len()
     ))
+}
+
+/// The rebuild verdict step: the `Rebuilt` entry the lookup found (`found`), by inclusion
+/// proof under the accepted checkpoint of `size`, of one of the `hashed` files; prints its
+/// verdict, recipe and what differs. With `--require-reproduced`, anything but a reproduced
+/// verdict fails. Returns the summary's suffix.
+fn rebuild_verdict(
+    cmd: &VerifyCmd,
+    client: &NodeClient,
+    light: &LightClient,
+    found: &serde_json::Value,
+    hashed: &[Digest],
+    size: u64,
+) -> Result<String, String> {
+    let Some(index) = found["commit"].as_u64().filter(|i| *i < size) else {
+        let why = if found["request"].is_u64() {
+            "requested, no verdict yet"
+        } else if found.is_null() {
+            "this ecosystem is not rebuilt"
+        } else {
+            "never rebuilt"
+        };
+        step("rebuild", why);
+        if cmd.require_reproduced {
+            return Err(format!(
+                "not reproduced from source: {why} (--require-reproduced)"
+            ));
+        }
+        return Ok(String::new());
+    };
+    let bytes = entry(client, index)?;
+    let proof = inclusion_proof(client, index, size)?;
+    let mut rebuilt = None;
+    for digest in hashed {
+        if let Ok(r) = light.check_rebuilt(&bytes, index, &proof, digest) {
+            rebuilt = Some(r);
+        }
+    }
+    let rebuilt = rebuilt.ok_or_else(|| {
+        format!("rebuild #{index}: not a rebuild verdict of any file of this version")
+    })?;
+    let statement = &rebuilt.statement;
+    step(
+        "rebuild",
+        format!(
+            "entry #{index}, {} of {} by {} attestation(s), inclusion proof ok: {}",
+            statement.build_type,
+            statement.artifact,
+            rebuilt.attestations.len(),
+            statement.verdict.as_str()
+        ),
+    );
+    step("recipe", statement.recipe);
+    if !statement.failure.is_empty() {
+        step("failure", statement.failure);
+    }
+    let diff = pyrsia_core::package::rebuild::decode_diff(statement.diff).unwrap_or_default();
+    for e in &diff.entries {
+        let side = |s: &Option<pyrsia_core::package::rebuild::Side>| {
+            s.map_or("absent".to_string(), |s| {
+                format!("{} bytes {}", s.size, s.sha256)
+            })
+        };
+        let kind = match (&e.upstream, &e.rebuilt) {
+            (Some(_), None) => "not from source",
+            (None, Some(_)) => "missing upstream",
+            _ => "differs",
+        };
+        step(
+            "diff",
+            format!(
+                "{} ({kind}): upstream {}, rebuilt {}",
+                e.name,
+                side(&e.upstream),
+                side(&e.rebuilt)
+            ),
+        );
+    }
+    if diff.more > 0 {
+        step("diff", format!("… and {} more entries", diff.more));
+    }
+    if cmd.require_reproduced && !statement.verdict.is_reproduced() {
+        return Err(format!(
+            "{} is {} (--require-reproduced)",
+            statement.artifact,
+            statement.verdict.as_str()
+        ));
+    }
+    Ok(format!(", rebuild {}", statement.verdict.as_str()))
 }
 
 fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {

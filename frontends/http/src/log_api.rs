@@ -12,11 +12,13 @@
 //! | `/pyrsia/log/proof/consistency?from=A&to=B` | `{"from","to","hashes":[hex]}` |
 //! | `/pyrsia/log/lookup?name=N&tag=T`, `&digest=D` or `&version=V` | `{"tag_observation","digest","version","commit","part_of"}` |
 //! | `/pyrsia/log/history?name=N` | `{"name","entries":[index]}` |
+//! | `/pyrsia/log/rebuilds?verdict=V&limit=L` | `{"rebuilds":[…]}`: committed rebuild verdicts, newest first, each with its recipe and the entries that differ |
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::package::rebuild::Side;
 use pyrsia_core::registry::{Code, OciError};
 use pyrsia_core::tlog::Hash;
-use pyrsia_std::log::follow;
+use pyrsia_std::log::{RebuildRecord, follow};
 use serde_json::json;
 
 use crate::node::Node;
@@ -93,6 +95,18 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
             let entries = log.entries(start, count.min(follow::BATCH_ENTRIES), follow::BATCH_BYTES);
             Ok(("application/octet-stream", follow::encode_batch(&entries)))
         }
+        "rebuilds" => {
+            let verdict = text(query, "verdict").ok();
+            let limit = number(query, "limit").unwrap_or(100).min(1000) as usize;
+            let rebuilds: Vec<serde_json::Value> = log
+                .rebuilds(usize::MAX)
+                .iter()
+                .filter(|r| verdict.as_deref().is_none_or(|v| v == r.verdict.as_str()))
+                .take(limit)
+                .map(rebuild_json)
+                .collect();
+            json_answer(&json!({ "rebuilds": rebuilds }))
+        }
         "history" => {
             let name = text(query, "name")?;
             json_answer(&json!({ "name": name, "entries": log.history(&name) }))
@@ -106,6 +120,33 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
             Ok(("application/octet-stream", entry))
         }
     }
+}
+
+/// A committed rebuild verdict as JSON: what was rebuilt, how, and what differs.
+pub(crate) fn rebuild_json(record: &RebuildRecord) -> serde_json::Value {
+    let side =
+        |s: &Option<Side>| s.map(|s| json!({ "size": s.size, "sha256": s.sha256.to_string() }));
+    let entries: Vec<serde_json::Value> = record
+        .diff
+        .entries
+        .iter()
+        .map(|e| json!({ "name": e.name, "upstream": side(&e.upstream), "rebuilt": side(&e.rebuilt) }))
+        .collect();
+    json!({
+        "index": record.index,
+        "ecosystem": record.ecosystem,
+        "name": record.name,
+        "version": record.version,
+        "artifact": record.artifact,
+        "upstream": record.upstream.to_string(),
+        "rebuilt": record.rebuilt.map(|d| d.to_string()),
+        "stabilized": record.stabilized.map(|d| d.to_string()),
+        "verdict": record.verdict.as_str(),
+        "recipe": record.recipe,
+        "failure": record.failure,
+        "attestations": record.attestations,
+        "diff": { "entries": entries, "more": record.diff.more },
+    })
 }
 
 fn json_answer(value: &serde_json::Value) -> Answer {

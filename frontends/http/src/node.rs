@@ -43,6 +43,8 @@ pub struct Node {
     pub member: Option<Arc<Member>>,
     /// Serve only committed artifacts (`--verified-only`).
     pub verified_only: bool,
+    /// Of rebuilt ecosystems, serve only reproduced releases (`--reproduced-only`).
+    pub reproduced_only: bool,
     /// The data dir (where the node key lives).
     pub data_dir: std::path::PathBuf,
     network: OnceLock<Arc<dyn NetworkView>>,
@@ -73,6 +75,12 @@ pub struct LogStatus {
     pub evidence: usize,
     /// Whether only committed artifacts are served.
     pub verified_only: bool,
+    /// Whether, of rebuilt ecosystems, only reproduced releases are served.
+    #[serde(default)]
+    pub reproduced_only: bool,
+    /// Whether this node rebuilds PyPI releases from source.
+    #[serde(default)]
+    pub rebuilds: bool,
 }
 
 impl Node {
@@ -152,6 +160,7 @@ impl Node {
             pypi: Arc::new(Pypi::new(mirror.clone(), &options.pypi_upstream, ttl)),
             npm: Arc::new(Npm::new(mirror.clone(), &options.npm_upstream, ttl)),
             maven: Arc::new(Maven::new(mirror.clone(), &options.maven_upstream, ttl)),
+            rebuilder: rebuilder(options, &data_dir)?,
         });
         let committed = log.clone();
         packages
@@ -221,7 +230,8 @@ impl Node {
             log,
             verification,
             member,
-            verified_only: options.verified_only,
+            verified_only: options.verified_only || options.reproduced_only,
+            reproduced_only: options.reproduced_only,
             data_dir,
             network: OnceLock::new(),
         })
@@ -250,6 +260,31 @@ impl Node {
             Some(member) => member.request(job),
             None => self.verification.request(job),
         }
+    }
+
+    /// Asks for the release a pure-Python wheel was just served of to be rebuilt from its
+    /// sdist once its fetch is committed, when this node rebuilds (`--rebuild`).
+    pub fn request_rebuild(&self, job: &PackageJob) {
+        if self.packages.rebuilder.is_none() {
+            return;
+        }
+        match (&self.member, job.rebuild()) {
+            (Some(member), Some(rebuild)) => member.request_package(rebuild),
+            (None, Some(_)) => self.verification.request_rebuild(job.clone()),
+            _ => {}
+        }
+    }
+
+    /// Whether a file of a rebuilt ecosystem may be served under `--reproduced-only`: the
+    /// release's rebuild verdict is reproduced and the file is the wheel rebuilt or the sdist
+    /// it was rebuilt from. Always without `--reproduced-only`, and for ecosystems not rebuilt.
+    pub fn may_serve_reproduced(&self, job: &PackageJob, filename: &str) -> bool {
+        if !self.reproduced_only || job.rebuild().is_none() {
+            return true;
+        }
+        self.log.rebuild_of(&job.coordinates()).is_some_and(|r| {
+            r.verdict.is_reproduced() && (r.artifact == filename || is_sdist(filename))
+        })
     }
 
     /// Asks for the package version a file was just served of to be verified and committed.
@@ -313,6 +348,8 @@ impl Node {
             member: self.log.is_member(),
             evidence: self.log.evidence_count(),
             verified_only: self.verified_only,
+            reproduced_only: self.reproduced_only,
+            rebuilds: self.packages.rebuilder.is_some(),
         }
     }
 }
@@ -322,6 +359,52 @@ const DATABASE_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reopens the log's and the store's databases once a failed write (a full disk) poisoned
 /// them and the disk has room again, so that the node writes again without a restart.
+/// Whether a PyPI file name is an sdist's.
+fn is_sdist(filename: &str) -> bool {
+    filename.ends_with(".tar.gz") || filename.ends_with(".zip")
+}
+
+/// The PyPI rebuilder `--rebuild` asks for: checked to run here (bubblewrap starts, the
+/// interpreter has pip) before the node starts, so that a node that cannot rebuild says so
+/// rather than attesting failed builds. Build requirements come through this node's own
+/// PyPI mirror.
+fn rebuilder(
+    options: &NodeOptions,
+    data_dir: &std::path::Path,
+) -> Result<Option<pyrsia_std::rebuild::PypiRebuilder>, String> {
+    if !options.rebuild {
+        return Ok(None);
+    }
+    let bwrap = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("bwrap"))
+                .find(|candidate| candidate.is_file())
+        })
+        .ok_or(
+            "--rebuild needs bubblewrap (bwrap) on the PATH (Debian: apt-get install bubblewrap)",
+        )?;
+    let host = match options.http.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let index_url = format!(
+        "http://{host}:{}{}simple/",
+        options.http.port(),
+        crate::pypi_api::PREFIX
+    );
+    pyrsia_std::rebuild::PypiRebuilder::new(
+        options.rebuild_python.clone(),
+        bwrap,
+        index_url,
+        data_dir.join("rebuilds"),
+        Duration::from_secs(options.rebuild_timeout),
+    )
+    .map(Some)
+    .map_err(|e| format!("--rebuild: {e}"))
+}
+
 fn spawn_database_recovery(log: Arc<Log>, mirror: Arc<Mirror>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("database-recovery".into())

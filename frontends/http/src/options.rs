@@ -94,6 +94,27 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub verified_only: bool,
 
+    /// serve only what --verified-only serves and, of an ecosystem the network rebuilds
+    /// (PyPI's pure-Python wheels), only releases whose rebuild from source reproduced the
+    /// upstream's wheel (also spelled --verified-only=reproduced)
+    #[argh(switch)]
+    pub reproduced_only: bool,
+
+    /// rebuild each pure-Python wheel this node verifies (or, as a member, is selected for)
+    /// from the release's sdist, in a bubblewrap sandbox without network, and attest whether
+    /// it reproduces the upstream's wheel (`pypi-rebuild/v1`; needs bwrap and python3 with
+    /// pip)
+    #[argh(switch)]
+    pub rebuild: bool,
+
+    /// the Python interpreter rebuilds run with (default /usr/bin/python3)
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/python3\")")]
+    pub rebuild_python: PathBuf,
+
+    /// how long one rebuild may run, in seconds (default 300)
+    #[argh(option, default = "300")]
+    pub rebuild_timeout: u64,
+
     /// follow the transparency log of the node at this URL over HTTP (needs --genesis): how
     /// a lite mirror verifies through a full node
     #[argh(option)]
@@ -290,6 +311,10 @@ mod tests {
             http_workers: 4,
             genesis: None,
             verified_only: false,
+            reproduced_only: false,
+            rebuild: false,
+            rebuild_python: PathBuf::from("/usr/bin/python3"),
+            rebuild_timeout: 300,
             log_from: None,
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
@@ -315,4 +340,38 @@ mod tests {
         };
         assert!(bad.mirror_config().is_err());
     }
+}
+
+/// The command line with `--verified-only=reproduced` spelled as argh reads it
+/// (`--reproduced-only`; `--verified-only=committed` is `--verified-only`), then parsed as
+/// `argh::from_env` does: `--help` prints and exits 0, an error prints and exits 1.
+pub fn from_env_with_spellings<T: argh::TopLevelCommand>() -> T {
+    let args: Vec<String> = std::env::args()
+        .map(|arg| match arg.as_str() {
+            "--verified-only=reproduced" => "--reproduced-only".to_string(),
+            "--verified-only=committed" => "--verified-only".to_string(),
+            _ => arg,
+        })
+        .collect();
+    let program = args.first().map_or("pyrsia", String::as_str);
+    let command = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    T::from_args(&[command], &rest).unwrap_or_else(|early| {
+        std::process::exit(match early.status {
+            Ok(()) => {
+                println!("{}", early.output);
+                0
+            }
+            Err(()) => {
+                eprintln!(
+                    "{}\nRun {command} --help for more information.",
+                    early.output
+                );
+                1
+            }
+        })
+    })
 }

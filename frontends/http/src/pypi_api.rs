@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::package::rebuild_pypi::is_pure_wheel;
 use pyrsia_core::package::simple::{IndexFormat, render_root};
 use pyrsia_core::package::{DistFile, ProjectName};
 use pyrsia_std::log::PackageJob;
@@ -101,6 +102,13 @@ fn project_page(node: &Node, name: &str, format: IndexFormat) -> Reply {
                 for file in &mut page.index.files {
                     file.metadata = None;
                 }
+                if node.reproduced_only {
+                    page.index.files.retain(|file| {
+                        DistFile::parse_for(&project, &file.filename).is_ok_and(|dist| {
+                            node.may_serve_reproduced(&PackageJob::pypi(&dist), &file.filename)
+                        })
+                    });
+                }
             }
             let normal = project.normalized();
             let body = page.index.render(format, |file| {
@@ -129,8 +137,8 @@ fn file(node: &Node, path: &str) -> Reply {
     };
     // Only a wheel or sdist of this project is looked up: anything else is refused before
     // the upstream is asked.
-    let release = match DistFile::parse_for(&project, filename) {
-        Ok(dist) => PackageJob::pypi(&dist),
+    let (release, pure_wheel) = match DistFile::parse_for(&project, filename) {
+        Ok(dist) => (PackageJob::pypi(&dist), is_pure_wheel(&dist)),
         Err(e) => return text(404, &format!("{filename:?}: {e}")),
     };
     if node.verified_only && resource == Resource::Metadata {
@@ -143,11 +151,21 @@ fn file(node: &Node, path: &str) -> Reply {
         Ok(PackageBlob { digest, blob }) => {
             if resource == Resource::File {
                 let verified = node.may_serve_package(&release, &digest);
+                let reproduced = node.may_serve_reproduced(&release, filename);
+                if pure_wheel {
+                    node.request_rebuild(&release);
+                }
                 node.request_package_verification(release);
                 if !verified {
                     return text(
                         404,
                         "not committed to the transparency log (node serves verified content only); verification was requested",
+                    );
+                }
+                if !reproduced {
+                    return text(
+                        404,
+                        "not reproduced from its source (node serves reproduced releases only: see `pyrsia verify pypi`)",
                     );
                 }
             }

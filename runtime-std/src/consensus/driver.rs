@@ -20,11 +20,13 @@ use pyrsia_core::reference::{Host, Name, Tag};
 use pyrsia_core::time::Duration;
 use pyrsia_core::tlog::coordinates::fetch_build_type;
 use pyrsia_core::tlog::entry::{ECOSYSTEM_DOCKER, Entry};
+use pyrsia_core::tlog::rebuilt::ECOSYSTEM_PYPI_REBUILD;
 
 use super::{BuildSources, Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
 use crate::log::{Applied, BuildSource, Log, PackageJob, PackageSources, VerifyJob, verify};
 use crate::mirror::Mirror;
+use crate::packages::FileSource;
 
 /// How often the thread looks at the log when nothing else happens (catching up by
 /// replication shows there).
@@ -197,6 +199,16 @@ impl Driver {
                 }
                 self.log
                     .with_state(|log| node.built(log, now, index, result));
+            }
+            Input::Rebuilt(index, result) => {
+                let result = result
+                    .map_err(|why| tracing::warn!(index, %why, "could not rebuild; not attesting"));
+                if let Ok(result) = &result {
+                    tracing::info!(index, verdict = result.verdict.as_str(), failure = %result.failure,
+                        "rebuilt: attesting");
+                }
+                self.log
+                    .with_state(|log| node.rebuilt(log, now, index, result));
             }
             Input::SawPackageTags(tags) => {
                 self.log.with_state(|log| {
@@ -412,6 +424,12 @@ impl Driver {
     /// a package version from this node's package upstream, every file checked against the
     /// registry's digest (`npm-fetch/v1`, `pypi-fetch/v1`).
     fn build(&mut self, index: u64, request: &[u8]) {
+        if let Some(job) = package_job(request)
+            && job.ecosystem == ECOSYSTEM_PYPI_REBUILD
+        {
+            self.rebuild(index, job);
+            return;
+        }
         if let Some(job) = package_job(request) {
             tracing::info!(index, ecosystem = job.ecosystem, name = %job.name, version = %job.version,
                 "selected to build: fetching the package from the upstream");
@@ -448,6 +466,48 @@ impl Driver {
         tracing::info!(index, name = %job.name, "selected to build: fetching from the upstream");
         let mirror = self.mirror.clone();
         self.spawn_builder(index, move || verify(&mirror, &job, BuildSource::Upstream));
+    }
+
+    /// Rebuilds request `index` (`pypi-rebuild/v1`) on a thread of its own, the files from
+    /// this node's upstream only, and hands the result back as [`Input::Rebuilt`]. A node
+    /// that does not rebuild (`--rebuild`) attests nothing.
+    fn rebuild(&mut self, index: u64, job: PackageJob) {
+        let inputs = self.inputs.clone();
+        let Some(rebuilder) = self.packages.rebuilder.clone() else {
+            tracing::info!(
+                index,
+                "selected to rebuild, but this node does not rebuild (--rebuild)"
+            );
+            let _ = inputs.try_send(Input::Rebuilt(
+                index,
+                Err("this node does not rebuild".into()),
+            ));
+            return;
+        };
+        tracing::info!(index, name = %job.name, version = %job.version,
+            "selected to rebuild from source");
+        let packages = self.packages.clone();
+        let spawned = std::thread::Builder::new()
+            .name("rebuilder".into())
+            .spawn(move || {
+                let result = pyrsia_core::package::ProjectName::parse(&job.name)
+                    .map_err(|e| e.to_string())
+                    .and_then(|project| {
+                        rebuilder.rebuild(
+                            &packages.pypi,
+                            &project,
+                            &job.version,
+                            FileSource::UpstreamOnly,
+                        )
+                    });
+                let _ = inputs.send(Input::Rebuilt(index, result));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a rebuilder");
+            let _ = self
+                .inputs
+                .try_send(Input::Rebuilt(index, Err(e.to_string())));
+        }
     }
 
     /// Runs `build` on a thread of its own and hands its result back as [`Input::Built`].

@@ -92,6 +92,11 @@ pub(crate) enum Input {
     Endorse(MembershipOp, PublicKey),
     /// A build of this node finished.
     Built(u64, Result<crate::log::Verified, String>),
+    /// A rebuild of this node finished.
+    Rebuilt(
+        u64,
+        Result<pyrsia_core::consensus::node::RebuildResult, String>,
+    ),
     /// The mirror served a package's metadata, which set these tags.
     SawPackageTags(PackageTags),
     /// A tag lookup another member asked for finished: the ticket and what the tag names (an

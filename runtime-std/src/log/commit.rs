@@ -28,18 +28,30 @@ fn sole_member_round(
     members: &MemberSet,
     statement: &Statement<'_>,
 ) -> Result<Vec<u8>, LogError> {
+    let bytes = postcard::to_allocvec(statement).unwrap_or_default();
+    sole_member_attests(members, &bytes, statement.sign(key))
+}
+
+/// [`sole_member_round`] for any statement's bytes (a fetch's or a rebuild's, read as one
+/// [`pyrsia_core::tlog::rebuilt::Claim`]) and this member's signature over it.
+pub(super) fn sole_member_attests(
+    members: &MemberSet,
+    bytes: &[u8],
+    signed: pyrsia_core::tlog::entry::Signed,
+) -> Result<Vec<u8>, LogError> {
+    let claim = pyrsia_core::tlog::rebuilt::Claim::decode(bytes)
+        .ok_or_else(|| LogError::Refused("own statement does not decode".into()))?;
     let mut round = BuildRound::start(
-        statement.request_index,
-        &statement.coordinates,
+        claim.request_index,
+        &claim.coordinates,
         members,
-        statement.selection_size,
-        statement.selection_root,
+        claim.selection_size,
+        claim.selection_root,
         Instant::ZERO,
         Duration::from_secs(60),
     );
-    let signed = statement.sign(key);
     round
-        .handle_attestation(signed.signer, statement, signed.signature)
+        .handle_statement(signed.signer, bytes, signed.signature)
         .map_err(|e| LogError::Refused(format!("own attestation: {e:?}")))?;
     while let Some(output) = round.poll_output() {
         if let BuildOutput::Commit { attestations, .. } = output {

@@ -21,6 +21,7 @@ use pyrsia_core::package::simple::release_version;
 use pyrsia_core::package::{DistFile, Gav, NpmName, ProjectName};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
+use pyrsia_core::tlog::rebuilt::ECOSYSTEM_PYPI_REBUILD;
 
 use super::verifier::hash_with_pieces;
 use super::{BuildSource, Verified};
@@ -37,12 +38,15 @@ pub struct PackageSources {
     pub npm: Arc<Npm>,
     /// The Maven mirror (`--maven-upstream`).
     pub maven: Arc<Maven>,
+    /// How this node rebuilds PyPI releases from source (`--rebuild`), if it does.
+    pub rebuilder: Option<crate::rebuild::PypiRebuilder>,
 }
 
 /// A package version to verify and commit.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PackageJob {
-    /// [`ECOSYSTEM_NPM`], [`ECOSYSTEM_PYPI`] or [`ECOSYSTEM_MAVEN`].
+    /// [`ECOSYSTEM_NPM`], [`ECOSYSTEM_PYPI`], [`ECOSYSTEM_MAVEN`], or
+    /// [`ECOSYSTEM_PYPI_REBUILD`] for a rebuild.
     pub ecosystem: &'static str,
     /// The npm name, the normalised PyPI project name, or the Maven `groupId:artifactId`.
     pub name: String,
@@ -60,19 +64,29 @@ impl PackageJob {
         }
     }
 
-    /// The version `coordinates` name, if they are valid npm, PyPI or Maven coordinates.
+    /// The version `coordinates` name, if they are valid npm, PyPI, PyPI rebuild or Maven
+    /// coordinates.
     pub fn from_coordinates(coordinates: &Coordinates<'_>) -> Option<PackageJob> {
         coordinates.check().ok()?;
         let ecosystem = match coordinates.ecosystem {
             ECOSYSTEM_NPM => ECOSYSTEM_NPM,
             ECOSYSTEM_PYPI => ECOSYSTEM_PYPI,
             ECOSYSTEM_MAVEN => ECOSYSTEM_MAVEN,
+            ECOSYSTEM_PYPI_REBUILD => ECOSYSTEM_PYPI_REBUILD,
             _ => return None,
         };
         Some(PackageJob {
             ecosystem,
             name: coordinates.name.to_string(),
             version: coordinates.version.to_string(),
+        })
+    }
+
+    /// The rebuild of this version, when its ecosystem is rebuilt (`pypi` → `pypi-rebuild`).
+    pub fn rebuild(&self) -> Option<PackageJob> {
+        Some(PackageJob {
+            ecosystem: pyrsia_core::tlog::rebuilt::rebuild_ecosystem(self.ecosystem)?,
+            ..self.clone()
         })
     }
 
@@ -112,7 +126,7 @@ impl PackageSources {
     pub fn upstream(&self, ecosystem: &str) -> Option<&str> {
         match ecosystem {
             ECOSYSTEM_NPM => Some(self.npm.upstream()),
-            ECOSYSTEM_PYPI => Some(self.pypi.upstream()),
+            ECOSYSTEM_PYPI | ECOSYSTEM_PYPI_REBUILD => Some(self.pypi.upstream()),
             ECOSYSTEM_MAVEN => Some(self.maven.upstream()),
             _ => None,
         }

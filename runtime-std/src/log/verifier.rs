@@ -56,6 +56,8 @@ enum Job {
     Image(Box<VerifyJob>),
     Package(PackageJob),
     Tags(PackageTags),
+    /// A committed PyPI release to rebuild from source (`pypi-rebuild/v1`).
+    Rebuild(PackageJob),
 }
 
 /// The queue of images and package versions waiting for verification, and its worker thread.
@@ -129,6 +131,22 @@ impl VerificationQueue {
         self.enqueue(Job::Package(job));
     }
 
+    /// Asks for the committed release `job` to be rebuilt from source unless it was
+    /// requested before (a release not committed yet is rebuilt right after its commit).
+    pub fn request_rebuild(&self, job: PackageJob) {
+        if !self.log.is_sole_member() {
+            return;
+        }
+        let coordinates = job.coordinates();
+        let committed = self
+            .log
+            .find_commit(&coordinates.subject(), coordinates.version)
+            .is_some();
+        if committed && !self.log.rebuild_requested(&coordinates) {
+            self.enqueue(Job::Rebuild(job));
+        }
+    }
+
     /// Records the tags a package's metadata set when the mirror served it, each naming a
     /// version the log committed (a tag naming a version not committed yet is recorded when
     /// that version's commit reads the upstream's tags).
@@ -174,6 +192,7 @@ fn worker(
             Job::Image(job) => verify_image(mirror, log, job),
             Job::Package(job) => verify_package(packages, log, job),
             Job::Tags(tags) => observe_tags(log, tags, None),
+            Job::Rebuild(job) => rebuild(packages, log, job),
         }
         pending
             .lock()
@@ -212,10 +231,54 @@ fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
             if let Ok(tags) = packages.upstream_tags(job.ecosystem, &job.name) {
                 observe_tags(log, &tags, Some(&job.version));
             }
+            rebuild(packages, log, job);
         }
         Ok(Outcome::AlreadyCommitted(_)) => {}
         Err(e) => {
             tracing::error!(name = %job.name, error = %e, "could not commit to the transparency log")
+        }
+    }
+}
+
+/// Rebuilds a committed PyPI release from source and commits the verdict (a sole member's
+/// `pypi-rebuild/v1`), when this node rebuilds and the release has a pure-Python wheel.
+fn rebuild(packages: &PackageSources, log: &Log, job: &PackageJob) {
+    let Some(rebuilder) = &packages.rebuilder else {
+        return;
+    };
+    let Ok(project) = pyrsia_core::package::ProjectName::parse(&job.name) else {
+        return;
+    };
+    let coordinates = job.coordinates();
+    if job.rebuild().is_none()
+        || log.rebuild_requested(&coordinates)
+        || !crate::rebuild::PypiRebuilder::has_target(&packages.pypi, &project, &job.version)
+    {
+        return;
+    }
+    tracing::info!(name = %job.name, version = %job.version, "rebuilding from source");
+    let result = match rebuilder.rebuild(
+        &packages.pypi,
+        &project,
+        &job.version,
+        crate::packages::FileSource::PeersThenUpstream,
+    ) {
+        Ok(result) => result,
+        Err(why) => {
+            tracing::warn!(name = %job.name, version = %job.version, %why,
+                "could not rebuild (nothing attested); the next download retries it");
+            return;
+        }
+    };
+    let source = packages.pypi.upstream();
+    match log.commit_rebuild(&coordinates, source, &result, unix_seconds()) {
+        Ok(Outcome::Committed(index)) => tracing::info!(
+            name = %job.name, version = %job.version, index, verdict = result.verdict.as_str(),
+            failure = %result.failure, "rebuild verdict committed to the transparency log"
+        ),
+        Ok(Outcome::AlreadyCommitted(_)) => {}
+        Err(e) => {
+            tracing::error!(name = %job.name, error = %e, "could not commit the rebuild verdict")
         }
     }
 }

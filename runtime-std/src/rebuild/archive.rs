@@ -52,7 +52,7 @@ pub fn compare_files(
 }
 
 /// The sha256 of a whole file.
-fn file_digest(path: &Path) -> Result<Digest, String> {
+pub(crate) fn file_digest(path: &Path) -> Result<Digest, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (digest, _) = hash(file).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(digest)

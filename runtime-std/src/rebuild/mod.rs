@@ -4,8 +4,11 @@
 //! versions). This module does the IO; the verdict and the diff are core's.
 
 mod archive;
+mod pypi;
+pub mod sandbox;
 
 pub use archive::{ArchiveKind, compare_files, entries};
+pub use pypi::PypiRebuilder;
 
 #[cfg(test)]
 mod tests;

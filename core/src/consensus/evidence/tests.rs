@@ -8,8 +8,7 @@ use super::*;
 use crate::digest::Digest;
 use crate::identity::SecretKey;
 use crate::tlog::entry::{
-    Statement,
-    DOCKER_FETCH_V1, DigestList, ECOSYSTEM_DOCKER, Genesis, KeyList, PieceRootList,
+    DOCKER_FETCH_V1, DigestList, ECOSYSTEM_DOCKER, Genesis, KeyList, PieceRootList, Statement,
 };
 
 fn key(seed: u8) -> SecretKey {

@@ -11,11 +11,11 @@ use crate::consensus::wire::{Batch, MemberMessage};
 use crate::digest::Digest;
 use crate::identity::{KeyId, PublicKey, Purpose, Signature};
 use crate::tlog::coordinates::fetch_build_type;
-use crate::tlog::rebuilt::rebuilt_ecosystem;
 use crate::tlog::entry::{
     BuildRequest, Coordinates, ECOSYSTEM_DOCKER, Entry, MembershipChange, MembershipOp,
     SignatureList, Signed,
 };
+use crate::tlog::rebuilt::rebuilt_ecosystem;
 use crate::tlog::state::LogState;
 
 use super::{CANDIDATE_EVERY, ENDORSEMENTS_PER_MEMBER, MemberNode, Now, Rejection};

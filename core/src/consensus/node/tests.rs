@@ -898,10 +898,13 @@ fn a_rebuild_waits_for_its_fetch_then_the_honest_verdict_commits_over_a_byzantin
     }
     net.settle(at(1000));
     // Only the fetch is requested while it is not committed.
-    let requests = net.builds.iter().filter_map(|(_, _, r)| match Entry::decode(r) {
-        Ok(Entry::BuildRequest(r)) => Some(r.build_type),
-        _ => None,
-    });
+    let requests = net
+        .builds
+        .iter()
+        .filter_map(|(_, _, r)| match Entry::decode(r) {
+            Ok(Entry::BuildRequest(r)) => Some(r.build_type),
+            _ => None,
+        });
     assert!(requests.clone().all(|t| t != PYPI_REBUILD_V1));
     assert!(requests.count() > 0);
     build_everywhere(&mut net, "demo");

@@ -23,7 +23,7 @@ enum LiteCommand {
 fn main() -> ExitCode {
     let Lite {
         command: LiteCommand::Node(options),
-    } = argh::from_env();
+    } = pyrsia_http::options::from_env_with_spellings();
     if !options.peer.is_empty() || options.p2p_listen != DEFAULT_P2P_LISTEN {
         eprintln!(
             "pyrsia-lite: --peer and --p2p-listen need the P2P network of the full node (`pyrsia node`)"

