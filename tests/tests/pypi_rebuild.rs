@@ -303,3 +303,112 @@ fn a_sole_member_rebuilds_wheels_from_source_and_commits_reproduced_stabilized_n
     assert_eq!(refused.status, 404, "{refused:?}");
     assert!(refused.small_body.contains("not reproduced"), "{refused:?}");
 }
+
+#[test]
+fn four_members_commit_the_honest_rebuild_verdict_over_a_byzantine_rebuilder_and_keep_the_evidence()
+{
+    use pyrsia_tests::members::Members;
+    let work = tempfile::tempdir().unwrap();
+    let build = work.path().join("build");
+    let packages = work.path().join("packages");
+    std::fs::create_dir_all(&packages).unwrap();
+    copy_into(&flit_core_wheel(), &packages);
+    let (sdist, wheel) = flit_build(&build, "demo-repro", "1.0.0", EPOCH, &[]);
+    copy_into(&sdist, &packages);
+    copy_into(&wheel, &packages);
+    let (sdist, wheel) = flit_build(&build, "demo-injected", "1.0.0", EPOCH, &[]);
+    inject_into_wheel(&wheel, "demo_injected/_telemetry.py", "import os\n");
+    copy_into(&sdist, &packages);
+    copy_into(&wheel, &packages);
+    let upstream = PypiServer::start(&packages, work.path());
+    let url = upstream.simple_url();
+    // Member 3 attests `Reproduced` for every rebuild, selected or not.
+    let members = Members::start(work.path(), "http://127.0.0.1:9", 4, &|i| {
+        let mut args = vec![
+            "--pypi-upstream".to_string(),
+            url.clone(),
+            "--rebuild".into(),
+        ];
+        if i == 3 {
+            args.extend(["--test-byzantine".into(), "wrong-digest".into()]);
+        }
+        args
+    });
+    let logs = || members.logs();
+    let index = format!("{}/pypi/simple/", members.nodes[0].url());
+    for project in ["demo-repro", "demo-injected"] {
+        let out = pip_install(
+            &index,
+            &work.path().join(format!("t-{project}")),
+            &[project],
+        );
+        assert_ok(&out, "pip install", &logs);
+    }
+    for (i, node) in members.nodes.iter().enumerate() {
+        for project in ["demo-repro", "demo-injected"] {
+            node.wait_package_committed("pypi-rebuild", project, "1.0.0", VERDICT_WAIT)
+                .unwrap_or_else(|| {
+                    panic!("member {i}: no rebuild verdict of {project}\n{}", logs())
+                });
+        }
+    }
+    let verdicts = wait_verdicts(&members.nodes[2], 2);
+    let injected = verdict_of(&verdicts, "demo-injected");
+    assert_eq!(
+        injected["verdict"],
+        "not-reproduced",
+        "{injected}\n{}",
+        logs()
+    );
+    assert!(injected["attestations"].as_u64() >= Some(2), "{injected}");
+    assert!(
+        injected["diff"]["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "demo_injected/_telemetry.py"),
+        "{injected}"
+    );
+    assert_eq!(verdict_of(&verdicts, "demo-repro")["verdict"], "reproduced");
+    // The liar attested, and its contradiction of the honest verdict is kept as evidence.
+    assert!(
+        members.nodes[3]
+            .log()
+            .contains("TEST BYZANTINE MEMBER: attesting a wrong digest"),
+        "{}",
+        logs()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !members.nodes[..3].iter().any(|n| {
+        n.log()
+            .contains("EVIDENCE: a member attested outputs that contradict a commit")
+    }) {
+        assert!(Instant::now() < deadline, "no evidence kept\n{}", logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A light client trusting only the genesis reads the verdicts through another member.
+    let genesis = members.genesis.to_str().unwrap().to_string();
+    let node = members.nodes[1].url();
+    let verify = |package: &str| {
+        pyrsia(&[
+            "verify",
+            "pypi",
+            "--package",
+            package,
+            "--require-reproduced",
+            "--genesis",
+            &genesis,
+            "--node",
+            &node,
+        ])
+    };
+    assert_ok(
+        &verify("demo-repro==1.0.0"),
+        "pyrsia verify demo-repro",
+        &logs,
+    );
+    let out = verify("demo-injected==1.0.0");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not-reproduced"), "{}", text(&out));
+}

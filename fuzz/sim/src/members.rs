@@ -29,13 +29,14 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use pyrsia_core::consensus::limits::{MessageClass, RateLimit};
 use pyrsia_core::consensus::node::{
     ArtifactRequest, BuildResult, EvidenceKind, MemberNode, Misbehaviour, NodeConfig, NodeOutput,
-    Now, PackageRequest, Rejection,
+    Now, PackageRequest, RebuildResult, Rejection,
 };
 use pyrsia_core::consensus::ordering::VotingState;
 use pyrsia_core::consensus::wire::{Batch, Envelope, MemberMessage, Vote};
 use pyrsia_core::digest::{Digest, Hasher};
 use pyrsia_core::identity::{KeyId, SecretKey};
 use pyrsia_core::members::faults_for;
+use pyrsia_core::package::rebuild::{Diff, EntryDiff, Side, encode_diff};
 use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
 use pyrsia_core::tlog::Hash;
@@ -45,6 +46,7 @@ use pyrsia_core::tlog::entry::{
     Coordinates, Dispute, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_PYPI, Entry, Genesis,
     KeyList,
 };
+use pyrsia_core::tlog::rebuilt::{ECOSYSTEM_PYPI_REBUILD, RebuildVerdict, rebuilt_ecosystem};
 use pyrsia_core::tlog::state::{LogState, Offer};
 
 use crate::net::{Faults, Partition, SimNet};
@@ -201,6 +203,36 @@ const UPSTREAM_PACKAGES: [&str; 2] = ["pypi:sim-pkg", "maven:sim.group:pkg"];
 fn is_upstream_package(subject: &str) -> bool {
     UPSTREAM_PACKAGES.iter().any(|p| subject.starts_with(p))
 }
+/// What honest rebuilders find for an upstream PyPI release (`fetched`, its `pypi:` subject):
+/// its wheel has a module its sdist does not produce. A byzantine rebuilder
+/// ([`Misbehaviour::WrongDigest`]) attests `Reproduced` instead.
+fn honest_rebuild(fetched: &str) -> RebuildResult {
+    let diff = Diff {
+        entries: vec![EntryDiff {
+            name: "sim_pkg/_injected.py".into(),
+            upstream: Some(Side {
+                size: 42,
+                sha256: Digest::sha256(fetched.as_bytes()),
+            }),
+            rebuilt: None,
+        }],
+        more: 0,
+    };
+    RebuildResult {
+        artifact: format!(
+            "{}-1.0-py3-none-any.whl",
+            fetched.trim_start_matches("pypi:")
+        ),
+        upstream: upstream_digest(fetched),
+        rebuilt: Some(Digest::sha256(b"the wheel rebuilt from the sdist")),
+        stabilized: Some(Digest::sha256(b"its stabilised entries")),
+        verdict: RebuildVerdict::NotReproduced,
+        recipe: "pypi-rebuild/v1; sim".into(),
+        diff: encode_diff(&diff),
+        failure: String::new(),
+    }
+}
+
 /// The one version of each upstream package.
 const PACKAGE_VERSION: &str = "1.0";
 /// The tag every upstream Maven artifact's metadata sets (at [`PACKAGE_VERSION`]); PyPI has
@@ -231,6 +263,8 @@ struct Sim {
     /// The two halves of the honest members a vote-splitter plays against each other.
     halves: Vec<bool>,
     builds: Vec<(Instant, usize, u64, Result<BuildResult, ()>)>,
+    /// Rebuilds under way (`pypi-rebuild/v1`), each with what it will find.
+    rebuilds: Vec<(Instant, usize, u64, Result<RebuildResult, ()>)>,
     /// Tag lookups members carry out for others' queries: when, who, ticket, what they find.
     lookups: Vec<(Instant, usize, Vec<u8>, Option<String>)>,
     /// What honest members decided at each height: size and root.
@@ -330,6 +364,7 @@ pub fn run_workload(params: Params, workload: Workload) -> Outcome {
         partition: None,
         members,
         builds: Vec::new(),
+        rebuilds: Vec::new(),
         lookups: Vec::new(),
         finals: BTreeMap::new(),
         decisions: BTreeMap::new(),
@@ -505,6 +540,15 @@ impl Sim {
                 let (_, who, index, result) = self.builds.remove(b);
                 self.with_node(who, now, |node, log, at| node.built(log, at, index, result));
             }
+            let rebuilt: Vec<usize> = (0..self.rebuilds.len())
+                .filter(|b| self.rebuilds[*b].0 <= now)
+                .collect();
+            for b in rebuilt.into_iter().rev() {
+                let (_, who, index, result) = self.rebuilds.remove(b);
+                self.with_node(who, now, |node, log, at| {
+                    node.rebuilt(log, at, index, result)
+                });
+            }
             let found: Vec<usize> = (0..self.lookups.len())
                 .filter(|l| self.lookups[*l].0 <= now)
                 .collect();
@@ -539,6 +583,7 @@ impl Sim {
                 Some(next_sync),
                 self.net.next_at(),
                 self.builds.iter().map(|b| b.0).min(),
+                self.rebuilds.iter().map(|b| b.0).min(),
                 self.lookups.iter().map(|l| l.0).min(),
             ]
             .into_iter()
@@ -602,6 +647,17 @@ impl Sim {
                     source,
                 };
                 node.request_package(log, at, &package);
+                // A PyPI release's pure wheel is rebuilt from source once it is committed.
+                if ecosystem == ECOSYSTEM_PYPI {
+                    let rebuild = PackageRequest {
+                        coordinates: Coordinates {
+                            ecosystem: ECOSYSTEM_PYPI_REBUILD,
+                            ..coordinates
+                        },
+                        source,
+                    };
+                    node.request_package(log, at, &rebuild);
+                }
             });
             return;
         }
@@ -656,6 +712,17 @@ impl Sim {
                 }
                 NodeOutput::Broadcast(sealed) => self.broadcast(now, i, sealed),
                 NodeOutput::Build { index, request } => {
+                    if let Ok(Entry::BuildRequest(r)) = Entry::decode(&request)
+                        && r.coordinates.ecosystem == ECOSYSTEM_PYPI_REBUILD
+                    {
+                        let fetched = subject(ECOSYSTEM_PYPI, r.coordinates.name);
+                        let result = (is_upstream_package(&fetched)
+                            && r.coordinates.version == PACKAGE_VERSION)
+                            .then(|| honest_rebuild(&fetched))
+                            .ok_or(());
+                        self.rebuilds.push((now + BUILD_TIME, i, index, result));
+                        continue;
+                    }
                     let result = match Entry::decode(&request) {
                         Ok(Entry::BuildRequest(r))
                             if r.coordinates.name.starts_with(UPSTREAM_IMAGES)
@@ -1054,8 +1121,10 @@ impl Sim {
                 let committed = index.commit(name, &committed_version(name)).is_some();
                 let tag = |tag| index.tag(name, tag).map(|(_, d)| d);
                 let tagged = match name.split_once(':') {
-                    // PyPI has no tags.
-                    Some(("pypi", _)) => true,
+                    // PyPI has no tags; its releases are rebuilt.
+                    Some(("pypi", project)) => index
+                        .commit(&subject(ECOSYSTEM_PYPI_REBUILD, project), PACKAGE_VERSION)
+                        .is_some(),
                     Some(("maven", _)) => {
                         let target = index.tag_target(ECOSYSTEM_MAVEN, name, PACKAGE_VERSION);
                         target.is_some() && tag(PACKAGE_TAG) == target
@@ -1088,9 +1157,21 @@ impl Sim {
                             t.tag.name, t.tag.version
                         ));
                     }
+                    Ok(Entry::Rebuilt(r))
+                        if r.statement.verdict != RebuildVerdict::NotReproduced =>
+                    {
+                        self.violations.push(format!(
+                            "member {i}'s log holds the rebuild verdict {:?} for {}, which honest rebuilders found not reproduced",
+                            r.statement.verdict, r.statement.coordinates.name
+                        ));
+                    }
                     Ok(Entry::Unverifiable(d)) | Ok(Entry::Dispute(d))
                         if d.coordinates.name.starts_with(UPSTREAM_IMAGES)
-                            || is_upstream_package(&d.coordinates.subject()) =>
+                            || is_upstream_package(&subject(
+                                rebuilt_ecosystem(d.coordinates.ecosystem)
+                                    .unwrap_or(d.coordinates.ecosystem),
+                                d.coordinates.name,
+                            )) =>
                     {
                         self.violations.push(format!(
                             "member {i}'s log holds a verdict against {}, which honest builders agree on",

@@ -29,7 +29,7 @@ const FORGED_TAGS_PER_HEIGHT: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Misbehaviour {
     /// Attest a wrong digest for every build (PROTOCOL case 3), and `Reproduced` for every
-    /// rebuild whatever it found.
+    /// rebuild whatever it found, rebuilding unasked.
     WrongDigest,
     /// Equivocate in ordering (PROTOCOL case 8): as proposer, propose two different batches
     /// (the second with the entries reversed, or without the only one); prevote and precommit (with
@@ -47,6 +47,15 @@ pub enum Misbehaviour {
 }
 
 impl MemberNode {
+    /// Whether this member rebuilds `request` unasked: a byzantine rebuilder
+    /// ([`Misbehaviour::WrongDigest`]) attests every rebuild round, selected or not, so that
+    /// its false `Reproduced` is always in the round (the round counts any member's
+    /// attestation; f of them never make f+1).
+    pub(super) fn volunteers_for(&self, request: &crate::tlog::entry::BuildRequest<'_>) -> bool {
+        self.config.misbehaviour == Some(Misbehaviour::WrongDigest)
+            && crate::tlog::rebuilt::rebuilt_ecosystem(request.coordinates.ecosystem).is_some()
+    }
+
     /// The vote-splitter's second message for an own `message`: a twin proposal (another
     /// batch: without the last entry, under a checkpoint one second later), or the same vote
     /// for the twin of the value voted for. `None` when not splitting or there is no twin.

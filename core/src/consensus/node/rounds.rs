@@ -90,6 +90,9 @@ impl MemberNode {
                 self.config.build_timeout,
             );
             self.rounds.insert(request_index, round);
+            if self.volunteers_for(&request) {
+                self.build(log, request_index);
+            }
             self.drain_round(log, now, request_index);
         }
         for (signer, statement, signature) in core::mem::take(&mut self.early_attestations) {
@@ -253,7 +256,7 @@ impl MemberNode {
     /// [`MAX_CONCURRENT_BUILDS`] at once, and the next one is always from the requester with
     /// the fewest builds so far, so a member requesting junk at full rate delays an honest
     /// request by at most one build per slot.
-    fn build(&mut self, log: &LogState, index: u64) {
+    pub(super) fn build(&mut self, log: &LogState, index: u64) {
         if self.building.contains(&index) || self.own_attestations.contains_key(&index) {
             return;
         }
