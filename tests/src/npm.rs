@@ -96,7 +96,13 @@ impl Verdaccio {
 
     /// Publishes the package in `package_dir` under dist-tag `tag`.
     pub fn publish_tagged(&self, package_dir: &Path, tag: &str) {
-        let out = Command::new("npm")
+        self.publish_with(Command::new("npm"), package_dir, tag);
+    }
+
+    /// Publishes `target` (a package directory or a packed tarball, published as it is)
+    /// with the npm CLI `npm` (e.g. `node npm-cli.js` of a pinned npm) under dist-tag `tag`.
+    pub fn publish_with(&self, mut npm: Command, package_dir: &Path, tag: &str) {
+        let out = npm
             .arg("publish")
             .arg(package_dir)
             .args(["--tag", tag])

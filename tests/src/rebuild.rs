@@ -1,7 +1,8 @@
 //! Packages for the rebuild tests (issue 16), built here reproducibly with the pinned
-//! `flit_core` wheel `scripts/test` fetched (`target/test-tools/wheels`), and altered the ways
-//! an attacker or a sloppy release process would: re-zipped with other times, a module
-//! injected after the build, a build backend that tries to leave its sandbox.
+//! `flit_core` wheel and npm CLI `scripts/test` fetched (`target/test-tools/wheels`,
+//! `target/test-tools/tarballs`), and altered the ways an attacker or a sloppy release process
+//! would: re-zipped with other times, a module injected after the build, a file added to a
+//! packed tarball, a build backend that tries to leave its sandbox.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,4 +202,78 @@ with tarfile.open(out, "w:gz") as tar:
         &[],
     );
     sdist
+}
+
+/// The pinned npm CLI's tarball: the test registry serves it (rebuilders repack with the npm
+/// that published a version) and the tests publish with it.
+pub fn npm_cli_tarball() -> PathBuf {
+    let tarball = crate::target_dir().join("test-tools/tarballs/npm-11.19.1.tgz");
+    assert!(
+        tarball.exists(),
+        "{} is missing: run scripts/test (it installs the test tools)",
+        tarball.display()
+    );
+    tarball
+}
+
+/// The pinned npm CLI unpacked into `dir`, as a command (`node …/npm-cli.js`) whose
+/// publishes record its version as the publisher's.
+pub fn pinned_npm(dir: &Path) -> Command {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(npm_cli_tarball())
+        .arg("-C")
+        .arg(dir)
+        .output()
+        .expect("tar");
+    assert!(out.status.success(), "tar: {out:?}");
+    let mut npm = Command::new("node");
+    npm.arg(dir.join("package/bin/npm-cli.js"));
+    npm
+}
+
+/// Packs the package in `package_dir` with `npm` into `dist`; returns the tarball.
+pub fn npm_pack(mut npm: Command, package_dir: &Path, dist: &Path) -> PathBuf {
+    std::fs::create_dir_all(dist).unwrap();
+    let out = npm
+        .arg("pack")
+        .arg(package_dir)
+        .arg("--pack-destination")
+        .arg(dist)
+        .args(["--ignore-scripts", "--silent"])
+        .output()
+        .expect("npm pack");
+    assert!(out.status.success(), "npm pack: {out:?}");
+    let name = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    dist.join(name)
+}
+
+/// Adds `path` (under the tarball's `package/`) with `content` to a packed npm tarball, as a
+/// release process that altered it after packing would.
+pub fn add_to_tarball(tarball: &Path, path: &str, content: &str) {
+    let script = r#"
+import gzip, io, sys, tarfile
+path, member, content = sys.argv[1:4]
+with tarfile.open(path, "r:gz") as old:
+    entries = [(i, old.extractfile(i).read() if i.isfile() else None) for i in old.getmembers()]
+buffer = io.BytesIO()
+with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as new:
+    for info, data in entries:
+        new.addfile(info, io.BytesIO(data) if data is not None else None)
+    data = content.encode()
+    info = tarfile.TarInfo(f"package/{member}")
+    info.size = len(data)
+    info.mtime = entries[0][0].mtime
+    info.mode = 0o644
+    new.addfile(info, io.BytesIO(data))
+with open(path, "wb") as out:
+    out.write(gzip.compress(buffer.getvalue(), mtime=0))
+"#;
+    python(script, &[tarball.to_str().unwrap(), path, content], &[]);
 }

@@ -281,6 +281,15 @@ impl Packument {
             .find(|t| t.version == version)
     }
 
+    /// The version of the npm CLI that published `version` (its manifest's `_npmVersion`, in
+    /// the full packument only), if it is a plain version: the `npm pack` an `npm-rebuild/v1`
+    /// rebuilder repacks with.
+    pub fn publishing_npm(&self, version: &str) -> Option<&str> {
+        self.document["versions"][version]["_npmVersion"]
+            .as_str()
+            .filter(|v| crate::package::NpmVersion::parse(v).is_ok())
+    }
+
     /// The tarball whose URL ends in `file` (`name-1.0.0.tgz`).
     pub fn tarball(&self, file: &str) -> Option<TarballRef> {
         self.tarballs()

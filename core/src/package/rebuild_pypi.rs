@@ -31,10 +31,10 @@ pub fn rebuild_target<'f>(
     let mut sdist: Option<(bool, &str)> = None;
     for name in filenames {
         match DistFile::parse_for(project, name) {
-            Ok(file @ DistFile::Wheel { .. }) if is_pure_wheel(&file) => {
-                if wheel.is_none_or(|w| name < w) {
-                    wheel = Some(name);
-                }
+            Ok(file @ DistFile::Wheel { .. })
+                if is_pure_wheel(&file) && wheel.is_none_or(|w| name < w) =>
+            {
+                wheel = Some(name);
             }
             Ok(DistFile::Sdist { format, .. }) => {
                 let zip = format != SdistFormat::TarGz;

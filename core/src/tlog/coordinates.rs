@@ -14,7 +14,9 @@ use super::entry::{
     Coordinates, DOCKER_FETCH_V1, ECOSYSTEM_DOCKER, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI,
     MAVEN_FETCH_V1, NPM_FETCH_V1, PYPI_FETCH_V1,
 };
-use super::rebuilt::{ECOSYSTEM_PYPI_REBUILD, PYPI_REBUILD_V1};
+use super::rebuilt::{
+    ECOSYSTEM_NPM_REBUILD, ECOSYSTEM_PYPI_REBUILD, NPM_REBUILD_V1, PYPI_REBUILD_V1,
+};
 use crate::digest::Digest;
 use crate::package::{
     Gav, GavError, MAVEN_TAGS, MavenSegment, NpmName, NpmVersion, Pep440, ProjectName, is_dist_tag,
@@ -62,6 +64,7 @@ pub fn fetch_build_type(ecosystem: &str) -> Option<&'static str> {
         ECOSYSTEM_PYPI => Some(PYPI_FETCH_V1),
         ECOSYSTEM_MAVEN => Some(MAVEN_FETCH_V1),
         ECOSYSTEM_PYPI_REBUILD => Some(PYPI_REBUILD_V1),
+        ECOSYSTEM_NPM_REBUILD => Some(NPM_REBUILD_V1),
         _ => None,
     }
 }
@@ -83,7 +86,7 @@ impl Coordinates<'_> {
                     return Err(CoordinatesError::BadName);
                 }
             }
-            ECOSYSTEM_NPM => {
+            ECOSYSTEM_NPM | ECOSYSTEM_NPM_REBUILD => {
                 NpmName::parse(self.name).map_err(|_| CoordinatesError::BadName)?;
                 NpmVersion::parse(self.version).map_err(|_| CoordinatesError::BadVersion)?;
             }
@@ -125,9 +128,11 @@ impl Coordinates<'_> {
             ECOSYSTEM_DOCKER => self.check(),
             ECOSYSTEM_NPM if is_dist_tag(self.version) => name_only("0.0.0"),
             ECOSYSTEM_MAVEN if MAVEN_TAGS.contains(&self.version) => name_only("1"),
-            ECOSYSTEM_NPM | ECOSYSTEM_MAVEN | ECOSYSTEM_PYPI | ECOSYSTEM_PYPI_REBUILD => {
-                Err(CoordinatesError::BadTag)
-            }
+            ECOSYSTEM_NPM
+            | ECOSYSTEM_MAVEN
+            | ECOSYSTEM_PYPI
+            | ECOSYSTEM_PYPI_REBUILD
+            | ECOSYSTEM_NPM_REBUILD => Err(CoordinatesError::BadTag),
             _ => Err(CoordinatesError::UnknownEcosystem),
         }
     }

@@ -1,9 +1,9 @@
 //! Rebuild verdicts in the log (issue 16): what a rebuilder attests after rebuilding a package
-//! version from its published source (`pypi-rebuild/v1`), and the entry f+1 matching
+//! version from its published source (`pypi-rebuild/v1`, `npm-rebuild/v1`), and the entry f+1 matching
 //! attestations commit ([`super::entry::Entry::Rebuilt`]).
 //!
 //! A rebuild is its own request in the log, under the rebuild ecosystem of the package's
-//! ecosystem (`pypi-rebuild` for `pypi`: [`rebuild_ecosystem`]), so its request, commit,
+//! ecosystem (`pypi-rebuild` for `pypi`, `npm-rebuild` for `npm`: [`rebuild_ecosystem`]), so its request, commit,
 //! dispute and unverifiable entries follow the same rules and index keys as a fetch's without
 //! ever being mistaken for them; a rebuild request is ordered only once the version's fetch is
 //! committed ([`crate::tlog::rules::BatchRules`]).
@@ -14,7 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Coordinates, ECOSYSTEM_PYPI, SignatureList, Statement, encoding_digest};
+use super::entry::{
+    Coordinates, ECOSYSTEM_NPM, ECOSYSTEM_PYPI, SignatureList, Statement, encoding_digest,
+};
 use super::hash::Hash;
 use crate::digest::Digest;
 use crate::identity::{PublicKey, Purpose, SecretKey, Signature};
@@ -25,6 +27,12 @@ pub const ECOSYSTEM_PYPI_REBUILD: &str = "pypi-rebuild";
 /// The build type that rebuilds a PyPI release's pure-Python wheel from its sdist in a
 /// sandbox and compares it with the upstream's wheel.
 pub const PYPI_REBUILD_V1: &str = "pypi-rebuild/v1";
+/// The ecosystem of npm rebuild requests: coordinates `npm-rebuild`, the package and
+/// version exactly as its `npm` fetch names them.
+pub const ECOSYSTEM_NPM_REBUILD: &str = "npm-rebuild";
+/// The build type that repacks an npm version's published contents with the `npm pack` of
+/// the npm version that published it and compares the uncompressed tarballs.
+pub const NPM_REBUILD_V1: &str = "npm-rebuild/v1";
 /// The longest recipe a rebuild statement carries, in bytes.
 pub const RECIPE_LEN_MAX: usize = 1024;
 /// The longest artifact file name a rebuild statement carries, in bytes.
@@ -38,6 +46,7 @@ pub const DIFF_LEN_MAX: usize = 64 * 1024;
 pub fn rebuild_ecosystem(ecosystem: &str) -> Option<&'static str> {
     match ecosystem {
         ECOSYSTEM_PYPI => Some(ECOSYSTEM_PYPI_REBUILD),
+        ECOSYSTEM_NPM => Some(ECOSYSTEM_NPM_REBUILD),
         _ => None,
     }
 }
@@ -46,6 +55,7 @@ pub fn rebuild_ecosystem(ecosystem: &str) -> Option<&'static str> {
 pub fn rebuilt_ecosystem(ecosystem: &str) -> Option<&'static str> {
     match ecosystem {
         ECOSYSTEM_PYPI_REBUILD => Some(ECOSYSTEM_PYPI),
+        ECOSYSTEM_NPM_REBUILD => Some(ECOSYSTEM_NPM),
         _ => None,
     }
 }
@@ -153,8 +163,8 @@ impl RebuildStatement<'_> {
             && self.diff.len() <= DIFF_LEN_MAX
             && failed == self.rebuilt.is_none()
             && failed == self.stabilized.is_none()
-            && failed == !self.failure.is_empty()
-            && (self.verdict == RebuildVerdict::NotReproduced) == !self.diff.is_empty()
+            && failed != self.failure.is_empty()
+            && (self.verdict == RebuildVerdict::NotReproduced) != self.diff.is_empty()
     }
 }
 

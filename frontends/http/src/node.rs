@@ -262,8 +262,9 @@ impl Node {
         }
     }
 
-    /// Asks for the release a pure-Python wheel was just served of to be rebuilt from its
-    /// sdist once its fetch is committed, when this node rebuilds (`--rebuild`).
+    /// Asks for the release a pure-Python wheel or an npm tarball was just served of to be
+    /// rebuilt from source once its fetch is committed, when this node rebuilds
+    /// (`--rebuild`).
     pub fn request_rebuild(&self, job: &PackageJob) {
         if self.packages.rebuilder.is_none() {
             return;
@@ -276,8 +277,8 @@ impl Node {
     }
 
     /// Whether a file of a rebuilt ecosystem may be served under `--reproduced-only`: the
-    /// release's rebuild verdict is reproduced and the file is the wheel rebuilt or the sdist
-    /// it was rebuilt from. Always without `--reproduced-only`, and for ecosystems not rebuilt.
+    /// release's rebuild verdict is reproduced and the file is the artifact rebuilt (the
+    /// wheel, the npm tarball) or the sdist a wheel was rebuilt from. Always without `--reproduced-only`, and for ecosystems not rebuilt.
     pub fn may_serve_reproduced(&self, job: &PackageJob, filename: &str) -> bool {
         if !self.reproduced_only || job.rebuild().is_none() {
             return true;
@@ -364,14 +365,14 @@ fn is_sdist(filename: &str) -> bool {
     filename.ends_with(".tar.gz") || filename.ends_with(".zip")
 }
 
-/// The PyPI rebuilder `--rebuild` asks for: checked to run here (bubblewrap starts, the
-/// interpreter has pip) before the node starts, so that a node that cannot rebuild says so
-/// rather than attesting failed builds. Build requirements come through this node's own
-/// PyPI mirror.
+/// The rebuilders `--rebuild` asks for: checked to run here (bubblewrap starts, the
+/// interpreter has pip, Node.js runs) before the node starts, so that a node that cannot
+/// rebuild says so rather than attesting failed builds. PyPI build requirements come through
+/// this node's own PyPI mirror.
 fn rebuilder(
     options: &NodeOptions,
     data_dir: &std::path::Path,
-) -> Result<Option<pyrsia_std::rebuild::PypiRebuilder>, String> {
+) -> Result<Option<pyrsia_std::rebuild::Rebuilders>, String> {
     if !options.rebuild {
         return Ok(None);
     }
@@ -394,15 +395,20 @@ fn rebuilder(
         options.http.port(),
         crate::pypi_api::PREFIX
     );
-    pyrsia_std::rebuild::PypiRebuilder::new(
+    let timeout = Duration::from_secs(options.rebuild_timeout);
+    let work = data_dir.join("rebuilds");
+    let pypi = pyrsia_std::rebuild::PypiRebuilder::new(
         options.rebuild_python.clone(),
-        bwrap,
+        bwrap.clone(),
         index_url,
-        data_dir.join("rebuilds"),
-        Duration::from_secs(options.rebuild_timeout),
+        work.clone(),
+        timeout,
     )
-    .map(Some)
-    .map_err(|e| format!("--rebuild: {e}"))
+    .map_err(|e| format!("--rebuild: {e}"))?;
+    let npm =
+        pyrsia_std::rebuild::NpmRebuilder::new(options.rebuild_node.clone(), bwrap, work, timeout)
+            .map_err(|e| format!("--rebuild: {e}"))?;
+    Ok(Some(pyrsia_std::rebuild::Rebuilders { pypi, npm }))
 }
 
 fn spawn_database_recovery(log: Arc<Log>, mirror: Arc<Mirror>) -> Result<(), String> {

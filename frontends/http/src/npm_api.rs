@@ -61,7 +61,15 @@ pub(crate) fn respond(node: &Node, request: &Request, rest: &str) -> Reply {
                 document.packument = std::sync::Arc::new(
                     document
                         .packument
-                        .only_versions(|t| node.log.find_commit(&subject, &t.version).is_some())
+                        .only_versions(|t| {
+                            node.log.find_commit(&subject, &t.version).is_some()
+                                && t.file().is_some_and(|file| {
+                                    node.may_serve_reproduced(
+                                        &PackageJob::npm(&name, &t.version),
+                                        file,
+                                    )
+                                })
+                        })
                         .with_dist_tags(&node.log.package_tags(&subject)),
                 );
             }
@@ -101,11 +109,19 @@ fn tarball(node: &Node, name: &str, file: &str) -> Reply {
     match node.npm.tarball(&name, file) {
         Ok(PackageBlob { digest, blob }) => {
             let verified = node.may_serve_package(&release, &digest);
+            let reproduced = node.may_serve_reproduced(&release, file);
+            node.request_rebuild(&release);
             node.request_package_verification(release);
             if !verified {
                 return error(
                     404,
                     "not committed to the transparency log (node serves verified content only); verification was requested",
+                );
+            }
+            if !reproduced {
+                return error(
+                    404,
+                    "not reproduced by repacking its contents (node serves reproduced releases only: see `pyrsia verify npm`)",
                 );
             }
             Reply::immutable_file("application/octet-stream", blob)

@@ -100,16 +100,21 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub reproduced_only: bool,
 
-    /// rebuild each pure-Python wheel this node verifies (or, as a member, is selected for)
-    /// from the release's sdist, in a bubblewrap sandbox without network, and attest whether
-    /// it reproduces the upstream's wheel (`pypi-rebuild/v1`; needs bwrap and python3 with
-    /// pip)
+    /// rebuild what this node verifies (or, as a member, is selected to rebuild) in a
+    /// bubblewrap sandbox without network and attest whether it reproduces the upstream's
+    /// artifact: a pure-Python wheel from the release's sdist (`pypi-rebuild/v1`, needs
+    /// python3 with pip), an npm tarball repacked by the npm that published it
+    /// (`npm-rebuild/v1`, needs node); needs bwrap
     #[argh(switch)]
     pub rebuild: bool,
 
     /// the Python interpreter rebuilds run with (default /usr/bin/python3)
     #[argh(option, default = "PathBuf::from(\"/usr/bin/python3\")")]
     pub rebuild_python: PathBuf,
+
+    /// the Node.js interpreter npm repacks run with (default /usr/bin/node)
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/node\")")]
+    pub rebuild_node: PathBuf,
 
     /// how long one rebuild may run, in seconds (default 300)
     #[argh(option, default = "300")]
@@ -273,6 +278,45 @@ pub fn default_data_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "no user data directory on this platform; pass --data-dir".to_string())
 }
 
+/// The command line with `--verified-only=reproduced` spelled as argh reads it
+/// (`--reproduced-only`; `--verified-only=committed` is `--verified-only`), then parsed as
+/// `argh::from_env` does: `--help` prints and exits 0, an error prints and exits 1.
+pub fn from_env_with_spellings<T: argh::TopLevelCommand>() -> T {
+    let args = spelled(std::env::args());
+    let program = args.first().map_or("pyrsia", String::as_str);
+    let command = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    T::from_args(&[command], &rest).unwrap_or_else(|early| {
+        std::process::exit(match early.status {
+            Ok(()) => {
+                println!("{}", early.output);
+                0
+            }
+            Err(()) => {
+                eprintln!(
+                    "{}\nRun {command} --help for more information.",
+                    early.output
+                );
+                1
+            }
+        })
+    })
+}
+
+/// The arguments with the `--verified-only=…` spellings argh cannot read replaced by the
+/// switches they mean.
+fn spelled(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|arg| match arg.as_str() {
+        "--verified-only=reproduced" => "--reproduced-only".to_string(),
+        "--verified-only=committed" => "--verified-only".to_string(),
+        _ => arg,
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +358,7 @@ mod tests {
             reproduced_only: false,
             rebuild: false,
             rebuild_python: PathBuf::from("/usr/bin/python3"),
+            rebuild_node: PathBuf::from("/usr/bin/node"),
             rebuild_timeout: 300,
             log_from: None,
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
@@ -340,38 +385,13 @@ mod tests {
         };
         assert!(bad.mirror_config().is_err());
     }
-}
 
-/// The command line with `--verified-only=reproduced` spelled as argh reads it
-/// (`--reproduced-only`; `--verified-only=committed` is `--verified-only`), then parsed as
-/// `argh::from_env` does: `--help` prints and exits 0, an error prints and exits 1.
-pub fn from_env_with_spellings<T: argh::TopLevelCommand>() -> T {
-    let args: Vec<String> = std::env::args()
-        .map(|arg| match arg.as_str() {
-            "--verified-only=reproduced" => "--reproduced-only".to_string(),
-            "--verified-only=committed" => "--verified-only".to_string(),
-            _ => arg,
-        })
-        .collect();
-    let program = args.first().map_or("pyrsia", String::as_str);
-    let command = std::path::Path::new(program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(program);
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    T::from_args(&[command], &rest).unwrap_or_else(|early| {
-        std::process::exit(match early.status {
-            Ok(()) => {
-                println!("{}", early.output);
-                0
-            }
-            Err(()) => {
-                eprintln!(
-                    "{}\nRun {command} --help for more information.",
-                    early.output
-                );
-                1
-            }
-        })
-    })
+    #[test]
+    fn verified_only_equals_reproduced_is_the_reproduced_only_switch() {
+        let args = ["pyrsia", "node", "--verified-only=reproduced", "--rebuild"];
+        assert_eq!(
+            super::spelled(args.iter().map(|a| a.to_string())),
+            ["pyrsia", "node", "--reproduced-only", "--rebuild"]
+        );
+    }
 }

@@ -20,7 +20,7 @@ use pyrsia_core::reference::{Host, Name, Tag};
 use pyrsia_core::time::Duration;
 use pyrsia_core::tlog::coordinates::fetch_build_type;
 use pyrsia_core::tlog::entry::{ECOSYSTEM_DOCKER, Entry};
-use pyrsia_core::tlog::rebuilt::ECOSYSTEM_PYPI_REBUILD;
+use pyrsia_core::tlog::rebuilt::rebuilt_ecosystem;
 
 use super::{BuildSources, Input, MemberConfig, MemberLink};
 use crate::clock::{MonotonicClock, unix_seconds};
@@ -425,7 +425,7 @@ impl Driver {
     /// registry's digest (`npm-fetch/v1`, `pypi-fetch/v1`).
     fn build(&mut self, index: u64, request: &[u8]) {
         if let Some(job) = package_job(request)
-            && job.ecosystem == ECOSYSTEM_PYPI_REBUILD
+            && rebuilt_ecosystem(job.ecosystem).is_some()
         {
             self.rebuild(index, job);
             return;
@@ -468,12 +468,12 @@ impl Driver {
         self.spawn_builder(index, move || verify(&mirror, &job, BuildSource::Upstream));
     }
 
-    /// Rebuilds request `index` (`pypi-rebuild/v1`) on a thread of its own, the files from
-    /// this node's upstream only, and hands the result back as [`Input::Rebuilt`]. A node
-    /// that does not rebuild (`--rebuild`) attests nothing.
+    /// Rebuilds request `index` (`pypi-rebuild/v1`, `npm-rebuild/v1`) on a thread of its
+    /// own, the files from this node's upstream only, and hands the result back as
+    /// [`Input::Rebuilt`]. A node that does not rebuild (`--rebuild`) attests nothing.
     fn rebuild(&mut self, index: u64, job: PackageJob) {
         let inputs = self.inputs.clone();
-        let Some(rebuilder) = self.packages.rebuilder.clone() else {
+        if self.packages.rebuilder.is_none() {
             tracing::info!(
                 index,
                 "selected to rebuild, but this node does not rebuild (--rebuild)"
@@ -483,23 +483,14 @@ impl Driver {
                 Err("this node does not rebuild".into()),
             ));
             return;
-        };
-        tracing::info!(index, name = %job.name, version = %job.version,
+        }
+        tracing::info!(index, ecosystem = job.ecosystem, name = %job.name, version = %job.version,
             "selected to rebuild from source");
         let packages = self.packages.clone();
         let spawned = std::thread::Builder::new()
             .name("rebuilder".into())
             .spawn(move || {
-                let result = pyrsia_core::package::ProjectName::parse(&job.name)
-                    .map_err(|e| e.to_string())
-                    .and_then(|project| {
-                        rebuilder.rebuild(
-                            &packages.pypi,
-                            &project,
-                            &job.version,
-                            FileSource::UpstreamOnly,
-                        )
-                    });
+                let result = packages.rebuild(&job, FileSource::UpstreamOnly);
                 let _ = inputs.send(Input::Rebuilt(index, result));
             });
         if let Err(e) = spawned {

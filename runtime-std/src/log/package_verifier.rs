@@ -21,7 +21,7 @@ use pyrsia_core::package::simple::release_version;
 use pyrsia_core::package::{DistFile, Gav, NpmName, ProjectName};
 use pyrsia_core::tlog::Hash;
 use pyrsia_core::tlog::entry::{Coordinates, ECOSYSTEM_MAVEN, ECOSYSTEM_NPM, ECOSYSTEM_PYPI};
-use pyrsia_core::tlog::rebuilt::ECOSYSTEM_PYPI_REBUILD;
+use pyrsia_core::tlog::rebuilt::{ECOSYSTEM_NPM_REBUILD, ECOSYSTEM_PYPI_REBUILD};
 
 use super::verifier::hash_with_pieces;
 use super::{BuildSource, Verified};
@@ -38,8 +38,8 @@ pub struct PackageSources {
     pub npm: Arc<Npm>,
     /// The Maven mirror (`--maven-upstream`).
     pub maven: Arc<Maven>,
-    /// How this node rebuilds PyPI releases from source (`--rebuild`), if it does.
-    pub rebuilder: Option<crate::rebuild::PypiRebuilder>,
+    /// How this node rebuilds releases from source (`--rebuild`), if it does.
+    pub rebuilder: Option<crate::rebuild::Rebuilders>,
 }
 
 /// A package version to verify and commit.
@@ -73,6 +73,7 @@ impl PackageJob {
             ECOSYSTEM_PYPI => ECOSYSTEM_PYPI,
             ECOSYSTEM_MAVEN => ECOSYSTEM_MAVEN,
             ECOSYSTEM_PYPI_REBUILD => ECOSYSTEM_PYPI_REBUILD,
+            ECOSYSTEM_NPM_REBUILD => ECOSYSTEM_NPM_REBUILD,
             _ => return None,
         };
         Some(PackageJob {
@@ -125,7 +126,7 @@ impl PackageSources {
     /// The upstream URL the builders of `ecosystem` fetch from (a request's `source`).
     pub fn upstream(&self, ecosystem: &str) -> Option<&str> {
         match ecosystem {
-            ECOSYSTEM_NPM => Some(self.npm.upstream()),
+            ECOSYSTEM_NPM | ECOSYSTEM_NPM_REBUILD => Some(self.npm.upstream()),
             ECOSYSTEM_PYPI | ECOSYSTEM_PYPI_REBUILD => Some(self.pypi.upstream()),
             ECOSYSTEM_MAVEN => Some(self.maven.upstream()),
             _ => None,

@@ -240,29 +240,21 @@ fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
     }
 }
 
-/// Rebuilds a committed PyPI release from source and commits the verdict (a sole member's
-/// `pypi-rebuild/v1`), when this node rebuilds and the release has a pure-Python wheel.
+/// Rebuilds a committed release from source and commits the verdict (a sole member's
+/// `pypi-rebuild/v1` or `npm-rebuild/v1`), when this node rebuilds and the release has
+/// something to rebuild.
 fn rebuild(packages: &PackageSources, log: &Log, job: &PackageJob) {
-    let Some(rebuilder) = &packages.rebuilder else {
-        return;
-    };
-    let Ok(project) = pyrsia_core::package::ProjectName::parse(&job.name) else {
-        return;
-    };
     let coordinates = job.coordinates();
-    if job.rebuild().is_none()
+    if packages.rebuilder.is_none()
+        || job.rebuild().is_none()
         || log.rebuild_requested(&coordinates)
-        || !crate::rebuild::PypiRebuilder::has_target(&packages.pypi, &project, &job.version)
+        || !packages.rebuildable(job)
     {
         return;
     }
-    tracing::info!(name = %job.name, version = %job.version, "rebuilding from source");
-    let result = match rebuilder.rebuild(
-        &packages.pypi,
-        &project,
-        &job.version,
-        crate::packages::FileSource::PeersThenUpstream,
-    ) {
+    tracing::info!(ecosystem = job.ecosystem, name = %job.name, version = %job.version,
+        "rebuilding from source");
+    let result = match packages.rebuild(job, crate::packages::FileSource::PeersThenUpstream) {
         Ok(result) => result,
         Err(why) => {
             tracing::warn!(name = %job.name, version = %job.version, %why,
@@ -270,11 +262,14 @@ fn rebuild(packages: &PackageSources, log: &Log, job: &PackageJob) {
             return;
         }
     };
-    let source = packages.pypi.upstream();
+    let Some(source) = packages.upstream(job.ecosystem) else {
+        return;
+    };
     match log.commit_rebuild(&coordinates, source, &result, unix_seconds()) {
         Ok(Outcome::Committed(index)) => tracing::info!(
-            name = %job.name, version = %job.version, index, verdict = result.verdict.as_str(),
-            failure = %result.failure, "rebuild verdict committed to the transparency log"
+            ecosystem = job.ecosystem, name = %job.name, version = %job.version, index,
+            verdict = result.verdict.as_str(), failure = %result.failure,
+            "rebuild verdict committed to the transparency log"
         ),
         Ok(Outcome::AlreadyCommitted(_)) => {}
         Err(e) => {

@@ -51,6 +51,21 @@ pub fn compare_files(
     .map_err(|e| e.to_string())
 }
 
+/// The sha256 of a gzipped file's uncompressed bytes (at most the unpacking budget): what
+/// an npm tarball is compared and attested by, since gzip bytes differ across zlib versions.
+pub(crate) fn gunzipped_digest(path: &Path) -> Result<Digest, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (digest, size) = hash(flate2::read::GzDecoder::new(file).take(UNPACKED_MAX + 1))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if size > UNPACKED_MAX {
+        return Err(format!(
+            "{}: unpacks to more than {UNPACKED_MAX} bytes",
+            path.display()
+        ));
+    }
+    Ok(digest)
+}
+
 /// The sha256 of a whole file.
 pub(crate) fn file_digest(path: &Path) -> Result<Digest, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -27,6 +27,7 @@ use pyrsia_core::tlog::rebuilt::{RECIPE_LEN_MAX, RebuildVerdict};
 
 use super::archive::{ArchiveKind, compare_files, file_digest};
 use super::sandbox::{self, Mount, SandboxExit};
+use super::tempdir;
 use crate::packages::{FileSource, PackageBlob};
 use crate::pypi::{Pypi, Resource};
 
@@ -321,15 +322,6 @@ impl PypiRebuilder {
         }
         Ok(())
     }
-}
-
-/// A fresh directory under `root`, named after `what`.
-fn tempdir(root: &Path, what: &str) -> Result<PathBuf, String> {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
-    let dir = root.join(format!("{what}-{:016x}", u64::from_le_bytes(bytes)));
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Fetches a file of the release through the mirror (checked against the index's sha256)

