@@ -60,11 +60,43 @@ enum Job {
     Rebuild(PackageJob),
 }
 
-/// The queue of images and package versions waiting for verification, and its worker thread.
+/// The queue of images and package versions waiting for verification, and its worker
+/// threads: one verifies and commits, one rebuilds (a rebuild may take minutes and must not
+/// hold up verification).
 pub struct VerificationQueue {
-    sender: Mutex<Sender<Job>>,
-    pending: Arc<Mutex<HashSet<Job>>>,
+    queues: Arc<Queues>,
     log: Arc<Log>,
+}
+
+/// The two workers' channels and what waits in them (a job is queued once).
+struct Queues {
+    verify: Mutex<Sender<Job>>,
+    rebuild: Mutex<Sender<Job>>,
+    pending: Mutex<HashSet<Job>>,
+}
+
+impl Queues {
+    /// Queues `job` for its worker unless it waits already.
+    fn enqueue(&self, job: Job) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.insert(job.clone()) {
+            let sender = match job {
+                Job::Rebuild(_) => &self.rebuild,
+                _ => &self.verify,
+            };
+            let sender = sender.lock().unwrap_or_else(|p| p.into_inner());
+            if sender.send(job).is_err() {
+                tracing::error!("verification worker is gone");
+            }
+        }
+    }
+
+    fn done(&self, job: &Job) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job);
+    }
 }
 
 impl VerificationQueue {
@@ -75,22 +107,42 @@ impl VerificationQueue {
         packages: Arc<PackageSources>,
         log: Arc<Log>,
     ) -> VerificationQueue {
-        let (sender, receiver) = mpsc::channel();
-        let pending = Arc::new(Mutex::new(HashSet::new()));
-        let worker_pending = pending.clone();
-        let worker_log = log.clone();
+        let (verify, receiver) = mpsc::channel();
+        let (rebuild_sender, rebuilds) = mpsc::channel();
+        let queues = Arc::new(Queues {
+            verify: Mutex::new(verify),
+            rebuild: Mutex::new(rebuild_sender),
+            pending: Mutex::new(HashSet::new()),
+        });
+        let (worker_queues, worker_log) = (queues.clone(), log.clone());
+        let worker_packages = packages.clone();
         thread::Builder::new()
             .name("verify".into())
             .spawn(move || {
-                worker(&receiver, &mirror, &packages, &worker_log, &worker_pending);
+                worker(
+                    &receiver,
+                    &mirror,
+                    &worker_packages,
+                    &worker_log,
+                    &worker_queues,
+                );
             })
             .map_err(|e| tracing::error!(error = %e, "could not start the verification worker"))
             .ok();
-        VerificationQueue {
-            sender: Mutex::new(sender),
-            pending,
-            log,
-        }
+        let (rebuild_queues, rebuild_log) = (queues.clone(), log.clone());
+        thread::Builder::new()
+            .name("rebuild".into())
+            .spawn(move || {
+                for queued in rebuilds {
+                    if let Job::Rebuild(job) = &queued {
+                        rebuild(&packages, &rebuild_log, job);
+                    }
+                    rebuild_queues.done(&queued);
+                }
+            })
+            .map_err(|e| tracing::error!(error = %e, "could not start the rebuild worker"))
+            .ok();
+        VerificationQueue { queues, log }
     }
 
     /// Asks for `job` to be verified unless it is committed already (and its tag, if any,
@@ -158,18 +210,16 @@ impl VerificationQueue {
     }
 
     fn enqueue(&self, job: Job) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.insert(job.clone()) {
-            let sender = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-            if sender.send(job).is_err() {
-                tracing::error!("verification worker is gone");
-            }
-        }
+        self.queues.enqueue(job);
     }
 
-    /// How many images wait for verification.
+    /// How many images, package versions and rebuilds wait.
     pub fn pending(&self) -> usize {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.queues
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 
@@ -185,35 +235,37 @@ fn worker(
     mirror: &Mirror,
     packages: &PackageSources,
     log: &Log,
-    pending: &Mutex<HashSet<Job>>,
+    queues: &Queues,
 ) {
     for queued in receiver {
         match &queued {
             Job::Image(job) => verify_image(mirror, log, job),
-            Job::Package(job) => verify_package(packages, log, job),
+            Job::Package(job) => {
+                if verify_package(packages, log, job) && packages.rebuilder.is_some() {
+                    queues.enqueue(Job::Rebuild(job.clone()));
+                }
+            }
             Job::Tags(tags) => observe_tags(log, tags, None),
-            Job::Rebuild(job) => rebuild(packages, log, job),
+            // Rebuilds have a worker of their own (`Queues::enqueue` routes them there).
+            Job::Rebuild(_) => {}
         }
-        pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&queued);
+        queues.done(&queued);
     }
 }
 
 /// Verifies and commits a package version (a sole member's `npm-fetch/v1` or
-/// `pypi-fetch/v1` build).
-fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
+/// `pypi-fetch/v1` build). Returns whether it committed it now.
+fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) -> bool {
     let verified = match packages.verify(job, BuildSource::Mirror) {
         Ok(verified) => verified,
         Err(why) => {
             tracing::warn!(ecosystem = job.ecosystem, name = %job.name, version = %job.version, %why,
                 "package verification failed; the next download retries it");
-            return;
+            return false;
         }
     };
     let Some(source) = packages.upstream(job.ecosystem) else {
-        return;
+        return false;
     };
     let package = PackageCommit {
         coordinates: job.coordinates(),
@@ -231,11 +283,12 @@ fn verify_package(packages: &PackageSources, log: &Log, job: &PackageJob) {
             if let Ok(tags) = packages.upstream_tags(job.ecosystem, &job.name) {
                 observe_tags(log, &tags, Some(&job.version));
             }
-            rebuild(packages, log, job);
+            true
         }
-        Ok(Outcome::AlreadyCommitted(_)) => {}
+        Ok(Outcome::AlreadyCommitted(_)) => false,
         Err(e) => {
-            tracing::error!(name = %job.name, error = %e, "could not commit to the transparency log")
+            tracing::error!(name = %job.name, error = %e, "could not commit to the transparency log");
+            false
         }
     }
 }

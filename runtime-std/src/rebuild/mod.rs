@@ -25,6 +25,27 @@ pub struct Rebuilders {
     pub npm: NpmRebuilder,
 }
 
+/// After a rebuild: its directory goes when it reproduced; otherwise only its logs stay
+/// (`build.log`, `download.log`), for the operator to read why, and not the files.
+pub(crate) fn keep_logs_only(work: &Path, reproduced: bool) {
+    if reproduced {
+        let _ = std::fs::remove_dir_all(work);
+        return;
+    }
+    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            continue;
+        }
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+    tracing::info!(dir = %work.display(), "rebuild logs kept for inspection");
+}
+
 /// A fresh directory under `root`, named after `what`.
 pub(crate) fn tempdir(root: &Path, what: &str) -> Result<PathBuf, String> {
     let mut bytes = [0u8; 8];

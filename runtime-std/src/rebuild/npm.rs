@@ -109,11 +109,10 @@ impl NpmRebuilder {
             &format!("{}-{version}", file.trim_end_matches(".tgz")),
         )?;
         let result = self.rebuild_in(npm, name, &file, publisher.as_deref(), &work, from);
-        if result.as_ref().is_ok_and(|r| r.verdict.is_reproduced()) {
-            let _ = fs::remove_dir_all(&work);
-        } else {
-            tracing::info!(dir = %work.display(), "rebuild kept for inspection (build.log inside)");
-        }
+        super::keep_logs_only(
+            &work,
+            result.as_ref().is_ok_and(|r| r.verdict.is_reproduced()),
+        );
         result
     }
 

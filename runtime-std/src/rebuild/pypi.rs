@@ -138,11 +138,10 @@ impl PypiRebuilder {
             &format!("{}-{version}", project.normalized()),
         )?;
         let result = self.rebuild_in(pypi, project, sdist, wheel, &work, from);
-        if result.as_ref().is_ok_and(|r| r.verdict.is_reproduced()) {
-            let _ = fs::remove_dir_all(&work);
-        } else {
-            tracing::info!(dir = %work.display(), "rebuild kept for inspection (build.log inside)");
-        }
+        super::keep_logs_only(
+            &work,
+            result.as_ref().is_ok_and(|r| r.verdict.is_reproduced()),
+        );
         result
     }
 
@@ -309,8 +308,11 @@ impl PypiRebuilder {
             ])
             .arg(into)
             .args(requirements)
-            .env_remove("PIP_CONFIG_FILE")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", into)
             .env("PIP_CONFIG_FILE", "/dev/null")
+            .env("PIP_NO_INPUT", "1")
             .output()
             .map_err(|e| format!("{}: {e}", self.python.display()))?;
         let _ = fs::write(log, [output.stdout.as_slice(), &output.stderr].concat());
