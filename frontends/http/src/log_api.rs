@@ -101,7 +101,11 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
             let rebuilds: Vec<serde_json::Value> = log
                 .rebuilds(usize::MAX)
                 .iter()
-                .filter(|r| verdict.as_deref().is_none_or(|v| v == r.verdict.as_str()))
+                .filter(|r| {
+                    verdict
+                        .as_deref()
+                        .is_none_or(|v| v == r.result.verdict.as_str())
+                })
                 .take(limit)
                 .map(rebuild_json)
                 .collect();
@@ -124,6 +128,7 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
 
 /// A committed rebuild verdict as JSON: what was rebuilt, how, and what differs.
 pub(crate) fn rebuild_json(record: &RebuildRecord) -> serde_json::Value {
+    let result = &record.result;
     let side =
         |s: &Option<Side>| s.map(|s| json!({ "size": s.size, "sha256": s.sha256.to_string() }));
     let entries: Vec<serde_json::Value> = record
@@ -137,13 +142,13 @@ pub(crate) fn rebuild_json(record: &RebuildRecord) -> serde_json::Value {
         "ecosystem": record.ecosystem,
         "name": record.name,
         "version": record.version,
-        "artifact": record.artifact,
-        "upstream": record.upstream.to_string(),
-        "rebuilt": record.rebuilt.map(|d| d.to_string()),
-        "stabilized": record.stabilized.map(|d| d.to_string()),
-        "verdict": record.verdict.as_str(),
-        "recipe": record.recipe,
-        "failure": record.failure,
+        "artifact": result.artifact,
+        "upstream": result.upstream.to_string(),
+        "rebuilt": result.rebuilt.map(|d| d.to_string()),
+        "stabilized": result.stabilized.map(|d| d.to_string()),
+        "verdict": result.verdict.as_str(),
+        "recipe": result.recipe,
+        "failure": result.failure,
         "attestations": record.attestations,
         "diff": { "entries": entries, "more": record.diff.more },
     })

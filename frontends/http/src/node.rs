@@ -284,7 +284,8 @@ impl Node {
             return true;
         }
         self.log.rebuild_of(&job.coordinates()).is_some_and(|r| {
-            r.verdict.is_reproduced() && (r.artifact == filename || is_sdist(filename))
+            r.result.verdict.is_reproduced()
+                && (r.result.artifact == filename || is_sdist(filename))
         })
     }
 

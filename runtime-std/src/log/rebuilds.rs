@@ -4,44 +4,30 @@
 //! `--verified-only=reproduced`, the API and the CLI read verdicts by.
 
 use pyrsia_core::consensus::node::RebuildResult;
-use pyrsia_core::digest::Digest;
 use pyrsia_core::package::rebuild::{Diff, decode_diff};
 use pyrsia_core::tlog::coordinates::fetch_build_type;
 use pyrsia_core::tlog::entry::{BuildRequest, Coordinates, Entry, SignatureList};
-use pyrsia_core::tlog::rebuilt::{
-    RebuildCommit, RebuildVerdict, rebuild_ecosystem, rebuilt_ecosystem,
-};
+use pyrsia_core::tlog::rebuilt::{RebuildCommit, rebuild_ecosystem, rebuilt_ecosystem};
 
 use super::commit::{Outcome, sole_member_attests};
 use super::{Log, LogError};
 
-/// A committed rebuild verdict, as the log holds it.
+/// A committed rebuild verdict, as the log holds it: the release, what its rebuilders
+/// attested, and its diff decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RebuildRecord {
     /// The `Rebuilt` entry's index.
     pub index: u64,
-    /// The package's ecosystem (`pypi`), name and version.
+    /// The package's ecosystem (`pypi`, `npm`).
     pub ecosystem: &'static str,
     /// The package name.
     pub name: String,
     /// The version.
     pub version: String,
-    /// The upstream file rebuilt (the wheel).
-    pub artifact: String,
-    /// Its sha256.
-    pub upstream: Digest,
-    /// The rebuild's sha256, when it built.
-    pub rebuilt: Option<Digest>,
-    /// The rebuild's stabilised digest, when it built.
-    pub stabilized: Option<Digest>,
-    /// The verdict.
-    pub verdict: RebuildVerdict,
-    /// How it was rebuilt.
-    pub recipe: String,
-    /// What differs (for `NotReproduced`).
+    /// What the rebuilders attested (artifact, digests, verdict, recipe, failure).
+    pub result: RebuildResult,
+    /// What differs (for `NotReproduced`), decoded.
     pub diff: Diff,
-    /// Why the build failed (for `BuildFailed`).
-    pub failure: String,
     /// How many rebuilders attested it.
     pub attestations: usize,
 }
@@ -54,14 +40,17 @@ impl RebuildRecord {
             ecosystem: rebuilt_ecosystem(statement.coordinates.ecosystem)?,
             name: statement.coordinates.name.to_string(),
             version: statement.coordinates.version.to_string(),
-            artifact: statement.artifact.to_string(),
-            upstream: statement.upstream,
-            rebuilt: statement.rebuilt,
-            stabilized: statement.stabilized,
-            verdict: statement.verdict,
-            recipe: statement.recipe.to_string(),
+            result: RebuildResult {
+                artifact: statement.artifact.to_string(),
+                upstream: statement.upstream,
+                rebuilt: statement.rebuilt,
+                stabilized: statement.stabilized,
+                verdict: statement.verdict,
+                recipe: statement.recipe.to_string(),
+                diff: statement.diff.to_vec(),
+                failure: statement.failure.to_string(),
+            },
             diff: decode_diff(statement.diff).unwrap_or_default(),
-            failure: statement.failure.to_string(),
             attestations: rebuilt.attestations.len(),
         })
     }

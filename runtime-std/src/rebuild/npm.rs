@@ -177,10 +177,6 @@ impl NpmRebuilder {
                 },
             ],
             &[
-                ("PATH", "/usr/bin:/bin".into()),
-                ("HOME", "/tmp".into()),
-                ("TZ", "UTC".into()),
-                ("LC_ALL", "C.UTF-8".into()),
                 ("npm_config_cache", "/tmp/npm-cache".into()),
                 ("npm_config_update_notifier", "false".into()),
                 ("npm_config_fund", "false".into()),
@@ -192,30 +188,15 @@ impl NpmRebuilder {
             &work.join("build.log"),
             self.timeout,
         )?;
-        match exit {
-            SandboxExit::Exited(0) => {}
-            SandboxExit::Exited(code) => {
-                result.failure = format!("the repack exited with status {code}");
-                return Ok(result);
-            }
-            SandboxExit::Killed => {
-                result.failure = "the repack was killed by a signal".into();
-                return Ok(result);
-            }
-            SandboxExit::TimedOut => {
-                result.failure = format!("the repack ran longer than {} s", self.timeout.as_secs());
-                return Ok(result);
-            }
+        if let Some(why) = exit.failure("repack", self.timeout) {
+            result.failure = why;
+            return Ok(result);
         }
-        let packed: Vec<PathBuf> = fs::read_dir(&out)
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
-            .collect();
-        let [rebuilt] = packed.as_slice() else {
+        let Some(rebuilt) = sandbox::only_output(&out, "tgz")? else {
             result.failure = "the repack did not produce exactly one tarball".into();
             return Ok(result);
         };
+        let rebuilt = &rebuilt;
         let upstream_tgz = work.join("in/package.tgz");
         let compared = (|| {
             let upstream_entries = entries(&upstream_tgz, ArchiveKind::NpmTarball)?;

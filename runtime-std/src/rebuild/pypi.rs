@@ -228,11 +228,6 @@ impl PypiRebuilder {
                 },
             ],
             &[
-                ("PATH", "/usr/bin:/bin".into()),
-                ("HOME", "/tmp".into()),
-                ("TMPDIR", "/tmp".into()),
-                ("TZ", "UTC".into()),
-                ("LC_ALL", "C.UTF-8".into()),
                 ("SOURCE_DATE_EPOCH", epoch.to_string()),
                 ("PYTHONHASHSEED", "0".into()),
                 ("PYTHONDONTWRITEBYTECODE", "1".into()),
@@ -258,25 +253,13 @@ impl PypiRebuilder {
             &work.join("build.log"),
             self.timeout,
         )?;
-        match exit {
-            SandboxExit::Exited(0) => {}
-            SandboxExit::Exited(code) => {
-                return failed(result, &format!("the build exited with status {code}"));
-            }
-            SandboxExit::Killed => return failed(result, "the build was killed by a signal"),
-            SandboxExit::TimedOut => {
-                let secs = self.timeout.as_secs();
-                return failed(result, &format!("the build ran longer than {secs} s"));
-            }
+        if let Some(why) = exit.failure("build", self.timeout) {
+            return failed(result, &why);
         }
-        let built: Vec<PathBuf> = fs::read_dir(&out)
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "whl"))
-            .collect();
-        let [rebuilt] = built.as_slice() else {
+        let Some(rebuilt) = sandbox::only_output(&out, "whl")? else {
             return failed(result, "the build did not produce exactly one wheel");
         };
+        let rebuilt = &rebuilt;
         let comparison = match compare_files(&upstream_wheel, rebuilt, ArchiveKind::Wheel) {
             Ok(comparison) => comparison,
             Err(why) => return failed(result, &format!("the wheels cannot be compared: {why}")),

@@ -20,6 +20,45 @@ pub enum SandboxExit {
     TimedOut,
 }
 
+impl SandboxExit {
+    /// Why `what` (the build, the repack) failed, in the words every honest rebuilder uses;
+    /// `None` when it succeeded.
+    pub fn failure(&self, what: &str, timeout: Duration) -> Option<String> {
+        match self {
+            SandboxExit::Exited(0) => None,
+            SandboxExit::Exited(code) => Some(format!("the {what} exited with status {code}")),
+            SandboxExit::Killed => Some(format!("the {what} was killed by a signal")),
+            SandboxExit::TimedOut => Some(format!(
+                "the {what} ran longer than {} s",
+                timeout.as_secs()
+            )),
+        }
+    }
+}
+
+/// The one file with extension `extension` a build left in `dir`; `None` when it left none
+/// or several.
+pub fn only_output(dir: &Path, extension: &str) -> Result<Option<PathBuf>, String> {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == extension))
+        .collect();
+    Ok(match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    })
+}
+
+/// The environment every build gets, before its own variables.
+const BASE_ENV: [(&str, &str); 5] = [
+    ("PATH", "/usr/bin:/bin"),
+    ("HOME", "/tmp"),
+    ("TMPDIR", "/tmp"),
+    ("TZ", "UTC"),
+    ("LC_ALL", "C.UTF-8"),
+];
+
 /// A host directory the sandbox sees, and where.
 #[derive(Clone, Debug)]
 pub struct Mount {
@@ -31,8 +70,8 @@ pub struct Mount {
     pub writable: bool,
 }
 
-/// Runs `argv` in the sandbox with `mounts`, the environment `env` only (no variable of the
-/// node's leaks in), umask 022, in the directory `cwd` (inside). Standard output and error go
+/// Runs `argv` in the sandbox with `mounts`, the environment [`BASE_ENV`] and `env` only (no
+/// variable of the node's leaks in), umask 022, in the directory `cwd` (inside). Standard output and error go
 /// to `log` (a host file) so the operator can read why a build failed.
 pub fn run(
     bwrap: &Path,
@@ -69,6 +108,9 @@ pub fn run(
         command.arg(flag).arg(&mount.host).arg(mount.inside);
     }
     command.arg("--clearenv");
+    for (name, value) in BASE_ENV {
+        command.arg("--setenv").arg(name).arg(value);
+    }
     for (name, value) in env {
         command.arg("--setenv").arg(name).arg(value);
     }

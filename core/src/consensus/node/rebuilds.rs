@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::digest::Digest;
 use crate::time::{Duration, Instant};
 use crate::tlog::Hash;
-use crate::tlog::entry::{BuildRequest, Coordinates, Entry};
+use crate::tlog::entry::{BuildRequest, Coordinates};
 use crate::tlog::rebuilt::{RebuildStatement, RebuildVerdict, rebuilt_ecosystem};
 use crate::tlog::state::LogState;
 
@@ -189,13 +189,8 @@ impl MemberNode {
             result = result.claimed_reproduced();
             self.misbehaved += 1;
         }
-        let (Some(bytes), Some(selection)) = (
-            log.index().open_request(index),
-            log.selection_checkpoint(index),
-        ) else {
-            return;
-        };
-        let Ok(Entry::BuildRequest(request)) = Entry::decode(bytes) else {
+        let Some((request, selection)) = super::rounds::open_request_with_selection(log, index)
+        else {
             return;
         };
         if rebuilt_ecosystem(request.coordinates.ecosystem).is_none() {

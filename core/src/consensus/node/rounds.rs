@@ -47,6 +47,19 @@ pub fn statement_lists(outputs: &[Digest], piece_roots: &[(Digest, Hash)]) -> (V
     (outputs, roots)
 }
 
+/// The open request at `index`, decoded, with its selection checkpoint: what an attestation
+/// of it is bound to. `None` when the log has either no longer or not yet.
+pub(super) fn open_request_with_selection(
+    log: &LogState,
+    index: u64,
+) -> Option<(crate::tlog::entry::BuildRequest<'_>, (u64, Hash))> {
+    let selection = log.selection_checkpoint(index)?;
+    match Entry::decode(log.index().open_request(index)?) {
+        Ok(Entry::BuildRequest(request)) => Some((request, selection)),
+        _ => None,
+    }
+}
+
 /// The digest a member with [`Misbehaviour::WrongDigest`] attests in place of one real output.
 fn wrong_digest() -> Digest {
     Digest::sha256(b"pyrsia test: a byzantine member's wrong digest")
@@ -314,13 +327,7 @@ impl MemberNode {
             *first = wrong_digest();
             self.misbehaved += 1;
         }
-        let (Some(bytes), Some((size, root))) = (
-            log.index().open_request(index),
-            log.selection_checkpoint(index),
-        ) else {
-            return;
-        };
-        let Ok(Entry::BuildRequest(request)) = Entry::decode(bytes) else {
+        let Some((request, (size, root))) = open_request_with_selection(log, index) else {
             return;
         };
         let (outputs, piece_roots) = statement_lists(&result.outputs, &result.piece_roots);
