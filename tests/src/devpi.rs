@@ -68,6 +68,42 @@ impl Devpi {
         devpi
     }
 
+    /// Starts a server keeping its state in `dir` whose `root/pypi` mirrors the public index
+    /// (for benchmarks only: tests never reach the internet). It trusts the system's CA
+    /// bundle, so it works behind a TLS-inspecting egress proxy.
+    pub fn start_public_mirror(dir: &Path) -> Devpi {
+        let bin = venv().join("bin");
+        let server_dir = dir.join("server");
+        run(Command::new(bin.join("devpi-init"))
+            .arg("--serverdir")
+            .arg(&server_dir));
+        let port = free_port();
+        let mut command = Command::new(bin.join("devpi-server"));
+        command.arg("--serverdir").arg(&server_dir).args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ]);
+        let bundle = "/etc/ssl/certs/ca-certificates.crt";
+        if Path::new(bundle).exists() {
+            command
+                .env("SSL_CERT_FILE", bundle)
+                .env("REQUESTS_CA_BUNDLE", bundle);
+        }
+        let daemon = Daemon::spawn(command, &dir.join("devpi.log"));
+        let devpi = Devpi { daemon, port };
+        wait_http_ok(&devpi.base(), Duration::from_secs(60), &|| {
+            devpi.daemon.log_text()
+        });
+        devpi
+    }
+
+    /// The public mirror's simple URL ([`Devpi::start_public_mirror`]).
+    pub fn mirror_simple_url(&self) -> String {
+        format!("{}/root/pypi/+simple/", self.base())
+    }
+
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
