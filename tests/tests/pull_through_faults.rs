@@ -223,10 +223,17 @@ fn hostile_paths_are_rejected_with_oci_errors() {
             404,
             "UNSUPPORTED",
         ),
+        // Neither a tag nor a digest names no manifest (distribution's answer, and what the
+        // OCI conformance suite expects).
         (
             "GET /v2/library/alpine/manifests/..%2f..%2fetc HTTP/1.1",
-            400,
-            "TAG_INVALID",
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            "GET /v2/library/alpine/manifests/.INVALID_MANIFEST_NAME HTTP/1.1",
+            404,
+            "MANIFEST_UNKNOWN",
         ),
         (
             "PUT /v2/library/alpine/manifests/latest HTTP/1.1",

@@ -143,7 +143,8 @@ const METHOD_NOT_ALLOWED: OciError =
 
 /// Routes a request. `path` is the raw (still percent-encoded) path, `query` the raw query
 /// without `?`. Names, references and digests are validated before the method is looked at,
-/// so a bad one is a 400 with its code whatever the method.
+/// so a bad one is a 400 with its code whatever the method (a manifest reference that is
+/// neither a tag nor a digest: 404 `MANIFEST_UNKNOWN`).
 pub fn route<'a>(method: Method, path: &'a str, query: &'a str) -> Result<Route<'a>, OciError> {
     let rest = match path {
         "/v2" | "/v2/" => return base(method),
@@ -245,11 +246,17 @@ fn parse_digest(text: &str) -> Result<Digest, OciError> {
     Digest::parse(text).map_err(|e| OciError::new(Code::DigestInvalid, e.reason()))
 }
 
+/// A manifest reference: a malformed digest is 400 `DIGEST_INVALID`; anything else that is not
+/// a tag names no manifest, so it is 404 `MANIFEST_UNKNOWN`, as distribution answers and the
+/// OCI conformance suite's pull workflow expects (e.g. `.INVALID_MANIFEST_NAME`).
 fn parse_reference(text: &str) -> Result<Reference<'_>, OciError> {
     use crate::reference::ReferenceError;
     Reference::parse(text).map_err(|e| match e {
         ReferenceError::Digest(e) => OciError::new(Code::DigestInvalid, e.reason()),
-        ReferenceError::Tag(e) => OciError::new(Code::TagInvalid, e.reason()),
+        ReferenceError::Tag(_) => OciError::new(
+            Code::ManifestUnknown,
+            "manifest unknown: the reference is neither a tag nor a digest",
+        ),
     })
 }
 

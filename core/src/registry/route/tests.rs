@@ -197,10 +197,14 @@ fn validation_comes_before_the_method() {
             code(method, "/v2/x/manifests/sha256:abc", ""),
             (400, "DIGEST_INVALID")
         );
-        assert_eq!(
-            code(method, "/v2/x/manifests/.bad", ""),
-            (400, "TAG_INVALID")
-        );
+        // Neither a tag nor a digest: no such manifest, as distribution answers.
+        for reference in [".bad", ".INVALID_MANIFEST_NAME", "..%2f..%2fetc"] {
+            assert_eq!(
+                code(method, &format!("/v2/x/manifests/{reference}"), ""),
+                (404, "MANIFEST_UNKNOWN"),
+                "{method:?} {reference}"
+            );
+        }
         assert_eq!(
             code(method, "/v2/x/blobs/sha256:zz", ""),
             (400, "DIGEST_INVALID")
