@@ -84,6 +84,27 @@ impl RebuildVerdict {
         )
     }
 
+    /// The verdict named as [`RebuildVerdict::as_str`] names it.
+    pub fn parse(name: &str) -> Option<RebuildVerdict> {
+        [
+            RebuildVerdict::Reproduced,
+            RebuildVerdict::ReproducedStabilized,
+            RebuildVerdict::NotReproduced,
+            RebuildVerdict::BuildFailed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == name)
+    }
+
+    /// Whether a node serving reproduced releases only (`--verified-only=reproduced`) serves
+    /// `filename` of a release whose rebuild of `artifact` ended with this verdict: the
+    /// artifact rebuilt, or the source it was rebuilt from (a PyPI sdist), of a reproduced
+    /// release; nothing else (a compiled wheel was never rebuilt).
+    pub fn serves(self, artifact: &str, filename: &str) -> bool {
+        let source = filename.ends_with(".tar.gz") || filename.ends_with(".zip");
+        self.is_reproduced() && (filename == artifact || source)
+    }
+
     /// The verdict's name, as the CLI and the API print it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -254,5 +275,26 @@ impl<'a> Claim<'a> {
     /// Checks a signature by `key` over the statement.
     pub fn verify(&self, key: &PublicKey, signature: &Signature) -> bool {
         key.verify(self.purpose, &self.digest, signature).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RebuildVerdict;
+
+    #[test]
+    fn reproduced_only_serves_the_rebuilt_artifact_and_its_source() {
+        let wheel = "demo-1.0-py3-none-any.whl";
+        for verdict in [RebuildVerdict::Reproduced, RebuildVerdict::ReproducedStabilized] {
+            assert!(verdict.serves(wheel, wheel));
+            assert!(verdict.serves(wheel, "demo-1.0.tar.gz"));
+            assert!(!verdict.serves(wheel, "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"));
+            assert_eq!(RebuildVerdict::parse(verdict.as_str()), Some(verdict));
+        }
+        for verdict in [RebuildVerdict::NotReproduced, RebuildVerdict::BuildFailed] {
+            assert!(!verdict.serves(wheel, wheel));
+            assert_eq!(RebuildVerdict::parse(verdict.as_str()), Some(verdict));
+        }
+        assert_eq!(RebuildVerdict::parse("maybe"), None);
     }
 }

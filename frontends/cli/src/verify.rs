@@ -276,15 +276,18 @@ fn rebuild_verdict(
     };
     let bytes = entry(client, index)?;
     let proof = inclusion_proof(client, index, size)?;
-    let mut rebuilt = None;
-    for digest in hashed {
-        if let Ok(r) = light.check_rebuilt(&bytes, index, &proof, digest) {
-            rebuilt = Some(r);
+    // The file it names must be one this check hashed; then the entry is checked once.
+    let upstream = match Entry::decode(&bytes) {
+        Ok(Entry::Rebuilt(r)) if hashed.contains(&r.statement.upstream) => r.statement.upstream,
+        _ => {
+            return Err(format!(
+                "rebuild #{index}: not a rebuild verdict of any file of this version"
+            ));
         }
-    }
-    let rebuilt = rebuilt.ok_or_else(|| {
-        format!("rebuild #{index}: not a rebuild verdict of any file of this version")
-    })?;
+    };
+    let rebuilt = light
+        .check_rebuilt(&bytes, index, &proof, &upstream)
+        .map_err(|e| format!("rebuild #{index}: {e}"))?;
     let statement = &rebuilt.statement;
     step(
         "rebuild",

@@ -18,6 +18,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::package::rebuild::Side;
 use pyrsia_core::registry::{Code, OciError};
 use pyrsia_core::tlog::Hash;
+use pyrsia_core::tlog::rebuilt::RebuildVerdict;
 use pyrsia_std::log::{RebuildRecord, follow};
 use serde_json::json;
 
@@ -96,17 +97,14 @@ pub(crate) fn respond(node: &Node, path: &str, query: &str) -> Answer {
             Ok(("application/octet-stream", follow::encode_batch(&entries)))
         }
         "rebuilds" => {
-            let verdict = text(query, "verdict").ok();
+            let verdict = match text(query, "verdict") {
+                Ok(name) => Some(RebuildVerdict::parse(&name).ok_or(BAD_QUERY)?),
+                Err(_) => None,
+            };
             let limit = number(query, "limit").unwrap_or(100).min(1000) as usize;
             let rebuilds: Vec<serde_json::Value> = log
-                .rebuilds(usize::MAX)
+                .rebuilds(verdict, limit)
                 .iter()
-                .filter(|r| {
-                    verdict
-                        .as_deref()
-                        .is_none_or(|v| v == r.result.verdict.as_str())
-                })
-                .take(limit)
                 .map(rebuild_json)
                 .collect();
             json_answer(&json!({ "rebuilds": rebuilds }))
@@ -131,8 +129,8 @@ pub(crate) fn rebuild_json(record: &RebuildRecord) -> serde_json::Value {
     let result = &record.result;
     let side =
         |s: &Option<Side>| s.map(|s| json!({ "size": s.size, "sha256": s.sha256.to_string() }));
-    let entries: Vec<serde_json::Value> = record
-        .diff
+    let diff = record.diff();
+    let entries: Vec<serde_json::Value> = diff
         .entries
         .iter()
         .map(|e| json!({ "name": e.name, "upstream": side(&e.upstream), "rebuilt": side(&e.rebuilt) }))
@@ -150,7 +148,7 @@ pub(crate) fn rebuild_json(record: &RebuildRecord) -> serde_json::Value {
         "recipe": result.recipe,
         "failure": result.failure,
         "attestations": record.attestations,
-        "diff": { "entries": entries, "more": record.diff.more },
+        "diff": { "entries": entries, "more": diff.more },
     })
 }
 

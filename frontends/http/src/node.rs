@@ -283,10 +283,9 @@ impl Node {
         if !self.reproduced_only || job.rebuild().is_none() {
             return true;
         }
-        self.log.rebuild_of(&job.coordinates()).is_some_and(|r| {
-            r.result.verdict.is_reproduced()
-                && (r.result.artifact == filename || is_sdist(filename))
-        })
+        self.log
+            .rebuild_of(&job.coordinates())
+            .is_some_and(|r| r.result.verdict.serves(&r.result.artifact, filename))
     }
 
     /// Asks for the package version a file was just served of to be verified and committed.
@@ -361,11 +360,6 @@ const DATABASE_RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reopens the log's and the store's databases once a failed write (a full disk) poisoned
 /// them and the disk has room again, so that the node writes again without a restart.
-/// Whether a PyPI file name is an sdist's.
-fn is_sdist(filename: &str) -> bool {
-    filename.ends_with(".tar.gz") || filename.ends_with(".zip")
-}
-
 /// The rebuilders `--rebuild` asks for: checked to run here (bubblewrap starts, the
 /// interpreter has pip, Node.js runs) before the node starts, so that a node that cannot
 /// rebuild says so rather than attesting failed builds. PyPI build requirements come through

@@ -7,13 +7,15 @@ use pyrsia_core::consensus::node::RebuildResult;
 use pyrsia_core::package::rebuild::{Diff, decode_diff};
 use pyrsia_core::tlog::coordinates::fetch_build_type;
 use pyrsia_core::tlog::entry::{BuildRequest, Coordinates, Entry, SignatureList};
-use pyrsia_core::tlog::rebuilt::{RebuildCommit, rebuild_ecosystem, rebuilt_ecosystem};
+use pyrsia_core::tlog::rebuilt::{
+    RebuildCommit, RebuildVerdict, rebuild_ecosystem, rebuilt_ecosystem,
+};
 
 use super::commit::{Outcome, sole_member_attests};
 use super::{Log, LogError};
 
-/// A committed rebuild verdict, as the log holds it: the release, what its rebuilders
-/// attested, and its diff decoded.
+/// A committed rebuild verdict, as the log holds it: the release and what its rebuilders
+/// attested.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RebuildRecord {
     /// The `Rebuilt` entry's index.
@@ -24,15 +26,18 @@ pub struct RebuildRecord {
     pub name: String,
     /// The version.
     pub version: String,
-    /// What the rebuilders attested (artifact, digests, verdict, recipe, failure).
+    /// What the rebuilders attested (artifact, digests, verdict, recipe, diff, failure).
     pub result: RebuildResult,
-    /// What differs (for `NotReproduced`), decoded.
-    pub diff: Diff,
     /// How many rebuilders attested it.
     pub attestations: usize,
 }
 
 impl RebuildRecord {
+    /// What differs (for `NotReproduced`), decoded from the attested diff.
+    pub fn diff(&self) -> Diff {
+        decode_diff(&self.result.diff).unwrap_or_default()
+    }
+
     fn from_entry(index: u64, rebuilt: &RebuildCommit<'_>) -> Option<RebuildRecord> {
         let statement = &rebuilt.statement;
         Some(RebuildRecord {
@@ -50,7 +55,6 @@ impl RebuildRecord {
                 diff: statement.diff.to_vec(),
                 failure: statement.failure.to_string(),
             },
-            diff: decode_diff(statement.diff).unwrap_or_default(),
             attestations: rebuilt.attestations.len(),
         })
     }
@@ -92,12 +96,14 @@ impl Log {
         })
     }
 
-    /// Every committed rebuild verdict, newest first, at most `limit`.
-    pub fn rebuilds(&self, limit: usize) -> Vec<RebuildRecord> {
+    /// The committed rebuild verdicts (only those that are `verdict`, when given), newest
+    /// first, at most `limit`: only those entries are read.
+    pub fn rebuilds(&self, verdict: Option<RebuildVerdict>, limit: usize) -> Vec<RebuildRecord> {
         let mut indices: Vec<u64> = self
             .lock()
             .index()
             .rebuild_verdicts()
+            .filter(|(_, _, _, v)| verdict.is_none_or(|wanted| wanted == *v))
             .map(|(_, _, index, _)| index)
             .collect();
         indices.sort_unstable_by(|a, b| b.cmp(a));
