@@ -285,7 +285,10 @@ mod tests {
     #[test]
     fn reproduced_only_serves_the_rebuilt_artifact_and_its_source() {
         let wheel = "demo-1.0-py3-none-any.whl";
-        for verdict in [RebuildVerdict::Reproduced, RebuildVerdict::ReproducedStabilized] {
+        for verdict in [
+            RebuildVerdict::Reproduced,
+            RebuildVerdict::ReproducedStabilized,
+        ] {
             assert!(verdict.serves(wheel, wheel));
             assert!(verdict.serves(wheel, "demo-1.0.tar.gz"));
             assert!(!verdict.serves(wheel, "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.whl"));
