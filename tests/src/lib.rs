@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod devpi;
+pub mod docker;
 pub mod edge;
 pub mod fs;
 pub mod gossip_attacker;
@@ -22,6 +23,7 @@ pub mod raw_peer;
 pub mod rebuild;
 pub mod registry;
 pub mod tarpit;
+pub mod tls;
 pub mod token;
 
 use std::path::PathBuf;

@@ -39,6 +39,41 @@ impl Node {
         p2p_port: Option<u16>,
         args: &[&str],
     ) -> Node {
+        let node = Self::spawn(name, dir, port, p2p_port, args);
+        wait_http_ok(
+            &format!("{}/healthz", node.url()),
+            Duration::from_secs(20),
+            &|| node.log(),
+        );
+        node
+    }
+
+    /// Starts `pyrsia node` serving its mirror port over TLS with `cert` and `key` (PEM), on
+    /// `port`; waits until curl, trusting only the CA certificate `ca`, gets its /healthz.
+    pub fn start_tls(
+        dir: &Path,
+        port: u16,
+        (cert, key, ca): (&Path, &Path, &Path),
+        args: &[&str],
+    ) -> Node {
+        let (cert, key) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+        let mut all = vec!["--tls-cert", cert, "--tls-key", key];
+        all.extend_from_slice(args);
+        let node = Self::spawn("pyrsia", dir, port, Some(free_port()), &all);
+        crate::process::wait_until(
+            "the node answers over TLS",
+            Duration::from_secs(20),
+            &|| node.log(),
+            || {
+                crate::tls::curl_with_ca(&format!("{}/healthz", node.https_url()), ca)
+                    .status
+                    .success()
+            },
+        );
+        node
+    }
+
+    fn spawn(name: &str, dir: &Path, port: u16, p2p_port: Option<u16>, args: &[&str]) -> Node {
         let data_dir = dir.join("data");
         let mut command = Command::new(binary(name));
         command
@@ -63,18 +98,12 @@ impl Node {
                 .arg("--no-mdns");
         }
         let daemon = Daemon::spawn(command, &dir.join(format!("{name}.log")));
-        let node = Node {
+        Node {
             daemon,
             port,
             data_dir,
             p2p_port,
-        };
-        wait_http_ok(
-            &format!("{}/healthz", node.url()),
-            Duration::from_secs(20),
-            &|| node.log(),
-        );
-        node
+        }
     }
 
     /// Restarts the node with new arguments on the same port and data.
@@ -177,6 +206,21 @@ impl Node {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `https://127.0.0.1:<port>`, for a node started with [`Node::start_tls`].
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends the node a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {}", self.pid());
     }
 
     /// `127.0.0.1:<port>`.

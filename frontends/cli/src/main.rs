@@ -2,6 +2,7 @@
 
 mod build;
 mod client;
+mod config;
 mod inspect;
 mod log;
 mod members;
@@ -32,6 +33,7 @@ struct Cli {
 )]
 enum Command {
     Node(NodeOptions),
+    Config(config::ConfigCmd),
     Status(status::StatusCmd),
     Peers(peers::PeersCmd),
     Reference(ReferenceCmd),
@@ -58,7 +60,18 @@ struct ReferenceCmd {
 fn main() -> ExitCode {
     let cli: Cli = pyrsia_http::options::from_env_with_spellings();
     match cli.command {
-        Command::Node(options) => {
+        Command::Node(flags) => {
+            // The command line was checked; now layer it over the environment and the file.
+            let options = match pyrsia_http::config::node_options(
+                &flags,
+                &pyrsia_http::config::node_args_from_env(),
+            ) {
+                Ok((options, _)) => options,
+                Err(e) => {
+                    eprintln!("pyrsia node: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             pyrsia_http::init_logging();
             match pyrsia_http::run_node_with(&options, |node| start_network(&options, node)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +81,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Config(cmd) => config::run(&cmd),
         Command::Status(cmd) => status::run(&cmd),
         Command::Peers(cmd) => peers::run(&cmd),
         Command::Reference(cmd) => reference(&cmd.image),

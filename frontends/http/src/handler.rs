@@ -119,9 +119,12 @@ fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.len));
     let peer = request.remote_addr().copied();
+    // Over TLS the bytes must go through rustls: sendfile would write plaintext to the socket.
+    let plain = !request.secure();
     let mut writer = request.into_writer();
     writer.write_all(head.as_bytes())?;
     if let Body::Blob(blob) = &mut reply.body
+        && plain
         && let Some(peer) = peer
         && send_file(&mut *writer, blob, peer)?
     {

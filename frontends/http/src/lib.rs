@@ -10,6 +10,8 @@
 //! `pyrsia-lite` binary is that alone, for small Linux devices.
 
 pub mod abort;
+pub mod config;
+pub mod config_values;
 mod handler;
 mod log_api;
 mod maven_api;
@@ -21,6 +23,8 @@ mod package_request_api;
 mod pypi_api;
 mod reaper;
 pub mod server;
+pub mod signals;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -89,15 +93,26 @@ pub fn run_node_with(
             .map_err(|e| format!("cannot start the edge server: {e}"))?;
         tracing::info!(%address, "serving edge caches");
     }
-    let server = HttpServer::start(options.http, options.http_workers, node.clone())
+    let certificate = options
+        .tls_files()?
+        .map(tls::ReloadableCert::load)
+        .transpose()?;
+    let tls_config = certificate
+        .as_ref()
+        .map(tls::ReloadableCert::server_config)
+        .transpose()?;
+    let server = HttpServer::start(options.http, options.http_workers, node.clone(), tls_config)
         .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
     let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    signals::on_signals(
+        move || {
+            let _ = stop_tx.send(());
+        },
+        move || reload_certificate(certificate.as_deref()),
+    )?;
     tracing::info!(
         http = %server.address(),
+        tls = options.tls_cert.is_some(),
         data_dir = %data_dir.display(),
         offline = options.offline,
         log = %node.log.origin(),
@@ -112,6 +127,24 @@ pub fn run_node_with(
     drop(node);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What SIGHUP does: read the TLS certificate and key again (without TLS, nothing).
+fn reload_certificate(certificate: Option<&tls::ReloadableCert>) {
+    let Some(certificate) = certificate else {
+        tracing::info!("SIGHUP: no --tls-cert to reload");
+        return;
+    };
+    match certificate.reload() {
+        Ok(()) => tracing::info!(
+            cert = %certificate.files().cert.display(),
+            "SIGHUP: TLS certificate reloaded; new connections use it"
+        ),
+        Err(e) => tracing::error!(
+            error = %e,
+            "SIGHUP: TLS certificate not reloaded; the node keeps serving the one it had"
+        ),
+    }
 }
 
 #[cfg(test)]

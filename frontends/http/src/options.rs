@@ -16,6 +16,12 @@ use pyrsia_std::upstream::Timeouts;
 #[derive(FromArgs, Debug, Clone)]
 #[argh(subcommand, name = "node")]
 pub struct NodeOptions {
+    /// read node options from this TOML file (default: config.toml in the platform's config
+    /// dir, e.g. ~/.config/pyrsia/config.toml, if it exists; PYRSIA_CONFIG also names one);
+    /// a flag beats a PYRSIA_* environment variable, which beats the file
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+
     /// where the store lives (default: the platform's user data dir, e.g. ~/.local/share/pyrsia)
     #[argh(option)]
     pub data_dir: Option<PathBuf>,
@@ -23,6 +29,15 @@ pub struct NodeOptions {
     /// the HTTP listen address (default 127.0.0.1:7888)
     #[argh(option, default = "default_http()")]
     pub http: SocketAddr,
+
+    /// serve the mirror port over TLS with this PEM certificate chain (needs --tls-key); the
+    /// files are read again on SIGHUP, so a renewed certificate needs no restart
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// the PEM private key of --tls-cert
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
 
     /// upstream for docker.io as URL, or HOST=URL for another registry host (repeatable)
     #[argh(option)]
@@ -216,6 +231,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl NodeOptions {
+    /// The TLS files of the mirror port, if it serves TLS; an error if only one is given.
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => Err("--tls-key needs --tls-cert".into()),
+        }
+    }
+
     /// How this node runs as a member of a multi-member network.
     pub fn member_config(&self) -> MemberConfig {
         MemberConfig {
@@ -308,7 +336,7 @@ pub fn from_env_with_spellings<T: argh::TopLevelCommand>() -> T {
 
 /// The arguments with the `--verified-only=…` spellings argh cannot read replaced by the
 /// switches they mean.
-fn spelled(args: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn spelled(args: impl Iterator<Item = String>) -> Vec<String> {
     args.map(|arg| match arg.as_str() {
         "--verified-only=reproduced" => "--reproduced-only".to_string(),
         "--verified-only=committed" => "--verified-only".to_string(),
@@ -335,8 +363,11 @@ mod tests {
     #[test]
     fn upstreams() {
         let options = NodeOptions {
+            config: None,
             data_dir: Some("/tmp/x".into()),
             http: default_http(),
+            tls_cert: None,
+            tls_key: None,
             upstream: vec![
                 "http://127.0.0.1:5000".into(),
                 "ghcr.io=http://127.0.0.1:5001".into(),

@@ -24,16 +24,21 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `address` and starts `workers` threads answering requests for `node`.
+    /// Binds `address` and starts `workers` threads answering requests for `node`, over TLS
+    /// as `tls` says when it is given, in plain HTTP otherwise.
     pub fn start(
         address: SocketAddr,
         workers: usize,
         node: Arc<Node>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(address)?;
         set_send_timeout(&listener)?;
-        let server =
-            tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
+        let server = match tls {
+            Some(config) => tiny_http::Server::from_listener_with_rustls(listener, config),
+            None => tiny_http::Server::from_listener(listener, None),
+        }
+        .map_err(std::io::Error::other)?;
         let address = server
             .server_addr()
             .to_ip()

@@ -169,6 +169,14 @@ pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
 
+// building the SSL capabilities
+#[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
+compile_error!("Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time");
+#[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+type SslContext = ();
+#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+type SslContext = crate::ssl::SslContextImpl;
+
 /// Represents the parameters required to create a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -243,26 +251,6 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        let listener = listener.into();
-        // building the "close" variable
-        let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
         let ssl: Option<SslContext> = {
             match ssl_config {
                 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
@@ -277,6 +265,34 @@ impl Server {
                 ),
                 None => None,
             }
+        };
+        Self::from_listener_with_context(listener, ssl)
+    }
+
+    /// Pyrsia: builds a server on `listener` that speaks TLS with rustls 0.23 as `config`
+    /// says — for example with a certificate resolver that swaps in a renewed certificate
+    /// without a restart (new handshakes use it; open connections keep theirs).
+    #[cfg(feature = "ssl-rustls")]
+    pub fn from_listener_with_rustls<L: Into<Listener>>(
+        listener: L,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_context(listener, Some(SslContext::from_config(config)))
+    }
+
+    fn from_listener_with_context<L: Into<Listener>>(
+        listener: L,
+        ssl: Option<SslContext>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let listener = listener.into();
+        // building the "close" variable
+        let close_trigger = Arc::new(AtomicBool::new(false));
+
+        // building the TcpListener
+        let (server, local_addr) = {
+            let local_addr = listener.local_addr()?;
+            log::debug!("Server listening on {}", local_addr);
+            (listener, local_addr)
         };
 
         // creating a task where server.accept() is continuously called

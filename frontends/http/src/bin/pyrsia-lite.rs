@@ -22,8 +22,18 @@ enum LiteCommand {
 
 fn main() -> ExitCode {
     let Lite {
-        command: LiteCommand::Node(options),
+        command: LiteCommand::Node(flags),
     } = pyrsia_http::options::from_env_with_spellings();
+    // The command line was checked; now layer it over the environment and the config file.
+    let options =
+        match pyrsia_http::config::node_options(&flags, &pyrsia_http::config::node_args_from_env())
+        {
+            Ok((options, _)) => options,
+            Err(e) => {
+                eprintln!("pyrsia-lite: {e}");
+                return ExitCode::from(2);
+            }
+        };
     if !options.peer.is_empty() || options.p2p_listen != DEFAULT_P2P_LISTEN {
         eprintln!(
             "pyrsia-lite: --peer and --p2p-listen need the P2P network of the full node (`pyrsia node`)"

@@ -1,5 +1,7 @@
 use crate::connection::Connection;
 use crate::util::refined_tcp_stream::Stream as RefinedStream;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::error::Error;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -65,40 +67,24 @@ impl Write for RustlsStream {
 pub(crate) struct RustlsContext(Arc<rustls::ServerConfig>);
 
 impl RustlsContext {
+    /// Pyrsia: a context for a ready `ServerConfig` (rustls 0.23).
+    pub(crate) fn from_config(config: Arc<rustls::ServerConfig>) -> Self {
+        Self(config)
+    }
+
     pub(crate) fn from_pem(
         certificates: Vec<u8>,
         private_key: Zeroizing<Vec<u8>>,
     ) -> Result<Self, Box<dyn Error + Send + Sync>> {
-        let certificate_chain: Vec<rustls::Certificate> =
-            rustls_pemfile::certs(&mut certificates.as_slice())?
-                .into_iter()
-                .map(|bytes| rustls::Certificate(bytes))
-                .collect();
-
+        let certificate_chain = CertificateDer::pem_slice_iter(&certificates)
+            .collect::<Result<Vec<_>, _>>()?;
         if certificate_chain.is_empty() {
             return Err("Couldn't extract certificate chain from config.".into());
         }
-
-        let private_key = rustls::PrivateKey({
-            let pkcs8_keys = rustls_pemfile::pkcs8_private_keys(
-                &mut private_key.clone().as_slice(),
-            )
-            .expect("file contains invalid pkcs8 private key (encrypted keys are not supported)");
-
-            if let Some(pkcs8_key) = pkcs8_keys.first() {
-                pkcs8_key.clone()
-            } else {
-                let rsa_keys = rustls_pemfile::rsa_private_keys(&mut private_key.as_slice())
-                    .expect("file contains invalid rsa private key");
-                rsa_keys[0].clone()
-            }
-        });
-
+        let private_key = PrivateKeyDer::from_pem_slice(&private_key)?;
         let tls_conf = rustls::ServerConfig::builder()
-            .with_safe_defaults()
             .with_no_client_auth()
             .with_single_cert(certificate_chain, private_key)?;
-
         Ok(Self(Arc::new(tls_conf)))
     }
 
