@@ -4,6 +4,7 @@
 //! operating system's randomness, disks and sockets: the clocks, the content store, the
 //! upstream client, the registry mirror and the node's copy of the transparency log.
 
+pub mod activity;
 pub mod clock;
 pub mod consensus;
 pub mod edge;

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Databases (the log's, the store's) refusing writes after a failed one, until they are
     /// reopened.
     pub databases_failing: Gauge,
+    /// The last pulls and errors, for the status page (not exported to Prometheus).
+    pub activity: crate::activity::Activity,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,7 @@ impl Metrics {
             http_workers: Gauge::default(),
             handler_panics: Counter::default(),
             databases_failing: Gauge::default(),
+            activity: crate::activity::Activity::default(),
             registry: Registry::default(),
         };
         registry.register(

@@ -16,6 +16,7 @@ use crate::log_api;
 use crate::node::Node;
 use crate::npm_api;
 use crate::pypi_api;
+use crate::status_page;
 
 /// A response body: bytes in memory, or a blob (a stored file or a download in progress).
 pub(crate) enum Body {
@@ -219,6 +220,11 @@ pub(crate) fn handle(node: &Node, request: Request) {
     let peer = request.remote_addr().copied();
     let reply = respond_to(node, &request);
     let (status, len) = (reply.status, reply.len);
+    let digest = reply
+        .headers
+        .iter()
+        .find(|(name, _)| *name == "Docker-Content-Digest")
+        .map(|(_, value)| value.clone());
     mirror.metrics().requests.inc();
     let sent = if reply.stream && method == "GET" {
         send_stream(request, reply)
@@ -229,6 +235,11 @@ pub(crate) fn handle(node: &Node, request: Request) {
         Ok(()) => {
             if method != "HEAD" {
                 mirror.metrics().bytes_served.inc_by(len);
+            }
+            if method == "GET" && status == 200 {
+                status_page::record_pull(node, &target, digest.as_deref(), len);
+            } else if status >= 500 {
+                status_page::record_failure(node, &method, &target, &format!("answered {status}"));
             }
             tracing::info!(%method, %target, status, bytes = len, ms = started.elapsed().as_millis() as u64, "request");
         }
@@ -242,6 +253,12 @@ pub(crate) fn handle(node: &Node, request: Request) {
         }
         Err(e) => {
             let aborted = peer.is_some_and(abort_connection);
+            status_page::record_failure(
+                node,
+                &method,
+                &target,
+                &format!("response broke off: {e}"),
+            );
             tracing::warn!(%method, %target, status, error = %e, aborted, ms = started.elapsed().as_millis() as u64, "response failed mid-body; connection aborted");
         }
     }
@@ -316,9 +333,17 @@ fn respond_to(node: &Node, request: &Request) -> Reply {
                 "mirror": mirror.status(),
                 "log": node.log_status(),
                 "network": node.network_status(),
+                "activity": status_page::activity_json(node),
             });
             let body = serde_json::to_vec_pretty(&status).unwrap_or_default();
             return Reply::bytes(200, "application/json", body);
+        }
+        "/" => {
+            return Reply::bytes(
+                200,
+                "text/html; charset=utf-8",
+                status_page::PAGE.as_bytes().to_vec(),
+            );
         }
         "/healthz" => return Reply::bytes(200, "text/plain", b"ok\n".to_vec()),
         "/peers" => {

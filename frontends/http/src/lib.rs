@@ -24,6 +24,7 @@ mod pypi_api;
 mod reaper;
 pub mod server;
 pub mod signals;
+mod status_page;
 pub mod tls;
 
 use std::sync::Arc;

@@ -286,6 +286,7 @@ impl Flight {
         let repository = hint.repository.as_str();
         let outcome = match self.download(store, upstream, peers, metrics, hint) {
             Ok(source) => {
+                metrics.activity.fetched(self.digest, source);
                 tracing::info!(digest = %self.digest, %repository, "blob fetched from {source} and verified");
                 Outcome::Stored
             }
@@ -294,6 +295,9 @@ impl Flight {
                     metrics.verification_failures.inc();
                 }
                 metrics.upstream_errors.inc();
+                metrics
+                    .activity
+                    .failed(format!("blob {} of {repository}: {e}", self.digest));
                 tracing::warn!(digest = %self.digest, %repository, error = %e, "blob fetch failed; nothing stored");
                 Outcome::Failed(e)
             }

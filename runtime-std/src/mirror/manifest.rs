@@ -221,6 +221,7 @@ impl Mirror {
         ) {
             tracing::error!(%digest, error = %e, "could not store manifest; serving it uncached");
         }
+        self.metrics.activity.fetched(digest, "upstream");
         tracing::info!(%repository, reference, %digest, %media_type, "fetched manifest from upstream");
         Ok(ManifestReply {
             digest,
@@ -257,6 +258,7 @@ impl Mirror {
         {
             tracing::error!(%digest, error = %e, "could not store manifest; serving it uncached");
         }
+        self.metrics.activity.fetched(digest, "peers");
         tracing::info!(%digest, %media_type, "fetched manifest from peers");
         Some(ManifestReply {
             digest,
