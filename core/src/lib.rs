@@ -36,6 +36,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod bandwidth;
 #[cfg(feature = "alloc")]
 pub mod consensus;
 pub mod digest;

@@ -20,6 +20,17 @@ pub struct PeerInfo {
     pub gossip_score: Option<i64>,
 }
 
+/// The operator's limits on peer traffic, as the network applies them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLimits {
+    /// Piece bytes per second served to peers (0: unlimited).
+    pub max_upload_rate: u64,
+    /// Piece bytes per second fetched from peers (0: unlimited).
+    pub max_download_rate: u64,
+    /// Connections established at once.
+    pub max_peers: u32,
+}
+
 /// The network's state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStatus {
@@ -33,6 +44,9 @@ pub struct NetworkStatus {
     pub peers: Vec<PeerInfo>,
     /// Peers blocked for misbehaving.
     pub blocked: Vec<String>,
+    /// The operator's limits.
+    #[serde(default)]
+    pub limits: PeerLimits,
 }
 
 /// A running network, seen from the node.

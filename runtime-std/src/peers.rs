@@ -101,6 +101,13 @@ pub trait PeerNetwork: Send + Sync {
     );
     /// Counts a misbehaviour against `peer` (the network blocks repeat offenders).
     fn penalise(&self, peer: &str, why: &str);
+    /// How long to wait before asking for `bytes` more from peers (`--max-download-rate`);
+    /// charged to the budget. The wait is taken before the request is sent, so it never
+    /// counts against the peer's timeout.
+    fn download_delay(&self, bytes: u64) -> Duration {
+        let _ = bytes;
+        Duration::ZERO
+    }
 }
 
 /// Bytes from peers failed the whole-file check of `digest`: the peer that served them is
@@ -435,6 +442,12 @@ impl PieceFetcher {
     }
 
     fn send(&mut self, provider: usize, offset: u64, len: u32) {
+        // --max-download-rate: wait for the budget before the request leaves, so that the
+        // wait is never taken for the peer's slowness.
+        let wait = self.network.download_delay(u64::from(len));
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         let tag = self.next_tag;
         self.next_tag += 1;
         self.providers[provider].in_flight += 1;

@@ -14,6 +14,7 @@ use pyrsia_core::reference::ImageRef;
 
 use crate::client::{DEFAULT_NODE, NodeClient};
 use crate::packages::PackageSpec;
+use crate::progress::Stages;
 
 /// Ask a node to verify an image and wait until the log commits it.
 #[derive(FromArgs, Debug)]
@@ -183,9 +184,26 @@ fn follow(
     query: &str,
 ) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(cmd.timeout);
+    let stages = Stages::start();
+    let outcome = follow_stages(client, cmd, (name, label, query), deadline, &stages);
+    stages.finish();
+    outcome
+}
+
+/// [`follow`]'s loop, showing stages and the bytes the node fetched (and verified as they
+/// arrived) since the request, from its `/metrics`.
+fn follow_stages(
+    client: &NodeClient,
+    cmd: &BuildCmd,
+    (name, label, query): (&str, &str, &str),
+    deadline: Instant,
+    stages: &Stages,
+) -> Result<String, String> {
     let mut last_pending = None;
     let mut last_stage = None;
     let mut idle = 0;
+    let fetched_before = fetched_bytes(client);
+    let mut last_fetched = (0, 0);
     loop {
         let found = lookup_json(client, query)?;
         if let Some(index) = found["commit"].as_u64() {
@@ -197,7 +215,7 @@ fn follow(
         let now = stage(&found);
         if now.is_some() && now != last_stage {
             if let Some(line) = &now {
-                println!("{line}");
+                stages.line(line);
             }
             last_stage = now;
         }
@@ -210,9 +228,28 @@ fn follow(
             .and_then(|s| s["log"]["pending_verifications"].as_u64());
         if pending != last_pending {
             if let Some(n) = pending {
-                println!("verifying    {n} artifact(s) in the node's queue");
+                stages.line(&format!("verifying    {n} artifact(s) in the node's queue"));
             }
             last_pending = pending;
+        }
+        let (upstream, peers) = fetched_bytes(client);
+        let fetched = (
+            upstream.saturating_sub(fetched_before.0),
+            peers.saturating_sub(fetched_before.1),
+        );
+        if fetched != last_fetched {
+            let text = format!(
+                "fetched      {} bytes (upstream {}, peers {}), hashed as they arrived",
+                fetched.0 + fetched.1,
+                fetched.0,
+                fetched.1
+            );
+            if crate::progress::on_terminal() {
+                stages.status(text);
+            } else {
+                println!("{text}");
+            }
+            last_fetched = fetched;
         }
         // The queue emptied without a commit: the builder failed (the node's log says why).
         idle = if pending == Some(0) { idle + 1 } else { 0 };
@@ -226,4 +263,21 @@ fn follow(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// The node's upstream and peer byte counters (`/metrics`), or zeros when unreadable.
+fn fetched_bytes(client: &NodeClient) -> (u64, u64) {
+    let Ok(text) = client.get("/metrics") else {
+        return (0, 0);
+    };
+    let text = String::from_utf8_lossy(&text);
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    (
+        counter("pyrsia_upstream_bytes_total "),
+        counter("pyrsia_peer_bytes_total "),
+    )
 }

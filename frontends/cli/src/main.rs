@@ -8,8 +8,11 @@ mod log;
 mod members;
 mod packages;
 mod peers;
+mod prefetch;
+mod progress;
 mod rebuilds;
 mod status;
+mod transfer;
 mod verify;
 
 use std::process::ExitCode;
@@ -35,6 +38,7 @@ enum Command {
     Node(NodeOptions),
     Config(config::ConfigCmd),
     Status(status::StatusCmd),
+    Prefetch(prefetch::PrefetchCmd),
     Peers(peers::PeersCmd),
     Reference(ReferenceCmd),
     Log(log::LogCmd),
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         }
         Command::Config(cmd) => config::run(&cmd),
         Command::Status(cmd) => status::run(&cmd),
+        Command::Prefetch(cmd) => prefetch::run(&cmd),
         Command::Peers(cmd) => peers::run(&cmd),
         Command::Reference(cmd) => reference(&cmd.image),
         Command::Log(cmd) => log::run(&cmd),
@@ -101,8 +106,16 @@ fn start_network(
     options: &NodeOptions,
     node: &std::sync::Arc<pyrsia_http::Node>,
 ) -> Result<(), String> {
-    let config =
+    let mut config =
         pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
+    let defaults = pyrsia_net::NetLimits::default();
+    config.limits = pyrsia_net::NetLimits {
+        max_upload_rate: options.max_upload_rate.unwrap_or(defaults.max_upload_rate),
+        max_download_rate: options
+            .max_download_rate
+            .unwrap_or(defaults.max_download_rate),
+        max_peers: options.max_peers.unwrap_or(defaults.max_peers).max(1),
+    };
     let key = pyrsia_std::log::key::load_or_create(&node.data_dir)
         .map_err(|e| format!("cannot load the node key: {e}"))?;
     let network = std::sync::Arc::new(pyrsia_net::start(

@@ -70,6 +70,16 @@ fn render(status: &NetworkStatus) -> String {
     for blocked in &status.blocked {
         out.push_str(&format!("blocked:  {blocked}\n"));
     }
+    let rate = |r: u64| match r {
+        0 => "unlimited".to_string(),
+        r => format!("{r} B/s"),
+    };
+    out.push_str(&format!(
+        "limits:   upload {}, download {}, at most {} connections\n",
+        rate(status.limits.max_upload_rate),
+        rate(status.limits.max_download_rate),
+        status.limits.max_peers
+    ));
     out
 }
 
@@ -92,6 +102,11 @@ mod tests {
                 gossip_score: Some(-130),
             }],
             blocked: vec!["12D3KooWC".into()],
+            limits: pyrsia_std::network::PeerLimits {
+                max_upload_rate: 1 << 20,
+                max_download_rate: 0,
+                max_peers: 8,
+            },
         };
         let text = render(&status);
         assert!(
@@ -103,6 +118,12 @@ mod tests {
             text.contains("2048   -130  /ip4/127.0.0.1/tcp/44001"),
             "{text}"
         );
-        assert!(text.ends_with("blocked:  12D3KooWC\n"), "{text}");
+        assert!(text.contains("blocked:  12D3KooWC\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "limits:   upload 1048576 B/s, download unlimited, at most 8 connections\n"
+            ),
+            "{text}"
+        );
     }
 }

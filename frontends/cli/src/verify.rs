@@ -5,12 +5,11 @@
 //! blob hashed while streaming and found among the committed outputs. It prints each step and
 //! exits 0 only when every one held.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use pyrsia_core::digest::{Digest, Hasher, Verification, Verifier};
+use pyrsia_core::digest::Digest;
 use pyrsia_core::light::{Connectivity, Freshness, LightClient, Policy};
 use pyrsia_core::manifest::Manifest;
 use pyrsia_core::media_type::MediaType;
@@ -21,6 +20,7 @@ use pyrsia_std::clock::unix_seconds;
 use crate::client::{DEFAULT_NODE, NodeClient};
 use crate::log::{checkpoint, entry, inclusion_proof};
 use crate::packages::PackageSpec;
+use crate::transfer::{hash_blob, hash_unknown};
 
 /// Verify an image against the transparency log, trusting only the genesis.
 #[derive(FromArgs, Debug)]
@@ -496,43 +496,4 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
 
 fn repository_path(image: &ImageRef<'_>) -> String {
     image.repository_path().to_string()
-}
-
-/// Streams a file and hashes it; returns its sha256 and size.
-fn hash_unknown(client: &NodeClient, path: &str) -> Result<(Digest, u64), String> {
-    let mut response = client.open(path, &[])?;
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) => return Err(format!("{path}: {e}")),
-        }
-    }
-    let size = hasher.len();
-    Ok((hasher.finish(), size))
-}
-
-/// Streams a blob and hashes it; returns its size.
-fn hash_blob(client: &NodeClient, path: &str, digest: Digest) -> Result<u64, String> {
-    let mut response = client.open(path, &[])?;
-    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-    let mut verifier = Verifier::new(digest);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => verifier.update(&buf[..n]),
-            Err(e) => return Err(format!("blob {digest}: {e}")),
-        }
-    }
-    let size = verifier.bytes_seen();
-    match verifier.finish() {
-        Verification::Match => Ok(size),
-        Verification::Mismatch { actual } => {
-            Err(format!("blob {digest}: the bytes served hash to {actual}"))
-        }
-    }
 }

@@ -53,12 +53,22 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "p2p-listen" => options.p2p_listen.clone(),
         "peer" => list(&options.peer),
         "no-mdns" => options.no_mdns.to_string(),
+        "max-upload-rate" => options
+            .max_upload_rate
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        "max-download-rate" => options
+            .max_download_rate
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        "max-peers" => options.max_peers.map(|n| n.to_string()).unwrap_or_default(),
         "edge-listen" => options
             .edge_listen
             .map(|a| a.to_string())
             .unwrap_or_default(),
         "round-timeout-ms" => options.round_timeout_ms.to_string(),
         "build-timeout" => options.build_timeout.to_string(),
+        "max-builds" => options.max_builds.to_string(),
         "checkpoint-refresh" => options.checkpoint_refresh.to_string(),
         "test-byzantine" => options
             .test_byzantine

@@ -154,6 +154,20 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub no_mdns: bool,
 
+    /// serve peers at most this many piece bytes per second in all (e.g. 10M; default
+    /// unlimited); a piece that would wait over 2 s is refused, and the peer asks elsewhere
+    #[argh(option, from_str_fn(parse_size))]
+    pub max_upload_rate: Option<u64>,
+
+    /// fetch at most this many piece bytes per second from peers in all (e.g. 50M; default
+    /// unlimited)
+    #[argh(option, from_str_fn(parse_size))]
+    pub max_download_rate: Option<u64>,
+
+    /// connections to peers established at once (default 1024)
+    #[argh(option)]
+    pub max_peers: Option<u32>,
+
     /// serve the edge protocol to edge caches on this TCP address (for example 0.0.0.0:7890;
     /// off by default): checkpoints, commit proofs and pieces, all verifiable by the asker
     #[argh(option)]
@@ -168,6 +182,14 @@ pub struct NodeOptions {
     /// (default 300)
     #[argh(option, default = "300")]
     pub build_timeout: u64,
+
+    /// builds (and rebuilds) this member runs at once when the network selects it (default
+    /// 4); further selections queue, fairly across requesters
+    #[argh(
+        option,
+        default = "pyrsia_core::consensus::limits::MAX_CONCURRENT_BUILDS"
+    )]
+    pub max_builds: usize,
 
     /// re-sign (sole member) or re-order (members) the latest checkpoint when it is older
     /// than this many seconds, so that light clients' freshness checks pass on a quiet log
@@ -250,6 +272,7 @@ impl NodeOptions {
             round_timeout: Duration::from_millis(self.round_timeout_ms.max(1)),
             build_timeout: Duration::from_secs(self.build_timeout.max(1)),
             checkpoint_refresh: Duration::from_secs(self.checkpoint_refresh.max(1)),
+            max_builds: self.max_builds.max(1),
             byzantine: self.test_byzantine,
         }
     }
@@ -395,9 +418,13 @@ mod tests {
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
             no_mdns: false,
+            max_upload_rate: None,
+            max_download_rate: None,
+            max_peers: None,
             edge_listen: None,
             round_timeout_ms: 3000,
             build_timeout: 300,
+            max_builds: 4,
             checkpoint_refresh: 3600,
             test_byzantine: None,
         };

@@ -421,6 +421,7 @@ impl Sim {
             round_timeout: Duration::from_secs(2),
             build_timeout: Duration::from_secs(20),
             checkpoint_refresh_secs: 30,
+            max_builds: pyrsia_core::consensus::limits::MAX_CONCURRENT_BUILDS,
             misbehaviour,
         }
     }

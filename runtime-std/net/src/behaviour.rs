@@ -51,8 +51,13 @@ pub(crate) struct Behaviour {
 }
 
 impl Behaviour {
-    /// Builds the behaviours for `key`; mDNS only when `mdns` is set.
-    pub(crate) fn new(key: &identity::Keypair, mdns: bool) -> Result<Behaviour, String> {
+    /// Builds the behaviours for `key`; mDNS only when `mdns` is set; at most `max_peers`
+    /// connections established.
+    pub(crate) fn new(
+        key: &identity::Keypair,
+        mdns: bool,
+        max_peers: u32,
+    ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(Duration::from_secs(30));
@@ -116,7 +121,7 @@ impl Behaviour {
             ),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
-                    .with_max_established(Some(MAX_CONNECTIONS))
+                    .with_max_established(Some(max_peers.min(MAX_CONNECTIONS)))
                     .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
             ),

@@ -15,6 +15,30 @@ pub struct NetConfig {
     pub peers: Vec<Multiaddr>,
     /// mDNS discovery on the LAN.
     pub mdns: bool,
+    /// What this node gives the network at most.
+    pub limits: NetLimits,
+}
+
+/// The operator's resource limits on peer traffic (`--max-upload-rate`,
+/// `--max-download-rate`, `--max-peers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetLimits {
+    /// Piece bytes per second served to peers, all together (0: unlimited).
+    pub max_upload_rate: u64,
+    /// Piece bytes per second fetched from peers, all together (0: unlimited).
+    pub max_download_rate: u64,
+    /// Connections established at once (a peer normally holds one).
+    pub max_peers: u32,
+}
+
+impl Default for NetLimits {
+    fn default() -> Self {
+        NetLimits {
+            max_upload_rate: 0,
+            max_download_rate: 0,
+            max_peers: crate::behaviour::MAX_CONNECTIONS,
+        }
+    }
 }
 
 impl NetConfig {
@@ -31,6 +55,7 @@ impl NetConfig {
             listen,
             peers,
             mdns,
+            limits: NetLimits::default(),
         })
     }
 }

@@ -11,6 +11,7 @@
 //! node sees it through [`pyrsia_std::network::NetworkView`]. libp2p's tokio transports run
 //! under smol through `async-compat`, in one module (`compat`).
 
+mod bandwidth;
 mod behaviour;
 pub mod codec;
 mod compat;
@@ -20,5 +21,5 @@ mod scoring;
 mod service;
 mod sync;
 
-pub use config::{DEFAULT_LISTEN, NetConfig};
+pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};
 pub use service::{Network, checkpoint_topic, dial_address, member_topic, start};

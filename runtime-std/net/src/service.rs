@@ -30,6 +30,7 @@ use pyrsia_std::store::{Store, StoreEvent};
 
 pub use members::member_topic;
 
+use crate::bandwidth::Shaper;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{SyncRequest, SyncResponse};
 use crate::config::NetConfig;
@@ -48,6 +49,8 @@ pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
 pub struct Network {
     status: Arc<Mutex<NetworkStatus>>,
     local_id: String,
+    /// `--max-download-rate`: piece requests wait for it.
+    download: Arc<Shaper>,
     commands: smol::channel::Sender<Command>,
     _thread: JoinHandle<()>,
 }
@@ -88,8 +91,15 @@ pub fn start(
     let status = Arc::new(Mutex::new(NetworkStatus {
         peer_id: local_id.clone(),
         mdns: config.mdns,
+        limits: pyrsia_std::network::PeerLimits {
+            max_upload_rate: config.limits.max_upload_rate,
+            max_download_rate: config.limits.max_download_rate,
+            max_peers: config.limits.max_peers,
+        },
         ..NetworkStatus::default()
     }));
+    let upload = Arc::new(Shaper::new(config.limits.max_upload_rate));
+    let download = Arc::new(Shaper::new(config.limits.max_download_rate));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let shared = status.clone();
     let (commands, command_rx) = smol::channel::unbounded();
@@ -110,6 +120,7 @@ pub fn start(
                 let mut event_loop =
                     EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source);
                 event_loop.member = member;
+                event_loop.upload = upload;
                 event_loop.run().await;
             });
         })
@@ -120,6 +131,7 @@ pub fn start(
     Ok(Network {
         status,
         local_id,
+        download,
         commands,
         _thread: thread,
     })
@@ -130,7 +142,7 @@ fn build(
     config: &NetConfig,
     log: &Log,
 ) -> Result<Swarm<Behaviour>, String> {
-    let mdns = config.mdns;
+    let (mdns, max_peers) = (config.mdns, config.limits.max_peers);
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -140,7 +152,8 @@ fn build(
         )
         .map_err(|e| format!("transport: {e}"))?
         .with_behaviour(|key| {
-            Behaviour::new(key, mdns).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            Behaviour::new(key, mdns, max_peers)
+                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
         })
         .map_err(|e| format!("behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
@@ -195,6 +208,8 @@ struct EventLoop {
     peer_limits: pyrsia_core::rate::PeerRequests<PeerId>,
     /// Piece and entry answers being prepared off the event loop.
     preparing: Arc<std::sync::atomic::AtomicUsize>,
+    /// `--max-upload-rate`: piece answers wait for it.
+    upload: Arc<Shaper>,
 }
 
 /// Where the answer to a piece request goes.
@@ -242,6 +257,7 @@ impl EventLoop {
             member: None,
             peer_limits: pyrsia_core::rate::PeerRequests::default(),
             preparing: Arc::default(),
+            upload: Arc::new(Shaper::new(0)),
         }
     }
 

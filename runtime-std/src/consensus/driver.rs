@@ -85,6 +85,7 @@ impl Driver {
             round_timeout: core_duration(config.round_timeout),
             build_timeout: core_duration(config.build_timeout),
             checkpoint_refresh_secs: config.checkpoint_refresh.as_secs(),
+            max_builds: config.max_builds,
             misbehaviour,
         };
         let saved = log.voting_state();

@@ -49,6 +49,8 @@ pub struct MemberConfig {
     /// How old the last final checkpoint may get before members order an empty batch that
     /// refreshes its time (light clients refuse stale checkpoints).
     pub checkpoint_refresh: Duration,
+    /// Builds run at once (`--max-builds`).
+    pub max_builds: usize,
     /// Test-only misbehaviour.
     pub byzantine: Option<Byzantine>,
 }
@@ -59,6 +61,7 @@ impl Default for MemberConfig {
             round_timeout: Duration::from_secs(3),
             build_timeout: Duration::from_secs(300),
             checkpoint_refresh: Duration::from_secs(3600),
+            max_builds: pyrsia_core::consensus::limits::MAX_CONCURRENT_BUILDS,
             byzantine: None,
         }
     }

@@ -68,6 +68,9 @@ pub struct NodeConfig {
     /// How old the last final checkpoint may get, in seconds, before members order an empty
     /// batch that refreshes its time (light clients refuse stale checkpoints).
     pub checkpoint_refresh_secs: u64,
+    /// Builds this member runs at once (`--max-builds`; at least 1); further selections
+    /// queue, fairly across requesters.
+    pub max_builds: usize,
     /// Test-only misbehaviour (byzantine member tests and adversaries of the simulation).
     pub misbehaviour: Option<Misbehaviour>,
 }
@@ -78,6 +81,7 @@ impl Default for NodeConfig {
             round_timeout: Duration::from_secs(3),
             build_timeout: Duration::from_secs(300),
             checkpoint_refresh_secs: 3600,
+            max_builds: crate::consensus::limits::MAX_CONCURRENT_BUILDS,
             misbehaviour: None,
         }
     }

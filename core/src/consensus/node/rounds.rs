@@ -6,7 +6,6 @@
 use alloc::vec::Vec;
 
 use crate::consensus::evidence::encode_evidence;
-use crate::consensus::limits::MAX_CONCURRENT_BUILDS;
 use crate::consensus::wire::MemberMessage;
 use crate::consensus::{BuildOutput, BuildRound, RoundState};
 use crate::digest::Digest;
@@ -266,7 +265,7 @@ impl MemberNode {
     }
 
     /// The round selected this member: the build waits its turn. Builds run at most
-    /// [`MAX_CONCURRENT_BUILDS`] at once, and the next one is always from the requester with
+    /// `max_builds` at once (default [`crate::consensus::limits::MAX_CONCURRENT_BUILDS`]), and the next one is always from the requester with
     /// the fewest builds so far, so a member requesting junk at full rate delays an honest
     /// request by at most one build per slot.
     pub(super) fn build(&mut self, log: &LogState, index: u64) {
@@ -284,7 +283,7 @@ impl MemberNode {
 
     /// Starts queued builds while there are free slots, fairly across requesters.
     pub(super) fn start_builds(&mut self, log: &LogState) {
-        while self.building.len() < MAX_CONCURRENT_BUILDS {
+        while self.building.len() < self.config.max_builds.max(1) {
             let next = self
                 .build_queue
                 .iter()

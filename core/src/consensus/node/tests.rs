@@ -334,7 +334,18 @@ fn one_members_proposals_fill_only_its_share_of_the_value_table() {
 
 #[test]
 fn builds_run_at_most_the_cap_at_once_and_the_next_starts_when_one_ends() {
-    let mut node = MemberNode::new(key(0), NodeConfig::default(), 1, None);
+    builds_run_at_most(crate::consensus::limits::MAX_CONCURRENT_BUILDS);
+    builds_run_at_most(1);
+    builds_run_at_most(7);
+}
+
+/// Twelve selections for a member whose `max_builds` is `cap`.
+fn builds_run_at_most(cap: usize) {
+    let config = NodeConfig {
+        max_builds: cap,
+        ..NodeConfig::default()
+    };
+    let mut node = MemberNode::new(key(0), config, 1, None);
     let mut log = genesis(1);
     node.tick(&log, at(0));
     let mut net = Net {
@@ -355,19 +366,12 @@ fn builds_run_at_most_the_cap_at_once_and_the_next_starts_when_one_ends() {
     net.tick(at(1200));
     log = net.logs[0].clone();
     assert_eq!(log.index().open_requests().count(), 12);
-    assert_eq!(
-        net.builds.len(),
-        crate::consensus::limits::MAX_CONCURRENT_BUILDS,
-        "at most the cap of builds at once"
-    );
+    assert_eq!(net.builds.len(), cap, "at most the cap of builds at once");
     // A finished build starts the next queued one.
     let (_, index, _) = net.builds.remove(0);
     net.nodes[0].built(&net.logs[0], at(1300), index, Err(()));
     net.settle(at(1300));
-    assert_eq!(
-        net.builds.len(),
-        crate::consensus::limits::MAX_CONCURRENT_BUILDS
-    );
+    assert_eq!(net.builds.len(), cap);
 }
 
 /// A `TagObservation` of `name:latest` by member `signers[0]`, signed by `signers`.

@@ -34,9 +34,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    if !options.peer.is_empty() || options.p2p_listen != DEFAULT_P2P_LISTEN {
+    let p2p_limits = options.max_upload_rate.is_some()
+        || options.max_download_rate.is_some()
+        || options.max_peers.is_some();
+    if !options.peer.is_empty() || options.p2p_listen != DEFAULT_P2P_LISTEN || p2p_limits {
         eprintln!(
-            "pyrsia-lite: --peer and --p2p-listen need the P2P network of the full node (`pyrsia node`)"
+            "pyrsia-lite: --peer, --p2p-listen and the peer limits need the P2P network of the full node (`pyrsia node`)"
         );
         return ExitCode::from(2);
     }

@@ -94,6 +94,10 @@ impl PeerNetwork for Network {
             .unwrap_or_default()
     }
 
+    fn download_delay(&self, bytes: u64) -> Duration {
+        self.download.delay(bytes)
+    }
+
     fn request_piece(
         &self,
         peer: &str,
@@ -294,12 +298,23 @@ impl EventLoop {
         };
         let source = self.source.clone();
         let served = self.served.clone();
+        let upload = self.upload.clone();
         smol::spawn(async move {
             let hint = fetch.map(|(host, repository)| FetchHint { host, repository });
             let answer = smol::unblock(move || source.piece(&request, hint.as_ref())).await;
             drop(slot);
             let response = match answer {
-                PieceAnswer::Data { total, bytes } => SyncResponse::Piece { total, bytes },
+                // --max-upload-rate: the piece waits its turn, or, when the turn is far off,
+                // the peer is told to look elsewhere.
+                PieceAnswer::Data { total, bytes } => match upload.admit(bytes.len() as u64) {
+                    Some(wait) => {
+                        if !wait.is_zero() {
+                            smol::Timer::after(wait).await;
+                        }
+                        SyncResponse::Piece { total, bytes }
+                    }
+                    None => SyncResponse::Missing,
+                },
                 PieceAnswer::Hashes(list) => SyncResponse::PieceHashes(list),
                 PieceAnswer::Missing => SyncResponse::Missing,
             };
