@@ -23,6 +23,9 @@ pub enum Fault {
         /// Keep the registry's digest header.
         keep_digest: bool,
     },
+    /// Hold each blob download this long before answering (a slow upstream), counting how
+    /// many are held at once ([`FaultProxy::most_held_at_once`]).
+    HoldBlobs(Duration),
 }
 
 /// What [`Fault::GarbleManifests`] serves instead of a manifest.
@@ -32,6 +35,7 @@ pub const GARBLED_MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"applicat
 pub struct FaultProxy {
     server: Arc<Server>,
     fault: Arc<Mutex<Fault>>,
+    held: Arc<Held>,
     workers: Vec<JoinHandle<()>>,
     /// Its port.
     pub port: u16,
@@ -43,6 +47,7 @@ impl FaultProxy {
         let server = Arc::new(Server::http("127.0.0.1:0").expect("proxy listen"));
         let port = server.server_addr().to_ip().expect("ip").port();
         let fault = Arc::new(Mutex::new(Fault::None));
+        let held = Arc::new(Held::default());
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -51,14 +56,23 @@ impl FaultProxy {
             .new_agent();
         let workers = (0..16)
             .map(|_| {
-                let (server, fault, agent, upstream) = (
+                let (server, fault, agent, upstream, held) = (
                     server.clone(),
                     fault.clone(),
                     agent.clone(),
                     upstream.to_string(),
+                    held.clone(),
                 );
                 std::thread::spawn(move || {
                     while let Ok(request) = server.recv() {
+                        // Copied out: the lock must not be held while the request waits.
+                        let current = *fault.lock().expect("fault lock");
+                        if let Fault::HoldBlobs(hold) = current
+                            && request.url().contains("/blobs/sha256:")
+                            && request.method().as_str() == "GET"
+                        {
+                            held.hold(hold);
+                        }
                         forward(&agent, &upstream, &fault, request);
                     }
                 })
@@ -67,6 +81,7 @@ impl FaultProxy {
         FaultProxy {
             server,
             fault,
+            held,
             workers,
             port,
         }
@@ -75,6 +90,11 @@ impl FaultProxy {
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The most blob downloads [`Fault::HoldBlobs`] held at once so far.
+    pub fn most_held_at_once(&self) -> usize {
+        self.held.most.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Changes what happens to the next blob downloads.
@@ -91,6 +111,23 @@ impl Drop for FaultProxy {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+    }
+}
+
+/// Blob downloads held now, and the most held at once.
+#[derive(Default)]
+struct Held {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Held {
+    fn hold(&self, hold: Duration) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        std::thread::sleep(hold);
+        self.now.fetch_sub(1, SeqCst);
     }
 }
 

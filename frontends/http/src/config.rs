@@ -80,6 +80,11 @@ pub struct ConfigFile {
 /// The options `pyrsia node` takes, with their kinds, read from its argh usage line (so
 /// there is one list, the struct's), without `--config` itself.
 pub fn keys() -> Vec<Key> {
+    static KEYS: std::sync::OnceLock<Vec<Key>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(read_keys).clone()
+}
+
+fn read_keys() -> Vec<Key> {
     let help = NodeOptions::from_args(&["node"], &["--help"])
         .err()
         .map(|early| early.output)
@@ -107,7 +112,7 @@ pub fn keys() -> Vec<Key> {
     keys
 }
 
-/// Option names live for the whole run; the list is built once or twice per process.
+/// Option names live for the whole run; the list is built once per process.
 fn leak(name: &str) -> &'static str {
     Box::leak(name.to_string().into_boxed_str())
 }

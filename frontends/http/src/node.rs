@@ -47,6 +47,8 @@ pub struct Node {
     pub reproduced_only: bool,
     /// The data dir (where the node key lives).
     pub data_dir: std::path::PathBuf,
+    /// Builds a member runs at once (`--max-builds`).
+    pub max_builds: usize,
     network: OnceLock<Arc<dyn NetworkView>>,
 }
 
@@ -81,6 +83,9 @@ pub struct LogStatus {
     /// Whether this node rebuilds PyPI releases from source.
     #[serde(default)]
     pub rebuilds: bool,
+    /// Builds this node runs at once as a member (`--max-builds`).
+    #[serde(default)]
+    pub max_builds: usize,
 }
 
 impl Node {
@@ -233,6 +238,7 @@ impl Node {
             verified_only: options.verified_only || options.reproduced_only,
             reproduced_only: options.reproduced_only,
             data_dir,
+            max_builds: options.max_builds.max(1),
             network: OnceLock::new(),
         })
     }
@@ -351,6 +357,7 @@ impl Node {
             verified_only: self.verified_only,
             reproduced_only: self.reproduced_only,
             rebuilds: self.packages.rebuilder.is_some(),
+            max_builds: self.max_builds,
         }
     }
 }
