@@ -9,8 +9,6 @@ use std::time::Instant;
 
 use argh::FromArgs;
 use pyrsia_core::digest::Digest;
-use pyrsia_core::manifest::Manifest;
-use pyrsia_core::media_type::MediaType;
 use pyrsia_core::reference::ImageRef;
 
 use crate::client::{DEFAULT_NODE, NodeClient};
@@ -35,10 +33,7 @@ pub(crate) struct PrefetchCmd {
     node: String,
 }
 
-/// The most manifests one image may have (an index and its children).
-const MAX_MANIFESTS: usize = 256;
-/// The largest manifest read.
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+use crate::transfer::{MAX_MANIFESTS, fetch_manifest};
 
 pub(crate) fn run(cmd: &PrefetchCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
@@ -143,46 +138,4 @@ fn wanted(platform: Option<&str>, child: &pyrsia_core::manifest::Descriptor) -> 
             None => platform == name,
         }
     })
-}
-
-/// Fetches a manifest through the node and checks its bytes against `expected` (or the
-/// node's `Docker-Content-Digest`); returns its digest and parsed form.
-fn fetch_manifest(
-    client: &NodeClient,
-    path: &str,
-    ns: &str,
-    reference: &str,
-    expected: Option<Digest>,
-) -> Result<(Digest, Manifest), String> {
-    let accept = MediaType::PULLABLE.map(MediaType::as_str).join(", ");
-    let mut response = client.open(
-        &format!("/v2/{path}/manifests/{reference}{ns}"),
-        &[("Accept", &accept)],
-    )?;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let content_type = header("content-type");
-    let announced = header("docker-content-digest").and_then(|d| Digest::parse(&d).ok());
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(MAX_MANIFEST_BYTES)
-        .read_to_vec()
-        .map_err(|e| format!("manifest {reference}: {e}"))?;
-    let digest = Digest::sha256(&body);
-    if let Some(claimed) = expected.or(announced)
-        && claimed != digest
-    {
-        return Err(format!(
-            "manifest {reference}: the bytes served hash to {digest}, not {claimed}"
-        ));
-    }
-    let manifest = Manifest::parse(&body, content_type.as_deref())
-        .map_err(|e| format!("manifest {reference}: {e}"))?;
-    Ok((digest, manifest))
 }

@@ -4,12 +4,18 @@
 use std::io::Read;
 
 use pyrsia_core::digest::{Digest, Hasher, Verification, Verifier};
+use pyrsia_core::manifest::Manifest;
+use pyrsia_core::media_type::MediaType;
 
 use crate::client::NodeClient;
 use crate::progress::ByteProgress;
 
 /// Bytes read per call.
 const CHUNK: usize = 256 * 1024;
+/// The most manifests one image may have (an index and its children).
+pub(crate) const MAX_MANIFESTS: usize = 256;
+/// The largest manifest read.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 /// The `Content-Length` of a response, if it has one.
 fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
@@ -74,4 +80,46 @@ pub(crate) fn hash_unknown(client: &NodeClient, path: &str) -> Result<(Digest, u
 pub(crate) fn short(digest: &Digest) -> String {
     let text = digest.to_string();
     text.chars().take(19).collect()
+}
+
+/// Fetches a manifest through the node and checks its bytes against `expected` (or the
+/// node's `Docker-Content-Digest`); returns its digest and parsed form.
+pub(crate) fn fetch_manifest(
+    client: &NodeClient,
+    path: &str,
+    ns: &str,
+    reference: &str,
+    expected: Option<Digest>,
+) -> Result<(Digest, Manifest), String> {
+    let accept = MediaType::PULLABLE.map(MediaType::as_str).join(", ");
+    let mut response = client.open(
+        &format!("/v2/{path}/manifests/{reference}{ns}"),
+        &[("Accept", &accept)],
+    )?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header("content-type");
+    let announced = header("docker-content-digest").and_then(|d| Digest::parse(&d).ok());
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_MANIFEST_BYTES)
+        .read_to_vec()
+        .map_err(|e| format!("manifest {reference}: {e}"))?;
+    let digest = Digest::sha256(&body);
+    if let Some(claimed) = expected.or(announced)
+        && claimed != digest
+    {
+        return Err(format!(
+            "manifest {reference}: the bytes served hash to {digest}, not {claimed}"
+        ));
+    }
+    let manifest = Manifest::parse(&body, content_type.as_deref())
+        .map_err(|e| format!("manifest {reference}: {e}"))?;
+    Ok((digest, manifest))
 }

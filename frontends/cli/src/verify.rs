@@ -11,8 +11,6 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use pyrsia_core::digest::Digest;
 use pyrsia_core::light::{Connectivity, Freshness, LightClient, Policy};
-use pyrsia_core::manifest::Manifest;
-use pyrsia_core::media_type::MediaType;
 use pyrsia_core::reference::ImageRef;
 use pyrsia_core::tlog::entry::{ECOSYSTEM_DOCKER, Entry};
 use pyrsia_std::clock::unix_seconds;
@@ -20,7 +18,7 @@ use pyrsia_std::clock::unix_seconds;
 use crate::client::{DEFAULT_NODE, NodeClient};
 use crate::log::{checkpoint, entry, inclusion_proof};
 use crate::packages::PackageSpec;
-use crate::transfer::{hash_blob, hash_unknown};
+use crate::transfer::{MAX_MANIFESTS, fetch_manifest, hash_blob, hash_unknown};
 
 /// Verify an image against the transparency log, trusting only the genesis.
 #[derive(FromArgs, Debug)]
@@ -50,11 +48,6 @@ pub(crate) struct VerifyCmd {
     #[argh(switch)]
     require_reproduced: bool,
 }
-
-/// The most manifests followed in one image.
-const MAX_MANIFESTS: usize = 256;
-/// The largest manifest read.
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 
 pub(crate) fn run(cmd: &VerifyCmd) -> ExitCode {
     if cmd.ecosystem != "docker" {
@@ -449,30 +442,7 @@ fn verify(cmd: &VerifyCmd, image: &ImageRef<'_>) -> Result<String, String> {
         if !outputs.contains(&d) {
             return Err(format!("manifest {d} is not among the committed outputs"));
         }
-        let accept = MediaType::PULLABLE.map(MediaType::as_str).join(", ");
-        let mut response = client.open(
-            &format!("/v2/{path}/manifests/{d}{ns}"),
-            &[("Accept", &accept)],
-        )?;
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST_BYTES)
-            .read_to_vec()
-            .map_err(|e| format!("manifest {d}: {e}"))?;
-        if Digest::sha256(&body) != d {
-            return Err(format!(
-                "manifest {d}: the bytes served hash to {}",
-                Digest::sha256(&body)
-            ));
-        }
-        let manifest = Manifest::parse(&body, content_type.as_deref())
-            .map_err(|e| format!("manifest {d}: {e}"))?;
+        let (_, manifest) = fetch_manifest(&client, &path, &ns, &d.to_string(), Some(d))?;
         step("manifest", format!("{d} hashed, committed: ok"));
         if manifest.is_index() {
             manifests.extend(manifest.manifests().iter().map(|m| m.digest));
