@@ -123,6 +123,45 @@ fn file_then_environment_then_flags_configure_a_real_node() {
     assert!(shown.contains("http-workers = 128  # default"), "{shown}");
     drop(node);
 
+    // `pyrsia config edit` runs $EDITOR on a draft: a good edit replaces the file, a bad one
+    // leaves it and keeps the draft.
+    let edit = |editor: &str| {
+        Command::new(binary("pyrsia"))
+            .args(["config", "--config", config_arg, "edit"])
+            .env_remove("VISUAL")
+            .env("EDITOR", editor)
+            .output()
+            .unwrap()
+    };
+    let out = edit("sed -i s/1G/3G/");
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("max-disk = \"3G\"")
+    );
+    let out = edit("sed -i s/max-disk/max-disque/");
+    assert!(
+        !out.status.success(),
+        "a draft with an unknown key is refused"
+    );
+    assert!(
+        output_text(&out).contains("unknown key `max-disque`"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        output_text(&out).contains("your draft is kept in"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("max-disk = \"3G\""),
+        "the refused edit left the file as it was"
+    );
+
     // A typo stops the node before it serves, naming file, line and key.
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("max-disck = \"3G\"\n");
