@@ -60,3 +60,5 @@ pub mod tlog;
 pub mod wire;
 
 pub mod percent;
+#[cfg(feature = "alloc")]
+pub mod piece_schedule;

@@ -7,14 +7,18 @@
 //! The network itself is behind [`PeerNetwork`] so that the mirror needs no libp2p (the full
 //! node's `pyrsia-net` implements it) and the scheduling is unit-tested without one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
+use pyrsia_core::piece_schedule::{
+    Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig,
+};
 use pyrsia_core::pieces::piece_count;
+use pyrsia_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use pyrsia_core::tlog::{Hash, leaf_hash};
 
 /// Bytes per piece.
@@ -30,8 +34,6 @@ pub const PIECE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const UPSTREAM_PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for providers before giving up on peers.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Failures after which a peer is dropped from a download.
-const MAX_FAILURES: u32 = 2;
 
 /// A request for part of a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,19 +151,6 @@ pub fn upstream_fetcher(network: &dyn PeerNetwork, digest: &Digest) -> Option<St
     (winner != local.as_bytes()).then(|| String::from_utf8_lossy(winner).into_owned())
 }
 
-struct Provider {
-    id: String,
-    in_flight: usize,
-    failures: u32,
-    dropped: bool,
-}
-
-struct InFlight {
-    offset: u64,
-    provider: usize,
-    sent: Instant,
-}
-
 /// What looking for a blob among the peers found.
 pub enum PeerLookup {
     /// Providers answered: the blob's size and a reader over it.
@@ -183,32 +172,42 @@ impl PeerLookup {
     }
 }
 
-/// An in-order reader over a blob fetched in pieces from several peers.
+/// Tags of the requests made before the schedule exists (hash list, first piece, size
+/// check): far above the schedule's own, so the two never meet.
+const HANDSHAKE_TAGS: u64 = 1 << 63;
+
+/// An in-order reader over a blob fetched in pieces from several peers: the IO around core's
+/// [`PieceSchedule`], which decides what to ask of whom, what an answer is worth and whom to
+/// blame. Before it can, this reader learns the blob's size from a first piece (and, for a
+/// blob whose piece root the log commits, the piece hash list).
 pub struct PieceFetcher {
     network: Arc<dyn PeerNetwork>,
     digest: Digest,
     total: u64,
-    providers: Vec<Provider>,
-    /// Next offset never requested yet.
-    next: u64,
-    /// Offsets to request again (their peer failed).
-    retry: VecDeque<u64>,
-    in_flight: HashMap<u64, InFlight>,
-    ready: BTreeMap<u64, Vec<u8>>,
+    /// Every provider found, and whether the handshake gave it up.
+    ids: Vec<String>,
+    dropped: Vec<bool>,
+    /// The schedule, once the size is known; its peers are `scheduled[i]` of `ids`.
+    schedule: Option<PieceSchedule>,
+    scheduled: Vec<usize>,
+    /// Pieces in, by index, waiting to be read.
+    ready: BTreeMap<u32, Vec<u8>>,
     /// Offset of the next byte to hand out, and the piece being handed out.
     position: u64,
     current: Vec<u8>,
     current_at: usize,
-    next_tag: u64,
+    next_handshake_tag: u64,
     replies: Receiver<PieceReply>,
     sender: Sender<PieceReply>,
     /// Who served each piece (for blame when the whole blob does not match).
-    served_by: BTreeMap<u64, usize>,
+    served_by: BTreeMap<u32, usize>,
     hint: Option<FetchHint>,
     timeout: Duration,
     /// Every piece's leaf hash, checked against the committed piece root: each piece is
     /// checked on arrival, and a bad one costs its peer, not the blob.
     expected: Option<Vec<Hash>>,
+    /// The schedule's clock: core instants are microseconds since this.
+    epoch: Instant,
 }
 
 impl PieceFetcher {
@@ -288,101 +287,199 @@ impl PieceFetcher {
             return None;
         }
         let (sender, replies) = mpsc::channel();
-        let fetcher = PieceFetcher {
+        Some(PieceFetcher {
             network,
             digest,
             total: 0,
-            providers: providers
-                .into_iter()
-                .map(|id| Provider {
-                    id,
-                    in_flight: 0,
-                    failures: 0,
-                    dropped: false,
-                })
-                .collect(),
-            next: offset,
-            retry: VecDeque::new(),
-            in_flight: HashMap::new(),
+            dropped: vec![false; providers.len()],
+            ids: providers,
+            schedule: None,
+            scheduled: Vec::new(),
             ready: BTreeMap::new(),
             position: offset,
             current: Vec::new(),
             current_at: 0,
-            next_tag: 0,
+            next_handshake_tag: HANDSHAKE_TAGS,
             replies,
             sender,
             served_by: BTreeMap::new(),
             hint,
             timeout,
             expected: None,
-        };
-        Some(fetcher)
+            epoch: Instant::now(),
+        })
+    }
+
+    fn now(&self) -> CoreInstant {
+        CoreInstant::from_micros(
+            u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Asks provider `i` for `request` outside the schedule and waits for that answer alone
+    /// (`None`: no answer within the timeout).
+    fn ask(&mut self, i: usize, request: PieceRequest) -> Option<Result<PieceAnswer, String>> {
+        // --max-download-rate holds for these pieces too.
+        let wait = self.network.download_delay(u64::from(request.len));
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        let tag = self.next_handshake_tag;
+        self.next_handshake_tag += 1;
+        let id = self.ids[i].clone();
+        self.network
+            .request_piece(&id, request, self.hint.as_ref(), tag, self.sender.clone());
+        loop {
+            match self.replies.recv_timeout(self.timeout) {
+                Ok(reply) if reply.tag == tag => return Some(reply.result),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// The piece hash list from the first provider whose list hashes to `root`; providers
     /// with another list are penalised.
     fn hash_list(&mut self, root: Hash) -> Option<Vec<Hash>> {
-        for i in 0..self.providers.len() {
-            let tag = self.next_tag;
-            self.next_tag += 1;
+        for i in 0..self.ids.len() {
             let request = PieceRequest {
                 digest: self.digest,
                 offset: 0,
                 len: 0,
                 hashes: true,
             };
-            let id = self.providers[i].id.clone();
-            self.network
-                .request_piece(&id, request, None, tag, self.sender.clone());
-            let reply = loop {
-                match self.replies.recv_timeout(self.timeout) {
-                    Ok(reply) if reply.tag == tag => break Some(reply),
-                    Ok(_) => continue,
-                    Err(_) => break None,
-                }
-            };
-            match reply.map(|r| r.result) {
+            match self.ask(i, request) {
                 Some(Ok(PieceAnswer::Hashes(list)))
                     if pyrsia_core::pieces::piece_root(&list) == root =>
                 {
                     return Some(list);
                 }
                 Some(Ok(PieceAnswer::Hashes(_))) => {
-                    self.network
-                        .penalise(&id, "piece hash list does not match the committed root");
-                    self.providers[i].dropped = true;
+                    self.network.penalise(
+                        &self.ids[i],
+                        "piece hash list does not match the committed root",
+                    );
+                    self.dropped[i] = true;
                 }
-                _ => self.providers[i].dropped = true,
+                _ => self.dropped[i] = true,
             }
         }
         None
     }
 
-    /// Fetches the first piece, which tells the size; asks providers one by one until one
-    /// has it.
+    /// Fetches the first piece, which tells the size, asking providers one by one until one
+    /// answers it well; then starts the schedule with every provider still usable.
     fn first_piece(mut self) -> PeerLookup {
-        let offset = self.next;
-        for i in 0..self.providers.len() {
-            if self.providers[i].dropped {
+        let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
+        let offset = u64::from(piece) * u64::from(PIECE_LEN);
+        for i in 0..self.ids.len() {
+            if self.dropped[i] {
                 continue;
             }
-            let len = self.piece_len(offset);
-            self.send(i, offset, len);
-            self.next = offset + u64::from(PIECE_LEN);
-            match self.wait_one() {
-                Ok(()) if !self.ready.is_empty() || self.total > 0 => {
-                    if self.expected.is_none() && !self.size_confirmed(i) {
-                        return PeerLookup::Disputed;
-                    }
-                    return PeerLookup::Found(self.total, Box::new(self));
+            let request = PieceRequest {
+                digest: self.digest,
+                offset,
+                len: PIECE_LEN,
+                hashes: false,
+            };
+            let (total, bytes) = match self.ask(i, request) {
+                Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes),
+                Some(Ok(PieceAnswer::Hashes(_))) => {
+                    self.reject(i, offset, "answered bytes with hashes", true);
+                    continue;
                 }
-                _ => {
-                    self.next = offset;
-                    self.retry.clear();
+                Some(Err(why)) => {
+                    tracing::info!(peer = %self.ids[i], digest = %self.digest, why, "first piece failed; asking another peer");
+                    continue;
                 }
+                Some(Ok(PieceAnswer::Missing)) => {
+                    self.dropped[i] = true;
+                    continue;
+                }
+                None => {
+                    tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece stalled; its peer is given up, another asked");
+                    self.dropped[i] = true;
+                    continue;
+                }
+            };
+            if let Some(why) = self.first_piece_fault(offset, total, &bytes) {
+                self.reject(i, offset, why.0, why.1);
+                continue;
             }
+            self.total = total;
+            if self.expected.is_none() && !self.size_confirmed(i) {
+                return PeerLookup::Disputed;
+            }
+            self.start_schedule(piece, i, bytes);
+            return PeerLookup::Found(self.total, Box::new(self));
         }
         PeerLookup::NotFound
+    }
+
+    /// What is wrong with a first piece at `offset` claiming `total`, and whether it proves
+    /// its peer lied: a size the piece list contradicts, a wrong length, a wrong hash.
+    fn first_piece_fault(
+        &self,
+        offset: u64,
+        total: u64,
+        bytes: &[u8],
+    ) -> Option<(&'static str, bool)> {
+        if total <= offset
+            || self
+                .expected
+                .as_ref()
+                .is_some_and(|list| list.len() as u64 != piece_count(total))
+        {
+            let proven = pyrsia_core::pieces::size_contradiction_proven(self.expected.is_some());
+            return Some(("claims another blob size", proven));
+        }
+        if bytes.len() as u64 != (total - offset).min(u64::from(PIECE_LEN)) {
+            return Some(("piece of the wrong size", true));
+        }
+        let index = (offset / u64::from(PIECE_LEN)) as usize;
+        if self
+            .expected
+            .as_ref()
+            .is_some_and(|list| list.get(index) != Some(&leaf_hash(bytes)))
+        {
+            return Some(("piece does not match its hash", true));
+        }
+        None
+    }
+
+    fn reject(&mut self, i: usize, offset: u64, why: &str, blame: bool) {
+        if blame {
+            self.network.penalise(&self.ids[i], why);
+        }
+        self.dropped[i] = true;
+        tracing::info!(peer = %self.ids[i], digest = %self.digest, offset, why, "piece failed; asking another peer");
+    }
+
+    /// The schedule over the usable providers, with the first piece (from provider `from`) in.
+    fn start_schedule(&mut self, piece: u32, from: usize, bytes: Vec<u8>) {
+        self.scheduled = (0..self.ids.len()).filter(|&i| !self.dropped[i]).collect();
+        let peers = self.scheduled.iter().map(|_| Have::All).collect();
+        let config = ScheduleConfig {
+            window: WINDOW,
+            per_peer: PER_PEER,
+            timeout: CoreDuration::from_micros(
+                u64::try_from(self.timeout.as_micros()).unwrap_or(u64::MAX),
+            ),
+        };
+        // Tie-breaks differ between nodes and downloads (std's per-process random keys).
+        let seed = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write(self.digest.as_bytes());
+            hasher.finish()
+        };
+        let mut schedule =
+            PieceSchedule::new(self.total, piece, peers, self.expected.clone(), config)
+                .with_seed(seed);
+        schedule.accept_outside(piece);
+        self.schedule = Some(schedule);
+        self.ready.insert(piece, bytes);
+        self.served_by.insert(piece, from);
     }
 
     /// Without a piece list nothing proves the size the first answer claimed, and every reader
@@ -390,32 +487,18 @@ impl PieceFetcher {
     /// first byte, and when the two disagree the peers are given up for this blob and nobody
     /// is blamed (either may be the liar). `first` is the provider that answered first.
     fn size_confirmed(&mut self, first: usize) -> bool {
-        let Some(other) =
-            (0..self.providers.len()).find(|&j| j != first && !self.providers[j].dropped)
-        else {
+        let Some(other) = (0..self.ids.len()).find(|&j| j != first && !self.dropped[j]) else {
             return true;
         };
-        let tag = self.next_tag;
-        self.next_tag += 1;
         let request = PieceRequest {
             digest: self.digest,
             offset: 0,
             len: 1,
             hashes: false,
         };
-        let id = self.providers[other].id.clone();
-        self.network
-            .request_piece(&id, request, None, tag, self.sender.clone());
-        let answer = loop {
-            match self.replies.recv_timeout(self.timeout) {
-                Ok(reply) if reply.tag == tag => break Some(reply.result),
-                Ok(_) => continue,
-                Err(_) => break None,
-            }
-        };
-        match answer {
+        match self.ask(other, request) {
             Some(Ok(PieceAnswer::Data { total, .. })) if total != self.total => {
-                tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.providers[first].id, other_peer = %id, "peers disagree on the blob's size; not fetching it from peers");
+                tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.ids[first], other_peer = %self.ids[other], "peers disagree on the blob's size; not fetching it from peers");
                 false
             }
             _ => true,
@@ -427,170 +510,129 @@ impl PieceFetcher {
         let mut ids: Vec<String> = self
             .served_by
             .values()
-            .map(|&i| self.providers[i].id.clone())
+            .map(|&i| self.ids[i].clone())
             .collect();
         ids.sort();
         ids.dedup();
         ids
     }
 
-    fn piece_len(&self, offset: u64) -> u32 {
-        if self.total == 0 {
-            return PIECE_LEN;
-        }
-        u32::try_from((self.total - offset).min(u64::from(PIECE_LEN))).unwrap_or(PIECE_LEN)
-    }
-
-    fn send(&mut self, provider: usize, offset: u64, len: u32) {
-        // --max-download-rate: wait for the budget before the request leaves, so that the
-        // wait is never taken for the peer's slowness.
-        let wait = self.network.download_delay(u64::from(len));
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.providers[provider].in_flight += 1;
-        self.in_flight.insert(
-            tag,
-            InFlight {
-                offset,
-                provider,
-                sent: Instant::now(),
-            },
-        );
-        let request = PieceRequest {
-            digest: self.digest,
-            offset,
-            len,
-            hashes: false,
-        };
-        self.network.request_piece(
-            &self.providers[provider].id,
-            request,
-            self.hint.as_ref(),
-            tag,
-            self.sender.clone(),
-        );
-    }
-
-    /// Requests pieces until the window is full or nothing is left to ask.
+    /// Sends what the schedule asks for now, each after the download budget allows it.
     fn fill(&mut self) {
-        while self.in_flight.len() + self.ready.len() < WINDOW {
-            let offset = match self.retry.front() {
-                Some(&o) => o,
-                None if self.next < self.total => self.next,
-                None => return,
-            };
-            let Some(provider) = self
-                .providers
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| !p.dropped && p.in_flight < PER_PEER)
-                .min_by_key(|(_, p)| (p.in_flight, p.failures))
-                .map(|(i, _)| i)
-            else {
-                return;
-            };
-            if self.retry.pop_front().is_none() {
-                self.next += u64::from(PIECE_LEN);
+        let now = self.now();
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        let requests = schedule.next_requests(now);
+        for request in requests {
+            // --max-download-rate: wait for the budget before the request leaves; the
+            // schedule's timeout counts from when it does.
+            let wait = self.network.download_delay(u64::from(request.len));
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+                let now = self.now();
+                if let Some(schedule) = self.schedule.as_mut() {
+                    schedule.sent(request.tag, now);
+                }
             }
-            let len = self.piece_len(offset);
-            self.send(provider, offset, len);
+            let id = &self.ids[self.scheduled[request.peer]];
+            self.network.request_piece(
+                id,
+                PieceRequest {
+                    digest: self.digest,
+                    offset: request.offset,
+                    len: request.len,
+                    hashes: false,
+                },
+                self.hint.as_ref(),
+                request.tag,
+                self.sender.clone(),
+            );
         }
     }
 
-    fn fail(&mut self, provider: usize, offset: u64, why: &str, penalise: bool) {
-        let p = &mut self.providers[provider];
-        p.failures += 1;
-        if penalise {
-            self.network.penalise(&p.id, why);
-        }
-        if p.failures >= MAX_FAILURES || penalise {
-            p.dropped = true;
-        }
-        tracing::info!(peer = %p.id, digest = %self.digest, offset, why, "piece failed; asking another peer");
-        self.retry.push_back(offset);
-    }
-
-    /// Waits for one reply (or a stall) and files it.
+    /// Waits for one reply (or the next deadline) and files it with the schedule.
     fn wait_one(&mut self) -> io::Result<()> {
-        if self.providers.iter().all(|p| p.dropped) {
+        let Some(schedule) = self.schedule.as_ref() else {
+            return Err(io::Error::other("no peer could deliver the blob"));
+        };
+        if schedule.is_stuck() {
             return Err(io::Error::other("no peer could deliver the blob"));
         }
-        match self.replies.recv_timeout(self.timeout) {
+        let wait = schedule
+            .next_deadline()
+            .map(|deadline| {
+                Duration::from_micros(deadline.saturating_since(self.now()).as_micros())
+            })
+            .unwrap_or(self.timeout);
+        match self.replies.recv_timeout(wait) {
+            Ok(reply) if reply.tag >= HANDSHAKE_TAGS => Ok(()),
             Ok(reply) => {
-                let Some(request) = self.in_flight.remove(&reply.tag) else {
-                    return Ok(());
-                };
-                let provider = request.provider;
-                self.providers[provider].in_flight -= 1;
-                match reply.result {
-                    Ok(PieceAnswer::Data { total, bytes }) => {
-                        // The first answer sets the size, unless it contradicts the piece list.
-                        let plausible = self
-                            .expected
-                            .as_ref()
-                            .is_none_or(|list| list.len() as u64 == piece_count(total));
-                        if self.total == 0 && total > request.offset && plausible {
-                            self.total = total;
-                        }
-                        let expected = self.piece_len(request.offset) as usize;
-                        let index = (request.offset / u64::from(PIECE_LEN)) as usize;
-                        let listed = self.expected.as_ref().map(|list| {
-                            list.len() as u64 == piece_count(total)
-                                && list.get(index) == Some(&leaf_hash(&bytes))
-                        });
-                        if total != self.total {
-                            // Only a piece list proves which size is right; without one this
-                            // peer is not used further but not blamed either.
-                            let proven = pyrsia_core::pieces::size_contradiction_proven(
-                                self.expected.is_some(),
-                            );
-                            self.fail(provider, request.offset, "claims another blob size", proven);
-                            self.providers[provider].dropped = true;
-                        } else if bytes.len() != expected {
-                            self.fail(provider, request.offset, "piece of the wrong size", true);
-                        } else if listed == Some(false) {
-                            self.fail(
-                                provider,
-                                request.offset,
-                                "piece does not match its hash",
-                                true,
-                            );
-                        } else {
-                            self.served_by.insert(request.offset, provider);
-                            self.ready.insert(request.offset, bytes);
-                        }
-                    }
-                    Ok(PieceAnswer::Hashes(_)) => {
-                        self.fail(provider, request.offset, "answered bytes with hashes", true);
-                    }
-                    Ok(PieceAnswer::Missing) => {
-                        self.providers[provider].dropped = true;
-                        self.retry.push_back(request.offset);
-                    }
-                    Err(why) => self.fail(provider, request.offset, &why, false),
-                }
+                self.file(reply);
                 Ok(())
             }
             Err(RecvTimeoutError::Timeout) => {
-                let stalled: Vec<u64> = self
-                    .in_flight
-                    .iter()
-                    .filter(|(_, r)| r.sent.elapsed() >= self.timeout)
-                    .map(|(&tag, _)| tag)
-                    .collect();
-                for tag in stalled {
-                    if let Some(request) = self.in_flight.remove(&tag) {
-                        self.providers[request.provider].in_flight -= 1;
-                        self.providers[request.provider].dropped = true;
-                        self.fail(request.provider, request.offset, "stalled", false);
+                let now = self.now();
+                if let Some(schedule) = self.schedule.as_mut() {
+                    for tag in schedule.handle_timeout(now) {
+                        tracing::info!(digest = %self.digest, tag, "piece stalled; its peer is given up, the piece asked elsewhere");
                     }
                 }
                 Ok(())
             }
             Err(RecvTimeoutError::Disconnected) => Err(io::Error::other("network gone")),
+        }
+    }
+
+    /// Files one reply with the schedule, keeping the bytes of a good piece and penalising
+    /// a peer the schedule blames.
+    fn file(&mut self, reply: PieceReply) {
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        let tag = reply.tag;
+        let blamed = match reply.result {
+            Ok(PieceAnswer::Data { total, bytes }) => {
+                let answer = CoreAnswer {
+                    total,
+                    len: bytes.len() as u64,
+                    // Only a known piece list needs the leaf hash.
+                    leaf: if self.expected.is_some() {
+                        leaf_hash(&bytes)
+                    } else {
+                        Hash::default()
+                    },
+                };
+                match schedule.handle_piece(tag, answer) {
+                    Filed::Accepted { piece, peer, .. } => {
+                        self.served_by.insert(piece, self.scheduled[peer]);
+                        self.ready.insert(piece, bytes);
+                        None
+                    }
+                    Filed::Rejected { peer, blame } => {
+                        let why = blame.unwrap_or("claims another blob size");
+                        tracing::info!(peer = %self.ids[self.scheduled[peer]], digest = %self.digest, why, "piece failed; asking another peer");
+                        blame.map(|why| (peer, why))
+                    }
+                    Filed::Unknown => None,
+                }
+            }
+            Ok(PieceAnswer::Hashes(_)) => schedule
+                .handle_failure(tag, true)
+                .map(|peer| (peer, "answered bytes with hashes")),
+            Ok(PieceAnswer::Missing) => {
+                schedule.handle_missing(tag);
+                None
+            }
+            Err(why) => {
+                if let Some(peer) = schedule.handle_failure(tag, false) {
+                    tracing::info!(peer = %self.ids[self.scheduled[peer]], digest = %self.digest, why, "piece failed; asking another peer");
+                }
+                None
+            }
+        };
+        if let Some((peer, why)) = blamed {
+            self.network.penalise(&self.ids[self.scheduled[peer]], why);
         }
     }
 }
@@ -602,15 +644,22 @@ impl Read for PieceFetcher {
                 let n = buf.len().min(self.current.len() - self.current_at);
                 buf[..n].copy_from_slice(&self.current[self.current_at..self.current_at + n]);
                 self.current_at += n;
+                self.position += n as u64;
                 return Ok(n);
             }
             if self.position >= self.total {
                 return Ok(0);
             }
-            if let Some(bytes) = self.ready.remove(&self.position) {
-                self.position += bytes.len() as u64;
+            let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
+            if let Some(bytes) = self.ready.remove(&piece) {
+                if let Some(schedule) = self.schedule.as_mut() {
+                    let delivered = schedule.take_deliverable();
+                    debug_assert_eq!(delivered, Some(piece));
+                }
+                // A read may start inside the piece (a resumed download).
+                let skip = (self.position - u64::from(piece) * u64::from(PIECE_LEN)) as usize;
                 self.current = bytes;
-                self.current_at = 0;
+                self.current_at = skip.min(self.current.len());
                 continue;
             }
             self.fill();

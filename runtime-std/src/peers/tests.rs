@@ -1,5 +1,6 @@
 //! The piece scheduler against a fake network (peers that serve, stall, lie or lack the blob).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;

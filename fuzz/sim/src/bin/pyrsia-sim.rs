@@ -416,17 +416,18 @@ fn cpu_seconds() -> f64 {
 
 fn pieces(seed: u64) {
     println!(
-        "blob of 200 pieces; each node sends and receives 4 pieces per tick; upstream 4 pieces per tick; seed {seed}"
+        "blob of 200 pieces; core's PieceSchedule on every node, a view of 16 peers plus the fetcher; each node sends 4 pieces per tick; upstream 4 pieces per tick; seed {seed}"
     );
     println!();
     println!("| nodes | from the fetcher: ticks | swarm: ticks | upstream pieces | peer pieces |");
     println!("|---:|---:|---:|---:|---:|");
-    for nodes in [4, 31, 100, 1000, 3000] {
+    for nodes in [4, 31, 100, 1000] {
         let params = Params {
             nodes,
             pieces: 200,
             link: 4,
             upstream: 4,
+            view: 16,
             seed,
         };
         let star = run(Strategy::FromFetcher, params);

@@ -1,0 +1,591 @@
+//! The piece scheduler: which piece of a blob to ask of which peer, what an answer is worth,
+//! when a peer is given up, whom to blame, and in what order pieces are handed out. Sans-IO:
+//! the runtime sends the [`PieceRequest`]s it is given, reports each answer, failure and the
+//! time, and reads pieces in order as [`PieceSchedule::take_deliverable`] releases them; the
+//! simulation drives the same state machine.
+//!
+//! - **Choice.** Within a horizon ahead of the read position, the rarest piece among the
+//!   peers that a free peer holds; ties go to the lowest index (what a streaming reader needs
+//!   first) when every peer holds them, and to a random one of them when only some do. Among the peers holding
+//!   it, the one with the fewest requests in flight, then the fewest failures, then one of
+//!   those at random.
+//! - **Pipelines.** At most [`ScheduleConfig::window`] pieces are in flight or waiting to be
+//!   read, and at most [`ScheduleConfig::per_peer`] per peer; the piece at the read position
+//!   is asked for even when the window is full, so pieces in out of order never starve it.
+//! - **Checks.** An answer must claim the blob's size, have the piece's length and, when the
+//!   blob's piece hash list is known (checked against the committed root), hash to its leaf.
+//!   A wrong length or hash blames the peer; a different size blames it only when a piece
+//!   list proves the size ([`crate::pieces::size_contradiction_proven`]).
+//! - **Failures.** A peer that answers `Missing` or stalls past the timeout is not asked
+//!   again; a transport error counts a failure (after [`MAX_FAILURES`] the peer is dropped);
+//!   none of these blames it. Every failed piece is asked again first.
+//! - **Endgame.** When every piece left is in flight, a piece that has waited a quarter of
+//!   the timeout (a slow peer) is also asked of an idle peer that holds it; the first good
+//!   answer wins and the other request is cancelled. Waiting that long first keeps a fast
+//!   transfer from fetching its last pieces twice.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use crate::pieces::{PIECE_LEN, piece_count, size_contradiction_proven};
+use crate::rng::Rng;
+use crate::time::{Duration, Instant};
+use crate::tlog::Hash;
+
+/// Failures (errors, not `Missing` or stalls) after which a peer is no longer asked.
+pub const MAX_FAILURES: u32 = 2;
+
+/// How much the scheduler keeps in flight, and how long it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleConfig {
+    /// Pieces in flight or waiting to be read, in all.
+    pub window: usize,
+    /// Pieces in flight per peer.
+    pub per_peer: usize,
+    /// How long a request may stay unanswered before its peer is given up.
+    pub timeout: Duration,
+}
+
+/// What a peer holds of the blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Have {
+    /// Every piece (a peer that stores the blob, or fetches it for the network).
+    All,
+    /// These pieces, by index.
+    Pieces(Vec<bool>),
+}
+
+impl Have {
+    fn has(&self, piece: u32) -> bool {
+        match self {
+            Have::All => true,
+            Have::Pieces(bits) => bits.get(piece as usize).copied().unwrap_or(false),
+        }
+    }
+}
+
+/// A request for the runtime to send: `piece` of the blob from peer number `peer` (an index
+/// into the peers the schedule was made with), answered under `tag`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceRequest {
+    /// The peer, by index.
+    pub peer: usize,
+    /// The piece, by index.
+    pub piece: u32,
+    /// Byte offset of the piece.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u32,
+    /// What the answer will be filed under.
+    pub tag: u64,
+}
+
+/// What an answer told about the blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceAnswer {
+    /// The blob size the peer claims.
+    pub total: u64,
+    /// The bytes it sent.
+    pub len: u64,
+    /// Their leaf hash (`SHA-256(0x00 ‖ bytes)`).
+    pub leaf: Hash,
+}
+
+/// How an answer was filed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filed {
+    /// The piece is good: keep its bytes under this index; requests for it to other peers
+    /// (endgame) are cancelled: drop their answers.
+    Accepted {
+        /// The piece.
+        piece: u32,
+        /// The peer that served it, by index.
+        peer: usize,
+        /// Tags of the duplicate requests now cancelled.
+        cancelled: Vec<u64>,
+    },
+    /// Drop the bytes (and blame the peer if `blame` says why).
+    Rejected {
+        /// The peer, by index.
+        peer: usize,
+        /// Why the peer is to be penalised, if it is.
+        blame: Option<&'static str>,
+    },
+    /// A tag the schedule does not know (cancelled, or a duplicate of a piece already in):
+    /// drop the bytes, blame nobody.
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    have: Have,
+    in_flight: usize,
+    failures: u32,
+    dropped: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Wanted,
+    InFlight,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    piece: u32,
+    peer: usize,
+    sent: Instant,
+}
+
+/// The schedule of one blob's fetch from peers.
+#[derive(Clone, Debug)]
+pub struct PieceSchedule {
+    total: u64,
+    config: ScheduleConfig,
+    peers: Vec<Peer>,
+    pieces: Vec<State>,
+    /// Pieces to ask again first (their peer failed).
+    retry: VecDeque<u32>,
+    flights: BTreeMap<u64, Flight>,
+    /// The next piece to hand out.
+    deliver: u32,
+    next_tag: u64,
+    /// The blob's piece hash list, when known.
+    expected: Option<Vec<Hash>>,
+    /// Breaks ties between equally good peers and first pieces.
+    rng: Rng,
+}
+
+impl PieceSchedule {
+    /// A schedule for a blob of `total` bytes read from piece `first` on, from `peers` (each
+    /// with what it holds), checking pieces against `expected` when the piece hash list is
+    /// known.
+    pub fn new(
+        total: u64,
+        first: u32,
+        peers: Vec<Have>,
+        expected: Option<Vec<Hash>>,
+        config: ScheduleConfig,
+    ) -> PieceSchedule {
+        let count = usize::try_from(piece_count(total)).unwrap_or(usize::MAX);
+        let mut pieces = alloc::vec![State::Wanted; count];
+        for state in pieces.iter_mut().take(first as usize) {
+            *state = State::Done;
+        }
+        PieceSchedule {
+            total,
+            config,
+            peers: peers
+                .into_iter()
+                .map(|have| Peer {
+                    have,
+                    in_flight: 0,
+                    failures: 0,
+                    dropped: false,
+                })
+                .collect(),
+            pieces,
+            retry: VecDeque::new(),
+            flights: BTreeMap::new(),
+            deliver: first,
+            next_tag: 0,
+            expected,
+            rng: Rng::seed_from_u64(0),
+        }
+    }
+
+    /// Seeds the tie-breaks (the runtime passes randomness; the simulation its seed), so that
+    /// nodes starting together spread their first pieces and their asking.
+    pub fn with_seed(mut self, seed: u64) -> PieceSchedule {
+        self.rng = Rng::seed_from_u64(seed);
+        self
+    }
+
+    /// The blob's size.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Pieces in the blob.
+    pub fn piece_count(&self) -> u32 {
+        u32::try_from(self.pieces.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The length of `piece` (the last one may be shorter).
+    pub fn piece_len(&self, piece: u32) -> u32 {
+        let offset = u64::from(piece) * u64::from(PIECE_LEN);
+        let left = self.total.saturating_sub(offset);
+        u32::try_from(left.min(u64::from(PIECE_LEN))).unwrap_or(PIECE_LEN)
+    }
+
+    /// A piece that arrived outside the schedule (the first one, fetched to learn the size):
+    /// counted as in, to be read in turn.
+    pub fn accept_outside(&mut self, piece: u32) {
+        if let Some(state) = self.pieces.get_mut(piece as usize) {
+            *state = State::Done;
+        }
+    }
+
+    /// What `peer` holds now (a peer announcing pieces as it verifies them).
+    pub fn handle_have(&mut self, peer: usize, have: Have) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.have = have;
+        }
+    }
+
+    /// The requests to send now: as many as the window and the peers' pipelines allow.
+    pub fn next_requests(&mut self, now: Instant) -> Vec<PieceRequest> {
+        let mut out = Vec::new();
+        while self.flights.len() + self.waiting() < self.config.window {
+            let Some((piece, peer)) = self.choose() else {
+                break;
+            };
+            out.push(self.send(now, piece, peer));
+        }
+        // The piece at the read position is always asked for, window or not: pieces in but
+        // not yet read (out of order) must never starve the one the reader waits on.
+        let next = self.deliver;
+        if self.pieces.get(next as usize) == Some(&State::Wanted)
+            && let Some(peer) = self.free_peer(next)
+        {
+            self.retry.retain(|&p| p != next);
+            out.push(self.send(now, next, peer));
+        }
+        out.extend(self.endgame(now));
+        out
+    }
+
+    /// Request `tag` actually left at `now` (the runtime waited for its download budget
+    /// first): its timeout counts from then, so a local wait is never the peer's slowness.
+    pub fn sent(&mut self, tag: u64, now: Instant) {
+        if let Some(flight) = self.flights.get_mut(&tag) {
+            flight.sent = now;
+        }
+    }
+
+    /// Files the answer to `tag`.
+    pub fn handle_piece(&mut self, tag: u64, answer: PieceAnswer) -> Filed {
+        let Some(flight) = self.flights.remove(&tag) else {
+            return Filed::Unknown;
+        };
+        self.landed(flight.peer);
+        let piece = flight.piece;
+        if self.pieces[piece as usize] == State::Done {
+            return Filed::Unknown;
+        }
+        let listed = self.expected.as_ref().map(|list| {
+            list.len() as u64 == piece_count(answer.total)
+                && list.get(piece as usize) == Some(&answer.leaf)
+        });
+        let blame = if answer.total != self.total {
+            // Only a piece list proves which size is right: without one the peer is not
+            // used further but not blamed either.
+            self.peers[flight.peer].dropped = true;
+            size_contradiction_proven(self.expected.is_some()).then_some("claims another blob size")
+        } else if answer.len != u64::from(self.piece_len(piece)) {
+            Some("piece of the wrong size")
+        } else if listed == Some(false) {
+            Some("piece does not match its hash")
+        } else {
+            self.pieces[piece as usize] = State::Done;
+            let cancelled: Vec<u64> = self
+                .flights
+                .iter()
+                .filter(|(_, f)| f.piece == piece)
+                .map(|(tag, _)| *tag)
+                .collect();
+            for tag in &cancelled {
+                if let Some(f) = self.flights.remove(tag) {
+                    self.landed(f.peer);
+                }
+            }
+            return Filed::Accepted {
+                piece,
+                peer: flight.peer,
+                cancelled,
+            };
+        };
+        self.failed(flight.peer, piece, blame.is_some());
+        Filed::Rejected {
+            peer: flight.peer,
+            blame,
+        }
+    }
+
+    /// The peer of `tag` does not have the piece: it is not asked again; the piece is.
+    pub fn handle_missing(&mut self, tag: u64) {
+        if let Some(flight) = self.flights.remove(&tag) {
+            self.landed(flight.peer);
+            self.peers[flight.peer].dropped = true;
+            self.again(flight.piece);
+        }
+    }
+
+    /// The request `tag` failed in transport (or was answered with something other than
+    /// bytes, when `blame` says so).
+    pub fn handle_failure(&mut self, tag: u64, blame: bool) -> Option<usize> {
+        let flight = self.flights.remove(&tag)?;
+        self.landed(flight.peer);
+        self.failed(flight.peer, flight.piece, blame);
+        Some(flight.peer)
+    }
+
+    /// Gives up the requests older than the timeout at `now`: their peers are not asked
+    /// again (not blamed: a slow peer costs time, not trust); the pieces are asked elsewhere.
+    /// Returns the stalled tags.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<u64> {
+        let stalled: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| now.saturating_since(f.sent) >= self.config.timeout)
+            .map(|(tag, _)| *tag)
+            .collect();
+        for tag in &stalled {
+            if let Some(flight) = self.flights.remove(tag) {
+                self.landed(flight.peer);
+                self.peers[flight.peer].dropped = true;
+                self.again(flight.piece);
+            }
+        }
+        stalled
+    }
+
+    /// When the runtime must call again with the time: the oldest request's timeout, or, in
+    /// the endgame, when it becomes slow enough to be asked elsewhere too.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let oldest = self.flights.values().map(|f| f.sent).min()?;
+        let after = if self.in_endgame() {
+            self.endgame_after()
+        } else {
+            self.config.timeout
+        };
+        oldest.checked_add(after)
+    }
+
+    fn in_endgame(&self) -> bool {
+        !self.pieces.contains(&State::Wanted)
+    }
+
+    /// How long a request waits before the endgame duplicates it.
+    fn endgame_after(&self) -> Duration {
+        Duration::from_micros(self.config.timeout.as_micros() / 4)
+    }
+
+    /// The next piece to read, in order, once it is in; the caller reads its bytes.
+    pub fn take_deliverable(&mut self) -> Option<u32> {
+        let piece = self.deliver;
+        (self.pieces.get(piece as usize) == Some(&State::Done)).then(|| {
+            self.deliver += 1;
+            piece
+        })
+    }
+
+    /// Whether every piece has been handed out.
+    pub fn is_complete(&self) -> bool {
+        self.deliver as usize >= self.pieces.len()
+    }
+
+    /// Whether the fetch cannot go on: pieces are missing and no usable peer holds them.
+    pub fn is_stuck(&self) -> bool {
+        !self.is_complete()
+            && self.flights.is_empty()
+            && self
+                .pieces
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != State::Done)
+                .all(|(i, _)| !self.usable_holder(i as u32))
+    }
+
+    /// Whether any peer is still asked.
+    pub fn has_peers(&self) -> bool {
+        self.peers.iter().any(|p| !p.dropped)
+    }
+
+    fn usable_holder(&self, piece: u32) -> bool {
+        self.peers.iter().any(|p| !p.dropped && p.have.has(piece))
+    }
+
+    /// Pieces in but not yet read.
+    fn waiting(&self) -> usize {
+        self.pieces
+            .iter()
+            .skip(self.deliver as usize)
+            .filter(|s| **s == State::Done)
+            .count()
+    }
+
+    /// The next (piece, peer) to ask: retries first; then, within the horizon ahead of the
+    /// read position, the rarest piece among the peers that a free peer holds — ties go to
+    /// the lowest index (what a streaming reader needs first) when every peer holds them,
+    /// and to a random one of them when only some do (so that a crowd starting together asks
+    /// for different pieces and has something to trade).
+    fn choose(&mut self) -> Option<(u32, usize)> {
+        for i in 0..self.retry.len() {
+            let piece = self.retry[i];
+            if self.pieces[piece as usize] != State::Wanted {
+                continue;
+            }
+            if let Some(peer) = self.free_peer(piece) {
+                self.retry.remove(i);
+                return Some((piece, peer));
+            }
+        }
+        let horizon =
+            (self.deliver as usize + self.config.window.max(1) * 4).min(self.pieces.len());
+        let mut rarest: Vec<u32> = Vec::new();
+        let mut fewest = usize::MAX;
+        for i in self.deliver as usize..horizon {
+            let piece = i as u32;
+            if self.pieces[i] != State::Wanted
+                || self.retry.contains(&piece)
+                || self.free_peer_count(piece) == 0
+            {
+                continue;
+            }
+            let holders = self
+                .peers
+                .iter()
+                .filter(|p| !p.dropped && p.have.has(piece))
+                .count();
+            if holders < fewest {
+                fewest = holders;
+                rarest.clear();
+            }
+            if holders == fewest {
+                rarest.push(piece);
+            }
+        }
+        // Among pieces only some peers hold, a random one of the rarest: nodes starting
+        // together then ask for different pieces and have something to trade.
+        let usable = self.peers.iter().filter(|p| !p.dropped).count();
+        let piece = match rarest.len() {
+            0 => return None,
+            n if fewest < usable => rarest[self.rng.below(n as u64) as usize],
+            _ => rarest[0],
+        };
+        self.free_peer(piece).map(|peer| (piece, peer))
+    }
+
+    fn free_peer_count(&self, piece: u32) -> usize {
+        self.peers
+            .iter()
+            .filter(|p| !p.dropped && p.in_flight < self.config.per_peer && p.have.has(piece))
+            .count()
+    }
+
+    /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; the
+    /// least busy, then the least failed, then any of those at random (so that peers whose
+    /// loads look alike share the asking).
+    fn free_peer(&mut self, piece: u32) -> Option<usize> {
+        let per_peer = self.config.per_peer;
+        let usable = |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece);
+        let best = self
+            .peers
+            .iter()
+            .filter(|p| usable(p))
+            .map(|p| (p.in_flight, p.failures))
+            .min()?;
+        let ties: Vec<usize> = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| usable(p) && (p.in_flight, p.failures) == best)
+            .map(|(i, _)| i)
+            .collect();
+        Some(ties[self.rng.below(ties.len() as u64) as usize])
+    }
+
+    /// Endgame: nothing wanted is left, so idle peers duplicate the oldest pieces in flight
+    /// that they hold and have not been asked for.
+    fn endgame(&mut self, now: Instant) -> Vec<PieceRequest> {
+        if !self.in_endgame() {
+            return Vec::new();
+        }
+        let slow = self.endgame_after();
+        let mut oldest: Vec<(Instant, u32)> = self
+            .flights
+            .values()
+            .filter(|f| now.saturating_since(f.sent) >= slow)
+            .map(|f| (f.sent, f.piece))
+            .collect();
+        oldest.sort();
+        oldest.dedup_by_key(|(_, piece)| *piece);
+        let mut out = Vec::new();
+        for (_, piece) in oldest {
+            let asked: Vec<usize> = self
+                .flights
+                .values()
+                .filter(|f| f.piece == piece)
+                .map(|f| f.peer)
+                .collect();
+            if asked.len() > 1 {
+                continue;
+            }
+            let idle = self
+                .peers
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| {
+                    !p.dropped && p.in_flight == 0 && p.have.has(piece) && !asked.contains(i)
+                })
+                .map(|(i, _)| i)
+                .next();
+            if let Some(peer) = idle {
+                out.push(self.send(now, piece, peer));
+            }
+        }
+        out
+    }
+
+    fn send(&mut self, now: Instant, piece: u32, peer: usize) -> PieceRequest {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.pieces[piece as usize] = State::InFlight;
+        self.peers[peer].in_flight += 1;
+        self.flights.insert(
+            tag,
+            Flight {
+                piece,
+                peer,
+                sent: now,
+            },
+        );
+        PieceRequest {
+            peer,
+            piece,
+            offset: u64::from(piece) * u64::from(PIECE_LEN),
+            len: self.piece_len(piece),
+            tag,
+        }
+    }
+
+    fn landed(&mut self, peer: usize) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// `piece` failed at `peer`: counted (a blamed peer is dropped at once), asked again.
+    fn failed(&mut self, peer: usize, piece: u32, blamed: bool) {
+        let p = &mut self.peers[peer];
+        p.failures += 1;
+        if p.failures >= MAX_FAILURES || blamed {
+            p.dropped = true;
+        }
+        self.again(piece);
+    }
+
+    /// `piece` is wanted again, first, unless another request for it is still in flight.
+    fn again(&mut self, piece: u32) {
+        let still_asked = self.flights.values().any(|f| f.piece == piece);
+        if self.pieces[piece as usize] == State::InFlight && !still_asked {
+            self.pieces[piece as usize] = State::Wanted;
+            self.retry.push_back(piece);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

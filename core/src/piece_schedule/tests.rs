@@ -1,0 +1,292 @@
+use super::*;
+use crate::tlog::leaf_hash;
+
+const MIB: u64 = PIECE_LEN as u64;
+
+fn config() -> ScheduleConfig {
+    ScheduleConfig {
+        window: 8,
+        per_peer: 3,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn good(schedule: &PieceSchedule, piece: u32) -> PieceAnswer {
+    PieceAnswer {
+        total: schedule.total(),
+        len: u64::from(schedule.piece_len(piece)),
+        leaf: leaf_hash(&[piece as u8]),
+    }
+}
+
+fn answer_all(schedule: &mut PieceSchedule, requests: &[PieceRequest]) {
+    for r in requests {
+        let answer = good(schedule, r.piece);
+        assert!(matches!(
+            schedule.handle_piece(r.tag, answer),
+            Filed::Accepted { .. }
+        ));
+    }
+}
+
+#[test]
+fn pieces_are_asked_in_order_within_the_window_and_each_peers_pipeline() {
+    let mut schedule = PieceSchedule::new(
+        20 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        None,
+        config(),
+    );
+    let requests = schedule.next_requests(at(0));
+    assert_eq!(
+        requests.len(),
+        6,
+        "two peers, three each, under the window of eight"
+    );
+    let pieces: Vec<u32> = requests.iter().map(|r| r.piece).collect();
+    assert_eq!(pieces, [0, 1, 2, 3, 4, 5]);
+    let per_peer = |peer| requests.iter().filter(|r| r.peer == peer).count();
+    assert_eq!(
+        (per_peer(0), per_peer(1)),
+        (3, 3),
+        "the least busy peer is asked"
+    );
+    assert_eq!(requests[0].offset, 0);
+    assert_eq!(requests[5].offset, 5 * MIB);
+    assert!(schedule.next_requests(at(0)).is_empty(), "pipelines full");
+}
+
+#[test]
+fn pieces_are_read_in_order_whatever_order_they_arrive_in() {
+    let mut schedule = PieceSchedule::new(3 * MIB + 10, 0, alloc::vec![Have::All], None, config());
+    let requests = schedule.next_requests(at(0));
+    assert_eq!(requests.len(), 3);
+    assert_eq!(schedule.take_deliverable(), None);
+    answer_all(&mut schedule, &requests[1..]);
+    assert_eq!(schedule.take_deliverable(), None, "piece 0 is not in yet");
+    answer_all(&mut schedule, &requests[..1]);
+    assert_eq!(schedule.take_deliverable(), Some(0));
+    assert_eq!(schedule.take_deliverable(), Some(1));
+    assert_eq!(schedule.take_deliverable(), Some(2));
+    let last = schedule.next_requests(at(1));
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].len, 10, "the last piece is short");
+    answer_all(&mut schedule, &last);
+    assert_eq!(schedule.take_deliverable(), Some(3));
+    assert!(schedule.is_complete());
+}
+
+#[test]
+fn a_wrong_length_or_hash_blames_the_peer_and_the_piece_is_asked_elsewhere_first() {
+    let list: Vec<Hash> = (0..4u8).map(|i| leaf_hash(&[i])).collect();
+    let mut schedule = PieceSchedule::new(
+        4 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        Some(list),
+        config(),
+    );
+    let requests = schedule.next_requests(at(0));
+    let r0 = requests.iter().find(|r| r.piece == 0).unwrap();
+    let bad_hash = PieceAnswer {
+        leaf: leaf_hash(b"junk"),
+        ..good(&schedule, 0)
+    };
+    assert_eq!(
+        schedule.handle_piece(r0.tag, bad_hash),
+        Filed::Rejected {
+            peer: r0.peer,
+            blame: Some("piece does not match its hash")
+        }
+    );
+    let r1 = requests.iter().find(|r| r.piece == 1).unwrap();
+    let short = PieceAnswer {
+        len: 5,
+        ..good(&schedule, 1)
+    };
+    assert_eq!(
+        schedule.handle_piece(r1.tag, short),
+        Filed::Rejected {
+            peer: r1.peer,
+            blame: Some("piece of the wrong size")
+        }
+    );
+    // Both peers were blamed and dropped: nobody is left for pieces 0 and 1.
+    assert!(schedule.next_requests(at(1)).is_empty());
+    assert!(!schedule.has_peers());
+}
+
+#[test]
+fn a_peer_claiming_another_size_is_blamed_only_when_a_piece_list_proves_the_size() {
+    let mut schedule = PieceSchedule::new(
+        2 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        None,
+        config(),
+    );
+    let requests = schedule.next_requests(at(0));
+    let liar = PieceAnswer {
+        total: 3 * MIB,
+        ..good(&schedule, 0)
+    };
+    assert_eq!(
+        schedule.handle_piece(requests[0].tag, liar),
+        Filed::Rejected {
+            peer: requests[0].peer,
+            blame: None
+        }
+    );
+    let again = schedule.next_requests(at(1));
+    assert_eq!(again.len(), 1, "piece 0 again, from the other peer");
+    assert_eq!(again[0].piece, 0);
+    assert_ne!(again[0].peer, requests[0].peer);
+
+    let list: Vec<Hash> = (0..2u8).map(|i| leaf_hash(&[i])).collect();
+    let mut schedule = PieceSchedule::new(2 * MIB, 0, alloc::vec![Have::All], Some(list), config());
+    let requests = schedule.next_requests(at(0));
+    let liar = PieceAnswer {
+        total: 3 * MIB,
+        ..good(&schedule, 0)
+    };
+    assert_eq!(
+        schedule.handle_piece(requests[0].tag, liar),
+        Filed::Rejected {
+            peer: 0,
+            blame: Some("claims another blob size")
+        }
+    );
+}
+
+#[test]
+fn missing_and_stalled_peers_are_given_up_unblamed_and_their_pieces_retried() {
+    let mut schedule = PieceSchedule::new(
+        6 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        None,
+        config(),
+    );
+    let requests = schedule.next_requests(at(0));
+    let from0: Vec<&PieceRequest> = requests.iter().filter(|r| r.peer == 0).collect();
+    schedule.handle_missing(from0[0].tag);
+    assert_eq!(schedule.next_deadline(), Some(at(5000)));
+    // A request that waited for the local download budget counts from when it left.
+    let later = requests.iter().find(|r| r.tag != from0[0].tag).unwrap();
+    schedule.sent(later.tag, at(3000));
+    assert_eq!(schedule.handle_timeout(at(5000)).len(), 4);
+    assert_eq!(schedule.next_deadline(), Some(at(8000)));
+    assert!(schedule.handle_timeout(at(7999)).is_empty());
+    assert_eq!(schedule.handle_timeout(at(8000)).len(), 1);
+    assert!(!schedule.has_peers(), "both peers given up");
+    assert!(schedule.is_stuck());
+}
+
+#[test]
+fn transport_errors_count_and_drop_a_peer_after_the_third() {
+    let config = ScheduleConfig {
+        window: 1,
+        per_peer: 1,
+        ..config()
+    };
+    let mut schedule = PieceSchedule::new(10 * MIB, 0, alloc::vec![Have::All], None, config);
+    for round in 0..MAX_FAILURES {
+        assert!(schedule.has_peers(), "round {round}: still asked");
+        let requests = schedule.next_requests(at(u64::from(round)));
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].piece, 0, "the failed piece again");
+        assert_eq!(schedule.handle_failure(requests[0].tag, false), Some(0));
+    }
+    assert!(!schedule.has_peers(), "dropped after the third failure");
+    assert!(schedule.is_stuck());
+}
+
+#[test]
+fn partial_holders_serve_what_they_hold_and_the_rarest_piece_goes_first() {
+    // Peer 0 holds pieces 1 and 2; peer 1 holds only piece 2 and 3. Nobody holds piece 0 yet.
+    let p0 = Have::Pieces(alloc::vec![false, true, true, false]);
+    let p1 = Have::Pieces(alloc::vec![false, false, true, true]);
+    let config = ScheduleConfig {
+        window: 8,
+        per_peer: 1,
+        ..config()
+    };
+    let mut schedule = PieceSchedule::new(4 * MIB, 0, alloc::vec![p0, p1], None, config);
+    let requests = schedule.next_requests(at(0));
+    let mut asked: Vec<(usize, u32)> = requests.iter().map(|r| (r.peer, r.piece)).collect();
+    asked.sort();
+    // Piece 1 (one holder) and piece 3 (one holder) before piece 2 (two holders); which of
+    // the two first is the random first piece.
+    assert_eq!(asked, [(0, 1), (1, 3)]);
+    answer_all(&mut schedule, &requests);
+    // Someone announces piece 0 as it verifies it.
+    schedule.handle_have(1, Have::All);
+    let requests = schedule.next_requests(at(1));
+    let asked: Vec<(usize, u32)> = requests.iter().map(|r| (r.peer, r.piece)).collect();
+    assert_eq!(
+        asked,
+        [(1, 0), (0, 2)],
+        "the read position first, then the rest"
+    );
+}
+
+#[test]
+fn endgame_asks_an_idle_peer_for_the_last_piece_and_cancels_the_loser() {
+    let mut schedule = PieceSchedule::new(
+        2 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        None,
+        config(),
+    );
+    let requests = schedule.next_requests(at(0));
+    assert_eq!(requests.len(), 2, "one piece each: both peers busy");
+    // Peer 0 answers fast; peer 1 is slow with piece 1.
+    let fast = requests.iter().find(|r| r.peer == 0).unwrap();
+    let slow = *requests.iter().find(|r| r.peer == 1).unwrap();
+    answer_all(&mut schedule, core::slice::from_ref(fast));
+    assert!(
+        schedule.next_requests(at(10)).is_empty(),
+        "not yet: a quarter of the timeout first"
+    );
+    assert_eq!(schedule.next_deadline(), Some(at(1250)));
+    let dup = schedule.next_requests(at(1250));
+    assert_eq!(
+        dup.len(),
+        1,
+        "peer 0 is idle: it duplicates the slow last piece"
+    );
+    assert_eq!((dup[0].peer, dup[0].piece), (0, slow.piece));
+    let answer = good(&schedule, slow.piece);
+    assert_eq!(
+        schedule.handle_piece(dup[0].tag, answer),
+        Filed::Accepted {
+            piece: slow.piece,
+            peer: 0,
+            cancelled: alloc::vec![slow.tag]
+        }
+    );
+    assert_eq!(
+        schedule.handle_piece(slow.tag, answer),
+        Filed::Unknown,
+        "the loser is dropped unblamed"
+    );
+    assert_eq!(schedule.take_deliverable(), Some(0));
+    assert_eq!(schedule.take_deliverable(), Some(1));
+    assert!(schedule.is_complete());
+}
+
+#[test]
+fn a_schedule_started_mid_blob_reads_from_there() {
+    let mut schedule = PieceSchedule::new(4 * MIB, 2, alloc::vec![Have::All], None, config());
+    let requests = schedule.next_requests(at(0));
+    let pieces: Vec<u32> = requests.iter().map(|r| r.piece).collect();
+    assert_eq!(pieces, [2, 3]);
+    schedule.accept_outside(2);
+    assert_eq!(schedule.take_deliverable(), Some(2));
+}
