@@ -64,6 +64,57 @@ impl Have {
     }
 }
 
+/// Why an answer was refused, and whether its peer is to blame for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// In words, for the log and the penalty.
+    pub why: &'static str,
+    /// Whether the answer proves the peer lied (then it is penalised).
+    pub blame: bool,
+}
+
+/// What a peer claiming another blob size is told (and logged as).
+const WRONG_SIZE_CLAIM: &str = "claims another blob size";
+
+/// What is wrong with `answer` for `piece`, if anything: it must claim the blob's size
+/// (`known`; before the size is known, one the piece reaches into and the piece list, if any,
+/// agrees with), have the piece's length for that size and, when the piece hash list is
+/// known, hash to the piece's leaf. A wrong length or hash blames the peer; a wrong size only
+/// when a piece list proves it ([`size_contradiction_proven`]). The one rule for every piece
+/// answer: the schedule's, and the runtime's for the first piece, which tells the size.
+pub fn answer_fault(
+    piece: u32,
+    known: Option<u64>,
+    answer: &PieceAnswer,
+    expected: Option<&[Hash]>,
+) -> Option<Fault> {
+    let offset = u64::from(piece) * u64::from(PIECE_LEN);
+    let size_wrong = match known {
+        Some(total) => answer.total != total,
+        None => answer.total <= offset,
+    } || expected
+        .is_some_and(|list| list.len() as u64 != piece_count(answer.total));
+    if size_wrong {
+        return Some(Fault {
+            why: WRONG_SIZE_CLAIM,
+            blame: size_contradiction_proven(expected.is_some()),
+        });
+    }
+    if answer.len != (answer.total - offset).min(u64::from(PIECE_LEN)) {
+        return Some(Fault {
+            why: "piece of the wrong size",
+            blame: true,
+        });
+    }
+    if expected.is_some_and(|list| list.get(piece as usize) != Some(&answer.leaf)) {
+        return Some(Fault {
+            why: "piece does not match its hash",
+            blame: true,
+        });
+    }
+    None
+}
+
 /// A request for the runtime to send: `piece` of the blob from peer number `peer` (an index
 /// into the peers the schedule was made with), answered under `tag`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,19 +325,14 @@ impl PieceSchedule {
         if self.pieces[piece as usize] == State::Done {
             return Filed::Unknown;
         }
-        let listed = self.expected.as_ref().map(|list| {
-            list.len() as u64 == piece_count(answer.total)
-                && list.get(piece as usize) == Some(&answer.leaf)
-        });
-        let blame = if answer.total != self.total {
-            // Only a piece list proves which size is right: without one the peer is not
-            // used further but not blamed either.
-            self.peers[flight.peer].dropped = true;
-            size_contradiction_proven(self.expected.is_some()).then_some("claims another blob size")
-        } else if answer.len != u64::from(self.piece_len(piece)) {
-            Some("piece of the wrong size")
-        } else if listed == Some(false) {
-            Some("piece does not match its hash")
+        let fault = answer_fault(piece, Some(self.total), &answer, self.expected.as_deref());
+        let blame = if let Some(fault) = fault {
+            if fault.why == WRONG_SIZE_CLAIM {
+                // Only a piece list proves which size is right: without one the peer is not
+                // used further but not blamed either.
+                self.peers[flight.peer].dropped = true;
+            }
+            fault.blame.then_some(fault.why)
         } else {
             self.pieces[piece as usize] = State::Done;
             let cancelled: Vec<u64> = self

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::piece_schedule::{
-    Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig,
+    Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig, answer_fault,
 };
-use pyrsia_core::pieces::piece_count;
 use pyrsia_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use pyrsia_core::tlog::{Hash, leaf_hash};
 
@@ -402,8 +401,13 @@ impl PieceFetcher {
                     continue;
                 }
             };
-            if let Some(why) = self.first_piece_fault(offset, total, &bytes) {
-                self.reject(i, offset, why.0, why.1);
+            let answer = CoreAnswer {
+                total,
+                len: bytes.len() as u64,
+                leaf: leaf_if_checked(self.expected.is_some(), &bytes),
+            };
+            if let Some(fault) = answer_fault(piece, None, &answer, self.expected.as_deref()) {
+                self.reject(i, offset, fault.why, fault.blame);
                 continue;
             }
             self.total = total;
@@ -414,37 +418,6 @@ impl PieceFetcher {
             return PeerLookup::Found(self.total, Box::new(self));
         }
         PeerLookup::NotFound
-    }
-
-    /// What is wrong with a first piece at `offset` claiming `total`, and whether it proves
-    /// its peer lied: a size the piece list contradicts, a wrong length, a wrong hash.
-    fn first_piece_fault(
-        &self,
-        offset: u64,
-        total: u64,
-        bytes: &[u8],
-    ) -> Option<(&'static str, bool)> {
-        if total <= offset
-            || self
-                .expected
-                .as_ref()
-                .is_some_and(|list| list.len() as u64 != piece_count(total))
-        {
-            let proven = pyrsia_core::pieces::size_contradiction_proven(self.expected.is_some());
-            return Some(("claims another blob size", proven));
-        }
-        if bytes.len() as u64 != (total - offset).min(u64::from(PIECE_LEN)) {
-            return Some(("piece of the wrong size", true));
-        }
-        let index = (offset / u64::from(PIECE_LEN)) as usize;
-        if self
-            .expected
-            .as_ref()
-            .is_some_and(|list| list.get(index) != Some(&leaf_hash(bytes)))
-        {
-            return Some(("piece does not match its hash", true));
-        }
-        None
     }
 
     fn reject(&mut self, i: usize, offset: u64, why: &str, blame: bool) {
@@ -596,12 +569,7 @@ impl PieceFetcher {
                 let answer = CoreAnswer {
                     total,
                     len: bytes.len() as u64,
-                    // Only a known piece list needs the leaf hash.
-                    leaf: if self.expected.is_some() {
-                        leaf_hash(&bytes)
-                    } else {
-                        Hash::default()
-                    },
+                    leaf: leaf_if_checked(self.expected.is_some(), &bytes),
                 };
                 match schedule.handle_piece(tag, answer) {
                     Filed::Accepted { piece, peer, .. } => {
@@ -634,6 +602,16 @@ impl PieceFetcher {
         if let Some((peer, why)) = blamed {
             self.network.penalise(&self.ids[self.scheduled[peer]], why);
         }
+    }
+}
+
+/// The leaf hash of a piece's bytes when a piece hash list will check it (hashing 1 MiB
+/// costs); otherwise a placeholder the schedule never looks at.
+fn leaf_if_checked(checked: bool, bytes: &[u8]) -> Hash {
+    if checked {
+        leaf_hash(bytes)
+    } else {
+        Hash::default()
     }
 }
 

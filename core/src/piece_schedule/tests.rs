@@ -290,3 +290,33 @@ fn a_schedule_started_mid_blob_reads_from_there() {
     schedule.accept_outside(2);
     assert_eq!(schedule.take_deliverable(), Some(2));
 }
+
+#[test]
+fn the_first_piece_is_judged_by_the_same_rule_before_the_size_is_known() {
+    let list: Vec<Hash> = (0..2u8).map(|i| leaf_hash(&[i])).collect();
+    let answer = |total: u64, len: u64, leaf: u8| PieceAnswer {
+        total,
+        len,
+        leaf: leaf_hash(&[leaf]),
+    };
+    assert_eq!(
+        answer_fault(0, None, &answer(2 * MIB, MIB, 0), Some(&list)),
+        None
+    );
+    assert_eq!(answer_fault(1, None, &answer(MIB + 5, 5, 1), None), None);
+    let size = answer_fault(0, None, &answer(3 * MIB, MIB, 0), Some(&list)).unwrap();
+    assert_eq!((size.why, size.blame), ("claims another blob size", true));
+    let unproven = answer_fault(1, None, &answer(MIB, 0, 1), None).unwrap();
+    assert_eq!(
+        (unproven.why, unproven.blame),
+        ("claims another blob size", false),
+        "a size the piece does not reach into, with no list to prove it"
+    );
+    let short = answer_fault(0, None, &answer(2 * MIB, 7, 0), None).unwrap();
+    assert_eq!((short.why, short.blame), ("piece of the wrong size", true));
+    let hash = answer_fault(1, None, &answer(2 * MIB, MIB, 0), Some(&list)).unwrap();
+    assert_eq!(
+        (hash.why, hash.blame),
+        ("piece does not match its hash", true)
+    );
+}
