@@ -4,11 +4,18 @@
 //! time, and reads pieces in order as [`PieceSchedule::take_deliverable`] releases them; the
 //! simulation drives the same state machine.
 //!
-//! - **Choice.** Within a horizon ahead of the read position, the rarest piece among the
-//!   peers that a free peer holds; ties go to the lowest index (what a streaming reader needs
-//!   first) when every peer holds them, and to a random one of them when only some do. Among the peers holding
-//!   it, the one with the fewest requests in flight, then the fewest failures, then one of
-//!   those at random.
+//! - **Choice.** Within a horizon ahead of the read position, the piece the least busy free
+//!   peer holds (busy: this fetch's requests in flight to it plus the answers it says it is
+//!   preparing for anyone, [`PieceSchedule::handle_load`]), then the rarest among the peers;
+//!   ties go to the lowest index (what a streaming reader needs first) when every peer holds
+//!   them, and to a random one of them when only some do. Among the peers holding it, the
+//!   least busy, then the fewest failures, then one of those at random. So the node fetching
+//!   from the upstream for everyone, the busiest, is asked for what nobody else holds yet,
+//!   and nodes downloading alongside serve the rest.
+//! - **Peers join.** Nodes that start downloading the blob during the fetch are added
+//!   ([`PieceSchedule::add_peer`]) and every peer is asked now and then what it holds and how
+//!   busy it is ([`PieceSchedule::have_polls`]); a peer holding some pieces that answers
+//!   `Missing` is only not asked for that piece again until it says it holds it.
 //! - **Pipelines.** At most [`ScheduleConfig::window`] pieces are in flight or waiting to be
 //!   read, and at most [`ScheduleConfig::per_peer`] per peer; the piece at the read position
 //!   is asked for even when the window is full, so pieces in out of order never starve it.
@@ -44,6 +51,9 @@ pub struct ScheduleConfig {
     pub per_peer: usize,
     /// How long a request may stay unanswered before its peer is given up.
     pub timeout: Duration,
+    /// How often a peer that holds only some pieces is asked what it holds now (it is still
+    /// downloading: what it holds grows).
+    pub have_poll: Duration,
 }
 
 /// What a peer holds of the blob.
@@ -173,6 +183,30 @@ struct Peer {
     in_flight: usize,
     failures: u32,
     dropped: bool,
+    /// The answers the peer said it was preparing for anyone when it last told
+    /// ([`PieceSchedule::handle_load`]): a busy peer is asked after an idle one.
+    load: u32,
+    /// When the peer was last asked what it holds ([`PieceSchedule::have_polls`]).
+    polled: Option<Instant>,
+}
+
+impl Peer {
+    /// How busy the peer is: this fetch's requests in flight to it plus the answers it said
+    /// it is preparing for others.
+    fn busy(&self) -> u64 {
+        self.in_flight as u64 + u64::from(self.load)
+    }
+
+    fn new(have: Have) -> Peer {
+        Peer {
+            have,
+            in_flight: 0,
+            failures: 0,
+            dropped: false,
+            load: 0,
+            polled: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,15 +261,7 @@ impl PieceSchedule {
         PieceSchedule {
             total,
             config,
-            peers: peers
-                .into_iter()
-                .map(|have| Peer {
-                    have,
-                    in_flight: 0,
-                    failures: 0,
-                    dropped: false,
-                })
-                .collect(),
+            peers: peers.into_iter().map(Peer::new).collect(),
             pieces,
             retry: VecDeque::new(),
             flights: BTreeMap::new(),
@@ -283,6 +309,41 @@ impl PieceSchedule {
         if let Some(p) = self.peers.get_mut(peer) {
             p.have = have;
         }
+    }
+
+    /// How many answers `peer` said it is preparing (for anyone): peers with spare upload are
+    /// asked first.
+    pub fn handle_load(&mut self, peer: usize, load: u32) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.load = load;
+        }
+    }
+
+    /// A peer found during the fetch (a node that started downloading the blob since):
+    /// returns its index for [`PieceRequest::peer`] and the `handle_*` calls.
+    pub fn add_peer(&mut self, have: Have) -> usize {
+        self.peers.push(Peer::new(have));
+        self.peers.len() - 1
+    }
+
+    /// The peers to ask now, at `now`, what they hold and how busy they are: each peer still
+    /// asked, at most every [`ScheduleConfig::have_poll`], while pieces are missing. Their
+    /// answers go to [`PieceSchedule::handle_have`] (a peer still downloading: what it holds
+    /// grows) and [`PieceSchedule::handle_load`].
+    pub fn have_polls(&mut self, now: Instant) -> Vec<usize> {
+        if self.is_complete() {
+            return Vec::new();
+        }
+        let every = self.config.have_poll;
+        let mut due = Vec::new();
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            let waited = p.polled.is_none_or(|at| now.saturating_since(at) >= every);
+            if !p.dropped && waited {
+                p.polled = Some(now);
+                due.push(i);
+            }
+        }
+        due
     }
 
     /// The requests to send now: as many as the window and the peers' pipelines allow.
@@ -359,11 +420,21 @@ impl PieceSchedule {
         }
     }
 
-    /// The peer of `tag` does not have the piece: it is not asked again; the piece is.
+    /// The peer of `tag` does not have the piece: the piece is asked again elsewhere. A peer
+    /// said to hold every piece is not asked again; one holding some is not asked for this
+    /// piece until it says it holds it ([`PieceSchedule::handle_have`]).
     pub fn handle_missing(&mut self, tag: u64) {
         if let Some(flight) = self.flights.remove(&tag) {
             self.landed(flight.peer);
-            self.peers[flight.peer].dropped = true;
+            let peer = &mut self.peers[flight.peer];
+            match &mut peer.have {
+                Have::All => peer.dropped = true,
+                Have::Pieces(bits) => {
+                    if let Some(bit) = bits.get_mut(flight.piece as usize) {
+                        *bit = false;
+                    }
+                }
+            }
             self.again(flight.piece);
         }
     }
@@ -398,15 +469,31 @@ impl PieceSchedule {
     }
 
     /// When the runtime must call again with the time: the oldest request's timeout, or, in
-    /// the endgame, when it becomes slow enough to be asked elsewhere too.
+    /// the endgame, when it becomes slow enough to be asked elsewhere too; or when a peer
+    /// holding some pieces is due to be asked what it holds ([`PieceSchedule::have_polls`]).
     pub fn next_deadline(&self) -> Option<Instant> {
-        let oldest = self.flights.values().map(|f| f.sent).min()?;
         let after = if self.in_endgame() {
             self.endgame_after()
         } else {
             self.config.timeout
         };
-        oldest.checked_add(after)
+        let request = self
+            .flights
+            .values()
+            .map(|f| f.sent)
+            .min()
+            .and_then(|oldest| oldest.checked_add(after));
+        let poll = self
+            .peers
+            .iter()
+            .filter(|p| !p.dropped && !self.is_complete())
+            .filter_map(|p| p.polled.map(|at| at.checked_add(self.config.have_poll)))
+            .flatten()
+            .min();
+        match (request, poll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn in_endgame(&self) -> bool {
@@ -481,25 +568,37 @@ impl PieceSchedule {
         let horizon =
             (self.deliver as usize + self.config.window.max(1) * 4).min(self.pieces.len());
         let mut rarest: Vec<u32> = Vec::new();
+        let mut best = (u64::MAX, usize::MAX);
         let mut fewest = usize::MAX;
         for i in self.deliver as usize..horizon {
             let piece = i as u32;
-            if self.pieces[i] != State::Wanted
-                || self.retry.contains(&piece)
-                || self.free_peer_count(piece) == 0
-            {
+            if self.pieces[i] != State::Wanted || self.retry.contains(&piece) {
                 continue;
             }
+            // The least busy peer free to send it: a piece an idle peer can send comes before
+            // one only a busy peer holds (the node fetching from the upstream for everyone is
+            // the busiest: those downloading alongside take its load).
+            let Some(busy) = self
+                .peers
+                .iter()
+                .filter(|p| self.is_free_holder(p, piece))
+                .map(Peer::busy)
+                .min()
+            else {
+                continue;
+            };
             let holders = self
                 .peers
                 .iter()
                 .filter(|p| !p.dropped && p.have.has(piece))
                 .count();
-            if holders < fewest {
+            let key = (busy, holders);
+            if key < best {
+                best = key;
                 fewest = holders;
                 rarest.clear();
             }
-            if holders == fewest {
+            if key == best {
                 rarest.push(piece);
             }
         }
@@ -514,30 +613,24 @@ impl PieceSchedule {
         self.free_peer(piece).map(|peer| (piece, peer))
     }
 
-    fn free_peer_count(&self, piece: u32) -> usize {
-        self.peers
-            .iter()
-            .filter(|p| !p.dropped && p.in_flight < self.config.per_peer && p.have.has(piece))
-            .count()
+    fn is_free_holder(&self, p: &Peer, piece: u32) -> bool {
+        !p.dropped && p.in_flight < self.config.per_peer && p.have.has(piece)
     }
 
     /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; the
-    /// least busy, then the least failed, then any of those at random (so that peers whose
-    /// loads look alike share the asking).
+    /// least busy (this fetch's requests in flight to it plus the answers it said it is
+    /// preparing for others), then the least failed, then any of those at random (so that
+    /// peers whose loads look alike share the asking).
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
         let per_peer = self.config.per_peer;
         let usable = |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece);
-        let best = self
-            .peers
-            .iter()
-            .filter(|p| usable(p))
-            .map(|p| (p.in_flight, p.failures))
-            .min()?;
+        let rank = |p: &Peer| (p.busy(), p.failures);
+        let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
         let ties: Vec<usize> = self
             .peers
             .iter()
             .enumerate()
-            .filter(|(_, p)| usable(p) && (p.in_flight, p.failures) == best)
+            .filter(|(_, p)| usable(p) && rank(p) == best)
             .map(|(i, _)| i)
             .collect();
         Some(ties[self.rng.below(ties.len() as u64) as usize])

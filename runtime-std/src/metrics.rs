@@ -29,6 +29,11 @@ pub struct Metrics {
     pub peer_fetches: Counter,
     /// Bytes received from peers.
     pub peer_bytes: Counter,
+    /// Piece bytes served to peers.
+    pub piece_bytes_served: Counter,
+    /// Piece bytes served to peers while this node was still downloading the blob (the
+    /// swarm: a node need not hold a whole blob to serve it).
+    pub piece_bytes_served_partial: Counter,
     /// Stored bytes re-hashed by the scrubber.
     pub scrubbed_bytes: Counter,
     /// Stored blobs found rotten by the scrubber and quarantined.
@@ -71,6 +76,8 @@ impl Metrics {
             upstream_bytes: Counter::default(),
             peer_fetches: Counter::default(),
             peer_bytes: Counter::default(),
+            piece_bytes_served: Counter::default(),
+            piece_bytes_served_partial: Counter::default(),
             scrubbed_bytes: Counter::default(),
             scrub_quarantined: Counter::default(),
             store_blobs: Gauge::default(),
@@ -131,6 +138,16 @@ impl Metrics {
             "peer_bytes",
             "Bytes received from peers",
             metrics.peer_bytes.clone(),
+        );
+        registry.register(
+            "piece_bytes_served",
+            "Piece bytes served to peers",
+            metrics.piece_bytes_served.clone(),
+        );
+        registry.register(
+            "piece_bytes_served_partial",
+            "Piece bytes served to peers while still downloading the blob",
+            metrics.piece_bytes_served_partial.clone(),
         );
         registry.register(
             "scrubbed_bytes",

@@ -34,6 +34,17 @@ pub const UPSTREAM_PIECE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for providers before giving up on peers.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// What a [`PieceRequest`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// Bytes `offset..offset+len`.
+    Bytes,
+    /// The blob's piece hash list (`offset` and `len` unused).
+    Hashes,
+    /// What the peer holds of the blob now, and how busy it is (`offset` and `len` unused).
+    Have,
+}
+
 /// A request for part of a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PieceRequest {
@@ -43,8 +54,30 @@ pub struct PieceRequest {
     pub offset: u64,
     /// Bytes wanted (at most [`PIECE_LEN`]).
     pub len: u32,
-    /// Ask for the blob's piece hash list instead of bytes (`offset` and `len` unused).
-    pub hashes: bool,
+    /// Bytes, the hash list, or what the peer holds.
+    pub ask: Ask,
+}
+
+impl PieceRequest {
+    /// A request for bytes `offset..offset+len` of `digest`.
+    pub fn bytes(digest: Digest, offset: u64, len: u32) -> PieceRequest {
+        PieceRequest {
+            digest,
+            offset,
+            len,
+            ask: Ask::Bytes,
+        }
+    }
+
+    /// A request for something about `digest` other than bytes.
+    pub fn about(digest: Digest, ask: Ask) -> PieceRequest {
+        PieceRequest {
+            digest,
+            offset: 0,
+            len: 0,
+            ask,
+        }
+    }
 }
 
 /// A peer's answer to a [`PieceRequest`].
@@ -57,8 +90,21 @@ pub enum PieceAnswer {
         /// The piece.
         bytes: Vec<u8>,
     },
-    /// The leaf hash of every piece, in order (answers a request with `hashes` set).
+    /// The leaf hash of every piece, in order (answers [`Ask::Hashes`]).
     Hashes(Vec<Hash>),
+    /// What the peer holds (answers [`Ask::Have`]): the blob's size, how many pieces from
+    /// the first it holds (a node still downloading holds a prefix; one that stores the blob
+    /// holds them all), and how many answers it is preparing for anyone now.
+    Have {
+        /// The blob's size.
+        total: u64,
+        /// Pieces held, from the first.
+        pieces: u32,
+        /// Answers being prepared (0 when the mirror answers; the network fills it in).
+        load: u32,
+        /// Pieces beyond the first `pieces` it holds too (at most [`MAX_AHEAD`]).
+        ahead: Vec<u32>,
+    },
     /// The peer does not hold the blob (any more).
     Missing,
 }
@@ -88,8 +134,26 @@ pub trait PeerNetwork: Send + Sync {
     fn local_id(&self) -> String;
     /// The peers connected now.
     fn live_peers(&self) -> Vec<String>;
-    /// Peers that announced `digest`, found within `timeout` (never this node).
+    /// Peers that announced `digest`, found within `timeout` (never this node): those that
+    /// store it and those downloading it now.
     fn providers(&self, digest: &Digest, timeout: Duration) -> Vec<String>;
+    /// The peers nearest `digest` in the DHT, asked of the whole network, and the peers
+    /// connected now, with each one's key for [`pyrsia_core::rendezvous::nearest`]; never this
+    /// node. By default the live peers, keyed by their ids.
+    fn closest_peers(&self, digest: &Digest) -> Vec<(String, Vec<u8>)> {
+        let _ = digest;
+        self.live_peers()
+            .into_iter()
+            .map(|id| {
+                let key = id.as_bytes().to_vec();
+                (id, key)
+            })
+            .collect()
+    }
+    /// This node's key for [`pyrsia_core::rendezvous::nearest`] (its peer id's bytes).
+    fn local_key(&self) -> Vec<u8> {
+        self.local_id().into_bytes()
+    }
     /// Sends `request` to `peer` (with `hint` when the peer should fetch what it lacks); the
     /// reply (or failure) arrives on `reply` with `tag`.
     fn request_piece(
@@ -140,14 +204,47 @@ pub trait PieceSource: Send + Sync {
     fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer;
 }
 
-/// The node that fetches `digest` from the upstream for the whole network: the rendezvous
-/// winner among this node and its live peers. `None` when it is this node.
+/// How many nodes, nearest a digest first, are asked in turn to fetch it from the upstream
+/// for the network: the nearest may have left or may lie, and the next one then takes over,
+/// while a stranger can still make no more than this many nodes fetch any one blob.
+pub const CLAIMANTS: usize = 3;
+
+/// The nodes that fetch `digest` from the upstream for the whole network, in the order they
+/// are asked ([`CLAIMANTS`] of them; `None` stands for this node): the nodes nearest the
+/// digest in the DHT ([`pyrsia_core::rendezvous::nearest_first`]) among this node, the peers
+/// the DHT finds nearest it and the peers connected now, so that nodes connected to different
+/// peers agree, and when the nearest leaves, the next takes over.
+pub fn upstream_fetchers(network: &dyn PeerNetwork, digest: &Digest) -> Vec<Option<String>> {
+    let local = network.local_key();
+    let peers = network.closest_peers(digest);
+    let candidates = peers
+        .iter()
+        .map(|(_, key)| key.as_slice())
+        .chain([local.as_slice()]);
+    pyrsia_core::rendezvous::nearest_first(digest.as_bytes(), candidates, CLAIMANTS)
+        .into_iter()
+        .map(|key| {
+            peers
+                .iter()
+                .find(|(_, k)| k.as_slice() == key && key != local.as_slice())
+                .map(|(id, _)| id.clone())
+        })
+        .collect()
+}
+
+/// The node asked first to fetch `digest` from the upstream for the network
+/// ([`upstream_fetchers`]); `None` when it is this node.
 pub fn upstream_fetcher(network: &dyn PeerNetwork, digest: &Digest) -> Option<String> {
-    let local = network.local_id();
-    let peers = network.live_peers();
-    let candidates = peers.iter().map(String::as_bytes).chain([local.as_bytes()]);
-    let winner = pyrsia_core::rendezvous::winner(digest.as_bytes(), candidates)?;
-    (winner != local.as_bytes()).then(|| String::from_utf8_lossy(winner).into_owned())
+    upstream_fetchers(network, digest)
+        .into_iter()
+        .next()
+        .flatten()
+}
+
+/// Whether this node is one of those asked to fetch `digest` from the upstream for the
+/// network: it honours a peer's request to, and no other.
+pub fn fetches_for_network(network: &dyn PeerNetwork, digest: &Digest) -> bool {
+    upstream_fetchers(network, digest).contains(&None)
 }
 
 /// What looking for a blob among the peers found.
@@ -171,29 +268,100 @@ impl PeerLookup {
     }
 }
 
-/// Tags of the requests made before the schedule exists (hash list, first piece, size
-/// check): far above the schedule's own, so the two never meet.
+/// Tags of the requests made before the schedule exists (the survey of what providers
+/// hold, hash list, first piece, size check): far above the schedule's own, so the two
+/// never meet.
 const HANDSHAKE_TAGS: u64 = 1 << 63;
+/// Tags of the questions what a peer holds, during the fetch: this plus the peer's index in
+/// the schedule.
+const POLL_TAGS: u64 = 1 << 62;
+/// How long the providers found are given to say what they hold.
+const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a fetch looks again for nodes that started downloading the blob since it began
+/// (they serve what they hold: the swarm).
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How often each peer of a fetch is asked what it holds now and how busy it is.
+pub const HAVE_POLL: Duration = Duration::from_millis(250);
+
+/// What a peer holds of a blob `total` bytes long when it holds its first `pieces` pieces
+/// and the pieces `ahead`.
+pub fn prefix_have(total: u64, pieces: u32, ahead: &[u32]) -> Have {
+    let count = pyrsia_core::pieces::piece_count(total);
+    if u64::from(pieces) >= count {
+        return Have::All;
+    }
+    let mut bits: Vec<bool> = (0..count).map(|i| i < u64::from(pieces)).collect();
+    for &piece in ahead {
+        if let Some(bit) = bits.get_mut(piece as usize) {
+            *bit = true;
+        }
+    }
+    if bits.iter().all(|b| *b) {
+        Have::All
+    } else {
+        Have::Pieces(bits)
+    }
+}
+
+/// The most pieces a peer names as held beyond its prefix (a fetch holds at most its window
+/// there).
+pub const MAX_AHEAD: usize = 256;
+
+/// The pieces a fetch has received and checked but not yet handed to its reader: served to
+/// peers from memory meanwhile (a node trades the pieces it holds out of order, not only the
+/// prefix it has written).
+#[derive(Default)]
+pub struct Shelf {
+    pieces: std::sync::Mutex<BTreeMap<u32, Arc<Vec<u8>>>>,
+}
+
+impl Shelf {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Vec<u8>>>> {
+        self.pieces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, piece: u32, bytes: Vec<u8>) {
+        self.lock().insert(piece, Arc::new(bytes));
+    }
+
+    fn take(&self, piece: u32) -> Option<Arc<Vec<u8>>> {
+        self.lock().remove(&piece)
+    }
+
+    /// The bytes of `piece`, if on the shelf.
+    pub fn get(&self, piece: u32) -> Option<Arc<Vec<u8>>> {
+        self.lock().get(&piece).cloned()
+    }
+
+    /// The pieces on the shelf, at most [`MAX_AHEAD`].
+    pub fn held(&self) -> Vec<u32> {
+        self.lock().keys().copied().take(MAX_AHEAD).collect()
+    }
+}
 
 /// An in-order reader over a blob fetched in pieces from several peers: the IO around core's
 /// [`PieceSchedule`], which decides what to ask of whom, what an answer is worth and whom to
-/// blame. Before it can, this reader learns the blob's size from a first piece (and, for a
-/// blob whose piece root the log commits, the piece hash list).
+/// blame. Before it can, this reader surveys what the providers hold (nodes that store the
+/// blob, and nodes still downloading it, which serve the pieces they have), learns the
+/// blob's size from a first piece (and, for a blob whose piece root the log commits, the
+/// piece hash list). During the fetch it asks every peer what it holds and how busy it is,
+/// and looks for nodes that started downloading the blob since.
 pub struct PieceFetcher {
     network: Arc<dyn PeerNetwork>,
     digest: Digest,
     total: u64,
-    /// Every provider found, and whether the handshake gave it up.
+    /// Every provider found, what it holds, and whether the handshake gave it up.
     ids: Vec<String>,
+    haves: Vec<Have>,
     dropped: Vec<bool>,
     /// The schedule, once the size is known; its peers are `scheduled[i]` of `ids`.
     schedule: Option<PieceSchedule>,
     scheduled: Vec<usize>,
     /// Pieces in, by index, waiting to be read.
-    ready: BTreeMap<u32, Vec<u8>>,
+    ready: Arc<Shelf>,
     /// Offset of the next byte to hand out, and the piece being handed out.
     position: u64,
-    current: Vec<u8>,
+    current: Arc<Vec<u8>>,
     current_at: usize,
     next_handshake_tag: u64,
     replies: Receiver<PieceReply>,
@@ -207,6 +375,9 @@ pub struct PieceFetcher {
     expected: Option<Vec<Hash>>,
     /// The schedule's clock: core instants are microseconds since this.
     epoch: Instant,
+    /// Providers found again during the fetch (by a thread that looks every
+    /// [`REDISCOVER_EVERY`] and stops when this reader is dropped).
+    found: Option<Receiver<Vec<String>>>,
 }
 
 impl PieceFetcher {
@@ -233,16 +404,102 @@ impl PieceFetcher {
     }
 
     /// [`PieceFetcher::open_checked`], telling apart no provider from providers that
-    /// disagree on the blob's size (then no peer should be trusted to fetch it either).
+    /// disagree on the blob's size (then no peer should be trusted to fetch it either). Some
+    /// provider must store the whole blob; those still downloading it help.
     pub fn lookup(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
         offset: u64,
         root: Option<Hash>,
     ) -> PeerLookup {
+        Self::search(network, digest, offset, root, None)
+    }
+
+    /// What a download of a blob from registry `hint` asks of the peers: the providers, when
+    /// one stores the whole blob; otherwise the node that fetches it from the upstream for
+    /// the network ([`upstream_fetcher`]; it serves the bytes as they arrive there). Nodes
+    /// still downloading it serve the pieces they hold either way. `NotFound` when this node
+    /// is the one to fetch it from the upstream.
+    pub fn find(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        root: Option<Hash>,
+        hint: FetchHint,
+    ) -> PeerLookup {
+        Self::search(network, digest, 0, root, Some(hint))
+    }
+
+    fn search(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+        root: Option<Hash>,
+        hint: Option<FetchHint>,
+    ) -> PeerLookup {
         let providers = network.providers(&digest, LOOKUP_TIMEOUT);
-        let Some(mut fetcher) = Self::new(network, digest, offset, providers, None, PIECE_TIMEOUT)
-        else {
+        let holdings = survey(&*network, &digest, &providers);
+        let (complete, partial): (Vec<_>, Vec<_>) = holdings
+            .into_iter()
+            .map(|(id, total, pieces, ahead)| (id, prefix_have(total, pieces, &ahead)))
+            .partition(|(_, have)| *have == Have::All);
+        if !complete.is_empty() {
+            let peers = complete
+                .into_iter()
+                .chain(partial.iter().cloned())
+                .collect();
+            match Self::start(network.clone(), digest, offset, peers, None, root) {
+                PeerLookup::NotFound => {
+                    tracing::info!(%digest, "no peer that said it holds the blob served it");
+                }
+                found => return found,
+            }
+        }
+        let Some(hint) = hint else {
+            return PeerLookup::NotFound;
+        };
+        // The nodes to fetch it for the network, nearest first; when one does not serve it
+        // (gone, or lying), the next. At this node's turn it fetches the blob itself.
+        for claimant in upstream_fetchers(&*network, &digest) {
+            let Some(claimant) = claimant else {
+                return PeerLookup::NotFound;
+            };
+            tracing::info!(%digest, peer = %claimant, partial = partial.len(), "a peer fetches this blob from the upstream for the network");
+            let peers = std::iter::once((claimant.clone(), Have::All))
+                .chain(partial.iter().filter(|(id, _)| *id != claimant).cloned())
+                .collect();
+            match Self::start(
+                network.clone(),
+                digest,
+                offset,
+                peers,
+                Some(hint.clone()),
+                None,
+            ) {
+                PeerLookup::NotFound => {
+                    tracing::info!(%digest, peer = %claimant, "the peer chosen to fetch this blob for the network did not serve it; asking the next");
+                }
+                found => return found,
+            }
+        }
+        PeerLookup::NotFound
+    }
+
+    /// The handshake with `peers` (the first of them holding every piece): the hash list when
+    /// `root` is committed, then the first piece; with `hint`, the first is the node fetching
+    /// the blob from the upstream for the network, and its pieces may wait for the upstream.
+    fn start(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        offset: u64,
+        peers: Vec<(String, Have)>,
+        hint: Option<FetchHint>,
+        root: Option<Hash>,
+    ) -> PeerLookup {
+        let (timeout, root) = match hint {
+            Some(_) => (UPSTREAM_PIECE_TIMEOUT, None),
+            None => (PIECE_TIMEOUT, root),
+        };
+        let Some(mut fetcher) = Self::new(network, digest, offset, peers, hint, timeout) else {
             return PeerLookup::NotFound;
         };
         if let Some(root) = root {
@@ -254,31 +511,11 @@ impl PieceFetcher {
         fetcher.first_piece()
     }
 
-    /// Fetches from `fetcher`, the node chosen to fetch `digest` from the upstream for the
-    /// network, which serves the bytes as they arrive there ([`upstream_fetcher`]).
-    pub fn through(
-        network: Arc<dyn PeerNetwork>,
-        digest: Digest,
-        fetcher: String,
-        hint: FetchHint,
-    ) -> Option<(u64, PieceFetcher)> {
-        Self::new(
-            network,
-            digest,
-            0,
-            vec![fetcher],
-            Some(hint),
-            UPSTREAM_PIECE_TIMEOUT,
-        )?
-        .first_piece()
-        .found()
-    }
-
     fn new(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
         offset: u64,
-        providers: Vec<String>,
+        providers: Vec<(String, Have)>,
         hint: Option<FetchHint>,
         timeout: Duration,
     ) -> Option<PieceFetcher> {
@@ -286,17 +523,19 @@ impl PieceFetcher {
             return None;
         }
         let (sender, replies) = mpsc::channel();
+        let (ids, haves): (Vec<String>, Vec<Have>) = providers.into_iter().unzip();
         Some(PieceFetcher {
             network,
             digest,
             total: 0,
-            dropped: vec![false; providers.len()],
-            ids: providers,
+            dropped: vec![false; ids.len()],
+            ids,
+            haves,
             schedule: None,
             scheduled: Vec::new(),
-            ready: BTreeMap::new(),
+            ready: Arc::default(),
             position: offset,
-            current: Vec::new(),
+            current: Arc::default(),
             current_at: 0,
             next_handshake_tag: HANDSHAKE_TAGS,
             replies,
@@ -306,6 +545,7 @@ impl PieceFetcher {
             timeout,
             expected: None,
             epoch: Instant::now(),
+            found: None,
         })
     }
 
@@ -337,17 +577,14 @@ impl PieceFetcher {
         }
     }
 
-    /// The piece hash list from the first provider whose list hashes to `root`; providers
-    /// with another list are penalised.
+    /// The piece hash list from the first provider storing the blob whose list hashes to
+    /// `root`; providers with another list are penalised.
     fn hash_list(&mut self, root: Hash) -> Option<Vec<Hash>> {
         for i in 0..self.ids.len() {
-            let request = PieceRequest {
-                digest: self.digest,
-                offset: 0,
-                len: 0,
-                hashes: true,
-            };
-            match self.ask(i, request) {
+            if self.haves[i] != Have::All {
+                continue;
+            }
+            match self.ask(i, PieceRequest::about(self.digest, Ask::Hashes)) {
                 Some(Ok(PieceAnswer::Hashes(list)))
                     if pyrsia_core::pieces::piece_root(&list) == root =>
                 {
@@ -366,25 +603,21 @@ impl PieceFetcher {
         None
     }
 
-    /// Fetches the first piece, which tells the size, asking providers one by one until one
-    /// answers it well; then starts the schedule with every provider still usable.
+    /// Fetches the first piece, which tells the size, asking the providers that hold every
+    /// piece one by one until one answers it well; then starts the schedule with every
+    /// provider still usable.
     fn first_piece(mut self) -> PeerLookup {
         let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
         let offset = u64::from(piece) * u64::from(PIECE_LEN);
         for i in 0..self.ids.len() {
-            if self.dropped[i] {
+            if self.dropped[i] || self.haves[i] != Have::All {
                 continue;
             }
-            let request = PieceRequest {
-                digest: self.digest,
-                offset,
-                len: PIECE_LEN,
-                hashes: false,
-            };
+            let request = PieceRequest::bytes(self.digest, offset, PIECE_LEN);
             let (total, bytes) = match self.ask(i, request) {
                 Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes),
-                Some(Ok(PieceAnswer::Hashes(_))) => {
-                    self.reject(i, offset, "answered bytes with hashes", true);
+                Some(Ok(PieceAnswer::Hashes(_) | PieceAnswer::Have { .. })) => {
+                    self.reject(i, offset, "answered bytes with something else", true);
                     continue;
                 }
                 Some(Err(why)) => {
@@ -431,13 +664,16 @@ impl PieceFetcher {
     /// The schedule over the usable providers, with the first piece (from provider `from`) in.
     fn start_schedule(&mut self, piece: u32, from: usize, bytes: Vec<u8>) {
         self.scheduled = (0..self.ids.len()).filter(|&i| !self.dropped[i]).collect();
-        let peers = self.scheduled.iter().map(|_| Have::All).collect();
+        let peers = self
+            .scheduled
+            .iter()
+            .map(|&i| self.haves[i].clone())
+            .collect();
         let config = ScheduleConfig {
             window: WINDOW,
             per_peer: PER_PEER,
-            timeout: CoreDuration::from_micros(
-                u64::try_from(self.timeout.as_micros()).unwrap_or(u64::MAX),
-            ),
+            timeout: core_duration(self.timeout),
+            have_poll: core_duration(HAVE_POLL),
         };
         // Tie-breaks differ between nodes and downloads (std's per-process random keys).
         let seed = {
@@ -451,8 +687,12 @@ impl PieceFetcher {
                 .with_seed(seed);
         schedule.accept_outside(piece);
         self.schedule = Some(schedule);
-        self.ready.insert(piece, bytes);
+        self.ready.put(piece, bytes);
         self.served_by.insert(piece, from);
+        // A blob of a few pieces is in before anyone new could help.
+        if schedule_is_long(self.total) {
+            self.found = Some(rediscover(self.network.clone(), self.digest));
+        }
     }
 
     /// Without a piece list nothing proves the size the first answer claimed, and every reader
@@ -460,22 +700,23 @@ impl PieceFetcher {
     /// first byte, and when the two disagree the peers are given up for this blob and nobody
     /// is blamed (either may be the liar). `first` is the provider that answered first.
     fn size_confirmed(&mut self, first: usize) -> bool {
-        let Some(other) = (0..self.ids.len()).find(|&j| j != first && !self.dropped[j]) else {
+        let Some(other) = (0..self.ids.len())
+            .find(|&j| j != first && !self.dropped[j] && self.haves[j] == Have::All)
+        else {
             return true;
         };
-        let request = PieceRequest {
-            digest: self.digest,
-            offset: 0,
-            len: 1,
-            hashes: false,
-        };
-        match self.ask(other, request) {
+        match self.ask(other, PieceRequest::bytes(self.digest, 0, 1)) {
             Some(Ok(PieceAnswer::Data { total, .. })) if total != self.total => {
                 tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.ids[first], other_peer = %self.ids[other], "peers disagree on the blob's size; not fetching it from peers");
                 false
             }
             _ => true,
         }
+    }
+
+    /// The pieces received and not yet read, for serving to peers meanwhile.
+    pub fn shelf(&self) -> Arc<Shelf> {
+        self.ready.clone()
     }
 
     /// The peers that served at least one piece (to blame when the blob does not match).
@@ -511,12 +752,7 @@ impl PieceFetcher {
             let id = &self.ids[self.scheduled[request.peer]];
             self.network.request_piece(
                 id,
-                PieceRequest {
-                    digest: self.digest,
-                    offset: request.offset,
-                    len: request.len,
-                    hashes: false,
-                },
+                PieceRequest::bytes(self.digest, request.offset, request.len),
                 self.hint.as_ref(),
                 request.tag,
                 self.sender.clone(),
@@ -524,8 +760,40 @@ impl PieceFetcher {
         }
     }
 
+    /// Takes in the providers found since, and asks the peers that are due what they hold.
+    fn poll(&mut self) {
+        let now = self.now();
+        let Some(schedule) = self.schedule.as_mut() else {
+            return;
+        };
+        while let Some(list) = self.found.as_ref().and_then(|f| f.try_recv().ok()) {
+            for id in list {
+                if self.ids.contains(&id) {
+                    continue;
+                }
+                tracing::info!(digest = %self.digest, peer = %id, "a peer that started downloading this blob joins the fetch");
+                self.ids.push(id);
+                self.haves.push(Have::Pieces(Vec::new()));
+                self.dropped.push(false);
+                let index = schedule.add_peer(Have::Pieces(Vec::new()));
+                debug_assert_eq!(index, self.scheduled.len());
+                self.scheduled.push(self.ids.len() - 1);
+            }
+        }
+        for peer in schedule.have_polls(now) {
+            self.network.request_piece(
+                &self.ids[self.scheduled[peer]],
+                PieceRequest::about(self.digest, Ask::Have),
+                None,
+                POLL_TAGS + peer as u64,
+                self.sender.clone(),
+            );
+        }
+    }
+
     /// Waits for one reply (or the next deadline) and files it with the schedule.
     fn wait_one(&mut self) -> io::Result<()> {
+        self.poll();
         let Some(schedule) = self.schedule.as_ref() else {
             return Err(io::Error::other("no peer could deliver the blob"));
         };
@@ -540,6 +808,10 @@ impl PieceFetcher {
             .unwrap_or(self.timeout);
         match self.replies.recv_timeout(wait) {
             Ok(reply) if reply.tag >= HANDSHAKE_TAGS => Ok(()),
+            Ok(reply) if reply.tag >= POLL_TAGS => {
+                self.file_have(reply);
+                Ok(())
+            }
             Ok(reply) => {
                 self.file(reply);
                 Ok(())
@@ -554,6 +826,34 @@ impl PieceFetcher {
                 Ok(())
             }
             Err(RecvTimeoutError::Disconnected) => Err(io::Error::other("network gone")),
+        }
+    }
+
+    /// Files a peer's answer to what it holds. A peer taken on as holding every piece (it
+    /// stores the blob, or fetches it for the network and serves bytes as they arrive) only
+    /// tells its load; one downloading it tells what it holds too. An answer for another
+    /// size is not believed (what the peer holds stays unknown).
+    fn file_have(&mut self, reply: PieceReply) {
+        let peer = (reply.tag - POLL_TAGS) as usize;
+        let (Some(schedule), Some(&id)) = (self.schedule.as_mut(), self.scheduled.get(peer)) else {
+            return;
+        };
+        match reply.result {
+            Ok(PieceAnswer::Have {
+                total,
+                pieces,
+                load,
+                ahead,
+            }) if total == self.total => {
+                schedule.handle_load(peer, load);
+                if self.haves[id] != Have::All {
+                    schedule.handle_have(peer, prefix_have(total, pieces, &ahead));
+                }
+            }
+            Ok(PieceAnswer::Missing) if self.haves[id] != Have::All => {
+                schedule.handle_have(peer, Have::Pieces(Vec::new()));
+            }
+            _ => {}
         }
     }
 
@@ -574,7 +874,7 @@ impl PieceFetcher {
                 match schedule.handle_piece(tag, answer) {
                     Filed::Accepted { piece, peer, .. } => {
                         self.served_by.insert(piece, self.scheduled[peer]);
-                        self.ready.insert(piece, bytes);
+                        self.ready.put(piece, bytes);
                         None
                     }
                     Filed::Rejected { peer, blame } => {
@@ -585,9 +885,9 @@ impl PieceFetcher {
                     Filed::Unknown => None,
                 }
             }
-            Ok(PieceAnswer::Hashes(_)) => schedule
+            Ok(PieceAnswer::Hashes(_) | PieceAnswer::Have { .. }) => schedule
                 .handle_failure(tag, true)
-                .map(|peer| (peer, "answered bytes with hashes")),
+                .map(|peer| (peer, "answered bytes with something else")),
             Ok(PieceAnswer::Missing) => {
                 schedule.handle_missing(tag);
                 None
@@ -603,6 +903,89 @@ impl PieceFetcher {
             self.network.penalise(&self.ids[self.scheduled[peer]], why);
         }
     }
+}
+
+/// Whether a fetch of `total` bytes is long enough to look for more peers during it.
+fn schedule_is_long(total: u64) -> bool {
+    pyrsia_core::pieces::piece_count(total) > WINDOW as u64
+}
+
+/// A std duration as core's.
+fn core_duration(d: Duration) -> CoreDuration {
+    CoreDuration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Asks every provider at once what it holds of `digest`, waiting at most [`SURVEY_TIMEOUT`]:
+/// `(peer, size, pieces held from the first, pieces held beyond)` for each that answered. A
+/// provider that does not answer, or no longer holds the blob, is left out.
+fn survey(
+    network: &dyn PeerNetwork,
+    digest: &Digest,
+    providers: &[String],
+) -> Vec<(String, u64, u32, Vec<u32>)> {
+    let (sender, replies) = mpsc::channel();
+    for (i, id) in providers.iter().enumerate() {
+        let request = PieceRequest::about(*digest, Ask::Have);
+        network.request_piece(id, request, None, i as u64, sender.clone());
+    }
+    drop(sender);
+    let deadline = Instant::now() + SURVEY_TIMEOUT;
+    let mut held = Vec::new();
+    let mut answered = vec![false; providers.len()];
+    while answered.contains(&false) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(reply) = replies.recv_timeout(left) else {
+            break;
+        };
+        if let Some(seen) = answered.get_mut(reply.tag as usize) {
+            *seen = true;
+        }
+        if let (
+            Ok(PieceAnswer::Have {
+                total,
+                pieces,
+                ahead,
+                ..
+            }),
+            Some(id),
+        ) = (reply.result, providers.get(reply.tag as usize))
+            && total > 0
+        {
+            held.push((id.clone(), total, pieces, ahead));
+        }
+    }
+    for (id, _) in providers.iter().zip(&answered).filter(|(_, seen)| !**seen) {
+        tracing::info!(%digest, peer = %id, "provider stalled: it did not say what it holds in time; not asked for pieces");
+    }
+    // Holders of every piece first (asked first for the first piece), then by what they hold.
+    held.sort_by_key(|(_, total, pieces, ahead)| {
+        std::cmp::Reverse((prefix_have(*total, *pieces, ahead) == Have::All, *pieces))
+    });
+    held
+}
+
+/// Looks for the providers of `digest` every [`REDISCOVER_EVERY`] on a thread of its own,
+/// until the receiver is dropped.
+fn rediscover(network: Arc<dyn PeerNetwork>, digest: Digest) -> Receiver<Vec<String>> {
+    let (sender, found) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("find-{}", &digest.hex().as_str()[..12]))
+        .spawn(move || {
+            // Nodes that started at the same moment announce within a moment: look soon.
+            let mut wait = REDISCOVER_EVERY / 4;
+            loop {
+                std::thread::sleep(wait);
+                wait = REDISCOVER_EVERY;
+                let providers = network.providers(&digest, LOOKUP_TIMEOUT);
+                if sender.send(providers).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot look for more peers during a fetch");
+    }
+    found
 }
 
 /// The leaf hash of a piece's bytes when a piece hash list will check it (hashing 1 MiB
@@ -629,7 +1012,7 @@ impl Read for PieceFetcher {
                 return Ok(0);
             }
             let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
-            if let Some(bytes) = self.ready.remove(&piece) {
+            if let Some(bytes) = self.ready.take(piece) {
                 if let Some(schedule) = self.schedule.as_mut() {
                     let delivered = schedule.take_deliverable();
                     debug_assert_eq!(delivered, Some(piece));

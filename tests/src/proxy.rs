@@ -26,6 +26,9 @@ pub enum Fault {
     /// Hold each blob download this long before answering (a slow upstream), counting how
     /// many are held at once ([`FaultProxy::most_held_at_once`]).
     HoldBlobs(Duration),
+    /// Every blob download shares one link of this many bytes per second (a WAN uplink in
+    /// front of the registry).
+    Throttle(u64),
 }
 
 /// What [`Fault::GarbleManifests`] serves instead of a manifest.
@@ -48,6 +51,7 @@ impl FaultProxy {
         let port = server.server_addr().to_ip().expect("ip").port();
         let fault = Arc::new(Mutex::new(Fault::None));
         let held = Arc::new(Held::default());
+        let link: Link = Arc::new(Mutex::new(std::time::Instant::now()));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -56,12 +60,13 @@ impl FaultProxy {
             .new_agent();
         let workers = (0..16)
             .map(|_| {
-                let (server, fault, agent, upstream, held) = (
+                let (server, fault, agent, upstream, held, link) = (
                     server.clone(),
                     fault.clone(),
                     agent.clone(),
                     upstream.to_string(),
                     held.clone(),
+                    link.clone(),
                 );
                 std::thread::spawn(move || {
                     while let Ok(request) = server.recv() {
@@ -73,7 +78,7 @@ impl FaultProxy {
                         {
                             held.hold(hold);
                         }
-                        forward(&agent, &upstream, &fault, request);
+                        forward(&agent, &upstream, &fault, &link, request);
                     }
                 })
             })
@@ -131,7 +136,16 @@ impl Held {
     }
 }
 
-fn forward(agent: &ureq::Agent, upstream: &str, fault: &Mutex<Fault>, request: tiny_http::Request) {
+/// When the shared link of [`Fault::Throttle`] is next free.
+type Link = Arc<Mutex<std::time::Instant>>;
+
+fn forward(
+    agent: &ureq::Agent,
+    upstream: &str,
+    fault: &Mutex<Fault>,
+    link: &Link,
+    request: tiny_http::Request,
+) {
     let url = format!("{upstream}{}", request.url());
     let is_blob = request.url().contains("/blobs/sha256:");
     let is_manifest = request.url().contains("/manifests/");
@@ -206,6 +220,7 @@ fn forward(agent: &ureq::Agent, upstream: &str, fault: &Mutex<Fault>, request: t
         inner: body,
         fault: active,
         position: 0,
+        link: link.clone(),
     };
     let response = Response::new(StatusCode(status), headers, reader, len, None)
         .with_chunked_threshold(usize::MAX);
@@ -220,6 +235,7 @@ struct Faulty<R> {
     inner: R,
     fault: Fault,
     position: u64,
+    link: Link,
 }
 
 impl<R: Read> Read for Faulty<R> {
@@ -231,9 +247,20 @@ impl<R: Read> Read for Faulty<R> {
             Fault::CutAfter(n) => buf
                 .len()
                 .min(usize::try_from(n - self.position).unwrap_or(usize::MAX)),
+            Fault::Throttle(_) => buf.len().min(64 << 10),
             _ => buf.len(),
         };
         let n = self.inner.read(&mut buf[..limit])?;
+        if let Fault::Throttle(rate) = self.fault {
+            // The bytes take their turn on the shared link.
+            let until = {
+                let mut free = self.link.lock().expect("link lock");
+                let start = (*free).max(std::time::Instant::now());
+                *free = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+                *free
+            };
+            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+        }
         if let Fault::FlipByte(at) = self.fault
             && at >= self.position
             && at < self.position + n as u64

@@ -154,14 +154,15 @@ pub(crate) fn node_address(address: &str) -> (Multiaddr, libp2p::PeerId) {
     (address, node)
 }
 
-/// Whether `node` wins the rendezvous for `digest` against every peer in `others`: the node
-/// the network asks to fetch that blob from the upstream (`pyrsia_core::rendezvous`, over
-/// peer ids as text, as nodes rank them).
+/// Whether `node` is nearer `digest` than every peer in `others`: the node the network asks
+/// to fetch that blob from the upstream (`pyrsia_core::rendezvous::nearest`, over peer ids'
+/// bytes, as nodes rank them).
 pub fn node_wins(digest: &pyrsia_core::digest::Digest, node: &str, others: &[&str]) -> bool {
-    let candidates = std::iter::once(node)
-        .chain(others.iter().copied())
-        .map(str::as_bytes);
-    pyrsia_core::rendezvous::winner(digest.as_bytes(), candidates) == Some(node.as_bytes())
+    let key = |id: &str| id.parse::<libp2p::PeerId>().expect("peer id").to_bytes();
+    let node = key(node);
+    let others: Vec<Vec<u8>> = others.iter().map(|id| key(id)).collect();
+    let candidates = std::iter::once(node.as_slice()).chain(others.iter().map(Vec::as_slice));
+    pyrsia_core::rendezvous::nearest(digest.as_bytes(), candidates) == Some(node.as_slice())
 }
 
 /// What a [`LyingProvider`] runs: the node's DHT (to announce blobs) and its request-response
@@ -173,9 +174,18 @@ struct ProviderBehaviour {
     sync: request_response::Behaviour<SyncCodec>,
 }
 
-/// A stranger that announces blobs on the DHT and answers every piece request for them with
-/// a size `extra` bytes larger than the truth (and that many junk bytes): a peer lying about a
-/// blob's size. Runs until dropped.
+/// How a [`LyingProvider`] lies.
+#[derive(Clone, Copy, Debug)]
+pub enum Lie {
+    /// Every piece answer claims a size this many bytes larger than the truth (and carries
+    /// junk bytes).
+    Size(u64),
+    /// It says it holds every piece of the blobs, and answers every piece request `Missing`.
+    HoldsEverything,
+}
+
+/// A stranger that announces blobs on the DHT and lies about them ([`Lie`]): about their
+/// size, or about holding them. Runs until dropped.
 pub struct LyingProvider {
     peer_id: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -188,6 +198,16 @@ impl LyingProvider {
         address: &str,
         blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
         extra: u64,
+    ) -> LyingProvider {
+        Self::lying(address, blobs, Lie::Size(extra))
+    }
+
+    /// Connects to the node at `address` and announces `blobs` (digest and true size), lying
+    /// about them as `lie` says.
+    pub fn lying(
+        address: &str,
+        blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
+        lie: Lie,
     ) -> LyingProvider {
         use std::sync::atomic::Ordering;
         let keypair = identity::Keypair::generate_ed25519();
@@ -247,13 +267,33 @@ impl LyingProvider {
                                 ..
                             },
                         )) => {
-                            let response = match request {
-                                SyncRequest::Piece {
-                                    digest,
-                                    offset,
-                                    len,
-                                    ..
-                                } => match blobs.iter().find(|(d, _)| d.as_bytes() == &digest) {
+                            let find = |digest: &[u8; 32]| {
+                                blobs.iter().find(|(d, _)| d.as_bytes() == digest)
+                            };
+                            let claimed = |size: u64| match lie {
+                                Lie::Size(extra) => size + extra,
+                                Lie::HoldsEverything => size,
+                            };
+                            let response = match (request, lie) {
+                                (SyncRequest::Have { digest }, _) => match find(&digest) {
+                                    Some((_, size)) => SyncResponse::Have {
+                                        total: claimed(*size),
+                                        pieces: pyrsia_core::pieces::piece_count(claimed(*size))
+                                            as u32,
+                                        load: 0,
+                                        ahead: Vec::new(),
+                                    },
+                                    None => SyncResponse::Missing,
+                                },
+                                (
+                                    SyncRequest::Piece {
+                                        digest,
+                                        offset,
+                                        len,
+                                        ..
+                                    },
+                                    Lie::Size(extra),
+                                ) => match find(&digest) {
                                     Some((_, size)) => {
                                         let total = size + extra;
                                         let n = u64::from(len).min(total.saturating_sub(offset));
@@ -264,7 +304,7 @@ impl LyingProvider {
                                     }
                                     None => SyncResponse::Missing,
                                 },
-                                SyncRequest::Checkpoint => SyncResponse::Checkpoint(None),
+                                (SyncRequest::Checkpoint, _) => SyncResponse::Checkpoint(None),
                                 _ => SyncResponse::Missing,
                             };
                             let _ = swarm.behaviour_mut().sync.send_response(channel, response);

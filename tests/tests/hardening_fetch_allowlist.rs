@@ -76,9 +76,27 @@ fn peers_and_clients_cannot_make_a_node_fetch_from_a_host_of_their_choosing() {
     );
     assert_eq!(get(&url).expect("GET").status, 403);
 
-    // A stranger that loses the rendezvous for the layer: hints for the loopback address and
-    // for the silent upstream, for the layer and for digests nobody has.
-    let loser = RawPeer::grind(|id| !node_wins(&layer, &node_id, &[id]));
+    // A stranger for whom the node is not one of the nodes to fetch the layer for the network
+    // (three strangers connected now are nearer the digest): hints for the loopback address
+    // and for the silent upstream, for the layer and for digests nobody has.
+    let nearer = || RawPeer::grind(|id| !node_wins(&layer, &node_id, &[id]));
+    let loser = nearer();
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let (holder, address) = (nearer(), address.clone());
+            let id = holder.peer_id();
+            let thread = std::thread::spawn(move || holder.hold(&address, Duration::from_secs(6)));
+            (id, thread)
+        })
+        .collect();
+    for (id, _) in &holders {
+        wait_until(
+            "a nearer stranger connects",
+            Duration::from_secs(10),
+            &|| node.log(),
+            || node.connected_peers().contains(id),
+        );
+    }
     let nobody = Digest::sha256(b"no such blob");
     let answers = loser.ask(
         &address,
@@ -90,16 +108,26 @@ fn peers_and_clients_cannot_make_a_node_fetch_from_a_host_of_their_choosing() {
         ],
         Duration::from_secs(10),
     );
-    assert_all_missing(&answers, "hints from a rendezvous loser", &node.log());
+    assert_all_missing(
+        &answers,
+        "hints from a stranger the node does not fetch for",
+        &node.log(),
+    );
 
-    // A stranger that ground its identity to make the node the rendezvous winner (once the
-    // loser is gone from the node's live peers): a loopback hint is still refused...
+    // A stranger that ground its identity to make the node the nearest (once the others are
+    // gone from the node's live peers): a loopback hint is still refused...
     let loser_id = loser.peer_id();
+    for (_, thread) in holders {
+        thread.join().unwrap();
+    }
     wait_until(
-        "the loser leaves",
+        "the loser and the nearer strangers leave",
         Duration::from_secs(10),
         &|| node.log(),
-        || !node.connected_peers().contains(&loser_id),
+        || {
+            let connected = node.connected_peers();
+            !connected.contains(&loser_id) && connected.is_empty()
+        },
     );
     let winner = RawPeer::grind(|id| node_wins(&layer, &node_id, &[id]));
     let answers = winner.ask(

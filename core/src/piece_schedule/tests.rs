@@ -8,6 +8,7 @@ fn config() -> ScheduleConfig {
         window: 8,
         per_peer: 3,
         timeout: Duration::from_secs(5),
+        have_poll: Duration::from_millis(250),
     }
 }
 
@@ -319,4 +320,80 @@ fn the_first_piece_is_judged_by_the_same_rule_before_the_size_is_known() {
         (hash.why, hash.blame),
         ("piece does not match its hash", true)
     );
+}
+
+#[test]
+fn a_partial_holder_missing_a_piece_is_asked_again_once_it_says_it_holds_it() {
+    // Peer 0 holds everything but is busy serving others; peer 1 holds the first two pieces.
+    let config = ScheduleConfig {
+        window: 4,
+        per_peer: 2,
+        ..config()
+    };
+    let partial = Have::Pieces(alloc::vec![true, true, false, false]);
+    let mut schedule =
+        PieceSchedule::new(4 * MIB, 0, alloc::vec![Have::All, partial], None, config);
+    schedule.handle_load(0, 10);
+    let requests = schedule.next_requests(at(0));
+    assert_eq!(requests.len(), 4);
+    assert!(
+        requests.iter().all(|r| (r.piece < 2) == (r.peer == 1)),
+        "pieces both hold go to the idle partial holder, not the busy complete one: {requests:?}"
+    );
+    // It answers Missing for piece 1 (it lost it): not dropped, just not asked for that piece.
+    let piece1 = requests.iter().find(|r| r.piece == 1).unwrap();
+    schedule.handle_missing(piece1.tag);
+    assert!(schedule.has_peers());
+    let piece0 = requests.iter().find(|r| r.piece == 0).unwrap();
+    let answer = good(&schedule, 0);
+    assert!(matches!(
+        schedule.handle_piece(piece0.tag, answer),
+        Filed::Accepted { .. }
+    ));
+    let piece2 = requests.iter().find(|r| r.piece == 2).unwrap();
+    let answer = good(&schedule, 2);
+    assert!(matches!(
+        schedule.handle_piece(piece2.tag, answer),
+        Filed::Accepted { .. }
+    ));
+    let again = schedule.next_requests(at(10));
+    assert!(
+        again.iter().any(|r| r.piece == 1 && r.peer == 0),
+        "piece 1 goes to the complete holder: {again:?}"
+    );
+    // Polls: both peers are due now, then not before the poll interval.
+    assert_eq!(schedule.have_polls(at(10)), [0, 1]);
+    assert!(schedule.have_polls(at(100)).is_empty());
+    assert_eq!(
+        schedule.next_deadline(),
+        Some(at(260)),
+        "the next poll, before any timeout"
+    );
+    assert_eq!(schedule.have_polls(at(260)), [0, 1]);
+    // It now holds everything and is idle: asked for piece 3 rather than the busy peer.
+    schedule.handle_have(1, Have::Pieces(alloc::vec![true; 4]));
+    schedule.handle_load(1, 0);
+    let piece3 = requests.iter().find(|r| r.piece == 3).unwrap();
+    schedule.handle_missing(piece3.tag);
+    let last = schedule.next_requests(at(300));
+    assert!(last.iter().any(|r| r.piece == 3 && r.peer == 1), "{last:?}");
+}
+
+#[test]
+fn a_peer_found_during_the_fetch_is_asked_too() {
+    let config = ScheduleConfig {
+        window: 4,
+        per_peer: 1,
+        ..config()
+    };
+    let mut schedule = PieceSchedule::new(4 * MIB, 0, alloc::vec![Have::All], None, config);
+    assert_eq!(
+        schedule.next_requests(at(0)).len(),
+        1,
+        "the one peer's pipeline is full"
+    );
+    let added = schedule.add_peer(Have::Pieces(alloc::vec![true; 4]));
+    assert_eq!(added, 1);
+    let requests = schedule.next_requests(at(1));
+    assert!(requests.iter().any(|r| r.peer == 1), "{requests:?}");
 }

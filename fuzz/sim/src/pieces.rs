@@ -95,6 +95,8 @@ pub fn run(strategy: Strategy, p: Params) -> Outcome {
         per_peer: 2,
         // Queues at a busy server are waited out; no peer in this model stalls.
         timeout: Duration::from_secs(1_000_000),
+        // Every requester hears what its peers hold each tick (below), without asking.
+        have_poll: Duration::from_secs(1_000_000),
     };
     // have[node][piece]; node 0 is the rendezvous winner.
     let mut have = vec![vec![false; p.pieces]; n];
@@ -153,6 +155,9 @@ pub fn run(strategy: Strategy, p: Params) -> Outcome {
             for (index, &peer) in requester.peers.iter().enumerate() {
                 let have = announced(strategy, peer, &have[peer], count[peer], p.pieces);
                 requester.schedule.handle_have(index, have);
+                // And how many requests wait at it: a busy peer is asked after an idle one.
+                let load = u32::try_from(queues[peer].len()).unwrap_or(u32::MAX);
+                requester.schedule.handle_load(index, load);
             }
             for request in requester.schedule.next_requests(now) {
                 queues[requester.peers[request.peer]].push_back((node, request));

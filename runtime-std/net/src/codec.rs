@@ -54,6 +54,12 @@ pub enum SyncRequest {
         /// The larger tree's size.
         to: u64,
     },
+    /// What the peer holds of a blob (it stores it, or is downloading it), and how busy it
+    /// is: asked before and during a fetch from several peers.
+    Have {
+        /// The blob's SHA-256.
+        digest: [u8; 32],
+    },
     /// Not a request: what the codec hands over for a frame it could not decode (never on
     /// the wire), so that the sender is struck. (libp2p reports no failure to read a request.)
     #[serde(skip)]
@@ -80,6 +86,17 @@ pub enum SyncResponse {
     Missing,
     /// The consistency proof asked for (empty when the peer cannot prove those sizes).
     Consistency(Vec<[u8; 32]>),
+    /// What the peer holds of the blob asked about (`Missing` when nothing).
+    Have {
+        /// The blob's size.
+        total: u64,
+        /// How many pieces from the first it holds (all of them when it stores the blob).
+        pieces: u32,
+        /// Piece answers it is preparing or sending now, to anyone.
+        load: u32,
+        /// Pieces beyond the first `pieces` it holds too (received, not yet written).
+        ahead: Vec<u32>,
+    },
 }
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.

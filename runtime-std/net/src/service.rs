@@ -14,11 +14,12 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, multiaddr::Protocol, noise, tcp,
     yamux,
 };
+use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
-use pyrsia_std::peers::{PieceAnswer, PieceSource};
+use pyrsia_std::peers::{Ask, PieceAnswer, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
@@ -52,6 +53,8 @@ pub struct Network {
     /// `--max-download-rate`: piece requests wait for it.
     download: Arc<Shaper>,
     commands: smol::channel::Sender<Command>,
+    /// The peers found nearest each digest lately (who fetches it from the upstream).
+    closest: content::ClosestCache,
     _thread: JoinHandle<()>,
 }
 
@@ -133,6 +136,7 @@ pub fn start(
         local_id,
         download,
         commands,
+        closest: Default::default(),
         _thread: thread,
     })
 }
@@ -199,6 +203,11 @@ struct EventLoop {
     store_events: std::sync::mpsc::Receiver<StoreEvent>,
     commands: smol::channel::Receiver<Command>,
     provider_queries: HashMap<libp2p::kad::QueryId, ProviderQuery>,
+    /// Lookups of the peers nearest a digest, and where their answers go.
+    closest_queries: HashMap<libp2p::kad::QueryId, std::sync::mpsc::Sender<Vec<PeerId>>>,
+    /// Piece answers handed to libp2p and not yet written out: with `preparing`, the load
+    /// this node reports to peers that ask what it holds.
+    uploading: std::collections::HashSet<request_response::InboundRequestId>,
     piece_requests: HashMap<OutboundRequestId, (u64, PieceReplies)>,
     source: Arc<dyn PieceSource>,
     served: smol::channel::Sender<Served>,
@@ -215,9 +224,11 @@ struct EventLoop {
 /// Where the answer to a piece request goes.
 type PieceReplies = std::sync::mpsc::Sender<pyrsia_std::peers::PieceReply>;
 
-/// A piece answered off the event loop, waiting to be sent.
+/// A piece answered off the event loop, waiting to be sent (with the request's id when it is
+/// a piece request: its answer counts in the load until written out).
 type Served = (
     PeerId,
+    Option<request_response::InboundRequestId>,
     request_response::ResponseChannel<SyncResponse>,
     SyncResponse,
 );
@@ -250,6 +261,8 @@ impl EventLoop {
             store,
             commands,
             provider_queries: HashMap::new(),
+            closest_queries: HashMap::new(),
+            uploading: std::collections::HashSet::new(),
             piece_requests: HashMap::new(),
             source,
             served,
@@ -292,11 +305,8 @@ impl EventLoop {
                     Ok(command) => self.on_command(command),
                     Err(_) => return,
                 },
-                answer = served.recv().fuse() => if let Ok((peer, channel, response)) = answer {
-                    if let SyncResponse::Piece { bytes, .. } = &response {
-                        self.count(&peer, bytes.len(), 0);
-                    }
-                    let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                answer = served.recv().fuse() => if let Ok((peer, id, channel, response)) = answer {
+                    self.send_served(peer, id, channel, response);
                 },
                 _ = tick.next().fuse() => {
                     self.redial();
@@ -307,6 +317,35 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Sends an answer prepared off the event loop: a piece counts in the load until it is
+    /// written out; what this node holds goes with the load now.
+    fn send_served(
+        &mut self,
+        peer: PeerId,
+        id: Option<request_response::InboundRequestId>,
+        channel: request_response::ResponseChannel<SyncResponse>,
+        mut response: SyncResponse,
+    ) {
+        match &mut response {
+            SyncResponse::Piece { bytes, .. } => {
+                self.count(&peer, bytes.len(), 0);
+                if let Some(id) = id {
+                    self.uploading.insert(id);
+                }
+            }
+            SyncResponse::Have { load, .. } => {
+                let preparing = self.preparing.load(std::sync::atomic::Ordering::SeqCst);
+                *load = u32::try_from(preparing + self.uploading.len()).unwrap_or(u32::MAX);
+            }
+            _ => {}
+        }
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, response);
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
@@ -534,7 +573,9 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
+                    request,
+                    channel,
+                    request_id,
                 } => {
                     let now_us =
                         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -553,23 +594,21 @@ impl EventLoop {
                             len,
                             fetch,
                         } => {
-                            let request = pyrsia_std::peers::PieceRequest {
-                                digest: pyrsia_core::digest::Digest::from_sha256_bytes(digest),
-                                offset,
-                                len,
-                                hashes: false,
-                            };
-                            self.serve_piece(peer, channel, request, fetch);
+                            let request =
+                                PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len);
+                            self.serve_piece(peer, request_id, channel, request, fetch);
                             return;
                         }
                         SyncRequest::PieceHashes { digest } => {
-                            let request = pyrsia_std::peers::PieceRequest {
-                                digest: pyrsia_core::digest::Digest::from_sha256_bytes(digest),
-                                offset: 0,
-                                len: 0,
-                                hashes: true,
-                            };
-                            self.serve_piece(peer, channel, request, None);
+                            let request =
+                                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes);
+                            self.serve_piece(peer, request_id, channel, request, None);
+                            return;
+                        }
+                        SyncRequest::Have { digest } => {
+                            let request =
+                                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have);
+                            self.serve_piece(peer, request_id, channel, request, None);
                             return;
                         }
                         SyncRequest::Checkpoint => {
@@ -594,6 +633,7 @@ impl EventLoop {
                         SyncResponse::PieceHashes(list) => list.len() * 32,
                         SyncResponse::Missing => 0,
                         SyncResponse::Consistency(proof) => proof.len() * 32,
+                        SyncResponse::Have { .. } => 0,
                     };
                     self.count(&peer, size, 0);
                     let _ = self
@@ -632,6 +672,21 @@ impl EventLoop {
                     SyncResponse::Missing => {
                         self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));
                     }
+                    SyncResponse::Have {
+                        total,
+                        pieces,
+                        load,
+                        mut ahead,
+                    } => {
+                        ahead.truncate(pyrsia_std::peers::MAX_AHEAD);
+                        let have = PieceAnswer::Have {
+                            total,
+                            pieces,
+                            load,
+                            ahead,
+                        };
+                        self.on_piece_reply(request_id, Ok(have));
+                    }
                     SyncResponse::Consistency(proof) => {
                         self.count(&peer, 0, proof.len() * 32);
                         for action in self.sync.on_consistency(request_id, proof) {
@@ -654,10 +709,18 @@ impl EventLoop {
                 let action = self.sync.on_failure(request_id);
                 self.perform(action);
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
+                self.uploading.remove(&request_id);
                 tracing::debug!(%peer, %error, "log-sync request from peer failed");
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.uploading.remove(&request_id);
+            }
         }
     }
 }

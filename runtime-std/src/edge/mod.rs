@@ -19,7 +19,7 @@ use pyrsia_core::tlog::tree::MerkleTree;
 
 use crate::log::Log;
 use crate::mirror::Mirror;
-use crate::peers::{PieceAnswer, PieceRequest, PieceSource};
+use crate::peers::{Ask, PieceAnswer, PieceRequest};
 
 mod sessions;
 
@@ -254,13 +254,8 @@ impl EdgeServer {
         out: &mut [u8],
     ) -> io::Result<()> {
         let start = u64::from(index) * u64::from(PIECE_LEN) + u64::from(offset);
-        let wanted = PieceRequest {
-            digest: *digest,
-            offset: start,
-            len: CHUNK_LEN as u32,
-            hashes: false,
-        };
-        let (total, mut bytes) = match self.mirror.piece(&wanted, None) {
+        let wanted = PieceRequest::bytes(*digest, start, CHUNK_LEN as u32);
+        let (total, mut bytes) = match self.mirror.verified_piece(&wanted) {
             PieceAnswer::Data { total, bytes } => (total, bytes),
             _ => return write_response(stream, &Response::Error(ErrorCode::NotFound), out),
         };
@@ -272,13 +267,8 @@ impl EdgeServer {
         bytes.truncate(piece_end.saturating_sub(start) as usize);
         let proof = match (offset, self.log.piece_root(digest)) {
             (0, Some(root)) if count > 1 => {
-                let hashes = PieceRequest {
-                    digest: *digest,
-                    offset: 0,
-                    len: 0,
-                    hashes: true,
-                };
-                let PieceAnswer::Hashes(leaves) = self.mirror.piece(&hashes, None) else {
+                let hashes = PieceRequest::about(*digest, Ask::Hashes);
+                let PieceAnswer::Hashes(leaves) = self.mirror.verified_piece(&hashes) else {
                     return write_response(stream, &Response::Error(ErrorCode::NotFound), out);
                 };
                 let mut tree = MerkleTree::new();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{FetchHint, PeerFetch, PeerLookup, PieceFetcher, upstream_fetcher};
+use crate::peers::{FetchHint, PeerFetch, PeerLookup, PieceFetcher, Shelf};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -109,6 +109,9 @@ pub(super) struct Flight {
     origin: FetchHint,
     state: Mutex<State>,
     changed: Condvar,
+    /// Pieces from peers received but not yet written (a download from peers): served to
+    /// other peers from memory meanwhile.
+    shelf: Mutex<Option<Arc<Shelf>>>,
 }
 
 /// What a request gets when it joins a flight.
@@ -152,6 +155,7 @@ impl Flights {
                 peers_failed: false,
             }),
             changed: Condvar::new(),
+            shelf: Mutex::new(None),
         });
         active.insert(key.clone(), flight.clone());
         drop(active);
@@ -184,6 +188,18 @@ impl Flights {
 }
 
 impl Flights {
+    /// The download of `digest` running now, from whatever source (the one furthest along
+    /// when there are several): what this node serves peers before it holds the whole blob.
+    pub(super) fn running(&self, digest: &Digest) -> Option<Arc<Flight>> {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active
+            .iter()
+            .filter(|((d, _), _)| d == digest)
+            .map(|(_, flight)| flight)
+            .max_by_key(|flight| flight.lock().written)
+            .cloned()
+    }
+
     /// Whether bytes from peers failed `digest` within [`SKIP_PEERS_FOR`].
     fn peers_failed_lately(&self, digest: &Digest) -> bool {
         let mut failed = self.peers_failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -243,6 +259,25 @@ impl Flight {
         self.changed.notify_all();
     }
 
+    /// The blob's size and how many bytes from the first a peer may have now: those written,
+    /// all of them only once the digest matched. `None` before the size is known.
+    pub(super) fn held(&self) -> Option<(u64, u64)> {
+        let state = self.lock();
+        let size = state.size?;
+        let held = match state.outcome {
+            Outcome::Stored => size,
+            _ if state.verified => size,
+            Outcome::Running => state.written.min(size.saturating_sub(1)),
+            Outcome::Failed(_) => return None,
+        };
+        Some((size, held))
+    }
+
+    /// The pieces received from peers and not yet written, when the download is from peers.
+    pub(super) fn shelf(&self) -> Option<Arc<Shelf>> {
+        self.shelf.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Waits until the size is known or the download ended, then opens a reader at `offset`.
     pub(super) fn follow(self: &Arc<Self>, offset: u64) -> Joined {
         let mut state = self.lock();
@@ -284,6 +319,7 @@ impl Flight {
         hint: &FetchHint,
     ) {
         let repository = hint.repository.as_str();
+        store.announce_download(self.digest, true);
         let outcome = match self.download(store, upstream, peers, metrics, hint) {
             Ok(source) => {
                 metrics.activity.fetched(self.digest, source);
@@ -299,6 +335,7 @@ impl Flight {
                     .activity
                     .failed(format!("blob {} of {repository}: {e}", self.digest));
                 tracing::warn!(digest = %self.digest, %repository, error = %e, "blob fetch failed; nothing stored");
+                store.announce_download(self.digest, false);
                 Outcome::Failed(e)
             }
         };
@@ -322,23 +359,26 @@ impl Flight {
         let temp_path = writer.temp_path().to_path_buf();
         self.update(|s| s.temp_path = Some(temp_path));
         let mut buf = vec![0u8; CHUNK];
-        // Peers that hold it; else the peer chosen to fetch it from the upstream for the
-        // network (rendezvous hashing over the live peers), which serves it as it arrives.
-        // When the holders disagree on its size, no peer is trusted with it: the upstream.
-        let from_peers = peers.and_then(|PeerFetch { network, piece_root }| {
-            let fetcher = match PieceFetcher::lookup(network.clone(), self.digest, 0, piece_root) {
-                PeerLookup::Found(total, fetcher) => (total, *fetcher),
-                PeerLookup::Disputed => return None,
-                PeerLookup::NotFound => {
-                    let chosen = upstream_fetcher(&*network, &self.digest)?;
-                    tracing::info!(digest = %self.digest, peer = %chosen, "a peer fetches this blob from the upstream for the network");
-                    PieceFetcher::through(network.clone(), self.digest, chosen, hint.clone())?
+        // Peers that hold it; else the node chosen to fetch it from the upstream for the
+        // network (the one nearest the digest in the DHT), which serves it as it arrives;
+        // either way with the nodes downloading it too, for the pieces they hold. When the
+        // holders disagree on its size, no peer is trusted with it: the upstream.
+        let from_peers = peers.and_then(
+            |PeerFetch {
+                 network,
+                 piece_root,
+             }| {
+                let found =
+                    PieceFetcher::find(network.clone(), self.digest, piece_root, hint.clone());
+                match found {
+                    PeerLookup::Found(total, fetcher) => Some((network, (total, *fetcher))),
+                    PeerLookup::Disputed | PeerLookup::NotFound => None,
                 }
-            };
-            Some((network, fetcher))
-        });
+            },
+        );
         if let Some((network, (total, mut fetcher))) = from_peers {
             metrics.peer_fetches.inc();
+            *self.shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetcher.shelf());
             self.update(|s| s.size = Some(total));
             match self.copy(&mut fetcher, &mut writer, &mut buf, &metrics.peer_bytes) {
                 Ok(()) => {

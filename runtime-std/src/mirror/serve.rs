@@ -1,7 +1,9 @@
-//! The mirror as a source of pieces for peers: stored, verified blobs; and, when a peer names
-//! this node as the one fetching a blob from the upstream for the network, the bytes of that
-//! download as they arrive (the asking node verifies the whole blob before it keeps or
-//! completes anything).
+//! The mirror as a source of pieces for peers: stored, verified blobs; the pieces a download
+//! running here holds already (a node serves a blob before it holds all of it: the swarm);
+//! and, when a peer names this node as the one fetching a blob from the upstream for the
+//! network, the bytes of that download as they arrive. The asking node checks each piece
+//! against the committed piece list when there is one, and the whole blob against its digest
+//! always, before it keeps or completes anything.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -13,23 +15,34 @@ use pyrsia_core::reference::{Host, Name};
 use pyrsia_core::tlog::Hash;
 
 use super::Mirror;
-use super::flight::Joined;
+use super::flight::{Flight, Joined};
 use crate::peers::{
-    FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource, upstream_fetcher,
+    Ask, FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource, fetches_for_network,
 };
 
 impl PieceSource for Mirror {
     fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer {
-        if request.hashes {
-            return match self.piece_hashes(&request.digest) {
-                Some(list) => PieceAnswer::Hashes(list.to_vec()),
-                None => PieceAnswer::Missing,
-            };
+        match request.ask {
+            Ask::Hashes | Ask::Bytes if self.store.record(&request.digest).is_some() => {
+                return self.served(self.verified_piece(request), false);
+            }
+            Ask::Hashes => return PieceAnswer::Missing,
+            Ask::Have => return self.holding(&request.digest),
+            Ask::Bytes => {}
         }
         let want = u64::from(request.len.min(PIECE_LEN));
-        if let Some(mut stored) = self.store.open_blob(&request.digest) {
-            let total = stored.record.size;
-            return read_piece(&mut stored.file, request.offset, want, total);
+        // A download running here serves the pieces it holds already, whoever it is for.
+        if let Some(flight) = self.flights.running(&request.digest)
+            && let Some((total, held)) = flight.held()
+            && request.offset < total
+            && request.offset + want.min(total - request.offset) <= held
+        {
+            let answer = self.read_from_flight(&flight, request, want);
+            return self.served(answer, true);
+        }
+        // Or has received that piece from peers and not yet written it.
+        if let Some(answer) = self.shelved_piece(request) {
+            return self.served(answer, true);
         }
         let Some(hint) = hint else {
             return PieceAnswer::Missing;
@@ -40,17 +53,18 @@ impl PieceSource for Mirror {
         if self.config.offline {
             return PieceAnswer::Missing;
         }
-        // Only for a host this node fetches from itself, and only when this node is the one
-        // the rendezvous picks among its live peers: a stranger cannot make it fetch from a
-        // host of the stranger's choosing, nor spread its fetches over every node.
+        // Only for a host this node fetches from itself, and only when this node is one of
+        // the few nearest the digest among those the DHT finds and those connected: a stranger
+        // cannot make it fetch from a host of the stranger's choosing, nor spread its fetches
+        // over every node.
         let Ok(upstream) = self.upstream(&host) else {
             tracing::debug!(%host, digest = %request.digest, "a peer asked this node to fetch from a host it does not fetch from; refused");
             return PieceAnswer::Missing;
         };
         if let Some(network) = self.peer_network()
-            && let Some(winner) = upstream_fetcher(&*network, &request.digest)
+            && !fetches_for_network(&*network, &request.digest)
         {
-            tracing::debug!(digest = %request.digest, %winner, "a peer asked this node to fetch a blob another peer should fetch; refused");
+            tracing::debug!(digest = %request.digest, "a peer asked this node to fetch a blob other peers should fetch; refused");
             return PieceAnswer::Missing;
         }
         // This node fetches for the network: from its upstream only, never back from peers.
@@ -62,14 +76,108 @@ impl PieceSource for Mirror {
             hint.clone(),
             request.digest,
         );
-        match flight.follow(request.offset) {
-            Joined::Stored => match self.store.open_blob(&request.digest) {
+        let answer = self.read_from_flight(&flight, request, want);
+        let partial = flight.held().is_some_and(|(total, held)| held < total);
+        self.served(answer, partial)
+    }
+}
+
+impl Mirror {
+    /// A piece or the piece hash list of a stored, verified blob only (never of a download
+    /// in progress): what an edge cache is served.
+    pub(crate) fn verified_piece(&self, request: &PieceRequest) -> PieceAnswer {
+        match request.ask {
+            Ask::Hashes => match self.piece_hashes(&request.digest) {
+                Some(list) => PieceAnswer::Hashes(list.to_vec()),
+                None => PieceAnswer::Missing,
+            },
+            Ask::Bytes => match self.store.open_blob(&request.digest) {
                 Some(mut stored) => {
                     let total = stored.record.size;
+                    let want = u64::from(request.len.min(PIECE_LEN));
                     read_piece(&mut stored.file, request.offset, want, total)
                 }
                 None => PieceAnswer::Missing,
             },
+            Ask::Have => self.holding(&request.digest),
+        }
+    }
+
+    /// What this node holds of `digest`: every piece when it stores it, the pieces written so
+    /// far when it is downloading it (and those received but not yet written), else nothing.
+    fn holding(&self, digest: &Digest) -> PieceAnswer {
+        let running = self.flights.running(digest);
+        let (total, held) = match self.store.record(digest) {
+            Some(record) => (record.size, record.size),
+            None => match running.as_ref().and_then(|f| f.held()) {
+                Some(held) => held,
+                None => return PieceAnswer::Missing,
+            },
+        };
+        let pieces = if held >= total {
+            pyrsia_core::pieces::piece_count(total)
+        } else {
+            held / u64::from(PIECE_LEN)
+        };
+        let pieces = u32::try_from(pieces).unwrap_or(u32::MAX);
+        let ahead = match running.and_then(|f| f.shelf()) {
+            Some(shelf) if held < total => {
+                shelf.held().into_iter().filter(|&p| p >= pieces).collect()
+            }
+            _ => Vec::new(),
+        };
+        PieceAnswer::Have {
+            total,
+            pieces,
+            load: 0,
+            ahead,
+        }
+    }
+
+    /// Piece `request` when a download from peers running here received it and has not
+    /// written it yet: the whole piece, from memory.
+    fn shelved_piece(&self, request: &PieceRequest) -> Option<PieceAnswer> {
+        let flight = self.flights.running(&request.digest)?;
+        let (total, _) = flight.held()?;
+        let piece_len = u64::from(PIECE_LEN);
+        if !request.offset.is_multiple_of(piece_len) || request.offset >= total {
+            return None;
+        }
+        let piece = u32::try_from(request.offset / piece_len).ok()?;
+        let bytes = flight.shelf()?.get(piece)?;
+        let whole = piece_len.min(total - request.offset);
+        (u64::from(request.len) >= whole && bytes.len() as u64 == whole).then(|| {
+            PieceAnswer::Data {
+                total,
+                bytes: bytes.to_vec(),
+            }
+        })
+    }
+
+    /// Counts the bytes of `answer` as served to a peer (`partial`: before this node held
+    /// the whole blob).
+    fn served(&self, answer: PieceAnswer, partial: bool) -> PieceAnswer {
+        if let PieceAnswer::Data { bytes, .. } = &answer {
+            self.metrics.piece_bytes_served.inc_by(bytes.len() as u64);
+            if partial {
+                self.metrics
+                    .piece_bytes_served_partial
+                    .inc_by(bytes.len() as u64);
+            }
+        }
+        answer
+    }
+
+    /// Piece `request` (at most `want` bytes) from a download in progress, waiting for its
+    /// bytes as they arrive (or from the store, if the download finished meanwhile).
+    fn read_from_flight(
+        &self,
+        flight: &Arc<Flight>,
+        request: &PieceRequest,
+        want: u64,
+    ) -> PieceAnswer {
+        match flight.follow(request.offset) {
+            Joined::Stored => self.verified_piece(request),
             Joined::Following(total, mut reader) => {
                 if request.offset >= total {
                     return PieceAnswer::Missing;

@@ -18,6 +18,8 @@ enum Behaviour {
     Stalls,
     ShortPieces,
     Lacks,
+    /// Still downloading: holds the first this many pieces, serves those, lacks the rest.
+    Partial(u32),
 }
 
 struct FakeNetwork {
@@ -53,7 +55,33 @@ impl PeerNetwork for FakeNetwork {
         if behaviour == Behaviour::Rotten {
             blob[10] ^= 1;
         }
-        if request.hashes {
+        if request.ask == Ask::Have {
+            let result = match behaviour {
+                Behaviour::Stalls => return,
+                Behaviour::Lacks => Ok(PieceAnswer::Missing),
+                Behaviour::Partial(pieces) => Ok(PieceAnswer::Have {
+                    total: self.blob.len() as u64,
+                    pieces,
+                    load: 0,
+                    ahead: Vec::new(),
+                }),
+                Behaviour::WrongTotal => Ok(PieceAnswer::Have {
+                    total: 2 * self.blob.len() as u64,
+                    pieces: u32::MAX,
+                    load: 0,
+                    ahead: Vec::new(),
+                }),
+                _ => Ok(PieceAnswer::Have {
+                    total: self.blob.len() as u64,
+                    pieces: u32::MAX,
+                    load: 0,
+                    ahead: Vec::new(),
+                }),
+            };
+            let _ = reply.send(PieceReply { tag, result });
+            return;
+        }
+        if request.ask == Ask::Hashes {
             let source = if behaviour == Behaviour::Rotten {
                 &blob
             } else {
@@ -87,11 +115,14 @@ impl PeerNetwork for FakeNetwork {
             }),
             Behaviour::Stalls => return,
             Behaviour::Lacks => Ok(PieceAnswer::Missing),
+            Behaviour::Partial(pieces) if end as u64 > u64::from(pieces) * u64::from(PIECE_LEN) => {
+                Ok(PieceAnswer::Missing)
+            }
             Behaviour::ShortPieces => Ok(PieceAnswer::Data {
                 total: self.blob.len() as u64,
                 bytes: self.blob[start..end - 1].to_vec(),
             }),
-            Behaviour::Serves => {
+            Behaviour::Serves | Behaviour::Partial(_) => {
                 *self
                     .served
                     .lock()
@@ -197,7 +228,7 @@ fn every_node_picks_the_same_upstream_fetcher() {
     let digest = Digest::sha256(b"blob");
     let chosen = upstream_fetcher(&*net, &digest);
     let expected =
-        pyrsia_core::rendezvous::winner(digest.as_bytes(), [&b"a"[..], &b"b"[..], &b"me"[..]])
+        pyrsia_core::rendezvous::nearest(digest.as_bytes(), [&b"a"[..], &b"b"[..], &b"me"[..]])
             .unwrap();
     match chosen {
         Some(peer) => assert_eq!(peer.as_bytes(), expected),
@@ -273,4 +304,25 @@ fn without_a_piece_list_a_size_dispute_blames_nobody_and_gives_up_the_peers() {
         );
         assert!(net.penalised.lock().unwrap().is_empty(), "nobody blamed");
     }
+}
+
+#[test]
+fn nodes_still_downloading_serve_the_pieces_they_hold() {
+    let len = 12 * PIECE_LEN as usize + 5;
+    let net = network(
+        &[
+            ("whole", Behaviour::Serves),
+            ("half", Behaviour::Partial(6)),
+            ("none", Behaviour::Partial(0)),
+        ],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    let served = net.served.lock().unwrap().clone();
+    assert!(served.get("half").copied().unwrap_or(0) > 0, "{served:?}");
+    assert!(!served.contains_key("none"), "{served:?}");
+    assert!(
+        net.penalised.lock().unwrap().is_empty(),
+        "holding less is no fault"
+    );
 }

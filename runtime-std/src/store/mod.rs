@@ -102,6 +102,10 @@ pub enum StoreEvent {
     Stored(Digest),
     /// A blob is no longer held (evicted, or quarantined by the scrubber).
     Evicted(Digest),
+    /// A download of a blob started: its bytes are served to peers as they arrive.
+    Receiving(Digest),
+    /// A download failed: nothing of it is held any more.
+    Abandoned(Digest),
 }
 
 /// A stored blob opened for reading. While it is alive the blob is pinned: eviction skips it.
@@ -176,6 +180,16 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .push(sender);
         receiver
+    }
+
+    /// Tells the watchers that a download of `digest` started (`true`) or failed (`false`),
+    /// so that the network announces, or stops announcing, the pieces it serves meanwhile.
+    pub fn announce_download(&self, digest: Digest, started: bool) {
+        self.notify(if started {
+            StoreEvent::Receiving(digest)
+        } else {
+            StoreEvent::Abandoned(digest)
+        });
     }
 
     fn notify(&self, event: StoreEvent) {

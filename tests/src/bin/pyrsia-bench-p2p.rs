@@ -1,78 +1,199 @@
-//! `pyrsia-bench-p2p`: 2, 4, 8 and 16 node processes on this machine, in a full mesh, fetch
-//! one 200 MiB blob at the same moment (curl through each node). For each size it prints the
-//! wall time against one node fetching it alone, the bytes that crossed the upstream link (from
-//! the registry's access log) and the bytes nodes received from each other (their metrics).
-//! Run it through `scripts/bench` (release build). Prints a Markdown table.
+//! `pyrsia-bench-p2p`: N node processes on this machine (2, 4, 8 and 16) fetch one fresh
+//! 200 MiB blob at the same moment (curl through each node), (a) through the swarm, each node
+//! told of three others (not a full mesh), and (b) with P2P off, each node straight from the
+//! upstream; both with the upstream on loopback and behind one shared 100 MB/s link (a WAN;
+//! the fault proxy's throttle). Then staggered arrivals (one node every 0.5 s) and one
+//! node-to-node transfer. For each run it prints the wall time (max and p50 over the nodes),
+//! the blob's GETs at the upstream, the largest single node's upload and the share of peer
+//! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
+//! (release build); prints Markdown tables.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyrsia_tests::image::push_large_image;
-use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::node::Node;
+use pyrsia_tests::proxy::{Fault, FaultProxy};
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 200 << 20;
 const SIZES: [usize; 4] = [2, 4, 8, 16];
+/// Each swarm node is started with this many earlier nodes as its peers.
+const DIALLED: usize = 3;
+/// The WAN link in front of the registry, bytes per second.
+const WAN: u64 = 100_000_000;
 
-fn curl(url: &str) {
+fn curl(url: &str) -> f64 {
+    let started = Instant::now();
     let out = Command::new("curl")
         .args(["-sf", "-o", "/dev/null", url])
         .output()
         .expect("curl");
     assert!(out.status.success(), "curl {url} failed");
+    started.elapsed().as_secs_f64()
 }
 
-/// Starts `n` nodes in a full mesh behind `registry` and waits until every one sees the rest.
-fn mesh(work: &std::path::Path, registry: &Registry, n: usize) -> Vec<Node> {
+/// Starts `n` nodes behind `upstream`: each told of up to [`DIALLED`] earlier ones when
+/// `swarm`, of none otherwise.
+fn nodes(work: &std::path::Path, upstream: &str, n: usize, swarm: bool) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
-        let mut args = vec!["--upstream".to_string(), registry.url()];
-        for node in &nodes {
-            args.extend(["--peer".to_string(), node.p2p_address()]);
+        let mut args = vec!["--upstream".to_string(), upstream.to_string()];
+        if swarm {
+            for earlier in nodes.iter().rev().take(DIALLED) {
+                args.extend(["--peer".to_string(), earlier.p2p_address()]);
+            }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Node::start(&work.join(format!("node{i}")), &args));
     }
-    wait_mesh(&nodes.iter().collect::<Vec<_>>());
+    if swarm {
+        for node in &nodes {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while node.connected_peers().is_empty() {
+                assert!(Instant::now() < deadline, "a node found no peer");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
     nodes
 }
 
-/// Seconds until every node has served the blob to its client.
-fn fetch_all(nodes: &[Node], path: &str) -> f64 {
+/// What one run measured.
+struct Run {
+    /// Seconds each client took, from the moment the first started.
+    times: Vec<f64>,
+    upstream_gets: usize,
+    largest_upload: u64,
+    served: u64,
+    partial: u64,
+}
+
+/// `n` nodes fetch a fresh blob, the i-th client starting `stagger × i` after the first.
+fn run(n: usize, swarm: bool, wan: bool, stagger: Duration) -> Run {
+    let work = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let digest = image.layers[0].blob.digest;
+    let proxy = wan.then(|| {
+        let proxy = FaultProxy::start(&registry.url());
+        proxy.set_fault(Fault::Throttle(WAN));
+        proxy
+    });
+    let upstream = proxy
+        .as_ref()
+        .map_or_else(|| registry.url(), FaultProxy::url);
+    let nodes = nodes(work.path(), &upstream, n, swarm);
     let started = Instant::now();
     let clients: Vec<_> = nodes
         .iter()
-        .map(|node| {
-            let url = format!("{}{path}", node.url());
-            std::thread::spawn(move || curl(&url))
+        .enumerate()
+        .map(|(i, node)| {
+            let url = format!("{}/v2/library/large/blobs/{digest}", node.url());
+            let delay = stagger * i as u32;
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                curl(&url);
+                started.elapsed().as_secs_f64()
+            })
         })
         .collect();
-    for client in clients {
-        client.join().expect("client");
+    let times = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let uploads: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.metric("piece_bytes_served"))
+        .collect();
+    Run {
+        times,
+        upstream_gets: registry.blob_gets(&digest.to_string()),
+        largest_upload: uploads.iter().copied().max().unwrap_or(0),
+        served: uploads.iter().sum(),
+        partial: nodes
+            .iter()
+            .map(|n| n.metric("piece_bytes_served_partial"))
+            .sum(),
     }
-    started.elapsed().as_secs_f64()
+}
+
+fn p50(times: &[f64]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+fn max(times: &[f64]) -> f64 {
+    times.iter().copied().fold(0.0, f64::max)
 }
 
 fn main() {
-    println!(
-        "| nodes | wall time | vs one node alone | upstream bytes (× blob) | peer bytes (× blob) |"
-    );
-    println!("|---:|---:|---:|---:|---:|");
-    let mut alone = None;
-    for n in std::iter::once(1).chain(SIZES) {
-        let work = tempfile::tempdir().expect("temp dir");
-        let registry = Registry::start(&work.path().join("registry"));
-        let image = push_large_image(work.path(), &registry.authority(), SIZE);
-        let digest = image.layers[0].blob.digest;
-        let nodes = mesh(work.path(), &registry, n);
-        let seconds = fetch_all(&nodes, &format!("/v2/library/large/blobs/{digest}"));
-        let upstream = registry.blob_gets(&digest.to_string()) as f64;
-        let peer: u64 = nodes.iter().map(|node| node.metric("peer_bytes")).sum();
-        let baseline = *alone.get_or_insert(seconds);
+    for wan in [false, true] {
+        println!();
         println!(
-            "| {n} | {seconds:.2} s | {:.2}× | {upstream:.2} | {:.2} |",
-            seconds / baseline,
-            peer as f64 / SIZE as f64
+            "Upstream {}:",
+            if wan {
+                "behind one shared 100 MB/s link"
+            } else {
+                "on loopback"
+            }
+        );
+        println!();
+        println!(
+            "| nodes | swarm wall (max / p50) | direct wall (max / p50) | swarm ÷ direct | upstream GETs (swarm / direct) | largest node upload (× blob) | peer bytes from partial holders |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for n in SIZES {
+            let swarm = run(n, true, wan, Duration::ZERO);
+            let direct = run(n, false, wan, Duration::ZERO);
+            let share = if swarm.served == 0 {
+                0.0
+            } else {
+                100.0 * swarm.partial as f64 / swarm.served as f64
+            };
+            println!(
+                "| {n} | {:.2} s / {:.2} s | {:.2} s / {:.2} s | {:.2}× | {} / {} | {:.2} | {share:.0}% |",
+                max(&swarm.times),
+                p50(&swarm.times),
+                max(&direct.times),
+                p50(&direct.times),
+                max(&swarm.times) / max(&direct.times),
+                swarm.upstream_gets,
+                direct.upstream_gets,
+                swarm.largest_upload as f64 / SIZE as f64,
+            );
+        }
+    }
+    println!();
+    println!("Staggered arrivals (8 nodes, one every 0.5 s, upstream on loopback):");
+    println!();
+    println!("| | last client done | p50 | upstream GETs | largest node upload (× blob) |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, swarm) in [("swarm", true), ("direct", false)] {
+        let r = run(8, swarm, false, Duration::from_millis(500));
+        println!(
+            "| {name} | {:.2} s | {:.2} s | {} | {:.2} |",
+            max(&r.times),
+            p50(&r.times),
+            r.upstream_gets,
+            r.largest_upload as f64 / SIZE as f64
         );
     }
+    // One node-to-node transfer: the second of two nodes asks once the first holds the blob.
+    let work = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let digest = image.layers[0].blob.digest;
+    let pair = nodes(work.path(), &registry.url(), 2, true);
+    let path = format!("/v2/library/large/blobs/{digest}");
+    curl(&format!("{}{path}", pair[0].url()));
+    assert!(pair[0].wait_stored(&digest));
+    let seconds = curl(&format!("{}{path}", pair[1].url()));
+    println!();
+    println!(
+        "One node-to-node transfer of 200 MiB: {seconds:.2} s, {:.0} MB/s (upstream GETs: {}).",
+        SIZE as f64 / seconds / 1e6,
+        registry.blob_gets(&digest.to_string())
+    );
 }

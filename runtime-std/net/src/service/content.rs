@@ -2,14 +2,14 @@
 //! lookups and piece requests for the mirror ([`PeerNetwork`]), and serving pieces of stored,
 //! verified blobs to peers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use libp2p::request_response::ResponseChannel;
+use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use libp2p::{PeerId, kad};
 use pyrsia_core::digest::Digest;
-use pyrsia_std::peers::{FetchHint, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
+use pyrsia_std::peers::{Ask, FetchHint, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
 use pyrsia_std::store::StoreEvent;
 
 use super::limits::MAX_ANSWERS_IN_PREPARATION;
@@ -29,6 +29,16 @@ impl Drop for AnswerSlot {
 
 /// A provider lookup answers early once it found some providers and this long passed.
 const EARLY_ANSWER: Duration = Duration::from_millis(500);
+/// How long a lookup of the peers nearest a digest may take.
+const CLOSEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the peers found nearest a digest are remembered: every piece request naming this
+/// node as the one to fetch a blob is checked against them.
+const CLOSEST_KEPT: Duration = Duration::from_secs(30);
+/// The most digests whose nearest peers are remembered (the memory is cleared beyond).
+const CLOSEST_KEPT_MAX: usize = 4096;
+
+/// The peers found nearest each digest lately, with when.
+pub(crate) type ClosestCache = Arc<std::sync::Mutex<HashMap<Digest, (Instant, Vec<PeerId>)>>>;
 
 /// What other threads ask of the network thread.
 pub(crate) enum Command {
@@ -45,6 +55,11 @@ pub(crate) enum Command {
         hint: Option<FetchHint>,
         tag: u64,
         reply: mpsc::Sender<PieceReply>,
+    },
+    /// Find the peers nearest a digest in the DHT.
+    Closest {
+        digest: Digest,
+        reply: mpsc::Sender<Vec<PeerId>>,
     },
     /// Count a misbehaviour.
     Penalise { peer: PeerId, why: String },
@@ -96,6 +111,56 @@ impl PeerNetwork for Network {
 
     fn download_delay(&self, bytes: u64) -> Duration {
         self.download.delay(bytes)
+    }
+
+    fn closest_peers(&self, digest: &Digest) -> Vec<(String, Vec<u8>)> {
+        // The DHT's answer, with the peers connected now (a connected peer outside the DHT
+        // still counts, as it always did; in a DHT that has converged it changes nothing).
+        let keyed = |peers: &[PeerId]| {
+            let mut all: Vec<(String, Vec<u8>)> = peers
+                .iter()
+                .map(|p| (p.to_string(), p.to_bytes()))
+                .collect();
+            for id in self.live_peers() {
+                if let (false, Ok(peer)) = (all.iter().any(|(p, _)| *p == id), id.parse::<PeerId>())
+                {
+                    all.push((id, peer.to_bytes()));
+                }
+            }
+            all
+        };
+        {
+            let cache = self.closest.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, peers)) = cache.get(digest)
+                && at.elapsed() < CLOSEST_KEPT
+            {
+                return keyed(peers);
+            }
+        }
+        let (reply, answer) = mpsc::channel();
+        let command = Command::Closest {
+            digest: *digest,
+            reply,
+        };
+        if self.commands.send_blocking(command).is_err() {
+            return Vec::new();
+        }
+        let peers = answer
+            .recv_timeout(CLOSEST_TIMEOUT + Duration::from_secs(1))
+            .unwrap_or_default();
+        let mut cache = self.closest.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CLOSEST_KEPT_MAX {
+            cache.clear();
+        }
+        cache.insert(*digest, (Instant::now(), peers.clone()));
+        keyed(&peers)
+    }
+
+    fn local_key(&self) -> Vec<u8> {
+        self.local_id
+            .parse::<PeerId>()
+            .map(|p| p.to_bytes())
+            .unwrap_or_default()
     }
 
     fn request_piece(
@@ -163,12 +228,22 @@ impl EventLoop {
     pub(super) fn on_store_events(&mut self) {
         while let Ok(event) = self.store_events.try_recv() {
             match event {
-                StoreEvent::Stored(digest) => self.provide(&digest),
+                // A node downloading a blob serves the pieces it holds: it is a provider
+                // from the start (a peer asks it what it holds before asking for pieces).
+                StoreEvent::Stored(digest) | StoreEvent::Receiving(digest) => self.provide(&digest),
                 StoreEvent::Evicted(digest) => {
                     self.swarm
                         .behaviour_mut()
                         .kad
                         .stop_providing(&record_key(&digest));
+                }
+                StoreEvent::Abandoned(digest) => {
+                    if self.store.record(&digest).is_none() {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .stop_providing(&record_key(&digest));
+                    }
                 }
             }
         }
@@ -208,20 +283,31 @@ impl EventLoop {
                 tag,
                 reply,
             } => {
-                let message = if request.hashes {
-                    SyncRequest::PieceHashes {
-                        digest: *request.digest.as_bytes(),
-                    }
-                } else {
-                    SyncRequest::Piece {
-                        digest: *request.digest.as_bytes(),
+                let digest = *request.digest.as_bytes();
+                let message = match request.ask {
+                    Ask::Hashes => SyncRequest::PieceHashes { digest },
+                    Ask::Have => SyncRequest::Have { digest },
+                    Ask::Bytes => SyncRequest::Piece {
+                        digest,
                         offset: request.offset,
                         len: request.len,
                         fetch: hint.map(|h| (h.host, h.repository)),
-                    }
+                    },
                 };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
                 self.piece_requests.insert(id, (tag, reply));
+            }
+            Command::Closest { digest, reply } => {
+                if self.swarm.connected_peers().next().is_none() {
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_closest_peers(digest.as_bytes().to_vec());
+                self.closest_queries.insert(id, reply);
             }
             Command::Penalise { peer, why } => self.strike(peer, &why),
         }
@@ -262,6 +348,24 @@ impl EventLoop {
     pub(super) fn on_kad(&mut self, event: kad::Event) {
         if let kad::Event::OutboundQueryProgressed {
             id,
+            result: kad::QueryResult::GetClosestPeers(result),
+            ..
+        } = &event
+        {
+            if let Some(reply) = self.closest_queries.remove(id) {
+                // Peers that answered the lookup; on a timeout, those found so far.
+                let peers = match result {
+                    Ok(ok) => ok.peers.iter().map(|p| p.peer_id).collect(),
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => {
+                        peers.iter().map(|p| p.peer_id).collect()
+                    }
+                };
+                let _ = reply.send(peers);
+            }
+            return;
+        }
+        if let kad::Event::OutboundQueryProgressed {
+            id,
             result: kad::QueryResult::GetProviders(result),
             step,
             ..
@@ -278,12 +382,13 @@ impl EventLoop {
         }
     }
 
-    /// A peer asks for a piece: answered off this thread by the mirror (which may wait for
-    /// the bytes of a download it makes for the network); the answer comes back through
-    /// `served`.
+    /// A peer asks for a piece (or what this node holds of a blob): answered off this thread
+    /// by the mirror (which may wait for the bytes of a download it makes for the network);
+    /// the answer comes back through `served`.
     pub(super) fn serve_piece(
         &mut self,
         peer: PeerId,
+        request_id: InboundRequestId,
         channel: ResponseChannel<SyncResponse>,
         request: PieceRequest,
         fetch: Option<(String, String)>,
@@ -316,9 +421,22 @@ impl EventLoop {
                     None => SyncResponse::Missing,
                 },
                 PieceAnswer::Hashes(list) => SyncResponse::PieceHashes(list),
+                PieceAnswer::Have {
+                    total,
+                    pieces,
+                    ahead,
+                    ..
+                } => SyncResponse::Have {
+                    total,
+                    pieces,
+                    load: 0,
+                    ahead,
+                },
                 PieceAnswer::Missing => SyncResponse::Missing,
             };
-            let _ = served.send((peer, channel, response)).await;
+            let _ = served
+                .send((peer, Some(request_id), channel, response))
+                .await;
         })
         .detach();
     }
@@ -343,7 +461,7 @@ impl EventLoop {
                     .await;
             drop(slot);
             let _ = served
-                .send((peer, channel, SyncResponse::Entries(entries)))
+                .send((peer, None, channel, SyncResponse::Entries(entries)))
                 .await;
         })
         .detach();
@@ -368,5 +486,33 @@ impl EventLoop {
         };
         let _ = reply.send(PieceReply { tag, result });
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::kad::KBucketKey;
+    use libp2p::{PeerId, identity};
+
+    /// Core's claimant rule measures distance as libp2p's Kademlia does, so the peer a DHT
+    /// lookup finds nearest a digest is the one core picks.
+    #[test]
+    fn core_nearest_is_kademlias_nearest() {
+        let peers: Vec<PeerId> = (0..40)
+            .map(|_| identity::Keypair::generate_ed25519().public().to_peer_id())
+            .collect();
+        for k in 0u8..50 {
+            let digest = pyrsia_core::digest::Digest::sha256(&[k]);
+            let target = KBucketKey::new(digest.as_bytes().to_vec());
+            let kad = peers
+                .iter()
+                .min_by_key(|p| KBucketKey::from(**p).distance(&target))
+                .unwrap();
+            let keys: Vec<Vec<u8>> = peers.iter().map(|p| p.to_bytes()).collect();
+            let core =
+                pyrsia_core::rendezvous::nearest(digest.as_bytes(), keys.iter().map(Vec::as_slice))
+                    .unwrap();
+            assert_eq!(core, kad.to_bytes().as_slice());
+        }
     }
 }

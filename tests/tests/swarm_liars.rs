@@ -1,0 +1,99 @@
+//! Issue 18: a peer that announces pieces it does not have costs time, not the pull. Four
+//! honest node processes (each told of one or two others) pull one fresh image at once while
+//! a stranger connected to each of them announces the layer on the DHT, says it holds every
+//! piece of it, and answers every piece request `Missing`. Every pull completes, the layer
+//! still crosses the upstream link once (the nodes turn from the liars to the node fetching
+//! it for the network and to each other), and no honest node is blamed.
+
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
+use pyrsia_tests::raw_peer::{Lie, LyingProvider};
+use pyrsia_tests::registry::Registry;
+use std::time::Duration;
+
+const LAYER: u64 = 16 << 20;
+const NODES: usize = 4;
+
+#[test]
+fn peers_claiming_pieces_they_lack_cost_time_not_the_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let layer = image.layers[0].blob.clone();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..NODES {
+        let mut args = vec!["--upstream".to_string(), registry.url()];
+        for earlier in nodes.iter().rev().take(2) {
+            args.extend(["--peer".to_string(), earlier.p2p_address()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Node::start(&work.path().join(format!("node{i}")), &args));
+    }
+    let liars: Vec<LyingProvider> = nodes
+        .iter()
+        .map(|node| {
+            let liar = LyingProvider::lying(
+                &node.p2p_address(),
+                vec![(layer.digest, layer.size)],
+                Lie::HoldsEverything,
+            );
+            wait_until(
+                "the liar connects",
+                Duration::from_secs(10),
+                &|| node.log(),
+                || node.connected_peers().iter().any(|p| p == liar.peer_id()),
+            );
+            liar
+        })
+        .collect();
+    // Let the liars' provider records reach the nodes.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let pulls: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let (authority, dest) = (node.authority(), work.path().join(format!("copy{i}")));
+            let reference = image.reference.clone();
+            std::thread::spawn(move || skopeo_copy(&authority, &reference, &dest))
+        })
+        .collect();
+    for (i, pull) in pulls.into_iter().enumerate() {
+        assert_succeeded(
+            &pull.join().unwrap(),
+            &format!("pull through node {i} next to a liar"),
+            &nodes[i].log(),
+        );
+    }
+    for node in &nodes {
+        assert!(node.wait_stored(&layer.digest), "layer stored, verified");
+    }
+    let logs = nodes
+        .iter()
+        .map(Node::log)
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert_eq!(
+        registry.blob_gets(&layer.digest.to_string()),
+        1,
+        "the layer crossed the upstream link once\n{logs}"
+    );
+    let asked_liars = liars
+        .iter()
+        .filter(|liar| logs.contains(liar.peer_id()))
+        .count();
+    assert!(
+        asked_liars > 0,
+        "the liars' claims reached the nodes\n{logs}"
+    );
+    for node in &nodes {
+        let honest = node.peer_id();
+        let blamed: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains(&format!("peer misbehaved peer={honest}")))
+            .collect();
+        assert!(blamed.is_empty(), "an honest node was blamed: {blamed:?}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Eight node processes, each told of only three others (not a full mesh), pull one fresh
+//! 64 MiB image at the same moment. Every node picks the same node to fetch each blob from the
+//! upstream (the one nearest the digest in the DHT), and nodes still downloading the blob serve
+//! the pieces they hold to the others. The upstream's access log and the nodes' own counters
+//! are the judges: each blob crosses the upstream link once, and at least half the bytes
+//! between nodes come from nodes that did not hold the whole blob when they sent them.
+
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+
+const LAYER: u64 = 64 << 20;
+const NODES: usize = 8;
+/// Each node is started with this many earlier nodes as its peers (fewer for the first ones).
+const DIALLED: usize = 3;
+
+#[test]
+fn eight_sparse_nodes_pull_one_image_at_once_through_each_other() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..NODES {
+        let mut args = vec!["--upstream".to_string(), registry.url()];
+        for earlier in nodes.iter().rev().take(DIALLED) {
+            args.extend(["--peer".to_string(), earlier.p2p_address()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nodes.push(Node::start(&work.path().join(format!("node{i}")), &args));
+    }
+    // Each node sees its own neighbours only (at most three dialled plus those that dialled
+    // it); the first and the last are not connected.
+    for node in &nodes {
+        wait_some_peers(node);
+    }
+    let (first, last) = (nodes[0].peer_id(), &nodes[NODES - 1]);
+    assert!(
+        !last.connected_peers().contains(&first),
+        "the topology is sparse before the pull"
+    );
+
+    let pulls: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let (authority, dest) = (node.authority(), work.path().join(format!("copy{i}")));
+            let reference = image.reference.clone();
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let output = skopeo_copy(&authority, &reference, &dest);
+                (output, started.elapsed())
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for (i, pull) in pulls.into_iter().enumerate() {
+        let (output, took) = pull.join().unwrap();
+        assert_succeeded(&output, &format!("pull through node {i}"), &nodes[i].log());
+        times.push(took.as_millis());
+    }
+    println!("pull times (ms): {times:?}");
+    let layer = image.layers[0].blob.digest;
+    for node in &nodes {
+        assert!(
+            node.wait_stored(&layer),
+            "every node stored the verified layer"
+        );
+    }
+    let logs = || {
+        nodes
+            .iter()
+            .map(Node::log)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    assert_eq!(
+        registry.blob_gets(&layer.to_string()),
+        1,
+        "the layer crossed the upstream link once\n{}",
+        logs()
+    );
+    let served: u64 = nodes.iter().map(|n| n.metric("piece_bytes_served")).sum();
+    let partial: u64 = nodes
+        .iter()
+        .map(|n| n.metric("piece_bytes_served_partial"))
+        .sum();
+    let received: u64 = nodes.iter().map(|n| n.metric("peer_bytes")).sum();
+    let per_node: Vec<(u64, u64)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.metric("piece_bytes_served") >> 20,
+                n.metric("piece_bytes_served_partial") >> 20,
+            )
+        })
+        .collect();
+    println!(
+        "peer bytes: {} MiB served, {} MiB of them before the sender held the whole blob; \
+         {} MiB received; per node (MiB served, MiB partial): {per_node:?}",
+        served >> 20,
+        partial >> 20,
+        received >> 20
+    );
+    assert!(
+        received >= (NODES as u64 - 1) * LAYER,
+        "the seven other nodes got the layer from peers: {received} bytes"
+    );
+    assert!(
+        partial * 2 >= served,
+        "at least half the peer bytes came from nodes still downloading: {partial} of {served}; \
+         per node {per_node:?}\n{}",
+        logs()
+    );
+}
+
+/// Waits (up to 60 s) until `node` has a peer.
+fn wait_some_peers(node: &Node) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while node.connected_peers().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no peer\n{}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
