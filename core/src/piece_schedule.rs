@@ -12,6 +12,11 @@
 //!   least busy, then the fewest failures, then one of those at random. So the node fetching
 //!   from the upstream for everyone, the busiest, is asked for what nobody else holds yet,
 //!   and nodes downloading alongside serve the rest.
+//! - **Streaming holders.** The node fetching from the upstream for everyone answers every
+//!   piece, but only once its bytes arrive, in order ([`PieceSchedule::handle_stream`]):
+//!   pieces some peer holds now come first, and of those that wait for its upstream, the
+//!   next to arrive (never a random one further on, which would hold a pipeline slot while
+//!   the reader starves).
 //! - **Peers join.** Nodes that start downloading the blob during the fetch are added
 //!   ([`PieceSchedule::add_peer`]) and every peer is asked now and then what it holds and how
 //!   busy it is ([`PieceSchedule::have_polls`]); a peer holding some pieces that answers
@@ -188,6 +193,11 @@ struct Peer {
     load: u32,
     /// When the peer was last asked what it holds ([`PieceSchedule::have_polls`]).
     polled: Option<Instant>,
+    /// For a peer that serves every piece but receives them itself in order (the node
+    /// fetching the blob from the upstream for the network): how many pieces from the first
+    /// it has in now ([`PieceSchedule::handle_stream`]). Pieces past that wait for its
+    /// upstream.
+    arrived: Option<u32>,
 }
 
 impl Peer {
@@ -205,6 +215,16 @@ impl Peer {
             dropped: false,
             load: 0,
             polled: None,
+            arrived: None,
+        }
+    }
+
+    /// How long `piece` would wait at this peer: 0 when it holds it now, else how far the
+    /// piece is past what has arrived at a streaming peer.
+    fn wait_for(&self, piece: u32) -> u32 {
+        match self.arrived {
+            Some(arrived) if piece >= arrived => piece - arrived + 1,
+            _ => 0,
         }
     }
 }
@@ -316,6 +336,17 @@ impl PieceSchedule {
     pub fn handle_load(&mut self, peer: usize, load: u32) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.load = load;
+        }
+    }
+
+    /// `peer` serves every piece but receives them itself in order, and has the first
+    /// `arrived` now (the node fetching the blob from the upstream for the network, which
+    /// answers a piece once its bytes arrive): the pieces it is asked for beyond what it has
+    /// are the next to arrive, in order, and pieces other peers hold now are asked of them
+    /// first. Call when the peer is taken on and whenever it tells what it has.
+    pub fn handle_stream(&mut self, peer: usize, arrived: u32) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.arrived = Some(arrived);
         }
     }
 
@@ -568,7 +599,7 @@ impl PieceSchedule {
         let horizon =
             (self.deliver as usize + self.config.window.max(1) * 4).min(self.pieces.len());
         let mut rarest: Vec<u32> = Vec::new();
-        let mut best = (u64::MAX, usize::MAX);
+        let mut best = (u32::MAX, u64::MAX, usize::MAX);
         let mut fewest = usize::MAX;
         for i in self.deliver as usize..horizon {
             let piece = i as u32;
@@ -587,12 +618,21 @@ impl PieceSchedule {
             else {
                 continue;
             };
+            // A piece some free peer holds now before one that waits for a streaming peer's
+            // upstream; of those, the next to arrive.
+            let wait = self
+                .peers
+                .iter()
+                .filter(|p| self.is_free_holder(p, piece))
+                .map(|p| p.wait_for(piece))
+                .min()
+                .unwrap_or(0);
             let holders = self
                 .peers
                 .iter()
                 .filter(|p| !p.dropped && p.have.has(piece))
                 .count();
-            let key = (busy, holders);
+            let key = (wait, busy, holders);
             if key < best {
                 best = key;
                 fewest = holders;
@@ -607,7 +647,7 @@ impl PieceSchedule {
         let usable = self.peers.iter().filter(|p| !p.dropped).count();
         let piece = match rarest.len() {
             0 => return None,
-            n if fewest < usable => rarest[self.rng.below(n as u64) as usize],
+            n if fewest < usable && best.0 == 0 => rarest[self.rng.below(n as u64) as usize],
             _ => rarest[0],
         };
         self.free_peer(piece).map(|peer| (piece, peer))
@@ -624,7 +664,7 @@ impl PieceSchedule {
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
         let per_peer = self.config.per_peer;
         let usable = |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece);
-        let rank = |p: &Peer| (p.busy(), p.failures);
+        let rank = |p: &Peer| (p.wait_for(piece), p.busy(), p.failures);
         let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
         let ties: Vec<usize> = self
             .peers

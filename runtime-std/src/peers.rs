@@ -378,6 +378,9 @@ pub struct PieceFetcher {
     /// Providers found again during the fetch (by a thread that looks every
     /// [`REDISCOVER_EVERY`] and stops when this reader is dropped).
     found: Option<Receiver<Vec<String>>>,
+    /// The provider (of `ids`) fetching the blob from the upstream for the network, if one
+    /// is asked: it serves pieces as they arrive there, in order.
+    streaming: Option<usize>,
 }
 
 impl PieceFetcher {
@@ -419,14 +422,17 @@ impl PieceFetcher {
     /// one stores the whole blob; otherwise the node that fetches it from the upstream for
     /// the network ([`upstream_fetcher`]; it serves the bytes as they arrive there). Nodes
     /// still downloading it serve the pieces they hold either way. `NotFound` when this node
-    /// is the one to fetch it from the upstream.
+    /// is the one to fetch it from the upstream. The reader starts at `offset` (a download
+    /// that resumes after its peers stopped delivering: asked again, they name the node next
+    /// in line).
     pub fn find(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
         root: Option<Hash>,
         hint: FetchHint,
+        offset: u64,
     ) -> PeerLookup {
-        Self::search(network, digest, 0, root, Some(hint))
+        Self::search(network, digest, offset, root, Some(hint))
     }
 
     fn search(
@@ -523,6 +529,7 @@ impl PieceFetcher {
             return None;
         }
         let (sender, replies) = mpsc::channel();
+        let hint_given = hint.is_some();
         let (ids, haves): (Vec<String>, Vec<Have>) = providers.into_iter().unzip();
         Some(PieceFetcher {
             network,
@@ -546,6 +553,8 @@ impl PieceFetcher {
             expected: None,
             epoch: Instant::now(),
             found: None,
+            // With a hint, the first provider is the node fetching for the network.
+            streaming: hint_given.then_some(0),
         })
     }
 
@@ -686,6 +695,13 @@ impl PieceFetcher {
             PieceSchedule::new(self.total, piece, peers, self.expected.clone(), config)
                 .with_seed(seed);
         schedule.accept_outside(piece);
+        if let Some(peer) = self
+            .streaming
+            .and_then(|id| self.scheduled.iter().position(|&i| i == id))
+        {
+            // It has sent the first piece asked: it has that far at least.
+            schedule.handle_stream(peer, piece.saturating_add(1));
+        }
         self.schedule = Some(schedule);
         self.ready.put(piece, bytes);
         self.served_by.insert(piece, from);
@@ -846,7 +862,9 @@ impl PieceFetcher {
                 ahead,
             }) if total == self.total => {
                 schedule.handle_load(peer, load);
-                if self.haves[id] != Have::All {
+                if self.streaming == Some(id) {
+                    schedule.handle_stream(peer, pieces);
+                } else if self.haves[id] != Have::All {
                     schedule.handle_have(peer, prefix_have(total, pieces, &ahead));
                 }
             }

@@ -39,6 +39,7 @@ pub struct FaultProxy {
     server: Arc<Server>,
     fault: Arc<Mutex<Fault>>,
     held: Arc<Held>,
+    sent: Sent,
     workers: Vec<JoinHandle<()>>,
     /// Its port.
     pub port: u16,
@@ -52,6 +53,7 @@ impl FaultProxy {
         let fault = Arc::new(Mutex::new(Fault::None));
         let held = Arc::new(Held::default());
         let link: Link = Arc::new(Mutex::new(std::time::Instant::now()));
+        let sent = Sent::default();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -60,13 +62,14 @@ impl FaultProxy {
             .new_agent();
         let workers = (0..16)
             .map(|_| {
-                let (server, fault, agent, upstream, held, link) = (
+                let (server, fault, agent, upstream, held, link, sent) = (
                     server.clone(),
                     fault.clone(),
                     agent.clone(),
                     upstream.to_string(),
                     held.clone(),
                     link.clone(),
+                    sent.clone(),
                 );
                 std::thread::spawn(move || {
                     while let Ok(request) = server.recv() {
@@ -78,7 +81,7 @@ impl FaultProxy {
                         {
                             held.hold(hold);
                         }
-                        forward(&agent, &upstream, &fault, &link, request);
+                        forward(&agent, &upstream, &fault, &link, &sent, request);
                     }
                 })
             })
@@ -87,9 +90,21 @@ impl FaultProxy {
             server,
             fault,
             held,
+            sent,
             workers,
             port,
         }
+    }
+
+    /// How many body bytes of blob `digest` (`sha256:…`) the proxy has passed to its clients,
+    /// over every download of it (whole or ranged).
+    pub fn blob_bytes_sent(&self, digest: &str) -> u64 {
+        self.sent
+            .lock()
+            .expect("sent lock")
+            .get(digest)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -139,15 +154,23 @@ impl Held {
 /// When the shared link of [`Fault::Throttle`] is next free.
 type Link = Arc<Mutex<std::time::Instant>>;
 
+/// Body bytes passed on, by blob digest.
+type Sent = Arc<Mutex<std::collections::HashMap<String, u64>>>;
+
 fn forward(
     agent: &ureq::Agent,
     upstream: &str,
     fault: &Mutex<Fault>,
     link: &Link,
+    sent: &Sent,
     request: tiny_http::Request,
 ) {
     let url = format!("{upstream}{}", request.url());
     let is_blob = request.url().contains("/blobs/sha256:");
+    let blob_digest = request
+        .url()
+        .rsplit_once("/blobs/")
+        .map(|(_, digest)| digest.split('?').next().unwrap_or(digest).to_string());
     let is_manifest = request.url().contains("/manifests/");
     let garble = match *fault.lock().expect("fault lock") {
         Fault::GarbleManifests { keep_digest } if is_manifest => Some(keep_digest),
@@ -216,11 +239,16 @@ fn forward(
         Fault::None
     };
     let peer = request.remote_addr().copied();
+    let counted = (is_blob && method == "GET")
+        .then_some(blob_digest)
+        .flatten()
+        .map(|digest| (sent.clone(), digest));
     let reader = Faulty {
         inner: body,
         fault: active,
         position: 0,
         link: link.clone(),
+        counted,
     };
     let response = Response::new(StatusCode(status), headers, reader, len, None)
         .with_chunked_threshold(usize::MAX);
@@ -236,6 +264,8 @@ struct Faulty<R> {
     fault: Fault,
     position: u64,
     link: Link,
+    /// Where the bytes passed on are counted, and under which digest.
+    counted: Option<(Sent, String)>,
 }
 
 impl<R: Read> Read for Faulty<R> {
@@ -268,6 +298,13 @@ impl<R: Read> Read for Faulty<R> {
             buf[(at - self.position) as usize] ^= 0xff;
         }
         self.position += n as u64;
+        if let Some((sent, digest)) = &self.counted {
+            *sent
+                .lock()
+                .expect("sent lock")
+                .entry(digest.clone())
+                .or_default() += n as u64;
+        }
         Ok(n)
     }
 }

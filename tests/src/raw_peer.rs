@@ -165,6 +165,28 @@ pub fn node_wins(digest: &pyrsia_core::digest::Digest, node: &str, others: &[&st
     pyrsia_core::rendezvous::nearest(digest.as_bytes(), candidates) == Some(node.as_slice())
 }
 
+/// The nodes of `ids` in the order the network asks them to fetch `digest` from the upstream
+/// (nearest the digest first, as [`node_wins`] ranks them): indices into `ids`.
+pub fn claimant_order(digest: &pyrsia_core::digest::Digest, ids: &[String]) -> Vec<usize> {
+    let keys: Vec<Vec<u8>> = ids
+        .iter()
+        .map(|id| id.parse::<libp2p::PeerId>().expect("peer id").to_bytes())
+        .collect();
+    let ranked = pyrsia_core::rendezvous::nearest_first(
+        digest.as_bytes(),
+        keys.iter().map(Vec::as_slice),
+        keys.len(),
+    );
+    ranked
+        .into_iter()
+        .map(|key| {
+            keys.iter()
+                .position(|k| k.as_slice() == key)
+                .expect("a key of ids")
+        })
+        .collect()
+}
+
 /// What a [`LyingProvider`] runs: the node's DHT (to announce blobs) and its request-response
 /// protocol (to answer piece requests).
 #[derive(libp2p::swarm::NetworkBehaviour)]

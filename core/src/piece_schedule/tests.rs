@@ -397,3 +397,67 @@ fn a_peer_found_during_the_fetch_is_asked_too() {
     let requests = schedule.next_requests(at(1));
     assert!(requests.iter().any(|r| r.peer == 1), "{requests:?}");
 }
+
+#[test]
+fn a_streaming_holder_is_asked_for_the_next_pieces_to_arrive_and_others_for_what_they_hold() {
+    // Peer 0 fetches the blob from the upstream for the network and has its first piece in;
+    // peers 1 and 2 are downloading alongside and hold nothing yet.
+    let no_pieces = || Have::Pieces(alloc::vec![false; 40]);
+    let mut schedule = PieceSchedule::new(
+        40 * MIB,
+        1,
+        alloc::vec![Have::All, no_pieces(), no_pieces()],
+        None,
+        config(),
+    )
+    .with_seed(7);
+    schedule.handle_stream(0, 1);
+    let requests = schedule.next_requests(at(0));
+    let pieces: Vec<u32> = requests.iter().map(|r| r.piece).collect();
+    assert_eq!(
+        pieces,
+        [1, 2, 3],
+        "the next pieces to arrive, in order, never a random one further on"
+    );
+    assert!(requests.iter().all(|r| r.peer == 0));
+    answer_all(&mut schedule, &requests);
+    while schedule.take_deliverable().is_some() {}
+
+    // Peer 1 now holds pieces 4 to 9, which the streaming peer has not received yet: those
+    // are asked of peer 1; the streaming peer is asked for what nobody else holds.
+    let mut held = alloc::vec![false; 40];
+    for bit in held.iter_mut().take(10).skip(4) {
+        *bit = true;
+    }
+    schedule.handle_have(1, Have::Pieces(held));
+    schedule.handle_stream(0, 4);
+    let requests = schedule.next_requests(at(10));
+    let from = |peer| {
+        let mut pieces: Vec<u32> = requests
+            .iter()
+            .filter(|r| r.peer == peer)
+            .map(|r| r.piece)
+            .collect();
+        pieces.sort();
+        pieces
+    };
+    let asked_of_holder = from(1);
+    assert_eq!(
+        asked_of_holder.len(),
+        3,
+        "the partial holder's pipeline is full"
+    );
+    assert!(
+        asked_of_holder.iter().all(|p| (4..10).contains(p)),
+        "only what it holds now is asked of it: {asked_of_holder:?}"
+    );
+    let next_in_order: Vec<u32> = (4..40)
+        .filter(|p| !asked_of_holder.contains(p))
+        .take(3)
+        .collect();
+    assert_eq!(
+        from(0),
+        next_in_order,
+        "the streaming peer is asked for the rest in order, the next to arrive first"
+    );
+}

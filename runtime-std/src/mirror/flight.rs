@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{FetchHint, PeerFetch, PeerLookup, PieceFetcher, Shelf};
+use crate::peers::{CLAIMANTS, FetchHint, PeerFetch, PieceFetcher, Shelf};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -57,6 +57,14 @@ pub(super) enum Outcome {
     Stored,
     /// Failed; nothing was stored.
     Failed(FlightError),
+}
+
+/// How the peer part of a download ended.
+enum FromPeers {
+    /// Every byte came in; these peers served some (blamed if the digest does not match).
+    Done(Vec<String>),
+    /// The rest comes from the upstream, from the offset reached.
+    Upstream,
 }
 
 /// Why copying from a source stopped early.
@@ -363,46 +371,34 @@ impl Flight {
         // network (the one nearest the digest in the DHT), which serves it as it arrives;
         // either way with the nodes downloading it too, for the pieces they hold. When the
         // holders disagree on its size, no peer is trusted with it: the upstream.
-        let from_peers = peers.and_then(
-            |PeerFetch {
-                 network,
-                 piece_root,
-             }| {
-                let found =
-                    PieceFetcher::find(network.clone(), self.digest, piece_root, hint.clone());
-                match found {
-                    PeerLookup::Found(total, fetcher) => Some((network, (total, *fetcher))),
-                    PeerLookup::Disputed | PeerLookup::NotFound => None,
-                }
-            },
-        );
-        if let Some((network, (total, mut fetcher))) = from_peers {
-            metrics.peer_fetches.inc();
-            *self.shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetcher.shelf());
-            self.update(|s| s.size = Some(total));
-            match self.copy(&mut fetcher, &mut writer, &mut buf, &metrics.peer_bytes) {
-                Ok(()) => {
+        if let Some(PeerFetch {
+            network,
+            piece_root,
+        }) = peers
+        {
+            match self.download_from_peers(
+                &network,
+                piece_root,
+                hint,
+                &mut writer,
+                &mut buf,
+                metrics,
+            )? {
+                FromPeers::Done(contributors) => {
                     return match self.finish_download(writer) {
                         Ok(()) => Ok("peers"),
                         Err(FlightError::Mismatch) => {
                             // Without per-piece hashes the culprit is one of the contributors:
                             // blamed only when there is one. Either way the next request for
                             // this blob skips the peers.
-                            crate::peers::blame_bad_bytes(
-                                &*network,
-                                &fetcher.contributors(),
-                                &self.digest,
-                            );
+                            crate::peers::blame_bad_bytes(&*network, &contributors, &self.digest);
                             self.lock().peers_failed = true;
                             Err(FlightError::Mismatch)
                         }
                         Err(e) => Err(e),
                     };
                 }
-                Err(CopyError::Store(e)) => return Err(e),
-                Err(CopyError::Source(e)) => {
-                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers could not deliver the rest; resuming from the upstream");
-                }
+                FromPeers::Upstream => {}
             }
         }
         metrics.upstream_fetches.inc();
@@ -454,6 +450,65 @@ impl Flight {
         Err(FlightError::Upstream(last_error.unwrap_or_else(|| {
             UpstreamError::Unreachable("no attempt made".into())
         })))
+    }
+
+    /// The peer part of a download: from the peers [`PieceFetcher::find`] names, and when
+    /// they stop delivering after some progress (the node fetching the blob for the network
+    /// died, say), from those it names then, starting at the offset reached: the next node in
+    /// line for the upstream resumes there with a `Range` request, and the others follow it.
+    /// At most [`CLAIMANTS`] + 1 rounds, each of which must have made progress.
+    fn download_from_peers(
+        &self,
+        network: &Arc<dyn crate::peers::PeerNetwork>,
+        piece_root: Option<pyrsia_core::tlog::Hash>,
+        hint: &FetchHint,
+        writer: &mut crate::store::BlobWriter,
+        buf: &mut [u8],
+        metrics: &Metrics,
+    ) -> Result<FromPeers, FlightError> {
+        let mut contributors: Vec<String> = Vec::new();
+        for round in 0..=CLAIMANTS {
+            let offset = writer.written();
+            let found = PieceFetcher::find(
+                network.clone(),
+                self.digest,
+                piece_root,
+                hint.clone(),
+                offset,
+            );
+            let Some((total, mut fetcher)) = found.found() else {
+                if round > 0 {
+                    tracing::info!(digest = %self.digest, offset, "no peer serves the rest now (this node is next in line for the upstream, or none answers); resuming from the upstream at the offset reached");
+                }
+                return Ok(FromPeers::Upstream);
+            };
+            if round == 0 {
+                metrics.peer_fetches.inc();
+            } else if self.lock().size != Some(total) {
+                tracing::info!(digest = %self.digest, total, "peers now claim another size; the rest from the upstream");
+                return Ok(FromPeers::Upstream);
+            }
+            *self.shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetcher.shelf());
+            self.update(|s| s.size = Some(total));
+            let copied = self.copy(&mut fetcher, writer, buf, &metrics.peer_bytes);
+            contributors.extend(fetcher.contributors());
+            match copied {
+                Ok(()) => {
+                    contributors.sort();
+                    contributors.dedup();
+                    return Ok(FromPeers::Done(contributors));
+                }
+                Err(CopyError::Store(e)) => return Err(e),
+                Err(CopyError::Source(e)) if writer.written() > offset => {
+                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers stopped delivering; asking who holds or fetches the rest now");
+                }
+                Err(CopyError::Source(e)) => {
+                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers could not deliver the rest; resuming from the upstream");
+                    return Ok(FromPeers::Upstream);
+                }
+            }
+        }
+        Ok(FromPeers::Upstream)
     }
 
     /// Copies `source` into the temp file until it ends, publishing progress to readers.
