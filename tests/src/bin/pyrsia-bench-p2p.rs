@@ -129,6 +129,11 @@ fn max(times: &[f64]) -> f64 {
 }
 
 fn main() {
+    // `pyrsia-bench-p2p transfer`: the node-to-node transfer alone.
+    if std::env::args().nth(1).as_deref() == Some("transfer") {
+        transfer();
+        return;
+    }
     for wan in [false, true] {
         println!();
         println!(
@@ -180,16 +185,46 @@ fn main() {
             r.largest_upload as f64 / SIZE as f64
         );
     }
-    // One node-to-node transfer: the second of two nodes asks once the first holds the blob.
+    transfer();
+}
+
+/// One node-to-node transfer: the second of two nodes asks once the first holds the blob;
+/// the body is checked (its size, and that it came from the peer).
+fn transfer() {
     let work = tempfile::tempdir().expect("temp dir");
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), SIZE);
     let digest = image.layers[0].blob.digest;
     let pair = nodes(work.path(), &registry.url(), 2, true);
     let path = format!("/v2/library/large/blobs/{digest}");
-    curl(&format!("{}{path}", pair[0].url()));
-    assert!(pair[0].wait_stored(&digest));
-    let seconds = curl(&format!("{}{path}", pair[1].url()));
+    // The node the network asks to fetch the blob from the upstream holds it first; the other
+    // then takes it from that node (asked the other way round, the second would be asked to
+    // fetch it for the first, and nothing would cross between them afterwards).
+    let ids: Vec<String> = pair.iter().map(Node::peer_id).collect();
+    let order = pyrsia_tests::raw_peer::claimant_order(&digest, &ids);
+    let (holder, asker) = (&pair[order[0]], &pair[order[1]]);
+    asker.wait_connected(&holder.peer_id());
+    curl(&format!("{}{path}", holder.url()));
+    assert!(holder.wait_stored(&digest));
+    let body = work.path().join("transferred");
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&body)
+        .arg(format!("{}{path}", asker.url()))
+        .output()
+        .expect("curl");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(out.status.success(), "the transfer failed");
+    let len = std::fs::metadata(&body).expect("body").len();
+    let size = image.layers[0].blob.size;
+    assert_eq!(len, size, "the whole blob came");
+    let from_peer = asker.metric("peer_bytes");
+    assert!(
+        from_peer >= size,
+        "it came from the peer ({from_peer} peer bytes)\n{}",
+        asker.log()
+    );
     println!();
     println!(
         "One node-to-node transfer of 200 MiB: {seconds:.2} s, {:.0} MB/s (upstream GETs: {}).",
