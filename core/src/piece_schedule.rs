@@ -71,6 +71,27 @@ pub enum Have {
 }
 
 impl Have {
+    /// What a peer holds of a blob `total` bytes long when it says it holds its first
+    /// `pieces` pieces and the pieces `ahead` (its answer to `Have`): [`Have::All`] when that
+    /// covers every piece. Indices past the blob are ignored.
+    pub fn from_prefix(total: u64, pieces: u32, ahead: &[u32]) -> Have {
+        let count = piece_count(total);
+        if u64::from(pieces) >= count {
+            return Have::All;
+        }
+        let mut bits: Vec<bool> = (0..count).map(|i| i < u64::from(pieces)).collect();
+        for &piece in ahead {
+            if let Some(bit) = bits.get_mut(piece as usize) {
+                *bit = true;
+            }
+        }
+        if bits.iter().all(|b| *b) {
+            Have::All
+        } else {
+            Have::Pieces(bits)
+        }
+    }
+
     fn has(&self, piece: u32) -> bool {
         match self {
             Have::All => true,

@@ -68,6 +68,42 @@ where
     ranked.into_iter().take(n).map(|(_, c)| c).collect()
 }
 
+/// How many nodes, nearest a digest first, are asked in turn to fetch it from the upstream
+/// for the network: the nearest may have left or may lie, and the next one then takes over,
+/// while a stranger can still make no more than this many nodes fetch any one blob.
+pub const CLAIMANTS: usize = 3;
+
+/// The nodes that fetch the blob `key` from the upstream for the whole network, in the order
+/// they are asked: the [`CLAIMANTS`] nearest it among `local` (this node; `None` in the
+/// answer) and `peers` (the peers the DHT finds nearest the key and those connected now;
+/// `Some(index)` into them). Nodes connected to different peers agree, because the DHT's
+/// lookup is global; when the nearest leaves, the next takes over. A node honours a peer's
+/// request to fetch a blob for the network only when it is among them.
+#[cfg(feature = "alloc")]
+pub fn claimants(key: &[u8], local: &[u8], peers: &[&[u8]]) -> alloc::vec::Vec<Option<usize>> {
+    let candidates = peers.iter().copied().chain(core::iter::once(local));
+    nearest_first(key, candidates, CLAIMANTS)
+        .into_iter()
+        .map(|chosen| {
+            (chosen != local)
+                .then(|| peers.iter().position(|p| *p == chosen))
+                .flatten()
+        })
+        .collect()
+}
+
+/// How many times a download whose peers stopped delivering asks again who holds or fetches
+/// the rest (each claimant in turn may die), before it resumes from the upstream itself.
+/// Each round must have made progress ([`ask_peers_again`]).
+pub const TAKEOVER_ROUNDS: usize = CLAIMANTS + 1;
+
+/// Whether a download whose peers stopped delivering, in round `round` (from 0), asks the
+/// peers again rather than its upstream: only when that round moved the download on (a dead
+/// claimant's followers did; peers that never delivered will not) and rounds are left.
+pub fn ask_peers_again(round: usize, progressed: bool) -> bool {
+    progressed && round + 1 < TAKEOVER_ROUNDS
+}
+
 /// Kademlia's distance from `target` (a hashed key) to `candidate`.
 fn distance(target: &crate::digest::Digest, candidate: &[u8]) -> [u8; 32] {
     let hashed = crate::digest::Digest::sha256(candidate);
@@ -84,6 +120,43 @@ fn distance(target: &crate::digest::Digest, candidate: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claimants_are_the_nearest_three_with_this_node_as_none() {
+        let nodes: alloc::vec::Vec<[u8; 4]> = (0u32..8).map(|i| i.to_be_bytes()).collect();
+        let key = b"blob";
+        let ranked = nearest_first(key, nodes.iter().map(|n| &n[..]), CLAIMANTS);
+        let (local, peers): (&[u8], alloc::vec::Vec<&[u8]>) = (
+            ranked[1],
+            nodes
+                .iter()
+                .map(|n| &n[..])
+                .filter(|n| *n != ranked[1])
+                .collect(),
+        );
+        let chosen = claimants(key, local, &peers);
+        assert_eq!(chosen.len(), CLAIMANTS);
+        assert_eq!(
+            chosen[1], None,
+            "this node, second nearest, is second in line"
+        );
+        assert_eq!(chosen[0].map(|i| peers[i]), Some(ranked[0]));
+        assert_eq!(chosen[2].map(|i| peers[i]), Some(ranked[2]));
+    }
+
+    #[test]
+    fn peers_are_asked_again_only_after_progress_and_while_rounds_are_left() {
+        assert!(ask_peers_again(0, true));
+        assert!(
+            !ask_peers_again(0, false),
+            "peers that never delivered: the upstream"
+        );
+        assert!(ask_peers_again(TAKEOVER_ROUNDS - 2, true));
+        assert!(
+            !ask_peers_again(TAKEOVER_ROUNDS - 1, true),
+            "rounds are bounded"
+        );
+    }
 
     #[test]
     fn the_nearest_is_the_same_in_every_view_that_holds_it() {

@@ -204,31 +204,19 @@ pub trait PieceSource: Send + Sync {
     fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer;
 }
 
-/// How many nodes, nearest a digest first, are asked in turn to fetch it from the upstream
-/// for the network: the nearest may have left or may lie, and the next one then takes over,
-/// while a stranger can still make no more than this many nodes fetch any one blob.
-pub const CLAIMANTS: usize = 3;
+/// How many nodes are asked in turn to fetch a blob for the network (core's rule).
+pub use pyrsia_core::rendezvous::CLAIMANTS;
 
 /// The nodes that fetch `digest` from the upstream for the whole network, in the order they
-/// are asked ([`CLAIMANTS`] of them; `None` stands for this node): the nodes nearest the
-/// digest in the DHT ([`pyrsia_core::rendezvous::nearest_first`]) among this node, the peers
-/// the DHT finds nearest it and the peers connected now, so that nodes connected to different
-/// peers agree, and when the nearest leaves, the next takes over.
+/// are asked (`None` stands for this node): core's [`pyrsia_core::rendezvous::claimants`]
+/// over this node, the peers the DHT finds nearest the digest and the peers connected now.
 pub fn upstream_fetchers(network: &dyn PeerNetwork, digest: &Digest) -> Vec<Option<String>> {
     let local = network.local_key();
     let peers = network.closest_peers(digest);
-    let candidates = peers
-        .iter()
-        .map(|(_, key)| key.as_slice())
-        .chain([local.as_slice()]);
-    pyrsia_core::rendezvous::nearest_first(digest.as_bytes(), candidates, CLAIMANTS)
+    let keys: Vec<&[u8]> = peers.iter().map(|(_, key)| key.as_slice()).collect();
+    pyrsia_core::rendezvous::claimants(digest.as_bytes(), &local, &keys)
         .into_iter()
-        .map(|key| {
-            peers
-                .iter()
-                .find(|(_, k)| k.as_slice() == key && key != local.as_slice())
-                .map(|(id, _)| id.clone())
-        })
+        .map(|chosen| chosen.map(|i| peers[i].0.clone()))
         .collect()
 }
 
@@ -282,26 +270,6 @@ const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How often each peer of a fetch is asked what it holds now and how busy it is.
 pub const HAVE_POLL: Duration = Duration::from_millis(250);
-
-/// What a peer holds of a blob `total` bytes long when it holds its first `pieces` pieces
-/// and the pieces `ahead`.
-pub fn prefix_have(total: u64, pieces: u32, ahead: &[u32]) -> Have {
-    let count = pyrsia_core::pieces::piece_count(total);
-    if u64::from(pieces) >= count {
-        return Have::All;
-    }
-    let mut bits: Vec<bool> = (0..count).map(|i| i < u64::from(pieces)).collect();
-    for &piece in ahead {
-        if let Some(bit) = bits.get_mut(piece as usize) {
-            *bit = true;
-        }
-    }
-    if bits.iter().all(|b| *b) {
-        Have::All
-    } else {
-        Have::Pieces(bits)
-    }
-}
 
 /// The most pieces a peer names as held beyond its prefix (a fetch holds at most its window
 /// there).
@@ -446,7 +414,7 @@ impl PieceFetcher {
         let holdings = survey(&*network, &digest, &providers);
         let (complete, partial): (Vec<_>, Vec<_>) = holdings
             .into_iter()
-            .map(|(id, total, pieces, ahead)| (id, prefix_have(total, pieces, &ahead)))
+            .map(|(id, total, pieces, ahead)| (id, Have::from_prefix(total, pieces, &ahead)))
             .partition(|(_, have)| *have == Have::All);
         if !complete.is_empty() {
             let peers = complete
@@ -865,7 +833,7 @@ impl PieceFetcher {
                 if self.streaming == Some(id) {
                     schedule.handle_stream(peer, pieces);
                 } else if self.haves[id] != Have::All {
-                    schedule.handle_have(peer, prefix_have(total, pieces, &ahead));
+                    schedule.handle_have(peer, Have::from_prefix(total, pieces, &ahead));
                 }
             }
             Ok(PieceAnswer::Missing) if self.haves[id] != Have::All => {
@@ -977,7 +945,10 @@ fn survey(
     }
     // Holders of every piece first (asked first for the first piece), then by what they hold.
     held.sort_by_key(|(_, total, pieces, ahead)| {
-        std::cmp::Reverse((prefix_have(*total, *pieces, ahead) == Have::All, *pieces))
+        std::cmp::Reverse((
+            Have::from_prefix(*total, *pieces, ahead) == Have::All,
+            *pieces,
+        ))
     });
     held
 }

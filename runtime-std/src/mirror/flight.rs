@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyrsia_core::digest::Digest;
 
 use crate::metrics::Metrics;
-use crate::peers::{CLAIMANTS, FetchHint, PeerFetch, PieceFetcher, Shelf};
+use crate::peers::{FetchHint, PeerFetch, PieceFetcher, Shelf};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -456,7 +456,8 @@ impl Flight {
     /// they stop delivering after some progress (the node fetching the blob for the network
     /// died, say), from those it names then, starting at the offset reached: the next node in
     /// line for the upstream resumes there with a `Range` request, and the others follow it.
-    /// At most [`CLAIMANTS`] + 1 rounds, each of which must have made progress.
+    /// How many rounds, and when to give up on the peers, is core's rule
+    /// ([`pyrsia_core::rendezvous::ask_peers_again`]).
     fn download_from_peers(
         &self,
         network: &Arc<dyn crate::peers::PeerNetwork>,
@@ -467,7 +468,7 @@ impl Flight {
         metrics: &Metrics,
     ) -> Result<FromPeers, FlightError> {
         let mut contributors: Vec<String> = Vec::new();
-        for round in 0..=CLAIMANTS {
+        for round in 0..pyrsia_core::rendezvous::TAKEOVER_ROUNDS {
             let offset = writer.written();
             let found = PieceFetcher::find(
                 network.clone(),
@@ -499,12 +500,13 @@ impl Flight {
                     return Ok(FromPeers::Done(contributors));
                 }
                 Err(CopyError::Store(e)) => return Err(e),
-                Err(CopyError::Source(e)) if writer.written() > offset => {
-                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers stopped delivering; asking who holds or fetches the rest now");
-                }
                 Err(CopyError::Source(e)) => {
-                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers could not deliver the rest; resuming from the upstream");
-                    return Ok(FromPeers::Upstream);
+                    let progressed = writer.written() > offset;
+                    if !pyrsia_core::rendezvous::ask_peers_again(round, progressed) {
+                        tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers could not deliver the rest; resuming from the upstream");
+                        return Ok(FromPeers::Upstream);
+                    }
+                    tracing::info!(digest = %self.digest, offset = writer.written(), error = %e, "peers stopped delivering; asking who holds or fetches the rest now");
                 }
             }
         }
