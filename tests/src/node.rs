@@ -118,12 +118,23 @@ impl Node {
 
     /// The multiaddr other nodes dial this one on, with its peer id.
     pub fn p2p_address(&self) -> String {
+        self.p2p_address_on("tcp")
+    }
+
+    /// The node's QUIC P2P address on 127.0.0.1 (`/udp/<port>/quic-v1/p2p/<id>`: the same
+    /// port number as TCP, which a node listens on unless started with `--no-quic`).
+    pub fn quic_address(&self) -> String {
+        self.p2p_address_on("udp")
+            .replacen("/p2p/", "/quic-v1/p2p/", 1)
+    }
+
+    fn p2p_address_on(&self, transport: &str) -> String {
         let port = self.p2p_port.expect("a pyrsia node with P2P");
         let peers = crate::http::get(&format!("{}/peers", self.url())).expect("GET /peers");
         let status: serde_json::Value =
             serde_json::from_str(&peers.small_body).expect("peers JSON");
         format!(
-            "/ip4/127.0.0.1/tcp/{port}/p2p/{}",
+            "/ip4/127.0.0.1/{transport}/{port}/p2p/{}",
             status["peer_id"].as_str().expect("peer id")
         )
     }
@@ -201,6 +212,23 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The addresses this node is connected to `peer_id` on (`/udp/…/quic-v1` for QUIC),
+    /// empty when it is not connected.
+    pub fn peer_addresses(&self, peer_id: &str) -> Vec<String> {
+        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
+            return Vec::new();
+        };
+        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["peer_id"].as_str() == Some(peer_id))
+            .flat_map(|p| p["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
     }
 
     /// `http://127.0.0.1:<port>`.

@@ -1,6 +1,6 @@
 //! Child processes that die with the test, free ports, and waiting for readiness.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// a node then failed with "Address already in use" now and then.
 const PORTS: std::ops::Range<u32> = 20_000..32_000;
 
-/// A free TCP port on 127.0.0.1 (bound, released), never handed out twice by this process.
+/// A port on 127.0.0.1 free for both TCP and UDP (bound, released: a node listens for QUIC on
+/// the UDP port of its TCP port's number), never handed out twice by this process.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -22,7 +23,9 @@ pub fn free_port() -> u16 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = PORTS.start + (offset + n) % span;
         let port = u16::try_from(port).expect("the range is below 65536");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }

@@ -124,7 +124,7 @@ impl RawPeer {
     }
 }
 
-/// A swarm of `keypair` on TCP, noise and yamux (as nodes run) with `behaviour`, its
+/// A swarm of `keypair` on TCP, noise and yamux, and on QUIC (as nodes run) with `behaviour`, its
 /// connections kept while idle for up to a minute. Call inside the tokio context
 /// (`async_compat`).
 pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
@@ -139,6 +139,7 @@ pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
             yamux::Config::default,
         )
         .expect("transport")
+        .with_quic()
         .with_behaviour(behaviour)
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))

@@ -1,6 +1,7 @@
 //! Issue 14, item 7 (connections per IP address): one host cannot hold more than its share of
 //! a node's connections. 80 raw libp2p identities from 127.0.0.1 connect to a node at once and
-//! stay: at most 64 are kept; once they leave, a new one is welcome again.
+//! stay: at most 64 are kept; once they leave, a new one is welcome again. The same with half
+//! of them over QUIC and half over TCP: the share counts both transports together.
 
 use std::time::Duration;
 
@@ -14,10 +15,22 @@ const HOLDERS: usize = 80;
 fn one_address_holds_at_most_its_share_of_connections() {
     let work = tempfile::tempdir().unwrap();
     let node = Node::start(&work.path().join("node"), &[]);
-    let address = node.p2p_address();
+    hold_from_one_address(&node, &[node.p2p_address()]);
+}
+
+#[test]
+fn the_share_counts_quic_and_tcp_connections_together() {
+    let work = tempfile::tempdir().unwrap();
+    let node = Node::start(&work.path().join("node"), &[]);
+    hold_from_one_address(&node, &[node.quic_address(), node.p2p_address()]);
+}
+
+/// [`HOLDERS`] identities connect to `node` at once, taking turns among `addresses`, and stay
+/// six seconds: at most [`PER_ADDRESS`] are kept; then a newcomer is welcome again.
+fn hold_from_one_address(node: &Node, addresses: &[String]) {
     let holders: Vec<_> = (0..HOLDERS)
-        .map(|_| {
-            let address = address.clone();
+        .map(|i| {
+            let address = addresses[i % addresses.len()].clone();
             std::thread::spawn(move || RawPeer::new().hold(&address, Duration::from_secs(6)))
         })
         .collect();
@@ -50,7 +63,7 @@ fn one_address_holds_at_most_its_share_of_connections() {
     // They are gone: a newcomer from the same address is welcome again.
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        RawPeer::new().hold(&address, Duration::from_secs(2)),
+        RawPeer::new().hold(&addresses[0], Duration::from_secs(2)),
         "a newcomer was refused after the others left\n{}",
         node.log()
     );

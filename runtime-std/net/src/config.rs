@@ -1,7 +1,8 @@
-//! How the network is set up: where it listens, whom it dials first, whether it looks for
-//! peers on the LAN.
+//! How the network is set up: where it listens (TCP, and QUIC on the same port), whom it
+//! dials first, whether it looks for peers on the LAN.
 
 use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
 
 /// The default P2P listen address.
 pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/44000";
@@ -15,6 +16,9 @@ pub struct NetConfig {
     pub peers: Vec<Multiaddr>,
     /// mDNS discovery on the LAN.
     pub mdns: bool,
+    /// QUIC next to TCP: the node also listens on the UDP port of the same number and dials
+    /// peers over QUIC first (`--no-quic` turns it off).
+    pub quic: bool,
     /// What this node gives the network at most.
     pub limits: NetLimits,
 }
@@ -55,9 +59,49 @@ impl NetConfig {
             listen,
             peers,
             mdns,
+            quic: true,
             limits: NetLimits::default(),
         })
     }
+
+    /// Every address the node listens on: the TCP one given, and with QUIC on, the QUIC one on
+    /// the same host and port number (UDP).
+    pub fn listen_addresses(&self) -> Vec<Multiaddr> {
+        let mut addresses = vec![self.listen.clone()];
+        if self.quic
+            && let Some(quic) = quic_twin(&self.listen)
+        {
+            addresses.push(quic);
+        }
+        addresses
+    }
+}
+
+/// The QUIC address on the same host and port number as the TCP address `tcp`
+/// (`/ip4/A/tcp/P[/p2p/ID]` → `/ip4/A/udp/P/quic-v1[/p2p/ID]`), or `None` when `tcp` is not a
+/// TCP address. A node with QUIC on listens on both, so a peer's TCP bootstrap address names
+/// its QUIC one too.
+pub fn quic_twin(tcp: &Multiaddr) -> Option<Multiaddr> {
+    let mut twin = Multiaddr::empty();
+    let mut found = false;
+    for part in tcp.iter() {
+        match part {
+            Protocol::Tcp(port) if !found => {
+                found = true;
+                twin.push(Protocol::Udp(port));
+                twin.push(Protocol::QuicV1);
+            }
+            Protocol::Tcp(_)
+            | Protocol::Udp(_)
+            | Protocol::Quic
+            | Protocol::QuicV1
+            | Protocol::Ws(_)
+            | Protocol::Wss(_)
+            | Protocol::P2pCircuit => return None,
+            other => twin.push(other),
+        }
+    }
+    found.then_some(twin)
 }
 
 /// The bootstrap-peer file in the data dir: one multiaddr per line, `#` starts a comment.
@@ -98,6 +142,33 @@ mod tests {
         let err = NetConfig::parse(DEFAULT_LISTEN, &["not-an-addr".into()], true).unwrap_err();
         assert!(err.starts_with("--peer not-an-addr"), "{err}");
         assert!(NetConfig::parse("tcp/1", &[], false).is_err());
+    }
+
+    #[test]
+    fn a_tcp_address_has_a_quic_twin_on_the_same_port() {
+        let id = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let twin = |a: &str| quic_twin(&a.parse().unwrap()).map(|m| m.to_string());
+        assert_eq!(
+            twin(&format!("/ip4/10.0.0.2/tcp/44000/p2p/{id}")).as_deref(),
+            Some(format!("/ip4/10.0.0.2/udp/44000/quic-v1/p2p/{id}").as_str())
+        );
+        assert_eq!(
+            twin("/dns4/boot.example.net/tcp/44000").as_deref(),
+            Some("/dns4/boot.example.net/udp/44000/quic-v1")
+        );
+        assert_eq!(twin("/ip4/10.0.0.2/udp/44000/quic-v1"), None);
+        assert_eq!(twin("/ip4/10.0.0.2/tcp/44000/ws"), None);
+        let mut config = NetConfig::parse(DEFAULT_LISTEN, &[], false).unwrap();
+        assert_eq!(
+            config
+                .listen_addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["/ip4/0.0.0.0/tcp/44000", "/ip4/0.0.0.0/udp/44000/quic-v1"]
+        );
+        config.quic = false;
+        assert_eq!(config.listen_addresses().len(), 1);
     }
 
     #[test]

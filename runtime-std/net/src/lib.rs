@@ -1,6 +1,6 @@
 //! # pyrsia-net
 //!
-//! The full node's P2P network on libp2p 0.57, driven by smol: TCP + noise + yamux, identify,
+//! The full node's P2P network on libp2p 0.57, driven by smol: TCP + noise + yamux and QUIC, identify,
 //! Kademlia, mDNS (optional), gossipsub and a framed request-response protocol. Today it
 //! replicates the transparency log: every node announces its latest checkpoint on the log's
 //! gossipsub topic, and a node that sees a newer one fetches the missing entries from the
@@ -20,6 +20,7 @@ mod per_address;
 mod scoring;
 mod service;
 mod sync;
+mod transport;
 
 pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};
 pub use service::{Network, checkpoint_topic, dial_address, member_topic, start};

@@ -120,8 +120,10 @@ pub fn start(
                         return;
                     }
                 };
+                let quic = config.quic;
                 let mut event_loop =
                     EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source);
+                event_loop.quic = quic;
                 event_loop.member = member;
                 event_loop.upload = upload;
                 event_loop.run().await;
@@ -147,24 +149,37 @@ fn build(
     log: &Log,
 ) -> Result<Swarm<Behaviour>, String> {
     let (mdns, max_peers) = (config.mdns, config.limits.max_peers);
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+    let behaviour = |key: &identity::Keypair| {
+        Behaviour::new(key, mdns, max_peers)
+            .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+    };
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
+    let tcp = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .map_err(|e| format!("transport: {e}"))?
-        .with_behaviour(|key| {
-            Behaviour::new(key, mdns, max_peers)
-                .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-        })
-        .map_err(|e| format!("behaviour: {e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
-    swarm
-        .listen_on(config.listen.clone())
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .map_err(|e| format!("transport: {e}"))?;
+    let mut swarm = if config.quic {
+        tcp.with_quic_config(crate::transport::quic_config)
+            .with_behaviour(behaviour)
+            .map_err(|e| format!("behaviour: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build()
+    } else {
+        tcp.with_behaviour(behaviour)
+            .map_err(|e| format!("behaviour: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build()
+    };
+    for address in config.listen_addresses() {
+        swarm
+            .listen_on(address.clone())
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    }
     for topic in [checkpoint_topic(&log.origin()), member_topic(&log.origin())] {
         let gossipsub = &mut swarm.behaviour_mut().gossipsub;
         gossipsub
@@ -176,10 +191,15 @@ fn build(
     }
     for address in &config.peers {
         if let Some(Protocol::P2p(peer)) = address.iter().last() {
-            swarm
-                .behaviour_mut()
-                .kad
-                .add_address(&peer, address.clone());
+            // With QUIC on, the peer's QUIC twin too: Kademlia dials every address it knows
+            // at once, and the first to connect is kept.
+            let twin = config
+                .quic
+                .then(|| crate::config::quic_twin(address))
+                .flatten();
+            for known in twin.into_iter().chain([address.clone()]) {
+                swarm.behaviour_mut().kad.add_address(&peer, known);
+            }
         }
     }
     Ok(swarm)
@@ -198,6 +218,10 @@ struct EventLoop {
     checkpoint_requests: HashMap<OutboundRequestId, PeerId>,
     announced: Option<(String, Instant)>,
     bootstrap: Vec<Multiaddr>,
+    /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
+    quic: bool,
+    /// Bootstrap dials over QUIC and their TCP fallbacks.
+    bootstrap_dials: crate::transport::BootstrapDials,
     dialled: Option<Instant>,
     store: Store,
     store_events: std::sync::mpsc::Receiver<StoreEvent>,
@@ -256,6 +280,8 @@ impl EventLoop {
             checkpoint_requests: HashMap::new(),
             announced: None,
             bootstrap,
+            quic: false,
+            bootstrap_dials: Default::default(),
             dialled: None,
             store_events: store.watch(),
             store,
@@ -277,6 +303,13 @@ impl EventLoop {
     /// Dials the bootstrap peers that are not connected (all of them at start, then every
     /// [`REDIAL_EVERY`]): a peer that starts later or restarts is found again.
     fn redial(&mut self) {
+        let swarm = &self.swarm;
+        for dial in self
+            .bootstrap_dials
+            .due(Instant::now(), |peer| swarm.is_connected(peer))
+        {
+            let _ = self.swarm.dial(dial);
+        }
         if self.dialled.is_some_and(|at| at.elapsed() < REDIAL_EVERY) {
             return;
         }
@@ -287,8 +320,13 @@ impl EventLoop {
                 Some(Protocol::P2p(peer)) => self.swarm.is_connected(&peer),
                 _ => any_connected,
             };
-            if !connected && let Err(e) = self.swarm.dial(address.clone()) {
-                tracing::warn!(%address, error = %e, "cannot dial bootstrap peer");
+            if !connected {
+                let dial = self
+                    .bootstrap_dials
+                    .first(&address, self.quic, Instant::now());
+                if let Err(e) = self.swarm.dial(dial) {
+                    tracing::warn!(%address, error = %e, "cannot dial bootstrap peer");
+                }
             }
         }
     }
@@ -298,6 +336,8 @@ impl EventLoop {
         let commands = self.commands.clone();
         let served = self.served_rx.clone();
         self.provide_all();
+        // Before Kademlia's first bootstrap query dials the same peers over TCP.
+        self.redial();
         loop {
             futures::select! {
                 event = self.swarm.select_next_some() => self.on_event(event),

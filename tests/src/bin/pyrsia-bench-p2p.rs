@@ -33,12 +33,19 @@ fn curl(url: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// Starts `n` nodes behind `upstream`: each told of up to [`DIALLED`] earlier ones when
-/// `swarm`, of none otherwise.
-fn nodes(work: &std::path::Path, upstream: &str, n: usize, swarm: bool) -> Vec<Node> {
+/// Starts `n` nodes behind `upstream` with the `extra` arguments: each told of up to
+/// [`DIALLED`] earlier ones when `swarm`, of none otherwise.
+fn nodes(
+    work: &std::path::Path,
+    upstream: &str,
+    n: usize,
+    swarm: bool,
+    extra: &[&str],
+) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..n {
         let mut args = vec!["--upstream".to_string(), upstream.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
         if swarm {
             for earlier in nodes.iter().rev().take(DIALLED) {
                 args.extend(["--peer".to_string(), earlier.p2p_address()]);
@@ -83,7 +90,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration) -> Run {
     let upstream = proxy
         .as_ref()
         .map_or_else(|| registry.url(), FaultProxy::url);
-    let nodes = nodes(work.path(), &upstream, n, swarm);
+    let nodes = nodes(work.path(), &upstream, n, swarm, &[]);
     let started = Instant::now();
     let clients: Vec<_> = nodes
         .iter()
@@ -129,9 +136,9 @@ fn max(times: &[f64]) -> f64 {
 }
 
 fn main() {
-    // `pyrsia-bench-p2p transfer`: the node-to-node transfer alone.
+    // `pyrsia-bench-p2p transfer`: the node-to-node transfers alone.
     if std::env::args().nth(1).as_deref() == Some("transfer") {
-        transfer();
+        transfers();
         return;
     }
     for wan in [false, true] {
@@ -185,17 +192,39 @@ fn main() {
             r.largest_upload as f64 / SIZE as f64
         );
     }
-    transfer();
+    transfers();
 }
 
-/// One node-to-node transfer: the second of two nodes asks once the first holds the blob;
-/// the body is checked (its size, and that it came from the peer).
-fn transfer() {
+/// One node-to-node transfer over each transport, three times each.
+fn transfers() {
+    println!();
+    println!("One node-to-node transfer of 200 MiB (three runs each):");
+    println!();
+    println!("| transport | run 1 | run 2 | run 3 |");
+    println!("|---|---:|---:|---:|");
+    for (name, extra) in [
+        ("TCP + noise + yamux (`--no-quic`)", &["--no-quic"][..]),
+        ("QUIC (the default)", &[][..]),
+    ] {
+        let runs: Vec<String> = (0..3)
+            .map(|_| {
+                let seconds = transfer(extra);
+                format!("{:.0} MB/s ({seconds:.2} s)", SIZE as f64 / seconds / 1e6)
+            })
+            .collect();
+        println!("| {name} | {} |", runs.join(" | "));
+    }
+}
+
+/// One node-to-node transfer between two nodes started with `extra`: the second asks once
+/// the first holds the blob; the body is checked (its size, that it came from the peer, and
+/// over which transport). Returns its seconds.
+fn transfer(extra: &[&str]) -> f64 {
     let work = tempfile::tempdir().expect("temp dir");
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), SIZE);
     let digest = image.layers[0].blob.digest;
-    let pair = nodes(work.path(), &registry.url(), 2, true);
+    let pair = nodes(work.path(), &registry.url(), 2, true, extra);
     let path = format!("/v2/library/large/blobs/{digest}");
     // The node the network asks to fetch the blob from the upstream holds it first; the other
     // then takes it from that node (asked the other way round, the second would be asked to
@@ -225,10 +254,16 @@ fn transfer() {
         "it came from the peer ({from_peer} peer bytes)\n{}",
         asker.log()
     );
-    println!();
-    println!(
-        "One node-to-node transfer of 200 MiB: {seconds:.2} s, {:.0} MB/s (upstream GETs: {}).",
-        SIZE as f64 / seconds / 1e6,
-        registry.blob_gets(&digest.to_string())
+    assert_eq!(
+        registry.blob_gets(&digest.to_string()),
+        1,
+        "the asker did not fetch from the upstream"
     );
+    let quic = !extra.contains(&"--no-quic");
+    let addresses = asker.peer_addresses(&holder.peer_id());
+    assert!(
+        addresses.iter().all(|a| a.contains("/quic-v1") == quic),
+        "connected over the wrong transport: {addresses:?}"
+    );
+    seconds
 }

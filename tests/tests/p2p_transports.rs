@@ -1,0 +1,159 @@
+//! QUIC next to TCP (issue 19, item 2; the data path of issue 18, item 4), between node
+//! processes on 127.0.0.1: a node listens on TCP and on QUIC at the same port number and
+//! dials a bootstrap peer given by its TCP address over QUIC; a node started with `--no-quic`
+//! still exchanges blobs with it over TCP. Blobs cross both transports verified, with the
+//! upstream down. A raw libp2p client over QUIC gets pieces like one over TCP, and its
+//! malformed frames get it blocked just the same; a `--no-quic` node takes no QUIC
+//! connection at all.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pyrsia_core::digest::Digest;
+use pyrsia_net::codec::{SyncRequest, SyncResponse};
+use pyrsia_tests::http::get;
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
+use pyrsia_tests::raw_peer::RawPeer;
+use pyrsia_tests::registry::Registry;
+
+const SIZE: u64 = 8 << 20;
+
+fn blocked(node: &Node) -> Vec<String> {
+    let peers = get(&format!("{}/peers", node.url())).expect("GET /peers");
+    let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+    status["blocked"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// GETs the blob through `node` into `dir` and returns the SHA-256 of what came.
+fn pull_blob(node: &Node, digest: &Digest, dir: &std::path::Path) -> Digest {
+    let body = dir.join(format!("blob-{}", node.port));
+    let out = Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&body)
+        .arg(format!("{}/v2/library/large/blobs/{digest}", node.url()))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET the blob failed\n{}", node.log());
+    Digest::sha256(&std::fs::read(&body).expect("body"))
+}
+
+#[test]
+fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let (digest, size) = (image.layers[0].blob.digest, image.layers[0].blob.size);
+
+    // A fetches the blob from the upstream alone, then the upstream goes away.
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    assert_eq!(pull_blob(&a, &digest, work.path()), digest);
+    assert!(a.wait_stored(&digest));
+    registry.stop();
+    let a_id = a.peer_id();
+
+    // B (the defaults) is told A's TCP address and connects over QUIC; C speaks TCP only.
+    let b = Node::start(
+        &work.path().join("b"),
+        &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
+    );
+    let c = Node::start(
+        &work.path().join("c"),
+        &[
+            "--upstream",
+            &registry.url(),
+            "--peer",
+            &a.p2p_address(),
+            "--no-quic",
+        ],
+    );
+    b.wait_connected(&a_id);
+    c.wait_connected(&a_id);
+    let b_to_a = b.peer_addresses(&a_id);
+    assert!(
+        !b_to_a.is_empty()
+            && b_to_a
+                .iter()
+                .all(|x| x.contains("/udp/") && x.contains("/quic-v1")),
+        "B reaches A over QUIC only: {b_to_a:?}"
+    );
+    let c_to_a = c.peer_addresses(&a_id);
+    assert!(
+        !c_to_a.is_empty() && c_to_a.iter().all(|x| x.contains("/tcp/")),
+        "C reaches A over TCP: {c_to_a:?}"
+    );
+
+    // Both get the blob from their peers, verified, the upstream down.
+    for node in [&b, &c] {
+        wait_until(
+            "the node finds the blob on its peers",
+            Duration::from_secs(20),
+            &|| node.log(),
+            || {
+                get(&format!("{}/v2/library/large/blobs/{digest}", node.url()))
+                    .is_ok_and(|r| r.status == 200)
+            },
+        );
+        assert_eq!(pull_blob(node, &digest, work.path()), digest);
+        assert!(node.wait_stored(&digest));
+        assert!(
+            node.metric("peer_bytes") >= size,
+            "the blob came from peers\n{}",
+            node.log()
+        );
+    }
+    assert_eq!(registry.blob_gets(&digest.to_string()), 1);
+
+    // A raw client over QUIC is served a piece, byte for byte what the blob holds.
+    let piece = SyncRequest::Piece {
+        digest: *digest.as_bytes(),
+        offset: 0,
+        len: 1 << 20,
+        fetch: None,
+    };
+    let answers = RawPeer::new().ask(
+        &a.quic_address(),
+        vec![piece.clone()],
+        Duration::from_secs(10),
+    );
+    let Some(Ok(SyncResponse::Piece { total, bytes })) = answers.first() else {
+        panic!("no piece over QUIC: {answers:?}\n{}", a.log());
+    };
+    assert_eq!(*total, size);
+    let blob = std::fs::read(work.path().join(format!("blob-{}", a.port))).unwrap();
+    assert!(bytes[..] == blob[..bytes.len()] && bytes.len() == 1 << 20);
+
+    // A node started with --no-quic takes no QUIC connection.
+    let answers = RawPeer::new().ask(&c.quic_address(), vec![piece], Duration::from_secs(5));
+    assert!(
+        matches!(answers.first(), Some(Err(_))),
+        "C answered over QUIC: {answers:?}"
+    );
+
+    // Malformed frames over QUIC: the sender is blocked, as over TCP.
+    let junk = RawPeer::new();
+    let frames = vec![
+        vec![0xff; 16],
+        vec![0x01, 0x00, 0x00, 0x00, 0x02, 0xc3, 0x00],
+        vec![0xff; 64],
+        vec![0xee; 8],
+    ];
+    let _ = junk.send_raw(&a.quic_address(), frames, Duration::from_secs(2));
+    wait_until(
+        "the sender of malformed frames over QUIC is blocked",
+        Duration::from_secs(10),
+        &|| a.log(),
+        || blocked(&a).contains(&junk.peer_id()),
+    );
+    for honest in [&b, &c] {
+        assert!(!blocked(&a).contains(&honest.peer_id()));
+    }
+}
