@@ -214,6 +214,20 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// The peer ids this node has blocked (`/peers`' `blocked` list).
+    pub fn blocked_peers(&self) -> Vec<String> {
+        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
+            return Vec::new();
+        };
+        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        status["blocked"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    }
+
     /// The addresses this node is connected to `peer_id` on (`/udp/…/quic-v1` for QUIC),
     /// empty when it is not connected.
     pub fn peer_addresses(&self, peer_id: &str) -> Vec<String> {

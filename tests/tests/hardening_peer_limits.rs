@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use pyrsia_net::codec::{SyncRequest, SyncResponse};
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
-use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::process::wait_until;
@@ -33,19 +32,6 @@ fn entries_requests(n: usize) -> Vec<SyncRequest> {
             count: 512,
         })
         .collect()
-}
-
-fn blocked(node: &Node) -> Vec<String> {
-    let peers = get(&format!("{}/peers", node.url())).expect("GET /peers");
-    let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
-    status["blocked"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -176,10 +162,10 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
         "the sender of malformed frames is blocked",
         Duration::from_secs(10),
         &|| follower.log(),
-        || blocked(&follower).contains(&junk.peer_id()),
+        || follower.blocked_peers().contains(&junk.peer_id()),
     );
     assert!(
-        !blocked(&follower).contains(&leader.peer_id()),
+        !follower.blocked_peers().contains(&leader.peer_id()),
         "the honest leader stays unblocked"
     );
 }

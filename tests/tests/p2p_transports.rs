@@ -4,7 +4,8 @@
 //! still exchanges blobs with it over TCP. Blobs cross both transports verified, with the
 //! upstream down. A raw libp2p client over QUIC gets pieces like one over TCP, and its
 //! malformed frames get it blocked just the same; a `--no-quic` node takes no QUIC
-//! connection at all.
+//! connection at all. A bootstrap peer can be named by DNS (`/dns4/localhost/...`: the
+//! system resolver, no query leaves the machine), over either transport.
 
 use std::process::Command;
 use std::time::Duration;
@@ -19,19 +20,6 @@ use pyrsia_tests::raw_peer::RawPeer;
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 8 << 20;
-
-fn blocked(node: &Node) -> Vec<String> {
-    let peers = get(&format!("{}/peers", node.url())).expect("GET /peers");
-    let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
-    status["blocked"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|p| p.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// GETs the blob through `node` into `dir` and returns the SHA-256 of what came.
 fn pull_blob(node: &Node, digest: &Digest, dir: &std::path::Path) -> Digest {
@@ -151,9 +139,35 @@ fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
         "the sender of malformed frames over QUIC is blocked",
         Duration::from_secs(10),
         &|| a.log(),
-        || blocked(&a).contains(&junk.peer_id()),
+        || a.blocked_peers().contains(&junk.peer_id()),
     );
     for honest in [&b, &c] {
-        assert!(!blocked(&a).contains(&honest.peer_id()));
+        assert!(!a.blocked_peers().contains(&honest.peer_id()));
     }
+}
+
+#[test]
+fn a_bootstrap_peer_named_by_dns_is_reached_over_quic_and_over_tcp() {
+    let work = tempfile::tempdir().unwrap();
+    let a = Node::start(&work.path().join("a"), &[]);
+    let a_id = a.peer_id();
+    let by_name = a
+        .p2p_address()
+        .replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
+    assert!(by_name.starts_with("/dns4/localhost/tcp/"), "{by_name}");
+    let b = Node::start(&work.path().join("b"), &["--peer", &by_name]);
+    let c = Node::start(&work.path().join("c"), &["--peer", &by_name, "--no-quic"]);
+    b.wait_connected(&a_id);
+    c.wait_connected(&a_id);
+    let (b_to_a, c_to_a) = (b.peer_addresses(&a_id), c.peer_addresses(&a_id));
+    assert!(
+        !b_to_a.is_empty() && b_to_a.iter().all(|x| x.contains("/quic-v1")),
+        "B reached A by name over QUIC: {b_to_a:?}\n{}",
+        b.log()
+    );
+    assert!(
+        !c_to_a.is_empty() && c_to_a.iter().all(|x| x.contains("/tcp/")),
+        "C reached A by name over TCP: {c_to_a:?}\n{}",
+        c.log()
+    );
 }

@@ -163,14 +163,21 @@ fn build(
             yamux::Config::default,
         )
         .map_err(|e| format!("transport: {e}"))?;
+    // `/dns4`, `/dns6` and `/dnsaddr` names resolve through the system's resolver (its
+    // configuration and /etc/hosts), over either transport.
+    let dns = |e: std::io::Error| format!("DNS resolver (from /etc/resolv.conf): {e}");
     let mut swarm = if config.quic {
         tcp.with_quic_config(crate::transport::quic_config)
+            .with_dns()
+            .map_err(dns)?
             .with_behaviour(behaviour)
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
             .build()
     } else {
-        tcp.with_behaviour(behaviour)
+        tcp.with_dns()
+            .map_err(dns)?
+            .with_behaviour(behaviour)
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
             .build()
