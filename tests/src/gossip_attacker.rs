@@ -35,7 +35,7 @@ impl GossipAttacker {
         let (stopped, counted) = (stop.clone(), published.clone());
         let thread = std::thread::spawn(move || {
             smol::block_on(async_compat::Compat::new(async move {
-                let mut swarm = crate::raw_peer::build_swarm(keypair, |key| {
+                let mut swarm = crate::raw_peer::build_swarm(keypair, true, |key| {
                     let config = gossipsub::ConfigBuilder::default()
                         .heartbeat_interval(Duration::from_millis(200))
                         .build()

@@ -56,7 +56,7 @@ impl RawPeer {
         timeout: Duration,
     ) -> Vec<Result<SyncResponse, String>> {
         let (address, node) = node_address(address);
-        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+        let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
             request_response::Behaviour::<SyncCodec>::new(
                 [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(timeout),
@@ -124,26 +124,37 @@ impl RawPeer {
     }
 }
 
-/// A swarm of `keypair` on TCP, noise and yamux, and on QUIC (as nodes run) with `behaviour`, its
-/// connections kept while idle for up to a minute. Call inside the tokio context
-/// (`async_compat`).
+/// A swarm of `keypair` on TCP, noise and yamux, and with `quic` on QUIC too (as nodes run),
+/// with `behaviour`, its connections kept while idle for up to a minute. A peer that runs
+/// Kademlia goes without QUIC: its lookups would wait out QUIC handshakes with the dead
+/// peers' addresses a test leaves behind (5 s each at libp2p's default), where TCP is
+/// refused at once. Call inside the tokio context (`async_compat`).
 pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     keypair: identity::Keypair,
+    quic: bool,
     behaviour: impl FnOnce(&identity::Keypair) -> B,
 ) -> libp2p::Swarm<B> {
-    libp2p::SwarmBuilder::with_existing_identity(keypair)
+    let tcp = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
             yamux::Config::default,
         )
-        .expect("transport")
-        .with_quic()
-        .with_behaviour(behaviour)
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
+        .expect("transport");
+    let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    if quic {
+        tcp.with_quic()
+            .with_behaviour(behaviour)
+            .expect("behaviour")
+            .with_swarm_config(idle)
+            .build()
+    } else {
+        tcp.with_behaviour(behaviour)
+            .expect("behaviour")
+            .with_swarm_config(idle)
+            .build()
+    }
 }
 
 /// A node's multiaddr and the peer id at its end (`/p2p/<id>`).
@@ -240,7 +251,7 @@ impl LyingProvider {
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             smol::block_on(async_compat::Compat::new(async move {
-                let mut swarm = build_swarm(keypair, |key| {
+                let mut swarm = build_swarm(keypair, false, |key| {
                     let id = key.public().to_peer_id();
                     let mut kad = libp2p::kad::Behaviour::with_config(
                         id,
@@ -417,7 +428,7 @@ impl RawPeer {
     /// connection was still open at the end (a node that refuses it closes it at once).
     pub fn hold(&self, address: &str, time: Duration) -> bool {
         let (address, node) = node_address(address);
-        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+        let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
             request_response::Behaviour::<SyncCodec>::new(
                 [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default(),
@@ -451,7 +462,7 @@ impl RawPeer {
         timeout: Duration,
     ) -> Vec<Result<Vec<u8>, String>> {
         let (address, node) = node_address(address);
-        let mut swarm = build_swarm(self.keypair.clone(), |_| {
+        let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
             request_response::Behaviour::<JunkCodec>::new(
                 [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(timeout),

@@ -18,9 +18,19 @@ pub(crate) const QUIC_STREAM_WINDOW: u32 = 8 << 20;
 /// round trip. It bounds what one connection can make this node buffer.
 pub(crate) const QUIC_CONNECTION_WINDOW: u32 = 32 << 20;
 
+/// How long a QUIC dial waits for the handshake. A dial to a port nobody listens on gets
+/// no answer over UDP (the kernel's "port unreachable" does not reach an unconnected
+/// socket), so a dead peer's QUIC address costs this long where TCP is refused at once on a
+/// LAN: every Kademlia lookup that meets a dead peer's address waits for it. libp2p's
+/// default is 5 s; 2 s still covers a handshake whose first packet is lost (resent after
+/// about a second) on a path of a few hundred milliseconds; a peer that needs longer is
+/// reached over TCP.
+pub(crate) const QUIC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// libp2p's QUIC settings with flow-control windows sized for blobs (libp2p's defaults are
 /// 10 MB per stream and 15 MB per connection).
 pub(crate) fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {
+    config.handshake_timeout = QUIC_HANDSHAKE_TIMEOUT;
     config.max_stream_data = QUIC_STREAM_WINDOW;
     config.max_connection_data = QUIC_CONNECTION_WINDOW;
     config
