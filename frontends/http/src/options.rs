@@ -154,10 +154,11 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub no_mdns: bool,
 
-    /// speak TCP only: by default the node also listens for QUIC on the UDP port of the same
-    /// number as --p2p-listen's and dials peers over QUIC first
+    /// speak QUIC next to TCP: listen for QUIC on the UDP port of the same number as
+    /// --p2p-listen's and dial bootstrap peers over QUIC first (off by default until a peer
+    /// that restarts is noticed at once over QUIC too; see BENCHMARKS.md)
     #[argh(switch)]
-    pub no_quic: bool,
+    pub quic: bool,
 
     /// serve peers at most this many piece bytes per second in all (e.g. 10M; default
     /// unlimited); a piece that would wait over 2 s is refused, and the peer asks elsewhere
@@ -423,7 +424,7 @@ mod tests {
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
             no_mdns: false,
-            no_quic: false,
+            quic: false,
             max_upload_rate: None,
             max_download_rate: None,
             max_peers: None,
