@@ -200,10 +200,7 @@ impl Node {
 
     /// The peer ids connected to this node.
     pub fn connected_peers(&self) -> Vec<String> {
-        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
-            return Vec::new();
-        };
-        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        let status = self.peers_status();
         status["peers"]
             .as_array()
             .map(|list| {
@@ -214,12 +211,17 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// `/peers` as JSON (`Null` when the node does not answer).
+    fn peers_status(&self) -> serde_json::Value {
+        crate::http::get(&format!("{}/peers", self.url()))
+            .ok()
+            .and_then(|peers| serde_json::from_str(&peers.small_body).ok())
+            .unwrap_or_default()
+    }
+
     /// The peer ids this node has blocked (`/peers`' `blocked` list).
     pub fn blocked_peers(&self) -> Vec<String> {
-        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
-            return Vec::new();
-        };
-        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        let status = self.peers_status();
         status["blocked"]
             .as_array()
             .into_iter()
@@ -231,10 +233,7 @@ impl Node {
     /// The addresses this node is connected to `peer_id` on (`/udp/…/quic-v1` for QUIC),
     /// empty when it is not connected.
     pub fn peer_addresses(&self, peer_id: &str) -> Vec<String> {
-        let Ok(peers) = crate::http::get(&format!("{}/peers", self.url())) else {
-            return Vec::new();
-        };
-        let status: serde_json::Value = serde_json::from_str(&peers.small_body).unwrap_or_default();
+        let status = self.peers_status();
         status["peers"]
             .as_array()
             .into_iter()

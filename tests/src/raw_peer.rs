@@ -157,6 +157,17 @@ pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     }
 }
 
+/// Request frames a node cannot decode (a bad version, a garbage payload, junk): what a test
+/// sends with [`RawPeer::send_raw`] to get a peer blocked.
+pub fn malformed_frames() -> Vec<Vec<u8>> {
+    vec![
+        vec![0xff; 16],
+        vec![0x01, 0x00, 0x00, 0x00, 0x02, 0xc3, 0x00],
+        vec![0xff; 64],
+        vec![0xee; 8],
+    ]
+}
+
 /// A node's multiaddr and the peer id at its end (`/p2p/<id>`).
 pub(crate) fn node_address(address: &str) -> (Multiaddr, libp2p::PeerId) {
     let address: Multiaddr = address.parse().expect("node multiaddr");

@@ -151,12 +151,7 @@ fn a_thousand_strangers_do_not_slow_gossip_and_malformed_frames_get_blocked() {
 
     // Malformed frames: the sender is blocked.
     let junk = RawPeer::new();
-    let frames = vec![
-        vec![0xff; 16],
-        vec![0x01, 0x00, 0x00, 0x00, 0x02, 0xc3, 0x00],
-        vec![0xff; 64],
-        vec![0xee; 8],
-    ];
+    let frames = pyrsia_tests::raw_peer::malformed_frames();
     let _ = junk.send_raw(&target, frames, Duration::from_secs(2));
     wait_until(
         "the sender of malformed frames is blocked",

@@ -131,12 +131,7 @@ fn nodes_with_quic_speak_it_and_tcp_with_peers_without() {
 
     // Malformed frames over QUIC: the sender is blocked, as over TCP.
     let junk = RawPeer::new();
-    let frames = vec![
-        vec![0xff; 16],
-        vec![0x01, 0x00, 0x00, 0x00, 0x02, 0xc3, 0x00],
-        vec![0xff; 64],
-        vec![0xee; 8],
-    ];
+    let frames = pyrsia_tests::raw_peer::malformed_frames();
     let _ = junk.send_raw(&a.quic_address(), frames, Duration::from_secs(2));
     wait_until(
         "the sender of malformed frames over QUIC is blocked",
