@@ -122,7 +122,7 @@ impl Node {
     }
 
     /// The node's QUIC P2P address on 127.0.0.1 (`/udp/<port>/quic-v1/p2p/<id>`: the same
-    /// port number as TCP, which a node started with `--quic` listens on).
+    /// port number as TCP, which a node listens on unless started with `--no-quic`).
     pub fn quic_address(&self) -> String {
         self.p2p_address_on("udp")
             .replacen("/p2p/", "/quic-v1/p2p/", 1)

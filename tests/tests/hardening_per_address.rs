@@ -21,7 +21,7 @@ fn one_address_holds_at_most_its_share_of_connections() {
 #[test]
 fn the_share_counts_quic_and_tcp_connections_together() {
     let work = tempfile::tempdir().unwrap();
-    let node = Node::start(&work.path().join("node"), &["--quic"]);
+    let node = Node::start(&work.path().join("node"), &[]);
     hold_from_one_address(&node, &[node.quic_address(), node.p2p_address()]);
 }
 

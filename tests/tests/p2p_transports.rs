@@ -1,9 +1,9 @@
 //! QUIC next to TCP (issue 19, item 2; the data path of issue 18, item 4), between node
-//! processes on 127.0.0.1: a node started with `--quic` listens on TCP and on QUIC at the
-//! same port number and dials a bootstrap peer given by its TCP address over QUIC; a node
-//! without it (TCP only, the default) still exchanges blobs with it over TCP. Blobs cross both transports verified, with the
+//! processes on 127.0.0.1: a node listens on TCP and on QUIC at the same port number and
+//! dials a bootstrap peer given by its TCP address over QUIC; a node started with `--no-quic`
+//! still exchanges blobs with it over TCP. Blobs cross both transports verified, with the
 //! upstream down. A raw libp2p client over QUIC gets pieces like one over TCP, and its
-//! malformed frames get it blocked just the same; a node without `--quic` takes no QUIC
+//! malformed frames get it blocked just the same; a `--no-quic` node takes no QUIC
 //! connection at all. A bootstrap peer can be named by DNS (`/dns4/localhost/...`: the
 //! system resolver, no query leaves the machine), over either transport.
 
@@ -35,36 +35,33 @@ fn pull_blob(node: &Node, digest: &Digest, dir: &std::path::Path) -> Digest {
 }
 
 #[test]
-fn nodes_with_quic_speak_it_and_tcp_with_peers_without() {
+fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
     let work = tempfile::tempdir().unwrap();
     let mut registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), SIZE);
     let (digest, size) = (image.layers[0].blob.digest, image.layers[0].blob.size);
 
     // A fetches the blob from the upstream alone, then the upstream goes away.
-    let a = Node::start(
-        &work.path().join("a"),
-        &["--upstream", &registry.url(), "--quic"],
-    );
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
     assert_eq!(pull_blob(&a, &digest, work.path()), digest);
     assert!(a.wait_stored(&digest));
     registry.stop();
     let a_id = a.peer_id();
 
-    // B (--quic) is told A's TCP address and connects over QUIC; C speaks TCP only.
+    // B (the defaults) is told A's TCP address and connects over QUIC; C speaks TCP only.
     let b = Node::start(
         &work.path().join("b"),
+        &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
+    );
+    let c = Node::start(
+        &work.path().join("c"),
         &[
             "--upstream",
             &registry.url(),
             "--peer",
             &a.p2p_address(),
-            "--quic",
+            "--no-quic",
         ],
-    );
-    let c = Node::start(
-        &work.path().join("c"),
-        &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
     );
     b.wait_connected(&a_id);
     c.wait_connected(&a_id);
@@ -122,7 +119,7 @@ fn nodes_with_quic_speak_it_and_tcp_with_peers_without() {
     let blob = std::fs::read(work.path().join(format!("blob-{}", a.port))).unwrap();
     assert!(bytes[..] == blob[..bytes.len()] && bytes.len() == 1 << 20);
 
-    // A node started without --quic takes no QUIC connection.
+    // A node started with --no-quic takes no QUIC connection.
     let answers = RawPeer::new().ask(&c.quic_address(), vec![piece], Duration::from_secs(5));
     assert!(
         matches!(answers.first(), Some(Err(_))),
@@ -147,14 +144,14 @@ fn nodes_with_quic_speak_it_and_tcp_with_peers_without() {
 #[test]
 fn a_bootstrap_peer_named_by_dns_is_reached_over_quic_and_over_tcp() {
     let work = tempfile::tempdir().unwrap();
-    let a = Node::start(&work.path().join("a"), &["--quic"]);
+    let a = Node::start(&work.path().join("a"), &[]);
     let a_id = a.peer_id();
     let by_name = a
         .p2p_address()
         .replacen("/ip4/127.0.0.1/", "/dns4/localhost/", 1);
     assert!(by_name.starts_with("/dns4/localhost/tcp/"), "{by_name}");
-    let b = Node::start(&work.path().join("b"), &["--peer", &by_name, "--quic"]);
-    let c = Node::start(&work.path().join("c"), &["--peer", &by_name]);
+    let b = Node::start(&work.path().join("b"), &["--peer", &by_name]);
+    let c = Node::start(&work.path().join("c"), &["--peer", &by_name, "--no-quic"]);
     b.wait_connected(&a_id);
     c.wait_connected(&a_id);
     let (b_to_a, c_to_a) = (b.peer_addresses(&a_id), c.peer_addresses(&a_id));

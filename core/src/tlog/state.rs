@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use crate::consensus::wire::{Batch, CheckpointHead, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::identity::KeyId;
 use crate::members::{MemberSet, MembershipError};
-use crate::tlog::checkpoint::SignedCheckpoint;
+use crate::tlog::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::tlog::entry::{Entry, EntryError, MembershipOp};
 use crate::tlog::index::LogIndex;
 use crate::tlog::proof::verify_consistency;
@@ -229,10 +229,17 @@ impl LogState {
         Some((size, self.tree.root(size).ok()?))
     }
 
-    /// Whether `note` is a checkpoint of this log with a quorum of valid member signatures.
+    /// Whether `note` may be taken: a checkpoint of this log that either says nothing new
+    /// ([`LogState::holds`]: nothing to check, nothing to do) or carries a quorum of the
+    /// current epoch's valid member signatures. Call it on every checkpoint a peer announces
+    /// or answers before fetching anything it names; an error that
+    /// [blames the sender](LogRejection::blames_sender) is the peer's fault.
     pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogRejection> {
         if note.checkpoint.origin.as_str() != self.origin {
             return Err(LogRejection::OtherLog);
+        }
+        if self.holds(&note.checkpoint) {
+            return Ok(());
         }
         let signers = self.members.checkpoint_signers(note);
         let needed = self.members.quorum();
@@ -240,6 +247,17 @@ impl LogState {
             return Err(LogRejection::TooFewSignatures { signers, needed });
         }
         Ok(())
+    }
+
+    /// Whether this log already holds `checkpoint`'s tree as final and `checkpoint` is not
+    /// newer than the last final one: it says nothing new, whoever signed it. Such notes are
+    /// not checked against today's quorum, because the epoch that signed them may be gone: the
+    /// checkpoint that adds or removes a member is signed by the epoch before the change, and
+    /// members announce it again after the member set has moved on.
+    pub fn holds(&self, checkpoint: &Checkpoint) -> bool {
+        checkpoint.size <= self.final_size()
+            && checkpoint.timestamp <= self.consensus_height()
+            && self.tree.root(checkpoint.size).ok() == Some(checkpoint.root)
     }
 
     /// Checks an offered checkpoint and the entries from this log's size up to it: a quorum of
@@ -251,6 +269,9 @@ impl LogState {
         entries: &[Vec<u8>],
     ) -> Result<Offer, LogRejection> {
         self.check_note(note)?;
+        if self.holds(&note.checkpoint) {
+            return Ok(Offer::Stale);
+        }
         let checkpoint = &note.checkpoint;
         let have = self.tree.size();
         if checkpoint.size < have {
@@ -502,7 +523,6 @@ mod blame_tests {
 mod prefix_tests {
     use super::*;
     use crate::identity::SecretKey;
-    use crate::tlog::checkpoint::Checkpoint;
     use crate::tlog::entry::{BuildRequest, Coordinates, DOCKER_FETCH_V1, Genesis, KeyList};
 
     /// A sole member's log of a genesis and `n` requests, and its checkpoint.
@@ -610,5 +630,97 @@ mod prefix_tests {
             follower.check_prefix(&unsigned, &entries[..10], &proof),
             Err(LogRejection::TooFewSignatures { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod epoch_tests {
+    use super::*;
+    use crate::identity::SecretKey;
+    use crate::tlog::entry::{Genesis, KeyList, MembershipChange, SignatureList};
+
+    const ORIGIN: &str = "pyrsia.test/epochs";
+
+    fn note(log: &LogState, timestamp: u64, signers: &[&SecretKey]) -> SignedCheckpoint {
+        let size = log.tree().size();
+        let checkpoint = Checkpoint {
+            origin: heapless::String::try_from(ORIGIN).unwrap(),
+            size,
+            root: log.tree().root(size).unwrap(),
+            timestamp,
+        };
+        let mut note = SignedCheckpoint::unsigned(checkpoint.clone());
+        for key in signers {
+            note.add(checkpoint.sign(key)).unwrap();
+        }
+        note
+    }
+
+    /// A sole member `a` adds `b`: the checkpoint of the change is signed by `a` alone, the
+    /// quorum of the epoch before it (1 of 1), not of the epoch after (2 of 2).
+    #[test]
+    fn the_checkpoint_that_moved_the_epoch_is_not_judged_by_the_new_epoch() {
+        let a = SecretKey::from_seed([1; 32]);
+        let b = SecretKey::from_seed([2; 32]);
+        let keys = a.public().to_bytes();
+        let genesis = Entry::Genesis(Genesis {
+            origin: ORIGIN,
+            faults: 0,
+            members: KeyList(&keys),
+            created: 0,
+        })
+        .encode();
+        let unsigned = MembershipChange {
+            epoch: 1,
+            key: b.public(),
+            signatures: SignatureList(&[]),
+        };
+        let signature = unsigned.sign(ORIGIN, MembershipOp::Add, &a).to_bytes();
+        let add = Entry::AddMember(MembershipChange {
+            signatures: SignatureList(&signature),
+            ..unsigned
+        })
+        .encode();
+        let entries = alloc::vec![genesis.clone(), add];
+
+        let mut leader = LogState::new(genesis.clone()).unwrap();
+        for bytes in &entries {
+            leader.append_trusted(bytes).unwrap();
+        }
+        let change = note(&leader, 10, &[&a]);
+
+        let mut follower = LogState::new(genesis).unwrap();
+        let Ok(Offer::Extend(checked)) = follower.check_offer(&change, &entries) else {
+            panic!("the old epoch's quorum commits the change");
+        };
+        follower.extend(checked, change.clone(), &entries);
+        assert_eq!(follower.members().len(), 2);
+        assert_eq!(follower.members().quorum(), 2);
+
+        // Announced again after the change: held, so neither refused nor blamed.
+        assert_eq!(follower.check_note(&change), Ok(()));
+        assert!(matches!(
+            follower.check_offer(&change, &[]),
+            Ok(Offer::Stale)
+        ));
+        // Anything newer is the new epoch's to sign: a heartbeat signed by `a` alone is
+        // refused, one signed by both refreshes.
+        let lone = note(&leader, 11, &[&a]);
+        assert_eq!(
+            follower.check_note(&lone),
+            Err(LogRejection::TooFewSignatures {
+                signers: 1,
+                needed: 2
+            })
+        );
+        let both = note(&leader, 11, &[&a, &b]);
+        assert!(matches!(
+            follower.check_offer(&both, &[]),
+            Ok(Offer::Refresh)
+        ));
+        // Another root at a held size is no held checkpoint: it is checked, and refused.
+        let mut forged = change.clone();
+        forged.checkpoint.root = [7; 32];
+        assert!(follower.check_note(&forged).is_err());
     }
 }

@@ -108,7 +108,7 @@ fn start_network(
 ) -> Result<(), String> {
     let mut config =
         pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
-    config.quic = options.quic;
+    config.quic = !options.no_quic;
     let defaults = pyrsia_net::NetLimits::default();
     config.limits = pyrsia_net::NetLimits {
         max_upload_rate: options.max_upload_rate.unwrap_or(defaults.max_upload_rate),

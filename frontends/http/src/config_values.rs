@@ -53,7 +53,7 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "p2p-listen" => options.p2p_listen.clone(),
         "peer" => list(&options.peer),
         "no-mdns" => options.no_mdns.to_string(),
-        "quic" => options.quic.to_string(),
+        "no-quic" => options.no_quic.to_string(),
         "max-upload-rate" => options
             .max_upload_rate
             .map(|r| r.to_string())

@@ -154,11 +154,10 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub no_mdns: bool,
 
-    /// speak QUIC next to TCP: listen for QUIC on the UDP port of the same number as
-    /// --p2p-listen's and dial bootstrap peers over QUIC first (off by default until a peer
-    /// that restarts is noticed at once over QUIC too; see BENCHMARKS.md)
+    /// speak TCP only: by default the node also listens for QUIC on the UDP port of the same
+    /// number as --p2p-listen's and dials peers over QUIC first
     #[argh(switch)]
-    pub quic: bool,
+    pub no_quic: bool,
 
     /// serve peers at most this many piece bytes per second in all (e.g. 10M; default
     /// unlimited); a piece that would wait over 2 s is refused, and the peer asks elsewhere
@@ -424,7 +423,7 @@ mod tests {
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
             no_mdns: false,
-            quic: false,
+            no_quic: false,
             max_upload_rate: None,
             max_download_rate: None,
             max_peers: None,

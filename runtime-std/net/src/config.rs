@@ -17,7 +17,7 @@ pub struct NetConfig {
     /// mDNS discovery on the LAN.
     pub mdns: bool,
     /// QUIC next to TCP: the node also listens on the UDP port of the same number and dials
-    /// peers over QUIC first (`--quic`; off by default).
+    /// peers over QUIC first (`--no-quic` turns it off).
     pub quic: bool,
     /// What this node gives the network at most.
     pub limits: NetLimits,
@@ -59,7 +59,7 @@ impl NetConfig {
             listen,
             peers,
             mdns,
-            quic: false,
+            quic: true,
             limits: NetLimits::default(),
         })
     }
@@ -159,8 +159,6 @@ mod tests {
         assert_eq!(twin("/ip4/10.0.0.2/udp/44000/quic-v1"), None);
         assert_eq!(twin("/ip4/10.0.0.2/tcp/44000/ws"), None);
         let mut config = NetConfig::parse(DEFAULT_LISTEN, &[], false).unwrap();
-        assert_eq!(config.listen_addresses().len(), 1, "QUIC is off by default");
-        config.quic = true;
         assert_eq!(
             config
                 .listen_addresses()
@@ -169,6 +167,8 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["/ip4/0.0.0.0/tcp/44000", "/ip4/0.0.0.0/udp/44000/quic-v1"]
         );
+        config.quic = false;
+        assert_eq!(config.listen_addresses().len(), 1);
     }
 
     #[test]

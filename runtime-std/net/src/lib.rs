@@ -16,6 +16,7 @@ mod behaviour;
 pub mod codec;
 mod compat;
 pub mod config;
+mod connections;
 mod per_address;
 mod scoring;
 mod service;

@@ -224,6 +224,10 @@ struct EventLoop {
     started: Instant,
     checkpoint_requests: HashMap<OutboundRequestId, PeerId>,
     announced: Option<(String, Instant)>,
+    /// When a connected peer was last asked for its checkpoint ([`EventLoop::pull_checkpoint`]).
+    pulled: Option<Instant>,
+    /// Each peer's open connections, to close those a newer one supersedes.
+    connections: crate::connections::Connections,
     bootstrap: Vec<Multiaddr>,
     /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
     quic: bool,
@@ -286,6 +290,8 @@ impl EventLoop {
             started: Instant::now(),
             checkpoint_requests: HashMap::new(),
             announced: None,
+            pulled: None,
+            connections: Default::default(),
             bootstrap,
             quic: false,
             bootstrap_dials: Default::default(),
@@ -358,6 +364,7 @@ impl EventLoop {
                 _ = tick.next().fuse() => {
                     self.redial();
                     self.announce();
+                    self.pull_checkpoint();
                     self.on_store_events();
                     self.expire_provider_queries();
                     self.show_scores();
@@ -406,6 +413,30 @@ impl EventLoop {
             info.bytes_sent += sent as u64;
             info.bytes_received += received as u64;
         }
+    }
+
+    /// Asks one connected peer (which one varies with the time) for its latest checkpoint
+    /// every [`ANNOUNCE_EVERY`]:
+    /// gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
+    /// missed an announcement (a lost message, a connection that died unnoticed) would
+    /// otherwise learn of it only with the next checkpoint or on reconnecting.
+    fn pull_checkpoint(&mut self) {
+        if self.pulled.is_some_and(|at| at.elapsed() < ANNOUNCE_EVERY) {
+            return;
+        }
+        self.pulled = Some(Instant::now());
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.is_empty() {
+            return;
+        }
+        let turn = (self.started.elapsed().as_secs() / ANNOUNCE_EVERY.as_secs()) as usize;
+        let peer = peers[turn % peers.len()];
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, SyncRequest::Checkpoint);
+        self.checkpoint_requests.insert(id, peer);
     }
 
     /// Publishes the latest checkpoint when it changed, and every [`ANNOUNCE_EVERY`] anyway.
@@ -509,8 +540,18 @@ impl EventLoop {
                 self.status().listen_addresses.push(address.to_string());
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
             } => {
+                for stale in self
+                    .connections
+                    .established(peer_id, connection_id, Instant::now())
+                {
+                    tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes");
+                    self.swarm.close_connection(stale);
+                }
                 let address = endpoint.get_remote_address().to_string();
                 {
                     let mut status = self.status();
@@ -534,10 +575,23 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                endpoint,
+                num_established,
                 ..
             } => {
+                self.connections.closed(&peer_id, connection_id);
                 let id = peer_id.to_string();
+                if num_established > 0 {
+                    let address = endpoint.get_remote_address().to_string();
+                    let mut status = self.status();
+                    if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id)
+                        && let Some(at) = info.addresses.iter().position(|a| *a == address)
+                    {
+                        info.addresses.remove(at);
+                    }
+                    return;
+                }
                 self.status().peers.retain(|p| p.peer_id != id);
                 self.peer_limits.forget(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");

@@ -203,8 +203,8 @@ fn transfers() {
     println!("| transport | run 1 | run 2 | run 3 |");
     println!("|---|---:|---:|---:|");
     for (name, extra) in [
-        ("TCP + noise + yamux (the default)", &[][..]),
-        ("QUIC (`--quic`)", &["--quic"][..]),
+        ("TCP + noise + yamux (`--no-quic`)", &["--no-quic"][..]),
+        ("QUIC (the default)", &[][..]),
     ] {
         let runs: Vec<String> = (0..3)
             .map(|_| {
@@ -259,7 +259,7 @@ fn transfer(extra: &[&str]) -> f64 {
         1,
         "the asker did not fetch from the upstream"
     );
-    let quic = extra.contains(&"--quic");
+    let quic = !extra.contains(&"--no-quic");
     let addresses = asker.peer_addresses(&holder.peer_id());
     assert!(
         addresses.iter().all(|a| a.contains("/quic-v1") == quic),
