@@ -47,10 +47,108 @@ pub struct NetworkStatus {
     /// The operator's limits.
     #[serde(default)]
     pub limits: PeerLimits,
+    /// Whether peers can dial this node, as far as it knows.
+    #[serde(default)]
+    pub reachability: Reachability,
+}
+
+/// Whether peers can dial this node: an address is confirmed when a peer dialled it back
+/// (AutoNAT v2: the peer dials the address this node was seen at, from a new port) or the
+/// operator gave it (`--external-addr`), and unreachable when a peer's dial-back failed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reachability {
+    /// What the addresses below add up to.
+    pub state: ReachabilityState,
+    /// Addresses peers reach this node at.
+    pub confirmed: Vec<String>,
+    /// Addresses a peer could not dial back (behind a NAT or a firewall).
+    pub unreachable: Vec<String>,
+}
+
+/// Whether a node can be dialled, in one word.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReachabilityState {
+    /// No test ended yet (no peer that answers AutoNAT so far), and no address was given.
+    #[default]
+    Unknown,
+    /// Peers reach it at a confirmed address.
+    Public,
+    /// Every address tested failed: peers cannot dial it; it dials out.
+    Private,
+}
+
+impl Reachability {
+    /// Starts with the operator's addresses (`--external-addr`) confirmed.
+    pub fn with_confirmed(confirmed: Vec<String>) -> Reachability {
+        let mut r = Reachability {
+            confirmed,
+            ..Reachability::default()
+        };
+        r.settle();
+        r
+    }
+
+    /// Records that peers reach this node at `address`.
+    pub fn confirm(&mut self, address: String) {
+        self.unreachable.retain(|a| *a != address);
+        if !self.confirmed.contains(&address) {
+            self.confirmed.push(address);
+        }
+        self.settle();
+    }
+
+    /// Records that `address` no longer counts as reachable (libp2p expired it).
+    pub fn expire(&mut self, address: &str) {
+        self.confirmed.retain(|a| a != address);
+        self.settle();
+    }
+
+    /// Records that a peer could not dial this node back at `address`.
+    pub fn refute(&mut self, address: String) {
+        if !self.confirmed.contains(&address) && !self.unreachable.contains(&address) {
+            self.unreachable.push(address);
+        }
+        self.settle();
+    }
+
+    /// `public` with a confirmed address, `private` when only failed tests ended, `unknown`
+    /// before any ended.
+    fn settle(&mut self) {
+        self.state = match (self.confirmed.is_empty(), self.unreachable.is_empty()) {
+            (false, _) => ReachabilityState::Public,
+            (true, false) => ReachabilityState::Private,
+            (true, true) => ReachabilityState::Unknown,
+        };
+    }
 }
 
 /// A running network, seen from the node.
 pub trait NetworkView: Send + Sync {
     /// A snapshot of its state.
     fn status(&self) -> NetworkStatus;
+}
+
+#[cfg(test)]
+mod reachability_tests {
+    use super::Reachability;
+
+    #[test]
+    fn one_confirmed_address_makes_a_node_public() {
+        use super::ReachabilityState::{Private, Public, Unknown};
+        let mut r = Reachability::default();
+        assert_eq!(r.state, Unknown);
+        r.refute("/ip4/10.0.0.1/tcp/40000".into());
+        r.refute("/ip4/10.0.0.1/tcp/40000".into());
+        assert_eq!(r.state, Private);
+        assert_eq!(r.unreachable.len(), 1);
+        r.confirm("/ip4/10.0.0.1/tcp/40000".into());
+        assert_eq!(r.state, Public);
+        assert!(r.unreachable.is_empty());
+        // A confirmed address is not refuted by a later failed test through another peer.
+        r.refute("/ip4/10.0.0.1/tcp/40000".into());
+        assert_eq!(r.state, Public);
+        r.expire("/ip4/10.0.0.1/tcp/40000");
+        assert_eq!(r.state, Unknown);
+    }
 }

@@ -13,6 +13,7 @@ pub mod image;
 pub mod long_log;
 pub mod maven;
 pub mod members;
+pub mod netns;
 pub mod node;
 pub mod npm;
 pub mod output;

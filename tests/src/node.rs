@@ -16,6 +16,10 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// Its P2P port on 127.0.0.1 (`pyrsia` only; the lite mirror has none).
     pub p2p_port: Option<u16>,
+    /// The address its HTTP port is on (127.0.0.1, or a lab host's management address).
+    http_host: String,
+    /// The address its P2P port is on (127.0.0.1, or a lab host's address).
+    p2p_host: String,
 }
 
 impl Node {
@@ -103,7 +107,41 @@ impl Node {
             port,
             data_dir,
             p2p_port,
+            http_host: "127.0.0.1".into(),
+            p2p_host: "127.0.0.1".into(),
         }
+    }
+
+    /// Starts `pyrsia node` on a lab host (in its network namespace): HTTP on the host's
+    /// management address, P2P on its lab address only (TCP, and QUIC unless `args` say
+    /// `--no-quic`), mDNS off.
+    pub fn start_on(host: &crate::netns::Host, dir: &Path, args: &[&str]) -> Node {
+        let (port, p2p) = (free_port(), free_port());
+        let data_dir = dir.join("data");
+        let mut command = host.command(&binary("pyrsia").to_string_lossy());
+        command
+            .arg("node")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--http", &format!("{}:{port}", host.mgmt_ip)])
+            .args(["--p2p-listen", &format!("/ip4/{}/tcp/{p2p}", host.ip)])
+            .arg("--no-mdns")
+            .args(args)
+            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn");
+        let node = Node {
+            daemon: Daemon::spawn(command, &dir.join("pyrsia.log")),
+            port,
+            data_dir,
+            p2p_port: Some(p2p),
+            http_host: host.mgmt_ip.clone(),
+            p2p_host: host.ip.clone(),
+        };
+        wait_http_ok(
+            &format!("{}/healthz", node.url()),
+            Duration::from_secs(20),
+            &|| node.log(),
+        );
+        node
     }
 
     /// Restarts the node with new arguments on the same port and data.
@@ -134,7 +172,8 @@ impl Node {
         let status: serde_json::Value =
             serde_json::from_str(&peers.small_body).expect("peers JSON");
         format!(
-            "/ip4/127.0.0.1/{transport}/{port}/p2p/{}",
+            "/ip4/{}/{transport}/{port}/p2p/{}",
+            self.p2p_host,
             status["peer_id"].as_str().expect("peer id")
         )
     }
@@ -212,7 +251,7 @@ impl Node {
     }
 
     /// `/peers` as JSON (`Null` when the node does not answer).
-    fn peers_status(&self) -> serde_json::Value {
+    pub fn peers_status(&self) -> serde_json::Value {
         crate::http::get(&format!("{}/peers", self.url()))
             .ok()
             .and_then(|peers| serde_json::from_str(&peers.small_body).ok())
@@ -246,7 +285,7 @@ impl Node {
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.http_host, self.port)
     }
 
     /// `https://127.0.0.1:<port>`, for a node started with [`Node::start_tls`].
@@ -266,7 +305,7 @@ impl Node {
 
     /// `127.0.0.1:<port>`.
     pub fn authority(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.http_host, self.port)
     }
 
     /// The node's log so far.

@@ -109,6 +109,11 @@ fn start_network(
     let mut config =
         pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
     config.quic = !options.no_quic;
+    config.external_addresses = options
+        .external_addr
+        .iter()
+        .map(|a| a.parse().map_err(|e| format!("--external-addr {a}: {e}")))
+        .collect::<Result<_, String>>()?;
     let defaults = pyrsia_net::NetLimits::default();
     config.limits = pyrsia_net::NetLimits {
         max_upload_rate: options.max_upload_rate.unwrap_or(defaults.max_upload_rate),

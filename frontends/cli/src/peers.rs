@@ -107,6 +107,7 @@ mod tests {
                 max_download_rate: 0,
                 max_peers: 8,
             },
+            reachability: Default::default(),
         };
         let text = render(&status);
         assert!(

@@ -90,16 +90,33 @@ fn render(node: &str, status: &NodeStatus) -> String {
         },
     ));
     match &status.network {
-        Some(n) => out.push_str(&format!(
-            "network:   peer {} on {}; {} peer(s) connected{}\n",
-            n.peer_id,
-            n.listen_addresses.join(", "),
-            n.peers.len(),
-            if n.mdns { ", mDNS on" } else { "" },
-        )),
+        Some(n) => {
+            out.push_str(&format!(
+                "network:   peer {} on {}; {} peer(s) connected{}\n",
+                n.peer_id,
+                n.listen_addresses.join(", "),
+                n.peers.len(),
+                if n.mdns { ", mDNS on" } else { "" },
+            ));
+            out.push_str(&reachability(&n.reachability));
+        }
         None => out.push_str("network:   none (lite mirror)\n"),
     }
     out
+}
+
+/// The `reachable:` line: whether peers can dial this node, and at which addresses.
+fn reachability(r: &pyrsia_std::network::Reachability) -> String {
+    use pyrsia_std::network::ReachabilityState;
+    let detail = match r.state {
+        ReachabilityState::Public => format!("public at {}", r.confirmed.join(", ")),
+        ReachabilityState::Private => format!(
+            "private (peers could not dial back {}; this node dials out)",
+            r.unreachable.join(", ")
+        ),
+        ReachabilityState::Unknown => "unknown (no peer has tested it yet)".to_string(),
+    };
+    format!("reachable: {detail}\n")
 }
 
 fn human(bytes: u64) -> String {

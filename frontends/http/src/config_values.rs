@@ -52,6 +52,7 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "log-from" => options.log_from.clone().unwrap_or_default(),
         "p2p-listen" => options.p2p_listen.clone(),
         "peer" => list(&options.peer),
+        "external-addr" => list(&options.external_addr),
         "no-mdns" => options.no_mdns.to_string(),
         "no-quic" => options.no_quic.to_string(),
         "max-upload-rate" => options

@@ -150,6 +150,12 @@ pub struct NodeOptions {
     #[argh(option)]
     pub peer: Vec<String>,
 
+    /// an address at which peers reach this node, for an operator who knows it (a public IP,
+    /// a forwarded port), as a multiaddr (repeatable): advertised to peers as confirmed,
+    /// without waiting for AutoNAT to test it
+    #[argh(option)]
+    pub external_addr: Vec<String>,
+
     /// do not look for peers on the LAN with mDNS
     #[argh(switch)]
     pub no_mdns: bool,
@@ -422,6 +428,7 @@ mod tests {
             log_from: None,
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
+            external_addr: Vec::new(),
             no_mdns: false,
             no_quic: false,
             max_upload_rate: None,

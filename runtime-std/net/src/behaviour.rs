@@ -1,15 +1,15 @@
 //! The libp2p behaviours a node runs: identify (addresses and protocols), Kademlia (peer
 //! routing, and content routing: provider records for every digest held), mDNS (LAN discovery, optional),
-//! gossipsub (checkpoint announcements), log sync (request-response) and a block list for
-//! peers that misbehave.
+//! gossipsub (checkpoint announcements), log sync (request-response), AutoNAT v2 (client and
+//! server: whether peers can dial this node) and a block list for peers that misbehave.
 
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, identity, kad, mdns,
-    request_response,
+    StreamProtocol, allow_block_list, autonat, connection_limits, gossipsub, identify, identity,
+    kad, mdns, request_response,
 };
 
 use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
@@ -48,6 +48,10 @@ pub(crate) struct Behaviour {
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<SyncCodec>,
+    /// Asks peers to dial this node back at the addresses it was seen at (AutoNAT v2).
+    pub(crate) autonat_client: autonat::v2::client::Behaviour,
+    /// Dials peers back at the address they ask about, from a new port.
+    pub(crate) autonat_server: autonat::v2::server::Behaviour,
 }
 
 impl Behaviour {
@@ -133,6 +137,8 @@ impl Behaviour {
             mdns: mdns.into(),
             gossipsub,
             sync,
+            autonat_client: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
         })
     }
 }

@@ -21,6 +21,9 @@ pub struct NetConfig {
     pub quic: bool,
     /// What this node gives the network at most.
     pub limits: NetLimits,
+    /// Addresses the operator says peers reach this node at (`--external-addr`): confirmed
+    /// at start, without an AutoNAT test.
+    pub external_addresses: Vec<Multiaddr>,
 }
 
 /// The operator's resource limits on peer traffic (`--max-upload-rate`,
@@ -61,6 +64,7 @@ impl NetConfig {
             mdns,
             quic: true,
             limits: NetLimits::default(),
+            external_addresses: Vec::new(),
         })
     }
 

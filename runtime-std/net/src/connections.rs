@@ -1,55 +1,72 @@
-//! Each peer's open connections and when they were established, so that a peer that comes
-//! back on a new connection is not still written to on a connection it left dead.
+//! Each peer's open connections, where they come from and when they were established, so
+//! that a peer that comes back on a new connection is not still written to on a connection it
+//! left dead.
 //!
 //! Over QUIC a killed peer sends nothing: its connection stays open here until QUIC's idle
 //! timeout ends it. When the peer restarts and connects again, libp2p keeps both
 //! connections, and gossipsub and request-response go on handing messages to the dead one
 //! (gossipsub's handlers share one queue per peer; request-response picks a connection by
-//! request id). So a new connection closes the peer's connections that were established more
-//! than [`SUPERSEDED_AFTER`] before it: a peer does not redial one it is connected to, so a
-//! much newer connection means the peer lost the older one. Two peers dialling each other at
-//! once connect within the handshake timeout of each other and keep both connections.
+//! request id). So a new connection closes the peer's connections from the same remote
+//! address (a restarted node dials from its listening port, over QUIC and over TCP) that were
+//! established more than [`SUPERSEDED_AFTER`] before it. Connections from other addresses
+//! stay: an AutoNAT dial-back comes from a new port, a relayed circuit from the relay. Two
+//! peers dialling each other at once connect within the handshake timeout of each other and
+//! keep both connections.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libp2p::PeerId;
 use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
 
 /// How much older than a peer's new connection another of its connections must be to be
 /// closed as superseded: longer than a handshake takes (QUIC gives up after 2 s), shorter
 /// than a restarted process takes to start and dial.
 pub(crate) const SUPERSEDED_AFTER: Duration = Duration::from_secs(3);
 
+/// One open connection.
+struct Open {
+    id: ConnectionId,
+    remote: Multiaddr,
+    at: Instant,
+}
+
 /// See the module documentation.
 #[derive(Default)]
 pub(crate) struct Connections {
-    by_peer: HashMap<PeerId, Vec<(ConnectionId, Instant)>>,
+    by_peer: HashMap<PeerId, Vec<Open>>,
 }
 
 impl Connections {
-    /// Records a connection established at `now`; returns the peer's connections it
-    /// supersedes, which the caller closes.
+    /// Records a connection from `remote` established at `now`; returns the peer's
+    /// connections it supersedes, which the caller closes.
     pub(crate) fn established(
         &mut self,
         peer: PeerId,
-        connection: ConnectionId,
+        id: ConnectionId,
+        remote: &Multiaddr,
         now: Instant,
     ) -> Vec<ConnectionId> {
         let open = self.by_peer.entry(peer).or_default();
         let superseded = open
             .iter()
-            .filter(|(_, at)| now.saturating_duration_since(*at) > SUPERSEDED_AFTER)
-            .map(|(id, _)| *id)
+            .filter(|o| {
+                o.remote == *remote && now.saturating_duration_since(o.at) > SUPERSEDED_AFTER
+            })
+            .map(|o| o.id)
             .collect();
-        open.push((connection, now));
+        open.push(Open {
+            id,
+            remote: remote.clone(),
+            at: now,
+        });
         superseded
     }
 
     /// Forgets a closed connection.
-    pub(crate) fn closed(&mut self, peer: &PeerId, connection: ConnectionId) {
+    pub(crate) fn closed(&mut self, peer: &PeerId, id: ConnectionId) {
         if let Some(open) = self.by_peer.get_mut(peer) {
-            open.retain(|(id, _)| *id != connection);
+            open.retain(|o| o.id != id);
             if open.is_empty() {
                 self.by_peer.remove(peer);
             }
@@ -62,27 +79,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_much_newer_connection_supersedes_the_older_ones_and_a_simultaneous_one_does_not() {
+    fn a_much_newer_connection_from_the_same_address_supersedes_the_older_ones() {
         let mut connections = Connections::default();
         let (peer, other) = (PeerId::random(), PeerId::random());
+        let home: Multiaddr = "/ip4/10.0.0.2/udp/44000/quic-v1".parse().unwrap();
+        let elsewhere: Multiaddr = "/ip4/10.0.0.2/tcp/51234".parse().unwrap();
         let start = Instant::now();
         let id = ConnectionId::new_unchecked;
-        assert!(connections.established(peer, id(1), start).is_empty());
+        assert!(
+            connections
+                .established(peer, id(1), &home, start)
+                .is_empty()
+        );
         // Both sides dialled at once: the second connection comes within the handshake.
         let soon = start + Duration::from_millis(400);
-        assert!(connections.established(peer, id(2), soon).is_empty());
+        assert!(connections.established(peer, id(2), &home, soon).is_empty());
         // Another peer's connections are its own.
-        assert!(connections.established(other, id(3), soon).is_empty());
-        // The peer restarted and dialled again: both older connections are stale.
+        assert!(
+            connections
+                .established(other, id(3), &home, soon)
+                .is_empty()
+        );
+        // A connection from another port (an AutoNAT dial-back) supersedes nothing.
         let later = start + SUPERSEDED_AFTER + Duration::from_secs(2);
-        assert_eq!(connections.established(peer, id(4), later), [id(1), id(2)]);
-        // Closed connections are forgotten; the newest is kept.
+        assert!(
+            connections
+                .established(peer, id(4), &elsewhere, later)
+                .is_empty()
+        );
+        // The peer restarted and dialled again from its port: both older ones are stale.
+        assert_eq!(
+            connections.established(peer, id(5), &home, later),
+            [id(1), id(2)]
+        );
+        // Closed connections are forgotten; the newest are kept.
         connections.closed(&peer, id(1));
         connections.closed(&peer, id(2));
         let much_later = later + SUPERSEDED_AFTER * 2;
-        assert_eq!(connections.established(peer, id(5), much_later), [id(4)]);
-        connections.closed(&peer, id(4));
-        connections.closed(&peer, id(5));
+        assert_eq!(
+            connections.established(peer, id(6), &home, much_later),
+            [id(5)]
+        );
+        for i in [4, 5, 6] {
+            connections.closed(&peer, id(i));
+        }
         assert!(!connections.by_peer.contains_key(&peer));
     }
 }

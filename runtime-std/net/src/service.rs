@@ -11,8 +11,8 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identify, identity, mdns, multiaddr::Protocol, noise, tcp,
-    yamux,
+    Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, identity, mdns, multiaddr::Protocol,
+    noise, tcp, yamux,
 };
 use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
@@ -99,6 +99,13 @@ pub fn start(
             max_download_rate: config.limits.max_download_rate,
             max_peers: config.limits.max_peers,
         },
+        reachability: pyrsia_std::network::Reachability::with_confirmed(
+            config
+                .external_addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+        ),
         ..NetworkStatus::default()
     }));
     let upload = Arc::new(Shaper::new(config.limits.max_upload_rate));
@@ -182,6 +189,9 @@ fn build(
             .with_swarm_config(swarm_config)
             .build()
     };
+    for address in &config.external_addresses {
+        swarm.add_external_address(address.clone());
+    }
     for address in config.listen_addresses() {
         swarm
             .listen_on(address.clone())
@@ -545,9 +555,10 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                for stale in self
-                    .connections
-                    .established(peer_id, connection_id, Instant::now())
+                let remote = endpoint.get_remote_address();
+                for stale in
+                    self.connections
+                        .established(peer_id, connection_id, remote, Instant::now())
                 {
                     tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes");
                     self.swarm.close_connection(stale);
@@ -595,6 +606,13 @@ impl EventLoop {
                 self.status().peers.retain(|p| p.peer_id != id);
                 self.peer_limits.forget(&peer_id);
                 tracing::info!(peer = %peer_id, "peer disconnected");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "peers reach this node at this address");
+                self.status().reachability.confirm(address.to_string());
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                self.status().reachability.expire(&address.to_string());
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
@@ -666,6 +684,15 @@ impl EventLoop {
             }
             BehaviourEvent::Sync(event) => self.on_sync(event),
             BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                server,
+                result: Err(error),
+                ..
+            }) => {
+                tracing::info!(address = %tested_addr, %server, %error, "a peer could not dial this node back");
+                self.status().reachability.refute(tested_addr.to_string());
+            }
             _ => {}
         }
     }

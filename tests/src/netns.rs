@@ -1,0 +1,314 @@
+//! A lab of hosts in network namespaces on this machine, for tests of what crosses a real
+//! network: a public segment (a bridge in a namespace of its own, `10.77.0.0/24`) and
+//! private hosts, each alone behind a NAT router (nftables masquerade) whose outside is on the
+//! public segment. No packet leaves the machine: the lab has no route out.
+//!
+//! The test process stays in the root namespace and reaches each host only through the host's
+//! management link (a veth pair, `10.<a>.<b>.<c>/30`): a node serves HTTP there and speaks
+//! P2P only on its lab address, so no P2P traffic takes the management link. Needs root (CI
+//! runs as root), iproute2 and nftables. Everything is removed when the [`Lab`] drops.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// How a NAT router maps a private host's flows to its public address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// Endpoint-independent mapping: Linux masquerade keeps the source port when it is free,
+    /// so every peer sees the host at one public address and port. Inbound packets are
+    /// forwarded only for flows the host opened (conntrack).
+    EndpointIndependent,
+    /// Symmetric: a fresh random public port for every flow (`masquerade fully-random`), so
+    /// the port one peer sees says nothing about the next flow's.
+    Symmetric,
+}
+
+/// A host in the lab.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Its namespace (run a command in it with [`Host::command`]).
+    pub ns: String,
+    /// Its address in the lab (public, or private behind its NAT).
+    pub ip: String,
+    /// Its address on the management link, which the test process reaches.
+    pub mgmt_ip: String,
+    /// For a private host: its router's public address.
+    pub public_ip: Option<String>,
+    /// For a private host: its router's namespace.
+    router: Option<String>,
+}
+
+impl Host {
+    /// `program` run inside this host's namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns, program]);
+        command
+    }
+
+    /// For a private host: the flows it opened through its NAT, as (protocol, the port it
+    /// sent from, the port its router maps that to), read from the router's conntrack table.
+    pub fn nat_mappings(&self) -> Vec<(String, u16, u16)> {
+        let Some(router) = &self.router else {
+            return Vec::new();
+        };
+        let out = Command::new("ip")
+            .args(["netns", "exec", router, "cat", "/proc/net/nf_conntrack"])
+            .output()
+            .expect("conntrack table");
+        let from = format!("src={}", self.ip);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|line| line.split_whitespace().any(|f| f == from))
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let value = |key: &str| {
+                    fields
+                        .iter()
+                        .filter_map(|f| f.strip_prefix(key))
+                        .map(|v| v.parse::<u16>().ok())
+                        .collect::<Vec<_>>()
+                };
+                // The original tuple's source port, then the reply tuple's destination port.
+                let sport = *value("sport=").first()?;
+                let dport = *value("dport=").last()?;
+                Some((fields.get(2)?.to_string(), sport?, dport?))
+            })
+            .collect()
+    }
+}
+
+/// See the module documentation.
+pub struct Lab {
+    /// This lab's number in the process.
+    index: u32,
+    prefix: String,
+    wan: String,
+    namespaces: Vec<String>,
+    root_links: Vec<String>,
+    /// The management /30 subnets handed out so far.
+    links: u32,
+    /// Private segments made so far.
+    segments: u8,
+}
+
+/// Labs made by this process, for unique names and management subnets.
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip` (or, with `ns`, `ip netns exec ns …`) and panics with its output on failure.
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lab {
+    /// An empty lab: the public segment's bridge, no hosts.
+    pub fn new() -> Lab {
+        let lab = LABS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("pl{}x{lab}", std::process::id());
+        let wan = format!("{prefix}w");
+        run(&["ip", "netns", "add", &wan]);
+        run(&["ip", "-n", &wan, "link", "add", "br0", "type", "bridge"]);
+        run(&["ip", "-n", &wan, "link", "set", "br0", "up"]);
+        Lab {
+            index: lab,
+            prefix,
+            wan: wan.clone(),
+            namespaces: vec![wan],
+            root_links: Vec::new(),
+            links: 0,
+            segments: 0,
+        }
+    }
+
+    fn namespace(&mut self, name: &str) -> String {
+        let ns = format!("{}{name}", self.prefix);
+        run(&["ip", "netns", "add", &ns]);
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        self.namespaces.push(ns.clone());
+        ns
+    }
+
+    /// Links `ns` to the public segment as `eth0` with `ip`.
+    fn join_wan(&mut self, ns: &str, ip: &str) {
+        let port = format!("v{}", self.namespaces.len());
+        run(&[
+            "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &port,
+            "netns", &self.wan,
+        ]);
+        run(&["ip", "-n", &self.wan, "link", "set", &port, "master", "br0"]);
+        run(&["ip", "-n", &self.wan, "link", "set", &port, "up"]);
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    }
+
+    /// Gives `ns` a management link to the root namespace; returns its address there.
+    fn manage(&mut self, ns: &str) -> String {
+        // 10.<200..249>.<pid>.<4k>/30: apart per process and per lab.
+        let pid = std::process::id();
+        let a = 200 + (pid / 256 + self.index) % 50;
+        let b = pid % 256;
+        let c = (self.links % 64) * 4;
+        self.links += 1;
+        let root = format!("pm{pid}x{}m{}", self.index, self.links);
+        run(&[
+            "ip", "link", "add", &root, "type", "veth", "peer", "name", "mgmt", "netns", ns,
+        ]);
+        self.root_links.push(root.clone());
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.{a}.{b}.{}/30", c + 1),
+            "dev",
+            &root,
+        ]);
+        run(&["ip", "link", "set", &root, "up"]);
+        let ip = format!("10.{a}.{b}.{}", c + 2);
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/30"),
+            "dev",
+            "mgmt",
+        ]);
+        run(&["ip", "-n", ns, "link", "set", "mgmt", "up"]);
+        ip
+    }
+
+    /// A host on the public segment at `10.77.0.<octet>` (1–99).
+    pub fn public_host(&mut self, name: &str, octet: u8) -> Host {
+        let ns = self.namespace(name);
+        let ip = format!("10.77.0.{octet}");
+        self.join_wan(&ns, &ip);
+        let mgmt_ip = self.manage(&ns);
+        Host {
+            ns,
+            ip,
+            mgmt_ip,
+            public_ip: None,
+            router: None,
+        }
+    }
+
+    /// A host alone on a private segment `192.168.<n>.0/24` behind a NAT router of kind `nat`,
+    /// whose public address is `10.77.0.<100 + n>`.
+    pub fn private_host(&mut self, name: &str, nat: Nat) -> Host {
+        self.segments += 1;
+        let n = self.segments;
+        let router = self.namespace(&format!("{name}r"));
+        let public_ip = format!("10.77.0.{}", 100 + u32::from(n));
+        self.join_wan(&router, &public_ip);
+        let ns = self.namespace(name);
+        run(&[
+            "ip", "link", "add", "lan0", "netns", &router, "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        let gateway = format!("192.168.{n}.1");
+        let ip = format!("192.168.{n}.2");
+        run(&[
+            "ip",
+            "-n",
+            &router,
+            "addr",
+            "add",
+            &format!("{gateway}/24"),
+            "dev",
+            "lan0",
+        ]);
+        run(&["ip", "-n", &router, "link", "set", "lan0", "up"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", &ns, "route", "add", "default", "via", &gateway]);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let masquerade = match nat {
+            Nat::EndpointIndependent => "masquerade",
+            Nat::Symmetric => "meta l4proto { tcp, udp } masquerade to :1024-65535 fully-random",
+        };
+        // Out: the private host's flows leave with the router's address. In: only replies to
+        // flows the host opened are forwarded; anything else is for the router, which runs
+        // nothing (a TCP dial is refused, a UDP datagram dropped).
+        let rules = format!(
+            "table ip nat {{\n chain postrouting {{\n  type nat hook postrouting priority 100;\n  \
+             oifname \"eth0\" {masquerade}\n }}\n}}\n\
+             table ip filter {{\n chain forward {{\n  \
+             type filter hook forward priority 0; policy drop;\n  \
+             ct state established,related accept\n  iifname \"lan0\" accept\n }}\n}}\n"
+        );
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &router, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft");
+        use std::io::Write;
+        nft.stdin
+            .take()
+            .expect("stdin")
+            .write_all(rules.as_bytes())
+            .expect("nft rules");
+        assert!(nft.wait().expect("nft").success(), "nft rules:\n{rules}");
+        let mgmt_ip = self.manage(&ns);
+        Host {
+            ns,
+            ip,
+            mgmt_ip,
+            public_ip: Some(public_ip),
+            router: Some(router),
+        }
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its veths and, with them, their peers in the root
+        // namespace; the root ends are deleted too in case a namespace's processes linger.
+        for link in &self.root_links {
+            let _ = Command::new("ip").args(["link", "del", link]).output();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
