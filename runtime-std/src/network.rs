@@ -18,6 +18,10 @@ pub struct PeerInfo {
     /// Its gossipsub peer score when it last sent gossip or was struck, rounded: below −80 its
     /// gossip is ignored (graylisted); `None` before then.
     pub gossip_score: Option<i64>,
+    /// How this node reaches it: `direct`, `hole-punched` (a direct connection DCUtR opened
+    /// from a relayed one) or `relayed` (through a relay only: no pieces cross it).
+    #[serde(default)]
+    pub path: String,
 }
 
 /// The operator's limits on peer traffic, as the network applies them.
@@ -63,6 +67,10 @@ pub struct Reachability {
     pub confirmed: Vec<String>,
     /// Addresses a peer could not dial back (behind a NAT or a firewall).
     pub unreachable: Vec<String>,
+    /// Relays this node holds a reservation on (peer ids): a private node is reached through
+    /// them.
+    #[serde(default)]
+    pub relays: Vec<String>,
 }
 
 /// Whether a node can be dialled, in one word.

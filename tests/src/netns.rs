@@ -262,14 +262,18 @@ impl Lab {
             Nat::Symmetric => "meta l4proto { tcp, udp } masquerade to :1024-65535 fully-random",
         };
         // Out: the private host's flows leave with the router's address. In: only replies to
-        // flows the host opened are forwarded; anything else is for the router, which runs
-        // nothing (a TCP dial is refused, a UDP datagram dropped).
+        // flows the host opened are forwarded; anything else is dropped unanswered, as home
+        // routers do. (Accepted and answered by the router, an unsolicited packet would leave
+        // a conntrack entry that makes the router map the host's own later flow to that peer
+        // to another port: a hole punch whose first packet lands early would then fail.)
         let rules = format!(
             "table ip nat {{\n chain postrouting {{\n  type nat hook postrouting priority 100;\n  \
              oifname \"eth0\" {masquerade}\n }}\n}}\n\
              table ip filter {{\n chain forward {{\n  \
              type filter hook forward priority 0; policy drop;\n  \
-             ct state established,related accept\n  iifname \"lan0\" accept\n }}\n}}\n"
+             ct state established,related accept\n  iifname \"lan0\" accept\n }}\n \
+             chain input {{\n  type filter hook input priority 0; policy drop;\n  \
+             ct state established,related accept\n  iifname {{ \"lo\", \"lan0\" }} accept\n }}\n}}\n"
         );
         let mut nft = Command::new("ip")
             .args(["netns", "exec", &router, "nft", "-f", "-"])

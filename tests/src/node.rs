@@ -116,7 +116,13 @@ impl Node {
     /// management address, P2P on its lab address only (TCP, and QUIC unless `args` say
     /// `--no-quic`), mDNS off.
     pub fn start_on(host: &crate::netns::Host, dir: &Path, args: &[&str]) -> Node {
-        let (port, p2p) = (free_port(), free_port());
+        Self::start_on_port(host, dir, free_port(), args)
+    }
+
+    /// [`Node::start_on`] with the P2P port chosen (to name the node's addresses in `args`,
+    /// e.g. `--external-addr`).
+    pub fn start_on_port(host: &crate::netns::Host, dir: &Path, p2p: u16, args: &[&str]) -> Node {
+        let port = free_port();
         let data_dir = dir.join("data");
         let mut command = host.command(&binary("pyrsia").to_string_lossy());
         command
@@ -127,7 +133,11 @@ impl Node {
             .args(["--p2p-listen", &format!("/ip4/{}/tcp/{p2p}", host.ip)])
             .arg("--no-mdns")
             .args(args)
-            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn");
+            .env(
+                "RUST_LOG",
+                std::env::var("PYRSIA_LAB_LOG")
+                    .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
+            );
         let node = Node {
             daemon: Daemon::spawn(command, &dir.join("pyrsia.log")),
             port,

@@ -5,12 +5,16 @@
 //! node at, from a new port: through a NAT that is refused, because only replies to flows the
 //! private host opened are let in. An operator who knows the node's public address gives it
 //! with `--external-addr`, and the node is public at once.
+//!
+//! Items 4 and 5: private nodes reserve a slot on a `--relay-server` relay, meet through it,
+//! and hole-punch a direct connection (DCUtR) where both NATs keep a flow's port for every
+//! peer; behind the symmetric NAT the hole punch fails and the pair stays relayed.
 
 use std::time::Duration;
 
 use pyrsia_tests::netns::{Lab, Nat};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::wait_until;
+use pyrsia_tests::process::{free_port, wait_until};
 
 /// The node's reachability as `/peers` reports it.
 fn reachability(node: &Node) -> serde_json::Value {
@@ -158,4 +162,144 @@ fn over_tcp_public_and_private_nodes_learn_which_they_are() {
 #[test]
 fn over_quic_public_and_private_nodes_learn_which_they_are() {
     public_and_private_nodes_learn_which_they_are(&[], "/quic-v1");
+}
+
+/// The peer `peer_id` as `node`'s `/peers` lists it.
+fn peer_entry(node: &Node, peer_id: &str) -> serde_json::Value {
+    node.peers_status()["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer_id"] == peer_id)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `node` holds a reservation on `relay` and returns its circuit address through
+/// it, ready to dial (`…/p2p/<relay>/p2p-circuit/p2p/<node>`).
+fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> String {
+    let relay_id = relay.peer_id();
+    wait_until(
+        "a private node holds a reservation on the relay",
+        Duration::from_secs(60),
+        logs,
+        || {
+            reachability(node)["relays"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|id| *id == relay_id.as_str()))
+        },
+    );
+    let listening = node.peers_status()["listen_addresses"].clone();
+    let circuit = listening
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.contains("/p2p-circuit"))
+        .unwrap_or_else(|| panic!("no circuit address in {listening}"))
+        .to_string();
+    let own = format!("/p2p/{}", node.peer_id());
+    if circuit.ends_with(&own) {
+        circuit
+    } else {
+        format!("{circuit}{own}")
+    }
+}
+
+/// A relay on the public segment; a node behind each of two endpoint-independent NATs and
+/// one behind a symmetric NAT, all private and holding a reservation on the relay. The
+/// second cone node and the symmetric one are told only the first cone node's circuit
+/// address: both reach it through the relay, the cone one then directly by hole punching
+/// (DCUtR), the symmetric one never (its router picks a new port for every flow).
+fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
+    transport_args: &[&str],
+) {
+    let work = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new();
+    let relay_host = lab.public_host("relay", 10);
+    let first_host = lab.private_host("cone", Nat::EndpointIndependent);
+    let second_host = lab.private_host("cone2", Nat::EndpointIndependent);
+    let symmetric_host = lab.private_host("sym", Nat::Symmetric);
+
+    // A relay serves only once it knows it is public: its operator says where (AutoNAT could
+    // not tell, as its only peers are private and cannot be dialled back).
+    let port = free_port();
+    let tcp = format!("/ip4/{}/tcp/{port}", relay_host.ip);
+    let quic = format!("/ip4/{}/udp/{port}/quic-v1", relay_host.ip);
+    let mut relay_args = vec!["--relay-server", "--external-addr", &tcp];
+    if !transport_args.contains(&"--no-quic") {
+        relay_args.extend(["--external-addr", &quic]);
+    }
+    relay_args.extend_from_slice(transport_args);
+    let relay = Node::start_on_port(&relay_host, &work.path().join("relay"), port, &relay_args);
+    let bootstrap = relay.p2p_address();
+    let start = |host, name: &str, extra: &[&str]| {
+        let mut args = vec!["--peer", bootstrap.as_str()];
+        args.extend_from_slice(transport_args);
+        args.extend_from_slice(extra);
+        Node::start_on(host, &work.path().join(name), &args)
+    };
+    let first = start(&first_host, "cone", &[]);
+    let logs = || format!("{}\n{}\n", relay.log(), first.log());
+    let circuit = circuit_address(&first, &relay, &logs);
+    assert!(
+        circuit.starts_with(&format!("/ip4/{}/", relay_host.ip)),
+        "{circuit}"
+    );
+    let line = status_line(&first);
+    assert!(
+        line.contains("reached through relay") && line.contains(&relay.peer_id()),
+        "{line}"
+    );
+
+    let second = start(&second_host, "cone2", &["--peer", &circuit]);
+    let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+    let logs = || {
+        [&relay, &first, &second, &symmetric]
+            .iter()
+            .map(|n| format!("{}\n{}\n", n.url(), n.log()))
+            .collect::<String>()
+    };
+    let first_id = first.peer_id();
+
+    // Behind two endpoint-independent NATs: relayed first, then a direct connection.
+    wait_until(
+        "the two cone nodes hole-punch a direct connection",
+        Duration::from_secs(60),
+        &logs,
+        || peer_entry(&second, &first_id)["path"] == "hole-punched",
+    );
+    let entry = peer_entry(&second, &first_id);
+    let first_router = first_host.public_ip.as_deref().unwrap();
+    assert!(
+        entry["addresses"].as_array().unwrap().iter().all(|a| a
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/ip4/{first_router}/"))),
+        "the direct connection goes to the first node's router: {entry}"
+    );
+
+    // Behind the symmetric NAT: the hole punch fails and the path stays relayed.
+    wait_until(
+        "the hole punch through the symmetric NAT fails",
+        Duration::from_secs(90),
+        &logs,
+        || {
+            symmetric.log().contains("hole punching failed")
+                || first.log().contains("hole punching failed")
+        },
+    );
+    let entry = peer_entry(&symmetric, &first_id);
+    assert_ne!(entry["path"], "hole-punched", "{entry}");
+    assert_ne!(entry["path"], "direct", "{entry}");
+}
+
+#[test]
+fn over_tcp_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows() {
+    private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(&["--no-quic"]);
+}
+
+#[test]
+fn over_quic_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows() {
+    private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(&[]);
 }

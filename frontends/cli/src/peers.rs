@@ -52,17 +52,18 @@ fn render(status: &NetworkStatus) -> String {
         out.push_str("no peers connected\n");
     } else {
         out.push_str(&format!(
-            "{:<54} {:>12} {:>12} {:>6}  ADDRESSES\n",
-            "PEER", "SENT", "RECEIVED", "SCORE"
+            "{:<54} {:>12} {:>12} {:>6}  {:<12}  ADDRESSES\n",
+            "PEER", "SENT", "RECEIVED", "SCORE", "PATH"
         ));
         for p in &status.peers {
             let score = p.gossip_score.map_or("-".to_string(), |s| s.to_string());
             out.push_str(&format!(
-                "{:<54} {:>12} {:>12} {:>6}  {}\n",
+                "{:<54} {:>12} {:>12} {:>6}  {:<12}  {}\n",
                 p.peer_id,
                 p.bytes_sent,
                 p.bytes_received,
                 score,
+                p.path,
                 p.addresses.join(" ")
             ));
         }
@@ -100,6 +101,7 @@ mod tests {
                 bytes_sent: 10,
                 bytes_received: 2048,
                 gossip_score: Some(-130),
+                path: "direct".into(),
             }],
             blocked: vec!["12D3KooWC".into()],
             limits: pyrsia_std::network::PeerLimits {
@@ -116,7 +118,7 @@ mod tests {
         );
         assert!(text.contains("12D3KooWB"), "{text}");
         assert!(
-            text.contains("2048   -130  /ip4/127.0.0.1/tcp/44001"),
+            text.contains("2048   -130  direct        /ip4/127.0.0.1/tcp/44001"),
             "{text}"
         );
         assert!(text.contains("blocked:  12D3KooWC\n"), "{text}");

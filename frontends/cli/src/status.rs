@@ -110,9 +110,14 @@ fn reachability(r: &pyrsia_std::network::Reachability) -> String {
     use pyrsia_std::network::ReachabilityState;
     let detail = match r.state {
         ReachabilityState::Public => format!("public at {}", r.confirmed.join(", ")),
-        ReachabilityState::Private => format!(
+        ReachabilityState::Private if r.relays.is_empty() => format!(
             "private (peers could not dial back {}; this node dials out)",
             r.unreachable.join(", ")
+        ),
+        ReachabilityState::Private => format!(
+            "private (peers could not dial back {}; reached through relay {})",
+            r.unreachable.join(", "),
+            r.relays.join(", ")
         ),
         ReachabilityState::Unknown => "unknown (no peer has tested it yet)".to_string(),
     };

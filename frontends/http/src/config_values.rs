@@ -53,6 +53,7 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "p2p-listen" => options.p2p_listen.clone(),
         "peer" => list(&options.peer),
         "external-addr" => list(&options.external_addr),
+        "relay-server" => options.relay_server.to_string(),
         "no-mdns" => options.no_mdns.to_string(),
         "no-quic" => options.no_quic.to_string(),
         "max-upload-rate" => options

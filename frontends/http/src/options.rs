@@ -156,6 +156,12 @@ pub struct NodeOptions {
     #[argh(option)]
     pub external_addr: Vec<String>,
 
+    /// serve as a relay for nodes behind NATs (on a public node): at most 128 reservations
+    /// and 16 circuits, each circuit at most 2 minutes and 128 KiB, enough to coordinate a
+    /// hole punch and never a blob
+    #[argh(switch)]
+    pub relay_server: bool,
+
     /// do not look for peers on the LAN with mDNS
     #[argh(switch)]
     pub no_mdns: bool,
@@ -429,6 +435,7 @@ mod tests {
             p2p_listen: DEFAULT_P2P_LISTEN.into(),
             peer: Vec::new(),
             external_addr: Vec::new(),
+            relay_server: false,
             no_mdns: false,
             no_quic: false,
             max_upload_rate: None,

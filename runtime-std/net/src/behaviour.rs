@@ -1,15 +1,16 @@
 //! The libp2p behaviours a node runs: identify (addresses and protocols), Kademlia (peer
 //! routing, and content routing: provider records for every digest held), mDNS (LAN discovery, optional),
 //! gossipsub (checkpoint announcements), log sync (request-response), AutoNAT v2 (client and
-//! server: whether peers can dial this node) and a block list for peers that misbehave.
+//! server: whether peers can dial this node), relays and DCUtR (a private node's way in) and
+//! a block list for peers that misbehave.
 
 use std::time::Duration;
 
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, allow_block_list, autonat, connection_limits, gossipsub, identify, identity,
-    kad, mdns, request_response,
+    StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
+    identity, kad, mdns, relay, request_response,
 };
 
 use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
@@ -52,15 +53,24 @@ pub(crate) struct Behaviour {
     pub(crate) autonat_client: autonat::v2::client::Behaviour,
     /// Dials peers back at the address they ask about, from a new port.
     pub(crate) autonat_server: autonat::v2::server::Behaviour,
+    /// Reservations on relays and circuits through them (a private node's way in).
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Serves as a relay, within [`crate::relay::server_config`] (`--relay-server`).
+    pub(crate) relay_server: Toggle<relay::Behaviour>,
+    /// Turns a relayed connection into a direct one by hole punching.
+    pub(crate) dcutr: dcutr::Behaviour,
 }
 
 impl Behaviour {
     /// Builds the behaviours for `key`; mDNS only when `mdns` is set; at most `max_peers`
-    /// connections established.
+    /// connections established; `relay_client` from the swarm builder; a relay server only
+    /// when `relay_server` is set.
     pub(crate) fn new(
         key: &identity::Keypair,
         mdns: bool,
         max_peers: u32,
+        relay_client: relay::client::Behaviour,
+        relay_server: bool,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -139,6 +149,11 @@ impl Behaviour {
             sync,
             autonat_client: autonat::v2::client::Behaviour::default(),
             autonat_server: autonat::v2::server::Behaviour::default(),
+            relay_client,
+            relay_server: relay_server
+                .then(|| relay::Behaviour::new(peer_id, crate::relay::server_config()))
+                .into(),
+            dcutr: dcutr::Behaviour::new(peer_id),
         })
     }
 }

@@ -24,6 +24,9 @@ pub struct NetConfig {
     /// Addresses the operator says peers reach this node at (`--external-addr`): confirmed
     /// at start, without an AutoNAT test.
     pub external_addresses: Vec<Multiaddr>,
+    /// Serve as a relay for private nodes, within bounded reservations and circuits
+    /// (`--relay-server`; off by default).
+    pub relay_server: bool,
 }
 
 /// The operator's resource limits on peer traffic (`--max-upload-rate`,
@@ -65,6 +68,7 @@ impl NetConfig {
             quic: true,
             limits: NetLimits::default(),
             external_addresses: Vec::new(),
+            relay_server: false,
         })
     }
 

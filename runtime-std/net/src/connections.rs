@@ -63,6 +63,41 @@ impl Connections {
         superseded
     }
 
+    /// The remote addresses of `peer`'s open connections.
+    pub(crate) fn addresses(&self, peer: &PeerId) -> impl Iterator<Item = &Multiaddr> {
+        self.by_peer
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .map(|o| &o.remote)
+    }
+
+    /// Whether the connection `id` to `peer` goes through a relay.
+    pub(crate) fn is_relayed(&self, peer: &PeerId, id: ConnectionId) -> bool {
+        self.by_peer
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .any(|o| o.id == id && crate::relay::is_relayed(&o.remote))
+    }
+
+    /// Whether every open connection to `peer` goes through a relay (none open: false).
+    pub(crate) fn only_relayed(&self, peer: &PeerId) -> bool {
+        let mut open = self.addresses(peer).peekable();
+        open.peek().is_some() && open.all(crate::relay::is_relayed)
+    }
+
+    /// `peer`'s relayed connections other than `except`, to close once a direct one is up.
+    pub(crate) fn relayed_except(&self, peer: &PeerId, except: ConnectionId) -> Vec<ConnectionId> {
+        self.by_peer
+            .get(peer)
+            .into_iter()
+            .flatten()
+            .filter(|o| o.id != except && crate::relay::is_relayed(&o.remote))
+            .map(|o| o.id)
+            .collect()
+    }
+
     /// Forgets a closed connection.
     pub(crate) fn closed(&mut self, peer: &PeerId, id: ConnectionId) {
         if let Some(open) = self.by_peer.get_mut(peer) {

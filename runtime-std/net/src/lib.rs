@@ -18,6 +18,7 @@ mod compat;
 pub mod config;
 mod connections;
 mod per_address;
+mod relay;
 mod scoring;
 mod service;
 mod sync;

@@ -12,7 +12,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{
     Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, identity, mdns, multiaddr::Protocol,
-    noise, tcp, yamux,
+    noise, yamux,
 };
 use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
@@ -155,35 +155,40 @@ fn build(
     config: &NetConfig,
     log: &Log,
 ) -> Result<Swarm<Behaviour>, String> {
-    let (mdns, max_peers) = (config.mdns, config.limits.max_peers);
-    let behaviour = |key: &identity::Keypair| {
-        Behaviour::new(key, mdns, max_peers)
+    let (mdns, max_peers, relay_server) =
+        (config.mdns, config.limits.max_peers, config.relay_server);
+    let behaviour = |key: &identity::Keypair, relay_client| {
+        Behaviour::new(key, mdns, max_peers, relay_client, relay_server)
             .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
     };
+    let relay_transport = |e: noise::Error| format!("relay transport: {e}");
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
-    let tcp = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| format!("transport: {e}"))?;
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
     // `/dns4`, `/dns6` and `/dnsaddr` names resolve through the system's resolver (its
     // configuration and /etc/hosts), over either transport.
     let dns = |e: std::io::Error| format!("DNS resolver (from /etc/resolv.conf): {e}");
     let mut swarm = if config.quic {
-        tcp.with_quic_config(crate::transport::quic_config)
+        builder
+            .with_quic_config(crate::transport::quic_config)
+            .with_other_transport(crate::transport::tcp)
+            .map_err(|e| format!("transport: {e}"))?
             .with_dns()
             .map_err(dns)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(relay_transport)?
             .with_behaviour(behaviour)
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
             .build()
     } else {
-        tcp.with_dns()
+        builder
+            .with_other_transport(crate::transport::tcp)
+            .map_err(|e| format!("transport: {e}"))?
+            .with_dns()
             .map_err(dns)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(relay_transport)?
             .with_behaviour(behaviour)
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
@@ -238,6 +243,10 @@ struct EventLoop {
     pulled: Option<Instant>,
     /// Each peer's open connections, to close those a newer one supersedes.
     connections: crate::connections::Connections,
+    /// Relays known and reserved on (a private node's way in).
+    reservations: crate::relay::Reservations,
+    /// Peers a hole punch (DCUtR) connected directly.
+    hole_punched: std::collections::HashSet<PeerId>,
     bootstrap: Vec<Multiaddr>,
     /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
     quic: bool,
@@ -302,6 +311,8 @@ impl EventLoop {
             announced: None,
             pulled: None,
             connections: Default::default(),
+            reservations: Default::default(),
+            hole_punched: Default::default(),
             bootstrap,
             quic: false,
             bootstrap_dials: Default::default(),
@@ -422,6 +433,35 @@ impl EventLoop {
         if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id) {
             info.bytes_sent += sent as u64;
             info.bytes_received += received as u64;
+        }
+    }
+
+    /// Listens through relays (a reservation on each) while this node is private, up to
+    /// [`crate::relay::MAX_RESERVATIONS`].
+    fn reserve(&mut self) {
+        let private =
+            self.status().reachability.state == pyrsia_std::network::ReachabilityState::Private;
+        for circuit in self.reservations.circuits_to_open(private) {
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(_) => tracing::info!(%circuit, "asking a relay for a reservation"),
+                Err(e) => tracing::warn!(%circuit, error = %e, "cannot listen through a relay"),
+            }
+        }
+    }
+
+    /// Sets how `/peers` says this node reaches `peer`: `relayed` with only relayed
+    /// connections, `hole-punched` after DCUtR connected it directly, else `direct`.
+    fn refresh_path(&mut self, peer: &PeerId) {
+        let path = if self.connections.only_relayed(peer) {
+            "relayed"
+        } else if self.hole_punched.contains(peer) {
+            "hole-punched"
+        } else {
+            "direct"
+        };
+        let id = peer.to_string();
+        if let Some(info) = self.status().peers.iter_mut().find(|p| p.peer_id == id) {
+            info.path = path.to_string();
         }
     }
 
@@ -576,6 +616,7 @@ impl EventLoop {
                         }),
                     }
                 }
+                self.refresh_path(&peer_id);
                 tracing::info!(peer = %peer_id, "peer connected");
                 let id = self
                     .swarm
@@ -601,11 +642,23 @@ impl EventLoop {
                     {
                         info.addresses.remove(at);
                     }
+                    drop(status);
+                    self.refresh_path(&peer_id);
                     return;
                 }
                 self.status().peers.retain(|p| p.peer_id != id);
                 self.peer_limits.forget(&peer_id);
+                self.hole_punched.remove(&peer_id);
+                self.reservations.lost(&peer_id);
+                let relay = peer_id.to_string();
+                self.status().reachability.relays.retain(|r| *r != relay);
+                self.reserve();
                 tracing::info!(peer = %peer_id, "peer disconnected");
+            }
+            // A circuit through a relay is how a private node is reached, not a sign that it
+            // is public: it shows in `relays`.
+            SwarmEvent::ExternalAddrConfirmed { address } if crate::relay::is_relayed(&address) => {
+                tracing::info!(%address, "peers reach this node through a relay at this address");
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "peers reach this node at this address");
@@ -622,6 +675,17 @@ impl EventLoop {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
+                    let direct = self
+                        .connections
+                        .addresses(&peer_id)
+                        .find(|a| !crate::relay::is_relayed(a))
+                        .cloned();
+                    if let Some(address) = direct {
+                        self.reservations.found(peer_id, address);
+                        self.reserve();
+                    }
+                }
                 for address in info.listen_addrs {
                     self.swarm
                         .behaviour_mut()
@@ -692,19 +756,60 @@ impl EventLoop {
             }) => {
                 tracing::info!(address = %tested_addr, %server, %error, "a peer could not dial this node back");
                 self.status().reachability.refute(tested_addr.to_string());
+                self.reserve();
             }
+            BehaviourEvent::RelayClient(libp2p::relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal: false,
+                ..
+            }) => {
+                tracing::info!(relay = %relay_peer_id, "holding a reservation on a relay");
+                let relay = relay_peer_id.to_string();
+                let mut status = self.status();
+                if !status.reachability.relays.contains(&relay) {
+                    status.reachability.relays.push(relay);
+                }
+            }
+            BehaviourEvent::Dcutr(libp2p::dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(direct) => {
+                    tracing::info!(peer = %remote_peer_id, "hole punched: a direct connection replaces the relayed one");
+                    self.hole_punched.insert(remote_peer_id);
+                    for relayed in self.connections.relayed_except(&remote_peer_id, direct) {
+                        self.swarm.close_connection(relayed);
+                    }
+                    self.refresh_path(&remote_peer_id);
+                }
+                Err(error) => {
+                    tracing::info!(peer = %remote_peer_id, %error, "hole punching failed: the peer stays reached through a relay, and no piece crosses it");
+                }
+            },
             _ => {}
         }
     }
 
     fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
+            request_response::Event::Message {
+                peer,
+                message,
+                connection_id,
+            } => match message {
                 request_response::Message::Request {
                     request,
                     channel,
                     request_id,
                 } => {
+                    if matches!(request, SyncRequest::Piece { .. })
+                        && self.connections.is_relayed(&peer, connection_id)
+                    {
+                        // A relay's circuit carries coordination, never blob bytes: the
+                        // request goes unanswered and the peer asks elsewhere.
+                        tracing::debug!(%peer, "no pieces through a relay");
+                        return;
+                    }
                     let now_us =
                         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     match self.peer_limits.admit(peer, now_us) {

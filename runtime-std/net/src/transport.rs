@@ -27,6 +27,34 @@ pub(crate) const QUIC_CONNECTION_WINDOW: u32 = 32 << 20;
 /// reached over TCP.
 pub(crate) const QUIC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a TCP connection may take to be dialled, secured (noise) and multiplexed
+/// (yamux), either way. libp2p sets no limit, and a dial into a firewall or NAT that drops
+/// packets silently waits out the kernel's SYN retries (about two minutes): an AutoNAT
+/// dial-back to a private node, a hole punch that fails, a peer behind a dead address. 5 s
+/// covers the four round trips on a path of over a second, and is below the 10 s an AutoNAT
+/// v2 request is given: a dial-back that times out here is reported as unreachable there,
+/// not lost with the request.
+pub(crate) const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// TCP with noise and yamux, as libp2p's builder makes it, within [`TCP_TIMEOUT`].
+pub(crate) fn tcp(
+    key: &libp2p::identity::Keypair,
+) -> Result<
+    libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport;
+    Ok(
+        libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
+            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+            .authenticate(libp2p::noise::Config::new(key)?)
+            .multiplex(libp2p::yamux::Config::default())
+            .timeout(TCP_TIMEOUT)
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+            .boxed(),
+    )
+}
+
 /// libp2p's QUIC settings with flow-control windows sized for blobs (libp2p's defaults are
 /// 10 MB per stream and 15 MB per connection).
 pub(crate) fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {

@@ -283,6 +283,14 @@ impl EventLoop {
                 tag,
                 reply,
             } => {
+                if request.ask == Ask::Bytes && self.connections.only_relayed(&peer) {
+                    // No blob bytes through a relay: the fetcher takes the piece elsewhere.
+                    let _ = reply.send(pyrsia_std::peers::PieceReply {
+                        tag,
+                        result: Err("reached only through a relay: no pieces over it".into()),
+                    });
+                    return;
+                }
                 let digest = *request.digest.as_bytes();
                 let message = match request.ask {
                     Ask::Hashes => SyncRequest::PieceHashes { digest },
