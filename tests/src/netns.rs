@@ -46,6 +46,24 @@ impl Host {
         command
     }
 
+    /// Bytes received and sent on the host's lab link (`eth0`) so far.
+    pub fn lab_link_bytes(&self) -> u64 {
+        ["rx_bytes", "tx_bytes"]
+            .iter()
+            .map(|counter| {
+                let out = self
+                    .command("cat")
+                    .arg(format!("/sys/class/net/eth0/statistics/{counter}"))
+                    .output()
+                    .expect("interface counters");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .expect("a byte count")
+            })
+            .sum()
+    }
+
     /// For a private host: the flows it opened through its NAT, as (protocol, the port it
     /// sent from, the port its router maps that to), read from the router's conntrack table.
     pub fn nat_mappings(&self) -> Vec<(String, u16, u16)> {
@@ -108,6 +126,14 @@ fn run(args: &[&str]) {
     );
 }
 
+/// Gives the interface `dev` the address `cidr`, in the namespace `ns` (or the root one).
+fn add_address(ns: Option<&str>, cidr: &str, dev: &str) {
+    match ns {
+        Some(ns) => run(&["ip", "-n", ns, "addr", "add", cidr, "dev", dev]),
+        None => run(&["ip", "addr", "add", cidr, "dev", dev]),
+    }
+}
+
 impl Lab {
     /// An empty lab: the public segment's bridge, no hosts.
     pub fn new() -> Lab {
@@ -145,16 +171,7 @@ impl Lab {
         ]);
         run(&["ip", "-n", &self.wan, "link", "set", &port, "master", "br0"]);
         run(&["ip", "-n", &self.wan, "link", "set", &port, "up"]);
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            "eth0",
-        ]);
+        add_address(Some(ns), &format!("{ip}/24"), "eth0");
         run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
     }
 
@@ -171,26 +188,10 @@ impl Lab {
             "ip", "link", "add", &root, "type", "veth", "peer", "name", "mgmt", "netns", ns,
         ]);
         self.root_links.push(root.clone());
-        run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("10.{a}.{b}.{}/30", c + 1),
-            "dev",
-            &root,
-        ]);
+        add_address(None, &format!("10.{a}.{b}.{}/30", c + 1), &root);
         run(&["ip", "link", "set", &root, "up"]);
         let ip = format!("10.{a}.{b}.{}", c + 2);
-        run(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/30"),
-            "dev",
-            "mgmt",
-        ]);
+        add_address(Some(ns), &format!("{ip}/30"), "mgmt");
         run(&["ip", "-n", ns, "link", "set", "mgmt", "up"]);
         ip
     }
@@ -225,27 +226,9 @@ impl Lab {
         ]);
         let gateway = format!("192.168.{n}.1");
         let ip = format!("192.168.{n}.2");
-        run(&[
-            "ip",
-            "-n",
-            &router,
-            "addr",
-            "add",
-            &format!("{gateway}/24"),
-            "dev",
-            "lan0",
-        ]);
+        add_address(Some(&router), &format!("{gateway}/24"), "lan0");
         run(&["ip", "-n", &router, "link", "set", "lan0", "up"]);
-        run(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            "eth0",
-        ]);
+        add_address(Some(&ns), &format!("{ip}/24"), "eth0");
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         run(&["ip", "-n", &ns, "route", "add", "default", "via", &gateway]);
         run(&[

@@ -53,16 +53,13 @@ fn public_and_private_nodes_learn_which_they_are(transport_args: &[&str], wire: 
 
     let boot = Node::start_on(&boot_host, &work.path().join("boot"), transport_args);
     let bootstrap = boot.p2p_address();
-    let with_boot = |extra: &[&str]| {
-        let mut args = vec!["--peer", &bootstrap];
-        args.extend_from_slice(transport_args);
-        args.extend_from_slice(extra);
-        args.into_iter().map(str::to_string).collect::<Vec<_>>()
-    };
     let start = |host, name: &str, extra: &[&str]| {
-        let args = with_boot(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Node::start_on(host, &work.path().join(name), &args)
+        start_joined(
+            host,
+            &work.path().join(name),
+            &bootstrap,
+            &[transport_args, extra],
+        )
     };
     // The operator of `public` knows its address; the others learn theirs from AutoNAT.
     let operator_address = format!("/ip4/{}/tcp/44000", public_host.ip);
@@ -175,6 +172,39 @@ fn peer_entry(node: &Node, peer_id: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// Starts a node on `host` that joins through `bootstrap`, with the arguments in `args`.
+fn start_joined(
+    host: &pyrsia_tests::netns::Host,
+    dir: &std::path::Path,
+    bootstrap: &str,
+    args: &[&[&str]],
+) -> Node {
+    let mut all = vec!["--peer", bootstrap];
+    all.extend(args.iter().flat_map(|a| a.iter().copied()));
+    Node::start_on(host, dir, &all)
+}
+
+/// Starts a `--relay-server` node on `host` with `transport_args` and `extra`. A relay serves
+/// only once it knows it is public: its operator says where (AutoNAT could not tell, as its
+/// only peers are private and cannot dial it back).
+fn start_relay(
+    host: &pyrsia_tests::netns::Host,
+    dir: &std::path::Path,
+    transport_args: &[&str],
+    extra: &[&str],
+) -> Node {
+    let port = free_port();
+    let tcp = format!("/ip4/{}/tcp/{port}", host.ip);
+    let quic = format!("/ip4/{}/udp/{port}/quic-v1", host.ip);
+    let mut args = vec!["--relay-server", "--external-addr", &tcp];
+    if !transport_args.contains(&"--no-quic") {
+        args.extend(["--external-addr", &quic]);
+    }
+    args.extend_from_slice(transport_args);
+    args.extend_from_slice(extra);
+    Node::start_on_port(host, dir, port, &args)
+}
+
 /// Waits until `node` holds a reservation on `relay` and returns its circuit address through
 /// it, ready to dial (`…/p2p/<relay>/p2p-circuit/p2p/<node>`).
 fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> String {
@@ -221,23 +251,15 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     let second_host = lab.private_host("cone2", Nat::EndpointIndependent);
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
 
-    // A relay serves only once it knows it is public: its operator says where (AutoNAT could
-    // not tell, as its only peers are private and cannot be dialled back).
-    let port = free_port();
-    let tcp = format!("/ip4/{}/tcp/{port}", relay_host.ip);
-    let quic = format!("/ip4/{}/udp/{port}/quic-v1", relay_host.ip);
-    let mut relay_args = vec!["--relay-server", "--external-addr", &tcp];
-    if !transport_args.contains(&"--no-quic") {
-        relay_args.extend(["--external-addr", &quic]);
-    }
-    relay_args.extend_from_slice(transport_args);
-    let relay = Node::start_on_port(&relay_host, &work.path().join("relay"), port, &relay_args);
+    let relay = start_relay(&relay_host, &work.path().join("relay"), transport_args, &[]);
     let bootstrap = relay.p2p_address();
     let start = |host, name: &str, extra: &[&str]| {
-        let mut args = vec!["--peer", bootstrap.as_str()];
-        args.extend_from_slice(transport_args);
-        args.extend_from_slice(extra);
-        Node::start_on(host, &work.path().join(name), &args)
+        start_joined(
+            host,
+            &work.path().join(name),
+            &bootstrap,
+            &[transport_args, extra],
+        )
     };
     let first = start(&first_host, "cone", &[]);
     let logs = || format!("{}\n{}\n", relay.log(), first.log());
@@ -302,4 +324,111 @@ fn over_tcp_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_all
 #[test]
 fn over_quic_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows() {
     private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(&[]);
+}
+
+/// Item 5: a node behind the symmetric NAT, reached from a cone node only through the relay,
+/// pulls a 64 MiB image the cone node holds. No blob byte crosses the relay: the cone node
+/// serves it none, the relay's link carries under 1 MiB, and the symmetric node fetches the
+/// layer from the upstream itself.
+fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
+    const MIB: u64 = 1 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new();
+    let relay_host = lab.public_host("relay", 10);
+    let registry_host = lab.public_host("reg", 20);
+    let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
+    let symmetric_host = lab.private_host("sym", Nat::Symmetric);
+    let registry =
+        pyrsia_tests::registry::Registry::start_in(&work.path().join("registry"), &registry_host);
+    let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 64 * MIB);
+    let upstream = registry.lab_url(&registry_host);
+
+    // The relay fetches nothing for anyone (--offline): what crosses its link is circuits.
+    let relay = start_relay(
+        &relay_host,
+        &work.path().join("relay"),
+        transport_args,
+        &["--offline"],
+    );
+    let bootstrap = relay.p2p_address();
+    let from_upstream = ["--upstream", upstream.as_str()];
+    let start = |host, name: &str, extra: &[&str]| {
+        let args = [transport_args, &from_upstream[..], extra];
+        start_joined(host, &work.path().join(name), &bootstrap, &args)
+    };
+    let cone = start(&cone_host, "cone", &[]);
+    let logs = || format!("{}\n{}\n", relay.log(), cone.log());
+    let circuit = circuit_address(&cone, &relay, &logs);
+
+    // The cone node pulls the image first and holds it.
+    let out = pyrsia_tests::clients::skopeo_copy(
+        &cone.authority(),
+        &image.reference,
+        &work.path().join("copy-cone"),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", cone.log());
+    let layer = image.layers[0].blob.digest.to_string();
+    assert_eq!(registry.blob_gets(&layer), 1);
+
+    let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+    let logs = || {
+        [&relay, &cone, &symmetric]
+            .iter()
+            .map(|n| format!("{}\n{}\n", n.url(), n.log()))
+            .collect::<String>()
+    };
+    wait_until(
+        "the hole punch through the symmetric NAT fails",
+        Duration::from_secs(90),
+        &logs,
+        || {
+            symmetric.log().contains("hole punching failed")
+                || cone.log().contains("hole punching failed")
+        },
+    );
+    let cone_id = cone.peer_id();
+    assert_eq!(peer_entry(&symmetric, &cone_id)["path"], "relayed");
+
+    let relay_before = relay_host.lab_link_bytes();
+    let out = pyrsia_tests::clients::skopeo_copy(
+        &symmetric.authority(),
+        &image.reference,
+        &work.path().join("copy-sym"),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", logs());
+    let relayed = relay_host.lab_link_bytes() - relay_before;
+    assert!(
+        relayed < MIB,
+        "{relayed} bytes crossed the relay's link during a 64 MiB pull"
+    );
+    // The cone node served the symmetric one no piece, and the layer came from upstream.
+    let served = peer_entry(&cone, &symmetric.peer_id())["bytes_sent"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        served < MIB,
+        "the cone node sent {served} bytes over the relay"
+    );
+    assert_eq!(registry.blob_gets(&layer), 2, "{}", logs());
+    let pulled = std::fs::read(
+        work.path()
+            .join("copy-sym")
+            .join(layer.trim_start_matches("sha256:")),
+    )
+    .expect("the layer in skopeo's copy");
+    assert_eq!(pulled.len() as u64, image.layers[0].blob.size);
+    assert_eq!(
+        pyrsia_core::digest::Digest::sha256(&pulled).to_string(),
+        layer
+    );
+}
+
+#[test]
+fn over_tcp_no_blob_bytes_cross_a_relay() {
+    no_blob_bytes_cross_a_relay(&["--no-quic"]);
+}
+
+#[test]
+fn over_quic_no_blob_bytes_cross_a_relay() {
+    no_blob_bytes_cross_a_relay(&[]);
 }
