@@ -108,6 +108,8 @@ pub struct Lab {
     links: u32,
     /// Private segments made so far.
     segments: u8,
+    /// Names every host of the lab resolves (`/etc/hosts` lines).
+    names: String,
 }
 
 /// Labs made by this process, for unique names and management subnets.
@@ -151,6 +153,7 @@ impl Lab {
             root_links: Vec::new(),
             links: 0,
             segments: 0,
+            names: String::new(),
         }
     }
 
@@ -159,7 +162,28 @@ impl Lab {
         run(&["ip", "netns", "add", &ns]);
         run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         self.namespaces.push(ns.clone());
+        self.write_hosts(&ns);
         ns
+    }
+
+    /// Gives `ip` the DNS name `name` in every host of the lab, as a network publishes its
+    /// bootstrap list: `ip netns exec` shows a namespace `/etc/netns/<ns>/hosts` as
+    /// `/etc/hosts`, which the node's resolver reads.
+    pub fn name(&mut self, name: &str, ip: &str) {
+        self.names.push_str(&format!("{ip} {name}\n"));
+        for ns in self.namespaces.clone() {
+            self.write_hosts(&ns);
+        }
+    }
+
+    fn write_hosts(&self, ns: &str) {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        std::fs::create_dir_all(&dir).expect("/etc/netns");
+        std::fs::write(
+            dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{}", self.names),
+        )
+        .expect("the namespace's hosts file");
     }
 
     /// Links `ns` to the public segment as `eth0` with `ip`.
@@ -296,6 +320,7 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(ns));
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Issue 19, item 3, in network namespaces on this machine (`pyrsia_tests::netns`): nodes on a
-//! public segment and nodes alone behind NAT routers (nftables masquerade, one
-//! endpoint-independent, one symmetric) learn from AutoNAT v2 whether peers can dial them,
-//! over TCP and over QUIC, and `pyrsia status` says so. A peer dials the address it saw the
-//! node at, from a new port: through a NAT that is refused, because only replies to flows the
-//! private host opened are let in. An operator who knows the node's public address gives it
-//! with `--external-addr`, and the node is public at once.
+//! Issue 19, items 1 and 3, in network namespaces on this machine (`pyrsia_tests::netns`):
+//! nodes join by the bootstrap node's DNS name; nodes on a public segment and nodes alone
+//! behind NAT routers (nftables masquerade, one endpoint-independent, one symmetric) learn
+//! from AutoNAT v2 whether peers can dial them, over TCP and over QUIC, and `pyrsia status`
+//! says so. A peer dials the address it saw the node at, from a new port: through a NAT that
+//! is refused, because only replies to flows the private host opened are let in. An operator
+//! who knows the node's public address gives it with `--external-addr`, and the node is
+//! public at once.
 //!
 //! Items 4 and 5: private nodes reserve a slot on a `--relay-server` relay, meet through it,
 //! and hole-punch a direct connection (DCUtR) where both NATs keep a flow's port for every
@@ -52,7 +53,17 @@ fn public_and_private_nodes_learn_which_they_are(transport_args: &[&str], wire: 
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
 
     let boot = Node::start_on(&boot_host, &work.path().join("boot"), transport_args);
-    let bootstrap = boot.p2p_address();
+    // Every node joins by the bootstrap node's DNS name (issue 19, item 1).
+    lab.name("boot.pyrsia.test", &boot_host.ip);
+    let bootstrap = boot.p2p_address().replacen(
+        &format!("/ip4/{}/", boot_host.ip),
+        "/dns4/boot.pyrsia.test/",
+        1,
+    );
+    assert!(
+        bootstrap.starts_with("/dns4/boot.pyrsia.test/tcp/"),
+        "{bootstrap}"
+    );
     let start = |host, name: &str, extra: &[&str]| {
         start_joined(
             host,
@@ -89,13 +100,23 @@ fn public_and_private_nodes_learn_which_they_are(transport_args: &[&str], wire: 
         || reachability(&boot)["state"] == "public",
     );
     let confirmed = addresses(&boot, "confirmed");
+    // Peers report the address they dialled: the bootstrap node's name, or its lab address.
+    let at_boot = |a: &str| {
+        a.starts_with(&format!("/ip4/{}/", boot_host.ip))
+            || a.starts_with("/dns4/boot.pyrsia.test/")
+    };
     assert!(
-        confirmed
-            .iter()
-            .any(|a| a.starts_with(&format!("/ip4/{}/", boot_host.ip))),
+        confirmed.iter().any(|a| at_boot(a)),
         "boot confirmed at {confirmed:?}"
     );
-    assert!(status_line(&boot).starts_with("reachable: public at /ip4/10.77.0.10/"));
+    let line = status_line(&boot);
+    assert!(
+        line.starts_with("reachable: public at ")
+            && line["reachable: public at ".len()..]
+                .split(", ")
+                .any(at_boot),
+        "{line}"
+    );
 
     // Both private nodes joined through their NAT and learn that peers cannot dial them at
     // the address they were seen at (their router's); nothing of theirs is confirmed.
@@ -252,7 +273,12 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
 
     let relay = start_relay(&relay_host, &work.path().join("relay"), transport_args, &[]);
-    let bootstrap = relay.p2p_address();
+    lab.name("relay.pyrsia.test", &relay_host.ip);
+    let bootstrap = relay.p2p_address().replacen(
+        &format!("/ip4/{}/", relay_host.ip),
+        "/dns4/relay.pyrsia.test/",
+        1,
+    );
     let start = |host, name: &str, extra: &[&str]| {
         start_joined(
             host,
@@ -265,7 +291,8 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     let logs = || format!("{}\n{}\n", relay.log(), first.log());
     let circuit = circuit_address(&first, &relay, &logs);
     assert!(
-        circuit.starts_with(&format!("/ip4/{}/", relay_host.ip)),
+        circuit.starts_with(&format!("/ip4/{}/", relay_host.ip))
+            || circuit.starts_with("/dns4/relay.pyrsia.test/"),
         "{circuit}"
     );
     let line = status_line(&first);
