@@ -78,12 +78,7 @@ fn public_and_private_nodes_learn_which_they_are(transport_args: &[&str], wire: 
     let cone = start(&cone_host, "cone", &[]);
     let symmetric = start(&symmetric_host, "sym", &[]);
     let everyone = [&boot, &public, &cone, &symmetric];
-    let logs = || {
-        everyone
-            .iter()
-            .map(|n| format!("{}\n{}\n", n.url(), n.log()))
-            .collect::<String>()
-    };
+    let logs = || logs_of(&everyone);
 
     // The operator's address counts at once, untested.
     assert!(
@@ -180,6 +175,24 @@ fn over_tcp_public_and_private_nodes_learn_which_they_are() {
 #[test]
 fn over_quic_public_and_private_nodes_learn_which_they_are() {
     public_and_private_nodes_learn_which_they_are(&[], "/quic-v1");
+}
+
+/// Every node's URL and log, for a failure message.
+fn logs_of(nodes: &[&Node]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("{}\n{}\n", n.url(), n.log()))
+        .collect()
+}
+
+/// Waits until DCUtR between `a` and `b` gave up (either side says so).
+fn wait_for_failed_hole_punch(a: &Node, b: &Node, logs: &dyn Fn() -> String) {
+    wait_until(
+        "the hole punch through the symmetric NAT fails",
+        Duration::from_secs(90),
+        logs,
+        || a.log().contains("hole punching failed") || b.log().contains("hole punching failed"),
+    );
 }
 
 /// The peer `peer_id` as `node`'s `/peers` lists it.
@@ -288,7 +301,7 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
         )
     };
     let first = start(&first_host, "cone", &[]);
-    let logs = || format!("{}\n{}\n", relay.log(), first.log());
+    let logs = || logs_of(&[&relay, &first]);
     let circuit = circuit_address(&first, &relay, &logs);
     assert!(
         circuit.starts_with(&format!("/ip4/{}/", relay_host.ip))
@@ -303,12 +316,7 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
 
     let second = start(&second_host, "cone2", &["--peer", &circuit]);
     let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
-    let logs = || {
-        [&relay, &first, &second, &symmetric]
-            .iter()
-            .map(|n| format!("{}\n{}\n", n.url(), n.log()))
-            .collect::<String>()
-    };
+    let logs = || logs_of(&[&relay, &first, &second, &symmetric]);
     let first_id = first.peer_id();
 
     // Behind two endpoint-independent NATs: relayed first, then a direct connection to the
@@ -333,15 +341,7 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     );
 
     // Behind the symmetric NAT: the hole punch fails and the path stays relayed.
-    wait_until(
-        "the hole punch through the symmetric NAT fails",
-        Duration::from_secs(90),
-        &logs,
-        || {
-            symmetric.log().contains("hole punching failed")
-                || first.log().contains("hole punching failed")
-        },
-    );
+    wait_for_failed_hole_punch(&symmetric, &first, &logs);
     let entry = peer_entry(&symmetric, &first_id);
     assert_ne!(entry["path"], "hole-punched", "{entry}");
     assert_ne!(entry["path"], "direct", "{entry}");
@@ -388,7 +388,7 @@ fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
         start_joined(host, &work.path().join(name), &bootstrap, &args)
     };
     let cone = start(&cone_host, "cone", &[]);
-    let logs = || format!("{}\n{}\n", relay.log(), cone.log());
+    let logs = || logs_of(&[&relay, &cone]);
     let circuit = circuit_address(&cone, &relay, &logs);
 
     // The cone node pulls the image first and holds it.
@@ -402,21 +402,8 @@ fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
     assert_eq!(registry.blob_gets(&layer), 1);
 
     let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
-    let logs = || {
-        [&relay, &cone, &symmetric]
-            .iter()
-            .map(|n| format!("{}\n{}\n", n.url(), n.log()))
-            .collect::<String>()
-    };
-    wait_until(
-        "the hole punch through the symmetric NAT fails",
-        Duration::from_secs(90),
-        &logs,
-        || {
-            symmetric.log().contains("hole punching failed")
-                || cone.log().contains("hole punching failed")
-        },
-    );
+    let logs = || logs_of(&[&relay, &cone, &symmetric]);
+    wait_for_failed_hole_punch(&symmetric, &cone, &logs);
     let cone_id = cone.peer_id();
     assert_eq!(peer_entry(&symmetric, &cone_id)["path"], "relayed");
 

@@ -449,9 +449,15 @@ impl EventLoop {
         }
     }
 
-    /// Sets how `/peers` says this node reaches `peer`: `relayed` with only relayed
-    /// connections, `hole-punched` after DCUtR connected it directly, else `direct`.
-    fn refresh_path(&mut self, peer: &PeerId) {
+    /// Sets `peer`'s entry in `/peers` from its open connections: their addresses, and the
+    /// path (`relayed` with only relayed connections, `hole-punched` after DCUtR connected it
+    /// directly, else `direct`); no entry once none is open.
+    fn refresh_peer(&mut self, peer: &PeerId) {
+        let addresses: Vec<String> = self
+            .connections
+            .addresses(peer)
+            .map(ToString::to_string)
+            .collect();
         let path = if self.connections.only_relayed(peer) {
             "relayed"
         } else if self.hole_punched.contains(peer) {
@@ -460,14 +466,38 @@ impl EventLoop {
             "direct"
         };
         let id = peer.to_string();
-        if let Some(info) = self.status().peers.iter_mut().find(|p| p.peer_id == id) {
-            info.path = path.to_string();
+        let mut status = self.status();
+        if addresses.is_empty() {
+            status.peers.retain(|p| p.peer_id != id);
+            return;
         }
+        let at = match status.peers.iter().position(|p| p.peer_id == id) {
+            Some(at) => at,
+            None => {
+                status.peers.push(PeerInfo {
+                    peer_id: id,
+                    ..PeerInfo::default()
+                });
+                status.peers.len() - 1
+            }
+        };
+        let info = &mut status.peers[at];
+        info.addresses = addresses;
+        info.path = path.to_string();
+    }
+
+    /// Asks `peer` for its latest checkpoint; the answer goes through [`LogSync::on_note`].
+    fn ask_checkpoint(&mut self, peer: PeerId) {
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, SyncRequest::Checkpoint);
+        self.checkpoint_requests.insert(id, peer);
     }
 
     /// Asks one connected peer (which one varies with the time) for its latest checkpoint
-    /// every [`ANNOUNCE_EVERY`]:
-    /// gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
+    /// every [`ANNOUNCE_EVERY`]: gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
     /// missed an announcement (a lost message, a connection that died unnoticed) would
     /// otherwise learn of it only with the next checkpoint or on reconnecting.
     fn pull_checkpoint(&mut self) {
@@ -480,13 +510,7 @@ impl EventLoop {
             return;
         }
         let turn = (self.started.elapsed().as_secs() / ANNOUNCE_EVERY.as_secs()) as usize;
-        let peer = peers[turn % peers.len()];
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_request(&peer, SyncRequest::Checkpoint);
-        self.checkpoint_requests.insert(id, peer);
+        self.ask_checkpoint(peers[turn % peers.len()]);
     }
 
     /// Publishes the latest checkpoint when it changed, and every [`ANNOUNCE_EVERY`] anyway.
@@ -603,50 +627,21 @@ impl EventLoop {
                     tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes");
                     self.swarm.close_connection(stale);
                 }
-                let address = endpoint.get_remote_address().to_string();
-                {
-                    let mut status = self.status();
-                    let id = peer_id.to_string();
-                    match status.peers.iter_mut().find(|p| p.peer_id == id) {
-                        Some(info) => info.addresses.push(address),
-                        None => status.peers.push(PeerInfo {
-                            peer_id: id,
-                            addresses: vec![address],
-                            ..PeerInfo::default()
-                        }),
-                    }
-                }
-                self.refresh_path(&peer_id);
+                self.refresh_peer(&peer_id);
                 tracing::info!(peer = %peer_id, "peer connected");
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer_id, SyncRequest::Checkpoint);
-                self.checkpoint_requests.insert(id, peer_id);
+                self.ask_checkpoint(peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 connection_id,
-                endpoint,
                 num_established,
                 ..
             } => {
                 self.connections.closed(&peer_id, connection_id);
-                let id = peer_id.to_string();
+                self.refresh_peer(&peer_id);
                 if num_established > 0 {
-                    let address = endpoint.get_remote_address().to_string();
-                    let mut status = self.status();
-                    if let Some(info) = status.peers.iter_mut().find(|p| p.peer_id == id)
-                        && let Some(at) = info.addresses.iter().position(|a| *a == address)
-                    {
-                        info.addresses.remove(at);
-                    }
-                    drop(status);
-                    self.refresh_path(&peer_id);
                     return;
                 }
-                self.status().peers.retain(|p| p.peer_id != id);
                 self.peer_limits.forget(&peer_id);
                 self.hole_punched.remove(&peer_id);
                 self.reservations.lost(&peer_id);
@@ -780,7 +775,7 @@ impl EventLoop {
                     for relayed in self.connections.relayed_except(&remote_peer_id, direct) {
                         self.swarm.close_connection(relayed);
                     }
-                    self.refresh_path(&remote_peer_id);
+                    self.refresh_peer(&remote_peer_id);
                 }
                 Err(error) => {
                     tracing::info!(peer = %remote_peer_id, %error, "hole punching failed: the peer stays reached through a relay, and no piece crosses it");
