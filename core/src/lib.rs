@@ -51,6 +51,7 @@ pub mod members;
 pub mod package;
 pub mod pieces;
 pub mod rate;
+pub mod reach;
 pub mod reference;
 pub mod registry;
 pub mod rendezvous;

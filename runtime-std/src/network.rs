@@ -22,6 +22,10 @@ pub struct PeerInfo {
     /// from a relayed one) or `relayed` (through a relay only: no pieces cross it).
     #[serde(default)]
     pub path: String,
+    /// The relay whose circuits carry it, when `path` is `relayed` (a blob it holds reaches
+    /// this node through that relay as a bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
 }
 
 /// The operator's limits on peer traffic, as the network applies them.

@@ -128,6 +128,40 @@ pub struct FetchHint {
     pub repository: String,
 }
 
+/// What a piece request asks of a peer that lacks the piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfMissing<'a> {
+    /// Nothing: the peer answers [`PieceAnswer::Missing`].
+    Nothing,
+    /// Fetch the blob from this origin's upstream for the network, when the peer is one of
+    /// the nodes chosen to ([`fetches_for_network`]).
+    FetchForNetwork(&'a FetchHint),
+    /// Fetch the blob from the peer's own peers and serve it on: the peer is the relay that
+    /// carries the asker's circuit to a source the asker reaches only through it (core's
+    /// [`pyrsia_core::reach`]). `asker_circuit` says whether the relay carries a circuit of
+    /// the asker now (filled in by the receiving node's network; the asker sends `false`).
+    Bridge {
+        /// The blob's origin.
+        hint: &'a FetchHint,
+        /// Whether this node, as a relay, carries a circuit of the asker now.
+        asker_circuit: bool,
+    },
+}
+
+impl<'a> IfMissing<'a> {
+    /// The blob's origin, when the request names one.
+    pub fn hint(self) -> Option<&'a FetchHint> {
+        match self {
+            IfMissing::Nothing => None,
+            IfMissing::FetchForNetwork(hint) | IfMissing::Bridge { hint, .. } => Some(hint),
+        }
+    }
+}
+
+/// How this node reaches a peer now (core's [`pyrsia_core::reach::Path`], peers named by
+/// their ids).
+pub type Path = pyrsia_core::reach::Path<String>;
+
 /// What the mirror needs from the P2P network.
 pub trait PeerNetwork: Send + Sync {
     /// This node's peer id.
@@ -154,13 +188,19 @@ pub trait PeerNetwork: Send + Sync {
     fn local_key(&self) -> Vec<u8> {
         self.local_id().into_bytes()
     }
-    /// Sends `request` to `peer` (with `hint` when the peer should fetch what it lacks); the
+    /// How this node reaches `peer` now: directly, only through a relay (which), or not
+    /// connected. By default directly.
+    fn path(&self, peer: &str) -> Path {
+        let _ = peer;
+        Path::Direct
+    }
+    /// Sends `request` to `peer` (with what it should do when it lacks the piece); the
     /// reply (or failure) arrives on `reply` with `tag`.
     fn request_piece(
         &self,
         peer: &str,
         request: PieceRequest,
-        hint: Option<&FetchHint>,
+        if_missing: IfMissing<'_>,
         tag: u64,
         reply: Sender<PieceReply>,
     );
@@ -200,8 +240,9 @@ pub struct PeerFetch {
 /// What serves pieces to peers: the mirror (stored blobs, and with a hint, blobs it fetches
 /// for the network as their bytes arrive). Blocking: the network calls it off its own thread.
 pub trait PieceSource: Send + Sync {
-    /// The piece, or [`PieceAnswer::Missing`].
-    fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer;
+    /// The piece, or [`PieceAnswer::Missing`]; `if_missing` says what the asker wants done
+    /// when this node lacks it.
+    fn piece(&self, request: &PieceRequest, if_missing: IfMissing<'_>) -> PieceAnswer;
 }
 
 /// How many nodes are asked in turn to fetch a blob for the network (core's rule).
@@ -233,6 +274,14 @@ pub fn upstream_fetcher(network: &dyn PeerNetwork, digest: &Digest) -> Option<St
 /// network: it honours a peer's request to, and no other.
 pub fn fetches_for_network(network: &dyn PeerNetwork, digest: &Digest) -> bool {
     upstream_fetchers(network, digest).contains(&None)
+}
+
+/// What a fetch that names the blob's origin sends along with its piece requests: the
+/// origin, so that the node chosen to fetch it for the network can; and the bridge, the relay
+/// asked to fetch it from its own peers for this node (core's [`pyrsia_core::reach`]).
+struct Asking {
+    hint: FetchHint,
+    bridge: Option<String>,
 }
 
 /// What looking for a blob among the peers found.
@@ -336,7 +385,8 @@ pub struct PieceFetcher {
     sender: Sender<PieceReply>,
     /// Who served each piece (for blame when the whole blob does not match).
     served_by: BTreeMap<u32, usize>,
-    hint: Option<FetchHint>,
+    /// What the fetch asks of peers that lack a piece, when it names the blob's origin.
+    asking: Option<Asking>,
     timeout: Duration,
     /// Every piece's leaf hash, checked against the committed piece root: each piece is
     /// checked on arrival, and a bad one costs its peer, not the blob.
@@ -410,17 +460,28 @@ impl PieceFetcher {
         root: Option<Hash>,
         hint: Option<FetchHint>,
     ) -> PeerLookup {
+        use pyrsia_core::reach::{ClaimStep, Route, carries_pieces, claim_walk, route};
         let providers = network.providers(&digest, LOOKUP_TIMEOUT);
         let holdings = survey(&*network, &digest, &providers);
-        let (complete, partial): (Vec<_>, Vec<_>) = holdings
+        let (complete, mut partial): (Vec<_>, Vec<_>) = holdings
             .into_iter()
             .map(|(id, total, pieces, ahead)| (id, Have::from_prefix(total, pieces, &ahead)))
             .partition(|(_, have)| *have == Have::All);
-        if !complete.is_empty() {
-            let peers = complete
-                .into_iter()
-                .chain(partial.iter().cloned())
-                .collect();
+        // No piece crosses a relay's circuit (core's `reach`): a holder reached only through
+        // one is reached through that relay as a bridge, when this fetch can name the
+        // blob's origin and no holder is reached directly.
+        partial.retain(|(id, _)| carries_pieces(&network.path(id)));
+        let mut direct = Vec::new();
+        let mut bridges = Vec::new();
+        for (id, have) in complete {
+            match route(&id, &network.path(&id), hint.is_some()) {
+                Route::Ask(id) => direct.push((id, have)),
+                Route::Bridge { relay, source } => bridges.push((relay, source)),
+                Route::Skip => {}
+            }
+        }
+        if !direct.is_empty() {
+            let peers = direct.into_iter().chain(partial.iter().cloned()).collect();
             match Self::start(network.clone(), digest, offset, peers, None, root) {
                 PeerLookup::NotFound => {
                     tracing::info!(%digest, "no peer that said it holds the blob served it");
@@ -431,26 +492,44 @@ impl PieceFetcher {
         let Some(hint) = hint else {
             return PeerLookup::NotFound;
         };
+        let through = |first: String, bridge: bool| {
+            let peers = std::iter::once((first.clone(), Have::All))
+                .chain(partial.iter().filter(|(id, _)| *id != first).cloned())
+                .collect();
+            let asking = Asking {
+                hint: hint.clone(),
+                bridge: bridge.then_some(first),
+            };
+            Self::start(network.clone(), digest, offset, peers, Some(asking), None)
+        };
+        for (relay, source) in bridges {
+            tracing::info!(%digest, %relay, holder = %source, "the blob's holder is reached only through a relay: that relay bridges it");
+            match through(relay.clone(), true) {
+                PeerLookup::NotFound => {
+                    tracing::info!(%digest, %relay, "the relay did not bridge the blob");
+                }
+                found => return found,
+            }
+        }
         // The nodes to fetch it for the network, nearest first; when one does not serve it
         // (gone, or lying), the next. At this node's turn it fetches the blob itself.
-        for claimant in upstream_fetchers(&*network, &digest) {
-            let Some(claimant) = claimant else {
-                return PeerLookup::NotFound;
+        let claimants = upstream_fetchers(&*network, &digest);
+        for step in claim_walk(&claimants, |id| network.path(id)) {
+            let (first, bridge) = match step {
+                ClaimStep::FetchSelf => return PeerLookup::NotFound,
+                ClaimStep::Ask(Route::Ask(claimant)) => {
+                    tracing::info!(%digest, peer = %claimant, partial = partial.len(), "a peer fetches this blob from the upstream for the network");
+                    (claimant, false)
+                }
+                ClaimStep::Ask(Route::Bridge { relay, source }) => {
+                    tracing::info!(%digest, peer = %source, %relay, "a peer reached only through a relay fetches this blob for the network: that relay bridges it");
+                    (relay, true)
+                }
+                ClaimStep::Ask(Route::Skip) => continue,
             };
-            tracing::info!(%digest, peer = %claimant, partial = partial.len(), "a peer fetches this blob from the upstream for the network");
-            let peers = std::iter::once((claimant.clone(), Have::All))
-                .chain(partial.iter().filter(|(id, _)| *id != claimant).cloned())
-                .collect();
-            match Self::start(
-                network.clone(),
-                digest,
-                offset,
-                peers,
-                Some(hint.clone()),
-                None,
-            ) {
+            match through(first.clone(), bridge) {
                 PeerLookup::NotFound => {
-                    tracing::info!(%digest, peer = %claimant, "the peer chosen to fetch this blob for the network did not serve it; asking the next");
+                    tracing::info!(%digest, peer = %first, "the peer asked to fetch this blob for the network did not serve it; asking the next");
                 }
                 found => return found,
             }
@@ -466,14 +545,14 @@ impl PieceFetcher {
         digest: Digest,
         offset: u64,
         peers: Vec<(String, Have)>,
-        hint: Option<FetchHint>,
+        asking: Option<Asking>,
         root: Option<Hash>,
     ) -> PeerLookup {
-        let (timeout, root) = match hint {
+        let (timeout, root) = match asking {
             Some(_) => (UPSTREAM_PIECE_TIMEOUT, None),
             None => (PIECE_TIMEOUT, root),
         };
-        let Some(mut fetcher) = Self::new(network, digest, offset, peers, hint, timeout) else {
+        let Some(mut fetcher) = Self::new(network, digest, offset, peers, asking, timeout) else {
             return PeerLookup::NotFound;
         };
         if let Some(root) = root {
@@ -490,14 +569,14 @@ impl PieceFetcher {
         digest: Digest,
         offset: u64,
         providers: Vec<(String, Have)>,
-        hint: Option<FetchHint>,
+        asking: Option<Asking>,
         timeout: Duration,
     ) -> Option<PieceFetcher> {
         if providers.is_empty() {
             return None;
         }
         let (sender, replies) = mpsc::channel();
-        let hint_given = hint.is_some();
+        let hint_given = asking.is_some();
         let (ids, haves): (Vec<String>, Vec<Have>) = providers.into_iter().unzip();
         Some(PieceFetcher {
             network,
@@ -516,7 +595,7 @@ impl PieceFetcher {
             replies,
             sender,
             served_by: BTreeMap::new(),
-            hint,
+            asking,
             timeout,
             expected: None,
             epoch: Instant::now(),
@@ -532,6 +611,19 @@ impl PieceFetcher {
         )
     }
 
+    /// What a request to `peer` asks it to do when it lacks the piece: bridge the blob when
+    /// it is this fetch's bridge, fetch it for the network when the fetch names the origin.
+    fn if_missing(&self, peer: &str) -> IfMissing<'_> {
+        match &self.asking {
+            None => IfMissing::Nothing,
+            Some(asking) if asking.bridge.as_deref() == Some(peer) => IfMissing::Bridge {
+                hint: &asking.hint,
+                asker_circuit: false,
+            },
+            Some(asking) => IfMissing::FetchForNetwork(&asking.hint),
+        }
+    }
+
     /// Asks provider `i` for `request` outside the schedule and waits for that answer alone
     /// (`None`: no answer within the timeout).
     fn ask(&mut self, i: usize, request: PieceRequest) -> Option<Result<PieceAnswer, String>> {
@@ -544,7 +636,7 @@ impl PieceFetcher {
         self.next_handshake_tag += 1;
         let id = self.ids[i].clone();
         self.network
-            .request_piece(&id, request, self.hint.as_ref(), tag, self.sender.clone());
+            .request_piece(&id, request, self.if_missing(&id), tag, self.sender.clone());
         loop {
             match self.replies.recv_timeout(self.timeout) {
                 Ok(reply) if reply.tag == tag => return Some(reply.result),
@@ -737,7 +829,7 @@ impl PieceFetcher {
             self.network.request_piece(
                 id,
                 PieceRequest::bytes(self.digest, request.offset, request.len),
-                self.hint.as_ref(),
+                self.if_missing(id),
                 request.tag,
                 self.sender.clone(),
             );
@@ -752,7 +844,9 @@ impl PieceFetcher {
         };
         while let Some(list) = self.found.as_ref().and_then(|f| f.try_recv().ok()) {
             for id in list {
-                if self.ids.contains(&id) {
+                if self.ids.contains(&id)
+                    || !pyrsia_core::reach::carries_pieces(&self.network.path(&id))
+                {
                     continue;
                 }
                 tracing::info!(digest = %self.digest, peer = %id, "a peer that started downloading this blob joins the fetch");
@@ -768,7 +862,7 @@ impl PieceFetcher {
             self.network.request_piece(
                 &self.ids[self.scheduled[peer]],
                 PieceRequest::about(self.digest, Ask::Have),
-                None,
+                IfMissing::Nothing,
                 POLL_TAGS + peer as u64,
                 self.sender.clone(),
             );
@@ -912,7 +1006,7 @@ fn survey(
     let (sender, replies) = mpsc::channel();
     for (i, id) in providers.iter().enumerate() {
         let request = PieceRequest::about(*digest, Ask::Have);
-        network.request_piece(id, request, None, i as u64, sender.clone());
+        network.request_piece(id, request, IfMissing::Nothing, i as u64, sender.clone());
     }
     drop(sender);
     let deadline = Instant::now() + SURVEY_TIMEOUT;

@@ -9,7 +9,8 @@
 //!
 //! Items 4 and 5: private nodes reserve a slot on a `--relay-server` relay, meet through it,
 //! and hole-punch a direct connection (DCUtR) where both NATs keep a flow's port for every
-//! peer; behind the symmetric NAT the hole punch fails and the pair stays relayed.
+//! peer; behind the symmetric NAT the hole punch fails and the pair stays relayed, no blob
+//! byte crosses the circuit, and (item 6) the relay bridges what the far end holds.
 
 use std::time::Duration;
 
@@ -357,88 +358,211 @@ fn over_quic_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_al
     private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(&[]);
 }
 
+/// A relay and a registry on the public segment, a cone node that holds a 64 MiB image
+/// pulled through it, and a node behind the symmetric NAT that reaches the cone node only
+/// through the relay (the hole punch failed). The relay fetches nothing for anyone
+/// (`--offline`) unless `relay_bridges`. Fields drop in order: the nodes, the registry,
+/// then the namespaces and the work directory.
+struct RelayedPair {
+    symmetric: Node,
+    cone: Node,
+    relay: Node,
+    registry: pyrsia_tests::registry::Registry,
+    image: pyrsia_tests::image::PushedImage,
+    relay_host: pyrsia_tests::netns::Host,
+    _lab: Lab,
+    work: tempfile::TempDir,
+}
+
+impl RelayedPair {
+    fn start(transport_args: &[&str], relay_bridges: bool) -> RelayedPair {
+        let work = tempfile::tempdir().unwrap();
+        let mut lab = Lab::new();
+        let relay_host = lab.public_host("relay", 10);
+        let registry_host = lab.public_host("reg", 20);
+        let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
+        let symmetric_host = lab.private_host("sym", Nat::Symmetric);
+        let registry = pyrsia_tests::registry::Registry::start_in(
+            &work.path().join("registry"),
+            &registry_host,
+        );
+        let image =
+            pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 64 * MIB);
+        let upstream = registry.lab_url(&registry_host);
+        let from_upstream = ["--upstream", upstream.as_str()];
+        let relay_role: &[&str] = if relay_bridges {
+            &from_upstream
+        } else {
+            &["--offline"]
+        };
+        let relay = start_relay(
+            &relay_host,
+            &work.path().join("relay"),
+            transport_args,
+            relay_role,
+        );
+        let bootstrap = relay.p2p_address();
+        let start = |host, name: &str, extra: &[&str]| {
+            let args = [transport_args, &from_upstream[..], extra];
+            start_joined(host, &work.path().join(name), &bootstrap, &args)
+        };
+        // The cone node pulls the image first, alone (so that it, not the relay, holds it),
+        // then joins through the relay.
+        let mut alone = Node::start_on(
+            &cone_host,
+            &work.path().join("cone"),
+            &[transport_args, &from_upstream[..]].concat(),
+        );
+        let out = pyrsia_tests::clients::skopeo_copy(
+            &alone.authority(),
+            &image.reference,
+            &work.path().join("copy-cone"),
+        );
+        assert!(out.status.success(), "{out:?}\n{}", alone.log());
+        assert_eq!(
+            registry.blob_gets(&image.layers[0].blob.digest.to_string()),
+            1
+        );
+        assert!(alone.terminate(), "{}", alone.log());
+        let cone = start(&cone_host, "cone", &[]);
+        let logs = || logs_of(&[&relay, &cone]);
+        let circuit = circuit_address(&cone, &relay, &logs);
+
+        let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+        let logs = || logs_of(&[&relay, &cone, &symmetric]);
+        wait_for_failed_hole_punch(&symmetric, &cone, &logs);
+        assert_eq!(peer_entry(&symmetric, &cone.peer_id())["path"], "relayed");
+        assert_eq!(
+            peer_entry(&symmetric, &cone.peer_id())["relay"],
+            relay.peer_id().as_str()
+        );
+        RelayedPair {
+            symmetric,
+            cone,
+            relay,
+            registry,
+            image,
+            relay_host,
+            _lab: lab,
+            work,
+        }
+    }
+
+    fn logs(&self) -> String {
+        logs_of(&[&self.relay, &self.cone, &self.symmetric])
+    }
+
+    fn layer(&self) -> String {
+        self.image.layers[0].blob.digest.to_string()
+    }
+
+    /// The symmetric node pulls the image; returns the bytes its pull moved over the
+    /// relay's link.
+    fn symmetric_pulls(&self) -> u64 {
+        let before = self.relay_host.lab_link_bytes();
+        let out = pyrsia_tests::clients::skopeo_copy(
+            &self.symmetric.authority(),
+            &self.image.reference,
+            &self.work.path().join("copy-sym"),
+        );
+        assert!(out.status.success(), "{out:?}\n{}", self.logs());
+        let moved = self.relay_host.lab_link_bytes() - before;
+        let layer = self.layer();
+        let pulled = std::fs::read(
+            self.work
+                .path()
+                .join("copy-sym")
+                .join(layer.trim_start_matches("sha256:")),
+        )
+        .expect("the layer in skopeo's copy");
+        assert_eq!(pulled.len() as u64, self.image.layers[0].blob.size);
+        assert_eq!(
+            pyrsia_core::digest::Digest::sha256(&pulled).to_string(),
+            layer
+        );
+        moved
+    }
+
+    /// Bytes the cone node sent the symmetric one (all over the relay's circuit).
+    fn cone_sent_symmetric(&self) -> u64 {
+        peer_entry(&self.cone, &self.symmetric.peer_id())["bytes_sent"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
 /// Item 5: a node behind the symmetric NAT, reached from a cone node only through the relay,
 /// pulls a 64 MiB image the cone node holds. No blob byte crosses the relay: the cone node
-/// serves it none, the relay's link carries under 1 MiB, and the symmetric node fetches the
+/// serves it none, the relay's link carries under 1 MiB, and with a relay that fetches
+/// nothing for anyone (`--offline`, so it cannot bridge) the symmetric node fetches the
 /// layer from the upstream itself.
 fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
-    const MIB: u64 = 1 << 20;
-    let work = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
-    let relay_host = lab.public_host("relay", 10);
-    let registry_host = lab.public_host("reg", 20);
-    let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
-    let symmetric_host = lab.private_host("sym", Nat::Symmetric);
-    let registry =
-        pyrsia_tests::registry::Registry::start_in(&work.path().join("registry"), &registry_host);
-    let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 64 * MIB);
-    let upstream = registry.lab_url(&registry_host);
-
-    // The relay fetches nothing for anyone (--offline): what crosses its link is circuits.
-    let relay = start_relay(
-        &relay_host,
-        &work.path().join("relay"),
-        transport_args,
-        &["--offline"],
-    );
-    let bootstrap = relay.p2p_address();
-    let from_upstream = ["--upstream", upstream.as_str()];
-    let start = |host, name: &str, extra: &[&str]| {
-        let args = [transport_args, &from_upstream[..], extra];
-        start_joined(host, &work.path().join(name), &bootstrap, &args)
-    };
-    let cone = start(&cone_host, "cone", &[]);
-    let logs = || logs_of(&[&relay, &cone]);
-    let circuit = circuit_address(&cone, &relay, &logs);
-
-    // The cone node pulls the image first and holds it.
-    let out = pyrsia_tests::clients::skopeo_copy(
-        &cone.authority(),
-        &image.reference,
-        &work.path().join("copy-cone"),
-    );
-    assert!(out.status.success(), "{out:?}\n{}", cone.log());
-    let layer = image.layers[0].blob.digest.to_string();
-    assert_eq!(registry.blob_gets(&layer), 1);
-
-    let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
-    let logs = || logs_of(&[&relay, &cone, &symmetric]);
-    wait_for_failed_hole_punch(&symmetric, &cone, &logs);
-    let cone_id = cone.peer_id();
-    assert_eq!(peer_entry(&symmetric, &cone_id)["path"], "relayed");
-
-    let relay_before = relay_host.lab_link_bytes();
-    let out = pyrsia_tests::clients::skopeo_copy(
-        &symmetric.authority(),
-        &image.reference,
-        &work.path().join("copy-sym"),
-    );
-    assert!(out.status.success(), "{out:?}\n{}", logs());
-    let relayed = relay_host.lab_link_bytes() - relay_before;
+    let pair = RelayedPair::start(transport_args, false);
+    let relayed = pair.symmetric_pulls();
     assert!(
         relayed < MIB,
         "{relayed} bytes crossed the relay's link during a 64 MiB pull"
     );
-    // The cone node served the symmetric one no piece, and the layer came from upstream.
-    let served = peer_entry(&cone, &symmetric.peer_id())["bytes_sent"]
-        .as_u64()
-        .unwrap_or(0);
+    let served = pair.cone_sent_symmetric();
     assert!(
         served < MIB,
         "the cone node sent {served} bytes over the relay"
     );
-    assert_eq!(registry.blob_gets(&layer), 2, "{}", logs());
-    let pulled = std::fs::read(
-        work.path()
-            .join("copy-sym")
-            .join(layer.trim_start_matches("sha256:")),
-    )
-    .expect("the layer in skopeo's copy");
-    assert_eq!(pulled.len() as u64, image.layers[0].blob.size);
+    assert_eq!(pair.registry.blob_gets(&pair.layer()), 2, "{}", pair.logs());
+}
+
+/// Item 6: the same pair, with a relay that fetches for its clients: the symmetric node
+/// reaches the holder only through the relay, so it asks the relay to bridge the blob
+/// (core's `reach`). The relay fetches it from the cone node over its direct connection,
+/// checks and stores it, and serves it on over its direct connection to the symmetric node:
+/// the upstream still sees the layer once, and still no byte crosses the circuit.
+fn a_relay_bridges_what_a_relay_only_peer_holds(transport_args: &[&str]) {
+    let pair = RelayedPair::start(transport_args, true);
+    let size = pair.image.layers[0].blob.size;
+    let moved = pair.symmetric_pulls();
     assert_eq!(
-        pyrsia_core::digest::Digest::sha256(&pulled).to_string(),
-        layer
+        pair.registry.blob_gets(&pair.layer()),
+        1,
+        "the upstream saw the layer again\n{}",
+        pair.logs()
     );
+    let served = pair.cone_sent_symmetric();
+    assert!(
+        served < MIB,
+        "the cone node sent {served} bytes over the relay"
+    );
+    // The relay took the layer from the cone node and passed it on, as a peer: twice the
+    // layer crossed its link, and the symmetric node received it from the relay.
+    assert!(moved >= 2 * size, "{moved} bytes on the relay's link");
+    let from_relay = peer_entry(&pair.symmetric, &pair.relay.peer_id())["bytes_received"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        from_relay >= size,
+        "the symmetric node received {from_relay} bytes from the relay\n{}",
+        pair.logs()
+    );
+    assert!(
+        pair.relay.wait_stored(&pair.image.layers[0].blob.digest),
+        "the relay keeps what it bridged, checked"
+    );
+    assert!(
+        pair.symmetric.log().contains("that relay bridges it"),
+        "{}",
+        pair.logs()
+    );
+}
+
+#[test]
+fn over_tcp_a_relay_bridges_what_a_relay_only_peer_holds() {
+    a_relay_bridges_what_a_relay_only_peer_holds(&["--no-quic"]);
+}
+
+#[test]
+fn over_quic_a_relay_bridges_what_a_relay_only_peer_holds() {
+    a_relay_bridges_what_a_relay_only_peer_holds(&[]);
 }
 
 #[test]

@@ -57,8 +57,12 @@ fn render(status: &NetworkStatus) -> String {
         ));
         for p in &status.peers {
             let score = p.gossip_score.map_or("-".to_string(), |s| s.to_string());
+            let via = p
+                .relay
+                .as_ref()
+                .map_or(String::new(), |relay| format!(" (via relay {relay})"));
             out.push_str(&format!(
-                "{:<54} {:>12} {:>12} {:>6}  {:<12}  {}\n",
+                "{:<54} {:>12} {:>12} {:>6}  {:<12}  {}{via}\n",
                 p.peer_id,
                 p.bytes_sent,
                 p.bytes_received,
@@ -102,6 +106,7 @@ mod tests {
                 bytes_received: 2048,
                 gossip_score: Some(-130),
                 path: "direct".into(),
+                relay: None,
             }],
             blocked: vec!["12D3KooWC".into()],
             limits: pyrsia_std::network::PeerLimits {

@@ -60,6 +60,23 @@ pub enum SyncRequest {
         /// The blob's SHA-256.
         digest: [u8; 32],
     },
+    /// Bytes `offset..offset+len` of a blob, from a relay asked to bridge it: the asker
+    /// reaches the blob's source only through this node's circuit, so this node fetches the
+    /// blob from its own peers (from the upstream at `host` only when it is the one to fetch
+    /// it for the network) and serves it on. Honoured only while this node carries a circuit
+    /// of the asker.
+    BridgePiece {
+        /// The blob's SHA-256.
+        digest: [u8; 32],
+        /// First byte.
+        offset: u64,
+        /// How many (the server caps it).
+        len: u32,
+        /// The blob's registry host.
+        host: String,
+        /// The repository on it.
+        repository: String,
+    },
     /// Not a request: what the codec hands over for a frame it could not decode (never on
     /// the wire), so that the sender is struck. (libp2p reports no failure to read a request.)
     #[serde(skip)]

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use libp2p::core::ConnectedPoint;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 
@@ -29,6 +30,9 @@ struct Open {
     id: ConnectionId,
     remote: Multiaddr,
     at: Instant,
+    /// Whether it is a relay's circuit, and the relay when known.
+    relayed: bool,
+    relay: Option<PeerId>,
 }
 
 /// See the module documentation.
@@ -38,15 +42,17 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
-    /// Records a connection from `remote` established at `now`; returns the peer's
+    /// Records a connection on `endpoint` established at `now`; returns the peer's
     /// connections it supersedes, which the caller closes.
     pub(crate) fn established(
         &mut self,
         peer: PeerId,
         id: ConnectionId,
-        remote: &Multiaddr,
+        endpoint: &ConnectedPoint,
         now: Instant,
     ) -> Vec<ConnectionId> {
+        let remote = endpoint.get_remote_address();
+        let (relayed, relay) = crate::relay::circuit_of(endpoint);
         let open = self.by_peer.entry(peer).or_default();
         let superseded = open
             .iter()
@@ -59,6 +65,8 @@ impl Connections {
             id,
             remote: remote.clone(),
             at: now,
+            relayed,
+            relay,
         });
         superseded
     }
@@ -78,13 +86,26 @@ impl Connections {
             .get(peer)
             .into_iter()
             .flatten()
-            .any(|o| o.id == id && crate::relay::is_relayed(&o.remote))
+            .any(|o| o.id == id && o.relayed)
     }
 
-    /// Whether every open connection to `peer` goes through a relay (none open: false).
-    pub(crate) fn only_relayed(&self, peer: &PeerId) -> bool {
-        let mut open = self.addresses(peer).peekable();
-        open.peek().is_some() && open.all(crate::relay::is_relayed)
+    /// How `peer` is reached now (core's [`pyrsia_core::reach::Path`]): directly with any
+    /// direct connection; through a relay with only circuits (the relay of the first, an
+    /// empty name when unknown); not connected without any.
+    pub(crate) fn path(&self, peer: &PeerId) -> pyrsia_core::reach::Path<String> {
+        use pyrsia_core::reach::Path;
+        let open = self
+            .by_peer
+            .get(peer)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        match open.iter().find(|o| !o.relayed) {
+            Some(_) => Path::Direct,
+            None => match open.first() {
+                Some(o) => Path::Relayed(o.relay.map(|r| r.to_string()).unwrap_or_default()),
+                None => Path::NotConnected,
+            },
+        }
     }
 
     /// `peer`'s relayed connections other than `except`, to close once a direct one is up.
@@ -93,7 +114,7 @@ impl Connections {
             .get(peer)
             .into_iter()
             .flatten()
-            .filter(|o| o.id != except && crate::relay::is_relayed(&o.remote))
+            .filter(|o| o.id != except && o.relayed)
             .map(|o| o.id)
             .collect()
     }
@@ -112,6 +133,15 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libp2p::core::{Endpoint, transport::PortUse};
+
+    fn dialled(address: &Multiaddr) -> ConnectedPoint {
+        ConnectedPoint::Dialer {
+            address: address.clone(),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        }
+    }
 
     #[test]
     fn a_much_newer_connection_from_the_same_address_supersedes_the_older_ones() {
@@ -123,28 +153,32 @@ mod tests {
         let id = ConnectionId::new_unchecked;
         assert!(
             connections
-                .established(peer, id(1), &home, start)
+                .established(peer, id(1), &dialled(&home), start)
                 .is_empty()
         );
         // Both sides dialled at once: the second connection comes within the handshake.
         let soon = start + Duration::from_millis(400);
-        assert!(connections.established(peer, id(2), &home, soon).is_empty());
+        assert!(
+            connections
+                .established(peer, id(2), &dialled(&home), soon)
+                .is_empty()
+        );
         // Another peer's connections are its own.
         assert!(
             connections
-                .established(other, id(3), &home, soon)
+                .established(other, id(3), &dialled(&home), soon)
                 .is_empty()
         );
         // A connection from another port (an AutoNAT dial-back) supersedes nothing.
         let later = start + SUPERSEDED_AFTER + Duration::from_secs(2);
         assert!(
             connections
-                .established(peer, id(4), &elsewhere, later)
+                .established(peer, id(4), &dialled(&elsewhere), later)
                 .is_empty()
         );
         // The peer restarted and dialled again from its port: both older ones are stale.
         assert_eq!(
-            connections.established(peer, id(5), &home, later),
+            connections.established(peer, id(5), &dialled(&home), later),
             [id(1), id(2)]
         );
         // Closed connections are forgotten; the newest are kept.
@@ -152,12 +186,45 @@ mod tests {
         connections.closed(&peer, id(2));
         let much_later = later + SUPERSEDED_AFTER * 2;
         assert_eq!(
-            connections.established(peer, id(6), &home, much_later),
+            connections.established(peer, id(6), &dialled(&home), much_later),
             [id(5)]
         );
         for i in [4, 5, 6] {
             connections.closed(&peer, id(i));
         }
         assert!(!connections.by_peer.contains_key(&peer));
+    }
+
+    #[test]
+    fn a_peer_with_only_circuits_is_relayed_through_the_relay_either_way() {
+        use pyrsia_core::reach::Path;
+        let mut connections = Connections::default();
+        let (peer, relay) = (PeerId::random(), PeerId::random());
+        let id = ConnectionId::new_unchecked;
+        let now = Instant::now();
+        assert_eq!(connections.path(&peer), Path::NotConnected);
+        // The peer dialled this node's circuit: libp2p gives `/p2p/<peer>` as the remote
+        // address; the relay is in the local one.
+        let inbound = ConnectedPoint::Listener {
+            local_addr: format!("/ip4/10.77.0.10/tcp/4001/p2p/{relay}/p2p-circuit")
+                .parse()
+                .unwrap(),
+            send_back_addr: format!("/p2p/{peer}").parse().unwrap(),
+        };
+        connections.established(peer, id(1), &inbound, now);
+        assert!(connections.is_relayed(&peer, id(1)));
+        assert_eq!(connections.path(&peer), Path::Relayed(relay.to_string()));
+        // This node dialled the peer's circuit address.
+        let outbound: Multiaddr =
+            format!("/ip4/10.77.0.10/udp/4001/quic-v1/p2p/{relay}/p2p-circuit/p2p/{peer}")
+                .parse()
+                .unwrap();
+        connections.established(peer, id(2), &dialled(&outbound), now);
+        assert_eq!(connections.path(&peer), Path::Relayed(relay.to_string()));
+        // A hole punched: one direct connection makes the path direct.
+        let direct: Multiaddr = "/ip4/10.9.0.2/tcp/4001".parse().unwrap();
+        connections.established(peer, id(3), &dialled(&direct), now);
+        assert_eq!(connections.path(&peer), Path::Direct);
+        assert_eq!(connections.relayed_except(&peer, id(3)), [id(1), id(2)]);
     }
 }

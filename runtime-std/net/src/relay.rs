@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, relay};
 
@@ -40,6 +41,35 @@ pub(crate) fn server_config() -> relay::Config {
 /// Whether `address` goes through a relay (`…/p2p-circuit…`).
 pub(crate) fn is_relayed(address: &Multiaddr) -> bool {
     address.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Whether a connection on `endpoint` is a relay's circuit, and through which relay: the
+/// peer named just before `/p2p-circuit` in the address dialled or, for a circuit another
+/// peer opened to this node, in the local address (libp2p gives `/p2p/<peer>` as its remote
+/// address).
+pub(crate) fn circuit_of(endpoint: &ConnectedPoint) -> (bool, Option<PeerId>) {
+    let circuit = match endpoint {
+        ConnectedPoint::Dialer { address, .. } => address,
+        ConnectedPoint::Listener {
+            local_addr,
+            send_back_addr,
+        } => {
+            if is_relayed(send_back_addr) {
+                send_back_addr
+            } else {
+                local_addr
+            }
+        }
+    };
+    let mut last_peer = None;
+    for protocol in circuit.iter() {
+        match protocol {
+            Protocol::P2p(peer) => last_peer = Some(peer),
+            Protocol::P2pCircuit => return (true, last_peer),
+            _ => {}
+        }
+    }
+    (false, None)
 }
 
 /// The relays a private node knows of and the ones it asked for a slot.

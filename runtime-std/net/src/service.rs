@@ -19,13 +19,13 @@ use pyrsia_core::rate::Admission;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
-use pyrsia_std::peers::{Ask, PieceAnswer, PieceRequest, PieceSource};
+use pyrsia_std::peers::{Ask, FetchHint, PieceAnswer, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
 mod members;
 
-use content::{Command, ProviderQuery};
+use content::{Asked, Command, ProviderQuery};
 use pyrsia_std::consensus::Member;
 use pyrsia_std::store::{Store, StoreEvent};
 
@@ -247,6 +247,9 @@ struct EventLoop {
     reservations: crate::relay::Reservations,
     /// Peers a hole punch (DCUtR) connected directly.
     hole_punched: std::collections::HashSet<PeerId>,
+    /// As a relay server: how many circuits this node carries now for each peer at either
+    /// end (a peer whose circuit it carries may ask it to bridge a blob).
+    circuits: HashMap<PeerId, usize>,
     bootstrap: Vec<Multiaddr>,
     /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
     quic: bool,
@@ -313,6 +316,7 @@ impl EventLoop {
             connections: Default::default(),
             reservations: Default::default(),
             hole_punched: Default::default(),
+            circuits: HashMap::new(),
             bootstrap,
             quic: false,
             bootstrap_dials: Default::default(),
@@ -458,12 +462,10 @@ impl EventLoop {
             .addresses(peer)
             .map(ToString::to_string)
             .collect();
-        let path = if self.connections.only_relayed(peer) {
-            "relayed"
-        } else if self.hole_punched.contains(peer) {
-            "hole-punched"
-        } else {
-            "direct"
+        let (path, relay) = match self.connections.path(peer) {
+            pyrsia_core::reach::Path::Relayed(relay) => ("relayed", Some(relay)),
+            _ if self.hole_punched.contains(peer) => ("hole-punched", None),
+            _ => ("direct", None),
         };
         let id = peer.to_string();
         let mut status = self.status();
@@ -484,6 +486,7 @@ impl EventLoop {
         let info = &mut status.peers[at];
         info.addresses = addresses;
         info.path = path.to_string();
+        info.relay = relay;
     }
 
     /// Asks `peer` for its latest checkpoint; the answer goes through [`LogSync::on_note`].
@@ -619,10 +622,9 @@ impl EventLoop {
                 endpoint,
                 ..
             } => {
-                let remote = endpoint.get_remote_address();
                 for stale in
                     self.connections
-                        .established(peer_id, connection_id, remote, Instant::now())
+                        .established(peer_id, connection_id, &endpoint, Instant::now())
                 {
                     tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes");
                     self.swarm.close_connection(stale);
@@ -765,6 +767,29 @@ impl EventLoop {
                     status.reachability.relays.push(relay);
                 }
             }
+            BehaviourEvent::RelayServer(libp2p::relay::Event::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            }) => {
+                tracing::debug!(src = %src_peer_id, dst = %dst_peer_id, "carrying a circuit");
+                for peer in [src_peer_id, dst_peer_id] {
+                    *self.circuits.entry(peer).or_default() += 1;
+                }
+            }
+            BehaviourEvent::RelayServer(libp2p::relay::Event::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                ..
+            }) => {
+                for peer in [src_peer_id, dst_peer_id] {
+                    if let Some(count) = self.circuits.get_mut(&peer) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.circuits.remove(&peer);
+                        }
+                    }
+                }
+            }
             BehaviourEvent::Dcutr(libp2p::dcutr::Event {
                 remote_peer_id,
                 result,
@@ -797,8 +822,10 @@ impl EventLoop {
                     channel,
                     request_id,
                 } => {
-                    if matches!(request, SyncRequest::Piece { .. })
-                        && self.connections.is_relayed(&peer, connection_id)
+                    if matches!(
+                        request,
+                        SyncRequest::Piece { .. } | SyncRequest::BridgePiece { .. }
+                    ) && self.connections.is_relayed(&peer, connection_id)
                     {
                         // A relay's circuit carries coordination, never blob bytes: the
                         // request goes unanswered and the peer asks elsewhere.
@@ -824,19 +851,41 @@ impl EventLoop {
                         } => {
                             let request =
                                 PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len);
-                            self.serve_piece(peer, request_id, channel, request, fetch);
+                            let asked = match fetch {
+                                Some((host, repository)) => {
+                                    Asked::FetchForNetwork(FetchHint { host, repository })
+                                }
+                                None => Asked::Nothing,
+                            };
+                            self.serve_piece(peer, request_id, channel, request, asked);
+                            return;
+                        }
+                        SyncRequest::BridgePiece {
+                            digest,
+                            offset,
+                            len,
+                            host,
+                            repository,
+                        } => {
+                            let request =
+                                PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len);
+                            let asked = Asked::Bridge {
+                                hint: FetchHint { host, repository },
+                                asker_circuit: self.circuits.contains_key(&peer),
+                            };
+                            self.serve_piece(peer, request_id, channel, request, asked);
                             return;
                         }
                         SyncRequest::PieceHashes { digest } => {
                             let request =
                                 PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes);
-                            self.serve_piece(peer, request_id, channel, request, None);
+                            self.serve_piece(peer, request_id, channel, request, Asked::Nothing);
                             return;
                         }
                         SyncRequest::Have { digest } => {
                             let request =
                                 PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have);
-                            self.serve_piece(peer, request_id, channel, request, None);
+                            self.serve_piece(peer, request_id, channel, request, Asked::Nothing);
                             return;
                         }
                         SyncRequest::Checkpoint => {

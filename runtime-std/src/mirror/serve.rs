@@ -1,7 +1,9 @@
 //! The mirror as a source of pieces for peers: stored, verified blobs; the pieces a download
 //! running here holds already (a node serves a blob before it holds all of it: the swarm);
 //! and, when a peer names this node as the one fetching a blob from the upstream for the
-//! network, the bytes of that download as they arrive. The asking node checks each piece
+//! network, the bytes of that download as they arrive; and, as a relay bridging a blob for a
+//! peer whose circuit it carries, the bytes of its own download of it from its peers. The
+//! asking node checks each piece
 //! against the committed piece list when there is one, and the whole blob against its digest
 //! always, before it keeps or completes anything.
 
@@ -17,11 +19,12 @@ use pyrsia_core::tlog::Hash;
 use super::Mirror;
 use super::flight::{Flight, Joined};
 use crate::peers::{
-    Ask, FetchHint, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource, fetches_for_network,
+    Ask, FetchHint, IfMissing, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource,
+    fetches_for_network,
 };
 
 impl PieceSource for Mirror {
-    fn piece(&self, request: &PieceRequest, hint: Option<&FetchHint>) -> PieceAnswer {
+    fn piece(&self, request: &PieceRequest, if_missing: IfMissing<'_>) -> PieceAnswer {
         match request.ask {
             Ask::Hashes | Ask::Bytes if self.store.record(&request.digest).is_some() => {
                 return self.served(self.verified_piece(request), false);
@@ -44,12 +47,18 @@ impl PieceSource for Mirror {
         if let Some(answer) = self.shelved_piece(request) {
             return self.served(answer, true);
         }
-        let Some(hint) = hint else {
+        let Some(hint) = if_missing.hint() else {
             return PieceAnswer::Missing;
         };
         let (Ok(host), Ok(_)) = (Host::parse(&hint.host), Name::parse(&hint.repository)) else {
             return PieceAnswer::Missing;
         };
+        if let IfMissing::Bridge { asker_circuit, .. } = if_missing
+            && !pyrsia_core::reach::honours_bridge(asker_circuit, self.config.offline)
+        {
+            tracing::debug!(digest = %request.digest, "asked to bridge a blob by a peer whose circuit this node does not carry (or offline); refused");
+            return PieceAnswer::Missing;
+        }
         if self.config.offline {
             return PieceAnswer::Missing;
         }
@@ -61,6 +70,9 @@ impl PieceSource for Mirror {
             tracing::debug!(%host, digest = %request.digest, "a peer asked this node to fetch from a host it does not fetch from; refused");
             return PieceAnswer::Missing;
         };
+        if let IfMissing::Bridge { .. } = if_missing {
+            return self.bridge(request, hint, upstream, want);
+        }
         if let Some(network) = self.peer_network()
             && !fetches_for_network(&*network, &request.digest)
         {
@@ -83,6 +95,30 @@ impl PieceSource for Mirror {
 }
 
 impl Mirror {
+    /// Bridges a blob for a peer whose circuit this node carries as a relay (core's
+    /// [`pyrsia_core::reach::honours_bridge`] said yes): downloads it as for a client of its own (from its peers, over
+    /// direct connections; from the upstream only when this node is the one to fetch it for
+    /// the network) and serves its pieces as they arrive.
+    fn bridge(
+        &self,
+        request: &PieceRequest,
+        hint: &FetchHint,
+        upstream: Arc<crate::upstream::Upstream>,
+        want: u64,
+    ) -> PieceAnswer {
+        let flight = self.flights.join(
+            &self.store,
+            upstream,
+            self.peer_fetch(&request.digest),
+            self.metrics.clone(),
+            hint.clone(),
+            request.digest,
+        );
+        let answer = self.read_from_flight(&flight, request, want);
+        let partial = flight.held().is_some_and(|(total, held)| held < total);
+        self.served(answer, partial)
+    }
+
     /// A piece or the piece hash list of a stored, verified blob only (never of a download
     /// in progress): what an edge cache is served.
     pub(crate) fn verified_piece(&self, request: &PieceRequest) -> PieceAnswer {

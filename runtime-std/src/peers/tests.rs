@@ -20,6 +20,9 @@ enum Behaviour {
     Lacks,
     /// Still downloading: holds the first this many pieces, serves those, lacks the rest.
     Partial(u32),
+    /// A relay: holds nothing and is no provider, but serves every piece when asked to
+    /// bridge the blob.
+    Bridges,
 }
 
 struct FakeNetwork {
@@ -27,11 +30,24 @@ struct FakeNetwork {
     peers: Vec<(String, Behaviour)>,
     served: Mutex<HashMap<String, usize>>,
     penalised: Mutex<Vec<String>>,
+    /// Peers reached only through a relay, with the relay.
+    relayed: Vec<(String, String)>,
 }
 
 impl PeerNetwork for FakeNetwork {
     fn providers(&self, _: &Digest, _: Duration) -> Vec<String> {
-        self.peers.iter().map(|(id, _)| id.clone()).collect()
+        self.peers
+            .iter()
+            .filter(|(_, b)| *b != Behaviour::Bridges)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn path(&self, peer: &str) -> Path {
+        match self.relayed.iter().find(|(id, _)| id == peer) {
+            Some((_, relay)) => Path::Relayed(relay.clone()),
+            None => Path::Direct,
+        }
     }
 
     fn local_id(&self) -> String {
@@ -46,11 +62,23 @@ impl PeerNetwork for FakeNetwork {
         &self,
         peer: &str,
         request: PieceRequest,
-        _: Option<&FetchHint>,
+        if_missing: IfMissing<'_>,
         tag: u64,
         reply: Sender<PieceReply>,
     ) {
-        let behaviour = self.peers.iter().find(|(id, _)| id == peer).unwrap().1;
+        let mut behaviour = self.peers.iter().find(|(id, _)| id == peer).unwrap().1;
+        if request.ask == Ask::Bytes && self.relayed.iter().any(|(id, _)| id == peer) {
+            // The network refuses bytes over a circuit before anything is sent.
+            let result = Err("reached only through a relay".to_string());
+            let _ = reply.send(PieceReply { tag, result });
+            return;
+        }
+        if behaviour == Behaviour::Bridges {
+            behaviour = match (request.ask, if_missing) {
+                (Ask::Bytes, IfMissing::Bridge { .. }) => Behaviour::Serves,
+                _ => Behaviour::Lacks,
+            };
+        }
         let mut blob = self.blob.clone();
         if behaviour == Behaviour::Rotten {
             blob[10] ^= 1;
@@ -114,7 +142,7 @@ impl PeerNetwork for FakeNetwork {
                 bytes: blob[start..end].to_vec(),
             }),
             Behaviour::Stalls => return,
-            Behaviour::Lacks => Ok(PieceAnswer::Missing),
+            Behaviour::Lacks | Behaviour::Bridges => Ok(PieceAnswer::Missing),
             Behaviour::Partial(pieces) if end as u64 > u64::from(pieces) * u64::from(PIECE_LEN) => {
                 Ok(PieceAnswer::Missing)
             }
@@ -149,6 +177,7 @@ fn network(peers: &[(&str, Behaviour)], len: usize) -> Arc<FakeNetwork> {
         peers: peers.iter().map(|(id, b)| (id.to_string(), *b)).collect(),
         served: Mutex::new(HashMap::new()),
         penalised: Mutex::new(Vec::new()),
+        relayed: Vec::new(),
     })
 }
 
@@ -220,6 +249,38 @@ fn no_usable_peer_means_no_fetcher_or_an_error() {
     assert!(PieceFetcher::open(net.clone(), Digest::sha256(&net.blob), 0).is_none());
     let none = network(&[], 1000);
     assert!(PieceFetcher::open(none.clone(), Digest::sha256(&none.blob), 0).is_none());
+}
+
+#[test]
+fn a_holder_reached_only_through_a_relay_is_fetched_through_that_relay_as_a_bridge() {
+    let len = 3 * PIECE_LEN as usize + 10;
+    let mut net = network(
+        &[("holder", Behaviour::Serves), ("relay", Behaviour::Bridges)],
+        len,
+    );
+    Arc::get_mut(&mut net)
+        .unwrap()
+        .relayed
+        .push(("holder".into(), "relay".into()));
+    let digest = Digest::sha256(&net.blob);
+    let hint = FetchHint {
+        host: "registry.test".into(),
+        repository: "library/large".into(),
+    };
+    let (total, mut fetcher) = PieceFetcher::find(net.clone(), digest, None, hint, 0)
+        .found()
+        .expect("the relay bridges the blob");
+    assert_eq!(total, len as u64);
+    let mut out = Vec::new();
+    fetcher.read_to_end(&mut out).unwrap();
+    assert_eq!(out, net.blob);
+    let served = net.served.lock().unwrap();
+    assert!(!served.contains_key("holder"), "{served:?}");
+    assert!(served["relay"] >= 4, "{served:?}");
+    assert!(net.penalised.lock().unwrap().is_empty());
+    // Without the origin a lookup cannot ask a bridge: the holder is out of reach.
+    drop(served);
+    assert!(PieceFetcher::open(net.clone(), digest, 0).is_none());
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use libp2p::{PeerId, kad};
 use pyrsia_core::digest::Digest;
-use pyrsia_std::peers::{Ask, FetchHint, PeerNetwork, PieceAnswer, PieceReply, PieceRequest};
+use pyrsia_std::peers::{
+    Ask, FetchHint, IfMissing, Path, PeerNetwork, PieceAnswer, PieceReply, PieceRequest,
+};
 use pyrsia_std::store::StoreEvent;
 
 use super::limits::MAX_ANSWERS_IN_PREPARATION;
@@ -48,11 +50,13 @@ pub(crate) enum Command {
         timeout: Duration,
         reply: mpsc::Sender<Vec<String>>,
     },
-    /// Ask a peer for a piece.
+    /// Ask a peer for a piece (with the blob's origin when it should fetch what it lacks,
+    /// and whether as a bridge).
     Piece {
         peer: PeerId,
         request: PieceRequest,
         hint: Option<FetchHint>,
+        bridge: bool,
         tag: u64,
         reply: mpsc::Sender<PieceReply>,
     },
@@ -65,6 +69,20 @@ pub(crate) enum Command {
     Penalise { peer: PeerId, why: String },
     /// Publish a sealed member message on the member topic.
     PublishMember(Vec<u8>),
+}
+
+/// What a peer's piece request asks of this node when it lacks the piece (an owned
+/// [`IfMissing`], to cross to the thread that answers).
+pub(crate) enum Asked {
+    /// Nothing.
+    Nothing,
+    /// Fetch it from this origin for the network.
+    FetchForNetwork(FetchHint),
+    /// Bridge it; `asker_circuit`: this node carries a circuit of the asker now.
+    Bridge {
+        hint: FetchHint,
+        asker_circuit: bool,
+    },
 }
 
 /// A provider lookup in progress.
@@ -107,6 +125,17 @@ impl PeerNetwork for Network {
         answer
             .recv_timeout(timeout + Duration::from_secs(1))
             .unwrap_or_default()
+    }
+
+    fn path(&self, peer: &str) -> Path {
+        let status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match status.peers.iter().find(|p| p.peer_id == peer) {
+            None => Path::NotConnected,
+            Some(info) if info.path == "relayed" => {
+                Path::Relayed(info.relay.clone().unwrap_or_default())
+            }
+            Some(_) => Path::Direct,
+        }
     }
 
     fn download_delay(&self, bytes: u64) -> Duration {
@@ -167,7 +196,7 @@ impl PeerNetwork for Network {
         &self,
         peer: &str,
         request: PieceRequest,
-        hint: Option<&FetchHint>,
+        if_missing: IfMissing<'_>,
         tag: u64,
         reply: mpsc::Sender<PieceReply>,
     ) {
@@ -181,7 +210,8 @@ impl PeerNetwork for Network {
         let command = Command::Piece {
             peer,
             request,
-            hint: hint.cloned(),
+            hint: if_missing.hint().cloned(),
+            bridge: matches!(if_missing, IfMissing::Bridge { .. }),
             tag,
             reply: reply.clone(),
         };
@@ -280,10 +310,13 @@ impl EventLoop {
                 peer,
                 request,
                 hint,
+                bridge,
                 tag,
                 reply,
             } => {
-                if request.ask == Ask::Bytes && self.connections.only_relayed(&peer) {
+                if request.ask == Ask::Bytes
+                    && !pyrsia_core::reach::carries_pieces(&self.connections.path(&peer))
+                {
                     // No blob bytes through a relay: the fetcher takes the piece elsewhere.
                     let _ = reply.send(pyrsia_std::peers::PieceReply {
                         tag,
@@ -295,11 +328,20 @@ impl EventLoop {
                 let message = match request.ask {
                     Ask::Hashes => SyncRequest::PieceHashes { digest },
                     Ask::Have => SyncRequest::Have { digest },
-                    Ask::Bytes => SyncRequest::Piece {
-                        digest,
-                        offset: request.offset,
-                        len: request.len,
-                        fetch: hint.map(|h| (h.host, h.repository)),
+                    Ask::Bytes => match hint {
+                        Some(hint) if bridge => SyncRequest::BridgePiece {
+                            digest,
+                            offset: request.offset,
+                            len: request.len,
+                            host: hint.host,
+                            repository: hint.repository,
+                        },
+                        hint => SyncRequest::Piece {
+                            digest,
+                            offset: request.offset,
+                            len: request.len,
+                            fetch: hint.map(|h| (h.host, h.repository)),
+                        },
                     },
                 };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
@@ -399,7 +441,7 @@ impl EventLoop {
         request_id: InboundRequestId,
         channel: ResponseChannel<SyncResponse>,
         request: PieceRequest,
-        fetch: Option<(String, String)>,
+        asked: Asked,
     ) {
         let Some(slot) = self.answer_slot() else {
             let _ = self
@@ -413,8 +455,21 @@ impl EventLoop {
         let served = self.served.clone();
         let upload = self.upload.clone();
         smol::spawn(async move {
-            let hint = fetch.map(|(host, repository)| FetchHint { host, repository });
-            let answer = smol::unblock(move || source.piece(&request, hint.as_ref())).await;
+            let answer = smol::unblock(move || {
+                let if_missing = match &asked {
+                    Asked::Nothing => IfMissing::Nothing,
+                    Asked::FetchForNetwork(hint) => IfMissing::FetchForNetwork(hint),
+                    Asked::Bridge {
+                        hint,
+                        asker_circuit,
+                    } => IfMissing::Bridge {
+                        hint,
+                        asker_circuit: *asker_circuit,
+                    },
+                };
+                source.piece(&request, if_missing)
+            })
+            .await;
             drop(slot);
             let response = match answer {
                 // --max-upload-rate: the piece waits its turn, or, when the turn is far off,
