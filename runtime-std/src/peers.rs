@@ -476,7 +476,12 @@ impl PieceFetcher {
         for (id, have) in complete {
             match route(&id, &network.path(&id), hint.is_some()) {
                 Route::Ask(id) => direct.push((id, have)),
-                Route::Bridge { relay, source } => bridges.push((relay, source)),
+                Route::Bridge { relay, source } => {
+                    // One bridge per relay, however many holders sit behind it.
+                    if !bridges.iter().any(|(r, _)| *r == relay) {
+                        bridges.push((relay, source));
+                    }
+                }
                 Route::Skip => {}
             }
         }

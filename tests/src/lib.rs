@@ -3,6 +3,7 @@
 //! binary as the node, skopeo, podman and ctr as clients — and deterministic test images.
 
 pub mod clients;
+pub mod delay_line;
 pub mod devpi;
 pub mod docker;
 pub mod edge;
@@ -21,6 +22,7 @@ pub mod process;
 pub mod proxy;
 pub mod pypi;
 pub mod raw_peer;
+pub mod reach;
 pub mod rebuild;
 pub mod registry;
 pub mod tarpit;

@@ -110,6 +110,8 @@ pub struct Lab {
     segments: u8,
     /// Names every host of the lab resolves (`/etc/hosts` lines).
     names: String,
+    /// The lab's DNS server, when one runs ([`Lab::serve_txt`]): its address, and dnsmasq.
+    dns: Option<(String, std::process::Child)>,
 }
 
 /// Labs made by this process, for unique names and management subnets.
@@ -154,6 +156,7 @@ impl Lab {
             links: 0,
             segments: 0,
             names: String::new(),
+            dns: None,
         }
     }
 
@@ -184,6 +187,44 @@ impl Lab {
             format!("127.0.0.1 localhost\n{}", self.names),
         )
         .expect("the namespace's hosts file");
+        if let Some((server, _)) = &self.dns {
+            std::fs::write(dir.join("resolv.conf"), format!("nameserver {server}\n"))
+                .expect("the namespace's resolv.conf");
+        }
+    }
+
+    /// Runs the lab's DNS server on `host` (dnsmasq, answering only the TXT records
+    /// `records`, `(name, text)`, and nothing else) and makes it every lab host's resolver,
+    /// as a network publishes `/dnsaddr` bootstrap names. Queries are logged to `log`.
+    pub fn serve_txt(&mut self, host: &Host, records: &[(&str, &str)], log: &std::path::Path) {
+        let mut command = host.command("dnsmasq");
+        command.args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--pid-file=",
+            "--log-queries",
+        ]);
+        command.arg(format!("--listen-address={}", host.ip));
+        command.arg(format!("--log-facility={}", log.display()));
+        for (name, text) in records {
+            command.arg(format!("--txt-record={name},{text}"));
+        }
+        let dnsmasq = command.spawn().expect("dnsmasq (Debian's dnsmasq-base)");
+        self.dns = Some((host.ip.clone(), dnsmasq));
+        for ns in self.namespaces.clone() {
+            self.write_hosts(&ns);
+        }
+        // Ready once it answers (dig is not at hand: wait for its log's first line).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(log).map_or(true, |l| !l.contains("started")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dnsmasq did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Links `ns` to the public segment as `eth0` with `ip`.
@@ -303,6 +344,69 @@ impl Lab {
             router: Some(router),
         }
     }
+
+    /// Two hosts named `names`, at `10.78.1.2` and `10.78.2.2`, joined through a router whose
+    /// every forwarded packet waits `delay` in a [`crate::delay_line::DelayLine`] (this kernel
+    /// has no netem): `delay` each way, twice that per round trip. The line runs while the
+    /// returned value lives.
+    pub fn delayed_pair(
+        &mut self,
+        names: [&str; 2],
+        delay: std::time::Duration,
+    ) -> (Host, Host, crate::delay_line::DelayLine) {
+        let router = self.namespace("dly");
+        for setting in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ] {
+            run(&["ip", "netns", "exec", &router, "sysctl", "-qw", setting]);
+        }
+        let mut hosts = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ns = self.namespace(name);
+            let side = format!("e{i}");
+            run(&[
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &side,
+                "netns", &router,
+            ]);
+            let (ip, gateway) = (format!("10.78.{}.2", i + 1), format!("10.78.{}.1", i + 1));
+            add_address(Some(&router), &format!("{gateway}/24"), &side);
+            run(&["ip", "-n", &router, "link", "set", &side, "up"]);
+            add_address(Some(&ns), &format!("{ip}/24"), "eth0");
+            run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            run(&["ip", "-n", &ns, "route", "add", "default", "via", &gateway]);
+            // What arrives from either host goes into the delay line first.
+            run(&[
+                "ip", "-n", &router, "rule", "add", "iif", &side, "lookup", "100",
+            ]);
+            let mgmt_ip = self.manage(&ns);
+            hosts.push(Host {
+                ns,
+                ip,
+                mgmt_ip,
+                public_ip: None,
+                router: None,
+            });
+        }
+        let line = crate::delay_line::DelayLine::start(&router, "dly0", delay);
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.dly0.rp_filter=0",
+        ]);
+        run(&["ip", "-n", &router, "link", "set", "dly0", "up"]);
+        run(&[
+            "ip", "-n", &router, "route", "add", "default", "dev", "dly0", "table", "100",
+        ]);
+        let second = hosts.pop().expect("two hosts");
+        let first = hosts.pop().expect("two hosts");
+        (first, second, line)
+    }
 }
 
 impl Default for Lab {
@@ -313,6 +417,10 @@ impl Default for Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        if let Some((_, mut dnsmasq)) = self.dns.take() {
+            let _ = dnsmasq.kill();
+            let _ = dnsmasq.wait();
+        }
         // Deleting a namespace deletes its veths and, with them, their peers in the root
         // namespace; the root ends are deleted too in case a namespace's processes linger.
         for link in &self.root_links {

@@ -1,5 +1,6 @@
 //! Issue 19, items 1 and 3, in network namespaces on this machine (`pyrsia_tests::netns`):
-//! nodes join by the bootstrap node's DNS name; nodes on a public segment and nodes alone
+//! nodes join by the bootstrap node's DNS name (in `/etc/hosts`, and as a `/dnsaddr` TXT
+//! record the lab's DNS server answers); nodes on a public segment and nodes alone
 //! behind NAT routers (nftables masquerade, one endpoint-independent, one symmetric) learn
 //! from AutoNAT v2 whether peers can dial them, over TCP and over QUIC, and `pyrsia status`
 //! says so. A peer dials the address it saw the node at, from a new port: through a NAT that
@@ -16,12 +17,8 @@ use std::time::Duration;
 
 use pyrsia_tests::netns::{Lab, Nat};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::process::{free_port, wait_until};
-
-/// The node's reachability as `/peers` reports it.
-fn reachability(node: &Node) -> serde_json::Value {
-    node.peers_status()["reachability"].clone()
-}
+use pyrsia_tests::process::wait_until;
+use pyrsia_tests::reach::{circuit_address, peer_entry, reachability, start_relay};
 
 fn addresses(node: &Node, list: &str) -> Vec<String> {
     reachability(node)[list]
@@ -196,15 +193,76 @@ fn wait_for_failed_hole_punch(a: &Node, b: &Node, logs: &dyn Fn() -> String) {
     );
 }
 
-/// The peer `peer_id` as `node`'s `/peers` lists it.
-fn peer_entry(node: &Node, peer_id: &str) -> serde_json::Value {
-    node.peers_status()["peers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["peer_id"] == peer_id)
-        .cloned()
-        .unwrap_or_default()
+/// Item 1, `/dnsaddr`: a network publishes its bootstrap list as a name whose
+/// `_dnsaddr.` TXT records hold the bootstrap node's addresses (the lab's DNS server, dnsmasq,
+/// on the public segment). A node behind a NAT is given only `/dnsaddr/<name>/p2p/<id>`: it
+/// asks the DNS server for the TXT record and connects to the bootstrap node.
+fn a_node_joins_through_a_dnsaddr_name(transport_args: &[&str]) {
+    let work = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new();
+    let boot_host = lab.public_host("boot", 10);
+    let dns_host = lab.public_host("dns", 53);
+    let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
+    let boot = Node::start_on(&boot_host, &work.path().join("boot"), transport_args);
+    let address = if transport_args.contains(&"--no-quic") {
+        boot.p2p_address()
+    } else {
+        boot.quic_address()
+    };
+    let name = "boot.pyrsia.test";
+    let dns_log = work.path().join("dnsmasq.log");
+    lab.serve_txt(
+        &dns_host,
+        &[(&format!("_dnsaddr.{name}"), &format!("dnsaddr={address}"))],
+        &dns_log,
+    );
+    let bootstrap = format!("/dnsaddr/{name}/p2p/{}", boot.peer_id());
+    let cone = start_joined(
+        &cone_host,
+        &work.path().join("cone"),
+        &bootstrap,
+        &[transport_args],
+    );
+    let logs = || {
+        format!(
+            "{}\n{}",
+            logs_of(&[&boot, &cone]),
+            std::fs::read_to_string(&dns_log).unwrap_or_default()
+        )
+    };
+    wait_until(
+        "the node joins through the /dnsaddr name",
+        Duration::from_secs(30),
+        &logs,
+        || cone.connected_peers().contains(&boot.peer_id()),
+    );
+    let queried = std::fs::read_to_string(&dns_log).unwrap_or_default();
+    assert!(
+        queried.contains(&format!("query[TXT] _dnsaddr.{name}")),
+        "the node did not ask the DNS server for the TXT record\n{queried}"
+    );
+    let wire = if transport_args.contains(&"--no-quic") {
+        "/tcp/"
+    } else {
+        "/quic-v1"
+    };
+    // The node reports the address it dialled (the name); the bootstrap node, where the
+    // connection came from, over which transport.
+    let addresses = boot.peer_addresses(&cone.peer_id());
+    assert!(
+        addresses.iter().any(|a| a.contains(wire)),
+        "connected over {addresses:?}"
+    );
+}
+
+#[test]
+fn over_tcp_a_node_joins_through_a_dnsaddr_name() {
+    a_node_joins_through_a_dnsaddr_name(&["--no-quic"]);
+}
+
+#[test]
+fn over_quic_a_node_joins_through_a_dnsaddr_name() {
+    a_node_joins_through_a_dnsaddr_name(&[]);
 }
 
 /// Starts a node on `host` that joins through `bootstrap`, with the arguments in `args`.
@@ -217,58 +275,6 @@ fn start_joined(
     let mut all = vec!["--peer", bootstrap];
     all.extend(args.iter().flat_map(|a| a.iter().copied()));
     Node::start_on(host, dir, &all)
-}
-
-/// Starts a `--relay-server` node on `host` with `transport_args` and `extra`. A relay serves
-/// only once it knows it is public: its operator says where (AutoNAT could not tell, as its
-/// only peers are private and cannot dial it back).
-fn start_relay(
-    host: &pyrsia_tests::netns::Host,
-    dir: &std::path::Path,
-    transport_args: &[&str],
-    extra: &[&str],
-) -> Node {
-    let port = free_port();
-    let tcp = format!("/ip4/{}/tcp/{port}", host.ip);
-    let quic = format!("/ip4/{}/udp/{port}/quic-v1", host.ip);
-    let mut args = vec!["--relay-server", "--external-addr", &tcp];
-    if !transport_args.contains(&"--no-quic") {
-        args.extend(["--external-addr", &quic]);
-    }
-    args.extend_from_slice(transport_args);
-    args.extend_from_slice(extra);
-    Node::start_on_port(host, dir, port, &args)
-}
-
-/// Waits until `node` holds a reservation on `relay` and returns its circuit address through
-/// it, ready to dial (`…/p2p/<relay>/p2p-circuit/p2p/<node>`).
-fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> String {
-    let relay_id = relay.peer_id();
-    wait_until(
-        "a private node holds a reservation on the relay",
-        Duration::from_secs(60),
-        logs,
-        || {
-            reachability(node)["relays"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|id| *id == relay_id.as_str()))
-        },
-    );
-    let listening = node.peers_status()["listen_addresses"].clone();
-    let circuit = listening
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str())
-        .find(|a| a.contains("/p2p-circuit"))
-        .unwrap_or_else(|| panic!("no circuit address in {listening}"))
-        .to_string();
-    let own = format!("/p2p/{}", node.peer_id());
-    if circuit.ends_with(&own) {
-        circuit
-    } else {
-        format!("{circuit}{own}")
-    }
 }
 
 /// A relay on the public segment; a node behind each of two endpoint-independent NATs and

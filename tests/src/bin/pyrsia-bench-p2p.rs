@@ -2,8 +2,8 @@
 //! 200 MiB blob at the same moment (curl through each node), (a) through the swarm, each node
 //! told of three others (not a full mesh), and (b) with P2P off, each node straight from the
 //! upstream; both with the upstream on loopback and behind one shared 100 MB/s link (a WAN;
-//! the fault proxy's throttle). Then staggered arrivals (one node every 0.5 s) and one
-//! node-to-node transfer. For each run it prints the wall time (max and p50 over the nodes),
+//! the fault proxy's throttle). Then staggered arrivals (one node every 0.5 s). One
+//! node-to-node transfer over each transport is `pyrsia-bench-reach`'s. For each run it prints the wall time (max and p50 over the nodes),
 //! the blob's GETs at the upstream, the largest single node's upload and the share of peer
 //! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
 //! (release build); prints Markdown tables.
@@ -136,11 +136,6 @@ fn max(times: &[f64]) -> f64 {
 }
 
 fn main() {
-    // `pyrsia-bench-p2p transfer`: the node-to-node transfers alone.
-    if std::env::args().nth(1).as_deref() == Some("transfer") {
-        transfers();
-        return;
-    }
     for wan in [false, true] {
         println!();
         println!(
@@ -192,78 +187,4 @@ fn main() {
             r.largest_upload as f64 / SIZE as f64
         );
     }
-    transfers();
-}
-
-/// One node-to-node transfer over each transport, three times each.
-fn transfers() {
-    println!();
-    println!("One node-to-node transfer of 200 MiB (three runs each):");
-    println!();
-    println!("| transport | run 1 | run 2 | run 3 |");
-    println!("|---|---:|---:|---:|");
-    for (name, extra) in [
-        ("TCP + noise + yamux (`--no-quic`)", &["--no-quic"][..]),
-        ("QUIC (the default)", &[][..]),
-    ] {
-        let runs: Vec<String> = (0..3)
-            .map(|_| {
-                let seconds = transfer(extra);
-                format!("{:.0} MB/s ({seconds:.2} s)", SIZE as f64 / seconds / 1e6)
-            })
-            .collect();
-        println!("| {name} | {} |", runs.join(" | "));
-    }
-}
-
-/// One node-to-node transfer between two nodes started with `extra`: the second asks once
-/// the first holds the blob; the body is checked (its size, that it came from the peer, and
-/// over which transport). Returns its seconds.
-fn transfer(extra: &[&str]) -> f64 {
-    let work = tempfile::tempdir().expect("temp dir");
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), SIZE);
-    let digest = image.layers[0].blob.digest;
-    let pair = nodes(work.path(), &registry.url(), 2, true, extra);
-    let path = format!("/v2/library/large/blobs/{digest}");
-    // The node the network asks to fetch the blob from the upstream holds it first; the other
-    // then takes it from that node (asked the other way round, the second would be asked to
-    // fetch it for the first, and nothing would cross between them afterwards).
-    let ids: Vec<String> = pair.iter().map(Node::peer_id).collect();
-    let order = pyrsia_tests::raw_peer::claimant_order(&digest, &ids);
-    let (holder, asker) = (&pair[order[0]], &pair[order[1]]);
-    asker.wait_connected(&holder.peer_id());
-    curl(&format!("{}{path}", holder.url()));
-    assert!(holder.wait_stored(&digest));
-    let body = work.path().join("transferred");
-    let started = Instant::now();
-    let out = Command::new("curl")
-        .args(["-sf", "-o"])
-        .arg(&body)
-        .arg(format!("{}{path}", asker.url()))
-        .output()
-        .expect("curl");
-    let seconds = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "the transfer failed");
-    let len = std::fs::metadata(&body).expect("body").len();
-    let size = image.layers[0].blob.size;
-    assert_eq!(len, size, "the whole blob came");
-    let from_peer = asker.metric("peer_bytes");
-    assert!(
-        from_peer >= size,
-        "it came from the peer ({from_peer} peer bytes)\n{}",
-        asker.log()
-    );
-    assert_eq!(
-        registry.blob_gets(&digest.to_string()),
-        1,
-        "the asker did not fetch from the upstream"
-    );
-    let quic = !extra.contains(&"--no-quic");
-    let addresses = asker.peer_addresses(&holder.peer_id());
-    assert!(
-        addresses.iter().all(|a| a.contains("/quic-v1") == quic),
-        "connected over the wrong transport: {addresses:?}"
-    );
-    seconds
 }

@@ -1,0 +1,77 @@
+//! Helpers for the reach lab (issue 19), shared by `tests/reach_nat.rs` and
+//! `pyrsia-bench-reach`: relays, circuit addresses and what `/peers` says of reachability
+//! and paths.
+
+use std::time::Duration;
+
+use crate::netns::Host;
+use crate::node::Node;
+use crate::process::{free_port, wait_until};
+
+/// The node's reachability as `/peers` reports it.
+pub fn reachability(node: &Node) -> serde_json::Value {
+    node.peers_status()["reachability"].clone()
+}
+
+/// The peer `peer_id` as `node`'s `/peers` lists it.
+pub fn peer_entry(node: &Node, peer_id: &str) -> serde_json::Value {
+    node.peers_status()["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer_id"] == peer_id)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Starts a `--relay-server` node on `host` with `transport_args` and `extra`. A relay serves
+/// only once it knows it is public: its operator says where (AutoNAT could not tell, as its
+/// only peers are private and cannot dial it back).
+pub fn start_relay(
+    host: &Host,
+    dir: &std::path::Path,
+    transport_args: &[&str],
+    extra: &[&str],
+) -> Node {
+    let port = free_port();
+    let tcp = format!("/ip4/{}/tcp/{port}", host.ip);
+    let quic = format!("/ip4/{}/udp/{port}/quic-v1", host.ip);
+    let mut args = vec!["--relay-server", "--external-addr", &tcp];
+    if !transport_args.contains(&"--no-quic") {
+        args.extend(["--external-addr", &quic]);
+    }
+    args.extend_from_slice(transport_args);
+    args.extend_from_slice(extra);
+    Node::start_on_port(host, dir, port, &args)
+}
+
+/// Waits until `node` holds a reservation on `relay` and returns its circuit address through
+/// it, ready to dial (`…/p2p/<relay>/p2p-circuit/p2p/<node>`).
+pub fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> String {
+    let relay_id = relay.peer_id();
+    wait_until(
+        "a private node holds a reservation on the relay",
+        Duration::from_secs(60),
+        logs,
+        || {
+            reachability(node)["relays"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|id| *id == relay_id.as_str()))
+        },
+    );
+    let listening = node.peers_status()["listen_addresses"].clone();
+    let circuit = listening
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.contains("/p2p-circuit"))
+        .unwrap_or_else(|| panic!("no circuit address in {listening}"))
+        .to_string();
+    let own = format!("/p2p/{}", node.peer_id());
+    if circuit.ends_with(&own) {
+        circuit
+    } else {
+        format!("{circuit}{own}")
+    }
+}
