@@ -75,3 +75,22 @@ pub fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> 
         format!("{circuit}{own}")
     }
 }
+
+/// Starts a `--relay-server` node on `host` of `lab` (as [`start_relay`]), names it `name` in
+/// every lab host, and returns it with its bootstrap address by that name
+/// (`/dns4/<name>/tcp/…/p2p/<id>`).
+pub fn start_named_relay(
+    lab: &mut crate::netns::Lab,
+    host: &Host,
+    dir: &std::path::Path,
+    transport_args: &[&str],
+    name: &str,
+) -> (Node, String) {
+    let relay = start_relay(host, dir, transport_args, &[]);
+    lab.name(name, &host.ip);
+    let bootstrap =
+        relay
+            .p2p_address()
+            .replacen(&format!("/ip4/{}/", host.ip), &format!("/dns4/{name}/"), 1);
+    (relay, bootstrap)
+}

@@ -18,7 +18,9 @@ use std::time::Duration;
 use pyrsia_tests::netns::{Lab, Nat};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::wait_until;
-use pyrsia_tests::reach::{circuit_address, peer_entry, reachability, start_relay};
+use pyrsia_tests::reach::{
+    circuit_address, peer_entry, reachability, start_named_relay, start_relay,
+};
 
 fn addresses(node: &Node, list: &str) -> Vec<String> {
     reachability(node)[list]
@@ -292,12 +294,12 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     let second_host = lab.private_host("cone2", Nat::EndpointIndependent);
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
 
-    let relay = start_relay(&relay_host, &work.path().join("relay"), transport_args, &[]);
-    lab.name("relay.pyrsia.test", &relay_host.ip);
-    let bootstrap = relay.p2p_address().replacen(
-        &format!("/ip4/{}/", relay_host.ip),
-        "/dns4/relay.pyrsia.test/",
-        1,
+    let (relay, bootstrap) = start_named_relay(
+        &mut lab,
+        &relay_host,
+        &work.path().join("relay"),
+        transport_args,
+        "relay.pyrsia.test",
     );
     let start = |host, name: &str, extra: &[&str]| {
         start_joined(

@@ -80,25 +80,15 @@ impl PieceSource for Mirror {
             return PieceAnswer::Missing;
         }
         // This node fetches for the network: from its upstream only, never back from peers.
-        let flight = self.flights.join(
-            &self.store,
-            upstream,
-            None,
-            self.metrics.clone(),
-            hint.clone(),
-            request.digest,
-        );
-        let answer = self.read_from_flight(&flight, request, want);
-        let partial = flight.held().is_some_and(|(total, held)| held < total);
-        self.served(answer, partial)
+        self.serve_download(request, hint, upstream, None, want)
     }
 }
 
 impl Mirror {
     /// Bridges a blob for a peer whose circuit this node carries as a relay (core's
-    /// [`pyrsia_core::reach::honours_bridge`] said yes): downloads it as for a client of its own (from its peers, over
-    /// direct connections; from the upstream only when this node is the one to fetch it for
-    /// the network) and serves its pieces as they arrive.
+    /// [`pyrsia_core::reach::honours_bridge`] said yes): downloads it as for a client of its
+    /// own (from its peers, over direct connections; from the upstream only when this node
+    /// is the one to fetch it for the network) and serves its pieces as they arrive.
     fn bridge(
         &self,
         request: &PieceRequest,
@@ -106,10 +96,24 @@ impl Mirror {
         upstream: Arc<crate::upstream::Upstream>,
         want: u64,
     ) -> PieceAnswer {
+        let peers = self.peer_fetch(&request.digest);
+        self.serve_download(request, hint, upstream, peers, want)
+    }
+
+    /// Joins (or starts) this node's download of the blob `request` names, from `upstream`
+    /// and, when given, `peers` first, and answers with the piece once its bytes are in.
+    fn serve_download(
+        &self,
+        request: &PieceRequest,
+        hint: &FetchHint,
+        upstream: Arc<crate::upstream::Upstream>,
+        peers: Option<crate::peers::PeerFetch>,
+        want: u64,
+    ) -> PieceAnswer {
         let flight = self.flights.join(
             &self.store,
             upstream,
-            self.peer_fetch(&request.digest),
+            peers,
             self.metrics.clone(),
             hint.clone(),
             request.digest,

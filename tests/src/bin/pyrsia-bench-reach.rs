@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::netns::{Host, Lab, Nat};
 use pyrsia_tests::node::Node;
-use pyrsia_tests::reach::{circuit_address, peer_entry, start_relay};
+use pyrsia_tests::reach::{circuit_address, peer_entry, start_named_relay};
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 200 << 20;
@@ -51,6 +51,24 @@ fn curl(host: Option<&Host>, url: &str, out: &std::path::Path) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// A registry holding a fresh blob of [`SIZE`], on loopback or on the first lab host, with
+/// the URL the nodes (or the other host) reach it at.
+fn registry_with_blob(
+    work: &std::path::Path,
+    hosts: Option<(&Host, &Host)>,
+) -> (Registry, pyrsia_tests::image::PushedImage, String) {
+    let registry = match hosts {
+        Some((a, _)) => Registry::start_in(&work.join("registry"), a),
+        None => Registry::start(&work.join("registry")),
+    };
+    let image = push_large_image(work, &registry.authority(), SIZE);
+    let url = match hosts {
+        Some((a, _)) => registry.lab_url(a),
+        None => registry.url(),
+    };
+    (registry, image, url)
+}
+
 /// One transfer's measurements.
 struct Transfer {
     seconds: f64,
@@ -63,16 +81,8 @@ struct Transfer {
 /// body, that it came from the peer, and over which transport.
 fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
     let work = tempfile::tempdir().expect("temp dir");
-    let registry = match hosts {
-        Some((a, _)) => Registry::start_in(&work.path().join("registry"), a),
-        None => Registry::start(&work.path().join("registry")),
-    };
-    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let (registry, image, upstream) = registry_with_blob(work.path(), hosts);
     let digest = image.layers[0].blob.digest;
-    let upstream = match hosts {
-        Some((a, _)) => registry.lab_url(a),
-        None => registry.url(),
-    };
     let start = |i: usize, peer: Option<&Node>| {
         let dir = work.path().join(format!("node{i}"));
         let mut args = vec!["--upstream", upstream.as_str()];
@@ -121,16 +131,9 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
 /// registry by the other host across the delay line. Returns MB/s.
 fn direct_fetch(hosts: Option<(&Host, &Host)>) -> f64 {
     let work = tempfile::tempdir().expect("temp dir");
-    let registry = match hosts {
-        Some((a, _)) => Registry::start_in(&work.path().join("registry"), a),
-        None => Registry::start(&work.path().join("registry")),
-    };
-    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let (_registry, image, url) = registry_with_blob(work.path(), hosts);
     let digest = image.layers[0].blob.digest;
-    let (url, client) = match hosts {
-        Some((a, b)) => (registry.lab_url(a), Some(b)),
-        None => (registry.url(), None),
-    };
+    let client = hosts.map(|(_, b)| b);
     let seconds = curl(
         client,
         &format!("{url}/v2/library/large/blobs/{digest}"),
@@ -210,12 +213,12 @@ fn connect_times(transport_args: &[&str]) -> (f64, f64, f64, f64) {
     let first_host = lab.private_host("cone", Nat::EndpointIndependent);
     let second_host = lab.private_host("cone2", Nat::EndpointIndependent);
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
-    let relay = start_relay(&relay_host, &work.path().join("relay"), transport_args, &[]);
-    lab.name("boot.pyrsia.test", &relay_host.ip);
-    let bootstrap = relay.p2p_address().replacen(
-        &format!("/ip4/{}/", relay_host.ip),
-        "/dns4/boot.pyrsia.test/",
-        1,
+    let (relay, bootstrap) = start_named_relay(
+        &mut lab,
+        &relay_host,
+        &work.path().join("relay"),
+        transport_args,
+        "boot.pyrsia.test",
     );
     let start = |host: &Host, name: &str, extra: &[&str]| {
         let mut args = vec!["--peer", bootstrap.as_str()];
