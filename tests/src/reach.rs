@@ -94,3 +94,25 @@ pub fn start_named_relay(
             .replacen(&format!("/ip4/{}/", host.ip), &format!("/dns4/{name}/"), 1);
     (relay, bootstrap)
 }
+
+/// The node key (`<dir>/data/node.key`, the 32-byte seed of its libp2p identity) for a lab
+/// node started in `dir`, chosen among seeds derived from `label` so that `accept` holds for
+/// its peer id; written before the node starts, and the peer id returned. Tests choose who
+/// is nearest a digest this way (the claimant order depends on peer ids alone).
+pub fn plant_node_key(dir: &std::path::Path, label: &str, accept: impl Fn(&str) -> bool) -> String {
+    for attempt in 0u32..10_000 {
+        let seed = *pyrsia_core::digest::Digest::sha256(format!("{label}/{attempt}").as_bytes())
+            .as_bytes();
+        let peer_id = libp2p::identity::Keypair::ed25519_from_bytes(seed)
+            .expect("an ed25519 seed")
+            .public()
+            .to_peer_id()
+            .to_string();
+        if accept(&peer_id) {
+            std::fs::create_dir_all(dir.join("data")).expect("the data dir");
+            std::fs::write(dir.join("data").join("node.key"), seed).expect("the node key");
+            return peer_id;
+        }
+    }
+    panic!("no seed in 10,000 gives a peer id that satisfies the condition");
+}

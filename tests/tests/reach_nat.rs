@@ -11,7 +11,8 @@
 //! Items 4 and 5: private nodes reserve a slot on a `--relay-server` relay, meet through it,
 //! and hole-punch a direct connection (DCUtR) where both NATs keep a flow's port for every
 //! peer; behind the symmetric NAT the hole punch fails and the pair stays relayed, no blob
-//! byte crosses the circuit, and (item 6) the relay bridges what the far end holds.
+//! byte crosses the circuit, and (item 6) the relay bridges what the far end holds or, as the
+//! node nearest a fresh blob, fetches for the network once.
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use pyrsia_tests::netns::{Lab, Nat};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::wait_until;
 use pyrsia_tests::reach::{
-    circuit_address, peer_entry, reachability, start_named_relay, start_relay,
+    circuit_address, peer_entry, plant_node_key, reachability, start_named_relay, start_relay,
 };
 
 fn addresses(node: &Node, list: &str) -> Vec<String> {
@@ -561,6 +562,96 @@ fn a_relay_bridges_what_a_relay_only_peer_holds(transport_args: &[&str]) {
         "{}",
         pair.logs()
     );
+}
+
+/// Item 6, the claim: a fresh image, and the node behind the cone NAT is the one nearest
+/// its layer (its node key chosen so), so the network asks it to fetch the layer from the
+/// upstream. The node behind the symmetric NAT reaches it only through the relay: it asks the
+/// relay to bridge, the relay asks the claimant over its direct connection, the claimant
+/// fetches from the upstream once, and the layer reaches the symmetric node through the
+/// relay. The cone node's own pull afterwards comes from its store: one upstream GET in all.
+fn a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(transport_args: &[&str]) {
+    let work = tempfile::tempdir().unwrap();
+    let mut lab = Lab::new();
+    let relay_host = lab.public_host("relay", 10);
+    let registry_host = lab.public_host("reg", 20);
+    let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
+    let symmetric_host = lab.private_host("sym", Nat::Symmetric);
+    let registry =
+        pyrsia_tests::registry::Registry::start_in(&work.path().join("registry"), &registry_host);
+    let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 16 * MIB);
+    let layer = image.layers[0].blob.digest;
+    let upstream = registry.lab_url(&registry_host);
+    let from_upstream = ["--upstream", upstream.as_str()];
+
+    let relay_id = plant_node_key(&work.path().join("relay"), "relay", |_| true);
+    let sym_id = plant_node_key(&work.path().join("sym"), "sym", |_| true);
+    let cone_id = plant_node_key(&work.path().join("cone"), "cone", |id| {
+        let ids = [id.to_string(), relay_id.clone(), sym_id.clone()];
+        pyrsia_tests::raw_peer::claimant_order(&layer, &ids)[0] == 0
+    });
+    let relay = start_relay(
+        &relay_host,
+        &work.path().join("relay"),
+        transport_args,
+        &from_upstream,
+    );
+    assert_eq!(relay.peer_id(), relay_id);
+    let bootstrap = relay.p2p_address();
+    let start = |host, name: &str, extra: &[&str]| {
+        let args = [transport_args, &from_upstream[..], extra];
+        start_joined(host, &work.path().join(name), &bootstrap, &args)
+    };
+    let cone = start(&cone_host, "cone", &[]);
+    assert_eq!(cone.peer_id(), cone_id);
+    let logs = || logs_of(&[&relay, &cone]);
+    let circuit = circuit_address(&cone, &relay, &logs);
+    let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+    let logs = || logs_of(&[&relay, &cone, &symmetric]);
+    wait_for_failed_hole_punch(&symmetric, &cone, &logs);
+    assert_eq!(peer_entry(&symmetric, &cone_id)["path"], "relayed");
+
+    let out = pyrsia_tests::clients::skopeo_copy(
+        &symmetric.authority(),
+        &image.reference,
+        &work.path().join("copy-sym"),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", logs());
+    assert!(
+        symmetric
+            .log()
+            .contains("fetches this blob for the network: that relay bridges it"),
+        "{}",
+        logs()
+    );
+    assert_eq!(registry.blob_gets(&layer.to_string()), 1, "{}", logs());
+    assert!(cone.wait_stored(&layer), "the claimant fetched and kept it");
+    assert!(relay.wait_stored(&layer), "the bridge checked and kept it");
+    let served = peer_entry(&cone, &symmetric.peer_id())["bytes_sent"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        served < MIB,
+        "the cone node sent {served} bytes over the relay"
+    );
+
+    let out = pyrsia_tests::clients::skopeo_copy(
+        &cone.authority(),
+        &image.reference,
+        &work.path().join("copy-cone"),
+    );
+    assert!(out.status.success(), "{out:?}\n{}", logs());
+    assert_eq!(registry.blob_gets(&layer.to_string()), 1, "{}", logs());
+}
+
+#[test]
+fn over_tcp_a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat() {
+    a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(&["--no-quic"]);
+}
+
+#[test]
+fn over_quic_a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat() {
+    a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(&[]);
 }
 
 #[test]
