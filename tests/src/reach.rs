@@ -76,17 +76,18 @@ pub fn circuit_address(node: &Node, relay: &Node, logs: &dyn Fn() -> String) -> 
     }
 }
 
-/// Starts a `--relay-server` node on `host` of `lab` (as [`start_relay`]), names it `name` in
-/// every lab host, and returns it with its bootstrap address by that name
+/// Starts a `--relay-server` node on `host` of `lab` with `extra` (as [`start_relay`]), names
+/// it `name` in every lab host, and returns it with its bootstrap address by that name
 /// (`/dns4/<name>/tcp/…/p2p/<id>`).
 pub fn start_named_relay(
     lab: &mut crate::netns::Lab,
     host: &Host,
     dir: &std::path::Path,
     transport_args: &[&str],
+    extra: &[&str],
     name: &str,
 ) -> (Node, String) {
-    let relay = start_relay(host, dir, transport_args, &[]);
+    let relay = start_relay(host, dir, transport_args, extra);
     lab.name(name, &host.ip);
     let bootstrap =
         relay

@@ -284,22 +284,30 @@ fn start_joined(
 /// one behind a symmetric NAT, all private and holding a reservation on the relay. The
 /// second cone node and the symmetric one are told only the first cone node's circuit
 /// address: both reach it through the relay, the cone one then directly by hole punching
-/// (DCUtR), the symmetric one never (its router picks a new port for every flow).
+/// (DCUtR), over which the layer of an image both cone nodes pull crosses, the symmetric one
+/// never (its router picks a new port for every flow).
 fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
     transport_args: &[&str],
 ) {
     let work = tempfile::tempdir().unwrap();
     let mut lab = Lab::new();
     let relay_host = lab.public_host("relay", 10);
+    let registry_host = lab.public_host("reg", 20);
     let first_host = lab.private_host("cone", Nat::EndpointIndependent);
     let second_host = lab.private_host("cone2", Nat::EndpointIndependent);
     let symmetric_host = lab.private_host("sym", Nat::Symmetric);
+    let registry =
+        pyrsia_tests::registry::Registry::start_in(&work.path().join("registry"), &registry_host);
+    let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 8 * MIB);
+    let upstream = registry.lab_url(&registry_host);
 
+    // The relay fetches nothing for anyone: blob bytes cross only between the private nodes.
     let (relay, bootstrap) = start_named_relay(
         &mut lab,
         &relay_host,
         &work.path().join("relay"),
         transport_args,
+        &["--offline"],
         "relay.pyrsia.test",
     );
     let start = |host, name: &str, extra: &[&str]| {
@@ -307,7 +315,7 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
             host,
             &work.path().join(name),
             &bootstrap,
-            &[transport_args, extra],
+            &[transport_args, &["--upstream", upstream.as_str()], extra],
         )
     };
     let first = start(&first_host, "cone", &[]);
@@ -348,6 +356,30 @@ fn private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(
             let entry = peer_entry(&second, &first_id);
             entry["path"] == "hole-punched" && direct_only(&entry)
         },
+    );
+
+    // Blob bytes cross the hole-punched connection: both cone nodes pull the image, and
+    // whichever fetched the layer (from the upstream, or for the network) served it to the
+    // other over that connection, which stayed direct.
+    for (node, name) in [(&first, "copy-first"), (&second, "copy-second")] {
+        let out = pyrsia_tests::clients::skopeo_copy(
+            &node.authority(),
+            &image.reference,
+            &work.path().join(name),
+        );
+        assert!(out.status.success(), "{out:?}\n{}", logs());
+    }
+    let entry = peer_entry(&second, &first_id);
+    let exchanged =
+        entry["bytes_sent"].as_u64().unwrap_or(0) + entry["bytes_received"].as_u64().unwrap_or(0);
+    assert!(
+        exchanged >= image.layers[0].blob.size,
+        "{exchanged} bytes between the cone nodes\n{entry}\n{}",
+        logs()
+    );
+    assert!(
+        entry["path"] == "hole-punched" && direct_only(&entry),
+        "{entry}"
     );
 
     // Behind the symmetric NAT: the hole punch fails and the path stays relayed.

@@ -218,6 +218,7 @@ fn connect_times(transport_args: &[&str]) -> (f64, f64, f64, f64) {
         &relay_host,
         &work.path().join("relay"),
         transport_args,
+        &["--offline"],
         "boot.pyrsia.test",
     );
     let start = |host: &Host, name: &str, extra: &[&str]| {
