@@ -399,24 +399,22 @@ fn over_quic_private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_al
     private_nodes_meet_through_a_relay_and_punch_holes_where_the_nat_allows(&[]);
 }
 
-/// A relay and a registry on the public segment, a cone node that holds a 64 MiB image
-/// pulled through it, and a node behind the symmetric NAT that reaches the cone node only
-/// through the relay (the hole punch failed). The relay fetches nothing for anyone
-/// (`--offline`) unless `relay_bridges`. Fields drop in order: the nodes, the registry,
-/// then the namespaces and the work directory.
-struct RelayedPair {
-    symmetric: Node,
-    cone: Node,
-    relay: Node,
+/// The lab of the bridge tests: a relay host and a registry (with a fresh image of `size`) on
+/// the public segment, one host behind an endpoint-independent NAT and one behind a symmetric
+/// NAT. Fields drop in order: the registry, then the namespaces and the work directory.
+struct TwoNats {
     registry: pyrsia_tests::registry::Registry,
     image: pyrsia_tests::image::PushedImage,
+    upstream: String,
     relay_host: pyrsia_tests::netns::Host,
+    cone_host: pyrsia_tests::netns::Host,
+    symmetric_host: pyrsia_tests::netns::Host,
     _lab: Lab,
     work: tempfile::TempDir,
 }
 
-impl RelayedPair {
-    fn start(transport_args: &[&str], relay_bridges: bool) -> RelayedPair {
+impl TwoNats {
+    fn new(size: u64) -> TwoNats {
         let work = tempfile::tempdir().unwrap();
         let mut lab = Lab::new();
         let relay_host = lab.public_host("relay", 10);
@@ -427,37 +425,69 @@ impl RelayedPair {
             &work.path().join("registry"),
             &registry_host,
         );
-        let image =
-            pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 64 * MIB);
+        let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), size);
         let upstream = registry.lab_url(&registry_host);
-        let from_upstream = ["--upstream", upstream.as_str()];
+        TwoNats {
+            registry,
+            image,
+            upstream,
+            relay_host,
+            cone_host,
+            symmetric_host,
+            _lab: lab,
+            work,
+        }
+    }
+
+    /// Where node `name` of this lab keeps its data and log.
+    fn dir(&self, name: &str) -> std::path::PathBuf {
+        self.work.path().join(name)
+    }
+}
+
+/// A relay and a registry on the public segment, a cone node that holds a 64 MiB image
+/// pulled through it, and a node behind the symmetric NAT that reaches the cone node only
+/// through the relay (the hole punch failed). The relay fetches nothing for anyone
+/// (`--offline`) unless `relay_bridges`. Fields drop in order: the nodes, then the lab.
+struct RelayedPair {
+    symmetric: Node,
+    cone: Node,
+    relay: Node,
+    lab: TwoNats,
+}
+
+impl RelayedPair {
+    fn start(transport_args: &[&str], relay_bridges: bool) -> RelayedPair {
+        let lab = TwoNats::new(64 * MIB);
+        let (registry, image) = (&lab.registry, &lab.image);
+        let from_upstream = ["--upstream", lab.upstream.as_str()];
         let relay_role: &[&str] = if relay_bridges {
             &from_upstream
         } else {
             &["--offline"]
         };
         let relay = start_relay(
-            &relay_host,
-            &work.path().join("relay"),
+            &lab.relay_host,
+            &lab.dir("relay"),
             transport_args,
             relay_role,
         );
         let bootstrap = relay.p2p_address();
         let start = |host, name: &str, extra: &[&str]| {
             let args = [transport_args, &from_upstream[..], extra];
-            start_joined(host, &work.path().join(name), &bootstrap, &args)
+            start_joined(host, &lab.dir(name), &bootstrap, &args)
         };
         // The cone node pulls the image first, alone (so that it, not the relay, holds it),
         // then joins through the relay.
         let mut alone = Node::start_on(
-            &cone_host,
-            &work.path().join("cone"),
+            &lab.cone_host,
+            &lab.dir("cone"),
             &[transport_args, &from_upstream[..]].concat(),
         );
         let out = pyrsia_tests::clients::skopeo_copy(
             &alone.authority(),
             &image.reference,
-            &work.path().join("copy-cone"),
+            &lab.dir("copy-cone"),
         );
         assert!(out.status.success(), "{out:?}\n{}", alone.log());
         assert_eq!(
@@ -465,11 +495,11 @@ impl RelayedPair {
             1
         );
         assert!(alone.terminate(), "{}", alone.log());
-        let cone = start(&cone_host, "cone", &[]);
+        let cone = start(&lab.cone_host, "cone", &[]);
         let logs = || logs_of(&[&relay, &cone]);
         let circuit = circuit_address(&cone, &relay, &logs);
 
-        let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+        let symmetric = start(&lab.symmetric_host, "sym", &["--peer", &circuit]);
         let logs = || logs_of(&[&relay, &cone, &symmetric]);
         wait_for_failed_hole_punch(&symmetric, &cone, &logs);
         assert_eq!(peer_entry(&symmetric, &cone.peer_id())["path"], "relayed");
@@ -481,11 +511,7 @@ impl RelayedPair {
             symmetric,
             cone,
             relay,
-            registry,
-            image,
-            relay_host,
-            _lab: lab,
-            work,
+            lab,
         }
     }
 
@@ -494,29 +520,28 @@ impl RelayedPair {
     }
 
     fn layer(&self) -> String {
-        self.image.layers[0].blob.digest.to_string()
+        self.lab.image.layers[0].blob.digest.to_string()
     }
 
     /// The symmetric node pulls the image; returns the bytes its pull moved over the
     /// relay's link.
     fn symmetric_pulls(&self) -> u64 {
-        let before = self.relay_host.lab_link_bytes();
+        let before = self.lab.relay_host.lab_link_bytes();
         let out = pyrsia_tests::clients::skopeo_copy(
             &self.symmetric.authority(),
-            &self.image.reference,
-            &self.work.path().join("copy-sym"),
+            &self.lab.image.reference,
+            &self.lab.dir("copy-sym"),
         );
         assert!(out.status.success(), "{out:?}\n{}", self.logs());
-        let moved = self.relay_host.lab_link_bytes() - before;
+        let moved = self.lab.relay_host.lab_link_bytes() - before;
         let layer = self.layer();
         let pulled = std::fs::read(
-            self.work
-                .path()
-                .join("copy-sym")
+            self.lab
+                .dir("copy-sym")
                 .join(layer.trim_start_matches("sha256:")),
         )
         .expect("the layer in skopeo's copy");
-        assert_eq!(pulled.len() as u64, self.image.layers[0].blob.size);
+        assert_eq!(pulled.len() as u64, self.lab.image.layers[0].blob.size);
         assert_eq!(
             pyrsia_core::digest::Digest::sha256(&pulled).to_string(),
             layer
@@ -551,7 +576,12 @@ fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
         served < MIB,
         "the cone node sent {served} bytes over the relay"
     );
-    assert_eq!(pair.registry.blob_gets(&pair.layer()), 2, "{}", pair.logs());
+    assert_eq!(
+        pair.lab.registry.blob_gets(&pair.layer()),
+        2,
+        "{}",
+        pair.logs()
+    );
 }
 
 /// Item 6: the same pair, with a relay that fetches for its clients: the symmetric node
@@ -561,10 +591,10 @@ fn no_blob_bytes_cross_a_relay(transport_args: &[&str]) {
 /// the upstream still sees the layer once, and still no byte crosses the circuit.
 fn a_relay_bridges_what_a_relay_only_peer_holds(transport_args: &[&str]) {
     let pair = RelayedPair::start(transport_args, true);
-    let size = pair.image.layers[0].blob.size;
+    let size = pair.lab.image.layers[0].blob.size;
     let moved = pair.symmetric_pulls();
     assert_eq!(
-        pair.registry.blob_gets(&pair.layer()),
+        pair.lab.registry.blob_gets(&pair.layer()),
         1,
         "the upstream saw the layer again\n{}",
         pair.logs()
@@ -586,7 +616,8 @@ fn a_relay_bridges_what_a_relay_only_peer_holds(transport_args: &[&str]) {
         pair.logs()
     );
     assert!(
-        pair.relay.wait_stored(&pair.image.layers[0].blob.digest),
+        pair.relay
+            .wait_stored(&pair.lab.image.layers[0].blob.digest),
         "the relay keeps what it bridged, checked"
     );
     assert!(
@@ -603,28 +634,20 @@ fn a_relay_bridges_what_a_relay_only_peer_holds(transport_args: &[&str]) {
 /// fetches from the upstream once, and the layer reaches the symmetric node through the
 /// relay. The cone node's own pull afterwards comes from its store: one upstream GET in all.
 fn a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(transport_args: &[&str]) {
-    let work = tempfile::tempdir().unwrap();
-    let mut lab = Lab::new();
-    let relay_host = lab.public_host("relay", 10);
-    let registry_host = lab.public_host("reg", 20);
-    let cone_host = lab.private_host("cone", Nat::EndpointIndependent);
-    let symmetric_host = lab.private_host("sym", Nat::Symmetric);
-    let registry =
-        pyrsia_tests::registry::Registry::start_in(&work.path().join("registry"), &registry_host);
-    let image = pyrsia_tests::image::push_large_image(work.path(), &registry.authority(), 16 * MIB);
+    let lab = TwoNats::new(16 * MIB);
+    let (registry, image) = (&lab.registry, &lab.image);
     let layer = image.layers[0].blob.digest;
-    let upstream = registry.lab_url(&registry_host);
-    let from_upstream = ["--upstream", upstream.as_str()];
+    let from_upstream = ["--upstream", lab.upstream.as_str()];
 
-    let relay_id = plant_node_key(&work.path().join("relay"), "relay", |_| true);
-    let sym_id = plant_node_key(&work.path().join("sym"), "sym", |_| true);
-    let cone_id = plant_node_key(&work.path().join("cone"), "cone", |id| {
+    let relay_id = plant_node_key(&lab.dir("relay"), "relay", |_| true);
+    let sym_id = plant_node_key(&lab.dir("sym"), "sym", |_| true);
+    let cone_id = plant_node_key(&lab.dir("cone"), "cone", |id| {
         let ids = [id.to_string(), relay_id.clone(), sym_id.clone()];
         pyrsia_tests::raw_peer::claimant_order(&layer, &ids)[0] == 0
     });
     let relay = start_relay(
-        &relay_host,
-        &work.path().join("relay"),
+        &lab.relay_host,
+        &lab.dir("relay"),
         transport_args,
         &from_upstream,
     );
@@ -632,13 +655,13 @@ fn a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(transport_a
     let bootstrap = relay.p2p_address();
     let start = |host, name: &str, extra: &[&str]| {
         let args = [transport_args, &from_upstream[..], extra];
-        start_joined(host, &work.path().join(name), &bootstrap, &args)
+        start_joined(host, &lab.dir(name), &bootstrap, &args)
     };
-    let cone = start(&cone_host, "cone", &[]);
+    let cone = start(&lab.cone_host, "cone", &[]);
     assert_eq!(cone.peer_id(), cone_id);
     let logs = || logs_of(&[&relay, &cone]);
     let circuit = circuit_address(&cone, &relay, &logs);
-    let symmetric = start(&symmetric_host, "sym", &["--peer", &circuit]);
+    let symmetric = start(&lab.symmetric_host, "sym", &["--peer", &circuit]);
     let logs = || logs_of(&[&relay, &cone, &symmetric]);
     wait_for_failed_hole_punch(&symmetric, &cone, &logs);
     assert_eq!(peer_entry(&symmetric, &cone_id)["path"], "relayed");
@@ -646,7 +669,7 @@ fn a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(transport_a
     let out = pyrsia_tests::clients::skopeo_copy(
         &symmetric.authority(),
         &image.reference,
-        &work.path().join("copy-sym"),
+        &lab.dir("copy-sym"),
     );
     assert!(out.status.success(), "{out:?}\n{}", logs());
     assert!(
@@ -670,7 +693,7 @@ fn a_private_claimant_fetches_once_for_a_node_behind_a_symmetric_nat(transport_a
     let out = pyrsia_tests::clients::skopeo_copy(
         &cone.authority(),
         &image.reference,
-        &work.path().join("copy-cone"),
+        &lab.dir("copy-cone"),
     );
     assert!(out.status.success(), "{out:?}\n{}", logs());
     assert_eq!(registry.blob_gets(&layer.to_string()), 1, "{}", logs());
