@@ -21,6 +21,11 @@
 //!   ([`PieceSchedule::add_peer`]) and every peer is asked now and then what it holds and how
 //!   busy it is ([`PieceSchedule::have_polls`]); a peer holding some pieces that answers
 //!   `Missing` is only not asked for that piece again until it says it holds it.
+//! - **Busy peers.** A node takes [`ANSWERS_AT_ONCE`] piece requests at a time and answers
+//!   busy beyond ([`serves_now`]); the asker asks another holder for the piece and leaves the
+//!   busy one alone for [`ScheduleConfig::busy_backoff`] ([`PieceSchedule::handle_busy`]).
+//!   The node fetching a fresh blob for the network is then not queued on by every node that
+//!   wants it: it feeds a few, and they feed the rest.
 //! - **Pipelines.** At most [`ScheduleConfig::window`] pieces are in flight or waiting to be
 //!   read, and at most [`ScheduleConfig::per_peer`] per peer; the piece at the read position
 //!   is asked for even when the window is full, so pieces in out of order never starve it.
@@ -59,6 +64,33 @@ pub struct ScheduleConfig {
     /// How often a peer that holds only some pieces is asked what it holds now (it is still
     /// downloading: what it holds grows).
     pub have_poll: Duration,
+    /// How long a peer that answered [`PieceSchedule::handle_busy`] is left alone: its
+    /// upload is full, so the piece goes to another holder, or back to it after this.
+    pub busy_backoff: Duration,
+}
+
+/// Piece answers a node prepares or sends at once, to anyone; a request beyond is answered
+/// "busy" at once instead of waiting in a queue ([`serves_now`]). A queue at the node
+/// fetching a fresh blob for the network (at first the only holder of its newest pieces)
+/// grows with every node that wants the blob and makes every one of them wait on its
+/// uplink; a busy answer sends the asker to the nodes that already received those pieces,
+/// so the claimant's upload feeds a few nodes and they feed the rest (the swarm).
+pub const ANSWERS_AT_ONCE: usize = 8;
+
+/// Pieces a node's download keeps in flight or waiting to be read, at most
+/// ([`ScheduleConfig::window`]): bounds its memory (a piece is 1 MiB).
+pub const WINDOW: usize = 8;
+/// Pieces a node's download asks of one peer at once ([`ScheduleConfig::per_peer`]).
+pub const PER_PEER: usize = 3;
+
+/// How long an asker leaves a peer that answered busy alone by default
+/// ([`ScheduleConfig::busy_backoff`]): about the time that peer takes to send a piece or two.
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Whether a node answering `in_progress` piece requests now takes one more (else it
+/// answers busy): the one rule for the node and the simulation.
+pub fn serves_now(in_progress: usize) -> bool {
+    in_progress < ANSWERS_AT_ONCE
 }
 
 /// What a peer holds of the blob.
@@ -219,6 +251,8 @@ struct Peer {
     /// it has in now ([`PieceSchedule::handle_stream`]). Pieces past that wait for its
     /// upstream.
     arrived: Option<u32>,
+    /// Until when the peer is left alone: it answered busy ([`PieceSchedule::handle_busy`]).
+    resting_until: Option<Instant>,
 }
 
 impl Peer {
@@ -237,7 +271,13 @@ impl Peer {
             load: 0,
             polled: None,
             arrived: None,
+            resting_until: None,
         }
+    }
+
+    /// Whether the peer is left alone at `now` (it answered busy lately).
+    fn resting(&self, now: Instant) -> bool {
+        self.resting_until.is_some_and(|until| now < until)
     }
 
     /// How long `piece` would wait at this peer: 0 when it holds it now, else how far the
@@ -281,6 +321,9 @@ pub struct PieceSchedule {
     expected: Option<Vec<Hash>>,
     /// Breaks ties between equally good peers and first pieces.
     rng: Rng,
+    /// The time of the last [`PieceSchedule::next_requests`]: peers resting then are not
+    /// chosen.
+    now: Instant,
 }
 
 impl PieceSchedule {
@@ -310,6 +353,7 @@ impl PieceSchedule {
             next_tag: 0,
             expected,
             rng: Rng::seed_from_u64(0),
+            now: Instant::from_millis(0),
         }
     }
 
@@ -400,6 +444,7 @@ impl PieceSchedule {
 
     /// The requests to send now: as many as the window and the peers' pipelines allow.
     pub fn next_requests(&mut self, now: Instant) -> Vec<PieceRequest> {
+        self.now = now;
         let mut out = Vec::new();
         while self.flights.len() + self.waiting() < self.config.window {
             let Some((piece, peer)) = self.choose() else {
@@ -491,6 +536,18 @@ impl PieceSchedule {
         }
     }
 
+    /// The peer of `tag` answered busy: its upload is full ([`serves_now`]). Neither a fault
+    /// nor a sign it lacks the piece: the piece is asked again first, of another holder, and
+    /// the peer is left alone for [`ScheduleConfig::busy_backoff`] from `now`.
+    pub fn handle_busy(&mut self, tag: u64, now: Instant) {
+        if let Some(flight) = self.flights.remove(&tag) {
+            self.landed(flight.peer);
+            let until = now.checked_add(self.config.busy_backoff);
+            self.peers[flight.peer].resting_until = until;
+            self.again(flight.piece);
+        }
+    }
+
     /// The request `tag` failed in transport (or was answered with something other than
     /// bytes, when `blame` says so).
     pub fn handle_failure(&mut self, tag: u64, blame: bool) -> Option<usize> {
@@ -542,10 +599,15 @@ impl PieceSchedule {
             .filter_map(|p| p.polled.map(|at| at.checked_add(self.config.have_poll)))
             .flatten()
             .min();
-        match (request, poll) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A peer that answered busy may be asked again when its rest ends.
+        let rest = self
+            .peers
+            .iter()
+            .filter(|p| !p.dropped && !self.is_complete())
+            .filter_map(|p| p.resting_until)
+            .filter(|&until| until > self.now)
+            .min();
+        [request, poll, rest].into_iter().flatten().min()
     }
 
     fn in_endgame(&self) -> bool {
@@ -675,7 +737,10 @@ impl PieceSchedule {
     }
 
     fn is_free_holder(&self, p: &Peer, piece: u32) -> bool {
-        !p.dropped && p.in_flight < self.config.per_peer && p.have.has(piece)
+        !p.dropped
+            && p.in_flight < self.config.per_peer
+            && p.have.has(piece)
+            && !p.resting(self.now)
     }
 
     /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; the
@@ -683,8 +748,9 @@ impl PieceSchedule {
     /// preparing for others), then the least failed, then any of those at random (so that
     /// peers whose loads look alike share the asking).
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
-        let per_peer = self.config.per_peer;
-        let usable = |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece);
+        let (per_peer, now) = (self.config.per_peer, self.now);
+        let usable =
+            |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece) && !p.resting(now);
         let rank = |p: &Peer| (p.wait_for(piece), p.busy(), p.failures);
         let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
         let ties: Vec<usize> = self
@@ -728,7 +794,11 @@ impl PieceSchedule {
                 .iter()
                 .enumerate()
                 .filter(|(i, p)| {
-                    !p.dropped && p.in_flight == 0 && p.have.has(piece) && !asked.contains(i)
+                    !p.dropped
+                        && p.in_flight == 0
+                        && p.have.has(piece)
+                        && !p.resting(now)
+                        && !asked.contains(i)
                 })
                 .map(|(i, _)| i)
                 .next();

@@ -22,10 +22,11 @@ use pyrsia_core::tlog::{Hash, leaf_hash};
 
 /// Bytes per piece.
 pub const PIECE_LEN: u32 = pyrsia_core::pieces::PIECE_LEN;
-/// Pieces requested or waiting to be read, at most: bounds memory per download.
-pub const WINDOW: usize = 8;
-/// Pieces one peer is asked for at once.
-pub const PER_PEER: usize = 3;
+/// Pieces requested or waiting to be read, at most: bounds memory per download (core's rule,
+/// which the simulation runs too).
+pub const WINDOW: usize = pyrsia_core::piece_schedule::WINDOW;
+/// Pieces one peer is asked for at once (core's rule).
+pub const PER_PEER: usize = pyrsia_core::piece_schedule::PER_PEER;
 /// A peer that has not answered a piece in this long is dropped and its pieces go elsewhere.
 pub const PIECE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The same for the node fetching from the upstream for the network: its pieces wait for the
@@ -107,6 +108,9 @@ pub enum PieceAnswer {
     },
     /// The peer does not hold the blob (any more).
     Missing,
+    /// The peer takes no more piece requests now (its upload is full): ask another holder,
+    /// or this one again after [`pyrsia_core::piece_schedule::BUSY_BACKOFF`].
+    Busy,
 }
 
 /// A reply delivered to the fetcher that asked.
@@ -630,24 +634,42 @@ impl PieceFetcher {
     }
 
     /// Asks provider `i` for `request` outside the schedule and waits for that answer alone
-    /// (`None`: no answer within the timeout).
+    /// (`None`: no answer within the timeout). A busy peer is asked again after core's
+    /// backoff, within the same timeout.
     fn ask(&mut self, i: usize, request: PieceRequest) -> Option<Result<PieceAnswer, String>> {
-        // --max-download-rate holds for these pieces too.
-        let wait = self.network.download_delay(u64::from(request.len));
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        let tag = self.next_handshake_tag;
-        self.next_handshake_tag += 1;
-        let id = self.ids[i].clone();
-        self.network
-            .request_piece(&id, request, self.if_missing(&id), tag, self.sender.clone());
+        let deadline = Instant::now() + self.timeout;
         loop {
-            match self.replies.recv_timeout(self.timeout) {
-                Ok(reply) if reply.tag == tag => return Some(reply.result),
-                Ok(_) => continue,
-                Err(_) => return None,
+            // --max-download-rate holds for these pieces too.
+            let wait = self.network.download_delay(u64::from(request.len));
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
             }
+            let tag = self.next_handshake_tag;
+            self.next_handshake_tag += 1;
+            let id = self.ids[i].clone();
+            self.network.request_piece(
+                &id,
+                request,
+                self.if_missing(&id),
+                tag,
+                self.sender.clone(),
+            );
+            let answer = loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.replies.recv_timeout(left) {
+                    Ok(reply) if reply.tag == tag => break reply.result,
+                    Ok(_) => continue,
+                    Err(_) => return None,
+                }
+            };
+            if answer != Ok(PieceAnswer::Busy) {
+                return Some(answer);
+            }
+            let rest = Duration::from_micros(pyrsia_core::piece_schedule::BUSY_BACKOFF.as_micros());
+            if Instant::now() + rest >= deadline {
+                return None;
+            }
+            std::thread::sleep(rest);
         }
     }
 
@@ -702,7 +724,8 @@ impl PieceFetcher {
                     self.dropped[i] = true;
                     continue;
                 }
-                None => {
+                // (`ask` waits out a busy peer within the timeout.)
+                None | Some(Ok(PieceAnswer::Busy)) => {
                     tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece stalled; its peer is given up, another asked");
                     self.dropped[i] = true;
                     continue;
@@ -748,6 +771,7 @@ impl PieceFetcher {
             per_peer: PER_PEER,
             timeout: core_duration(self.timeout),
             have_poll: core_duration(HAVE_POLL),
+            busy_backoff: pyrsia_core::piece_schedule::BUSY_BACKOFF,
         };
         // Tie-breaks differ between nodes and downloads (std's per-process random keys).
         let seed = {
@@ -945,6 +969,7 @@ impl PieceFetcher {
     /// Files one reply with the schedule, keeping the bytes of a good piece and penalising
     /// a peer the schedule blames.
     fn file(&mut self, reply: PieceReply) {
+        let now = self.now();
         let Some(schedule) = self.schedule.as_mut() else {
             return;
         };
@@ -975,6 +1000,10 @@ impl PieceFetcher {
                 .map(|peer| (peer, "answered bytes with something else")),
             Ok(PieceAnswer::Missing) => {
                 schedule.handle_missing(tag);
+                None
+            }
+            Ok(PieceAnswer::Busy) => {
+                schedule.handle_busy(tag, now);
                 None
             }
             Err(why) => {

@@ -55,6 +55,19 @@ impl RawPeer {
         requests: Vec<SyncRequest>,
         timeout: Duration,
     ) -> Vec<Result<SyncResponse, String>> {
+        self.ask_timed(address, requests, timeout)
+            .into_iter()
+            .map(|(answer, _)| answer)
+            .collect()
+    }
+
+    /// As [`RawPeer::ask`], with how long after the requests left each answer came.
+    pub fn ask_timed(
+        &self,
+        address: &str,
+        requests: Vec<SyncRequest>,
+        timeout: Duration,
+    ) -> Vec<(Result<SyncResponse, String>, Duration)> {
         let (address, node) = node_address(address);
         let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
             request_response::Behaviour::<SyncCodec>::new(
@@ -62,8 +75,9 @@ impl RawPeer {
                 request_response::Config::default().with_request_timeout(timeout),
             )
         });
-        let mut answers: Vec<Option<Result<SyncResponse, String>>> =
+        let mut answers: Vec<Option<(Result<SyncResponse, String>, Duration)>> =
             requests.iter().map(|_| None).collect();
+        let mut sent_at = Instant::now();
         let deadline = Instant::now() + timeout + Duration::from_secs(5);
         // libp2p's TCP transport runs on tokio: dial and poll inside its context.
         smol::block_on(async_compat::Compat::new(async {
@@ -82,6 +96,7 @@ impl RawPeer {
                 };
                 match event {
                     SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == node => {
+                        sent_at = Instant::now();
                         for (i, request) in requests.take().into_iter().flatten().enumerate() {
                             let id = swarm.behaviour_mut().send_request(&node, request);
                             pending.push((id, i));
@@ -89,7 +104,8 @@ impl RawPeer {
                     }
                     SwarmEvent::OutgoingConnectionError { error, .. } => {
                         for answer in answers.iter_mut().filter(|a| a.is_none()) {
-                            *answer = Some(Err(format!("cannot connect: {error}")));
+                            *answer =
+                                Some((Err(format!("cannot connect: {error}")), sent_at.elapsed()));
                         }
                     }
                     SwarmEvent::Behaviour(request_response::Event::Message {
@@ -101,7 +117,7 @@ impl RawPeer {
                         ..
                     }) => {
                         if let Some(&(_, i)) = pending.iter().find(|(id, _)| *id == request_id) {
-                            answers[i] = Some(Ok(response));
+                            answers[i] = Some((Ok(response), sent_at.elapsed()));
                         }
                     }
                     SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
@@ -110,7 +126,7 @@ impl RawPeer {
                         ..
                     }) => {
                         if let Some(&(_, i)) = pending.iter().find(|(id, _)| *id == request_id) {
-                            answers[i] = Some(Err(error.to_string()));
+                            answers[i] = Some((Err(error.to_string()), sent_at.elapsed()));
                         }
                     }
                     _ => {}
@@ -119,7 +135,7 @@ impl RawPeer {
         }));
         answers
             .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err("no answer in time".into())))
+            .map(|a| a.unwrap_or_else(|| (Err("no answer in time".into()), timeout)))
             .collect()
     }
 }

@@ -9,6 +9,7 @@ fn config() -> ScheduleConfig {
         per_peer: 3,
         timeout: Duration::from_secs(5),
         have_poll: Duration::from_millis(250),
+        busy_backoff: Duration::from_millis(100),
     }
 }
 
@@ -460,4 +461,35 @@ fn a_streaming_holder_is_asked_for_the_next_pieces_to_arrive_and_others_for_what
         next_in_order,
         "the streaming peer is asked for the rest in order, the next to arrive first"
     );
+}
+
+#[test]
+fn a_busy_peer_is_left_alone_for_the_backoff_and_its_piece_goes_to_another_holder() {
+    let config = ScheduleConfig {
+        window: 2,
+        per_peer: 1,
+        ..config()
+    };
+    // Peer 0 holds every piece; peer 1 only piece 0.
+    let partial = Have::Pieces(alloc::vec![true, false, false, false]);
+    let mut schedule =
+        PieceSchedule::new(4 * MIB, 0, alloc::vec![Have::All, partial], None, config);
+    let requests = schedule.next_requests(at(0));
+    let to0 = requests.iter().find(|r| r.peer == 0).unwrap();
+    schedule.handle_busy(to0.tag, at(10));
+    // Not blamed, not dropped, not failed: only resting until 10 + 100 ms.
+    assert!(schedule.has_peers());
+    assert_eq!(schedule.next_deadline(), Some(at(110)));
+    let again = schedule.next_requests(at(50));
+    assert!(
+        again.iter().all(|r| r.peer != 0),
+        "a resting peer is not asked: {again:?}"
+    );
+    let after = schedule.next_requests(at(110));
+    assert!(
+        after.iter().any(|r| r.peer == 0 && r.piece == to0.piece),
+        "asked again once the rest is over: {after:?}"
+    );
+    assert!(!schedule.is_stuck());
+    assert!(serves_now(ANSWERS_AT_ONCE - 1) && !serves_now(ANSWERS_AT_ONCE));
 }

@@ -1,42 +1,54 @@
 //! How piece scheduling scales: `n` nodes that all want one blob of `pieces` pieces at the
 //! same tick, each choosing what to ask of whom with core's [`PieceSchedule`] — the state
-//! machine the node's piece fetcher runs — over a random view of `view` peers plus the
-//! rendezvous winner (node 0), which fetches the blob from the upstream. Every node sends at
-//! most `link` pieces per tick (requests queue at a busy server); the upstream link carries
-//! `upstream` pieces per tick.
+//! machine the node's piece fetcher runs — over a random view of `view` peers plus the node
+//! fetching the blob from the upstream for the network (node 0, which serves each piece once
+//! it arrives: [`PieceSchedule::handle_stream`], as the node's fetcher tells its schedule).
+//! Every node announces the pieces it holds to the nodes that know it each tick and serves
+//! them; it sends at most `link` pieces per tick and, as the node does, takes
+//! [`ANSWERS_AT_ONCE`](pyrsia_core::piece_schedule::ANSWERS_AT_ONCE) requests at a time and
+//! answers busy beyond ([`serves_now`]); with [`Params::busy`] off it queues them all instead
+//! (the node before the rule, for comparison); the upstream link carries
+//! `upstream` pieces per tick. A tick is 100 ms on core's clock, so the schedule's timeout
+//! and busy backoff are the node's own.
 //!
-//! - [`Strategy::FromFetcher`] is what the nodes serve today: the winner serves the pieces it
-//!   has fetched, other nodes only once they hold the whole blob. The winner's uplink is the
-//!   bottleneck: time grows with `n`.
-//! - [`Strategy::Swarm`] is the next step: every node announces the pieces it holds and
-//!   serves them, so every uplink works and time grows slowly with `n`.
+//! [`Faults`] adds what a real network has: nodes that leave during the download (their
+//! connections close: requests to them fail) and as many that join late (with a view of
+//! their own; a few nodes already downloading find them, as the node's fetcher rediscovers
+//! providers), slow nodes (one piece per tick), and liars that claim every piece and either
+//! answer `Missing` or serve wrong bytes (caught by the piece hash list, which every node
+//! has here: the blob's piece list committed to the log).
 //!
-//! Both move each piece across the upstream link once. `pyrsia-sim pieces` prints the table
-//! in BENCHMARKS.md.
+//! Each piece crosses the upstream link once. `pyrsia-sim pieces` prints the table in
+//! BENCHMARKS.md; [`lower_bound`] is the fewest ticks any schedule could take, a full mesh
+//! included.
 
 use std::collections::VecDeque;
 
 use pyrsia_core::piece_schedule::{
-    Filed, Have, PieceAnswer, PieceRequest, PieceSchedule, ScheduleConfig,
+    BUSY_BACKOFF, Filed, Have, PER_PEER, PieceAnswer, PieceRequest, PieceSchedule, ScheduleConfig,
+    WINDOW, serves_now,
 };
 use pyrsia_core::pieces::PIECE_LEN;
 use pyrsia_core::rng::Rng;
 use pyrsia_core::time::{Duration, Instant};
-use pyrsia_core::tlog::Hash;
+use pyrsia_core::tlog::{Hash, leaf_hash};
 
-/// Which nodes serve pieces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    /// Only the upstream fetcher and nodes holding the whole blob.
-    FromFetcher,
-    /// Any node holding the piece.
-    Swarm,
+/// What goes wrong during a run, each as a percentage of the nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Nodes that leave during the download, and as many that join during it.
+    pub churn: usize,
+    /// Nodes whose link carries one piece per tick.
+    pub slow: usize,
+    /// Nodes that claim every piece and never serve a good one (half answer `Missing`, half
+    /// serve wrong bytes).
+    pub liars: usize,
 }
 
 /// The model's parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
-    /// Nodes, the fetcher included.
+    /// Nodes at the start, the fetcher (and any liars) included.
     pub nodes: usize,
     /// Pieces in the blob.
     pub pieces: usize,
@@ -44,21 +56,35 @@ pub struct Params {
     pub link: usize,
     /// Pieces the upstream link carries per tick.
     pub upstream: usize,
-    /// Peers each node knows besides the fetcher.
+    /// Peers each node knows besides the fetcher; `nodes - 1` or more is a full mesh.
     pub view: usize,
     /// The seed of every random choice.
     pub seed: u64,
+    /// What goes wrong.
+    pub faults: Faults,
+    /// Whether a node answers busy beyond
+    /// [`ANSWERS_AT_ONCE`](pyrsia_core::piece_schedule::ANSWERS_AT_ONCE) requests
+    /// ([`serves_now`], as the node does) or queues every request (as it did before).
+    pub busy: bool,
 }
 
 /// What a run measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// Ticks until the last node had every piece.
+    /// Ticks until the last node still in the network had every piece.
     pub ticks: u64,
+    /// Whether every such node got every piece (else the run stopped at its tick limit).
+    pub complete: bool,
     /// Pieces that crossed the upstream link.
     pub upstream_pieces: u64,
-    /// Pieces sent between nodes.
+    /// Good pieces sent between nodes.
     pub peer_pieces: u64,
+    /// Requests answered busy.
+    pub busy: u64,
+    /// Times an honest node was blamed by a schedule.
+    pub honest_blamed: u64,
+    /// Times a liar was blamed (wrong bytes) or given up (claimed a piece it lacked).
+    pub liars_caught: u64,
 }
 
 /// A tick, on core's clock.
@@ -66,177 +92,432 @@ fn tick_time(tick: u64) -> Instant {
     Instant::from_millis(tick * 100)
 }
 
-/// One requesting node: its peers (node ids) and its schedule over them.
-struct Requester {
-    peers: Vec<usize>,
-    schedule: PieceSchedule,
-    /// Pieces received and not yet read (the schedule's window counts them).
-    have: Vec<bool>,
-    count: usize,
+/// The fewest ticks in which `nodes` nodes can all hold `pieces` pieces here, whatever the
+/// schedule (a full mesh included): the last piece leaves the upstream at tick
+/// ⌈pieces / upstream⌉ at the earliest, and the number of nodes holding a piece grows at
+/// most (1 + link)-fold per tick (each holder sends `link` pieces per tick); and all nodes
+/// but the fetcher receive every piece through links carrying `link` pieces per tick.
+pub fn lower_bound(nodes: usize, pieces: usize, link: usize, upstream: usize) -> u64 {
+    let last_out = pieces.div_ceil(upstream) as u64;
+    let mut holders = 1 + link;
+    let mut spread = 0;
+    while holders < nodes {
+        holders = holders.saturating_mul(1 + link);
+        spread += 1;
+    }
+    let bandwidth = ((nodes - 1) * pieces).div_ceil(nodes * link) as u64;
+    (last_out + spread).max(bandwidth)
 }
 
-/// What node `peer` is announced to hold under `strategy`.
-fn announced(strategy: Strategy, peer: usize, have: &[bool], count: usize, pieces: usize) -> Have {
-    match strategy {
-        _ if count == pieces => Have::All,
-        Strategy::Swarm => Have::Pieces(have.to_vec()),
-        Strategy::FromFetcher if peer == 0 => Have::Pieces(have.to_vec()),
-        Strategy::FromFetcher => Have::Pieces(Vec::new()),
+/// What a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Fetches the blob from the upstream for the network (node 0).
+    Fetcher,
+    /// Wants the blob and serves what it holds.
+    Honest,
+    /// Claims every piece and answers `Missing`.
+    ClaimsWhatItLacks,
+    /// Claims every piece and serves wrong bytes.
+    ServesWrongBytes,
+}
+
+/// One requesting node's schedule over its peers (node ids), with what it last told the
+/// schedule each of them holds.
+struct Requester {
+    peers: Vec<usize>,
+    told: Vec<usize>,
+    schedule: PieceSchedule,
+}
+
+struct Node {
+    role: Role,
+    link: usize,
+    joins_at: u64,
+    leaves_at: Option<u64>,
+    have: Vec<bool>,
+    count: usize,
+    requester: Option<Requester>,
+    /// Requests taken and not yet answered: (requester, request).
+    queue: VecDeque<(usize, PieceRequest)>,
+}
+
+impl Node {
+    fn alive(&self, tick: u64) -> bool {
+        self.joins_at <= tick && self.leaves_at.is_none_or(|at| tick < at)
+    }
+
+    fn wants(&self) -> bool {
+        self.role == Role::Honest
     }
 }
 
-/// Runs the model to completion.
-pub fn run(strategy: Strategy, p: Params) -> Outcome {
+/// The leaf of each piece (the blob's committed piece list).
+fn leaves(pieces: usize) -> Vec<Hash> {
+    (0..pieces as u32)
+        .map(|i| leaf_hash(&i.to_le_bytes()))
+        .collect()
+}
+
+/// Runs the model until every node still in the network holds the blob (or a tick limit).
+pub fn run(p: Params) -> Outcome {
     let mut rng = Rng::seed_from_u64(p.seed);
-    let n = p.nodes;
     let total = p.pieces as u64 * u64::from(PIECE_LEN);
+    let leaves = leaves(p.pieces);
+    let full_mesh = p.view + 1 >= p.nodes;
     let config = ScheduleConfig {
-        window: 2 * p.link,
-        per_peer: 2,
-        // Queues at a busy server are waited out; no peer in this model stalls.
-        timeout: Duration::from_secs(1_000_000),
-        // Every requester hears what its peers hold each tick (below), without asking.
+        // The node's own pipelines.
+        window: WINDOW,
+        per_peer: PER_PEER,
+        timeout: Duration::from_secs(5),
+        // Announcements come every tick (below); nothing is polled.
         have_poll: Duration::from_secs(1_000_000),
+        busy_backoff: BUSY_BACKOFF,
     };
-    // have[node][piece]; node 0 is the rendezvous winner.
-    let mut have = vec![vec![false; p.pieces]; n];
-    let mut count = vec![0usize; n];
-    let mut requesters: Vec<Option<Requester>> = (0..n)
-        .map(|node| {
-            if node == 0 {
-                return None;
-            }
-            let mut peers = vec![0];
-            while peers.len() < (p.view + 1).min(n - 1) {
-                let candidate = rng.below(n as u64) as usize;
-                if candidate != node && !peers.contains(&candidate) {
-                    peers.push(candidate);
-                }
-            }
-            let haves = peers.iter().map(|_| Have::Pieces(Vec::new())).collect();
-            Some(Requester {
-                schedule: PieceSchedule::new(total, 0, haves, None, config)
-                    .with_seed(rng.next_u64()),
-                peers,
-                have: vec![false; p.pieces],
-                count: 0,
-            })
+    let spread = p.pieces.div_ceil(p.upstream) as u64;
+    let churned = p.nodes * p.faults.churn / 100;
+    let liars = p.nodes * p.faults.liars / 100;
+    let slow = p.nodes * p.faults.slow / 100;
+    let mut nodes: Vec<Node> = (0..p.nodes + churned)
+        .map(|i| Node {
+            role: if i == 0 { Role::Fetcher } else { Role::Honest },
+            link: p.link,
+            joins_at: 0,
+            leaves_at: None,
+            have: vec![false; p.pieces],
+            count: 0,
+            requester: None,
+            queue: VecDeque::new(),
         })
         .collect();
+    // Roles among the first nodes (the fetcher aside), in a random order.
+    let mut order: Vec<usize> = (1..p.nodes).collect();
+    shuffle(&mut order, &mut rng);
+    for (k, &i) in order.iter().enumerate() {
+        let node = &mut nodes[i];
+        if k < liars {
+            node.role = if k % 2 == 0 {
+                Role::ClaimsWhatItLacks
+            } else {
+                Role::ServesWrongBytes
+            };
+        } else if k < liars + slow {
+            node.link = 1;
+        } else if k < liars + slow + churned {
+            node.leaves_at = Some(1 + rng.below(spread));
+        }
+    }
+    for node in nodes.iter_mut().skip(p.nodes) {
+        node.joins_at = 1 + rng.below(spread);
+    }
     let mut outcome = Outcome {
         ticks: 0,
+        complete: false,
         upstream_pieces: 0,
         peer_pieces: 0,
+        busy: 0,
+        honest_blamed: 0,
+        liars_caught: 0,
     };
-    // Requests waiting at each server: (requester, request).
-    let mut queues: Vec<VecDeque<(usize, PieceRequest)>> = vec![VecDeque::new(); n];
+    let limit = 20 * p.pieces as u64 + 1000;
     let mut next_upstream = 0;
-    while count.iter().any(|&c| c < p.pieces) {
-        outcome.ticks += 1;
-        let now = tick_time(outcome.ticks);
+    for tick in 0..limit {
+        outcome.ticks = tick;
+        let now = tick_time(tick);
+        join(
+            &mut nodes, tick, p, full_mesh, total, &leaves, config, &mut rng,
+        );
+        if (1..nodes.len())
+            .all(|i| !nodes[i].alive(tick) || !nodes[i].wants() || nodes[i].count == p.pieces)
+            && tick > 0
+        {
+            outcome.complete = true;
+            return outcome;
+        }
+        // Nodes leaving now: their connections close, every request they hold fails.
+        for i in 0..nodes.len() {
+            if nodes[i].leaves_at == Some(tick) {
+                let queue = std::mem::take(&mut nodes[i].queue);
+                for (asker, request) in queue {
+                    if let Some(r) = nodes[asker].requester.as_mut() {
+                        r.schedule.handle_failure(request.tag, false);
+                    }
+                }
+            }
+        }
         // The fetcher pulls the next pieces from the upstream.
         for _ in 0..p.upstream {
             if next_upstream < p.pieces {
-                have[0][next_upstream] = true;
-                count[0] += 1;
+                nodes[0].have[next_upstream] = true;
+                nodes[0].count += 1;
                 next_upstream += 1;
                 outcome.upstream_pieces += 1;
             }
         }
-        // Every requester learns what its peers announce and asks, in a random order.
-        let mut order: Vec<usize> = (1..n).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
-        for &node in &order {
-            let Some(requester) = requesters[node].as_mut() else {
-                continue;
-            };
+        // Every requester hears what its peers announce and asks, in a random order.
+        let mut order: Vec<usize> = (1..nodes.len())
+            .filter(|&i| nodes[i].alive(tick) && nodes[i].requester.is_some())
+            .collect();
+        shuffle(&mut order, &mut rng);
+        for &i in &order {
+            let mut requester = nodes[i].requester.take().expect("a requester");
             for (index, &peer) in requester.peers.iter().enumerate() {
-                let have = announced(strategy, peer, &have[peer], count[peer], p.pieces);
-                requester.schedule.handle_have(index, have);
-                // And how many requests wait at it: a busy peer is asked after an idle one.
-                let load = u32::try_from(queues[peer].len()).unwrap_or(u32::MAX);
-                requester.schedule.handle_load(index, load);
-            }
-            for request in requester.schedule.next_requests(now) {
-                queues[requester.peers[request.peer]].push_back((node, request));
-            }
-        }
-        // Servers answer up to their link; answers arrive this tick.
-        let mut arrivals = Vec::new();
-        for queue in queues.iter_mut() {
-            for _ in 0..p.link {
-                match queue.pop_front() {
-                    Some(asked) => arrivals.push(asked),
-                    None => break,
+                let server = &nodes[peer];
+                if server.count != requester.told[index] && server.alive(tick) {
+                    requester.told[index] = server.count;
+                    if server.role == Role::Fetcher {
+                        requester.schedule.handle_stream(index, server.count as u32);
+                    } else if server.role == Role::Honest {
+                        let have = if server.count == p.pieces {
+                            Have::All
+                        } else {
+                            Have::Pieces(server.have.clone())
+                        };
+                        requester.schedule.handle_have(index, have);
+                    }
                 }
             }
+            requester.schedule.handle_timeout(now);
+            for request in requester.schedule.next_requests(now) {
+                let server = &mut nodes[requester.peers[request.peer]];
+                if !server.alive(tick) {
+                    requester.schedule.handle_failure(request.tag, false);
+                } else if !p.busy || serves_now(server.queue.len()) {
+                    server.queue.push_back((i, request));
+                } else {
+                    outcome.busy += 1;
+                    requester.schedule.handle_busy(request.tag, now);
+                }
+            }
+            nodes[i].requester = Some(requester);
         }
-        for (node, request) in arrivals {
-            let Some(requester) = requesters[node].as_mut() else {
+        // Servers answer up to their link; answers arrive this tick. The fetcher answers a
+        // piece once it has arrived from the upstream (the rest wait in its queue).
+        let mut arrivals = Vec::new();
+        for (s, server) in nodes.iter_mut().enumerate() {
+            let mut sent = 0;
+            let mut kept = VecDeque::new();
+            while let Some((asker, request)) = server.queue.pop_front() {
+                if sent == server.link {
+                    kept.push_back((asker, request));
+                    continue;
+                }
+                let holds = server.have[request.piece as usize];
+                if server.role == Role::Fetcher && !holds {
+                    kept.push_back((asker, request));
+                    continue;
+                }
+                sent += 1;
+                arrivals.push((s, asker, request));
+            }
+            server.queue = kept;
+        }
+        for (s, asker, request) in arrivals {
+            let role = nodes[s].role;
+            let holds = nodes[s].have[request.piece as usize];
+            let Some(requester) = nodes[asker].requester.as_mut() else {
                 continue;
             };
-            let answer = PieceAnswer {
+            let schedule = &mut requester.schedule;
+            let answer = |leaf| PieceAnswer {
                 total,
-                len: u64::from(requester.schedule.piece_len(request.piece)),
-                leaf: Hash::default(),
+                len: u64::from(schedule.piece_len(request.piece)),
+                leaf,
             };
-            if let Filed::Accepted { piece, .. } =
-                requester.schedule.handle_piece(request.tag, answer)
-            {
-                requester.have[piece as usize] = true;
-                requester.count += 1;
-                outcome.peer_pieces += 1;
+            let filed = match role {
+                Role::ClaimsWhatItLacks => {
+                    schedule.handle_missing(request.tag);
+                    outcome.liars_caught += 1;
+                    continue;
+                }
+                Role::ServesWrongBytes => {
+                    schedule.handle_piece(request.tag, answer(Hash::default()))
+                }
+                _ if !holds => {
+                    schedule.handle_missing(request.tag);
+                    continue;
+                }
+                _ => schedule.handle_piece(request.tag, answer(leaves[request.piece as usize])),
+            };
+            match filed {
+                Filed::Accepted { piece, .. } => {
+                    let node = &mut nodes[asker];
+                    node.have[piece as usize] = true;
+                    node.count += 1;
+                    outcome.peer_pieces += 1;
+                }
+                Filed::Rejected { blame: Some(_), .. } if role == Role::ServesWrongBytes => {
+                    outcome.liars_caught += 1;
+                }
+                Filed::Rejected { blame: Some(_), .. } => outcome.honest_blamed += 1,
+                _ => {}
             }
-            while requester.schedule.take_deliverable().is_some() {}
-        }
-        for node in 1..n {
-            if let Some(requester) = &requesters[node] {
-                have[node].clone_from(&requester.have);
-                count[node] = requester.count;
+            if let Some(requester) = nodes[asker].requester.as_mut() {
+                while requester.schedule.take_deliverable().is_some() {}
             }
         }
     }
     outcome
 }
 
+/// Nodes joining at `tick` get a schedule over a random view of the nodes alive (the
+/// fetcher and `view` others; every other node in a full mesh), and a few nodes already
+/// downloading (as many as the view) find them, as the node's fetcher rediscovers providers.
+#[allow(clippy::too_many_arguments)]
+fn join(
+    nodes: &mut [Node],
+    tick: u64,
+    p: Params,
+    full_mesh: bool,
+    total: u64,
+    leaves: &[Hash],
+    config: ScheduleConfig,
+    rng: &mut Rng,
+) {
+    let joining: Vec<usize> = (1..nodes.len())
+        .filter(|&i| nodes[i].joins_at == tick && nodes[i].wants())
+        .collect();
+    if joining.is_empty() {
+        return;
+    }
+    let alive: Vec<usize> = (1..nodes.len()).filter(|&i| nodes[i].alive(tick)).collect();
+    for &i in &joining {
+        let mut peers = vec![0];
+        if full_mesh {
+            peers.extend(alive.iter().copied().filter(|&j| j != i));
+        } else {
+            let want = (p.view + 1).min(alive.len());
+            let mut tries = 0;
+            while peers.len() < want && tries < 100 * want {
+                tries += 1;
+                let candidate = alive[rng.below(alive.len() as u64) as usize];
+                if candidate != i && !peers.contains(&candidate) {
+                    peers.push(candidate);
+                }
+            }
+        }
+        let haves = peers
+            .iter()
+            .map(|&j| match nodes[j].role {
+                Role::Fetcher | Role::ClaimsWhatItLacks | Role::ServesWrongBytes => Have::All,
+                Role::Honest => Have::Pieces(Vec::new()),
+            })
+            .collect();
+        let mut schedule = PieceSchedule::new(total, 0, haves, Some(leaves.to_vec()), config)
+            .with_seed(rng.next_u64());
+        schedule.handle_stream(0, nodes[0].count as u32);
+        nodes[i].requester = Some(Requester {
+            told: vec![usize::MAX; peers.len()],
+            peers,
+            schedule,
+        });
+        if tick == 0 {
+            continue;
+        }
+        // Found by nodes already downloading.
+        let finders: Vec<usize> = if full_mesh {
+            alive.clone()
+        } else {
+            (0..p.view)
+                .map(|_| alive[rng.below(alive.len() as u64) as usize])
+                .collect()
+        };
+        for j in finders {
+            if j == i {
+                continue;
+            }
+            if let Some(r) = nodes[j].requester.as_mut()
+                && !r.peers.contains(&i)
+            {
+                r.schedule.add_peer(Have::Pieces(Vec::new()));
+                r.peers.push(i);
+                r.told.push(usize::MAX);
+            }
+        }
+    }
+}
+
+fn shuffle(items: &mut [usize], rng: &mut Rng) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn params(nodes: usize) -> Params {
+    fn params(nodes: usize, view: usize, faults: Faults) -> Params {
         Params {
             nodes,
             pieces: 64,
             link: 4,
             upstream: 4,
-            view: 8,
+            view,
             seed: 7,
+            faults,
+            busy: true,
         }
     }
 
     #[test]
     fn each_piece_crosses_the_upstream_once_and_runs_repeat() {
-        for strategy in [Strategy::FromFetcher, Strategy::Swarm] {
-            let a = run(strategy, params(20));
-            assert_eq!(a.upstream_pieces, 64);
-            assert_eq!(a, run(strategy, params(20)), "same seed, same run");
-        }
+        let a = run(params(20, 8, Faults::default()));
+        assert!(a.complete, "{a:?}");
+        assert_eq!(a.upstream_pieces, 64);
+        assert_eq!(a.peer_pieces, 19 * 64, "each node receives each piece once");
+        assert_eq!(
+            a,
+            run(params(20, 8, Faults::default())),
+            "same seed, same run"
+        );
     }
 
     #[test]
-    fn the_swarm_outgrows_the_single_fetcher() {
-        let star = run(Strategy::FromFetcher, params(100));
-        let swarm = run(Strategy::Swarm, params(100));
+    fn sixteen_peer_views_stay_within_twice_a_full_mesh_as_the_network_grows() {
+        let mesh = run(params(60, 59, Faults::default()));
+        let small = run(params(20, 16, Faults::default()));
+        let large = run(params(2000, 16, Faults::default()));
+        assert!(mesh.complete && small.complete && large.complete);
+        assert!(mesh.ticks >= lower_bound(60, 64, 4, 4), "{mesh:?}");
         assert!(
-            swarm.ticks * 3 < star.ticks,
-            "swarm {swarm:?} star {star:?}"
+            large.ticks <= 2 * mesh.ticks,
+            "2,000 nodes took {} ticks, a full mesh of 60 {}",
+            large.ticks,
+            mesh.ticks
         );
-        let small = run(Strategy::Swarm, params(10));
         assert!(
-            swarm.ticks < small.ticks * 5,
-            "swarm time grows slowly: {small:?} → {swarm:?}"
+            2 * large.ticks <= 3 * small.ticks,
+            "time grows slowly with n: {small:?} → {large:?}"
         );
+        assert!(large.busy > 0, "the fetcher turned askers away: {large:?}");
+        // Queued instead of turned away, every node waits on the fetcher's uplink.
+        let queued = run(Params {
+            busy: false,
+            ..params(2000, 16, Faults::default())
+        });
+        assert!(
+            queued.ticks > 4 * large.ticks,
+            "{queued:?} against {large:?}"
+        );
+    }
+
+    #[test]
+    fn churn_slow_nodes_and_liars_cost_time_not_the_download_nor_an_honest_nodes_name() {
+        let faults = Faults {
+            churn: 5,
+            slow: 5,
+            liars: 5,
+        };
+        let run_ = run(params(400, 16, faults));
+        assert!(run_.complete, "{run_:?}");
+        assert_eq!(run_.upstream_pieces, 64, "still once across the upstream");
+        assert_eq!(run_.honest_blamed, 0);
+        assert!(
+            run_.liars_caught > 0,
+            "the liars were met and caught: {run_:?}"
+        );
+        let calm = run(params(400, 16, Faults::default()));
+        assert!(run_.ticks <= 2 * calm.ticks, "{run_:?} against {calm:?}");
     }
 }

@@ -117,6 +117,10 @@ pub enum SyncResponse {
         /// Pieces beyond the first `pieces` it holds too (received, not yet written).
         ahead: Vec<u32>,
     },
+    /// The peer takes no more piece requests now (core's `piece_schedule::serves_now`, or
+    /// its `--max-upload-rate` turn is too far off): not a fault, and not a sign it lacks the
+    /// piece. Ask another holder, or this one again after a short rest.
+    Busy,
 }
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.

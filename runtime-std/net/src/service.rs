@@ -274,6 +274,9 @@ struct EventLoop {
     peer_limits: pyrsia_core::rate::PeerRequests<PeerId>,
     /// Piece and entry answers being prepared off the event loop.
     preparing: Arc<std::sync::atomic::AtomicUsize>,
+    /// Of those, answers with piece bytes (waiting for a download or the upload rate
+    /// included): with `uploading`, what core's `serves_now` is asked about.
+    preparing_pieces: Arc<std::sync::atomic::AtomicUsize>,
     /// `--max-upload-rate`: piece answers wait for it.
     upload: Arc<Shaper>,
 }
@@ -334,6 +337,7 @@ impl EventLoop {
             member: None,
             peer_limits: pyrsia_core::rate::PeerRequests::default(),
             preparing: Arc::default(),
+            preparing_pieces: Arc::default(),
             upload: Arc::new(Shaper::new(0)),
         }
     }
@@ -910,7 +914,7 @@ impl EventLoop {
                         SyncResponse::PieceHashes(list) => list.len() * 32,
                         SyncResponse::Missing => 0,
                         SyncResponse::Consistency(proof) => proof.len() * 32,
-                        SyncResponse::Have { .. } => 0,
+                        SyncResponse::Have { .. } | SyncResponse::Busy => 0,
                     };
                     self.count(&peer, size, 0);
                     let _ = self
@@ -948,6 +952,9 @@ impl EventLoop {
                     }
                     SyncResponse::Missing => {
                         self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));
+                    }
+                    SyncResponse::Busy => {
+                        self.on_piece_reply(request_id, Ok(PieceAnswer::Busy));
                     }
                     SyncResponse::Have {
                         total,

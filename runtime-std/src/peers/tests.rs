@@ -23,6 +23,8 @@ enum Behaviour {
     /// A relay: holds nothing and is no provider, but serves every piece when asked to
     /// bridge the blob.
     Bridges,
+    /// Holds the blob but answers its first this many piece requests `Busy`.
+    BusyFirst(u32),
 }
 
 struct FakeNetwork {
@@ -32,6 +34,8 @@ struct FakeNetwork {
     penalised: Mutex<Vec<String>>,
     /// Peers reached only through a relay, with the relay.
     relayed: Vec<(String, String)>,
+    /// `Busy` answers sent, by peer.
+    busied: Mutex<HashMap<String, u32>>,
 }
 
 impl PeerNetwork for FakeNetwork {
@@ -78,6 +82,19 @@ impl PeerNetwork for FakeNetwork {
                 (Ask::Bytes, IfMissing::Bridge { .. }) => Behaviour::Serves,
                 _ => Behaviour::Lacks,
             };
+        }
+        if let Behaviour::BusyFirst(first) = behaviour {
+            let mut busied = self.busied.lock().unwrap();
+            let count = busied.entry(peer.to_string()).or_default();
+            if request.ask == Ask::Bytes && *count < first {
+                *count += 1;
+                let _ = reply.send(PieceReply {
+                    tag,
+                    result: Ok(PieceAnswer::Busy),
+                });
+                return;
+            }
+            behaviour = Behaviour::Serves;
         }
         let mut blob = self.blob.clone();
         if behaviour == Behaviour::Rotten {
@@ -150,7 +167,7 @@ impl PeerNetwork for FakeNetwork {
                 total: self.blob.len() as u64,
                 bytes: self.blob[start..end - 1].to_vec(),
             }),
-            Behaviour::Serves | Behaviour::Partial(_) => {
+            Behaviour::Serves | Behaviour::Partial(_) | Behaviour::BusyFirst(_) => {
                 *self
                     .served
                     .lock()
@@ -178,6 +195,7 @@ fn network(peers: &[(&str, Behaviour)], len: usize) -> Arc<FakeNetwork> {
         served: Mutex::new(HashMap::new()),
         penalised: Mutex::new(Vec::new()),
         relayed: Vec::new(),
+        busied: Mutex::new(HashMap::new()),
     })
 }
 
@@ -225,6 +243,34 @@ fn liars_are_penalised_and_their_pieces_fetched_elsewhere() {
     );
     assert_eq!(fetch(&net).unwrap(), net.blob);
     assert_eq!(*net.penalised.lock().unwrap(), vec!["liar".to_string()]);
+}
+
+#[test]
+fn a_busy_peer_is_asked_again_later_not_blamed_and_its_pieces_go_elsewhere_meanwhile() {
+    let len = 8 * PIECE_LEN as usize;
+    // The only holder at first turns down the handshake twice: it is asked again after the
+    // backoff. Then the fetch spreads over both; the busy one is never penalised.
+    let net = network(
+        &[
+            ("busy", Behaviour::BusyFirst(4)),
+            ("good", Behaviour::Serves),
+        ],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    assert!(net.penalised.lock().unwrap().is_empty());
+    assert_eq!(net.busied.lock().unwrap()["busy"], 4);
+    let only = network(&[("busy", Behaviour::BusyFirst(3))], len);
+    assert_eq!(
+        fetch(&only).unwrap(),
+        only.blob,
+        "a lone busy holder still serves"
+    );
+    assert!(only.penalised.lock().unwrap().is_empty());
+    assert!(
+        only.served.lock().unwrap()["busy"] >= 8,
+        "every piece came from it"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! from its start to connect through the bootstrap node's DNS name, and to reach a private
 //! peer directly by hole punching (two endpoint-independent NATs) or only through the relay
 //! (behind the symmetric NAT). Needs root (network namespaces). Run it through
-//! `scripts/bench` (release build); prints Markdown tables.
+//! `scripts/bench` (release build); prints Markdown tables. `pyrsia-bench-reach transfer
+//! [--no-quic]` runs one loopback transfer only (to profile the data path with `perf`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -286,6 +287,19 @@ fn connections() {
 }
 
 fn main() {
+    // `pyrsia-bench-reach transfer [--no-quic]`: one loopback transfer only (for profiling).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("transfer") {
+        let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+        let run = transfer(None, &extra);
+        println!(
+            "{:.0} MB/s ({:.2} s), {:.1} CPU s/GB",
+            SIZE as f64 / run.seconds / 1e6,
+            run.seconds,
+            run.cpu_per_gb
+        );
+        return;
+    }
     transfers();
     connections();
 }

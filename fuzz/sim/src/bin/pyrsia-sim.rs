@@ -10,15 +10,16 @@
 //! replays one seed and prints its `trace` (a hash of the whole run: the same seed gives the
 //! same line). Any violation exits 1 with `reproduce with --seed S`.
 //!
-//! `pyrsia-sim pieces [--seed S]` prints how long `n` nodes take to get one blob when they all
-//! want it at once, for 4 to 3,000 nodes, with today's strategy (everyone fetches from the
-//! rendezvous winner) and with a swarm (every holder serves), in ticks of one piece per link.
+//! `pyrsia-sim pieces [--seed S] [--nodes M]` prints how long `n` nodes (4 to 10,000, or M)
+//! take to get one blob when they all want it at once, each running core's piece schedule:
+//! in a full mesh (up to 100 nodes), with 16-peer views, and with 16-peer views under 5%
+//! churn, 5% slow nodes and 5% liars, beside the lower bound no schedule can beat.
 
 use pyrsia_core::digest::Hasher;
-use pyrsia_sim::pieces::{Params, Strategy, run};
+use pyrsia_sim::pieces::{Faults, Params, lower_bound, run};
 use pyrsia_sim::{builds, clients, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S] [--nodes M]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -37,7 +38,10 @@ fn usage() -> ! {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("pieces") {
-        return pieces(flag(&args, "--seed").unwrap_or(1));
+        return pieces(
+            flag(&args, "--seed").unwrap_or(1),
+            flag(&args, "--nodes").map(|n| n as usize),
+        );
     }
     if args.first().map(String::as_str) == Some("members") {
         return members(&args[1..]);
@@ -414,27 +418,67 @@ fn cpu_seconds() -> f64 {
         .map_or(0.0, |ns| ns as f64 / 1e9)
 }
 
-fn pieces(seed: u64) {
+fn pieces(seed: u64, only: Option<usize>) {
     println!(
-        "blob of 200 pieces; core's PieceSchedule on every node, a view of 16 peers plus the fetcher; each node sends 4 pieces per tick; upstream 4 pieces per tick; seed {seed}"
+        "blob of 200 pieces; core's PieceSchedule on every node; each node sends 4 pieces per tick and queues the requests beyond, or takes {} at once and answers busy beyond; upstream 4 pieces per tick; seed {seed}",
+        pyrsia_core::piece_schedule::ANSWERS_AT_ONCE
     );
     println!();
-    println!("| nodes | from the fetcher: ticks | swarm: ticks | upstream pieces | peer pieces |");
-    println!("|---:|---:|---:|---:|---:|");
-    for nodes in [4, 31, 100, 1000] {
-        let params = Params {
+    println!(
+        "| nodes | lower bound: ticks | 16-peer views, requests queued (before the busy rule): ticks | busy answers, full mesh: ticks | busy answers, 16-peer views: ticks | busy answers, 16-peer views, 5% churn, 5% slow, 5% liars: ticks | upstream pieces | busy answers | honest nodes blamed | seconds |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let sizes: Vec<usize> = match only {
+        Some(n) => vec![n],
+        None => vec![4, 31, 100, 1000, 10_000],
+    };
+    for nodes in sizes {
+        let started = std::time::Instant::now();
+        let params = |view, faults| Params {
             nodes,
             pieces: 200,
             link: 4,
             upstream: 4,
-            view: 16,
+            view,
             seed,
+            faults,
+            busy: true,
         };
-        let star = run(Strategy::FromFetcher, params);
-        let swarm = run(Strategy::Swarm, params);
+        let bound = lower_bound(nodes, 200, 4, 4);
+        // Queued requests make every node wait on the fetcher: thousands of ticks at 1,000
+        // nodes, too long to run at 10,000.
+        let queued = (nodes <= 1000).then(|| {
+            run(Params {
+                busy: false,
+                ..params(16, Faults::default())
+            })
+        });
+        // A full mesh costs n² per tick here: run up to 100 nodes (the bound holds for it).
+        let mesh = (nodes <= 100).then(|| run(params(nodes - 1, Faults::default())));
+        let views = run(params(16, Faults::default()));
+        let faults = Faults {
+            churn: 5,
+            slow: 5,
+            liars: 5,
+        };
+        let rough = run(params(16, faults));
+        let ticks = |o: &pyrsia_sim::pieces::Outcome| {
+            if o.complete {
+                o.ticks.to_string()
+            } else {
+                format!("incomplete at {}", o.ticks)
+            }
+        };
         println!(
-            "| {nodes} | {} | {} | {} | {} |",
-            star.ticks, swarm.ticks, swarm.upstream_pieces, swarm.peer_pieces
+            "| {nodes} | {bound} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            queued.as_ref().map_or("—".to_string(), ticks),
+            mesh.as_ref().map_or("—".to_string(), ticks),
+            ticks(&views),
+            ticks(&rough),
+            rough.upstream_pieces,
+            rough.busy,
+            rough.honest_blamed,
+            started.elapsed().as_secs_f64()
         );
     }
 }

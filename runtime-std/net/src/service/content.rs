@@ -443,12 +443,36 @@ impl EventLoop {
         request: PieceRequest,
         asked: Asked,
     ) {
+        // Piece bytes: core's rule on how many this node answers at once; beyond, the asker
+        // is told busy now (it asks another holder) instead of queueing behind the others.
+        let piece_slot = if request.ask == Ask::Bytes {
+            use std::sync::atomic::Ordering;
+            let in_progress = self.preparing_pieces.load(Ordering::SeqCst) + self.uploading.len();
+            if !pyrsia_core::piece_schedule::serves_now(in_progress) {
+                tracing::debug!(%peer, in_progress, "piece request while busy: answered busy");
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, SyncResponse::Busy);
+                return;
+            }
+            self.preparing_pieces.fetch_add(1, Ordering::SeqCst);
+            Some(AnswerSlot(self.preparing_pieces.clone()))
+        } else {
+            None
+        };
         let Some(slot) = self.answer_slot() else {
+            let refusal = if piece_slot.is_some() {
+                SyncResponse::Busy
+            } else {
+                SyncResponse::Missing
+            };
             let _ = self
                 .swarm
                 .behaviour_mut()
                 .sync
-                .send_response(channel, SyncResponse::Missing);
+                .send_response(channel, refusal);
             return;
         };
         let source = self.source.clone();
@@ -473,7 +497,7 @@ impl EventLoop {
             drop(slot);
             let response = match answer {
                 // --max-upload-rate: the piece waits its turn, or, when the turn is far off,
-                // the peer is told to look elsewhere.
+                // the peer is told this node is busy (it asks another holder).
                 PieceAnswer::Data { total, bytes } => match upload.admit(bytes.len() as u64) {
                     Some(wait) => {
                         if !wait.is_zero() {
@@ -481,7 +505,7 @@ impl EventLoop {
                         }
                         SyncResponse::Piece { total, bytes }
                     }
-                    None => SyncResponse::Missing,
+                    None => SyncResponse::Busy,
                 },
                 PieceAnswer::Hashes(list) => SyncResponse::PieceHashes(list),
                 PieceAnswer::Have {
@@ -496,10 +520,13 @@ impl EventLoop {
                     ahead,
                 },
                 PieceAnswer::Missing => SyncResponse::Missing,
+                PieceAnswer::Busy => SyncResponse::Busy,
             };
             let _ = served
                 .send((peer, Some(request_id), channel, response))
                 .await;
+            // Counted until the event loop has the answer (then `uploading` counts it).
+            drop(piece_slot);
         })
         .detach();
     }
