@@ -26,9 +26,14 @@
 //!   busy one alone for [`ScheduleConfig::busy_backoff`] ([`PieceSchedule::handle_busy`]).
 //!   The node fetching a fresh blob for the network is then not queued on by every node that
 //!   wants it: it feeds a few, and they feed the rest.
-//! - **Pipelines.** At most [`ScheduleConfig::window`] pieces are in flight or waiting to be
-//!   read, and at most [`ScheduleConfig::per_peer`] per peer; the piece at the read position
-//!   is asked for even when the window is full, so pieces in out of order never starve it.
+//! - **Pipelines.** Each peer is asked for [`ScheduleConfig::per_peer`] pieces at once at
+//!   first; a peer that answers a piece while its pipeline is full gets one more (up to
+//!   [`ScheduleConfig::max_per_peer`]), so its pipeline doubles each round trip while it keeps
+//!   up and settles at about its bandwidth × round trip (slow start); busy answers and
+//!   failures halve it. The pieces in flight or waiting to be read are at most the peers'
+//!   pipelines together, between [`ScheduleConfig::window`] and
+//!   [`ScheduleConfig::max_window`] (the memory bound); the piece at the read position is
+//!   asked for even when the window is full, so pieces in out of order never starve it.
 //! - **Checks.** An answer must claim the blob's size, have the piece's length and, when the
 //!   blob's piece hash list is known (checked against the committed root), hash to its leaf.
 //!   A wrong length or hash blames the peer; a different size blames it only when a piece
@@ -55,10 +60,16 @@ pub const MAX_FAILURES: u32 = 2;
 /// How much the scheduler keeps in flight, and how long it waits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScheduleConfig {
-    /// Pieces in flight or waiting to be read, in all.
+    /// Pieces in flight or waiting to be read, in all, at least (when the peers' pipelines
+    /// together are smaller).
     pub window: usize,
-    /// Pieces in flight per peer.
+    /// Pieces in flight or waiting to be read, in all, at most: bounds the memory a fetch
+    /// holds.
+    pub max_window: usize,
+    /// Pieces in flight per peer at first.
     pub per_peer: usize,
+    /// Pieces in flight per peer at most, however well it keeps up.
+    pub max_per_peer: usize,
     /// How long a request may stay unanswered before its peer is given up.
     pub timeout: Duration,
     /// How often a peer that holds only some pieces is asked what it holds now (it is still
@@ -77,11 +88,19 @@ pub struct ScheduleConfig {
 /// so the claimant's upload feeds a few nodes and they feed the rest (the swarm).
 pub const ANSWERS_AT_ONCE: usize = 8;
 
-/// Pieces a node's download keeps in flight or waiting to be read, at most
-/// ([`ScheduleConfig::window`]): bounds its memory (a piece is 1 MiB).
+/// Pieces a node's download keeps in flight or waiting to be read when its peers' pipelines
+/// are short ([`ScheduleConfig::window`]).
 pub const WINDOW: usize = 8;
-/// Pieces a node's download asks of one peer at once ([`ScheduleConfig::per_peer`]).
+/// Pieces a node's download keeps in flight or waiting to be read, at most
+/// ([`ScheduleConfig::max_window`]): bounds its memory (a piece is 1 MiB).
+pub const MAX_WINDOW: usize = 32;
+/// Pieces a node's download asks of one peer at once at first ([`ScheduleConfig::per_peer`]).
 pub const PER_PEER: usize = 3;
+/// Pieces a node's download asks of one peer at once at most
+/// ([`ScheduleConfig::max_per_peer`]): what a peer takes at once ([`ANSWERS_AT_ONCE`]), so
+/// that one asker alone is never answered busy (8 MiB in flight: a 1 Gbit/s link at 65 ms
+/// round trip).
+pub const MAX_PER_PEER: usize = ANSWERS_AT_ONCE;
 
 /// How long an asker leaves a peer that answered busy alone by default
 /// ([`ScheduleConfig::busy_backoff`]): about the time that peer takes to send a piece or two.
@@ -253,6 +272,11 @@ struct Peer {
     arrived: Option<u32>,
     /// Until when the peer is left alone: it answered busy ([`PieceSchedule::handle_busy`]).
     resting_until: Option<Instant>,
+    /// How many pieces it is asked for at once now (grows while it keeps up).
+    pipeline: usize,
+    /// Whether its pipeline was full after the last request to it: only then does an
+    /// answer grow it (a peer the schedule had nothing more for proved nothing).
+    filled: bool,
 }
 
 impl Peer {
@@ -262,7 +286,7 @@ impl Peer {
         self.in_flight as u64 + u64::from(self.load)
     }
 
-    fn new(have: Have) -> Peer {
+    fn new(have: Have, pipeline: usize) -> Peer {
         Peer {
             have,
             in_flight: 0,
@@ -272,6 +296,8 @@ impl Peer {
             polled: None,
             arrived: None,
             resting_until: None,
+            pipeline,
+            filled: false,
         }
     }
 
@@ -345,7 +371,10 @@ impl PieceSchedule {
         PieceSchedule {
             total,
             config,
-            peers: peers.into_iter().map(Peer::new).collect(),
+            peers: peers
+                .into_iter()
+                .map(|have| Peer::new(have, config.per_peer))
+                .collect(),
             pieces,
             retry: VecDeque::new(),
             flights: BTreeMap::new(),
@@ -418,7 +447,7 @@ impl PieceSchedule {
     /// A peer found during the fetch (a node that started downloading the blob since):
     /// returns its index for [`PieceRequest::peer`] and the `handle_*` calls.
     pub fn add_peer(&mut self, have: Have) -> usize {
-        self.peers.push(Peer::new(have));
+        self.peers.push(Peer::new(have, self.config.per_peer));
         self.peers.len() - 1
     }
 
@@ -446,7 +475,7 @@ impl PieceSchedule {
     pub fn next_requests(&mut self, now: Instant) -> Vec<PieceRequest> {
         self.now = now;
         let mut out = Vec::new();
-        while self.flights.len() + self.waiting() < self.config.window {
+        while self.flights.len() + self.waiting() < self.window() {
             let Some((piece, peer)) = self.choose() else {
                 break;
             };
@@ -478,6 +507,7 @@ impl PieceSchedule {
         let Some(flight) = self.flights.remove(&tag) else {
             return Filed::Unknown;
         };
+        let was_full = self.peers[flight.peer].filled;
         self.landed(flight.peer);
         let piece = flight.piece;
         if self.pieces[piece as usize] == State::Done {
@@ -493,6 +523,12 @@ impl PieceSchedule {
             fault.blame.then_some(fault.why)
         } else {
             self.pieces[piece as usize] = State::Done;
+            // Its pipeline was full when last asked and it answers: one more in flight to it
+            // (slow start: doubles per round trip while it keeps up).
+            if was_full {
+                let p = &mut self.peers[flight.peer];
+                p.pipeline = (p.pipeline + 1).min(self.config.max_per_peer.max(p.pipeline));
+            }
             let cancelled: Vec<u64> = self
                 .flights
                 .iter()
@@ -544,6 +580,7 @@ impl PieceSchedule {
             self.landed(flight.peer);
             let until = now.checked_add(self.config.busy_backoff);
             self.peers[flight.peer].resting_until = until;
+            self.shrink(flight.peer);
             self.again(flight.piece);
         }
     }
@@ -679,8 +716,7 @@ impl PieceSchedule {
                 return Some((piece, peer));
             }
         }
-        let horizon =
-            (self.deliver as usize + self.config.window.max(1) * 4).min(self.pieces.len());
+        let horizon = (self.deliver as usize + self.window().max(1) * 4).min(self.pieces.len());
         let mut rarest: Vec<u32> = Vec::new();
         let mut best = (u32::MAX, u64::MAX, usize::MAX);
         let mut fewest = usize::MAX;
@@ -737,10 +773,7 @@ impl PieceSchedule {
     }
 
     fn is_free_holder(&self, p: &Peer, piece: u32) -> bool {
-        !p.dropped
-            && p.in_flight < self.config.per_peer
-            && p.have.has(piece)
-            && !p.resting(self.now)
+        !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(self.now)
     }
 
     /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; the
@@ -748,9 +781,10 @@ impl PieceSchedule {
     /// preparing for others), then the least failed, then any of those at random (so that
     /// peers whose loads look alike share the asking).
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
-        let (per_peer, now) = (self.config.per_peer, self.now);
-        let usable =
-            |p: &Peer| !p.dropped && p.in_flight < per_peer && p.have.has(piece) && !p.resting(now);
+        let now = self.now;
+        let usable = |p: &Peer| {
+            !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(now)
+        };
         let rank = |p: &Peer| (p.wait_for(piece), p.busy(), p.failures);
         let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
         let ties: Vec<usize> = self
@@ -813,7 +847,9 @@ impl PieceSchedule {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.pieces[piece as usize] = State::InFlight;
-        self.peers[peer].in_flight += 1;
+        let p = &mut self.peers[peer];
+        p.in_flight += 1;
+        p.filled = p.in_flight >= p.pipeline;
         self.flights.insert(
             tag,
             Flight {
@@ -837,8 +873,32 @@ impl PieceSchedule {
         }
     }
 
+    /// The peers' pipelines together, within the configured window's bounds.
+    fn window(&self) -> usize {
+        let pipelines: usize = self
+            .peers
+            .iter()
+            .filter(|p| !p.dropped)
+            .map(|p| p.pipeline)
+            .sum();
+        pipelines
+            .min(self.config.max_window)
+            .max(self.config.window)
+    }
+
+    /// `peer` could not keep up (busy, or a failure): its pipeline halves, down to the
+    /// configured start.
+    fn shrink(&mut self, peer: usize) {
+        let start = self.config.per_peer;
+        let p = &mut self.peers[peer];
+        p.pipeline = (p.pipeline / 2).max(start);
+        // Answers to what was asked before do not grow it back.
+        p.filled = false;
+    }
+
     /// `piece` failed at `peer`: counted (a blamed peer is dropped at once), asked again.
     fn failed(&mut self, peer: usize, piece: u32, blamed: bool) {
+        self.shrink(peer);
         let p = &mut self.peers[peer];
         p.failures += 1;
         if p.failures >= MAX_FAILURES || blamed {

@@ -768,7 +768,9 @@ impl PieceFetcher {
             .collect();
         let config = ScheduleConfig {
             window: WINDOW,
+            max_window: pyrsia_core::piece_schedule::MAX_WINDOW,
             per_peer: PER_PEER,
+            max_per_peer: pyrsia_core::piece_schedule::MAX_PER_PEER,
             timeout: core_duration(self.timeout),
             have_poll: core_duration(HAVE_POLL),
             busy_backoff: pyrsia_core::piece_schedule::BUSY_BACKOFF,

@@ -6,7 +6,9 @@ const MIB: u64 = PIECE_LEN as u64;
 fn config() -> ScheduleConfig {
     ScheduleConfig {
         window: 8,
+        max_window: 8,
         per_peer: 3,
+        max_per_peer: 3,
         timeout: Duration::from_secs(5),
         have_poll: Duration::from_millis(250),
         busy_backoff: Duration::from_millis(100),
@@ -193,7 +195,9 @@ fn missing_and_stalled_peers_are_given_up_unblamed_and_their_pieces_retried() {
 fn transport_errors_count_and_drop_a_peer_after_the_third() {
     let config = ScheduleConfig {
         window: 1,
+        max_window: 1,
         per_peer: 1,
+        max_per_peer: 1,
         ..config()
     };
     let mut schedule = PieceSchedule::new(10 * MIB, 0, alloc::vec![Have::All], None, config);
@@ -215,7 +219,9 @@ fn partial_holders_serve_what_they_hold_and_the_rarest_piece_goes_first() {
     let p1 = Have::Pieces(alloc::vec![false, false, true, true]);
     let config = ScheduleConfig {
         window: 8,
+        max_window: 8,
         per_peer: 1,
+        max_per_peer: 1,
         ..config()
     };
     let mut schedule = PieceSchedule::new(4 * MIB, 0, alloc::vec![p0, p1], None, config);
@@ -328,7 +334,9 @@ fn a_partial_holder_missing_a_piece_is_asked_again_once_it_says_it_holds_it() {
     // Peer 0 holds everything but is busy serving others; peer 1 holds the first two pieces.
     let config = ScheduleConfig {
         window: 4,
+        max_window: 4,
         per_peer: 2,
+        max_per_peer: 2,
         ..config()
     };
     let partial = Have::Pieces(alloc::vec![true, true, false, false]);
@@ -384,7 +392,9 @@ fn a_partial_holder_missing_a_piece_is_asked_again_once_it_says_it_holds_it() {
 fn a_peer_found_during_the_fetch_is_asked_too() {
     let config = ScheduleConfig {
         window: 4,
+        max_window: 4,
         per_peer: 1,
+        max_per_peer: 1,
         ..config()
     };
     let mut schedule = PieceSchedule::new(4 * MIB, 0, alloc::vec![Have::All], None, config);
@@ -467,7 +477,9 @@ fn a_streaming_holder_is_asked_for_the_next_pieces_to_arrive_and_others_for_what
 fn a_busy_peer_is_left_alone_for_the_backoff_and_its_piece_goes_to_another_holder() {
     let config = ScheduleConfig {
         window: 2,
+        max_window: 2,
         per_peer: 1,
+        max_per_peer: 1,
         ..config()
     };
     // Peer 0 holds every piece; peer 1 only piece 0.
@@ -492,4 +504,53 @@ fn a_busy_peer_is_left_alone_for_the_backoff_and_its_piece_goes_to_another_holde
     );
     assert!(!schedule.is_stuck());
     assert!(serves_now(ANSWERS_AT_ONCE - 1) && !serves_now(ANSWERS_AT_ONCE));
+}
+
+#[test]
+fn a_peer_that_keeps_up_gets_a_longer_pipeline_and_one_that_is_busy_a_shorter_one() {
+    let config = ScheduleConfig {
+        window: 4,
+        max_window: 16,
+        per_peer: 2,
+        max_per_peer: 8,
+        ..config()
+    };
+    let mut schedule = PieceSchedule::new(64 * MIB, 0, alloc::vec![Have::All], None, config);
+    let in_flight = |requests: &[PieceRequest]| requests.len();
+    let first = schedule.next_requests(at(0));
+    assert_eq!(in_flight(&first), 2, "two at first");
+    // Each round the peer answers everything while its pipeline is full: it grows by one
+    // per piece answered (doubling per round trip) up to its maximum.
+    let mut outstanding = first;
+    let mut sizes = Vec::new();
+    for round in 1..6 {
+        answer_all(&mut schedule, &outstanding);
+        while schedule.take_deliverable().is_some() {}
+        outstanding = schedule.next_requests(at(round * 10));
+        sizes.push(outstanding.len());
+    }
+    assert_eq!(sizes, [4, 8, 8, 8, 8], "slow start, capped at max_per_peer");
+    // Busy: halved, down to the start, and rested.
+    let tag = outstanding[0].tag;
+    schedule.handle_busy(tag, at(100));
+    assert!(
+        schedule.next_requests(at(300)).is_empty(),
+        "7 in flight still"
+    );
+    let rest: Vec<PieceRequest> = outstanding[1..].to_vec();
+    answer_all(&mut schedule, &rest);
+    while schedule.take_deliverable().is_some() {}
+    // The busy piece first, then up to the halved pipeline (answers to what was asked
+    // before the busy answer do not grow it back).
+    let after = schedule.next_requests(at(400));
+    assert_eq!(
+        after.len(),
+        1,
+        "the read position only: the window is full of unread pieces"
+    );
+    assert_eq!(after[0].piece, outstanding[0].piece);
+    answer_all(&mut schedule, &after);
+    while schedule.take_deliverable().is_some() {}
+    let next = schedule.next_requests(at(500));
+    assert_eq!(next.len(), 4, "halved: {next:?}");
 }

@@ -8,7 +8,8 @@
 //! peer directly by hole punching (two endpoint-independent NATs) or only through the relay
 //! (behind the symmetric NAT). Needs root (network namespaces). Run it through
 //! `scripts/bench` (release build); prints Markdown tables. `pyrsia-bench-reach transfer
-//! [--no-quic]` runs one loopback transfer only (to profile the data path with `perf`).
+//! [--no-quic]` runs one loopback transfer only (to profile the data path with `perf`);
+//! `pyrsia-bench-reach transfers` the transfer table only.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -301,5 +302,8 @@ fn main() {
         return;
     }
     transfers();
+    if args.first().map(String::as_str) == Some("transfers") {
+        return;
+    }
     connections();
 }

@@ -12,8 +12,9 @@
 //!
 //! `pyrsia-sim pieces [--seed S] [--nodes M]` prints how long `n` nodes (4 to 10,000, or M)
 //! take to get one blob when they all want it at once, each running core's piece schedule:
-//! in a full mesh (up to 100 nodes), with 16-peer views, and with 16-peer views under 5%
-//! churn, 5% slow nodes and 5% liars, beside the lower bound no schedule can beat.
+//! in a full mesh (up to 100 nodes), with 16-peer views, with 16-peer views under 5% churn,
+//! and under 5% churn, 5% slow nodes and 5% liars, beside the lower bound no schedule can
+//! beat and the queued requests of the node before its busy answer.
 
 use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Faults, Params, lower_bound, run};
@@ -425,9 +426,9 @@ fn pieces(seed: u64, only: Option<usize>) {
     );
     println!();
     println!(
-        "| nodes | lower bound: ticks | 16-peer views, requests queued (before the busy rule): ticks | busy answers, full mesh: ticks | busy answers, 16-peer views: ticks | busy answers, 16-peer views, 5% churn, 5% slow, 5% liars: ticks | upstream pieces | busy answers | honest nodes blamed | seconds |"
+        "| nodes | lower bound: ticks | 16-peer views, requests queued (before the busy rule): ticks | busy answers, full mesh: ticks | busy answers, 16-peer views: ticks | busy answers, 16-peer views, 5% churn: ticks | busy answers, 16-peer views, 5% churn, 5% slow, 5% liars: ticks | upstream pieces | busy answers | honest nodes blamed | seconds |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let sizes: Vec<usize> = match only {
         Some(n) => vec![n],
         None => vec![4, 31, 100, 1000, 10_000],
@@ -456,6 +457,13 @@ fn pieces(seed: u64, only: Option<usize>) {
         // A full mesh costs n² per tick here: run up to 100 nodes (the bound holds for it).
         let mesh = (nodes <= 100).then(|| run(params(nodes - 1, Faults::default())));
         let views = run(params(16, Faults::default()));
+        let churn = run(params(
+            16,
+            Faults {
+                churn: 5,
+                ..Faults::default()
+            },
+        ));
         let faults = Faults {
             churn: 5,
             slow: 5,
@@ -470,10 +478,11 @@ fn pieces(seed: u64, only: Option<usize>) {
             }
         };
         println!(
-            "| {nodes} | {bound} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {nodes} | {bound} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             queued.as_ref().map_or("—".to_string(), ticks),
             mesh.as_ref().map_or("—".to_string(), ticks),
             ticks(&views),
+            ticks(&churn),
             ticks(&rough),
             rough.upstream_pieces,
             rough.busy,
