@@ -22,10 +22,12 @@ use pyrsia_core::tlog::{Hash, leaf_hash};
 
 /// Bytes per piece.
 pub const PIECE_LEN: u32 = pyrsia_core::pieces::PIECE_LEN;
-/// Pieces requested or waiting to be read, at most: bounds memory per download (core's rule,
-/// which the simulation runs too).
+/// Pieces requested or waiting to be read while the peers' pipelines are short (core's rule,
+/// which the simulation runs too; they grow to `piece_schedule::MAX_WINDOW`, the memory
+/// bound per download).
 pub const WINDOW: usize = pyrsia_core::piece_schedule::WINDOW;
-/// Pieces one peer is asked for at once (core's rule).
+/// Pieces one peer is asked for at once at first (core's rule; up to
+/// `piece_schedule::MAX_PER_PEER` while it keeps up).
 pub const PER_PEER: usize = pyrsia_core::piece_schedule::PER_PEER;
 /// A peer that has not answered a piece in this long is dropped and its pieces go elsewhere.
 pub const PIECE_TIMEOUT: Duration = Duration::from_secs(5);

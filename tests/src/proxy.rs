@@ -308,3 +308,23 @@ impl<R: Read> Read for Faulty<R> {
         Ok(n)
     }
 }
+
+/// A registry under `work` holding a fresh image whose one layer is `size` bytes, behind a
+/// proxy that holds blob downloads to `rate` bytes per second (a WAN link in front of the
+/// upstream): what swarm tests give their nodes as `--upstream` (the proxy's URL) so that a
+/// fetch lasts long enough to watch, with the proxy counting the bytes it passes on.
+pub fn throttled_upstream(
+    work: &std::path::Path,
+    size: u64,
+    rate: u64,
+) -> (
+    crate::registry::Registry,
+    crate::image::PushedImage,
+    FaultProxy,
+) {
+    let registry = crate::registry::Registry::start(&work.join("registry"));
+    let image = crate::image::push_large_image(work, &registry.authority(), size);
+    let proxy = FaultProxy::start(&registry.url());
+    proxy.set_fault(Fault::Throttle(rate));
+    (registry, image, proxy)
+}

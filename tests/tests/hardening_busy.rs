@@ -14,11 +14,9 @@ use std::time::Duration;
 
 use pyrsia_core::piece_schedule::ANSWERS_AT_ONCE;
 use pyrsia_net::codec::{SyncRequest, SyncResponse};
-use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
-use pyrsia_tests::proxy::{Fault, FaultProxy};
+use pyrsia_tests::proxy::throttled_upstream;
 use pyrsia_tests::raw_peer::{RawPeer, node_wins};
-use pyrsia_tests::registry::Registry;
 
 const BLOB: u64 = 8 << 20;
 const PIECE: u64 = 1 << 20;
@@ -41,11 +39,8 @@ fn piece_request(digest: &pyrsia_core::digest::Digest, piece: u64) -> SyncReques
 #[test]
 fn a_node_answers_busy_beyond_its_answers_at_once_and_never_queues_or_blames_the_asker() {
     let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), BLOB);
+    let (registry, image, proxy) = throttled_upstream(work.path(), BLOB, UPSTREAM_RATE);
     let layer = &image.layers[0].blob;
-    let proxy = FaultProxy::start(&registry.url());
-    proxy.set_fault(Fault::Throttle(UPSTREAM_RATE));
     let slow = format!("slow.example={}", proxy.url());
     let node = Node::start(
         &work.path().join("node"),

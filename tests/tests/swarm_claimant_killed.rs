@@ -8,11 +8,9 @@
 use std::time::{Duration, Instant};
 
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
-use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::{Node, wait_mesh};
-use pyrsia_tests::proxy::{Fault, FaultProxy};
+use pyrsia_tests::proxy::throttled_upstream;
 use pyrsia_tests::raw_peer::claimant_order;
-use pyrsia_tests::registry::Registry;
 
 const LAYER: u64 = 48 << 20;
 const NODES: usize = 4;
@@ -23,11 +21,8 @@ const UPSTREAM_RATE: u64 = 4 << 20;
 #[test]
 fn a_killed_claimant_is_taken_over_at_the_offset_it_reached() {
     let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let (registry, image, proxy) = throttled_upstream(work.path(), LAYER, UPSTREAM_RATE);
     let layer = image.layers[0].blob.digest;
-    let proxy = FaultProxy::start(&registry.url());
-    proxy.set_fault(Fault::Throttle(UPSTREAM_RATE));
 
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..NODES {

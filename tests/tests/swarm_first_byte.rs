@@ -12,11 +12,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::{Node, wait_mesh};
-use pyrsia_tests::proxy::{Fault, FaultProxy};
+use pyrsia_tests::proxy::throttled_upstream;
 use pyrsia_tests::raw_peer::claimant_order;
-use pyrsia_tests::registry::Registry;
 
 const LAYER: u64 = 16 << 20;
 const UPSTREAM_RATE: u64 = 2 << 20;
@@ -24,11 +22,8 @@ const UPSTREAM_RATE: u64 = 2 << 20;
 #[test]
 fn a_client_gets_bytes_while_its_node_still_receives_the_blob_from_the_swarm() {
     let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let (registry, image, proxy) = throttled_upstream(work.path(), LAYER, UPSTREAM_RATE);
     let layer = image.layers[0].blob.digest;
-    let proxy = FaultProxy::start(&registry.url());
-    proxy.set_fault(Fault::Throttle(UPSTREAM_RATE));
 
     let first = Node::start(&work.path().join("node0"), &["--upstream", &proxy.url()]);
     let second = Node::start(
