@@ -918,13 +918,8 @@ impl PieceFetcher {
             })
             .unwrap_or(self.timeout);
         match self.replies.recv_timeout(wait) {
-            Ok(reply) if reply.tag >= HANDSHAKE_TAGS => Ok(()),
-            Ok(reply) if reply.tag >= POLL_TAGS => {
-                self.file_have(reply);
-                Ok(())
-            }
             Ok(reply) => {
-                self.file(reply);
+                self.dispatch(reply);
                 Ok(())
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -938,6 +933,27 @@ impl PieceFetcher {
             }
             Err(RecvTimeoutError::Disconnected) => Err(io::Error::other("network gone")),
         }
+    }
+
+    /// Files one reply: an answer to what a peer holds, or to a piece request (a late
+    /// handshake answer is dropped).
+    fn dispatch(&mut self, reply: PieceReply) {
+        match reply.tag {
+            tag if tag >= HANDSHAKE_TAGS => {}
+            tag if tag >= POLL_TAGS => self.file_have(reply),
+            _ => self.file(reply),
+        }
+    }
+
+    /// Files every reply already in, without waiting, then sends what the schedule asks for:
+    /// called each time the reader takes a piece, so the pipelines refill while the reader
+    /// writes the bytes out (not only once it runs dry, which drained them to nothing
+    /// between bursts).
+    fn pump(&mut self) {
+        while let Ok(reply) = self.replies.try_recv() {
+            self.dispatch(reply);
+        }
+        self.fill();
     }
 
     /// Files a peer's answer to what it holds. A peer taken on as holding every piece (it
@@ -1138,6 +1154,7 @@ impl Read for PieceFetcher {
                     let delivered = schedule.take_deliverable();
                     debug_assert_eq!(delivered, Some(piece));
                 }
+                self.pump();
                 // A read may start inside the piece (a resumed download).
                 let skip = (self.position - u64::from(piece) * u64::from(PIECE_LEN)) as usize;
                 self.current = bytes;

@@ -123,6 +123,8 @@ pub enum SyncResponse {
     Busy,
 }
 
+mod piece_frame;
+
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyncCodec;
@@ -173,7 +175,27 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, FRAME_LEN_MAX).await
+        // The header and the variant index first: a piece's bytes are read straight into
+        // the answer's buffer ([`piece_frame`]), anything else is decoded by postcard.
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        io.read_exact(&mut header).await?;
+        let header = FrameHeader::parse(&header, FRAME_LEN_MAX)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let len = header.len as usize;
+        if len == 0 {
+            return decode_payload(&[])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+        }
+        let mut variant = [0u8; 1];
+        io.read_exact(&mut variant).await?;
+        if variant[0] == piece_frame::PIECE_VARIANT {
+            return piece_frame::read_piece_rest(io, len).await;
+        }
+        let mut payload = vec![0u8; len];
+        payload[0] = variant[0];
+        io.read_exact(&mut payload[1..]).await?;
+        decode_payload(&payload)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
 
     async fn write_request<T>(
@@ -197,7 +219,12 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &response).await
+        match response {
+            SyncResponse::Piece { total, bytes } => {
+                piece_frame::write_piece(io, total, &bytes).await
+            }
+            response => write_frame(io, &response).await,
+        }
     }
 }
 

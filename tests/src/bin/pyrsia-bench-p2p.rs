@@ -1,4 +1,4 @@
-//! `pyrsia-bench-p2p`: N node processes on this machine (2, 4, 8 and 16) fetch one fresh
+//! `pyrsia-bench-p2p`: N node processes on this machine (2, 4, 8, 16 and 32) fetch one fresh
 //! 200 MiB blob at the same moment (curl through each node), (a) through the swarm, each node
 //! told of three others (not a full mesh), and (b) with P2P off, each node straight from the
 //! upstream; both with the upstream on loopback and behind one shared 100 MB/s link (a WAN;
@@ -6,7 +6,8 @@
 //! node-to-node transfer over each transport is `pyrsia-bench-reach`'s. For each run it prints the wall time (max and p50 over the nodes),
 //! the blob's GETs at the upstream, the largest single node's upload and the share of peer
 //! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
-//! (release build); prints Markdown tables.
+//! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan]` runs one swarm
+//! of N nodes alone (to profile it, or to read the logs of a failed pull).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,20 +18,26 @@ use pyrsia_tests::proxy::{Fault, FaultProxy};
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 200 << 20;
-const SIZES: [usize; 4] = [2, 4, 8, 16];
+const SIZES: [usize; 5] = [2, 4, 8, 16, 32];
 /// Each swarm node is started with this many earlier nodes as its peers.
 const DIALLED: usize = 3;
 /// The WAN link in front of the registry, bytes per second.
 const WAN: u64 = 100_000_000;
 
-fn curl(url: &str) -> f64 {
+/// Fetches `url` with curl: `Err` with curl's own words when it fails.
+fn curl(url: &str) -> Result<f64, String> {
     let started = Instant::now();
     let out = Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", url])
+        .args(["-sSf", "-o", "/dev/null", url])
         .output()
         .expect("curl");
-    assert!(out.status.success(), "curl {url} failed");
-    started.elapsed().as_secs_f64()
+    if !out.status.success() {
+        return Err(format!(
+            "curl {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// Starts `n` nodes behind `upstream` with the `extra` arguments: each told of up to
@@ -100,15 +107,32 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration) -> Run {
             let delay = stagger * i as u32;
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                curl(&url);
-                started.elapsed().as_secs_f64()
+                curl(&url).map(|_| started.elapsed().as_secs_f64())
             })
         })
         .collect();
-    let times = clients
+    let results: Vec<Result<f64, String>> = clients
         .into_iter()
         .map(|c| c.join().expect("client"))
         .collect();
+    let failed: Vec<String> = results
+        .iter()
+        .zip(&nodes)
+        .filter_map(|(result, node)| {
+            let why = result.as_ref().err()?;
+            let log = node.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Some(format!("{why}\n{}", tail.join("\n")))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {n} pulls failed:\n{}",
+        failed.len(),
+        failed.join("\n---\n")
+    );
+    let times = results.into_iter().flatten().collect();
     let uploads: Vec<u64> = nodes
         .iter()
         .map(|n| n.metric("piece_bytes_served"))
@@ -136,6 +160,23 @@ fn max(times: &[f64]) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, n, rest @ ..] = args.as_slice()
+        && mode == "swarm"
+    {
+        let n: usize = n.parse().expect("swarm N [wan]: N nodes");
+        let wan = rest.iter().any(|a| a == "wan");
+        let swarm = run(n, true, wan, Duration::ZERO);
+        println!(
+            "{n} nodes: wall {:.2} s (p50 {:.2} s), upstream GETs {}, peer bytes {:.2}× the {} copies needed",
+            max(&swarm.times),
+            p50(&swarm.times),
+            swarm.upstream_gets,
+            swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
+            n - 1
+        );
+        return;
+    }
     for wan in [false, true] {
         println!();
         println!(
@@ -148,9 +189,9 @@ fn main() {
         );
         println!();
         println!(
-            "| nodes | swarm wall (max / p50) | direct wall (max / p50) | swarm ÷ direct | upstream GETs (swarm / direct) | largest node upload (× blob) | peer bytes from partial holders |"
+            "| nodes | swarm wall (max / p50) | direct wall (max / p50) | swarm ÷ direct | upstream GETs (swarm / direct) | largest node upload (× blob) | peer bytes from partial holders | peer bytes ÷ (nodes − 1) blobs |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for n in SIZES {
             let swarm = run(n, true, wan, Duration::ZERO);
             let direct = run(n, false, wan, Duration::ZERO);
@@ -160,7 +201,7 @@ fn main() {
                 100.0 * swarm.partial as f64 / swarm.served as f64
             };
             println!(
-                "| {n} | {:.2} s / {:.2} s | {:.2} s / {:.2} s | {:.2}× | {} / {} | {:.2} | {share:.0}% |",
+                "| {n} | {:.2} s / {:.2} s | {:.2} s / {:.2} s | {:.2}× | {} / {} | {:.2} | {share:.0}% | {:.2} |",
                 max(&swarm.times),
                 p50(&swarm.times),
                 max(&direct.times),
@@ -169,6 +210,7 @@ fn main() {
                 swarm.upstream_gets,
                 direct.upstream_gets,
                 swarm.largest_upload as f64 / SIZE as f64,
+                swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
             );
         }
     }
