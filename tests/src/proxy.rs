@@ -34,6 +34,11 @@ pub enum Fault {
 /// What [`Fault::GarbleManifests`] serves instead of a manifest.
 pub const GARBLED_MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":"nope"}"#;
 
+/// Requests the proxy serves at once: more than the most nodes a test or benchmark starts
+/// (32 fetching at once through one throttled link; a request beyond waits for a worker,
+/// and the node's 5 s wait for the response headers would fail it).
+const WORKERS: usize = 64;
+
 /// The proxy, listening on 127.0.0.1.
 pub struct FaultProxy {
     server: Arc<Server>,
@@ -57,10 +62,12 @@ impl FaultProxy {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(60)))
+            // No bound on a whole response: behind a throttled link shared by many
+            // downloads, one blob may take minutes; a stalled upstream still ends by this.
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
-        let workers = (0..16)
+        let workers = (0..WORKERS)
             .map(|_| {
                 let (server, fault, agent, upstream, held, link, sent) = (
                     server.clone(),
@@ -150,6 +157,10 @@ impl Held {
         self.now.fetch_sub(1, SeqCst);
     }
 }
+
+/// How far behind the clock the shared link of [`Fault::Throttle`] may fall and catch up (a
+/// burst of `rate` × this at most): the lateness of the throttle's sleeps is not lost.
+const LINK_BURST: Duration = Duration::from_millis(20);
 
 /// When the shared link of [`Fault::Throttle`] is next free.
 type Link = Arc<Mutex<std::time::Instant>>;
@@ -282,10 +293,14 @@ impl<R: Read> Read for Faulty<R> {
         };
         let n = self.inner.read(&mut buf[..limit])?;
         if let Fault::Throttle(rate) = self.fault {
-            // The bytes take their turn on the shared link.
+            // The bytes take their turn on the shared link. A link idle for less than
+            // LINK_BURST is taken as still busy: each sleep wakes a little late, and without
+            // this a single download lost that time at every read and moved at about half
+            // the rate (many downloads at once keep the link's turn ahead, and did not).
             let until = {
                 let mut free = self.link.lock().expect("link lock");
-                let start = (*free).max(std::time::Instant::now());
+                let now = std::time::Instant::now();
+                let start = (*free).max(now.checked_sub(LINK_BURST).unwrap_or(now));
                 *free = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
                 *free
             };

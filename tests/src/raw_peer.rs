@@ -270,8 +270,18 @@ impl LyingProvider {
         blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
         lie: Lie,
     ) -> LyingProvider {
+        Self::lying_as(identity::Keypair::generate_ed25519(), address, blobs, lie)
+    }
+
+    /// [`LyingProvider::lying`] with the identity `keypair` (a test that needs the liars to
+    /// rank somewhere among the nodes nearest a digest picks their keys first).
+    pub fn lying_as(
+        keypair: identity::Keypair,
+        address: &str,
+        blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
+        lie: Lie,
+    ) -> LyingProvider {
         use std::sync::atomic::Ordering;
-        let keypair = identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id();
         let (address, node) = node_address(address);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -5,11 +5,13 @@
 //! still crosses the upstream link once (the nodes turn from the liars to the node fetching
 //! it for the network and to each other), and no honest node is blamed.
 
+use pyrsia_core::digest::Digest;
+use pyrsia_core::rendezvous::CLAIMANTS;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::wait_until;
-use pyrsia_tests::raw_peer::{Lie, LyingProvider};
+use pyrsia_tests::raw_peer::{Lie, LyingProvider, claimant_order};
 use pyrsia_tests::registry::Registry;
 use std::time::Duration;
 
@@ -31,10 +33,18 @@ fn peers_claiming_pieces_they_lack_cost_time_not_the_pull() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         nodes.push(Node::start(&work.path().join(format!("node{i}")), &args));
     }
+    // The liars' identities, drawn so that they are not all of the nodes the network asks
+    // in turn to fetch the layer from the upstream: with every one of those lying, each node
+    // fetches it itself (a stranger can make at most `CLAIMANTS` nodes fetch a blob for the
+    // network, so the walk stops there; drawn at random, this happens in 1 run of 35). A liar
+    // may still be first or second in line.
+    let keys = liar_keys(&layer.digest, &nodes);
     let liars: Vec<LyingProvider> = nodes
         .iter()
-        .map(|node| {
-            let liar = LyingProvider::lying(
+        .zip(keys)
+        .map(|(node, key)| {
+            let liar = LyingProvider::lying_as(
+                key,
                 &node.p2p_address(),
                 vec![(layer.digest, layer.size)],
                 Lie::HoldsEverything,
@@ -95,5 +105,25 @@ fn peers_claiming_pieces_they_lack_cost_time_not_the_pull() {
             .filter(|l| l.contains(&format!("peer misbehaved peer={honest}")))
             .collect();
         assert!(blamed.is_empty(), "an honest node was blamed: {blamed:?}");
+    }
+}
+
+/// One identity per node for the liars, redrawn until an honest node is among the
+/// `CLAIMANTS` nearest `digest` of all of them.
+fn liar_keys(digest: &Digest, nodes: &[Node]) -> Vec<libp2p::identity::Keypair> {
+    loop {
+        let keys: Vec<_> = nodes
+            .iter()
+            .map(|_| libp2p::identity::Keypair::generate_ed25519())
+            .collect();
+        let ids: Vec<String> = nodes
+            .iter()
+            .map(Node::peer_id)
+            .chain(keys.iter().map(|k| k.public().to_peer_id().to_string()))
+            .collect();
+        let in_line = &claimant_order(digest, &ids)[..CLAIMANTS];
+        if in_line.iter().any(|&i| i < nodes.len()) {
+            return keys;
+        }
     }
 }

@@ -6,8 +6,9 @@
 //! node-to-node transfer over each transport is `pyrsia-bench-reach`'s. For each run it prints the wall time (max and p50 over the nodes),
 //! the blob's GETs at the upstream, the largest single node's upload and the share of peer
 //! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
-//! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan]` runs one swarm
-//! of N nodes alone (to profile it, or to read the logs of a failed pull).
+//! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan] [tcp]` runs one
+//! swarm of N nodes alone (to profile it, or to read the logs of a failed pull; `tcp`: the
+//! nodes run without QUIC); `pyrsia-bench-p2p wan` the WAN table and staggered rows only.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -84,7 +85,7 @@ struct Run {
 }
 
 /// `n` nodes fetch a fresh blob, the i-th client starting `stagger × i` after the first.
-fn run(n: usize, swarm: bool, wan: bool, stagger: Duration) -> Run {
+fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) -> Run {
     let work = tempfile::tempdir().expect("temp dir");
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), SIZE);
@@ -97,7 +98,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration) -> Run {
     let upstream = proxy
         .as_ref()
         .map_or_else(|| registry.url(), FaultProxy::url);
-    let nodes = nodes(work.path(), &upstream, n, swarm, &[]);
+    let nodes = nodes(work.path(), &upstream, n, swarm, node_args);
     let started = Instant::now();
     let clients: Vec<_> = nodes
         .iter()
@@ -164,9 +165,14 @@ fn main() {
     if let [mode, n, rest @ ..] = args.as_slice()
         && mode == "swarm"
     {
-        let n: usize = n.parse().expect("swarm N [wan]: N nodes");
+        let n: usize = n.parse().expect("swarm N [wan] [tcp]: N nodes");
         let wan = rest.iter().any(|a| a == "wan");
-        let swarm = run(n, true, wan, Duration::ZERO);
+        let node_args: &[&str] = if rest.iter().any(|a| a == "tcp") {
+            &["--no-quic"]
+        } else {
+            &[]
+        };
+        let swarm = run(n, true, wan, Duration::ZERO, node_args);
         println!(
             "{n} nodes: wall {:.2} s (p50 {:.2} s), upstream GETs {}, peer bytes {:.2}× the {} copies needed",
             max(&swarm.times),
@@ -177,7 +183,13 @@ fn main() {
         );
         return;
     }
-    for wan in [false, true] {
+    // `pyrsia-bench-p2p wan`: the WAN table and the staggered rows only.
+    let links: &[bool] = if args.first().is_some_and(|a| a == "wan") {
+        &[true]
+    } else {
+        &[false, true]
+    };
+    for &wan in links {
         println!();
         println!(
             "Upstream {}:",
@@ -193,8 +205,8 @@ fn main() {
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
         for n in SIZES {
-            let swarm = run(n, true, wan, Duration::ZERO);
-            let direct = run(n, false, wan, Duration::ZERO);
+            let swarm = run(n, true, wan, Duration::ZERO, &[]);
+            let direct = run(n, false, wan, Duration::ZERO, &[]);
             let share = if swarm.served == 0 {
                 0.0
             } else {
@@ -220,7 +232,7 @@ fn main() {
     println!("| | last client done | p50 | upstream GETs | largest node upload (× blob) |");
     println!("|---|---:|---:|---:|---:|");
     for (name, swarm) in [("swarm", true), ("direct", false)] {
-        let r = run(8, swarm, false, Duration::from_millis(500));
+        let r = run(8, swarm, false, Duration::from_millis(500), &[]);
         println!(
             "| {name} | {:.2} s | {:.2} s | {} | {:.2} |",
             max(&r.times),
