@@ -3,7 +3,8 @@
 //! data dir and upstream; an environment variable overrides the file's disk budget and a
 //! flag the environment's; skopeo pulls through it. `pyrsia config set/show` write and
 //! explain the same file. A file with a typo or a bad value stops the node before it
-//! serves, with the file, line and key named.
+//! serves, with the file, line and key named. A node stopped (SIGTERM) the moment it first
+//! answers stops cleanly: its signal handlers are in before its port serves anything.
 
 use std::process::Command;
 use std::time::Duration;
@@ -187,4 +188,27 @@ fn file_then_environment_then_flags_configure_a_real_node() {
         "{}",
         output_text(&out)
     );
+}
+
+/// A supervisor that stops a node the moment it answers its health check gets a clean stop
+/// (exit status 0 after "stopped"), not SIGTERM's default action: CI once caught a node
+/// killed in the gap between its first HTTP answer and its signal handlers. Ten rounds, each
+/// SIGTERM sent as soon as `/healthz` answers.
+#[test]
+fn a_node_stopped_the_moment_it_answers_stops_cleanly() {
+    let work = tempfile::tempdir().unwrap();
+    for round in 0..10 {
+        let dir = work.path().join(format!("node{round}"));
+        let mut node = pyrsia_tests::node::Node::start(&dir, &[]);
+        assert!(
+            node.terminate(),
+            "round {round}: the node did not stop cleanly\n{}",
+            node.log()
+        );
+        assert!(
+            node.log().contains("stopped"),
+            "round {round}: no clean stop logged\n{}",
+            node.log()
+        );
+    }
 }

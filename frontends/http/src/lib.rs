@@ -102,8 +102,9 @@ pub fn run_node_with(
         .as_ref()
         .map(tls::ReloadableCert::server_config)
         .transpose()?;
-    let server = HttpServer::start(options.http, options.http_workers, node.clone(), tls_config)
-        .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
+    // The handlers go in before the port serves anything: a supervisor (or a test) that
+    // sees the node answer and stops it at once must get a clean stop, not the default
+    // action of SIGTERM (seen in CI: killed between the first answer and the handlers).
     let (stop_tx, stop_rx) = mpsc::channel();
     signals::on_signals(
         move || {
@@ -111,6 +112,8 @@ pub fn run_node_with(
         },
         move || reload_certificate(certificate.as_deref()),
     )?;
+    let server = HttpServer::start(options.http, options.http_workers, node.clone(), tls_config)
+        .map_err(|e| format!("cannot listen on {}: {e}", options.http))?;
     tracing::info!(
         http = %server.address(),
         tls = options.tls_cert.is_some(),
