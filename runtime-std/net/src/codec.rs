@@ -129,18 +129,31 @@ mod piece_frame;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyncCodec;
 
-async fn read_frame<T, M>(io: &mut T, max: u32) -> io::Result<M>
+/// Reads a frame's header; returns its payload's length (at most `max`).
+async fn read_header<T>(io: &mut T, max: u32) -> io::Result<usize>
 where
     T: AsyncRead + Unpin + Send,
-    M: for<'de> Deserialize<'de>,
 {
     let mut header = [0u8; FRAME_HEADER_LEN];
     io.read_exact(&mut header).await?;
     let header = FrameHeader::parse(&header, max)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    let mut payload = vec![0u8; header.len as usize];
+    Ok(header.len as usize)
+}
+
+/// Decodes a frame's payload; what does not decode is `InvalidData`.
+fn decode<M: for<'de> Deserialize<'de>>(payload: &[u8]) -> io::Result<M> {
+    decode_payload(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+async fn read_frame<T, M>(io: &mut T, max: u32) -> io::Result<M>
+where
+    T: AsyncRead + Unpin + Send,
+    M: for<'de> Deserialize<'de>,
+{
+    let mut payload = vec![0u8; read_header(io, max).await?];
     io.read_exact(&mut payload).await?;
-    decode_payload(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+    decode(&payload)
 }
 
 async fn write_frame<T, M>(io: &mut T, message: &M) -> io::Result<()>
@@ -177,14 +190,9 @@ impl libp2p::request_response::Codec for SyncCodec {
     {
         // The header and the variant index first: a piece's bytes are read straight into
         // the answer's buffer ([`piece_frame`]), anything else is decoded by postcard.
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        io.read_exact(&mut header).await?;
-        let header = FrameHeader::parse(&header, FRAME_LEN_MAX)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let len = header.len as usize;
+        let len = read_header(io, FRAME_LEN_MAX).await?;
         if len == 0 {
-            return decode_payload(&[])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+            return decode(&[]);
         }
         let mut variant = [0u8; 1];
         io.read_exact(&mut variant).await?;
@@ -194,8 +202,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         let mut payload = vec![0u8; len];
         payload[0] = variant[0];
         io.read_exact(&mut payload[1..]).await?;
-        decode_payload(&payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+        decode(&payload)
     }
 
     async fn write_request<T>(
