@@ -92,6 +92,31 @@ pub fn claimants(key: &[u8], local: &[u8], peers: &[&[u8]]) -> alloc::vec::Vec<O
         .collect()
 }
 
+/// What a node asked by a peer to fetch a blob for the network does ([`honour`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Honour {
+    /// It is not among the claimants in its own view: it refuses, so a stranger cannot
+    /// spread its fetches over every node.
+    Refuse,
+    /// It is the nearest the digest in its own view: it fetches from its upstream at once.
+    Upstream,
+    /// Claimants nearer the digest come before it in its own view: the asker's view missed
+    /// them (other peers, or peers at their connection limit). It downloads the blob as for
+    /// a client of its own, asking the nearer ones first, and fetches from its upstream only
+    /// at its own turn. Each such hand-on goes to a node nearer the digest, so it never loops.
+    ThroughNearer,
+}
+
+/// What this node does when a peer asks it to fetch a blob for the network, from the
+/// claimants in its own view in order (`None` is this node; [`claimants`]).
+pub fn honour<P>(claimants: &[Option<P>]) -> Honour {
+    match claimants.iter().position(Option::is_none) {
+        None => Honour::Refuse,
+        Some(0) => Honour::Upstream,
+        Some(_) => Honour::ThroughNearer,
+    }
+}
+
 /// How many times a download whose peers stopped delivering asks again who holds or fetches
 /// the rest (each claimant in turn may die), before it resumes from the upstream itself.
 /// Each round must have made progress ([`ask_peers_again`]).
@@ -156,6 +181,14 @@ mod tests {
             !ask_peers_again(TAKEOVER_ROUNDS - 1, true),
             "rounds are bounded"
         );
+    }
+
+    #[test]
+    fn a_claimant_with_nearer_ones_in_its_view_fetches_through_them() {
+        assert_eq!(honour::<u8>(&[None, Some(1), Some(2)]), Honour::Upstream);
+        assert_eq!(honour(&[Some(1u8), None, Some(2)]), Honour::ThroughNearer);
+        assert_eq!(honour(&[Some(1u8), Some(2), Some(3)]), Honour::Refuse);
+        assert_eq!(honour::<u8>(&[]), Honour::Refuse);
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub enum IfMissing<'a> {
     /// Nothing: the peer answers [`PieceAnswer::Missing`].
     Nothing,
     /// Fetch the blob from this origin's upstream for the network, when the peer is one of
-    /// the nodes chosen to ([`fetches_for_network`]).
+    /// the nodes chosen to ([`honour_fetch`]).
     FetchForNetwork(&'a FetchHint),
     /// Fetch the blob from the peer's own peers and serve it on: the peer is the relay that
     /// carries the asker's circuit to a source the asker reaches only through it (core's
@@ -276,10 +276,12 @@ pub fn upstream_fetcher(network: &dyn PeerNetwork, digest: &Digest) -> Option<St
         .flatten()
 }
 
-/// Whether this node is one of those asked to fetch `digest` from the upstream for the
-/// network: it honours a peer's request to, and no other.
-pub fn fetches_for_network(network: &dyn PeerNetwork, digest: &Digest) -> bool {
-    upstream_fetchers(network, digest).contains(&None)
+/// What this node does when a peer asks it to fetch `digest` from the upstream for the
+/// network (core's [`pyrsia_core::rendezvous::honour`] over [`upstream_fetchers`]): refuse
+/// unless it is one of the nodes asked; fetch at once when it is the nearest; else ask the
+/// nearer ones first.
+pub fn honour_fetch(network: &dyn PeerNetwork, digest: &Digest) -> pyrsia_core::rendezvous::Honour {
+    pyrsia_core::rendezvous::honour(&upstream_fetchers(network, digest))
 }
 
 /// What a fetch that names the blob's origin sends along with its piece requests: the

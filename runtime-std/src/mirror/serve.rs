@@ -19,9 +19,9 @@ use pyrsia_core::tlog::Hash;
 use super::Mirror;
 use super::flight::{Flight, Joined};
 use crate::peers::{
-    Ask, FetchHint, IfMissing, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource,
-    fetches_for_network,
+    Ask, FetchHint, IfMissing, PIECE_LEN, PieceAnswer, PieceRequest, PieceSource, honour_fetch,
 };
+use pyrsia_core::rendezvous::Honour;
 
 impl PieceSource for Mirror {
     fn piece(&self, request: &PieceRequest, if_missing: IfMissing<'_>) -> PieceAnswer {
@@ -73,14 +73,23 @@ impl PieceSource for Mirror {
         if let IfMissing::Bridge { .. } = if_missing {
             return self.bridge(request, hint, upstream, want);
         }
-        if let Some(network) = self.peer_network()
-            && !fetches_for_network(&*network, &request.digest)
-        {
-            tracing::debug!(digest = %request.digest, "a peer asked this node to fetch a blob other peers should fetch; refused");
-            return PieceAnswer::Missing;
-        }
-        // This node fetches for the network: from its upstream only, never back from peers.
-        self.serve_download(request, hint, upstream, None, want)
+        let honour = self
+            .peer_network()
+            .map(|network| honour_fetch(&*network, &request.digest));
+        let peers = match honour {
+            Some(Honour::Refuse) => {
+                tracing::debug!(digest = %request.digest, "a peer asked this node to fetch a blob other peers should fetch; refused");
+                return PieceAnswer::Missing;
+            }
+            // Nodes nearer the digest that the asker did not reach come first.
+            Some(Honour::ThroughNearer) => {
+                tracing::info!(digest = %request.digest, "asked to fetch a blob for the network while nodes nearer it are known here: asking them first");
+                self.peer_fetch(&request.digest)
+            }
+            // The nearest: from its upstream only, never back from peers.
+            Some(Honour::Upstream) | None => None,
+        };
+        self.serve_download(request, hint, upstream, peers, want)
     }
 }
 

@@ -1,0 +1,110 @@
+//! Nodes see different peers. Here the node nearest a layer's digest, C, is at its connection
+//! limit (`--max-peers 1`, held by B), so A, which reaches only B, cannot see C and asks B, the
+//! nearest it knows, to fetch the layer for the network. B is one of the claimants in its own
+//! view too, but C comes before it there: B asks C first (core's `rendezvous::honour`), and
+//! C, pulling the same image at the same moment, fetches the layer once for all three. The
+//! upstream's access log is the judge: the layer crosses the upstream link once. (Before,
+//! B fetched it from the upstream as well: two GETs.)
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::registry::Registry;
+
+const LAYER: u64 = 16 << 20;
+
+#[test]
+fn a_claimant_that_knows_a_nearer_one_fetches_through_it() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let layer = image.layers[0].blob.digest;
+    let upstream = registry.url();
+
+    // Each node's key stays in its data directory: start three alone to learn their peer
+    // ids, then give them their roles by distance to the layer's digest.
+    let dirs: Vec<_> = (0..3)
+        .map(|i| work.path().join(format!("node{i}")))
+        .collect();
+    let ids: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|dir| {
+            let mut node = Node::start(dir, &["--upstream", &upstream]);
+            let id: PeerId = node.peer_id().parse().unwrap();
+            assert!(node.terminate(), "node stopped cleanly\n{}", node.log());
+            id.to_bytes()
+        })
+        .collect();
+    let ranked =
+        pyrsia_core::rendezvous::nearest_first(layer.as_bytes(), ids.iter().map(Vec::as_slice), 3);
+    let role = |rank: usize| {
+        let index = ids.iter().position(|id| id == ranked[rank]).unwrap();
+        dirs[index].clone()
+    };
+    let nearest = Node::start(&role(0), &["--upstream", &upstream, "--max-peers", "1"]);
+    let second = Node::start(
+        &role(1),
+        &["--upstream", &upstream, "--peer", &nearest.p2p_address()],
+    );
+    nearest.wait_connected(&second.peer_id());
+    let third = Node::start(
+        &role(2),
+        &["--upstream", &upstream, "--peer", &second.p2p_address()],
+    );
+    second.wait_connected(&third.peer_id());
+    // The third node's lookups reach the nearest, which refuses it: it is held at one peer.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        nearest.connected_peers(),
+        vec![second.peer_id()],
+        "the nearest node holds only its one peer\n{}",
+        nearest.log()
+    );
+    assert!(
+        !third.connected_peers().contains(&nearest.peer_id()),
+        "the third node does not reach the nearest"
+    );
+
+    let pulls: Vec<_> = [&nearest, &third]
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let (authority, dest) = (node.authority(), work.path().join(format!("copy{i}")));
+            let reference = image.reference.clone();
+            std::thread::spawn(move || skopeo_copy(&authority, &reference, &dest))
+        })
+        .collect();
+    for (pull, node) in pulls.into_iter().zip([&nearest, &third]) {
+        let output = pull.join().unwrap();
+        assert_succeeded(&output, "pull through a node", &node.log());
+    }
+    for node in [&nearest, &third] {
+        assert!(
+            node.wait_stored(&layer),
+            "the node stored the verified layer"
+        );
+    }
+    let logs = [&nearest, &second, &third]
+        .iter()
+        .map(|n| n.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert_eq!(
+        registry.blob_gets(&layer.to_string()),
+        1,
+        "the layer crossed the upstream link once\n{logs}"
+    );
+    assert!(
+        second
+            .log()
+            .contains("nodes nearer it are known here: asking them first"),
+        "the third node asked the second, which knew the nearest\n{logs}"
+    );
+    assert!(
+        third.metric("peer_bytes") >= LAYER,
+        "the third node got the layer from its peer"
+    );
+}
