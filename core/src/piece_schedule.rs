@@ -143,7 +143,8 @@ impl Have {
         }
     }
 
-    fn has(&self, piece: u32) -> bool {
+    /// Whether the peer holds `piece`: what a fetch asks before it asks that peer for it.
+    pub fn has(&self, piece: u32) -> bool {
         match self {
             Have::All => true,
             Have::Pieces(bits) => bits.get(piece as usize).copied().unwrap_or(false),
@@ -350,6 +351,11 @@ pub struct PieceSchedule {
     /// The time of the last [`PieceSchedule::next_requests`]: peers resting then are not
     /// chosen.
     now: Instant,
+    /// With growing holders ([`PieceSchedule::with_growing_holders`]): how long a stuck
+    /// fetch waits for a new piece.
+    growing: Option<Duration>,
+    /// Since when the fetch has been stuck, and how many pieces were in then.
+    stuck_since: Option<(Instant, usize)>,
 }
 
 impl PieceSchedule {
@@ -383,6 +389,38 @@ impl PieceSchedule {
             expected,
             rng: Rng::seed_from_u64(0),
             now: Instant::from_millis(0),
+            growing: None,
+            stuck_since: None,
+        }
+    }
+
+    /// The peers are downloading the blob themselves, with no peer fetching it for them in
+    /// this schedule (a fetch that follows them because the node fetching it for the network
+    /// is out of its reach): a piece none holds yet may still come, as they poll in.
+    /// [`PieceSchedule::gives_up`] then waits `patience` without a new piece.
+    pub fn with_growing_holders(mut self, patience: Duration) -> PieceSchedule {
+        self.growing = Some(patience);
+        self
+    }
+
+    /// Whether the fetch gives up at `now`: it [is stuck](PieceSchedule::is_stuck) and, with
+    /// growing holders, has been for their patience with no new piece in. Call it before
+    /// waiting for the next answer.
+    pub fn gives_up(&mut self, now: Instant) -> bool {
+        if !self.is_stuck() {
+            self.stuck_since = None;
+            return false;
+        }
+        let Some(patience) = self.growing else {
+            return true;
+        };
+        let done = self.pieces.iter().filter(|s| **s == State::Done).count();
+        match self.stuck_since {
+            Some((since, seen)) if seen == done => now.saturating_since(since) >= patience,
+            _ => {
+                self.stuck_since = Some((now, done));
+                false
+            }
         }
     }
 

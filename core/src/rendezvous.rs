@@ -117,6 +117,52 @@ pub fn honour<P>(claimants: &[Option<P>]) -> Honour {
     }
 }
 
+/// Whether a node whose turn in the claim walk came looks once more, before it fetches a
+/// blob from the upstream, for nodes nearer the digest already downloading it
+/// ([`nearer_downloader`]), and defers to them. Only at a download's start (`resuming` is
+/// false: a download resuming after its source died is next in line), and only when its view
+/// may miss the nearest node: a claimant nearer it was asked and did not serve
+/// (`nearer_failed`: gone, or alive and at its connection limit, refusing this node), or its
+/// lookup of the nodes nearest the digest could not reach some it was told of
+/// (`lookup_unreached`: such a node, at its limit, may be the nearest; it then fetches for
+/// everyone, and two that each think themselves nearest would both fetch). A node that
+/// knows itself the nearest fetches at once.
+pub fn look_again_before_upstream(
+    nearer_failed: bool,
+    lookup_unreached: bool,
+    resuming: bool,
+) -> bool {
+    (nearer_failed || lookup_unreached) && !resuming
+}
+
+/// Of the nodes downloading a blob now (`downloaders`, from the DHT's provider records), the
+/// index of the one nearest the digest `key`, when it is nearer than this node (`local`): it
+/// fetches the blob for the network, and this node defers to it. `None`: this node is the
+/// nearest downloader, and fetches from the upstream.
+pub fn nearer_downloader(key: &[u8], local: &[u8], downloaders: &[&[u8]]) -> Option<usize> {
+    let target = crate::digest::Digest::sha256(key);
+    let own = distance(&target, local);
+    downloaders
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (distance(&target, d), i))
+        .filter(|(d, _)| *d < own)
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// How many times a node that defers to a nearer downloader it cannot reach looks for the
+/// peers downloading the blob from it (they serve what they hold), about every quarter
+/// second, before it fetches the blob from the upstream itself.
+pub const REJOIN_LOOKUPS: usize = 6;
+
+/// Whether a peer downloading the blob is worth following when this node defers: it holds
+/// `pieces` pieces from the start and `ahead` more beyond them. One holding none may be
+/// waiting on this very node (each found the other downloading): following it stalls both.
+pub fn worth_following(pieces: u32, ahead: usize) -> bool {
+    pieces > 0 || ahead > 0
+}
+
 /// How many times a download whose peers stopped delivering asks again who holds or fetches
 /// the rest (each claimant in turn may die), before it resumes from the upstream itself.
 /// Each round must have made progress ([`ask_peers_again`]).
@@ -189,6 +235,37 @@ mod tests {
         assert_eq!(honour(&[Some(1u8), None, Some(2)]), Honour::ThroughNearer);
         assert_eq!(honour(&[Some(1u8), Some(2), Some(3)]), Honour::Refuse);
         assert_eq!(honour::<u8>(&[]), Honour::Refuse);
+    }
+
+    #[test]
+    fn a_node_that_may_not_see_the_nearest_defers_to_a_nearer_downloader() {
+        assert!(
+            !look_again_before_upstream(false, false, false),
+            "a node that knows itself the nearest fetches at once"
+        );
+        assert!(look_again_before_upstream(true, false, false));
+        assert!(look_again_before_upstream(false, true, false));
+        assert!(
+            !look_again_before_upstream(true, true, true),
+            "a resuming download is next in line"
+        );
+        let nodes: alloc::vec::Vec<[u8; 4]> = (0u32..6).map(|i| i.to_be_bytes()).collect();
+        let key = b"blob";
+        let ranked = nearest_first(key, nodes.iter().map(|n| &n[..]), 6);
+        // This node is third nearest; the downloaders are the fifth, the first and the second.
+        let downloaders = [ranked[4], ranked[0], ranked[1]];
+        assert_eq!(nearer_downloader(key, ranked[2], &downloaders), Some(1));
+        assert_eq!(
+            nearer_downloader(key, ranked[0], &downloaders[..1]),
+            None,
+            "the nearest defers to nobody"
+        );
+        assert!(
+            !worth_following(0, 0),
+            "one holding nothing may wait on this node"
+        );
+        assert!(worth_following(1, 0));
+        assert!(worth_following(0, 2));
     }
 
     #[test]

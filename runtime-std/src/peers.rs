@@ -190,6 +190,18 @@ pub trait PeerNetwork: Send + Sync {
             })
             .collect()
     }
+    /// Whether the last lookup of the peers nearest `digest` ([`Self::closest_peers`]) could
+    /// not reach some peers it was told of (at their connection limit, say): the nearest may
+    /// be among them. By default no.
+    fn view_may_miss_nearest(&self, digest: &Digest) -> bool {
+        let _ = digest;
+        false
+    }
+    /// `peer`'s key for [`pyrsia_core::rendezvous::nearest`], as [`Self::closest_peers`] keys
+    /// it. By default its id's bytes.
+    fn peer_key(&self, peer: &str) -> Vec<u8> {
+        peer.as_bytes().to_vec()
+    }
     /// This node's key for [`pyrsia_core::rendezvous::nearest`] (its peer id's bytes).
     fn local_key(&self) -> Vec<u8> {
         self.local_id().into_bytes()
@@ -284,6 +296,19 @@ pub fn honour_fetch(network: &dyn PeerNetwork, digest: &Digest) -> pyrsia_core::
     pyrsia_core::rendezvous::honour(&upstream_fetchers(network, digest))
 }
 
+/// Of `providers` (the nodes downloading or holding `digest`), the one nearest the digest
+/// when it is nearer than this node (core's [`pyrsia_core::rendezvous::nearer_downloader`]).
+fn nearer_downloader(
+    network: &dyn PeerNetwork,
+    digest: &Digest,
+    providers: &[String],
+) -> Option<String> {
+    let keys: Vec<Vec<u8>> = providers.iter().map(|id| network.peer_key(id)).collect();
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    pyrsia_core::rendezvous::nearer_downloader(digest.as_bytes(), &network.local_key(), &keys)
+        .map(|i| providers[i].clone())
+}
+
 /// What a fetch that names the blob's origin sends along with its piece requests: the
 /// origin, so that the node chosen to fetch it for the network can; and the bridge, the relay
 /// asked to fetch it from its own peers for this node (core's [`pyrsia_core::reach`]).
@@ -322,6 +347,9 @@ const HANDSHAKE_TAGS: u64 = 1 << 63;
 const POLL_TAGS: u64 = 1 << 62;
 /// How long the providers found are given to say what they hold.
 const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a fetch that follows peers downloading the blob (the node fetching it for the
+/// network is out of reach) waits for them to get a piece it lacks.
+pub const FOLLOW_PATIENCE: Duration = Duration::from_secs(10);
 /// How often a fetch looks again for nodes that started downloading the blob since it began
 /// (they serve what they hold: the swarm).
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
@@ -407,6 +435,9 @@ pub struct PieceFetcher {
     /// The provider (of `ids`) fetching the blob from the upstream for the network, if one
     /// is asked: it serves pieces as they arrive there, in order.
     streaming: Option<usize>,
+    /// Whether the providers download the blob themselves and nobody here fetches it for
+    /// them (following downloaders): the schedule waits for them to grow.
+    following: bool,
 }
 
 impl PieceFetcher {
@@ -527,9 +558,10 @@ impl PieceFetcher {
         // The nodes to fetch it for the network, nearest first; when one does not serve it
         // (gone, or lying), the next. At this node's turn it fetches the blob itself.
         let claimants = upstream_fetchers(&*network, &digest);
+        let mut asked: Vec<String> = Vec::new();
         for step in claim_walk(&claimants, |id| network.path(id)) {
             let (first, bridge) = match step {
-                ClaimStep::FetchSelf => return PeerLookup::NotFound,
+                ClaimStep::FetchSelf => break,
                 ClaimStep::Ask(Route::Ask(claimant)) => {
                     tracing::info!(%digest, peer = %claimant, partial = partial.len(), "a peer fetches this blob from the upstream for the network");
                     (claimant, false)
@@ -540,6 +572,7 @@ impl PieceFetcher {
                 }
                 ClaimStep::Ask(Route::Skip) => continue,
             };
+            asked.push(first.clone());
             match through(first.clone(), bridge) {
                 PeerLookup::NotFound => {
                     tracing::info!(%digest, peer = %first, "the peer asked to fetch this blob for the network did not serve it; asking the next");
@@ -547,6 +580,81 @@ impl PieceFetcher {
                 found => return found,
             }
         }
+        // This node's turn. When its view may miss the nearest (core's rule), a nearer node
+        // already downloading the blob fetches it for the network instead.
+        let look_again = pyrsia_core::rendezvous::look_again_before_upstream(
+            !asked.is_empty(),
+            network.view_may_miss_nearest(&digest),
+            offset > 0,
+        );
+        if !look_again {
+            return PeerLookup::NotFound;
+        }
+        tracing::info!(%digest, nearer_failed = asked.len(), "this node may not see the node nearest this blob: looking for a nearer one downloading it already");
+        let providers = network.providers(&digest, LOOKUP_TIMEOUT);
+        let Some(nearer) = nearer_downloader(&*network, &digest, &providers) else {
+            return PeerLookup::NotFound;
+        };
+        if !asked.contains(&nearer) && carries_pieces(&network.path(&nearer)) {
+            tracing::info!(%digest, peer = %nearer, "a node nearer this blob downloads it already: asking it to fetch it for the network");
+            match through(nearer.clone(), false) {
+                PeerLookup::NotFound => {}
+                found => return found,
+            }
+        }
+        Self::rejoin(network, digest, root, providers)
+    }
+
+    /// This node defers to a nearer node downloading `digest` that it cannot reach (at its
+    /// connection limit, say): it follows the peers downloading the blob that hold pieces of
+    /// it (they reach that node and serve what they hold), looking again up to
+    /// [`pyrsia_core::rendezvous::REJOIN_LOOKUPS`] times while a nearer downloader remains;
+    /// `NotFound` (fetch it from the upstream) when none serves. `providers`: the first look.
+    fn rejoin(
+        network: Arc<dyn PeerNetwork>,
+        digest: Digest,
+        root: Option<Hash>,
+        mut providers: Vec<String>,
+    ) -> PeerLookup {
+        use pyrsia_core::rendezvous::{REJOIN_LOOKUPS, worth_following};
+        for round in 0..REJOIN_LOOKUPS {
+            if round > 0 {
+                std::thread::sleep(HAVE_POLL);
+                providers = network.providers(&digest, LOOKUP_TIMEOUT);
+                if nearer_downloader(&*network, &digest, &providers).is_none() {
+                    break;
+                }
+            }
+            let holders: Vec<(String, Have)> = survey(&*network, &digest, &providers)
+                .into_iter()
+                .filter(|(id, _, pieces, ahead)| {
+                    worth_following(*pieces, ahead.len())
+                        && pyrsia_core::reach::carries_pieces(&network.path(id))
+                })
+                .map(|(id, total, pieces, ahead)| (id, Have::from_prefix(total, pieces, &ahead)))
+                .collect();
+            if holders.is_empty() {
+                continue;
+            }
+            tracing::info!(%digest, holders = holders.len(), "following the peers that download this blob from a nearer node this node does not reach");
+            let Some(mut fetcher) =
+                Self::new(network.clone(), digest, 0, holders, None, PIECE_TIMEOUT)
+            else {
+                continue;
+            };
+            fetcher.following = true;
+            if let Some(root) = root {
+                match fetcher.hash_list(root) {
+                    Some(list) => fetcher.expected = Some(list),
+                    None => continue,
+                }
+            }
+            match fetcher.first_piece() {
+                PeerLookup::NotFound => {}
+                found => return found,
+            }
+        }
+        tracing::info!(%digest, "no peer downloading this blob serves it here; fetching it from the upstream");
         PeerLookup::NotFound
     }
 
@@ -615,6 +723,7 @@ impl PieceFetcher {
             found: None,
             // With a hint, the first provider is the node fetching for the network.
             streaming: hint_given.then_some(0),
+            following: false,
         })
     }
 
@@ -704,13 +813,19 @@ impl PieceFetcher {
     }
 
     /// Fetches the first piece, which tells the size, asking the providers that hold every
-    /// piece one by one until one answers it well; then starts the schedule with every
+    /// piece one by one until one answers it well (when none holds every piece, as when
+    /// following downloaders, those holding that piece); then starts the schedule with every
     /// provider still usable.
     fn first_piece(mut self) -> PeerLookup {
         let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
         let offset = u64::from(piece) * u64::from(PIECE_LEN);
+        let any_whole = self.haves.contains(&Have::All);
         for i in 0..self.ids.len() {
-            if self.dropped[i] || self.haves[i] != Have::All {
+            let holds = match any_whole {
+                true => self.haves[i] == Have::All,
+                false => self.haves[i].has(piece),
+            };
+            if self.dropped[i] || !holds {
                 continue;
             }
             let request = PieceRequest::bytes(self.digest, offset, PIECE_LEN);
@@ -789,6 +904,9 @@ impl PieceFetcher {
         let mut schedule =
             PieceSchedule::new(self.total, piece, peers, self.expected.clone(), config)
                 .with_seed(seed);
+        if self.following {
+            schedule = schedule.with_growing_holders(core_duration(FOLLOW_PATIENCE));
+        }
         schedule.accept_outside(piece);
         if let Some(peer) = self
             .streaming
@@ -907,10 +1025,11 @@ impl PieceFetcher {
     /// Waits for one reply (or the next deadline) and files it with the schedule.
     fn wait_one(&mut self) -> io::Result<()> {
         self.poll();
-        let Some(schedule) = self.schedule.as_ref() else {
+        let now = self.now();
+        let Some(schedule) = self.schedule.as_mut() else {
             return Err(io::Error::other("no peer could deliver the blob"));
         };
-        if schedule.is_stuck() {
+        if schedule.gives_up(now) {
             return Err(io::Error::other("no peer could deliver the blob"));
         }
         let wait = schedule

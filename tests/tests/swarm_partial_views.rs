@@ -108,3 +108,120 @@ fn a_claimant_that_knows_a_nearer_one_fetches_through_it() {
         "the third node got the layer from its peer"
     );
 }
+
+/// The node nearest the layer, C, is again held at one peer (B), and the second nearest, A,
+/// reaches only B: A's view has no node nearer than itself, but its lookup of the nodes
+/// nearest the layer was refused by one, so before it fetches the layer from the upstream it
+/// looks for a nearer node downloading it (the DHT's provider records). C is fetching the
+/// layer (through a slow link) and B follows it; A cannot reach C, so it follows B, which
+/// downloads from C, waiting for B's pieces as they come (core's
+/// `rendezvous::look_again_before_upstream`, `rendezvous::nearer_downloader` and
+/// `PieceSchedule::with_growing_holders`). The layer crosses the upstream link once; before,
+/// A fetched it too.
+#[test]
+fn a_node_that_cannot_reach_the_claimant_follows_those_who_can() {
+    use pyrsia_tests::proxy::throttled_upstream;
+    const RATE: u64 = 8 << 20;
+    let work = tempfile::tempdir().unwrap();
+    let (registry, image, proxy) = throttled_upstream(work.path(), LAYER, RATE);
+    let layer = image.layers[0].blob.digest;
+    let upstream = proxy.url();
+
+    let dirs: Vec<_> = (0..3)
+        .map(|i| work.path().join(format!("node{i}")))
+        .collect();
+    let ids: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|dir| {
+            let mut node = Node::start(dir, &["--upstream", &upstream]);
+            let id: PeerId = node.peer_id().parse().unwrap();
+            assert!(node.terminate(), "node stopped cleanly\n{}", node.log());
+            id.to_bytes()
+        })
+        .collect();
+    let ranked =
+        pyrsia_core::rendezvous::nearest_first(layer.as_bytes(), ids.iter().map(Vec::as_slice), 3);
+    let role = |rank: usize| {
+        let index = ids.iter().position(|id| id == ranked[rank]).unwrap();
+        dirs[index].clone()
+    };
+    let nearest = Node::start(&role(0), &["--upstream", &upstream, "--max-peers", "1"]);
+    let third = Node::start(
+        &role(2),
+        &["--upstream", &upstream, "--peer", &nearest.p2p_address()],
+    );
+    nearest.wait_connected(&third.peer_id());
+    let second = Node::start(
+        &role(1),
+        &["--upstream", &upstream, "--peer", &third.p2p_address()],
+    );
+    third.wait_connected(&second.peer_id());
+    // The second's lookups reach the nearest, which refuses it: it is held at one peer.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !second.connected_peers().contains(&nearest.peer_id()),
+        "the second node does not reach the nearest"
+    );
+
+    let pull = |node: &Node, name: &str| {
+        let (authority, dest) = (node.authority(), work.path().join(name));
+        let reference = image.reference.clone();
+        std::thread::spawn(move || skopeo_copy(&authority, &reference, &dest))
+    };
+    // The nearest starts its fetch (two seconds over the slow link), the third follows it,
+    // then the second asks for the layer.
+    let first_pull = pull(&nearest, "copy-nearest");
+    let third_pull = pull(&third, "copy-third");
+    wait_log(
+        &third,
+        "a peer fetches this blob from the upstream for the network",
+    );
+    let second_pull = pull(&second, "copy-second");
+    for (handle, node) in [
+        (first_pull, &nearest),
+        (third_pull, &third),
+        (second_pull, &second),
+    ] {
+        let output = handle.join().unwrap();
+        assert_succeeded(&output, "pull through a node", &node.log());
+    }
+    for node in [&nearest, &second, &third] {
+        assert!(
+            node.wait_stored(&layer),
+            "the node stored the verified layer"
+        );
+    }
+    let logs = [&nearest, &second, &third]
+        .iter()
+        .map(|n| n.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert_eq!(
+        registry.blob_gets(&layer.to_string()),
+        1,
+        "the layer crossed the upstream link once\n{logs}"
+    );
+    assert!(
+        second
+            .log()
+            .contains("following the peers that download this blob"),
+        "the second node followed the third\n{logs}"
+    );
+    assert!(
+        second.metric("peer_bytes") >= LAYER,
+        "the second node got the layer from its peer"
+    );
+}
+
+/// Waits (up to 30 s) until `node`'s log contains `text`.
+fn wait_log(node: &Node, text: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !node.log().contains(text) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {text:?} in the log\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -4,6 +4,12 @@
 //! the pieces they hold to the others. The upstream's access log and the nodes' own counters
 //! are the judges: each blob crosses the upstream link once, and at least half the bytes
 //! between nodes come from nodes that did not hold the whole blob when they sent them.
+//!
+//! Again with every node held at five connections (`--max-peers 5`): nodes at their limit
+//! refuse others' lookups, so views differ and a node may not see the node nearest a blob.
+//! A node that may not see it looks for a nearer node downloading the blob before fetching it
+//! itself, and follows the peers downloading from it when it cannot reach it (core's
+//! `rendezvous::look_again_before_upstream`); the layer still crosses the upstream link once.
 
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
@@ -17,12 +23,38 @@ const DIALLED: usize = 3;
 
 #[test]
 fn eight_sparse_nodes_pull_one_image_at_once_through_each_other() {
+    pull_at_once(&[], std::time::Duration::ZERO, true);
+}
+
+/// Measured before this rule: the layer crossed the upstream twice (three times once) in four
+/// runs of six; with it, once in ten of ten (nine of ten when the pull starts the moment the
+/// last node has a peer, before the lookups settle: hence the wait).
+#[test]
+fn eight_sparse_nodes_at_their_connection_limit_fetch_each_blob_once() {
+    pull_at_once(
+        &["--max-peers", "5"],
+        std::time::Duration::from_secs(3),
+        false,
+    );
+}
+
+/// The two tests' sixteen nodes at once would share two cores: one swarm at a time.
+static ONE_SWARM_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts the eight nodes (with `extra` arguments each), waits `settle` once each has a peer,
+/// has them all pull the image at once and checks the upstream saw the layer once; with
+/// `partial_half`, that at least half the peer bytes came from nodes still downloading.
+fn pull_at_once(extra: &[&str], settle: std::time::Duration, partial_half: bool) {
+    let _alone = ONE_SWARM_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), LAYER);
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..NODES {
         let mut args = vec!["--upstream".to_string(), registry.url()];
+        args.extend(extra.iter().map(|a| a.to_string()));
         for earlier in nodes.iter().rev().take(DIALLED) {
             args.extend(["--peer".to_string(), earlier.p2p_address()]);
         }
@@ -31,14 +63,14 @@ fn eight_sparse_nodes_pull_one_image_at_once_through_each_other() {
     }
     // Each node starts with its own neighbours only (at most three dialled plus those that
     // dialled it). Kademlia's lookups connect more: seen 4 to 7 peers each, the same over TCP
-    // and QUIC, so the test asserts only that it is not a full mesh. (With `--max-peers 5`
-    // holding every node below that, three nodes fetched the layer from the upstream: the
-    // lookups that pick who fetches cannot reach nodes at their limit. Noted on issue 18.)
+    // and QUIC, so the test asserts only that it is not a full mesh. (`--max-peers 5` holds
+    // every node below that: the second test.)
     for node in &nodes {
         wait_some_peers(node);
     }
     let connected: Vec<usize> = nodes.iter().map(|n| n.connected_peers().len()).collect();
     println!("peers each before the pull: {connected:?}");
+    std::thread::sleep(settle);
     assert!(
         connected.iter().any(|&n| n < NODES - 1),
         "the topology is not a full mesh before the pull: {connected:?} peers each"
@@ -111,7 +143,7 @@ fn eight_sparse_nodes_pull_one_image_at_once_through_each_other() {
         "the seven other nodes got the layer from peers: {received} bytes"
     );
     assert!(
-        partial * 2 >= served,
+        !partial_half || partial * 2 >= served,
         "at least half the peer bytes came from nodes still downloading: {partial} of {served}; \
          per node {per_node:?}\n{}",
         logs()

@@ -554,3 +554,35 @@ fn a_peer_that_keeps_up_gets_a_longer_pipeline_and_one_that_is_busy_a_shorter_on
     let next = schedule.next_requests(at(500));
     assert_eq!(next.len(), 4, "halved: {next:?}");
 }
+
+#[test]
+fn a_schedule_following_growing_holders_waits_its_patience_for_a_new_piece() {
+    let total = 4 * MIB;
+    let first_two = Have::from_prefix(total, 2, &[]);
+    let mut schedule = PieceSchedule::new(total, 2, alloc::vec![first_two.clone()], None, config());
+    assert!(schedule.is_stuck(), "nobody holds pieces 2 and 3 yet");
+    assert!(schedule.gives_up(at(0)), "without growing holders: at once");
+
+    let patience = Duration::from_millis(2000);
+    let mut schedule = PieceSchedule::new(total, 2, alloc::vec![first_two], None, config())
+        .with_growing_holders(patience);
+    assert!(!schedule.gives_up(at(0)));
+    assert!(!schedule.gives_up(at(1999)));
+    // The holder got piece 2: the schedule asks for it, and is no longer stuck.
+    schedule.handle_have(0, Have::from_prefix(total, 3, &[]));
+    assert!(!schedule.gives_up(at(2500)));
+    let requests = schedule.next_requests(at(2500));
+    assert_eq!(requests.iter().map(|r| r.piece).collect::<Vec<_>>(), [2]);
+    // Stuck again on piece 3 once piece 2 is in: the patience counts from then.
+    schedule.handle_piece(
+        requests[0].tag,
+        PieceAnswer {
+            total,
+            len: MIB,
+            leaf: leaf_hash(&[0u8; 4]),
+        },
+    );
+    assert!(!schedule.gives_up(at(3000)));
+    assert!(!schedule.gives_up(at(4999)));
+    assert!(schedule.gives_up(at(5000)), "no new piece for its patience");
+}

@@ -261,7 +261,7 @@ struct EventLoop {
     commands: smol::channel::Receiver<Command>,
     provider_queries: HashMap<libp2p::kad::QueryId, ProviderQuery>,
     /// Lookups of the peers nearest a digest, and where their answers go.
-    closest_queries: HashMap<libp2p::kad::QueryId, std::sync::mpsc::Sender<Vec<PeerId>>>,
+    closest_queries: HashMap<libp2p::kad::QueryId, std::sync::mpsc::Sender<content::Closest>>,
     /// Piece answers handed to libp2p and not yet written out: with `preparing`, the load
     /// this node reports to peers that ask what it holds.
     uploading: std::collections::HashSet<request_response::InboundRequestId>,

@@ -40,7 +40,17 @@ const CLOSEST_KEPT: Duration = Duration::from_secs(30);
 const CLOSEST_KEPT_MAX: usize = 4096;
 
 /// The peers found nearest each digest lately, with when.
-pub(crate) type ClosestCache = Arc<std::sync::Mutex<HashMap<Digest, (Instant, Vec<PeerId>)>>>;
+pub(crate) type ClosestCache = Arc<std::sync::Mutex<HashMap<Digest, (Instant, Closest)>>>;
+
+/// What a lookup of the peers nearest a digest found.
+#[derive(Clone, Default)]
+pub(crate) struct Closest {
+    /// The peers that answered, nearest first.
+    pub(crate) peers: Vec<PeerId>,
+    /// Whether some peers the lookup was told of could not be reached (at their connection
+    /// limit, say): the nearest may be among them.
+    pub(crate) unreached: bool,
+}
 
 /// What other threads ask of the network thread.
 pub(crate) enum Command {
@@ -63,7 +73,7 @@ pub(crate) enum Command {
     /// Find the peers nearest a digest in the DHT.
     Closest {
         digest: Digest,
-        reply: mpsc::Sender<Vec<PeerId>>,
+        reply: mpsc::Sender<Closest>,
     },
     /// Count a misbehaviour.
     Penalise { peer: PeerId, why: String },
@@ -160,10 +170,10 @@ impl PeerNetwork for Network {
         };
         {
             let cache = self.closest.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, peers)) = cache.get(digest)
+            if let Some((at, closest)) = cache.get(digest)
                 && at.elapsed() < CLOSEST_KEPT
             {
-                return keyed(peers);
+                return keyed(&closest.peers);
             }
         }
         let (reply, answer) = mpsc::channel();
@@ -174,15 +184,29 @@ impl PeerNetwork for Network {
         if self.commands.send_blocking(command).is_err() {
             return Vec::new();
         }
-        let peers = answer
+        let closest: Closest = answer
             .recv_timeout(CLOSEST_TIMEOUT + Duration::from_secs(1))
             .unwrap_or_default();
+        let all = keyed(&closest.peers);
         let mut cache = self.closest.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CLOSEST_KEPT_MAX {
             cache.clear();
         }
-        cache.insert(*digest, (Instant::now(), peers.clone()));
-        keyed(&peers)
+        cache.insert(*digest, (Instant::now(), closest));
+        all
+    }
+
+    fn view_may_miss_nearest(&self, digest: &Digest) -> bool {
+        let cache = self.closest.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(digest)
+            .is_some_and(|(at, closest)| at.elapsed() < CLOSEST_KEPT && closest.unreached)
+    }
+
+    fn peer_key(&self, peer: &str) -> Vec<u8> {
+        peer.parse::<PeerId>()
+            .map(|p| p.to_bytes())
+            .unwrap_or_else(|_| peer.as_bytes().to_vec())
     }
 
     fn local_key(&self) -> Vec<u8> {
@@ -349,7 +373,7 @@ impl EventLoop {
             }
             Command::Closest { digest, reply } => {
                 if self.swarm.connected_peers().next().is_none() {
-                    let _ = reply.send(Vec::new());
+                    let _ = reply.send(Closest::default());
                     return;
                 }
                 let id = self
@@ -399,6 +423,7 @@ impl EventLoop {
         if let kad::Event::OutboundQueryProgressed {
             id,
             result: kad::QueryResult::GetClosestPeers(result),
+            stats,
             ..
         } = &event
         {
@@ -410,7 +435,8 @@ impl EventLoop {
                         peers.iter().map(|p| p.peer_id).collect()
                     }
                 };
-                let _ = reply.send(peers);
+                let unreached = stats.num_failures() > 0 || result.is_err();
+                let _ = reply.send(Closest { peers, unreached });
             }
             return;
         }
