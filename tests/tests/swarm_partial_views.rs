@@ -1,10 +1,7 @@
-//! Nodes see different peers. Here the node nearest a layer's digest, C, is at its connection
-//! limit (`--max-peers 1`, held by B), so A, which reaches only B, cannot see C and asks B, the
-//! nearest it knows, to fetch the layer for the network. B is one of the claimants in its own
-//! view too, but C comes before it there: B asks C first (core's `rendezvous::honour`), and
-//! C, pulling the same image at the same moment, fetches the layer once for all three. The
-//! upstream's access log is the judge: the layer crosses the upstream link once. (Before,
-//! B fetched it from the upstream as well: two GETs.)
+//! Nodes see different peers: the node nearest a layer's digest, C, is held at one peer
+//! (`--max-peers 1`), so other nodes' lookups cannot reach it. Roles are given by distance to
+//! the digest. The upstream's access log is the judge: the layer crosses the upstream link
+//! once in each test, where it crossed twice before each rule.
 
 use std::time::Duration;
 
@@ -16,6 +13,10 @@ use pyrsia_tests::registry::Registry;
 
 const LAYER: u64 = 16 << 20;
 
+/// A reaches only B, cannot see C and asks B, the nearest it knows, to fetch the layer for the
+/// network. B is one of the claimants in its own view too, but C comes before it there: B asks
+/// C first (core's `rendezvous::honour`), and C, pulling the same image at the same moment,
+/// fetches the layer once for all three. (Before, B fetched it from the upstream as well.)
 #[test]
 fn a_claimant_that_knows_a_nearer_one_fetches_through_it() {
     let work = tempfile::tempdir().unwrap();
@@ -23,35 +24,18 @@ fn a_claimant_that_knows_a_nearer_one_fetches_through_it() {
     let image = push_large_image(work.path(), &registry.authority(), LAYER);
     let layer = image.layers[0].blob.digest;
     let upstream = registry.url();
-
-    // Each node's key stays in its data directory: start three alone to learn their peer
-    // ids, then give them their roles by distance to the layer's digest.
-    let dirs: Vec<_> = (0..3)
-        .map(|i| work.path().join(format!("node{i}")))
-        .collect();
-    let ids: Vec<Vec<u8>> = dirs
-        .iter()
-        .map(|dir| {
-            let mut node = Node::start(dir, &["--upstream", &upstream]);
-            let id: PeerId = node.peer_id().parse().unwrap();
-            assert!(node.terminate(), "node stopped cleanly\n{}", node.log());
-            id.to_bytes()
-        })
-        .collect();
-    let ranked =
-        pyrsia_core::rendezvous::nearest_first(layer.as_bytes(), ids.iter().map(Vec::as_slice), 3);
-    let role = |rank: usize| {
-        let index = ids.iter().position(|id| id == ranked[rank]).unwrap();
-        dirs[index].clone()
-    };
-    let nearest = Node::start(&role(0), &["--upstream", &upstream, "--max-peers", "1"]);
+    let by_distance = data_dirs_by_distance(work.path(), &upstream, &layer);
+    let nearest = Node::start(
+        &by_distance[0],
+        &["--upstream", &upstream, "--max-peers", "1"],
+    );
     let second = Node::start(
-        &role(1),
+        &by_distance[1],
         &["--upstream", &upstream, "--peer", &nearest.p2p_address()],
     );
     nearest.wait_connected(&second.peer_id());
     let third = Node::start(
-        &role(2),
+        &by_distance[2],
         &["--upstream", &upstream, "--peer", &second.p2p_address()],
     );
     second.wait_connected(&third.peer_id());
@@ -126,33 +110,18 @@ fn a_node_that_cannot_reach_the_claimant_follows_those_who_can() {
     let (registry, image, proxy) = throttled_upstream(work.path(), LAYER, RATE);
     let layer = image.layers[0].blob.digest;
     let upstream = proxy.url();
-
-    let dirs: Vec<_> = (0..3)
-        .map(|i| work.path().join(format!("node{i}")))
-        .collect();
-    let ids: Vec<Vec<u8>> = dirs
-        .iter()
-        .map(|dir| {
-            let mut node = Node::start(dir, &["--upstream", &upstream]);
-            let id: PeerId = node.peer_id().parse().unwrap();
-            assert!(node.terminate(), "node stopped cleanly\n{}", node.log());
-            id.to_bytes()
-        })
-        .collect();
-    let ranked =
-        pyrsia_core::rendezvous::nearest_first(layer.as_bytes(), ids.iter().map(Vec::as_slice), 3);
-    let role = |rank: usize| {
-        let index = ids.iter().position(|id| id == ranked[rank]).unwrap();
-        dirs[index].clone()
-    };
-    let nearest = Node::start(&role(0), &["--upstream", &upstream, "--max-peers", "1"]);
+    let by_distance = data_dirs_by_distance(work.path(), &upstream, &layer);
+    let nearest = Node::start(
+        &by_distance[0],
+        &["--upstream", &upstream, "--max-peers", "1"],
+    );
     let third = Node::start(
-        &role(2),
+        &by_distance[2],
         &["--upstream", &upstream, "--peer", &nearest.p2p_address()],
     );
     nearest.wait_connected(&third.peer_id());
     let second = Node::start(
-        &role(1),
+        &by_distance[1],
         &["--upstream", &upstream, "--peer", &third.p2p_address()],
     );
     third.wait_connected(&second.peer_id());
@@ -224,4 +193,30 @@ fn wait_log(node: &Node, text: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Three node data directories under `work`, nearest `digest` first: each node's key stays in
+/// its data directory, so three nodes are started alone once (on `upstream`) to learn their
+/// peer ids, then ranked by distance to the digest (core's `rendezvous::nearest_first`).
+fn data_dirs_by_distance(
+    work: &std::path::Path,
+    upstream: &str,
+    digest: &pyrsia_core::digest::Digest,
+) -> Vec<std::path::PathBuf> {
+    let dirs: Vec<_> = (0..3).map(|i| work.join(format!("node{i}"))).collect();
+    let ids: Vec<Vec<u8>> = dirs
+        .iter()
+        .map(|dir| {
+            let mut node = Node::start(dir, &["--upstream", upstream]);
+            let id: PeerId = node.peer_id().parse().unwrap();
+            assert!(node.terminate(), "node stopped cleanly\n{}", node.log());
+            id.to_bytes()
+        })
+        .collect();
+    let ranked =
+        pyrsia_core::rendezvous::nearest_first(digest.as_bytes(), ids.iter().map(Vec::as_slice), 3);
+    ranked
+        .iter()
+        .map(|id| dirs[ids.iter().position(|i| i == id).unwrap()].clone())
+        .collect()
 }
