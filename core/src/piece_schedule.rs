@@ -152,6 +152,11 @@ impl Have {
     }
 }
 
+/// How long a fetch that follows peers downloading the blob (the node fetching it for the
+/// network is out of its reach) waits for them to get a piece it lacks
+/// ([`PieceSchedule::with_growing_holders`]).
+pub const FOLLOW_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Why an answer was refused, and whether its peer is to blame for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {

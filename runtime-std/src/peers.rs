@@ -347,9 +347,6 @@ const HANDSHAKE_TAGS: u64 = 1 << 63;
 const POLL_TAGS: u64 = 1 << 62;
 /// How long the providers found are given to say what they hold.
 const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a fetch that follows peers downloading the blob (the node fetching it for the
-/// network is out of reach) waits for them to get a piece it lacks.
-pub const FOLLOW_PATIENCE: Duration = Duration::from_secs(10);
 /// How often a fetch looks again for nodes that started downloading the blob since it began
 /// (they serve what they hold: the swarm).
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
@@ -643,13 +640,7 @@ impl PieceFetcher {
                 continue;
             };
             fetcher.following = true;
-            if let Some(root) = root {
-                match fetcher.hash_list(root) {
-                    Some(list) => fetcher.expected = Some(list),
-                    None => continue,
-                }
-            }
-            match fetcher.first_piece() {
+            match fetcher.handshake(root) {
                 PeerLookup::NotFound => {}
                 found => return found,
             }
@@ -673,16 +664,21 @@ impl PieceFetcher {
             Some(_) => (UPSTREAM_PIECE_TIMEOUT, None),
             None => (PIECE_TIMEOUT, root),
         };
-        let Some(mut fetcher) = Self::new(network, digest, offset, peers, asking, timeout) else {
-            return PeerLookup::NotFound;
-        };
+        match Self::new(network, digest, offset, peers, asking, timeout) {
+            Some(fetcher) => fetcher.handshake(root),
+            None => PeerLookup::NotFound,
+        }
+    }
+
+    /// The hash list when `root` is committed, then the first piece.
+    fn handshake(mut self, root: Option<Hash>) -> PeerLookup {
         if let Some(root) = root {
-            match fetcher.hash_list(root) {
-                Some(list) => fetcher.expected = Some(list),
+            match self.hash_list(root) {
+                Some(list) => self.expected = Some(list),
                 None => return PeerLookup::NotFound,
             }
         }
-        fetcher.first_piece()
+        self.first_piece()
     }
 
     fn new(
@@ -905,7 +901,7 @@ impl PieceFetcher {
             PieceSchedule::new(self.total, piece, peers, self.expected.clone(), config)
                 .with_seed(seed);
         if self.following {
-            schedule = schedule.with_growing_holders(core_duration(FOLLOW_PATIENCE));
+            schedule = schedule.with_growing_holders(pyrsia_core::piece_schedule::FOLLOW_PATIENCE);
         }
         schedule.accept_outside(piece);
         if let Some(peer) = self

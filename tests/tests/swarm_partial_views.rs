@@ -71,16 +71,7 @@ fn a_claimant_that_knows_a_nearer_one_fetches_through_it() {
             "the node stored the verified layer"
         );
     }
-    let logs = [&nearest, &second, &third]
-        .iter()
-        .map(|n| n.log())
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    assert_eq!(
-        registry.blob_gets(&layer.to_string()),
-        1,
-        "the layer crossed the upstream link once\n{logs}"
-    );
+    let logs = assert_one_upstream_get(&registry, &layer, &[&nearest, &second, &third]);
     assert!(
         second
             .log()
@@ -160,16 +151,7 @@ fn a_node_that_cannot_reach_the_claimant_follows_those_who_can() {
             "the node stored the verified layer"
         );
     }
-    let logs = [&nearest, &second, &third]
-        .iter()
-        .map(|n| n.log())
-        .collect::<Vec<_>>()
-        .join("\n---\n");
-    assert_eq!(
-        registry.blob_gets(&layer.to_string()),
-        1,
-        "the layer crossed the upstream link once\n{logs}"
-    );
+    let logs = assert_one_upstream_get(&registry, &layer, &[&nearest, &second, &third]);
     assert!(
         second
             .log()
@@ -219,4 +201,24 @@ fn data_dirs_by_distance(
         .iter()
         .map(|id| dirs[ids.iter().position(|i| i == id).unwrap()].clone())
         .collect()
+}
+
+/// Asserts that the upstream served `layer` once; returns the `nodes`' logs, for the messages
+/// of further assertions.
+fn assert_one_upstream_get(
+    registry: &Registry,
+    layer: &pyrsia_core::digest::Digest,
+    nodes: &[&Node],
+) -> String {
+    let logs = nodes
+        .iter()
+        .map(|n| n.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert_eq!(
+        registry.blob_gets(&layer.to_string()),
+        1,
+        "the layer crossed the upstream link once\n{logs}"
+    );
+    logs
 }

@@ -83,7 +83,9 @@ impl PieceSource for Mirror {
             }
             // Nodes nearer the digest that the asker did not reach come first.
             Some(Honour::ThroughNearer) => {
-                tracing::info!(digest = %request.digest, "asked to fetch a blob for the network while nodes nearer it are known here: asking them first");
+                if self.flights.running(&request.digest).is_none() {
+                    tracing::info!(digest = %request.digest, "asked to fetch a blob for the network while nodes nearer it are known here: asking them first");
+                }
                 self.peer_fetch(&request.digest)
             }
             // The nearest: from its upstream only, never back from peers.
