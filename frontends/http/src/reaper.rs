@@ -64,14 +64,23 @@ impl ActivePeers {
         activity.last_activity = Some(Instant::now());
     }
 
+    /// Whether the server is idle at `now`: no request being answered, and none received or
+    /// finished for [`FIRST_REQUEST_TIMEOUT`]. Only then may a silent connection be closed.
+    fn idle(&self, now: Instant) -> bool {
+        Self::idle_at(&self.lock(), now)
+    }
+
+    fn idle_at(activity: &Activity, now: Instant) -> bool {
+        activity.in_progress == 0
+            && activity
+                .last_activity
+                .is_none_or(|t| now - t >= FIRST_REQUEST_TIMEOUT)
+    }
+
     /// Whether a silent connection from `peer` may be closed now.
     fn may_close(&self, peer: &SocketAddr, now: Instant) -> bool {
         let activity = self.lock();
-        let idle = activity.in_progress == 0
-            && activity
-                .last_activity
-                .is_none_or(|t| now - t >= FIRST_REQUEST_TIMEOUT);
-        idle && !activity.peers.contains_key(peer)
+        Self::idle_at(&activity, now) && !activity.peers.contains_key(peer)
     }
 
     /// Forgets peers whose connections are gone, keeping recent ones the scan may have missed.
@@ -99,8 +108,17 @@ impl Reaper {
             .name("http-reaper".into())
             .spawn(move || {
                 let mut first_seen: HashMap<SocketAddr, Instant> = HashMap::new();
+                let mut scanned: Option<Instant> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
+                    // A busy server closes nothing, so a scan of every descriptor would be
+                    // wasted: while requests are answered, scan only often enough to forget
+                    // the peers that left (in a 16-node swarm the scans cost 3% of the CPU).
+                    if !peers.idle(now) && scanned.is_some_and(|at| now - at < PEER_MEMORY) {
+                        std::thread::sleep(SCAN_INTERVAL);
+                        continue;
+                    }
+                    scanned = Some(now);
                     let mut alive = HashSet::new();
                     for_each_connection(|local, peer, socket| {
                         if local.port() != listen.port() {
