@@ -5,6 +5,7 @@
 //! upstream client, the registry mirror and the node's copy of the transparency log.
 
 pub mod activity;
+pub mod buffers;
 pub mod clock;
 pub mod consensus;
 pub mod edge;

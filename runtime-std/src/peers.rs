@@ -1252,18 +1252,16 @@ fn leaf_if_checked(checked: bool, bytes: &[u8]) -> Hash {
     }
 }
 
-impl Read for PieceFetcher {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl PieceFetcher {
+    /// Waits until the piece at the read position is in hand, with bytes left to hand out;
+    /// false at the blob's end.
+    fn bytes_in_hand(&mut self) -> io::Result<bool> {
         loop {
             if self.current_at < self.current.len() {
-                let n = buf.len().min(self.current.len() - self.current_at);
-                buf[..n].copy_from_slice(&self.current[self.current_at..self.current_at + n]);
-                self.current_at += n;
-                self.position += n as u64;
-                return Ok(n);
+                return Ok(true);
             }
             if self.position >= self.total {
-                return Ok(0);
+                return Ok(false);
             }
             let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
             if let Some(bytes) = self.ready.take(piece) {
@@ -1274,13 +1272,40 @@ impl Read for PieceFetcher {
                 self.pump();
                 // A read may start inside the piece (a resumed download).
                 let skip = (self.position - u64::from(piece) * u64::from(PIECE_LEN)) as usize;
-                self.current = bytes;
+                crate::buffers::give_shared(std::mem::replace(&mut self.current, bytes));
                 self.current_at = skip.min(self.current.len());
                 continue;
             }
             self.fill();
             self.wait_one()?;
         }
+    }
+
+    /// The next bytes in order without copying them: the rest of the piece at the read
+    /// position, as its buffer and the range of it to use; `None` at the blob's end. For a
+    /// caller that can hand the buffer on (the download writes it to its temp file and gives
+    /// it to the hashing thread as it is).
+    pub fn next_shared(&mut self) -> io::Result<Option<crate::buffers::SharedSlice>> {
+        if !self.bytes_in_hand()? {
+            return Ok(None);
+        }
+        let range = self.current_at..self.current.len();
+        self.current_at = self.current.len();
+        self.position += range.len() as u64;
+        Ok(Some((self.current.clone(), range)))
+    }
+}
+
+impl Read for PieceFetcher {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.bytes_in_hand()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.current.len() - self.current_at);
+        buf[..n].copy_from_slice(&self.current[self.current_at..self.current_at + n]);
+        self.current_at += n;
+        self.position += n as u64;
+        Ok(n)
     }
 }
 

@@ -83,6 +83,7 @@ pub fn run_node_with(
     options: &NodeOptions,
     attach: impl FnOnce(&Arc<Node>) -> Result<(), String>,
 ) -> Result<(), String> {
+    pyrsia_std::buffers::keep_freed_memory();
     let data_dir = options.mirror_config()?.data_dir;
     let node = Arc::new(Node::open(options)?);
     attach(&node)?;

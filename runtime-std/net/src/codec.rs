@@ -228,7 +228,9 @@ impl libp2p::request_response::Codec for SyncCodec {
     {
         match response {
             SyncResponse::Piece { total, bytes } => {
-                piece_frame::write_piece(io, total, &bytes).await
+                let written = piece_frame::write_piece(io, total, &bytes).await;
+                pyrsia_std::buffers::give(bytes);
+                written
             }
             response => write_frame(io, &response).await,
         }

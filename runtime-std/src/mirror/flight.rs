@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use crate::upstream::{Upstream, UpstreamError};
 const ATTEMPTS: u32 = 3;
 /// Pause before the second and third attempt.
 const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
-/// Bytes copied per read from the upstream.
+/// Bytes read from the upstream before they go on to the temp file, the hasher and the readers.
 const CHUNK: usize = 256 * 1024;
 
 /// The downloads in progress, by digest and source: a request joins only a download of the
@@ -366,7 +366,6 @@ impl Flight {
             .map_err(|e| FlightError::Store(e.to_string()))?;
         let temp_path = writer.temp_path().to_path_buf();
         self.update(|s| s.temp_path = Some(temp_path));
-        let mut buf = vec![0u8; CHUNK];
         // Peers that hold it; else the node chosen to fetch it from the upstream for the
         // network (the one nearest the digest in the DHT), which serves it as it arrives;
         // either way with the nodes downloading it too, for the pieces they hold. When the
@@ -376,14 +375,7 @@ impl Flight {
             piece_root,
         }) = peers
         {
-            match self.download_from_peers(
-                &network,
-                piece_root,
-                hint,
-                &mut writer,
-                &mut buf,
-                metrics,
-            )? {
+            match self.download_from_peers(&network, piece_root, hint, &mut writer, metrics)? {
                 FromPeers::Done(contributors) => {
                     return match self.finish_download(writer) {
                         Ok(()) => Ok("peers"),
@@ -423,23 +415,27 @@ impl Flight {
                 self.update(|s| s.size = total);
             }
             loop {
-                match body.reader.read(&mut buf) {
-                    Ok(0) => return self.finish_download(writer).map(|()| "upstream"),
-                    Ok(n) => {
-                        writer
-                            .write_all(&buf[..n])
-                            .map_err(|e| FlightError::Store(e.to_string()))?;
-                        metrics.upstream_bytes.inc_by(n as u64);
-                        let written = writer.written();
-                        if self.lock().size.is_some_and(|size| written > size) {
-                            return Err(FlightError::Upstream(UpstreamError::Protocol(
-                                "blob longer than announced".into(),
-                            )));
-                        }
-                        self.update(|s| s.written = written);
+                let mut chunk = crate::buffers::take(CHUNK);
+                let (n, end) = fill(&mut body.reader, &mut chunk);
+                if n > 0 {
+                    writer
+                        .write_shared(Arc::new(chunk), 0..n)
+                        .map_err(|e| FlightError::Store(e.to_string()))?;
+                    metrics.upstream_bytes.inc_by(n as u64);
+                    let written = writer.written();
+                    if self.lock().size.is_some_and(|size| written > size) {
+                        return Err(FlightError::Upstream(UpstreamError::Protocol(
+                            "blob longer than announced".into(),
+                        )));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
+                    self.update(|s| s.written = written);
+                } else {
+                    crate::buffers::give(chunk);
+                }
+                match end {
+                    Filled::Full => {}
+                    Filled::Ended => return self.finish_download(writer).map(|()| "upstream"),
+                    Filled::Broke(e) => {
                         last_error =
                             Some(UpstreamError::Unreachable(format!("transfer broke: {e}")));
                         break;
@@ -464,7 +460,6 @@ impl Flight {
         piece_root: Option<pyrsia_core::tlog::Hash>,
         hint: &FetchHint,
         writer: &mut crate::store::BlobWriter,
-        buf: &mut [u8],
         metrics: &Metrics,
     ) -> Result<FromPeers, FlightError> {
         let mut contributors: Vec<String> = Vec::new();
@@ -491,7 +486,7 @@ impl Flight {
             }
             *self.shelf.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetcher.shelf());
             self.update(|s| s.size = Some(total));
-            let copied = self.copy(&mut fetcher, writer, buf, &metrics.peer_bytes);
+            let copied = self.copy(&mut fetcher, writer, &metrics.peer_bytes);
             contributors.extend(fetcher.contributors());
             match copied {
                 Ok(()) => {
@@ -513,20 +508,21 @@ impl Flight {
         Ok(FromPeers::Upstream)
     }
 
-    /// Copies `source` into the temp file until it ends, publishing progress to readers.
+    /// Writes the fetcher's bytes into the temp file until they end (each piece handed to the
+    /// hashing thread as it is, without a copy), publishing progress to readers.
     fn copy(
         &self,
-        source: &mut impl Read,
+        source: &mut PieceFetcher,
         writer: &mut crate::store::BlobWriter,
-        buf: &mut [u8],
         counter: &prometheus_client::metrics::counter::Counter,
     ) -> Result<(), CopyError> {
         loop {
-            match source.read(buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
+            match source.next_shared() {
+                Ok(None) => return Ok(()),
+                Ok(Some((bytes, range))) => {
+                    let n = range.len();
                     writer
-                        .write_all(&buf[..n])
+                        .write_shared(bytes, range)
                         .map_err(|e| CopyError::Store(FlightError::Store(e.to_string())))?;
                     counter.inc_by(n as u64);
                     let written = writer.written();
@@ -565,6 +561,32 @@ impl Flight {
             .persist()
             .map_err(|e| FlightError::Store(e.to_string()))
     }
+}
+
+/// How a [`fill`] ended.
+enum Filled {
+    /// The buffer is full; the source may have more.
+    Full,
+    /// The source ended.
+    Ended,
+    /// The source failed (after the bytes counted).
+    Broke(io::Error),
+}
+
+/// Reads from `source` until `buf` is full, the source ends or it fails: one hand-off to the
+/// temp file, the hasher and the readers per [`CHUNK`] rather than per read (an HTTP body
+/// reader returns far less at a time). Returns the bytes read and how it ended.
+fn fill(source: &mut impl Read, buf: &mut [u8]) -> (usize, Filled) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => return (filled, Filled::Ended),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (filled, Filled::Broke(e)),
+        }
+    }
+    (filled, Filled::Full)
 }
 
 /// Reads a blob from its growing temp file, never past what has been written, and never its

@@ -198,10 +198,9 @@ impl Mirror {
         let bytes = flight.shelf()?.get(piece)?;
         let whole = piece_len.min(total - request.offset);
         (u64::from(request.len) >= whole && bytes.len() as u64 == whole).then(|| {
-            PieceAnswer::Data {
-                total,
-                bytes: bytes.to_vec(),
-            }
+            let mut copy = crate::buffers::take(bytes.len());
+            copy.copy_from_slice(&bytes);
+            PieceAnswer::Data { total, bytes: copy }
         })
     }
 
@@ -234,7 +233,7 @@ impl Mirror {
                     return PieceAnswer::Missing;
                 }
                 let len = want.min(total - request.offset) as usize;
-                let mut bytes = vec![0u8; len];
+                let mut bytes = crate::buffers::take(len);
                 match reader.read_exact(&mut bytes) {
                     Ok(()) => PieceAnswer::Data { total, bytes },
                     Err(_) => PieceAnswer::Missing,
@@ -283,7 +282,7 @@ fn read_piece(file: &mut std::fs::File, offset: u64, want: u64, total: u64) -> P
         return PieceAnswer::Missing;
     }
     let len = want.min(total - offset) as usize;
-    let mut bytes = vec![0u8; len];
+    let mut bytes = crate::buffers::take(len);
     match file
         .seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut bytes))

@@ -63,6 +63,33 @@ fn mismatched_bytes_are_never_stored() {
 }
 
 #[test]
+fn shared_buffers_are_written_and_hashed_like_copied_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256(&data);
+    let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+    // A piece used from its middle (a resumed download), then the rest, then copied bytes.
+    let shared = std::sync::Arc::new(data[..200_000].to_vec());
+    w.write_shared(shared.clone(), 0..50_000).unwrap();
+    w.write_shared(shared, 50_000..200_000).unwrap();
+    w.write_all(&data[200_000..]).unwrap();
+    assert_eq!(w.written(), 300_000);
+    assert!(
+        w.write_shared(std::sync::Arc::new(vec![0; 10]), 5..20)
+            .is_err(),
+        "a range outside its buffer is refused"
+    );
+    w.commit().unwrap();
+    assert_eq!(read_all(&store, &digest), data);
+
+    let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+    w.write_shared(std::sync::Arc::new(vec![9; 300_000]), 0..300_000)
+        .unwrap();
+    assert!(matches!(w.commit(), Err(StoreError::Mismatch { .. })));
+}
+
+#[test]
 fn abandoned_writes_leave_nothing_and_partials_are_cleaned_on_start() {
     let dir = tempfile::tempdir().unwrap();
     let (data, digest) = blob(3, 100);

@@ -3,7 +3,9 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pyrsia_core::digest::{Digest, Verification};
@@ -156,24 +158,54 @@ impl VerifiedBlob {
     }
 }
 
-impl Write for BlobWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer closed"))?;
-        let verifier = self
-            .verifier
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already verified"))?;
+impl BlobWriter {
+    /// Counts `len` more bytes against the store's room for downloads (checking the
+    /// filesystem's free space now and then).
+    fn reserve(&mut self, len: usize) -> io::Result<()> {
         let check_disk = self
             .disk_checked_at
             .is_none_or(|at| self.written - at >= super::FREE_SPACE_CHECK_EVERY);
-        self.store.reserve_download(buf.len() as u64, check_disk)?;
-        self.reserved += buf.len() as u64;
+        self.store.reserve_download(len as u64, check_disk)?;
+        self.reserved += len as u64;
         if check_disk {
             self.disk_checked_at = Some(self.written);
         }
+        Ok(())
+    }
+
+    /// The temp file and the hasher, while both are open.
+    fn open_parts(&mut self) -> io::Result<(&mut File, &mut BackgroundVerifier)> {
+        match (self.file.as_mut(), self.verifier.as_mut()) {
+            (Some(file), Some(verifier)) => Ok((file, verifier)),
+            (None, _) => Err(io::Error::other("blob writer closed")),
+            (_, None) => Err(io::Error::other("blob writer already verified")),
+        }
+    }
+
+    /// Writes `range` of `bytes` and hands the same bytes to the hashing thread without
+    /// copying them: for a download that holds them in a shared buffer (a piece from a peer,
+    /// a chunk read from the upstream), which the hasher gives back to
+    /// [`crate::buffers`] once done.
+    pub fn write_shared(&mut self, bytes: Arc<Vec<u8>>, range: Range<usize>) -> io::Result<()> {
+        let len = bytes
+            .get(range.clone())
+            .ok_or_else(|| io::Error::other("range outside the buffer"))?
+            .len();
+        self.open_parts()?;
+        self.reserve(len)?;
+        let (file, verifier) = self.open_parts()?;
+        file.write_all(&bytes[range.clone()])?;
+        verifier.update_shared(bytes, range)?;
+        self.written += len as u64;
+        Ok(())
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.open_parts()?;
+        self.reserve(buf.len())?;
+        let (file, verifier) = self.open_parts()?;
         let n = file.write(buf)?;
         verifier.update(&buf[..n])?;
         self.written += n as u64;

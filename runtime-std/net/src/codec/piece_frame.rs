@@ -98,7 +98,8 @@ where
     if len != left as u64 {
         return Err(malformed("its length does not fill the frame"));
     }
-    let mut bytes = vec![0u8; left];
+    // A recycled buffer (its old bytes all overwritten here): the reader gives it back.
+    let mut bytes = pyrsia_std::buffers::take(left);
     io.read_exact(&mut bytes).await?;
     Ok(SyncResponse::Piece { total, bytes })
 }
