@@ -4,9 +4,10 @@
 //! Each piece used to be a fresh 1 MiB `vec![0; len]`: the allocator hands such a block out
 //! as new pages (one page fault and one page clear per 4 KiB) or zeroes it, and hands it back
 //! to the system when it is freed, so every MiB that crossed a node paid for it again. A
-//! profile of a node-to-node transfer put that at a sixth of the receiving network thread's
-//! time. Buffers given back here are kept (up to [`KEPT`]) and handed out again, at their old
-//! length when it suffices: the caller overwrites the bytes it uses, so nothing is zeroed.
+//! profile of a node-to-node transfer put that (page faults, page clears, memset) at a fifth
+//! of the receiving network thread's time. Buffers given back here are kept (up to `KEPT`)
+//! and handed out again, at their old length when it suffices: the caller overwrites the
+//! bytes it uses, so nothing is zeroed.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -87,7 +88,7 @@ const ALLOCATOR_MAP_FROM: usize = 4 << 20;
 /// and a page clear (on this project's VM, a fault in the host too). glibc raises both
 /// limits when a mapped block is freed — mallopt(3), M_MMAP_THRESHOLD: "the threshold is
 /// adjusted upward to the size of the freed chunk" and the trim threshold to twice that —
-/// which freeing one block of [`ALLOCATOR_MAP_FROM`] does, without unsafe code. Other
+/// which freeing one block of `ALLOCATOR_MAP_FROM` does, without unsafe code. Other
 /// allocators see one allocation and its free. Measured on a node-to-node transfer of 200 MiB
 /// (`pyrsia-bench-reach transfer --no-quic`, four pairs of runs, glibc's dynamic limits off
 /// with `MALLOC_TOP_PAD_` in the other run of each pair): 4.4–5.6 CPU seconds per GB against
