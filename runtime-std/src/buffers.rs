@@ -85,7 +85,7 @@ const ALLOCATOR_MAP_FROM: usize = 4 << 20;
 /// above 128 KiB at the top of a heap to the system, and mapping every block of 128 KiB or
 /// more by itself; so the buffers that libp2p's stream multiplexer and noise allocate per
 /// frame, and any piece buffer not recycled here, came back as fresh pages, each a page fault
-/// and a page clear (on this project's VM, a fault in the host too). glibc raises both
+/// and a page clear (on this project's VM probably a fault in the host too). glibc raises both
 /// limits when a mapped block is freed — mallopt(3), M_MMAP_THRESHOLD: "the threshold is
 /// adjusted upward to the size of the freed chunk" and the trim threshold to twice that —
 /// which freeing one block of `ALLOCATOR_MAP_FROM` does, without unsafe code. Other
