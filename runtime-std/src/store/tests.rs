@@ -90,6 +90,23 @@ fn shared_buffers_are_written_and_hashed_like_copied_bytes() {
 }
 
 #[test]
+fn a_shared_range_longer_than_one_page_cache_write_lands_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    // A 1 MiB piece and then some, from an odd offset: written in several slices.
+    let data: Vec<u8> = (0..(1u32 << 20) + 70_001)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = Digest::sha256(&data[3..]);
+    let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+    w.write_shared(std::sync::Arc::new(data.clone()), 3..data.len())
+        .unwrap();
+    assert_eq!(w.written(), data.len() as u64 - 3);
+    w.commit().unwrap();
+    assert_eq!(read_all(&store, &digest), data[3..]);
+}
+
+#[test]
 fn abandoned_writes_leave_nothing_and_partials_are_cleaned_on_start() {
     let dir = tempfile::tempdir().unwrap();
     let (data, digest) = blob(3, 100);

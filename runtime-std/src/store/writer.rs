@@ -16,6 +16,17 @@ use super::{Store, StoreError, now_ms};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The most bytes one `write` to a temp file carries: a piece from a peer (1 MiB) goes to
+/// the page cache in slices of this size. Measured on this project's 2-core VM (BENCHMARKS.md,
+/// "Page-cache writes in slices"): 16 processes each writing 200 MiB in 1 MiB `write`s spent
+/// 4-5 times the kernel time of the same bytes written 256 KiB at a time from the same
+/// buffers (one writer alone saw no difference), and in a 16-node swarm those writes were the
+/// largest single cost. Why the kernel's copy into new page-cache memory slows so, we did not
+/// establish (two leads, neither checked: the kernel may size its page-cache blocks by the
+/// write's length, and this VM hands freed memory back to its host); smaller writes cost
+/// four system calls per piece instead of one.
+const PAGE_CACHE_WRITE: usize = 256 << 10;
+
 /// A blob being written. Feed it bytes with [`Write`], then [`BlobWriter::commit`]. Dropped
 /// without a successful commit, it removes its temp file: nothing partial stays behind.
 pub struct BlobWriter {
@@ -194,7 +205,9 @@ impl BlobWriter {
         self.open_parts()?;
         self.reserve(len)?;
         let (file, verifier) = self.open_parts()?;
-        file.write_all(&bytes[range.clone()])?;
+        for slice in bytes[range.clone()].chunks(PAGE_CACHE_WRITE) {
+            file.write_all(slice)?;
+        }
         verifier.update_shared(bytes, range)?;
         self.written += len as u64;
         Ok(())

@@ -7,8 +7,11 @@
 //! the blob's GETs at the upstream, the largest single node's upload and the share of peer
 //! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
 //! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan] [tcp]` runs one
-//! swarm of N nodes alone (to profile it, or to read the logs of a failed pull; `tcp`: the
-//! nodes run without QUIC); `pyrsia-bench-p2p wan` the WAN table and staggered rows only.
+//! swarm of N nodes alone, with the machine's busy CPU seconds during the pulls (to profile
+//! it, or to read the logs of a failed pull; `tcp`: the nodes run without QUIC; `direct N`:
+//! the same nodes with P2P off); `pyrsia-bench-p2p wan` the WAN table and staggered rows
+//! only; `pyrsia-bench-p2p page-cache` sixteen writers filling the page cache in writes of
+//! 1 MiB, 512 KiB, 256 KiB and 64 KiB.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,6 +85,27 @@ struct Run {
     largest_upload: u64,
     served: u64,
     partial: u64,
+    /// Busy CPU seconds of the whole machine (every node, client and the registry) from the
+    /// first client's start to the last one's end: how much work the pulls cost, beside
+    /// how long they took.
+    cpu_seconds: f64,
+}
+
+/// Busy CPU time of the whole machine since boot, in seconds (`/proc/stat`'s first line:
+/// user, nice, system, irq and softirq; idle, iowait and steal left out), at the kernel's
+/// 100 ticks per second.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .expect("/proc/stat's cpu line")
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().expect("a tick count"))
+        .collect();
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+    busy as f64 / 100.0
 }
 
 /// `n` nodes fetch a fresh blob, the i-th client starting `stagger × i` after the first.
@@ -99,6 +123,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .as_ref()
         .map_or_else(|| registry.url(), FaultProxy::url);
     let nodes = nodes(work.path(), &upstream, n, swarm, node_args);
+    let busy_before = machine_busy_seconds();
     let started = Instant::now();
     let clients: Vec<_> = nodes
         .iter()
@@ -116,6 +141,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .into_iter()
         .map(|c| c.join().expect("client"))
         .collect();
+    let cpu_seconds = machine_busy_seconds() - busy_before;
     let failed: Vec<String> = results
         .iter()
         .zip(&nodes)
@@ -147,7 +173,43 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
             .iter()
             .map(|n| n.metric("piece_bytes_served_partial"))
             .sum(),
+        cpu_seconds,
     }
+}
+
+/// Writers at once in [`page_cache_writes`], as many as the nodes of a 16-node swarm.
+const WRITERS: usize = 16;
+
+/// `WRITERS` threads each write [`SIZE`] bytes to a fresh file of their own from one 1 MiB
+/// buffer, `slice` bytes per `write`: the machine's busy CPU seconds and the wall time. How
+/// the nodes of a swarm write the pieces they receive to their temp files (runtime-std's
+/// blob writer slices each piece), measured alone.
+fn page_cache_writes(slice: usize) -> (f64, f64) {
+    use std::io::Write;
+    let work = tempfile::tempdir().expect("temp dir");
+    let busy_before = machine_busy_seconds();
+    let started = Instant::now();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let path = work.path().join(format!("blob{i}"));
+            std::thread::spawn(move || {
+                let piece: Vec<u8> = (0..1u32 << 20).map(|b| (b * 31 + i as u32) as u8).collect();
+                let mut file = std::fs::File::create(path).expect("a temp file");
+                for _ in 0..SIZE >> 20 {
+                    for part in piece.chunks(slice) {
+                        file.write_all(part).expect("write");
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    (
+        machine_busy_seconds() - busy_before,
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 fn p50(times: &[f64]) -> f64 {
@@ -163,24 +225,50 @@ fn max(times: &[f64]) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [mode, n, rest @ ..] = args.as_slice()
-        && mode == "swarm"
+        && (mode == "swarm" || mode == "direct")
     {
-        let n: usize = n.parse().expect("swarm N [wan] [tcp]: N nodes");
+        let n: usize = n.parse().expect("swarm|direct N [wan] [tcp]: N nodes");
         let wan = rest.iter().any(|a| a == "wan");
         let node_args: &[&str] = if rest.iter().any(|a| a == "tcp") {
             &["--no-quic"]
         } else {
             &[]
         };
-        let swarm = run(n, true, wan, Duration::ZERO, node_args);
+        let swarm = run(n, mode == "swarm", wan, Duration::ZERO, node_args);
         println!(
-            "{n} nodes: wall {:.2} s (p50 {:.2} s), upstream GETs {}, peer bytes {:.2}× the {} copies needed",
+            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed",
             max(&swarm.times),
             p50(&swarm.times),
+            swarm.cpu_seconds,
             swarm.upstream_gets,
             swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
             n - 1
         );
+        return;
+    }
+    if args.first().is_some_and(|a| a == "page-cache") {
+        println!("| writes of | machine CPU (three runs) | wall (three runs) |");
+        println!("|---:|---:|---:|");
+        // Alternated, each after a pause: the memory a run frees is what the next one
+        // writes into, and this VM hands memory freed for a few seconds back to its host.
+        let slices = [1 << 20, 512 << 10, 256 << 10, 64 << 10];
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); slices.len()];
+        for _ in 0..3 {
+            for (i, &slice) in slices.iter().enumerate() {
+                std::thread::sleep(Duration::from_secs(5));
+                runs[i].push(page_cache_writes(slice));
+            }
+        }
+        for (slice, runs) in slices.iter().zip(&runs) {
+            let cpu: Vec<String> = runs.iter().map(|r| format!("{:.2} s", r.0)).collect();
+            let wall: Vec<String> = runs.iter().map(|r| format!("{:.2} s", r.1)).collect();
+            println!(
+                "| {} KiB | {} | {} |",
+                slice >> 10,
+                cpu.join(", "),
+                wall.join(", ")
+            );
+        }
         return;
     }
     // `pyrsia-bench-p2p wan`: the WAN table and the staggered rows only.
