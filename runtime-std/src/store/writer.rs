@@ -18,12 +18,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The most bytes one `write` to a temp file carries: a piece from a peer (1 MiB) goes to
 /// the page cache in slices of this size. Measured on this project's 2-core VM (BENCHMARKS.md,
-/// "Page-cache writes in slices"): 16 processes each writing 200 MiB in 1 MiB `write`s spent
-/// 4-5 times the kernel time of the same bytes written 256 KiB at a time from the same
-/// buffers (one writer alone saw no difference), and in a 16-node swarm those writes were the
-/// largest single cost. Why the kernel's copy into new page-cache memory slows so, we did not
+/// "Page-cache writes in slices"; `pyrsia-bench-p2p page-cache`): sixteen writers at once,
+/// each filling a fresh 200 MiB file in 1 MiB `write`s, cost five to eight times the CPU of
+/// the same bytes written 512, 256 or 64 KiB at a time (one writer alone saw no difference),
+/// and in a 16-node swarm those writes were the largest single cost. Why, we did not
 /// establish (two leads, neither checked: the kernel may size its page-cache blocks by the
-/// write's length, and this VM hands freed memory back to its host); smaller writes cost
+/// write's length, and this VM may hand freed memory back to its host); smaller writes cost
 /// four system calls per piece instead of one.
 const PAGE_CACHE_WRITE: usize = 256 << 10;
 

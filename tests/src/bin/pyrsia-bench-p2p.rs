@@ -249,8 +249,9 @@ fn main() {
     if args.first().is_some_and(|a| a == "page-cache") {
         println!("| writes of | machine CPU (three runs) | wall (three runs) |");
         println!("|---:|---:|---:|");
-        // Alternated, each after a pause: the memory a run frees is what the next one
-        // writes into, and this VM hands memory freed for a few seconds back to its host.
+        // Alternated, each after a pause, so that no size always writes into the memory the
+        // same other size just freed (a VM may hand memory freed for a few seconds back to
+        // its host).
         let slices = [1 << 20, 512 << 10, 256 << 10, 64 << 10];
         let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); slices.len()];
         for _ in 0..3 {
