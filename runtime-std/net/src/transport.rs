@@ -36,16 +36,7 @@ pub(crate) const QUIC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Durati
 /// not lost with the request.
 pub(crate) const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The most bytes one read of a TCP socket takes, beneath noise: a whole noise frame (65,535
-/// bytes) and then some. libp2p-noise reads its frames through `asynchronous-codec`, which
-/// asks for at most 8 KiB per read; through this buffer one read of the socket serves
-/// several (BENCHMARKS.md: 26,392 receive calls for one 200 MiB transfer without it, 3,953
-/// with it). Held per TCP connection for its lifetime (a yamux stream's receive window is
-/// four times this).
-pub(crate) const TCP_READ_AHEAD: usize = 64 << 10;
-
-/// TCP with noise and yamux, as libp2p's builder makes it, within [`TCP_TIMEOUT`]; the
-/// socket is read through [`TCP_READ_AHEAD`] bytes (writes pass straight through).
+/// TCP with noise and yamux, as libp2p's builder makes it, within [`TCP_TIMEOUT`].
 pub(crate) fn tcp(
     key: &libp2p::identity::Keypair,
 ) -> Result<
@@ -55,7 +46,6 @@ pub(crate) fn tcp(
     use libp2p::Transport;
     Ok(
         libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
-            .map(|stream, _| futures::io::BufReader::with_capacity(TCP_READ_AHEAD, stream))
             .upgrade(libp2p::core::upgrade::Version::V1Lazy)
             .authenticate(libp2p::noise::Config::new(key)?)
             .multiplex(libp2p::yamux::Config::default())
