@@ -104,6 +104,17 @@ fn a_shared_range_longer_than_one_page_cache_write_lands_whole_and_in_order() {
     assert_eq!(w.written(), data.len() as u64 - 3);
     w.commit().unwrap();
     assert_eq!(read_all(&store, &digest), data[3..]);
+
+    // Copied bytes too: one `write` takes a slice, and `write_all` still lands them all.
+    let mut w = store.writer(digest, BlobKind::Blob).unwrap();
+    let taken = w.write(&data[3..]).unwrap();
+    assert!(
+        taken > 0 && taken < data.len() - 3,
+        "one write took {taken}"
+    );
+    w.write_all(&data[3 + taken..]).unwrap();
+    w.commit().unwrap();
+    assert_eq!(read_all(&store, &digest), data[3..]);
 }
 
 #[test]

@@ -16,8 +16,9 @@ use super::{Store, StoreError, now_ms};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// The most bytes one `write` to a temp file carries: a piece from a peer (1 MiB) goes to
-/// the page cache in slices of this size. Measured on this project's 2-core VM (BENCHMARKS.md,
+/// The most bytes one `write` to a temp file carries, on either way in
+/// ([`BlobWriter::write_shared`] and `Write`): a piece from a peer (1 MiB) goes to the page
+/// cache in slices of this size. Measured on this project's 2-core VM (BENCHMARKS.md,
 /// "Page-cache writes in slices"; `pyrsia-bench-p2p page-cache`): sixteen writers at once,
 /// each filling a fresh 200 MiB file in 1 MiB `write`s, cost five to eight times the CPU of
 /// the same bytes written 512, 256 or 64 KiB at a time (one writer alone saw no difference),
@@ -215,7 +216,9 @@ impl BlobWriter {
 }
 
 impl Write for BlobWriter {
+    /// Takes at most [`PAGE_CACHE_WRITE`] bytes of `buf` (callers loop, as `write_all` does).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let buf = &buf[..buf.len().min(PAGE_CACHE_WRITE)];
         self.open_parts()?;
         self.reserve(buf.len())?;
         let (file, verifier) = self.open_parts()?;
