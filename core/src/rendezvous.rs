@@ -117,9 +117,9 @@ pub fn honour<P>(claimants: &[Option<P>]) -> Honour {
     }
 }
 
-/// Whether a node whose turn in the claim walk came looks once more, before it fetches a
-/// blob from the upstream, for nodes nearer the digest already downloading it
-/// ([`nearer_downloader`]), and defers to them. Only at a download's start (`resuming` is
+/// Whether a node whose turn in the claim walk came looks again ([`NEARER_DOWNLOADER_LOOKS`]
+/// times at most), before it fetches a blob from the upstream, for nodes nearer the digest
+/// already downloading it ([`nearer_downloader`]), and defers to them. Only at a download's start (`resuming` is
 /// false: a download resuming after its source died is next in line), and only when its view
 /// may miss the nearest node: a claimant nearer it was asked and did not serve
 /// (`nearer_failed`: gone, or alive and at its connection limit, refusing this node), or its
@@ -150,6 +150,14 @@ pub fn nearer_downloader(key: &[u8], local: &[u8], downloaders: &[&[u8]]) -> Opt
         .min()
         .map(|(_, i)| i)
 }
+
+/// How many times a node that looks again before the upstream ([`look_again_before_upstream`])
+/// asks the DHT who downloads the blob, about every quarter second, before it concludes that
+/// no nearer node does. One look is not enough: a nearer node that began its download a moment
+/// earlier is announced only once its provider record is stored, which takes it a lookup of the
+/// nodes nearest the digest first (a few hundred milliseconds under load). The looks stop at the
+/// first nearer downloader found.
+pub const NEARER_DOWNLOADER_LOOKS: usize = 4;
 
 /// How many times a node that defers to a nearer downloader it cannot reach looks for the
 /// peers downloading the blob from it (they serve what they hold), about every quarter

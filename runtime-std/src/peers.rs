@@ -309,6 +309,25 @@ fn nearer_downloader(
         .map(|i| providers[i].clone())
 }
 
+/// Asks the DHT who downloads `digest` up to [`pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS`]
+/// times, [`HAVE_POLL`] apart, until a node nearer the digest than this one is among them: that
+/// node and the providers of the look that found it; `None` when no look found one.
+fn look_for_nearer_downloader(
+    network: &dyn PeerNetwork,
+    digest: &Digest,
+) -> Option<(String, Vec<String>)> {
+    for look in 0..pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS {
+        if look > 0 {
+            std::thread::sleep(HAVE_POLL);
+        }
+        let providers = network.providers(digest, LOOKUP_TIMEOUT);
+        if let Some(nearer) = nearer_downloader(network, digest, &providers) {
+            return Some((nearer, providers));
+        }
+    }
+    None
+}
+
 /// What a fetch that names the blob's origin sends along with its piece requests: the
 /// origin, so that the node chosen to fetch it for the network can; and the bridge, the relay
 /// asked to fetch it from its own peers for this node (core's [`pyrsia_core::reach`]).
@@ -588,8 +607,8 @@ impl PieceFetcher {
             return PeerLookup::NotFound;
         }
         tracing::info!(%digest, nearer_failed = asked.len(), "this node may not see the node nearest this blob: looking for a nearer one downloading it already");
-        let providers = network.providers(&digest, LOOKUP_TIMEOUT);
-        let Some(nearer) = nearer_downloader(&*network, &digest, &providers) else {
+        let Some((nearer, providers)) = look_for_nearer_downloader(&*network, &digest) else {
+            tracing::info!(%digest, "no nearer node downloads this blob");
             return PeerLookup::NotFound;
         };
         if !asked.contains(&nearer) && carries_pieces(&network.path(&nearer)) {
