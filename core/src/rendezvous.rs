@@ -119,11 +119,11 @@ pub fn honour<P>(claimants: &[Option<P>]) -> Honour {
 
 /// Whether a node whose turn in the claim walk came looks again ([`NEARER_DOWNLOADER_LOOKS`]
 /// times at most), before it fetches a blob from the upstream, for nodes nearer the digest
-/// already downloading it ([`nearer_downloader`]), and defers to them. Only at a download's start (`resuming` is
-/// false: a download resuming after its source died is next in line), and only when its view
-/// may miss the nearest node: a claimant nearer it was asked and did not serve
-/// (`nearer_failed`: gone, or alive and at its connection limit, refusing this node), or its
-/// lookup of the nodes nearest the digest could not reach some it was told of
+/// already downloading it ([`nearer_downloader`]), and defers to them. Only at a download's
+/// start (`resuming` is false: a download resuming after its source died is next in line),
+/// and only when its view may miss the nearest node: a claimant nearer it was asked and did
+/// not serve (`nearer_failed`: gone, or alive and at its connection limit, refusing this
+/// node), or its lookup of the nodes nearest the digest could not reach some it was told of
 /// (`lookup_unreached`: such a node, at its limit, may be the nearest; it then fetches for
 /// everyone, and two that each think themselves nearest would both fetch). A node that
 /// knows itself the nearest fetches at once.

@@ -309,16 +309,18 @@ fn nearer_downloader(
         .map(|i| providers[i].clone())
 }
 
-/// Asks the DHT who downloads `digest` up to [`pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS`]
-/// times, [`HAVE_POLL`] apart, until a node nearer the digest than this one is among them: that
-/// node and the providers of the look that found it; `None` when no look found one.
+/// Asks the DHT who downloads `digest` up to
+/// [`pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS`] times, `pause` apart ([`HAVE_POLL`]),
+/// until a node nearer the digest than this one is among them: that node and the providers of
+/// the look that found it; `None` when no look found one.
 fn look_for_nearer_downloader(
     network: &dyn PeerNetwork,
     digest: &Digest,
+    pause: Duration,
 ) -> Option<(String, Vec<String>)> {
     for look in 0..pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS {
         if look > 0 {
-            std::thread::sleep(HAVE_POLL);
+            std::thread::sleep(pause);
         }
         let providers = network.providers(digest, LOOKUP_TIMEOUT);
         if let Some(nearer) = nearer_downloader(network, digest, &providers) {
@@ -607,7 +609,8 @@ impl PieceFetcher {
             return PeerLookup::NotFound;
         }
         tracing::info!(%digest, nearer_failed = asked.len(), "this node may not see the node nearest this blob: looking for a nearer one downloading it already");
-        let Some((nearer, providers)) = look_for_nearer_downloader(&*network, &digest) else {
+        let Some((nearer, providers)) = look_for_nearer_downloader(&*network, &digest, HAVE_POLL)
+        else {
             tracing::info!(%digest, "no nearer node downloads this blob");
             return PeerLookup::NotFound;
         };

@@ -433,3 +433,105 @@ fn nodes_still_downloading_serve_the_pieces_they_hold() {
         "holding less is no fault"
     );
 }
+
+/// Answers who provides a blob with nobody for its first `silent` looks (a record not yet
+/// stored), then with `downloaders`; counts the looks.
+struct LateRecords {
+    silent: usize,
+    downloaders: Vec<String>,
+    looks: Mutex<usize>,
+}
+
+impl PeerNetwork for LateRecords {
+    fn local_id(&self) -> String {
+        "me".into()
+    }
+
+    fn live_peers(&self) -> Vec<String> {
+        self.downloaders.clone()
+    }
+
+    fn providers(&self, _: &Digest, _: Duration) -> Vec<String> {
+        let mut looks = self.looks.lock().unwrap();
+        *looks += 1;
+        if *looks <= self.silent {
+            Vec::new()
+        } else {
+            self.downloaders.clone()
+        }
+    }
+
+    fn request_piece(
+        &self,
+        _: &str,
+        _: PieceRequest,
+        _: IfMissing<'_>,
+        tag: u64,
+        reply: Sender<PieceReply>,
+    ) {
+        let _ = reply.send(PieceReply {
+            tag,
+            result: Err("no pieces here".into()),
+        });
+    }
+
+    fn penalise(&self, _: &str, _: &str) {}
+}
+
+/// Of `names`, one nearer `digest` than "me" and one farther (core's `nearest_first`).
+fn nearer_and_farther(digest: &Digest) -> (String, String) {
+    let names: Vec<String> = (0..64).map(|i| format!("node{i}")).collect();
+    let ranked = pyrsia_core::rendezvous::nearest_first(
+        digest.as_bytes(),
+        names
+            .iter()
+            .map(String::as_bytes)
+            .chain(std::iter::once(&b"me"[..])),
+        names.len() + 1,
+    );
+    let me = ranked.iter().position(|n| *n == b"me").unwrap();
+    let name = |n: &[u8]| String::from_utf8(n.to_vec()).unwrap();
+    assert!(me > 0 && me + 1 < ranked.len(), "64 names surround me");
+    (name(ranked[me - 1]), name(ranked[me + 1]))
+}
+
+#[test]
+fn a_nearer_downloader_announced_after_the_first_look_is_found_by_a_later_one() {
+    let digest = Digest::sha256(b"blob");
+    let (nearer, farther) = nearer_and_farther(&digest);
+    let net = LateRecords {
+        silent: pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS - 1,
+        downloaders: vec![farther.clone(), nearer.clone()],
+        looks: Mutex::new(0),
+    };
+    let found = look_for_nearer_downloader(&net, &digest, Duration::ZERO);
+    assert_eq!(
+        found,
+        Some((nearer, vec![farther, net.downloaders[1].clone()]))
+    );
+    assert_eq!(
+        *net.looks.lock().unwrap(),
+        pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS,
+        "it stops at the look that found one"
+    );
+}
+
+#[test]
+fn only_farther_downloaders_mean_none_after_every_look() {
+    let digest = Digest::sha256(b"blob");
+    let (_, farther) = nearer_and_farther(&digest);
+    let net = LateRecords {
+        silent: 1,
+        downloaders: vec![farther],
+        looks: Mutex::new(0),
+    };
+    assert_eq!(
+        look_for_nearer_downloader(&net, &digest, Duration::ZERO),
+        None
+    );
+    assert_eq!(
+        *net.looks.lock().unwrap(),
+        pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS,
+        "a farther downloader does not end the looks early"
+    );
+}
