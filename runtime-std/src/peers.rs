@@ -311,18 +311,25 @@ fn nearer_downloader(
 
 /// Asks the DHT who downloads `digest` up to
 /// [`pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS`] times, `pause` apart ([`HAVE_POLL`]),
-/// until a node nearer the digest than this one is among them: that node and the providers of
-/// the look that found it; `None` when no look found one.
+/// within `budget` in all ([`LOOKUP_TIMEOUT`], what one look could take), until a node nearer
+/// the digest than this one is among them: that node and the providers of the look that found
+/// it; `None` when no look found one.
 fn look_for_nearer_downloader(
     network: &dyn PeerNetwork,
     digest: &Digest,
     pause: Duration,
+    budget: Duration,
 ) -> Option<(String, Vec<String>)> {
+    let deadline = Instant::now() + budget;
     for look in 0..pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS {
         if look > 0 {
             std::thread::sleep(pause);
         }
-        let providers = network.providers(digest, LOOKUP_TIMEOUT);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let providers = network.providers(digest, left);
         if let Some(nearer) = nearer_downloader(network, digest, &providers) {
             return Some((nearer, providers));
         }
@@ -609,7 +616,8 @@ impl PieceFetcher {
             return PeerLookup::NotFound;
         }
         tracing::info!(%digest, nearer_failed = asked.len(), "this node may not see the node nearest this blob: looking for a nearer one downloading it already");
-        let Some((nearer, providers)) = look_for_nearer_downloader(&*network, &digest, HAVE_POLL)
+        let Some((nearer, providers)) =
+            look_for_nearer_downloader(&*network, &digest, HAVE_POLL, LOOKUP_TIMEOUT)
         else {
             tracing::info!(%digest, "no nearer node downloads this blob");
             return PeerLookup::NotFound;

@@ -504,7 +504,7 @@ fn a_nearer_downloader_announced_after_the_first_look_is_found_by_a_later_one() 
         downloaders: vec![farther.clone(), nearer.clone()],
         looks: Mutex::new(0),
     };
-    let found = look_for_nearer_downloader(&net, &digest, Duration::ZERO);
+    let found = look_for_nearer_downloader(&net, &digest, Duration::ZERO, Duration::from_secs(60));
     assert_eq!(
         found,
         Some((nearer, vec![farther, net.downloaders[1].clone()]))
@@ -526,7 +526,7 @@ fn only_farther_downloaders_mean_none_after_every_look() {
         looks: Mutex::new(0),
     };
     assert_eq!(
-        look_for_nearer_downloader(&net, &digest, Duration::ZERO),
+        look_for_nearer_downloader(&net, &digest, Duration::ZERO, Duration::from_secs(60)),
         None
     );
     assert_eq!(
@@ -534,4 +534,21 @@ fn only_farther_downloaders_mean_none_after_every_look() {
         pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS,
         "a farther downloader does not end the looks early"
     );
+}
+
+#[test]
+fn the_looks_stop_when_their_budget_is_spent() {
+    let digest = Digest::sha256(b"blob");
+    let (nearer, _) = nearer_and_farther(&digest);
+    let net = LateRecords {
+        silent: 1,
+        downloaders: vec![nearer],
+        looks: Mutex::new(0),
+    };
+    let pause = Duration::from_millis(30);
+    assert_eq!(
+        look_for_nearer_downloader(&net, &digest, pause, Duration::from_millis(10)),
+        None
+    );
+    assert_eq!(*net.looks.lock().unwrap(), 1, "no look after the budget");
 }
