@@ -52,6 +52,8 @@ pub mod package;
 pub mod pieces;
 pub mod rate;
 pub mod reach;
+#[cfg(feature = "alloc")]
+pub mod redial;
 pub mod reference;
 pub mod registry;
 pub mod rendezvous;

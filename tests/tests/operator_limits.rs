@@ -2,7 +2,8 @@
 //! `--max-upload-rate` on the node that holds a blob and `--max-download-rate` on the node
 //! that fetches it each hold an 8 MiB transfer between them to the rate (measured: the
 //! transfer cannot finish sooner than the rate allows after its one-second burst), and the
-//! blob still arrives whole and verified; `--max-peers 1` refuses a second peer's connection.
+//! blob still arrives whole and verified; `--max-peers 1` refuses a second peer's connection, the
+//! refused peer backs off its dials, and connects once a place frees.
 //! The limits show in `/status` (and so on the status page).
 
 use std::process::Command;
@@ -153,7 +154,7 @@ fn upload_and_download_rates_and_max_peers_hold_between_real_nodes() {
         &work.path().join("guarded"),
         &["--upstream", &registry.url(), "--max-peers", "1"],
     );
-    let first = Node::start(
+    let mut first = Node::start(
         &work.path().join("first"),
         &[
             "--upstream",
@@ -185,4 +186,25 @@ fn upload_and_download_rates_and_max_peers_hold_between_real_nodes() {
         !second.connected_peers().contains(&guarded.peer_id()),
         "the second peer was refused"
     );
+
+    // The refused node holds back its dials (core's redial back-off): it says so, and the guarded
+    // node is not dialled once per try of every subsystem (before: two connections every 5 s).
+    let second_log = second.log();
+    let attempts = second_log
+        .lines()
+        .filter(|line| line.contains("peer connected") && line.contains(&guarded.peer_id()))
+        .count();
+    assert!(
+        second_log.contains("not dialling it again for a while"),
+        "the refused node backs off:\n{second_log}"
+    );
+    assert!(
+        (1..=3).contains(&attempts),
+        "{attempts} accepted-then-closed connections in 6 s:\n{second_log}"
+    );
+
+    // Back-off never locks a peer out: once the guarded node has a free place, the second connects
+    // (bootstrap redial every 5 s, the back-off's wait is at most 30 s and here still 2 s).
+    first.kill();
+    guarded.wait_connected(&second.peer_id());
 }

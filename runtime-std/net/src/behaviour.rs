@@ -2,7 +2,8 @@
 //! routing, and content routing: provider records for every digest held), mDNS (LAN discovery, optional),
 //! gossipsub (checkpoint announcements), log sync (request-response), AutoNAT v2 (client and
 //! server: whether peers can dial this node), relays and DCUtR (a private node's way in) and
-//! a block list for peers that misbehave.
+//! a block list for peers that misbehave, and a wait before dialling again a peer that
+//! refused this node.
 
 use std::time::Duration;
 
@@ -43,6 +44,8 @@ pub(crate) const MAX_PENDING_INCOMING: u32 = 128;
 pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) per_address: crate::per_address::PerAddressLimit,
+    /// Holds back dials to peers that refused this node lately (core's `redial`).
+    pub(crate) redial: crate::redial::RedialBackoff,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -133,6 +136,7 @@ impl Behaviour {
             per_address: crate::per_address::PerAddressLimit::new(
                 pyrsia_core::rate::CONNECTIONS_PER_ADDRESS,
             ),
+            redial: crate::redial::RedialBackoff::new(),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(max_peers.min(MAX_CONNECTIONS)))

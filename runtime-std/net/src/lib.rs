@@ -18,6 +18,7 @@ mod compat;
 pub mod config;
 mod connections;
 mod per_address;
+mod redial;
 mod relay;
 mod scoring;
 mod service;

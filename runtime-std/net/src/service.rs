@@ -366,8 +366,12 @@ impl EventLoop {
                 let dial = self
                     .bootstrap_dials
                     .first(&address, self.quic, Instant::now());
-                if let Err(e) = self.swarm.dial(dial) {
-                    tracing::warn!(%address, error = %e, "cannot dial bootstrap peer");
+                match self.swarm.dial(dial) {
+                    Err(e) if crate::redial::is_held_back(&e) => {
+                        tracing::debug!(%address, error = %e, "bootstrap peer not dialled");
+                    }
+                    Err(e) => tracing::warn!(%address, error = %e, "cannot dial bootstrap peer"),
+                    Ok(()) => {}
                 }
             }
         }
