@@ -42,6 +42,12 @@ pub(crate) const MAX_STRIKES: u32 = 3;
 /// How often the latest checkpoint is announced even when it did not change (late joiners,
 /// lost messages).
 pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
+/// How often a node whose log holds no checkpoint yet (a member or follower that just joined)
+/// asks a connected peer for one: a late joiner that missed the announcement, and whose
+/// connect-time asks brought nothing, would otherwise wait [`ANNOUNCE_EVERY`], and a network
+/// of few members that needs it for its quorum would stall that long (seen in CI: a member
+/// started just after the others ordered their first batch, under a flooder).
+pub(crate) const PULL_WHILE_EMPTY_EVERY: Duration = Duration::from_secs(1);
 
 /// How often bootstrap peers that are not connected are dialled again.
 pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
@@ -241,6 +247,8 @@ struct EventLoop {
     announced: Option<(String, Instant)>,
     /// When a connected peer was last asked for its checkpoint ([`EventLoop::pull_checkpoint`]).
     pulled: Option<Instant>,
+    /// How many pulls were sent: the next one asks the next connected peer.
+    pulls: usize,
     /// Each peer's open connections, to close those a newer one supersedes.
     connections: crate::connections::Connections,
     /// Relays known and reserved on (a private node's way in).
@@ -316,6 +324,7 @@ impl EventLoop {
             checkpoint_requests: HashMap::new(),
             announced: None,
             pulled: None,
+            pulls: 0,
             connections: Default::default(),
             reservations: Default::default(),
             hole_punched: Default::default(),
@@ -507,21 +516,28 @@ impl EventLoop {
         self.checkpoint_requests.insert(id, peer);
     }
 
-    /// Asks one connected peer (which one varies with the time) for its latest checkpoint
-    /// every [`ANNOUNCE_EVERY`]: gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
-    /// missed an announcement (a lost message, a connection that died unnoticed) would
-    /// otherwise learn of it only with the next checkpoint or on reconnecting.
+    /// Asks one connected peer (the next one each time) for its latest checkpoint every
+    /// [`ANNOUNCE_EVERY`], or every [`PULL_WHILE_EMPTY_EVERY`] while this node holds none:
+    /// gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
+    /// missed an announcement (a lost message, a connection that died unnoticed, a start
+    /// just after it) would otherwise learn of it only with the next checkpoint or on
+    /// reconnecting. With no peer connected the turn is not spent.
     fn pull_checkpoint(&mut self) {
-        if self.pulled.is_some_and(|at| at.elapsed() < ANNOUNCE_EVERY) {
+        let every = if self.log.checkpoint().is_none() {
+            PULL_WHILE_EMPTY_EVERY
+        } else {
+            ANNOUNCE_EVERY
+        };
+        if self.pulled.is_some_and(|at| at.elapsed() < every) {
             return;
         }
-        self.pulled = Some(Instant::now());
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         if peers.is_empty() {
             return;
         }
-        let turn = (self.started.elapsed().as_secs() / ANNOUNCE_EVERY.as_secs()) as usize;
-        self.ask_checkpoint(peers[turn % peers.len()]);
+        self.pulled = Some(Instant::now());
+        self.pulls = self.pulls.wrapping_add(1);
+        self.ask_checkpoint(peers[self.pulls % peers.len()]);
     }
 
     /// Publishes the latest checkpoint when it changed, and every [`ANNOUNCE_EVERY`] anyway.
