@@ -58,6 +58,8 @@ pub mod reference;
 pub mod registry;
 pub mod rendezvous;
 pub mod rng;
+#[cfg(feature = "alloc")]
+pub mod source_search;
 pub mod time;
 pub mod tlog;
 pub mod wire;

@@ -17,6 +17,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::piece_schedule::{
     Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig, answer_fault,
 };
+use pyrsia_core::source_search::{Action, Asking, Holding, Provider, SearchConfig, SourceSearch};
 use pyrsia_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use pyrsia_core::tlog::{Hash, leaf_hash};
 
@@ -296,51 +297,10 @@ pub fn honour_fetch(network: &dyn PeerNetwork, digest: &Digest) -> pyrsia_core::
     pyrsia_core::rendezvous::honour(&upstream_fetchers(network, digest))
 }
 
-/// Of `providers` (the nodes downloading or holding `digest`), the one nearest the digest
-/// when it is nearer than this node (core's [`pyrsia_core::rendezvous::nearer_downloader`]).
-fn nearer_downloader(
-    network: &dyn PeerNetwork,
-    digest: &Digest,
-    providers: &[String],
-) -> Option<String> {
-    let keys: Vec<Vec<u8>> = providers.iter().map(|id| network.peer_key(id)).collect();
-    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-    pyrsia_core::rendezvous::nearer_downloader(digest.as_bytes(), &network.local_key(), &keys)
-        .map(|i| providers[i].clone())
-}
-
-/// Asks the DHT who downloads `digest` up to
-/// [`pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS`] times, `pause` apart ([`HAVE_POLL`]),
-/// within `budget` in all ([`LOOKUP_TIMEOUT`], what one look could take), until a node nearer
-/// the digest than this one is among them: that node and the providers of the look that found
-/// it; `None` when no look found one.
-fn look_for_nearer_downloader(
-    network: &dyn PeerNetwork,
-    digest: &Digest,
-    pause: Duration,
-    budget: Duration,
-) -> Option<(String, Vec<String>)> {
-    let deadline = Instant::now() + budget;
-    for look in 0..pyrsia_core::rendezvous::NEARER_DOWNLOADER_LOOKS {
-        if look > 0 {
-            std::thread::sleep(pause);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        let providers = network.providers(digest, left);
-        if let Some(nearer) = nearer_downloader(network, digest, &providers) {
-            return Some((nearer, providers));
-        }
-    }
-    None
-}
-
 /// What a fetch that names the blob's origin sends along with its piece requests: the
 /// origin, so that the node chosen to fetch it for the network can; and the bridge, the relay
 /// asked to fetch it from its own peers for this node (core's [`pyrsia_core::reach`]).
-struct Asking {
+struct ForNetwork {
     hint: FetchHint,
     bridge: Option<String>,
 }
@@ -447,7 +407,7 @@ pub struct PieceFetcher {
     /// Who served each piece (for blame when the whole blob does not match).
     served_by: BTreeMap<u32, usize>,
     /// What the fetch asks of peers that lack a piece, when it names the blob's origin.
-    asking: Option<Asking>,
+    asking: Option<ForNetwork>,
     timeout: Duration,
     /// Every piece's leaf hash, checked against the committed piece root: each piece is
     /// checked on arrival, and a bad one costs its peer, not the blob.
@@ -517,6 +477,8 @@ impl PieceFetcher {
         Self::search(network, digest, offset, root, Some(hint))
     }
 
+    /// Drives core's [`SourceSearch`] (every decision of where the blob comes from) with
+    /// this node's network: lookups, surveys, handshakes and pauses.
     fn search(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
@@ -524,159 +486,109 @@ impl PieceFetcher {
         root: Option<Hash>,
         hint: Option<FetchHint>,
     ) -> PeerLookup {
-        use pyrsia_core::reach::{ClaimStep, Route, carries_pieces, claim_walk, route};
-        let providers = network.providers(&digest, LOOKUP_TIMEOUT);
-        let holdings = survey(&*network, &digest, &providers);
-        let (complete, mut partial): (Vec<_>, Vec<_>) = holdings
-            .into_iter()
-            .map(|(id, total, pieces, ahead)| (id, Have::from_prefix(total, pieces, &ahead)))
-            .partition(|(_, have)| *have == Have::All);
-        // No piece crosses a relay's circuit (core's `reach`): a holder reached only through
-        // one is reached through that relay as a bridge, when this fetch can name the
-        // blob's origin and no holder is reached directly.
-        partial.retain(|(id, _)| carries_pieces(&network.path(id)));
-        let mut direct = Vec::new();
-        let mut bridges = Vec::new();
-        for (id, have) in complete {
-            match route(&id, &network.path(&id), hint.is_some()) {
-                Route::Ask(id) => direct.push((id, have)),
-                Route::Bridge { relay, source } => {
-                    // One bridge per relay, however many holders sit behind it.
-                    if !bridges.iter().any(|(r, _)| *r == relay) {
-                        bridges.push((relay, source));
+        let epoch = Instant::now();
+        let now = || core_instant(epoch.elapsed());
+        let config = SearchConfig {
+            lookup_timeout: core_duration(LOOKUP_TIMEOUT),
+            poll: core_duration(HAVE_POLL),
+        };
+        let mut search = SourceSearch::new(
+            digest.as_bytes(),
+            &network.local_key(),
+            hint.is_some(),
+            offset > 0,
+            config,
+        );
+        let mut action = search.start();
+        loop {
+            action = match action {
+                Action::FindProviders { within } => {
+                    let within = Duration::from_micros(within.as_micros());
+                    let found = network
+                        .providers(&digest, within)
+                        .into_iter()
+                        .map(|peer| Provider {
+                            key: network.peer_key(&peer),
+                            path: network.path(&peer),
+                            peer,
+                        })
+                        .collect();
+                    search.providers_found(found, now())
+                }
+                Action::Survey { providers } => {
+                    let holdings = survey(&*network, &digest, &providers)
+                        .into_iter()
+                        .map(|(peer, total, pieces, ahead)| Holding {
+                            path: network.path(&peer),
+                            peer,
+                            total,
+                            pieces,
+                            ahead,
+                        })
+                        .collect();
+                    search.surveyed(holdings, now())
+                }
+                Action::FindClaimants => {
+                    let claimants = upstream_fetchers(&*network, &digest)
+                        .into_iter()
+                        .map(|c| c.map(|id| (id.clone(), network.path(&id))))
+                        .collect();
+                    let unreached = network.view_may_miss_nearest(&digest);
+                    search.claimants_found(claimants, unreached, now())
+                }
+                Action::Try { peers, asking } => {
+                    log_try(&digest, &peers, &asking);
+                    let first = peers[0].0.clone();
+                    let found = match (asking, &hint) {
+                        (Asking::Holders, _) | (_, None) => {
+                            Self::start(network.clone(), digest, offset, peers, None, root)
+                        }
+                        (Asking::Following, _) => {
+                            Self::follow(network.clone(), digest, peers, root)
+                        }
+                        (asking, Some(hint)) => {
+                            let asking = ForNetwork {
+                                hint: hint.clone(),
+                                bridge: matches!(asking, Asking::Bridge | Asking::BridgeToClaimant)
+                                    .then(|| first.clone()),
+                            };
+                            Self::start(network.clone(), digest, offset, peers, Some(asking), None)
+                        }
+                    };
+                    match found {
+                        PeerLookup::NotFound => {
+                            tracing::info!(%digest, peer = %first, "the peers asked did not serve the blob");
+                            search.none_served(now())
+                        }
+                        found => return found,
                     }
                 }
-                Route::Skip => {}
-            }
-        }
-        if !direct.is_empty() {
-            let peers = direct.into_iter().chain(partial.iter().cloned()).collect();
-            match Self::start(network.clone(), digest, offset, peers, None, root) {
-                PeerLookup::NotFound => {
-                    tracing::info!(%digest, "no peer that said it holds the blob served it");
+                Action::Wait { until } => {
+                    let until = epoch + Duration::from_micros(until.as_micros());
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    search.waited(now())
                 }
-                found => return found,
-            }
-        }
-        let Some(hint) = hint else {
-            return PeerLookup::NotFound;
-        };
-        let through = |first: String, bridge: bool| {
-            let peers = std::iter::once((first.clone(), Have::All))
-                .chain(partial.iter().filter(|(id, _)| *id != first).cloned())
-                .collect();
-            let asking = Asking {
-                hint: hint.clone(),
-                bridge: bridge.then_some(first),
+                Action::Upstream => {
+                    tracing::debug!(%digest, claimants_asked = search.asked().len(), "no peer serves this blob");
+                    return PeerLookup::NotFound;
+                }
             };
-            Self::start(network.clone(), digest, offset, peers, Some(asking), None)
-        };
-        for (relay, source) in bridges {
-            tracing::info!(%digest, %relay, holder = %source, "the blob's holder is reached only through a relay: that relay bridges it");
-            match through(relay.clone(), true) {
-                PeerLookup::NotFound => {
-                    tracing::info!(%digest, %relay, "the relay did not bridge the blob");
-                }
-                found => return found,
-            }
         }
-        // The nodes to fetch it for the network, nearest first; when one does not serve it
-        // (gone, or lying), the next. At this node's turn it fetches the blob itself.
-        let claimants = upstream_fetchers(&*network, &digest);
-        let mut asked: Vec<String> = Vec::new();
-        for step in claim_walk(&claimants, |id| network.path(id)) {
-            let (first, bridge) = match step {
-                ClaimStep::FetchSelf => break,
-                ClaimStep::Ask(Route::Ask(claimant)) => {
-                    tracing::info!(%digest, peer = %claimant, partial = partial.len(), "a peer fetches this blob from the upstream for the network");
-                    (claimant, false)
-                }
-                ClaimStep::Ask(Route::Bridge { relay, source }) => {
-                    tracing::info!(%digest, peer = %source, %relay, "a peer reached only through a relay fetches this blob for the network: that relay bridges it");
-                    (relay, true)
-                }
-                ClaimStep::Ask(Route::Skip) => continue,
-            };
-            asked.push(first.clone());
-            match through(first.clone(), bridge) {
-                PeerLookup::NotFound => {
-                    tracing::info!(%digest, peer = %first, "the peer asked to fetch this blob for the network did not serve it; asking the next");
-                }
-                found => return found,
-            }
-        }
-        // This node's turn. When its view may miss the nearest (core's rule), a nearer node
-        // already downloading the blob fetches it for the network instead.
-        let look_again = pyrsia_core::rendezvous::look_again_before_upstream(
-            !asked.is_empty(),
-            network.view_may_miss_nearest(&digest),
-            offset > 0,
-        );
-        if !look_again {
-            return PeerLookup::NotFound;
-        }
-        tracing::info!(%digest, nearer_failed = asked.len(), "this node may not see the node nearest this blob: looking for a nearer one downloading it already");
-        let Some((nearer, providers)) =
-            look_for_nearer_downloader(&*network, &digest, HAVE_POLL, LOOKUP_TIMEOUT)
-        else {
-            tracing::info!(%digest, "no nearer node downloads this blob");
-            return PeerLookup::NotFound;
-        };
-        if !asked.contains(&nearer) && carries_pieces(&network.path(&nearer)) {
-            tracing::info!(%digest, peer = %nearer, "a node nearer this blob downloads it already: asking it to fetch it for the network");
-            match through(nearer.clone(), false) {
-                PeerLookup::NotFound => {}
-                found => return found,
-            }
-        }
-        Self::rejoin(network, digest, root, providers)
     }
 
-    /// This node defers to a nearer node downloading `digest` that it cannot reach (at its
-    /// connection limit, say): it follows the peers downloading the blob that hold pieces of
-    /// it (they reach that node and serve what they hold), looking again up to
-    /// [`pyrsia_core::rendezvous::REJOIN_LOOKUPS`] times while a nearer downloader remains;
-    /// `NotFound` (fetch it from the upstream) when none serves. `providers`: the first look.
-    fn rejoin(
+    /// Follows `holders`, peers downloading the blob from a nearer node this node does not
+    /// reach (at its connection limit, say): from the blob's start, waiting for their pieces.
+    fn follow(
         network: Arc<dyn PeerNetwork>,
         digest: Digest,
+        holders: Vec<(String, Have)>,
         root: Option<Hash>,
-        mut providers: Vec<String>,
     ) -> PeerLookup {
-        use pyrsia_core::rendezvous::{REJOIN_LOOKUPS, worth_following};
-        for round in 0..REJOIN_LOOKUPS {
-            if round > 0 {
-                std::thread::sleep(HAVE_POLL);
-                providers = network.providers(&digest, LOOKUP_TIMEOUT);
-                if nearer_downloader(&*network, &digest, &providers).is_none() {
-                    break;
-                }
-            }
-            let holders: Vec<(String, Have)> = survey(&*network, &digest, &providers)
-                .into_iter()
-                .filter(|(id, _, pieces, ahead)| {
-                    worth_following(*pieces, ahead.len())
-                        && pyrsia_core::reach::carries_pieces(&network.path(id))
-                })
-                .map(|(id, total, pieces, ahead)| (id, Have::from_prefix(total, pieces, &ahead)))
-                .collect();
-            if holders.is_empty() {
-                continue;
-            }
-            tracing::info!(%digest, holders = holders.len(), "following the peers that download this blob from a nearer node this node does not reach");
-            let Some(mut fetcher) =
-                Self::new(network.clone(), digest, 0, holders, None, PIECE_TIMEOUT)
-            else {
-                continue;
-            };
-            fetcher.following = true;
-            match fetcher.handshake(root) {
-                PeerLookup::NotFound => {}
-                found => return found,
-            }
-        }
-        tracing::info!(%digest, "no peer downloading this blob serves it here; fetching it from the upstream");
-        PeerLookup::NotFound
+        let Some(mut fetcher) = Self::new(network, digest, 0, holders, None, PIECE_TIMEOUT) else {
+            return PeerLookup::NotFound;
+        };
+        fetcher.following = true;
+        fetcher.handshake(root)
     }
 
     /// The handshake with `peers` (the first of them holding every piece): the hash list when
@@ -687,7 +599,7 @@ impl PieceFetcher {
         digest: Digest,
         offset: u64,
         peers: Vec<(String, Have)>,
-        asking: Option<Asking>,
+        asking: Option<ForNetwork>,
         root: Option<Hash>,
     ) -> PeerLookup {
         let (timeout, root) = match asking {
@@ -716,7 +628,7 @@ impl PieceFetcher {
         digest: Digest,
         offset: u64,
         providers: Vec<(String, Have)>,
-        asking: Option<Asking>,
+        asking: Option<ForNetwork>,
         timeout: Duration,
     ) -> Option<PieceFetcher> {
         if providers.is_empty() {
@@ -1192,6 +1104,34 @@ fn schedule_is_long(total: u64) -> bool {
 }
 
 /// A std duration as core's.
+/// Core's instant `elapsed` after a search's start.
+fn core_instant(elapsed: Duration) -> CoreInstant {
+    CoreInstant::from_micros(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Says who a search asks for a blob, and why.
+fn log_try(digest: &Digest, peers: &[(String, Have)], asking: &Asking) {
+    let first = &peers[0].0;
+    let partial = peers.len() - 1;
+    match asking {
+        Asking::Holders => {
+            tracing::debug!(%digest, holder = %first, partial, "asking the peers that hold the blob");
+        }
+        Asking::Claimant => {
+            tracing::info!(%digest, peer = %first, partial, "a peer fetches this blob from the upstream for the network");
+        }
+        Asking::Bridge => {
+            tracing::info!(%digest, relay = %first, "the blob's holder is reached only through a relay: that relay bridges it");
+        }
+        Asking::BridgeToClaimant => {
+            tracing::info!(%digest, relay = %first, "a peer reached only through a relay fetches this blob for the network: that relay bridges it");
+        }
+        Asking::Following => {
+            tracing::info!(%digest, holders = peers.len(), "following the peers that download this blob from a nearer node this node does not reach");
+        }
+    }
+}
+
 fn core_duration(d: Duration) -> CoreDuration {
     CoreDuration::from_micros(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
