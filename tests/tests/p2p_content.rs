@@ -95,8 +95,11 @@ fn with_the_upstream_down_peers_serve_what_one_node_pulled() {
         assert_eq!(
             registry.blob_gets(&layer.blob.digest.to_string()),
             1,
-            "{} crossed the upstream link once for the three nodes",
-            layer.blob.digest
+            "{} crossed the upstream link once for the three nodes\n===== A\n{}\n===== B\n{}\n===== C\n{}",
+            layer.blob.digest,
+            a.log(),
+            b.log(),
+            c.log()
         );
     }
     assert_eq!(
