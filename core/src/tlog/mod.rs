@@ -11,6 +11,7 @@ mod hash;
 #[cfg(feature = "alloc")]
 pub mod index;
 mod proof;
+pub mod pull;
 pub mod rebuilt;
 #[cfg(feature = "alloc")]
 pub mod rules;

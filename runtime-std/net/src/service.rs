@@ -42,12 +42,6 @@ pub(crate) const MAX_STRIKES: u32 = 3;
 /// How often the latest checkpoint is announced even when it did not change (late joiners,
 /// lost messages).
 pub(crate) const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
-/// How often a node whose log holds no checkpoint yet (a member or follower that just joined)
-/// asks a connected peer for one: a late joiner that missed the announcement, and whose
-/// connect-time asks brought nothing, would otherwise wait [`ANNOUNCE_EVERY`], and a network
-/// of few members that needs it for its quorum would stall that long (seen in CI: a member
-/// started just after the others ordered their first batch, under a flooder).
-pub(crate) const PULL_WHILE_EMPTY_EVERY: Duration = Duration::from_secs(1);
 
 /// How often bootstrap peers that are not connected are dialled again.
 pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(5);
@@ -245,10 +239,8 @@ struct EventLoop {
     started: Instant,
     checkpoint_requests: HashMap<OutboundRequestId, PeerId>,
     announced: Option<(String, Instant)>,
-    /// When a connected peer was last asked for its checkpoint ([`EventLoop::pull_checkpoint`]).
-    pulled: Option<Instant>,
-    /// How many pulls were sent: the next one asks the next connected peer.
-    pulls: usize,
+    /// When to ask a connected peer for its checkpoint, and which ([`EventLoop::pull_checkpoint`]).
+    pull: pyrsia_core::tlog::pull::CheckpointPull,
     /// Each peer's open connections, to close those a newer one supersedes.
     connections: crate::connections::Connections,
     /// Relays known and reserved on (a private node's way in).
@@ -323,8 +315,7 @@ impl EventLoop {
             started: Instant::now(),
             checkpoint_requests: HashMap::new(),
             announced: None,
-            pulled: None,
-            pulls: 0,
+            pull: Default::default(),
             connections: Default::default(),
             reservations: Default::default(),
             hole_punched: Default::default(),
@@ -516,28 +507,17 @@ impl EventLoop {
         self.checkpoint_requests.insert(id, peer);
     }
 
-    /// Asks one connected peer (the next one each time) for its latest checkpoint every
-    /// [`ANNOUNCE_EVERY`], or every [`PULL_WHILE_EMPTY_EVERY`] while this node holds none:
-    /// gossipsub drops a checkpoint announced again unchanged as a duplicate, so a node that
-    /// missed an announcement (a lost message, a connection that died unnoticed, a start
-    /// just after it) would otherwise learn of it only with the next checkpoint or on
-    /// reconnecting. With no peer connected the turn is not spent.
+    /// Asks a connected peer for its latest checkpoint when core's
+    /// [`CheckpointPull`](pyrsia_core::tlog::pull::CheckpointPull) says so (the repair for a
+    /// missed announcement; its documentation says when and whom).
     fn pull_checkpoint(&mut self) {
-        let every = if self.log.checkpoint().is_none() {
-            PULL_WHILE_EMPTY_EVERY
-        } else {
-            ANNOUNCE_EVERY
-        };
-        if self.pulled.is_some_and(|at| at.elapsed() < every) {
-            return;
-        }
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        if peers.is_empty() {
-            return;
+        let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = pyrsia_core::time::Instant::from_micros(now_us);
+        let holds = self.log.checkpoint().is_some();
+        if let Some(turn) = self.pull.due(now, holds, peers.len()) {
+            self.ask_checkpoint(peers[turn]);
         }
-        self.pulled = Some(Instant::now());
-        self.pulls = self.pulls.wrapping_add(1);
-        self.ask_checkpoint(peers[self.pulls % peers.len()]);
     }
 
     /// Publishes the latest checkpoint when it changed, and every [`ANNOUNCE_EVERY`] anyway.
