@@ -11,6 +11,7 @@ pub mod fs;
 pub mod gossip_attacker;
 pub mod http;
 pub mod image;
+pub mod log_liar;
 pub mod long_log;
 pub mod maven;
 pub mod members;

@@ -18,6 +18,8 @@ pub mod rules;
 #[cfg(feature = "alloc")]
 pub mod state;
 #[cfg(feature = "alloc")]
+pub mod sync;
+#[cfg(feature = "alloc")]
 pub mod tree;
 
 pub use hash::{EMPTY_ROOT, Hash, hash_from_hex, leaf_hash, node_hash};

@@ -22,7 +22,6 @@ mod redial;
 mod relay;
 mod scoring;
 mod service;
-mod sync;
 mod transport;
 
 pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};

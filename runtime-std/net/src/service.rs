@@ -16,13 +16,13 @@ use libp2p::{
 };
 use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
-use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
 use pyrsia_std::peers::{Ask, FetchHint, PieceAnswer, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
+mod log_sync;
 mod members;
 
 use content::{Asked, Command, ProviderQuery};
@@ -35,7 +35,7 @@ use crate::bandwidth::Shaper;
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::codec::{SyncRequest, SyncResponse};
 use crate::config::NetConfig;
-use crate::sync::{Action, LogSync};
+use pyrsia_core::tlog::sync::LogSync;
 
 /// Strikes after which a peer is blocked.
 pub(crate) const MAX_STRIKES: u32 = 3;
@@ -232,7 +232,7 @@ struct EventLoop {
     log: Arc<Log>,
     status: Arc<Mutex<NetworkStatus>>,
     topic: gossipsub::IdentTopic,
-    sync: LogSync<OutboundRequestId>,
+    sync: LogSync<PeerId, OutboundRequestId>,
     strikes: HashMap<PeerId, u32>,
     /// Member messages per member, and the clock it is measured on.
     member_rate: pyrsia_core::consensus::limits::RateLimit,
@@ -306,7 +306,7 @@ impl EventLoop {
         let (served, served_rx) = smol::channel::unbounded();
         EventLoop {
             topic: checkpoint_topic(&log.origin()),
-            sync: LogSync::new(log.clone()),
+            sync: LogSync::new(),
             swarm,
             log,
             status,
@@ -398,6 +398,7 @@ impl EventLoop {
                     self.redial();
                     self.announce();
                     self.pull_checkpoint();
+                    self.sync_tick();
                     self.on_store_events();
                     self.expire_provider_queries();
                     self.show_scores();
@@ -552,17 +553,6 @@ impl EventLoop {
         }
     }
 
-    fn perform(&mut self, action: Action) {
-        match action {
-            Action::Request(peer, request) => {
-                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-                self.sync.sent(id);
-            }
-            Action::Strike(peer, why) => self.strike(peer, &why),
-            Action::None => {}
-        }
-    }
-
     fn strike(&mut self, peer: PeerId, why: &str) {
         let strikes = self.strikes.entry(peer).or_default();
         *strikes += 1;
@@ -600,17 +590,6 @@ impl EventLoop {
             // Whole points are what an operator reads; the score is bounded well within i64.
             info.gossip_score = score.map(|s| s.round() as i64);
         }
-    }
-
-    fn on_note_text(&mut self, peer: PeerId, text: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(text).map_err(|_| "checkpoint is not text".to_string())?;
-        let note = SignedCheckpoint::parse(text).map_err(|e| format!("checkpoint: {e}"))?;
-        let action = self.sync.on_note(peer, note);
-        if let Action::Strike(_, why) = &action {
-            return Err(why.clone());
-        }
-        self.perform(action);
-        Ok(())
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -928,7 +907,10 @@ impl EventLoop {
                     response,
                 } => match response {
                     SyncResponse::Checkpoint(text) => {
-                        self.checkpoint_requests.remove(&request_id);
+                        if self.checkpoint_requests.remove(&request_id).is_none() {
+                            self.on_wrong_sync_answer(request_id);
+                            return;
+                        }
                         if let Some(text) = text {
                             self.count(&peer, 0, text.len());
                             if let Err(why) = self.on_note_text(peer, text.as_bytes()) {
@@ -938,23 +920,25 @@ impl EventLoop {
                     }
                     SyncResponse::Entries(batch) => {
                         self.count(&peer, 0, batch.iter().map(Vec::len).sum());
-                        for action in self.sync.on_entries(request_id, batch) {
-                            self.perform(action);
-                        }
+                        let sync = &mut self.sync;
+                        let actions = self
+                            .log
+                            .with_state(|log| sync.on_entries(log, request_id, batch));
+                        self.perform(actions);
                     }
                     SyncResponse::Piece { total, bytes } => {
                         self.count(&peer, 0, bytes.len());
-                        self.on_piece_reply(request_id, Ok(PieceAnswer::Data { total, bytes }));
+                        self.on_piece_answer(request_id, PieceAnswer::Data { total, bytes });
                     }
                     SyncResponse::PieceHashes(list) => {
                         self.count(&peer, 0, list.len() * 32);
-                        self.on_piece_reply(request_id, Ok(PieceAnswer::Hashes(list)));
+                        self.on_piece_answer(request_id, PieceAnswer::Hashes(list));
                     }
                     SyncResponse::Missing => {
-                        self.on_piece_reply(request_id, Ok(PieceAnswer::Missing));
+                        self.on_piece_answer(request_id, PieceAnswer::Missing);
                     }
                     SyncResponse::Busy => {
-                        self.on_piece_reply(request_id, Ok(PieceAnswer::Busy));
+                        self.on_piece_answer(request_id, PieceAnswer::Busy);
                     }
                     SyncResponse::Have {
                         total,
@@ -969,13 +953,15 @@ impl EventLoop {
                             load,
                             ahead,
                         };
-                        self.on_piece_reply(request_id, Ok(have));
+                        self.on_piece_answer(request_id, have);
                     }
                     SyncResponse::Consistency(proof) => {
                         self.count(&peer, 0, proof.len() * 32);
-                        for action in self.sync.on_consistency(request_id, proof) {
-                            self.perform(action);
-                        }
+                        let sync = &mut self.sync;
+                        let actions = self
+                            .log
+                            .with_state(|log| sync.on_consistency(log, request_id, proof));
+                        self.perform(actions);
                     }
                 },
             },
@@ -990,8 +976,9 @@ impl EventLoop {
                     return;
                 }
                 tracing::info!(%peer, %error, "log-sync request failed");
-                let action = self.sync.on_failure(request_id);
-                self.perform(action);
+                let sync = &mut self.sync;
+                let actions = self.log.with_state(|log| sync.on_failure(log, request_id));
+                self.perform(actions);
             }
             request_response::Event::InboundFailure {
                 peer,

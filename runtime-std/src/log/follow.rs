@@ -15,13 +15,10 @@ use pyrsia_core::wire::FRAME_LEN_MAX;
 
 use super::{Applied, Log};
 
-/// The most entries one batch request asks for.
-pub const BATCH_ENTRIES: u64 = 512;
+pub use pyrsia_core::tlog::sync::{BATCH_ENTRIES, CATCH_UP_CHUNK};
+
 /// The most entry bytes one batch answer carries (a single larger entry still travels alone).
 pub const BATCH_BYTES: usize = 1 << 20;
-/// The most entries a follower holds in memory while catching up: a longer gap is taken in
-/// prefixes of this many, each proven against the one signed checkpoint.
-pub const CATCH_UP_CHUNK: u64 = 16_384;
 
 /// Encodes entries for a batch answer: one wire frame of a postcard list.
 pub fn encode_batch(entries: &[Vec<u8>]) -> Vec<u8> {

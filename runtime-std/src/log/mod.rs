@@ -485,4 +485,6 @@ fn single_member_genesis(key: &SecretKey, now_secs: u64) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod catch_up_tests;
+#[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 use fjall::PersistMode;
 use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_core::tlog::state::{LogRejection, Offer};
+use pyrsia_core::tlog::sync::Stored;
 
 pub use pyrsia_core::tlog::state::MAX_ENTRIES_PER_APPLY;
 
@@ -23,6 +24,33 @@ pub enum Applied {
 }
 
 impl Log {
+    /// Stores what a peer's log catch-up fetched (core's `SyncAction::Apply`) and says how it
+    /// went, with the blame core's `LogSync` needs: the log's refusal is the peer's fault, a
+    /// failure of this node's disk is nobody's.
+    pub fn store_fetched(&self, note: &SignedCheckpoint, entries: &[Vec<u8>]) -> Stored {
+        match self.apply_checkpoint(note, entries) {
+            Ok(Applied::Extended(size)) => Stored::Grew(size),
+            Ok(Applied::Refreshed | Applied::Stale) => Stored::Unchanged,
+            Err(e @ LogError::Refused(_)) => Stored::Refused(e.to_string()),
+            Err(e) => Stored::LocalFailure(e.to_string()),
+        }
+    }
+
+    /// Stores a proven prefix a catch-up fetched (core's `SyncAction::ApplyPrefix`), with the
+    /// same blame as [`Log::store_fetched`].
+    pub fn store_fetched_prefix(
+        &self,
+        note: &SignedCheckpoint,
+        entries: &[Vec<u8>],
+        proof: &[pyrsia_core::tlog::Hash],
+    ) -> Stored {
+        match self.apply_prefix(note, entries, proof) {
+            Ok(size) => Stored::Grew(size),
+            Err(e @ LogError::Refused(_)) => Stored::Refused(e.to_string()),
+            Err(e) => Stored::LocalFailure(e.to_string()),
+        }
+    }
+
     /// Whether `note` is a checkpoint of this log with a quorum of valid member signatures: what a
     /// node checks before forwarding a gossiped checkpoint or asking for its entries.
     pub fn check_note(&self, note: &SignedCheckpoint) -> Result<(), LogRejection> {

@@ -591,6 +591,18 @@ impl EventLoop {
         (preparing < MAX_ANSWERS_IN_PREPARATION).then_some(slot)
     }
 
+    /// A piece answer from a peer; one to a request that was not a piece request goes to the
+    /// log catch-up as an answer of the wrong kind.
+    pub(super) fn on_piece_answer(
+        &mut self,
+        request: libp2p::request_response::OutboundRequestId,
+        answer: PieceAnswer,
+    ) {
+        if !self.on_piece_reply(request, Ok(answer)) {
+            self.on_wrong_sync_answer(request);
+        }
+    }
+
     /// A piece answer (or failure) for a request the mirror made.
     pub(super) fn on_piece_reply(
         &mut self,
