@@ -2,8 +2,8 @@
 //! the order of every decision a node makes before it either reads the blob from peers or
 //! fetches it from its upstream. The runtime does what each [`Action`] says (a DHT lookup, a
 //! survey of what providers hold, a handshake with a set of peers, a pause) and reports back;
-//! `runtime-std`'s peer download (`peers::search`) is that IO. The simulation does not drive
-//! it yet (`pyrsia-sim pieces` runs the piece scheduler, not the claims).
+//! `runtime-std`'s peer download (`peers::search`) is that IO; `pyrsia-sim claims` drives it
+//! on every simulated node, up to 10,000 (`fuzz/sim/src/claims.rs`).
 //!
 //! The order, each step taken only when the one before found no peer that serves:
 //!

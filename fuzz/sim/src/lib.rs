@@ -6,9 +6,11 @@
 //! byzantine members, checking invariants after every step; [`ordering`] runs Tendermint
 //! ordering the same way; [`clients`] has light clients follow the final checkpoints while
 //! an adversary feeds them forged, older and frozen ones; [`pieces`] models piece
-//! scheduling at scale.
+//! scheduling at scale; [`claims`] runs the source search and the claimants' rule (one
+//! upstream fetch per network) at scale.
 
 pub mod builds;
+pub mod claims;
 pub mod clients;
 pub mod members;
 pub mod net;

@@ -1,0 +1,542 @@
+//! One upstream fetch per network, at scale: `n` nodes that want one fresh blob at about the
+//! same time, each finding where its bytes come from with core's [`SourceSearch`] (the state
+//! machine the node's peer download runs: `runtime-std`'s `peers::search`), and each node asked
+//! to fetch the blob for the network answering with core's [`honour`] over its own view, as
+//! the node's mirror does (`mirror::serve`). The simulation is the IO around them:
+//!
+//! - connections: each node dials [`Params::view`] random others (so views differ and no node
+//!   sees the whole network);
+//! - the DHT: a lookup of the nodes nearest the digest returns the 20 live nodes nearest it,
+//!   except that, in [`Params::miss`] percent of lookups, the nearest one is out of reach (at
+//!   its connection limit) and left out, and the lookup says it missed some; provider records
+//!   (libp2p's store keeps the 20 nearest the key) are found from the tick after a node
+//!   starts downloading;
+//! - reach: a node at its connection limit ([`Params::at_limit`] percent) refuses asks from
+//!   nodes it is not connected to;
+//! - time: a tick is 50 ms on core's clock; a lookup, a survey or an ask takes one tick, the
+//!   upstream fetch [`UPSTREAM_TICKS`], and a download from a peer ends the tick after that
+//!   peer holds the whole blob;
+//! - churn ([`Params::kill`]): the first node to fetch from the upstream dies mid-fetch, and
+//!   the nodes downloading from it search again as resuming downloads.
+//!
+//! What is counted: fetches from the upstream (the network's promise is one per blob), asks
+//! to fetch for the network, refusals, and the ticks until every live node holds the blob.
+
+use pyrsia_core::pieces::PIECE_LEN;
+use pyrsia_core::reach::Path;
+use pyrsia_core::rendezvous::{Honour, ask_peers_again, claimants, honour, nearest_first};
+use pyrsia_core::rng::Rng;
+use pyrsia_core::source_search::{Action, Asking, Holding, Provider, SearchConfig, SourceSearch};
+use pyrsia_core::time::{Duration, Instant};
+
+/// One tick on core's clock.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Ticks the upstream takes to deliver the whole blob (2 s).
+pub const UPSTREAM_TICKS: u64 = 40;
+/// Ticks after which the first upstream fetcher dies when [`Params::kill`] is set.
+pub const KILL_AT: u64 = 10;
+/// How long a download waits for its peers to get a piece it lacks before it takes them to
+/// have stopped delivering (core's `piece_schedule::FOLLOW_PATIENCE`, 10 s).
+const PATIENCE_TICKS: u64 = 200;
+/// Pieces in the blob.
+const PIECES: u64 = 200;
+/// What a DHT lookup of the nodes nearest a key returns, and what a provider record set
+/// holds (Kademlia's k).
+const K: usize = 20;
+/// The ticks after which a run gives up.
+const LIMIT: u64 = 4_000;
+
+/// The model's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    /// Nodes.
+    pub nodes: usize,
+    /// Peers each node dials.
+    pub view: usize,
+    /// Percent of the lookups of the nodes nearest the digest that miss the nearest one.
+    pub miss: u64,
+    /// Percent of the nodes at their connection limit.
+    pub at_limit: u64,
+    /// Whether the first upstream fetcher dies mid-fetch.
+    pub kill: bool,
+    /// Nodes arrive over this many ticks (0: all at once).
+    pub spread: u64,
+    /// The seed of every random choice.
+    pub seed: u64,
+}
+
+/// What a run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Fetches of the blob from the upstream (resumed ones included).
+    pub upstream_fetches: u64,
+    /// Pieces that crossed the upstream link, over all those fetches (the blob has 200).
+    pub upstream_pieces: u64,
+    /// Ticks until the last live node held the blob.
+    pub ticks: u64,
+    /// Whether every live node got it (else the run stopped at its limit).
+    pub complete: bool,
+    /// Asks to fetch the blob for the network.
+    pub claim_asks: u64,
+    /// Of those, refused (the asked node is not among the claimants in its own view).
+    pub refused: u64,
+    /// Downloads that searched again after their source died.
+    pub resumed: u64,
+}
+
+/// Where a node's bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// From the upstream, from piece `offset` on (a resumed download keeps what it has).
+    Upstream {
+        started: u64,
+        offset: u64,
+    },
+    Peer(usize),
+}
+
+enum State {
+    /// Wants nothing yet (arrives at this tick).
+    Idle {
+        arrives: u64,
+    },
+    /// Searching: the action to answer, and when.
+    Searching {
+        search: Box<SourceSearch<usize>>,
+        action: Action<usize>,
+        at: u64,
+        /// When it started downloading (for its provider record), if it did.
+        since: u64,
+    },
+    Downloading {
+        from: Source,
+        since: u64,
+    },
+    Done,
+    Dead,
+}
+
+struct World {
+    params: Params,
+    rng: Rng,
+    key: [u8; 32],
+    keys: Vec<[u8; 32]>,
+    connected: Vec<Vec<usize>>,
+    at_limit: Vec<bool>,
+    /// Every node, nearest the digest first.
+    by_distance: Vec<usize>,
+    states: Vec<State>,
+    /// The pieces each node kept when its source last changed.
+    held: Vec<u64>,
+    /// Each node's round of asking the peers (`rendezvous::ask_peers_again`), and the
+    /// pieces it held when that round began.
+    round: Vec<(usize, u64)>,
+    /// Each node's pieces when they last grew, and the tick.
+    watch: Vec<(u64, u64)>,
+    outcome: Outcome,
+    first_upstream: Option<usize>,
+}
+
+/// Runs one simulation.
+pub fn run(params: Params) -> Outcome {
+    let mut world = World::new(params);
+    for tick in 0..LIMIT {
+        if params.kill && tick == KILL_AT {
+            world.kill_first_upstream();
+        }
+        for node in 0..params.nodes {
+            world.step(node, tick);
+        }
+        let done = world
+            .states
+            .iter()
+            .all(|s| matches!(s, State::Done | State::Dead));
+        if done {
+            world.outcome.ticks = tick;
+            world.outcome.complete = true;
+            return world.outcome;
+        }
+    }
+    world.outcome.ticks = LIMIT;
+    world.outcome
+}
+
+impl World {
+    fn new(params: Params) -> World {
+        let mut rng = Rng::seed_from_u64(params.seed);
+        let n = params.nodes;
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let keys: Vec<[u8; 32]> = (0..n)
+            .map(|_| {
+                let mut k = [0u8; 32];
+                rng.fill_bytes(&mut k);
+                k
+            })
+            .collect();
+        let mut connected = vec![Vec::new(); n];
+        for node in 0..n {
+            for _ in 0..params.view.min(n.saturating_sub(1)) {
+                let other = rng.below(n as u64) as usize;
+                if other != node && !connected[node].contains(&other) {
+                    connected[node].push(other);
+                    connected[other].push(node);
+                }
+            }
+        }
+        let at_limit = (0..n).map(|_| rng.chance(params.at_limit, 100)).collect();
+        let all: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let by_distance = nearest_first(&key, all.iter().copied(), n)
+            .into_iter()
+            .map(|k| all.iter().position(|a| *a == k).expect("a node's key"))
+            .collect();
+        let states = (0..n)
+            .map(|_| State::Idle {
+                arrives: if params.spread == 0 {
+                    0
+                } else {
+                    rng.below(params.spread)
+                },
+            })
+            .collect();
+        World {
+            params,
+            rng,
+            key,
+            keys,
+            connected,
+            at_limit,
+            by_distance,
+            states,
+            held: vec![0; n],
+            round: vec![(0, 0); n],
+            watch: vec![(0, 0); n],
+            outcome: Outcome::default(),
+            first_upstream: None,
+        }
+    }
+
+    fn now(tick: u64) -> Instant {
+        Instant::ZERO
+            .checked_add(TICK.saturating_mul(tick))
+            .unwrap_or(Instant::ZERO)
+    }
+
+    fn alive(&self, node: usize) -> bool {
+        !matches!(self.states[node], State::Dead)
+    }
+
+    /// Whether `asker` can ask `node` now: alive, and connected or not at its limit.
+    fn reachable(&self, asker: usize, node: usize) -> bool {
+        self.alive(node) && (self.connected[asker].contains(&node) || !self.at_limit[node])
+    }
+
+    fn path(&self, asker: usize, node: usize) -> Path<usize> {
+        if self.connected[asker].contains(&node) {
+            Path::Direct
+        } else {
+            Path::NotConnected
+        }
+    }
+
+    /// Since when `node` has a provider record (it downloads or holds the blob).
+    fn providing_since(&self, node: usize) -> Option<u64> {
+        match &self.states[node] {
+            State::Downloading { since, .. } => Some(*since),
+            State::Searching { since, .. } if *since != u64::MAX => Some(*since),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// The pieces `node` holds at `tick` (a peer's download trails its source by a tick).
+    fn pieces(&self, node: usize, tick: u64, depth: usize) -> u64 {
+        if depth > 64 {
+            return 0;
+        }
+        match &self.states[node] {
+            State::Done => PIECES,
+            State::Downloading {
+                from: Source::Upstream { started, offset },
+                ..
+            } => (offset + tick.saturating_sub(*started) * PIECES / UPSTREAM_TICKS).min(PIECES),
+            State::Downloading {
+                from: Source::Peer(p),
+                ..
+            } => self.held[node].max(self.pieces(*p, tick.saturating_sub(1), depth + 1)),
+            State::Searching { .. } => self.held[node],
+            _ => 0,
+        }
+    }
+
+    fn start_search(&mut self, node: usize, tick: u64, resuming: bool, since: u64) {
+        let config = SearchConfig {
+            // runtime-std's `peers::LOOKUP_TIMEOUT` and `HAVE_POLL`.
+            lookup_timeout: Duration::from_secs(3),
+            poll: Duration::from_millis(250),
+        };
+        let mut search = Box::new(SourceSearch::new(
+            &self.key,
+            &self.keys[node],
+            true,
+            resuming,
+            config,
+        ));
+        let action = search.start();
+        self.states[node] = State::Searching {
+            search,
+            action,
+            at: tick + 1,
+            since,
+        };
+    }
+
+    fn fetch_upstream(&mut self, node: usize, tick: u64, since: u64) {
+        self.outcome.upstream_fetches += 1;
+        self.first_upstream.get_or_insert(node);
+        self.states[node] = State::Downloading {
+            from: Source::Upstream {
+                started: tick,
+                offset: self.held[node],
+            },
+            since: since.min(tick),
+        };
+    }
+
+    fn kill_first_upstream(&mut self) {
+        let Some(dying) = self.first_upstream else {
+            return;
+        };
+        if matches!(self.states[dying], State::Done) {
+            return;
+        }
+        // What every node holds at that moment stays with it (a resumed download keeps it).
+        let tick = KILL_AT;
+        for node in 0..self.params.nodes {
+            self.held[node] = self.pieces(node, tick, 0);
+        }
+        if let State::Downloading {
+            from: Source::Upstream { offset, .. },
+            ..
+        } = self.states[dying]
+        {
+            self.outcome.upstream_pieces += self.held[dying] - offset;
+        }
+        self.states[dying] = State::Dead;
+    }
+
+    fn step(&mut self, node: usize, tick: u64) {
+        match &self.states[node] {
+            State::Idle { arrives } if *arrives <= tick => {
+                self.start_search(node, tick, false, u64::MAX);
+            }
+            State::Downloading {
+                from: Source::Upstream { started, offset },
+                ..
+            } if tick >= started + (PIECES - offset) * UPSTREAM_TICKS / PIECES => {
+                self.outcome.upstream_pieces += PIECES - offset;
+                self.states[node] = State::Done;
+            }
+            State::Downloading {
+                from: Source::Peer(p),
+                since,
+            } => {
+                let (p, since) = (*p, *since);
+                if matches!(self.states[p], State::Done) {
+                    self.states[node] = State::Done;
+                    return;
+                }
+                let mine = self.pieces(node, tick, 0);
+                let (seen, at) = self.watch[node];
+                if mine > seen {
+                    self.watch[node] = (mine, tick);
+                }
+                let stalled = mine <= seen && tick.saturating_sub(at) >= PATIENCE_TICKS;
+                if matches!(self.states[p], State::Dead) || stalled {
+                    self.stopped_delivering(node, tick, since, mine);
+                }
+            }
+            State::Searching { at, .. } if *at <= tick => self.answer(node, tick),
+            _ => {}
+        }
+    }
+
+    /// The peers `node` downloads from stopped delivering (died, or have nothing it lacks for
+    /// [`PATIENCE_TICKS`]): as the node's flight does, it asks the peers again from the
+    /// offset reached while core's `ask_peers_again` says so, else resumes from the upstream.
+    fn stopped_delivering(&mut self, node: usize, tick: u64, since: u64, mine: u64) {
+        self.held[node] = mine;
+        self.watch[node] = (mine, tick);
+        let (round, offset) = self.round[node];
+        if ask_peers_again(round, mine > offset) {
+            self.outcome.resumed += 1;
+            self.round[node] = (round + 1, mine);
+            self.start_search(node, tick, mine > 0, since);
+        } else {
+            self.fetch_upstream(node, tick, since);
+        }
+    }
+
+    /// Answers the search's pending action, as the node's IO would.
+    fn answer(&mut self, node: usize, tick: u64) {
+        let State::Searching {
+            mut search,
+            action,
+            since,
+            ..
+        } = std::mem::replace(&mut self.states[node], State::Dead)
+        else {
+            return;
+        };
+        let now = Self::now(tick);
+        let next = match action {
+            Action::FindProviders { .. } => {
+                let providers = self.providers(node, tick);
+                search.providers_found(providers, now)
+            }
+            Action::Survey { providers } => {
+                let holdings = providers
+                    .into_iter()
+                    .filter(|p| self.reachable(node, *p))
+                    .filter_map(|p| {
+                        let pieces = self.pieces(p, tick, 0);
+                        (pieces > 0).then(|| Holding {
+                            peer: p,
+                            path: self.path(node, p),
+                            total: PIECES * u64::from(PIECE_LEN),
+                            pieces: pieces as u32,
+                            ahead: Vec::new(),
+                        })
+                    })
+                    .collect();
+                search.surveyed(holdings, now)
+            }
+            Action::FindClaimants => {
+                let (found, missed) = self.nearest_lookup(node);
+                let mut peers: Vec<usize> = found;
+                for c in &self.connected[node] {
+                    if self.alive(*c) && !peers.contains(c) {
+                        peers.push(*c);
+                    }
+                }
+                let keys: Vec<&[u8]> = peers.iter().map(|p| self.keys[*p].as_slice()).collect();
+                let chosen = claimants(&self.key, &self.keys[node], &keys)
+                    .into_iter()
+                    .map(|c| c.map(|i| (peers[i], self.path(node, peers[i]))))
+                    .collect();
+                search.claimants_found(chosen, missed, now)
+            }
+            Action::Try { peers, asking } => {
+                let first = peers[0].0;
+                let served = match asking {
+                    Asking::Holders | Asking::Following => self.reachable(node, first),
+                    Asking::Claimant | Asking::Bridge | Asking::BridgeToClaimant => {
+                        self.ask_to_fetch(node, first, tick)
+                    }
+                };
+                if served {
+                    self.watch[node] = (self.held[node], tick);
+                    self.states[node] = State::Downloading {
+                        from: Source::Peer(first),
+                        since: since.min(tick),
+                    };
+                    return;
+                }
+                search.none_served(now)
+            }
+            Action::Wait { .. } => search.waited(now),
+            Action::Upstream => {
+                self.fetch_upstream(node, tick, since);
+                return;
+            }
+        };
+        let at = match &next {
+            Action::Wait { until } => until.as_micros().div_ceil(TICK.as_micros()).max(tick + 1),
+            _ => tick + 1,
+        };
+        self.states[node] = State::Searching {
+            search,
+            action: next,
+            at,
+            since,
+        };
+    }
+
+    /// The provider records of the blob `node` finds: the 20 nearest the key of those
+    /// that started downloading before this tick.
+    fn providers(&self, node: usize, tick: u64) -> Vec<Provider<usize>> {
+        self.by_distance
+            .iter()
+            .copied()
+            .filter(|p| *p != node && self.providing_since(*p).is_some_and(|s| s < tick))
+            .take(K)
+            .map(|p| Provider {
+                peer: p,
+                key: self.keys[p].to_vec(),
+                path: self.path(node, p),
+            })
+            .collect()
+    }
+
+    /// The DHT's lookup of the live nodes nearest the digest, as `node` runs it, and whether
+    /// it missed one.
+    fn nearest_lookup(&mut self, node: usize) -> (Vec<usize>, bool) {
+        let missed = self.rng.chance(self.params.miss, 100);
+        let mut live = self
+            .by_distance
+            .iter()
+            .copied()
+            .filter(|p| *p != node && self.alive(*p));
+        if missed {
+            live.next();
+        }
+        (live.take(K).collect(), missed)
+    }
+
+    /// `asker` asks `node` to fetch the blob for the network: served when `node` already
+    /// downloads or holds it, or when it honours the ask (from its upstream, or through the
+    /// nodes nearer the digest it knows).
+    fn ask_to_fetch(&mut self, asker: usize, node: usize, tick: u64) -> bool {
+        self.outcome.claim_asks += 1;
+        if !self.reachable(asker, node) {
+            return false;
+        }
+        let in_flight = match &self.states[node] {
+            State::Done
+            | State::Downloading {
+                from: Source::Upstream { .. },
+                ..
+            } => return true,
+            State::Downloading { .. } | State::Searching { .. } => true,
+            State::Idle { .. } | State::Dead => false,
+        };
+        if in_flight {
+            // Its download (from the upstream or from peers) serves the asker as it goes.
+            return true;
+        }
+        // The asked node's own view: its lookup and its connections.
+        let (found, _) = self.nearest_lookup(node);
+        let mut peers = found;
+        for c in &self.connected[node] {
+            if self.alive(*c) && !peers.contains(c) {
+                peers.push(*c);
+            }
+        }
+        let keys: Vec<&[u8]> = peers.iter().map(|p| self.keys[*p].as_slice()).collect();
+        let order = claimants(&self.key, &self.keys[node], &keys);
+        match honour(&order) {
+            Honour::Refuse => {
+                self.outcome.refused += 1;
+                false
+            }
+            Honour::Upstream => {
+                self.fetch_upstream(node, tick, tick);
+                true
+            }
+            Honour::ThroughNearer => {
+                self.start_search(node, tick, false, tick);
+                true
+            }
+        }
+    }
+}

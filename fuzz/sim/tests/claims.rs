@@ -1,0 +1,94 @@
+//! One upstream fetch per network, on core's `SourceSearch` and `honour` (what the node runs)
+//! at scale: `pyrsia_sim::claims`.
+
+use pyrsia_sim::claims::{Params, run};
+
+const BLOB_PIECES: u64 = 200;
+
+fn params(nodes: usize, seed: u64) -> Params {
+    Params {
+        nodes,
+        view: 16,
+        miss: 0,
+        at_limit: 0,
+        kill: false,
+        spread: 0,
+        seed,
+    }
+}
+
+#[test]
+fn a_thousand_nodes_with_partial_views_fetch_the_blob_from_the_upstream_once() {
+    for seed in 1..=5 {
+        for (what, p) in [
+            ("all at once", params(1000, seed)),
+            (
+                "arrivals over 2 s",
+                Params {
+                    spread: 40,
+                    ..params(1000, seed)
+                },
+            ),
+            (
+                "10% at their connection limit",
+                Params {
+                    at_limit: 10,
+                    ..params(1000, seed)
+                },
+            ),
+        ] {
+            let outcome = run(p);
+            assert!(outcome.complete, "{what}, seed {seed}: {outcome:?}");
+            assert_eq!(
+                outcome.upstream_fetches, 1,
+                "{what}, seed {seed}: {outcome:?}"
+            );
+            assert_eq!(outcome.upstream_pieces, BLOB_PIECES, "{what}, seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn a_fetcher_that_dies_mid_fetch_is_taken_over_at_the_offset_reached() {
+    for seed in 1..=5 {
+        let outcome = run(Params {
+            kill: true,
+            ..params(1000, seed)
+        });
+        assert!(outcome.complete, "seed {seed}: {outcome:?}");
+        assert_eq!(outcome.upstream_fetches, 2, "seed {seed}: {outcome:?}");
+        assert!(
+            outcome.upstream_pieces * 100 <= BLOB_PIECES * 105,
+            "seed {seed}: the takeover did not resume at the offset: {outcome:?}"
+        );
+        assert!(
+            outcome.resumed > 0,
+            "seed {seed}: nobody resumed: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn every_fault_at_once_still_gets_every_node_the_blob() {
+    for seed in 1..=20 {
+        let outcome = run(Params {
+            miss: 10,
+            at_limit: 10,
+            kill: true,
+            spread: 40,
+            ..params(100, seed)
+        });
+        assert!(outcome.complete, "seed {seed}: {outcome:?}");
+        assert!(outcome.upstream_fetches >= 2, "seed {seed}: {outcome:?}");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let p = Params {
+        miss: 10,
+        kill: true,
+        ..params(300, 7)
+    };
+    assert_eq!(run(p), run(p));
+}
