@@ -10,6 +10,14 @@ use pyrsia_core::tlog::entry::{BuildRequest, Coordinates, DOCKER_FETCH_V1, Entry
 use pyrsia_core::tlog::tree::MerkleTree;
 use pyrsia_std::log::{Applied, Log, MAX_ENTRIES_PER_APPLY, key};
 
+/// The wall clock in Unix seconds: the time a written log's checkpoints are signed at.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
 /// Writes a standalone log of `requests` build requests (after the genesis) into the data
 /// directory `dir`, in checkpoints of at most [`MAX_ENTRIES_PER_APPLY`] entries timed
 /// `now_secs`; returns the final size.

@@ -444,6 +444,16 @@ impl Node {
         }
     }
 
+    /// The node's latest final checkpoint (`/pyrsia/log/checkpoint`), parsed; panics when it
+    /// has none.
+    pub fn checkpoint(&self) -> pyrsia_core::tlog::checkpoint::SignedCheckpoint {
+        let text = crate::http::get(&format!("{}/pyrsia/log/checkpoint", self.url()))
+            .expect("GET /pyrsia/log/checkpoint")
+            .small_body;
+        pyrsia_core::tlog::checkpoint::SignedCheckpoint::parse(&text)
+            .unwrap_or_else(|e| panic!("not a signed checkpoint ({e}): {text}"))
+    }
+
     /// The node's `/status` `log` object.
     pub fn log_status(&self) -> serde_json::Value {
         crate::http::get(&format!("{}/status", self.url()))

@@ -18,6 +18,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::{get, get_bytes};
 use pyrsia_tests::image::push_standard_images;
 use pyrsia_tests::long_log;
+use pyrsia_tests::long_log::now_secs;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::{free_port, wait_until};
 use pyrsia_tests::registry::Registry;
@@ -29,20 +30,6 @@ const HISTORY: u64 = 150_000;
 const PROVERS: usize = 100;
 /// Proofs each client asks for.
 const PROOFS_EACH: u64 = 10;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn checkpoint(node: &Node) -> SignedCheckpoint {
-    let text = get(&format!("{}/pyrsia/log/checkpoint", node.url()))
-        .unwrap()
-        .small_body;
-    SignedCheckpoint::parse(&text).expect("a signed checkpoint")
-}
 
 fn hashes(url: &str) -> Vec<Hash> {
     let answer: serde_json::Value = serde_json::from_str(&get(url).unwrap().small_body).unwrap();
@@ -97,7 +84,7 @@ fn followers_150k_behind_catch_up_and_parallel_proofs_leave_commits_on_time() {
     assert_eq!(size, HISTORY + 1);
     eprintln!("{size} entries written in {:?}", written.elapsed());
     let leader = Node::start(&leader_dir, &["--upstream", &registry.url()]);
-    let note = checkpoint(&leader);
+    let note = leader.checkpoint();
     assert_eq!(note.checkpoint.size, size);
     let genesis = work.path().join("genesis.bin");
     leader.save_genesis(&genesis);
@@ -151,7 +138,7 @@ fn followers_150k_behind_catch_up_and_parallel_proofs_leave_commits_on_time() {
     );
 
     // Both followers reach the leader's log, chunk by chunk.
-    let latest = checkpoint(&leader);
+    let latest = leader.checkpoint();
     for (what, follower) in [("p2p", &p2p), ("http", &lite)] {
         wait_until(
             &format!("the {what} follower catches up"),
@@ -163,7 +150,7 @@ fn followers_150k_behind_catch_up_and_parallel_proofs_leave_commits_on_time() {
                     .is_some_and(|s| s >= latest.checkpoint.size)
             },
         );
-        let theirs = checkpoint(follower);
+        let theirs = follower.checkpoint();
         assert_eq!(
             (theirs.checkpoint.size, theirs.checkpoint.root),
             (latest.checkpoint.size, latest.checkpoint.root),

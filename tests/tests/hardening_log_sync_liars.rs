@@ -6,30 +6,15 @@
 
 use std::time::Duration;
 
-use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_std::log::{Log, key};
-use pyrsia_tests::http::get;
 use pyrsia_tests::log_liar::{LogLiar, LogLie};
 use pyrsia_tests::long_log;
+use pyrsia_tests::long_log::now_secs;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::wait_until;
 
 /// Entries of the honest log (after the genesis).
 const HISTORY: u64 = 40;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn checkpoint(node: &Node) -> SignedCheckpoint {
-    let text = get(&format!("{}/pyrsia/log/checkpoint", node.url()))
-        .unwrap()
-        .small_body;
-    SignedCheckpoint::parse(&text).expect("a signed checkpoint")
-}
 
 fn lines_with<'a>(log: &'a str, words: &[&str]) -> Vec<&'a str> {
     log.lines()
@@ -103,8 +88,8 @@ fn liars_about_the_log_cost_time_and_the_node_catches_up_from_an_honest_peer() {
         || follower.log_status()["size"].as_u64() == Some(size),
     );
     assert_eq!(
-        checkpoint(&follower).checkpoint.root,
-        checkpoint(&leader).checkpoint.root,
+        follower.checkpoint().checkpoint.root,
+        leader.checkpoint().checkpoint.root,
         "the follower holds another tree"
     );
     let log = follower.log();
