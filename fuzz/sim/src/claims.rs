@@ -65,6 +65,21 @@ pub struct Params {
     pub seed: u64,
 }
 
+impl Params {
+    /// `nodes` nodes with 16-peer views, no faults, all at once, seeded with `seed`.
+    pub fn calm(nodes: usize, seed: u64) -> Params {
+        Params {
+            nodes,
+            view: 16,
+            miss: 0,
+            at_limit: 0,
+            kill: false,
+            spread: 0,
+            seed,
+        }
+    }
+}
+
 /// What a run measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {

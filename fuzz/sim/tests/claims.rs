@@ -6,15 +6,7 @@ use pyrsia_sim::claims::{Params, run};
 const BLOB_PIECES: u64 = 200;
 
 fn params(nodes: usize, seed: u64) -> Params {
-    Params {
-        nodes,
-        view: 16,
-        miss: 0,
-        at_limit: 0,
-        kill: false,
-        spread: 0,
-        seed,
-    }
+    Params::calm(nodes, seed)
 }
 
 #[test]

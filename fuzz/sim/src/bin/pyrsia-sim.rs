@@ -534,15 +534,7 @@ fn claims(seeds: &[u64], only: Option<usize>) {
     for nodes in sizes {
         let started = std::time::Instant::now();
         let scenarios = |seed| {
-            let base = Params {
-                nodes,
-                view: 16,
-                miss: 0,
-                at_limit: 0,
-                kill: false,
-                spread: 0,
-                seed,
-            };
+            let base = Params::calm(nodes, seed);
             [
                 base,
                 Params { spread: 40, ..base },
