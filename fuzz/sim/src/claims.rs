@@ -129,6 +129,8 @@ enum State {
     },
     Done,
     Dead,
+    /// Its search's answer is being worked out (a placeholder while [`World::answer`] runs).
+    Answering,
 }
 
 struct World {
@@ -150,30 +152,49 @@ struct World {
     watch: Vec<(u64, u64)>,
     outcome: Outcome,
     first_upstream: Option<usize>,
+    /// What happened, when traced ([`run_traced`]).
+    trace: Option<Vec<String>>,
 }
 
 /// Runs one simulation.
 pub fn run(params: Params) -> Outcome {
+    run_traced(params, false).0
+}
+
+/// Runs one simulation; with `trace`, also returns what happened, a line per event: each ask
+/// to fetch for the network, each download whose peers stopped delivering, each upstream
+/// fetch, nodes named by their rank nearest the digest (`r0` is the nearest).
+pub fn run_traced(params: Params, trace: bool) -> (Outcome, Vec<String>) {
     let mut world = World::new(params);
-    for tick in 0..LIMIT {
-        if params.kill && tick == KILL_AT {
-            world.kill_first_upstream();
+    world.trace = trace.then(Vec::new);
+    let outcome = world.run();
+    (outcome, world.trace.unwrap_or_default())
+}
+
+impl World {
+    fn run(&mut self) -> Outcome {
+        let params = self.params;
+        let world = self;
+        for tick in 0..LIMIT {
+            if params.kill && tick == KILL_AT {
+                world.kill_first_upstream();
+            }
+            for node in 0..params.nodes {
+                world.step(node, tick);
+            }
+            let done = world
+                .states
+                .iter()
+                .all(|s| matches!(s, State::Done | State::Dead));
+            if done {
+                world.outcome.ticks = tick;
+                world.outcome.complete = true;
+                return world.outcome;
+            }
         }
-        for node in 0..params.nodes {
-            world.step(node, tick);
-        }
-        let done = world
-            .states
-            .iter()
-            .all(|s| matches!(s, State::Done | State::Dead));
-        if done {
-            world.outcome.ticks = tick;
-            world.outcome.complete = true;
-            return world.outcome;
-        }
+        world.outcome.ticks = LIMIT;
+        world.outcome
     }
-    world.outcome.ticks = LIMIT;
-    world.outcome
 }
 
 impl World {
@@ -228,6 +249,7 @@ impl World {
             watch: vec![(0, 0); n],
             outcome: Outcome::default(),
             first_upstream: None,
+            trace: None,
         }
     }
 
@@ -306,7 +328,51 @@ impl World {
         };
     }
 
+    /// A node's rank nearest the digest, for traces.
+    fn rank(&self, node: usize) -> usize {
+        self.by_distance
+            .iter()
+            .position(|n| *n == node)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// A node's state in a few words, for traces.
+    fn describe(&self, node: usize) -> String {
+        match &self.states[node] {
+            State::Idle { .. } => "idle".into(),
+            State::Searching { .. } | State::Answering => "searching".into(),
+            State::Downloading {
+                from: Source::Upstream { .. },
+                ..
+            } => "fetching from the upstream".into(),
+            State::Downloading {
+                from: Source::Peer(p),
+                ..
+            } => format!("downloading from r{}", self.rank(*p)),
+            State::Done => "done".into(),
+            State::Dead => "dead".into(),
+        }
+    }
+
+    /// Records an event when traced.
+    fn note(&mut self, tick: u64, event: impl FnOnce(&World) -> String) {
+        if self.trace.is_some() {
+            let line = format!("tick {tick}: {}", event(self));
+            if let Some(trace) = &mut self.trace {
+                trace.push(line);
+            }
+        }
+    }
+
     fn fetch_upstream(&mut self, node: usize, tick: u64, since: u64) {
+        self.note(tick, |w| {
+            format!(
+                "r{} fetches from the upstream at piece {} (was {})",
+                w.rank(node),
+                w.held[node],
+                w.describe(node)
+            )
+        });
         self.outcome.upstream_fetches += 1;
         self.first_upstream.get_or_insert(node);
         self.states[node] = State::Downloading {
@@ -380,6 +446,14 @@ impl World {
     /// [`PATIENCE_TICKS`]): as the node's flight does, it asks the peers again from the
     /// offset reached while core's `ask_peers_again` says so, else resumes from the upstream.
     fn stopped_delivering(&mut self, node: usize, tick: u64, since: u64, mine: u64) {
+        self.note(tick, |w| {
+            format!(
+                "r{}'s peers stopped delivering ({}, {mine} pieces, round {})",
+                w.rank(node),
+                w.describe(node),
+                w.round[node].0
+            )
+        });
         self.held[node] = mine;
         self.watch[node] = (mine, tick);
         let (round, offset) = self.round[node];
@@ -399,7 +473,7 @@ impl World {
             action,
             since,
             ..
-        } = std::mem::replace(&mut self.states[node], State::Dead)
+        } = std::mem::replace(&mut self.states[node], State::Answering)
         else {
             return;
         };
@@ -513,6 +587,20 @@ impl World {
     /// nodes nearer the digest it knows).
     fn ask_to_fetch(&mut self, asker: usize, node: usize, tick: u64) -> bool {
         self.outcome.claim_asks += 1;
+        self.note(tick, |w| {
+            format!(
+                "r{} asks r{} to fetch for the network (r{} is {}{})",
+                w.rank(asker),
+                w.rank(node),
+                w.rank(node),
+                w.describe(node),
+                if w.reachable(asker, node) {
+                    ""
+                } else {
+                    "; out of reach"
+                }
+            )
+        });
         if !self.reachable(asker, node) {
             return false;
         }
@@ -522,7 +610,7 @@ impl World {
                 from: Source::Upstream { .. },
                 ..
             } => return true,
-            State::Downloading { .. } | State::Searching { .. } => true,
+            State::Downloading { .. } | State::Searching { .. } | State::Answering => true,
             State::Idle { .. } | State::Dead => false,
         };
         if in_flight {

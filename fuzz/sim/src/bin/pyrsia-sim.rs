@@ -21,12 +21,16 @@
 //! core's `SourceSearch` and each node asked answering with core's `honour`: without faults,
 //! with spread arrivals, with lookups that miss the nearest node, with nodes at their
 //! connection limit, with the fetcher killed, and all at once (the worst of seeds 1..=N).
+//! With `--trace SCENARIO` (`calm`, `spread`, `miss`, `limit`, `kill`, or `all`, every fault at
+//! once), it prints what happened in that run for one seed (`--seed S`, default 1) and size
+//! (`--nodes M`, default 100): each ask to fetch for the network, each download whose peers
+//! stopped delivering, each upstream fetch.
 
 use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Faults, Params, lower_bound, run};
 use pyrsia_sim::{builds, clients, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S] [--nodes M]\n       pyrsia-sim claims [--seeds N | --seed S] [--nodes M]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S] [--nodes M]\n       pyrsia-sim claims [--seeds N | --seed S] [--nodes M] [--trace calm|spread|miss|limit|kill|all]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -55,7 +59,12 @@ fn main() {
             (Some(seed), _) => vec![seed],
             (None, count) => (1..=count.unwrap_or(20)).collect(),
         };
-        return claims(&seeds, flag(&args, "--nodes").map(|n| n as usize));
+        let nodes = flag(&args, "--nodes").map(|n| n as usize);
+        if let Some(at) = args.iter().position(|a| a == "--trace") {
+            let scenario = args.get(at + 1).map_or("all", String::as_str);
+            return claims_trace(scenario, seeds[0], nodes.unwrap_or(100));
+        }
+        return claims(&seeds, nodes);
     }
     if args.first().map(String::as_str) == Some("members") {
         return members(&args[1..]);
@@ -573,4 +582,32 @@ fn claims(seeds: &[u64], only: Option<usize>) {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+fn claims_trace(scenario: &str, seed: u64, nodes: usize) {
+    use pyrsia_sim::claims::{Params, run_traced};
+    let calm = Params::calm(nodes, seed);
+    let params = match scenario {
+        "calm" => calm,
+        "spread" => Params { spread: 40, ..calm },
+        "miss" => Params { miss: 10, ..calm },
+        "limit" => Params {
+            at_limit: 10,
+            ..calm
+        },
+        "kill" => Params { kill: true, ..calm },
+        "all" => Params {
+            spread: 40,
+            miss: 10,
+            at_limit: 10,
+            kill: true,
+            ..calm
+        },
+        _ => usage(),
+    };
+    let (outcome, trace) = run_traced(params, true);
+    for line in trace {
+        println!("{line}");
+    }
+    println!("{outcome:?}");
 }
