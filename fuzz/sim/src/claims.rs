@@ -9,8 +9,9 @@
 //! - the DHT: a lookup of the nodes nearest the digest returns the 20 live nodes nearest it,
 //!   except that, in [`Params::miss`] percent of lookups, the nearest one is out of reach (at
 //!   its connection limit) and left out, and the lookup says it missed some; provider records
-//!   (libp2p's store keeps the 20 nearest the key) are found from the tick after a node
-//!   starts downloading;
+//!   (libp2p's store keeps the 20 nearest the key) are found from the tick after a node's
+//!   download starts (as the node's flight announces itself before its search begins), and
+//!   show what it holds (nothing, while it searches);
 //! - reach: a node at its connection limit ([`Params::at_limit`] percent) refuses asks from
 //!   nodes it is not connected to;
 //! - time: a tick is 50 ms on core's clock; a lookup, a survey or an ask takes one tick, the
@@ -409,7 +410,7 @@ impl World {
     fn step(&mut self, node: usize, tick: u64) {
         match &self.states[node] {
             State::Idle { arrives } if *arrives <= tick => {
-                self.start_search(node, tick, false, u64::MAX);
+                self.start_search(node, tick, false, tick);
             }
             State::Downloading {
                 from: Source::Upstream { started, offset },
@@ -552,7 +553,7 @@ impl World {
     }
 
     /// The provider records of the blob `node` finds: the 20 nearest the key of those
-    /// that started downloading before this tick.
+    /// whose download (search included) started before this tick.
     fn providers(&self, node: usize, tick: u64) -> Vec<Provider<usize>> {
         self.by_distance
             .iter()
