@@ -155,6 +155,11 @@ pub struct SearchConfig {
     pub lookup_timeout: Duration,
     /// The pause between two looks for a nearer downloader, and between two rejoin rounds.
     pub poll: Duration,
+    /// The search is for a download other nodes asked this node to make for the network
+    /// (`rendezvous::Honour::ThroughNearer`): when the nearer node found downloading is out
+    /// of reach, it fetches from the upstream rather than follow the peers downloading from
+    /// that node (which may be following this one: its askers wait on it).
+    pub serving_others: bool,
 }
 
 /// One search for the peers that serve a blob (see the module documentation). Create it with
@@ -301,6 +306,7 @@ impl<P: Clone + PartialEq> SourceSearch<P> {
         match core::mem::replace(&mut self.stage, Stage::Done) {
             Stage::Bridges(rest) => self.after_holders(rest),
             Stage::Claims(rest) => self.walk(rest, now),
+            Stage::AskedNearer(_) if self.config.serving_others => self.upstream(),
             Stage::AskedNearer(providers) => self.rejoin_survey(0, providers),
             Stage::Following(round) => self.next_rejoin(round + 1, now),
             _ => self.upstream(),
@@ -431,6 +437,9 @@ impl<P: Clone + PartialEq> SourceSearch<P> {
     /// the peers downloading from it.
     fn ask_nearer(&mut self, nearer: Provider<P>, providers: Vec<Provider<P>>) -> Action<P> {
         if self.asked.contains(&nearer.peer) || !carries_pieces(&nearer.path) {
+            if self.config.serving_others {
+                return self.upstream();
+            }
             return self.rejoin_survey(0, providers);
         }
         let peers = self.through(nearer.peer);

@@ -254,6 +254,9 @@ pub struct PeerFetch {
     pub network: Arc<dyn PeerNetwork>,
     /// The committed piece root of the blob, if any.
     pub piece_root: Option<Hash>,
+    /// Other nodes asked this node to fetch the blob for the network and wait on it
+    /// (core's `SearchConfig::serving_others`).
+    pub serving_others: bool,
 }
 
 /// What serves pieces to peers: the mirror (stored blobs, and with a hint, blobs it fetches
@@ -457,7 +460,7 @@ impl PieceFetcher {
         offset: u64,
         root: Option<Hash>,
     ) -> PeerLookup {
-        Self::search(network, digest, offset, root, None)
+        Self::search(network, digest, offset, root, None, false)
     }
 
     /// What a download of a blob from registry `hint` asks of the peers: the providers, when
@@ -473,8 +476,9 @@ impl PieceFetcher {
         root: Option<Hash>,
         hint: FetchHint,
         offset: u64,
+        serving_others: bool,
     ) -> PeerLookup {
-        Self::search(network, digest, offset, root, Some(hint))
+        Self::search(network, digest, offset, root, Some(hint), serving_others)
     }
 
     /// Drives core's [`SourceSearch`] (every decision of where the blob comes from) with
@@ -485,10 +489,12 @@ impl PieceFetcher {
         offset: u64,
         root: Option<Hash>,
         hint: Option<FetchHint>,
+        serving_others: bool,
     ) -> PeerLookup {
         let epoch = Instant::now();
         let now = || core_instant(epoch.elapsed());
         let config = SearchConfig {
+            serving_others,
             lookup_timeout: core_duration(LOOKUP_TIMEOUT),
             poll: core_duration(HAVE_POLL),
         };

@@ -3,6 +3,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 
 const CONFIG: SearchConfig = SearchConfig {
+    serving_others: false,
     lookup_timeout: Duration::from_secs(3),
     poll: Duration::from_millis(250),
 };
@@ -258,6 +259,44 @@ fn a_nearer_downloader_is_asked_then_its_followers_are_followed() {
     search.waited(at(1_050));
     assert_eq!(
         search.providers_found(vec![provider(&follower)], at(1_100)),
+        Action::Upstream
+    );
+}
+
+#[test]
+fn a_search_serving_others_fetches_itself_rather_than_follow_a_nearer_node_out_of_reach() {
+    let nearer = peer(true, 0);
+    let follower = peer(false, 0);
+    let config = SearchConfig {
+        serving_others: true,
+        ..CONFIG
+    };
+    let mut search = SourceSearch::new(KEY, LOCAL, true, false, config);
+    search.start();
+    search.providers_found(vec![], at(0));
+    assert_eq!(search.surveyed(vec![], at(10)), Action::FindClaimants);
+    let action = search.claimants_found(vec![None], true, at(20));
+    assert!(matches!(action, Action::FindProviders { .. }));
+    let providers = vec![provider(&follower), provider(&nearer)];
+    let action = search.providers_found(providers, at(100));
+    assert_eq!(first_and_asking(&action), (nearer, Asking::Claimant));
+    // It does not serve this node. Its followers may be following this very node (which
+    // other nodes asked to fetch for the network, and which they wait on): no rejoin.
+    assert_eq!(search.none_served(at(200)), Action::Upstream);
+
+    // A nearer downloader reached only through a relay: the same.
+    let relay = peer(false, 1);
+    let mut search = SourceSearch::new(KEY, LOCAL, true, false, config);
+    search.start();
+    search.providers_found(vec![], at(0));
+    search.surveyed(vec![], at(10));
+    search.claimants_found(vec![None], true, at(20));
+    let behind_relay = Provider {
+        path: Path::Relayed(relay),
+        ..provider(&peer(true, 0))
+    };
+    assert_eq!(
+        search.providers_found(vec![behind_relay], at(100)),
         Action::Upstream
     );
 }

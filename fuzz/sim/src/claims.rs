@@ -308,7 +308,19 @@ impl World {
     }
 
     fn start_search(&mut self, node: usize, tick: u64, resuming: bool, since: u64) {
+        self.start_search_for(node, tick, resuming, since, false);
+    }
+
+    fn start_search_for(
+        &mut self,
+        node: usize,
+        tick: u64,
+        resuming: bool,
+        since: u64,
+        serving_others: bool,
+    ) {
         let config = SearchConfig {
+            serving_others,
             // runtime-std's `peers::LOOKUP_TIMEOUT` and `HAVE_POLL`.
             lookup_timeout: Duration::from_secs(3),
             poll: Duration::from_millis(250),
@@ -638,7 +650,7 @@ impl World {
                 true
             }
             Honour::ThroughNearer => {
-                self.start_search(node, tick, false, tick);
+                self.start_search_for(node, tick, false, tick, true);
                 true
             }
         }

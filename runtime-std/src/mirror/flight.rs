@@ -370,12 +370,8 @@ impl Flight {
         // network (the one nearest the digest in the DHT), which serves it as it arrives;
         // either way with the nodes downloading it too, for the pieces they hold. When the
         // holders disagree on its size, no peer is trusted with it: the upstream.
-        if let Some(PeerFetch {
-            network,
-            piece_root,
-        }) = peers
-        {
-            match self.download_from_peers(&network, piece_root, hint, &mut writer, metrics)? {
+        if let Some(peers) = peers {
+            match self.download_from_peers(&peers, hint, &mut writer, metrics)? {
                 FromPeers::Done(contributors) => {
                     return match self.finish_download(writer) {
                         Ok(()) => Ok("peers"),
@@ -383,7 +379,11 @@ impl Flight {
                             // Without per-piece hashes the culprit is one of the contributors:
                             // blamed only when there is one. Either way the next request for
                             // this blob skips the peers.
-                            crate::peers::blame_bad_bytes(&*network, &contributors, &self.digest);
+                            crate::peers::blame_bad_bytes(
+                                &*peers.network,
+                                &contributors,
+                                &self.digest,
+                            );
                             self.lock().peers_failed = true;
                             Err(FlightError::Mismatch)
                         }
@@ -456,8 +456,7 @@ impl Flight {
     /// ([`pyrsia_core::rendezvous::ask_peers_again`]).
     fn download_from_peers(
         &self,
-        network: &Arc<dyn crate::peers::PeerNetwork>,
-        piece_root: Option<pyrsia_core::tlog::Hash>,
+        peers: &PeerFetch,
         hint: &FetchHint,
         writer: &mut crate::store::BlobWriter,
         metrics: &Metrics,
@@ -466,11 +465,12 @@ impl Flight {
         for round in 0..pyrsia_core::rendezvous::TAKEOVER_ROUNDS {
             let offset = writer.written();
             let found = PieceFetcher::find(
-                network.clone(),
+                peers.network.clone(),
                 self.digest,
-                piece_root,
+                peers.piece_root,
                 hint.clone(),
                 offset,
+                peers.serving_others,
             );
             let Some((total, mut fetcher)) = found.found() else {
                 if round > 0 {

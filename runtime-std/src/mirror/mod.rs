@@ -201,6 +201,7 @@ impl Mirror {
         let PeerFetch {
             network,
             piece_root,
+            ..
         } = self.peer_fetch(digest)?;
         let (total, fetcher) =
             crate::peers::PieceFetcher::lookup(network.clone(), *digest, 0, piece_root).found()?;
@@ -212,6 +213,7 @@ impl Mirror {
         Some(PeerFetch {
             network: self.peer_network()?,
             piece_root: self.piece_roots.get().and_then(|roots| roots(digest)),
+            serving_others: false,
         })
     }
 

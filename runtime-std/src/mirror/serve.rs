@@ -87,6 +87,10 @@ impl PieceSource for Mirror {
                     tracing::info!(digest = %request.digest, "asked to fetch a blob for the network while nodes nearer it are known here: asking them first");
                 }
                 self.peer_fetch(&request.digest)
+                    .map(|peers| crate::peers::PeerFetch {
+                        serving_others: true,
+                        ..peers
+                    })
             }
             // The nearest: from its upstream only, never back from peers.
             Some(Honour::Upstream) | None => None,

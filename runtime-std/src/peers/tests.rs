@@ -313,7 +313,7 @@ fn a_holder_reached_only_through_a_relay_is_fetched_through_that_relay_as_a_brid
         host: "registry.test".into(),
         repository: "library/large".into(),
     };
-    let (total, mut fetcher) = PieceFetcher::find(net.clone(), digest, None, hint, 0)
+    let (total, mut fetcher) = PieceFetcher::find(net.clone(), digest, None, hint, 0, false)
         .found()
         .expect("the relay bridges the blob");
     assert_eq!(total, len as u64);
