@@ -34,6 +34,36 @@ fn pull_blob(node: &Node, digest: &Digest, dir: &std::path::Path) -> Digest {
     Digest::sha256(&std::fs::read(&body).expect("body"))
 }
 
+/// What one QUIC socket asks for (`pyrsia-net`'s `udp_buffers::QUIC_SOCKET_BUFFER`).
+const QUIC_SOCKET_BUFFER: u64 = 4 << 20;
+
+/// The receive and send buffers, as the kernel reports them (`ss -m`: twice what was granted),
+/// of process `pid`'s UDP socket bound to `port`, if it has one.
+fn udp_socket_buffers(pid: u32, port: u16) -> Option<(u64, u64)> {
+    let out = Command::new("ss")
+        .args(["-H", "-u", "-a", "-n", "-m", "-p"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .expect("ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let owner = format!("pid={pid},");
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if !line.contains(&owner) {
+            continue;
+        }
+        // The socket's memory is on the line after it: skmem:(r0,rb…,t0,tb…,…).
+        let memory = lines.next()?;
+        let field = |name: &str| {
+            memory
+                .split(['(', ',', ')'])
+                .find_map(|f| f.trim().strip_prefix(name)?.parse::<u64>().ok())
+        };
+        return Some((field("rb")?, field("tb")?));
+    }
+    None
+}
+
 #[test]
 fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
     let work = tempfile::tempdir().unwrap();
@@ -65,6 +95,21 @@ fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
     );
     b.wait_connected(&a_id);
     c.wait_connected(&a_id);
+
+    // A's QUIC socket got buffers for fast and long links (the tests run as root, which may
+    // go past the system's cap); C, without QUIC, has no UDP socket on its port.
+    let (receive, send) = udp_socket_buffers(a.pid(), a.p2p_port.expect("P2P on"))
+        .unwrap_or_else(|| panic!("no QUIC socket of A on its port\n{}", a.log()));
+    assert!(
+        receive >= 2 * QUIC_SOCKET_BUFFER && send >= 2 * QUIC_SOCKET_BUFFER,
+        "A's QUIC socket: receive {receive}, send {send} bytes as the kernel reports them\n{}",
+        a.log()
+    );
+    assert!(a.log().contains("QUIC socket buffers sized"), "{}", a.log());
+    assert_eq!(
+        udp_socket_buffers(c.pid(), c.p2p_port.expect("P2P on")),
+        None
+    );
     let b_to_a = b.peer_addresses(&a_id);
     assert!(
         !b_to_a.is_empty()

@@ -23,6 +23,7 @@ mod relay;
 mod scoring;
 mod service;
 mod transport;
+mod udp_buffers;
 
 pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};
 pub use service::{Network, checkpoint_topic, dial_address, member_topic, start};

@@ -255,6 +255,8 @@ struct EventLoop {
     quic: bool,
     /// Bootstrap dials over QUIC and their TCP fallbacks.
     bootstrap_dials: crate::transport::BootstrapDials,
+    /// UDP ports of QUIC listeners whose sockets were sized ([`crate::udp_buffers`]).
+    sized_quic_ports: std::collections::HashSet<u16>,
     dialled: Option<Instant>,
     store: Store,
     store_events: std::sync::mpsc::Receiver<StoreEvent>,
@@ -323,6 +325,7 @@ impl EventLoop {
             bootstrap,
             quic: false,
             bootstrap_dials: Default::default(),
+            sized_quic_ports: Default::default(),
             dialled: None,
             store_events: store.watch(),
             store,
@@ -592,12 +595,54 @@ impl EventLoop {
         }
     }
 
+    /// Sizes the UDP socket behind a new QUIC listen `address` (once per port; see
+    /// [`crate::udp_buffers`]), and says when the system's cap kept it small.
+    fn size_quic_sockets(&mut self, address: &Multiaddr) {
+        // A relayed address names the relay's port, not a socket of this node.
+        if address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+            return;
+        }
+        let mut parts = address.iter();
+        let port = parts.find_map(|p| match p {
+            Protocol::Udp(port) => Some(port),
+            _ => None,
+        });
+        let quic = parts.any(|p| matches!(p, Protocol::QuicV1));
+        let Some(port) = port.filter(|_| quic) else {
+            return;
+        };
+        if !self.sized_quic_ports.insert(port) {
+            return;
+        }
+        let wanted = crate::udp_buffers::QUIC_SOCKET_BUFFER;
+        for sized in crate::udp_buffers::enlarge(port) {
+            if sized.large_enough() {
+                tracing::info!(
+                    port,
+                    receive = sized.receive,
+                    send = sized.send,
+                    "QUIC socket buffers sized"
+                );
+            } else {
+                tracing::warn!(
+                    port,
+                    receive = sized.receive,
+                    send = sized.send,
+                    "QUIC socket buffers below {wanted} bytes: datagrams may be dropped on fast or \
+                     long links; raise net.core.rmem_max and net.core.wmem_max to {wanted} or more, \
+                     or run the node with CAP_NET_ADMIN"
+                );
+            }
+        }
+    }
+
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let peer_id = *self.swarm.local_peer_id();
                 tracing::info!(address = %address.clone().with(Protocol::P2p(peer_id)), "p2p listening");
                 self.status().listen_addresses.push(address.to_string());
+                self.size_quic_sockets(&address);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
