@@ -5,7 +5,8 @@
 //! (208 KiB on most distributions): about 2 ms of a 100 MB/s transfer, so a network thread
 //! that stalls for longer loses packets, and the sender slows down. Measured on the lab's
 //! 20 ms link (`pyrsia-bench-reach transfers`, BENCHMARKS.md): one node-to-node transfer over
-//! QUIC ran at 29–34 MB/s with the default buffers and 67–74 MB/s with 4 MiB ones.
+//! QUIC ran at 29–34 MB/s with the default buffers, and at 54–68 MB/s in five runs of six once
+//! the node sized its socket to 4 MiB (31 MB/s in the sixth).
 //!
 //! libp2p-quic 0.14 creates its sockets itself and offers no hook to size them, so once a
 //! QUIC listener is up the node finds its sockets among the process's file descriptors (by
