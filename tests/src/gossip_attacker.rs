@@ -4,20 +4,21 @@
 //! how the node scores it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use libp2p::gossipsub;
 use libp2p::identity;
 use libp2p::swarm::SwarmEvent;
+
+use crate::background::Background;
+use crate::raw_peer::{build_swarm, next_event_within, node_address};
 
 /// See the module documentation. Runs until dropped.
 pub struct GossipAttacker {
     peer_id: String,
     published: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _publishing: Background,
 }
 
 impl GossipAttacker {
@@ -26,16 +27,13 @@ impl GossipAttacker {
     pub fn start(address: &str, topic: &str, messages: Vec<Vec<u8>>, gap: Duration) -> Self {
         let keypair = identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id().to_string();
-        let (address, node) = crate::raw_peer::node_address(address);
+        let (address, node) = node_address(address);
         let topic = gossipsub::IdentTopic::new(topic);
-        let (stop, published) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let (stopped, counted) = (stop.clone(), published.clone());
-        let thread = std::thread::spawn(move || {
+        let published = Arc::new(AtomicUsize::new(0));
+        let counted = published.clone();
+        let publishing = Background::spawn(move |stop| {
             smol::block_on(async_compat::Compat::new(async move {
-                let mut swarm = crate::raw_peer::build_swarm(keypair, true, |key| {
+                let mut swarm = build_swarm(keypair, true, |key| {
                     let config = gossipsub::ConfigBuilder::default()
                         .heartbeat_interval(Duration::from_millis(200))
                         .build()
@@ -50,16 +48,11 @@ impl GossipAttacker {
                 swarm.dial(address).expect("dial");
                 let mut queue: std::collections::VecDeque<Vec<u8>> = messages.into();
                 let mut next_at = None;
-                while !stopped.load(Ordering::Relaxed) {
-                    let event = futures::future::select(
-                        swarm.select_next_some(),
-                        Box::pin(smol::Timer::after(Duration::from_millis(50))),
-                    )
-                    .await;
-                    if let futures::future::Either::Left((
-                        SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }),
-                        _,
-                    )) = event
+                while !stop.is_set() {
+                    let event = next_event_within(&mut swarm, Duration::from_millis(50)).await;
+                    if let Some(SwarmEvent::Behaviour(gossipsub::Event::Subscribed {
+                        peer_id, ..
+                    })) = event
                         && peer_id == node
                     {
                         next_at.get_or_insert(std::time::Instant::now());
@@ -87,8 +80,7 @@ impl GossipAttacker {
         GossipAttacker {
             peer_id,
             published,
-            stop,
-            thread: Some(thread),
+            _publishing: publishing,
         }
     }
 
@@ -100,14 +92,5 @@ impl GossipAttacker {
     /// How many messages it published so far.
     pub fn published(&self) -> usize {
         self.published.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for GossipAttacker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! 127.0.0.1 with free ports — Debian's `docker-registry` as the upstream, the `pyrsia`
 //! binary as the node, skopeo, podman and ctr as clients — and deterministic test images.
 
+pub mod background;
 pub mod clients;
 pub mod delay_line;
 pub mod devpi;

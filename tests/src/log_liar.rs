@@ -4,16 +4,16 @@
 //! a liar, not blame a silent one, and catch up from an honest peer all the same.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use libp2p::identity;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
 use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
 
-use crate::raw_peer::{build_swarm, node_address};
+use crate::background::Background;
+use crate::raw_peer::{build_swarm, next_event_within, node_address};
 
 /// How a [`LogLiar`] answers requests for entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +28,7 @@ pub enum LogLie {
 pub struct LogLiar {
     peer_id: String,
     entries_asked: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _answering: Background,
 }
 
 impl LogLiar {
@@ -40,10 +39,9 @@ impl LogLiar {
         let keypair = identity::Keypair::generate_ed25519();
         let peer_id = keypair.public().to_peer_id().to_string();
         let (address, _) = node_address(address);
-        let stop = Arc::new(AtomicBool::new(false));
         let entries_asked = Arc::new(AtomicUsize::new(0));
-        let (stopped, asked) = (stop.clone(), entries_asked.clone());
-        let thread = std::thread::spawn(move || {
+        let asked = entries_asked.clone();
+        let answering = Background::spawn(move |stop| {
             smol::block_on(async_compat::Compat::new(async move {
                 let mut swarm = build_swarm(keypair, false, |_| {
                     request_response::Behaviour::<SyncCodec>::new(
@@ -55,13 +53,10 @@ impl LogLiar {
                 swarm.dial(address).expect("dial");
                 // A silent liar's open requests: kept, never answered.
                 let mut held = Vec::new();
-                while !stopped.load(Ordering::Relaxed) {
-                    let event = futures::future::select(
-                        swarm.select_next_some(),
-                        Box::pin(smol::Timer::after(Duration::from_millis(100))),
-                    )
-                    .await;
-                    let futures::future::Either::Left((event, _)) = event else {
+                while !stop.is_set() {
+                    let Some(event) =
+                        next_event_within(&mut swarm, Duration::from_millis(100)).await
+                    else {
                         continue;
                     };
                     let SwarmEvent::Behaviour(request_response::Event::Message {
@@ -96,8 +91,7 @@ impl LogLiar {
         LogLiar {
             peer_id,
             entries_asked,
-            stop,
-            thread: Some(thread),
+            _answering: answering,
         }
     }
 
@@ -109,14 +103,5 @@ impl LogLiar {
     /// How many entry requests the node sent it.
     pub fn entries_asked(&self) -> usize {
         self.entries_asked.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for LogLiar {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

@@ -86,12 +86,7 @@ impl RawPeer {
             let mut requests = Some(requests);
             while answers.iter().any(Option::is_none) {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let event = futures::future::select(
-                    swarm.select_next_some(),
-                    Box::pin(smol::Timer::after(left)),
-                )
-                .await;
-                let futures::future::Either::Left((event, _)) = event else {
+                let Some(event) = next_event_within(&mut swarm, left).await else {
                     break;
                 };
                 match event {
@@ -173,6 +168,20 @@ pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     }
 }
 
+/// The swarm's next event, or `None` once `wait` has passed without one: the step of every
+/// attacker's loop here (with the time left to a deadline, or a short tick between checks of a
+/// stop flag). Call inside the tokio context, as [`build_swarm`] says.
+pub(crate) async fn next_event_within<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    wait: Duration,
+) -> Option<SwarmEvent<B::ToSwarm>> {
+    let timer = Box::pin(smol::Timer::after(wait));
+    match futures::future::select(swarm.select_next_some(), timer).await {
+        futures::future::Either::Left((event, _)) => Some(event),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
 /// Request frames a node cannot decode (a bad version, a garbage payload, junk): what a test
 /// sends with [`RawPeer::send_raw`] to get a peer blocked.
 pub fn malformed_frames() -> Vec<Vec<u8>> {
@@ -249,8 +258,7 @@ pub enum Lie {
 /// size, or about holding them. Runs until dropped.
 pub struct LyingProvider {
     peer_id: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _lying: crate::background::Background,
 }
 
 impl LyingProvider {
@@ -281,12 +289,9 @@ impl LyingProvider {
         blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
         lie: Lie,
     ) -> LyingProvider {
-        use std::sync::atomic::Ordering;
         let peer_id = keypair.public().to_peer_id();
         let (address, node) = node_address(address);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
+        let lying = crate::background::Background::spawn(move |stop| {
             smol::block_on(async_compat::Compat::new(async move {
                 let mut swarm = build_swarm(keypair, false, |key| {
                     let id = key.public().to_peer_id();
@@ -310,13 +315,10 @@ impl LyingProvider {
                     .add_address(&node, address.clone());
                 swarm.dial(address).expect("dial");
                 let mut announced = false;
-                while !stopped.load(Ordering::Relaxed) {
-                    let event = futures::future::select(
-                        swarm.select_next_some(),
-                        Box::pin(smol::Timer::after(Duration::from_millis(100))),
-                    )
-                    .await;
-                    let futures::future::Either::Left((event, _)) = event else {
+                while !stop.is_set() {
+                    let Some(event) =
+                        next_event_within(&mut swarm, Duration::from_millis(100)).await
+                    else {
                         continue;
                     };
                     match event {
@@ -387,23 +389,13 @@ impl LyingProvider {
         });
         LyingProvider {
             peer_id: peer_id.to_string(),
-            stop,
-            thread: Some(thread),
+            _lying: lying,
         }
     }
 
     /// Its peer id.
     pub fn peer_id(&self) -> &str {
         &self.peer_id
-    }
-}
-
-impl Drop for LyingProvider {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -476,12 +468,7 @@ impl RawPeer {
             swarm.dial(address.clone()).expect("dial");
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let event = futures::future::select(
-                    swarm.select_next_some(),
-                    Box::pin(smol::Timer::after(left)),
-                )
-                .await;
-                if let futures::future::Either::Right(_) = event {
+                if next_event_within(&mut swarm, left).await.is_none() {
                     break;
                 }
             }
@@ -513,12 +500,7 @@ impl RawPeer {
             let deadline = Instant::now() + timeout * 4;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let event = futures::future::select(
-                    swarm.select_next_some(),
-                    Box::pin(smol::Timer::after(left)),
-                )
-                .await;
-                let futures::future::Either::Left((event, _)) = event else {
+                let Some(event) = next_event_within(&mut swarm, left).await else {
                     break;
                 };
                 let next = match event {

@@ -2,16 +2,17 @@
 //! or a sentinel that shows whether a node ever connected to an address it must not contact.
 
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::background::Background;
 
 /// A listener on 127.0.0.1 that holds every connection open, silent, until dropped.
 pub struct Tarpit {
     port: u16,
     accepted: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _listening: Background,
 }
 
 impl Tarpit {
@@ -21,11 +22,10 @@ impl Tarpit {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("address").port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopped) = (accepted.clone(), stop.clone());
+        let count = accepted.clone();
         let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let thread = std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
+        let listening = Background::spawn(move |stop| {
+            while !stop.is_set() {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         count.fetch_add(1, Ordering::SeqCst);
@@ -38,8 +38,7 @@ impl Tarpit {
         Tarpit {
             port,
             accepted,
-            stop,
-            thread: Some(thread),
+            _listening: listening,
         }
     }
 
@@ -56,14 +55,5 @@ impl Tarpit {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Tarpit {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

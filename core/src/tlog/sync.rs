@@ -191,6 +191,31 @@ impl<P: Copy + PartialEq, R: Copy + PartialEq> LogSync<P, R> {
         self.active.is_some()
     }
 
+    /// A checkpoint as it came off the wire from `peer` (gossip, or the answer to a pull) at
+    /// `now`: bytes that are not UTF-8 or not a signed note strike the sender, like a note
+    /// without its quorum; a note that parses goes on as [`LogSync::on_note`]. Call this rather
+    /// than parsing in the runtime, so the rule of blame for malformed notes is this one.
+    pub fn on_note_bytes(
+        &mut self,
+        log: &impl LogView,
+        peer: P,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Vec<SyncAction<P>> {
+        let parsed = core::str::from_utf8(bytes)
+            .map_err(|_| "checkpoint is not text".to_string())
+            .and_then(|text| {
+                SignedCheckpoint::parse(text).map_err(|e| alloc::format!("checkpoint: {e}"))
+            });
+        match parsed {
+            Ok(note) => self.on_note(log, peer, note, now),
+            Err(why) => {
+                self.now = self.now.max(now);
+                alloc::vec![SyncAction::Strike(peer, why)]
+            }
+        }
+    }
+
     /// A checkpoint announced by (or asked from) `peer` at `now`. Its quorum is checked first:
     /// a note that fails is the peer's fault, one of another log is not.
     pub fn on_note(

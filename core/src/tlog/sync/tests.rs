@@ -53,6 +53,32 @@ fn entries_request(peer: u8, start: u64, count: u64) -> SyncAction<u8> {
 }
 
 #[test]
+fn a_note_off_the_wire_that_is_not_a_signed_note_strikes_its_sender() {
+    let log = view(0);
+    let mut sync: LogSync<u8, u32> = LogSync::new();
+    for junk in [&b"\xff\xfe not text"[..], b"", b"test.invalid/sync\nfour\n"] {
+        assert!(
+            matches!(
+                sync.on_note_bytes(&log, A, junk, at(0))[..],
+                [SyncAction::Strike(A, _)]
+            ),
+            "{junk:?}"
+        );
+    }
+    assert!(!sync.is_fetching());
+    // A signed note as text goes on as `on_note` (the view here takes its quorum): its
+    // entries are asked for.
+    let mut signed = note(4);
+    let key = crate::identity::SecretKey::from_seed([7; 32]);
+    signed.add(signed.checkpoint.sign(&key)).unwrap();
+    let text = alloc::format!("{signed}");
+    assert_eq!(
+        sync.on_note_bytes(&log, B, text.as_bytes(), at(1)),
+        vec![entries_request(B, 0, 4)]
+    );
+}
+
+#[test]
 fn entries_come_in_batches_and_a_peer_that_lies_about_them_is_struck() {
     let log = view(0);
     let mut sync: LogSync<u8, u32> = LogSync::new();

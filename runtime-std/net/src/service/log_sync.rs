@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 
 use libp2p::PeerId;
-use pyrsia_core::tlog::checkpoint::SignedCheckpoint;
 use pyrsia_core::tlog::sync::{CatchUpRequest, Stored, SyncAction};
 
 use super::EventLoop;
@@ -83,17 +82,15 @@ impl EventLoop {
         }
     }
 
-    /// A checkpoint `peer` announced or answered, as text. `Err` when the note itself is
-    /// malformed or lacks its quorum: the caller strikes the sender (and rejects a gossiped
-    /// one).
+    /// A checkpoint `peer` announced or answered, as the bytes that came. `Err` when core's
+    /// catch-up strikes the note itself (not text, not a signed note, or without its quorum:
+    /// `LogSync::on_note_bytes`): the caller strikes the sender (and rejects a gossiped one).
     pub(super) fn on_note_text(&mut self, peer: PeerId, text: &[u8]) -> Result<(), String> {
-        let text = std::str::from_utf8(text).map_err(|_| "checkpoint is not text".to_string())?;
-        let note = SignedCheckpoint::parse(text).map_err(|e| format!("checkpoint: {e}"))?;
         let now = self.sync_now();
         let sync = &mut self.sync;
         let actions = self
             .log
-            .with_state(|log| sync.on_note(log, peer, note, now));
+            .with_state(|log| sync.on_note_bytes(log, peer, text, now));
         if let [SyncAction::Strike(_, why)] = &actions[..] {
             return Err(why.clone());
         }
