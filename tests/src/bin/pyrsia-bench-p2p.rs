@@ -11,7 +11,8 @@
 //! it, or to read the logs of a failed pull; `tcp`: the nodes run without QUIC; `direct N`:
 //! the same nodes with P2P off); `pyrsia-bench-p2p wan` the WAN table and staggered rows
 //! only; `pyrsia-bench-p2p page-cache` sixteen writers filling the page cache in writes of
-//! 1 MiB, 512 KiB, 256 KiB and 64 KiB.
+//! 1 MiB, 512 KiB, 256 KiB and 64 KiB, then one writer writing the same sixteen files in turn
+//! and one file alone.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -177,34 +178,42 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
     }
 }
 
-/// Writers at once in [`page_cache_writes`], as many as the nodes of a 16-node swarm.
-const WRITERS: usize = 16;
+/// Blob files written in each [`page_cache_writes`] run, as many as the nodes of a 16-node
+/// swarm write (each node its own copy).
+const FILES: usize = 16;
 
-/// `WRITERS` threads each write [`SIZE`] bytes to a fresh file of their own from one 1 MiB
-/// buffer, `slice` bytes per `write`: the machine's busy CPU seconds and the wall time. How
-/// the nodes of a swarm write the pieces they receive to their temp files (runtime-std's
-/// blob writer slices each piece), measured alone.
-fn page_cache_writes(slice: usize) -> (f64, f64) {
+/// [`FILES`] fresh files of [`SIZE`] bytes each, filled from a 1 MiB buffer `slice` bytes per
+/// `write` by `writers` threads at once (each writes its share of the files in turn, so 1
+/// writer is the same bytes one file after another); `files` limits how many are written.
+/// The machine's busy CPU seconds and the wall time. How the nodes of a swarm write the
+/// pieces they receive to their temp files (runtime-std's blob writer slices each piece),
+/// measured alone; the one-writer rows tell the cost of many writers at once from the cost
+/// of many fresh bytes.
+fn page_cache_writes(slice: usize, writers: usize, files: usize) -> (f64, f64) {
     use std::io::Write;
     let work = tempfile::tempdir().expect("temp dir");
     let busy_before = machine_busy_seconds();
     let started = Instant::now();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            let path = work.path().join(format!("blob{i}"));
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let dir = work.path().to_path_buf();
             std::thread::spawn(move || {
-                let piece: Vec<u8> = (0..1u32 << 20).map(|b| (b * 31 + i as u32) as u8).collect();
-                let mut file = std::fs::File::create(path).expect("a temp file");
-                for _ in 0..SIZE >> 20 {
-                    for part in piece.chunks(slice) {
-                        file.write_all(part).expect("write");
+                for i in (w..files).step_by(writers) {
+                    let piece: Vec<u8> =
+                        (0..1u32 << 20).map(|b| (b * 31 + i as u32) as u8).collect();
+                    let path = dir.join(format!("blob{i}"));
+                    let mut file = std::fs::File::create(path).expect("a temp file");
+                    for _ in 0..SIZE >> 20 {
+                        for part in piece.chunks(slice) {
+                            file.write_all(part).expect("write");
+                        }
                     }
                 }
             })
         })
         .collect();
-    for writer in writers {
-        writer.join().expect("writer");
+    for thread in threads {
+        thread.join().expect("writer");
     }
     (
         machine_busy_seconds() - busy_before,
@@ -247,24 +256,33 @@ fn main() {
         return;
     }
     if args.first().is_some_and(|a| a == "page-cache") {
-        println!("| writes of | machine CPU (three runs) | wall (three runs) |");
-        println!("|---:|---:|---:|");
-        // Alternated, each after a pause, so that no size always writes into the memory the
-        // same other size just freed (a VM may hand memory freed for a few seconds back to
+        println!(
+            "| files | writers at once | writes of | machine CPU (three runs) | wall (three runs) |"
+        );
+        println!("|---:|---:|---:|---:|---:|");
+        // Alternated, each after a pause, so that no row always writes into the memory the
+        // same other row just freed (a VM may hand memory freed for a few seconds back to
         // its host).
-        let slices = [1 << 20, 512 << 10, 256 << 10, 64 << 10];
-        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); slices.len()];
+        let rows: [(usize, usize, usize); 6] = [
+            (FILES, FILES, 1 << 20),
+            (FILES, FILES, 512 << 10),
+            (FILES, FILES, 256 << 10),
+            (FILES, FILES, 64 << 10),
+            (FILES, 1, 256 << 10),
+            (1, 1, 256 << 10),
+        ];
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); rows.len()];
         for _ in 0..3 {
-            for (i, &slice) in slices.iter().enumerate() {
+            for (i, &(files, writers, slice)) in rows.iter().enumerate() {
                 std::thread::sleep(Duration::from_secs(5));
-                runs[i].push(page_cache_writes(slice));
+                runs[i].push(page_cache_writes(slice, writers, files));
             }
         }
-        for (slice, runs) in slices.iter().zip(&runs) {
+        for (&(files, writers, slice), runs) in rows.iter().zip(&runs) {
             let cpu: Vec<String> = runs.iter().map(|r| format!("{:.2} s", r.0)).collect();
             let wall: Vec<String> = runs.iter().map(|r| format!("{:.2} s", r.1)).collect();
             println!(
-                "| {} KiB | {} | {} |",
+                "| {files} | {writers} | {} KiB | {} | {} |",
                 slice >> 10,
                 cpu.join(", "),
                 wall.join(", ")
