@@ -182,14 +182,14 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
 /// swarm write (each node its own copy).
 const FILES: usize = 16;
 
-/// [`FILES`] fresh files of [`SIZE`] bytes each, filled from a 1 MiB buffer `slice` bytes per
+/// `files` fresh files of [`SIZE`] bytes each, filled from a 1 MiB buffer `slice` bytes per
 /// `write` by `writers` threads at once (each writes its share of the files in turn, so 1
-/// writer is the same bytes one file after another); `files` limits how many are written.
-/// The machine's busy CPU seconds and the wall time. How the nodes of a swarm write the
+/// writer writes the same bytes one file after another): the machine's busy CPU seconds and
+/// the wall time. How the nodes of a swarm write the
 /// pieces they receive to their temp files (runtime-std's blob writer slices each piece),
 /// measured alone; the one-writer rows tell the cost of many writers at once from the cost
 /// of many fresh bytes.
-fn page_cache_writes(slice: usize, writers: usize, files: usize) -> (f64, f64) {
+fn page_cache_writes(files: usize, writers: usize, slice: usize) -> (f64, f64) {
     use std::io::Write;
     let work = tempfile::tempdir().expect("temp dir");
     let busy_before = machine_busy_seconds();
@@ -275,7 +275,7 @@ fn main() {
         for _ in 0..3 {
             for (i, &(files, writers, slice)) in rows.iter().enumerate() {
                 std::thread::sleep(Duration::from_secs(5));
-                runs[i].push(page_cache_writes(slice, writers, files));
+                runs[i].push(page_cache_writes(files, writers, slice));
             }
         }
         for (&(files, writers, slice), runs) in rows.iter().zip(&runs) {
