@@ -341,7 +341,8 @@ const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a fetch looks again for nodes that started downloading the blob since it began
 /// (they serve what they hold: the swarm).
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
-/// How often each peer of a fetch is asked what it holds now and how busy it is.
+/// How often a round of the fetch's peers (core's `POLLS_PER_ROUND` of them, in turn) is
+/// asked what they hold now and how busy they are.
 pub const HAVE_POLL: Duration = Duration::from_millis(250);
 
 /// The most pieces a peer names as held beyond its prefix (a fetch holds at most its window
@@ -836,6 +837,7 @@ impl PieceFetcher {
             max_per_peer: pyrsia_core::piece_schedule::MAX_PER_PEER,
             timeout: core_duration(self.timeout),
             have_poll: core_duration(HAVE_POLL),
+            polls_per_round: pyrsia_core::piece_schedule::POLLS_PER_ROUND,
             busy_backoff: pyrsia_core::piece_schedule::BUSY_BACKOFF,
         };
         // Tie-breaks differ between nodes and downloads (std's per-process random keys).

@@ -11,6 +11,7 @@ fn config() -> ScheduleConfig {
         max_per_peer: 3,
         timeout: Duration::from_secs(5),
         have_poll: Duration::from_millis(250),
+        polls_per_round: 4,
         busy_backoff: Duration::from_millis(100),
     }
 }
@@ -585,4 +586,32 @@ fn a_schedule_following_growing_holders_waits_its_patience_for_a_new_piece() {
     assert!(!schedule.gives_up(at(3000)));
     assert!(!schedule.gives_up(at(4999)));
     assert!(schedule.gives_up(at(5000)), "no new piece for its patience");
+}
+
+#[test]
+fn polls_ask_a_bounded_round_of_peers_in_turn_and_never_the_dropped() {
+    // Ten peers still downloading, four asked a round: every peer in turn, the round's
+    // interval between rounds, never more than four at once.
+    let peers = alloc::vec![Have::Pieces(alloc::vec![false; 8]); 10];
+    let mut schedule = PieceSchedule::new(8 * MIB, 0, peers, None, config());
+    assert_eq!(schedule.have_polls(at(0)), [0, 1, 2, 3]);
+    assert!(
+        schedule.have_polls(at(100)).is_empty(),
+        "not before the interval"
+    );
+    assert_eq!(schedule.next_deadline(), Some(at(250)), "the next round");
+    assert_eq!(schedule.have_polls(at(250)), [4, 5, 6, 7]);
+    // A peer found during the fetch has never been asked: it goes with the others never
+    // asked, before those asked already.
+    let joined = schedule.add_peer(Have::Pieces(alloc::vec![false; 8]));
+    assert_eq!(schedule.have_polls(at(500)), [8, 9, joined, 0]);
+    // A dropped peer (said to hold every piece, it answers `Missing`) is never asked again.
+    schedule.handle_have(1, Have::All);
+    let requests = schedule.next_requests(at(700));
+    let to_peer1 = requests
+        .iter()
+        .find(|r| r.peer == 1)
+        .expect("the only holder asked");
+    schedule.handle_missing(to_peer1.tag);
+    assert_eq!(schedule.have_polls(at(750)), [2, 3, 4, 5], "peer 1 dropped");
 }

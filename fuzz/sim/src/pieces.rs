@@ -25,8 +25,8 @@
 use std::collections::VecDeque;
 
 use pyrsia_core::piece_schedule::{
-    BUSY_BACKOFF, Filed, Have, MAX_PER_PEER, MAX_WINDOW, PER_PEER, PieceAnswer, PieceRequest,
-    PieceSchedule, ScheduleConfig, WINDOW, serves_now,
+    BUSY_BACKOFF, Filed, Have, MAX_PER_PEER, MAX_WINDOW, PER_PEER, POLLS_PER_ROUND, PieceAnswer,
+    PieceRequest, PieceSchedule, ScheduleConfig, WINDOW, serves_now,
 };
 use pyrsia_core::pieces::PIECE_LEN;
 use pyrsia_core::rng::Rng;
@@ -174,6 +174,7 @@ pub fn run(p: Params) -> Outcome {
         timeout: Duration::from_secs(5),
         // Announcements come every tick (below); nothing is polled.
         have_poll: Duration::from_secs(1_000_000),
+        polls_per_round: POLLS_PER_ROUND,
         busy_backoff: BUSY_BACKOFF,
     };
     let spread = p.pieces.div_ceil(p.upstream) as u64;

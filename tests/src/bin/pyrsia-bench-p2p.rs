@@ -245,13 +245,14 @@ fn main() {
         };
         let swarm = run(n, mode == "swarm", wan, Duration::ZERO, node_args);
         println!(
-            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed",
+            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob",
             max(&swarm.times),
             p50(&swarm.times),
             swarm.cpu_seconds,
             swarm.upstream_gets,
             swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
-            n - 1
+            n - 1,
+            swarm.largest_upload as f64 / SIZE as f64
         );
         return;
     }
