@@ -4,6 +4,7 @@
 
 pub mod background;
 pub mod clients;
+pub mod curl;
 pub mod delay_line;
 pub mod devpi;
 pub mod docker;

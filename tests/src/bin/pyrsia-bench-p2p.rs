@@ -17,6 +17,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use pyrsia_tests::curl::fetch_discarding;
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::proxy::{Fault, FaultProxy};
@@ -28,22 +29,6 @@ const SIZES: [usize; 5] = [2, 4, 8, 16, 32];
 const DIALLED: usize = 3;
 /// The WAN link in front of the registry, bytes per second.
 const WAN: u64 = 100_000_000;
-
-/// Fetches `url` with curl: `Err` with curl's own words when it fails.
-fn curl(url: &str) -> Result<f64, String> {
-    let started = Instant::now();
-    let out = Command::new("curl")
-        .args(["-sSf", "-o", "/dev/null", url])
-        .output()
-        .expect("curl");
-    if !out.status.success() {
-        return Err(format!(
-            "curl {url} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
 
 /// Starts `n` nodes behind `upstream` with the `extra` arguments: each told of up to
 /// [`DIALLED`] earlier ones when `swarm`, of none otherwise.
@@ -134,7 +119,8 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
             let delay = stagger * i as u32;
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                curl(&url).map(|_| started.elapsed().as_secs_f64())
+                fetch_discarding(Command::new("curl"), &url)
+                    .map(|_| started.elapsed().as_secs_f64())
             })
         })
         .collect();

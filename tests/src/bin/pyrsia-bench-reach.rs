@@ -14,6 +14,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use pyrsia_tests::curl::{Fetched, fetch_discarding};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::netns::{Host, Lab, Nat};
 use pyrsia_tests::node::Node;
@@ -36,28 +37,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Runs curl (in `host`'s namespace when given) to fetch `url`, discarding the body: the
-/// client's own disk writes are not part of the transfer measured (on this VM a fresh page of
-/// page cache costs a host fault, and the client's file would be as large as the node's).
-/// Returns the seconds taken and the body's length.
-fn curl(host: Option<&Host>, url: &str) -> (f64, u64) {
-    let mut command = match host {
+/// Fetches `url` with curl (in `host`'s namespace when given), discarding the body
+/// ([`fetch_discarding`]); panics when curl fails.
+fn curl(host: Option<&Host>, url: &str) -> Fetched {
+    let command = match host {
         Some(host) => host.command("curl"),
         None => Command::new("curl"),
     };
-    let started = Instant::now();
-    let output = command
-        .args(["-sf", "-o", "/dev/null", "-w", "%{size_download}"])
-        .arg(url)
-        .output()
-        .expect("curl");
-    let seconds = started.elapsed().as_secs_f64();
-    assert!(output.status.success(), "curl {url} failed");
-    let bytes = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("curl's size_download");
-    (seconds, bytes)
+    fetch_discarding(command, url).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A registry holding a fresh blob of [`SIZE`], on loopback or on the first lab host, with
@@ -81,6 +68,7 @@ fn registry_with_blob(
 /// One transfer's measurements.
 struct Transfer {
     seconds: f64,
+    mb_per_second: f64,
     cpu_per_gb: f64,
 }
 
@@ -116,10 +104,10 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
     curl(None, &format!("{}{path}", holder.url()));
     assert!(holder.wait_stored(&digest));
     let cpu_before = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid());
-    let (seconds, bytes) = curl(None, &format!("{}{path}", asker.url()));
+    let fetched = curl(None, &format!("{}{path}", asker.url()));
     let cpu = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid()) - cpu_before;
     let size = image.layers[0].blob.size;
-    assert_eq!(bytes, size);
+    assert_eq!(fetched.bytes, size);
     let from_peer = asker.metric("peer_bytes");
     assert!(from_peer >= size, "it came from the peer\n{}", asker.log());
     assert_eq!(registry.blob_gets(&digest.to_string()), 1);
@@ -130,7 +118,8 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
         "connected over the wrong transport: {addresses:?}"
     );
     Transfer {
-        seconds,
+        seconds: fetched.seconds,
+        mb_per_second: size as f64 / fetched.seconds / 1e6,
         cpu_per_gb: cpu / (size as f64 / 1e9),
     }
 }
@@ -142,9 +131,9 @@ fn direct_fetch(hosts: Option<(&Host, &Host)>) -> f64 {
     let (_registry, image, url) = registry_with_blob(work.path(), hosts);
     let digest = image.layers[0].blob.digest;
     let client = hosts.map(|(_, b)| b);
-    let (seconds, bytes) = curl(client, &format!("{url}/v2/library/large/blobs/{digest}"));
-    assert_eq!(bytes, image.layers[0].blob.size);
-    bytes as f64 / seconds / 1e6
+    let fetched = curl(client, &format!("{url}/v2/library/large/blobs/{digest}"));
+    assert_eq!(fetched.bytes, image.layers[0].blob.size);
+    fetched.bytes as f64 / fetched.seconds / 1e6
 }
 
 fn transfers() {
@@ -168,13 +157,7 @@ fn transfers() {
             cpu.sort_by(f64::total_cmp);
             let cells: Vec<String> = runs
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{:.0} MB/s ({:.2} s)",
-                        SIZE as f64 / r.seconds / 1e6,
-                        r.seconds
-                    )
-                })
+                .map(|r| format!("{:.0} MB/s ({:.2} s)", r.mb_per_second, r.seconds))
                 .collect();
             println!(
                 "| {place} | {name} | {} | {:.1} |",
@@ -298,9 +281,7 @@ fn main() {
         let run = transfer(None, &extra);
         println!(
             "{:.0} MB/s ({:.2} s), {:.1} CPU s/GB",
-            SIZE as f64 / run.seconds / 1e6,
-            run.seconds,
-            run.cpu_per_gb
+            run.mb_per_second, run.seconds, run.cpu_per_gb
         );
         return;
     }
