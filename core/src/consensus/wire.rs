@@ -119,7 +119,9 @@ impl MemberMessage<'_> {
     /// The rate budget this message is charged to.
     pub fn class(&self) -> crate::consensus::limits::MessageClass {
         match self {
-            MemberMessage::Vote(_) => crate::consensus::limits::MessageClass::Vote,
+            MemberMessage::Vote(_) | MemberMessage::Relay { .. } => {
+                crate::consensus::limits::MessageClass::Vote
+            }
             _ => crate::consensus::limits::MessageClass::Other,
         }
     }
@@ -165,6 +167,20 @@ pub enum MemberMessage<'a> {
         statement: &'a [u8],
         /// The sender's signature (purpose `TagObservation`).
         signature: Signature,
+    },
+    /// Other members' sealed prevotes, relayed by the sender: the quorum of prevotes that made
+    /// a value its valid value ([`OrderingOutput::RelayProof`]). Each is the voter's own
+    /// envelope, opened and counted by every receiver as if it came from the voter. They
+    /// travel inside a message the relayer seals anew (its own nonce) because the gossip layer
+    /// drops a message it has seen: the voters' envelopes published again unchanged never
+    /// leave the relayer, and a member that missed one of them would never learn of the lock.
+    /// At most one prevote per member other than the relayer.
+    ///
+    /// [`OrderingOutput::RelayProof`]: super::ordering::OrderingOutput::RelayProof
+    Relay {
+        /// The voters' sealed prevotes.
+        #[serde(borrow)]
+        prevotes: Vec<&'a [u8]>,
     },
 }
 

@@ -6,7 +6,9 @@
 //! clock is skewed by up to ±5 minutes (the clock the node sees, so checkpoint times and the
 //! skew horizon are exercised). Gossip is modelled as the daemon's: every member relays each
 //! signed message it accepts once, within each sender's message rate
-//! (`core::consensus::limits::RateLimit`); a member behind catches up by log replication.
+//! (`core::consensus::limits::RateLimit`), and publishes nothing it has seen (gossipsub's
+//! duplicate cache: bytes published again unchanged never leave); a member behind catches up
+//! by log replication.
 //!
 //! Up to f members are byzantine and run the same node with a misbehaviour switched on: the
 //! vote-splitter, the flooder (junk proposals, far-future heights, junk requests and
@@ -14,7 +16,8 @@
 //! `Unverifiable` verdicts without evidence for every open request and runs the node's tag
 //! forger (tag observations on its own word, vouches for every query unseen); or silence.
 //!
-//! Invariants: no two honest members decide different batches at one height; no two
+//! Invariants: no honest member publishes bytes it has seen (they would never leave); no two
+//! honest members decide different batches at one height; no two
 //! checkpoints of one size with different roots each carry a quorum of valid cosignatures
 //! (what a light client accepts), and none among honest members' final checkpoints; every
 //! decided batch is a valid
@@ -831,11 +834,20 @@ impl Sim {
         }
     }
 
+    /// `from` publishes `sealed`, as gossipsub does: not at all when it has seen those bytes
+    /// (its own earlier message, or one it received), for gossip drops a message it has seen.
     fn broadcast(&mut self, now: Instant, from: usize, sealed: Vec<u8>) {
+        let id = *Digest::sha256(&sealed).as_bytes();
+        if !self.members[from].seen.insert(id) {
+            if self.members[from].adversary.is_none() {
+                self.violations.push(format!(
+                    "honest member {from} published a message gossip has seen: it never leaves"
+                ));
+            }
+            return;
+        }
         self.messages += 1;
         self.bytes += sealed.len() as u64;
-        let id = *Digest::sha256(&sealed).as_bytes();
-        self.members[from].seen.insert(id);
         let n = self.members.len();
         // A vote-splitter sends its proposal to one half of the members and the twin its node
         // makes of it to the other, and each prevote and precommit to the half whose value it

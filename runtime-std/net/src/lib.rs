@@ -26,4 +26,6 @@ mod transport;
 mod udp_buffers;
 
 pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};
-pub use service::{Network, checkpoint_topic, dial_address, member_topic, start};
+pub use service::{
+    DUPLICATE_MEMBER_MESSAGE, Network, checkpoint_topic, dial_address, member_topic, start,
+};

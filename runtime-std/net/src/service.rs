@@ -29,7 +29,7 @@ use content::{Asked, Command, ProviderQuery};
 use pyrsia_std::consensus::Member;
 use pyrsia_std::store::{Store, StoreEvent};
 
-pub use members::member_topic;
+pub use members::{DUPLICATE_MEMBER_MESSAGE, member_topic};
 
 use crate::bandwidth::Shaper;
 use crate::behaviour::{Behaviour, BehaviourEvent};

@@ -81,21 +81,8 @@ impl MemberNode {
                 self.on_attestation(log, now, sender, statement.to_vec(), signature);
                 Ok(())
             }
-            MemberMessage::Vote(vote) => {
-                if let Vote::Prevote {
-                    height,
-                    round,
-                    id: Some(id),
-                } = vote
-                {
-                    self.keep_prevote(now, sender, (height, round, id), bytes);
-                }
-                let counted = self.on_vote_message(log, now, sender, &vote);
-                if counted.is_ok() {
-                    self.watch_equivocation(sender, &vote, bytes);
-                }
-                counted
-            }
+            MemberMessage::Vote(vote) => self.on_sealed_vote(log, now, sender, &vote, bytes),
+            MemberMessage::Relay { prevotes } => self.on_relay(log, now, &prevotes),
             MemberMessage::Endorse {
                 op,
                 epoch,
@@ -107,6 +94,59 @@ impl MemberNode {
                 signature,
             } => self.on_tag_vouch(log, now, sender, statement, signature),
         }
+    }
+
+    /// A vote `sender` sealed as `bytes`: a prevote for a value is kept for relaying, the vote
+    /// is counted, and one that counted is watched for equivocation.
+    fn on_sealed_vote(
+        &mut self,
+        log: &LogState,
+        now: Now,
+        sender: KeyId,
+        vote: &Vote<'_>,
+        bytes: &[u8],
+    ) -> Result<(), Rejection> {
+        if let Vote::Prevote {
+            height,
+            round,
+            id: Some(id),
+        } = *vote
+        {
+            self.keep_prevote(now, sender, (height, round, id), bytes);
+        }
+        let counted = self.on_vote_message(log, now, sender, vote);
+        if counted.is_ok() {
+            self.watch_equivocation(sender, vote, bytes);
+        }
+        counted
+    }
+
+    /// Prevotes another member relayed ([`MemberMessage::Relay`]): each is opened as its
+    /// voter's message and counted as if the voter had sent it. More prevotes than there are
+    /// other members, or anything but a signed prevote of a member inside, is the relayer's
+    /// fault (an honest one relays only prevotes it opened); the valid ones still count.
+    fn on_relay(&mut self, log: &LogState, now: Now, prevotes: &[&[u8]]) -> Result<(), Rejection> {
+        if prevotes.len() >= self.members.len().max(1) {
+            return Err(Rejection::Wire(WireError::Malformed));
+        }
+        let mut result = Ok(());
+        for &sealed in prevotes {
+            let opened = Envelope::decode(sealed).and_then(|envelope| {
+                let message = envelope.open(&self.members)?;
+                Ok((envelope.sender, message))
+            });
+            let counted = match opened {
+                Ok((voter, MemberMessage::Vote(vote @ Vote::Prevote { .. }))) => {
+                    self.on_sealed_vote(log, now, voter, &vote, sealed)
+                }
+                Ok(_) => Err(Rejection::Wire(WireError::Malformed)),
+                Err(e) => Err(Rejection::Wire(e)),
+            };
+            if result.is_ok() {
+                result = counted;
+            }
+        }
+        result
     }
 
     /// Keeps the sealed prevote of `sender` for `(height, round, id)`, within the sender's

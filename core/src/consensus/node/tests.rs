@@ -1,5 +1,6 @@
 //! The member node's rules, one by one, on members exchanging their real sealed messages.
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::*;
@@ -9,6 +10,8 @@ use crate::digest::Digest;
 use crate::members::faults_for;
 use crate::tlog::entry::{Coordinates, Dispute, ECOSYSTEM_DOCKER, Entry, Genesis, KeyList};
 use crate::tlog::state::Offer;
+
+mod relay;
 
 const WALL: u64 = 1_800_000_000;
 
@@ -45,6 +48,11 @@ struct Net {
     moved_for: Vec<usize>,
     /// The entries member 0 stored, in order.
     ordered: Vec<Vec<u8>>,
+    /// The digests of the sealed messages each member sent or received: as gossipsub, a
+    /// member publishes nothing it has seen and takes nothing twice.
+    seen: Vec<BTreeSet<[u8; 32]>>,
+    /// Which messages the network loses: `(from, to, message)` → lost.
+    lose: Option<fn(usize, usize, &MemberMessage<'_>) -> bool>,
 }
 
 /// The version every package tag names upstream (`9.9.9` once the tag moved).
@@ -71,6 +79,29 @@ impl Net {
             decided: 0,
             moved_for: Vec::new(),
             ordered: Vec::new(),
+            seen: (0..n).map(|_| BTreeSet::new()).collect(),
+            lose: None,
+        }
+    }
+
+    /// Delivers `sealed`, published by member `from`, to every other member: as gossipsub
+    /// does, not at all when `from` has seen those bytes, and to no member twice.
+    fn publish(&mut self, now: Now, from: usize, sealed: &[u8]) {
+        let id = *Digest::sha256(sealed).as_bytes();
+        if !self.seen[from].insert(id) {
+            return;
+        }
+        let message = Envelope::decode(sealed)
+            .and_then(|e| e.open(self.logs[from].members()))
+            .ok();
+        for to in 0..self.nodes.len() {
+            let lost = match (self.lose, &message) {
+                (Some(lose), Some(message)) => lose(from, to, message),
+                _ => false,
+            };
+            if to != from && !lost && self.seen[to].insert(id) {
+                let _ = self.nodes[to].handle_message(&self.logs[to], now, sealed);
+            }
         }
     }
 
@@ -86,14 +117,7 @@ impl Net {
                         NodeOutput::Persist { ticket, state } => {
                             self.nodes[i].persisted(&self.logs[i], now, ticket, state)
                         }
-                        NodeOutput::Broadcast(sealed) => {
-                            for j in 0..self.nodes.len() {
-                                if j != i {
-                                    let _ =
-                                        self.nodes[j].handle_message(&self.logs[j], now, &sealed);
-                                }
-                            }
-                        }
+                        NodeOutput::Broadcast(sealed) => self.publish(now, i, &sealed),
                         NodeOutput::Build { index, request } => {
                             self.builds.push((i, index, request))
                         }
@@ -355,6 +379,8 @@ fn builds_run_at_most(cap: usize) {
         decided: 0,
         moved_for: Vec::new(),
         ordered: Vec::new(),
+        seen: alloc::vec![BTreeSet::new()],
+        lose: None,
     };
     net.settle(at(0));
     for i in 0..12 {

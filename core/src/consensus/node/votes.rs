@@ -125,17 +125,22 @@ impl MemberNode {
     }
 
     /// Publishes again the sealed prevotes of `voters` for `id` at `height`, `round` (their
-    /// senders' own envelopes, checked by every receiver as any member message).
+    /// senders' own envelopes, checked by every receiver as any member message), inside one
+    /// [`MemberMessage::Relay`] this member seals anew: gossip drops the envelopes themselves
+    /// as messages it has seen.
     fn relay_proof(&mut self, height: u64, round: u32, id: ValueId, voters: &[usize]) {
-        for voter in voters {
-            let Some(sender) = self.member_ids.get(*voter) else {
-                continue;
-            };
-            if let Some(sealed) = self.prevotes.get(&(height, round, id, *sender)) {
-                self.outputs
-                    .push_back(NodeOutput::Broadcast(sealed.clone()));
-            }
+        let sealed: Vec<Vec<u8>> = voters
+            .iter()
+            .filter_map(|voter| {
+                let sender = self.member_ids.get(*voter)?;
+                self.prevotes.get(&(height, round, id, *sender)).cloned()
+            })
+            .collect();
+        if sealed.is_empty() {
+            return;
         }
+        let prevotes = sealed.iter().map(Vec::as_slice).collect();
+        self.broadcast(&MemberMessage::Relay { prevotes });
     }
 
     fn send_vote(&mut self, message: Message) {

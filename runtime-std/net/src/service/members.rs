@@ -9,6 +9,11 @@ use pyrsia_std::consensus::MemberLink;
 use super::content::Command;
 use super::{EventLoop, Network};
 
+/// What the node logs when gossip refused to publish a member message as one it has seen
+/// (never expected: every message core sends, relays included, is sealed anew).
+pub const DUPLICATE_MEMBER_MESSAGE: &str =
+    "member message not sent: gossip has seen these exact bytes";
+
 /// The gossipsub topic of a log's member messages.
 pub fn member_topic(origin: &str) -> gossipsub::IdentTopic {
     gossipsub::IdentTopic::new(format!("pyrsia/log/{origin}/members"))
@@ -25,6 +30,11 @@ impl EventLoop {
         let topic = member_topic(&self.log.origin());
         match self.swarm.behaviour_mut().gossipsub.publish(topic, message) {
             Ok(_) => {}
+            // Gossip refuses bytes it has seen: core seals every message it sends, relays
+            // included, anew, so this is a bug that silently loses the message.
+            Err(gossipsub::PublishError::Duplicate) => {
+                tracing::error!("{DUPLICATE_MEMBER_MESSAGE}")
+            }
             // Lost messages are sent again by the consensus' own timers.
             Err(e) => tracing::debug!(error = %e, "could not publish a member message"),
         }
