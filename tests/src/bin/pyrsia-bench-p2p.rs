@@ -69,6 +69,9 @@ struct Run {
     times: Vec<f64>,
     upstream_gets: usize,
     largest_upload: u64,
+    /// The largest upload of a node that did not fetch from the upstream: beside
+    /// `largest_upload`, whether the node fetching for everyone is the one that uploads most.
+    largest_other_upload: u64,
     served: u64,
     partial: u64,
     /// Busy CPU seconds of the whole machine (every node, client and the registry) from the
@@ -151,10 +154,18 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .iter()
         .map(|n| n.metric("piece_bytes_served"))
         .collect();
+    let largest_other_upload = nodes
+        .iter()
+        .zip(&uploads)
+        .filter(|(n, _)| n.metric("upstream_bytes") == 0)
+        .map(|(_, up)| *up)
+        .max()
+        .unwrap_or(0);
     Run {
         times,
         upstream_gets: registry.blob_gets(&digest.to_string()),
         largest_upload: uploads.iter().copied().max().unwrap_or(0),
+        largest_other_upload,
         served: uploads.iter().sum(),
         partial: nodes
             .iter()
@@ -231,14 +242,15 @@ fn main() {
         };
         let swarm = run(n, mode == "swarm", wan, Duration::ZERO, node_args);
         println!(
-            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob",
+            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob ({:.2}× among nodes that fetched nothing from the upstream)",
             max(&swarm.times),
             p50(&swarm.times),
             swarm.cpu_seconds,
             swarm.upstream_gets,
             swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
             n - 1,
-            swarm.largest_upload as f64 / SIZE as f64
+            swarm.largest_upload as f64 / SIZE as f64,
+            swarm.largest_other_upload as f64 / SIZE as f64
         );
         return;
     }
