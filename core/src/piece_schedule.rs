@@ -9,9 +9,15 @@
 //!   preparing for anyone, [`PieceSchedule::handle_load`]), then the rarest among the peers;
 //!   ties go to the lowest index (what a streaming reader needs first) when every peer holds
 //!   them, and to a random one of them when only some do. Among the peers holding it, the
-//!   least busy, then the fewest failures, then one of those at random. So the node fetching
-//!   from the upstream for everyone, the busiest, is asked for what nobody else holds yet,
-//!   and nodes downloading alongside serve the rest.
+//!   least busy, then the fewest failures, then one of those at random. The node fetching
+//!   from the upstream for everyone comes after any other free holder, whatever the loads
+//!   say: it is asked for what nobody else holds yet, and nodes downloading alongside serve
+//!   the rest.
+//! - **Sent elsewhere.** A node that sent a piece to [`recent_sends::COPIES_BEFORE_REDIRECT`]
+//!   peers lately names them instead of sending it again (super-seeding,
+//!   [`recent_sends`]); the asker takes them to hold it, asks them, and asks for that piece
+//!   insisting from then on ([`PieceSchedule::handle_elsewhere`]), which is always served.
+//!   The source's upload then stays near one copy of the blob however many nodes pull it.
 //! - **Streaming holders.** The node fetching from the upstream for everyone answers every
 //!   piece, but only once its bytes arrive, in order ([`PieceSchedule::handle_stream`]):
 //!   pieces some peer holds now come first, and of those that wait for its upstream, the
@@ -54,6 +60,8 @@ use crate::pieces::{PIECE_LEN, piece_count, size_contradiction_proven};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
 use crate::tlog::Hash;
+
+pub mod recent_sends;
 
 /// Failures (errors, not `Missing` or stalls) after which a peer is no longer asked.
 pub const MAX_FAILURES: u32 = 2;
@@ -236,6 +244,10 @@ pub struct PieceRequest {
     pub len: u32,
     /// What the answer will be filed under.
     pub tag: u64,
+    /// Whether the peer must send the bytes even if it sent this piece to others lately
+    /// (else it may name them instead: [`recent_sends`]). Set once a peer has sent this
+    /// fetch elsewhere for the piece ([`PieceSchedule::handle_elsewhere`]).
+    pub insist: bool,
 }
 
 /// What an answer told about the blob.
@@ -326,6 +338,13 @@ impl Peer {
         self.resting_until.is_some_and(|until| now < until)
     }
 
+    /// Whether the peer fetches the blob from the upstream for the network
+    /// ([`PieceSchedule::handle_stream`]): it is asked after any other free holder, so
+    /// that its upload goes to what nobody else holds yet.
+    fn is_source(&self) -> bool {
+        self.arrived.is_some()
+    }
+
     /// How long `piece` would wait at this peer: 0 when it holds it now, else how far the
     /// piece is past what has arrived at a streaming peer.
     fn wait_for(&self, piece: u32) -> u32 {
@@ -348,6 +367,7 @@ struct Flight {
     piece: u32,
     peer: usize,
     sent: Instant,
+    insist: bool,
 }
 
 /// The schedule of one blob's fetch from peers.
@@ -377,6 +397,9 @@ pub struct PieceSchedule {
     stuck_since: Option<(Instant, usize)>,
     /// When the last round of polls went out ([`PieceSchedule::have_polls`]).
     polled_round: Option<Instant>,
+    /// Pieces a peer has sent elsewhere ([`PieceSchedule::handle_elsewhere`]): asked for
+    /// insisting from then on.
+    redirected: Vec<bool>,
 }
 
 impl PieceSchedule {
@@ -413,6 +436,7 @@ impl PieceSchedule {
             growing: None,
             stuck_since: None,
             polled_round: None,
+            redirected: alloc::vec![false; count],
         }
     }
 
@@ -653,6 +677,48 @@ impl PieceSchedule {
         }
     }
 
+    /// The peer of `tag` sent this fetch elsewhere for the piece: it sent the piece to the
+    /// peers `named` (indices of the ones this schedule knows; others are left out) lately
+    /// and keeps its upload for pieces nobody else holds yet ([`recent_sends`]). Neither a
+    /// fault nor busy: the named peers are taken to hold the piece and asked first, and the
+    /// piece is asked for insisting from now on (of them, or of the same peer again when
+    /// none of them can be asked), so a redirect costs one round trip at most. A peer that
+    /// sends an insisting request elsewhere is treated as lacking the piece
+    /// ([`PieceSchedule::handle_missing`]).
+    pub fn handle_elsewhere(&mut self, tag: u64, named: &[usize]) {
+        let Some(flight) = self.flights.get(&tag).copied() else {
+            return;
+        };
+        if flight.insist {
+            self.handle_missing(tag);
+            return;
+        }
+        self.flights.remove(&tag);
+        self.landed(flight.peer);
+        self.redirected[flight.piece as usize] = true;
+        for &peer in named.iter().filter(|&&p| p != flight.peer) {
+            self.handle_holds(peer, flight.piece);
+        }
+        self.again(flight.piece);
+    }
+
+    /// `peer` holds `piece` now (another peer said it sent it there): asked for it like any
+    /// holder. Nothing changes for a peer holding every piece, or one not in this schedule.
+    pub fn handle_holds(&mut self, peer: usize, piece: u32) {
+        let count = self.pieces.len();
+        let Some(p) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if let Have::Pieces(bits) = &mut p.have
+            && (piece as usize) < count
+        {
+            if bits.len() < count {
+                bits.resize(count, false);
+            }
+            bits[piece as usize] = true;
+        }
+    }
+
     /// The request `tag` failed in transport (or was answered with something other than
     /// bytes, when `blame` says so).
     pub fn handle_failure(&mut self, tag: u64, blame: bool) -> Option<usize> {
@@ -783,21 +849,22 @@ impl PieceSchedule {
         }
         let horizon = (self.deliver as usize + self.window().max(1) * 4).min(self.pieces.len());
         let mut rarest: Vec<u32> = Vec::new();
-        let mut best = (u32::MAX, u64::MAX, usize::MAX);
+        let mut best = (u32::MAX, true, u64::MAX, usize::MAX);
         let mut fewest = usize::MAX;
         for i in self.deliver as usize..horizon {
             let piece = i as u32;
             if self.pieces[i] != State::Wanted || self.retry.contains(&piece) {
                 continue;
             }
-            // The least busy peer free to send it: a piece an idle peer can send comes before
-            // one only a busy peer holds (the node fetching from the upstream for everyone is
-            // the busiest: those downloading alongside take its load).
-            let Some(busy) = self
+            // The best peer free to send it: a piece a peer other than the source can send
+            // comes first, then one an idle peer can send before one only a busy peer holds
+            // (the node fetching from the upstream for everyone is kept for what nobody else
+            // holds: those downloading alongside take its load).
+            let Some((source, busy)) = self
                 .peers
                 .iter()
                 .filter(|p| self.is_free_holder(p, piece))
-                .map(Peer::busy)
+                .map(|p| (p.is_source(), p.busy()))
                 .min()
             else {
                 continue;
@@ -816,7 +883,7 @@ impl PieceSchedule {
                 .iter()
                 .filter(|p| !p.dropped && p.have.has(piece))
                 .count();
-            let key = (wait, busy, holders);
+            let key = (wait, source, busy, holders);
             if key < best {
                 best = key;
                 fewest = holders;
@@ -841,16 +908,17 @@ impl PieceSchedule {
         !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(self.now)
     }
 
-    /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; the
-    /// least busy (this fetch's requests in flight to it plus the answers it said it is
-    /// preparing for others), then the least failed, then any of those at random (so that
-    /// peers whose loads look alike share the asking).
+    /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; not
+    /// the source when another can send it now; the least busy (this fetch's requests in
+    /// flight to it plus the answers it said it is preparing for others), then the least
+    /// failed, then any of those at random (so that peers whose loads look alike share the
+    /// asking).
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
         let now = self.now;
         let usable = |p: &Peer| {
             !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(now)
         };
-        let rank = |p: &Peer| (p.wait_for(piece), p.busy(), p.failures);
+        let rank = |p: &Peer| (p.wait_for(piece), p.is_source(), p.busy(), p.failures);
         let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
         let ties: Vec<usize> = self
             .peers
@@ -912,6 +980,7 @@ impl PieceSchedule {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.pieces[piece as usize] = State::InFlight;
+        let insist = self.redirected[piece as usize];
         let p = &mut self.peers[peer];
         p.in_flight += 1;
         p.filled = p.in_flight >= p.pipeline;
@@ -921,6 +990,7 @@ impl PieceSchedule {
                 piece,
                 peer,
                 sent: now,
+                insist,
             },
         );
         PieceRequest {
@@ -929,6 +999,7 @@ impl PieceSchedule {
             offset: u64::from(piece) * u64::from(PIECE_LEN),
             len: self.piece_len(piece),
             tag,
+            insist,
         }
     }
 

@@ -60,6 +60,10 @@ pub struct PieceRequest {
     pub len: u32,
     /// Bytes, the hash list, or what the peer holds.
     pub ask: Ask,
+    /// For bytes: whether the peer must send them even if it sent this piece to others
+    /// lately (else it may answer [`PieceAnswer::Elsewhere`]). True unless the schedule says
+    /// otherwise ([`PieceRequest::insisting`]).
+    pub insist: bool,
 }
 
 impl PieceRequest {
@@ -70,7 +74,14 @@ impl PieceRequest {
             offset,
             len,
             ask: Ask::Bytes,
+            insist: true,
         }
+    }
+
+    /// The same request, insisting or not ([`PieceRequest::insist`]): what core's schedule
+    /// says for the piece.
+    pub fn insisting(self, insist: bool) -> PieceRequest {
+        PieceRequest { insist, ..self }
     }
 
     /// A request for something about `digest` other than bytes.
@@ -80,6 +91,7 @@ impl PieceRequest {
             offset: 0,
             len: 0,
             ask,
+            insist: true,
         }
     }
 }
@@ -114,6 +126,10 @@ pub enum PieceAnswer {
     /// The peer takes no more piece requests now (its upload is full): ask another holder,
     /// or this one again after [`pyrsia_core::piece_schedule::BUSY_BACKOFF`].
     Busy,
+    /// The peer sent this piece to these peers (ids) lately and keeps its upload for what
+    /// others do not hold yet: ask them, then ask for the piece insisting. Only the network
+    /// answers this, to a request that does not insist (never a mirror's own answer).
+    Elsewhere(Vec<String>),
 }
 
 /// A reply delivered to the fetcher that asked.
@@ -784,7 +800,8 @@ impl PieceFetcher {
                     tracing::info!(peer = %self.ids[i], digest = %self.digest, why, "first piece failed; asking another peer");
                     continue;
                 }
-                Some(Ok(PieceAnswer::Missing)) => {
+                // (The first piece is asked insisting: a peer sending it elsewhere lacks it.)
+                Some(Ok(PieceAnswer::Missing | PieceAnswer::Elsewhere(_))) => {
                     self.dropped[i] = true;
                     continue;
                 }
@@ -927,7 +944,8 @@ impl PieceFetcher {
             let id = &self.ids[self.scheduled[request.peer]];
             self.network.request_piece(
                 id,
-                PieceRequest::bytes(self.digest, request.offset, request.len),
+                PieceRequest::bytes(self.digest, request.offset, request.len)
+                    .insisting(request.insist),
                 self.if_missing(id),
                 request.tag,
                 self.sender.clone(),
@@ -1091,6 +1109,16 @@ impl PieceFetcher {
             }
             Ok(PieceAnswer::Busy) => {
                 schedule.handle_busy(tag, now);
+                None
+            }
+            Ok(PieceAnswer::Elsewhere(ids)) => {
+                // The named peers this fetch knows, by their index in the schedule.
+                let named: Vec<usize> = ids
+                    .iter()
+                    .filter_map(|id| self.ids.iter().position(|known| known == id))
+                    .filter_map(|i| self.scheduled.iter().position(|&s| s == i))
+                    .collect();
+                schedule.handle_elsewhere(tag, &named);
                 None
             }
             Err(why) => {

@@ -252,6 +252,10 @@ pub enum Lie {
     Size(u64),
     /// It says it holds every piece of the blobs, and answers every piece request `Missing`.
     HoldsEverything,
+    /// It says it holds every piece of the blobs, and answers every piece request, insisting
+    /// or not, `Elsewhere`: naming itself, a junk id and the node it is connected to (which
+    /// may not hold the piece).
+    SendsElsewhere,
 }
 
 /// A stranger that announces blobs on the DHT and lies about them ([`Lie`]): about their
@@ -345,7 +349,7 @@ impl LyingProvider {
                             };
                             let claimed = |size: u64| match lie {
                                 Lie::Size(extra) => size + extra,
-                                Lie::HoldsEverything => size,
+                                Lie::HoldsEverything | Lie::SendsElsewhere => size,
                             };
                             let response = match (request, lie) {
                                 (SyncRequest::Have { digest }, _) => match find(&digest) {
@@ -377,6 +381,13 @@ impl LyingProvider {
                                     }
                                     None => SyncResponse::Missing,
                                 },
+                                (SyncRequest::Piece { .. }, Lie::SendsElsewhere) => {
+                                    SyncResponse::Elsewhere(vec![
+                                        peer_id.to_bytes(),
+                                        b"not a peer id".to_vec(),
+                                        node.to_bytes(),
+                                    ])
+                                }
                                 (SyncRequest::Checkpoint, _) => SyncResponse::Checkpoint(None),
                                 _ => SyncResponse::Missing,
                             };

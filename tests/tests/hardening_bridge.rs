@@ -66,6 +66,7 @@ fn a_stranger_without_a_circuit_cannot_make_a_node_bridge_a_blob() {
             offset: 0,
             len: 1 << 20,
             fetch: Some(("docker.io".to_string(), "library/small".to_string())),
+            insist: true,
         }],
         Duration::from_secs(10),
     );

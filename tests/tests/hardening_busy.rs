@@ -33,6 +33,7 @@ fn piece_request(digest: &pyrsia_core::digest::Digest, piece: u64) -> SyncReques
         offset: piece * PIECE,
         len: PIECE as u32,
         fetch: Some(("slow.example".into(), "library/large".into())),
+        insist: true,
     }
 }
 

@@ -25,6 +25,7 @@ fn hinted(digest: &Digest, host: &str, repository: &str) -> SyncRequest {
         offset: 0,
         len: 1 << 20,
         fetch: Some((host.to_string(), repository.to_string())),
+        insist: true,
     }
 }
 

@@ -151,6 +151,7 @@ fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
         offset: 0,
         len: 1 << 20,
         fetch: None,
+        insist: true,
     };
     let answers = RawPeer::new().ask(
         &a.quic_address(),

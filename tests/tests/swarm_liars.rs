@@ -1,9 +1,11 @@
 //! Issue 18: a peer that announces pieces it does not have costs time, not the pull. Four
 //! honest node processes (each told of one or two others) pull one fresh image at once while
 //! a stranger connected to each of them announces the layer on the DHT, says it holds every
-//! piece of it, and answers every piece request `Missing`. Every pull completes, the layer
-//! still crosses the upstream link once (the nodes turn from the liars to the node fetching
-//! it for the network and to each other), and no honest node is blamed.
+//! piece of it, and answers every piece request `Missing` — or, in the second test,
+//! `Elsewhere` even when the request insists, naming itself, a junk id and a node that may
+//! not hold the piece. Every pull completes, the layer still crosses the upstream link once
+//! (the nodes turn from the liars to the node fetching it for the network and to each
+//! other), and no honest node is blamed.
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::rendezvous::CLAIMANTS;
@@ -20,6 +22,16 @@ const NODES: usize = 4;
 
 #[test]
 fn peers_claiming_pieces_they_lack_cost_time_not_the_pull() {
+    pull_next_to_liars(Lie::HoldsEverything);
+}
+
+#[test]
+fn peers_sending_every_request_elsewhere_cost_time_not_the_pull() {
+    pull_next_to_liars(Lie::SendsElsewhere);
+}
+
+/// Four nodes pull one fresh image at once, each next to a liar lying as `lie`.
+fn pull_next_to_liars(lie: Lie) {
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), LAYER);
@@ -47,7 +59,7 @@ fn peers_claiming_pieces_they_lack_cost_time_not_the_pull() {
                 key,
                 &node.p2p_address(),
                 vec![(layer.digest, layer.size)],
-                Lie::HoldsEverything,
+                lie,
             );
             wait_until(
                 "the liar connects",

@@ -615,3 +615,105 @@ fn polls_ask_a_bounded_round_of_peers_in_turn_and_never_the_dropped() {
     schedule.handle_missing(to_peer1.tag);
     assert_eq!(schedule.have_polls(at(750)), [2, 3, 4, 5], "peer 1 dropped");
 }
+
+#[test]
+fn the_source_is_asked_after_any_other_free_holder_whatever_the_loads() {
+    // Peer 0 fetches for the network and has every piece in; peer 1 stores the blob but says
+    // it is busier. Peer 1 is still asked first; the source only once peer 1's pipeline is full.
+    let mut schedule = PieceSchedule::new(
+        20 * MIB,
+        0,
+        alloc::vec![Have::All, Have::All],
+        None,
+        config(),
+    );
+    schedule.handle_stream(0, 20);
+    schedule.handle_load(1, 5);
+    let requests = schedule.next_requests(at(0));
+    let peers: Vec<usize> = requests.iter().map(|r| r.peer).collect();
+    assert_eq!(peers, [1, 1, 1, 0, 0, 0], "{requests:?}");
+    assert!(
+        requests.iter().all(|r| !r.insist),
+        "nothing was sent elsewhere yet"
+    );
+}
+
+#[test]
+fn a_piece_sent_elsewhere_is_asked_of_the_peers_named_then_insisting() {
+    let no_pieces = || Have::Pieces(alloc::vec![]);
+    let mut schedule = PieceSchedule::new(
+        40 * MIB,
+        0,
+        alloc::vec![Have::All, no_pieces(), no_pieces(), no_pieces()],
+        None,
+        config(),
+    )
+    .with_seed(3);
+    schedule.handle_stream(0, 40);
+    let requests = schedule.next_requests(at(0));
+    assert!(
+        requests.iter().all(|r| r.peer == 0),
+        "only the source holds"
+    );
+    let [first, second, third] = requests[..] else {
+        panic!("three in flight to the source: {requests:?}");
+    };
+
+    // The source sent `first`'s piece to peers 1 and 2 lately: they are asked for it,
+    // insisting, and the source is not blamed, dropped or rested.
+    schedule.handle_elsewhere(first.tag, &[1, 2, 99]);
+    let again = schedule.next_requests(at(1));
+    let retry = again
+        .iter()
+        .find(|r| r.piece == first.piece)
+        .expect("the piece is asked again at once");
+    assert!(retry.insist, "asked insisting after a redirect");
+    assert!([1, 2].contains(&retry.peer), "a named peer: {retry:?}");
+    assert!(
+        again.iter().any(|r| r.peer == 0),
+        "the source still serves other pieces: {again:?}"
+    );
+
+    // Both named peers turn out not to hold it (one lied, one evicted it): the source is
+    // asked again, insisting, and serves.
+    schedule.handle_missing(retry.tag);
+    let next = schedule.next_requests(at(2));
+    let retry2 = next.iter().find(|r| r.piece == first.piece).expect("asked");
+    assert!(retry2.insist);
+    let named_other = 3 - retry.peer;
+    if retry2.peer == named_other {
+        schedule.handle_missing(retry2.tag);
+        // (Room at the source: what it was asked for meanwhile is in.)
+        let to_source: Vec<PieceRequest> = again.iter().filter(|r| r.peer == 0).copied().collect();
+        answer_all(&mut schedule, &to_source);
+        let last = schedule.next_requests(at(3));
+        let from_source = last.iter().find(|r| r.piece == first.piece).expect("asked");
+        assert_eq!((from_source.peer, from_source.insist), (0, true));
+        let answer = good(&schedule, first.piece);
+        assert!(matches!(
+            schedule.handle_piece(from_source.tag, answer),
+            Filed::Accepted { .. }
+        ));
+    } else {
+        assert_eq!(retry2.peer, 0, "{retry2:?}");
+    }
+
+    // A redirect naming nobody this schedule knows: the same peer is asked again, insisting.
+    schedule.handle_elsewhere(second.tag, &[]);
+    let after = schedule.next_requests(at(4));
+    let retry = after
+        .iter()
+        .find(|r| r.piece == second.piece)
+        .expect("asked");
+    assert_eq!((retry.peer, retry.insist), (0, true));
+
+    // A peer that sends an insisting request elsewhere is treated as lacking the piece: a
+    // source (holding every piece) is then not asked again.
+    schedule.handle_elsewhere(retry.tag, &[1]);
+    schedule.handle_elsewhere(third.tag, &[1, 2]);
+    let after = schedule.next_requests(at(5));
+    assert!(
+        after.iter().all(|r| r.peer != 0),
+        "the source that refused an insisting request is given up: {after:?}"
+    );
+}

@@ -24,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use pyrsia_core::piece_schedule::recent_sends::RecentSends;
 use pyrsia_core::piece_schedule::{
     BUSY_BACKOFF, Filed, Have, MAX_PER_PEER, MAX_WINDOW, PER_PEER, POLLS_PER_ROUND, PieceAnswer,
     PieceRequest, PieceSchedule, ScheduleConfig, WINDOW, serves_now,
@@ -85,6 +86,13 @@ pub struct Outcome {
     pub honest_blamed: u64,
     /// Times a liar was blamed (wrong bytes) or given up (claimed a piece it lacked).
     pub liars_caught: u64,
+    /// Requests an honest node (or the fetcher) answered by naming the peers it sent the
+    /// piece to lately (core's `recent_sends`, as the node does).
+    pub redirects: u64,
+    /// Pieces the fetcher (node 0) sent.
+    pub fetcher_upload: u64,
+    /// Pieces the node that sent the most sent.
+    pub largest_upload: u64,
 }
 
 /// A tick, on core's clock.
@@ -140,6 +148,10 @@ struct Node {
     requester: Option<Requester>,
     /// Requests taken and not yet answered: (requester, request).
     queue: VecDeque<(usize, PieceRequest)>,
+    /// Whom it sent each piece lately (it names them to the next askers that do not insist).
+    sends: RecentSends<usize>,
+    /// Pieces it sent.
+    sent: u64,
 }
 
 impl Node {
@@ -191,6 +203,8 @@ pub fn run(p: Params) -> Outcome {
             count: 0,
             requester: None,
             queue: VecDeque::new(),
+            sends: RecentSends::new(),
+            sent: 0,
         })
         .collect();
     // Roles among the first nodes (the fetcher aside), in a random order.
@@ -221,6 +235,9 @@ pub fn run(p: Params) -> Outcome {
         busy: 0,
         honest_blamed: 0,
         liars_caught: 0,
+        redirects: 0,
+        fetcher_upload: 0,
+        largest_upload: 0,
     };
     let limit = 20 * p.pieces as u64 + 1000;
     let mut next_upstream = 0;
@@ -235,6 +252,8 @@ pub fn run(p: Params) -> Outcome {
             && tick > 0
         {
             outcome.complete = true;
+            outcome.fetcher_upload = nodes[0].sent;
+            outcome.largest_upload = nodes.iter().map(|n| n.sent).max().unwrap_or(0);
             return outcome;
         }
         // Nodes leaving now: their connections close, every request they hold fails.
@@ -283,9 +302,24 @@ pub fn run(p: Params) -> Outcome {
             requester.schedule.handle_timeout(now);
             for request in requester.schedule.next_requests(now) {
                 let server = &mut nodes[requester.peers[request.peer]];
+                let honest = matches!(server.role, Role::Fetcher | Role::Honest);
+                let elsewhere = (honest && !request.insist)
+                    .then(|| server.sends.redirect(request.piece, &i, now))
+                    .flatten();
                 if !server.alive(tick) {
                     requester.schedule.handle_failure(request.tag, false);
+                } else if let Some(named) = elsewhere {
+                    // Named by node id; the asker's schedule knows its peers by index.
+                    let named: Vec<usize> = named
+                        .iter()
+                        .filter_map(|n| requester.peers.iter().position(|peer| peer == n))
+                        .collect();
+                    outcome.redirects += 1;
+                    requester.schedule.handle_elsewhere(request.tag, &named);
                 } else if !p.busy || serves_now(server.queue.len()) {
+                    if honest {
+                        server.sends.record(request.piece, i, now);
+                    }
                     server.queue.push_back((i, request));
                 } else {
                     outcome.busy += 1;
@@ -311,6 +345,7 @@ pub fn run(p: Params) -> Outcome {
                     continue;
                 }
                 sent += 1;
+                server.sent += 1;
                 arrivals.push((s, asker, request));
             }
             server.queue = kept;
@@ -494,6 +529,15 @@ mod tests {
             "100 times the nodes, at most twice the time: {small:?} → {large:?}"
         );
         assert!(large.busy > 0, "the fetcher turned askers away: {large:?}");
+        // Super-seeding: the fetcher names the peers it sent a piece to instead of sending
+        // it a third time, so its upload stays near one copy of the blob however many nodes
+        // want it (without the rule it sent the blob once per asker it could take).
+        assert!(large.redirects > 0, "{large:?}");
+        assert!(
+            large.fetcher_upload <= 3 * 64,
+            "the fetcher sent {} pieces of 64: {large:?}",
+            large.fetcher_upload
+        );
         // Queued instead of turned away, every node waits on the fetcher's uplink.
         let queued = run(Params {
             busy: false,

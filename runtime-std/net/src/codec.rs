@@ -39,6 +39,11 @@ pub enum SyncRequest {
         /// `(host, repository)` when the asker chose this node to fetch the blob from the
         /// upstream for the network.
         fetch: Option<(String, String)>,
+        /// Whether the bytes must come from this node even when it sent this piece to
+        /// others lately; else it may answer [`SyncResponse::Elsewhere`] (core's
+        /// `piece_schedule::recent_sends`). An asker insists once it has been sent
+        /// elsewhere for the piece.
+        insist: bool,
     },
     /// The leaf hash of every piece of a stored blob (checked by the asker against the
     /// committed piece root).
@@ -121,6 +126,11 @@ pub enum SyncResponse {
     /// its `--max-upload-rate` turn is too far off): not a fault, and not a sign it lacks the
     /// piece. Ask another holder, or this one again after a short rest.
     Busy,
+    /// The peer sent this piece to these peers (their peer ids, as bytes) lately and keeps
+    /// its upload for what others do not hold yet (core's `piece_schedule::recent_sends`):
+    /// ask them, and ask for this piece insisting from then on. Only an answer to a `Piece`
+    /// request that does not insist.
+    Elsewhere(Vec<Vec<u8>>),
 }
 
 mod piece_frame;
@@ -253,6 +263,28 @@ mod tests {
         let wire = postcard::to_allocvec(&piece).unwrap();
         assert_eq!(wire, [2, 5, 3, 1, 2, 3]);
         assert_eq!(postcard::from_bytes::<SyncResponse>(&wire).unwrap(), piece);
+    }
+
+    #[test]
+    fn insisting_piece_requests_and_elsewhere_answers_round_trip() {
+        let request = SyncRequest::Piece {
+            digest: [7; 32],
+            offset: 1 << 20,
+            len: 1 << 20,
+            fetch: None,
+            insist: true,
+        };
+        let wire = postcard::to_allocvec(&request).unwrap();
+        assert_eq!(wire.last(), Some(&1), "insist travels last");
+        assert_eq!(postcard::from_bytes::<SyncRequest>(&wire).unwrap(), request);
+        let named = SyncResponse::Elsewhere(vec![vec![1, 2], vec![3]]);
+        let wire = postcard::to_allocvec(&named).unwrap();
+        assert_eq!(
+            wire,
+            [8, 2, 2, 1, 2, 1, 3],
+            "the last variant: ids as byte strings"
+        );
+        assert_eq!(postcard::from_bytes::<SyncResponse>(&wire).unwrap(), named);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod content;
 mod limits;
 mod log_sync;
 mod members;
+mod redirects;
 
 use content::{Asked, Command, ProviderQuery};
 use pyrsia_std::consensus::Member;
@@ -279,6 +280,9 @@ struct EventLoop {
     /// Of those, answers with piece bytes (waiting for a download or the upload rate
     /// included): with `uploading`, what core's `serves_now` is asked about.
     preparing_pieces: Arc<std::sync::atomic::AtomicUsize>,
+    /// Whom each piece of the blobs served lately went to (super-seeding: a request that
+    /// does not insist for a piece sent to a couple of peers lately is sent to them).
+    redirects: redirects::Redirects,
     /// `--max-upload-rate`: piece answers wait for it.
     upload: Arc<Shaper>,
 }
@@ -341,6 +345,7 @@ impl EventLoop {
             peer_limits: pyrsia_core::rate::PeerRequests::default(),
             preparing: Arc::default(),
             preparing_pieces: Arc::default(),
+            redirects: redirects::Redirects::default(),
             upload: Arc::new(Shaper::new(0)),
         }
     }
@@ -876,6 +881,7 @@ impl EventLoop {
                             offset,
                             len,
                             fetch,
+                            insist,
                         } => {
                             let request =
                                 PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len);
@@ -885,6 +891,7 @@ impl EventLoop {
                                 }
                                 None => Asked::Nothing,
                             };
+                            let request = request.insisting(insist);
                             self.serve_piece(peer, request_id, channel, request, asked);
                             return;
                         }
@@ -938,7 +945,9 @@ impl EventLoop {
                         SyncResponse::PieceHashes(list) => list.len() * 32,
                         SyncResponse::Missing => 0,
                         SyncResponse::Consistency(proof) => proof.len() * 32,
-                        SyncResponse::Have { .. } | SyncResponse::Busy => 0,
+                        SyncResponse::Have { .. }
+                        | SyncResponse::Busy
+                        | SyncResponse::Elsewhere(_) => 0,
                     };
                     self.count(&peer, size, 0);
                     let _ = self
@@ -984,6 +993,17 @@ impl EventLoop {
                     }
                     SyncResponse::Busy => {
                         self.on_piece_answer(request_id, PieceAnswer::Busy);
+                    }
+                    SyncResponse::Elsewhere(named) => {
+                        // Peer ids that do not parse are left out, and no more are taken
+                        // than core's rule names: the asker's schedule asks them first.
+                        let named = named
+                            .iter()
+                            .filter_map(|bytes| PeerId::from_bytes(bytes).ok())
+                            .take(pyrsia_core::piece_schedule::recent_sends::COPIES_BEFORE_REDIRECT)
+                            .map(|id| id.to_string())
+                            .collect();
+                        self.on_piece_answer(request_id, PieceAnswer::Elsewhere(named));
                     }
                     SyncResponse::Have {
                         total,

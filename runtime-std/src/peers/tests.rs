@@ -25,6 +25,12 @@ enum Behaviour {
     Bridges,
     /// Holds the blob but answers its first this many piece requests `Busy`.
     BusyFirst(u32),
+    /// Holds the blob but answers every piece request that does not insist `Elsewhere`,
+    /// naming this peer and one nobody knows; serves those that insist.
+    SendsTo(&'static str),
+    /// Says it holds the blob but answers every piece request `Elsewhere`, insisting or not,
+    /// naming this peer.
+    AlwaysElsewhere(&'static str),
 }
 
 struct FakeNetwork {
@@ -95,6 +101,24 @@ impl PeerNetwork for FakeNetwork {
                 return;
             }
             behaviour = Behaviour::Serves;
+        }
+        match behaviour {
+            Behaviour::SendsTo(named) if request.ask == Ask::Bytes && !request.insist => {
+                let ids = vec![named.to_string(), "nobody".to_string()];
+                let _ = reply.send(PieceReply {
+                    tag,
+                    result: Ok(PieceAnswer::Elsewhere(ids)),
+                });
+                return;
+            }
+            Behaviour::AlwaysElsewhere(named) if request.ask == Ask::Bytes => {
+                let _ = reply.send(PieceReply {
+                    tag,
+                    result: Ok(PieceAnswer::Elsewhere(vec![named.to_string()])),
+                });
+                return;
+            }
+            _ => {}
         }
         let mut blob = self.blob.clone();
         if behaviour == Behaviour::Rotten {
@@ -167,7 +191,11 @@ impl PeerNetwork for FakeNetwork {
                 total: self.blob.len() as u64,
                 bytes: self.blob[start..end - 1].to_vec(),
             }),
-            Behaviour::Serves | Behaviour::Partial(_) | Behaviour::BusyFirst(_) => {
+            Behaviour::Serves
+            | Behaviour::Partial(_)
+            | Behaviour::BusyFirst(_)
+            | Behaviour::SendsTo(_)
+            | Behaviour::AlwaysElsewhere(_) => {
                 *self
                     .served
                     .lock()
@@ -432,4 +460,37 @@ fn nodes_still_downloading_serve_the_pieces_they_hold() {
         net.penalised.lock().unwrap().is_empty(),
         "holding less is no fault"
     );
+}
+
+#[test]
+fn a_peer_that_sends_the_fetch_elsewhere_is_not_blamed_and_its_pieces_come_from_those_named() {
+    let len = 12 * PIECE_LEN as usize;
+    // The seed names "b" for every piece not asked insisting: those come from "b" (or, when
+    // "b" is full, from the seed insisting), each piece once, and nobody is penalised.
+    let net = network(
+        &[("seed", Behaviour::SendsTo("b")), ("b", Behaviour::Serves)],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    assert!(net.penalised.lock().unwrap().is_empty());
+    let served = net.served.lock().unwrap();
+    assert_eq!(
+        served.values().sum::<usize>(),
+        12 + 1,
+        "each piece once, and one probe confirming the size: {:?}",
+        *served
+    );
+    assert!(served.get("b").copied().unwrap_or(0) > 1, "{:?}", *served);
+    drop(served);
+
+    // One that sends even insisting requests elsewhere is treated as lacking the pieces.
+    let net = network(
+        &[
+            ("good", Behaviour::Serves),
+            ("liar", Behaviour::AlwaysElsewhere("good")),
+        ],
+        len,
+    );
+    assert_eq!(fetch(&net).unwrap(), net.blob);
+    assert!(net.penalised.lock().unwrap().is_empty());
 }

@@ -448,9 +448,9 @@ fn pieces(seed: u64, only: Option<usize>) {
     );
     println!();
     println!(
-        "| nodes | lower bound: ticks | 16-peer views, requests queued (before the busy rule): ticks | busy answers, full mesh: ticks | busy answers, 16-peer views: ticks | busy answers, 16-peer views, 5% churn: ticks | busy answers, 16-peer views, 5% churn, 5% slow, 5% liars: ticks | upstream pieces | busy answers | honest nodes blamed | seconds |"
+        "| nodes | lower bound: ticks | 16-peer views, requests queued (before the busy rule): ticks | busy answers, full mesh: ticks | busy answers, 16-peer views: ticks | busy answers, 16-peer views, 5% churn: ticks | busy answers, 16-peer views, 5% churn, 5% slow, 5% liars: ticks | upstream pieces | busy answers | redirects | node 0's upload ÷ blob | largest upload ÷ blob | honest nodes blamed | seconds |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let sizes: Vec<usize> = match only {
         Some(n) => vec![n],
         None => vec![4, 31, 100, 1000, 10_000],
@@ -500,7 +500,7 @@ fn pieces(seed: u64, only: Option<usize>) {
             }
         };
         println!(
-            "| {nodes} | {bound} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {nodes} | {bound} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {} | {:.0} |",
             queued.as_ref().map_or("—".to_string(), ticks),
             mesh.as_ref().map_or("—".to_string(), ticks),
             ticks(&views),
@@ -508,6 +508,9 @@ fn pieces(seed: u64, only: Option<usize>) {
             ticks(&rough),
             rough.upstream_pieces,
             rough.busy,
+            rough.redirects,
+            rough.fetcher_upload as f64 / 200.0,
+            rough.largest_upload as f64 / 200.0,
             rough.honest_blamed,
             started.elapsed().as_secs_f64()
         );

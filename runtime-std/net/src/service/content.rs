@@ -365,6 +365,7 @@ impl EventLoop {
                             offset: request.offset,
                             len: request.len,
                             fetch: hint.map(|h| (h.host, h.repository)),
+                            insist: request.insist,
                         },
                     },
                 };
@@ -469,6 +470,26 @@ impl EventLoop {
         request: PieceRequest,
         asked: Asked,
     ) {
+        // Piece bytes this node sent to a couple of peers lately: the asker is sent to them
+        // (core's super-seeding rule), unless it insists. Not through a bridge: its asker
+        // reaches only this node.
+        let whole_pieces = request.ask == Ask::Bytes && !matches!(asked, Asked::Bridge { .. });
+        let now = self.sync_now();
+        if whole_pieces
+            && !request.insist
+            && let Some(named) =
+                self.redirects
+                    .redirect(&request.digest, request.offset, &peer, now)
+        {
+            tracing::debug!(%peer, offset = request.offset, "piece sent to others lately: asker sent to them");
+            let named = named.into_iter().map(PeerId::to_bytes).collect();
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, SyncResponse::Elsewhere(named));
+            return;
+        }
         // Piece bytes: core's rule on how many this node answers at once; beyond, the asker
         // is told busy now (it asks another holder) instead of queueing behind the others.
         let piece_slot = if request.ask == Ask::Bytes {
@@ -484,6 +505,10 @@ impl EventLoop {
                 return;
             }
             self.preparing_pieces.fetch_add(1, Ordering::SeqCst);
+            if whole_pieces {
+                self.redirects
+                    .record(&request.digest, request.offset, peer, now);
+            }
             Some(AnswerSlot(self.preparing_pieces.clone()))
         } else {
             None
@@ -545,7 +570,8 @@ impl EventLoop {
                     load: 0,
                     ahead,
                 },
-                PieceAnswer::Missing => SyncResponse::Missing,
+                // (The mirror never answers `Elsewhere`: only this loop redirects.)
+                PieceAnswer::Missing | PieceAnswer::Elsewhere(_) => SyncResponse::Missing,
                 PieceAnswer::Busy => SyncResponse::Busy,
             };
             let _ = served

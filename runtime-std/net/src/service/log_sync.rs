@@ -11,7 +11,7 @@ use super::EventLoop;
 use crate::codec::SyncRequest;
 
 impl EventLoop {
-    /// The time core's catch-up runs on.
+    /// The time core's state machines run on here (catch-up, piece redirects).
     pub(super) fn sync_now(&self) -> pyrsia_core::time::Instant {
         let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         pyrsia_core::time::Instant::from_micros(micros)

@@ -1,0 +1,136 @@
+//! Issue 18, super-seeding: a node that sent a piece to two peers lately sends the next asker
+//! that does not insist to them (`SyncResponse::Elsewhere`, core's
+//! `piece_schedule::recent_sends`) instead of sending the piece a third time; a request that
+//! insists is always served. Raw libp2p peers, each with its own identity, ask a real node
+//! that stores a layer: the first two askers get piece 0's bytes, the third is named exactly
+//! those two, and the same third asker insisting gets the bytes; another piece is not
+//! redirected; an asker that always insists is always served; nobody is struck for any of it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pyrsia_net::codec::{SyncRequest, SyncResponse};
+use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::node::Node;
+use pyrsia_tests::raw_peer::RawPeer;
+use pyrsia_tests::registry::Registry;
+
+/// The layer's content before compression (it comes out a little larger).
+const LAYER: u64 = 4 << 20;
+const PIECE: u64 = 1 << 20;
+
+/// An answer in a few words (never a piece's bytes).
+fn describe(answer: &Result<SyncResponse, String>) -> String {
+    match answer {
+        Ok(SyncResponse::Piece { total, bytes }) => {
+            format!("Piece {{ total: {total}, {} bytes }}", bytes.len())
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// A request for `piece` of `digest`, insisting or not.
+fn piece(digest: &pyrsia_core::digest::Digest, piece: u64, insist: bool) -> SyncRequest {
+    SyncRequest::Piece {
+        digest: *digest.as_bytes(),
+        offset: piece * PIECE,
+        len: PIECE as u32,
+        fetch: None,
+        insist,
+    }
+}
+
+#[test]
+fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insists() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+    let layer = image.layers[0].blob.clone();
+    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
+
+    // The node stores the layer (a client pulls it through): the reference bytes.
+    let body = work.path().join("layer");
+    let status = Command::new("curl")
+        .args(["-sf", "-o"])
+        .arg(&body)
+        .arg(format!(
+            "{}/v2/library/large/blobs/{}",
+            node.url(),
+            layer.digest
+        ))
+        .status()
+        .expect("curl");
+    assert!(status.success(), "{}", node.log());
+    assert!(node.wait_stored(&layer.digest), "{}", node.log());
+    let bytes = std::fs::read(&body).unwrap();
+    let is_piece = |answer: &Result<SyncResponse, String>, index: u64| {
+        let at = (index * PIECE) as usize;
+        matches!(answer, Ok(SyncResponse::Piece { total, bytes: got })
+            if *total == layer.size && got[..] == bytes[at..at + PIECE as usize])
+    };
+    let ask = |peer: &RawPeer, request: SyncRequest| {
+        peer.ask(&node.p2p_address(), vec![request], Duration::from_secs(20))
+            .remove(0)
+    };
+
+    let [first, second, third, other, insister] = [(); 5].map(|_| RawPeer::new());
+    for peer in [&first, &second] {
+        let answer = ask(peer, piece(&layer.digest, 0, false));
+        assert!(
+            is_piece(&answer, 0),
+            "one of the first two askers: {}\n{}",
+            describe(&answer),
+            node.log()
+        );
+    }
+    let answer = ask(&third, piece(&layer.digest, 0, false));
+    let Ok(SyncResponse::Elsewhere(named)) = &answer else {
+        panic!(
+            "the third asker is sent elsewhere: {}\n{}",
+            describe(&answer),
+            node.log()
+        );
+    };
+    let mut named: Vec<String> = named
+        .iter()
+        .map(|id| {
+            libp2p::PeerId::from_bytes(id)
+                .expect("a peer id")
+                .to_string()
+        })
+        .collect();
+    named.sort();
+    let mut expected = vec![first.peer_id(), second.peer_id()];
+    expected.sort();
+    assert_eq!(named, expected, "named exactly the two it sent piece 0 to");
+
+    let answer = ask(&third, piece(&layer.digest, 0, true));
+    assert!(
+        is_piece(&answer, 0),
+        "insisting, it is served: {}",
+        describe(&answer)
+    );
+    let answer = ask(&other, piece(&layer.digest, 1, false));
+    assert!(
+        is_piece(&answer, 1),
+        "another piece is not redirected: {}",
+        describe(&answer)
+    );
+    for round in 0..3 {
+        let answer = ask(&insister, piece(&layer.digest, 0, true));
+        assert!(
+            is_piece(&answer, 0),
+            "round {round}: an asker that insists is always served: {}",
+            describe(&answer)
+        );
+    }
+
+    let log = node.log();
+    for peer in [&first, &second, &third, &other, &insister] {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("peer misbehaved") && l.contains(&peer.peer_id())),
+            "nobody is struck for asking\n{log}"
+        );
+    }
+}
