@@ -505,10 +505,6 @@ impl EventLoop {
                 return;
             }
             self.preparing_pieces.fetch_add(1, Ordering::SeqCst);
-            if whole_pieces {
-                self.redirects
-                    .record(&request.digest, request.offset, peer, now);
-            }
             Some(AnswerSlot(self.preparing_pieces.clone()))
         } else {
             None
@@ -526,6 +522,12 @@ impl EventLoop {
                 .send_response(channel, refusal);
             return;
         };
+        // Taken, to be answered with the bytes: the asker counts among the piece's latest
+        // recipients (a request turned away above is not counted).
+        if whole_pieces && piece_slot.is_some() {
+            self.redirects
+                .record(&request.digest, request.offset, peer, now);
+        }
         let source = self.source.clone();
         let served = self.served.clone();
         let upload = self.upload.clone();
