@@ -1,5 +1,6 @@
 //! A raw libp2p peer for attack tests: a stranger with its own identity that speaks the node's
-//! request-response protocol (`/pyrsia/sync/1`, the real codec) and nothing else, so a test
+//! request-response protocol (`/pyrsia/sync/2`, or `/pyrsia/sync/1` as an older node: the
+//! real codec) and nothing else, so a test
 //! can send a real node process exactly the requests a hostile peer would.
 
 use std::time::{Duration, Instant};
@@ -7,12 +8,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, identity, multiaddr::Protocol, noise, tcp, yamux};
+use libp2p::{Multiaddr, StreamProtocol, identity, multiaddr::Protocol, noise, tcp, yamux};
 use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
 
 /// A peer identity an attack test controls.
 pub struct RawPeer {
     keypair: identity::Keypair,
+    /// The one protocol version it speaks.
+    protocol: StreamProtocol,
 }
 
 impl Default for RawPeer {
@@ -26,7 +29,15 @@ impl RawPeer {
     pub fn new() -> RawPeer {
         RawPeer {
             keypair: identity::Keypair::generate_ed25519(),
+            protocol: LOG_SYNC_PROTOCOL,
         }
+    }
+
+    /// The same peer speaking only `protocol` (e.g. `/pyrsia/sync/1`, a node of an older
+    /// build) in [`RawPeer::ask`].
+    pub fn speaking(mut self, protocol: StreamProtocol) -> RawPeer {
+        self.protocol = protocol;
+        self
     }
 
     /// The first fresh identity for which `accept` holds (an attacker grinding its peer id,
@@ -71,7 +82,7 @@ impl RawPeer {
         let (address, node) = node_address(address);
         let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
             request_response::Behaviour::<SyncCodec>::new(
-                [(LOG_SYNC_PROTOCOL, ProtocolSupport::Outbound)],
+                [(self.protocol.clone(), ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(timeout),
             )
         });

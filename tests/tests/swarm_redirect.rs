@@ -5,11 +5,13 @@
 //! that stores a layer: the first two askers get piece 0's bytes, the third is named exactly
 //! those two, and the same third asker insisting gets the bytes; another piece is not
 //! redirected; an asker that always insists is always served; nobody is struck for any of it.
+//! Askers speaking only `/pyrsia/sync/1` (a node of the build before, during a rolling upgrade)
+//! are always served and never sent elsewhere.
 
 use std::process::Command;
 use std::time::Duration;
 
-use pyrsia_net::codec::{SyncRequest, SyncResponse};
+use pyrsia_net::codec::{LOG_SYNC_PROTOCOL_V1, SyncRequest, SyncResponse};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::raw_peer::RawPeer;
@@ -40,16 +42,16 @@ fn piece(digest: &pyrsia_core::digest::Digest, piece: u64, insist: bool) -> Sync
     }
 }
 
-#[test]
-fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insists() {
-    let work = tempfile::tempdir().unwrap();
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), LAYER);
+/// A node that stores a fresh layer (a client pulled it through), the layer, its bytes, and
+/// the registry behind the node (kept running).
+fn node_storing_a_layer(
+    work: &std::path::Path,
+) -> (Registry, Node, pyrsia_tests::image::Blob, Vec<u8>) {
+    let registry = Registry::start(&work.join("registry"));
+    let image = push_large_image(work, &registry.authority(), LAYER);
     let layer = image.layers[0].blob.clone();
-    let node = Node::start(&work.path().join("node"), &["--upstream", &registry.url()]);
-
-    // The node stores the layer (a client pulls it through): the reference bytes.
-    let body = work.path().join("layer");
+    let node = Node::start(&work.join("node"), &["--upstream", &registry.url()]);
+    let body = work.join("layer");
     let status = Command::new("curl")
         .args(["-sf", "-o"])
         .arg(&body)
@@ -63,6 +65,13 @@ fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insis
     assert!(status.success(), "{}", node.log());
     assert!(node.wait_stored(&layer.digest), "{}", node.log());
     let bytes = std::fs::read(&body).unwrap();
+    (registry, node, layer, bytes)
+}
+
+#[test]
+fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insists() {
+    let work = tempfile::tempdir().unwrap();
+    let (_registry, node, layer, bytes) = node_storing_a_layer(work.path());
     let is_piece = |answer: &Result<SyncResponse, String>, index: u64| {
         let at = (index * PIECE) as usize;
         matches!(answer, Ok(SyncResponse::Piece { total, bytes: got })
@@ -131,6 +140,62 @@ fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insis
             !log.lines()
                 .any(|l| l.contains("peer misbehaved") && l.contains(&peer.peer_id())),
             "nobody is struck for asking\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_node_of_the_previous_build_is_served_every_piece_and_never_sent_elsewhere() {
+    let work = tempfile::tempdir().unwrap();
+    let (_registry, node, layer, bytes) = node_storing_a_layer(work.path());
+    // Three askers speaking only `/pyrsia/sync/1` (no `insist`, no `Elsewhere`) ask for piece
+    // 0 one after the other: each gets the bytes (a v1 request is served as insisting), and
+    // what they hold answers as before.
+    let old = [(); 3].map(|_| RawPeer::new().speaking(LOG_SYNC_PROTOCOL_V1));
+    for (i, peer) in old.iter().enumerate() {
+        let answers = peer.ask(
+            &node.p2p_address(),
+            vec![
+                piece(&layer.digest, 0, false),
+                SyncRequest::Have {
+                    digest: *layer.digest.as_bytes(),
+                },
+            ],
+            Duration::from_secs(20),
+        );
+        assert!(
+            matches!(&answers[0], Ok(SyncResponse::Piece { total, bytes: got })
+                if *total == layer.size && got[..] == bytes[..PIECE as usize]),
+            "v1 asker {i}: {}\n{}",
+            describe(&answers[0]),
+            node.log()
+        );
+        assert!(
+            matches!(&answers[1], Ok(SyncResponse::Have { total, .. }) if *total == layer.size),
+            "v1 asker {i}: {:?}",
+            answers[1]
+        );
+    }
+    // A current asker after them is sent to two of them: they are the piece's latest
+    // recipients, whatever version they speak.
+    let answer = RawPeer::new()
+        .ask(
+            &node.p2p_address(),
+            vec![piece(&layer.digest, 0, false)],
+            Duration::from_secs(20),
+        )
+        .remove(0);
+    assert!(
+        matches!(answer, Ok(SyncResponse::Elsewhere(ref named)) if named.len() == 2),
+        "{}",
+        describe(&answer)
+    );
+    let log = node.log();
+    for peer in &old {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("peer misbehaved") && l.contains(&peer.peer_id())),
+            "an older node is not struck\n{log}"
         );
     }
 }

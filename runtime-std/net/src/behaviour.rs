@@ -14,7 +14,7 @@ use libp2p::{
     identity, kad, mdns, relay, request_response,
 };
 
-use crate::codec::{LOG_SYNC_PROTOCOL, SyncCodec};
+use crate::codec::{LOG_SYNC_PROTOCOLS, SyncCodec};
 
 /// The identify protocol version string.
 pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
@@ -128,7 +128,7 @@ impl Behaviour {
             .with_peer_score(crate::scoring::params(), crate::scoring::thresholds())
             .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
         let sync = request_response::Behaviour::new(
-            [(LOG_SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+            LOG_SYNC_PROTOCOLS.map(|p| (p, request_response::ProtocolSupport::Full)),
             request_response::Config::default().with_request_timeout(SYNC_TIMEOUT),
         );
         Ok(Behaviour {

@@ -10,8 +10,15 @@ use pyrsia_core::wire::frame::{FrameHeader, decode_payload, encode_vec};
 use pyrsia_core::wire::{FRAME_HEADER_LEN, FRAME_LEN_MAX};
 use serde::{Deserialize, Serialize};
 
-/// The protocol name.
-pub const LOG_SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/sync/1");
+/// The protocol name: its version is bumped whenever a message changes shape.
+pub const LOG_SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/sync/2");
+/// The protocol of nodes built before super-seeding: piece requests without
+/// [`SyncRequest::Piece::insist`] (served as insisting) and no [`SyncResponse::Elsewhere`].
+/// Spoken as well, so a network upgrades one node at a time ([`legacy`]).
+pub const LOG_SYNC_PROTOCOL_V1: StreamProtocol = StreamProtocol::new("/pyrsia/sync/1");
+/// Every version a node speaks and offers, the newest first (a dialler and a listener
+/// settle on the newest both speak).
+pub const LOG_SYNC_PROTOCOLS: [StreamProtocol; 2] = [LOG_SYNC_PROTOCOL, LOG_SYNC_PROTOCOL_V1];
 
 /// The largest request frame (requests are a few bytes).
 const MAX_REQUEST: u32 = 1024;
@@ -133,6 +140,7 @@ pub enum SyncResponse {
     Elsewhere(Vec<Vec<u8>>),
 }
 
+pub mod legacy;
 mod piece_frame;
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.
@@ -156,14 +164,25 @@ fn decode<M: for<'de> Deserialize<'de>>(payload: &[u8]) -> io::Result<M> {
     decode_payload(payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
 }
 
-async fn read_frame<T, M>(io: &mut T, max: u32) -> io::Result<M>
+async fn read_payload<T>(io: &mut T, max: u32) -> io::Result<Vec<u8>>
 where
     T: AsyncRead + Unpin + Send,
-    M: for<'de> Deserialize<'de>,
 {
     let mut payload = vec![0u8; read_header(io, max).await?];
     io.read_exact(&mut payload).await?;
-    decode(&payload)
+    Ok(payload)
+}
+
+async fn read_request_frame<T>(io: &mut T, protocol: &StreamProtocol) -> io::Result<SyncRequest>
+where
+    T: AsyncRead + Unpin + Send,
+{
+    let payload = read_payload(io, MAX_REQUEST).await?;
+    if *protocol == LOG_SYNC_PROTOCOL_V1 {
+        decode(&legacy::request_from_v1(payload))
+    } else {
+        decode(&payload)
+    }
 }
 
 async fn write_frame<T, M>(io: &mut T, message: &M) -> io::Result<()>
@@ -182,11 +201,15 @@ impl libp2p::request_response::Codec for SyncCodec {
     type Request = SyncRequest;
     type Response = SyncResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    async fn read_request<T>(
+        &mut self,
+        protocol: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<SyncRequest>
     where
         T: AsyncRead + Unpin + Send,
     {
-        match read_frame(io, MAX_REQUEST).await {
+        match read_request_frame(io, protocol).await {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 Ok(SyncRequest::Malformed(e.to_string()))
             }
@@ -217,25 +240,36 @@ impl libp2p::request_response::Codec for SyncCodec {
 
     async fn write_request<T>(
         &mut self,
-        _: &StreamProtocol,
+        protocol: &StreamProtocol,
         io: &mut T,
         request: SyncRequest,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        if *protocol == LOG_SYNC_PROTOCOL_V1 {
+            let frame = legacy::request_frame_v1(&request)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            io.write_all(&frame).await?;
+            return io.close().await;
+        }
         write_frame(io, &request).await
     }
 
     async fn write_response<T>(
         &mut self,
-        _: &StreamProtocol,
+        protocol: &StreamProtocol,
         io: &mut T,
         response: SyncResponse,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
+        let response = if *protocol == LOG_SYNC_PROTOCOL_V1 {
+            legacy::response_for_v1(response)
+        } else {
+            response
+        };
         match response {
             SyncResponse::Piece { total, bytes } => {
                 let written = piece_frame::write_piece(io, total, &bytes).await;
