@@ -5,6 +5,7 @@
 //! that stores a layer: the first two askers get piece 0's bytes, the third is named exactly
 //! those two, and the same third asker insisting gets the bytes; another piece is not
 //! redirected; an asker that always insists is always served; nobody is struck for any of it.
+//! Askers sent elsewhere are named in their turn, so the copies of a piece spread as a tree.
 //! Askers speaking only `/pyrsia/sync/1` (a node of the build before, during a rolling upgrade)
 //! are always served and never sent elsewhere.
 
@@ -93,22 +94,13 @@ fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insis
         );
     }
     let answer = ask(&third, piece(&layer.digest, 0, false));
-    let Ok(SyncResponse::Elsewhere(named)) = &answer else {
+    let named = named_in(&answer).unwrap_or_else(|| {
         panic!(
             "the third asker is sent elsewhere: {}\n{}",
             describe(&answer),
             node.log()
-        );
-    };
-    let mut named: Vec<String> = named
-        .iter()
-        .map(|id| {
-            libp2p::PeerId::from_bytes(id)
-                .expect("a peer id")
-                .to_string()
-        })
-        .collect();
-    named.sort();
+        )
+    });
     let mut expected = vec![first.peer_id(), second.peer_id()];
     expected.sort();
     assert_eq!(named, expected, "named exactly the two it sent piece 0 to");
@@ -136,6 +128,79 @@ fn a_piece_sent_to_two_peers_lately_sends_the_next_asker_to_them_unless_it_insis
 
     let log = node.log();
     for peer in [&first, &second, &third, &other, &insister] {
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("peer misbehaved") && l.contains(&peer.peer_id())),
+            "nobody is struck for asking\n{log}"
+        );
+    }
+}
+
+/// The peer ids an `Elsewhere` answer names, sorted.
+fn named_in(answer: &Result<SyncResponse, String>) -> Option<Vec<String>> {
+    let Ok(SyncResponse::Elsewhere(named)) = answer else {
+        return None;
+    };
+    let mut named: Vec<String> = named
+        .iter()
+        .map(|id| {
+            libp2p::PeerId::from_bytes(id)
+                .expect("a peer id")
+                .to_string()
+        })
+        .collect();
+    named.sort();
+    Some(named)
+}
+
+#[test]
+fn askers_sent_elsewhere_are_named_in_turn_so_no_holder_is_named_to_more_than_two() {
+    let work = tempfile::tempdir().unwrap();
+    let (_registry, node, layer, _bytes) = node_storing_a_layer(work.path());
+    let ask = |peer: &RawPeer| {
+        peer.ask(
+            &node.p2p_address(),
+            vec![piece(&layer.digest, 0, false)],
+            Duration::from_secs(20),
+        )
+        .remove(0)
+    };
+    let peers: Vec<RawPeer> = (0..7).map(|_| RawPeer::new()).collect();
+    let sorted = |which: [usize; 2]| {
+        let mut ids = which.map(|i| peers[i].peer_id()).to_vec();
+        ids.sort();
+        ids
+    };
+    for first in &peers[..2] {
+        let answer = ask(first);
+        assert!(
+            matches!(answer, Ok(SyncResponse::Piece { .. })),
+            "the first two askers are served: {}\n{}",
+            describe(&answer),
+            node.log()
+        );
+    }
+    // Peers 2 and 3 are named the two recipients; each recipient has then been named twice,
+    // so peers 4 and 5 are named the askers before them (fetching it from the recipients),
+    // and peer 6 the askers before it: a tree, not every asker sent to the first two.
+    for (asker, expected) in [
+        (2, [0, 1]),
+        (3, [0, 1]),
+        (4, [2, 3]),
+        (5, [2, 3]),
+        (6, [4, 5]),
+    ] {
+        let answer = ask(&peers[asker]);
+        assert_eq!(
+            named_in(&answer),
+            Some(sorted(expected)),
+            "asker {asker}: {}\n{}",
+            describe(&answer),
+            node.log()
+        );
+    }
+    let log = node.log();
+    for peer in &peers {
         assert!(
             !log.lines()
                 .any(|l| l.contains("peer misbehaved") && l.contains(&peer.peer_id())),

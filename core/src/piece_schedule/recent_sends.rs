@@ -8,6 +8,12 @@
 //! request is always served (subject to the busy rule), so a redirect costs at most one
 //! round trip and never the piece.
 //!
+//! Different askers are named different holders: the askers sent elsewhere count as
+//! holders too (they fetch the piece from the peers they were named), and each holder is
+//! named to at most [`NAMED_MAX`] askers while another can be named, so the copies of a
+//! piece spread as a tree, each holder serving about two, rather than every asker being
+//! sent to the same first two recipients.
+//!
 //! The one rule for the node (its piece server keeps a [`RecentSends`] per blob) and the
 //! simulation (`pyrsia-sim pieces`, every honest node).
 
@@ -26,15 +32,41 @@ pub const COPIES_BEFORE_REDIRECT: usize = 2;
 /// blob is soon no longer named.
 pub const REDIRECT_WITHIN: Duration = Duration::from_secs(30);
 
-/// Pieces whose recipients are remembered per blob, at most (the oldest are forgotten
-/// beyond): bounds the memory a peer's requests can make a node spend (a few dozen bytes a
-/// piece).
+/// Pieces whose holders are remembered per blob, at most (the oldest are forgotten
+/// beyond): with [`HOLDERS_KEPT`], bounds the memory peers' requests can make a node spend
+/// (a few hundred bytes a piece).
 pub const PIECES_KEPT: usize = 1024;
 
-/// The latest recipients of each piece of one blob, with when each was sent it.
+/// Times one holder is named to askers, at most, while others can be named
+/// ([`RecentSends::redirect`]): each asker it is named to is then named in its place, so
+/// the holders of a piece form a tree that widens by two a level and no holder is sent the
+/// whole swarm (naming the same two recipients to every asker made them hot spots at
+/// 10,000 nodes: BENCHMARKS.md, "Closing the sparse-view gap").
+pub const NAMED_MAX: u8 = 2;
+
+/// Holders of one piece remembered, at most: the [`COPIES_BEFORE_REDIRECT`] recipients and
+/// the askers sent elsewhere named least (enough for the tree: each asker takes two names
+/// and gives two).
+pub const HOLDERS_KEPT: usize = 6;
+
+/// A peer taken to hold a piece: sent it by this node, or sent elsewhere for it by this
+/// node (it is fetching it from the peers it was named).
+#[derive(Clone, Debug)]
+struct Holder<P> {
+    peer: P,
+    /// When it was sent the piece, or sent elsewhere for it.
+    at: Instant,
+    /// Whether this node sent it the piece (else it was sent elsewhere).
+    sent: bool,
+    /// Askers it was named to.
+    named: u8,
+}
+
+/// The latest holders of each piece of one blob: its recipients, and the askers sent
+/// elsewhere for it, with when.
 #[derive(Clone, Debug)]
 pub struct RecentSends<P> {
-    sends: BTreeMap<u32, Vec<(P, Instant)>>,
+    sends: BTreeMap<u32, Vec<Holder<P>>>,
 }
 
 impl<P> Default for RecentSends<P> {
@@ -52,32 +84,65 @@ impl<P: Clone + PartialEq> RecentSends<P> {
     }
 
     /// `piece` is sent to `peer` at `now`: call when a request is taken to be answered with
-    /// the bytes. Only the latest [`COPIES_BEFORE_REDIRECT`] recipients of a piece are kept.
+    /// the bytes. Only the latest [`COPIES_BEFORE_REDIRECT`] recipients of a piece count.
     pub fn record(&mut self, piece: u32, peer: P, now: Instant) {
         if !self.sends.contains_key(&piece) && self.sends.len() >= PIECES_KEPT {
             self.forget_oldest(now);
         }
-        let recipients = self.sends.entry(piece).or_default();
-        recipients.retain(|(p, _)| *p != peer);
-        recipients.push((peer, now));
-        if recipients.len() > COPIES_BEFORE_REDIRECT {
-            recipients.remove(0);
+        let holders = self.sends.entry(piece).or_default();
+        holders.retain(|h| h.peer != peer);
+        holders.push(Holder {
+            peer,
+            at: now,
+            sent: true,
+            named: 0,
+        });
+        if let Some(oldest) = (holders.iter().filter(|h| h.sent).count() > COPIES_BEFORE_REDIRECT)
+            .then(|| holders.iter().position(|h| h.sent))
+            .flatten()
+        {
+            holders.remove(oldest);
         }
+        trim(holders);
     }
 
-    /// Whom to send `asker` to instead of sending it `piece` at `now`: the recipients of the
-    /// piece within [`REDIRECT_WITHIN`] (the asker aside), when there are
-    /// [`COPIES_BEFORE_REDIRECT`] of them; `None`: serve it. Call only for a request that does
-    /// not insist.
-    pub fn redirect(&self, piece: u32, asker: &P, now: Instant) -> Option<Vec<P>> {
-        let recipients: Vec<P> = self
-            .sends
-            .get(&piece)?
+    /// Whom to send `asker` to instead of sending it `piece` at `now`, or `None`: serve it.
+    /// It is sent elsewhere once [`COPIES_BEFORE_REDIRECT`] peers were sent the piece
+    /// within [`REDIRECT_WITHIN`] (the asker aside), and named two holders: those named
+    /// fewer than [`NAMED_MAX`] times first, the longest-held first. The asker then counts
+    /// as a holder to name to later askers. Call only for a request that does not insist.
+    pub fn redirect(&mut self, piece: u32, asker: &P, now: Instant) -> Option<Vec<P>> {
+        let holders = self.sends.get_mut(&piece)?;
+        holders.retain(|h| now.saturating_since(h.at) < REDIRECT_WITHIN);
+        let recipients = holders
             .iter()
-            .filter(|(p, at)| p != asker && now.saturating_since(*at) < REDIRECT_WITHIN)
-            .map(|(p, _)| p.clone())
+            .filter(|h| h.sent && h.peer != *asker)
+            .count();
+        if recipients < COPIES_BEFORE_REDIRECT {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..holders.len())
+            .filter(|&i| holders[i].peer != *asker)
             .collect();
-        (recipients.len() >= COPIES_BEFORE_REDIRECT).then_some(recipients)
+        order.sort_by_key(|&i| (holders[i].named >= NAMED_MAX, holders[i].at));
+        let named: Vec<P> = order
+            .into_iter()
+            .take(COPIES_BEFORE_REDIRECT)
+            .map(|i| {
+                holders[i].named = holders[i].named.saturating_add(1);
+                holders[i].peer.clone()
+            })
+            .collect();
+        if !holders.iter().any(|h| h.peer == *asker) {
+            holders.push(Holder {
+                peer: asker.clone(),
+                at: now,
+                sent: false,
+                named: 0,
+            });
+            trim(holders);
+        }
+        Some(named)
     }
 
     /// Whether nothing is remembered (the blob's memory can be dropped).
@@ -88,10 +153,10 @@ impl<P: Clone + PartialEq> RecentSends<P> {
     /// Forgets what is too old to name at `now`, and if that frees nothing, the piece sent
     /// longest ago.
     fn forget_oldest(&mut self, now: Instant) {
-        self.sends.retain(|_, recipients| {
-            recipients
+        self.sends.retain(|_, holders| {
+            holders
                 .iter()
-                .any(|(_, at)| now.saturating_since(*at) < REDIRECT_WITHIN)
+                .any(|h| now.saturating_since(h.at) < REDIRECT_WITHIN)
         });
         if self.sends.len() < PIECES_KEPT {
             return;
@@ -99,11 +164,25 @@ impl<P: Clone + PartialEq> RecentSends<P> {
         let oldest = self
             .sends
             .iter()
-            .min_by_key(|(_, recipients)| recipients.iter().map(|(_, at)| *at).max())
+            .min_by_key(|(_, holders)| holders.iter().map(|h| h.at).max())
             .map(|(piece, _)| *piece);
-        if let Some(piece) = oldest {
-            self.sends.remove(&piece);
+        if let Some(oldest) = oldest {
+            self.sends.remove(&oldest);
         }
+    }
+}
+
+/// Keeps at most [`HOLDERS_KEPT`] holders of a piece: forgets askers sent elsewhere that
+/// were named the most, the oldest first (the recipients this node sent it stay).
+fn trim<P>(holders: &mut Vec<Holder<P>>) {
+    while holders.len() > HOLDERS_KEPT {
+        let Some(drop) = (0..holders.len())
+            .filter(|&i| !holders[i].sent)
+            .max_by_key(|&i| (holders[i].named, core::cmp::Reverse(holders[i].at)))
+        else {
+            return;
+        };
+        holders.remove(drop);
     }
 }
 
@@ -137,6 +216,46 @@ mod tests {
         );
         let later = at(3).checked_add(REDIRECT_WITHIN).unwrap();
         assert_eq!(sends.redirect(7, &4, later), None, "too old to name");
+    }
+
+    #[test]
+    fn askers_sent_elsewhere_are_named_in_their_turn_and_no_holder_more_than_twice() {
+        let mut sends = RecentSends::new();
+        sends.record(7, 1u32, at(0));
+        sends.record(7, 2, at(1));
+        let mut ask = |asker: u32| {
+            let mut named = sends.redirect(7, &asker, at(u64::from(asker))).unwrap();
+            named.sort_unstable();
+            named
+        };
+        assert_eq!(ask(3), [1, 2]);
+        assert_eq!(ask(4), [1, 2]);
+        assert_eq!(
+            ask(5),
+            [3, 4],
+            "the recipients were named twice: the askers they were named to in their place"
+        );
+        assert_eq!(ask(6), [3, 4]);
+        assert_eq!(ask(7), [5, 6]);
+
+        // A crowd of askers: each is named at most twice, and never to itself.
+        let mut times = BTreeMap::new();
+        for asker in 8..200u32 {
+            for peer in ask(asker) {
+                assert_ne!(peer, asker);
+                *times.entry(peer).or_insert(0u8) += 1;
+            }
+        }
+        assert!(times.values().all(|&n| n <= NAMED_MAX), "{times:?}");
+        assert!(
+            sends.sends[&7].len() <= HOLDERS_KEPT,
+            "memory stays bounded"
+        );
+        assert_eq!(
+            sends.sends[&7].iter().filter(|h| h.sent).count(),
+            COPIES_BEFORE_REDIRECT,
+            "the recipients are kept: the askers are sent elsewhere as long as they are recent"
+        );
     }
 
     #[test]

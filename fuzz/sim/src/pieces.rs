@@ -303,7 +303,7 @@ pub fn run(p: Params) -> Outcome {
             for request in requester.schedule.next_requests(now) {
                 let server = &mut nodes[requester.peers[request.peer]];
                 let honest = matches!(server.role, Role::Fetcher | Role::Honest);
-                let elsewhere = (honest && !request.insist)
+                let elsewhere = (honest && !request.insist && server.alive(tick))
                     .then(|| server.sends.redirect(request.piece, &i, now))
                     .flatten();
                 if !server.alive(tick) {

@@ -36,14 +36,14 @@ impl Redirects {
     /// `now`: core's rule ([`RecentSends::redirect`]). Call only for a request that does not
     /// insist.
     pub(crate) fn redirect(
-        &self,
+        &mut self,
         digest: &Digest,
         offset: u64,
         asker: &PeerId,
         now: Instant,
     ) -> Option<Vec<PeerId>> {
         let piece = piece_at(offset)?;
-        let (_, sends) = self.blobs.get(digest)?;
+        let (_, sends) = self.blobs.get_mut(digest)?;
         sends.redirect(piece, asker, now)
     }
 
