@@ -97,11 +97,11 @@ impl<P: Clone + PartialEq> RecentSends<P> {
             sent: true,
             named: 0,
         });
-        if let Some(oldest) = (holders.iter().filter(|h| h.sent).count() > COPIES_BEFORE_REDIRECT)
-            .then(|| holders.iter().position(|h| h.sent))
-            .flatten()
-        {
-            holders.remove(oldest);
+        if holders.iter().filter(|h| h.sent).count() > COPIES_BEFORE_REDIRECT {
+            // The oldest recipient: holders are kept in the order they came.
+            if let Some(oldest) = holders.iter().position(|h| h.sent) {
+                holders.remove(oldest);
+            }
         }
         trim(holders);
     }

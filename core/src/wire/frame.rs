@@ -154,6 +154,13 @@ pub fn encode<'b, T: Serialize>(message: &T, buf: &'b mut [u8]) -> Result<&'b mu
 #[cfg(feature = "alloc")]
 pub fn encode_vec<T: Serialize>(message: &T) -> Result<alloc::vec::Vec<u8>, WireError> {
     let payload = postcard::to_allocvec(message).map_err(|_| WireError::BufferFull)?;
+    frame_payload(&payload)
+}
+
+/// Frames an already encoded `payload` (header, then the bytes): for a payload adapted
+/// after encoding, e.g. to an older shape of a message.
+#[cfg(feature = "alloc")]
+pub fn frame_payload(payload: &[u8]) -> Result<alloc::vec::Vec<u8>, WireError> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| *l <= FRAME_LEN_MAX)
@@ -161,7 +168,7 @@ pub fn encode_vec<T: Serialize>(message: &T) -> Result<alloc::vec::Vec<u8>, Wire
     let mut frame = alloc::vec::Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
     frame.push(WIRE_VERSION);
     frame.extend_from_slice(&len.to_le_bytes());
-    frame.extend_from_slice(&payload);
+    frame.extend_from_slice(payload);
     Ok(frame)
 }
 

@@ -10,7 +10,7 @@
 //! Every other message is encoded alike in both.
 
 use pyrsia_core::wire::WireError;
-use pyrsia_core::wire::frame::encode_vec;
+use pyrsia_core::wire::frame::frame_payload;
 
 use super::{SyncRequest, SyncResponse};
 
@@ -27,14 +27,11 @@ pub fn request_from_v1(mut payload: Vec<u8>) -> Vec<u8> {
 
 /// `request` as a v1 frame: a piece request loses its `insist` field.
 pub fn request_frame_v1(request: &SyncRequest) -> Result<Vec<u8>, WireError> {
-    let mut frame = encode_vec(request)?;
+    let mut payload = postcard::to_allocvec(request).map_err(|_| WireError::BufferFull)?;
     if matches!(request, SyncRequest::Piece { .. }) {
-        frame.pop();
-        let header = pyrsia_core::wire::FRAME_HEADER_LEN;
-        let len = u32::try_from(frame.len() - header).map_err(|_| WireError::BufferFull)?;
-        frame[1..header].copy_from_slice(&len.to_le_bytes());
+        payload.pop();
     }
-    Ok(frame)
+    frame_payload(&payload)
 }
 
 /// What a v1 asker understands of `response`.
@@ -48,6 +45,7 @@ pub fn response_for_v1(response: SyncResponse) -> SyncResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pyrsia_core::wire::frame::encode_vec;
     use serde::{Deserialize, Serialize};
 
     /// The v1 piece request as nodes built before super-seeding declared it.
