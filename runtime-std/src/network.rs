@@ -58,6 +58,21 @@ pub struct NetworkStatus {
     /// Whether peers can dial this node, as far as it knows.
     #[serde(default)]
     pub reachability: Reachability,
+    /// TCP connections secured by each protocol since the node started.
+    #[serde(default)]
+    pub secured: SecuredConnections,
+}
+
+/// How many TCP connections (dialled or accepted) each security protocol has secured since
+/// the node started: TLS 1.3 between nodes of this build, noise with a node of a build before
+/// TLS was offered (or any peer that speaks only noise). QUIC connections are TLS 1.3 always
+/// and are not counted here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecuredConnections {
+    /// Secured by TLS 1.3 (libp2p-tls).
+    pub tls: u64,
+    /// Secured by noise.
+    pub noise: u64,
 }
 
 /// Whether peers can dial this node: an address is confirmed when a peer dialled it back

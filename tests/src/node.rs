@@ -268,6 +268,14 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// TCP connections this node has secured by TLS and by noise so far (`/peers`'
+    /// `secured`).
+    pub fn secured_connections(&self) -> (u64, u64) {
+        let secured = &self.peers_status()["secured"];
+        let count = |by: &str| secured[by].as_u64().unwrap_or(0);
+        (count("tls"), count("noise"))
+    }
+
     /// The peer ids this node has blocked (`/peers`' `blocked` list).
     pub fn blocked_peers(&self) -> Vec<String> {
         let status = self.peers_status();

@@ -16,6 +16,18 @@ pub struct RawPeer {
     keypair: identity::Keypair,
     /// The one protocol version it speaks.
     protocol: StreamProtocol,
+    /// The one security protocol it speaks on TCP.
+    security: Security,
+}
+
+/// The security protocol a test's peer speaks on TCP: noise (as libp2p's builder defaults,
+/// and as a node of a build before TLS spoke) or TLS 1.3 only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// noise only.
+    Noise,
+    /// TLS 1.3 only (libp2p-tls).
+    Tls,
 }
 
 impl Default for RawPeer {
@@ -30,7 +42,14 @@ impl RawPeer {
         RawPeer {
             keypair: identity::Keypair::generate_ed25519(),
             protocol: LOG_SYNC_PROTOCOL,
+            security: Security::Noise,
         }
+    }
+
+    /// The same peer securing its TCP connections with `security` only (noise by default).
+    pub fn securing_with(mut self, security: Security) -> RawPeer {
+        self.security = security;
+        self
     }
 
     /// The same peer speaking only `protocol` (e.g. `/pyrsia/sync/1`, a node of an older
@@ -80,7 +99,7 @@ impl RawPeer {
         timeout: Duration,
     ) -> Vec<(Result<SyncResponse, String>, Duration)> {
         let (address, node) = node_address(address);
-        let mut swarm = build_swarm(self.keypair.clone(), true, |_| {
+        let mut swarm = build_secured_swarm(self.keypair.clone(), true, self.security, |_| {
             request_response::Behaviour::<SyncCodec>::new(
                 [(self.protocol.clone(), ProtocolSupport::Outbound)],
                 request_response::Config::default().with_request_timeout(timeout),
@@ -156,27 +175,62 @@ pub(crate) fn build_swarm<B: libp2p::swarm::NetworkBehaviour>(
     quic: bool,
     behaviour: impl FnOnce(&identity::Keypair) -> B,
 ) -> libp2p::Swarm<B> {
-    let tcp = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .expect("transport");
+    build_secured_swarm(keypair, quic, Security::Noise, behaviour)
+}
+
+/// As [`build_swarm`], with TCP secured by `security` only.
+pub(crate) fn build_secured_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    keypair: identity::Keypair,
+    quic: bool,
+    security: Security,
+    behaviour: impl FnOnce(&identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
+    let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
+    let tcp = move |key: &identity::Keypair| tcp_transport(key, security);
     let idle = |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
     if quic {
-        tcp.with_quic()
+        builder
+            .with_quic()
+            .with_other_transport(tcp)
+            .expect("transport")
             .with_behaviour(behaviour)
             .expect("behaviour")
             .with_swarm_config(idle)
             .build()
     } else {
-        tcp.with_behaviour(behaviour)
+        builder
+            .with_other_transport(tcp)
+            .expect("transport")
+            .with_behaviour(behaviour)
             .expect("behaviour")
             .with_swarm_config(idle)
             .build()
     }
+}
+
+/// TCP secured by `security` alone, multiplexed by yamux.
+fn tcp_transport(
+    key: &identity::Keypair,
+    security: Security,
+) -> Result<
+    libp2p::core::transport::Boxed<(libp2p::PeerId, libp2p::core::muxing::StreamMuxerBox)>,
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use libp2p::Transport;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy);
+    Ok(match security {
+        Security::Noise => tcp
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+            .boxed(),
+        Security::Tls => tcp
+            .authenticate(libp2p::tls::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
+            .boxed(),
+    })
 }
 
 /// The swarm's next event, or `None` once `wait` has passed without one: the step of every

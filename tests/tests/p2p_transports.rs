@@ -5,7 +5,8 @@
 //! upstream down. A raw libp2p client over QUIC gets pieces like one over TCP, and its
 //! malformed frames get it blocked just the same; a `--no-quic` node takes no QUIC
 //! connection at all. A bootstrap peer can be named by DNS (`/dns4/localhost/...`: the
-//! system resolver, no query leaves the machine), over either transport.
+//! system resolver, no query leaves the machine), over either transport. Over TCP, nodes
+//! secure their connections with TLS and still connect to a peer that speaks only noise.
 
 use std::process::Command;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use pyrsia_tests::http::get;
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
 use pyrsia_tests::process::wait_until;
-use pyrsia_tests::raw_peer::RawPeer;
+use pyrsia_tests::raw_peer::{RawPeer, Security};
 use pyrsia_tests::registry::Registry;
 
 const SIZE: u64 = 8 << 20;
@@ -145,6 +146,13 @@ fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
     }
     assert_eq!(registry.blob_gets(&digest.to_string()), 1);
 
+    // Nodes of this build secure TCP with TLS (AES-GCM where the CPU has it), never noise.
+    let (tls, noise) = c.secured_connections();
+    assert!(
+        tls >= 1 && noise == 0,
+        "C's TCP connections: {tls} TLS, {noise} noise"
+    );
+
     // A raw client over QUIC is served a piece, byte for byte what the blob holds.
     let piece = SyncRequest::Piece {
         digest: *digest.as_bytes(),
@@ -164,6 +172,27 @@ fn nodes_speak_quic_by_default_and_tcp_with_peers_that_do_not() {
     assert_eq!(*total, size);
     let blob = std::fs::read(work.path().join(format!("blob-{}", a.port))).unwrap();
     assert!(bytes[..] == blob[..bytes.len()] && bytes.len() == 1 << 20);
+
+    // Over TCP, a peer that speaks only noise (a node of a build before TLS was offered)
+    // and one that speaks only TLS are each served the same piece.
+    let (tls_before, noise_before) = a.secured_connections();
+    for security in [Security::Noise, Security::Tls] {
+        let answers = RawPeer::new().securing_with(security).ask(
+            &a.p2p_address(),
+            vec![piece.clone()],
+            Duration::from_secs(10),
+        );
+        assert!(
+            matches!(answers.first(), Some(Ok(SyncResponse::Piece { bytes: b, .. })) if b[..] == bytes[..]),
+            "a peer speaking {security:?} only: {answers:?}\n{}",
+            a.log()
+        );
+    }
+    let (tls_after, noise_after) = a.secured_connections();
+    assert!(
+        tls_after > tls_before && noise_after == noise_before + 1,
+        "A's TCP connections secured: TLS {tls_before} to {tls_after}, noise {noise_before} to {noise_after}"
+    );
 
     // A node started with --no-quic takes no QUIC connection.
     let answers = RawPeer::new().ask(&c.quic_address(), vec![piece], Duration::from_secs(5));

@@ -1,5 +1,6 @@
 //! `pyrsia peers`: the node's connected peers, their addresses, the bytes exchanged and their
-//! gossip scores (below −80 a peer's gossip is ignored).
+//! gossip scores (below −80 a peer's gossip is ignored), and how many TCP connections TLS and
+//! noise have secured.
 
 use std::process::ExitCode;
 
@@ -75,6 +76,10 @@ fn render(status: &NetworkStatus) -> String {
     for blocked in &status.blocked {
         out.push_str(&format!("blocked:  {blocked}\n"));
     }
+    out.push_str(&format!(
+        "secured:  {} TCP connections by TLS, {} by noise (peers of earlier builds)\n",
+        status.secured.tls, status.secured.noise
+    ));
     let rate = |r: u64| match r {
         0 => "unlimited".to_string(),
         r => format!("{r} B/s"),
@@ -115,6 +120,7 @@ mod tests {
                 max_peers: 8,
             },
             reachability: Default::default(),
+            secured: pyrsia_std::network::SecuredConnections { tls: 3, noise: 1 },
         };
         let text = render(&status);
         assert!(
@@ -127,6 +133,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("blocked:  12D3KooWC\n"), "{text}");
+        assert!(
+            text.contains("secured:  3 TCP connections by TLS, 1 by noise"),
+            "{text}"
+        );
         assert!(
             text.ends_with(
                 "limits:   upload 1048576 B/s, download unlimited, at most 8 connections\n"

@@ -21,6 +21,7 @@ mod per_address;
 mod redial;
 mod relay;
 mod scoring;
+mod security;
 mod service;
 mod transport;
 mod udp_buffers;

@@ -118,7 +118,8 @@ pub fn start(
         .name("p2p".into())
         .spawn(move || {
             crate::compat::block_on(async move {
-                let swarm = match build(keypair, &config, &log) {
+                let secured = crate::security::SecuredCounts::default();
+                let swarm = match build(keypair, &config, &log, &secured) {
                     Ok(swarm) => {
                         let _ = ready_tx.send(Ok(()));
                         swarm
@@ -132,6 +133,7 @@ pub fn start(
                 let mut event_loop =
                     EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source);
                 event_loop.quic = quic;
+                event_loop.secured = secured;
                 event_loop.member = member;
                 event_loop.upload = upload;
                 event_loop.run().await;
@@ -155,6 +157,7 @@ fn build(
     keypair: identity::Keypair,
     config: &NetConfig,
     log: &Log,
+    secured: &crate::security::SecuredCounts,
 ) -> Result<Swarm<Behaviour>, String> {
     let (mdns, max_peers, relay_server) =
         (config.mdns, config.limits.max_peers, config.relay_server);
@@ -165,6 +168,7 @@ fn build(
     let relay_transport = |e: noise::Error| format!("relay transport: {e}");
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(300));
+    let tcp = |key: &identity::Keypair| crate::transport::tcp(key, secured.clone());
     let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
     // `/dns4`, `/dns6` and `/dnsaddr` names resolve through the system's resolver (its
     // configuration and /etc/hosts), over either transport.
@@ -172,7 +176,7 @@ fn build(
     let mut swarm = if config.quic {
         builder
             .with_quic_config(crate::transport::quic_config)
-            .with_other_transport(crate::transport::tcp)
+            .with_other_transport(tcp)
             .map_err(|e| format!("transport: {e}"))?
             .with_dns()
             .map_err(dns)?
@@ -184,7 +188,7 @@ fn build(
             .build()
     } else {
         builder
-            .with_other_transport(crate::transport::tcp)
+            .with_other_transport(tcp)
             .map_err(|e| format!("transport: {e}"))?
             .with_dns()
             .map_err(dns)?
@@ -254,6 +258,8 @@ struct EventLoop {
     bootstrap: Vec<Multiaddr>,
     /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
     quic: bool,
+    /// TCP connections secured by TLS and by noise, copied into `/peers` as they connect.
+    secured: crate::security::SecuredCounts,
     /// Bootstrap dials over QUIC and their TCP fallbacks.
     bootstrap_dials: crate::transport::BootstrapDials,
     /// UDP ports of QUIC listeners whose sockets were sized ([`crate::udp_buffers`]).
@@ -328,6 +334,7 @@ impl EventLoop {
             circuits: HashMap::new(),
             bootstrap,
             quic: false,
+            secured: Default::default(),
             bootstrap_dials: Default::default(),
             sized_quic_ports: Default::default(),
             dialled: None,
@@ -663,6 +670,7 @@ impl EventLoop {
                     self.swarm.close_connection(stale);
                 }
                 self.refresh_peer(&peer_id);
+                self.status().secured = self.secured.snapshot();
                 tracing::info!(peer = %peer_id, "peer connected");
                 self.ask_checkpoint(peer_id);
             }

@@ -36,9 +36,11 @@ pub(crate) const QUIC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Durati
 /// not lost with the request.
 pub(crate) const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// TCP with noise and yamux, as libp2p's builder makes it, within [`TCP_TIMEOUT`].
+/// TCP secured by TLS or noise ([`crate::security::TlsOrNoise`]) and multiplexed by yamux,
+/// within [`TCP_TIMEOUT`], each secured connection counted in `secured`.
 pub(crate) fn tcp(
     key: &libp2p::identity::Keypair,
+    secured: crate::security::SecuredCounts,
 ) -> Result<
     libp2p::core::transport::Boxed<(PeerId, libp2p::core::muxing::StreamMuxerBox)>,
     Box<dyn std::error::Error + Send + Sync>,
@@ -47,7 +49,7 @@ pub(crate) fn tcp(
     Ok(
         libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
             .upgrade(libp2p::core::upgrade::Version::V1Lazy)
-            .authenticate(libp2p::noise::Config::new(key)?)
+            .authenticate(crate::security::TlsOrNoise::new(key, secured)?)
             .multiplex(libp2p::yamux::Config::default())
             .timeout(TCP_TIMEOUT)
             .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))

@@ -1,5 +1,5 @@
 //! `pyrsia-bench-reach` (issue 19): one node-to-node transfer of a fresh 200 MiB blob over
-//! TCP + noise + yamux and over QUIC, on loopback and across a lab link that holds every
+//! TCP + TLS 1.3 + yamux (noise with an older peer) and over QUIC, on loopback and across a lab link that holds every
 //! packet 10 ms each way (20 ms round trip; `netns::Lab::delayed_pair`), each with MB/s and
 //! the CPU seconds both node processes spent per GB moved; beside them, the same blob fetched
 //! with curl straight from the registry over the same path (on the delayed link, its ceiling:
@@ -9,7 +9,8 @@
 //! (behind the symmetric NAT). Needs root (network namespaces). Run it through
 //! `scripts/bench` (release build); prints Markdown tables. `pyrsia-bench-reach transfer
 //! [--no-quic]` runs one loopback transfer only (to profile the data path with `perf`);
-//! `pyrsia-bench-reach transfers` the transfer table only.
+//! `pyrsia-bench-reach transfers` the transfer table only. With `PYRSIA_BENCH_PERF=<file>`,
+//! each transfer's peer fetch alone is recorded with `perf record -g` into `<file>`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use pyrsia_tests::registry::Registry;
 const SIZE: u64 = 200 << 20;
 /// The delay the lab link adds each way.
 const ONE_WAY: Duration = Duration::from_millis(10);
-const TRANSPORTS: [(&str, &[&str]); 2] = [("TCP + noise + yamux", &["--no-quic"]), ("QUIC", &[])];
+const TRANSPORTS: [(&str, &[&str]); 2] = [("TCP + TLS 1.3 + yamux", &["--no-quic"]), ("QUIC", &[])];
 
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -103,9 +104,15 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
     let path = format!("/v2/library/large/blobs/{digest}");
     curl(None, &format!("{}{path}", holder.url()));
     assert!(holder.wait_stored(&digest));
+    let profile = std::env::var("PYRSIA_BENCH_PERF")
+        .ok()
+        .map(|out| start_perf(&out, &[holder.pid(), asker.pid()]));
     let cpu_before = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid());
     let fetched = curl(None, &format!("{}{path}", asker.url()));
     let cpu = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid()) - cpu_before;
+    if let Some(perf) = profile {
+        stop_perf(perf);
+    }
     let size = image.layers[0].blob.size;
     assert_eq!(fetched.bytes, size);
     let from_peer = asker.metric("peer_bytes");
@@ -122,6 +129,36 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
         mb_per_second: size as f64 / fetched.seconds / 1e6,
         cpu_per_gb: cpu / (size as f64 / 1e9),
     }
+}
+
+/// `perf record -g` on `pids`, writing `out`: started when `PYRSIA_BENCH_PERF=<file>` asks
+/// for a profile of the peer transfer alone (not the push or the upstream fetch before it).
+fn start_perf(out: &str, pids: &[u32]) -> std::process::Child {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let child = Command::new("perf")
+        .args([
+            "record",
+            "-g",
+            "-F",
+            "4000",
+            "-o",
+            out,
+            "-p",
+            &pids.join(","),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf record (install linux-perf)");
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+/// Stops [`start_perf`]'s recorder the way Ctrl-C would, so that it writes its file.
+fn stop_perf(mut perf: std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
 }
 
 /// The blob fetched with curl straight from a registry: on loopback, or from one lab host's
