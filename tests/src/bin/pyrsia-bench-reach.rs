@@ -1,6 +1,7 @@
 //! `pyrsia-bench-reach` (issue 19): one node-to-node transfer of a fresh 200 MiB blob over
-//! TCP + TLS 1.3 + yamux (noise with an older peer) and over QUIC, on loopback and across a lab link that holds every
-//! packet 10 ms each way (20 ms round trip; `netns::Lab::delayed_pair`), each with MB/s and
+//! TCP + TLS 1.3 + yamux (noise with an older peer) and over QUIC, on loopback and across a
+//! lab link that holds every packet 10 ms each way (20 ms round trip;
+//! `netns::Lab::delayed_pair`), each with MB/s and
 //! the CPU seconds both node processes spent per GB moved; beside them, the same blob fetched
 //! with curl straight from the registry over the same path (on the delayed link, its ceiling:
 //! the delay line is two threads of this process). Then, in the NAT lab, the time a node takes
