@@ -21,6 +21,7 @@ pub mod netns;
 pub mod node;
 pub mod npm;
 pub mod output;
+pub mod perf;
 pub mod process;
 pub mod proxy;
 pub mod pypi;

@@ -56,6 +56,7 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "relay-server" => options.relay_server.to_string(),
         "no-mdns" => options.no_mdns.to_string(),
         "no-quic" => options.no_quic.to_string(),
+        "quic-on-lan" => options.quic_on_lan.to_string(),
         "max-upload-rate" => options
             .max_upload_rate
             .map(|r| r.to_string())

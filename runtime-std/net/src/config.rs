@@ -17,8 +17,12 @@ pub struct NetConfig {
     /// mDNS discovery on the LAN.
     pub mdns: bool,
     /// QUIC next to TCP: the node also listens on the UDP port of the same number and dials
-    /// peers over QUIC first (`--no-quic` turns it off).
+    /// peers beyond its own network over QUIC first (`--no-quic` turns it off).
     pub quic: bool,
+    /// QUIC first for peers on the node's own network too (loopback, private and link-local
+    /// addresses; `--quic-on-lan`). Off, they are dialled over TCP first, which costs less
+    /// CPU per byte at LAN round trips.
+    pub quic_on_lan: bool,
     /// What this node gives the network at most.
     pub limits: NetLimits,
     /// Addresses the operator says peers reach this node at (`--external-addr`): confirmed
@@ -66,10 +70,19 @@ impl NetConfig {
             peers,
             mdns,
             quic: true,
+            quic_on_lan: false,
             limits: NetLimits::default(),
             external_addresses: Vec::new(),
             relay_server: false,
         })
+    }
+
+    /// Which transport peers are dialled on first, as these settings say.
+    pub(crate) fn dial_order(&self) -> crate::dial_order::DialOrder {
+        crate::dial_order::DialOrder {
+            quic: self.quic,
+            quic_on_lan: self.quic_on_lan,
+        }
     }
 
     /// Every address the node listens on: the TCP one given, and with QUIC on, the QUIC one on

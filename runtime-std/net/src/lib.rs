@@ -1,6 +1,6 @@
 //! # pyrsia-net
 //!
-//! The full node's P2P network on libp2p 0.57, driven by smol: TCP + noise + yamux and QUIC, identify,
+//! The full node's P2P network on libp2p 0.57, driven by smol: TCP + TLS or noise + yamux and QUIC, identify,
 //! Kademlia, mDNS (optional), gossipsub and a framed request-response protocol. Today it
 //! replicates the transparency log: every node announces its latest checkpoint on the log's
 //! gossipsub topic, and a node that sees a newer one fetches the missing entries from the
@@ -17,6 +17,7 @@ pub mod codec;
 mod compat;
 pub mod config;
 mod connections;
+mod dial_order;
 mod per_address;
 mod redial;
 mod relay;

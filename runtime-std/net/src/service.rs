@@ -129,10 +129,11 @@ pub fn start(
                         return;
                     }
                 };
-                let quic = config.quic;
+                let order = config.dial_order();
                 let mut event_loop =
                     EventLoop::new(swarm, log, shared, config.peers, store, command_rx, source);
-                event_loop.quic = quic;
+                event_loop.dial_order = order;
+                event_loop.bootstrap_dials = crate::dial_order::BootstrapDials::new(order);
                 event_loop.secured = secured;
                 event_loop.member = member;
                 event_loop.upload = upload;
@@ -216,12 +217,13 @@ fn build(
             .set_topic_params(topic, crate::scoring::topic())
             .map_err(|e| format!("gossipsub topic scoring: {e}"))?;
     }
+    let order = config.dial_order();
     for address in &config.peers {
         if let Some(Protocol::P2p(peer)) = address.iter().last() {
-            // With QUIC on, the peer's QUIC twin too: Kademlia dials every address it knows
-            // at once, and the first to connect is kept.
-            let twin = config
-                .quic
+            // With QUIC first for the peer, its QUIC twin too: Kademlia dials every address
+            // it knows at once, and the first to connect is kept.
+            let twin = order
+                .quic_first(address)
                 .then(|| crate::config::quic_twin(address))
                 .flatten();
             for known in twin.into_iter().chain([address.clone()]) {
@@ -256,12 +258,12 @@ struct EventLoop {
     /// end (a peer whose circuit it carries may ask it to bridge a blob).
     circuits: HashMap<PeerId, usize>,
     bootstrap: Vec<Multiaddr>,
-    /// QUIC is on: bootstrap peers are dialled on their QUIC twin address first.
-    quic: bool,
+    /// Which transport peers are dialled on first.
+    dial_order: crate::dial_order::DialOrder,
     /// TCP connections secured by TLS and by noise, copied into `/peers` as they connect.
     secured: crate::security::SecuredCounts,
-    /// Bootstrap dials over QUIC and their TCP fallbacks.
-    bootstrap_dials: crate::transport::BootstrapDials,
+    /// Bootstrap dials on the first transport and their fallbacks on the other.
+    bootstrap_dials: crate::dial_order::BootstrapDials,
     /// UDP ports of QUIC listeners whose sockets were sized ([`crate::udp_buffers`]).
     sized_quic_ports: std::collections::HashSet<u16>,
     dialled: Option<Instant>,
@@ -333,9 +335,9 @@ impl EventLoop {
             hole_punched: Default::default(),
             circuits: HashMap::new(),
             bootstrap,
-            quic: false,
+            dial_order: Default::default(),
             secured: Default::default(),
-            bootstrap_dials: Default::default(),
+            bootstrap_dials: crate::dial_order::BootstrapDials::new(Default::default()),
             sized_quic_ports: Default::default(),
             dialled: None,
             store_events: store.watch(),
@@ -378,9 +380,7 @@ impl EventLoop {
                 _ => any_connected,
             };
             if !connected {
-                let dial = self
-                    .bootstrap_dials
-                    .first(&address, self.quic, Instant::now());
+                let dial = self.bootstrap_dials.first(&address, Instant::now());
                 match self.swarm.dial(dial) {
                     Err(e) if crate::redial::is_held_back(&e) => {
                         tracing::debug!(%address, error = %e, "bootstrap peer not dialled");
@@ -724,7 +724,7 @@ impl EventLoop {
                         self.reserve();
                     }
                 }
-                for address in info.listen_addrs {
+                for address in self.dial_order.dialable(info.listen_addrs) {
                     self.swarm
                         .behaviour_mut()
                         .kad
@@ -732,7 +732,15 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for (peer, address) in found {
+                    by_peer.entry(peer).or_default().push(address);
+                }
+                let found = by_peer.into_iter().flat_map(|(peer, addresses)| {
+                    let dialable = self.dial_order.dialable(addresses);
+                    dialable.into_iter().map(move |address| (peer, address))
+                });
+                for (peer, address) in found.collect::<Vec<_>>() {
                     if !self.swarm.is_connected(&peer) {
                         tracing::info!(%peer, %address, "found a peer on the LAN");
                         // Two nodes on a LAN discover each other in the same instant and

@@ -6,9 +6,12 @@
 //! node-to-node transfer over each transport is `pyrsia-bench-reach`'s. For each run it prints the wall time (max and p50 over the nodes),
 //! the blob's GETs at the upstream, the largest single node's upload and the share of peer
 //! bytes sent by nodes that did not hold the whole blob yet. Run it through `scripts/bench`
-//! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan] [tcp]` runs one
-//! swarm of N nodes alone, with the machine's busy CPU seconds during the pulls (to profile
-//! it, or to read the logs of a failed pull; `tcp`: the nodes run without QUIC; `direct N`:
+//! (release build); prints Markdown tables. `pyrsia-bench-p2p swarm N [wan] [tcp|quic]` runs
+//! one swarm of N nodes alone, with the machine's busy CPU seconds during the pulls and the
+//! transports its connections took (to profile it, or to read the logs of a failed pull;
+//! with `PYRSIA_BENCH_PERF=<file>` it runs `perf record -a -g` on the whole machine during
+//! the pulls; `tcp`: the nodes run without QUIC; `quic`: they dial each other over QUIC
+//! first, `--quic-on-lan`, as every node did before LAN peers went TCP first; `direct N`:
 //! the same nodes with P2P off); `pyrsia-bench-p2p wan` the WAN table and staggered rows
 //! only; `pyrsia-bench-p2p page-cache` sixteen writers filling the page cache in writes of
 //! 1 MiB, 512 KiB, 256 KiB and 64 KiB, then one writer writing the same sixteen files in turn
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 use pyrsia_tests::curl::fetch_discarding;
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::Node;
+use pyrsia_tests::perf::{Profile, Sampled};
 use pyrsia_tests::proxy::{Fault, FaultProxy};
 use pyrsia_tests::registry::Registry;
 
@@ -78,6 +82,27 @@ struct Run {
     /// first client's start to the last one's end: how much work the pulls cost, beside
     /// how long they took.
     cpu_seconds: f64,
+    /// The nodes' connections at the end, (over TCP, over QUIC), each counted at both ends.
+    connections: (usize, usize),
+}
+
+/// The connections `nodes` hold, (over TCP, over QUIC), from their `/peers` addresses: each
+/// connection counted by both its ends.
+fn connections_by_transport(nodes: &[Node]) -> (usize, usize) {
+    let addresses: Vec<String> = nodes
+        .iter()
+        .flat_map(|node| {
+            let status = node.peers_status();
+            let peers = status["peers"].as_array().cloned().unwrap_or_default();
+            peers
+                .into_iter()
+                .flat_map(|p| p["addresses"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let quic = addresses.iter().filter(|a| a.contains("/quic-v1")).count();
+    (addresses.len() - quic, quic)
 }
 
 /// Busy CPU time of the whole machine since boot, in seconds (`/proc/stat`'s first line:
@@ -112,6 +137,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .as_ref()
         .map_or_else(|| registry.url(), FaultProxy::url);
     let nodes = nodes(work.path(), &upstream, n, swarm, node_args);
+    let profile = Profile::if_asked(Sampled::Machine, "");
     let busy_before = machine_busy_seconds();
     let started = Instant::now();
     let clients: Vec<_> = nodes
@@ -132,6 +158,9 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .map(|c| c.join().expect("client"))
         .collect();
     let cpu_seconds = machine_busy_seconds() - busy_before;
+    if let Some(profile) = profile {
+        profile.stop();
+    }
     let failed: Vec<String> = results
         .iter()
         .zip(&nodes)
@@ -172,6 +201,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
             .map(|n| n.metric("piece_bytes_served_partial"))
             .sum(),
         cpu_seconds,
+        connections: connections_by_transport(&nodes),
     }
 }
 
@@ -233,16 +263,18 @@ fn main() {
     if let [mode, n, rest @ ..] = args.as_slice()
         && (mode == "swarm" || mode == "direct")
     {
-        let n: usize = n.parse().expect("swarm|direct N [wan] [tcp]: N nodes");
+        let n: usize = n.parse().expect("swarm|direct N [wan] [tcp|quic]: N nodes");
         let wan = rest.iter().any(|a| a == "wan");
         let node_args: &[&str] = if rest.iter().any(|a| a == "tcp") {
             &["--no-quic"]
+        } else if rest.iter().any(|a| a == "quic") {
+            &["--quic-on-lan"]
         } else {
             &[]
         };
         let swarm = run(n, mode == "swarm", wan, Duration::ZERO, node_args);
         println!(
-            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob ({:.2}× among nodes that fetched nothing from the upstream)",
+            "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob ({:.2}× among nodes that fetched nothing from the upstream); connection ends over TCP {}, over QUIC {}",
             max(&swarm.times),
             p50(&swarm.times),
             swarm.cpu_seconds,
@@ -250,7 +282,9 @@ fn main() {
             swarm.served as f64 / ((n - 1) as f64 * SIZE as f64),
             n - 1,
             swarm.largest_upload as f64 / SIZE as f64,
-            swarm.largest_other_upload as f64 / SIZE as f64
+            swarm.largest_other_upload as f64 / SIZE as f64,
+            swarm.connections.0,
+            swarm.connections.1
         );
         return;
     }

@@ -20,6 +20,7 @@ use pyrsia_tests::curl::{Fetched, fetch_discarding};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::netns::{Host, Lab, Nat};
 use pyrsia_tests::node::Node;
+use pyrsia_tests::perf::{Profile, Sampled};
 use pyrsia_tests::reach::{circuit_address, peer_entry, start_named_relay};
 use pyrsia_tests::registry::Registry;
 
@@ -105,14 +106,12 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
     let path = format!("/v2/library/large/blobs/{digest}");
     curl(None, &format!("{}{path}", holder.url()));
     assert!(holder.wait_stored(&digest));
-    let profile = std::env::var("PYRSIA_BENCH_PERF")
-        .ok()
-        .map(|out| start_perf(&out, &[holder.pid(), asker.pid()]));
+    let profile = Profile::if_asked(Sampled::Processes(&[holder.pid(), asker.pid()]), "");
     let cpu_before = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid());
     let fetched = curl(None, &format!("{}{path}", asker.url()));
     let cpu = cpu_seconds(holder.pid()) + cpu_seconds(asker.pid()) - cpu_before;
-    if let Some(perf) = profile {
-        stop_perf(perf);
+    if let Some(profile) = profile {
+        profile.stop();
     }
     let size = image.layers[0].blob.size;
     assert_eq!(fetched.bytes, size);
@@ -130,36 +129,6 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
         mb_per_second: size as f64 / fetched.seconds / 1e6,
         cpu_per_gb: cpu / (size as f64 / 1e9),
     }
-}
-
-/// `perf record -g` on `pids`, writing `out`: started when `PYRSIA_BENCH_PERF=<file>` asks
-/// for a profile of the peer transfer alone (not the push or the upstream fetch before it).
-fn start_perf(out: &str, pids: &[u32]) -> std::process::Child {
-    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
-    let child = Command::new("perf")
-        .args([
-            "record",
-            "-g",
-            "-F",
-            "4000",
-            "-o",
-            out,
-            "-p",
-            &pids.join(","),
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("perf record (install linux-perf)");
-    std::thread::sleep(Duration::from_millis(500));
-    child
-}
-
-/// Stops [`start_perf`]'s recorder the way Ctrl-C would, so that it writes its file.
-fn stop_perf(mut perf: std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
-    let _ = perf.wait();
 }
 
 /// The blob fetched with curl straight from a registry: on loopback, or from one lab host's
