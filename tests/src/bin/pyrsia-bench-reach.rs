@@ -9,7 +9,8 @@
 //! peer directly by hole punching (two endpoint-independent NATs) or only through the relay
 //! (behind the symmetric NAT). Needs root (network namespaces). Run it through
 //! `scripts/bench` (release build); prints Markdown tables. `pyrsia-bench-reach transfer
-//! [--no-quic]` runs one loopback transfer only (to profile the data path with `perf`);
+//! [--no-quic | --quic-on-lan]` runs one loopback transfer only, over TCP unless
+//! `--quic-on-lan` (to profile the data path with `perf`);
 //! `pyrsia-bench-reach transfers` the transfer table only. With `PYRSIA_BENCH_PERF=<file>`,
 //! each transfer's peer fetch alone is recorded with `perf record -g` into `<file>`.
 
@@ -27,7 +28,13 @@ use pyrsia_tests::registry::Registry;
 const SIZE: u64 = 200 << 20;
 /// The delay the lab link adds each way.
 const ONE_WAY: Duration = Duration::from_millis(10);
-const TRANSPORTS: [(&str, &[&str]); 2] = [("TCP + TLS 1.3 + yamux", &["--no-quic"]), ("QUIC", &[])];
+/// Each transport measured, with the node arguments that make the nodes use it. Every host
+/// here is on loopback or a private lab address, which nodes dial over TCP first by
+/// default; `--quic-on-lan` makes them dial over QUIC first.
+const TRANSPORTS: [(&str, &[&str]); 2] = [
+    ("TCP + TLS 1.3 + yamux", &["--no-quic"]),
+    ("QUIC", &["--quic-on-lan"]),
+];
 
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -118,7 +125,7 @@ fn transfer(hosts: Option<(&Host, &Host)>, extra: &[&str]) -> Transfer {
     let from_peer = asker.metric("peer_bytes");
     assert!(from_peer >= size, "it came from the peer\n{}", asker.log());
     assert_eq!(registry.blob_gets(&digest.to_string()), 1);
-    let quic = !extra.contains(&"--no-quic");
+    let quic = extra.contains(&"--quic-on-lan") && !extra.contains(&"--no-quic");
     let addresses = asker.peer_addresses(&holder.peer_id());
     assert!(
         addresses.iter().all(|a| a.contains("/quic-v1") == quic),
@@ -281,7 +288,8 @@ fn connections() {
 }
 
 fn main() {
-    // `pyrsia-bench-reach transfer [--no-quic]`: one loopback transfer only (for profiling).
+    // `pyrsia-bench-reach transfer [--no-quic | --quic-on-lan]`: one loopback transfer only
+    // (for profiling).
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("transfer") {
         let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
