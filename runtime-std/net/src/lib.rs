@@ -18,6 +18,7 @@ mod compat;
 pub mod config;
 mod connections;
 mod dial_order;
+mod joined_writes;
 mod per_address;
 mod redial;
 mod relay;

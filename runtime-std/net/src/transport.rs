@@ -29,8 +29,9 @@ pub(crate) const QUIC_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Durati
 /// not lost with the request.
 pub(crate) const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// TCP secured by TLS or noise ([`crate::security::TlsOrNoise`]) and multiplexed by yamux,
-/// within [`TCP_TIMEOUT`], each secured connection counted in `secured`.
+/// TCP secured by TLS or noise ([`crate::security::TlsOrNoise`]) and multiplexed by yamux
+/// with each frame in one TLS record ([`crate::joined_writes`]), within [`TCP_TIMEOUT`],
+/// each secured connection counted in `secured`.
 pub(crate) fn tcp(
     key: &libp2p::identity::Keypair,
     secured: crate::security::SecuredCounts,
@@ -43,7 +44,7 @@ pub(crate) fn tcp(
         libp2p::tcp::tokio::Transport::new(libp2p::tcp::Config::default().nodelay(true))
             .upgrade(libp2p::core::upgrade::Version::V1Lazy)
             .authenticate(crate::security::TlsOrNoise::new(key, secured)?)
-            .multiplex(libp2p::yamux::Config::default())
+            .multiplex(crate::joined_writes::YamuxOverRecords::default())
             .timeout(TCP_TIMEOUT)
             .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer)))
             .boxed(),
