@@ -128,6 +128,26 @@ pub const POLLS_PER_ROUND: usize = 4;
 /// ([`ScheduleConfig::busy_backoff`]): about the time that peer takes to send a piece or two.
 pub const BUSY_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The longest wait between two looks for more providers during a download
+/// ([`rediscover_wait`]).
+pub const REDISCOVER_MAX: Duration = Duration::from_secs(8);
+
+/// How long a download waits before its look number `looks_done + 1` for more providers of
+/// the blob (nodes that started fetching it since; they serve what they hold): 250 ms first
+/// (nodes that start together announce within a moment), then 1 s, doubling up to
+/// [`REDISCOVER_MAX`]. Each look is a DHT lookup that every peer asked answers by walking its
+/// routing table; looking every second from every downloading node cost a 16-node swarm
+/// about 2% of its CPU in those walks alone (BENCHMARKS.md), for peers that, arriving late,
+/// hold little the early ones lack (and find the early ones with their own first look).
+pub fn rediscover_wait(looks_done: u32) -> Duration {
+    match looks_done {
+        0 => Duration::from_millis(250),
+        n => Duration::from_secs(1)
+            .saturating_mul(1u64 << (n - 1).min(3))
+            .min(REDISCOVER_MAX),
+    }
+}
+
 /// Whether a node answering `in_progress` piece requests now takes one more (else it
 /// answers busy): the one rule for the node and the simulation.
 pub fn serves_now(in_progress: usize) -> bool {

@@ -18,6 +18,7 @@ pub mod npm;
 pub mod operator;
 pub mod packages;
 pub mod peers;
+pub mod piece_bytes;
 pub mod pypi;
 pub mod rebuild;
 mod reopen;

@@ -103,8 +103,8 @@ pub enum PieceAnswer {
     Data {
         /// The blob's size.
         total: u64,
-        /// The piece.
-        bytes: Vec<u8>,
+        /// The piece (shared with the shelf when served from a download in progress).
+        bytes: crate::piece_bytes::PieceBytes,
     },
     /// The leaf hash of every piece, in order (answers [`Ask::Hashes`]).
     Hashes(Vec<Hash>),
@@ -354,9 +354,6 @@ const HANDSHAKE_TAGS: u64 = 1 << 63;
 const POLL_TAGS: u64 = 1 << 62;
 /// How long the providers found are given to say what they hold.
 const SURVEY_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a fetch looks again for nodes that started downloading the blob since it began
-/// (they serve what they hold: the swarm).
-pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How often a round of the fetch's peers (core's `POLLS_PER_ROUND` of them, in turn) is
 /// asked what they hold now and how busy they are.
 pub const HAVE_POLL: Duration = Duration::from_millis(250);
@@ -434,9 +431,9 @@ pub struct PieceFetcher {
     expected: Option<Vec<Hash>>,
     /// The schedule's clock: core instants are microseconds since this.
     epoch: Instant,
-    /// Providers found again during the fetch (by a thread that looks every
-    /// [`REDISCOVER_EVERY`] and stops when this reader is dropped).
-    found: Option<Receiver<Vec<String>>>,
+    /// Providers found again during the fetch (by a thread that looks ever less often, as
+    /// core's `rediscover_wait` says, and stops when this is dropped).
+    found: Option<Rediscovery>,
     /// The provider (of `ids`) fetching the blob from the upstream for the network, if one
     /// is asked: it serves pieces as they arrive there, in order.
     streaming: Option<usize>,
@@ -791,7 +788,7 @@ impl PieceFetcher {
             }
             let request = PieceRequest::bytes(self.digest, offset, PIECE_LEN);
             let (total, bytes) = match self.ask(i, request) {
-                Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes),
+                Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes.into_vec()),
                 Some(Ok(PieceAnswer::Hashes(_) | PieceAnswer::Have { .. })) => {
                     self.reject(i, offset, "answered bytes with something else", true);
                     continue;
@@ -959,7 +956,7 @@ impl PieceFetcher {
         let Some(schedule) = self.schedule.as_mut() else {
             return;
         };
-        while let Some(list) = self.found.as_ref().and_then(|f| f.try_recv().ok()) {
+        while let Some(list) = self.found.as_ref().and_then(|f| f.found.try_recv().ok()) {
             for id in list {
                 if self.ids.contains(&id)
                     || !pyrsia_core::reach::carries_pieces(&self.network.path(&id))
@@ -1089,7 +1086,7 @@ impl PieceFetcher {
                 match schedule.handle_piece(tag, answer) {
                     Filed::Accepted { piece, peer, .. } => {
                         self.served_by.insert(piece, self.scheduled[peer]);
-                        self.ready.put(piece, bytes);
+                        self.ready.put(piece, bytes.into_vec());
                         None
                     }
                     Filed::Rejected { peer, blame } => {
@@ -1224,18 +1221,30 @@ fn survey(
     held
 }
 
-/// Looks for the providers of `digest` every [`REDISCOVER_EVERY`] on a thread of its own,
-/// until the receiver is dropped.
-fn rediscover(network: Arc<dyn PeerNetwork>, digest: Digest) -> Receiver<Vec<String>> {
+/// The providers a fetch's lookup thread ([`rediscover`]) finds; dropping it stops the thread
+/// at once (even mid-wait).
+struct Rediscovery {
+    /// Each look's providers.
+    found: Receiver<Vec<String>>,
+    /// Never sent on: its drop wakes the thread, which then ends.
+    _stop: mpsc::Sender<()>,
+}
+
+/// Looks for the providers of `digest` on a thread of its own, after the waits core's
+/// `rediscover_wait` says (nodes that start downloading it join the fetch), until the
+/// returned [`Rediscovery`] is dropped.
+fn rediscover(network: Arc<dyn PeerNetwork>, digest: Digest) -> Rediscovery {
     let (sender, found) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name(format!("find-{}", &digest.hex().as_str()[..12]))
         .spawn(move || {
-            // Nodes that started at the same moment announce within a moment: look soon.
-            let mut wait = REDISCOVER_EVERY / 4;
-            loop {
-                std::thread::sleep(wait);
-                wait = REDISCOVER_EVERY;
+            for looks_done in 0u32.. {
+                let wait = pyrsia_core::piece_schedule::rediscover_wait(looks_done);
+                match stopped.recv_timeout(Duration::from_micros(wait.as_micros())) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
                 let providers = network.providers(&digest, LOOKUP_TIMEOUT);
                 if sender.send(providers).is_err() {
                     return;
@@ -1245,7 +1254,7 @@ fn rediscover(network: Arc<dyn PeerNetwork>, digest: Digest) -> Receiver<Vec<Str
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot look for more peers during a fetch");
     }
-    found
+    Rediscovery { found, _stop: stop }
 }
 
 /// The leaf hash of a piece's bytes when a piece hash list will check it (hashing 1 MiB

@@ -441,7 +441,7 @@ impl LyingProvider {
                                         let n = u64::from(len).min(total.saturating_sub(offset));
                                         SyncResponse::Piece {
                                             total,
-                                            bytes: vec![0x5a; n as usize],
+                                            bytes: vec![0x5a; n as usize].into(),
                                         }
                                     }
                                     None => SyncResponse::Missing,

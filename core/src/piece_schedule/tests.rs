@@ -717,3 +717,10 @@ fn a_piece_sent_elsewhere_is_asked_of_the_peers_named_then_insisting() {
         "the source that refused an insisting request is given up: {after:?}"
     );
 }
+
+#[test]
+fn looks_for_more_providers_come_soon_then_ever_further_apart() {
+    let waits: Vec<u64> = (0..7).map(|n| rediscover_wait(n).as_millis()).collect();
+    assert_eq!(waits, [250, 1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+    assert_eq!(rediscover_wait(u32::MAX), REDISCOVER_MAX);
+}

@@ -106,11 +106,11 @@ pub enum SyncResponse {
     Piece {
         /// The blob's size.
         total: u64,
-        /// The bytes (as one byte string: postcard writes the same length and bytes for a
+        /// The bytes, as one byte string (postcard writes the same length and bytes for a
         /// `Vec<u8>` either way, but serde's default reads and writes it one element at a
-        /// time, which cost more CPU than the encryption of a piece).
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
+        /// time, which cost more CPU than the encryption of a piece). A piece served from a
+        /// download's shelf is shared with it, not copied.
+        bytes: pyrsia_std::piece_bytes::PieceBytes,
     },
     /// The piece hash list asked for.
     PieceHashes(Vec<[u8; 32]>),
@@ -273,7 +273,7 @@ impl libp2p::request_response::Codec for SyncCodec {
         match response {
             SyncResponse::Piece { total, bytes } => {
                 let written = piece_frame::write_piece(io, total, &bytes).await;
-                pyrsia_std::buffers::give(bytes);
+                bytes.recycle();
                 written
             }
             response => write_frame(io, &response).await,
@@ -292,7 +292,7 @@ mod tests {
         // `bytes` element by element sent, so old and new nodes understand each other.
         let piece = SyncResponse::Piece {
             total: 5,
-            bytes: vec![1, 2, 3],
+            bytes: vec![1, 2, 3].into(),
         };
         let wire = postcard::to_allocvec(&piece).unwrap();
         assert_eq!(wire, [2, 5, 3, 1, 2, 3]);

@@ -256,7 +256,7 @@ impl EdgeServer {
         let start = u64::from(index) * u64::from(PIECE_LEN) + u64::from(offset);
         let wanted = PieceRequest::bytes(*digest, start, CHUNK_LEN as u32);
         let (total, mut bytes) = match self.mirror.verified_piece(&wanted) {
-            PieceAnswer::Data { total, bytes } => (total, bytes),
+            PieceAnswer::Data { total, bytes } => (total, bytes.into_vec()),
             _ => return write_response(stream, &Response::Error(ErrorCode::NotFound), out),
         };
         let count = piece_count(total);

@@ -202,9 +202,10 @@ impl Mirror {
         let bytes = flight.shelf()?.get(piece)?;
         let whole = piece_len.min(total - request.offset);
         (u64::from(request.len) >= whole && bytes.len() as u64 == whole).then(|| {
-            let mut copy = crate::buffers::take(bytes.len());
-            copy.copy_from_slice(&bytes);
-            PieceAnswer::Data { total, bytes: copy }
+            PieceAnswer::Data {
+                total,
+                bytes: bytes.into(),
+            }
         })
     }
 
@@ -239,7 +240,10 @@ impl Mirror {
                 let len = want.min(total - request.offset) as usize;
                 let mut bytes = crate::buffers::take(len);
                 match reader.read_exact(&mut bytes) {
-                    Ok(()) => PieceAnswer::Data { total, bytes },
+                    Ok(()) => PieceAnswer::Data {
+                        total,
+                        bytes: bytes.into(),
+                    },
                     Err(_) => PieceAnswer::Missing,
                 }
             }
@@ -291,7 +295,10 @@ fn read_piece(file: &mut std::fs::File, offset: u64, want: u64, total: u64) -> P
         .seek(SeekFrom::Start(offset))
         .and_then(|_| file.read_exact(&mut bytes))
     {
-        Ok(()) => PieceAnswer::Data { total, bytes },
+        Ok(()) => PieceAnswer::Data {
+            total,
+            bytes: bytes.into(),
+        },
         Err(_) => PieceAnswer::Missing,
     }
 }

@@ -171,16 +171,16 @@ impl PeerNetwork for FakeNetwork {
                 bytes[0] ^= 0xff;
                 Ok(PieceAnswer::Data {
                     total: self.blob.len() as u64,
-                    bytes,
+                    bytes: bytes.into(),
                 })
             }
             Behaviour::WrongTotal => Ok(PieceAnswer::Data {
                 total: 2 * self.blob.len() as u64,
-                bytes: self.blob[start..end].to_vec(),
+                bytes: self.blob[start..end].to_vec().into(),
             }),
             Behaviour::Rotten => Ok(PieceAnswer::Data {
                 total: blob.len() as u64,
-                bytes: blob[start..end].to_vec(),
+                bytes: blob[start..end].to_vec().into(),
             }),
             Behaviour::Stalls => return,
             Behaviour::Lacks | Behaviour::Bridges => Ok(PieceAnswer::Missing),
@@ -189,7 +189,7 @@ impl PeerNetwork for FakeNetwork {
             }
             Behaviour::ShortPieces => Ok(PieceAnswer::Data {
                 total: self.blob.len() as u64,
-                bytes: self.blob[start..end - 1].to_vec(),
+                bytes: self.blob[start..end - 1].to_vec().into(),
             }),
             Behaviour::Serves
             | Behaviour::Partial(_)
@@ -204,7 +204,7 @@ impl PeerNetwork for FakeNetwork {
                     .or_default() += 1;
                 Ok(PieceAnswer::Data {
                     total: self.blob.len() as u64,
-                    bytes: self.blob[start..end].to_vec(),
+                    bytes: self.blob[start..end].to_vec().into(),
                 })
             }
         };

@@ -101,7 +101,10 @@ where
     // A recycled buffer (its old bytes all overwritten here): the reader gives it back.
     let mut bytes = pyrsia_std::buffers::take(left);
     io.read_exact(&mut bytes).await?;
-    Ok(SyncResponse::Piece { total, bytes })
+    Ok(SyncResponse::Piece {
+        total,
+        bytes: bytes.into(),
+    })
 }
 
 #[cfg(test)]
@@ -126,7 +129,7 @@ mod tests {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let message = SyncResponse::Piece {
                 total,
-                bytes: bytes.clone(),
+                bytes: bytes.clone().into(),
             };
             let mut wire = Vec::new();
             smol::block_on(write_piece(
@@ -148,7 +151,7 @@ mod tests {
     fn a_piece_whose_length_does_not_fill_its_frame_is_malformed() {
         let mut wire = encode_vec(&SyncResponse::Piece {
             total: 9,
-            bytes: vec![1, 2, 3],
+            bytes: vec![1, 2, 3].into(),
         })
         .unwrap();
         // One byte more in the frame than the piece says.
