@@ -46,8 +46,12 @@ pub(crate) fn take(len: usize) -> Vec<u8> {
     }
 }
 
-/// A buffer holding a copy of `bytes`: a frame body to write.
+/// A buffer holding a copy of `bytes`: a frame body to write (a fresh copy, as yamux made
+/// it, when it is too small or too large to keep).
 pub(crate) fn copy_of(bytes: &[u8]) -> Vec<u8> {
+    if !(SMALLEST_KEPT..=LARGEST_KEPT).contains(&bytes.len()) {
+        return bytes.to_vec();
+    }
     let mut buffer = take(bytes.len());
     buffer.copy_from_slice(bytes);
     buffer
