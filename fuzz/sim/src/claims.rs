@@ -14,6 +14,15 @@
 //!   show what it holds (nothing, while it searches);
 //! - reach: a node at its connection limit ([`Params::at_limit`] percent) refuses asks from
 //!   nodes it is not connected to;
+//! - or, with [`Params::max_peers`], every node holds at most that many connections, as
+//!   `--max-peers` does: each node dials the [`Params::view`] nodes started just before it,
+//!   then each tries more at random (as Kademlia's lookups connect more), a dial refused when
+//!   either end is full (a topology in more than one group is drawn again). A full node
+//!   dials nobody new, and the DHT reaches only what connections allow: a lookup returns the
+//!   20 nearest among the nodes its node can reach and says it missed some when one nearer
+//!   is out of reach, and a provider record (stored on its provider and on the 20 nearest the
+//!   provider reaches) is found only by a node whose 20 nearest reachable include one of
+//!   those;
 //! - time: a tick is 50 ms on core's clock; a lookup, a survey or an ask takes one tick, the
 //!   upstream fetch [`UPSTREAM_TICKS`], and a download from a peer ends the tick after that
 //!   peer holds the whole blob;
@@ -58,6 +67,9 @@ pub struct Params {
     pub miss: u64,
     /// Percent of the nodes at their connection limit.
     pub at_limit: u64,
+    /// Every node's connection limit (0: none, and the DHT reaches every live node); with it,
+    /// the topology and the DHT's reach follow from the limit (module documentation).
+    pub max_peers: usize,
     /// Whether the first upstream fetcher dies mid-fetch.
     pub kill: bool,
     /// Nodes arrive over this many ticks (0: all at once).
@@ -74,9 +86,20 @@ impl Params {
             view: 16,
             miss: 0,
             at_limit: 0,
+            max_peers: 0,
             kill: false,
             spread: 0,
             seed,
+        }
+    }
+
+    /// `nodes` nodes each holding at most `max_peers` connections, each dialling 3 earlier
+    /// ones first (as the end-to-end tests start them), no other fault, all at once.
+    pub fn capped(nodes: usize, seed: u64, max_peers: usize) -> Params {
+        Params {
+            view: 3,
+            max_peers,
+            ..Params::calm(nodes, seed)
         }
     }
 }
@@ -155,6 +178,8 @@ struct World {
     first_upstream: Option<usize>,
     /// What happened, when traced ([`run_traced`]).
     trace: Option<Vec<String>>,
+    /// With [`Params::max_peers`], each node's [`World::dht_reach`].
+    reach: Vec<(Vec<usize>, bool)>,
 }
 
 /// Runs one simulation.
@@ -168,6 +193,12 @@ pub fn run(params: Params) -> Outcome {
 pub fn run_traced(params: Params, trace: bool) -> (Outcome, Vec<String>) {
     let mut world = World::new(params);
     world.trace = trace.then(Vec::new);
+    if trace {
+        let line = world.describe_topology();
+        if let Some(t) = &mut world.trace {
+            t.push(line);
+        }
+    }
     let outcome = world.run();
     (outcome, world.trace.unwrap_or_default())
 }
@@ -211,17 +242,22 @@ impl World {
                 k
             })
             .collect();
-        let mut connected = vec![Vec::new(); n];
-        for node in 0..n {
-            for _ in 0..params.view.min(n.saturating_sub(1)) {
-                let other = rng.below(n as u64) as usize;
-                if other != node && !connected[node].contains(&other) {
-                    connected[node].push(other);
-                    connected[other].push(node);
+        let (connected, at_limit) = if params.max_peers > 0 {
+            capped_topology(n, params.view, params.max_peers, &mut rng)
+        } else {
+            let mut connected = vec![Vec::new(); n];
+            for node in 0..n {
+                for _ in 0..params.view.min(n.saturating_sub(1)) {
+                    let other = rng.below(n as u64) as usize;
+                    if other != node && !connected[node].contains(&other) {
+                        connected[node].push(other);
+                        connected[other].push(node);
+                    }
                 }
             }
-        }
-        let at_limit = (0..n).map(|_| rng.chance(params.at_limit, 100)).collect();
+            let at_limit = (0..n).map(|_| rng.chance(params.at_limit, 100)).collect();
+            (connected, at_limit)
+        };
         let all: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
         let by_distance = nearest_first(&key, all.iter().copied(), n)
             .into_iter()
@@ -236,7 +272,7 @@ impl World {
                 },
             })
             .collect();
-        World {
+        let mut world = World {
             params,
             rng,
             key,
@@ -251,7 +287,12 @@ impl World {
             outcome: Outcome::default(),
             first_upstream: None,
             trace: None,
+            reach: Vec::new(),
+        };
+        if params.max_peers > 0 {
+            world.reach = (0..n).map(|node| world.dht_reach(node)).collect();
         }
+        world
     }
 
     fn now(tick: u64) -> Instant {
@@ -264,9 +305,35 @@ impl World {
         !matches!(self.states[node], State::Dead)
     }
 
-    /// Whether `asker` can ask `node` now: alive, and connected or not at its limit.
+    /// Whether `asker` can ask `node` now: alive, and connected or not at its limit (nor,
+    /// with [`Params::max_peers`], `asker` at its own: a full node dials nobody new).
     fn reachable(&self, asker: usize, node: usize) -> bool {
-        self.alive(node) && (self.connected[asker].contains(&node) || !self.at_limit[node])
+        let asker_full = self.params.max_peers > 0 && self.at_limit[asker];
+        self.alive(node)
+            && (self.connected[asker].contains(&node) || !(self.at_limit[node] || asker_full))
+    }
+
+    /// With [`Params::max_peers`]: the [`K`] nodes nearest the digest among those `node`
+    /// can reach (computed once, at the start: the capped runs have no churn), and whether
+    /// a node nearer than the last of them was out of its reach (its lookups may miss the
+    /// nearest).
+    fn dht_reach(&self, node: usize) -> (Vec<usize>, bool) {
+        let mut reached = Vec::new();
+        let mut missed = false;
+        for &p in &self.by_distance {
+            if reached.len() == K {
+                break;
+            }
+            if p == node {
+                continue;
+            }
+            if self.reachable(node, p) {
+                reached.push(p);
+            } else {
+                missed = true;
+            }
+        }
+        (reached, missed)
     }
 
     fn path(&self, asker: usize, node: usize) -> Path<usize> {
@@ -365,6 +432,23 @@ impl World {
             State::Done => "done".into(),
             State::Dead => "dead".into(),
         }
+    }
+
+    /// Each node's connections, nodes named by rank nearest the digest, for traces.
+    fn describe_topology(&self) -> String {
+        let mut line = String::from("connections:");
+        for &node in &self.by_distance {
+            let mut peers: Vec<usize> =
+                self.connected[node].iter().map(|p| self.rank(*p)).collect();
+            peers.sort();
+            line.push_str(&format!(
+                " r{}{}→{:?}",
+                self.rank(node),
+                if self.at_limit[node] { "(full)" } else { "" },
+                peers
+            ));
+        }
+        line
     }
 
     /// Records an event when traced.
@@ -567,10 +651,19 @@ impl World {
     /// The provider records of the blob `node` finds: the 20 nearest the key of those
     /// whose download (search included) started before this tick.
     fn providers(&self, node: usize, tick: u64) -> Vec<Provider<usize>> {
+        // With a connection limit: only the records stored where this node's lookup reaches
+        // (a provider stores its record on the nodes nearest the key that it reaches).
+        let found = |p: usize| match self.reach.get(node) {
+            None => true,
+            Some((asked, _)) => {
+                asked.contains(&p) || self.reach[p].0.iter().any(|s| asked.contains(s))
+            }
+        };
         self.by_distance
             .iter()
             .copied()
             .filter(|p| *p != node && self.providing_since(*p).is_some_and(|s| s < tick))
+            .filter(|p| found(*p))
             .take(K)
             .map(|p| Provider {
                 peer: p,
@@ -583,6 +676,10 @@ impl World {
     /// The DHT's lookup of the live nodes nearest the digest, as `node` runs it, and whether
     /// it missed one.
     fn nearest_lookup(&mut self, node: usize) -> (Vec<usize>, bool) {
+        if let Some((reached, missed)) = self.reach.get(node) {
+            let live = reached.iter().copied().filter(|p| self.alive(*p)).collect();
+            return (live, *missed);
+        }
         let missed = self.rng.chance(self.params.miss, 100);
         let mut live = self
             .by_distance
@@ -655,4 +752,61 @@ impl World {
             }
         }
     }
+}
+
+/// The connections of `n` nodes each holding at most `max_peers`, and which are full: each
+/// node dials up to `view` of the latest earlier nodes (as the end-to-end tests start each
+/// node with the earlier ones as peers); then, as Kademlia's lookups connect more, each node
+/// in turn tries `2 × max_peers` random others; a dial is refused when either end is full. A
+/// draw that leaves the nodes in more than one group is drawn again (nodes that cannot reach
+/// each other at all each fetch the blob, rightly), up to a few times.
+fn capped_topology(
+    n: usize,
+    view: usize,
+    max_peers: usize,
+    rng: &mut Rng,
+) -> (Vec<Vec<usize>>, Vec<bool>) {
+    let dial = |connected: &mut Vec<Vec<usize>>, a: usize, b: usize| {
+        if a != b
+            && connected[a].len() < max_peers
+            && connected[b].len() < max_peers
+            && !connected[a].contains(&b)
+        {
+            connected[a].push(b);
+            connected[b].push(a);
+        }
+    };
+    let mut connected: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for _draw in 0..16 {
+        connected = vec![Vec::new(); n];
+        for node in 1..n {
+            for earlier in (0..node).rev().take(view) {
+                dial(&mut connected, node, earlier);
+            }
+        }
+        for node in 0..n {
+            for _ in 0..2 * max_peers {
+                let other = rng.below(n as u64) as usize;
+                dial(&mut connected, node, other);
+            }
+        }
+        if one_group(&connected) {
+            break;
+        }
+    }
+    let full = connected.iter().map(|c| c.len() >= max_peers).collect();
+    (connected, full)
+}
+
+/// Whether every node reaches every other over `connected`'s connections.
+fn one_group(connected: &[Vec<usize>]) -> bool {
+    let mut seen = vec![false; connected.len()];
+    let mut stack = vec![0];
+    while let Some(node) = stack.pop() {
+        if core::mem::replace(&mut seen[node], true) {
+            continue;
+        }
+        stack.extend(connected[node].iter().copied().filter(|p| !seen[*p]));
+    }
+    seen.iter().all(|s| *s)
 }

@@ -21,16 +21,19 @@
 //! core's `SourceSearch` and each node asked answering with core's `honour`: without faults,
 //! with spread arrivals, with lookups that miss the nearest node, with nodes at their
 //! connection limit, with the fetcher killed, and all at once (the worst of seeds 1..=N).
-//! With `--trace SCENARIO` (`calm`, `spread`, `miss`, `limit`, `kill`, or `all`, every fault at
-//! once), it prints what happened in that run for one seed (`--seed S`, default 1) and size
-//! (`--nodes M`, default 100): each ask to fetch for the network, each download whose peers
-//! stopped delivering, each upstream fetch.
+//! Two more columns hold every node to at most 5 and 40 connections (`--max-peers`), the
+//! DHT reaching only what those connections allow. With `--trace SCENARIO` (`calm`, `spread`,
+//! `miss`, `limit`, `kill`, `all`, every fault at once, or `capped`, every node held to
+//! `--max-peers M` connections, default 5), it prints what happened in that run for one seed
+//! (`--seed S`, default 1) and size (`--nodes M`, default 100): each node's connections (when
+//! capped), each ask to fetch for the network, each download whose peers stopped delivering,
+//! each upstream fetch.
 
 use pyrsia_core::digest::Hasher;
 use pyrsia_sim::pieces::{Faults, Params, lower_bound, run};
 use pyrsia_sim::{builds, clients, ordering};
 
-const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S] [--nodes M]\n       pyrsia-sim claims [--seeds N | --seed S] [--nodes M] [--trace calm|spread|miss|limit|kill|all]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
+const USAGE: &str = "usage: pyrsia-sim [--seeds N | --seed S] [--nodes M] [--byzantine F]\n       pyrsia-sim members [--seeds N | --seed S] [--nodes M] [--byzantine F] [--calm] [--adversary silent|split-votes|flood|wrong-digest|forger]\n       pyrsia-sim pieces [--seed S] [--nodes M]\n       pyrsia-sim claims [--seeds N | --seed S] [--nodes M] [--trace calm|spread|miss|limit|kill|all|capped [--max-peers M]]\n       pyrsia-sim bench [--nodes M]\n       pyrsia-sim bench-members";
 
 fn flag(args: &[String], name: &str) -> Option<u64> {
     let value = args.iter().position(|a| a == name).map(|i| args.get(i + 1));
@@ -62,7 +65,8 @@ fn main() {
         let nodes = flag(&args, "--nodes").map(|n| n as usize);
         if let Some(at) = args.iter().position(|a| a == "--trace") {
             let scenario = args.get(at + 1).map_or("all", String::as_str);
-            return claims_trace(scenario, seeds[0], nodes.unwrap_or(100));
+            let max_peers = flag(&args, "--max-peers").map_or(5, |m| m as usize);
+            return claims_trace(scenario, seeds[0], nodes.unwrap_or(100), max_peers);
         }
         return claims(&seeds, nodes);
     }
@@ -520,13 +524,13 @@ fn pieces(seed: u64, only: Option<usize>) {
 fn claims(seeds: &[u64], only: Option<usize>) {
     use pyrsia_sim::claims::{Outcome, Params, UPSTREAM_TICKS, run};
     println!(
-        "one fresh blob wanted by every node; core's SourceSearch on every node and core's honour on every node asked; each node dials 16 others; the upstream takes {UPSTREAM_TICKS} ticks of 50 ms; the worst of seeds {seeds:?}"
+        "one fresh blob wanted by every node; core's SourceSearch on every node and core's honour on every node asked; each node dials 16 others (in the last two columns: 3 earlier ones, then more while both ends have room); the upstream takes {UPSTREAM_TICKS} ticks of 50 ms; the worst of seeds {seeds:?}"
     );
     println!();
     println!(
-        "| nodes | all at once: upstream fetches / upstream bytes ÷ blob (ticks) | arrivals over 2 s | 10% of lookups miss the nearest | 10% of nodes at their connection limit | the first fetcher dies mid-fetch | all four | seeds with more than 2 fetches (all four) | seconds |"
+        "| nodes | all at once: upstream fetches / upstream bytes ÷ blob (ticks) | arrivals over 2 s | 10% of lookups miss the nearest | 10% of nodes at their connection limit | the first fetcher dies mid-fetch | all four | seeds with more than 2 fetches (all four) | every node at most 5 connections | every node at most 40 connections | seconds |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let sizes: Vec<usize> = match only {
         Some(n) => vec![n],
         None => vec![16, 100, 1000, 10_000],
@@ -563,9 +567,11 @@ fn claims(seeds: &[u64], only: Option<usize>) {
                     kill: true,
                     ..base
                 },
+                Params::capped(nodes, seed, 5),
+                Params::capped(nodes, seed, 40),
             ]
         };
-        let mut runs: Vec<Vec<Outcome>> = vec![Vec::new(); 6];
+        let mut runs: Vec<Vec<Outcome>> = vec![Vec::new(); 8];
         for &seed in seeds {
             for (i, params) in scenarios(seed).into_iter().enumerate() {
                 runs[i].push(run(params));
@@ -574,7 +580,7 @@ fn claims(seeds: &[u64], only: Option<usize>) {
         let many = runs[5].iter().filter(|o| o.upstream_fetches > 2).count();
         let cells: Vec<String> = runs.iter().map(|r| worst(r)).collect();
         println!(
-            "| {nodes} | {} | {} | {} | {} | {} | {} | {many} of {} | {:.0} |",
+            "| {nodes} | {} | {} | {} | {} | {} | {} | {many} of {} | {} | {} | {:.0} |",
             cells[0],
             cells[1],
             cells[2],
@@ -582,12 +588,14 @@ fn claims(seeds: &[u64], only: Option<usize>) {
             cells[4],
             cells[5],
             seeds.len(),
+            cells[6],
+            cells[7],
             started.elapsed().as_secs_f64()
         );
     }
 }
 
-fn claims_trace(scenario: &str, seed: u64, nodes: usize) {
+fn claims_trace(scenario: &str, seed: u64, nodes: usize, max_peers: usize) {
     use pyrsia_sim::claims::{Params, run_traced};
     let calm = Params::calm(nodes, seed);
     let params = match scenario {
@@ -599,6 +607,7 @@ fn claims_trace(scenario: &str, seed: u64, nodes: usize) {
             ..calm
         },
         "kill" => Params { kill: true, ..calm },
+        "capped" => Params::capped(nodes, seed, max_peers),
         "all" => Params {
             spread: 40,
             miss: 10,
