@@ -759,7 +759,7 @@ impl World {
 /// node with the earlier ones as peers); then, as Kademlia's lookups connect more, each node
 /// in turn tries `2 × max_peers` random others; a dial is refused when either end is full. A
 /// draw that leaves the nodes in more than one group is drawn again (nodes that cannot reach
-/// each other at all each fetch the blob, rightly), up to a few times.
+/// each other at all each fetch the blob, rightly), up to 16 draws.
 fn capped_topology(
     n: usize,
     view: usize,
@@ -800,6 +800,9 @@ fn capped_topology(
 
 /// Whether every node reaches every other over `connected`'s connections.
 fn one_group(connected: &[Vec<usize>]) -> bool {
+    if connected.is_empty() {
+        return true;
+    }
     let mut seen = vec![false; connected.len()];
     let mut stack = vec![0];
     while let Some(node) = stack.pop() {
