@@ -4,7 +4,8 @@
 //! 100 MB header line and 128 requests stuck on an upstream that accepts and never answers:
 //! `/healthz` and a cached blob still answer within a second, the requests beyond the download
 //! budget are refused at once (429), the header line is refused (431) instead of buffered, and
-//! memory stays bounded.
+//! memory stays bounded. A thousand clients connecting at once are all answered: the mirror
+//! port's listen backlog holds them.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -25,6 +26,10 @@ const STUCK: usize = 128;
 /// The node's default HTTP workers (128) keep an eighth free of downloads.
 const DOWNLOAD_WAITERS: usize = 112;
 
+/// One attack at a time: each test times what one node answers under its own attack, and two
+/// at once on two cores would time each other.
+static ONE_ATTACK_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -37,6 +42,9 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn slowloris_huge_headers_and_a_tarpit_upstream_leave_health_and_cache_answering() {
+    let _alone = ONE_ATTACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(&work.path().join("registry"));
     let images = push_standard_images(work.path(), &registry.authority());
@@ -201,4 +209,91 @@ fn slowloris_huge_headers_and_a_tarpit_upstream_leave_health_and_cache_answering
     let health = get(&format!("{}/healthz", node.url())).expect("GET /healthz");
     assert_eq!(health.status, 200, "still answering");
     drop(slowloris);
+}
+
+/// Clients connecting at once, more than the standard library's listen backlog (128) holds:
+/// the mirror port keeps a backlog of `LISTEN_BACKLOG` (4,096, or the kernel's cap), so each
+/// handshake completes at once and each client is answered, where beyond a backlog of 128
+/// the kernel drops handshakes and a client waits a second or more for a retransmission.
+#[test]
+fn a_thousand_clients_connecting_at_once_are_all_answered_without_a_retransmission() {
+    const CLIENTS: usize = 1000;
+    const THREADS: usize = 10;
+    let _alone = ONE_ATTACK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let work = tempfile::tempdir().unwrap();
+    let node = Node::start(&work.path().join("node"), &["--offline"]);
+
+    // The listening socket's backlog, as the kernel reports it (`ss`: Send-Q of a listener).
+    let port = node.authority().rsplit(':').next().unwrap().to_string();
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{port}")])
+        .output()
+        .expect("ss (iproute2)");
+    let listing = String::from_utf8_lossy(&ss.stdout).into_owned();
+    let backlog: u64 = listing
+        .split_whitespace()
+        .nth(2)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on port {port} in ss's output: {listing:?}"));
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        backlog,
+        somaxconn.min(4096),
+        "the mirror port's listen backlog"
+    );
+
+    // A thousand connections opened as fast as ten threads can, then a request on each.
+    let start = std::sync::Barrier::new(THREADS);
+    let slowest = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (authority, start) = (node.authority(), &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let mut slowest = Duration::ZERO;
+                    let streams: Vec<TcpStream> = (0..CLIENTS / THREADS)
+                        .map(|_| {
+                            let asked = Instant::now();
+                            let stream = TcpStream::connect(&authority).expect("connect");
+                            slowest = slowest.max(asked.elapsed());
+                            stream
+                        })
+                        .collect();
+                    for mut stream in streams {
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(10)))
+                            .unwrap();
+                        stream
+                            .write_all(
+                                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                            )
+                            .unwrap();
+                        let mut answer = String::new();
+                        let _ = stream.read_to_string(&mut answer);
+                        assert!(
+                            answer.starts_with("HTTP/1.1 200"),
+                            "a client was answered {answer:?} (with a backlog of 128, some \
+                             connections of such a burst are dropped and answered nothing)"
+                        );
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .max()
+            .unwrap()
+    });
+    assert!(
+        slowest < Duration::from_millis(900),
+        "a connection waited {slowest:?}: a handshake was dropped and retransmitted"
+    );
 }

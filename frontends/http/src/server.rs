@@ -15,6 +15,13 @@ use crate::reaper::{ActivePeers, Reaper};
 /// client cannot hold a worker forever.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Connections the kernel completes and holds for the server before tiny_http's acceptor
+/// takes them (the listen backlog; Linux caps it at `net.core.somaxconn`, 4,096 by default).
+/// Beyond it a connecting client's handshake is dropped and it waits for a retransmission,
+/// one second and then more. The standard library's 128 is smaller than a CI fleet starting
+/// at once, or than the 128 requests the slowloris test sends beside 2,000 idle sockets.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
 /// A running HTTP server. Stop it with [`HttpServer::shutdown`].
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
@@ -34,6 +41,7 @@ impl HttpServer {
     ) -> std::io::Result<HttpServer> {
         let listener = TcpListener::bind(address)?;
         set_send_timeout(&listener)?;
+        set_backlog(&listener)?;
         let server = match tls {
             Some(config) => tiny_http::Server::from_listener_with_rustls(listener, config),
             None => tiny_http::Server::from_listener(listener, None),
@@ -111,6 +119,20 @@ impl Drop for WorkerAlive<'_> {
 fn set_send_timeout(listener: &TcpListener) -> std::io::Result<()> {
     use rustix::net::sockopt::{Timeout, set_socket_timeout};
     set_socket_timeout(listener, Timeout::Send, Some(SEND_TIMEOUT))?;
+    Ok(())
+}
+
+/// Raises the listening socket's backlog to [`LISTEN_BACKLOG`] (Linux takes a second
+/// `listen` on a listening socket as a new backlog).
+#[cfg(target_os = "linux")]
+fn set_backlog(listener: &TcpListener) -> std::io::Result<()> {
+    rustix::net::listen(listener, LISTEN_BACKLOG)?;
+    Ok(())
+}
+
+/// Elsewhere the standard library's backlog stays.
+#[cfg(not(target_os = "linux"))]
+fn set_backlog(_listener: &TcpListener) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -66,13 +66,18 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
+    ///
+    /// (Pyrsia) Every queued task gets an idle thread of its own: a woken thread takes one
+    /// task, and a task (a connection) may block its thread for as long as the client
+    /// stays. Upstream compared the idle threads with zero only, so a second task queued
+    /// before the woken thread took the first waited for a thread to come free, and behind
+    /// slow connections (slowloris) that was never.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
-
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
+        queue.push_back(code);
+        if queue.len() > self.sharing.waiting_tasks.load(Ordering::Acquire) {
+            self.add_thread(None);
         } else {
-            queue.push_back(code);
             self.sharing.condvar.notify_one();
         }
     }
