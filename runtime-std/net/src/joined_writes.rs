@@ -8,7 +8,9 @@
 //! short write (a frame header) back and sends it with the next write in one vectored call,
 //! and [`YamuxOverRecords`] caps a frame's body at [`FRAME_BODY`], so that header and body
 //! fill exactly one TLS record of 16 KiB. A short write that nothing follows (a window
-//! update, a ping) goes out when yamux flushes, which it does after every frame.
+//! update, a ping) goes out when yamux flushes, which it does once no frame waits
+//! (`third_party/yamux`); TLS (`third_party/futures-rustls`) then sends the records held
+//! since the last flush, or every 48 KiB, in one `writev`.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -169,11 +171,26 @@ mod tests {
     use futures::AsyncWriteExt;
 
     /// Records every call that reaches the connection, and accepts at most `limit` bytes of
-    /// each (a socket whose buffer is nearly full).
+    /// each (a socket whose buffer is nearly full); with a `socket`, the calls go on to it
+    /// and reads come from it.
     #[derive(Default)]
     struct Recorder {
         calls: Vec<Vec<u8>>,
         limit: Option<usize>,
+        socket: Option<smol::net::TcpStream>,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            match &mut self.socket {
+                Some(socket) => Pin::new(socket).poll_read(cx, buf),
+                None => Poll::Ready(Ok(0)),
+            }
+        }
     }
 
     impl AsyncWrite for Recorder {
@@ -187,22 +204,32 @@ mod tests {
 
         fn poll_write_vectored(
             mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
+            cx: &mut Context<'_>,
             bufs: &[IoSlice<'_>],
         ) -> Poll<io::Result<usize>> {
             let mut call: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
             call.truncate(self.limit.unwrap_or(usize::MAX));
+            if let Some(socket) = &mut self.socket {
+                let sent = std::task::ready!(Pin::new(socket).poll_write(cx, &call))?;
+                call.truncate(sent);
+            }
             let len = call.len();
             self.calls.push(call);
             Poll::Ready(Ok(len))
         }
 
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match &mut self.socket {
+                Some(socket) => Pin::new(socket).poll_flush(cx),
+                None => Poll::Ready(Ok(())),
+            }
         }
 
-        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match &mut self.socket {
+                Some(socket) => Pin::new(socket).poll_close(cx),
+                None => Poll::Ready(Ok(())),
+            }
         }
     }
 
@@ -251,6 +278,61 @@ mod tests {
             joined.flush().await.unwrap();
             let received: Vec<u8> = joined.inner.calls.concat();
             assert_eq!(received, sent);
+        });
+    }
+
+    /// What TLS 1.3 adds to a record's plaintext: header, content type, AEAD tag.
+    const RECORD_OVERHEAD: usize = 5 + 1 + 16;
+
+    #[test]
+    fn tls_sends_a_run_of_records_in_one_write_and_what_is_left_at_the_flush() {
+        use futures::AsyncReadExt;
+        use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade};
+        smol::block_on(async {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let server_key = libp2p::identity::Keypair::generate_ed25519();
+            let server = smol::spawn(async move {
+                let (socket, _) = listener.accept().await.unwrap();
+                let config = libp2p::tls::Config::new(&server_key).unwrap();
+                let (_, mut tls) = config.upgrade_inbound(socket, "/tls/1.0.0").await.unwrap();
+                let mut received = Vec::new();
+                tls.read_to_end(&mut received).await.unwrap();
+                received
+            });
+            let socket = Recorder {
+                socket: Some(smol::net::TcpStream::connect(address).await.unwrap()),
+                ..Recorder::default()
+            };
+            let client_key = libp2p::identity::Keypair::generate_ed25519();
+            let config = libp2p::tls::Config::new(&client_key).unwrap();
+            let (_, mut tls) = config.upgrade_outbound(socket, "/tls/1.0.0").await.unwrap();
+            tls.get_mut().0.calls.clear();
+            let lengths = |tls: &libp2p::tls::TlsStream<Recorder>| -> Vec<usize> {
+                tls.get_ref().0.calls.iter().map(Vec::len).collect()
+            };
+
+            let frames: Vec<u8> = (0..3 * TLS_RECORD).map(|i| (i % 251) as u8).collect();
+            for frame in frames.chunks(TLS_RECORD) {
+                tls.write_all(frame).await.unwrap();
+            }
+            assert_eq!(
+                lengths(&tls),
+                [3 * (TLS_RECORD + RECORD_OVERHEAD)],
+                "three full records leave in one write"
+            );
+            tls.write_all(b"a window update").await.unwrap();
+            assert_eq!(lengths(&tls).len(), 1, "a short record waits");
+            tls.flush().await.unwrap();
+            assert_eq!(
+                lengths(&tls)[1..],
+                [b"a window update".len() + RECORD_OVERHEAD],
+                "the flush sends it"
+            );
+            tls.close().await.unwrap();
+            let mut sent = frames;
+            sent.extend_from_slice(b"a window update");
+            assert_eq!(server.await, sent);
         });
     }
 }
