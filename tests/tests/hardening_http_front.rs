@@ -244,7 +244,7 @@ fn a_thousand_clients_connecting_at_once_are_all_answered_without_a_retransmissi
         .unwrap();
     assert_eq!(
         backlog,
-        somaxconn.min(4096),
+        somaxconn.min(pyrsia_http::server::LISTEN_BACKLOG as u64),
         "the mirror port's listen backlog"
     );
 
