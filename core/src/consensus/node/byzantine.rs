@@ -47,6 +47,25 @@ pub enum Misbehaviour {
 }
 
 impl MemberNode {
+    /// Keeps the request a wrong-digest member starts building, with its selection, so that
+    /// [`MemberNode::built`] attests even when the request settled meanwhile: a slow liar
+    /// still sends its contradiction, and honest members keep it as evidence (an honest member
+    /// attests nothing for a settled request).
+    pub(super) fn keep_request_to_attest_late(
+        &mut self,
+        log: &LogState,
+        index: u64,
+        request: &[u8],
+    ) {
+        if self.config.misbehaviour != Some(Misbehaviour::WrongDigest) {
+            return;
+        }
+        if let Some(selection) = log.selection_checkpoint(index) {
+            self.late_attestations
+                .insert(index, (request.to_vec(), selection));
+        }
+    }
+
     /// Whether this member rebuilds `request` unasked: a byzantine rebuilder
     /// ([`Misbehaviour::WrongDigest`]) attests every rebuild round, selected or not, so that
     /// its false `Reproduced` is always in the round (the round counts any member's

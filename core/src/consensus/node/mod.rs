@@ -38,8 +38,8 @@ use crate::identity::{KeyId, SecretKey, Signature};
 use crate::members::MemberSet;
 use crate::time::{Duration, Instant};
 use crate::tlog::checkpoint::{Cosignature, SignedCheckpoint};
-use crate::tlog::leaf_hash;
 use crate::tlog::state::LogState;
+use crate::tlog::{Hash, leaf_hash};
 
 pub use byzantine::Misbehaviour;
 pub use intake::Rejection;
@@ -234,6 +234,9 @@ pub struct MemberNode {
     tag_checks: BTreeMap<Vec<u8>, tags::TagCheck>,
     /// The vote-splitter's twin of each batch it proposed.
     twins: BTreeMap<ValueId, ValueId>,
+    /// The wrong-digest member's builds in progress: each request's bytes and selection, so
+    /// that it attests even once the request settled.
+    late_attestations: BTreeMap<u64, (Vec<u8>, (u64, Hash))>,
     outputs: VecDeque<NodeOutput>,
     /// Acts of test misbehaviour so far.
     misbehaved: u64,
@@ -292,6 +295,7 @@ impl MemberNode {
             pending_tags: BTreeMap::new(),
             tag_checks: BTreeMap::new(),
             twins: BTreeMap::new(),
+            late_attestations: BTreeMap::new(),
             outputs: VecDeque::new(),
             misbehaved: 0,
             forged_at: None,

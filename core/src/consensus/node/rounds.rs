@@ -303,10 +303,9 @@ impl MemberNode {
             };
             *self.builds_served.entry(requester).or_default() += 1;
             self.building.insert(index);
-            self.outputs.push_back(NodeOutput::Build {
-                index,
-                request: request.to_vec(),
-            });
+            let request = request.to_vec();
+            self.keep_request_to_attest_late(log, index, &request);
+            self.outputs.push_back(NodeOutput::Build { index, request });
         }
     }
 
@@ -317,6 +316,7 @@ impl MemberNode {
         self.follow_log(log, now);
         self.building.remove(&index);
         self.start_builds(log);
+        let kept = self.late_attestations.remove(&index);
         let Ok(mut result) = result else {
             return;
         };
@@ -326,7 +326,15 @@ impl MemberNode {
             *first = wrong_digest();
             self.misbehaved += 1;
         }
-        let Some((request, (size, root))) = open_request_with_selection(log, index) else {
+        let kept_request =
+            kept.as_ref()
+                .and_then(|(bytes, selection)| match Entry::decode(bytes) {
+                    Ok(Entry::BuildRequest(request)) => Some((request, *selection)),
+                    _ => None,
+                });
+        let Some((request, (size, root))) =
+            open_request_with_selection(log, index).or(kept_request)
+        else {
             return;
         };
         let (outputs, piece_roots) = statement_lists(&result.outputs, &result.piece_roots);

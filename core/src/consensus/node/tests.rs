@@ -53,6 +53,8 @@ struct Net {
     seen: Vec<BTreeSet<[u8; 32]>>,
     /// Which messages the network loses: `(from, to, message)` → lost.
     lose: Option<fn(usize, usize, &MemberMessage<'_>) -> bool>,
+    /// The evidence each member kept: `(member, kind)`.
+    evidence: Vec<(usize, EvidenceKind)>,
 }
 
 /// The version every package tag names upstream (`9.9.9` once the tag moved).
@@ -81,6 +83,7 @@ impl Net {
             ordered: Vec::new(),
             seen: (0..n).map(|_| BTreeSet::new()).collect(),
             lose: None,
+            evidence: Vec::new(),
         }
     }
 
@@ -151,7 +154,7 @@ impl Net {
                             };
                             self.nodes[i].tag_resolved(&self.logs[i], now, &ticket, Some(&named));
                         }
-                        NodeOutput::Evidence { .. } => {}
+                        NodeOutput::Evidence { kind, .. } => self.evidence.push((i, kind)),
                     }
                 }
             }
@@ -381,6 +384,7 @@ fn builds_run_at_most(cap: usize) {
         ordered: Vec::new(),
         seen: alloc::vec![BTreeSet::new()],
         lose: None,
+        evidence: Vec::new(),
     };
     net.settle(at(0));
     for i in 0..12 {
@@ -450,6 +454,58 @@ fn build_everywhere(net: &mut Net, name: &str) {
         net.nodes[i].built(&net.logs[i], at(2000), index, result);
     }
     net.settle(at(2000));
+}
+
+#[test]
+fn a_wrong_digest_member_whose_build_ends_after_the_commit_still_attests_and_is_kept_as_evidence() {
+    let mut net = Net::new(4);
+    net.nodes[3] = MemberNode::new(
+        key(3),
+        NodeConfig {
+            misbehaviour: Some(Misbehaviour::WrongDigest),
+            ..NodeConfig::default()
+        },
+        1,
+        None,
+    );
+    net.tick(at(0));
+    // A name whose selection asks the liar to build.
+    let name = (0..64)
+        .map(|i| alloc::format!("docker.io/slow/liar-{i}"))
+        .find(|name| {
+            net.nodes[0].request(&net.logs[0], at(1000), &artifact(name));
+            net.settle(at(1000));
+            net.builds.iter().any(|(i, _, _)| *i == 3)
+        })
+        .expect("some selection asks member 3");
+    let liar_builds: Vec<_> = net.builds.iter().filter(|b| b.0 == 3).cloned().collect();
+    net.builds.retain(|b| b.0 != 3);
+    build_everywhere(&mut net, &name);
+    net.tick(at(2200));
+    let digest = Digest::sha256(name.as_bytes()).to_string();
+    assert!(net.logs[0].index().commit(&name, &digest).is_some());
+    assert!(net.evidence.is_empty());
+    // The liar's build ends after the commit: it attests all the same, and every honest
+    // member keeps the contradiction.
+    for (_, index, _) in liar_builds {
+        let outputs = alloc::vec![Digest::sha256(name.as_bytes())];
+        let result = Ok(BuildResult {
+            outputs,
+            piece_roots: Vec::new(),
+        });
+        net.nodes[3].built(&net.logs[3], at(2400), index, result);
+    }
+    net.settle(at(2400));
+    let keepers: BTreeSet<usize> = net.evidence.iter().map(|(i, _)| *i).collect();
+    assert!(
+        keepers.is_superset(&BTreeSet::from([0, 1, 2])),
+        "{keepers:?}"
+    );
+    assert!(
+        net.evidence
+            .iter()
+            .all(|(_, kind)| *kind == EvidenceKind::ContradictingAttestation)
+    );
 }
 
 #[test]
