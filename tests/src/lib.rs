@@ -29,6 +29,7 @@ pub mod raw_peer;
 pub mod reach;
 pub mod rebuild;
 pub mod registry;
+pub mod stale;
 pub mod tarpit;
 pub mod tls;
 pub mod token;
@@ -48,7 +49,10 @@ pub fn target_dir() -> PathBuf {
 /// Path of a workspace binary (`pyrsia`, `pyrsia-lite`), built by
 /// `cargo build --workspace --bins` before the tests run (the README's test command does this).
 /// `PYRSIA_TARGET_DIR` overrides the target directory, `PYRSIA_PROFILE` the profile (`debug`
-/// by default; the benchmark uses `release`).
+/// by default; the benchmark uses `release`). Panics when the binary is missing, or, in the
+/// workspace's own target directory, older than a source it was built from ([`stale`]): a
+/// test of the previous build would prove nothing about the edit. A `PYRSIA_TARGET_DIR` may
+/// hold an older build on purpose (a benchmark's "before"), so its binaries are not checked.
 pub fn binary(name: &str) -> PathBuf {
     let target = target_dir();
     let profile = std::env::var("PYRSIA_PROFILE").unwrap_or_else(|_| "debug".into());
@@ -58,6 +62,16 @@ pub fn binary(name: &str) -> PathBuf {
         "{} is missing: run `cargo build --workspace --bins` first",
         path.display()
     );
+    if std::env::var_os("PYRSIA_TARGET_DIR").is_none()
+        && let Some(source) = stale::newer_source(&path)
+    {
+        panic!(
+            "{} is older than {}, which it is built from: run `cargo build --workspace --bins` \
+             first (`cargo test` does not rebuild the binaries the tests spawn)",
+            path.display(),
+            source.display()
+        );
+    }
     path
 }
 
