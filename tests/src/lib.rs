@@ -32,6 +32,7 @@ pub mod registry;
 pub mod stale;
 pub mod tarpit;
 pub mod tls;
+pub mod tls_floor;
 pub mod token;
 
 use std::path::PathBuf;

@@ -11,7 +11,9 @@
 //! `scripts/bench` (release build); prints Markdown tables. `pyrsia-bench-reach transfer
 //! [--no-quic | --quic-on-lan]` runs one loopback transfer only, over TCP unless
 //! `--quic-on-lan` (to profile the data path with `perf`);
-//! `pyrsia-bench-reach transfers` the transfer table only. With `PYRSIA_BENCH_PERF=<file>`,
+//! `pyrsia-bench-reach transfers` the transfer table only (and the floor);
+//! `pyrsia-bench-reach floor` the floor alone: the same pieces over TLS without libp2p
+//! ([`pyrsia_tests::tls_floor`]). With `PYRSIA_BENCH_PERF=<file>`,
 //! each transfer's peer fetch alone is recorded with `perf record -g` into `<file>`.
 
 use std::process::Command;
@@ -184,6 +186,24 @@ fn transfers() {
             direct_fetch(hosts)
         );
     }
+    floor();
+}
+
+/// Prints three runs of the transfer floor ([`pyrsia_tests::tls_floor`]): 1 GiB in 1 MiB
+/// pieces over TLS on loopback without libp2p, both ends in this process.
+fn floor() {
+    println!();
+    println!(
+        "The floor: 1 GiB in 1 MiB pieces, three in flight, over one TLS connection on loopback with the node's TLS configuration and no libp2p (both ends in one process, blocking IO):"
+    );
+    println!();
+    for run in 1..=3 {
+        let floor = pyrsia_tests::tls_floor::transfer(1024);
+        println!(
+            "- run {run}: {:.0} MB/s, {:.2} CPU s/GB ({})",
+            floor.mb_per_second, floor.cpu_per_gb, floor.cipher
+        );
+    }
 }
 
 /// Polls `done` every 50 ms until it holds (at most two minutes); returns the seconds since
@@ -291,6 +311,10 @@ fn main() {
     // `pyrsia-bench-reach transfer [--no-quic | --quic-on-lan]`: one loopback transfer only
     // (for profiling).
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("floor") {
+        floor();
+        return;
+    }
     if args.first().map(String::as_str) == Some("transfer") {
         let extra: Vec<&str> = args[1..].iter().map(String::as_str).collect();
         let run = transfer(None, &extra);
