@@ -31,15 +31,6 @@ pub struct Floor {
     pub cipher: String,
 }
 
-/// CPU seconds (user + system) this process has used so far.
-fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
 /// Moves `pieces` pieces from a TLS server thread to this thread's TLS client on loopback.
 pub fn transfer(pieces: usize) -> Floor {
     let server_key = Keypair::ed25519_from_bytes([1u8; 32]).expect("key");
@@ -70,7 +61,10 @@ pub fn transfer(pieces: usize) -> Floor {
     let connection = rustls::ClientConnection::new(Arc::new(client_config), name).expect("tls");
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     let mut piece = vec![0u8; PIECE];
-    let (started, cpu_before) = (Instant::now(), process_cpu_seconds());
+    let (started, cpu_before) = (
+        Instant::now(),
+        crate::process::cpu_seconds(std::process::id()),
+    );
     let first = IN_FLIGHT.min(pieces);
     for _ in 0..first {
         tls.write_all(&[1u8; REQUEST]).expect("request");
@@ -93,7 +87,7 @@ pub fn transfer(pieces: usize) -> Floor {
     let gb = (pieces * PIECE) as f64 / 1e9;
     Floor {
         mb_per_second: gb * 1000.0 / seconds,
-        cpu_per_gb: (process_cpu_seconds() - cpu_before) / gb,
+        cpu_per_gb: (crate::process::cpu_seconds(std::process::id()) - cpu_before) / gb,
         cipher: tls
             .conn
             .negotiated_cipher_suite()

@@ -24,6 +24,7 @@ use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::netns::{Host, Lab, Nat};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::perf::{Profile, Sampled};
+use pyrsia_tests::process::cpu_seconds;
 use pyrsia_tests::reach::{circuit_address, peer_entry, start_named_relay};
 use pyrsia_tests::registry::Registry;
 
@@ -37,17 +38,6 @@ const TRANSPORTS: [(&str, &[&str]); 2] = [
     ("TCP + TLS 1.3 + yamux", &["--no-quic"]),
     ("QUIC", &["--quic-on-lan"]),
 ];
-
-/// CPU seconds (user + system) process `pid` has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
-    // Fields after the command name (which ends with the last ')'): utime is the 12th and
-    // stime the 13th of them, in clock ticks (100 per second on Linux).
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
 
 /// Fetches `url` with curl (in `host`'s namespace when given), discarding the body
 /// ([`fetch_discarding`]); panics when curl fails.

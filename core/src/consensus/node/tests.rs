@@ -442,6 +442,15 @@ fn commit_by_tag(net: &mut Net, name: &str) {
     net.tick(at(2200));
 }
 
+/// Member `i` attesting a wrong digest for every build ([`Misbehaviour::WrongDigest`]).
+fn wrong_digest_member(i: usize) -> MemberNode {
+    let config = NodeConfig {
+        misbehaviour: Some(Misbehaviour::WrongDigest),
+        ..NodeConfig::default()
+    };
+    MemberNode::new(key(i), config, 1, None)
+}
+
 /// Every selected member builds what it was asked for at 2 s, its one output the sha256 of
 /// `name`.
 fn build_everywhere(net: &mut Net, name: &str) {
@@ -459,15 +468,7 @@ fn build_everywhere(net: &mut Net, name: &str) {
 #[test]
 fn a_wrong_digest_member_whose_build_ends_after_the_commit_still_attests_and_is_kept_as_evidence() {
     let mut net = Net::new(4);
-    net.nodes[3] = MemberNode::new(
-        key(3),
-        NodeConfig {
-            misbehaviour: Some(Misbehaviour::WrongDigest),
-            ..NodeConfig::default()
-        },
-        1,
-        None,
-    );
+    net.nodes[3] = wrong_digest_member(3);
     net.tick(at(0));
     // A name whose selection asks the liar to build.
     let name = (0..64)
@@ -956,15 +957,7 @@ fn a_rebuild_waits_for_its_fetch_then_the_honest_verdict_commits_over_a_byzantin
     use crate::tlog::entry::ECOSYSTEM_PYPI;
     use crate::tlog::rebuilt::{ECOSYSTEM_PYPI_REBUILD, PYPI_REBUILD_V1, RebuildVerdict};
     let mut net = Net::new(4);
-    net.nodes[3] = MemberNode::new(
-        key(3),
-        NodeConfig {
-            misbehaviour: Some(Misbehaviour::WrongDigest),
-            ..NodeConfig::default()
-        },
-        1,
-        None,
-    );
+    net.nodes[3] = wrong_digest_member(3);
     net.tick(at(0));
     let fetch = Coordinates {
         ecosystem: ECOSYSTEM_PYPI,
