@@ -326,14 +326,15 @@ impl MemberNode {
             *first = wrong_digest();
             self.misbehaved += 1;
         }
-        let kept_request =
-            kept.as_ref()
-                .and_then(|(bytes, selection)| match Entry::decode(bytes) {
-                    Ok(Entry::BuildRequest(request)) => Some((request, *selection)),
-                    _ => None,
-                });
+        let kept_request = || {
+            let (bytes, selection) = kept.as_ref()?;
+            match Entry::decode(bytes) {
+                Ok(Entry::BuildRequest(request)) => Some((request, *selection)),
+                _ => None,
+            }
+        };
         let Some((request, (size, root))) =
-            open_request_with_selection(log, index).or(kept_request)
+            open_request_with_selection(log, index).or_else(kept_request)
         else {
             return;
         };
