@@ -6,12 +6,15 @@
 //! timeout ends it. When the peer restarts and connects again, libp2p keeps both
 //! connections, and gossipsub and request-response go on handing messages to the dead one
 //! (gossipsub's handlers share one queue per peer; request-response picks a connection by
-//! request id). So a new connection closes the peer's connections from the same remote
-//! address (a restarted node dials from its listening port, over QUIC and over TCP) that were
-//! established more than [`SUPERSEDED_AFTER`] before it. Connections from other addresses
-//! stay: an AutoNAT dial-back comes from a new port, a relayed circuit from the relay. Two
-//! peers dialling each other at once connect within the handshake timeout of each other and
-//! keep both connections.
+//! request id). So a new connection the peer dialled closes its connections from the same
+//! remote address (a restarted node dials from its listening port, over QUIC and over TCP)
+//! that were established more than [`SUPERSEDED_AFTER`] before it. Connections from other
+//! addresses stay: an AutoNAT dial-back comes from a new port, a relayed circuit from the
+//! relay. A connection this node dialled supersedes nothing: it says nothing about the peer
+//! having restarted, and this node's own AutoNAT dial-back to a client reaches the client's
+//! listening address, the remote address of the working connection the client dialled from
+//! it (closing that one dropped pieces in flight). Two peers dialling each other at once
+//! connect within the handshake timeout of each other and keep both connections.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -43,7 +46,8 @@ pub(crate) struct Connections {
 
 impl Connections {
     /// Records a connection on `endpoint` established at `now`; returns the peer's
-    /// connections it supersedes, which the caller closes.
+    /// connections it supersedes (only one the peer dialled supersedes any), which the
+    /// caller closes.
     pub(crate) fn established(
         &mut self,
         peer: PeerId,
@@ -57,7 +61,9 @@ impl Connections {
         let superseded = open
             .iter()
             .filter(|o| {
-                o.remote == *remote && now.saturating_duration_since(o.at) > SUPERSEDED_AFTER
+                endpoint.is_listener()
+                    && o.remote == *remote
+                    && now.saturating_duration_since(o.at) > SUPERSEDED_AFTER
             })
             .map(|o| o.id)
             .collect();
@@ -143,6 +149,13 @@ mod tests {
         }
     }
 
+    fn accepted(address: &Multiaddr) -> ConnectedPoint {
+        ConnectedPoint::Listener {
+            local_addr: "/ip4/10.0.0.1/udp/4001/quic-v1".parse().unwrap(),
+            send_back_addr: address.clone(),
+        }
+    }
+
     #[test]
     fn a_much_newer_connection_from_the_same_address_supersedes_the_older_ones() {
         let mut connections = Connections::default();
@@ -176,9 +189,17 @@ mod tests {
                 .established(peer, id(4), &dialled(&elsewhere), later)
                 .is_empty()
         );
+        // This node dialled the peer's listening address again (an AutoNAT server's
+        // dial-back to its client): the peer did not restart, nothing is superseded.
+        assert!(
+            connections
+                .established(peer, id(7), &dialled(&home), later)
+                .is_empty()
+        );
+        connections.closed(&peer, id(7));
         // The peer restarted and dialled again from its port: both older ones are stale.
         assert_eq!(
-            connections.established(peer, id(5), &dialled(&home), later),
+            connections.established(peer, id(5), &accepted(&home), later),
             [id(1), id(2)]
         );
         // Closed connections are forgotten; the newest are kept.
@@ -186,7 +207,7 @@ mod tests {
         connections.closed(&peer, id(2));
         let much_later = later + SUPERSEDED_AFTER * 2;
         assert_eq!(
-            connections.established(peer, id(6), &dialled(&home), much_later),
+            connections.established(peer, id(6), &accepted(&home), much_later),
             [id(5)]
         );
         for i in [4, 5, 6] {
