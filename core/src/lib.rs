@@ -57,6 +57,8 @@ pub mod redial;
 pub mod reference;
 pub mod registry;
 pub mod rendezvous;
+#[cfg(feature = "alloc")]
+pub mod restarts;
 pub mod rng;
 #[cfg(feature = "alloc")]
 pub mod source_search;

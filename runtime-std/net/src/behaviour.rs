@@ -67,13 +67,14 @@ pub(crate) struct Behaviour {
 impl Behaviour {
     /// Builds the behaviours for `key`; mDNS only when `mdns` is set; at most `max_peers`
     /// connections established; `relay_client` from the swarm builder; a relay server only
-    /// when `relay_server` is set.
+    /// when `relay_server` is set; `boot` (this run's id) in identify's agent string.
     pub(crate) fn new(
         key: &identity::Keypair,
         mdns: bool,
         max_peers: u32,
         relay_client: relay::client::Behaviour,
         relay_server: bool,
+        boot: u64,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -143,10 +144,11 @@ impl Behaviour {
                     .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
                     .with_max_pending_incoming(Some(MAX_PENDING_INCOMING)),
             ),
-            identify: identify::Behaviour::new(identify::Config::new(
-                IDENTIFY_PROTOCOL.into(),
-                key.public(),
-            )),
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(
+                    pyrsia_core::restarts::agent_string(env!("CARGO_PKG_VERSION"), boot),
+                ),
+            ),
             kad,
             mdns: mdns.into(),
             gossipsub,

@@ -1,53 +1,47 @@
-//! Each peer's open connections, where they come from and when they were established, so
-//! that a peer that comes back on a new connection is not still written to on a connection it
-//! left dead.
-//!
-//! Over QUIC a killed peer sends nothing: its connection stays open here until QUIC's idle
-//! timeout ends it. When the peer restarts and connects again, libp2p keeps both
-//! connections, and gossipsub and request-response go on handing messages to the dead one
-//! (gossipsub's handlers share one queue per peer; request-response picks a connection by
-//! request id). So a new connection the peer dialled closes its connections from the same
-//! remote address (a restarted node dials from its listening port, over QUIC and over TCP)
-//! that were established more than [`SUPERSEDED_AFTER`] before it. Connections from other
-//! addresses stay: an AutoNAT dial-back comes from a new port, a relayed circuit from the
-//! relay. A connection this node dialled supersedes nothing: it says nothing about the peer
-//! having restarted, and this node's own AutoNAT dial-back to a client reaches the client's
-//! listening address, the remote address of the working connection the client dialled from
-//! it (closing that one dropped pieces in flight). Two peers dialling each other at once
-//! connect within the handshake timeout of each other and keep both connections.
+//! Each peer's open connections: where they come from, whether through a relay, and which
+//! belong to a process of the peer that is gone (core's [`pyrsia_core::restarts`] decides;
+//! this tracks libp2p's connections for it and answers the event loop's questions about
+//! paths and addresses).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
-
-/// How much older than a peer's new connection another of its connections must be to be
-/// closed as superseded: longer than a handshake takes (QUIC gives up after 2 s), shorter
-/// than a restarted process takes to start and dial.
-pub(crate) const SUPERSEDED_AFTER: Duration = Duration::from_secs(3);
+use pyrsia_core::restarts::{Established, Restarts, boot_of};
 
 /// One open connection.
 struct Open {
     id: ConnectionId,
     remote: Multiaddr,
-    at: Instant,
     /// Whether it is a relay's circuit, and the relay when known.
     relayed: bool,
     relay: Option<PeerId>,
 }
 
 /// See the module documentation.
-#[derive(Default)]
 pub(crate) struct Connections {
     by_peer: HashMap<PeerId, Vec<Open>>,
+    restarts: Restarts<PeerId, ConnectionId, Multiaddr>,
+    /// What core's times count from.
+    epoch: Instant,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            by_peer: HashMap::new(),
+            restarts: Restarts::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Connections {
     /// Records a connection on `endpoint` established at `now`; returns the peer's
-    /// connections it supersedes (only one the peer dialled supersedes any), which the
-    /// caller closes.
+    /// connections core's rule for peers without boot ids closes (only a connection the
+    /// peer dialled closes any), which the caller closes.
     pub(crate) fn established(
         &mut self,
         peer: PeerId,
@@ -57,24 +51,32 @@ impl Connections {
     ) -> Vec<ConnectionId> {
         let remote = endpoint.get_remote_address();
         let (relayed, relay) = crate::relay::circuit_of(endpoint);
-        let open = self.by_peer.entry(peer).or_default();
-        let superseded = open
-            .iter()
-            .filter(|o| {
-                endpoint.is_listener()
-                    && o.remote == *remote
-                    && now.saturating_duration_since(o.at) > SUPERSEDED_AFTER
-            })
-            .map(|o| o.id)
-            .collect();
-        open.push(Open {
+        self.by_peer.entry(peer).or_default().push(Open {
             id,
             remote: remote.clone(),
-            at: now,
             relayed,
             relay,
         });
-        superseded
+        let micros = now.saturating_duration_since(self.epoch).as_micros();
+        let connection = Established {
+            id,
+            remote: remote.clone(),
+            inbound: endpoint.is_listener(),
+            at: pyrsia_core::time::Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX)),
+        };
+        self.restarts.established(peer, connection)
+    }
+
+    /// Identify arrived on connection `id` of `peer` with `agent` (its agent string); returns
+    /// the peer's connections that belong to a process of it gone since (core's boot-id
+    /// rule), which the caller closes.
+    pub(crate) fn identified(
+        &mut self,
+        peer: &PeerId,
+        id: ConnectionId,
+        agent: &str,
+    ) -> Vec<ConnectionId> {
+        self.restarts.identified(peer, &id, boot_of(agent))
     }
 
     /// The remote addresses of `peer`'s open connections.
@@ -127,6 +129,7 @@ impl Connections {
 
     /// Forgets a closed connection.
     pub(crate) fn closed(&mut self, peer: &PeerId, id: ConnectionId) {
+        self.restarts.closed(peer, &id);
         if let Some(open) = self.by_peer.get_mut(peer) {
             open.retain(|o| o.id != id);
             if open.is_empty() {
@@ -157,63 +160,69 @@ mod tests {
     }
 
     #[test]
-    fn a_much_newer_connection_from_the_same_address_supersedes_the_older_ones() {
+    fn the_peers_new_process_closes_its_old_ones_connections_and_its_own_dials_close_nothing() {
+        use pyrsia_core::restarts::agent_string;
         let mut connections = Connections::default();
-        let (peer, other) = (PeerId::random(), PeerId::random());
+        let peer = PeerId::random();
         let home: Multiaddr = "/ip4/10.0.0.2/udp/44000/quic-v1".parse().unwrap();
-        let elsewhere: Multiaddr = "/ip4/10.0.0.2/tcp/51234".parse().unwrap();
-        let start = Instant::now();
+        let new_port: Multiaddr = "/ip4/10.0.0.2/udp/44001/quic-v1".parse().unwrap();
         let id = ConnectionId::new_unchecked;
+        let start = Instant::now();
+        let old_agent = agent_string("0.1.0", 1);
         assert!(
             connections
                 .established(peer, id(1), &dialled(&home), start)
                 .is_empty()
         );
-        // Both sides dialled at once: the second connection comes within the handshake.
-        let soon = start + Duration::from_millis(400);
+        assert!(connections.identified(&peer, id(1), &old_agent).is_empty());
+        // Much later this node dials the peer's listening address again (an AutoNAT server's
+        // dial-back): the same process answers, nothing closes.
+        let later = start + std::time::Duration::from_secs(60);
         assert!(
             connections
-                .established(peer, id(2), &dialled(&home), soon)
+                .established(peer, id(2), &dialled(&home), later)
                 .is_empty()
         );
-        // Another peer's connections are its own.
+        assert!(connections.identified(&peer, id(2), &old_agent).is_empty());
+        // The peer restarted on another port and dialled this node: its identify names a new
+        // boot, and both connections of the old process are closed.
         assert!(
             connections
-                .established(other, id(3), &dialled(&home), soon)
+                .established(peer, id(3), &accepted(&new_port), later)
                 .is_empty()
         );
-        // A connection from another port (an AutoNAT dial-back) supersedes nothing.
-        let later = start + SUPERSEDED_AFTER + Duration::from_secs(2);
-        assert!(
-            connections
-                .established(peer, id(4), &dialled(&elsewhere), later)
-                .is_empty()
-        );
-        // This node dialled the peer's listening address again (an AutoNAT server's
-        // dial-back to its client): the peer did not restart, nothing is superseded.
-        assert!(
-            connections
-                .established(peer, id(7), &dialled(&home), later)
-                .is_empty()
-        );
-        connections.closed(&peer, id(7));
-        // The peer restarted and dialled again from its port: both older ones are stale.
         assert_eq!(
-            connections.established(peer, id(5), &accepted(&home), later),
+            connections.identified(&peer, id(3), &agent_string("0.1.0", 2)),
             [id(1), id(2)]
         );
-        // Closed connections are forgotten; the newest are kept.
         connections.closed(&peer, id(1));
         connections.closed(&peer, id(2));
-        let much_later = later + SUPERSEDED_AFTER * 2;
         assert_eq!(
-            connections.established(peer, id(6), &accepted(&home), much_later),
-            [id(5)]
+            connections.addresses(&peer).collect::<Vec<_>>(),
+            [&new_port]
         );
-        for i in [4, 5, 6] {
-            connections.closed(&peer, id(i));
-        }
+        connections.closed(&peer, id(3));
         assert!(!connections.by_peer.contains_key(&peer));
+    }
+
+    #[test]
+    fn a_peer_without_a_boot_id_is_superseded_by_its_dial_from_the_same_address() {
+        let mut connections = Connections::default();
+        let peer = PeerId::random();
+        let home: Multiaddr = "/ip4/10.0.0.2/tcp/4001".parse().unwrap();
+        let id = ConnectionId::new_unchecked;
+        let start = Instant::now();
+        connections.established(peer, id(1), &accepted(&home), start);
+        assert!(
+            connections
+                .identified(&peer, id(1), "rust-libp2p/0.48.0")
+                .is_empty()
+        );
+        let later = start + std::time::Duration::from_secs(10);
+        assert_eq!(
+            connections.established(peer, id(2), &accepted(&home), later),
+            [id(1)]
+        );
     }
 
     #[test]

@@ -162,8 +162,9 @@ fn build(
 ) -> Result<Swarm<Behaviour>, String> {
     let (mdns, max_peers, relay_server) =
         (config.mdns, config.limits.max_peers, config.relay_server);
+    let boot = boot_id()?;
     let behaviour = |key: &identity::Keypair, relay_client| {
-        Behaviour::new(key, mdns, max_peers, relay_client, relay_server)
+        Behaviour::new(key, mdns, max_peers, relay_client, relay_server, boot)
             .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
     };
     let relay_transport = |e: noise::Error| format!("relay transport: {e}");
@@ -234,6 +235,15 @@ fn build(
     Ok(swarm)
 }
 
+/// A random id for this run of the node, named in its identify agent string so that peers
+/// tell its connections from those of a process of it that is gone (core's
+/// [`pyrsia_core::restarts`]).
+fn boot_id() -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| format!("boot id: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     log: Arc<Log>,
@@ -248,7 +258,7 @@ struct EventLoop {
     announced: Option<(String, Instant)>,
     /// When to ask a connected peer for its checkpoint, and which ([`EventLoop::pull_checkpoint`]).
     pull: pyrsia_core::tlog::pull::CheckpointPull,
-    /// Each peer's open connections, to close those a newer one supersedes.
+    /// Each peer's open connections, to close those of a peer's process that restarted since.
     connections: crate::connections::Connections,
     /// Relays known and reserved on (a private node's way in).
     reservations: crate::relay::Reservations,
@@ -666,7 +676,7 @@ impl EventLoop {
                     self.connections
                         .established(peer_id, connection_id, &endpoint, Instant::now())
                 {
-                    tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes");
+                    tracing::info!(peer = %peer_id, "closing a connection the peer's new one supersedes (a peer without boot ids)");
                     self.swarm.close_connection(stale);
                 }
                 self.refresh_peer(&peer_id);
@@ -712,7 +722,18 @@ impl EventLoop {
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                connection_id,
+            }) => {
+                for stale in
+                    self.connections
+                        .identified(&peer_id, connection_id, &info.agent_version)
+                {
+                    tracing::info!(peer = %peer_id, "closing a connection of the peer's process that restarted since");
+                    self.swarm.close_connection(stale);
+                }
                 if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
                     let direct = self
                         .connections
