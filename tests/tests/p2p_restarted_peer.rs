@@ -89,6 +89,9 @@ fn a_peer_back_as_a_new_process_on_another_port_replaces_its_frozen_one_at_once(
     );
     assert_succeeded(&out, "the new process pulls", &restarted.log());
     assert!(restarted.wait_stored(&image.layers[0].blob.digest));
+    // The new process announces what it stored at its event loop's next tick (every 200 ms);
+    // until then A's provider lookup for the manifest finds no one (a race CI once lost).
+    std::thread::sleep(Duration::from_secs(1));
     registry.stop();
     let by_digest = format!("library/large@{}", image.digest);
     let pulled = Instant::now();
