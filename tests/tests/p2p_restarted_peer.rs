@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::registry::Registry;
 
 /// The port in a `/ip4/…/tcp/<port>/…` or `/ip4/…/udp/<port>/…` address.
@@ -89,10 +90,17 @@ fn a_peer_back_as_a_new_process_on_another_port_replaces_its_frozen_one_at_once(
     );
     assert_succeeded(&out, "the new process pulls", &restarted.log());
     assert!(restarted.wait_stored(&image.layers[0].blob.digest));
-    // The new process announces what it stored at its event loop's next tick (every 200 ms);
-    // until then A's provider lookup for the manifest finds no one (a race CI once lost).
-    std::thread::sleep(Duration::from_secs(1));
     registry.stop();
+    // The new process announces what it stored at its event loop's next tick (every 200 ms);
+    // until then A's lookup for the manifest finds no one and A answers 503 (a race CI once
+    // lost). Wait for A to find it on its peers, as p2p_content does.
+    let manifest = format!("{}/v2/library/large/manifests/{}", a.url(), image.digest);
+    wait_until(
+        "A finds the manifest on the new process",
+        Duration::from_secs(10),
+        &|| a.log(),
+        || pyrsia_tests::http::get(&manifest).is_ok_and(|r| r.status == 200),
+    );
     let by_digest = format!("library/large@{}", image.digest);
     let pulled = Instant::now();
     let out = skopeo_copy(&a.authority(), &by_digest, &work.path().join("copy-a"));
