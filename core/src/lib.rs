@@ -67,5 +67,6 @@ pub mod tlog;
 pub mod wire;
 
 pub mod percent;
+pub mod piece_link;
 #[cfg(feature = "alloc")]
 pub mod piece_schedule;

@@ -44,9 +44,17 @@ pub const SUPERSEDED_AFTER: Duration = Duration::from_secs(3);
 /// What names a boot id in an agent string.
 pub const BOOT_TAG: &str = "boot/";
 
-/// The agent string a node sends over identify: its software version and its boot id.
-pub fn agent_string(version: &str, boot: u64) -> alloc::string::String {
-    alloc::format!("pyrsia/{version} {BOOT_TAG}{boot:016x}")
+/// The agent string a node sends over identify: its software version, its piece link port
+/// when it serves links (`link/<port>`, [`crate::piece_link::link_port_of`]) and, last, its
+/// boot id.
+pub fn agent_string(version: &str, link_port: Option<u16>, boot: u64) -> alloc::string::String {
+    match link_port {
+        Some(port) => alloc::format!(
+            "pyrsia/{version} {}{port} {BOOT_TAG}{boot:016x}",
+            crate::piece_link::LINK_TAG
+        ),
+        None => alloc::format!("pyrsia/{version} {BOOT_TAG}{boot:016x}"),
+    }
 }
 
 /// The boot id an agent string names: the last space-separated word `boot/` followed by

@@ -61,6 +61,29 @@ pub struct NetworkStatus {
     /// TCP connections secured by each protocol since the node started.
     #[serde(default)]
     pub secured: SecuredConnections,
+    /// This node's piece links (dedicated connections for piece bytes).
+    #[serde(default)]
+    pub piece_links: PieceLinkStatus,
+}
+
+/// What `/peers` shows of piece links: the port peers open them to (none with
+/// `--no-piece-links`), how many are open each way, and pieces carried and refused since the
+/// node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceLinkStatus {
+    /// The port this node serves links on.
+    pub port: Option<u16>,
+    /// Links this node asks pieces on, ready now.
+    pub asking: usize,
+    /// Links peers opened to this node, open now.
+    pub served: usize,
+    /// Piece requests this node sent on links.
+    pub pieces_asked: u64,
+    /// Piece requests peers sent on links that this node admitted.
+    pub pieces_served: u64,
+    /// Links closed at once (over a limit) and requests refused (a peer not connected over
+    /// libp2p, or blocked).
+    pub refused: u64,
 }
 
 /// How many TCP connections (dialled or accepted) each security protocol has secured since

@@ -13,6 +13,7 @@ pub mod fs;
 pub mod gossip_attacker;
 pub mod http;
 pub mod image;
+pub mod link_attacker;
 pub mod log_liar;
 pub mod long_log;
 pub mod maven;

@@ -268,6 +268,11 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// `/peers`' `piece_links`: the port, links open and pieces carried and refused.
+    pub fn piece_links(&self) -> serde_json::Value {
+        self.peers_status()["piece_links"].clone()
+    }
+
     /// TCP connections this node has secured by TLS and by noise so far (`/peers`'
     /// `secured`).
     pub fn secured_connections(&self) -> (u64, u64) {

@@ -71,6 +71,11 @@ impl RawPeer {
         panic!("no identity in 10,000 satisfies the condition");
     }
 
+    /// This peer's identity (e.g. to open a piece link as the same peer).
+    pub fn keypair(&self) -> &identity::Keypair {
+        &self.keypair
+    }
+
     /// This peer's id, as the node prints and ranks it.
     pub fn peer_id(&self) -> String {
         self.keypair.public().to_peer_id().to_string()

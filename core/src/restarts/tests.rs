@@ -25,7 +25,7 @@ fn connection(
 
 #[test]
 fn the_agent_string_names_the_boot_id_and_only_a_well_formed_one_is_read() {
-    let agent = agent_string("0.1.0", 0x00ab_cdef_0123_4567);
+    let agent = agent_string("0.1.0", None, 0x00ab_cdef_0123_4567);
     assert_eq!(agent, "pyrsia/0.1.0 boot/00abcdef01234567");
     assert_eq!(boot_of(&agent), Some(0x00ab_cdef_0123_4567));
     for foreign in [

@@ -110,6 +110,7 @@ fn start_network(
         pyrsia_net::NetConfig::parse(&options.p2p_listen, &options.peer, !options.no_mdns)?;
     config.quic = !options.no_quic;
     config.quic_on_lan = options.quic_on_lan;
+    config.piece_links = !options.no_piece_links;
     config.relay_server = options.relay_server;
     config.external_addresses = options
         .external_addr

@@ -80,6 +80,14 @@ fn render(status: &NetworkStatus) -> String {
         "secured:  {} TCP connections by TLS, {} by noise (peers of earlier builds)\n",
         status.secured.tls, status.secured.noise
     ));
+    let links = &status.piece_links;
+    out.push_str(&match links.port {
+        Some(port) => format!(
+            "links:    port {port}, {} asking, {} served; pieces asked {}, served {}; refused {}\n",
+            links.asking, links.served, links.pieces_asked, links.pieces_served, links.refused
+        ),
+        None => "links:    off (pieces over libp2p only)\n".to_string(),
+    });
     let rate = |r: u64| match r {
         0 => "unlimited".to_string(),
         r => format!("{r} B/s"),
@@ -121,6 +129,14 @@ mod tests {
             },
             reachability: Default::default(),
             secured: pyrsia_std::network::SecuredConnections { tls: 3, noise: 1 },
+            piece_links: pyrsia_std::network::PieceLinkStatus {
+                port: Some(40123),
+                asking: 1,
+                served: 2,
+                pieces_asked: 30,
+                pieces_served: 40,
+                refused: 5,
+            },
         };
         let text = render(&status);
         assert!(
@@ -135,6 +151,12 @@ mod tests {
         assert!(text.contains("blocked:  12D3KooWC\n"), "{text}");
         assert!(
             text.contains("secured:  3 TCP connections by TLS, 1 by noise"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "links:    port 40123, 1 asking, 2 served; pieces asked 30, served 40; refused 5\n"
+            ),
             "{text}"
         );
         assert!(

@@ -176,6 +176,12 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub quic_on_lan: bool,
 
+    /// carry piece bytes over libp2p only: by default a node also serves pieces on piece
+    /// links, TLS connections beside libp2p's on a port of their own (named to peers over
+    /// identify), which cost about half the CPU per byte
+    #[argh(switch)]
+    pub no_piece_links: bool,
+
     /// serve peers at most this many piece bytes per second in all (e.g. 10M; default
     /// unlimited); a piece that would wait over 2 s is refused, and the peer asks elsewhere
     #[argh(option, from_str_fn(parse_size))]
@@ -444,6 +450,7 @@ mod tests {
             no_mdns: false,
             no_quic: false,
             quic_on_lan: false,
+            no_piece_links: false,
             max_upload_rate: None,
             max_download_rate: None,
             max_peers: None,

@@ -75,6 +75,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
         relay_server: bool,
         boot: u64,
+        link_port: Option<u16>,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -146,7 +147,7 @@ impl Behaviour {
             ),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(
-                    pyrsia_core::restarts::agent_string(env!("CARGO_PKG_VERSION"), boot),
+                    pyrsia_core::restarts::agent_string(env!("CARGO_PKG_VERSION"), link_port, boot),
                 ),
             ),
             kad,

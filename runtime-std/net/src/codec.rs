@@ -141,6 +141,7 @@ pub enum SyncResponse {
 }
 
 pub mod legacy;
+pub(crate) mod link;
 mod piece_frame;
 
 /// Frames [`SyncRequest`]s and [`SyncResponse`]s.

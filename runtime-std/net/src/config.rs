@@ -31,6 +31,9 @@ pub struct NetConfig {
     /// Serve as a relay for private nodes, within bounded reservations and circuits
     /// (`--relay-server`; off by default).
     pub relay_server: bool,
+    /// Carry piece bytes on piece links, dedicated TLS connections beside libp2p's
+    /// (`--no-piece-links` turns them off: pieces then go over libp2p only).
+    pub piece_links: bool,
 }
 
 /// The operator's resource limits on peer traffic (`--max-upload-rate`,
@@ -74,6 +77,7 @@ impl NetConfig {
             limits: NetLimits::default(),
             external_addresses: Vec::new(),
             relay_server: false,
+            piece_links: true,
         })
     }
 

@@ -168,7 +168,7 @@ mod tests {
         let new_port: Multiaddr = "/ip4/10.0.0.2/udp/44001/quic-v1".parse().unwrap();
         let id = ConnectionId::new_unchecked;
         let start = Instant::now();
-        let old_agent = agent_string("0.1.0", 1);
+        let old_agent = agent_string("0.1.0", None, 1);
         assert!(
             connections
                 .established(peer, id(1), &dialled(&home), start)
@@ -192,7 +192,7 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(
-            connections.identified(&peer, id(3), &agent_string("0.1.0", 2)),
+            connections.identified(&peer, id(3), &agent_string("0.1.0", None, 2)),
             [id(1), id(2)]
         );
         connections.closed(&peer, id(1));

@@ -20,6 +20,7 @@ mod connections;
 mod dial_order;
 mod joined_writes;
 mod per_address;
+mod piece_link;
 mod redial;
 mod relay;
 mod scoring;

@@ -22,6 +22,7 @@ use pyrsia_std::peers::{Ask, FetchHint, PieceAnswer, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
+mod links;
 mod log_sync;
 mod members;
 mod redirects;
@@ -119,7 +120,18 @@ pub fn start(
         .spawn(move || {
             crate::compat::block_on(async move {
                 let secured = crate::security::SecuredCounts::default();
-                let swarm = match build(keypair, &config, &log, &secured) {
+                let links = config
+                    .piece_links
+                    .then(|| match links::Links::start(&config.listen, &keypair) {
+                        Ok(links) => Some(links),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot listen for piece links; pieces go over libp2p only");
+                            None
+                        }
+                    })
+                    .flatten();
+                let link_port = links.as_ref().map(|l| l.port);
+                let swarm = match build(keypair, &config, &log, &secured, link_port) {
                     Ok(swarm) => {
                         let _ = ready_tx.send(Ok(()));
                         swarm
@@ -137,6 +149,10 @@ pub fn start(
                 event_loop.secured = secured;
                 event_loop.member = member;
                 event_loop.upload = upload;
+                if let Some(port) = link_port {
+                    tracing::info!(port, "piece links listening");
+                }
+                event_loop.links = links;
                 event_loop.run().await;
             });
         })
@@ -159,13 +175,22 @@ fn build(
     config: &NetConfig,
     log: &Log,
     secured: &crate::security::SecuredCounts,
+    link_port: Option<u16>,
 ) -> Result<Swarm<Behaviour>, String> {
     let (mdns, max_peers, relay_server) =
         (config.mdns, config.limits.max_peers, config.relay_server);
     let boot = boot_id()?;
     let behaviour = |key: &identity::Keypair, relay_client| {
-        Behaviour::new(key, mdns, max_peers, relay_client, relay_server, boot)
-            .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        Behaviour::new(
+            key,
+            mdns,
+            max_peers,
+            relay_client,
+            relay_server,
+            boot,
+            link_port,
+        )
+        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
     };
     let relay_transport = |e: noise::Error| format!("relay transport: {e}");
     let swarm_config =
@@ -303,6 +328,9 @@ struct EventLoop {
     redirects: redirects::Redirects,
     /// `--max-upload-rate`: piece answers wait for it.
     upload: Arc<Shaper>,
+    /// Piece links: the listener, and the links this node asks on (`None` with
+    /// `--no-piece-links` or when the listener could not start).
+    links: Option<links::Links>,
 }
 
 /// Where the answer to a piece request goes.
@@ -313,9 +341,32 @@ type PieceReplies = std::sync::mpsc::Sender<pyrsia_std::peers::PieceReply>;
 type Served = (
     PeerId,
     Option<request_response::InboundRequestId>,
-    request_response::ResponseChannel<SyncResponse>,
+    Responder,
     SyncResponse,
 );
+
+/// Where an answer to a peer's request goes: a log-sync stream's channel, or a piece link's
+/// thread.
+pub(crate) enum Responder {
+    /// A request on libp2p's log-sync protocol.
+    Sync(request_response::ResponseChannel<SyncResponse>),
+    /// A request on a piece link: its thread writes the answer.
+    Link(std::sync::mpsc::Sender<SyncResponse>),
+}
+
+impl Responder {
+    /// Hands `response` to its stream or link; false when it is gone.
+    fn respond(self, swarm: &mut Swarm<Behaviour>, response: SyncResponse) -> bool {
+        match self {
+            Responder::Sync(channel) => swarm
+                .behaviour_mut()
+                .sync
+                .send_response(channel, response)
+                .is_ok(),
+            Responder::Link(sender) => sender.send(response).is_ok(),
+        }
+    }
+}
 
 impl EventLoop {
     fn new(
@@ -366,6 +417,7 @@ impl EventLoop {
             preparing_pieces: Arc::default(),
             redirects: redirects::Redirects::default(),
             upload: Arc::new(Shaper::new(0)),
+            links: None,
         }
     }
 
@@ -406,6 +458,10 @@ impl EventLoop {
         let mut tick = smol::Timer::interval(Duration::from_millis(200));
         let commands = self.commands.clone();
         let served = self.served_rx.clone();
+        let link_inbound = match &self.links {
+            Some(links) => links.inbound.clone(),
+            None => smol::channel::unbounded().1,
+        };
         self.provide_all();
         // Before Kademlia's first bootstrap query dials the same peers over TCP.
         self.redial();
@@ -419,12 +475,16 @@ impl EventLoop {
                 answer = served.recv().fuse() => if let Ok((peer, id, channel, response)) = answer {
                     self.send_served(peer, id, channel, response);
                 },
+                inbound = link_inbound.recv().fuse() => if let Ok(inbound) = inbound {
+                    self.on_link_inbound(inbound);
+                },
                 _ = tick.next().fuse() => {
                     self.redial();
                     self.announce();
                     self.pull_checkpoint();
                     self.sync_tick();
                     self.on_store_events();
+                    self.tick_links();
                     self.expire_provider_queries();
                     self.show_scores();
                 }
@@ -438,7 +498,7 @@ impl EventLoop {
         &mut self,
         peer: PeerId,
         id: Option<request_response::InboundRequestId>,
-        channel: request_response::ResponseChannel<SyncResponse>,
+        channel: Responder,
         mut response: SyncResponse,
     ) {
         match &mut response {
@@ -454,11 +514,17 @@ impl EventLoop {
             }
             _ => {}
         }
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .sync
-            .send_response(channel, response);
+        // A piece for a link's thread counts in the load until the thread has written it.
+        let link_piece =
+            matches!(channel, Responder::Link(_)) && matches!(response, SyncResponse::Piece { .. });
+        let links = self.links.as_ref().filter(|_| link_piece);
+        if let Some(links) = links {
+            links.note_writing();
+        }
+        let delivered = channel.respond(&mut self.swarm, response);
+        if let (Some(links), false) = (links, delivered) {
+            links.done_writing();
+        }
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, NetworkStatus> {
@@ -696,6 +762,7 @@ impl EventLoop {
                     return;
                 }
                 self.peer_limits.forget(&peer_id);
+                self.forget_links(&peer_id);
                 self.hole_punched.remove(&peer_id);
                 self.reservations.lost(&peer_id);
                 let relay = peer_id.to_string();
@@ -727,6 +794,8 @@ impl EventLoop {
                 info,
                 connection_id,
             }) => {
+                self.note_link_target(&peer_id, &info.agent_version);
+                self.open_link_early(&peer_id);
                 for stale in
                     self.connections
                         .identified(&peer_id, connection_id, &info.agent_version)
@@ -929,7 +998,13 @@ impl EventLoop {
                                 None => Asked::Nothing,
                             };
                             let request = request.insisting(insist);
-                            self.serve_piece(peer, request_id, channel, request, asked);
+                            self.serve_piece(
+                                peer,
+                                Some(request_id),
+                                Responder::Sync(channel),
+                                request,
+                                asked,
+                            );
                             return;
                         }
                         SyncRequest::BridgePiece {
@@ -945,19 +1020,37 @@ impl EventLoop {
                                 hint: FetchHint { host, repository },
                                 asker_circuit: self.circuits.contains_key(&peer),
                             };
-                            self.serve_piece(peer, request_id, channel, request, asked);
+                            self.serve_piece(
+                                peer,
+                                Some(request_id),
+                                Responder::Sync(channel),
+                                request,
+                                asked,
+                            );
                             return;
                         }
                         SyncRequest::PieceHashes { digest } => {
                             let request =
                                 PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes);
-                            self.serve_piece(peer, request_id, channel, request, Asked::Nothing);
+                            self.serve_piece(
+                                peer,
+                                Some(request_id),
+                                Responder::Sync(channel),
+                                request,
+                                Asked::Nothing,
+                            );
                             return;
                         }
                         SyncRequest::Have { digest } => {
                             let request =
                                 PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have);
-                            self.serve_piece(peer, request_id, channel, request, Asked::Nothing);
+                            self.serve_piece(
+                                peer,
+                                Some(request_id),
+                                Responder::Sync(channel),
+                                request,
+                                Asked::Nothing,
+                            );
                             return;
                         }
                         SyncRequest::Checkpoint => {

@@ -11,7 +11,8 @@
 //! transports its connections took (to profile it, or to read the logs of a failed pull;
 //! with `PYRSIA_BENCH_PERF=<file>` it runs `perf record -a -g` on the whole machine during
 //! the pulls; `tcp`: the nodes run without QUIC; `quic`: they dial each other over QUIC
-//! first, `--quic-on-lan`, as every node did before LAN peers went TCP first; `direct N`:
+//! first, `--quic-on-lan`, as every node did before LAN peers went TCP first; `nolinks`:
+//! pieces over libp2p only, `--no-piece-links`, as before piece links; `direct N`:
 //! the same nodes with P2P off); `pyrsia-bench-p2p wan` the WAN table and staggered rows
 //! only; `pyrsia-bench-p2p page-cache` sixteen writers filling the page cache in writes of
 //! 1 MiB, 512 KiB, 256 KiB and 64 KiB, then one writer writing the same sixteen files in turn
@@ -263,16 +264,20 @@ fn main() {
     if let [mode, n, rest @ ..] = args.as_slice()
         && (mode == "swarm" || mode == "direct")
     {
-        let n: usize = n.parse().expect("swarm|direct N [wan] [tcp|quic]: N nodes");
+        let n: usize = n
+            .parse()
+            .expect("swarm|direct N [wan] [tcp|quic] [nolinks]: N nodes");
         let wan = rest.iter().any(|a| a == "wan");
-        let node_args: &[&str] = if rest.iter().any(|a| a == "tcp") {
-            &["--no-quic"]
+        let mut node_args: Vec<&str> = Vec::new();
+        if rest.iter().any(|a| a == "tcp") {
+            node_args.push("--no-quic");
         } else if rest.iter().any(|a| a == "quic") {
-            &["--quic-on-lan"]
-        } else {
-            &[]
-        };
-        let swarm = run(n, mode == "swarm", wan, Duration::ZERO, node_args);
+            node_args.push("--quic-on-lan");
+        }
+        if rest.iter().any(|a| a == "nolinks") {
+            node_args.push("--no-piece-links");
+        }
+        let swarm = run(n, mode == "swarm", wan, Duration::ZERO, &node_args);
         println!(
             "{n} nodes ({mode}): wall {:.2} s (p50 {:.2} s), machine CPU {:.1} s, upstream GETs {}, peer bytes {:.2}× the {} copies needed, largest node upload {:.2}× the blob ({:.2}× among nodes that fetched nothing from the upstream); connection ends over TCP {}, over QUIC {}",
             max(&swarm.times),

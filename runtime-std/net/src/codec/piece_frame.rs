@@ -50,9 +50,18 @@ pub(super) async fn write_piece<T>(io: &mut T, total: u64, bytes: &[u8]) -> io::
 where
     T: AsyncWrite + Unpin + Send,
 {
-    io.write_all(&piece_prefix(total, bytes.len())?).await?;
-    io.write_all(bytes).await?;
+    write_piece_open(io, total, bytes).await?;
     io.close().await
+}
+
+/// Writes a piece answer and leaves the stream open (a piece link carries one answer after
+/// another).
+pub(super) async fn write_piece_open<T>(io: &mut T, total: u64, bytes: &[u8]) -> io::Result<()>
+where
+    T: AsyncWrite + Unpin + Send,
+{
+    io.write_all(&piece_prefix(total, bytes.len())?).await?;
+    io.write_all(bytes).await
 }
 
 fn malformed(why: &str) -> io::Error {

@@ -15,7 +15,7 @@ use pyrsia_std::peers::{
 use pyrsia_std::store::StoreEvent;
 
 use super::limits::MAX_ANSWERS_IN_PREPARATION;
-use super::{EventLoop, Network};
+use super::{EventLoop, Network, Responder};
 use crate::codec::{SyncRequest, SyncResponse};
 use pyrsia_std::log::follow::{BATCH_BYTES, BATCH_ENTRIES};
 use std::sync::Arc;
@@ -369,6 +369,14 @@ impl EventLoop {
                         },
                     },
                 };
+                let (message, tag, reply) = if request.ask == Ask::Bytes {
+                    match self.send_on_link(peer, message, tag, reply) {
+                        Some(back) => back,
+                        None => return,
+                    }
+                } else {
+                    (message, tag, reply)
+                };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
                 self.piece_requests.insert(id, (tag, reply));
             }
@@ -465,8 +473,8 @@ impl EventLoop {
     pub(super) fn serve_piece(
         &mut self,
         peer: PeerId,
-        request_id: InboundRequestId,
-        channel: ResponseChannel<SyncResponse>,
+        request_id: Option<InboundRequestId>,
+        channel: Responder,
         request: PieceRequest,
         asked: Asked,
     ) {
@@ -483,25 +491,19 @@ impl EventLoop {
         {
             tracing::debug!(%peer, offset = request.offset, "piece sent to others lately: asker sent to them");
             let named = named.into_iter().map(PeerId::to_bytes).collect();
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_response(channel, SyncResponse::Elsewhere(named));
+            let _ = channel.respond(&mut self.swarm, SyncResponse::Elsewhere(named));
             return;
         }
         // Piece bytes: core's rule on how many this node answers at once; beyond, the asker
         // is told busy now (it asks another holder) instead of queueing behind the others.
         let piece_slot = if request.ask == Ask::Bytes {
             use std::sync::atomic::Ordering;
-            let in_progress = self.preparing_pieces.load(Ordering::SeqCst) + self.uploading.len();
+            let on_links = self.links.as_ref().map_or(0, |links| links.writing());
+            let in_progress =
+                self.preparing_pieces.load(Ordering::SeqCst) + self.uploading.len() + on_links;
             if !pyrsia_core::piece_schedule::serves_now(in_progress) {
                 tracing::debug!(%peer, in_progress, "piece request while busy: answered busy");
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_response(channel, SyncResponse::Busy);
+                let _ = channel.respond(&mut self.swarm, SyncResponse::Busy);
                 return;
             }
             self.preparing_pieces.fetch_add(1, Ordering::SeqCst);
@@ -515,11 +517,7 @@ impl EventLoop {
             } else {
                 SyncResponse::Missing
             };
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .sync
-                .send_response(channel, refusal);
+            let _ = channel.respond(&mut self.swarm, refusal);
             return;
         };
         // Taken, to be answered with the bytes: the asker counts among the piece's latest
@@ -576,9 +574,7 @@ impl EventLoop {
                 PieceAnswer::Missing | PieceAnswer::Elsewhere(_) => SyncResponse::Missing,
                 PieceAnswer::Busy => SyncResponse::Busy,
             };
-            let _ = served
-                .send((peer, Some(request_id), channel, response))
-                .await;
+            let _ = served.send((peer, request_id, channel, response)).await;
             // Counted until the event loop has the answer (then `uploading` counts it).
             drop(piece_slot);
         })
@@ -605,7 +601,12 @@ impl EventLoop {
                     .await;
             drop(slot);
             let _ = served
-                .send((peer, None, channel, SyncResponse::Entries(entries)))
+                .send((
+                    peer,
+                    None,
+                    Responder::Sync(channel),
+                    SyncResponse::Entries(entries),
+                ))
                 .await;
         })
         .detach();

@@ -1,0 +1,82 @@
+//! Piece links (core's `piece_link` has the rules and limits): TCP connections secured with
+//! the node's libp2p-tls certificate that carry one asker's piece requests to one holder and
+//! the answers back, outside libp2p's multiplexer and event loop. Each end is a blocking thread:
+//! [`serve`] listens and answers (through the event loop, which applies the same rules as to a
+//! request on libp2p), [`ask`] keeps a pipeline of requests to one peer.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+
+use crate::codec::{SyncRequest, SyncResponse};
+
+pub(crate) mod ask;
+pub(crate) mod serve;
+
+/// What a link thread hands the event loop.
+pub(crate) enum Inbound {
+    /// `peer` completed a link's handshake: the event loop says whether it may keep it
+    /// (dropping `admitted` says no).
+    Opened {
+        peer: PeerId,
+        admitted: std::sync::mpsc::Sender<bool>,
+    },
+    /// A piece request from `peer`: the answer goes to `respond`; dropping `respond` refuses
+    /// it and closes the link.
+    Request {
+        peer: PeerId,
+        request: SyncRequest,
+        respond: std::sync::mpsc::Sender<SyncResponse>,
+    },
+    /// `peer` sent a frame that does not decode or is over a limit (the link is closed).
+    Malformed { peer: PeerId, why: String },
+}
+
+/// The std duration of a core duration.
+pub(crate) fn std_duration(d: pyrsia_core::time::Duration) -> Duration {
+    Duration::from_micros(d.as_micros())
+}
+
+/// Completes a TLS handshake on `tls` by `deadline` (each read and write also waits at most
+/// the socket's timeouts).
+pub(crate) fn handshake<C, D>(
+    tls: &mut rustls::StreamOwned<C, TcpStream>,
+    deadline: Instant,
+) -> std::io::Result<()>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    while tls.conn.is_handshaking() {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "handshake took too long",
+            ));
+        }
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(())
+}
+
+/// The IP of the first address in `addresses` that is not through a relay.
+pub(crate) fn direct_ip<'a>(
+    mut addresses: impl Iterator<Item = &'a libp2p::Multiaddr>,
+) -> Option<IpAddr> {
+    use libp2p::multiaddr::Protocol;
+    addresses
+        .find(|a| !crate::relay::is_relayed(a))?
+        .iter()
+        .find_map(|p| match p {
+            Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+            Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+            _ => None,
+        })
+}
+
+/// Where a peer's links go and when this node may try again after one failed to open.
+pub(crate) struct LinkTarget {
+    pub(crate) address: SocketAddr,
+    pub(crate) retry_after: Option<Instant>,
+}

@@ -1,0 +1,111 @@
+//! An attacker on a node's piece link port (`/peers`' `piece_links.port`): TLS clients with
+//! identities the test controls that send exactly the frames a hostile peer would, and silent
+//! sockets that never finish a handshake.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::identity;
+use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest};
+
+/// A TLS connection to a node's piece link port, authenticated with a test's identity.
+pub struct LinkClient {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+}
+
+impl LinkClient {
+    /// Connects to `port` on 127.0.0.1 as `keypair` and completes the TLS handshake with the
+    /// node `node_peer` (its peer id); the error says why it could not.
+    pub fn connect(
+        port: u16,
+        keypair: &identity::Keypair,
+        node_peer: &str,
+    ) -> std::io::Result<LinkClient> {
+        let node = node_peer.parse().map_err(std::io::Error::other)?;
+        let config = libp2p::tls::make_client_config(keypair, Some(node))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tcp = TcpStream::connect(("127.0.0.1", port))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
+        let name =
+            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+        let connection =
+            rustls::ClientConnection::new(Arc::new(config), name).map_err(std::io::Error::other)?;
+        let mut tls = rustls::StreamOwned::new(connection, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Ok(LinkClient { tls })
+    }
+
+    /// Sends `bytes` as they are.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.tls.write_all(bytes)?;
+        self.tls.flush()
+    }
+
+    /// Reads until the node closes the link or `wait` passes; returns the bytes read and
+    /// whether the link closed.
+    pub fn read_until_closed(&mut self, wait: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + wait;
+        let mut read = Vec::new();
+        let mut buffer = [0u8; 64 * 1024];
+        while Instant::now() < deadline {
+            match self.tls.read(&mut buffer) {
+                Ok(0) => return (read, true),
+                Ok(n) => read.extend_from_slice(&buffer[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => return (read, true),
+            }
+        }
+        (read, false)
+    }
+}
+
+/// The frame of a request for the piece of `digest` at `offset` (`len` bytes), as a node
+/// sends it on a link.
+pub fn piece_request_frame(digest: &pyrsia_core::digest::Digest, offset: u64, len: u32) -> Vec<u8> {
+    use libp2p::request_response::Codec as _;
+    let request = SyncRequest::Piece {
+        digest: *digest.as_bytes(),
+        offset,
+        len,
+        fetch: None,
+        insist: false,
+    };
+    let mut frame = futures::io::Cursor::new(Vec::new());
+    smol::block_on(SyncCodec.write_request(&LOG_SYNC_PROTOCOL, &mut frame, request))
+        .expect("encode a request");
+    frame.into_inner()
+}
+
+/// A socket to `port` on 127.0.0.1 that will send nothing.
+pub fn silent_socket(port: u16) -> TcpStream {
+    let socket = TcpStream::connect(("127.0.0.1", port)).expect("connect to the link port");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    socket
+}
+
+/// Whether the node closed `socket` within `wait` (a read returns end of stream or a reset).
+pub fn closed_within(socket: &mut TcpStream, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    let mut buffer = [0u8; 1024];
+    while Instant::now() < deadline {
+        match socket.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue;
+            }
+            Err(_) => return true,
+        }
+    }
+    false
+}
