@@ -51,7 +51,12 @@ pub(crate) fn listen(
     std::thread::Builder::new()
         .name("link-accept".into())
         .spawn(move || {
-            for tcp in listener.incoming().flatten() {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else {
+                    // Out of file descriptors, or the like: let some close before trying again.
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                };
                 if !accepts_link(served.open.load(Ordering::SeqCst)) {
                     served.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!("piece link refused: as many open as allowed");
