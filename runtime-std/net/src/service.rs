@@ -458,9 +458,12 @@ impl EventLoop {
         let mut tick = smol::Timer::interval(Duration::from_millis(200));
         let commands = self.commands.clone();
         let served = self.served_rx.clone();
+        // Without links, a channel held open for the whole loop: a closed one would be ready
+        // at every turn and spin the loop.
+        let (_held_open, no_links) = smol::channel::unbounded();
         let link_inbound = match &self.links {
             Some(links) => links.inbound.clone(),
-            None => smol::channel::unbounded().1,
+            None => no_links,
         };
         self.provide_all();
         // Before Kademlia's first bootstrap query dials the same peers over TCP.

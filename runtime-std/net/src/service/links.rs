@@ -32,6 +32,9 @@ pub(super) struct Links {
     pub(super) port: u16,
     served: Arc<ServedLinks>,
     pub(super) inbound: smol::channel::Receiver<Inbound>,
+    /// Holds `inbound` open should the listener's thread end (a closed channel would be ready
+    /// at every turn of the event loop).
+    _inbound_open: smol::channel::Sender<Inbound>,
     targets: HashMap<PeerId, LinkTarget>,
     asking: HashMap<PeerId, Link>,
     pieces_asked: u64,
@@ -52,12 +55,13 @@ impl Links {
             .ok_or_else(|| std::io::Error::other(format!("no IP in {listen}")))?;
         let (inbound_tx, inbound) = smol::channel::unbounded();
         let served = Arc::new(ServedLinks::default());
-        let port = crate::piece_link::serve::listen(ip, key, inbound_tx, served.clone())?;
+        let port = crate::piece_link::serve::listen(ip, key, inbound_tx.clone(), served.clone())?;
         Ok(Links {
             key: key.clone(),
             port,
             served,
             inbound,
+            _inbound_open: inbound_tx,
             targets: HashMap::new(),
             asking: HashMap::new(),
             pieces_asked: 0,
