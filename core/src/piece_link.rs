@@ -4,10 +4,12 @@
 //! swarm's event loop; on two cores that path costs about twice the CPU of the bytes' TLS
 //! alone (BENCHMARKS.md). A node therefore also listens for **piece links**: plain TCP
 //! connections secured with the same libp2p-tls certificates (so both ends are authenticated by
-//! peer id), each carrying one asker's piece requests to one holder and the holder's answers,
-//! in order, in the log-sync protocol's own frames. Only piece-byte requests without a fetch
-//! hint use a link ([`carries`]); everything else (Have, hashes, fetch-for-network, bridges,
-//! the log, gossip) stays on libp2p, and so does every piece while no link is ready.
+//! peer id), each carrying one asker's piece requests to one holder and the holder's answers
+//! in the log-sync protocol's own frames, each frame behind the request's id. Answers come in
+//! the order the holder has them, not the order asked: a request the holder answers only once
+//! it has fetched the piece for the network holds up no other. Only piece-byte requests use a
+//! link ([`carries`]); everything else (Have, hashes, bridges, the log, gossip) stays on
+//! libp2p, and so does every piece while no link is ready.
 //!
 //! A node names its link port in its identify agent string (`link/<port>`, read by
 //! [`link_port_of`]); a peer connects to that port at the address its libp2p connection came
@@ -21,15 +23,21 @@
 //!   of the previous answer (a silent or trickling socket is closed);
 //! - a link, once its handshake names the peer, and every request on it only from a peer
 //!   connected over libp2p now and not blocked ([`admit_request`]); refused, the link closes;
+//! - at most [`OUTSTANDING_PER_LINK`] requests read and not yet answered: the holder reads no
+//!   more frames until one is answered ([`reads_request`]); a request whose id is one of those
+//!   outstanding is malformed ([`RequestId`]);
 //! - frames are the log-sync codec's, with its size limits: a malformed frame closes the link
 //!   and counts as the peer's misbehaviour, as on libp2p;
 //! - each request passes the same per-peer rate limit and the same piece-serving rules as one
 //!   on libp2p.
 //!
-//! An asker keeps at most [`IN_FLIGHT`] requests on a link, waits at most [`ANSWER_TIMEOUT`]
-//! for the oldest answer, and closes a link idle for [`ASKER_IDLE`] (before the holder would).
+//! An asker keeps at most [`IN_FLIGHT`] requests on a link, numbers them in order, gives up a
+//! request unanswered for [`ANSWER_TIMEOUT`] (and the whole link when nothing at all arrived in
+//! that time: [`overdue`]), drops a late answer to a request it gave up and closes the link on
+//! an answer to an id it never sent ([`AnswerFate`]), and closes a link idle for
+//! [`ASKER_IDLE`] (before the holder would).
 
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 
 /// What names the link port in an agent string.
 pub const LINK_TAG: &str = "link/";
@@ -53,11 +61,93 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// not the holder, ends an idle link and never loses a request to the holder's close.
 pub const ASKER_IDLE: Duration = Duration::from_secs(300);
 
-/// How long an asker waits for the oldest answer on a link (as for a piece request on libp2p).
+/// How long an asker waits for the answer to a request on a link (as for a piece request on
+/// libp2p).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests an asker keeps on one link before their answers.
-pub const IN_FLIGHT: usize = 4;
+/// Requests an asker keeps on one link before their answers: as many as the piece scheduler
+/// keeps on one peer (`piece_schedule::MAX_PER_PEER`; a test holds them equal).
+pub const IN_FLIGHT: usize = 8;
+
+/// Requests a holder reads from one link and has not answered yet; it reads no more until one
+/// is answered (twice what an asker keeps, so a pipeline is never held up by the limit).
+pub const OUTSTANDING_PER_LINK: usize = 2 * IN_FLIGHT;
+
+/// Whether a holder reads one more request frame from a link on which `outstanding` requests
+/// wait for their answers.
+pub fn reads_request(outstanding: usize) -> bool {
+    outstanding < OUTSTANDING_PER_LINK
+}
+
+/// What a holder makes of a request's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestId {
+    /// Answer it under this id.
+    Fresh,
+    /// A request with this id waits for its answer already: a malformed frame (the link closes
+    /// and the peer is struck).
+    Duplicate,
+}
+
+/// What a holder makes of a request whose id is (or is not) `outstanding` already.
+pub fn request_id(outstanding: bool) -> RequestId {
+    if outstanding {
+        RequestId::Duplicate
+    } else {
+        RequestId::Fresh
+    }
+}
+
+/// What an asker does with an answer frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFate {
+    /// It answers a request waiting on the link: hand it to the fetcher that asked.
+    Deliver,
+    /// It answers a request this asker sent and has given up ([`overdue`]): drop it.
+    Late,
+    /// It names an id this asker never sent: the holder is broken or lying; close the link.
+    Unasked,
+}
+
+/// What an asker does with an answer for `id`, when its next request would get `next_id` (ids
+/// count up from 0) and a request with `id` is (or is not) `waiting`.
+pub fn answer_fate(id: u64, next_id: u64, waiting: bool) -> AnswerFate {
+    if waiting {
+        AnswerFate::Deliver
+    } else if id < next_id {
+        AnswerFate::Late
+    } else {
+        AnswerFate::Unasked
+    }
+}
+
+/// What an asker does about its requests on a link when it checks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overdue {
+    /// Nothing yet.
+    Wait,
+    /// Give up the oldest request (its fetcher asks elsewhere); the link keeps the others.
+    GiveUpOldest,
+    /// Nothing arrived on the link for [`ANSWER_TIMEOUT`] while a request waited: close it and
+    /// give up all its requests.
+    CloseLink,
+}
+
+/// What an asker does at `now` about a link whose oldest waiting request went out at
+/// `oldest_sent` (`None`: nothing waits) and on which the last frame arrived at `last_frame`
+/// (or the link opened then, before any frame).
+pub fn overdue(now: Instant, oldest_sent: Option<Instant>, last_frame: Instant) -> Overdue {
+    let Some(sent) = oldest_sent else {
+        return Overdue::Wait;
+    };
+    if now.saturating_since(sent) < ANSWER_TIMEOUT {
+        Overdue::Wait
+    } else if now.saturating_since(last_frame.max(sent)) >= ANSWER_TIMEOUT {
+        Overdue::CloseLink
+    } else {
+        Overdue::GiveUpOldest
+    }
+}
 
 /// Whether a holder accepts one more link while it serves `served` (before the handshake).
 pub fn accepts_link(served: usize) -> bool {
@@ -91,11 +181,11 @@ pub fn admit_request(connected: bool, blocked: bool) -> Result<(), Refusal> {
     }
 }
 
-/// Whether an asker sends a piece request over a ready link rather than libp2p: only requests
-/// for piece bytes that ask the holder to fetch nothing (a fetch for the network or a bridge
-/// may take long and stays on libp2p, where it does not hold up the link's other answers).
-pub fn carries(asks_bytes: bool, asks_a_fetch: bool, link_ready: bool) -> bool {
-    link_ready && asks_bytes && !asks_a_fetch
+/// Whether an asker sends a piece request over a ready link rather than libp2p: every request
+/// for piece bytes, also one that asks the holder to fetch the piece for the network (answers
+/// come as the holder has them, so a slow one holds up no other).
+pub fn carries(asks_bytes: bool, link_ready: bool) -> bool {
+    link_ready && asks_bytes
 }
 
 /// The link port an agent string names: a space-separated word `link/` followed by a port

@@ -154,6 +154,21 @@ pub fn serves_now(in_progress: usize) -> bool {
     in_progress < ANSWERS_AT_ONCE
 }
 
+/// Whether a node answering `in_progress` piece requests now takes one more that insists on
+/// a piece it sent to `sent_lately` peers lately ([`recent_sends::RecentSends::sent_lately`]).
+/// Once it sent the piece as often as the super-seeding rule allows, an insisting request
+/// (an asker whose named holders lacked the piece when asked: they are still receiving it)
+/// gets only half the answer slots; beyond, it is answered busy, the asker waits
+/// [`BUSY_BACKOFF`] and by then the holders it was named have the piece. The other half stays
+/// for pieces nobody else holds yet.
+pub fn serves_insisting_now(in_progress: usize, sent_lately: usize) -> bool {
+    if sent_lately >= recent_sends::COPIES_BEFORE_REDIRECT {
+        in_progress < ANSWERS_AT_ONCE / 2
+    } else {
+        serves_now(in_progress)
+    }
+}
+
 /// What a peer holds of the blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Have {

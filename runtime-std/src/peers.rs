@@ -368,6 +368,8 @@ pub const MAX_AHEAD: usize = 256;
 #[derive(Default)]
 pub struct Shelf {
     pieces: std::sync::Mutex<BTreeMap<u32, Arc<Vec<u8>>>>,
+    /// Told when a piece is put on the shelf.
+    arrived: std::sync::Condvar,
 }
 
 impl Shelf {
@@ -377,6 +379,27 @@ impl Shelf {
 
     fn put(&self, piece: u32, bytes: Vec<u8>) {
         self.lock().insert(piece, Arc::new(bytes));
+        self.arrived.notify_all();
+    }
+
+    /// The bytes of `piece`, waiting up to `patience` for them to be put on the shelf.
+    pub fn wait_for(&self, piece: u32, patience: std::time::Duration) -> Option<Arc<Vec<u8>>> {
+        let until = std::time::Instant::now() + patience;
+        let mut pieces = self.lock();
+        loop {
+            if let Some(bytes) = pieces.get(&piece) {
+                return Some(bytes.clone());
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            pieces = self
+                .arrived
+                .wait_timeout(pieces, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn take(&self, piece: u32) -> Option<Arc<Vec<u8>>> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::identity;
-use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest};
+use pyrsia_net::codec::{LOG_SYNC_PROTOCOL, SyncCodec, SyncRequest, SyncResponse};
 
 /// A TLS connection to a node's piece link port, authenticated with a test's identity.
 pub struct LinkClient {
@@ -39,6 +39,16 @@ impl LinkClient {
         Ok(LinkClient { tls })
     }
 
+    /// Reads the next answer frame: the id of the request it answers, and the answer.
+    pub fn read_answer(&mut self) -> std::io::Result<(u64, SyncResponse)> {
+        use libp2p::request_response::Codec as _;
+        let mut id = [0u8; 8];
+        self.tls.read_exact(&mut id)?;
+        let mut io = futures::io::AllowStdIo::new(&mut self.tls);
+        let answer = smol::block_on(SyncCodec.read_response(&LOG_SYNC_PROTOCOL, &mut io))?;
+        Ok((u64::from_be_bytes(id), answer))
+    }
+
     /// Sends `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.tls.write_all(bytes)?;
@@ -64,9 +74,14 @@ impl LinkClient {
     }
 }
 
-/// The frame of a request for the piece of `digest` at `offset` (`len` bytes), as a node
-/// sends it on a link.
-pub fn piece_request_frame(digest: &pyrsia_core::digest::Digest, offset: u64, len: u32) -> Vec<u8> {
+/// The frame of a request `id` for the piece of `digest` at `offset` (`len` bytes), as a node
+/// sends it on a link (the id, 8 bytes big-endian, then the log-sync request frame).
+pub fn piece_request_frame(
+    id: u64,
+    digest: &pyrsia_core::digest::Digest,
+    offset: u64,
+    len: u32,
+) -> Vec<u8> {
     use libp2p::request_response::Codec as _;
     let request = SyncRequest::Piece {
         digest: *digest.as_bytes(),
@@ -75,7 +90,8 @@ pub fn piece_request_frame(digest: &pyrsia_core::digest::Digest, offset: u64, le
         fetch: None,
         insist: false,
     };
-    let mut frame = futures::io::Cursor::new(Vec::new());
+    let mut frame = futures::io::Cursor::new(id.to_be_bytes().to_vec());
+    frame.set_position(8);
     smol::block_on(SyncCodec.write_request(&LOG_SYNC_PROTOCOL, &mut frame, request))
         .expect("encode a request");
     frame.into_inner()

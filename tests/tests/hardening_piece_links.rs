@@ -6,11 +6,14 @@
 //!   misbehaving, as on libp2p;
 //! - silent sockets fill the link limit: the next one is closed at once, the node's pieces go
 //!   over libp2p meanwhile (a pull completes), and the silent ones are closed after the
-//!   handshake timeout.
+//!   handshake timeout;
+//! - answers come as the node has them, not in the order asked, and a request id repeated
+//!   while its first request waits is a malformed frame.
 
 use std::time::{Duration, Instant};
 
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS};
+use pyrsia_net::codec::SyncResponse;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
 use pyrsia_tests::link_attacker::{LinkClient, closed_within, piece_request_frame, silent_socket};
@@ -18,10 +21,21 @@ use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::raw_peer::{RawPeer, malformed_frames};
 use pyrsia_tests::registry::Registry;
 
-/// The link port a node names in `/peers`.
+/// The link port a node names in `/peers` (within 5 s of its start: the node refreshes
+/// `/peers` every 200 ms).
 fn link_port(node: &Node) -> u16 {
-    let port = node.piece_links()["port"].as_u64();
-    u16::try_from(port.expect("the node serves piece links")).unwrap()
+    let started = Instant::now();
+    loop {
+        if let Some(port) = node.piece_links()["port"].as_u64() {
+            return u16::try_from(port).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the node serves piece links: {}",
+            node.piece_links()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn count(node: &Node, field: &str) -> u64 {
@@ -78,7 +92,7 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
     let mut link = LinkClient::connect(port, stranger.keypair(), &a.peer_id())
         .expect("the TLS handshake itself succeeds");
     // (A may close the link before the request is out: the write may fail.)
-    let _ = link.send(&piece_request_frame(&layer, 0, 1 << 20));
+    let _ = link.send(&piece_request_frame(0, &layer, 0, 1 << 20));
     let (answer, closed) = link.read_until_closed(Duration::from_secs(10));
     assert!(closed, "A closes a stranger's link");
     assert!(
@@ -178,4 +192,92 @@ fn silent_sockets_cost_the_links_only_and_are_closed_after_the_handshake_timeout
     // And links open again.
     let stranger = RawPeer::new();
     assert!(LinkClient::connect(port, stranger.keypair(), &a.peer_id()).is_ok());
+}
+
+#[test]
+fn answers_come_as_the_holder_has_them_and_a_repeated_request_id_is_malformed() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
+    let layer = image.layers[0].blob.digest;
+    // A serves peers 1 MiB a second: its second piece in a row waits about a second.
+    let a = Node::start(
+        &work.path().join("a"),
+        &["--upstream", &registry.url(), "--max-upload-rate", "1M"],
+    );
+    let out = skopeo_copy(
+        &a.authority(),
+        &image.reference,
+        &work.path().join("copy-a"),
+    );
+    assert_succeeded(&out, "A pulls", &a.log());
+    assert!(a.wait_stored(&layer));
+
+    let peer = RawPeer::new();
+    let a_address = a.p2p_address();
+    std::thread::scope(|scope| {
+        let hold = scope.spawn(|| peer.hold(&a_address, Duration::from_secs(12)));
+        let started = Instant::now();
+        while !a.connected_peers().contains(&peer.peer_id()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the peer connects"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut link = LinkClient::connect(link_port(&a), peer.keypair(), &a.peer_id()).unwrap();
+
+        // Two pieces, then a blob A does not hold, asked at once: the answer A has at once
+        // overtakes the piece that waits for the upload rate (whichever of the two that is:
+        // both are read from disk at once).
+        let unknown = pyrsia_core::digest::Digest::sha256(b"a blob nobody holds");
+        let asked = [
+            piece_request_frame(1, &layer, 0, 1 << 20),
+            piece_request_frame(2, &layer, 1 << 20, 1 << 20),
+            piece_request_frame(3, &unknown, 0, 1 << 20),
+        ]
+        .concat();
+        link.send(&asked).unwrap();
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let (id, answer) = link.read_answer().expect("an answer");
+            let len = match &answer {
+                SyncResponse::Piece { bytes, .. } => bytes.len(),
+                _ => 0,
+            };
+            match id {
+                1 | 2 => assert_eq!(len, 1 << 20, "request {id}: a whole piece"),
+                3 => assert!(
+                    matches!(answer, SyncResponse::Missing),
+                    "request 3: missing"
+                ),
+                other => panic!("an answer to request {other}, never sent"),
+            }
+            order.push(id);
+        }
+        // In order, request 3's answer would come last; one of the pieces waits a second.
+        assert_ne!(
+            order.last(),
+            Some(&3),
+            "the missing blob's answer waits for no piece: {order:?}"
+        );
+
+        // The same id twice while the first waits for its answer: a malformed frame.
+        let twice = [
+            piece_request_frame(10, &layer, 2 << 20, 1 << 20),
+            piece_request_frame(10, &layer, 3 << 20, 1 << 20),
+        ]
+        .concat();
+        link.send(&twice).unwrap();
+        let (_, closed) = link.read_until_closed(Duration::from_secs(10));
+        assert!(closed, "A closes a link that repeats a request id");
+        hold.join().unwrap();
+    });
+    let log = a.log();
+    assert!(
+        log.lines().any(|l| l.contains("peer misbehaved")
+            && l.contains(&peer.peer_id())
+            && l.contains("already waiting for its answer")),
+        "{log}"
+    );
 }

@@ -19,16 +19,50 @@ fn only_a_connected_unblocked_peer_is_answered_on_a_link() {
 }
 
 #[test]
-fn only_plain_piece_bytes_go_over_a_ready_link() {
-    assert!(carries(true, false, true));
-    assert!(!carries(true, false, false), "not before the link is ready");
-    assert!(
-        !carries(true, true, true),
-        "a fetch for the network stays on libp2p"
+fn only_piece_bytes_go_over_a_ready_link() {
+    assert!(carries(true, true));
+    assert!(!carries(true, false), "not before the link is ready");
+    assert!(!carries(false, true), "Have and hashes stay on libp2p");
+}
+
+#[test]
+fn a_holder_reads_no_more_requests_than_it_may_keep_unanswered() {
+    assert!(reads_request(0));
+    assert!(reads_request(OUTSTANDING_PER_LINK - 1));
+    assert!(!reads_request(OUTSTANDING_PER_LINK));
+    const {
+        assert!(
+            OUTSTANDING_PER_LINK >= IN_FLIGHT,
+            "an asker's whole pipeline is read"
+        )
+    };
+    assert_eq!(request_id(false), RequestId::Fresh);
+    assert_eq!(request_id(true), RequestId::Duplicate);
+}
+
+#[test]
+fn an_asker_delivers_waiting_answers_drops_late_ones_and_refuses_unasked_ones() {
+    assert_eq!(answer_fate(3, 4, true), AnswerFate::Deliver);
+    assert_eq!(answer_fate(3, 4, false), AnswerFate::Late);
+    assert_eq!(answer_fate(4, 4, false), AnswerFate::Unasked);
+    assert_eq!(answer_fate(u64::MAX, 4, false), AnswerFate::Unasked);
+}
+
+#[test]
+fn an_asker_gives_up_a_slow_request_alone_and_a_silent_link_whole() {
+    let at = |secs: u64| Instant::from_millis(secs * 1_000);
+    let timeout = ANSWER_TIMEOUT.as_micros() / 1_000_000;
+    assert_eq!(overdue(at(100), None, at(0)), Overdue::Wait);
+    assert_eq!(overdue(at(100), Some(at(95)), at(0)), Overdue::Wait);
+    // Other answers keep arriving: only the slow request is given up.
+    assert_eq!(
+        overdue(at(100 + timeout), Some(at(100)), at(100 + timeout - 1)),
+        Overdue::GiveUpOldest
     );
-    assert!(
-        !carries(false, false, true),
-        "Have and hashes stay on libp2p"
+    // Nothing arrived since the request went out.
+    assert_eq!(
+        overdue(at(100 + timeout), Some(at(100)), at(50)),
+        Overdue::CloseLink
     );
 }
 

@@ -508,6 +508,20 @@ fn a_busy_peer_is_left_alone_for_the_backoff_and_its_piece_goes_to_another_holde
 }
 
 #[test]
+fn an_insisting_request_for_a_piece_sent_twice_lately_gets_half_the_answer_slots() {
+    let copies = recent_sends::COPIES_BEFORE_REDIRECT;
+    // Not sent as often as the rule allows yet: as any request.
+    for sent in 0..copies {
+        assert!(serves_insisting_now(ANSWERS_AT_ONCE - 1, sent));
+        assert!(!serves_insisting_now(ANSWERS_AT_ONCE, sent));
+    }
+    // Sent that often: half the slots stay for pieces nobody else holds yet.
+    assert!(serves_insisting_now(ANSWERS_AT_ONCE / 2 - 1, copies));
+    assert!(!serves_insisting_now(ANSWERS_AT_ONCE / 2, copies));
+    assert!(serves_now(ANSWERS_AT_ONCE / 2), "others still are served");
+}
+
+#[test]
 fn a_peer_that_keeps_up_gets_a_longer_pipeline_and_one_that_is_busy_a_shorter_one() {
     let config = ScheduleConfig {
         window: 4,

@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use pyrsia_core::piece_schedule::recent_sends::RecentSends;
 use pyrsia_core::piece_schedule::{
     BUSY_BACKOFF, Filed, Have, MAX_PER_PEER, MAX_WINDOW, PER_PEER, POLLS_PER_ROUND, PieceAnswer,
-    PieceRequest, PieceSchedule, ScheduleConfig, WINDOW, serves_now,
+    PieceRequest, PieceSchedule, ScheduleConfig, WINDOW, serves_insisting_now, serves_now,
 };
 use pyrsia_core::pieces::PIECE_LEN;
 use pyrsia_core::rng::Rng;
@@ -316,7 +316,14 @@ pub fn run(p: Params) -> Outcome {
                         .collect();
                     outcome.redirects += 1;
                     requester.schedule.handle_elsewhere(request.tag, &named);
-                } else if !p.busy || serves_now(server.queue.len()) {
+                } else if !p.busy
+                    || (request.insist
+                        && serves_insisting_now(
+                            server.queue.len(),
+                            server.sends.sent_lately(request.piece, now),
+                        ))
+                    || (!request.insist && serves_now(server.queue.len()))
+                {
                     if honest {
                         server.sends.record(request.piece, i, now);
                     }

@@ -351,7 +351,7 @@ pub(crate) enum Responder {
     /// A request on libp2p's log-sync protocol.
     Sync(request_response::ResponseChannel<SyncResponse>),
     /// A request on a piece link: its thread writes the answer.
-    Link(std::sync::mpsc::Sender<SyncResponse>),
+    Link(crate::piece_link::LinkAnswer),
 }
 
 impl Responder {
@@ -363,7 +363,7 @@ impl Responder {
                 .sync
                 .send_response(channel, response)
                 .is_ok(),
-            Responder::Link(sender) => sender.send(response).is_ok(),
+            Responder::Link(answer) => answer.send(response),
         }
     }
 }

@@ -23,6 +23,13 @@ use crate::peers::{
 };
 use pyrsia_core::rendezvous::Honour;
 
+/// How long a holder asked insisting for a piece waits for it to arrive (core's rule).
+fn named_patience() -> std::time::Duration {
+    std::time::Duration::from_micros(
+        pyrsia_core::piece_schedule::recent_sends::NAMED_PATIENCE.as_micros(),
+    )
+}
+
 impl PieceSource for Mirror {
     fn piece(&self, request: &PieceRequest, if_missing: IfMissing<'_>) -> PieceAnswer {
         match request.ask {
@@ -44,7 +51,16 @@ impl PieceSource for Mirror {
             return self.served(answer, true);
         }
         // Or has received that piece from peers and not yet written it.
-        if let Some(answer) = self.shelved_piece(request) {
+        if let Some(answer) = self.shelved_piece(request, std::time::Duration::ZERO) {
+            return self.served(answer, true);
+        }
+        // Asked insisting: another node named this one as a holder of the piece (core's
+        // super-seeding rule), and this node may be receiving it right now; it waits a
+        // little for it (core's `NAMED_PATIENCE`) rather than send the asker back to the
+        // node that named it.
+        if request.insist
+            && let Some(answer) = self.shelved_piece(request, named_patience())
+        {
             return self.served(answer, true);
         }
         let Some(hint) = if_missing.hint() else {
@@ -190,8 +206,12 @@ impl Mirror {
     }
 
     /// Piece `request` when a download from peers running here received it and has not
-    /// written it yet: the whole piece, from memory.
-    fn shelved_piece(&self, request: &PieceRequest) -> Option<PieceAnswer> {
+    /// written it yet (or does within `patience`): the whole piece, from memory.
+    fn shelved_piece(
+        &self,
+        request: &PieceRequest,
+        patience: std::time::Duration,
+    ) -> Option<PieceAnswer> {
         let flight = self.flights.running(&request.digest)?;
         let (total, _) = flight.held()?;
         let piece_len = u64::from(PIECE_LEN);
@@ -199,7 +219,7 @@ impl Mirror {
             return None;
         }
         let piece = u32::try_from(request.offset / piece_len).ok()?;
-        let bytes = flight.shelf()?.get(piece)?;
+        let bytes = flight.shelf()?.wait_for(piece, patience)?;
         let whole = piece_len.min(total - request.offset);
         (u64::from(request.len) >= whole && bytes.len() as u64 == whole).then(|| {
             PieceAnswer::Data {

@@ -494,3 +494,23 @@ fn a_peer_that_sends_the_fetch_elsewhere_is_not_blamed_and_its_pieces_come_from_
     assert_eq!(fetch(&net).unwrap(), net.blob);
     assert!(net.penalised.lock().unwrap().is_empty());
 }
+
+#[test]
+fn a_shelf_hands_over_a_piece_that_arrives_while_waited_for_and_nothing_after_the_patience() {
+    let shelf = Arc::new(Shelf::default());
+    assert!(shelf.wait_for(3, Duration::ZERO).is_none());
+    let started = std::time::Instant::now();
+    assert!(shelf.wait_for(3, Duration::from_millis(50)).is_none());
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let putting = {
+        let shelf = shelf.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            shelf.put(3, vec![7; 4]);
+        })
+    };
+    let bytes = shelf.wait_for(3, Duration::from_secs(10)).expect("arrives");
+    assert_eq!(*bytes, vec![7; 4]);
+    putting.join().unwrap();
+    assert!(shelf.wait_for(4, Duration::ZERO).is_none(), "another piece");
+}

@@ -50,17 +50,24 @@ pub(super) async fn write_piece<T>(io: &mut T, total: u64, bytes: &[u8]) -> io::
 where
     T: AsyncWrite + Unpin + Send,
 {
-    write_piece_open(io, total, bytes).await?;
+    write_piece_open(io, &[], total, bytes).await?;
     io.close().await
 }
 
-/// Writes a piece answer and leaves the stream open (a piece link carries one answer after
-/// another).
-pub(super) async fn write_piece_open<T>(io: &mut T, total: u64, bytes: &[u8]) -> io::Result<()>
+/// Writes `lead` (a piece link's request id), then a piece answer, and leaves the stream open
+/// (a piece link carries one answer after another).
+pub(super) async fn write_piece_open<T>(
+    io: &mut T,
+    lead: &[u8],
+    total: u64,
+    bytes: &[u8],
+) -> io::Result<()>
 where
     T: AsyncWrite + Unpin + Send,
 {
-    io.write_all(&piece_prefix(total, bytes.len())?).await?;
+    let mut head = lead.to_vec();
+    head.extend_from_slice(&piece_prefix(total, bytes.len())?);
+    io.write_all(&head).await?;
     io.write_all(bytes).await
 }
 

@@ -1,19 +1,22 @@
-//! The asker's end of a piece link: a thread that opens the link, then keeps up to core's
-//! `IN_FLIGHT` piece requests on it and hands each answer to the fetcher that asked.
+//! The asker's end of a piece link: a thread that opens the link, then sends up to core's
+//! `IN_FLIGHT` piece requests on it, each under an id, and gives up overdue ones (core's
+//! `overdue`); a second thread reads the answers, in whatever order the holder sends them,
+//! and hands each to the fetcher that asked.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::Instant;
 
 use futures::io::AllowStdIo;
 use libp2p::{PeerId, identity};
-use pyrsia_core::piece_link::{ANSWER_TIMEOUT, HANDSHAKE_TIMEOUT, IN_FLIGHT};
+use pyrsia_core::piece_link::{
+    ANSWER_TIMEOUT, AnswerFate, HANDSHAKE_TIMEOUT, IN_FLIGHT, Overdue, answer_fate, overdue,
+};
 use pyrsia_std::peers::{PieceAnswer, PieceReply};
 
-use super::{handshake, std_duration};
+use super::{handshake, split, std_duration};
 use crate::codec::{SyncRequest, SyncResponse, link};
 
 /// A piece request for a link: what to send and where its answer goes.
@@ -51,8 +54,7 @@ impl Link {
         std::thread::Builder::new()
             .name("link-ask".into())
             .spawn(move || {
-                let mut pending = VecDeque::new();
-                let why = match run(address, config, &queue, &mut pending, &shared, &counted) {
+                let why = match run(address, config, &queue, &shared, counted) {
                     Ok(()) => return,
                     Err(e) => e.to_string(),
                 };
@@ -62,9 +64,9 @@ impl Link {
                 } else {
                     tracing::info!(%peer, %address, error = %why, "could not open a piece link; pieces go over libp2p");
                 }
-                // What was asked on it fails (as on a lost connection), and so does what the
+                // What was asked on it failed (as on a lost connection), and so does what the
                 // event loop sends before it sees the link closed.
-                for Outgoing { tag, reply, .. } in pending.drain(..).chain(queue.iter()) {
+                for Outgoing { tag, reply, .. } in queue.iter() {
                     let _ = reply.send(PieceReply {
                         tag,
                         result: Err(format!("the piece link closed: {why}")),
@@ -103,13 +105,54 @@ impl Link {
     }
 }
 
+/// The requests sent on a link and waiting for their answers, shared by the thread that sends
+/// them and the one that reads the answers.
+struct Waiting {
+    requests: HashMap<u64, Sent>,
+    /// The id the next request gets (ids count up from 0).
+    next_id: u64,
+    /// When the last answer frame arrived (or the link opened).
+    last_frame: Instant,
+    /// Why the link closed, once it has.
+    closed: Option<String>,
+}
+
+struct Sent {
+    tag: u64,
+    reply: mpsc::Sender<PieceReply>,
+    at: Instant,
+}
+
+impl Waiting {
+    /// Fails every waiting request (as on a lost connection) and marks the link closed.
+    fn close(&mut self, why: &str) {
+        if self.closed.is_none() {
+            self.closed = Some(why.to_string());
+        }
+        for (_, Sent { tag, reply, .. }) in self.requests.drain() {
+            let _ = reply.send(PieceReply {
+                tag,
+                result: Err(format!("the piece link closed: {why}")),
+            });
+        }
+    }
+}
+
+type Shared = Arc<(Mutex<Waiting>, Condvar)>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Waiting> {
+    shared.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How often the sending thread looks for overdue answers while it waits.
+const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn run(
     address: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     queue: &mpsc::Receiver<Outgoing>,
-    pending: &mut VecDeque<Outgoing>,
     state: &AtomicU8,
-    received: &AtomicU64,
+    received: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
     let tcp = TcpStream::connect_timeout(&address, std_duration(HANDSHAKE_TIMEOUT))?;
     tcp.set_nodelay(true)?;
@@ -119,49 +162,182 @@ fn run(
     let connection = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
     let mut tls = rustls::StreamOwned::new(connection, tcp);
     handshake(&mut tls, Instant::now() + std_duration(HANDSHAKE_TIMEOUT))?;
-    tls.sock
-        .set_read_timeout(Some(std_duration(ANSWER_TIMEOUT)))?;
+    // Answers may take long (a holder fetching for the network); core's `overdue` decides
+    // when to give up, not a socket timeout that could cut a frame in half.
+    tls.sock.set_read_timeout(None)?;
+    let (mut reader, mut writer) = split::split(tls)?;
+    let opened = Instant::now();
+    let shared: Shared = Arc::new((
+        Mutex::new(Waiting {
+            requests: HashMap::new(),
+            next_id: 0,
+            last_frame: opened,
+            closed: None,
+        }),
+        Condvar::new(),
+    ));
     state.store(READY, Ordering::SeqCst);
-    loop {
-        if pending.is_empty() {
-            match queue.recv() {
-                Ok(next) => ask(&mut tls, next, pending)?,
-                // The event loop dropped the link (idle, or the peer is gone).
-                Err(_) => return Ok(()),
-            }
+    let answers = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("link-answers".into())
+            .spawn(move || {
+                let why = read_answers(&mut reader, &shared, &received);
+                reader.shut_down();
+                lock(&shared).close(&why);
+                shared.1.notify_all();
+            })?
+    };
+    let sent = send_requests(&mut writer, queue, &shared, opened);
+    writer.shut_down();
+    let _ = answers.join();
+    let mut waiting = lock(&shared);
+    match sent {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            waiting.close(&e.to_string());
+            Err(std::io::Error::other(
+                waiting.closed.clone().unwrap_or_default(),
+            ))
         }
-        while pending.len() < IN_FLIGHT {
-            match queue.try_recv() {
-                Ok(next) => ask(&mut tls, next, pending)?,
-                Err(_) => break,
-            }
-        }
-        std::io::Write::flush(&mut tls)?;
-        let response = smol::block_on(link::read_response(&mut AllowStdIo::new(&mut tls)))?;
-        if let SyncResponse::Piece { bytes, .. } = &response {
-            received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-        let Some(Outgoing { tag, reply, .. }) = pending.pop_front() else {
-            return Err(std::io::Error::other("an answer nobody asked for"));
-        };
-        let _ = reply.send(PieceReply {
-            tag,
-            result: answer(response),
-        });
     }
 }
 
-fn ask(
-    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    next: Outgoing,
-    pending: &mut VecDeque<Outgoing>,
+/// Reads answers and hands each to the fetcher waiting for it (core's `answer_fate`); returns
+/// why the link ended.
+fn read_answers(
+    reader: &mut split::ReadHalf<rustls::ClientConnection>,
+    shared: &Shared,
+    received: &AtomicU64,
+) -> String {
+    loop {
+        let (id, response) =
+            match smol::block_on(link::read_response(&mut AllowStdIo::new(&mut *reader))) {
+                Ok(answer) => answer,
+                Err(e) => return e.to_string(),
+            };
+        if let SyncResponse::Piece { bytes, .. } = &response {
+            received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        let mut waiting = lock(shared);
+        waiting.last_frame = Instant::now();
+        let is_waiting = waiting.requests.contains_key(&id);
+        match answer_fate(id, waiting.next_id, is_waiting) {
+            AnswerFate::Deliver => {
+                if let Some(Sent { tag, reply, .. }) = waiting.requests.remove(&id) {
+                    let _ = reply.send(PieceReply {
+                        tag,
+                        result: answer(response),
+                    });
+                }
+                shared.1.notify_all();
+            }
+            AnswerFate::Late => {}
+            AnswerFate::Unasked => return format!("an answer to request {id}, never sent"),
+        }
+    }
+}
+
+/// Sends requests from the event loop as room on the link allows and gives up overdue ones;
+/// returns once the event loop dropped the link and every request was answered.
+fn send_requests(
+    writer: &mut split::WriteHalf<rustls::ClientConnection>,
+    queue: &mpsc::Receiver<Outgoing>,
+    shared: &Shared,
+    opened: Instant,
 ) -> std::io::Result<()> {
-    smol::block_on(link::write_request(
-        &mut AllowStdIo::new(&mut *tls),
-        &next.request,
-    ))?;
-    pending.push_back(next);
-    Ok(())
+    let core_now = || {
+        pyrsia_core::time::Instant::from_micros(
+            u64::try_from(opened.elapsed().as_micros()).unwrap_or(u64::MAX),
+        )
+    };
+    let core_at = |at: Instant| {
+        pyrsia_core::time::Instant::from_micros(
+            u64::try_from(at.saturating_duration_since(opened).as_micros()).unwrap_or(u64::MAX),
+        )
+    };
+    let mut dropped = false;
+    loop {
+        {
+            let mut waiting = lock(shared);
+            loop {
+                if let Some(why) = &waiting.closed {
+                    return Err(std::io::Error::other(why.clone()));
+                }
+                let oldest = (waiting.requests.iter())
+                    .min_by_key(|(id, _)| **id)
+                    .map(|(id, sent)| (*id, sent.at));
+                let verdict = overdue(
+                    core_now(),
+                    oldest.map(|(_, at)| core_at(at)),
+                    core_at(waiting.last_frame),
+                );
+                match verdict {
+                    Overdue::Wait => {}
+                    Overdue::CloseLink => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no answer on the piece link",
+                        ));
+                    }
+                    Overdue::GiveUpOldest => {
+                        if let Some((id, _)) = oldest
+                            && let Some(Sent { tag, reply, .. }) = waiting.requests.remove(&id)
+                        {
+                            let _ = reply.send(PieceReply {
+                                tag,
+                                result: Err("no answer on the piece link in time".to_string()),
+                            });
+                        }
+                        continue;
+                    }
+                }
+                if dropped && waiting.requests.is_empty() {
+                    return Ok(());
+                }
+                if waiting.requests.len() < IN_FLIGHT && !dropped {
+                    break;
+                }
+                waiting = shared
+                    .1
+                    .wait_timeout(waiting, CHECK_EVERY)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        }
+        let Outgoing {
+            request,
+            tag,
+            reply,
+        } = match queue.recv_timeout(CHECK_EVERY) {
+            Ok(next) => next,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            // The event loop dropped the link (idle, or the peer is gone).
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                dropped = true;
+                continue;
+            }
+        };
+        let id = {
+            let mut waiting = lock(shared);
+            let id = waiting.next_id;
+            waiting.next_id += 1;
+            waiting.requests.insert(
+                id,
+                Sent {
+                    tag,
+                    reply,
+                    at: Instant::now(),
+                },
+            );
+            id
+        };
+        smol::block_on(link::write_request(
+            &mut AllowStdIo::new(&mut *writer),
+            id,
+            &request,
+        ))?;
+    }
 }
 
 /// A link's answer as the fetcher takes it (as for an answer on libp2p).

@@ -2,7 +2,9 @@
 //! the node's libp2p-tls certificate that carry one asker's piece requests to one holder and
 //! the answers back, outside libp2p's multiplexer and event loop. Each end is a blocking thread:
 //! [`serve`] listens and answers (through the event loop, which applies the same rules as to a
-//! request on libp2p), [`ask`] keeps a pipeline of requests to one peer.
+//! request on libp2p), [`ask`] keeps a pipeline of requests to one peer. Each link is read by
+//! one thread and written by another ([`split`]), so answers go out in the order the holder
+//! has them.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use crate::codec::{SyncRequest, SyncResponse};
 
 pub(crate) mod ask;
 pub(crate) mod serve;
+mod split;
 
 /// What a link thread hands the event loop.
 pub(crate) enum Inbound {
@@ -27,10 +30,46 @@ pub(crate) enum Inbound {
     Request {
         peer: PeerId,
         request: SyncRequest,
-        respond: std::sync::mpsc::Sender<SyncResponse>,
+        respond: LinkAnswer,
     },
     /// `peer` sent a frame that does not decode or is over a limit (the link is closed).
     Malformed { peer: PeerId, why: String },
+}
+
+/// Where the answer to one request on a link goes: the link's writing thread, under the
+/// request's id. Dropped unanswered, it refuses the request and the link closes.
+pub(crate) struct LinkAnswer {
+    id: u64,
+    answers: std::sync::mpsc::Sender<(u64, Option<SyncResponse>)>,
+    answered: bool,
+}
+
+impl LinkAnswer {
+    /// Where the answer to request `id` goes.
+    pub(crate) fn new(
+        id: u64,
+        answers: std::sync::mpsc::Sender<(u64, Option<SyncResponse>)>,
+    ) -> Self {
+        LinkAnswer {
+            id,
+            answers,
+            answered: false,
+        }
+    }
+
+    /// Hands `response` to the link's writing thread; false when the link is gone.
+    pub(crate) fn send(mut self, response: SyncResponse) -> bool {
+        self.answered = true;
+        self.answers.send((self.id, Some(response))).is_ok()
+    }
+}
+
+impl Drop for LinkAnswer {
+    fn drop(&mut self) {
+        if !self.answered {
+            let _ = self.answers.send((self.id, None));
+        }
+    }
 }
 
 /// The std duration of a core duration.

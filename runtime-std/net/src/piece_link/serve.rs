@@ -1,18 +1,23 @@
-//! The holder's end of piece links: a listener thread that accepts within core's limits and a
-//! thread per link that reads requests, hands each to the event loop and writes its answer.
+//! The holder's end of piece links: a listener thread that accepts within core's limits; per
+//! link, a thread that reads requests (at most core's `OUTSTANDING_PER_LINK` unanswered) and
+//! hands each to the event loop, and one that writes the answers as they come, each under its
+//! request's id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::time::Instant;
 
 use futures::io::AllowStdIo;
 use libp2p::{PeerId, identity};
-use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, accepts_link, accepts_peer_link};
+use pyrsia_core::piece_link::{
+    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, RequestId, accepts_link, accepts_peer_link, reads_request,
+    request_id,
+};
 
-use super::{Inbound, handshake, std_duration};
+use super::{Inbound, LinkAnswer, handshake, split, std_duration};
 use crate::codec::{SyncResponse, link};
 
 /// What the listener counts, shared with the event loop (for `/peers`).
@@ -150,36 +155,144 @@ fn serve(
         .set_read_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
     tls.sock
         .set_write_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
-    loop {
-        let request = match smol::block_on(link::read_request(&mut AllowStdIo::new(&mut tls))) {
-            Ok(request) => request,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                let why = format!("malformed frame on a piece link: {e}");
-                let _ = inbound.send_blocking(Inbound::Malformed { peer, why });
-                return Err(e);
-            }
-            Err(e) => return Err(e),
+    let (mut reader, mut writer) = split::split(tls)?;
+    let outstanding: Outstanding = Arc::new((Mutex::new(Some(HashSet::new())), Condvar::new()));
+    let (answers, to_write) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let writing = {
+            let outstanding = outstanding.clone();
+            std::thread::Builder::new()
+                .name("link-write".into())
+                .spawn_scoped(scope, move || {
+                    write_answers(&mut writer, &to_write, &outstanding, served)
+                })?
         };
-        let (respond, answer) = std::sync::mpsc::channel();
+        let read = read_requests(&mut reader, peer, inbound, &outstanding, &answers);
+        // The writer ends once every request read has been answered or refused.
+        reader.shut_down();
+        drop(answers);
+        close(&outstanding);
+        let written = writing
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the link's writer panicked")));
+        read.and(written)
+    })
+}
+
+/// The ids of the requests read from a link and not answered yet; `None` once the link closed.
+type Outstanding = Arc<(Mutex<Option<HashSet<u64>>>, Condvar)>;
+
+fn lock(outstanding: &Outstanding) -> MutexGuard<'_, Option<HashSet<u64>>> {
+    outstanding.0.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks the link closed: the reader stops waiting for room.
+fn close(outstanding: &Outstanding) {
+    *lock(outstanding) = None;
+    outstanding.1.notify_all();
+}
+
+/// Reads requests while core's `reads_request` allows, and hands each to the event loop.
+fn read_requests(
+    reader: &mut split::ReadHalf<rustls::ServerConnection>,
+    peer: PeerId,
+    inbound: &smol::channel::Sender<Inbound>,
+    outstanding: &Outstanding,
+    answers: &mpsc::Sender<(u64, Option<SyncResponse>)>,
+) -> std::io::Result<()> {
+    loop {
+        {
+            let mut ids = lock(outstanding);
+            while ids.as_ref().is_some_and(|ids| !reads_request(ids.len())) {
+                ids = outstanding.1.wait(ids).unwrap_or_else(|p| p.into_inner());
+            }
+            if ids.is_none() {
+                return Err(std::io::Error::other("the link's writer stopped"));
+            }
+        }
+        let (id, request) =
+            match smol::block_on(link::read_request(&mut AllowStdIo::new(&mut *reader))) {
+                Ok(request) => request,
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(malformed(inbound, peer, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            };
+        let fresh = match lock(outstanding).as_mut() {
+            Some(ids) => request_id(!ids.insert(id)) == RequestId::Fresh,
+            None => return Err(std::io::Error::other("the link's writer stopped")),
+        };
+        if !fresh {
+            return Err(malformed(
+                inbound,
+                peer,
+                format!("request id {id} is already waiting for its answer"),
+            ));
+        }
         inbound
             .send_blocking(Inbound::Request {
                 peer,
                 request,
-                respond,
+                respond: LinkAnswer::new(id, answers.clone()),
             })
             .map_err(|_| std::io::Error::other("node stopping"))?;
-        let response = answer
-            .recv()
-            .map_err(|_| std::io::Error::other("request refused"))?;
+    }
+}
+
+/// Tells the event loop of a malformed frame (a strike against the peer); the link closes.
+fn malformed(
+    inbound: &smol::channel::Sender<Inbound>,
+    peer: PeerId,
+    what: String,
+) -> std::io::Error {
+    let why = format!("malformed frame on a piece link: {what}");
+    let _ = inbound.send_blocking(Inbound::Malformed {
+        peer,
+        why: why.clone(),
+    });
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
+}
+
+/// Writes answers as the event loop hands them over, in that order; a refusal closes the link.
+/// Returns once no answer can come any more (the reader has stopped and every request is
+/// answered or refused), having counted every piece handed over as written.
+fn write_answers(
+    writer: &mut split::WriteHalf<rustls::ServerConnection>,
+    to_write: &mpsc::Receiver<(u64, Option<SyncResponse>)>,
+    outstanding: &Outstanding,
+    served: &ServedLinks,
+) -> std::io::Result<()> {
+    let mut result = Ok(());
+    for (id, response) in to_write.iter() {
+        if let Some(ids) = lock(outstanding).as_mut() {
+            ids.remove(&id);
+        }
+        outstanding.1.notify_all();
+        let Some(response) = response else {
+            if result.is_ok() {
+                result = Err(std::io::Error::other("request refused"));
+                writer.shut_down();
+                close(outstanding);
+            }
+            continue;
+        };
         let piece = matches!(response, SyncResponse::Piece { .. });
-        let written = smol::block_on(link::write_response(
-            &mut AllowStdIo::new(&mut tls),
-            response,
-        ))
-        .and_then(|()| tls.flush());
+        if result.is_ok() {
+            let written = smol::block_on(link::write_response(
+                &mut AllowStdIo::new(&mut *writer),
+                id,
+                response,
+            ))
+            .and_then(|()| writer.flush());
+            if let Err(e) = written {
+                result = Err(e);
+                writer.shut_down();
+                close(outstanding);
+            }
+        }
         if piece {
             served.writing.fetch_sub(1, Ordering::SeqCst);
         }
-        written?;
     }
+    result
 }

@@ -501,7 +501,13 @@ impl EventLoop {
             let on_links = self.links.as_ref().map_or(0, |links| links.writing());
             let in_progress =
                 self.preparing_pieces.load(Ordering::SeqCst) + self.uploading.len() + on_links;
-            if !pyrsia_core::piece_schedule::serves_now(in_progress) {
+            let serves = if request.insist && whole_pieces {
+                let sent = (self.redirects).sent_lately(&request.digest, request.offset, now);
+                pyrsia_core::piece_schedule::serves_insisting_now(in_progress, sent)
+            } else {
+                pyrsia_core::piece_schedule::serves_now(in_progress)
+            };
+            if !serves {
                 tracing::debug!(%peer, in_progress, "piece request while busy: answered busy");
                 let _ = channel.respond(&mut self.swarm, SyncResponse::Busy);
                 return;

@@ -157,10 +157,9 @@ impl EventLoop {
         let Some(links) = &mut self.links else {
             return Some((message, tag, reply));
         };
-        let asks_a_fetch = match &message {
-            SyncRequest::Piece { fetch, .. } => fetch.is_some(),
-            _ => return Some((message, tag, reply)),
-        };
+        if !matches!(message, SyncRequest::Piece { .. }) {
+            return Some((message, tag, reply));
+        }
         if links.asking.get(&peer).is_some_and(Link::is_closed) {
             links.asking.remove(&peer);
         }
@@ -168,7 +167,7 @@ impl EventLoop {
             open_link(links, peer);
             return Some((message, tag, reply));
         };
-        if !carries(true, asks_a_fetch, link.is_ready()) {
+        if !carries(true, link.is_ready()) {
             return Some((message, tag, reply));
         }
         match link.send(Outgoing {

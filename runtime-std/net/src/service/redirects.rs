@@ -47,6 +47,17 @@ impl Redirects {
         sends.redirect(piece, asker, now)
     }
 
+    /// How many peers were sent the piece of `digest` at `offset` lately (core's
+    /// [`RecentSends::sent_lately`]).
+    pub(crate) fn sent_lately(&self, digest: &Digest, offset: u64, now: Instant) -> usize {
+        let Some(piece) = piece_at(offset) else {
+            return 0;
+        };
+        self.blobs
+            .get(digest)
+            .map_or(0, |(_, sends)| sends.sent_lately(piece, now))
+    }
+
     /// This node takes the request of `peer` for the piece of `digest` at `offset` at `now`,
     /// to answer with the bytes.
     pub(crate) fn record(&mut self, digest: &Digest, offset: u64, peer: PeerId, now: Instant) {
