@@ -10,6 +10,7 @@
 //! - answers come as the node has them, not in the order asked, and a request id repeated
 //!   while its first request waits is a malformed frame.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS};
@@ -55,6 +56,26 @@ fn rises_above(node: &Node, field: &str, floor: u64) -> bool {
     false
 }
 
+/// Pulls `reference` through `node` with skopeo into `into` and waits until the node stores
+/// `layer`.
+fn pull_through(node: &Node, reference: &str, layer: &pyrsia_core::digest::Digest, into: &Path) {
+    let out = skopeo_copy(&node.authority(), reference, into);
+    assert_succeeded(&out, "the pull through the node", &node.log());
+    assert!(node.wait_stored(layer));
+}
+
+/// Waits until `node` counts `peer` among its connected peers (within 5 s).
+fn wait_connected(node: &Node, peer: &RawPeer) {
+    let started = Instant::now();
+    while !node.connected_peers().contains(&peer.peer_id()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the peer connects"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
     let work = tempfile::tempdir().unwrap();
@@ -67,13 +88,7 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
         &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
     );
     wait_mesh(&[&a, &b]);
-    let out = skopeo_copy(
-        &a.authority(),
-        &image.reference,
-        &work.path().join("copy-a"),
-    );
-    assert_succeeded(&out, "A pulls", &a.log());
-    assert!(a.wait_stored(&layer));
+    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
     std::thread::sleep(Duration::from_secs(1));
     registry.stop();
 
@@ -112,11 +127,7 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
     let a_address = a.p2p_address();
     std::thread::scope(|scope| {
         let hold = scope.spawn(|| junk.hold(&a_address, Duration::from_secs(6)));
-        let started = Instant::now();
-        while !a.connected_peers().contains(&junk.peer_id()) {
-            assert!(started.elapsed() < Duration::from_secs(5), "junk connects");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_connected(&a, &junk);
         let mut link = LinkClient::connect(port, junk.keypair(), &a.peer_id()).unwrap();
         link.send(&malformed_frames()[0]).unwrap();
         let (answer, closed) = link.read_until_closed(Duration::from_secs(5));
@@ -144,13 +155,7 @@ fn silent_sockets_cost_the_links_only_and_are_closed_after_the_handshake_timeout
     let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
     let layer = image.layers[0].blob.digest;
     let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
-    let out = skopeo_copy(
-        &a.authority(),
-        &image.reference,
-        &work.path().join("copy-a"),
-    );
-    assert_succeeded(&out, "A pulls", &a.log());
-    assert!(a.wait_stored(&layer));
+    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
     std::thread::sleep(Duration::from_secs(1));
     registry.stop();
 
@@ -205,26 +210,13 @@ fn answers_come_as_the_holder_has_them_and_a_repeated_request_id_is_malformed() 
         &work.path().join("a"),
         &["--upstream", &registry.url(), "--max-upload-rate", "1M"],
     );
-    let out = skopeo_copy(
-        &a.authority(),
-        &image.reference,
-        &work.path().join("copy-a"),
-    );
-    assert_succeeded(&out, "A pulls", &a.log());
-    assert!(a.wait_stored(&layer));
+    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
 
     let peer = RawPeer::new();
     let a_address = a.p2p_address();
     std::thread::scope(|scope| {
         let hold = scope.spawn(|| peer.hold(&a_address, Duration::from_secs(12)));
-        let started = Instant::now();
-        while !a.connected_peers().contains(&peer.peer_id()) {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the peer connects"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_connected(&a, &peer);
         let mut link = LinkClient::connect(link_port(&a), peer.keypair(), &a.peer_id()).unwrap();
 
         // Two pieces, then a blob A does not hold, asked at once: the answer A has at once
