@@ -20,7 +20,8 @@
 //! - at most [`MAX_SERVED_LINKS`] links served at once, at most [`MAX_LINKS_PER_PEER`] per peer
 //!   ([`accepts_link`], [`accepts_peer_link`]);
 //! - the TLS handshake within [`HANDSHAKE_TIMEOUT`]; a request frame within [`IDLE_TIMEOUT`]
-//!   of the previous answer (a silent or trickling socket is closed);
+//!   of the previous answer (a silent or trickling socket is closed); each answer written
+//!   within [`WRITE_STALL`] (an asker that stops reading is closed: [`write_stalled`]);
 //! - a link, once its handshake names the peer, and every request on it only from a peer
 //!   connected over libp2p now and not blocked ([`admit_request`]); refused, the link closes;
 //! - at most [`OUTSTANDING_PER_LINK`] requests read and not yet answered: the holder reads no
@@ -56,6 +57,20 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// only an authenticated, connected peer gets this far, at most [`MAX_LINKS_PER_PEER`]
 /// times, and a link reopened for every pull would cost its first pieces the libp2p path.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a holder may take to write one answer on a link before it closes the link (the
+/// asker reads too slowly, or not at all). The pieces it handed the link's writer count in its
+/// piece-serving load (`piece_schedule::serves_now`), so a peer that asks and then stops
+/// reading, or reads a byte now and then, would otherwise hold those answer slots and every
+/// other asker would be told busy. An honest asker has given up an answer after
+/// [`ANSWER_TIMEOUT`] anyway ([`write_stalled`]).
+pub const WRITE_STALL: Duration = ANSWER_TIMEOUT;
+
+/// Whether a holder closes a link at `now` whose writer began writing its current answer at
+/// `writing_since` (`None`: it is writing nothing).
+pub fn write_stalled(now: Instant, writing_since: Option<Instant>) -> bool {
+    writing_since.is_some_and(|since| now.saturating_since(since) >= WRITE_STALL)
+}
 
 /// How long an asker keeps an unused link open: shorter than [`IDLE_TIMEOUT`], so the asker,
 /// not the holder, ends an idle link and never loses a request to the holder's close.

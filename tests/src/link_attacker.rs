@@ -23,10 +23,33 @@ impl LinkClient {
         keypair: &identity::Keypair,
         node_peer: &str,
     ) -> std::io::Result<LinkClient> {
+        Self::connect_with(TcpStream::connect(("127.0.0.1", port))?, keypair, node_peer)
+    }
+
+    /// As [`LinkClient::connect`], on a socket whose receive buffer is set to `bytes` before
+    /// it connects: a client that stops reading then stalls the node's writes after a few
+    /// kilobytes, not after the megabytes loopback's buffers would take.
+    pub fn connect_with_receive_buffer(
+        port: u16,
+        keypair: &identity::Keypair,
+        node_peer: &str,
+        bytes: usize,
+    ) -> std::io::Result<LinkClient> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_recv_buffer_size(bytes)?;
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&address.into())?;
+        Self::connect_with(socket.into(), keypair, node_peer)
+    }
+
+    fn connect_with(
+        tcp: TcpStream,
+        keypair: &identity::Keypair,
+        node_peer: &str,
+    ) -> std::io::Result<LinkClient> {
         let node = node_peer.parse().map_err(std::io::Error::other)?;
         let config = libp2p::tls::make_client_config(keypair, Some(node))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let tcp = TcpStream::connect(("127.0.0.1", port))?;
         tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
         let name =
             rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());

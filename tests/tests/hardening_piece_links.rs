@@ -8,12 +8,14 @@
 //!   over libp2p meanwhile (a pull completes), and the silent ones are closed after the
 //!   handshake timeout;
 //! - answers come as the node has them, not in the order asked, and a request id repeated
-//!   while its first request waits is a malformed frame.
+//!   while its first request waits is a malformed frame;
+//! - a peer that asks for pieces and stops reading has its link closed once one answer has
+//!   been written for `WRITE_STALL`, and other peers are served meanwhile.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS};
+use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS, WRITE_STALL};
 use pyrsia_net::codec::SyncResponse;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::push_large_image;
@@ -273,3 +275,80 @@ fn answers_come_as_the_holder_has_them_and_a_repeated_request_id_is_malformed() 
         "{log}"
     );
 }
+
+#[test]
+fn a_peer_that_stops_reading_loses_its_link_after_the_write_stall_and_holds_up_nobody() {
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
+    let layer = image.layers[0].blob.digest;
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
+    std::thread::sleep(Duration::from_secs(1));
+    registry.stop();
+
+    let reader = RawPeer::new();
+    let a_address = a.p2p_address();
+    std::thread::scope(|scope| {
+        let hold = scope.spawn(|| reader.hold(&a_address, WRITE_STALL_PLUS_MARGIN));
+        wait_connected(&a, &reader);
+        // Every piece of the layer, twice, asked on a socket that is never read: more than
+        // the kernel's buffers at both ends take (about 3 MB and 1 MB on loopback), so A's
+        // writes stall.
+        let mut link = LinkClient::connect_with_receive_buffer(
+            link_port(&a),
+            reader.keypair(),
+            &a.peer_id(),
+            4096,
+        )
+        .unwrap();
+        let asked: Vec<u8> = (0..16u64)
+            .flat_map(|i| piece_request_frame(i, &layer, (i % 8) << 20, 1 << 20))
+            .collect();
+        link.send(&asked).unwrap();
+        let stalled = Instant::now();
+        assert!(rises_above(&a, "served", 0), "{}", a.piece_links());
+
+        // Meanwhile a peer pulls the whole blob from A (over libp2p: the answer slots the
+        // stalled link holds are the ones every asker shares, and `served` then counts the
+        // stalled link alone).
+        let b = Node::start(
+            &work.path().join("b"),
+            &["--peer", &a.p2p_address(), "--no-piece-links"],
+        );
+        wait_mesh(&[&a, &b]);
+        let by_digest = format!("library/large@{}", image.digest);
+        let out = skopeo_copy(&b.authority(), &by_digest, &work.path().join("copy-b"));
+        assert_succeeded(&out, "B pulls from A while a link stalls", &b.log());
+        assert!(b.wait_stored(&layer));
+
+        // The stalled link closes once one answer has been written for WRITE_STALL.
+        let stall = Duration::from_micros(WRITE_STALL.as_micros());
+        while count(&a, "served") > 0 {
+            assert!(
+                stalled.elapsed() < stall + Duration::from_secs(10),
+                "the stalled link outlived the write stall: {}",
+                a.piece_links()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            stalled.elapsed() >= stall - Duration::from_secs(1),
+            "closed no sooner than the write stall: {:?}",
+            stalled.elapsed()
+        );
+        assert!(
+            a.log()
+                .contains("an answer took longer to write than allowed"),
+            "{}",
+            a.log()
+        );
+        drop(link);
+        drop(b);
+        hold.join().unwrap();
+    });
+}
+
+/// How long the stalling peer keeps its libp2p connection: past the write stall and the
+/// checks after it.
+const WRITE_STALL_PLUS_MARGIN: Duration = Duration::from_secs(30);

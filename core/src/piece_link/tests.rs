@@ -91,3 +91,16 @@ fn the_link_port_is_read_from_a_well_formed_word_only() {
         assert_eq!(link_port_of(foreign), None, "{foreign:?}");
     }
 }
+
+#[test]
+fn a_holder_closes_a_link_whose_answer_takes_longer_than_the_write_stall() {
+    let at = |ms: u64| Instant::from_millis(ms);
+    let stall = WRITE_STALL.as_micros() / 1_000;
+    assert!(!write_stalled(at(100_000), None), "writing nothing");
+    assert!(!write_stalled(at(1_000 + stall - 1), Some(at(1_000))));
+    assert!(write_stalled(at(1_000 + stall), Some(at(1_000))));
+    assert!(
+        WRITE_STALL <= ANSWER_TIMEOUT,
+        "never longer than an asker waits"
+    );
+}

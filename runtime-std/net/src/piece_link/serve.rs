@@ -13,15 +13,14 @@ use std::time::Instant;
 use futures::io::AllowStdIo;
 use libp2p::{PeerId, identity};
 use pyrsia_core::piece_link::{
-    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, RequestId, accepts_link, accepts_peer_link, reads_request,
-    request_id,
+    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, RequestId, WRITE_STALL, accepts_link, accepts_peer_link,
+    reads_request, request_id, write_stalled,
 };
 
 use super::{Inbound, LinkAnswer, handshake, split, std_duration};
 use crate::codec::{SyncResponse, link};
 
 /// What the listener counts, shared with the event loop (for `/peers`).
-#[derive(Default)]
 pub(crate) struct ServedLinks {
     /// Links accepted and not yet closed.
     open: AtomicUsize,
@@ -31,9 +30,94 @@ pub(crate) struct ServedLinks {
     pub(crate) refused: AtomicU64,
     /// Piece answers handed to link threads and not yet written out.
     pub(crate) writing: AtomicUsize,
+    /// Each open link's writer, for the stall watch (core's `write_stalled`).
+    writers: Mutex<HashMap<u64, WriterWatch>>,
+    next_link: AtomicU64,
+    /// The stall watch's clock: core instants are microseconds since this.
+    epoch: Instant,
+}
+
+impl Default for ServedLinks {
+    fn default() -> Self {
+        ServedLinks {
+            open: AtomicUsize::new(0),
+            per_peer: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
+            writing: AtomicUsize::new(0),
+            writers: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// One link's writer as the stall watch sees it.
+struct WriterWatch {
+    /// When it began writing its current answer, in microseconds since `epoch`, plus one; 0
+    /// while it writes nothing.
+    since: Arc<AtomicU64>,
+    /// The link's socket, to close it.
+    closer: TcpStream,
+    peer: PeerId,
+}
+
+/// A link's place in the stall watch, given back when the link closes.
+struct Watched<'a> {
+    served: &'a ServedLinks,
+    link: u64,
+    since: Arc<AtomicU64>,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        self.served.watch().remove(&self.link);
+    }
 }
 
 impl ServedLinks {
+    fn watch(&self) -> std::sync::MutexGuard<'_, HashMap<u64, WriterWatch>> {
+        self.writers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> pyrsia_core::time::Instant {
+        pyrsia_core::time::Instant::from_micros(
+            u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX),
+        )
+    }
+
+    /// Puts a link's writer under the stall watch until the returned guard drops.
+    fn watched(&self, closer: TcpStream, peer: PeerId) -> Watched<'_> {
+        let link = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let since = Arc::new(AtomicU64::new(0));
+        let watch = WriterWatch {
+            since: since.clone(),
+            closer,
+            peer,
+        };
+        self.watch().insert(link, watch);
+        Watched {
+            served: self,
+            link,
+            since,
+        }
+    }
+
+    /// Closes every link whose writer has been writing one answer for core's `WRITE_STALL`.
+    fn close_stalled(&self) {
+        let now = self.now();
+        self.watch().retain(|_, watch| {
+            let since = match watch.since.load(Ordering::SeqCst) {
+                0 => None,
+                at => Some(pyrsia_core::time::Instant::from_micros(at - 1)),
+            };
+            if !write_stalled(now, since) {
+                return true;
+            }
+            tracing::info!(peer = %watch.peer, "closed a piece link: an answer took longer to write than allowed (the peer reads too slowly or not at all)");
+            let _ = watch.closer.shutdown(std::net::Shutdown::Both);
+            false
+        });
+    }
     /// Links accepted and not yet closed.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::SeqCst)
@@ -53,6 +137,15 @@ pub(crate) fn listen(
     );
     let listener = TcpListener::bind((ip, 0))?;
     let port = listener.local_addr()?.port();
+    let watched = served.clone();
+    std::thread::Builder::new()
+        .name("link-stalls".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                watched.close_stalled();
+            }
+        })?;
     std::thread::Builder::new()
         .name("link-accept".into())
         .spawn(move || {
@@ -153,8 +246,11 @@ fn serve(
     }
     tls.sock
         .set_read_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
+    // An asker that stops reading would hold the answers given to this link (core's
+    // `WRITE_STALL`).
     tls.sock
-        .set_write_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
+        .set_write_timeout(Some(std_duration(WRITE_STALL)))?;
+    let watched = served.watched(tls.sock.try_clone()?, peer);
     let (mut reader, mut writer) = split::split(tls)?;
     let outstanding: Outstanding = Arc::new((Mutex::new(Some(HashSet::new())), Condvar::new()));
     let (answers, to_write) = mpsc::channel();
@@ -164,7 +260,7 @@ fn serve(
             std::thread::Builder::new()
                 .name("link-write".into())
                 .spawn_scoped(scope, move || {
-                    write_answers(&mut writer, &to_write, &outstanding, served)
+                    write_answers(&mut writer, &to_write, &outstanding, served, &watched)
                 })?
         };
         let read = read_requests(&mut reader, peer, inbound, &outstanding, &answers);
@@ -261,6 +357,7 @@ fn write_answers(
     to_write: &mpsc::Receiver<(u64, Option<SyncResponse>)>,
     outstanding: &Outstanding,
     served: &ServedLinks,
+    watched: &Watched<'_>,
 ) -> std::io::Result<()> {
     let mut result = Ok(());
     for (id, response) in to_write.iter() {
@@ -278,12 +375,15 @@ fn write_answers(
         };
         let piece = matches!(response, SyncResponse::Piece { .. });
         if result.is_ok() {
+            let started = served.now().as_micros().saturating_add(1);
+            watched.since.store(started, Ordering::SeqCst);
             let written = smol::block_on(link::write_response(
                 &mut AllowStdIo::new(&mut *writer),
                 id,
                 response,
             ))
             .and_then(|()| writer.flush());
+            watched.since.store(0, Ordering::SeqCst);
             if let Err(e) = written {
                 result = Err(e);
                 writer.shut_down();
