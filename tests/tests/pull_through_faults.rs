@@ -8,6 +8,7 @@ use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::http::{get, get_with, raw};
 use pyrsia_tests::image::{push_large_image, push_standard_images};
 use pyrsia_tests::node::Node;
+use pyrsia_tests::process::wait_until;
 use pyrsia_tests::proxy::{Fault, FaultProxy};
 use pyrsia_tests::registry::Registry;
 
@@ -301,11 +302,16 @@ fn fifty_clients_on_one_cold_blob_cause_one_upstream_fetch() {
         );
         assert_eq!(fetched.body_error, None);
     }
-    assert_eq!(
-        registry.blob_gets(&layer.digest.to_string()) - gets_before,
-        1,
-        "one upstream fetch for 50 clients"
+    // The registry logs a GET once it has written the response's last byte, which can be
+    // after the node has passed that byte on to its clients: wait for the line.
+    let gets = || registry.blob_gets(&layer.digest.to_string()) - gets_before;
+    wait_until(
+        "the registry logs the node's fetch",
+        std::time::Duration::from_secs(5),
+        &|| node.log(),
+        || gets() >= 1,
     );
+    assert_eq!(gets(), 1, "one upstream fetch for 50 clients");
 }
 
 #[test]
