@@ -184,6 +184,13 @@ pub enum Refusal {
     Blocked,
 }
 
+/// Whether a request that a holder reads on a link is misbehaviour (a strike against the peer,
+/// and the link closes): anything but a request for piece bytes, since an asker puts nothing
+/// else on a link ([`carries`]).
+pub fn strikes_request(asks_piece_bytes: bool) -> bool {
+    !asks_piece_bytes
+}
+
 /// Whether a holder answers a request on a link from a peer that is (or is not) `connected`
 /// over libp2p and `blocked`.
 pub fn admit_request(connected: bool, blocked: bool) -> Result<(), Refusal> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS, WRITE_STALL};
 use pyrsia_net::codec::SyncResponse;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
-use pyrsia_tests::image::push_large_image;
+use pyrsia_tests::image::{PushedImage, push_large_image};
 use pyrsia_tests::link_attacker::{LinkClient, closed_within, piece_request_frame, silent_socket};
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::raw_peer::{RawPeer, malformed_frames};
@@ -64,6 +64,19 @@ fn pull_through(node: &Node, reference: &str, layer: &pyrsia_core::digest::Diges
     let out = skopeo_copy(&node.authority(), reference, into);
     assert_succeeded(&out, "the pull through the node", &node.log());
     assert!(node.wait_stored(layer));
+}
+
+/// Node A, started in `work` with an upstream that holds an 8 MiB image: it pulls the image
+/// through itself, then the upstream stops (A's peers get the pieces from A alone).
+fn node_holding_an_image(work: &Path) -> (PushedImage, pyrsia_core::digest::Digest, Node) {
+    let mut registry = Registry::start(&work.join("registry"));
+    let image = push_large_image(work, &registry.authority(), 8 << 20);
+    let layer = image.layers[0].blob.digest;
+    let a = Node::start(&work.join("a"), &["--upstream", &registry.url()]);
+    pull_through(&a, &image.reference, &layer, &work.join("copy-a"));
+    std::thread::sleep(Duration::from_secs(1));
+    registry.stop();
+    (image, layer, a)
 }
 
 /// Waits until `node` counts `peer` among its connected peers (within 5 s).
@@ -153,13 +166,7 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
 #[test]
 fn silent_sockets_cost_the_links_only_and_are_closed_after_the_handshake_timeout() {
     let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
-    let layer = image.layers[0].blob.digest;
-    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
-    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
-    std::thread::sleep(Duration::from_secs(1));
-    registry.stop();
+    let (image, layer, a) = node_holding_an_image(work.path());
 
     // The attacker fills A's link limit with sockets that never say a word.
     let port = link_port(&a);
@@ -279,13 +286,7 @@ fn answers_come_as_the_holder_has_them_and_a_repeated_request_id_is_malformed() 
 #[test]
 fn a_peer_that_stops_reading_loses_its_link_after_the_write_stall_and_holds_up_nobody() {
     let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
-    let layer = image.layers[0].blob.digest;
-    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
-    pull_through(&a, &image.reference, &layer, &work.path().join("copy-a"));
-    std::thread::sleep(Duration::from_secs(1));
-    registry.stop();
+    let (image, layer, a) = node_holding_an_image(work.path());
 
     let reader = RawPeer::new();
     let a_address = a.p2p_address();

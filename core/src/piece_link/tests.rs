@@ -19,6 +19,12 @@ fn only_a_connected_unblocked_peer_is_answered_on_a_link() {
 }
 
 #[test]
+fn a_holder_strikes_a_link_request_for_anything_but_piece_bytes() {
+    assert!(!strikes_request(true));
+    assert!(strikes_request(false));
+}
+
+#[test]
 fn only_piece_bytes_go_over_a_ready_link() {
     assert!(carries(true, true));
     assert!(!carries(true, false), "not before the link is ready");

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
 use pyrsia_core::digest::Digest;
-use pyrsia_core::piece_link::{ASKER_IDLE, admit_request, carries, link_port_of};
+use pyrsia_core::piece_link::{ASKER_IDLE, admit_request, carries, link_port_of, strikes_request};
 use pyrsia_core::rate::Admission;
 use pyrsia_std::network::PieceLinkStatus;
 use pyrsia_std::peers::{FetchHint, PieceRequest};
@@ -208,6 +208,7 @@ impl EventLoop {
         if !self.admit_on_link(&peer) {
             return;
         }
+        let is_piece = matches!(request, SyncRequest::Piece { .. });
         let SyncRequest::Piece {
             digest,
             offset,
@@ -216,7 +217,9 @@ impl EventLoop {
             insist,
         } = request
         else {
-            self.strike(peer, "a request other than a piece on a piece link");
+            if strikes_request(is_piece) {
+                self.strike(peer, "a request other than a piece on a piece link");
+            }
             return;
         };
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
