@@ -7,9 +7,10 @@
 //! peer id), each carrying one asker's piece requests to one holder and the holder's answers
 //! in the log-sync protocol's own frames, each frame behind the request's id. Answers come in
 //! the order the holder has them, not the order asked: a request the holder answers only once
-//! it has fetched the piece for the network holds up no other. Only piece-byte requests use a
-//! link ([`carries`]); everything else (Have, hashes, bridges, the log, gossip) stays on
-//! libp2p, and so does every piece while no link is ready.
+//! it has fetched the piece for the network holds up no other. Requests about pieces use a
+//! link ([`carries`]: piece bytes, what a holder has, hash lists); everything else (bridges
+//! through a relay, the log, gossip, the DHT) stays on libp2p, and so does every request
+//! while no link is ready.
 //!
 //! A node names its link port in its identify agent string (`link/<port>`, read by
 //! [`link_port_of`]); a peer connects to that port at the address its libp2p connection came
@@ -80,9 +81,11 @@ pub const ASKER_IDLE: Duration = Duration::from_secs(300);
 /// libp2p).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Requests an asker keeps on one link before their answers: as many as the piece scheduler
-/// keeps on one peer (`piece_schedule::MAX_PER_PEER`; a test holds them equal).
-pub const IN_FLIGHT: usize = 8;
+/// Requests an asker keeps on one link before their answers: as many piece requests as the
+/// piece scheduler keeps on one peer (`piece_schedule::MAX_PER_PEER`), and room for a poll of
+/// what the holder has and a hash list beside them, so that neither waits behind a full
+/// pipeline (a test holds them so).
+pub const IN_FLIGHT: usize = 10;
 
 /// Requests a holder reads from one link and has not answered yet; it reads no more until one
 /// is answered (twice what an asker keeps, so a pipeline is never held up by the limit).
@@ -185,10 +188,10 @@ pub enum Refusal {
 }
 
 /// Whether a request that a holder reads on a link is misbehaviour (a strike against the peer,
-/// and the link closes): anything but a request for piece bytes, since an asker puts nothing
-/// else on a link ([`carries`]).
-pub fn strikes_request(asks_piece_bytes: bool) -> bool {
-    !asks_piece_bytes
+/// and the link closes): anything not `about_pieces` (piece bytes, what the holder has of a
+/// blob, a blob's piece hash list), since an asker puts nothing else on a link ([`carries`]).
+pub fn strikes_request(about_pieces: bool) -> bool {
+    !about_pieces
 }
 
 /// Whether a holder answers a request on a link from a peer that is (or is not) `connected`
@@ -203,11 +206,14 @@ pub fn admit_request(connected: bool, blocked: bool) -> Result<(), Refusal> {
     }
 }
 
-/// Whether an asker sends a piece request over a ready link rather than libp2p: every request
-/// for piece bytes, also one that asks the holder to fetch the piece for the network (answers
-/// come as the holder has them, so a slow one holds up no other).
-pub fn carries(asks_bytes: bool, link_ready: bool) -> bool {
-    link_ready && asks_bytes
+/// Whether an asker sends a request over a ready link rather than libp2p: every request
+/// `about_pieces` — piece bytes (also those that ask the holder to fetch the piece for the
+/// network: answers come as the holder has them, so a slow one holds up no other), what the
+/// holder has of a blob (a fetch polls each peer every round), a blob's piece hash list. On
+/// libp2p each of those opens a yamux stream and negotiates its protocol; on a link it is one
+/// frame. Log sync, membership and requests bridged through a relay stay on libp2p.
+pub fn carries(about_pieces: bool, link_ready: bool) -> bool {
+    link_ready && about_pieces
 }
 
 /// The link port an agent string names: a space-separated word `link/` followed by a port

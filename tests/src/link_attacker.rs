@@ -105,7 +105,6 @@ pub fn piece_request_frame(
     offset: u64,
     len: u32,
 ) -> Vec<u8> {
-    use libp2p::request_response::Codec as _;
     let request = SyncRequest::Piece {
         digest: *digest.as_bytes(),
         offset,
@@ -113,6 +112,13 @@ pub fn piece_request_frame(
         fetch: None,
         insist: false,
     };
+    request_frame(id, request)
+}
+
+/// The frame of any request under `id`, as a node would send it on a link (also one a node
+/// never puts on a link).
+pub fn request_frame(id: u64, request: SyncRequest) -> Vec<u8> {
+    use libp2p::request_response::Codec as _;
     let mut frame = futures::io::Cursor::new(id.to_be_bytes().to_vec());
     frame.set_position(8);
     smol::block_on(SyncCodec.write_request(&LOG_SYNC_PROTOCOL, &mut frame, request))

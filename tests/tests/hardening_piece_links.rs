@@ -2,13 +2,14 @@
 //! link's port holds against what an attacker sends it (core's `piece_link` rules):
 //! - a stranger that completes the TLS handshake but has no libp2p connection to the node gets
 //!   no answer, and the link is closed;
-//! - a connected peer that sends a malformed frame on its link is closed and counted as
-//!   misbehaving, as on libp2p;
+//! - a connected peer that sends a malformed frame on its link, or asks on it for what belongs
+//!   to log sync, is closed and counted as misbehaving, as on libp2p;
 //! - silent sockets fill the link limit: the next one is closed at once, the node's pieces go
 //!   over libp2p meanwhile (a pull completes), and the silent ones are closed after the
 //!   handshake timeout;
-//! - answers come as the node has them, not in the order asked, and a request id repeated
-//!   while its first request waits is a malformed frame;
+//! - answers come as the node has them, not in the order asked; what a node has of a blob and
+//!   its piece hashes are asked and answered on the link too; a request id repeated while its
+//!   first request waits is a malformed frame;
 //! - a peer that asks for pieces and stops reading has its link closed once one answer has
 //!   been written for `WRITE_STALL`, and other peers are served meanwhile.
 
@@ -16,10 +17,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS, WRITE_STALL};
-use pyrsia_net::codec::SyncResponse;
+use pyrsia_net::codec::{SyncRequest, SyncResponse};
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::{PushedImage, push_large_image};
-use pyrsia_tests::link_attacker::{LinkClient, closed_within, piece_request_frame, silent_socket};
+use pyrsia_tests::link_attacker::{
+    LinkClient, closed_within, piece_request_frame, request_frame, silent_socket,
+};
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::raw_peer::{RawPeer, malformed_frames};
 use pyrsia_tests::registry::Registry;
@@ -159,6 +162,29 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
             && l.contains("malformed frame on a piece link")),
         "{log}"
     );
+    // A connected peer that asks on its link for what belongs to log sync: closed and counted
+    // as misbehaving (a node puts only requests about pieces on a link).
+    let nosy = RawPeer::new();
+    std::thread::scope(|scope| {
+        let hold = scope.spawn(|| nosy.hold(&a_address, Duration::from_secs(6)));
+        wait_connected(&a, &nosy);
+        let mut link = LinkClient::connect(port, nosy.keypair(), &a.peer_id()).unwrap();
+        link.send(&request_frame(0, SyncRequest::Checkpoint))
+            .unwrap();
+        let (answer, closed) = link.read_until_closed(Duration::from_secs(5));
+        assert!(
+            closed && answer.is_empty(),
+            "A closes a link that asks for a checkpoint"
+        );
+        hold.join().unwrap();
+    });
+    let log = a.log();
+    assert!(
+        log.lines().any(|l| l.contains("peer misbehaved")
+            && l.contains(&nosy.peer_id())
+            && l.contains("something other than pieces on a piece link")),
+        "{log}"
+    );
     // B's link and pulls are untouched.
     assert!(a.connected_peers().contains(&b.peer_id()));
 }
@@ -262,6 +288,43 @@ fn answers_come_as_the_holder_has_them_and_a_repeated_request_id_is_malformed() 
             Some(&3),
             "the missing blob's answer waits for no piece: {order:?}"
         );
+
+        // What A has of the layer, and the layer's piece hashes: asked on the link too (a
+        // fetch polls every peer every round), each answered under its id.
+        let about = [
+            request_frame(
+                4,
+                SyncRequest::Have {
+                    digest: *layer.as_bytes(),
+                },
+            ),
+            request_frame(
+                5,
+                SyncRequest::PieceHashes {
+                    digest: *layer.as_bytes(),
+                },
+            ),
+        ]
+        .concat();
+        link.send(&about).unwrap();
+        let mut answered = Vec::new();
+        for _ in 0..2 {
+            match link.read_answer().expect("an answer") {
+                (4, SyncResponse::Have { total, pieces, .. }) => {
+                    assert_eq!(
+                        u64::from(pieces),
+                        total.div_ceil(1 << 20),
+                        "A holds every piece"
+                    );
+                    answered.push(4);
+                }
+                // (A committed no piece list for a layer it pulled through alone.)
+                (5, SyncResponse::PieceHashes(_) | SyncResponse::Missing) => answered.push(5),
+                (id, other) => panic!("request {id} answered with {other:?}"),
+            }
+        }
+        answered.sort();
+        assert_eq!(answered, [4, 5]);
 
         // The same id twice while the first waits for its answer: a malformed frame.
         let twice = [

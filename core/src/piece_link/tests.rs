@@ -19,16 +19,16 @@ fn only_a_connected_unblocked_peer_is_answered_on_a_link() {
 }
 
 #[test]
-fn a_holder_strikes_a_link_request_for_anything_but_piece_bytes() {
+fn a_holder_strikes_a_link_request_about_anything_but_pieces() {
     assert!(!strikes_request(true));
     assert!(strikes_request(false));
 }
 
 #[test]
-fn only_piece_bytes_go_over_a_ready_link() {
+fn only_requests_about_pieces_go_over_a_ready_link() {
     assert!(carries(true, true));
     assert!(!carries(true, false), "not before the link is ready");
-    assert!(!carries(false, true), "Have and hashes stay on libp2p");
+    assert!(!carries(false, true), "log sync stays on libp2p");
 }
 
 #[test]
@@ -109,4 +109,16 @@ fn a_holder_closes_a_link_whose_answer_takes_longer_than_the_write_stall() {
         WRITE_STALL <= ANSWER_TIMEOUT,
         "never longer than an asker waits"
     );
+}
+
+#[cfg(feature = "alloc")]
+#[test]
+fn an_asker_keeps_a_full_piece_pipeline_and_a_poll_and_a_hash_list_on_a_link() {
+    const { assert!(IN_FLIGHT == crate::piece_schedule::MAX_PER_PEER + 2) };
+    const {
+        assert!(
+            IN_FLIGHT <= OUTSTANDING_PER_LINK,
+            "the holder reads all of them"
+        )
+    };
 }

@@ -8,6 +8,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use pyrsia_core::wire::frame::{FrameHeader, decode_payload, encode_vec};
 use pyrsia_core::wire::{FRAME_HEADER_LEN, FRAME_LEN_MAX};
+use pyrsia_std::peers::PieceAnswer;
 use serde::{Deserialize, Serialize};
 
 /// The protocol name: its version is bumped whenever a message changes shape.
@@ -138,6 +139,55 @@ pub enum SyncResponse {
     /// ask them, and ask for this piece insisting from then on. Only an answer to a `Piece`
     /// request that does not insist.
     Elsewhere(Vec<Vec<u8>>),
+}
+
+impl SyncResponse {
+    /// The piece bytes or piece hashes this answer carries, in bytes (0 for any other answer):
+    /// what a peer's received-bytes count adds.
+    pub(crate) fn piece_payload_len(&self) -> usize {
+        match self {
+            SyncResponse::Piece { bytes, .. } => bytes.len(),
+            SyncResponse::PieceHashes(list) => list.len() * 32,
+            _ => 0,
+        }
+    }
+}
+
+/// An answer to a request about pieces as the fetcher takes it, from libp2p or a piece link
+/// alike; an answer that belongs to log sync is given back (the peer answered the wrong
+/// kind). A redirect keeps the peer ids that parse, no more than core's rule names.
+pub(crate) fn piece_answer(response: SyncResponse) -> Result<PieceAnswer, SyncResponse> {
+    Ok(match response {
+        SyncResponse::Piece { total, bytes } => PieceAnswer::Data { total, bytes },
+        SyncResponse::PieceHashes(list) => PieceAnswer::Hashes(list),
+        SyncResponse::Missing => PieceAnswer::Missing,
+        SyncResponse::Busy => PieceAnswer::Busy,
+        SyncResponse::Elsewhere(named) => PieceAnswer::Elsewhere(
+            named
+                .iter()
+                .filter_map(|bytes| libp2p::PeerId::from_bytes(bytes).ok())
+                .take(pyrsia_core::piece_schedule::recent_sends::COPIES_BEFORE_REDIRECT)
+                .map(|id| id.to_string())
+                .collect(),
+        ),
+        SyncResponse::Have {
+            total,
+            pieces,
+            load,
+            mut ahead,
+        } => {
+            ahead.truncate(pyrsia_std::peers::MAX_AHEAD);
+            PieceAnswer::Have {
+                total,
+                pieces,
+                load,
+                ahead,
+            }
+        }
+        other @ (SyncResponse::Checkpoint(_)
+        | SyncResponse::Entries(_)
+        | SyncResponse::Consistency(_)) => return Err(other),
+    })
 }
 
 pub mod legacy;

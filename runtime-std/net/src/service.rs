@@ -18,7 +18,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
-use pyrsia_std::peers::{Ask, FetchHint, PieceAnswer, PieceRequest, PieceSource};
+use pyrsia_std::peers::{Ask, FetchHint, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
@@ -1113,46 +1113,6 @@ impl EventLoop {
                             .with_state(|log| sync.on_entries(log, request_id, batch));
                         self.perform(actions);
                     }
-                    SyncResponse::Piece { total, bytes } => {
-                        self.count(&peer, 0, bytes.len());
-                        self.on_piece_answer(request_id, PieceAnswer::Data { total, bytes });
-                    }
-                    SyncResponse::PieceHashes(list) => {
-                        self.count(&peer, 0, list.len() * 32);
-                        self.on_piece_answer(request_id, PieceAnswer::Hashes(list));
-                    }
-                    SyncResponse::Missing => {
-                        self.on_piece_answer(request_id, PieceAnswer::Missing);
-                    }
-                    SyncResponse::Busy => {
-                        self.on_piece_answer(request_id, PieceAnswer::Busy);
-                    }
-                    SyncResponse::Elsewhere(named) => {
-                        // Peer ids that do not parse are left out, and no more are taken
-                        // than core's rule names: the asker's schedule asks them first.
-                        let named = named
-                            .iter()
-                            .filter_map(|bytes| PeerId::from_bytes(bytes).ok())
-                            .take(pyrsia_core::piece_schedule::recent_sends::COPIES_BEFORE_REDIRECT)
-                            .map(|id| id.to_string())
-                            .collect();
-                        self.on_piece_answer(request_id, PieceAnswer::Elsewhere(named));
-                    }
-                    SyncResponse::Have {
-                        total,
-                        pieces,
-                        load,
-                        mut ahead,
-                    } => {
-                        ahead.truncate(pyrsia_std::peers::MAX_AHEAD);
-                        let have = PieceAnswer::Have {
-                            total,
-                            pieces,
-                            load,
-                            ahead,
-                        };
-                        self.on_piece_answer(request_id, have);
-                    }
                     SyncResponse::Consistency(proof) => {
                         self.count(&peer, 0, proof.len() * 32);
                         let sync = &mut self.sync;
@@ -1160,6 +1120,13 @@ impl EventLoop {
                             .log
                             .with_state(|log| sync.on_consistency(log, request_id, proof));
                         self.perform(actions);
+                    }
+                    about_pieces => {
+                        self.count(&peer, 0, about_pieces.piece_payload_len());
+                        match crate::codec::piece_answer(about_pieces) {
+                            Ok(answer) => self.on_piece_answer(request_id, answer),
+                            Err(_) => self.on_wrong_sync_answer(request_id),
+                        }
                     }
                 },
             },

@@ -216,9 +216,7 @@ fn read_answers(
                 Ok(answer) => answer,
                 Err(e) => return e.to_string(),
             };
-        if let SyncResponse::Piece { bytes, .. } = &response {
-            received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
+        received.fetch_add(response.piece_payload_len() as u64, Ordering::Relaxed);
         let mut waiting = lock(shared);
         waiting.last_frame = Instant::now();
         let is_waiting = waiting.requests.contains_key(&id);
@@ -342,18 +340,6 @@ fn send_requests(
 
 /// A link's answer as the fetcher takes it (as for an answer on libp2p).
 fn answer(response: SyncResponse) -> Result<PieceAnswer, String> {
-    match response {
-        SyncResponse::Piece { total, bytes } => Ok(PieceAnswer::Data { total, bytes }),
-        SyncResponse::Missing => Ok(PieceAnswer::Missing),
-        SyncResponse::Busy => Ok(PieceAnswer::Busy),
-        SyncResponse::Elsewhere(named) => Ok(PieceAnswer::Elsewhere(
-            named
-                .iter()
-                .filter_map(|bytes| PeerId::from_bytes(bytes).ok())
-                .take(pyrsia_core::piece_schedule::recent_sends::COPIES_BEFORE_REDIRECT)
-                .map(|id| id.to_string())
-                .collect(),
-        )),
-        _ => Err("an answer of the wrong kind on a piece link".to_string()),
-    }
+    crate::codec::piece_answer(response)
+        .map_err(|_| "an answer of the wrong kind on a piece link".to_string())
 }

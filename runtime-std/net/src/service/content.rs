@@ -369,13 +369,9 @@ impl EventLoop {
                         },
                     },
                 };
-                let (message, tag, reply) = if request.ask == Ask::Bytes {
-                    match self.send_on_link(peer, message, tag, reply) {
-                        Some(back) => back,
-                        None => return,
-                    }
-                } else {
-                    (message, tag, reply)
+                let (message, tag, reply) = match self.send_on_link(peer, message, tag, reply) {
+                    Some(back) => back,
+                    None => return,
                 };
                 let id = self.swarm.behaviour_mut().sync.send_request(&peer, message);
                 self.piece_requests.insert(id, (tag, reply));

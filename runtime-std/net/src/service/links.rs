@@ -13,7 +13,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::piece_link::{ASKER_IDLE, admit_request, carries, link_port_of, strikes_request};
 use pyrsia_core::rate::Admission;
 use pyrsia_std::network::PieceLinkStatus;
-use pyrsia_std::peers::{FetchHint, PieceRequest};
+use pyrsia_std::peers::{Ask, FetchHint, PieceRequest};
 
 use super::content::Asked;
 use super::{EventLoop, PieceReplies, Responder};
@@ -157,7 +157,8 @@ impl EventLoop {
         let Some(links) = &mut self.links else {
             return Some((message, tag, reply));
         };
-        if !matches!(message, SyncRequest::Piece { .. }) {
+        let about_pieces = about_pieces(&message);
+        if !about_pieces {
             return Some((message, tag, reply));
         }
         if links.asking.get(&peer).is_some_and(Link::is_closed) {
@@ -167,16 +168,17 @@ impl EventLoop {
             open_link(links, peer);
             return Some((message, tag, reply));
         };
-        if !carries(true, link.is_ready()) {
+        if !carries(about_pieces, link.is_ready()) {
             return Some((message, tag, reply));
         }
+        let asks_bytes = matches!(message, SyncRequest::Piece { .. });
         match link.send(Outgoing {
             request: message,
             tag,
             reply,
         }) {
             Ok(()) => {
-                links.pieces_asked += 1;
+                links.pieces_asked += u64::from(asks_bytes);
                 None
             }
             Err(back) => {
@@ -208,20 +210,13 @@ impl EventLoop {
         if !self.admit_on_link(&peer) {
             return;
         }
-        let is_piece = matches!(request, SyncRequest::Piece { .. });
-        let SyncRequest::Piece {
-            digest,
-            offset,
-            len,
-            fetch,
-            insist,
-        } = request
-        else {
-            if strikes_request(is_piece) {
-                self.strike(peer, "a request other than a piece on a piece link");
-            }
+        if strikes_request(about_pieces(&request)) {
+            self.strike(
+                peer,
+                "a request about something other than pieces on a piece link",
+            );
             return;
-        };
+        }
         let now_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match self.peer_limits.admit(peer, now_us) {
             Admission::Answer => {}
@@ -235,14 +230,37 @@ impl EventLoop {
                 return;
             }
         }
-        if let Some(links) = &mut self.links {
-            links.pieces_served += 1;
-        }
-        let request =
-            PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len).insisting(insist);
-        let asked = match fetch {
-            Some((host, repository)) => Asked::FetchForNetwork(FetchHint { host, repository }),
-            None => Asked::Nothing,
+        let (request, asked) = match request {
+            SyncRequest::Piece {
+                digest,
+                offset,
+                len,
+                fetch,
+                insist,
+            } => {
+                if let Some(links) = &mut self.links {
+                    links.pieces_served += 1;
+                }
+                let request = PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len)
+                    .insisting(insist);
+                let asked = match fetch {
+                    Some((host, repository)) => {
+                        Asked::FetchForNetwork(FetchHint { host, repository })
+                    }
+                    None => Asked::Nothing,
+                };
+                (request, asked)
+            }
+            SyncRequest::Have { digest } => (
+                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have),
+                Asked::Nothing,
+            ),
+            SyncRequest::PieceHashes { digest } => (
+                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes),
+                Asked::Nothing,
+            ),
+            // (`about_pieces` let no other kind through.)
+            _ => return,
         };
         self.serve_piece(peer, None, Responder::Link(respond), request, asked);
     }
@@ -294,6 +312,15 @@ impl EventLoop {
         }
         self.status().piece_links = status;
     }
+}
+
+/// Whether `request` is about pieces (bytes, what a peer has, a hash list): what core's
+/// `carries` lets on a link. A bridged piece is not: it goes through a relay's circuit.
+fn about_pieces(request: &SyncRequest) -> bool {
+    matches!(
+        request,
+        SyncRequest::Piece { .. } | SyncRequest::Have { .. } | SyncRequest::PieceHashes { .. }
+    )
 }
 
 /// Opens a link to `peer` if it names a link port and no earlier attempt failed lately.
