@@ -111,10 +111,13 @@ impl Reaper {
                 let mut scanned: Option<Instant> = None;
                 while !flag.load(Ordering::Relaxed) {
                     let now = Instant::now();
-                    // A busy server closes nothing, so a scan of every descriptor would be
-                    // wasted: while requests are answered, scan only often enough to forget
-                    // the peers that left (in a 16-node swarm the scans cost 3% of the CPU).
-                    if !peers.idle(now) && scanned.is_some_and(|at| now - at < PEER_MEMORY) {
+                    // A busy server closes nothing, and with no connection that is still
+                    // silent there is nothing to close, so a scan of every descriptor would be
+                    // wasted: then scan only often enough to forget the peers that left (in a
+                    // 16-node swarm the scans cost 3% of the CPU; on an idle node, scanning
+                    // every 100 ms cost 1.5% of a core).
+                    let may_find = peers.idle(now) && tiny_http::silent_connections() > 0;
+                    if !may_find && scanned.is_some_and(|at| now - at < PEER_MEMORY) {
                         std::thread::sleep(SCAN_INTERVAL);
                         continue;
                     }

@@ -16,7 +16,9 @@
 //! the same nodes with P2P off); `pyrsia-bench-p2p wan` the WAN table and staggered rows
 //! only; `pyrsia-bench-p2p page-cache` sixteen writers filling the page cache in writes of
 //! 1 MiB, 512 KiB, 256 KiB and 64 KiB, then one writer writing the same sixteen files in turn
-//! and one file alone.
+//! and one file alone; `pyrsia-bench-p2p idle N`: N
+//! connected swarm nodes pulling nothing, the machine's busy CPU over 10 s (what a node costs
+//! while it waits).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -291,6 +293,26 @@ fn main() {
             swarm.connections.0,
             swarm.connections.1
         );
+        return;
+    }
+    if let [mode, n] = args.as_slice()
+        && mode == "idle"
+    {
+        let n: usize = n.parse().expect("idle N: N nodes");
+        let work = tempfile::tempdir().expect("temp dir");
+        let registry = Registry::start(&work.path().join("registry"));
+        let nodes = nodes(work.path(), &registry.url(), n, true, &[]);
+        std::thread::sleep(Duration::from_secs(5));
+        let busy_before = machine_busy_seconds();
+        let window = Duration::from_secs(10);
+        std::thread::sleep(window);
+        let busy = machine_busy_seconds() - busy_before;
+        println!(
+            "{n} connected nodes, no pulls: machine CPU {busy:.2} s in {} s ({:.1}% of one core per node)",
+            window.as_secs(),
+            busy / window.as_secs_f64() / n as f64 * 100.0
+        );
+        drop(nodes);
         return;
     }
     if args.first().is_some_and(|a| a == "page-cache") {

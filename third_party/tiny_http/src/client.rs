@@ -34,7 +34,14 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // Pyrsia patch: counted in `SILENT` until its first request line is read (or it fails)
+    silent: bool,
 }
+
+/// Connections accepted, in this process, that have not yet sent a whole request line and
+/// are still open (Pyrsia patch): read by [`crate::silent_connections`].
+pub(crate) static SILENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The longest request line or header line accepted (Pyrsia patch: tiny_http issue #56).
 const MAX_LINE: usize = 16 * 1024;
@@ -76,6 +83,17 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            silent: {
+                SILENT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                true
+            },
+        }
+    }
+
+    /// The connection is no longer silent: it sent a request line, or reading one failed.
+    fn heard(&mut self) {
+        if std::mem::replace(&mut self.silent, false) {
+            SILENT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -138,7 +156,9 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line(true)?;
+                let line = self.read_next_line(true);
+                self.heard();
+                let line = line?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -200,6 +220,12 @@ impl ClientConnection {
 
         // return the request
         Ok(request)
+    }
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.heard();
     }
 }
 
