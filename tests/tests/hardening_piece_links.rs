@@ -1,5 +1,6 @@
-//! Piece links against real node processes: pieces between two nodes go on a link, and a
-//! link's port holds against what an attacker sends it (core's `piece_link` rules):
+//! Piece links against real node processes: pieces between two nodes go on a link (on the
+//! port the operator chose, which a second node cannot take), and a link's port holds
+//! against what an attacker sends it (core's `piece_link` rules):
 //! - a stranger that completes the TLS handshake but has no libp2p connection to the node gets
 //!   no answer, and the link is closed;
 //! - a connected peer that sends a malformed frame on its link, or asks on it for what belongs
@@ -14,16 +15,19 @@
 //!   been written for `WRITE_STALL`, and other peers are served meanwhile.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS, WRITE_STALL};
 use pyrsia_net::codec::{SyncRequest, SyncResponse};
+use pyrsia_tests::binary;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::{PushedImage, push_large_image};
 use pyrsia_tests::link_attacker::{
     LinkClient, closed_within, piece_request_frame, request_frame, silent_socket,
 };
 use pyrsia_tests::node::{Node, wait_mesh};
+use pyrsia_tests::process::free_port;
 use pyrsia_tests::raw_peer::{RawPeer, malformed_frames};
 use pyrsia_tests::registry::Registry;
 
@@ -100,7 +104,18 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
     let mut registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), 8 << 20);
     let layer = image.layers[0].blob.digest;
-    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    // A listens for links on the port its operator chose (a firewall rule's port).
+    let chosen = free_port();
+    let a = Node::start(
+        &work.path().join("a"),
+        &[
+            "--upstream",
+            &registry.url(),
+            "--piece-link-port",
+            &chosen.to_string(),
+        ],
+    );
+    assert_eq!(link_port(&a), chosen, "{}", a.piece_links());
     let b = Node::start(
         &work.path().join("b"),
         &["--upstream", &registry.url(), "--peer", &a.p2p_address()],
@@ -185,6 +200,26 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
             && l.contains("something other than pieces on a piece link")),
         "{log}"
     );
+    // A node told to listen for links on a port it cannot have does not start.
+    let taken = Command::new(binary("pyrsia"))
+        .args(["node", "--data-dir"])
+        .arg(work.path().join("c"))
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--p2p-listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(["--no-mdns", "--piece-link-port", &chosen.to_string()])
+        .output()
+        .expect("run pyrsia node");
+    let said = String::from_utf8_lossy(&taken.stderr);
+    assert!(!taken.status.success(), "it must not start: {said}");
+    assert!(
+        said.contains(&format!("cannot listen for piece links on port {chosen}")),
+        "{said}"
+    );
+
     // B's link and pulls are untouched.
     assert!(a.connected_peers().contains(&b.peer_id()));
 }

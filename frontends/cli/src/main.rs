@@ -111,6 +111,7 @@ fn start_network(
     config.quic = !options.no_quic;
     config.quic_on_lan = options.quic_on_lan;
     config.piece_links = !options.no_piece_links;
+    config.piece_link_port = options.piece_link_port;
     config.relay_server = options.relay_server;
     config.external_addresses = options
         .external_addr

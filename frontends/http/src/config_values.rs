@@ -58,6 +58,7 @@ pub fn effective_value(options: &NodeOptions, name: &str) -> Option<String> {
         "no-quic" => options.no_quic.to_string(),
         "quic-on-lan" => options.quic_on_lan.to_string(),
         "no-piece-links" => options.no_piece_links.to_string(),
+        "piece-link-port" => options.piece_link_port.to_string(),
         "max-upload-rate" => options
             .max_upload_rate
             .map(|r| r.to_string())

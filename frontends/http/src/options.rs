@@ -182,6 +182,12 @@ pub struct NodeOptions {
     #[argh(switch)]
     pub no_piece_links: bool,
 
+    /// the TCP port piece links listen on, at --p2p-listen's IP (default 0: a free port picked
+    /// at start, named to peers over identify); set one to open it in a firewall beside the
+    /// libp2p port. The node does not start when it cannot listen on the port chosen
+    #[argh(option, default = "0")]
+    pub piece_link_port: u16,
+
     /// serve peers at most this many piece bytes per second in all (e.g. 10M; default
     /// unlimited); a piece that would wait over 2 s is refused, and the peer asks elsewhere
     #[argh(option, from_str_fn(parse_size))]
@@ -451,6 +457,7 @@ mod tests {
             no_quic: false,
             quic_on_lan: false,
             no_piece_links: false,
+            piece_link_port: 0,
             max_upload_rate: None,
             max_download_rate: None,
             max_peers: None,

@@ -34,6 +34,9 @@ pub struct NetConfig {
     /// Carry piece bytes on piece links, dedicated TLS connections beside libp2p's
     /// (`--no-piece-links` turns them off: pieces then go over libp2p only).
     pub piece_links: bool,
+    /// The TCP port piece links listen on (`--piece-link-port`; 0: a free port picked at
+    /// start). A chosen port the node cannot listen on stops it from starting.
+    pub piece_link_port: u16,
 }
 
 /// The operator's resource limits on peer traffic (`--max-upload-rate`,
@@ -78,6 +81,7 @@ impl NetConfig {
             external_addresses: Vec::new(),
             relay_server: false,
             piece_links: true,
+            piece_link_port: 0,
         })
     }
 

@@ -120,16 +120,25 @@ pub fn start(
         .spawn(move || {
             crate::compat::block_on(async move {
                 let secured = crate::security::SecuredCounts::default();
-                let links = config
-                    .piece_links
-                    .then(|| match links::Links::start(&config.listen, &keypair) {
+                let links = match config.piece_links {
+                    false => None,
+                    true => match links::Links::start(&config.listen, config.piece_link_port, &keypair) {
                         Ok(links) => Some(links),
+                        // A port the operator chose is a promise to the firewall's rules:
+                        // the node does not start without it.
+                        Err(e) if config.piece_link_port != 0 => {
+                            let _ = ready_tx.send(Err(format!(
+                                "cannot listen for piece links on port {}: {e}",
+                                config.piece_link_port
+                            )));
+                            return;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot listen for piece links; pieces go over libp2p only");
                             None
                         }
-                    })
-                    .flatten();
+                    },
+                };
                 let link_port = links.as_ref().map(|l| l.port);
                 let swarm = match build(keypair, &config, &log, &secured, link_port) {
                     Ok(swarm) => {

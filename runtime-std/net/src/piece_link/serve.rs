@@ -127,7 +127,7 @@ impl ServedLinks {
 /// Listens for piece links on `ip` (an ephemeral port); returns the port. Requests go to
 /// `inbound`, for the event loop.
 pub(crate) fn listen(
-    ip: IpAddr,
+    (ip, port): (IpAddr, u16),
     key: &identity::Keypair,
     inbound: smol::channel::Sender<Inbound>,
     served: Arc<ServedLinks>,
@@ -135,7 +135,7 @@ pub(crate) fn listen(
     let config = Arc::new(
         libp2p::tls::make_server_config(key).map_err(|e| std::io::Error::other(e.to_string()))?,
     );
-    let listener = TcpListener::bind((ip, 0))?;
+    let listener = TcpListener::bind((ip, port))?;
     let port = listener.local_addr()?.port();
     let watched = served.clone();
     std::thread::Builder::new()

@@ -44,7 +44,11 @@ pub(super) struct Links {
 
 impl Links {
     /// Listens for links on the IP of `listen` (`--p2p-listen`'s), on a port of its own.
-    pub(super) fn start(listen: &Multiaddr, key: &identity::Keypair) -> std::io::Result<Links> {
+    pub(super) fn start(
+        listen: &Multiaddr,
+        port: u16,
+        key: &identity::Keypair,
+    ) -> std::io::Result<Links> {
         let ip = listen
             .iter()
             .find_map(|p| match p {
@@ -55,7 +59,8 @@ impl Links {
             .ok_or_else(|| std::io::Error::other(format!("no IP in {listen}")))?;
         let (inbound_tx, inbound) = smol::channel::unbounded();
         let served = Arc::new(ServedLinks::default());
-        let port = crate::piece_link::serve::listen(ip, key, inbound_tx.clone(), served.clone())?;
+        let port =
+            crate::piece_link::serve::listen((ip, port), key, inbound_tx.clone(), served.clone())?;
         Ok(Links {
             key: key.clone(),
             port,
