@@ -154,3 +154,118 @@ pub fn closed_within(socket: &mut TcpStream, wait: Duration) -> bool {
     }
     false
 }
+
+/// A piece link holder that lies by silence: it accepts links from any peer (TLS as
+/// `keypair`, as a node's link port does), answers `Have` for `blobs` (digest and size) as
+/// a holder of every piece, and never answers a piece request, though it keeps reading the
+/// link. What an asker must give up on (core's `piece_link::overdue`). Runs until dropped.
+pub struct StallingLinkHolder {
+    /// The port it listens on (127.0.0.1), to name in an agent string.
+    pub port: u16,
+    piece_requests: Arc<std::sync::atomic::AtomicUsize>,
+    have_requests: Arc<std::sync::atomic::AtomicUsize>,
+    _accepting: crate::background::Background,
+}
+
+impl StallingLinkHolder {
+    /// Listens on a free port of 127.0.0.1 as `keypair`.
+    pub fn start(
+        keypair: &identity::Keypair,
+        blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
+    ) -> StallingLinkHolder {
+        use std::sync::atomic::AtomicUsize;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a link port");
+        let port = listener.local_addr().expect("its address").port();
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let config =
+            Arc::new(libp2p::tls::make_server_config(keypair).expect("a link server config"));
+        let piece_requests = Arc::new(AtomicUsize::new(0));
+        let have_requests = Arc::new(AtomicUsize::new(0));
+        let (pieces, haves) = (piece_requests.clone(), have_requests.clone());
+        let accepting = crate::background::Background::spawn(move |stop| {
+            while !stop.is_set() {
+                let tcp = match listener.accept() {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                };
+                let (config, blobs) = (config.clone(), blobs.clone());
+                let (pieces, haves) = (pieces.clone(), haves.clone());
+                std::thread::spawn(move || {
+                    let _ = hold_link(tcp, config, &blobs, &pieces, &haves);
+                });
+            }
+        });
+        StallingLinkHolder {
+            port,
+            piece_requests,
+            have_requests,
+            _accepting: accepting,
+        }
+    }
+
+    /// Piece requests read on its links so far (none answered).
+    pub fn piece_requests(&self) -> usize {
+        self.piece_requests
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `Have` requests read and answered on its links so far.
+    pub fn have_requests(&self) -> usize {
+        self.have_requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One link of a [`StallingLinkHolder`]: the handshake, then requests read until the asker
+/// closes the link; only `Have` is answered.
+fn hold_link(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    blobs: &[(pyrsia_core::digest::Digest, u64)],
+    pieces: &std::sync::atomic::AtomicUsize,
+    haves: &std::sync::atomic::AtomicUsize,
+) -> std::io::Result<()> {
+    use libp2p::request_response::Codec as _;
+    use std::sync::atomic::Ordering;
+    tcp.set_nonblocking(false)?;
+    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    loop {
+        let mut id = [0u8; 8];
+        tls.read_exact(&mut id)?;
+        let request = {
+            let mut io = futures::io::AllowStdIo::new(&mut tls);
+            smol::block_on(SyncCodec.read_request(&LOG_SYNC_PROTOCOL, &mut io))?
+        };
+        match request {
+            SyncRequest::Have { digest } => {
+                haves.fetch_add(1, Ordering::SeqCst);
+                let answer = match blobs.iter().find(|(d, _)| d.as_bytes() == &digest) {
+                    Some((_, size)) => SyncResponse::Have {
+                        total: *size,
+                        pieces: pyrsia_core::pieces::piece_count(*size) as u32,
+                        load: 0,
+                        ahead: Vec::new(),
+                    },
+                    None => SyncResponse::Missing,
+                };
+                let mut frame = futures::io::Cursor::new(id.to_vec());
+                frame.set_position(8);
+                smol::block_on(SyncCodec.write_response(&LOG_SYNC_PROTOCOL, &mut frame, answer))?;
+                tls.write_all(&frame.into_inner())?;
+                tls.flush()?;
+            }
+            SyncRequest::Piece { .. } => {
+                pieces.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+}

@@ -312,6 +312,8 @@ pub fn claimant_order(digest: &pyrsia_core::digest::Digest, ids: &[String]) -> V
 struct ProviderBehaviour {
     kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
     sync: request_response::Behaviour<SyncCodec>,
+    /// Only for [`Lie::StallsOnLink`]: names the link port to the node.
+    identify: libp2p::swarm::behaviour::toggle::Toggle<libp2p::identify::Behaviour>,
 }
 
 /// How a [`LyingProvider`] lies.
@@ -326,6 +328,9 @@ pub enum Lie {
     /// or not, `Elsewhere`: naming itself, a junk id and the node it is connected to (which
     /// may not hold the piece).
     SendsElsewhere,
+    /// It names a piece link port over identify (a `link_attacker::StallingLinkHolder`'s),
+    /// says it holds every piece of the blobs, and never answers a piece request on libp2p.
+    StallsOnLink(u16),
 }
 
 /// A stranger that announces blobs on the DHT and lies about them ([`Lie`]): about their
@@ -375,12 +380,25 @@ impl LyingProvider {
                         libp2p::kad::Config::new(libp2p::StreamProtocol::new("/pyrsia/kad/1")),
                     );
                     kad.set_mode(Some(libp2p::kad::Mode::Server));
+                    let identify = match lie {
+                        Lie::StallsOnLink(port) => Some(libp2p::identify::Behaviour::new(
+                            libp2p::identify::Config::new(
+                                pyrsia_net::IDENTIFY_PROTOCOL.into(),
+                                key.public(),
+                            )
+                            .with_agent_version(
+                                pyrsia_core::restarts::agent_string("0.0.0", Some(port), 1),
+                            ),
+                        )),
+                        _ => None,
+                    };
                     ProviderBehaviour {
                         kad,
                         sync: request_response::Behaviour::new(
                             [(LOG_SYNC_PROTOCOL, ProtocolSupport::Full)],
                             request_response::Config::default(),
                         ),
+                        identify: identify.into(),
                     }
                 });
                 swarm
@@ -389,6 +407,8 @@ impl LyingProvider {
                     .add_address(&node, address.clone());
                 swarm.dial(address).expect("dial");
                 let mut announced = false;
+                // Piece requests a staller never answers (dropped, their streams would close).
+                let mut unanswered = Vec::new();
                 while !stop.is_set() {
                     let Some(event) =
                         next_event_within(&mut swarm, Duration::from_millis(100)).await
@@ -419,8 +439,16 @@ impl LyingProvider {
                             };
                             let claimed = |size: u64| match lie {
                                 Lie::Size(extra) => size + extra,
-                                Lie::HoldsEverything | Lie::SendsElsewhere => size,
+                                Lie::HoldsEverything
+                                | Lie::SendsElsewhere
+                                | Lie::StallsOnLink(_) => size,
                             };
+                            if matches!(lie, Lie::StallsOnLink(_))
+                                && matches!(request, SyncRequest::Piece { .. })
+                            {
+                                unanswered.push(channel);
+                                continue;
+                            }
                             let response = match (request, lie) {
                                 (SyncRequest::Have { digest }, _) => match find(&digest) {
                                     Some((_, size)) => SyncResponse::Have {

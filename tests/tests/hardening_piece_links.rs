@@ -12,23 +12,27 @@
 //!   its piece hashes are asked and answered on the link too; a request id repeated while its
 //!   first request waits is a malformed frame;
 //! - a peer that asks for pieces and stops reading has its link closed once one answer has
-//!   been written for `WRITE_STALL`, and other peers are served meanwhile.
+//!   been written for `WRITE_STALL`, and other peers are served meanwhile;
+//! - a holder that says it has every piece and never answers one on its link costs the
+//!   asker time (each request given up after `ANSWER_TIMEOUT`), not the pull.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use libp2p::identity;
 use pyrsia_core::piece_link::{HANDSHAKE_TIMEOUT, MAX_SERVED_LINKS, WRITE_STALL};
 use pyrsia_net::codec::{SyncRequest, SyncResponse};
 use pyrsia_tests::binary;
 use pyrsia_tests::clients::{assert_succeeded, skopeo_copy};
 use pyrsia_tests::image::{PushedImage, push_large_image};
 use pyrsia_tests::link_attacker::{
-    LinkClient, closed_within, piece_request_frame, request_frame, silent_socket,
+    LinkClient, StallingLinkHolder, closed_within, piece_request_frame, request_frame,
+    silent_socket,
 };
 use pyrsia_tests::node::{Node, wait_mesh};
 use pyrsia_tests::process::free_port;
-use pyrsia_tests::raw_peer::{RawPeer, malformed_frames};
+use pyrsia_tests::raw_peer::{Lie, LyingProvider, RawPeer, malformed_frames};
 use pyrsia_tests::registry::Registry;
 
 /// The link port a node names in `/peers` (within 5 s of its start: the node refreshes
@@ -451,3 +455,81 @@ fn a_peer_that_stops_reading_loses_its_link_after_the_write_stall_and_holds_up_n
 /// How long the stalling peer keeps its libp2p connection: past the write stall and the
 /// checks after it.
 const WRITE_STALL_PLUS_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long after a pull the staller's link may stay open: core's answer timeout from the
+/// last frame, and a margin for a loaded machine.
+const ANSWER_TIMEOUT_PLUS_MARGIN: Duration =
+    Duration::from_secs(pyrsia_core::piece_link::ANSWER_TIMEOUT.as_micros() / 1_000_000 + 10);
+
+#[test]
+fn a_link_holder_that_never_answers_a_piece_costs_time_not_the_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let (image, layer, a) = node_holding_an_image(work.path());
+    let size = image.layers[0].blob.size;
+    let b = Node::start(&work.path().join("b"), &["--peer", &a.p2p_address()]);
+    wait_mesh(&[&a, &b]);
+
+    // A stranger that announces the layer, names its link port over identify, answers what
+    // it holds (everything) on its link and never sends a piece.
+    let key = identity::Keypair::generate_ed25519();
+    let staller = StallingLinkHolder::start(&key, vec![(layer, size)]);
+    let liar = LyingProvider::lying_as(
+        key,
+        &b.p2p_address(),
+        vec![(layer, size)],
+        Lie::StallsOnLink(staller.port),
+    );
+    let started = Instant::now();
+    while !b.connected_peers().iter().any(|p| p == liar.peer_id()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the staller connects"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let by_digest = format!("library/large@{}", image.digest);
+    let started = Instant::now();
+    let out = skopeo_copy(&b.authority(), &by_digest, &work.path().join("copy-b"));
+    assert_succeeded(&out, "B pulls with a staller among its holders", &b.log());
+    assert!(b.wait_stored(&layer), "B stores the layer, verified");
+    let took = started.elapsed();
+    assert!(
+        staller.have_requests() > 0,
+        "B asked the staller what it holds on its link"
+    );
+    let log = b.log();
+    assert!(
+        staller.piece_requests() > 0,
+        "B asked the staller for pieces on its link: {log}"
+    );
+    // The fetch gives the staller up after its piece timeout and asks A instead.
+    assert!(
+        took < Duration::from_secs(60),
+        "the staller cost time, not the pull: {took:?}"
+    );
+    assert!(
+        log.contains("stalled; its peer is given up"),
+        "B gave the staller's pieces up: {log}"
+    );
+    // The link itself: nothing came on it while requests waited, so B closes it after the
+    // answer timeout (core's `overdue`), and the requests on it fail there.
+    let closed = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("piece link failed")
+                && l.contains(liar.peer_id())
+                && l.contains("no answer on the piece link")
+        })
+    };
+    let waited = Instant::now();
+    while !closed(&b.log()) {
+        assert!(
+            waited.elapsed() < ANSWER_TIMEOUT_PLUS_MARGIN,
+            "B closes the staller's silent link: {}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Silence is no proof of lying on its own: A, who answered, is not blamed.
+    assert!(!b.blocked_peers().contains(&a.peer_id()), "{log}");
+}

@@ -16,8 +16,8 @@ use libp2p::{
 
 use crate::codec::{LOG_SYNC_PROTOCOLS, SyncCodec};
 
-/// The identify protocol version string.
-pub(crate) const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
+/// The identify protocol version string (a test's peer that names a link port speaks it).
+pub const IDENTIFY_PROTOCOL: &str = "/pyrsia/id/1";
 /// The Kademlia protocol name (a Pyrsia-only DHT, not the public IPFS one).
 pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/pyrsia/kad/1");
 /// The largest gossip message: a signed note with every cosignature, or a member message

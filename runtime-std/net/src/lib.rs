@@ -29,6 +29,7 @@ mod service;
 mod transport;
 mod udp_buffers;
 
+pub use behaviour::IDENTIFY_PROTOCOL;
 pub use config::{DEFAULT_LISTEN, NetConfig, NetLimits};
 pub use service::{
     DUPLICATE_MEMBER_MESSAGE, Network, checkpoint_topic, dial_address, member_topic, start,

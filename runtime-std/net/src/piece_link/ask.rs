@@ -189,6 +189,10 @@ fn run(
             })?
     };
     let sent = send_requests(&mut writer, queue, &shared, opened);
+    if let Err(e) = &sent {
+        // Why the link ends, before the shutdown makes the reader see the socket close.
+        lock(&shared).close(&e.to_string());
+    }
     writer.shut_down();
     let _ = answers.join();
     let mut waiting = lock(&shared);
