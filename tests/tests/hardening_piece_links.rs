@@ -90,6 +90,29 @@ fn node_holding_an_image(work: &Path) -> (PushedImage, pyrsia_core::digest::Dige
     (image, layer, a)
 }
 
+/// A fresh peer connected to `a` over libp2p sends `frame` on a link to `port`: A closes the
+/// link without an answer and logs the peer as misbehaving, saying `why`.
+fn misbehaves_on_link(a: &Node, port: u16, frame: &[u8], why: &str) {
+    let peer = RawPeer::new();
+    let a_address = a.p2p_address();
+    std::thread::scope(|scope| {
+        let hold = scope.spawn(|| peer.hold(&a_address, Duration::from_secs(6)));
+        wait_connected(a, &peer);
+        let mut link = LinkClient::connect(port, peer.keypair(), &a.peer_id()).unwrap();
+        link.send(frame).unwrap();
+        let (answer, closed) = link.read_until_closed(Duration::from_secs(5));
+        assert!(closed && answer.is_empty(), "A closes the link ({why})");
+        hold.join().unwrap();
+    });
+    let log = a.log();
+    assert!(
+        log.lines().any(|l| l.contains("peer misbehaved")
+            && l.contains(&peer.peer_id())
+            && l.contains(why)),
+        "{log}"
+    );
+}
+
 /// Waits until `node` counts `peer` among its connected peers (within 5 s).
 fn wait_connected(node: &Node, peer: &RawPeer) {
     let started = Instant::now();
@@ -159,50 +182,20 @@ fn pieces_go_on_a_link_and_strangers_and_junk_on_it_are_refused() {
     );
     assert!(a.log().contains("refused a piece link"), "{}", a.log());
 
-    // A connected peer that sends junk on its link: closed and counted as misbehaving.
-    let junk = RawPeer::new();
-    let a_address = a.p2p_address();
-    std::thread::scope(|scope| {
-        let hold = scope.spawn(|| junk.hold(&a_address, Duration::from_secs(6)));
-        wait_connected(&a, &junk);
-        let mut link = LinkClient::connect(port, junk.keypair(), &a.peer_id()).unwrap();
-        link.send(&malformed_frames()[0]).unwrap();
-        let (answer, closed) = link.read_until_closed(Duration::from_secs(5));
-        assert!(
-            closed && answer.is_empty(),
-            "A closes a link that sent junk"
-        );
-        hold.join().unwrap();
-    });
-    let log = a.log();
-    assert!(
-        log.lines().any(|l| l.contains("peer misbehaved")
-            && l.contains(&junk.peer_id())
-            && l.contains("malformed frame on a piece link")),
-        "{log}"
+    // A connected peer that sends junk on its link, or asks on it for what belongs to log
+    // sync (a node puts only requests about pieces on a link): closed and counted as
+    // misbehaving.
+    misbehaves_on_link(
+        &a,
+        port,
+        &malformed_frames()[0],
+        "malformed frame on a piece link",
     );
-    // A connected peer that asks on its link for what belongs to log sync: closed and counted
-    // as misbehaving (a node puts only requests about pieces on a link).
-    let nosy = RawPeer::new();
-    std::thread::scope(|scope| {
-        let hold = scope.spawn(|| nosy.hold(&a_address, Duration::from_secs(6)));
-        wait_connected(&a, &nosy);
-        let mut link = LinkClient::connect(port, nosy.keypair(), &a.peer_id()).unwrap();
-        link.send(&request_frame(0, SyncRequest::Checkpoint))
-            .unwrap();
-        let (answer, closed) = link.read_until_closed(Duration::from_secs(5));
-        assert!(
-            closed && answer.is_empty(),
-            "A closes a link that asks for a checkpoint"
-        );
-        hold.join().unwrap();
-    });
-    let log = a.log();
-    assert!(
-        log.lines().any(|l| l.contains("peer misbehaved")
-            && l.contains(&nosy.peer_id())
-            && l.contains("something other than pieces on a piece link")),
-        "{log}"
+    misbehaves_on_link(
+        &a,
+        port,
+        &request_frame(0, SyncRequest::Checkpoint),
+        "something other than pieces on a piece link",
     );
     // A node told to listen for links on a port it cannot have does not start.
     let taken = Command::new(binary("pyrsia"))

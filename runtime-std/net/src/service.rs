@@ -18,7 +18,7 @@ use pyrsia_core::digest::Digest;
 use pyrsia_core::rate::Admission;
 use pyrsia_std::log::Log;
 use pyrsia_std::network::{NetworkStatus, NetworkView, PeerInfo};
-use pyrsia_std::peers::{Ask, FetchHint, PieceRequest, PieceSource};
+use pyrsia_std::peers::{FetchHint, PieceRequest, PieceSource};
 
 mod content;
 mod limits;
@@ -993,32 +993,15 @@ impl EventLoop {
                             return;
                         }
                     }
-                    let response = match request {
-                        SyncRequest::Piece {
-                            digest,
-                            offset,
-                            len,
-                            fetch,
-                            insist,
-                        } => {
-                            let request =
-                                PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len);
-                            let asked = match fetch {
-                                Some((host, repository)) => {
-                                    Asked::FetchForNetwork(FetchHint { host, repository })
-                                }
-                                None => Asked::Nothing,
-                            };
-                            let request = request.insisting(insist);
-                            self.serve_piece(
-                                peer,
-                                Some(request_id),
-                                Responder::Sync(channel),
-                                request,
-                                asked,
-                            );
+                    let request = match content::about_pieces(request) {
+                        Ok((request, asked)) => {
+                            let channel = Responder::Sync(channel);
+                            self.serve_piece(peer, Some(request_id), channel, request, asked);
                             return;
                         }
+                        Err(other) => other,
+                    };
+                    let response = match request {
                         SyncRequest::BridgePiece {
                             digest,
                             offset,
@@ -1041,30 +1024,6 @@ impl EventLoop {
                             );
                             return;
                         }
-                        SyncRequest::PieceHashes { digest } => {
-                            let request =
-                                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes);
-                            self.serve_piece(
-                                peer,
-                                Some(request_id),
-                                Responder::Sync(channel),
-                                request,
-                                Asked::Nothing,
-                            );
-                            return;
-                        }
-                        SyncRequest::Have { digest } => {
-                            let request =
-                                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have);
-                            self.serve_piece(
-                                peer,
-                                Some(request_id),
-                                Responder::Sync(channel),
-                                request,
-                                Asked::Nothing,
-                            );
-                            return;
-                        }
                         SyncRequest::Checkpoint => {
                             SyncResponse::Checkpoint(self.log.checkpoint().map(|c| c.to_string()))
                         }
@@ -1079,6 +1038,10 @@ impl EventLoop {
                             self.strike(peer, &format!("malformed request frame: {why}"));
                             return;
                         }
+                        // (`about_pieces` took these.)
+                        SyncRequest::Piece { .. }
+                        | SyncRequest::Have { .. }
+                        | SyncRequest::PieceHashes { .. } => return,
                     };
                     let size = match &response {
                         SyncResponse::Checkpoint(c) => c.as_ref().map_or(0, String::len),

@@ -81,6 +81,37 @@ pub(crate) enum Command {
     PublishMember(Vec<u8>),
 }
 
+/// What a request about pieces asks of this node (piece bytes, insisting or not, and
+/// whether to fetch them for the network when missing; what it holds; a hash list), from
+/// libp2p or a piece link alike; any other request is given back. A bridged piece is not
+/// taken: its answer depends on the circuits this node carries.
+pub(super) fn about_pieces(request: SyncRequest) -> Result<(PieceRequest, Asked), SyncRequest> {
+    Ok(match request {
+        SyncRequest::Piece {
+            digest,
+            offset,
+            len,
+            fetch,
+            insist,
+        } => (
+            PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len).insisting(insist),
+            match fetch {
+                Some((host, repository)) => Asked::FetchForNetwork(FetchHint { host, repository }),
+                None => Asked::Nothing,
+            },
+        ),
+        SyncRequest::Have { digest } => (
+            PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have),
+            Asked::Nothing,
+        ),
+        SyncRequest::PieceHashes { digest } => (
+            PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes),
+            Asked::Nothing,
+        ),
+        other => return Err(other),
+    })
+}
+
 /// What a peer's piece request asks of this node when it lacks the piece (an owned
 /// [`IfMissing`], to cross to the thread that answers).
 pub(crate) enum Asked {

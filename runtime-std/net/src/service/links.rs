@@ -9,13 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
-use pyrsia_core::digest::Digest;
 use pyrsia_core::piece_link::{ASKER_IDLE, admit_request, carries, link_port_of, strikes_request};
 use pyrsia_core::rate::Admission;
 use pyrsia_std::network::PieceLinkStatus;
-use pyrsia_std::peers::{Ask, FetchHint, PieceRequest};
 
-use super::content::Asked;
 use super::{EventLoop, PieceReplies, Responder};
 use crate::codec::SyncRequest;
 use crate::piece_link::ask::{Link, Outgoing};
@@ -235,38 +232,14 @@ impl EventLoop {
                 return;
             }
         }
-        let (request, asked) = match request {
-            SyncRequest::Piece {
-                digest,
-                offset,
-                len,
-                fetch,
-                insist,
-            } => {
-                if let Some(links) = &mut self.links {
-                    links.pieces_served += 1;
-                }
-                let request = PieceRequest::bytes(Digest::from_sha256_bytes(digest), offset, len)
-                    .insisting(insist);
-                let asked = match fetch {
-                    Some((host, repository)) => {
-                        Asked::FetchForNetwork(FetchHint { host, repository })
-                    }
-                    None => Asked::Nothing,
-                };
-                (request, asked)
-            }
-            SyncRequest::Have { digest } => (
-                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Have),
-                Asked::Nothing,
-            ),
-            SyncRequest::PieceHashes { digest } => (
-                PieceRequest::about(Digest::from_sha256_bytes(digest), Ask::Hashes),
-                Asked::Nothing,
-            ),
-            // (`about_pieces` let no other kind through.)
-            _ => return,
+        let is_piece = matches!(request, SyncRequest::Piece { .. });
+        // (`strikes_request` let nothing else through.)
+        let Ok((request, asked)) = super::content::about_pieces(request) else {
+            return;
         };
+        if let (true, Some(links)) = (is_piece, &mut self.links) {
+            links.pieces_served += 1;
+        }
         self.serve_piece(peer, None, Responder::Link(respond), request, asked);
     }
 
