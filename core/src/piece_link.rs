@@ -187,11 +187,38 @@ pub enum Refusal {
     Blocked,
 }
 
+/// What a request of the log-sync protocol asks, as far as the link rules care (the runtime
+/// names the kind of each request it sends or reads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkRequest {
+    /// Bytes of a blob (also asking the holder to fetch them for the network).
+    PieceBytes,
+    /// What the holder has of a blob.
+    Have,
+    /// A blob's piece hash list.
+    PieceHashes,
+    /// Bytes the holder fetches through a relay's circuit for the asker.
+    BridgedPiece,
+    /// Anything else: checkpoints, log entries, consistency proofs.
+    LogSync,
+}
+
+impl LinkRequest {
+    /// Whether the request is about pieces a peer holds: what links carry ([`carries`]).
+    /// A bridged piece is not: its answer depends on the relay circuits the holder carries.
+    pub fn about_pieces(self) -> bool {
+        matches!(
+            self,
+            LinkRequest::PieceBytes | LinkRequest::Have | LinkRequest::PieceHashes
+        )
+    }
+}
+
 /// Whether a request that a holder reads on a link is misbehaviour (a strike against the peer,
-/// and the link closes): anything not `about_pieces` (piece bytes, what the holder has of a
-/// blob, a blob's piece hash list), since an asker puts nothing else on a link ([`carries`]).
-pub fn strikes_request(about_pieces: bool) -> bool {
-    !about_pieces
+/// and the link closes): anything not about pieces ([`LinkRequest::about_pieces`]), since an
+/// asker puts nothing else on a link ([`carries`]).
+pub fn strikes_request(request: LinkRequest) -> bool {
+    !request.about_pieces()
 }
 
 /// Whether a holder answers a request on a link from a peer that is (or is not) `connected`
@@ -207,13 +234,13 @@ pub fn admit_request(connected: bool, blocked: bool) -> Result<(), Refusal> {
 }
 
 /// Whether an asker sends a request over a ready link rather than libp2p: every request
-/// `about_pieces` — piece bytes (also those that ask the holder to fetch the piece for the
+/// about pieces ([`LinkRequest::about_pieces`]) — piece bytes (also those that ask the holder to fetch the piece for the
 /// network: answers come as the holder has them, so a slow one holds up no other), what the
 /// holder has of a blob (a fetch polls each peer every round), a blob's piece hash list. On
 /// libp2p each of those opens a yamux stream and negotiates its protocol; on a link it is one
 /// frame. Log sync, membership and requests bridged through a relay stay on libp2p.
-pub fn carries(about_pieces: bool, link_ready: bool) -> bool {
-    link_ready && about_pieces
+pub fn carries(request: LinkRequest, link_ready: bool) -> bool {
+    link_ready && request.about_pieces()
 }
 
 /// The link port an agent string names: a space-separated word `link/` followed by a port

@@ -20,15 +20,37 @@ fn only_a_connected_unblocked_peer_is_answered_on_a_link() {
 
 #[test]
 fn a_holder_strikes_a_link_request_about_anything_but_pieces() {
-    assert!(!strikes_request(true));
-    assert!(strikes_request(false));
+    for kind in [
+        LinkRequest::PieceBytes,
+        LinkRequest::Have,
+        LinkRequest::PieceHashes,
+    ] {
+        assert!(!strikes_request(kind), "{kind:?}");
+    }
+    assert!(strikes_request(LinkRequest::LogSync));
+    assert!(
+        strikes_request(LinkRequest::BridgedPiece),
+        "bridges go through a relay"
+    );
 }
 
 #[test]
 fn only_requests_about_pieces_go_over_a_ready_link() {
-    assert!(carries(true, true));
-    assert!(!carries(true, false), "not before the link is ready");
-    assert!(!carries(false, true), "log sync stays on libp2p");
+    assert!(carries(LinkRequest::PieceBytes, true));
+    assert!(carries(LinkRequest::Have, true), "polls ride the link");
+    assert!(carries(LinkRequest::PieceHashes, true));
+    assert!(
+        !carries(LinkRequest::PieceBytes, false),
+        "not before the link is ready"
+    );
+    assert!(
+        !carries(LinkRequest::LogSync, true),
+        "log sync stays on libp2p"
+    );
+    assert!(
+        !carries(LinkRequest::BridgedPiece, true),
+        "bridges stay on libp2p"
+    );
 }
 
 #[test]

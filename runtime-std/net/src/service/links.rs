@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use libp2p::{Multiaddr, PeerId, identity, multiaddr::Protocol};
-use pyrsia_core::piece_link::{ASKER_IDLE, admit_request, carries, link_port_of, strikes_request};
+use pyrsia_core::piece_link::{
+    ASKER_IDLE, LinkRequest, admit_request, carries, link_port_of, strikes_request,
+};
 use pyrsia_core::rate::Admission;
 use pyrsia_std::network::PieceLinkStatus;
 
@@ -159,8 +161,9 @@ impl EventLoop {
         let Some(links) = &mut self.links else {
             return Some((message, tag, reply));
         };
-        let about_pieces = about_pieces(&message);
-        if !about_pieces {
+        let kind = link_request(&message);
+        if !kind.about_pieces() {
+            // (No link would carry it: none is opened for it.)
             return Some((message, tag, reply));
         }
         if links.asking.get(&peer).is_some_and(Link::is_closed) {
@@ -170,10 +173,10 @@ impl EventLoop {
             open_link(links, peer);
             return Some((message, tag, reply));
         };
-        if !carries(about_pieces, link.is_ready()) {
+        if !carries(kind, link.is_ready()) {
             return Some((message, tag, reply));
         }
-        let asks_bytes = matches!(message, SyncRequest::Piece { .. });
+        let asks_bytes = kind == LinkRequest::PieceBytes;
         match link.send(Outgoing {
             request: message,
             tag,
@@ -212,7 +215,8 @@ impl EventLoop {
         if !self.admit_on_link(&peer) {
             return;
         }
-        if strikes_request(about_pieces(&request)) {
+        let kind = link_request(&request);
+        if strikes_request(kind) {
             self.strike(
                 peer,
                 "a request about something other than pieces on a piece link",
@@ -232,12 +236,11 @@ impl EventLoop {
                 return;
             }
         }
-        let is_piece = matches!(request, SyncRequest::Piece { .. });
         // (`strikes_request` let nothing else through.)
         let Ok((request, asked)) = super::content::about_pieces(request) else {
             return;
         };
-        if let (true, Some(links)) = (is_piece, &mut self.links) {
+        if let (LinkRequest::PieceBytes, Some(links)) = (kind, &mut self.links) {
             links.pieces_served += 1;
         }
         self.serve_piece(peer, None, Responder::Link(respond), request, asked);
@@ -292,13 +295,18 @@ impl EventLoop {
     }
 }
 
-/// Whether `request` is about pieces (bytes, what a peer has, a hash list): what core's
-/// `carries` lets on a link. A bridged piece is not: it goes through a relay's circuit.
-fn about_pieces(request: &SyncRequest) -> bool {
-    matches!(
-        request,
-        SyncRequest::Piece { .. } | SyncRequest::Have { .. } | SyncRequest::PieceHashes { .. }
-    )
+/// The kind of `request` that core's link rules decide on.
+fn link_request(request: &SyncRequest) -> LinkRequest {
+    match request {
+        SyncRequest::Piece { .. } => LinkRequest::PieceBytes,
+        SyncRequest::Have { .. } => LinkRequest::Have,
+        SyncRequest::PieceHashes { .. } => LinkRequest::PieceHashes,
+        SyncRequest::BridgePiece { .. } => LinkRequest::BridgedPiece,
+        SyncRequest::Checkpoint
+        | SyncRequest::Entries { .. }
+        | SyncRequest::Consistency { .. }
+        | SyncRequest::Malformed(_) => LinkRequest::LogSync,
+    }
 }
 
 /// Opens a link to `peer` if it names a link port and no earlier attempt failed lately.
