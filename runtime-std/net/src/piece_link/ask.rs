@@ -4,6 +4,7 @@
 //! and hands each to the fetcher that asked.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
@@ -16,7 +17,8 @@ use pyrsia_core::piece_link::{
 };
 use pyrsia_std::peers::{PieceAnswer, PieceReply};
 
-use super::{handshake, split, std_duration};
+use super::split::{self, handshake};
+use super::std_duration;
 use crate::codec::{SyncRequest, SyncResponse, link};
 
 /// A piece request for a link: what to send and where its answer goes.
@@ -45,7 +47,10 @@ impl Link {
     /// Opens a link to `peer` at `address` on a thread of its own; requests go over libp2p
     /// until it is ready.
     pub(crate) fn open(address: SocketAddr, key: &identity::Keypair, peer: PeerId) -> Option<Link> {
-        let config = Arc::new(libp2p::tls::make_client_config(key, Some(peer)).ok()?);
+        let mut config = libp2p::tls::make_client_config(key, Some(peer)).ok()?;
+        // After the handshake the link protects its records itself (`split`).
+        config.enable_secret_extraction = true;
+        let config = Arc::new(config);
         let (requests, queue) = mpsc::channel();
         let state = Arc::new(AtomicU8::new(OPENING));
         let shared = state.clone();
@@ -54,7 +59,7 @@ impl Link {
         std::thread::Builder::new()
             .name("link-ask".into())
             .spawn(move || {
-                let why = match run(address, config, &queue, &shared, counted) {
+                let why = match run(address, peer, config, &queue, &shared, counted) {
                     Ok(()) => return,
                     Err(e) => e.to_string(),
                 };
@@ -149,23 +154,28 @@ const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn run(
     address: SocketAddr,
+    peer: PeerId,
     config: Arc<rustls::ClientConfig>,
     queue: &mpsc::Receiver<Outgoing>,
     state: &AtomicU8,
     received: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
-    let tcp = TcpStream::connect_timeout(&address, std_duration(HANDSHAKE_TIMEOUT))?;
+    let mut tcp = TcpStream::connect_timeout(&address, std_duration(HANDSHAKE_TIMEOUT))?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(std_duration(HANDSHAKE_TIMEOUT)))?;
     tcp.set_write_timeout(Some(std_duration(ANSWER_TIMEOUT)))?;
     let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
-    let connection = rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(connection, tcp);
-    handshake(&mut tls, Instant::now() + std_duration(HANDSHAKE_TIMEOUT))?;
+    let mut connection =
+        rustls::ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+    handshake(
+        &mut connection,
+        &mut tcp,
+        Instant::now() + std_duration(HANDSHAKE_TIMEOUT),
+    )?;
     // Answers may take long (a holder fetching for the network); core's `overdue` decides
     // when to give up, not a socket timeout that could cut a frame in half.
-    tls.sock.set_read_timeout(None)?;
-    let (mut reader, mut writer) = split::split(tls)?;
+    tcp.set_read_timeout(None)?;
+    let (mut reader, mut writer) = split::split(connection, tcp)?;
     let opened = Instant::now();
     let shared: Shared = Arc::new((
         Mutex::new(Waiting {
@@ -188,7 +198,7 @@ fn run(
                 shared.1.notify_all();
             })?
     };
-    let sent = send_requests(&mut writer, queue, &shared, opened);
+    let sent = send_requests(&mut writer, peer, queue, &shared, opened);
     if let Err(e) = &sent {
         // Why the link ends, before the shutdown makes the reader see the socket close.
         lock(&shared).close(&e.to_string());
@@ -209,11 +219,7 @@ fn run(
 
 /// Reads answers and hands each to the fetcher waiting for it (core's `answer_fate`); returns
 /// why the link ended.
-fn read_answers(
-    reader: &mut split::ReadHalf<rustls::ClientConnection>,
-    shared: &Shared,
-    received: &AtomicU64,
-) -> String {
+fn read_answers(reader: &mut split::ReadHalf, shared: &Shared, received: &AtomicU64) -> String {
     loop {
         let (id, response) =
             match smol::block_on(link::read_response(&mut AllowStdIo::new(&mut *reader))) {
@@ -243,7 +249,8 @@ fn read_answers(
 /// Sends requests from the event loop as room on the link allows and gives up overdue ones;
 /// returns once the event loop dropped the link and every request was answered.
 fn send_requests(
-    writer: &mut split::WriteHalf<rustls::ClientConnection>,
+    writer: &mut split::WriteHalf,
+    peer: PeerId,
     queue: &mpsc::Receiver<Outgoing>,
     shared: &Shared,
     opened: Instant,
@@ -286,6 +293,8 @@ fn send_requests(
                         if let Some((id, _)) = oldest
                             && let Some(Sent { tag, reply, .. }) = waiting.requests.remove(&id)
                         {
+                            // Other answers keep coming on the link, so it stays open.
+                            tracing::info!(%peer, id, "a request on the piece link got no answer in time; given up");
                             let _ = reply.send(PieceReply {
                                 tag,
                                 result: Err("no answer on the piece link in time".to_string()),
@@ -339,6 +348,7 @@ fn send_requests(
             id,
             &request,
         ))?;
+        writer.flush()?;
     }
 }
 

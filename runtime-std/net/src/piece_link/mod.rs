@@ -4,9 +4,9 @@
 //! [`serve`] listens and answers (through the event loop, which applies the same rules as to a
 //! request on libp2p), [`ask`] keeps a pipeline of requests to one peer. Each link is read by
 //! one thread and written by another ([`split`]), so answers go out in the order the holder
-//! has them.
+//! has them. rustls does each link's handshake; [`records`] then protects what it carries.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use crate::codec::{SyncRequest, SyncResponse};
 
 pub(crate) mod ask;
+mod records;
 pub(crate) mod serve;
 mod split;
 
@@ -75,28 +76,6 @@ impl Drop for LinkAnswer {
 /// The std duration of a core duration.
 pub(crate) fn std_duration(d: pyrsia_core::time::Duration) -> Duration {
     Duration::from_micros(d.as_micros())
-}
-
-/// Completes a TLS handshake on `tls` by `deadline` (each read and write also waits at most
-/// the socket's timeouts).
-pub(crate) fn handshake<C, D>(
-    tls: &mut rustls::StreamOwned<C, TcpStream>,
-    deadline: Instant,
-) -> std::io::Result<()>
-where
-    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
-    D: rustls::SideData,
-{
-    while tls.conn.is_handshaking() {
-        if Instant::now() >= deadline {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "handshake took too long",
-            ));
-        }
-        tls.conn.complete_io(&mut tls.sock)?;
-    }
-    Ok(())
 }
 
 /// The IP of the first address in `addresses` that is not through a relay.

@@ -17,7 +17,8 @@ use pyrsia_core::piece_link::{
     reads_request, request_id, write_stalled,
 };
 
-use super::{Inbound, LinkAnswer, handshake, split, std_duration};
+use super::split::{self, handshake};
+use super::{Inbound, LinkAnswer, std_duration};
 use crate::codec::{SyncResponse, link};
 
 /// What the listener counts, shared with the event loop (for `/peers`).
@@ -132,9 +133,13 @@ pub(crate) fn listen(
     inbound: smol::channel::Sender<Inbound>,
     served: Arc<ServedLinks>,
 ) -> std::io::Result<u16> {
-    let config = Arc::new(
-        libp2p::tls::make_server_config(key).map_err(|e| std::io::Error::other(e.to_string()))?,
-    );
+    let mut config =
+        libp2p::tls::make_server_config(key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    // After the handshake the link protects its records itself (`split`), and a link has no
+    // use for session tickets.
+    config.enable_secret_extraction = true;
+    config.send_tls13_tickets = 0;
+    let config = Arc::new(config);
     let listener = TcpListener::bind((ip, port))?;
     let port = listener.local_addr()?.port();
     let watched = served.clone();
@@ -203,7 +208,7 @@ impl Drop for PeerSlot<'_> {
 }
 
 fn serve(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
     inbound: &smol::channel::Sender<Inbound>,
     served: &ServedLinks,
@@ -211,12 +216,14 @@ fn serve(
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(std_duration(HANDSHAKE_TIMEOUT)))?;
     tcp.set_write_timeout(Some(std_duration(HANDSHAKE_TIMEOUT)))?;
-    let connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(connection, tcp);
-    handshake(&mut tls, Instant::now() + std_duration(HANDSHAKE_TIMEOUT))?;
+    let mut connection = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
+    handshake(
+        &mut connection,
+        &mut tcp,
+        Instant::now() + std_duration(HANDSHAKE_TIMEOUT),
+    )?;
     // libp2p-tls's verifier accepted the certificate: it names the peer's key.
-    let peer = tls
-        .conn
+    let peer = connection
         .peer_certificates()
         .and_then(|certs| certs.first())
         .and_then(|cert| libp2p::tls::certificate::parse(cert).ok())
@@ -244,14 +251,12 @@ fn serve(
             "{peer} may not hold a piece link"
         )));
     }
-    tls.sock
-        .set_read_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
+    tcp.set_read_timeout(Some(std_duration(IDLE_TIMEOUT)))?;
     // An asker that stops reading would hold the answers given to this link (core's
     // `WRITE_STALL`).
-    tls.sock
-        .set_write_timeout(Some(std_duration(WRITE_STALL)))?;
-    let watched = served.watched(tls.sock.try_clone()?, peer);
-    let (mut reader, mut writer) = split::split(tls)?;
+    tcp.set_write_timeout(Some(std_duration(WRITE_STALL)))?;
+    let watched = served.watched(tcp.try_clone()?, peer);
+    let (mut reader, mut writer) = split::split(connection, tcp)?;
     let outstanding: Outstanding = Arc::new((Mutex::new(Some(HashSet::new())), Condvar::new()));
     let (answers, to_write) = mpsc::channel();
     std::thread::scope(|scope| {
@@ -290,7 +295,7 @@ fn close(outstanding: &Outstanding) {
 
 /// Reads requests while core's `reads_request` allows, and hands each to the event loop.
 fn read_requests(
-    reader: &mut split::ReadHalf<rustls::ServerConnection>,
+    reader: &mut split::ReadHalf,
     peer: PeerId,
     inbound: &smol::channel::Sender<Inbound>,
     outstanding: &Outstanding,
@@ -353,7 +358,7 @@ fn malformed(
 /// Returns once no answer can come any more (the reader has stopped and every request is
 /// answered or refused), having counted every piece handed over as written.
 fn write_answers(
-    writer: &mut split::WriteHalf<rustls::ServerConnection>,
+    writer: &mut split::WriteHalf,
     to_write: &mpsc::Receiver<(u64, Option<SyncResponse>)>,
     outstanding: &Outstanding,
     served: &ServedLinks,
