@@ -1023,21 +1023,22 @@ impl PieceFetcher {
             })
             .unwrap_or(self.timeout);
         match self.replies.recv_timeout(wait) {
-            Ok(reply) => {
-                self.dispatch(reply);
-                Ok(())
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let now = self.now();
-                if let Some(schedule) = self.schedule.as_mut() {
-                    for tag in schedule.handle_timeout(now) {
-                        tracing::info!(digest = %self.digest, tag, "piece stalled; its peer is given up, the piece asked elsewhere");
-                    }
-                }
-                Ok(())
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(io::Error::other("network gone")),
+            Ok(reply) => self.dispatch(reply),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Err(io::Error::other("network gone")),
         }
+        // A deadline that passed is kept even while replies keep coming (from other peers).
+        let now = self.now();
+        if let Some(schedule) = self.schedule.as_mut()
+            && schedule
+                .next_deadline()
+                .is_some_and(|deadline| deadline <= now)
+        {
+            for tag in schedule.handle_timeout(now) {
+                tracing::info!(digest = %self.digest, tag, "piece stalled; its peer is given up, the piece asked elsewhere");
+            }
+        }
+        Ok(())
     }
 
     /// Files one reply: an answer to what a peer holds, or to a piece request (a late

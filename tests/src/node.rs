@@ -93,7 +93,11 @@ impl Node {
                 "5",
             ])
             .args(args)
-            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn");
+            .env(
+                "RUST_LOG",
+                std::env::var("PYRSIA_LAB_LOG")
+                    .unwrap_or_else(|_| "info,fjall=warn,lsm_tree=warn".into()),
+            );
         if let Some(p2p) = p2p_port
             && !args.contains(&"--p2p-listen")
         {

@@ -449,8 +449,8 @@ fn a_peer_that_stops_reading_loses_its_link_after_the_write_stall_and_holds_up_n
 /// checks after it.
 const WRITE_STALL_PLUS_MARGIN: Duration = Duration::from_secs(30);
 
-/// How long after a pull the staller's link may stay open: core's answer timeout from the
-/// last frame, and a margin for a loaded machine.
+/// How long after a pull a piece request may wait on the staller's link: core's answer timeout
+/// from when it was sent, and a margin for a loaded machine.
 const ANSWER_TIMEOUT_PLUS_MARGIN: Duration =
     Duration::from_secs(pyrsia_core::piece_link::ANSWER_TIMEOUT.as_micros() / 1_000_000 + 10);
 
@@ -496,29 +496,29 @@ fn a_link_holder_that_never_answers_a_piece_costs_time_not_the_pull() {
         staller.piece_requests() > 0,
         "B asked the staller for pieces on its link: {log}"
     );
-    // The fetch gives the staller up after its piece timeout and asks A instead.
+    // The fetch gives the staller's pieces up after the piece timeout and asks A instead,
+    // or A answers them first in the endgame: which one depends on timing, and either way
+    // the pull completes.
     assert!(
         took < Duration::from_secs(60),
         "the staller cost time, not the pull: {took:?}"
     );
-    assert!(
-        log.contains("stalled; its peer is given up"),
-        "B gave the staller's pieces up: {log}"
-    );
-    // The link itself: nothing came on it while requests waited, so B closes it after the
-    // answer timeout (core's `overdue`), and the requests on it fail there.
-    let closed = |log: &str| {
+    // The link itself gives the piece request up after the answer timeout (core's
+    // `overdue`): it closes the link when nothing came on it meanwhile, and gives up only
+    // that request when the staller's answers to polls kept coming (which of the two depends
+    // on when the fetch stopped polling).
+    let given_up = |log: &str| {
         log.lines().any(|l| {
-            l.contains("piece link failed")
-                && l.contains(liar.peer_id())
-                && l.contains("no answer on the piece link")
+            l.contains(liar.peer_id())
+                && ((l.contains("piece link failed") && l.contains("no answer on the piece link"))
+                    || l.contains("got no answer in time; given up"))
         })
     };
     let waited = Instant::now();
-    while !closed(&b.log()) {
+    while !given_up(&b.log()) {
         assert!(
             waited.elapsed() < ANSWER_TIMEOUT_PLUS_MARGIN,
-            "B closes the staller's silent link: {}",
+            "B gives up the piece request waiting on the staller's link: {}",
             b.log()
         );
         std::thread::sleep(Duration::from_millis(200));
