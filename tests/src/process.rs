@@ -179,3 +179,20 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
 }
+
+/// Busy CPU time of the whole machine since boot, in seconds (`/proc/stat`'s first line:
+/// user, nice, system, irq and softirq; idle, iowait and steal left out), at the kernel's
+/// 100 ticks per second.
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .expect("/proc/stat's cpu line")
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().expect("a tick count"))
+        .collect();
+    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+    busy as f64 / 100.0
+}

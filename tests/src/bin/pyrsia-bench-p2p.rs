@@ -108,23 +108,6 @@ fn connections_by_transport(nodes: &[Node]) -> (usize, usize) {
     (addresses.len() - quic, quic)
 }
 
-/// Busy CPU time of the whole machine since boot, in seconds (`/proc/stat`'s first line:
-/// user, nice, system, irq and softirq; idle, iowait and steal left out), at the kernel's
-/// 100 ticks per second.
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .expect("/proc/stat's cpu line")
-        .split_whitespace()
-        .skip(1)
-        .map(|t| t.parse().expect("a tick count"))
-        .collect();
-    let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
-    busy as f64 / 100.0
-}
-
 /// `n` nodes fetch a fresh blob, the i-th client starting `stagger × i` after the first.
 fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) -> Run {
     let work = tempfile::tempdir().expect("temp dir");
@@ -141,7 +124,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .map_or_else(|| registry.url(), FaultProxy::url);
     let nodes = nodes(work.path(), &upstream, n, swarm, node_args);
     let profile = Profile::if_asked(Sampled::Machine, "");
-    let busy_before = machine_busy_seconds();
+    let busy_before = pyrsia_tests::process::machine_busy_seconds();
     let started = Instant::now();
     let clients: Vec<_> = nodes
         .iter()
@@ -160,7 +143,7 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
         .into_iter()
         .map(|c| c.join().expect("client"))
         .collect();
-    let cpu_seconds = machine_busy_seconds() - busy_before;
+    let cpu_seconds = pyrsia_tests::process::machine_busy_seconds() - busy_before;
     if let Some(profile) = profile {
         profile.stop();
     }
@@ -222,7 +205,7 @@ const FILES: usize = 16;
 fn page_cache_writes(files: usize, writers: usize, slice: usize) -> (f64, f64) {
     use std::io::Write;
     let work = tempfile::tempdir().expect("temp dir");
-    let busy_before = machine_busy_seconds();
+    let busy_before = pyrsia_tests::process::machine_busy_seconds();
     let started = Instant::now();
     let threads: Vec<_> = (0..writers)
         .map(|w| {
@@ -246,7 +229,7 @@ fn page_cache_writes(files: usize, writers: usize, slice: usize) -> (f64, f64) {
         thread.join().expect("writer");
     }
     (
-        machine_busy_seconds() - busy_before,
+        pyrsia_tests::process::machine_busy_seconds() - busy_before,
         started.elapsed().as_secs_f64(),
     )
 }
@@ -303,10 +286,10 @@ fn main() {
         let registry = Registry::start(&work.path().join("registry"));
         let nodes = nodes(work.path(), &registry.url(), n, true, &[]);
         std::thread::sleep(Duration::from_secs(5));
-        let busy_before = machine_busy_seconds();
+        let busy_before = pyrsia_tests::process::machine_busy_seconds();
         let window = Duration::from_secs(10);
         std::thread::sleep(window);
-        let busy = machine_busy_seconds() - busy_before;
+        let busy = pyrsia_tests::process::machine_busy_seconds() - busy_before;
         println!(
             "{n} connected nodes, no pulls: machine CPU {busy:.2} s in {} s ({:.1}% of one core per node)",
             window.as_secs(),

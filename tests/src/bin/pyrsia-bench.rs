@@ -10,12 +10,17 @@
 //! - clients: `skopeo inspect` and `podman pull` of a 2 MiB image through the node (warm)
 //!   and from distribution directly: both clients probe an insecure registry with a TLS
 //!   ClientHello first, which the node must answer as fast as Go's server does.
+//!
+//! `pyrsia-bench cold [ROUNDS]` (10 by default) runs the cold row alone, a direct fetch and a
+//! pull-through alternated round by round, with the CPU each used; with
+//! `PYRSIA_BENCH_PERF=<file>` the last round's node is profiled.
 
 use std::process::Command;
 use std::time::Instant;
 
 use pyrsia_tests::image::{Layout, OCI_MANIFEST, push_large_image};
 use pyrsia_tests::node::Node;
+use pyrsia_tests::perf::{Profile, Sampled};
 use pyrsia_tests::process::free_port;
 use pyrsia_tests::registry::Registry;
 
@@ -140,6 +145,57 @@ fn client_rows(work: &std::path::Path, registry: &Registry, node: &Node) {
     );
 }
 
+/// `pyrsia-bench cold [ROUNDS]`: the cold row alone, a direct fetch and a pull-through by a
+/// fresh node alternated round by round (so both see the machine in the same state), with the
+/// CPU each used: the node's own (`/proc/PID/stat`) and the whole machine's (`/proc/stat`,
+/// distribution and curl included). Prints one line per round and the medians.
+fn cold_pairs(rounds: usize) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let registry = Registry::start(&work.path().join("registry"));
+    let image = push_large_image(work.path(), &registry.authority(), SIZE);
+    let layer = &image.layers[0].blob;
+    let path = format!("/v2/library/large/blobs/{}", layer.digest);
+    let direct = format!("{}{path}", registry.url());
+    let _ = curl_seconds(&direct);
+    println!(
+        "| round | direct s | direct machine CPU s | cold s | cold machine CPU s | node CPU s | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let (mut directs, mut colds) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let busy = pyrsia_tests::process::machine_busy_seconds();
+        let direct_seconds = curl_seconds(&direct);
+        let direct_cpu = pyrsia_tests::process::machine_busy_seconds() - busy;
+        let node = Node::start(
+            &work.path().join(format!("cold-{round}")),
+            &["--upstream", &registry.url()],
+        );
+        // With `PYRSIA_BENCH_PERF=<file>`, the last round's node is profiled.
+        let profile = (round + 1 == rounds)
+            .then(|| Profile::if_asked(Sampled::Processes(&[node.pid()]), ""))
+            .flatten();
+        let node_before = pyrsia_tests::process::cpu_seconds(node.pid());
+        let busy = pyrsia_tests::process::machine_busy_seconds();
+        let cold_seconds = curl_seconds(&format!("{}{path}", node.url()));
+        let cold_cpu = pyrsia_tests::process::machine_busy_seconds() - busy;
+        let node_cpu = pyrsia_tests::process::cpu_seconds(node.pid()) - node_before;
+        if let Some(profile) = profile {
+            profile.stop();
+        }
+        println!(
+            "| {round} | {direct_seconds:.3} | {direct_cpu:.2} | {cold_seconds:.3} | {cold_cpu:.2} | {node_cpu:.2} | {:.2}x |",
+            cold_seconds / direct_seconds
+        );
+        directs.push(direct_seconds);
+        colds.push(cold_seconds);
+    }
+    let (direct, cold) = (median(directs), median(colds));
+    println!(
+        "medians: direct {direct:.3} s, cold {cold:.3} s, {:.2}x",
+        cold / direct
+    );
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -151,6 +207,13 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("cold") {
+        let rounds = std::env::args()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10);
+        return cold_pairs(rounds);
+    }
     let work = tempfile::tempdir().expect("tempdir");
     let registry = Registry::start(&work.path().join("registry"));
     let image = push_large_image(work.path(), &registry.authority(), SIZE);
