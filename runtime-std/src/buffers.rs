@@ -1,5 +1,5 @@
 //! Recycled byte buffers for the blob data path: a piece read from a peer or from the store,
-//! a chunk read from the upstream on its way to the temp file and the hashing thread.
+//! a chunk read from the upstream on its way to the temp file (which hashes it as it writes it).
 //!
 //! Each piece used to be a fresh 1 MiB `vec![0; len]`: the allocator hands such a block out
 //! as new pages (one page fault and one page clear per 4 KiB) or zeroes it, and hands it back
@@ -12,8 +12,8 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-/// A range of a buffer shared between threads: how a download hands a piece or an upstream
-/// chunk to its temp file and its hashing thread without copying it.
+/// A range of a buffer shared between threads: how a download hands a piece (which peers may
+/// be served from meanwhile) or an upstream chunk to its temp file without copying it.
 pub type SharedSlice = (Arc<Vec<u8>>, Range<usize>);
 
 /// The most buffers kept for reuse: at most 16 MiB idle.

@@ -1322,8 +1322,8 @@ impl PieceFetcher {
 
     /// The next bytes in order without copying them: the rest of the piece at the read
     /// position, as its buffer and the range of it to use; `None` at the blob's end. For a
-    /// caller that can hand the buffer on (the download writes it to its temp file and gives
-    /// it to the hashing thread as it is).
+    /// caller that can hand the buffer on (the download writes it to its temp file, which
+    /// hashes it, and gives the buffer back for reuse).
     pub fn next_shared(&mut self) -> io::Result<Option<crate::buffers::SharedSlice>> {
         if !self.bytes_in_hand()? {
             return Ok(None);

@@ -148,10 +148,12 @@ fn send_stream(request: Request, mut reply: Reply) -> io::Result<()> {
     writer.flush()
 }
 
-/// Sends a stored blob with `sendfile(2)`: page cache to socket without copying through this
-/// process. The headers are flushed first; tiny_http's writer stays held, so nothing else is
-/// written to the connection meanwhile. Returns false (nothing sent) when the blob is not a
-/// stored file or the socket cannot be reached, and the caller copies instead.
+/// Sends a blob with `sendfile(2)`: page cache to socket without copying through this
+/// process. A stored blob goes in one call; a download being followed goes span by span as
+/// its bytes become servable (never its last byte before the digest matched: the
+/// [`pyrsia_std::mirror::FlightReader`] rule). The headers are flushed first; tiny_http's
+/// writer stays held, so nothing else is written to the connection meanwhile. Returns false
+/// (nothing sent) when the socket cannot be reached, and the caller copies instead.
 #[cfg(target_os = "linux")]
 fn send_file(
     writer: &mut dyn io::Write,
@@ -159,10 +161,6 @@ fn send_file(
     peer: std::net::SocketAddr,
 ) -> io::Result<bool> {
     use std::io::Seek;
-    let left = blob.limit();
-    let BlobReader::Stored(stored) = blob.get_mut() else {
-        return Ok(false);
-    };
     let Some(socket) = crate::abort::connection_socket(peer) else {
         return Ok(false);
     };
@@ -173,22 +171,50 @@ fn send_file(
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     writer.flush()?;
-    let mut offset = stored.file.stream_position()?;
-    let end = offset + left;
-    while offset < end {
-        let want = usize::try_from(end - offset)
-            .unwrap_or(usize::MAX)
-            .min(1 << 30);
-        let sent = rustix::fs::sendfile(&socket, &stored.file, Some(&mut offset), want)?;
-        if sent == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "stored blob shorter than recorded",
-            ));
+    let mut left = blob.limit();
+    match blob.get_mut() {
+        BlobReader::Stored(stored) => {
+            let mut offset = stored.file.stream_position()?;
+            while left > 0 {
+                left -= send_span(&socket, &stored.file, &mut offset, left)?;
+            }
+        }
+        BlobReader::Following(download, _) => {
+            while left > 0 {
+                let Some((file, mut offset, len)) = download.next_span(left)? else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob shorter than announced",
+                    ));
+                };
+                let sent = send_span(&socket, file, &mut offset, len)?;
+                download.advance(sent);
+                left -= sent;
+            }
         }
     }
     blob.set_limit(0);
     Ok(true)
+}
+
+/// One `sendfile(2)` of at most `len` bytes (and 1 GiB) of `file` from `offset`, which it
+/// advances; returns the bytes sent, and errors on a file shorter than that.
+#[cfg(target_os = "linux")]
+fn send_span(
+    socket: &std::os::fd::OwnedFd,
+    file: &std::fs::File,
+    offset: &mut u64,
+    len: u64,
+) -> io::Result<u64> {
+    let want = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 30);
+    let sent = rustix::fs::sendfile(socket, file, Some(offset), want)?;
+    if sent == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "blob file shorter than recorded",
+        ));
+    }
+    Ok(sent as u64)
 }
 
 /// Elsewhere blobs are always copied.

@@ -146,9 +146,7 @@ impl Mirror {
                 let range = range::evaluate(range_header, size);
                 let (start, len) = span(range, size);
                 if !matches!(range, RangeOutcome::Full) {
-                    reader.seek_to_verified_range(start).map_err(|_| {
-                        OciError::new(Code::Unknown, "could not read the blob being downloaded")
-                    })?;
+                    reader.seek_to_verified_range(start);
                 }
                 Ok(BlobReply {
                     size,

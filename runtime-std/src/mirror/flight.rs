@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -22,11 +22,14 @@ use crate::peers::{FetchHint, PeerFetch, PieceFetcher, Shelf};
 use crate::store::{BlobKind, Store, StoreError};
 use crate::upstream::{Upstream, UpstreamError};
 
+use super::read_ahead::{Filled, ReadAhead};
+
 /// Attempts per download; later attempts resume with a `Range` request.
 const ATTEMPTS: u32 = 3;
 /// Pause before the second and third attempt.
 const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
-/// Bytes read from the upstream before they go on to the temp file, the hasher and the readers.
+/// Bytes read from the upstream before they go on to the temp file (which hashes them) and
+/// the readers.
 const CHUNK: usize = 256 * 1024;
 
 /// The downloads in progress, by digest and source: a request joins only a download of the
@@ -298,8 +301,7 @@ impl Flight {
             // The temp file may have been renamed into the store between our checks; then
             // this fails and the next wake-up sees the outcome.
             if let (Some(size), Some(path)) = (state.size, &state.temp_path)
-                && let Ok(file) =
-                    File::open(path).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
+                && let Ok(file) = File::open(path)
             {
                 let reader = FlightReader {
                     flight: self.clone(),
@@ -400,7 +402,7 @@ impl Flight {
                 std::thread::sleep(BACKOFF[attempt as usize - 1]);
                 tracing::info!(digest = %self.digest, offset = writer.written(), attempt, "resuming blob download");
             }
-            let mut body = match upstream.get_blob(repository, &self.digest, writer.written()) {
+            let body = match upstream.get_blob(repository, &self.digest, writer.written()) {
                 Ok(body) => body,
                 Err(e @ (UpstreamError::NotFound | UpstreamError::Denied(_))) => {
                     return Err(FlightError::Upstream(e));
@@ -414,9 +416,9 @@ impl Flight {
                 let total = body.len.map(|len| len + writer.written());
                 self.update(|s| s.size = total);
             }
+            let mut ahead = ReadAhead::start(body.reader, CHUNK);
             loop {
-                let mut chunk = crate::buffers::take(CHUNK);
-                let (n, end) = fill(&mut body.reader, &mut chunk);
+                let (chunk, n, end) = ahead.next();
                 if n > 0 {
                     writer
                         .write_shared(Arc::new(chunk), 0..n)
@@ -508,8 +510,8 @@ impl Flight {
         Ok(FromPeers::Upstream)
     }
 
-    /// Writes the fetcher's bytes into the temp file until they end (each piece handed to the
-    /// hashing thread as it is, without a copy), publishing progress to readers.
+    /// Writes the fetcher's bytes into the temp file until they end (each piece written and
+    /// hashed from the buffer it arrived in, without a copy), publishing progress to readers.
     fn copy(
         &self,
         source: &mut PieceFetcher,
@@ -563,34 +565,9 @@ impl Flight {
     }
 }
 
-/// How a [`fill`] ended.
-enum Filled {
-    /// The buffer is full; the source may have more.
-    Full,
-    /// The source ended.
-    Ended,
-    /// The source failed (after the bytes counted).
-    Broke(io::Error),
-}
-
-/// Reads from `source` until `buf` is full, the source ends or it fails: one hand-off to the
-/// temp file, the hasher and the readers per [`CHUNK`] rather than per read (an HTTP body
-/// reader returns far less at a time). Returns the bytes read and how it ended.
-fn fill(source: &mut impl Read, buf: &mut [u8]) -> (usize, Filled) {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..]) {
-            Ok(0) => return (filled, Filled::Ended),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (filled, Filled::Broke(e)),
-        }
-    }
-    (filled, Filled::Full)
-}
-
 /// Reads a blob from its growing temp file, never past what has been written, and never its
-/// last byte before the digest has been verified.
+/// last byte before the digest has been verified. Reads are positional (`pread`), so the
+/// same reader can hand spans of its file to `sendfile(2)` ([`FlightReader::next_span`]).
 pub struct FlightReader {
     flight: Arc<Flight>,
     file: File,
@@ -603,19 +580,14 @@ pub struct FlightReader {
 impl FlightReader {
     /// Moves to byte `offset` and serves nothing until the whole blob has been verified: for
     /// a range, whose bytes the client cannot check against the digest itself.
-    pub(super) fn seek_to_verified_range(&mut self, offset: u64) -> io::Result<()> {
-        self.file.seek(SeekFrom::Start(offset))?;
+    pub(super) fn seek_to_verified_range(&mut self, offset: u64) {
         self.position = offset;
         self.whole_verified_first = true;
-        Ok(())
     }
-}
 
-impl Read for FlightReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
+    /// Waits until bytes past the reader's position may be served, then returns how many
+    /// (0 at the end of the blob). Errors when the download failed.
+    fn wait_readable(&self) -> io::Result<u64> {
         let mut state = self.flight.lock();
         loop {
             let size = state.size.unwrap_or(u64::MAX);
@@ -630,19 +602,7 @@ impl Read for FlightReader {
                 return Ok(0);
             }
             if self.position < readable {
-                drop(state);
-                let want = usize::try_from(readable - self.position)
-                    .unwrap_or(usize::MAX)
-                    .min(buf.len());
-                let n = self.file.read(&mut buf[..want])?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "download file shorter than recorded",
-                    ));
-                }
-                self.position += n as u64;
-                return Ok(n);
+                return Ok(readable - self.position);
             }
             state = self
                 .flight
@@ -651,5 +611,45 @@ impl Read for FlightReader {
                 .map(|(s, _)| s)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// Waits for servable bytes and returns where they are: the temp file, the offset of the
+    /// first and how many (at most `max`); `None` at the end of the blob. For senders that
+    /// copy file to socket in the kernel (`sendfile(2)`); they report what they sent with
+    /// [`FlightReader::advance`]. Errors when the download failed.
+    pub fn next_span(&mut self, max: u64) -> io::Result<Option<(&File, u64, u64)>> {
+        match self.wait_readable()?.min(max) {
+            0 => Ok(None),
+            len => Ok(Some((&self.file, self.position, len))),
+        }
+    }
+
+    /// Moves past `sent` bytes of the span [`FlightReader::next_span`] returned.
+    pub fn advance(&mut self, sent: u64) {
+        self.position += sent;
+    }
+}
+
+impl Read for FlightReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.wait_readable()?)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.position)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "download file shorter than recorded",
+            ));
+        }
+        self.position += n as u64;
+        Ok(n)
     }
 }

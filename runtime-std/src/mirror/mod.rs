@@ -7,6 +7,7 @@
 mod blob;
 mod flight;
 mod manifest;
+mod read_ahead;
 mod serve;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::store::{ScrubConfig, ScrubOutcome, Store, StoreError};
 use crate::upstream::{DOCKER_HUB_URL, Timeouts, Upstream, UpstreamError};
 
 pub use blob::{BlobReader, BlobReply};
+pub use flight::FlightReader;
 pub use manifest::ManifestReply;
 
 /// How a mirror is set up.

@@ -7,7 +7,6 @@
 //! moment leaves either nothing or the whole verified blob under the digest name, and `tmp/` is
 //! emptied on the next start.
 
-mod hasher;
 mod index;
 mod meta;
 mod scrub;
