@@ -109,6 +109,14 @@ mod tests {
         }
     }
 
+    fn trickle(data: &[u8], fail_at_end: bool) -> Box<dyn Read + Send> {
+        Box::new(Trickle {
+            data: data.to_vec(),
+            at: 0,
+            fail_at_end,
+        })
+    }
+
     fn read_all(ahead: &mut ReadAhead) -> (Vec<u8>, Filled) {
         let mut out = Vec::new();
         loop {
@@ -123,12 +131,7 @@ mod tests {
     #[test]
     fn hands_out_every_byte_in_order_then_the_end() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let source = Trickle {
-            data: data.clone(),
-            at: 0,
-            fail_at_end: false,
-        };
-        let (bytes, end) = read_all(&mut ReadAhead::start(Box::new(source), 1000));
+        let (bytes, end) = read_all(&mut ReadAhead::start(trickle(&data, false), 1000));
         assert_eq!(bytes, data);
         assert!(matches!(end, Filled::Ended));
     }
@@ -136,12 +139,7 @@ mod tests {
     #[test]
     fn a_broken_source_is_reported_after_the_bytes_it_gave() {
         let data = vec![9u8; 2500];
-        let source = Trickle {
-            data: data.clone(),
-            at: 0,
-            fail_at_end: true,
-        };
-        let (bytes, end) = read_all(&mut ReadAhead::start(Box::new(source), 1000));
+        let (bytes, end) = read_all(&mut ReadAhead::start(trickle(&data, true), 1000));
         assert_eq!(bytes, data);
         assert!(matches!(end, Filled::Broke(e) if e.to_string() == "connection reset"));
     }

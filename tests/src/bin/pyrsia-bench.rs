@@ -18,7 +18,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use pyrsia_tests::image::{Layout, OCI_MANIFEST, push_large_image};
+use pyrsia_tests::image::{Blob, Layout, OCI_MANIFEST, push_large_image};
 use pyrsia_tests::node::Node;
 use pyrsia_tests::perf::{Profile, Sampled};
 use pyrsia_tests::process::free_port;
@@ -151,10 +151,7 @@ fn client_rows(work: &std::path::Path, registry: &Registry, node: &Node) {
 /// distribution and curl included). Prints one line per round and the medians.
 fn cold_pairs(rounds: usize) {
     let work = tempfile::tempdir().expect("tempdir");
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), SIZE);
-    let layer = &image.layers[0].blob;
-    let path = format!("/v2/library/large/blobs/{}", layer.digest);
+    let (registry, _, path) = registry_with_large_blob(work.path());
     let direct = format!("{}{path}", registry.url());
     let _ = curl_seconds(&direct);
     println!(
@@ -196,6 +193,16 @@ fn cold_pairs(rounds: usize) {
     );
 }
 
+/// Distribution (`docker-registry`) on 127.0.0.1 holding one fresh [`SIZE`] layer: the registry, the layer and
+/// its blob path (`/v2/...`).
+fn registry_with_large_blob(work: &std::path::Path) -> (Registry, Blob, String) {
+    let registry = Registry::start(&work.join("registry"));
+    let image = push_large_image(work, &registry.authority(), SIZE);
+    let layer = image.layers[0].blob.clone();
+    let path = format!("/v2/library/large/blobs/{}", layer.digest);
+    (registry, layer, path)
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -215,10 +222,7 @@ fn main() {
         return cold_pairs(rounds);
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let registry = Registry::start(&work.path().join("registry"));
-    let image = push_large_image(work.path(), &registry.authority(), SIZE);
-    let layer = &image.layers[0].blob;
-    let path = format!("/v2/library/large/blobs/{}", layer.digest);
+    let (registry, layer, path) = registry_with_large_blob(work.path());
     let direct = format!("{}{path}", registry.url());
 
     // Cold: a node with an empty store each round, against the (page-cached) registry
