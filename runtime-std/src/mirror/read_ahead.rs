@@ -8,6 +8,8 @@
 //! (BENCHMARKS.md, "Hashing where the bytes are").
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 /// Chunks read and waiting for the download at most (one more is being filled): bounds the
@@ -28,9 +30,12 @@ pub(super) enum Filled {
 type Chunk = (Vec<u8>, usize, Filled);
 
 /// An upstream body being read ahead; [`ReadAhead::next`] hands out its chunks in order.
-/// Dropped early, its thread stops after its current read.
+/// Dropped early, its thread stops after its current read (each read is bounded by the
+/// upstream client's read timeout), closing the connection.
 pub(super) struct ReadAhead {
     chunks: Receiver<Chunk>,
+    /// Set when dropped: the thread stops reading.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl ReadAhead {
@@ -38,12 +43,14 @@ impl ReadAhead {
     /// [`crate::buffers`]) on a thread of its own.
     pub(super) fn start(mut source: Box<dyn Read + Send>, chunk_len: usize) -> ReadAhead {
         let (sender, chunks) = sync_channel::<Chunk>(AHEAD);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let stop = abandoned.clone();
         let spawned = std::thread::Builder::new()
             .name("upstream-read".into())
             .spawn(move || {
                 loop {
                     let mut chunk = crate::buffers::take(chunk_len);
-                    let (n, end) = fill(&mut source, &mut chunk);
+                    let (n, end) = fill(&mut source, &mut chunk, &stop);
                     let last = !matches!(end, Filled::Full);
                     if sender.send((chunk, n, end)).is_err() || last {
                         return;
@@ -54,7 +61,7 @@ impl ReadAhead {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start a thread to read the upstream");
         }
-        ReadAhead { chunks }
+        ReadAhead { chunks, abandoned }
     }
 
     /// The next chunk (it blocks until it is read), the bytes of it that were read, and how
@@ -67,12 +74,21 @@ impl ReadAhead {
     }
 }
 
-/// Reads from `source` until `buf` is full, the source ends or it fails: one hand-off to the
-/// download per chunk rather than per read (an HTTP body reader returns far less at a time).
-/// Returns the bytes read and how it ended.
-fn fill(source: &mut impl Read, buf: &mut [u8]) -> (usize, Filled) {
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads from `source` until `buf` is full, the source ends or it fails, or `stop` is set:
+/// one hand-off to the download per chunk rather than per read (an HTTP body reader returns
+/// far less at a time). Returns the bytes read and how it ended.
+fn fill(source: &mut impl Read, buf: &mut [u8], stop: &AtomicBool) -> (usize, Filled) {
     let mut filled = 0;
     while filled < buf.len() {
+        if stop.load(Ordering::Relaxed) {
+            return (filled, Filled::Broke(io::Error::other("no longer wanted")));
+        }
         match source.read(&mut buf[filled..]) {
             Ok(0) => return (filled, Filled::Ended),
             Ok(n) => filled += n,
@@ -134,6 +150,36 @@ mod tests {
         let (bytes, end) = read_all(&mut ReadAhead::start(trickle(&data, false), 1000));
         assert_eq!(bytes, data);
         assert!(matches!(end, Filled::Ended));
+    }
+
+    /// A source that never ends, one byte per read, counting its reads.
+    struct Endless(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            buf[0] = 1;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_dropped_read_ahead_stops_reading_its_source() {
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ahead = ReadAhead::start(Box::new(Endless(reads.clone())), 1 << 20);
+        while reads.load(Ordering::Relaxed) < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(ahead);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let after_drop = reads.load(Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(
+            reads.load(Ordering::Relaxed),
+            after_drop,
+            "the thread kept reading a body nobody wants"
+        );
     }
 
     #[test]
