@@ -346,6 +346,15 @@ impl Verifier {
     }
 }
 
+/// How many leading bytes of a blob still being downloaded may be served before its digest
+/// has been checked: those written so far, but never the last one, so that no reader ever
+/// holds a complete body that failed verification. Once [`Verifier::finish`] gave
+/// [`Verification::Match`], all `size` bytes may be served. Call it wherever bytes of a
+/// download in progress are served (to clients following it, to peers asking for pieces).
+pub fn servable_before_verification(size: u64, written: u64) -> u64 {
+    written.min(size.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +461,14 @@ mod tests {
             v.update(&data[cut..]);
             prop_assert_eq!(v.finish(), Verification::Match);
         }
+    }
+
+    #[test]
+    fn the_last_byte_waits_for_verification() {
+        assert_eq!(servable_before_verification(100, 40), 40);
+        assert_eq!(servable_before_verification(100, 99), 99);
+        assert_eq!(servable_before_verification(100, 100), 99);
+        assert_eq!(servable_before_verification(1, 1), 0);
+        assert_eq!(servable_before_verification(0, 0), 0);
     }
 }

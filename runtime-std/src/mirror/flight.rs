@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use pyrsia_core::digest::Digest;
+use pyrsia_core::digest::{Digest, servable_before_verification};
 
 use crate::metrics::Metrics;
 use crate::peers::{FetchHint, PeerFetch, PieceFetcher, Shelf};
@@ -278,7 +278,7 @@ impl Flight {
         let held = match state.outcome {
             Outcome::Stored => size,
             _ if state.verified => size,
-            Outcome::Running => state.written.min(size.saturating_sub(1)),
+            Outcome::Running => servable_before_verification(size, state.written),
             Outcome::Failed(_) => return None,
         };
         Some((size, held))
@@ -596,7 +596,7 @@ impl FlightReader {
                 Outcome::Failed(e) => return Err(io::Error::other(e.to_string())),
                 Outcome::Stored => size,
                 Outcome::Running if self.whole_verified_first => 0,
-                Outcome::Running => state.written.min(size.saturating_sub(1)),
+                Outcome::Running => servable_before_verification(size, state.written),
             };
             if self.position >= size {
                 return Ok(0);

@@ -356,6 +356,16 @@ mod tests {
         split(connection, socket).unwrap()
     }
 
+    /// The holder's end as the listener opens it.
+    fn our_holder(
+        config: Arc<rustls::ServerConfig>,
+        mut socket: TcpStream,
+    ) -> (ReadHalf, WriteHalf) {
+        let mut connection = rustls::ServerConnection::new(config).unwrap();
+        handshake(&mut connection, &mut socket, deadline()).unwrap();
+        split(connection, socket).unwrap()
+    }
+
     fn deadline() -> Instant {
         Instant::now() + Duration::from_secs(10)
     }
@@ -395,7 +405,7 @@ mod tests {
     #[test]
     fn a_holder_of_ours_keeps_a_request_sent_right_after_the_handshake() {
         let (client_config, server_config) = configs(0);
-        let (client_socket, mut server_socket) = connected();
+        let (client_socket, server_socket) = connected();
         let asker = std::thread::spawn(move || {
             let mut connection = rustls::ClientConnection::new(client_config, loopback()).unwrap();
             let mut socket = client_socket;
@@ -424,9 +434,7 @@ mod tests {
             assert_eq!(&echoed[..15], b"a first request");
             assert_eq!(echoed[15..], pattern(3 * MAX_PLAINTEXT, 3));
         });
-        let mut connection = rustls::ServerConnection::new(server_config).unwrap();
-        handshake(&mut connection, &mut server_socket, deadline()).unwrap();
-        let (mut reader, mut writer) = split(connection, server_socket).unwrap();
+        let (mut reader, mut writer) = our_holder(server_config, server_socket);
         let mut request = [0; 15];
         reader.read_exact(&mut request).unwrap();
         assert_eq!(&request, b"a first request");
@@ -441,11 +449,9 @@ mod tests {
     #[test]
     fn two_ends_of_ours_carry_both_directions_at_once() {
         let (client_config, server_config) = configs(0);
-        let (client_socket, mut server_socket) = connected();
+        let (client_socket, server_socket) = connected();
         let holder = std::thread::spawn(move || {
-            let mut connection = rustls::ServerConnection::new(server_config).unwrap();
-            handshake(&mut connection, &mut server_socket, deadline()).unwrap();
-            let (mut reader, mut writer) = split(connection, server_socket).unwrap();
+            let (mut reader, mut writer) = our_holder(server_config, server_socket);
             let writing = std::thread::spawn(move || {
                 for i in 0..64u8 {
                     writer.write_all(&pattern(100_000, i)).unwrap();
