@@ -62,6 +62,8 @@ pub mod restarts;
 pub mod rng;
 #[cfg(feature = "alloc")]
 pub mod source_search;
+#[cfg(feature = "alloc")]
+pub mod strikes;
 pub mod time;
 pub mod tlog;
 pub mod wire;

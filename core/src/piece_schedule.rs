@@ -48,6 +48,14 @@
 //! - **Failures.** A peer that answers `Missing` or stalls past the timeout is not asked
 //!   again; a transport error counts a failure (after [`MAX_FAILURES`] the peer is dropped);
 //!   none of these blames it. Every failed piece is asked again first.
+//! - **Late pieces.** The piece holding the reader up that waited past what this fetch's
+//!   answers say is late (their smoothed time and four deviations, a quarter of a second at
+//!   least, a quarter of the timeout at most: [`answer_times`]) is also asked of another
+//!   holder, and its peer is marked slow: from then on it is asked only for pieces no other
+//!   usable peer holds, until it answers one in time. A peer that stalls costs the reader
+//!   that wait, not the timeout. The node remembers the peers still slow when a fetch ends
+//!   ([`PieceSchedule::late_peers`], [`StalledPeers`]) and marks them slow from the start of
+//!   its next fetches ([`PieceSchedule::handle_slow`]), so a staller costs it that wait once.
 //! - **Endgame.** When every piece left is in flight, a piece that has waited a quarter of
 //!   the timeout (a slow peer) is also asked of an idle peer that holds it; the first good
 //!   answer wins and the other request is cancelled. Waiting that long first keeps a fast
@@ -58,10 +66,66 @@ use alloc::vec::Vec;
 
 use crate::pieces::{PIECE_LEN, piece_count, size_contradiction_proven};
 use crate::rng::Rng;
+use crate::strikes::Strikes;
 use crate::time::{Duration, Instant};
 use crate::tlog::Hash;
 
+pub mod answer_times;
 pub mod recent_sends;
+
+use answer_times::AnswerTimes;
+
+/// How long a peer that stalled a fetch (one of its [`PieceSchedule::late_peers`]) is marked
+/// slow in the node's next fetches ([`StalledPeers`]), the first time; each further stall in
+/// a row doubles it.
+pub const STALL_REMEMBERED: Duration = Duration::from_secs(60);
+/// The longest a stalled peer is remembered as slow.
+pub const STALL_REMEMBERED_LONGEST: Duration = Duration::from_secs(30 * 60);
+
+/// The peers that stalled one of this node's fetches lately (`K` names a peer): each fetch
+/// marks them slow at its start ([`PieceSchedule::handle_slow`]), so a peer that says it holds
+/// pieces and never sends them costs the node one late piece, not one per fetch. The runtime
+/// strikes a fetch's [`PieceSchedule::late_peers`] when the fetch ends and forgets a peer
+/// once it answers a piece in time ([`Filed::Accepted`]'s `in_time`).
+pub type StalledPeers<K> = Strikes<K>;
+
+/// An empty [`StalledPeers`] with the node's waits ([`STALL_REMEMBERED`], doubling up to
+/// [`STALL_REMEMBERED_LONGEST`]).
+pub fn stalled_peers<K: Ord + Clone>() -> StalledPeers<K> {
+    Strikes::new(STALL_REMEMBERED, STALL_REMEMBERED_LONGEST)
+}
+
+/// The order in which a fetch asks its providers, one at a time, for its first piece (which
+/// tells the blob's size, before the schedule starts): as found, with the peers the node
+/// remembers stalling ([`StalledPeers`]; `stalled_lately[i]` for provider `i`) last.
+pub fn first_piece_order(stalled_lately: &[bool]) -> Vec<usize> {
+    let (mut order, last): (Vec<usize>, Vec<usize>) =
+        (0..stalled_lately.len()).partition(|&i| !stalled_lately[i]);
+    order.extend(last);
+    order
+}
+
+/// How long a fetch waits for its first piece from one provider before it gives that
+/// provider up and asks the next: a quarter of the `timeout` while `others_left` (as long as
+/// a piece may wait before it is late, before any answer tells better), the whole timeout for
+/// the last (nobody else to ask). A staller asked first then costs a late piece, not the
+/// timeout.
+pub fn first_piece_patience(timeout: Duration, others_left: bool) -> Duration {
+    if others_left {
+        Duration::from_micros(timeout.as_micros() / 4)
+    } else {
+        timeout
+    }
+}
+
+/// A request given up at the timeout ([`PieceSchedule::handle_timeout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stalled {
+    /// The request's tag.
+    pub tag: u64,
+    /// Its peer, by index (no longer asked in this fetch).
+    pub peer: usize,
+}
 
 /// Failures (errors, not `Missing` or stalls) after which a peer is no longer asked.
 pub const MAX_FAILURES: u32 = 2;
@@ -308,6 +372,9 @@ pub enum Filed {
         peer: usize,
         /// Tags of the duplicate requests now cancelled.
         cancelled: Vec<u64>,
+        /// Whether it came before the piece would have been late ([`answer_times`]): a peer
+        /// the node remembers as stalled is forgotten then.
+        in_time: bool,
     },
     /// Drop the bytes (and blame the peer if `blame` says why).
     Rejected {
@@ -344,6 +411,20 @@ struct Peer {
     /// Whether its pipeline was full after the last request to it: only then does an
     /// answer grow it (a peer the schedule had nothing more for proved nothing).
     filled: bool,
+    /// Asked only for pieces no other usable peer holds: it let a piece wait until it was
+    /// late in this fetch, or stalled a fetch lately ([`PieceSchedule::handle_slow`]). An
+    /// answer in time clears it.
+    slow: Option<Slow>,
+}
+
+/// Why a peer is slow in a fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slow {
+    /// The node remembers it stalling a fetch lately ([`PieceSchedule::handle_slow`]).
+    Remembered,
+    /// In this fetch, it let the piece holding the reader up wait until it was late, or a
+    /// request run to the timeout ([`PieceSchedule::late_peers`]).
+    Late,
 }
 
 impl Peer {
@@ -365,6 +446,7 @@ impl Peer {
             resting_until: None,
             pipeline,
             filled: false,
+            slow: None,
         }
     }
 
@@ -435,6 +517,8 @@ pub struct PieceSchedule {
     /// Pieces a peer has sent elsewhere ([`PieceSchedule::handle_elsewhere`]): asked for
     /// insisting from then on.
     redirected: Vec<bool>,
+    /// How long good answers took so far: when the piece holding the reader up is late.
+    answer_times: AnswerTimes,
 }
 
 impl PieceSchedule {
@@ -472,6 +556,7 @@ impl PieceSchedule {
             stuck_since: None,
             polled_round: None,
             redirected: alloc::vec![false; count],
+            answer_times: AnswerTimes::default(),
         }
     }
 
@@ -563,6 +648,25 @@ impl PieceSchedule {
         }
     }
 
+    /// `peer` stalled one of this node's fetches lately ([`StalledPeers`]): it is asked only
+    /// for pieces no other usable peer holds, until it answers one in time.
+    pub fn handle_slow(&mut self, peer: usize) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.slow = Some(Slow::Remembered);
+        }
+    }
+
+    /// The peers that, in this fetch, let a piece wait until it was late (the piece holding
+    /// the reader up, or a request run to the timeout) and answered no piece in time since:
+    /// call when the fetch ends, and remember them in the node's [`StalledPeers`]. A peer that
+    /// is only remembered from an earlier fetch is not among them (it may never have been
+    /// asked).
+    pub fn late_peers(&self) -> Vec<usize> {
+        (0..self.peers.len())
+            .filter(|&i| self.peers[i].slow == Some(Slow::Late))
+            .collect()
+    }
+
     /// A peer found during the fetch (a node that started downloading the blob since):
     /// returns its index for [`PieceRequest::peer`] and the `handle_*` calls.
     pub fn add_peer(&mut self, have: Have) -> usize {
@@ -617,6 +721,7 @@ impl PieceSchedule {
             self.retry.retain(|&p| p != next);
             out.push(self.send(now, next, peer));
         }
+        out.extend(self.hedge(now));
         out.extend(self.endgame(now));
         out
     }
@@ -629,8 +734,8 @@ impl PieceSchedule {
         }
     }
 
-    /// Files the answer to `tag`.
-    pub fn handle_piece(&mut self, tag: u64, answer: PieceAnswer) -> Filed {
+    /// Files the answer to `tag`, which came at `now`.
+    pub fn handle_piece(&mut self, tag: u64, answer: PieceAnswer, now: Instant) -> Filed {
         let Some(flight) = self.flights.remove(&tag) else {
             return Filed::Unknown;
         };
@@ -650,6 +755,12 @@ impl PieceSchedule {
             fault.blame.then_some(fault.why)
         } else {
             self.pieces[piece as usize] = State::Done;
+            let took = now.saturating_since(flight.sent);
+            let in_time = took < self.hedge_after();
+            self.answer_times.record(took);
+            if in_time {
+                self.peers[flight.peer].slow = None;
+            }
             // Its pipeline was full when last asked and it answers: one more in flight to it
             // (slow start: doubles per round trip while it keeps up).
             if was_full {
@@ -671,6 +782,7 @@ impl PieceSchedule {
                 piece,
                 peer: flight.peer,
                 cancelled,
+                in_time,
             };
         };
         self.failed(flight.peer, piece, blame.is_some());
@@ -765,18 +877,21 @@ impl PieceSchedule {
 
     /// Gives up the requests older than the timeout at `now`: their peers are not asked
     /// again (not blamed: a slow peer costs time, not trust); the pieces are asked elsewhere.
-    /// Returns the stalled tags.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<u64> {
-        let stalled: Vec<u64> = self
+    /// Returns the requests given up, with their peers (for the node's [`StalledPeers`]).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Stalled> {
+        self.now = self.now.max(now);
+        let stalled: Vec<Stalled> = self
             .flights
             .iter()
             .filter(|(_, f)| now.saturating_since(f.sent) >= self.config.timeout)
-            .map(|(tag, _)| *tag)
+            .map(|(&tag, f)| Stalled { tag, peer: f.peer })
             .collect();
-        for tag in &stalled {
-            if let Some(flight) = self.flights.remove(tag) {
+        for stall in &stalled {
+            if let Some(flight) = self.flights.remove(&stall.tag) {
                 self.landed(flight.peer);
-                self.peers[flight.peer].dropped = true;
+                let peer = &mut self.peers[flight.peer];
+                peer.dropped = true;
+                peer.slow = Some(Slow::Late);
                 self.again(flight.piece);
             }
         }
@@ -810,16 +925,56 @@ impl PieceSchedule {
             .filter_map(|p| p.resting_until)
             .filter(|&until| until > self.now)
             .min();
-        [request, poll, rest].into_iter().flatten().min()
+        // The piece holding the reader up becomes late (a hedge that could not be sent at
+        // the last call waits for the next reason to call).
+        let late = self
+            .head_flight()
+            .and_then(|f| f.sent.checked_add(self.hedge_after()))
+            .filter(|&at| at > self.now);
+        [request, poll, rest, late].into_iter().flatten().min()
+    }
+
+    /// How long the piece holding the reader up waits before it is late ([`answer_times`]):
+    /// at most the endgame's wait.
+    fn hedge_after(&self) -> Duration {
+        self.answer_times.hedge_after(self.endgame_after())
+    }
+
+    /// The one request out for the piece at the read position (`None` when it is not in
+    /// flight, or asked of two peers already).
+    fn head_flight(&self) -> Option<Flight> {
+        let piece = self.deliver;
+        if self.pieces.get(piece as usize) != Some(&State::InFlight) {
+            return None;
+        }
+        let mut asked = self.flights.values().filter(|f| f.piece == piece);
+        let first = *asked.next()?;
+        asked.next().is_none().then_some(first)
+    }
+
+    /// The piece holding the reader up, once late, asked of a second holder; its peer is
+    /// marked slow (unless it is the source, whose pieces wait for the upstream). The first
+    /// good answer wins and the other request is cancelled.
+    fn hedge(&mut self, now: Instant) -> Option<PieceRequest> {
+        let first = self.head_flight()?;
+        if now.saturating_since(first.sent) < self.hedge_after() {
+            return None;
+        }
+        if !self.peers[first.peer].is_source() {
+            self.peers[first.peer].slow = Some(Slow::Late);
+        }
+        let peer = self.free_peer_except(first.piece, Some(first.peer))?;
+        Some(self.send(now, first.piece, peer))
     }
 
     fn in_endgame(&self) -> bool {
         !self.pieces.contains(&State::Wanted)
     }
 
-    /// How long a request waits before the endgame duplicates it.
+    /// How long a request waits before the endgame duplicates it (and the most a piece
+    /// waits before it is late).
     fn endgame_after(&self) -> Duration {
-        Duration::from_micros(self.config.timeout.as_micros() / 4)
+        first_piece_patience(self.config.timeout, true)
     }
 
     /// The next piece to read, in order, once it is in; the caller reads its bytes.
@@ -940,7 +1095,19 @@ impl PieceSchedule {
     }
 
     fn is_free_holder(&self, p: &Peer, piece: u32) -> bool {
-        !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(self.now)
+        !p.dropped
+            && p.in_flight < p.pipeline
+            && p.have.has(piece)
+            && !p.resting(self.now)
+            && (p.slow.is_none() || self.only_slow_peers_hold(piece))
+    }
+
+    /// Whether every usable peer holding `piece` is slow: only then are slow peers asked.
+    fn only_slow_peers_hold(&self, piece: u32) -> bool {
+        !self
+            .peers
+            .iter()
+            .any(|p| !p.dropped && p.slow.is_none() && p.have.has(piece))
     }
 
     /// The peer to ask for `piece`: holding it, not dropped, with room in its pipeline; not
@@ -949,17 +1116,25 @@ impl PieceSchedule {
     /// failed, then any of those at random (so that peers whose loads look alike share the
     /// asking).
     fn free_peer(&mut self, piece: u32) -> Option<usize> {
-        let now = self.now;
-        let usable = |p: &Peer| {
-            !p.dropped && p.in_flight < p.pipeline && p.have.has(piece) && !p.resting(now)
-        };
+        self.free_peer_except(piece, None)
+    }
+
+    /// [`Self::free_peer`], never `except` (the peer already asked for the piece).
+    fn free_peer_except(&mut self, piece: u32, except: Option<usize>) -> Option<usize> {
+        let usable = |(i, p): &(usize, &Peer)| Some(*i) != except && self.is_free_holder(p, piece);
         let rank = |p: &Peer| (p.wait_for(piece), p.is_source(), p.busy(), p.failures);
-        let best = self.peers.iter().filter(|p| usable(p)).map(rank).min()?;
+        let best = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter(usable)
+            .map(|(_, p)| rank(p))
+            .min()?;
         let ties: Vec<usize> = self
             .peers
             .iter()
             .enumerate()
-            .filter(|(_, p)| usable(p) && rank(p) == best)
+            .filter(|e| usable(e) && rank(e.1) == best)
             .map(|(i, _)| i)
             .collect();
         Some(ties[self.rng.below(ties.len() as u64) as usize])
@@ -1000,6 +1175,7 @@ impl PieceSchedule {
                         && p.in_flight == 0
                         && p.have.has(piece)
                         && !p.resting(now)
+                        && (p.slow.is_none() || self.only_slow_peers_hold(piece))
                         && !asked.contains(i)
                 })
                 .map(|(i, _)| i)
@@ -1088,5 +1264,7 @@ impl PieceSchedule {
     }
 }
 
+#[cfg(test)]
+mod late_tests;
 #[cfg(test)]
 mod tests;

@@ -11,8 +11,7 @@
 //! before (a restarted node is found again at once), and a peer's refusal is seen only once
 //! its handshake succeeded, so no third party can make this node shun a peer.
 
-use alloc::collections::BTreeMap;
-
+use crate::strikes::{Strikes, doubling_wait};
 use crate::time::{Duration, Instant};
 
 /// A connection the remote closes within this long of its establishment, leaving this node
@@ -26,7 +25,7 @@ pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 pub const LONGEST_WAIT: Duration = Duration::from_secs(30);
 /// The most peers whose refusals are remembered; beyond, the one free to be dialled
 /// soonest is forgotten first (memory stays bounded whoever connects).
-pub const MAX_REMEMBERED: usize = 1024;
+pub const MAX_REMEMBERED: usize = crate::strikes::MAX_REMEMBERED;
 
 /// What a closed connection was, for [`DialBackoff::closed`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,38 +38,25 @@ pub struct Closed {
     pub others_open: bool,
 }
 
-/// One peer's refusals in a row and when it may be dialled again.
-#[derive(Clone, Copy, Debug)]
-struct Refusals {
-    count: u32,
-    not_before: Instant,
-}
-
 /// The refusals of each peer (`K` names a peer), and the rule above. The runtime calls
 /// [`DialBackoff::closed`] for every closed connection and asks [`DialBackoff::may_dial`]
 /// before every dial.
 #[derive(Clone, Debug)]
 pub struct DialBackoff<K> {
-    peers: BTreeMap<K, Refusals>,
+    refusals: Strikes<K>,
 }
 
-impl<K: Ord> Default for DialBackoff<K> {
+impl<K: Ord + Clone> Default for DialBackoff<K> {
     fn default() -> Self {
         DialBackoff {
-            peers: BTreeMap::new(),
+            refusals: Strikes::new(FIRST_WAIT, LONGEST_WAIT),
         }
     }
 }
 
 /// The wait after `count` refusals in a row.
 pub fn wait_after(count: u32) -> Duration {
-    let doublings = count.saturating_sub(1).min(16);
-    let wait = FIRST_WAIT.saturating_mul(1u64 << doublings);
-    if wait > LONGEST_WAIT {
-        LONGEST_WAIT
-    } else {
-        wait
-    }
+    doubling_wait(FIRST_WAIT, LONGEST_WAIT, count)
 }
 
 impl<K: Ord + Clone> DialBackoff<K> {
@@ -79,49 +65,23 @@ impl<K: Ord + Clone> DialBackoff<K> {
     /// peer's refusals. `None` when it was no refusal.
     pub fn closed(&mut self, peer: &K, closed: Closed, now: Instant) -> Option<Duration> {
         if closed.lasted > REFUSAL_WITHIN {
-            self.peers.remove(peer);
+            self.refusals.forget(peer);
             return None;
         }
         if !closed.by_remote || closed.others_open {
             return None;
         }
-        let count = self
-            .peers
-            .get(peer)
-            .map_or(0, |r| r.count)
-            .saturating_add(1);
-        let wait = wait_after(count);
-        let not_before = now.checked_add(wait).unwrap_or(now);
-        if !self.peers.contains_key(peer) && self.peers.len() >= MAX_REMEMBERED {
-            self.forget_soonest();
-        }
-        self.peers
-            .insert(peer.clone(), Refusals { count, not_before });
-        Some(wait)
+        Some(self.refusals.strike(peer, now))
     }
 
     /// Whether this node may dial `peer` at `now`; `Err` with how long it must still wait.
     pub fn may_dial(&self, peer: &K, now: Instant) -> Result<(), Duration> {
-        match self.peers.get(peer) {
-            Some(r) if r.not_before > now => Err(r.not_before.saturating_since(now)),
-            _ => Ok(()),
-        }
+        self.refusals.free(peer, now)
     }
 
     /// How many refusals in a row `peer` has made (0: none remembered).
     pub fn refusals(&self, peer: &K) -> u32 {
-        self.peers.get(peer).map_or(0, |r| r.count)
-    }
-
-    fn forget_soonest(&mut self) {
-        let soonest = self
-            .peers
-            .iter()
-            .min_by_key(|(_, r)| r.not_before)
-            .map(|(k, _)| k.clone());
-        if let Some(k) = soonest {
-            self.peers.remove(&k);
-        }
+        self.refusals.count(peer)
     }
 }
 
@@ -195,19 +155,5 @@ mod tests {
         assert_eq!(backoff.closed(&1, by_us, at(0)), None);
         assert_eq!(backoff.closed(&1, beside, at(0)), None);
         assert_eq!(backoff.may_dial(&1, at(0)), Ok(()));
-    }
-
-    #[test]
-    fn memory_stays_bounded_and_forgets_the_peer_free_soonest() {
-        let mut backoff = DialBackoff::default();
-        for peer in 0..MAX_REMEMBERED as u32 {
-            backoff.closed(&peer, refused(), at(u64::from(peer)));
-        }
-        // Peer 0 was refused first: free soonest, forgotten for the newcomer.
-        backoff.closed(&u32::MAX, refused(), at(5_000));
-        assert_eq!(backoff.peers.len(), MAX_REMEMBERED);
-        assert_eq!(backoff.refusals(&0), 0);
-        assert_eq!(backoff.refusals(&1), 1);
-        assert_eq!(backoff.refusals(&u32::MAX), 1);
     }
 }

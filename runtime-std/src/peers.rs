@@ -21,6 +21,9 @@ use pyrsia_core::source_search::{Action, Asking, Holding, Provider, SearchConfig
 use pyrsia_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use pyrsia_core::tlog::{Hash, leaf_hash};
 
+mod stalls;
+pub use stalls::StallMemory;
+
 /// Bytes per piece.
 pub const PIECE_LEN: u32 = pyrsia_core::pieces::PIECE_LEN;
 /// Pieces requested or waiting to be read while the peers' pipelines are short (core's rule,
@@ -241,6 +244,12 @@ pub trait PeerNetwork: Send + Sync {
     );
     /// Counts a misbehaviour against `peer` (the network blocks repeat offenders).
     fn penalise(&self, peer: &str, why: &str);
+    /// The node's memory of peers that stalled its fetches, shared by all of them: a fetch
+    /// asks a peer in it only for pieces nobody else holds. By default none (every fetch
+    /// starts afresh).
+    fn stalls(&self) -> Option<&StallMemory> {
+        None
+    }
     /// How long to wait before asking for `bytes` more from peers (`--max-download-rate`);
     /// charged to the budget. The wait is taken before the request is sent, so it never
     /// counts against the peer's timeout.
@@ -727,11 +736,16 @@ impl PieceFetcher {
         }
     }
 
-    /// Asks provider `i` for `request` outside the schedule and waits for that answer alone
-    /// (`None`: no answer within the timeout). A busy peer is asked again after core's
-    /// backoff, within the same timeout.
-    fn ask(&mut self, i: usize, request: PieceRequest) -> Option<Result<PieceAnswer, String>> {
-        let deadline = Instant::now() + self.timeout;
+    /// Asks provider `i` for `request` outside the schedule and waits at most `patience` for
+    /// that answer alone (`None`: no answer in time). A busy peer is asked again after core's
+    /// backoff, within the same patience; `Busy` when it still was at the end.
+    fn ask_within(
+        &mut self,
+        i: usize,
+        request: PieceRequest,
+        patience: Duration,
+    ) -> Option<Result<PieceAnswer, String>> {
+        let deadline = Instant::now() + patience;
         loop {
             // --max-download-rate holds for these pieces too.
             let wait = self.network.download_delay(u64::from(request.len));
@@ -761,20 +775,26 @@ impl PieceFetcher {
             }
             let rest = Duration::from_micros(pyrsia_core::piece_schedule::BUSY_BACKOFF.as_micros());
             if Instant::now() + rest >= deadline {
-                return None;
+                return Some(answer);
             }
             std::thread::sleep(rest);
         }
     }
 
     /// The piece hash list from the first provider storing the blob whose list hashes to
-    /// `root`; providers with another list are penalised.
+    /// `root`; providers with another list are penalised. Asked as the first piece is
+    /// ([`Self::holders_in_turn`]).
     fn hash_list(&mut self, root: Hash) -> Option<Vec<Hash>> {
-        for i in 0..self.ids.len() {
-            if self.haves[i] != Have::All {
+        for (i, patience) in self.holders_in_turn(|have| *have == Have::All) {
+            if self.dropped[i] {
                 continue;
             }
-            match self.ask(i, PieceRequest::about(self.digest, Ask::Hashes)) {
+            let answer =
+                self.ask_within(i, PieceRequest::about(self.digest, Ask::Hashes), patience);
+            if answer.is_none() {
+                self.remember_stall(i);
+            }
+            match answer {
                 Some(Ok(PieceAnswer::Hashes(list)))
                     if pyrsia_core::pieces::piece_root(&list) == root =>
                 {
@@ -793,24 +813,71 @@ impl PieceFetcher {
         None
     }
 
+    /// The providers not dropped whose holdings pass `holds`, in the order they are asked for
+    /// something before the schedule starts, each with how long it is waited for: those the
+    /// node remembers stalling last, each but the last for a quarter of the timeout (core's
+    /// `first_piece_order` and `first_piece_patience`).
+    fn holders_in_turn(&self, holds: impl Fn(&Have) -> bool) -> Vec<(usize, Duration)> {
+        let stalled_lately = self.stalled_lately();
+        let holders: Vec<usize> = pyrsia_core::piece_schedule::first_piece_order(&stalled_lately)
+            .into_iter()
+            .filter(|&i| !self.dropped[i] && holds(&self.haves[i]))
+            .collect();
+        let last = holders.len().saturating_sub(1);
+        holders
+            .into_iter()
+            .enumerate()
+            .map(|(turn, i)| {
+                let patience = pyrsia_core::piece_schedule::first_piece_patience(
+                    core_duration(self.timeout),
+                    turn < last,
+                );
+                (i, Duration::from_micros(patience.as_micros()))
+            })
+            .collect()
+    }
+
+    /// For each provider, whether the node remembers it stalling a fetch lately.
+    fn stalled_lately(&self) -> Vec<bool> {
+        match self.network.stalls() {
+            Some(memory) => self
+                .ids
+                .iter()
+                .map(|id| memory.stalled_lately(id))
+                .collect(),
+            None => vec![false; self.ids.len()],
+        }
+    }
+
+    /// Provider `i` did not answer in time before the schedule started: the node remembers
+    /// it (its next fetches ask it last).
+    fn remember_stall(&self, i: usize) {
+        if let Some(memory) = self.network.stalls() {
+            let wait = memory.stalled(&self.ids[i]);
+            tracing::info!(digest = %self.digest, peer = %self.ids[i], ?wait, "this peer did not answer in time: asked last for a while");
+        }
+    }
+
     /// Fetches the first piece, which tells the size, asking the providers that hold every
     /// piece one by one until one answers it well (when none holds every piece, as when
-    /// following downloaders, those holding that piece); then starts the schedule with every
-    /// provider still usable.
+    /// following downloaders, those holding that piece): those the node remembers stalling
+    /// last, each but the last for a quarter of the timeout at most (core's
+    /// `first_piece_order` and `first_piece_patience`; one that does not answer is
+    /// remembered). Then starts the schedule with every provider still usable.
     fn first_piece(mut self) -> PeerLookup {
         let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
         let offset = u64::from(piece) * u64::from(PIECE_LEN);
         let any_whole = self.haves.contains(&Have::All);
-        for i in 0..self.ids.len() {
-            let holds = match any_whole {
-                true => self.haves[i] == Have::All,
-                false => self.haves[i].has(piece),
-            };
-            if self.dropped[i] || !holds {
+        let holds = |have: &Have| match any_whole {
+            true => *have == Have::All,
+            false => have.has(piece),
+        };
+        for (i, patience) in self.holders_in_turn(holds) {
+            if self.dropped[i] {
                 continue;
             }
             let request = PieceRequest::bytes(self.digest, offset, PIECE_LEN);
-            let (total, bytes) = match self.ask(i, request) {
+            let (total, bytes) = match self.ask_within(i, request, patience) {
                 Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes.into_vec()),
                 Some(Ok(PieceAnswer::Hashes(_) | PieceAnswer::Have { .. })) => {
                     self.reject(i, offset, "answered bytes with something else", true);
@@ -826,9 +893,16 @@ impl PieceFetcher {
                     continue;
                 }
                 // (`ask` waits out a busy peer within the timeout.)
-                None | Some(Ok(PieceAnswer::Busy)) => {
+                // (A peer busy all along is not remembered: it answers.)
+                Some(Ok(PieceAnswer::Busy)) => {
+                    tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece answered busy until the patience ran out; its peer is given up, another asked");
+                    self.dropped[i] = true;
+                    continue;
+                }
+                None => {
                     tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece stalled; its peer is given up, another asked");
                     self.dropped[i] = true;
+                    self.remember_stall(i);
                     continue;
                 }
             };
@@ -891,6 +965,10 @@ impl PieceFetcher {
             schedule = schedule.with_growing_holders(pyrsia_core::piece_schedule::FOLLOW_PATIENCE);
         }
         schedule.accept_outside(piece);
+        for (index, &i) in self.scheduled.iter().enumerate() {
+            let network = &*self.network;
+            Self::mark_slow_if_stalled(network, &mut schedule, index, &self.ids[i], &self.digest);
+        }
         if let Some(peer) = self
             .streaming
             .and_then(|id| self.scheduled.iter().position(|&i| i == id))
@@ -907,17 +985,43 @@ impl PieceFetcher {
         }
     }
 
+    /// Marks `peer` (the schedule's peer `index`) slow when the node remembers it stalling.
+    fn mark_slow_if_stalled(
+        network: &dyn PeerNetwork,
+        schedule: &mut PieceSchedule,
+        index: usize,
+        peer: &str,
+        digest: &Digest,
+    ) {
+        if network.stalls().is_some_and(|m| m.stalled_lately(peer)) {
+            tracing::info!(%digest, %peer, "this peer stalled a fetch lately: asked only for pieces nobody else holds");
+            schedule.handle_slow(index);
+        }
+    }
+
     /// Without a piece list nothing proves the size the first answer claimed, and every reader
     /// is told that size at once: so one more provider (if there is one) is asked for the
     /// first byte, and when the two disagree the peers are given up for this blob and nobody
-    /// is blamed (either may be the liar). `first` is the provider that answered first.
+    /// is blamed (either may be the liar). `first` is the provider that answered first. A
+    /// peer the node remembers stalling is not asked; the one asked gets a quarter of the
+    /// timeout, and when it does not answer the size stands and the node remembers it.
     fn size_confirmed(&mut self, first: usize) -> bool {
-        let Some(other) = (0..self.ids.len())
-            .find(|&j| j != first && !self.dropped[j] && self.haves[j] == Have::All)
-        else {
+        // A peer remembered stalling would not answer either: it is not asked.
+        let stalled_lately = self.stalled_lately();
+        let Some(other) = (0..self.ids.len()).find(|&j| {
+            j != first && !self.dropped[j] && self.haves[j] == Have::All && !stalled_lately[j]
+        }) else {
             return true;
         };
-        match self.ask(other, PieceRequest::bytes(self.digest, 0, 1)) {
+        // Not asked for anything else: a late answer is not waited for.
+        let patience =
+            pyrsia_core::piece_schedule::first_piece_patience(core_duration(self.timeout), true);
+        let patience = Duration::from_micros(patience.as_micros());
+        match self.ask_within(other, PieceRequest::bytes(self.digest, 0, 1), patience) {
+            None => {
+                self.remember_stall(other);
+                true
+            }
             Some(Ok(PieceAnswer::Data { total, .. })) if total != self.total => {
                 tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.ids[first], other_peer = %self.ids[other], "peers disagree on the blob's size; not fetching it from peers");
                 false
@@ -987,12 +1091,14 @@ impl PieceFetcher {
                     continue;
                 }
                 tracing::info!(digest = %self.digest, peer = %id, "a peer that started downloading this blob joins the fetch");
-                self.ids.push(id);
+                self.ids.push(id.clone());
                 self.haves.push(Have::Pieces(Vec::new()));
                 self.dropped.push(false);
                 let index = schedule.add_peer(Have::Pieces(Vec::new()));
                 debug_assert_eq!(index, self.scheduled.len());
                 self.scheduled.push(self.ids.len() - 1);
+                let network = &*self.network;
+                Self::mark_slow_if_stalled(network, schedule, index, &id, &self.digest);
             }
         }
         for peer in schedule.have_polls(now) {
@@ -1034,8 +1140,9 @@ impl PieceFetcher {
                 .next_deadline()
                 .is_some_and(|deadline| deadline <= now)
         {
-            for tag in schedule.handle_timeout(now) {
-                tracing::info!(digest = %self.digest, tag, "piece stalled; its peer is given up, the piece asked elsewhere");
+            for stall in schedule.handle_timeout(now) {
+                let peer = &self.ids[self.scheduled[stall.peer]];
+                tracing::info!(digest = %self.digest, tag = stall.tag, %peer, "piece stalled; its peer is given up, the piece asked elsewhere");
             }
         }
         Ok(())
@@ -1107,8 +1214,16 @@ impl PieceFetcher {
                     len: bytes.len() as u64,
                     leaf: leaf_if_checked(self.expected.is_some(), &bytes),
                 };
-                match schedule.handle_piece(tag, answer) {
-                    Filed::Accepted { piece, peer, .. } => {
+                match schedule.handle_piece(tag, answer, now) {
+                    Filed::Accepted {
+                        piece,
+                        peer,
+                        in_time,
+                        ..
+                    } => {
+                        if in_time && let Some(memory) = self.network.stalls() {
+                            memory.answered_in_time(&self.ids[self.scheduled[peer]]);
+                        }
                         self.served_by.insert(piece, self.scheduled[peer]);
                         self.ready.put(piece, bytes.into_vec());
                         None
@@ -1288,6 +1403,21 @@ fn leaf_if_checked(checked: bool, bytes: &[u8]) -> Hash {
         leaf_hash(bytes)
     } else {
         Hash::default()
+    }
+}
+
+impl Drop for PieceFetcher {
+    /// The fetch ends: the peers still late in it are remembered, so that the node's next
+    /// fetches ask them only for what nobody else holds.
+    fn drop(&mut self) {
+        let (Some(schedule), Some(memory)) = (self.schedule.as_ref(), self.network.stalls()) else {
+            return;
+        };
+        for index in schedule.late_peers() {
+            let peer = &self.ids[self.scheduled[index]];
+            let wait = memory.stalled(peer);
+            tracing::info!(digest = %self.digest, %peer, ?wait, "this peer let a piece wait until late and sent none in time since: asked only for pieces nobody else holds for a while");
+        }
     }
 }
 

@@ -337,13 +337,26 @@ pub fn push_standard_images(work: &Path, registry: &str) -> Vec<PushedImage> {
 
 /// Builds and pushes `library/large:large`: one uncompressed layer of `size` bytes.
 pub fn push_large_image(work: &Path, registry: &str, size: u64) -> PushedImage {
-    let mut layout = Layout::new(&work.join("layout-large"));
-    let layer = layout.large_layer(size, 0x5eed);
+    push_large_image_named(work, registry, size, "large")
+}
+
+/// Builds and pushes `library/<name>:<name>`: one uncompressed layer of `size` bytes whose
+/// content depends on `name` (two names, two different layers).
+pub fn push_large_image_named(work: &Path, registry: &str, size: u64, name: &str) -> PushedImage {
+    let mut layout = Layout::new(&work.join(format!("layout-{name}")));
+    let seed = match name {
+        "large" => 0x5eed,
+        _ => name
+            .bytes()
+            .fold(0x5eed_u64, |h, b| h.rotate_left(7) ^ u64::from(b)),
+    };
+    let layer = layout.large_layer(size, seed);
     let manifest = layout.manifest(std::slice::from_ref(&layer), "amd64");
-    layout.tag(&manifest, OCI_MANIFEST, "large");
-    layout.push("large", registry, "library/large", None);
+    layout.tag(&manifest, OCI_MANIFEST, name);
+    let repository = format!("library/{name}");
+    layout.push(name, registry, &repository, None);
     PushedImage {
-        reference: "library/large:large".into(),
+        reference: format!("{repository}:{name}"),
         digest: manifest.digest,
         layers: vec![layer],
     }

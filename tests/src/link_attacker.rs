@@ -220,6 +220,33 @@ impl StallingLinkHolder {
     }
 }
 
+/// A stranger that stalls on its piece link, connected to `node` over libp2p: a
+/// [`StallingLinkHolder`] holding `blobs` (digest and size), and a
+/// [`crate::raw_peer::LyingProvider`] that announces them and names the holder's port. Returns
+/// once the node sees the stranger connected.
+pub fn stalling_stranger(
+    node: &crate::node::Node,
+    blobs: Vec<(pyrsia_core::digest::Digest, u64)>,
+) -> (StallingLinkHolder, crate::raw_peer::LyingProvider) {
+    let key = identity::Keypair::generate_ed25519();
+    let holder = StallingLinkHolder::start(&key, blobs.clone());
+    let liar = crate::raw_peer::LyingProvider::lying_as(
+        key,
+        &node.p2p_address(),
+        blobs,
+        crate::raw_peer::Lie::StallsOnLink(holder.port),
+    );
+    let started = Instant::now();
+    while !node.connected_peers().iter().any(|p| p == liar.peer_id()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the staller connects"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (holder, liar)
+}
+
 /// One link of a [`StallingLinkHolder`]: the handshake, then requests read until the asker
 /// closes the link; only `Have` is answered.
 fn hold_link(

@@ -1,9 +1,10 @@
 use super::*;
 use crate::tlog::leaf_hash;
 
-const MIB: u64 = PIECE_LEN as u64;
+pub(super) const MIB: u64 = PIECE_LEN as u64;
 
-fn config() -> ScheduleConfig {
+/// A small schedule's settings: a window of 8, 3 per peer, a 5 s timeout.
+pub(super) fn config() -> ScheduleConfig {
     ScheduleConfig {
         window: 8,
         max_window: 8,
@@ -16,7 +17,8 @@ fn config() -> ScheduleConfig {
     }
 }
 
-fn at(ms: u64) -> Instant {
+/// The instant `ms` milliseconds in.
+pub(super) fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
@@ -32,7 +34,7 @@ fn answer_all(schedule: &mut PieceSchedule, requests: &[PieceRequest]) {
     for r in requests {
         let answer = good(schedule, r.piece);
         assert!(matches!(
-            schedule.handle_piece(r.tag, answer),
+            schedule.handle_piece(r.tag, answer, at(0)),
             Filed::Accepted { .. }
         ));
     }
@@ -103,7 +105,7 @@ fn a_wrong_length_or_hash_blames_the_peer_and_the_piece_is_asked_elsewhere_first
         ..good(&schedule, 0)
     };
     assert_eq!(
-        schedule.handle_piece(r0.tag, bad_hash),
+        schedule.handle_piece(r0.tag, bad_hash, at(0)),
         Filed::Rejected {
             peer: r0.peer,
             blame: Some("piece does not match its hash")
@@ -115,7 +117,7 @@ fn a_wrong_length_or_hash_blames_the_peer_and_the_piece_is_asked_elsewhere_first
         ..good(&schedule, 1)
     };
     assert_eq!(
-        schedule.handle_piece(r1.tag, short),
+        schedule.handle_piece(r1.tag, short, at(0)),
         Filed::Rejected {
             peer: r1.peer,
             blame: Some("piece of the wrong size")
@@ -141,7 +143,7 @@ fn a_peer_claiming_another_size_is_blamed_only_when_a_piece_list_proves_the_size
         ..good(&schedule, 0)
     };
     assert_eq!(
-        schedule.handle_piece(requests[0].tag, liar),
+        schedule.handle_piece(requests[0].tag, liar, at(0)),
         Filed::Rejected {
             peer: requests[0].peer,
             blame: None
@@ -160,7 +162,7 @@ fn a_peer_claiming_another_size_is_blamed_only_when_a_piece_list_proves_the_size
         ..good(&schedule, 0)
     };
     assert_eq!(
-        schedule.handle_piece(requests[0].tag, liar),
+        schedule.handle_piece(requests[0].tag, liar, at(0)),
         Filed::Rejected {
             peer: 0,
             blame: Some("claims another blob size")
@@ -180,6 +182,10 @@ fn missing_and_stalled_peers_are_given_up_unblamed_and_their_pieces_retried() {
     let requests = schedule.next_requests(at(0));
     let from0: Vec<&PieceRequest> = requests.iter().filter(|r| r.peer == 0).collect();
     schedule.handle_missing(from0[0].tag);
+    // The piece at the read position is late at a quarter of the timeout (no answer yet to
+    // tell otherwise), but nobody else holds it: nothing more to send, the timeout next.
+    assert_eq!(schedule.next_deadline(), Some(at(1250)));
+    assert!(schedule.next_requests(at(1250)).is_empty());
     assert_eq!(schedule.next_deadline(), Some(at(5000)));
     // A request that waited for the local download budget counts from when it left.
     let later = requests.iter().find(|r| r.tag != from0[0].tag).unwrap();
@@ -255,9 +261,10 @@ fn endgame_asks_an_idle_peer_for_the_last_piece_and_cancels_the_loser() {
     );
     let requests = schedule.next_requests(at(0));
     assert_eq!(requests.len(), 2, "one piece each: both peers busy");
-    // Peer 0 answers fast; peer 1 is slow with piece 1.
-    let fast = requests.iter().find(|r| r.peer == 0).unwrap();
-    let slow = *requests.iter().find(|r| r.peer == 1).unwrap();
+    // The peer asked for piece 0 answers fast; the other is slow with piece 1 (not the
+    // piece holding the reader up: that one is asked elsewhere sooner).
+    let fast = requests.iter().find(|r| r.piece == 0).unwrap();
+    let slow = *requests.iter().find(|r| r.piece == 1).unwrap();
     answer_all(&mut schedule, core::slice::from_ref(fast));
     assert!(
         schedule.next_requests(at(10)).is_empty(),
@@ -270,18 +277,19 @@ fn endgame_asks_an_idle_peer_for_the_last_piece_and_cancels_the_loser() {
         1,
         "peer 0 is idle: it duplicates the slow last piece"
     );
-    assert_eq!((dup[0].peer, dup[0].piece), (0, slow.piece));
+    assert_eq!((dup[0].peer, dup[0].piece), (fast.peer, slow.piece));
     let answer = good(&schedule, slow.piece);
     assert_eq!(
-        schedule.handle_piece(dup[0].tag, answer),
+        schedule.handle_piece(dup[0].tag, answer, at(1260)),
         Filed::Accepted {
             piece: slow.piece,
-            peer: 0,
-            cancelled: alloc::vec![slow.tag]
+            peer: fast.peer,
+            cancelled: alloc::vec![slow.tag],
+            in_time: true,
         }
     );
     assert_eq!(
-        schedule.handle_piece(slow.tag, answer),
+        schedule.handle_piece(slow.tag, answer, at(0)),
         Filed::Unknown,
         "the loser is dropped unblamed"
     );
@@ -357,13 +365,13 @@ fn a_partial_holder_missing_a_piece_is_asked_again_once_it_says_it_holds_it() {
     let piece0 = requests.iter().find(|r| r.piece == 0).unwrap();
     let answer = good(&schedule, 0);
     assert!(matches!(
-        schedule.handle_piece(piece0.tag, answer),
+        schedule.handle_piece(piece0.tag, answer, at(0)),
         Filed::Accepted { .. }
     ));
     let piece2 = requests.iter().find(|r| r.piece == 2).unwrap();
     let answer = good(&schedule, 2);
     assert!(matches!(
-        schedule.handle_piece(piece2.tag, answer),
+        schedule.handle_piece(piece2.tag, answer, at(0)),
         Filed::Accepted { .. }
     ));
     let again = schedule.next_requests(at(10));
@@ -596,6 +604,7 @@ fn a_schedule_following_growing_holders_waits_its_patience_for_a_new_piece() {
             len: MIB,
             leaf: leaf_hash(&[0u8; 4]),
         },
+        at(2500),
     );
     assert!(!schedule.gives_up(at(3000)));
     assert!(!schedule.gives_up(at(4999)));
@@ -705,7 +714,7 @@ fn a_piece_sent_elsewhere_is_asked_of_the_peers_named_then_insisting() {
         assert_eq!((from_source.peer, from_source.insist), (0, true));
         let answer = good(&schedule, first.piece);
         assert!(matches!(
-            schedule.handle_piece(from_source.tag, answer),
+            schedule.handle_piece(from_source.tag, answer, at(0)),
             Filed::Accepted { .. }
         ));
     } else {

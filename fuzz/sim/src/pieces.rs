@@ -376,13 +376,15 @@ pub fn run(p: Params) -> Outcome {
                     continue;
                 }
                 Role::ServesWrongBytes => {
-                    schedule.handle_piece(request.tag, answer(Hash::default()))
+                    schedule.handle_piece(request.tag, answer(Hash::default()), now)
                 }
                 _ if !holds => {
                     schedule.handle_missing(request.tag);
                     continue;
                 }
-                _ => schedule.handle_piece(request.tag, answer(leaves[request.piece as usize])),
+                _ => {
+                    schedule.handle_piece(request.tag, answer(leaves[request.piece as usize]), now)
+                }
             };
             match filed {
                 Filed::Accepted { piece, .. } => {

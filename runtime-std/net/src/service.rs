@@ -57,6 +57,8 @@ pub struct Network {
     commands: smol::channel::Sender<Command>,
     /// The peers found nearest each digest lately (who fetches it from the upstream).
     closest: content::ClosestCache,
+    /// The peers that stalled this node's fetches lately (a fetch asks them last).
+    stalls: pyrsia_std::peers::StallMemory,
     _thread: JoinHandle<()>,
 }
 
@@ -175,6 +177,7 @@ pub fn start(
         download,
         commands,
         closest: Default::default(),
+        stalls: Default::default(),
         _thread: thread,
     })
 }

@@ -18,7 +18,10 @@
 //! 1 MiB, 512 KiB, 256 KiB and 64 KiB, then one writer writing the same sixteen files in turn
 //! and one file alone; `pyrsia-bench-p2p idle N`: N
 //! connected swarm nodes pulling nothing, the machine's busy CPU over 10 s (what a node costs
-//! while it waits).
+//! while it waits); `pyrsia-bench-p2p staller [ROUNDS]`: node A holds two 200 MiB blobs, a
+//! fresh node B fetches one and then the other from it (curl through B), next to a stranger
+//! that announces both, answers what it holds on its piece link and never sends a piece
+//! (the tests' `StallingLinkHolder`), and without one: each fetch's wall time per round.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -191,6 +194,74 @@ fn run(n: usize, swarm: bool, wan: bool, stagger: Duration, node_args: &[&str]) 
     }
 }
 
+/// `rounds` rounds, each with a fresh node B next to holder A, with and without a staller
+/// (alternated): B fetches two blobs A holds, one after the other. Prints each fetch's wall.
+fn staller_rounds(rounds: usize) {
+    use pyrsia_tests::image::push_large_image_named;
+    use pyrsia_tests::link_attacker::stalling_stranger;
+    let work = tempfile::tempdir().expect("temp dir");
+    let registry = Registry::start(&work.path().join("registry"));
+    let images: Vec<_> = ["first", "second"]
+        .iter()
+        .map(|name| push_large_image_named(work.path(), &registry.authority(), SIZE, name))
+        .collect();
+    let a = Node::start(&work.path().join("a"), &["--upstream", &registry.url()]);
+    let blob_url = |node: &Node, image: &pyrsia_tests::image::PushedImage| {
+        let name = image.reference.split(['/', ':']).nth(1).expect("a name");
+        format!(
+            "{}/v2/library/{name}/blobs/{}",
+            node.url(),
+            image.layers[0].blob.digest
+        )
+    };
+    for image in &images {
+        fetch_discarding(Command::new("curl"), &blob_url(&a, image)).expect("A fetches");
+        assert!(a.wait_stored(&image.layers[0].blob.digest));
+    }
+    let blobs: Vec<_> = images
+        .iter()
+        .map(|i| (i.layers[0].blob.digest, i.layers[0].blob.size))
+        .collect();
+    println!("| round | staller | first fetch, s | second fetch, s |");
+    println!("|---:|---|---:|---:|");
+    for round in 0..rounds * 2 {
+        let with_staller = round % 2 == 0;
+        let b = Node::start(
+            &work.path().join(format!("b{round}")),
+            &["--peer", &a.p2p_address()],
+        );
+        pyrsia_tests::node::wait_mesh(&[&a, &b]);
+        let staller = with_staller.then(|| {
+            let stranger = stalling_stranger(&b, blobs.clone());
+            // Let its provider records reach B.
+            std::thread::sleep(Duration::from_secs(1));
+            stranger
+        });
+        let walls: Vec<f64> = images
+            .iter()
+            .map(|image| {
+                fetch_discarding(Command::new("curl"), &blob_url(&b, image))
+                    .unwrap_or_else(|e| panic!("B fetches: {e}\n{}", b.log()))
+                    .seconds
+            })
+            .collect();
+        let asked = staller
+            .as_ref()
+            .map_or(0, |(holder, _)| holder.piece_requests());
+        println!(
+            "| {} | {} | {:.2} | {:.2} |",
+            round / 2 + 1,
+            if with_staller {
+                format!("yes (asked for {asked} pieces)")
+            } else {
+                "no".to_string()
+            },
+            walls[0],
+            walls[1]
+        );
+    }
+}
+
 /// Blob files written in each [`page_cache_writes`] run, as many as the nodes of a 16-node
 /// swarm write (each node its own copy).
 const FILES: usize = 16;
@@ -296,6 +367,13 @@ fn main() {
             busy / window.as_secs_f64() / n as f64 * 100.0
         );
         drop(nodes);
+        return;
+    }
+    if args.first().is_some_and(|a| a == "staller") {
+        let rounds: usize = args
+            .get(1)
+            .map_or(3, |r| r.parse().expect("staller [ROUNDS]"));
+        staller_rounds(rounds);
         return;
     }
     if args.first().is_some_and(|a| a == "page-cache") {

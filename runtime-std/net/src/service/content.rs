@@ -286,6 +286,10 @@ impl PeerNetwork for Network {
             });
         }
     }
+
+    fn stalls(&self) -> Option<&pyrsia_std::peers::StallMemory> {
+        Some(&self.stalls)
+    }
 }
 
 impl EventLoop {
