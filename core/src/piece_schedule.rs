@@ -71,11 +71,13 @@ use crate::time::{Duration, Instant};
 use crate::tlog::Hash;
 
 pub mod answer_times;
+pub mod handshake;
 pub mod recent_sends;
 
 use answer_times::AnswerTimes;
 
-/// How long a peer that stalled a fetch (one of its [`PieceSchedule::late_peers`]) is marked
+/// How long a peer that stalled a fetch (one of its [`PieceSchedule::late_peers`], or silent
+/// in its [`handshake`]: [`handshake::remembered_after`]) is marked
 /// slow in the node's next fetches ([`StalledPeers`]), the first time; each further stall in
 /// a row doubles it.
 pub const STALL_REMEMBERED: Duration = Duration::from_secs(60);
@@ -95,27 +97,12 @@ pub fn stalled_peers<K: Ord + Clone>() -> StalledPeers<K> {
     Strikes::new(STALL_REMEMBERED, STALL_REMEMBERED_LONGEST)
 }
 
-/// The order in which a fetch asks its providers, one at a time, for its first piece (which
-/// tells the blob's size, before the schedule starts): as found, with the peers the node
-/// remembers stalling ([`StalledPeers`]; `stalled_lately[i]` for provider `i`) last.
-pub fn first_piece_order(stalled_lately: &[bool]) -> Vec<usize> {
-    let (mut order, last): (Vec<usize>, Vec<usize>) =
-        (0..stalled_lately.len()).partition(|&i| !stalled_lately[i]);
-    order.extend(last);
-    order
-}
-
-/// How long a fetch waits for its first piece from one provider before it gives that
-/// provider up and asks the next: a quarter of the `timeout` while `others_left` (as long as
-/// a piece may wait before it is late, before any answer tells better), the whole timeout for
-/// the last (nobody else to ask). A staller asked first then costs a late piece, not the
-/// timeout.
-pub fn first_piece_patience(timeout: Duration, others_left: bool) -> Duration {
-    if others_left {
-        Duration::from_micros(timeout.as_micros() / 4)
-    } else {
-        timeout
-    }
+/// The longest a piece waits before it is late, for a fetch whose requests time out after
+/// `timeout`: a quarter of it. The endgame asks a second peer after this long, a late piece
+/// is never waited for longer ([`answer_times`]), and each holder but the last gets this long
+/// before the schedule starts ([`handshake`]).
+pub fn longest_late_wait(timeout: Duration) -> Duration {
+    Duration::from_micros(timeout.as_micros() / 4)
 }
 
 /// A request given up at the timeout ([`PieceSchedule::handle_timeout`]).
@@ -974,7 +961,7 @@ impl PieceSchedule {
     /// How long a request waits before the endgame duplicates it (and the most a piece
     /// waits before it is late).
     fn endgame_after(&self) -> Duration {
-        first_piece_patience(self.config.timeout, true)
+        longest_late_wait(self.config.timeout)
     }
 
     /// The next piece to read, in order, once it is in; the caller reads its bytes.

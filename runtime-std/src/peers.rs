@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pyrsia_core::digest::Digest;
 use pyrsia_core::piece_schedule::{
-    Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig, answer_fault,
+    Filed, Have, PieceAnswer as CoreAnswer, PieceSchedule, ScheduleConfig, answer_fault, handshake,
 };
 use pyrsia_core::source_search::{Action, Asking, Holding, Provider, SearchConfig, SourceSearch};
 use pyrsia_core::time::{Duration as CoreDuration, Instant as CoreInstant};
@@ -782,19 +782,15 @@ impl PieceFetcher {
     }
 
     /// The piece hash list from the first provider storing the blob whose list hashes to
-    /// `root`; providers with another list are penalised. Asked as the first piece is
-    /// ([`Self::holders_in_turn`]).
+    /// `root`; providers with another list are penalised. Asked in core's handshake turns,
+    /// as the first piece is ([`Self::holders_in_turn`]).
     fn hash_list(&mut self, root: Hash) -> Option<Vec<Hash>> {
         for (i, patience) in self.holders_in_turn(|have| *have == Have::All) {
             if self.dropped[i] {
                 continue;
             }
-            let answer =
-                self.ask_within(i, PieceRequest::about(self.digest, Ask::Hashes), patience);
-            if answer.is_none() {
-                self.remember_stall(i);
-            }
-            match answer {
+            let request = PieceRequest::about(self.digest, Ask::Hashes);
+            match self.handshake_ask(i, request, patience) {
                 Some(Ok(PieceAnswer::Hashes(list)))
                     if pyrsia_core::pieces::piece_root(&list) == root =>
                 {
@@ -813,57 +809,56 @@ impl PieceFetcher {
         None
     }
 
-    /// The providers not dropped whose holdings pass `holds`, in the order they are asked for
-    /// something before the schedule starts, each with how long it is waited for: those the
-    /// node remembers stalling last, each but the last for a quarter of the timeout (core's
-    /// `first_piece_order` and `first_piece_patience`).
-    fn holders_in_turn(&self, holds: impl Fn(&Have) -> bool) -> Vec<(usize, Duration)> {
-        let stalled_lately = self.stalled_lately();
-        let holders: Vec<usize> = pyrsia_core::piece_schedule::first_piece_order(&stalled_lately)
-            .into_iter()
-            .filter(|&i| !self.dropped[i] && holds(&self.haves[i]))
-            .collect();
-        let last = holders.len().saturating_sub(1);
-        holders
-            .into_iter()
-            .enumerate()
-            .map(|(turn, i)| {
-                let patience = pyrsia_core::piece_schedule::first_piece_patience(
-                    core_duration(self.timeout),
-                    turn < last,
-                );
-                (i, Duration::from_micros(patience.as_micros()))
+    /// The providers as core's handshake sees them: usable when not dropped and their
+    /// holdings pass `holds`, and whether the node remembers them stalling.
+    fn candidates(&self, holds: impl Fn(&Have) -> bool) -> Vec<handshake::Candidate> {
+        let memory = self.network.stalls();
+        (0..self.ids.len())
+            .map(|i| handshake::Candidate {
+                holds: !self.dropped[i] && holds(&self.haves[i]),
+                stalled_lately: memory.is_some_and(|m| m.stalled_lately(&self.ids[i])),
             })
             .collect()
     }
 
-    /// For each provider, whether the node remembers it stalling a fetch lately.
-    fn stalled_lately(&self) -> Vec<bool> {
-        match self.network.stalls() {
-            Some(memory) => self
-                .ids
-                .iter()
-                .map(|id| memory.stalled_lately(id))
-                .collect(),
-            None => vec![false; self.ids.len()],
-        }
+    /// The providers whose holdings pass `holds`, in core's handshake turns, each with how
+    /// long it is waited for (`handshake::turns`).
+    fn holders_in_turn(&self, holds: impl Fn(&Have) -> bool) -> Vec<(usize, Duration)> {
+        handshake::turns(&self.candidates(holds), core_duration(self.timeout))
+            .into_iter()
+            .map(|(i, wait)| (i, std_duration(wait)))
+            .collect()
     }
 
-    /// Provider `i` did not answer in time before the schedule started: the node remembers
-    /// it (its next fetches ask it last).
-    fn remember_stall(&self, i: usize) {
-        if let Some(memory) = self.network.stalls() {
+    /// Asks provider `i` for `request` before the schedule starts, waiting `patience`; when
+    /// core says the reply earns it (`handshake::remembered_after`: silence), the node
+    /// remembers the provider stalling, so that its next fetches ask it last.
+    fn handshake_ask(
+        &mut self,
+        i: usize,
+        request: PieceRequest,
+        patience: Duration,
+    ) -> Option<Result<PieceAnswer, String>> {
+        let answer = self.ask_within(i, request, patience);
+        let reply = match &answer {
+            None => handshake::Reply::Silent,
+            Some(Ok(PieceAnswer::Busy)) => handshake::Reply::Busy,
+            Some(_) => handshake::Reply::Answered,
+        };
+        if handshake::remembered_after(reply)
+            && let Some(memory) = self.network.stalls()
+        {
             let wait = memory.stalled(&self.ids[i]);
             tracing::info!(digest = %self.digest, peer = %self.ids[i], ?wait, "this peer did not answer in time: asked last for a while");
         }
+        answer
     }
 
     /// Fetches the first piece, which tells the size, asking the providers that hold every
     /// piece one by one until one answers it well (when none holds every piece, as when
-    /// following downloaders, those holding that piece): those the node remembers stalling
-    /// last, each but the last for a quarter of the timeout at most (core's
-    /// `first_piece_order` and `first_piece_patience`; one that does not answer is
-    /// remembered). Then starts the schedule with every provider still usable.
+    /// following downloaders, those holding that piece), in core's handshake turns (those the
+    /// node remembers stalling last, each but the last for a quarter of the timeout; one that
+    /// stays silent is remembered). Then starts the schedule with every provider still usable.
     fn first_piece(mut self) -> PeerLookup {
         let piece = u32::try_from(self.position / u64::from(PIECE_LEN)).unwrap_or(u32::MAX);
         let offset = u64::from(piece) * u64::from(PIECE_LEN);
@@ -877,7 +872,7 @@ impl PieceFetcher {
                 continue;
             }
             let request = PieceRequest::bytes(self.digest, offset, PIECE_LEN);
-            let (total, bytes) = match self.ask_within(i, request, patience) {
+            let (total, bytes) = match self.handshake_ask(i, request, patience) {
                 Some(Ok(PieceAnswer::Data { total, bytes })) => (total, bytes.into_vec()),
                 Some(Ok(PieceAnswer::Hashes(_) | PieceAnswer::Have { .. })) => {
                     self.reject(i, offset, "answered bytes with something else", true);
@@ -892,8 +887,7 @@ impl PieceFetcher {
                     self.dropped[i] = true;
                     continue;
                 }
-                // (`ask` waits out a busy peer within the timeout.)
-                // (A peer busy all along is not remembered: it answers.)
+                // (`ask_within` waits out a busy peer within the patience.)
                 Some(Ok(PieceAnswer::Busy)) => {
                     tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece answered busy until the patience ran out; its peer is given up, another asked");
                     self.dropped[i] = true;
@@ -902,7 +896,6 @@ impl PieceFetcher {
                 None => {
                     tracing::info!(peer = %self.ids[i], digest = %self.digest, "first piece stalled; its peer is given up, another asked");
                     self.dropped[i] = true;
-                    self.remember_stall(i);
                     continue;
                 }
             };
@@ -1002,26 +995,18 @@ impl PieceFetcher {
     /// Without a piece list nothing proves the size the first answer claimed, and every reader
     /// is told that size at once: so one more provider (if there is one) is asked for the
     /// first byte, and when the two disagree the peers are given up for this blob and nobody
-    /// is blamed (either may be the liar). `first` is the provider that answered first. A
-    /// peer the node remembers stalling is not asked; the one asked gets a quarter of the
-    /// timeout, and when it does not answer the size stands and the node remembers it.
+    /// is blamed (either may be the liar). `first` is the provider that answered first. Who
+    /// is asked and for how long is core's (`handshake::size_check`: not a remembered
+    /// staller, a quarter of the timeout); when it stays silent the size stands.
     fn size_confirmed(&mut self, first: usize) -> bool {
-        // A peer remembered stalling would not answer either: it is not asked.
-        let stalled_lately = self.stalled_lately();
-        let Some(other) = (0..self.ids.len()).find(|&j| {
-            j != first && !self.dropped[j] && self.haves[j] == Have::All && !stalled_lately[j]
-        }) else {
+        let candidates = self.candidates(|have| *have == Have::All);
+        let Some((other, wait)) =
+            handshake::size_check(first, &candidates, core_duration(self.timeout))
+        else {
             return true;
         };
-        // Not asked for anything else: a late answer is not waited for.
-        let patience =
-            pyrsia_core::piece_schedule::first_piece_patience(core_duration(self.timeout), true);
-        let patience = Duration::from_micros(patience.as_micros());
-        match self.ask_within(other, PieceRequest::bytes(self.digest, 0, 1), patience) {
-            None => {
-                self.remember_stall(other);
-                true
-            }
+        let request = PieceRequest::bytes(self.digest, 0, 1);
+        match self.handshake_ask(other, request, std_duration(wait)) {
             Some(Ok(PieceAnswer::Data { total, .. })) if total != self.total => {
                 tracing::info!(digest = %self.digest, claimed = self.total, other = total, peer = %self.ids[first], other_peer = %self.ids[other], "peers disagree on the blob's size; not fetching it from peers");
                 false
@@ -1302,6 +1287,11 @@ fn log_try(digest: &Digest, peers: &[(String, Have)], asking: &Asking) {
             tracing::info!(%digest, holders = peers.len(), "following the peers that download this blob from a nearer node this node does not reach");
         }
     }
+}
+
+/// Core's duration as a std one.
+fn std_duration(d: CoreDuration) -> Duration {
+    Duration::from_micros(d.as_micros())
 }
 
 fn core_duration(d: Duration) -> CoreDuration {

@@ -174,15 +174,3 @@ fn the_source_is_asked_elsewhere_when_late_but_not_marked_slow() {
     );
     assert_eq!(schedule.peers[0].slow, None, "the source never is");
 }
-
-#[test]
-fn the_first_piece_is_asked_of_remembered_stallers_last_and_each_but_the_last_briefly() {
-    assert_eq!(first_piece_order(&[true, false, true, false]), [1, 3, 0, 2]);
-    assert_eq!(first_piece_order(&[]), Vec::<usize>::new());
-    let timeout = Duration::from_secs(5);
-    assert_eq!(
-        first_piece_patience(timeout, true),
-        Duration::from_millis(1_250)
-    );
-    assert_eq!(first_piece_patience(timeout, false), timeout);
-}
